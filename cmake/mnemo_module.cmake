@@ -1,0 +1,37 @@
+# mnemo_add_module(NAME SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
+#
+# Creates the library target mnemo_<NAME> with the alias mnemo::<NAME>, its
+# public include root <module>/include, the project's warning flags, and the
+# install and export rules of the `mnemo` CMake package.
+function(mnemo_add_module name)
+  cmake_parse_arguments(M "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  set(target mnemo_${name})
+  add_library(${target} ${M_SOURCES})
+  add_library(mnemo::${name} ALIAS ${target})
+  set_target_properties(${target} PROPERTIES
+    EXPORT_NAME ${name}
+    POSITION_INDEPENDENT_CODE ON)
+  target_compile_features(${target} PUBLIC cxx_std_17)
+  target_include_directories(${target}
+    PUBLIC
+      $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+      $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_link_libraries(${target}
+    PUBLIC ${M_PUBLIC_DEPS}
+    PRIVATE ${M_PRIVATE_DEPS})
+  mnemo_warnings(${target})
+  install(TARGETS ${target} EXPORT mnemoTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endfunction()
+
+# mnemo_warnings(TARGET): the project's warning flags (STYLE.md).
+function(mnemo_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -pedantic)
+  if(MNEMO_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()

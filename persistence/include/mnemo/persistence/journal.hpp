@@ -1,0 +1,227 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mnemo/persistence/error.hpp"
+#include "mnemo/persistence/event_envelope.hpp"
+#include "mnemo/persistence/journal_config.hpp"
+#include "mnemo/persistence/transaction.hpp"
+
+namespace mnemo::persistence {
+
+class snapshot_store;
+class offset_store;
+
+/// The version a caller expects a stream to have before its append
+/// (optimistic concurrency).
+class expected_version {
+public:
+  /// Accept whatever the stream's version is.
+  static expected_version any() noexcept {
+    return expected_version{kind::any, 0};
+  }
+  /// The stream must not exist yet (version 0).
+  static expected_version no_stream() noexcept {
+    return expected_version{kind::exact, 0};
+  }
+  /// The stream's highest sequence must be exactly `version` (0 means the
+  /// stream must not exist).
+  static expected_version exact(uint64_t version) noexcept {
+    return expected_version{kind::exact, version};
+  }
+  /// Returns whether this is `any()`.
+  bool is_any() const noexcept {
+    return kind_ == kind::any;
+  }
+  /// Returns the expected version. Precondition: `!is_any()`.
+  uint64_t value() const noexcept {
+    return value_;
+  }
+
+private:
+  enum class kind { any, exact };
+  expected_version(kind k, uint64_t v) noexcept : kind_(k), value_(v) {
+  }
+  kind kind_;
+  uint64_t value_;
+};
+
+/// Where one appended event landed.
+struct event_ref {
+  event_id id;
+  uint64_t sequence = 0;
+  uint64_t position = 0;
+};
+
+/// The outcome of a successful append.
+struct append_result {
+  /// One entry per event of the batch, in batch order.
+  std::vector<event_ref> events;
+  /// True if every event id was already stored (an idempotent retry): the
+  /// refs are the original ones and nothing was written.
+  bool duplicate = false;
+  /// Highest sequence of the stream after the append.
+  uint64_t stream_version = 0;
+};
+
+/// A stream and its head.
+struct stream_head {
+  std::string stream_id;
+  /// Highest sequence ever written (never lowered by deletion).
+  uint64_t highest_sequence = 0;
+  /// Events with sequence <= this were deleted.
+  uint64_t deleted_to = 0;
+};
+
+/// Completion callback of an asynchronous append. Runs on the journal's
+/// writer thread after the commit is durable: it must be short and must not
+/// call blocking journal functions (post the result to an actor or promise).
+using append_handler = std::function<void(expected<append_result>)>;
+
+/// Completion callback of `write` and `delete_events_to`; same rules as
+/// `append_handler`.
+using write_handler = std::function<void(error)>;
+
+/// A unit of work run inside the writer's transaction by `write`. Returning
+/// an error rolls back everything it wrote and nothing else.
+using write_function = std::function<error(write_txn&)>;
+
+/// A read-only unit of work run by `read`.
+using read_function = std::function<error(read_txn&)>;
+
+/// Called on the writer thread after each commit with the new head position.
+using commit_listener = std::function<void(uint64_t head_position)>;
+
+/// The event journal of one data directory: an LMDB environment, a single
+/// group-committing writer thread, and lock-free readers.
+///
+/// Thread safety: every member function may be called from any thread
+/// concurrently, except the blocking ones (documented) from inside a
+/// handler or listener running on the writer thread, which would deadlock.
+class journal {
+public:
+  /// Opens (creating if missing, unless read-only) the journal in
+  /// `cfg.directory` and starts its writer thread.
+  /// Errors: `invalid_argument` (empty directory), `format_mismatch` (not a
+  /// mnemo directory, or another format version), `storage_error` (LMDB or
+  /// file-system failure, with the LMDB text and the operation).
+  static expected<std::unique_ptr<journal>> open(journal_config cfg);
+
+  /// Finishes every queued request, stops the writer and closes the
+  /// environment. Requests made after destruction began fail with
+  /// `journal_closed`.
+  ~journal();
+
+  journal(const journal&) = delete;
+  journal& operator=(const journal&) = delete;
+
+  /// Appends `events` to `stream` atomically and calls `done` once the group
+  /// commit holding them is durable (per the durability mode).
+  ///
+  /// Assigns sequences highest+1.. and global positions head+1.. . The whole
+  /// batch is written or none of it. If every event id is already stored in
+  /// `stream` in this order, nothing is written and the original refs are
+  /// returned with `duplicate` set, whatever `expected` says.
+  /// Errors passed to `done`: `invalid_argument` (empty batch, bad stream id
+  /// or tag), `version_conflict` (with detail), `duplicate_event_id` (some
+  /// ids stored, or stored in another stream), `storage_full`,
+  /// `storage_error`, `journal_failed` (sticky, after a failed commit),
+  /// `journal_closed`.
+  void append(std::string stream, std::vector<new_event> events,
+              expected_version expected, append_handler done);
+
+  /// Blocking form of `append`. Not from the writer thread.
+  expected<append_result> append(std::string stream,
+                                 std::vector<new_event> events,
+                                 expected_version expected);
+
+  /// Deletes the events of `stream` with sequence <= `to_sequence` (capped
+  /// at the highest sequence). They disappear from every read; the highest
+  /// sequence is never lowered. Errors: as for `append`, minus conflicts.
+  void delete_events_to(std::string stream, uint64_t to_sequence,
+                        write_handler done);
+
+  /// Blocking form of `delete_events_to`. Not from the writer thread.
+  error delete_events_to(std::string stream, uint64_t to_sequence);
+
+  /// Runs `fn` inside the next group commit, isolated in a nested
+  /// transaction: if `fn` returns an error, only its writes are rolled back.
+  /// `done` receives `fn`'s error or the commit's.
+  void write(write_function fn, write_handler done);
+
+  /// Blocking form of `write`. Not from the writer thread.
+  error write(write_function fn);
+
+  /// Runs `fn` in a read transaction and returns its error.
+  error read(const read_function& fn) const;
+
+  /// Returns the highest sequence of `stream`, 0 if it has none. Deleting
+  /// events never lowers it.
+  expected<uint64_t> highest_sequence(std::string_view stream) const;
+
+  /// Returns the events of `stream` with `from <= sequence <= to`, oldest
+  /// first, at most `max` of them, skipping deleted ones.
+  /// Errors: `corrupt_record` naming stream, sequence and position;
+  /// `storage_error`.
+  expected<std::vector<event_envelope>>
+  read_stream(std::string_view stream, uint64_t from, uint64_t to,
+              uint64_t max) const;
+
+  /// Returns up to `max` events with global position >= `from_position` in
+  /// commit order. Errors: as for `read_stream`.
+  expected<std::vector<event_envelope>> read_all(uint64_t from_position,
+                                                 size_t max) const;
+
+  /// Returns up to `max` events tagged `tag` with position >=
+  /// `from_position`, in commit order. Errors: as for `read_stream`.
+  expected<std::vector<event_envelope>>
+  read_tag(std::string_view tag, uint64_t from_position, size_t max) const;
+
+  /// Returns up to `max` stream heads with stream id > `after`, in
+  /// byte order of the ids.
+  expected<std::vector<stream_head>> list_streams(std::string_view after,
+                                                  size_t max) const;
+
+  /// Returns the head of `stream` (zeroes if it does not exist).
+  expected<stream_head> head_of(std::string_view stream) const;
+
+  /// Returns the global position of the newest committed event.
+  uint64_t head_position() const noexcept;
+
+  /// Registers `fn` to be told the new head position after every commit
+  /// that wrote events; returns a token for `unsubscribe`. `fn` runs on the
+  /// writer thread and must only post a notification.
+  uint64_t subscribe(commit_listener fn);
+
+  /// Removes a listener; blocks until it is no longer running.
+  void unsubscribe(uint64_t token);
+
+  /// Returns the sticky failure of the writer, or no error.
+  error failure() const;
+
+  /// Returns the configuration the journal was opened with.
+  const journal_config& config() const noexcept;
+
+  /// Returns the current size of the memory map in bytes.
+  uint64_t map_size() const noexcept;
+
+  /// The snapshot store in this data directory.
+  snapshot_store& snapshots() noexcept;
+
+  /// The projection offset store in this data directory.
+  offset_store& offsets() noexcept;
+
+  /// Internal state, defined in the implementation.
+  struct impl;
+
+private:
+  explicit journal(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace mnemo::persistence

@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace mnemo::persistence {
+
+/// How hard a group commit pushes data to disk.
+enum class durability {
+  /// fsync data and meta page on every group commit (default). An
+  /// acknowledged append survives kill -9 and power loss.
+  sync,
+  /// fsync data but not the meta page (LMDB's MDB_NOMETASYNC): a power cut
+  /// may lose the last commit, never corrupt the database.
+  nometasync,
+  /// No fsync (MDB_NOSYNC): survives a process crash, not a power cut.
+  nosync,
+};
+
+/// Returns "sync", "nometasync" or "nosync".
+const char* to_string(durability x) noexcept;
+
+/// Settings of one journal (one data directory).
+struct journal_config {
+  /// Data directory; created (one level) if missing, unless `read_only`.
+  std::string directory;
+  /// Durability mode. Default: `durability::sync`.
+  durability mode = durability::sync;
+  /// Initial size of the memory map in bytes. Default: 64 MiB. The map
+  /// grows (doubling) when LMDB reports MDB_MAP_FULL.
+  uint64_t initial_map_size = uint64_t{64} << 20;
+  /// Upper bound for map growth in bytes; reaching it fails appends with
+  /// `errc::storage_full`. Default: 1 TiB (address space, not disk).
+  uint64_t max_map_size = uint64_t{1} << 40;
+  /// Most requests drained into one group commit. Default: 8192.
+  size_t max_batch_requests = 8192;
+  /// Open without a writer (for inspection tools). Default: false.
+  bool read_only = false;
+  /// Maximum concurrent read transactions (LMDB readers). Default: 126.
+  unsigned max_readers = 126;
+};
+
+} // namespace mnemo::persistence

@@ -1,0 +1,123 @@
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mnemo/persistence/error.hpp"
+#include "mnemo/persistence/event_envelope.hpp"
+#include "mnemo/persistence/transaction.hpp"
+
+namespace mnemo::persistence {
+
+class journal;
+
+/// Identifies a snapshot: the stream, the sequence of the last event it
+/// includes, and when it was taken.
+struct snapshot_metadata {
+  std::string stream_id;
+  uint64_t sequence = 0;
+  /// Microseconds since the Unix epoch; 0 on save means "now".
+  int64_t timestamp_us = 0;
+};
+
+/// A stored snapshot of an actor's state.
+struct snapshot {
+  snapshot_metadata meta;
+  /// Registered type name of the state.
+  std::string type;
+  /// Schema version of `payload`.
+  uint32_t schema_version = 1;
+  /// The state, a msgpack map keyed by field name. Any size up to the map.
+  std::vector<uint8_t> payload;
+  /// Free-form metadata.
+  event_metadata metadata;
+};
+
+/// Selects snapshots by sequence and timestamp ranges, both inclusive (the
+/// Akka SnapshotSelectionCriteria).
+struct snapshot_criteria {
+  uint64_t max_sequence = std::numeric_limits<uint64_t>::max();
+  int64_t max_timestamp_us = std::numeric_limits<int64_t>::max();
+  uint64_t min_sequence = 0;
+  int64_t min_timestamp_us = 0;
+
+  /// Matches every snapshot.
+  static snapshot_criteria latest() noexcept {
+    return {};
+  }
+  /// Matches no snapshot (recover from events only).
+  static snapshot_criteria none() noexcept {
+    return {0, 0, 0, 0};
+  }
+  /// Returns whether `meta` lies inside both ranges.
+  bool matches(const snapshot_metadata& meta) const noexcept {
+    return meta.sequence >= min_sequence && meta.sequence <= max_sequence
+           && meta.timestamp_us >= min_timestamp_us
+           && meta.timestamp_us <= max_timestamp_us;
+  }
+};
+
+/// Snapshots by (stream, sequence) in the journal's data directory.
+/// Blocking members write through the journal's writer (one group commit)
+/// and must not run on the writer thread; `*_in` members work inside a
+/// transaction the caller already has. Reads may run on any thread.
+class snapshot_store {
+public:
+  /// Internal: made by the journal.
+  explicit snapshot_store(journal& owner) noexcept : journal_(&owner) {
+  }
+
+  /// Stores `snap`; a snapshot with the same stream and sequence is
+  /// overwritten. A zero timestamp is replaced by the current time.
+  /// Errors: `invalid_argument` (bad stream id), `storage_full`,
+  /// `storage_error`, `journal_failed`, `journal_closed`.
+  error save(snapshot snap);
+  /// `save` inside `txn`.
+  static error save_in(write_txn& txn, snapshot snap);
+
+  /// Returns the matching snapshot with the highest sequence (ties cannot
+  /// happen), or nothing. Errors: `corrupt_record` naming stream and
+  /// sequence; `storage_error`.
+  expected<std::optional<snapshot>>
+  load(std::string_view stream, const snapshot_criteria& criteria) const;
+  /// `load` inside `txn`.
+  static expected<std::optional<snapshot>>
+  load_in(read_txn& txn, std::string_view stream,
+          const snapshot_criteria& criteria);
+
+  /// Deletes the snapshot of `stream` at `sequence`; deleting a missing one
+  /// is not an error. Errors: as for `save`.
+  error remove(std::string_view stream, uint64_t sequence);
+
+  /// Deletes every snapshot of `stream` that `criteria` matches.
+  error remove(std::string_view stream, const snapshot_criteria& criteria);
+  /// `remove` by criteria inside `txn`.
+  static error remove_in(write_txn& txn, std::string_view stream,
+                         const snapshot_criteria& criteria);
+
+  /// Keeps the `keep` snapshots of `stream` with the highest sequences and
+  /// deletes the rest (keep-N retention). `keep == 0` deletes all.
+  error retain(std::string_view stream, size_t keep);
+  /// `retain` inside `txn`.
+  static error retain_in(write_txn& txn, std::string_view stream,
+                         size_t keep);
+
+  /// Returns the metadata of every snapshot of `stream`, oldest first.
+  expected<std::vector<snapshot_metadata>> list(std::string_view stream) const;
+
+  /// Returns the metadata of snapshots of all streams, ordered by stream
+  /// then sequence, starting after (`after_stream`, `after_sequence`), at
+  /// most `max`.
+  expected<std::vector<snapshot_metadata>>
+  list_all(std::string_view after_stream, uint64_t after_sequence,
+           size_t max) const;
+
+private:
+  journal* journal_;
+};
+
+} // namespace mnemo::persistence

@@ -1,0 +1,581 @@
+#include "mnemo/persistence/journal.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <system_error>
+
+#include "journal_impl.hpp"
+#include "record_codec.hpp"
+
+namespace fs = std::filesystem;
+
+namespace mnemo::persistence {
+
+namespace {
+
+constexpr unsigned max_databases = 16;
+
+error check_directory(const journal_config& cfg) {
+  if (cfg.directory.empty())
+    return error{errc::invalid_argument, "journal_config::directory is empty"};
+  std::error_code ec;
+  fs::path dir{cfg.directory};
+  auto st = fs::status(dir, ec);
+  if (st.type() == fs::file_type::not_found) {
+    if (cfg.read_only)
+      return error{errc::not_found,
+                   "data directory '" + cfg.directory + "' does not exist"};
+    if (!fs::create_directory(dir, ec) && ec)
+      return error{errc::storage_error, "cannot create data directory '"
+                                          + cfg.directory
+                                          + "': " + ec.message()};
+    return {};
+  }
+  if (ec)
+    return error{errc::storage_error, "cannot stat '" + cfg.directory
+                                        + "': " + ec.message()};
+  if (st.type() != fs::file_type::directory)
+    return error{errc::format_mismatch,
+                 "'" + cfg.directory
+                   + "' is not a directory; pass a mnemo data directory"};
+  if (!fs::exists(dir / "data.mdb") && !fs::is_empty(dir, ec))
+    return error{errc::format_mismatch,
+                 "directory '" + cfg.directory
+                   + "' is not empty and holds no mnemo journal (data.mdb); "
+                     "pass an empty or a mnemo data directory"};
+  if (cfg.read_only && !fs::exists(dir / "data.mdb"))
+    return error{errc::format_mismatch, "directory '" + cfg.directory
+                                          + "' holds no mnemo journal"};
+  return {};
+}
+
+} // namespace
+
+const char* to_string(durability x) noexcept {
+  switch (x) {
+    case durability::sync:
+      return "sync";
+    case durability::nometasync:
+      return "nometasync";
+    case durability::nosync:
+      return "nosync";
+  }
+  return "?";
+}
+
+int64_t now_micros() noexcept {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+error read_head(detail::txn_state& st, std::string_view stream,
+                stream_head& out) {
+  out.stream_id.assign(stream);
+  out.highest_sequence = 0;
+  out.deleted_to = 0;
+  auto key = to_val(stream);
+  MDB_val val;
+  auto rc = mdb_get(st.txn, st.dbs->streams, &key, &val);
+  if (rc == MDB_NOTFOUND)
+    return {};
+  if (auto err = st.check(rc, "mdb_get (stream head)"))
+    return err;
+  if (val.mv_size != 16)
+    return error{errc::corrupt_record, "corrupt head record of stream '"
+                                         + std::string{stream}
+                                         + "'; restore a backup"};
+  auto* p = static_cast<const char*>(val.mv_data);
+  out.highest_sequence = get_be64(p);
+  out.deleted_to = get_be64(p + 8);
+  return {};
+}
+
+// -- setup --------------------------------------------------------------------
+
+error journal::impl::open_env() {
+  if (auto rc = mdb_env_create(&env))
+    return lmdb_error(rc, "mdb_env_create");
+  mdb_env_set_maxdbs(env, max_databases);
+  mdb_env_set_maxreaders(env, cfg.max_readers);
+  mdb_env_set_mapsize(env, cfg.initial_map_size);
+  unsigned flags = MDB_NOTLS;
+  if (cfg.read_only)
+    flags |= MDB_RDONLY;
+  if (cfg.mode == durability::nometasync)
+    flags |= MDB_NOMETASYNC;
+  else if (cfg.mode == durability::nosync)
+    flags |= MDB_NOSYNC;
+  if (auto rc = mdb_env_open(env, cfg.directory.c_str(), flags, 0644))
+    return lmdb_error(rc, "mdb_env_open('" + cfg.directory + "')");
+  MDB_envinfo info;
+  mdb_env_info(env, &info);
+  map_size = info.me_mapsize;
+  return {};
+}
+
+error journal::impl::open_databases() {
+  detail::txn_state st;
+  st.dbs = &dbs;
+  auto rc = mdb_txn_begin(env, nullptr, cfg.read_only ? MDB_RDONLY : 0,
+                          &st.txn);
+  if (rc != 0)
+    return lmdb_error(rc, "mdb_txn_begin (open)");
+  auto abort = [&](error err) {
+    mdb_txn_abort(st.txn);
+    return err;
+  };
+  // A mnemo directory has the meta database; an LMDB environment without it
+  // but with other data is someone else's.
+  MDB_dbi main_dbi;
+  if (auto rc2 = mdb_dbi_open(st.txn, nullptr, 0, &main_dbi))
+    return abort(lmdb_error(rc2, "mdb_dbi_open(main)"));
+  MDB_stat main_stat;
+  mdb_stat(st.txn, main_dbi, &main_stat);
+  unsigned create = cfg.read_only ? 0 : MDB_CREATE;
+  rc = mdb_dbi_open(st.txn, "mnemo.meta", 0, &dbs.meta);
+  bool fresh = false;
+  if (rc == MDB_NOTFOUND) {
+    if (main_stat.ms_entries > 0 || cfg.read_only)
+      return abort(error{errc::format_mismatch,
+                         "'" + cfg.directory
+                           + "' is an LMDB environment but not a mnemo "
+                             "journal (no mnemo.meta database)"});
+    fresh = true;
+    rc = mdb_dbi_open(st.txn, "mnemo.meta", MDB_CREATE, &dbs.meta);
+  }
+  if (rc != 0)
+    return abort(lmdb_error(rc, "mdb_dbi_open(mnemo.meta)"));
+  struct named {
+    const char* name;
+    MDB_dbi* dbi;
+  };
+  for (auto [name, dbi] : {named{"mnemo.events", &dbs.events},
+                           named{"mnemo.stream_index", &dbs.stream_index},
+                           named{"mnemo.streams", &dbs.streams},
+                           named{"mnemo.event_ids", &dbs.event_ids},
+                           named{"mnemo.tags", &dbs.tags},
+                           named{"mnemo.snapshots", &dbs.snapshots},
+                           named{"mnemo.offsets", &dbs.offsets}}) {
+    if (auto rc2 = mdb_dbi_open(st.txn, name, create, dbi))
+      return abort(lmdb_error(rc2, std::string{"mdb_dbi_open("} + name + ")"));
+  }
+  MDB_val key = to_val("format_version");
+  MDB_val val;
+  if (fresh) {
+    be64_key version{format_version};
+    auto v = version.val();
+    if (auto rc2 = mdb_put(st.txn, dbs.meta, &key, &v, 0))
+      return abort(lmdb_error(rc2, "mdb_put(format_version)"));
+  } else {
+    rc = mdb_get(st.txn, dbs.meta, &key, &val);
+    if (rc != 0 || val.mv_size != 8)
+      return abort(error{errc::format_mismatch,
+                         "'" + cfg.directory
+                           + "' has no readable mnemo format version"});
+    auto stored = get_be64(static_cast<const char*>(val.mv_data));
+    if (stored != format_version)
+      return abort(error{errc::format_mismatch,
+                         "'" + cfg.directory + "' has on-disk format version "
+                           + std::to_string(stored) + "; this build reads "
+                           + std::to_string(format_version)
+                           + " (see docs/format.md)"});
+    key = to_val("head");
+    if (mdb_get(st.txn, dbs.meta, &key, &val) == 0 && val.mv_size == 8)
+      head = get_be64(static_cast<const char*>(val.mv_data));
+  }
+  if (cfg.read_only) {
+    mdb_txn_abort(st.txn);
+    return {};
+  }
+  return lmdb_error(mdb_txn_commit(st.txn), "mdb_txn_commit (open)");
+}
+
+// -- construction -------------------------------------------------------------
+
+journal::journal(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+}
+
+expected<std::unique_ptr<journal>> journal::open(journal_config cfg) {
+  if (auto err = check_directory(cfg))
+    return err;
+  std::unique_ptr<journal> result{new journal(nullptr)};
+  result->impl_ = std::make_unique<impl>(*result, std::move(cfg));
+  auto& d = *result->impl_;
+  auto err = d.open_env();
+  if (!err)
+    err = d.open_databases();
+  if (err) {
+    if (d.env != nullptr)
+      mdb_env_close(d.env);
+    d.env = nullptr;
+    return err;
+  }
+  if (!d.cfg.read_only)
+    d.writer = std::thread{[&d] { d.run(); }};
+  return result;
+}
+
+journal::~journal() {
+  if (!impl_)
+    return;
+  {
+    std::lock_guard<std::mutex> guard{impl_->mtx};
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->writer.joinable())
+    impl_->writer.join();
+  if (impl_->env != nullptr)
+    mdb_env_close(impl_->env);
+}
+
+// -- writes -------------------------------------------------------------------
+
+void journal::append(std::string stream, std::vector<new_event> events,
+                     expected_version expected, append_handler done) {
+  auto fail = [&](error err) { done(std::move(err)); };
+  if (auto err = check_name(stream, "stream id"))
+    return fail(std::move(err));
+  if (events.empty())
+    return fail(error{errc::invalid_argument,
+                      "append to stream '" + stream + "' has no events"});
+  append_request req{std::move(stream), {}, {}, {}, {}, expected,
+                     std::move(done)};
+  req.ids.reserve(events.size());
+  req.body_ends.reserve(events.size());
+  req.tags.reserve(events.size());
+  for (auto& ev : events) {
+    if (ev.type.empty())
+      return fail(error{errc::invalid_argument,
+                        "an event for stream '" + req.stream
+                          + "' has an empty type name"});
+    for (auto& tag : ev.tags)
+      if (auto err = check_name(tag, "tag"))
+        return fail(std::move(err));
+    if (ev.id.is_nil())
+      ev.id = event_id::make_v7();
+    for (auto& other : req.ids)
+      if (other == ev.id)
+        return fail(error{errc::invalid_argument,
+                          "event id " + ev.id.to_string()
+                            + " appears twice in one batch"});
+    req.ids.push_back(ev.id);
+    encode_event_body(req.stream, ev, req.bodies);
+    req.body_ends.push_back(req.bodies.size());
+    req.tags.push_back(std::move(ev.tags));
+  }
+  impl_->enqueue(std::move(req));
+}
+
+expected<append_result> journal::append(std::string stream,
+                                        std::vector<new_event> events,
+                                        expected_version expect) {
+  std::promise<expected<append_result>> promise;
+  auto future = promise.get_future();
+  append(std::move(stream), std::move(events), expect,
+         [&promise](expected<append_result> res) {
+           promise.set_value(std::move(res));
+         });
+  return future.get();
+}
+
+void journal::delete_events_to(std::string stream, uint64_t to_sequence,
+                               write_handler done) {
+  if (auto err = check_name(stream, "stream id"))
+    return done(std::move(err));
+  impl_->enqueue(delete_request{std::move(stream), to_sequence,
+                                std::move(done)});
+}
+
+namespace {
+
+template <class F>
+error blocking(F&& submit) {
+  std::promise<error> promise;
+  auto future = promise.get_future();
+  submit([&promise](error err) { promise.set_value(std::move(err)); });
+  return future.get();
+}
+
+} // namespace
+
+error journal::delete_events_to(std::string stream, uint64_t to_sequence) {
+  return blocking([&](write_handler done) {
+    delete_events_to(std::move(stream), to_sequence, std::move(done));
+  });
+}
+
+void journal::write(write_function fn, write_handler done) {
+  impl_->enqueue(write_request{std::move(fn), std::move(done)});
+}
+
+error journal::write(write_function fn) {
+  return blocking(
+    [&](write_handler done) { write(std::move(fn), std::move(done)); });
+}
+
+// -- reads --------------------------------------------------------------------
+
+error journal::read(const read_function& fn) const {
+  return impl_->with_read([&](detail::txn_state& st) {
+    read_txn txn{st};
+    return fn(txn);
+  });
+}
+
+expected<stream_head> journal::head_of(std::string_view stream) const {
+  if (auto err = check_name(stream, "stream id"))
+    return err;
+  stream_head head;
+  if (auto err = impl_->with_read(
+        [&](detail::txn_state& st) { return read_head(st, stream, head); }))
+    return err;
+  return head;
+}
+
+expected<uint64_t> journal::highest_sequence(std::string_view stream) const {
+  auto head = head_of(stream);
+  if (!head)
+    return std::move(head).error();
+  return head->highest_sequence;
+}
+
+expected<std::vector<event_envelope>>
+journal::read_stream(std::string_view stream, uint64_t from, uint64_t to,
+                     uint64_t max) const {
+  if (auto err = check_name(stream, "stream id"))
+    return err;
+  std::vector<event_envelope> result;
+  if (max == 0 || from > to)
+    return result;
+  auto err = impl_->with_read([&](detail::txn_state& st) -> error {
+    stream_head head;
+    if (auto err = read_head(st, stream, head))
+      return err;
+    auto first = std::max({from, head.deleted_to + 1, uint64_t{1}});
+    auto last = std::min(to, head.highest_sequence);
+    if (first > last)
+      return {};
+    result.reserve(static_cast<size_t>(std::min<uint64_t>(
+      std::min(last - first + 1, max), 4096)));
+    cursor cur;
+    if (auto err = cur.open(st, st.dbs->stream_index))
+      return err;
+    auto start = name_key(stream, first);
+    MDB_val key = to_val(start);
+    MDB_val val;
+    msgpack::zone zone;
+    for (auto rc = cur.get(key, val, MDB_SET_RANGE);; rc = cur.get(key, val,
+                                                                 MDB_NEXT)) {
+      if (rc == MDB_NOTFOUND)
+        return {};
+      if (auto err = st.check(rc, "mdb_cursor_get (stream index)"))
+        return err;
+      auto k = to_view(key);
+      if (!has_name(k, stream) || val.mv_size != 8)
+        return {};
+      record_origin origin{stream, key_number(k),
+                           get_be64(static_cast<const char*>(val.mv_data))};
+      if (origin.sequence > last || result.size() >= max)
+        return {};
+      be64_key pos{origin.position};
+      MDB_val pkey = pos.val();
+      MDB_val rec;
+      auto rc2 = mdb_get(st.txn, st.dbs->events, &pkey, &rec);
+      if (rc2 == MDB_NOTFOUND)
+        return error{errc::corrupt_record,
+                     "corrupt journal: stream '" + std::string{stream}
+                       + "' sequence " + std::to_string(origin.sequence)
+                       + " points to missing global position "
+                       + std::to_string(origin.position)
+                       + "; restore a backup"};
+      if (auto err = st.check(rc2, "mdb_get (event)"))
+        return err;
+      auto& env = result.emplace_back();
+      if (auto err = decode_event(to_view(rec), origin, zone, env))
+        return err;
+    }
+  });
+  if (err)
+    return err;
+  return result;
+}
+
+namespace {
+
+// Reads events at the positions produced by `next_position` until it returns
+// 0 or `max` events are collected.
+template <class Next>
+error collect(size_t max, Next&& next_position,
+              std::vector<event_envelope>& out) {
+  msgpack::zone zone;
+  while (out.size() < max) {
+    uint64_t pos = 0;
+    MDB_val rec;
+    if (auto err = next_position(pos, rec))
+      return err;
+    if (pos == 0)
+      return {};
+    auto& env = out.emplace_back();
+    if (auto err = decode_event(to_view(rec), record_origin{{}, 0, pos}, zone,
+                                env))
+      return err;
+  }
+  return {};
+}
+
+} // namespace
+
+expected<std::vector<event_envelope>>
+journal::read_all(uint64_t from_position, size_t max) const {
+  std::vector<event_envelope> result;
+  if (max == 0)
+    return result;
+  result.reserve(std::min<size_t>(max, 4096));
+  auto err = impl_->with_read([&](detail::txn_state& st) -> error {
+    cursor cur;
+    if (auto err = cur.open(st, st.dbs->events))
+      return err;
+    be64_key start{from_position};
+    MDB_val key = start.val();
+    auto op = MDB_SET_RANGE;
+    return collect(max,
+                   [&](uint64_t& pos, MDB_val& rec) -> error {
+                     auto rc = cur.get(key, rec, op);
+                     op = MDB_NEXT;
+                     if (rc == MDB_NOTFOUND)
+                       return {};
+                     if (auto err = st.check(rc, "mdb_cursor_get (events)"))
+                       return err;
+                     pos = get_be64(static_cast<const char*>(key.mv_data));
+                     return {};
+                   },
+                   result);
+  });
+  if (err)
+    return err;
+  return result;
+}
+
+expected<std::vector<event_envelope>>
+journal::read_tag(std::string_view tag, uint64_t from_position,
+                  size_t max) const {
+  if (auto err = check_name(tag, "tag"))
+    return err;
+  std::vector<event_envelope> result;
+  if (max == 0)
+    return result;
+  auto err = impl_->with_read([&](detail::txn_state& st) -> error {
+    cursor cur;
+    if (auto err = cur.open(st, st.dbs->tags))
+      return err;
+    auto start = name_key(tag, from_position);
+    MDB_val key = to_val(start);
+    MDB_val unused;
+    auto op = MDB_SET_RANGE;
+    return collect(max,
+                   [&](uint64_t& pos, MDB_val& rec) -> error {
+                     auto rc = cur.get(key, unused, op);
+                     op = MDB_NEXT;
+                     if (rc == MDB_NOTFOUND)
+                       return {};
+                     if (auto err = st.check(rc, "mdb_cursor_get (tags)"))
+                       return err;
+                     if (!has_name(to_view(key), tag))
+                       return {};
+                     auto p = key_number(to_view(key));
+                     be64_key pkey{p};
+                     auto v = pkey.val();
+                     auto rc2 = mdb_get(st.txn, st.dbs->events, &v, &rec);
+                     if (rc2 == MDB_NOTFOUND)
+                       return error{errc::corrupt_record,
+                                    "corrupt journal: tag '" + std::string{tag}
+                                      + "' points to missing global position "
+                                      + std::to_string(p)};
+                     if (auto err = st.check(rc2, "mdb_get (event)"))
+                       return err;
+                     pos = p;
+                     return {};
+                   },
+                   result);
+  });
+  if (err)
+    return err;
+  return result;
+}
+
+expected<std::vector<stream_head>>
+journal::list_streams(std::string_view after, size_t max) const {
+  std::vector<stream_head> result;
+  if (max == 0)
+    return result;
+  auto err = impl_->with_read([&](detail::txn_state& st) -> error {
+    cursor cur;
+    if (auto err = cur.open(st, st.dbs->streams))
+      return err;
+    MDB_val key = to_val(after);
+    MDB_val val;
+    auto rc = after.empty() ? cur.get(key, val, MDB_FIRST)
+                            : cur.get(key, val, MDB_SET_RANGE);
+    for (; rc == 0 && result.size() < max; rc = cur.get(key, val, MDB_NEXT)) {
+      if (to_view(key) == after)
+        continue;
+      if (val.mv_size != 16)
+        return error{errc::corrupt_record,
+                     "corrupt head record of stream '"
+                       + std::string{to_view(key)} + "'"};
+      auto* p = static_cast<const char*>(val.mv_data);
+      result.push_back(
+        stream_head{std::string{to_view(key)}, get_be64(p), get_be64(p + 8)});
+    }
+    if (rc != MDB_NOTFOUND && rc != 0)
+      return st.check(rc, "mdb_cursor_get (streams)");
+    return {};
+  });
+  if (err)
+    return err;
+  return result;
+}
+
+// -- state --------------------------------------------------------------------
+
+uint64_t journal::head_position() const noexcept {
+  return impl_->head.load(std::memory_order_acquire);
+}
+
+uint64_t journal::subscribe(commit_listener fn) {
+  std::lock_guard<std::mutex> guard{impl_->listeners_mtx};
+  auto token = impl_->next_token++;
+  impl_->listeners.emplace(token, std::move(fn));
+  return token;
+}
+
+void journal::unsubscribe(uint64_t token) {
+  std::lock_guard<std::mutex> guard{impl_->listeners_mtx};
+  impl_->listeners.erase(token);
+}
+
+error journal::failure() const {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  return impl_->sticky;
+}
+
+const journal_config& journal::config() const noexcept {
+  return impl_->cfg;
+}
+
+uint64_t journal::map_size() const noexcept {
+  return impl_->map_size.load();
+}
+
+snapshot_store& journal::snapshots() noexcept {
+  return impl_->snapshots;
+}
+
+offset_store& journal::offsets() noexcept {
+  return impl_->offsets;
+}
+
+} // namespace mnemo::persistence

@@ -1,0 +1,258 @@
+#include "record_codec.hpp"
+
+#include <zlib.h>
+
+#include "lmdb_util.hpp"
+
+namespace mnemo::persistence {
+namespace {
+
+constexpr uint32_t event_body_fields = 9;
+constexpr uint32_t snapshot_body_fields = 5;
+
+// msgpack's packer needs a `write(const char*, size_t)` member; std::string
+// has none, so adapt it.
+
+struct string_sink {
+  std::string* out;
+  void write(const char* data, size_t size) {
+    out->append(data, size);
+  }
+};
+
+void pack_str(msgpack::packer<string_sink>& pk, std::string_view x) {
+  pk.pack_str(static_cast<uint32_t>(x.size()));
+  pk.pack_str_body(x.data(), static_cast<uint32_t>(x.size()));
+}
+
+void pack_bin(msgpack::packer<string_sink>& pk, const uint8_t* data,
+              size_t size) {
+  pk.pack_bin(static_cast<uint32_t>(size));
+  pk.pack_bin_body(reinterpret_cast<const char*>(data),
+                   static_cast<uint32_t>(size));
+}
+
+void pack_metadata(msgpack::packer<string_sink>& pk,
+                   const event_metadata& meta) {
+  pk.pack_map(static_cast<uint32_t>(meta.size()));
+  for (auto& [k, v] : meta) {
+    pack_str(pk, k);
+    pack_str(pk, v);
+  }
+}
+
+uint32_t checksum(const char* data, size_t size) noexcept {
+  return static_cast<uint32_t>(
+    crc32(0, reinterpret_cast<const Bytef*>(data), static_cast<uInt>(size)));
+}
+
+std::string origin_text(const record_origin& o) {
+  std::string text;
+  if (!o.stream.empty()) {
+    text = "stream '" + std::string{o.stream} + "' at sequence "
+           + std::to_string(o.sequence);
+    if (o.position != 0)
+      text += " (global position " + std::to_string(o.position) + ")";
+  } else {
+    text = "global position " + std::to_string(o.position);
+  }
+  return text;
+}
+
+error corrupt(const record_origin& o, std::string_view what) {
+  return error{errc::corrupt_record,
+               "corrupt record in " + origin_text(o) + ": " + std::string{what}
+                 + "; the data directory is damaged: restore it from a "
+                   "backup (nothing was skipped or reset)"};
+}
+
+// Verifies size, checksum and kind; returns the body on success.
+error open_record(std::string_view record, uint8_t kind,
+                  const record_origin& origin, uint64_t& sequence,
+                  int64_t& timestamp, std::string_view& body) {
+  if (record.size() < record_header_size)
+    return corrupt(origin, "record of " + std::to_string(record.size())
+                             + " bytes is shorter than its header");
+  uint32_t stored = 0;
+  for (int i = 3; i >= 0; --i)
+    stored = (stored << 8) | static_cast<uint8_t>(record[i]);
+  if (stored != checksum(record.data() + 4, record.size() - 4))
+    return corrupt(origin, "checksum mismatch");
+  if (static_cast<uint8_t>(record[4]) != kind)
+    return corrupt(origin, "unexpected record kind "
+                             + std::to_string(uint8_t(record[4])));
+  sequence = get_be64(record.data() + 5);
+  timestamp = static_cast<int64_t>(get_be64(record.data() + 13));
+  if (origin.sequence != 0 && sequence != origin.sequence)
+    return corrupt(origin, "record holds sequence " + std::to_string(sequence));
+  body = record.substr(record_header_size);
+  return {};
+}
+
+std::string_view as_str(const msgpack::object& o) {
+  if (o.type != msgpack::type::STR)
+    throw msgpack::type_error();
+  return {o.via.str.ptr, o.via.str.size};
+}
+
+void as_bin(const msgpack::object& o, std::vector<uint8_t>& out) {
+  if (o.type != msgpack::type::BIN)
+    throw msgpack::type_error();
+  auto* p = reinterpret_cast<const uint8_t*>(o.via.bin.ptr);
+  out.assign(p, p + o.via.bin.size);
+}
+
+void as_tags(const msgpack::object& o, std::vector<std::string>& out) {
+  if (o.type != msgpack::type::ARRAY)
+    throw msgpack::type_error();
+  out.clear();
+  out.reserve(o.via.array.size);
+  for (uint32_t i = 0; i < o.via.array.size; ++i)
+    out.emplace_back(as_str(o.via.array.ptr[i]));
+}
+
+void as_metadata(const msgpack::object& o, event_metadata& out) {
+  if (o.type != msgpack::type::MAP)
+    throw msgpack::type_error();
+  out.clear();
+  for (uint32_t i = 0; i < o.via.map.size; ++i)
+    out.emplace(as_str(o.via.map.ptr[i].key), as_str(o.via.map.ptr[i].val));
+}
+
+// Unpacks `body` into an array of exactly `fields` objects.
+const msgpack::object* unpack_array(std::string_view body,
+                                    msgpack::zone& zone, uint32_t fields) {
+  size_t off = 0;
+  auto obj = msgpack::unpack(zone, body.data(), body.size(), off);
+  if (off != body.size() || obj.type != msgpack::type::ARRAY
+      || obj.via.array.size != fields)
+    throw msgpack::type_error();
+  return obj.via.array.ptr;
+}
+
+} // namespace
+
+void encode_event_body(std::string_view stream, const new_event& ev,
+                       std::string& out) {
+  string_sink sink{&out};
+  msgpack::packer<string_sink> pk(sink);
+  pk.pack_array(event_body_fields);
+  pack_bin(pk, ev.id.bytes.data(), ev.id.bytes.size());
+  pack_str(pk, stream);
+  pack_str(pk, ev.type);
+  pk.pack_uint32(ev.schema_version);
+  pack_str(pk, ev.correlation_id);
+  pack_str(pk, ev.causation_id);
+  pk.pack_array(static_cast<uint32_t>(ev.tags.size()));
+  for (auto& tag : ev.tags)
+    pack_str(pk, tag);
+  pack_metadata(pk, ev.metadata);
+  pack_bin(pk, ev.payload.data(), ev.payload.size());
+}
+
+void seal_record(char* out, size_t size, uint8_t kind, uint64_t sequence,
+                 int64_t timestamp_us) noexcept {
+  out[4] = static_cast<char>(kind);
+  put_be64(out + 5, sequence);
+  put_be64(out + 13, static_cast<uint64_t>(timestamp_us));
+  auto sum = checksum(out + 4, size - 4);
+  for (int i = 0; i < 4; ++i) {
+    out[i] = static_cast<char>(sum & 0xff);
+    sum >>= 8;
+  }
+}
+
+error decode_event(std::string_view record, const record_origin& origin,
+                   msgpack::zone& zone, event_envelope& out) {
+  std::string_view body;
+  if (auto err = open_record(record, event_record_kind, origin, out.sequence,
+                             out.timestamp_us, body))
+    return err;
+  try {
+    zone.clear();
+    auto* f = unpack_array(body, zone, event_body_fields);
+    if (f[0].type != msgpack::type::BIN || f[0].via.bin.size != 16)
+      throw msgpack::type_error();
+    std::memcpy(out.id.bytes.data(), f[0].via.bin.ptr, 16);
+    auto stream = as_str(f[1]);
+    if (!origin.stream.empty() && stream != origin.stream)
+      return corrupt(origin, "record belongs to stream '" + std::string{stream}
+                               + "'");
+    out.stream_id.assign(stream);
+    out.type.assign(as_str(f[2]));
+    out.schema_version = f[3].as<uint32_t>();
+    out.correlation_id.assign(as_str(f[4]));
+    out.causation_id.assign(as_str(f[5]));
+    as_tags(f[6], out.tags);
+    as_metadata(f[7], out.metadata);
+    as_bin(f[8], out.payload);
+  } catch (const std::exception& e) {
+    return corrupt(origin, std::string{"undecodable envelope ("} + e.what()
+                             + ")");
+  }
+  out.position = origin.position;
+  return {};
+}
+
+error decode_event_keys(std::string_view record, const record_origin& origin,
+                        msgpack::zone& zone, std::string& stream,
+                        std::vector<std::string>& tags) {
+  uint64_t seq = 0;
+  int64_t ts = 0;
+  std::string_view body;
+  if (auto err = open_record(record, event_record_kind, origin, seq, ts, body))
+    return err;
+  try {
+    zone.clear();
+    auto* f = unpack_array(body, zone, event_body_fields);
+    stream.assign(as_str(f[1]));
+    as_tags(f[6], tags);
+  } catch (const std::exception& e) {
+    return corrupt(origin, std::string{"undecodable envelope ("} + e.what()
+                             + ")");
+  }
+  return {};
+}
+
+std::string encode_snapshot(const snapshot& snap) {
+  std::string out(record_header_size, '\0');
+  out.reserve(record_header_size + snap.payload.size() + 64);
+  string_sink sink{&out};
+  msgpack::packer<string_sink> pk(sink);
+  pk.pack_array(snapshot_body_fields);
+  pack_str(pk, snap.meta.stream_id);
+  pack_str(pk, snap.type);
+  pk.pack_uint32(snap.schema_version);
+  pack_metadata(pk, snap.metadata);
+  pack_bin(pk, snap.payload.data(), snap.payload.size());
+  seal_record(out.data(), out.size(), snapshot_record_kind, snap.meta.sequence,
+              snap.meta.timestamp_us);
+  return out;
+}
+
+error decode_snapshot(std::string_view record, const record_origin& origin,
+                      snapshot& out) {
+  std::string_view body;
+  if (auto err = open_record(record, snapshot_record_kind, origin,
+                             out.meta.sequence, out.meta.timestamp_us, body))
+    return err;
+  try {
+    msgpack::zone zone;
+    auto* f = unpack_array(body, zone, snapshot_body_fields);
+    auto stream = as_str(f[0]);
+    if (!origin.stream.empty() && stream != origin.stream)
+      return corrupt(origin, "snapshot belongs to stream '"
+                               + std::string{stream} + "'");
+    out.meta.stream_id.assign(stream);
+    out.type.assign(as_str(f[1]));
+    out.schema_version = f[2].as<uint32_t>();
+    as_metadata(f[3], out.metadata);
+    as_bin(f[4], out.payload);
+  } catch (const std::exception& e) {
+    return corrupt(origin, std::string{"undecodable snapshot ("} + e.what()
+                             + ")");
+  }
+  return {};
+}
+
+} // namespace mnemo::persistence

@@ -1,0 +1,69 @@
+#pragma once
+
+// Private: the on-disk layout of event and snapshot records
+// (docs/format.md). A record is
+//   u32 crc32 (little endian) over all following bytes
+//   u8  record kind (1 = event, 2 = snapshot)
+//   u64 big-endian sequence
+//   i64 big-endian timestamp (microseconds since the Unix epoch)
+//   msgpack array body
+// The body of an event does not depend on sequence and timestamp, so callers
+// encode it on their own thread and the writer only adds the header.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <msgpack.hpp>
+
+#include "mnemo/persistence/error.hpp"
+#include "mnemo/persistence/event_envelope.hpp"
+#include "mnemo/persistence/snapshot_store.hpp"
+
+namespace mnemo::persistence {
+
+constexpr size_t record_header_size = 21;
+constexpr uint8_t event_record_kind = 1;
+constexpr uint8_t snapshot_record_kind = 2;
+
+/// Appends the msgpack body of `ev` (as written to `stream`) to `out`.
+void encode_event_body(std::string_view stream, const new_event& ev,
+                       std::string& out);
+
+/// Writes header and checksum into `out`, which must hold
+/// `record_header_size` bytes followed by the body.
+void seal_record(char* out, size_t size, uint8_t kind, uint64_t sequence,
+                 int64_t timestamp_us) noexcept;
+
+/// Where a record came from, for error messages.
+struct record_origin {
+  /// Stream the index says the record belongs to; empty when read by
+  /// position only.
+  std::string_view stream;
+  /// Sequence the index says; 0 when read by position only.
+  uint64_t sequence = 0;
+  /// Global position (events) or 0 (snapshots).
+  uint64_t position = 0;
+};
+
+/// Decodes an event record. Verifies checksum, kind, and that stream and
+/// sequence match `origin` when it names them. `zone` is scratch memory the
+/// caller may reuse across calls. Errors: `corrupt_record` naming stream,
+/// sequence and position.
+error decode_event(std::string_view record, const record_origin& origin,
+                   msgpack::zone& zone, event_envelope& out);
+
+/// Returns stream id and tags of an event record without a full decode
+/// (used when deleting). Errors: as for `decode_event`.
+error decode_event_keys(std::string_view record, const record_origin& origin,
+                        msgpack::zone& zone, std::string& stream,
+                        std::vector<std::string>& tags);
+
+/// Encodes a full snapshot record.
+std::string encode_snapshot(const snapshot& snap);
+
+/// Decodes a snapshot record; errors as for `decode_event`.
+error decode_snapshot(std::string_view record, const record_origin& origin,
+                      snapshot& out);
+
+} // namespace mnemo::persistence

@@ -1,0 +1,390 @@
+// The group-commit writer: one thread drains every queued request into one
+// LMDB write transaction and one sync, then answers each request.
+
+#include <algorithm>
+
+#include "journal_impl.hpp"
+#include "record_codec.hpp"
+
+namespace mnemo::persistence {
+
+namespace {
+
+// Answers `req` with `out` (an error or an append result).
+void answer(request& req, outcome out) {
+  std::visit(
+    [&](auto& r) {
+      using req_type = std::decay_t<decltype(r)>;
+      if constexpr (std::is_same_v<req_type, append_request>) {
+        if (auto* res = std::get_if<append_result>(&out))
+          r.done(std::move(*res));
+        else
+          r.done(std::get<error>(std::move(out)));
+      } else {
+        r.done(std::get<error>(std::move(out)));
+      }
+    },
+    req);
+}
+
+error sticky_error(const error& original) {
+  return error{errc::journal_failed,
+               "the journal refuses writes after a failed commit ("
+                 + original.to_string() + "); reopen it"};
+}
+
+int put_head(detail::txn_state& st, std::string_view stream,
+             uint64_t highest, uint64_t deleted_to) {
+  char buf[16];
+  put_be64(buf, highest);
+  put_be64(buf + 8, deleted_to);
+  MDB_val key = to_val(stream);
+  MDB_val val{16, buf};
+  return mdb_put(st.txn, st.dbs->streams, &key, &val, 0);
+}
+
+// Event-id index value: be64 position, be64 sequence, stream id.
+std::string id_value(uint64_t position, uint64_t sequence,
+                     std::string_view stream) {
+  std::string v(16, '\0');
+  put_be64(v.data(), position);
+  put_be64(v.data() + 8, sequence);
+  v.append(stream);
+  return v;
+}
+
+// Checks stored ids of `req`: nothing stored -> continue; all stored, in
+// this stream and order -> duplicate result; anything else -> error.
+int check_duplicates(detail::txn_state& st, append_request& req,
+                     outcome& out, bool& duplicate) {
+  duplicate = false;
+  append_result res;
+  size_t found = 0;
+  for (auto& id : req.ids) {
+    MDB_val key{16, id.bytes.data()};
+    MDB_val val;
+    auto rc = mdb_get(st.txn, st.dbs->event_ids, &key, &val);
+    if (rc == MDB_NOTFOUND)
+      continue;
+    if (rc != 0)
+      return rc;
+    ++found;
+    auto v = to_view(val);
+    if (v.size() < 16 || v.substr(16) != req.stream) {
+      out = error{errc::duplicate_event_id,
+                  "event id " + id.to_string()
+                    + " is already stored in another stream; an append to '"
+                    + req.stream + "' cannot reuse it"};
+      return 0;
+    }
+    res.events.push_back(
+      event_ref{id, get_be64(v.data() + 8), get_be64(v.data())});
+  }
+  if (found == 0)
+    return 0;
+  bool in_order = found == req.ids.size();
+  for (size_t i = 1; in_order && i < res.events.size(); ++i)
+    in_order = res.events[i].sequence == res.events[i - 1].sequence + 1;
+  if (!in_order) {
+    out = error{errc::duplicate_event_id,
+                std::to_string(found) + " of " + std::to_string(req.ids.size())
+                  + " event ids of an append to '" + req.stream
+                  + "' are already stored, but not as this exact batch; "
+                    "retry with the original batch or new ids"};
+    return 0;
+  }
+  duplicate = true;
+  res.duplicate = true;
+  out = std::move(res);
+  return 0;
+}
+
+} // namespace
+
+void journal::impl::enqueue(request req) {
+  std::unique_lock<std::mutex> guard{mtx};
+  if (stopping || cfg.read_only) {
+    guard.unlock();
+    answer(req, error{cfg.read_only ? errc::invalid_argument
+                                    : errc::journal_closed,
+                      cfg.read_only ? "the journal was opened read-only"
+                                    : "the journal is closing"});
+    return;
+  }
+  queue.push_back(std::move(req));
+  if (queue.size() == 1) {
+    guard.unlock();
+    cv.notify_one();
+  }
+}
+
+void journal::impl::run() {
+  std::vector<request> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> guard{mtx};
+      cv.wait(guard, [this] { return !queue.empty() || stopping; });
+      if (queue.empty())
+        return;
+      if (queue.size() <= cfg.max_batch_requests) {
+        batch.swap(queue);
+      } else {
+        auto first = queue.begin();
+        auto last = first + static_cast<ptrdiff_t>(cfg.max_batch_requests);
+        batch.assign(std::make_move_iterator(first),
+                     std::make_move_iterator(last));
+        queue.erase(first, last);
+      }
+    }
+    process(batch);
+    batch.clear();
+  }
+}
+
+void journal::impl::process(std::vector<request>& batch) {
+  error failed;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    failed = sticky;
+  }
+  if (failed) {
+    for (auto& req : batch)
+      answer(req, sticky_error(failed));
+    return;
+  }
+  std::vector<outcome> out;
+  uint64_t new_head = 0;
+  bool wrote_events = false;
+  for (;;) {
+    auto rc = try_commit(batch, out, new_head, wrote_events);
+    if (rc == 0)
+      break;
+    if (rc == MDB_MAP_FULL && grow_map())
+      continue;
+    if (rc == MDB_TXN_FULL && batch.size() > 1) {
+      // Too many dirty pages for one transaction: commit in two halves.
+      auto mid = batch.begin() + static_cast<ptrdiff_t>(batch.size() / 2);
+      std::vector<request> second{std::make_move_iterator(mid),
+                                  std::make_move_iterator(batch.end())};
+      batch.erase(mid, batch.end());
+      process(batch);
+      process(second);
+      return;
+    }
+    auto err = lmdb_error(rc, "group commit");
+    if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) {
+      // The commit itself failed: what reached the disk is unknown to us
+      // (LMDB keeps the old meta page), so refuse to pretend from now on.
+      std::lock_guard<std::mutex> guard{mtx};
+      sticky = err;
+    }
+    for (auto& req : batch)
+      answer(req, err);
+    return;
+  }
+  if (wrote_events)
+    head.store(new_head, std::memory_order_release);
+  for (size_t i = 0; i < batch.size(); ++i)
+    answer(batch[i], std::move(out[i]));
+  if (wrote_events)
+    notify(new_head);
+}
+
+int journal::impl::try_commit(std::vector<request>& batch,
+                              std::vector<outcome>& out, uint64_t& new_head,
+                              bool& wrote_events) {
+  out.assign(batch.size(), outcome{error{}});
+  detail::txn_state st;
+  st.dbs = &dbs;
+  if (auto rc = mdb_txn_begin(env, nullptr, 0, &st.txn))
+    return rc;
+  auto first_position = head.load(std::memory_order_relaxed) + 1;
+  auto next_position = first_position;
+  auto now = now_micros();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto rc = std::visit(
+      [&](auto& req) { return apply(st, req, out[i], next_position, now); },
+      batch[i]);
+    if (rc == 0 && st.fatal_rc != 0)
+      rc = st.fatal_rc;
+    if (rc != 0) {
+      mdb_txn_abort(st.txn);
+      return rc;
+    }
+  }
+  wrote_events = next_position != first_position;
+  if (wrote_events) {
+    be64_key value{next_position - 1};
+    MDB_val key = to_val("head");
+    MDB_val val = value.val();
+    if (auto rc = mdb_put(st.txn, dbs.meta, &key, &val, 0)) {
+      mdb_txn_abort(st.txn);
+      return rc;
+    }
+  }
+  if (auto rc = mdb_txn_commit(st.txn))
+    return rc;
+  new_head = next_position - 1;
+  return 0;
+}
+
+int journal::impl::apply(detail::txn_state& st, append_request& req,
+                         outcome& out, uint64_t& next_position,
+                         int64_t now_us) {
+  bool duplicate = false;
+  if (auto rc = check_duplicates(st, req, out, duplicate))
+    return rc;
+  if (duplicate || (std::holds_alternative<error>(out) && std::get<error>(out)))
+    return 0;
+  stream_head head_rec;
+  if (auto err = read_head(st, req.stream, head_rec))
+    return st.fatal_rc != 0 ? st.fatal_rc : (out = err, 0);
+  auto actual = head_rec.highest_sequence;
+  if (!req.expected.is_any() && req.expected.value() != actual) {
+    out = error::conflict({req.stream, req.expected.value(), actual});
+    return 0;
+  }
+  append_result res;
+  res.events.reserve(req.ids.size());
+  size_t body_begin = 0;
+  std::string scratch;
+  for (size_t i = 0; i < req.ids.size(); ++i) {
+    auto seq = actual + i + 1;
+    auto pos = next_position++;
+    auto body_end = req.body_ends[i];
+    auto body_size = body_end - body_begin;
+    be64_key pkey{pos};
+    MDB_val key = pkey.val();
+    MDB_val val{record_header_size + body_size, nullptr};
+    if (auto rc = mdb_put(st.txn, dbs.events, &key, &val,
+                          MDB_APPEND | MDB_RESERVE))
+      return rc;
+    auto* rec = static_cast<char*>(val.mv_data);
+    std::memcpy(rec + record_header_size, req.bodies.data() + body_begin,
+                body_size);
+    seal_record(rec, val.mv_size, event_record_kind, seq, now_us);
+    body_begin = body_end;
+    auto ikey_bytes = name_key(req.stream, seq);
+    MDB_val ikey = to_val(ikey_bytes);
+    MDB_val ival = pkey.val();
+    if (auto rc = mdb_put(st.txn, dbs.stream_index, &ikey, &ival, 0))
+      return rc;
+    auto idv = id_value(pos, seq, req.stream);
+    MDB_val idkey{16, req.ids[i].bytes.data()};
+    MDB_val idval = to_val(idv);
+    if (auto rc = mdb_put(st.txn, dbs.event_ids, &idkey, &idval, 0))
+      return rc;
+    for (auto& tag : req.tags[i]) {
+      auto tkey_bytes = name_key(tag, pos);
+      MDB_val tkey = to_val(tkey_bytes);
+      MDB_val empty{0, nullptr};
+      if (auto rc = mdb_put(st.txn, dbs.tags, &tkey, &empty, 0))
+        return rc;
+    }
+    res.events.push_back(event_ref{req.ids[i], seq, pos});
+  }
+  res.stream_version = actual + req.ids.size();
+  if (auto rc = put_head(st, req.stream, res.stream_version,
+                         head_rec.deleted_to))
+    return rc;
+  out = std::move(res);
+  return 0;
+}
+
+int journal::impl::apply(detail::txn_state& st, delete_request& req,
+                         outcome& out, uint64_t&, int64_t) {
+  stream_head head_rec;
+  if (auto err = read_head(st, req.stream, head_rec))
+    return st.fatal_rc != 0 ? st.fatal_rc : (out = err, 0);
+  auto to = std::min(req.to_sequence, head_rec.highest_sequence);
+  if (to <= head_rec.deleted_to)
+    return 0;
+  msgpack::zone zone;
+  std::string stream;
+  std::vector<std::string> tags;
+  for (auto seq = head_rec.deleted_to + 1; seq <= to; ++seq) {
+    auto ikey_bytes = name_key(req.stream, seq);
+    MDB_val ikey = to_val(ikey_bytes);
+    MDB_val ival;
+    auto rc = mdb_get(st.txn, dbs.stream_index, &ikey, &ival);
+    if (rc == MDB_NOTFOUND)
+      continue;
+    if (rc != 0)
+      return rc;
+    auto pos = get_be64(static_cast<const char*>(ival.mv_data));
+    be64_key pkey{pos};
+    MDB_val key = pkey.val();
+    MDB_val rec;
+    rc = mdb_get(st.txn, dbs.events, &key, &rec);
+    if (rc == 0) {
+      record_origin origin{req.stream, seq, pos};
+      if (auto err = decode_event_keys(to_view(rec), origin, zone, stream,
+                                       tags)) {
+        out = std::move(err);
+        return 0;
+      }
+      for (auto& tag : tags) {
+        auto tkey_bytes = name_key(tag, pos);
+        MDB_val tkey = to_val(tkey_bytes);
+        rc = mdb_del(st.txn, dbs.tags, &tkey, nullptr);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+          return rc;
+      }
+      if ((rc = mdb_del(st.txn, dbs.events, &key, nullptr)) != 0)
+        return rc;
+    } else if (rc != MDB_NOTFOUND) {
+      return rc;
+    }
+    if ((rc = mdb_del(st.txn, dbs.stream_index, &ikey, nullptr)) != 0)
+      return rc;
+  }
+  return put_head(st, req.stream, head_rec.highest_sequence, to);
+}
+
+int journal::impl::apply(detail::txn_state& st, write_request& req,
+                         outcome& out, uint64_t&, int64_t) {
+  detail::txn_state child;
+  child.dbs = &dbs;
+  if (auto rc = mdb_txn_begin(env, st.txn, 0, &child.txn))
+    return rc;
+  write_txn txn{child};
+  error err;
+  try {
+    err = req.fn(txn);
+  } catch (const std::exception& e) {
+    err = error{errc::storage_error,
+                std::string{"write function threw: "} + e.what()};
+  }
+  if (child.fatal_rc != 0) {
+    mdb_txn_abort(child.txn);
+    return child.fatal_rc;
+  }
+  if (err) {
+    mdb_txn_abort(child.txn);
+    out = std::move(err);
+    return 0;
+  }
+  return mdb_txn_commit(child.txn);
+}
+
+bool journal::impl::grow_map() {
+  auto current = map_size.load();
+  if (current >= cfg.max_map_size)
+    return false;
+  auto next = std::min(current * 2, cfg.max_map_size);
+  std::unique_lock<std::shared_mutex> guard{resize_mtx};
+  if (mdb_env_set_mapsize(env, next) != 0)
+    return false;
+  MDB_envinfo info;
+  mdb_env_info(env, &info);
+  map_size = info.me_mapsize;
+  return true;
+}
+
+void journal::impl::notify(uint64_t new_head) {
+  std::lock_guard<std::mutex> guard{listeners_mtx};
+  for (auto& [token, fn] : listeners)
+    fn(new_head);
+}
+
+} // namespace mnemo::persistence

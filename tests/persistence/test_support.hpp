@@ -1,0 +1,86 @@
+#pragma once
+
+// Helpers shared by the persistence suites: a temporary data directory per
+// test and a journal opened on it.
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+
+#include "mnemo/persistence/journal.hpp"
+
+namespace mnemo::test {
+
+/// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
+/// destruction.
+class temp_dir {
+public:
+  temp_dir() {
+    static std::atomic<int> counter{0};
+    auto base = std::filesystem::temp_directory_path();
+    path_ = base
+            / ("mnemo-test-" + std::to_string(::getpid()) + "-"
+               + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+
+  const std::filesystem::path& path() const noexcept {
+    return path_;
+  }
+  /// A subdirectory path (not created).
+  std::string sub(const std::string& name) const {
+    return (path_ / name).string();
+  }
+
+private:
+  std::filesystem::path path_;
+};
+
+/// Opens a journal in `dir` with `mode`; fails the test on error.
+inline std::unique_ptr<persistence::journal>
+open_journal(const std::string& dir,
+             persistence::durability mode = persistence::durability::nosync,
+             uint64_t initial_map_size = uint64_t{64} << 20) {
+  persistence::journal_config cfg;
+  cfg.directory = dir;
+  cfg.mode = mode;
+  cfg.initial_map_size = initial_map_size;
+  auto j = persistence::journal::open(cfg);
+  BOOST_REQUIRE_MESSAGE(j, (j ? std::string{} : j.error().to_string()));
+  return std::move(j).value();
+}
+
+/// A journal in its own temporary directory.
+struct journal_fixture {
+  temp_dir dir;
+  std::unique_ptr<persistence::journal> j = open_journal(dir.sub("data"));
+
+  /// Closes and reopens the journal on the same directory.
+  void reopen() {
+    j.reset();
+    j = open_journal(dir.sub("data"));
+  }
+};
+
+/// A `new_event` of type `type` whose payload is the msgpack map
+/// {"v": value}.
+persistence::new_event make_event(const std::string& type,
+                                  const std::string& value);
+
+/// Returns the "v" field of a payload made by `make_event`.
+std::string event_value(const persistence::event_envelope& env);
+
+} // namespace mnemo::test
