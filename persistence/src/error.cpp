@@ -1,5 +1,7 @@
 #include "mnemo/persistence/error.hpp"
 
+#include <ostream>
+
 namespace mnemo::persistence {
 
 const char* to_string(errc x) noexcept {
@@ -36,6 +38,10 @@ const char* to_string(errc x) noexcept {
       return "not_found";
   }
   return "unknown";
+}
+
+std::ostream& operator<<(std::ostream& out, errc x) {
+  return out << to_string(x);
 }
 
 error error::conflict(version_conflict_info info) {

@@ -109,6 +109,9 @@ error journal::impl::open_env() {
     flags |= MDB_NOSYNC;
   if (auto rc = mdb_env_open(env, cfg.directory.c_str(), flags, 0644))
     return lmdb_error(rc, "mdb_env_open('" + cfg.directory + "')");
+  // Free reader slots left behind by processes that died (kill -9).
+  int dead = 0;
+  mdb_reader_check(env, &dead);
   MDB_envinfo info;
   mdb_env_info(env, &info);
   map_size = info.me_mapsize;
@@ -185,10 +188,8 @@ error journal::impl::open_databases() {
     if (mdb_get(st.txn, dbs.meta, &key, &val) == 0 && val.mv_size == 8)
       head = get_be64(static_cast<const char*>(val.mv_data));
   }
-  if (cfg.read_only) {
-    mdb_txn_abort(st.txn);
-    return {};
-  }
+  // Commit even a read-only transaction: LMDB closes the database handles
+  // opened in a transaction that is aborted.
   return lmdb_error(mdb_txn_commit(st.txn), "mdb_txn_commit (open)");
 }
 
@@ -241,8 +242,9 @@ void journal::append(std::string stream, std::vector<new_event> events,
   if (events.empty())
     return fail(error{errc::invalid_argument,
                       "append to stream '" + stream + "' has no events"});
-  append_request req{std::move(stream), {}, {}, {}, {}, expected,
-                     std::move(done)};
+  // `done` moves into the request only once validation has passed: until
+  // then `fail` answers through it.
+  append_request req{std::move(stream), {}, {}, {}, {}, expected, nullptr};
   req.ids.reserve(events.size());
   req.body_ends.reserve(events.size());
   req.tags.reserve(events.size());
@@ -266,6 +268,7 @@ void journal::append(std::string stream, std::vector<new_event> events,
     req.body_ends.push_back(req.bodies.size());
     req.tags.push_back(std::move(ev.tags));
   }
+  req.done = std::move(done);
   impl_->enqueue(std::move(req));
 }
 

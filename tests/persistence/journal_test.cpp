@@ -1,1 +1,395 @@
+// Journal semantics beyond the Akka TCK: positions, optimistic concurrency,
+// idempotent appends, group commit, reads by position and tag, deletion.
+
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "mnemo/persistence/offset_store.hpp"
 #include "test_support.hpp"
+
+using namespace mnemo::persistence;
+using mnemo::test::journal_fixture;
+using mnemo::test::make_event;
+
+namespace {
+
+std::vector<new_event> events_of(std::initializer_list<const char*> values) {
+  std::vector<new_event> result;
+  for (auto v : values)
+    result.push_back(make_event("test.value", v));
+  return result;
+}
+
+// Waits until `n` callbacks have called `done()`.
+struct latch {
+  std::mutex mtx;
+  std::condition_variable cv;
+  size_t count = 0;
+  void done() {
+    std::lock_guard<std::mutex> guard{mtx};
+    ++count;
+    cv.notify_all();
+  }
+  void wait(size_t n) {
+    std::unique_lock<std::mutex> guard{mtx};
+    cv.wait(guard, [&] { return count >= n; });
+  }
+};
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(journal, journal_fixture)
+
+BOOST_AUTO_TEST_CASE(append_assigns_gap_free_sequences_and_positions) {
+  auto a = j->append("a", events_of({"a1", "a2"}), expected_version::any());
+  auto b = j->append("b", events_of({"b1"}), expected_version::any());
+  auto c = j->append("a", events_of({"a3"}), expected_version::any());
+  BOOST_REQUIRE(a && b && c);
+  BOOST_CHECK_EQUAL(a->events[0].sequence, 1u);
+  BOOST_CHECK_EQUAL(a->events[1].sequence, 2u);
+  BOOST_CHECK_EQUAL(a->events[1].position, 2u);
+  BOOST_CHECK_EQUAL(b->events[0].sequence, 1u);
+  BOOST_CHECK_EQUAL(b->events[0].position, 3u);
+  BOOST_CHECK_EQUAL(c->events[0].sequence, 3u);
+  BOOST_CHECK_EQUAL(c->events[0].position, 4u);
+  BOOST_CHECK_EQUAL(c->stream_version, 3u);
+  BOOST_CHECK(!c->duplicate);
+  BOOST_CHECK_EQUAL(j->head_position(), 4u);
+  reopen();
+  BOOST_CHECK_EQUAL(j->head_position(), 4u);
+  auto d = j->append("b", events_of({"b2"}), expected_version::any());
+  BOOST_REQUIRE(d);
+  BOOST_CHECK_EQUAL(d->events[0].position, 5u);
+  BOOST_CHECK_EQUAL(d->events[0].sequence, 2u);
+}
+
+BOOST_AUTO_TEST_CASE(envelope_round_trips_every_field) {
+  auto ev = make_event("test.full", "payload");
+  ev.id = event_id::make_v7();
+  ev.schema_version = 3;
+  ev.correlation_id = "corr-1";
+  ev.causation_id = "cause-1";
+  ev.tags = {"blue", "green"};
+  ev.metadata = {{"user", "alice"}, {"source", "test"}};
+  auto before = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  auto res = j->append("full-1", {ev}, expected_version::no_stream());
+  BOOST_REQUIRE(res);
+  reopen();
+  auto read = j->read_stream("full-1", 1, 1, 1);
+  BOOST_REQUIRE(read);
+  BOOST_REQUIRE_EQUAL(read->size(), 1u);
+  auto& env = read->front();
+  BOOST_CHECK(env.id == ev.id);
+  BOOST_CHECK_EQUAL(env.stream_id, "full-1");
+  BOOST_CHECK_EQUAL(env.sequence, 1u);
+  BOOST_CHECK_EQUAL(env.position, 1u);
+  BOOST_CHECK_EQUAL(env.type, "test.full");
+  BOOST_CHECK_EQUAL(env.schema_version, 3u);
+  BOOST_CHECK_GE(env.timestamp_us, before);
+  BOOST_CHECK_LE(env.timestamp_us, before + 60'000'000);
+  BOOST_CHECK_EQUAL(env.correlation_id, "corr-1");
+  BOOST_CHECK_EQUAL(env.causation_id, "cause-1");
+  BOOST_CHECK(env.tags == ev.tags);
+  BOOST_CHECK(env.metadata == ev.metadata);
+  BOOST_CHECK(env.payload == ev.payload);
+}
+
+BOOST_AUTO_TEST_CASE(expected_version_exact_no_stream_and_any) {
+  BOOST_REQUIRE(j->append("s", events_of({"1"}), expected_version::no_stream()));
+  BOOST_REQUIRE(j->append("s", events_of({"2", "3"}), expected_version::exact(1)));
+  BOOST_REQUIRE(j->append("s", events_of({"4"}), expected_version::any()));
+  auto again = j->append("s", events_of({"x"}), expected_version::no_stream());
+  BOOST_REQUIRE(!again);
+  BOOST_CHECK(again.error().code() == errc::version_conflict);
+  auto* info = again.error().conflict();
+  BOOST_REQUIRE(info != nullptr);
+  BOOST_CHECK_EQUAL(info->stream, "s");
+  BOOST_CHECK_EQUAL(info->expected, 0u);
+  BOOST_CHECK_EQUAL(info->actual, 4u);
+  auto stale = j->append("s", events_of({"x", "y"}), expected_version::exact(2));
+  BOOST_REQUIRE(!stale);
+  BOOST_CHECK(stale.error().code() == errc::version_conflict);
+  BOOST_CHECK_EQUAL(stale.error().conflict()->expected, 2u);
+  BOOST_CHECK_EQUAL(stale.error().conflict()->actual, 4u);
+  BOOST_CHECK(stale.error().message().find("expected version 2") != std::string::npos);
+  // A rejected batch writes nothing.
+  BOOST_CHECK_EQUAL(*j->highest_sequence("s"), 4u);
+  BOOST_CHECK_EQUAL(j->head_position(), 4u);
+  auto missing = j->append("t", events_of({"x"}), expected_version::exact(3));
+  BOOST_REQUIRE(!missing);
+  BOOST_CHECK_EQUAL(missing.error().conflict()->actual, 0u);
+  BOOST_CHECK_EQUAL(*j->highest_sequence("t"), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(idempotent_append_returns_original_refs_across_restart) {
+  auto batch = events_of({"1", "2"});
+  batch[0].id = event_id::make_v7();
+  batch[1].id = event_id::make_v7();
+  auto first = j->append("s", batch, expected_version::no_stream());
+  BOOST_REQUIRE(first);
+  BOOST_REQUIRE(j->append("other", events_of({"o"}), expected_version::any()));
+  reopen();
+  // The retry carries an expected version that no longer holds: it is still
+  // answered with the original outcome.
+  auto retry = j->append("s", batch, expected_version::no_stream());
+  BOOST_REQUIRE_MESSAGE(retry, mnemo::test::why(retry));
+  BOOST_CHECK(retry->duplicate);
+  BOOST_REQUIRE_EQUAL(retry->events.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    BOOST_CHECK(retry->events[i].id == first->events[i].id);
+    BOOST_CHECK_EQUAL(retry->events[i].sequence, first->events[i].sequence);
+    BOOST_CHECK_EQUAL(retry->events[i].position, first->events[i].position);
+  }
+  BOOST_CHECK_EQUAL(*j->highest_sequence("s"), 2u);
+  BOOST_CHECK_EQUAL(j->head_position(), 3u);
+}
+
+BOOST_AUTO_TEST_CASE(partial_or_foreign_duplicate_ids_are_rejected) {
+  auto batch = events_of({"1"});
+  batch[0].id = event_id::make_v7();
+  BOOST_REQUIRE(j->append("s", batch, expected_version::any()));
+  auto partial = batch;
+  partial.push_back(make_event("test.value", "2"));
+  auto res = j->append("s", partial, expected_version::any());
+  BOOST_REQUIRE(!res);
+  BOOST_CHECK(res.error().code() == errc::duplicate_event_id);
+  auto foreign = j->append("t", batch, expected_version::any());
+  BOOST_REQUIRE(!foreign);
+  BOOST_CHECK(foreign.error().code() == errc::duplicate_event_id);
+  BOOST_CHECK(foreign.error().message().find(batch[0].id.to_string())
+              != std::string::npos);
+  auto twice = events_of({"a", "b"});
+  twice[1].id = twice[0].id = event_id::make_v7();
+  auto dup = j->append("u", twice, expected_version::any());
+  BOOST_REQUIRE(!dup);
+  BOOST_CHECK(dup.error().code() == errc::invalid_argument);
+  BOOST_CHECK_EQUAL(j->head_position(), 1u);
+  BOOST_CHECK_EQUAL(*j->highest_sequence("s"), 1u);
+  BOOST_CHECK_EQUAL(*j->highest_sequence("t"), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(invalid_arguments_are_rejected_with_clear_errors) {
+  auto check = [&](std::string stream, std::vector<new_event> evs,
+                   const char* fragment) {
+    auto res = j->append(std::move(stream), std::move(evs),
+                         expected_version::any());
+    BOOST_REQUIRE(!res);
+    BOOST_CHECK(res.error().code() == errc::invalid_argument);
+    BOOST_CHECK_MESSAGE(res.error().message().find(fragment)
+                          != std::string::npos,
+                        res.error().message());
+  };
+  check("", events_of({"x"}), "stream id is empty");
+  check(std::string{"a\0b", 3}, events_of({"x"}), "NUL");
+  check(std::string(401, 's'), events_of({"x"}), "401 bytes");
+  check("s", {}, "no events");
+  auto untyped = events_of({"x"});
+  untyped[0].type.clear();
+  check("s", untyped, "empty type");
+  auto badtag = events_of({"x"});
+  badtag[0].tags = {""};
+  check("s", badtag, "tag is empty");
+  BOOST_CHECK_EQUAL(j->head_position(), 0u);
+  BOOST_CHECK(!j->read_stream("", 1, 10, 10));
+  BOOST_CHECK(!j->read_tag("", 0, 10));
+}
+
+BOOST_AUTO_TEST_CASE(group_commit_batches_concurrent_appends) {
+  std::atomic<size_t> commits{0};
+  auto token = j->subscribe([&](uint64_t) { ++commits; });
+  constexpr size_t threads = 4;
+  constexpr size_t per_thread = 500;
+  latch all;
+  std::atomic<size_t> failures{0};
+  std::vector<std::thread> workers;
+  for (size_t t = 0; t < threads; ++t)
+    workers.emplace_back([&, t] {
+      for (size_t i = 0; i < per_thread; ++i)
+        j->append("stream-" + std::to_string((t * per_thread + i) % 50),
+                  events_of({"v"}), expected_version::any(),
+                  [&](expected<append_result> res) {
+                    if (!res)
+                      ++failures;
+                    all.done();
+                  });
+    });
+  for (auto& w : workers)
+    w.join();
+  all.wait(threads * per_thread);
+  j->unsubscribe(token);
+  BOOST_CHECK_EQUAL(failures.load(), 0u);
+  BOOST_CHECK_EQUAL(j->head_position(), threads * per_thread);
+  BOOST_TEST_MESSAGE("commits for " << threads * per_thread
+                                    << " appends: " << commits.load());
+  BOOST_CHECK_LT(commits.load(), threads * per_thread);
+  for (int s = 0; s < 50; ++s) {
+    auto evs = j->read_stream("stream-" + std::to_string(s), 1, UINT64_MAX,
+                              UINT64_MAX);
+    BOOST_REQUIRE(evs);
+    BOOST_REQUIRE_EQUAL(evs->size(), threads * per_thread / 50);
+    for (size_t i = 0; i < evs->size(); ++i)
+      BOOST_REQUIRE_EQUAL((*evs)[i].sequence, i + 1);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_request_fails_alone_in_its_group_commit) {
+  BOOST_REQUIRE(j->append("s", events_of({"1"}), expected_version::any()));
+  latch all;
+  std::vector<int> ok(200, -1);
+  // Queue many requests at once so that they share group commits; every
+  // tenth carries a stale expected version.
+  for (int i = 0; i < 200; ++i) {
+    auto ev = i % 10 == 5 ? expected_version::exact(99)
+                          : expected_version::any();
+    j->append(i % 10 == 5 ? "s" : "g-" + std::to_string(i), events_of({"v"}),
+              ev, [&, i](expected<append_result> res) {
+                ok[i] = res ? 1 : 0;
+                if (!res)
+                  BOOST_CHECK(res.error().code() == errc::version_conflict);
+                all.done();
+              });
+  }
+  all.wait(200);
+  for (int i = 0; i < 200; ++i)
+    BOOST_CHECK_EQUAL(ok[i], i % 10 == 5 ? 0 : 1);
+  BOOST_CHECK_EQUAL(j->head_position(), 1u + 180u);
+  BOOST_CHECK_EQUAL(*j->highest_sequence("s"), 1u);
+}
+
+BOOST_AUTO_TEST_CASE(read_all_pages_in_commit_order) {
+  for (int i = 0; i < 25; ++i)
+    BOOST_REQUIRE(j->append("s-" + std::to_string(i % 3),
+                            events_of({"a", "b"}), expected_version::any()));
+  uint64_t next = 1;
+  size_t pages = 0;
+  for (;;) {
+    auto page = j->read_all(next, 7);
+    BOOST_REQUIRE(page);
+    if (page->empty())
+      break;
+    BOOST_CHECK_LE(page->size(), 7u);
+    ++pages;
+    for (auto& ev : *page)
+      BOOST_REQUIRE_EQUAL(ev.position, next++);
+  }
+  BOOST_CHECK_EQUAL(next - 1, 50u);
+  BOOST_CHECK_EQUAL(pages, 8u);
+  BOOST_CHECK(j->read_all(51, 10)->empty());
+  BOOST_CHECK(j->read_all(1, 0)->empty());
+}
+
+BOOST_AUTO_TEST_CASE(read_by_tag_and_list_streams) {
+  auto tagged = [&](const char* v, std::vector<std::string> tags) {
+    auto evs = events_of({v});
+    evs[0].tags = std::move(tags);
+    return evs;
+  };
+  BOOST_REQUIRE(j->append("a", tagged("1", {"red"}), expected_version::any()));
+  BOOST_REQUIRE(j->append("b", tagged("2", {"blue"}), expected_version::any()));
+  BOOST_REQUIRE(j->append("c", tagged("3", {"red", "blue"}),
+                          expected_version::any()));
+  BOOST_REQUIRE(j->append("a", tagged("4", {"red"}), expected_version::any()));
+  auto red = j->read_tag("red", 0, 10);
+  BOOST_REQUIRE(red);
+  BOOST_REQUIRE_EQUAL(red->size(), 3u);
+  BOOST_CHECK_EQUAL((*red)[0].position, 1u);
+  BOOST_CHECK_EQUAL((*red)[1].position, 3u);
+  BOOST_CHECK_EQUAL((*red)[2].position, 4u);
+  auto from3 = j->read_tag("red", 3, 1);
+  BOOST_REQUIRE_EQUAL(from3->size(), 1u);
+  BOOST_CHECK_EQUAL(from3->front().position, 3u);
+  BOOST_CHECK(j->read_tag("re", 0, 10)->empty());
+  BOOST_CHECK(j->read_tag("green", 0, 10)->empty());
+  auto streams = j->list_streams("", 2);
+  BOOST_REQUIRE_EQUAL(streams->size(), 2u);
+  BOOST_CHECK_EQUAL((*streams)[0].stream_id, "a");
+  BOOST_CHECK_EQUAL((*streams)[0].highest_sequence, 2u);
+  BOOST_CHECK_EQUAL((*streams)[1].stream_id, "b");
+  auto rest = j->list_streams("b", 10);
+  BOOST_REQUIRE_EQUAL(rest->size(), 1u);
+  BOOST_CHECK_EQUAL(rest->front().stream_id, "c");
+}
+
+BOOST_AUTO_TEST_CASE(deletion_removes_events_from_every_read) {
+  for (int i = 0; i < 3; ++i) {
+    auto evs = events_of({"x"});
+    evs[0].tags = {"t"};
+    BOOST_REQUIRE(j->append("d", std::move(evs), expected_version::any()));
+    BOOST_REQUIRE(j->append("keep", events_of({"k"}), expected_version::any()));
+  }
+  BOOST_REQUIRE(!j->delete_events_to("d", 2));
+  auto tag = j->read_tag("t", 0, 10);
+  BOOST_REQUIRE_EQUAL(tag->size(), 1u);
+  BOOST_CHECK_EQUAL(tag->front().sequence, 3u);
+  auto all = j->read_all(1, 100);
+  BOOST_REQUIRE_EQUAL(all->size(), 4u);
+  BOOST_CHECK_EQUAL((*all)[0].stream_id, "keep");
+  auto head = j->head_of("d");
+  BOOST_CHECK_EQUAL(head->highest_sequence, 3u);
+  BOOST_CHECK_EQUAL(head->deleted_to, 2u);
+  BOOST_REQUIRE(!j->delete_events_to("d", UINT64_MAX));
+  BOOST_CHECK(j->read_stream("d", 1, UINT64_MAX, UINT64_MAX)->empty());
+  BOOST_CHECK_EQUAL(*j->highest_sequence("d"), 3u);
+  reopen();
+  BOOST_CHECK_EQUAL(*j->highest_sequence("d"), 3u);
+  auto next = j->append("d", events_of({"y"}), expected_version::exact(3));
+  BOOST_REQUIRE(next);
+  BOOST_CHECK_EQUAL(next->events[0].sequence, 4u);
+  BOOST_CHECK_EQUAL(j->read_stream("d", 1, 10, 10)->size(), 1u);
+}
+
+BOOST_AUTO_TEST_CASE(commit_listeners_see_each_new_head) {
+  std::mutex mtx;
+  std::vector<uint64_t> heads;
+  auto token = j->subscribe([&](uint64_t h) {
+    std::lock_guard<std::mutex> guard{mtx};
+    heads.push_back(h);
+  });
+  BOOST_REQUIRE(j->append("s", events_of({"1", "2"}), expected_version::any()));
+  BOOST_REQUIRE(j->append("s", events_of({"3"}), expected_version::any()));
+  // A commit without events (an offset write) announces nothing.
+  BOOST_REQUIRE(!j->offsets().store("p", 1));
+  j->unsubscribe(token);
+  BOOST_REQUIRE(j->append("s", events_of({"4"}), expected_version::any()));
+  std::lock_guard<std::mutex> guard{mtx};
+  BOOST_REQUIRE_EQUAL(heads.size(), 2u);
+  BOOST_CHECK_EQUAL(heads[0], 2u);
+  BOOST_CHECK_EQUAL(heads[1], 3u);
+}
+
+BOOST_AUTO_TEST_CASE(closing_drains_queued_appends) {
+  latch all;
+  std::atomic<size_t> ok{0};
+  for (int i = 0; i < 1000; ++i)
+    j->append("s", events_of({"v"}), expected_version::any(),
+              [&](expected<append_result> res) {
+                if (res)
+                  ++ok;
+                all.done();
+              });
+  reopen();
+  all.wait(1000);
+  BOOST_CHECK_EQUAL(ok.load(), 1000u);
+  BOOST_CHECK_EQUAL(*j->highest_sequence("s"), 1000u);
+}
+
+BOOST_AUTO_TEST_CASE(every_durability_mode_persists_across_reopen) {
+  for (auto mode : {durability::sync, durability::nometasync,
+                    durability::nosync}) {
+    auto path = dir.sub(std::string{"mode-"} + to_string(mode));
+    {
+      auto jj = mnemo::test::open_journal(path, mode);
+      BOOST_CHECK(jj->config().mode == mode);
+      BOOST_REQUIRE(jj->append("s", events_of({"1", "2"}),
+                               expected_version::any()));
+    }
+    auto jj = mnemo::test::open_journal(path, mode);
+    BOOST_CHECK_EQUAL(*jj->highest_sequence("s"), 2u);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

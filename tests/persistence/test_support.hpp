@@ -49,6 +49,13 @@ private:
   std::filesystem::path path_;
 };
 
+/// Describes `x` for a Boost.Test message: "ok" or the error. (Messages are
+/// built even when the check passes, so never call `error()` directly.)
+template <class T>
+std::string why(const persistence::expected<T>& x) {
+  return x ? std::string{"ok"} : x.error().to_string();
+}
+
 /// Opens a journal in `dir` with `mode`; fails the test on error.
 inline std::unique_ptr<persistence::journal>
 open_journal(const std::string& dir,

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <utility>
@@ -52,6 +53,9 @@ enum class errc : uint8_t {
 
 /// Returns the name of `x`, e.g. "version_conflict".
 const char* to_string(errc x) noexcept;
+
+/// Prints `to_string(x)` (for test frameworks and logs).
+std::ostream& operator<<(std::ostream& out, errc x);
 
 /// Detail of a `version_conflict` error.
 struct version_conflict_info {
