@@ -8,21 +8,23 @@
 //   --durability MODE       sync (default), nometasync or nosync, for the
 //                           append runs and their raw LMDB baseline
 //   --only NAME             run only append, replay_stream or read_all
-//   --submit thread|callback
-//                           how appends are kept in flight: the main thread
-//                           refills free slots (default), or each completion
+//   --submit callback|thread
+//                           how appends are kept in flight: each completion
 //                           callback submits the next append itself
+//                           (default: exactly in_flight outstanding), or the
+//                           main thread refills free slots as they open
 //
 // journal.append compares the journal with a plain LMDB loop run in the
 // same process on the same disk: records of the journal's stored size,
 // MDB_APPEND, one commit per mean group-commit batch of the journal run.
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -33,6 +35,8 @@
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <time.h>
 
 #include <lmdb.h>
 #include <msgpack.hpp>
@@ -50,29 +54,57 @@ namespace {
 constexpr size_t payload_size = 200;
 constexpr size_t stream_count = 1000;
 constexpr const char* event_type = "bench.appended";
+constexpr size_t read_chunk = 10000;
 
 struct options {
   bool quick = false;
   fs::path base = fs::temp_directory_path();
   mp::durability mode = mp::durability::sync;
-  bool submit_from_callback = false;
-  std::string only; // empty: every benchmark
+  bool submit_from_callback = true;
+  std::string only;  // empty: every benchmark
 };
+
+// This run's directory under --dir; removed on every way out.
+fs::path run_dir;
+
+void remove_run_dir() {
+  std::error_code ec;
+  if (!run_dir.empty()) fs::remove_all(run_dir, ec);
+}
 
 [[noreturn]] void die(const std::string& what) {
   std::cerr << "journal_bench: " << what << '\n';
+  remove_run_dir();
   std::exit(1);
+}
+
+// Prints one result line; stops quietly once nobody reads stdout (e.g.
+// piped into `head`), instead of dying of SIGPIPE with data left behind.
+void emit(const json& line) {
+  std::cout << line.dump() << std::endl;
+  if (!std::cout) {
+    remove_run_dir();
+    std::exit(1);
+  }
 }
 
 template <class T>
 T take(mp::expected<T> x, const char* what) {
-  if (!x)
-    die(std::string{what} + ": " + x.error().to_string());
+  if (!x) die(std::string{what} + ": " + x.error().to_string());
   return std::move(x).value();
 }
 
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// CPU time of the calling thread: unlike wall time, it does not count time
+// the machine gave to other processes.
+double thread_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) +
+         static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 // `x` rounded to `digits` decimals (dividing keeps the shortest printing).
@@ -86,8 +118,7 @@ options parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc)
-        die(arg + " needs a value");
+      if (i + 1 >= argc) die(arg + " needs a value");
       return argv[++i];
     };
     if (arg == "--quick") {
@@ -106,8 +137,8 @@ options parse_args(int argc, char** argv) {
         die("unknown durability '" + v + "'");
     } else if (arg == "--only") {
       opt.only = value();
-      if (opt.only != "append" && opt.only != "replay_stream"
-          && opt.only != "read_all")
+      if (opt.only != "append" && opt.only != "replay_stream" &&
+          opt.only != "read_all")
         die("--only takes append, replay_stream or read_all");
     } else if (arg == "--submit") {
       auto v = value();
@@ -115,15 +146,15 @@ options parse_args(int argc, char** argv) {
         die("--submit takes thread or callback");
       opt.submit_from_callback = v == "callback";
     } else {
-      die("unknown option '" + arg
-          + "' (use --quick, --dir PATH, --durability MODE, --only NAME, "
-            "--submit WHO)");
+      die("unknown option '" + arg +
+          "' (use --quick, --dir PATH, --durability MODE, --only NAME, "
+          "--submit WHO)");
     }
   }
   return opt;
 }
 
-// -- event shape ---------------------------------------------------------------
+// -- event shape --------------------------------------------------------------
 
 // A msgpack map of exactly `size` bytes, shaped like a domain event.
 std::vector<uint8_t> make_payload(size_t size) {
@@ -139,8 +170,7 @@ std::vector<uint8_t> make_payload(size_t size) {
     pk.pack(std::string{"EUR"});
     pk.pack(std::string{"note"});
     pk.pack(std::string(pad, 'x'));
-    if (buf.size() == size)
-      return {buf.data(), buf.data() + buf.size()};
+    if (buf.size() == size) return {buf.data(), buf.data() + buf.size()};
   }
   die("cannot shape a payload of " + std::to_string(size) + " bytes");
 }
@@ -164,9 +194,9 @@ size_t bin_size(size_t n) {
 // causation id, tags, metadata, payload). Checked against the journal's
 // data file by measure_record_bytes().
 size_t record_bytes_for(size_t stream_len) {
-  return 21 + 1 + bin_size(16) + str_size(stream_len)
-         + str_size(std::strlen(event_type)) + 1 + str_size(0) + str_size(0)
-         + 1 + 1 + bin_size(payload_size);
+  return 21 + 1 + bin_size(16) + str_size(stream_len) +
+         str_size(std::strlen(event_type)) + 1 + str_size(0) + str_size(0) + 1 +
+         1 + bin_size(payload_size);
 }
 
 // Size of the first stored event record, read with plain LMDB from a closed
@@ -174,19 +204,17 @@ size_t record_bytes_for(size_t stream_len) {
 size_t measure_record_bytes(const fs::path& dir) {
   MDB_env* env = nullptr;
   size_t result = 0;
-  if (mdb_env_create(&env) != 0)
-    return 0;
+  if (mdb_env_create(&env) != 0) return 0;
   mdb_env_set_maxdbs(env, 16);
   MDB_txn* txn = nullptr;
   MDB_dbi dbi;
   MDB_cursor* cur = nullptr;
   MDB_val key, val;
-  if (mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0644) == 0
-      && mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0) {
-    if (mdb_dbi_open(txn, "mnemo.events", 0, &dbi) == 0
-        && mdb_cursor_open(txn, dbi, &cur) == 0) {
-      if (mdb_cursor_get(cur, &key, &val, MDB_FIRST) == 0)
-        result = val.mv_size;
+  if (mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0644) == 0 &&
+      mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0) {
+    if (mdb_dbi_open(txn, "mnemo.events", 0, &dbi) == 0 &&
+        mdb_cursor_open(txn, dbi, &cur) == 0) {
+      if (mdb_cursor_get(cur, &key, &val, MDB_FIRST) == 0) result = val.mv_size;
       mdb_cursor_close(cur);
     }
     mdb_txn_abort(txn);
@@ -215,24 +243,22 @@ std::unique_ptr<mp::journal> open_journal(const fs::path& dir,
   return take(mp::journal::open(std::move(cfg)), "journal::open");
 }
 
-// -- flow control ----------------------------------------------------------------
+// -- flow control -------------------------------------------------------------
 
 // Counts outstanding requests; the submitter blocks while `limit` are in
 // flight. Completions run on the writer thread and only count and signal:
 // they touch the mutex only when the submitter said it sleeps (the seq_cst
 // pair done_/sleeping_ makes sure one side sees the other).
 class flow {
-public:
-  explicit flow(uint64_t limit) : limit_(limit) {
-  }
+ public:
+  explicit flow(uint64_t limit) : limit_(limit) {}
   void acquire() {
     wait_until([this] { return issued_ - done_.load() < limit_; });
     ++issued_;
   }
   void release() {
     done_.fetch_add(1);
-    if (!sleeping_.load())
-      return;
+    if (!sleeping_.load()) return;
     {
       std::lock_guard<std::mutex> guard{mtx_};
       sleeping_.store(false);
@@ -243,57 +269,56 @@ public:
     wait_until([this] { return done_.load() == issued_; });
   }
 
-private:
+ private:
   template <class Pred>
   void wait_until(Pred pred) {
-    if (pred())
-      return;
+    if (pred()) return;
     std::unique_lock<std::mutex> guard{mtx_};
     for (;;) {
       sleeping_.store(true);
-      if (pred())
-        break;
+      if (pred()) break;
       cv_.wait(guard, [&] { return !sleeping_.load(); });
     }
     sleeping_.store(false);
   }
   const uint64_t limit_;
-  uint64_t issued_ = 0; // submitter thread only
+  uint64_t issued_ = 0;  // submitter thread only
   std::atomic<uint64_t> done_{0};
   std::atomic<bool> sleeping_{false};
   std::mutex mtx_;
   std::condition_variable cv_;
 };
 
-// -- journal.append ----------------------------------------------------------------
+// -- journal.append -----------------------------------------------------------
 
 struct append_config {
   uint64_t in_flight;
-  uint64_t min_events; // keep going until this many were submitted ...
-  double min_seconds;  // ... and this much time passed,
-  double max_seconds;  // but never longer than this
-  uint64_t max_events; // or more events than this
+  uint64_t min_events;  // keep going until this many were submitted ...
+  double min_seconds;   // ... and this much time passed,
+  double max_seconds;   // but never longer than this
+  uint64_t max_events;  // or more events than this
 };
 
 // One append run: `in_flight` single-event appends kept outstanding,
 // round-robin over `stream_count` streams.
 class append_run {
-public:
+ public:
   append_run(mp::journal& j, const append_config& cfg, bool from_callback)
-    : journal_(j),
-      cfg_(cfg),
-      from_callback_(from_callback),
-      payload_(make_payload(payload_size)),
-      flow_(cfg.in_flight),
-      // Slack: in callback mode two threads may pass keep_going() at once.
-      submit_ns_(cfg.max_events + cfg.in_flight),
-      latency_ns_(cfg.max_events + cfg.in_flight) {
+      : journal_(j),
+        cfg_(cfg),
+        from_callback_(from_callback),
+        payload_(make_payload(payload_size)),
+        flow_(cfg.in_flight),
+        // Slack: in callback mode two threads may pass keep_going() at once.
+        submit_ns_(cfg.max_events + cfg.in_flight),
+        latency_ns_(cfg.max_events + cfg.in_flight) {
     for (size_t i = 0; i < stream_count; ++i)
       streams_.push_back(stream_name(i));
   }
 
   void run() {
-    auto token = journal_.subscribe([this](uint64_t) { commits_.fetch_add(1); });
+    auto token =
+        journal_.subscribe([this](uint64_t) { commits_.fetch_add(1); });
     t0_ = clock_type::now();
     if (from_callback_) {
       for (uint64_t i = 0; i < cfg_.in_flight && keep_going(); ++i) {
@@ -315,57 +340,45 @@ public:
       die(std::to_string(failures_.load()) + " appends failed");
   }
 
-  uint64_t events() const {
-    return completed_.load();
-  }
-  uint64_t commits() const {
-    return commits_.load();
-  }
-  double seconds() const {
-    return seconds_;
-  }
+  uint64_t events() const { return completed_.load(); }
+  uint64_t commits() const { return commits_.load(); }
+  double seconds() const { return seconds_; }
   double percentile_us(double p) {
-    std::vector<int64_t> v(latency_ns_.begin(),
-                           latency_ns_.begin()
-                             + static_cast<ptrdiff_t>(events()));
-    if (v.empty())
-      return 0;
+    std::vector<int64_t> v(
+        latency_ns_.begin(),
+        latency_ns_.begin() + static_cast<ptrdiff_t>(events()));
+    if (v.empty()) return 0;
     auto k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
-    std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k),
-                     v.end());
+    std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
     return static_cast<double>(v[k]) / 1000.0;
   }
 
-private:
+ private:
   bool keep_going() const {
     auto n = next_.load();
-    if (n >= cfg_.max_events)
-      return false;
+    if (n >= cfg_.max_events) return false;
     auto elapsed = seconds_since(t0_);
-    if (elapsed >= cfg_.max_seconds)
-      return false;
+    if (elapsed >= cfg_.max_seconds) return false;
     return n < cfg_.min_events || elapsed < cfg_.min_seconds;
   }
 
   int64_t now_ns() const {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             clock_type::now() - t0_)
-      .count();
+               clock_type::now() - t0_)
+        .count();
   }
 
   void submit(uint64_t i) {
     submit_ns_[i] = now_ns();
-    journal_.append(streams_[i % stream_count], make_events(payload_, 1),
-                    mp::expected_version::any(),
-                    [this, i](mp::expected<mp::append_result> res) {
-                      on_done(i, res);
-                    });
+    journal_.append(
+        streams_[i % stream_count], make_events(payload_, 1),
+        mp::expected_version::any(),
+        [this, i](mp::expected<mp::append_result> res) { on_done(i, res); });
   }
 
   // Runs on the writer thread: record, then signal or refill.
   void on_done(uint64_t i, const mp::expected<mp::append_result>& res) {
-    if (!res)
-      failures_.fetch_add(1);
+    if (!res) failures_.fetch_add(1);
     latency_ns_[i] = now_ns() - submit_ns_[i];
     if (from_callback_ && keep_going()) {
       submit(next_.fetch_add(1));
@@ -404,8 +417,7 @@ unsigned lmdb_flags(mp::durability mode) {
 }
 
 void lmdb_check(int rc, const char* what) {
-  if (rc != 0)
-    die(std::string{"raw LMDB "} + what + ": " + mdb_strerror(rc));
+  if (rc != 0) die(std::string{"raw LMDB "} + what + ": " + mdb_strerror(rc));
 }
 
 // Records/s of a plain LMDB loop: `events` records of `record_bytes` under
@@ -446,8 +458,8 @@ double raw_lmdb_rate(const fs::path& dir, mp::durability mode,
 
 json bench_append(const fs::path& base, const options& opt,
                   const append_config& cfg) {
-  auto tag = std::string{to_string(opt.mode)} + "-"
-             + std::to_string(cfg.in_flight);
+  auto tag =
+      std::string{to_string(opt.mode)} + "-" + std::to_string(cfg.in_flight);
   auto dir = base / ("append-" + tag);
   std::cerr << "journal.append " << tag << " ...\n";
   std::unique_ptr<append_run> run;
@@ -458,20 +470,20 @@ json bench_append(const fs::path& base, const options& opt,
   }
   auto events = run->events();
   auto rate = static_cast<double>(events) / run->seconds();
-  auto mean_batch = static_cast<double>(events)
-                    / static_cast<double>(std::max<uint64_t>(1, run->commits()));
+  auto mean_batch = static_cast<double>(events) /
+                    static_cast<double>(std::max<uint64_t>(1, run->commits()));
   auto computed = record_bytes_for(stream_name(0).size());
   auto measured = measure_record_bytes(dir);
   if (measured != computed)
-    std::cerr << "  note: stored record is " << measured
-              << " bytes, computed " << computed << "; using the stored size\n";
+    std::cerr << "  note: stored record is " << measured << " bytes, computed "
+              << computed << "; using the stored size\n";
   auto record_bytes = measured != 0 ? measured : computed;
   fs::remove_all(dir);
   auto batch = std::max<uint64_t>(1, std::llround(mean_batch));
   std::cerr << "  " << events << " events, " << run->commits()
             << " commits; raw LMDB with batches of " << batch << " ...\n";
-  auto raw = raw_lmdb_rate(base / ("raw-" + tag), opt.mode, record_bytes,
-                           batch, events);
+  auto raw = raw_lmdb_rate(base / ("raw-" + tag), opt.mode, record_bytes, batch,
+                           events);
   json out;
   out["bench"] = "journal.append";
   out["durability"] = to_string(opt.mode);
@@ -488,131 +500,121 @@ json bench_append(const fs::path& base, const options& opt,
   return out;
 }
 
-// -- reads -----------------------------------------------------------------------
+// -- reads --------------------------------------------------------------------
 
-// Appends `total` events in appends of `per_append` events, stream chosen by
-// `stream_of(append index)`, with up to 16 appends in flight.
+// Appends `total` events, 1000 per append, append i going to `stream_of(i)`,
+// with up to 16 appends in flight (nosync: this is set-up, not measured).
 template <class StreamOf>
-void fill(mp::journal& j, uint64_t total, uint64_t per_append,
-          StreamOf stream_of) {
+void fill(mp::journal& j, uint64_t total, StreamOf stream_of) {
+  constexpr uint64_t per_append = 1000;
   auto payload = make_payload(payload_size);
   flow fl{16};
   std::atomic<uint64_t> failures{0};
   for (uint64_t i = 0; i * per_append < total; ++i) {
-    auto n = std::min(per_append, total - i * per_append);
     fl.acquire();
-    j.append(stream_of(i), make_events(payload, n),
+    j.append(stream_of(i),
+             make_events(payload, std::min(per_append, total - i * per_append)),
              mp::expected_version::any(),
              [&](mp::expected<mp::append_result> res) {
-               if (!res)
-                 failures.fetch_add(1);
+               if (!res) failures.fetch_add(1);
                fl.release();
              });
   }
   fl.drain();
-  if (failures.load() != 0)
-    die("filling the journal failed");
+  if (failures.load() != 0) die("filling the journal failed");
 }
 
-json read_result(const char* bench, uint64_t events, size_t chunk,
-                 double secs) {
+// Fills a fresh journal with `total` events, then times `read(j, from)`
+// calls (each returning at most `read_chunk` decoded envelopes) from the
+// first event to the last; `next(last envelope)` gives the next `from`.
+template <class StreamOf, class Read, class Next>
+json bench_read(const fs::path& dir, const char* bench, uint64_t total,
+                StreamOf stream_of, Read read, Next next) {
+  std::cerr << bench << ": writing " << total << " events ...\n";
+  auto j = open_journal(dir, mp::durability::nosync, uint64_t{2} << 30);
+  fill(*j, total, stream_of);
+  std::cerr << "  reading ...\n";
+  uint64_t from = 1;
+  uint64_t events = 0;
+  auto cpu0 = thread_cpu_seconds();
+  auto t0 = clock_type::now();
+  for (;;) {
+    auto got = take(read(*j, from), bench);
+    if (got.empty()) break;
+    events += got.size();
+    from = next(got.back());
+  }
+  auto secs = seconds_since(t0);
+  auto cpu_secs = thread_cpu_seconds() - cpu0;
+  if (events != total)
+    die(std::string{bench} + " read " + std::to_string(events) + " of " +
+        std::to_string(total) + " events");
+  j.reset();
+  fs::remove_all(dir);
   json out;
   out["bench"] = bench;
   out["events"] = events;
   out["events_per_s"] = std::llround(static_cast<double>(events) / secs);
-  out["chunk"] = chunk;
+  out["chunk"] = read_chunk;
+  out["cpu_events_per_s"] =
+      std::llround(static_cast<double>(events) / cpu_secs);
   return out;
 }
 
 json bench_replay_stream(const fs::path& base, uint64_t total) {
-  constexpr size_t chunk = 10000;
-  auto dir = base / "replay-stream";
-  std::cerr << "journal.replay_stream: writing " << total << " events ...\n";
-  auto j = open_journal(dir, mp::durability::nosync, 1ull << 30);
   const std::string stream = "replay-stream";
-  fill(*j, total, 1000, [&](uint64_t) { return stream; });
-  std::cerr << "  reading ...\n";
-  uint64_t from = 1;
-  uint64_t events = 0;
-  auto t0 = clock_type::now();
-  for (;;) {
-    auto got = take(j->read_stream(stream, from, UINT64_MAX, chunk),
-                    "read_stream");
-    if (got.empty())
-      break;
-    events += got.size();
-    from = got.back().sequence + 1;
-  }
-  auto secs = seconds_since(t0);
-  if (events != total)
-    die("read_stream returned " + std::to_string(events) + " events");
-  j.reset();
-  fs::remove_all(dir);
-  return read_result("journal.replay_stream", events, chunk, secs);
+  return bench_read(
+      base / "replay-stream", "journal.replay_stream", total,
+      [&](uint64_t) { return stream; },
+      [&](mp::journal& j, uint64_t from) {
+        return j.read_stream(stream, from, UINT64_MAX, read_chunk);
+      },
+      [](const mp::event_envelope& last) { return last.sequence + 1; });
 }
 
 json bench_read_all(const fs::path& base, uint64_t total) {
-  constexpr size_t chunk = 10000;
-  auto dir = base / "read-all";
-  std::cerr << "journal.read_all: writing " << total << " events ...\n";
-  auto j = open_journal(dir, mp::durability::nosync, 2ull << 30);
   std::vector<std::string> streams;
-  for (size_t i = 0; i < stream_count; ++i)
-    streams.push_back(stream_name(i));
-  fill(*j, total, 1000,
-       [&](uint64_t i) { return streams[i % stream_count]; });
-  std::cerr << "  reading ...\n";
-  uint64_t from = 1;
-  uint64_t events = 0;
-  auto t0 = clock_type::now();
-  for (;;) {
-    auto got = take(j->read_all(from, chunk), "read_all");
-    if (got.empty())
-      break;
-    events += got.size();
-    from = got.back().position + 1;
-  }
-  auto secs = seconds_since(t0);
-  if (events != total)
-    die("read_all returned " + std::to_string(events) + " events");
-  j.reset();
-  fs::remove_all(dir);
-  return read_result("journal.read_all", events, chunk, secs);
+  for (size_t i = 0; i < stream_count; ++i) streams.push_back(stream_name(i));
+  return bench_read(
+      base / "read-all", "journal.read_all", total,
+      [&](uint64_t i) { return streams[i % stream_count]; },
+      [](mp::journal& j, uint64_t from) {
+        return j.read_all(from, read_chunk);
+      },
+      [](const mp::event_envelope& last) { return last.position + 1; });
 }
 
-fs::path make_run_dir(const fs::path& base) {
+void make_run_dir(const fs::path& base) {
   std::error_code ec;
   fs::create_directories(base, ec);
   auto pattern = (base / "mnemo-bench-XXXXXX").string();
   if (::mkdtemp(pattern.data()) == nullptr)
-    die("cannot create a directory under '" + base.string()
-        + "': " + std::strerror(errno));
-  return pattern;
+    die("cannot create a directory under '" + base.string() +
+        "': " + std::strerror(errno));
+  run_dir = pattern;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   auto opt = parse_args(argc, argv);
-  auto dir = make_run_dir(opt.base);
+  std::signal(SIGPIPE, SIG_IGN);
+  make_run_dir(opt.base);
+  const auto& dir = run_dir;
   uint64_t scale = opt.quick ? 10 : 1;
   double secs = opt.quick ? 0.5 : 2.0;
   append_config configs[] = {
-    {1000, 200000 / scale, secs, 5 * secs, 4000000 / scale},
-    {64, 100000 / scale, secs, 5 * secs, 4000000 / scale},
-    {1, 0, 1.25 * secs, 1.25 * secs, 1000000 / scale},
+      {1000, 200000 / scale, secs, 5 * secs, 4000000 / scale},
+      {64, 100000 / scale, secs, 5 * secs, 4000000 / scale},
+      {1, 0, 1.25 * secs, 1.25 * secs, 1000000 / scale},
   };
   auto wanted = [&](const char* name) {
     return opt.only.empty() || opt.only == name;
   };
   if (wanted("append"))
-    for (auto& cfg : configs)
-      std::cout << bench_append(dir, opt, cfg).dump() << std::endl;
-  if (wanted("replay_stream"))
-    std::cout << bench_replay_stream(dir, 100000 / scale).dump() << std::endl;
-  if (wanted("read_all"))
-    std::cout << bench_read_all(dir, 1000000 / scale).dump() << std::endl;
-  std::error_code ec;
-  fs::remove_all(dir, ec);
+    for (auto& cfg : configs) emit(bench_append(dir, opt, cfg));
+  if (wanted("replay_stream")) emit(bench_replay_stream(dir, 100000 / scale));
+  if (wanted("read_all")) emit(bench_read_all(dir, 1000000 / scale));
+  remove_run_dir();
   return 0;
 }
