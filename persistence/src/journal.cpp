@@ -1,5 +1,6 @@
 #include "mnemo/persistence/journal.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -70,11 +71,35 @@ int64_t now_micros() noexcept {
     .count();
 }
 
+void encode_head(const head_record& head, char* out) noexcept {
+  put_be64(out, head.highest);
+  put_be64(out + 8, head.deleted_to);
+  put_be64(out + 16, head.last_position);
+}
+
+namespace {
+
+bool decode_head(const MDB_val& val, head_record& out) noexcept {
+  if (val.mv_size != 24)
+    return false;
+  auto* p = static_cast<const char*>(val.mv_data);
+  out.highest = get_be64(p);
+  out.deleted_to = get_be64(p + 8);
+  out.last_position = get_be64(p + 16);
+  return true;
+}
+
+error corrupt_head(std::string_view stream) {
+  return error{errc::corrupt_record, "corrupt head record of stream '"
+                                       + std::string{stream}
+                                       + "'; restore a backup"};
+}
+
+} // namespace
+
 error read_head(detail::txn_state& st, std::string_view stream,
-                stream_head& out) {
-  out.stream_id.assign(stream);
-  out.highest_sequence = 0;
-  out.deleted_to = 0;
+                head_record& out) {
+  out = head_record{};
   auto key = to_val(stream);
   MDB_val val;
   auto rc = mdb_get(st.txn, st.dbs->streams, &key, &val);
@@ -82,13 +107,8 @@ error read_head(detail::txn_state& st, std::string_view stream,
     return {};
   if (auto err = st.check(rc, "mdb_get (stream head)"))
     return err;
-  if (val.mv_size != 16)
-    return error{errc::corrupt_record, "corrupt head record of stream '"
-                                         + std::string{stream}
-                                         + "'; restore a backup"};
-  auto* p = static_cast<const char*>(val.mv_data);
-  out.highest_sequence = get_be64(p);
-  out.deleted_to = get_be64(p + 8);
+  if (!decode_head(val, out))
+    return corrupt_head(stream);
   return {};
 }
 
@@ -100,7 +120,8 @@ error journal::impl::open_env() {
   mdb_env_set_maxdbs(env, max_databases);
   mdb_env_set_maxreaders(env, cfg.max_readers);
   mdb_env_set_mapsize(env, cfg.initial_map_size);
-  unsigned flags = MDB_NOTLS;
+  // MDB_NOMEMINIT: LMDB need not zero unused page space before writing.
+  unsigned flags = MDB_NOTLS | MDB_NOMEMINIT;
   if (cfg.read_only)
     flags |= MDB_RDONLY;
   if (cfg.mode == durability::nometasync)
@@ -244,7 +265,8 @@ void journal::append(std::string stream, std::vector<new_event> events,
                       "append to stream '" + stream + "' has no events"});
   // `done` moves into the request only once validation has passed: until
   // then `fail` answers through it.
-  append_request req{std::move(stream), {}, {}, {}, {}, expected, nullptr};
+  append_request req{std::move(stream), {},       false, {}, {}, {}, {},
+                     expected,          nullptr};
   req.ids.reserve(events.size());
   req.body_ends.reserve(events.size());
   req.tags.reserve(events.size());
@@ -256,17 +278,24 @@ void journal::append(std::string stream, std::vector<new_event> events,
     for (auto& tag : ev.tags)
       if (auto err = check_name(tag, "tag"))
         return fail(std::move(err));
-    if (ev.id.is_nil())
+    auto supplied = !ev.id.is_nil();
+    if (!supplied)
       ev.id = event_id::make_v7();
-    for (auto& other : req.ids)
-      if (other == ev.id)
-        return fail(error{errc::invalid_argument,
-                          "event id " + ev.id.to_string()
-                            + " appears twice in one batch"});
+    req.has_supplied_ids |= supplied;
+    req.supplied.push_back(supplied);
     req.ids.push_back(ev.id);
     encode_event_body(req.stream, ev, req.bodies);
     req.body_ends.push_back(req.bodies.size());
     req.tags.push_back(std::move(ev.tags));
+  }
+  if (req.has_supplied_ids) {
+    auto sorted = req.ids;
+    std::sort(sorted.begin(), sorted.end());
+    auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+    if (dup != sorted.end())
+      return fail(error{errc::invalid_argument,
+                        "event id " + dup->to_string()
+                          + " appears twice in one batch"});
   }
   req.done = std::move(done);
   impl_->enqueue(std::move(req));
@@ -331,11 +360,11 @@ error journal::read(const read_function& fn) const {
 expected<stream_head> journal::head_of(std::string_view stream) const {
   if (auto err = check_name(stream, "stream id"))
     return err;
-  stream_head head;
+  head_record head;
   if (auto err = impl_->with_read(
         [&](detail::txn_state& st) { return read_head(st, stream, head); }))
     return err;
-  return head;
+  return stream_head{std::string{stream}, head.highest, head.deleted_to};
 }
 
 expected<uint64_t> journal::highest_sequence(std::string_view stream) const {
@@ -354,52 +383,24 @@ journal::read_stream(std::string_view stream, uint64_t from, uint64_t to,
   if (max == 0 || from > to)
     return result;
   auto err = impl_->with_read([&](detail::txn_state& st) -> error {
-    stream_head head;
+    head_record head;
     if (auto err = read_head(st, stream, head))
       return err;
     auto first = std::max({from, head.deleted_to + 1, uint64_t{1}});
-    auto last = std::min(to, head.highest_sequence);
+    auto last = std::min(to, head.highest);
     if (first > last)
       return {};
-    result.reserve(static_cast<size_t>(std::min<uint64_t>(
-      std::min(last - first + 1, max), 4096)));
-    cursor cur;
-    if (auto err = cur.open(st, st.dbs->stream_index))
-      return err;
-    auto start = name_key(stream, first);
-    MDB_val key = to_val(start);
-    MDB_val val;
+    if (last - first >= max)
+      last = first + max - 1;
+    // The walk goes newest first: fill the result from the back.
+    result.resize(static_cast<size_t>(last - first + 1));
     msgpack::zone zone;
-    for (auto rc = cur.get(key, val, MDB_SET_RANGE);; rc = cur.get(key, val,
-                                                                 MDB_NEXT)) {
-      if (rc == MDB_NOTFOUND)
-        return {};
-      if (auto err = st.check(rc, "mdb_cursor_get (stream index)"))
-        return err;
-      auto k = to_view(key);
-      if (!has_name(k, stream) || val.mv_size != 8)
-        return {};
-      record_origin origin{stream, key_number(k),
-                           get_be64(static_cast<const char*>(val.mv_data))};
-      if (origin.sequence > last || result.size() >= max)
-        return {};
-      be64_key pos{origin.position};
-      MDB_val pkey = pos.val();
-      MDB_val rec;
-      auto rc2 = mdb_get(st.txn, st.dbs->events, &pkey, &rec);
-      if (rc2 == MDB_NOTFOUND)
-        return error{errc::corrupt_record,
-                     "corrupt journal: stream '" + std::string{stream}
-                       + "' sequence " + std::to_string(origin.sequence)
-                       + " points to missing global position "
-                       + std::to_string(origin.position)
-                       + "; restore a backup"};
-      if (auto err = st.check(rc2, "mdb_get (event)"))
-        return err;
-      auto& env = result.emplace_back();
-      if (auto err = decode_event(to_view(rec), origin, zone, env))
-        return err;
-    }
+    return walk_stream(st, stream, head, first, last,
+                       [&](uint64_t seq, uint64_t pos, std::string_view rec) {
+                         return decode_event(rec,
+                                             record_origin{stream, seq, pos},
+                                             zone, result[seq - first]);
+                       });
   });
   if (err)
     return err;
@@ -436,7 +437,10 @@ journal::read_all(uint64_t from_position, size_t max) const {
   std::vector<event_envelope> result;
   if (max == 0)
     return result;
-  result.reserve(std::min<size_t>(max, 4096));
+  auto head = impl_->head.load(std::memory_order_acquire);
+  if (from_position <= head)
+    result.reserve(static_cast<size_t>(
+      std::min<uint64_t>({max, head - from_position + 1, 65536})));
   auto err = impl_->with_read([&](detail::txn_state& st) -> error {
     cursor cur;
     if (auto err = cur.open(st, st.dbs->events))
@@ -525,13 +529,11 @@ journal::list_streams(std::string_view after, size_t max) const {
     for (; rc == 0 && result.size() < max; rc = cur.get(key, val, MDB_NEXT)) {
       if (to_view(key) == after)
         continue;
-      if (val.mv_size != 16)
-        return error{errc::corrupt_record,
-                     "corrupt head record of stream '"
-                       + std::string{to_view(key)} + "'"};
-      auto* p = static_cast<const char*>(val.mv_data);
+      head_record head;
+      if (!decode_head(val, head))
+        return corrupt_head(to_view(key));
       result.push_back(
-        stream_head{std::string{to_view(key)}, get_be64(p), get_be64(p + 8)});
+        stream_head{std::string{to_view(key)}, head.highest, head.deleted_to});
     }
     if (rc != MDB_NOTFOUND && rc != 0)
       return st.check(rc, "mdb_cursor_get (streams)");

@@ -9,6 +9,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -24,10 +25,22 @@ namespace mnemo::persistence {
 /// Version of the on-disk format this build reads and writes.
 constexpr uint32_t format_version = 1;
 
+/// The head record of a stream as stored in mnemo.streams.
+struct head_record {
+  uint64_t highest = 0;
+  uint64_t deleted_to = 0;
+  /// Global position of the event with sequence `highest`.
+  uint64_t last_position = 0;
+};
+
 /// An append waiting for the writer. Bodies are pre-encoded by the caller.
 struct append_request {
   std::string stream;
   std::vector<event_id> ids;
+  /// Whether any id came from the caller; ids made by the journal are new
+  /// by construction and skip the id-index lookup.
+  bool has_supplied_ids = false;
+  std::vector<bool> supplied;
   std::string bodies;
   std::vector<size_t> body_ends;
   std::vector<std::vector<std::string>> tags;
@@ -71,6 +84,16 @@ struct journal::impl {
   error sticky; // guarded by mtx
   std::thread writer;
 
+  // Writer thread only: cached stream heads. `pending` is what the
+  // transaction in progress sees; `committed` what is on disk.
+  struct cached_head {
+    head_record committed;
+    head_record pending;
+    bool dirty = false;
+  };
+  std::unordered_map<std::string, cached_head> heads;
+  std::vector<std::pair<const std::string*, cached_head*>> dirty_heads;
+
   std::mutex listeners_mtx;
   std::map<uint64_t, commit_listener> listeners;
   uint64_t next_token = 1;
@@ -113,15 +136,106 @@ struct journal::impl {
             uint64_t& next_position, int64_t now_us);
   int apply(detail::txn_state& st, write_request& req, outcome& out,
             uint64_t& next_position, int64_t now_us);
+  /// Returns the cached head of `stream`, reading it on a miss; its
+  /// `pending` value is what the current transaction sees.
+  int load_head(detail::txn_state& st, const std::string& stream,
+                cached_head*& out);
+  /// Sets the head of `stream` in the current transaction.
+  void store_head(cached_head& entry, const std::string& stream,
+                  const head_record& value);
+  /// Ends the transaction for the cached heads: keep or drop pending values.
+  void settle_heads(bool committed);
+  /// Writes the heads changed in the current transaction.
+  int flush_heads(detail::txn_state& st);
   bool grow_map();
   void notify(uint64_t new_head);
 };
 
 /// Reads the head record of `stream` in `st`; zeroes if absent.
 error read_head(detail::txn_state& st, std::string_view stream,
-                stream_head& out);
+                head_record& out);
+
+/// Encodes a head record (24 bytes).
+void encode_head(const head_record& head, char* out) noexcept;
+
+/// Calls `visit(sequence, position, record)` for the events of `stream` with
+/// sequence in [first, last], newest first, following the back links from
+/// the nearest checkpoint at or above `last`. Preconditions: `head` is the
+/// stream's head, `head.deleted_to < first <= last <= head.highest`.
+/// Errors: `corrupt_record` (broken link or record), `storage_error`.
+template <class Visit>
+error walk_stream(detail::txn_state& st, std::string_view stream,
+                  const head_record& head, uint64_t first, uint64_t last,
+                  Visit&& visit);
 
 /// Current time in microseconds since the Unix epoch.
 int64_t now_micros() noexcept;
+
+} // namespace mnemo::persistence
+
+// -- walk_stream ---------------------------------------------------------------
+
+#include "record_codec.hpp"
+
+namespace mnemo::persistence {
+
+template <class Visit>
+error walk_stream(detail::txn_state& st, std::string_view stream,
+                  const head_record& head, uint64_t first, uint64_t last,
+                  Visit&& visit) {
+  auto broken = [&](uint64_t seq, const std::string& what) {
+    return error{errc::corrupt_record,
+                 "corrupt journal: stream '" + std::string{stream}
+                   + "' at sequence " + std::to_string(seq) + ": " + what
+                   + "; restore the data directory from a backup"};
+  };
+  auto seq = head.highest;
+  auto pos = head.last_position;
+  auto checkpoint = (last + checkpoint_interval - 1) / checkpoint_interval
+                    * checkpoint_interval;
+  if (checkpoint < head.highest) {
+    auto key_bytes = name_key(stream, checkpoint);
+    MDB_val key = to_val(key_bytes);
+    MDB_val val;
+    auto rc = mdb_get(st.txn, st.dbs->stream_index, &key, &val);
+    if (rc == MDB_NOTFOUND || (rc == 0 && val.mv_size != 8))
+      return broken(checkpoint, "stream index entry missing");
+    if (auto err = st.check(rc, "mdb_get (stream index)"))
+      return err;
+    seq = checkpoint;
+    pos = get_be64(static_cast<const char*>(val.mv_data));
+  }
+  cursor cur;
+  if (auto err = cur.open(st, st.dbs->events))
+    return err;
+  for (;;) {
+    be64_key pkey{pos};
+    MDB_val key = pkey.val();
+    MDB_val rec;
+    auto rc = cur.get(key, rec, MDB_SET_KEY);
+    if (rc == MDB_NOTFOUND)
+      return broken(seq, "global position " + std::to_string(pos)
+                           + " is missing");
+    if (auto err = st.check(rc, "mdb_cursor_get (events)"))
+      return err;
+    record_origin origin{stream, seq, pos};
+    auto view = to_view(rec);
+    uint64_t previous = 0;
+    // `visit` verifies the records it is given; the others are checked here.
+    if (seq <= last) {
+      if (auto err = visit(seq, pos, view))
+        return err;
+      previous = get_be64(view.data() + 21);
+    } else if (auto err = peek_event(view, origin, previous)) {
+      return err;
+    }
+    if (seq == first)
+      return {};
+    if (previous == 0 || previous >= pos)
+      return broken(seq, "broken link to the previous event");
+    pos = previous;
+    --seq;
+  }
+}
 
 } // namespace mnemo::persistence

@@ -19,6 +19,11 @@ namespace mnemo::persistence {
 /// and composite keys append a separator plus 8 bytes.
 constexpr size_t max_name_size = 400;
 
+/// Every sequence divisible by this has an entry in the stream index; reads
+/// walk the per-stream back links from the nearest such checkpoint, so one
+/// group commit touches few index pages however many streams it writes.
+constexpr uint64_t checkpoint_interval = 32;
+
 /// Translates an LMDB (or errno) return code into an error that keeps the
 /// operation and mdb_strerror's text. This is the only place that maps
 /// LMDB codes.

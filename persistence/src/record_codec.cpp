@@ -1,6 +1,6 @@
 #include "record_codec.hpp"
 
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "lmdb_util.hpp"
 
@@ -42,8 +42,7 @@ void pack_metadata(msgpack::packer<string_sink>& pk,
 }
 
 uint32_t checksum(const char* data, size_t size) noexcept {
-  return static_cast<uint32_t>(
-    crc32(0, reinterpret_cast<const Bytef*>(data), static_cast<uInt>(size)));
+  return libdeflate_crc32(0, data, size);
 }
 
 std::string origin_text(const record_origin& o) {
@@ -69,7 +68,8 @@ error corrupt(const record_origin& o, std::string_view what) {
 // Verifies size, checksum and kind; returns the body on success.
 error open_record(std::string_view record, uint8_t kind,
                   const record_origin& origin, uint64_t& sequence,
-                  int64_t& timestamp, std::string_view& body) {
+                  int64_t& timestamp, uint64_t& previous,
+                  std::string_view& body) {
   if (record.size() < record_header_size)
     return corrupt(origin, "record of " + std::to_string(record.size())
                              + " bytes is shorter than its header");
@@ -83,6 +83,7 @@ error open_record(std::string_view record, uint8_t kind,
                              + std::to_string(uint8_t(record[4])));
   sequence = get_be64(record.data() + 5);
   timestamp = static_cast<int64_t>(get_be64(record.data() + 13));
+  previous = get_be64(record.data() + 21);
   if (origin.sequence != 0 && sequence != origin.sequence)
     return corrupt(origin, "record holds sequence " + std::to_string(sequence));
   body = record.substr(record_header_size);
@@ -151,10 +152,11 @@ void encode_event_body(std::string_view stream, const new_event& ev,
 }
 
 void seal_record(char* out, size_t size, uint8_t kind, uint64_t sequence,
-                 int64_t timestamp_us) noexcept {
+                 int64_t timestamp_us, uint64_t previous) noexcept {
   out[4] = static_cast<char>(kind);
   put_be64(out + 5, sequence);
   put_be64(out + 13, static_cast<uint64_t>(timestamp_us));
+  put_be64(out + 21, previous);
   auto sum = checksum(out + 4, size - 4);
   for (int i = 0; i < 4; ++i) {
     out[i] = static_cast<char>(sum & 0xff);
@@ -165,8 +167,9 @@ void seal_record(char* out, size_t size, uint8_t kind, uint64_t sequence,
 error decode_event(std::string_view record, const record_origin& origin,
                    msgpack::zone& zone, event_envelope& out) {
   std::string_view body;
+  uint64_t previous = 0;
   if (auto err = open_record(record, event_record_kind, origin, out.sequence,
-                             out.timestamp_us, body))
+                             out.timestamp_us, previous, body))
     return err;
   try {
     zone.clear();
@@ -194,13 +197,25 @@ error decode_event(std::string_view record, const record_origin& origin,
   return {};
 }
 
+error peek_event(std::string_view record, const record_origin& origin,
+                 uint64_t& previous) {
+  if (record.size() < record_header_size
+      || static_cast<uint8_t>(record[4]) != event_record_kind
+      || get_be64(record.data() + 5) != origin.sequence)
+    return corrupt(origin, "record header does not match its link");
+  previous = get_be64(record.data() + 21);
+  return {};
+}
+
 error decode_event_keys(std::string_view record, const record_origin& origin,
                         msgpack::zone& zone, std::string& stream,
                         std::vector<std::string>& tags) {
   uint64_t seq = 0;
   int64_t ts = 0;
+  uint64_t previous = 0;
   std::string_view body;
-  if (auto err = open_record(record, event_record_kind, origin, seq, ts, body))
+  if (auto err = open_record(record, event_record_kind, origin, seq, ts,
+                             previous, body))
     return err;
   try {
     zone.clear();
@@ -226,15 +241,17 @@ std::string encode_snapshot(const snapshot& snap) {
   pack_metadata(pk, snap.metadata);
   pack_bin(pk, snap.payload.data(), snap.payload.size());
   seal_record(out.data(), out.size(), snapshot_record_kind, snap.meta.sequence,
-              snap.meta.timestamp_us);
+              snap.meta.timestamp_us, 0);
   return out;
 }
 
 error decode_snapshot(std::string_view record, const record_origin& origin,
                       snapshot& out) {
   std::string_view body;
+  uint64_t previous = 0;
   if (auto err = open_record(record, snapshot_record_kind, origin,
-                             out.meta.sequence, out.meta.timestamp_us, body))
+                             out.meta.sequence, out.meta.timestamp_us,
+                             previous, body))
     return err;
   try {
     msgpack::zone zone;

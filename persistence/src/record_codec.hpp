@@ -6,8 +6,10 @@
 //   u8  record kind (1 = event, 2 = snapshot)
 //   u64 big-endian sequence
 //   i64 big-endian timestamp (microseconds since the Unix epoch)
+//   u64 big-endian global position of the previous event of the same
+//       stream (0 for the first event, and for snapshots)
 //   msgpack array body
-// The body of an event does not depend on sequence and timestamp, so callers
+// The body of an event does not depend on the header fields, so callers
 // encode it on their own thread and the writer only adds the header.
 
 #include <cstdint>
@@ -22,7 +24,7 @@
 
 namespace mnemo::persistence {
 
-constexpr size_t record_header_size = 21;
+constexpr size_t record_header_size = 29;
 constexpr uint8_t event_record_kind = 1;
 constexpr uint8_t snapshot_record_kind = 2;
 
@@ -33,7 +35,7 @@ void encode_event_body(std::string_view stream, const new_event& ev,
 /// Writes header and checksum into `out`, which must hold
 /// `record_header_size` bytes followed by the body.
 void seal_record(char* out, size_t size, uint8_t kind, uint64_t sequence,
-                 int64_t timestamp_us) noexcept;
+                 int64_t timestamp_us, uint64_t previous) noexcept;
 
 /// Where a record came from, for error messages.
 struct record_origin {
@@ -52,6 +54,15 @@ struct record_origin {
 /// sequence and position.
 error decode_event(std::string_view record, const record_origin& origin,
                    msgpack::zone& zone, event_envelope& out);
+
+/// Returns the position of the previous event of the stream from an event
+/// record that a read only passes through. Checks size, kind and sequence
+/// but not the checksum: a damaged link leads to a record whose sequence or
+/// stream does not match, which the fully verified records catch, so damage
+/// yields an error, never wrong data; and a damaged payload does not fail
+/// reads that do not return it. Errors: `corrupt_record`.
+error peek_event(std::string_view record, const record_origin& origin,
+                 uint64_t& previous);
 
 /// Returns stream id and tags of an event record without a full decode
 /// (used when deleting). Errors: as for `decode_event`.

@@ -10,6 +10,8 @@ namespace mnemo::persistence {
 
 namespace {
 
+constexpr size_t max_cached_heads = 100000;
+
 // Answers `req` with `out` (an error or an append result).
 void answer(request& req, outcome out) {
   std::visit(
@@ -33,25 +35,21 @@ error sticky_error(const error& original) {
                  + original.to_string() + "); reopen it"};
 }
 
-int put_head(detail::txn_state& st, std::string_view stream,
-             uint64_t highest, uint64_t deleted_to) {
-  char buf[16];
-  put_be64(buf, highest);
-  put_be64(buf + 8, deleted_to);
-  MDB_val key = to_val(stream);
-  MDB_val val{16, buf};
-  return mdb_put(st.txn, st.dbs->streams, &key, &val, 0);
-}
-
 // Event-id index value: be64 position, be64 sequence, stream id.
-std::string id_value(uint64_t position, uint64_t sequence,
-                     std::string_view stream) {
-  std::string v(16, '\0');
-  put_be64(v.data(), position);
-  put_be64(v.data() + 8, sequence);
-  v.append(stream);
-  return v;
-}
+struct id_value {
+  char bytes[16 + max_name_size];
+  size_t size;
+  id_value(uint64_t position, uint64_t sequence,
+           std::string_view stream) noexcept
+    : size(16 + stream.size()) {
+    put_be64(bytes, position);
+    put_be64(bytes + 8, sequence);
+    std::memcpy(bytes + 16, stream.data(), stream.size());
+  }
+  MDB_val val() noexcept {
+    return MDB_val{size, bytes};
+  }
+};
 
 // Checks stored ids of `req`: nothing stored -> continue; all stored, in
 // this stream and order -> duplicate result; anything else -> error.
@@ -60,7 +58,12 @@ int check_duplicates(detail::txn_state& st, append_request& req,
   duplicate = false;
   append_result res;
   size_t found = 0;
-  for (auto& id : req.ids) {
+  size_t supplied = 0;
+  for (size_t i = 0; i < req.ids.size(); ++i) {
+    if (!req.supplied[i])
+      continue;
+    ++supplied;
+    auto& id = req.ids[i];
     MDB_val key{16, id.bytes.data()};
     MDB_val val;
     auto rc = mdb_get(st.txn, st.dbs->event_ids, &key, &val);
@@ -82,7 +85,9 @@ int check_duplicates(detail::txn_state& st, append_request& req,
   }
   if (found == 0)
     return 0;
-  bool in_order = found == req.ids.size();
+  // Ids made by the journal are new, so only an all-supplied batch can be
+  // an exact retry.
+  bool in_order = found == req.ids.size() && supplied == found;
   for (size_t i = 1; in_order && i < res.events.size(); ++i)
     in_order = res.events[i].sequence == res.events[i - 1].sequence + 1;
   if (!in_order) {
@@ -209,8 +214,14 @@ int journal::impl::try_commit(std::vector<request>& batch,
       rc = st.fatal_rc;
     if (rc != 0) {
       mdb_txn_abort(st.txn);
+      settle_heads(false);
       return rc;
     }
+  }
+  if (auto rc = flush_heads(st)) {
+    mdb_txn_abort(st.txn);
+    settle_heads(false);
+    return rc;
   }
   wrote_events = next_position != first_position;
   if (wrote_events) {
@@ -219,10 +230,13 @@ int journal::impl::try_commit(std::vector<request>& batch,
     MDB_val val = value.val();
     if (auto rc = mdb_put(st.txn, dbs.meta, &key, &val, 0)) {
       mdb_txn_abort(st.txn);
+      settle_heads(false);
       return rc;
     }
   }
-  if (auto rc = mdb_txn_commit(st.txn))
+  auto rc = mdb_txn_commit(st.txn);
+  settle_heads(rc == 0);
+  if (rc != 0)
     return rc;
   new_head = next_position - 1;
   return 0;
@@ -231,15 +245,18 @@ int journal::impl::try_commit(std::vector<request>& batch,
 int journal::impl::apply(detail::txn_state& st, append_request& req,
                          outcome& out, uint64_t& next_position,
                          int64_t now_us) {
-  bool duplicate = false;
-  if (auto rc = check_duplicates(st, req, out, duplicate))
+  if (req.has_supplied_ids) {
+    bool duplicate = false;
+    if (auto rc = check_duplicates(st, req, out, duplicate))
+      return rc;
+    if (duplicate || std::get<error>(out))
+      return 0;
+  }
+  cached_head* entry = nullptr;
+  if (auto rc = load_head(st, req.stream, entry))
     return rc;
-  if (duplicate || (std::holds_alternative<error>(out) && std::get<error>(out)))
-    return 0;
-  stream_head head_rec;
-  if (auto err = read_head(st, req.stream, head_rec))
-    return st.fatal_rc != 0 ? st.fatal_rc : (out = err, 0);
-  auto actual = head_rec.highest_sequence;
+  auto head_rec = entry->pending;
+  auto actual = head_rec.highest;
   if (!req.expected.is_any() && req.expected.value() != actual) {
     out = error::conflict({req.stream, req.expected.value(), actual});
     return 0;
@@ -247,7 +264,7 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
   append_result res;
   res.events.reserve(req.ids.size());
   size_t body_begin = 0;
-  std::string scratch;
+  auto previous = head_rec.last_position;
   for (size_t i = 0; i < req.ids.size(); ++i) {
     auto seq = actual + i + 1;
     auto pos = next_position++;
@@ -262,16 +279,19 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     auto* rec = static_cast<char*>(val.mv_data);
     std::memcpy(rec + record_header_size, req.bodies.data() + body_begin,
                 body_size);
-    seal_record(rec, val.mv_size, event_record_kind, seq, now_us);
+    seal_record(rec, val.mv_size, event_record_kind, seq, now_us, previous);
+    previous = pos;
     body_begin = body_end;
-    auto ikey_bytes = name_key(req.stream, seq);
-    MDB_val ikey = to_val(ikey_bytes);
-    MDB_val ival = pkey.val();
-    if (auto rc = mdb_put(st.txn, dbs.stream_index, &ikey, &ival, 0))
-      return rc;
-    auto idv = id_value(pos, seq, req.stream);
+    if (seq % checkpoint_interval == 0) {
+      auto ikey_bytes = name_key(req.stream, seq);
+      MDB_val ikey = to_val(ikey_bytes);
+      MDB_val ival = pkey.val();
+      if (auto rc = mdb_put(st.txn, dbs.stream_index, &ikey, &ival, 0))
+        return rc;
+    }
+    id_value idv{pos, seq, req.stream};
     MDB_val idkey{16, req.ids[i].bytes.data()};
-    MDB_val idval = to_val(idv);
+    MDB_val idval = idv.val();
     if (auto rc = mdb_put(st.txn, dbs.event_ids, &idkey, &idval, 0))
       return rc;
     for (auto& tag : req.tags[i]) {
@@ -284,61 +304,117 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     res.events.push_back(event_ref{req.ids[i], seq, pos});
   }
   res.stream_version = actual + req.ids.size();
-  if (auto rc = put_head(st, req.stream, res.stream_version,
-                         head_rec.deleted_to))
-    return rc;
+  head_rec.highest = res.stream_version;
+  head_rec.last_position = previous;
+  store_head(*entry, req.stream, head_rec);
   out = std::move(res);
   return 0;
 }
 
 int journal::impl::apply(detail::txn_state& st, delete_request& req,
                          outcome& out, uint64_t&, int64_t) {
-  stream_head head_rec;
-  if (auto err = read_head(st, req.stream, head_rec))
-    return st.fatal_rc != 0 ? st.fatal_rc : (out = err, 0);
-  auto to = std::min(req.to_sequence, head_rec.highest_sequence);
+  cached_head* entry = nullptr;
+  if (auto rc = load_head(st, req.stream, entry))
+    return rc;
+  auto head_rec = entry->pending;
+  auto to = std::min(req.to_sequence, head_rec.highest);
   if (to <= head_rec.deleted_to)
     return 0;
+  // Collect first, delete after: the walk needs the links it would delete.
+  struct doomed {
+    uint64_t seq;
+    uint64_t pos;
+    std::vector<std::string> tags;
+  };
+  std::vector<doomed> victims;
   msgpack::zone zone;
   std::string stream;
-  std::vector<std::string> tags;
-  for (auto seq = head_rec.deleted_to + 1; seq <= to; ++seq) {
-    auto ikey_bytes = name_key(req.stream, seq);
-    MDB_val ikey = to_val(ikey_bytes);
-    MDB_val ival;
-    auto rc = mdb_get(st.txn, dbs.stream_index, &ikey, &ival);
-    if (rc == MDB_NOTFOUND)
-      continue;
-    if (rc != 0)
-      return rc;
-    auto pos = get_be64(static_cast<const char*>(ival.mv_data));
-    be64_key pkey{pos};
-    MDB_val key = pkey.val();
-    MDB_val rec;
-    rc = mdb_get(st.txn, dbs.events, &key, &rec);
-    if (rc == 0) {
-      record_origin origin{req.stream, seq, pos};
-      if (auto err = decode_event_keys(to_view(rec), origin, zone, stream,
-                                       tags)) {
-        out = std::move(err);
-        return 0;
-      }
-      for (auto& tag : tags) {
-        auto tkey_bytes = name_key(tag, pos);
-        MDB_val tkey = to_val(tkey_bytes);
-        rc = mdb_del(st.txn, dbs.tags, &tkey, nullptr);
-        if (rc != 0 && rc != MDB_NOTFOUND)
-          return rc;
-      }
-      if ((rc = mdb_del(st.txn, dbs.events, &key, nullptr)) != 0)
+  auto err = walk_stream(
+    st, req.stream, head_rec, head_rec.deleted_to + 1, to,
+    [&](uint64_t seq, uint64_t pos, std::string_view rec) {
+      auto& v = victims.emplace_back(doomed{seq, pos, {}});
+      return decode_event_keys(rec, record_origin{req.stream, seq, pos}, zone,
+                               stream, v.tags);
+    });
+  if (st.fatal_rc != 0)
+    return st.fatal_rc;
+  if (err) {
+    out = std::move(err);
+    return 0;
+  }
+  for (auto& v : victims) {
+    for (auto& tag : v.tags) {
+      auto tkey_bytes = name_key(tag, v.pos);
+      MDB_val tkey = to_val(tkey_bytes);
+      auto rc = mdb_del(st.txn, dbs.tags, &tkey, nullptr);
+      if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    } else if (rc != MDB_NOTFOUND) {
-      return rc;
     }
-    if ((rc = mdb_del(st.txn, dbs.stream_index, &ikey, nullptr)) != 0)
+    be64_key pkey{v.pos};
+    MDB_val key = pkey.val();
+    if (auto rc = mdb_del(st.txn, dbs.events, &key, nullptr))
+      return rc;
+    if (v.seq % checkpoint_interval == 0) {
+      auto ikey_bytes = name_key(req.stream, v.seq);
+      MDB_val ikey = to_val(ikey_bytes);
+      auto rc = mdb_del(st.txn, dbs.stream_index, &ikey, nullptr);
+      if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    }
+  }
+  head_rec.deleted_to = to;
+  store_head(*entry, req.stream, head_rec);
+  return 0;
+}
+
+int journal::impl::load_head(detail::txn_state& st, const std::string& stream,
+                             cached_head*& out) {
+  if (auto i = heads.find(stream); i != heads.end()) {
+    out = &i->second;
+    return 0;
+  }
+  head_record value;
+  if (auto err = read_head(st, stream, value)) {
+    // A damaged head is not something to build on: fail the group commit.
+    return st.fatal_rc != 0 ? st.fatal_rc : MDB_CORRUPTED;
+  }
+  out = &heads.emplace(stream, cached_head{value, value, false}).first->second;
+  return 0;
+}
+
+void journal::impl::store_head(cached_head& entry, const std::string& stream,
+                               const head_record& value) {
+  if (!entry.dirty) {
+    entry.dirty = true;
+    dirty_heads.emplace_back(&heads.find(stream)->first, &entry);
+  }
+  entry.pending = value;
+}
+
+void journal::impl::settle_heads(bool committed) {
+  for (auto& [stream, entry] : dirty_heads) {
+    if (committed)
+      entry->committed = entry->pending;
+    else
+      entry->pending = entry->committed;
+    entry->dirty = false;
+  }
+  dirty_heads.clear();
+  // Bound the cache between transactions; a miss costs one lookup.
+  if (heads.size() > max_cached_heads)
+    heads.clear();
+}
+
+int journal::impl::flush_heads(detail::txn_state& st) {
+  char buf[24];
+  for (auto& [stream, entry] : dirty_heads) {
+    encode_head(entry->pending, buf);
+    MDB_val key = to_val(*stream);
+    MDB_val val{24, buf};
+    if (auto rc = mdb_put(st.txn, dbs.streams, &key, &val, 0))
       return rc;
   }
-  return put_head(st, req.stream, head_rec.highest_sequence, to);
+  return 0;
 }
 
 int journal::impl::apply(detail::txn_state& st, write_request& req,

@@ -158,7 +158,7 @@ struct inspect_fixture {
   void append(mp::journal& j, const std::string& stream,
               std::vector<mp::new_event> events) {
     auto res = j.append(stream, std::move(events), mp::expected_version::any());
-    BOOST_REQUIRE_MESSAGE(res, (res ? "" : res.error().to_string()));
+    BOOST_REQUIRE_MESSAGE(res, mnemo::test::why(res));
     refs.insert(refs.end(), res->events.begin(), res->events.end());
   }
 

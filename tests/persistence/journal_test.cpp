@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -340,6 +341,52 @@ BOOST_AUTO_TEST_CASE(deletion_removes_events_from_every_read) {
   BOOST_REQUIRE(next);
   BOOST_CHECK_EQUAL(next->events[0].sequence, 4u);
   BOOST_CHECK_EQUAL(j->read_stream("d", 1, 10, 10)->size(), 1u);
+}
+
+BOOST_AUTO_TEST_CASE(long_streams_read_correctly_across_checkpoints) {
+  // Two interleaved streams of 300 events in batches of 1..7, so that reads
+  // start between, on and after the sparse index checkpoints.
+  std::mt19937 rng{42};
+  uint64_t n = 0;
+  while (n < 300) {
+    auto size = std::min<uint64_t>(1 + rng() % 7, 300 - n);
+    std::vector<new_event> batch;
+    for (uint64_t i = 0; i < size; ++i)
+      batch.push_back(make_event("test.value", std::to_string(n + i + 1)));
+    BOOST_REQUIRE(j->append("long", std::move(batch), expected_version::exact(n)));
+    BOOST_REQUIRE(j->append("noise", events_of({"x"}), expected_version::any()));
+    n += size;
+  }
+  auto check = [&](uint64_t deleted_to) {
+    for (int k = 0; k < 300; ++k) {
+      uint64_t from = rng() % 320;
+      uint64_t to = from + rng() % 100;
+      uint64_t max = k % 3 == 0 ? UINT64_MAX : rng() % 40;
+      auto evs = j->read_stream("long", from, to, max);
+      BOOST_REQUIRE_MESSAGE(evs, mnemo::test::why(evs));
+      auto first = std::max({from, deleted_to + 1, uint64_t{1}});
+      auto last = std::min<uint64_t>(to, 300);
+      uint64_t expected_count = first > last ? 0 : last - first + 1;
+      expected_count = std::min(expected_count, max);
+      BOOST_REQUIRE_EQUAL(evs->size(), expected_count);
+      for (size_t i = 0; i < evs->size(); ++i) {
+        BOOST_REQUIRE_EQUAL((*evs)[i].sequence, first + i);
+        BOOST_REQUIRE_EQUAL(mnemo::test::event_value((*evs)[i]),
+                            std::to_string(first + i));
+      }
+    }
+  };
+  check(0);
+  BOOST_REQUIRE(!j->delete_events_to("long", 70));
+  check(70);
+  BOOST_REQUIRE(!j->delete_events_to("long", 96));
+  check(96);
+  reopen();
+  check(96);
+  BOOST_REQUIRE(j->append("long", events_of({"301"}), expected_version::exact(300)));
+  auto tail = j->read_stream("long", 299, UINT64_MAX, UINT64_MAX);
+  BOOST_REQUIRE_EQUAL(tail->size(), 3u);
+  BOOST_CHECK_EQUAL(mnemo::test::event_value(tail->back()), "301");
 }
 
 BOOST_AUTO_TEST_CASE(commit_listeners_see_each_new_head) {
