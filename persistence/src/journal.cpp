@@ -40,14 +40,16 @@ error check_directory(const journal_config& cfg) {
     return error{errc::format_mismatch,
                  "'" + cfg.directory
                    + "' is not a directory; pass a mnemo data directory"};
+  if (cfg.read_only && !fs::exists(dir / "data.mdb"))
+    return error{errc::format_mismatch,
+                 "directory '" + cfg.directory
+                   + "' holds no mnemo journal (data.mdb); pass a mnemo "
+                     "data directory"};
   if (!fs::exists(dir / "data.mdb") && !fs::is_empty(dir, ec))
     return error{errc::format_mismatch,
                  "directory '" + cfg.directory
                    + "' is not empty and holds no mnemo journal (data.mdb); "
                      "pass an empty or a mnemo data directory"};
-  if (cfg.read_only && !fs::exists(dir / "data.mdb"))
-    return error{errc::format_mismatch, "directory '" + cfg.directory
-                                          + "' holds no mnemo journal"};
   return {};
 }
 
@@ -547,6 +549,16 @@ journal::list_streams(std::string_view after, size_t max) const {
 // -- state --------------------------------------------------------------------
 
 uint64_t journal::head_position() const noexcept {
+  if (impl_->cfg.read_only) {
+    // Another process may be writing: read the committed head.
+    impl_->with_read([this](detail::txn_state& st) {
+      MDB_val key = to_val("head");
+      MDB_val val;
+      if (mdb_get(st.txn, st.dbs->meta, &key, &val) == 0 && val.mv_size == 8)
+        impl_->head = get_be64(static_cast<const char*>(val.mv_data));
+      return error{};
+    });
+  }
   return impl_->head.load(std::memory_order_acquire);
 }
 

@@ -76,10 +76,14 @@ offset_store::list() const {
     MDB_val key;
     MDB_val val;
     auto rc = cur.get(key, val, MDB_FIRST);
-    for (; rc == 0; rc = cur.get(key, val, MDB_NEXT))
-      if (val.mv_size == 8)
-        result.emplace_back(std::string{to_view(key)},
-                            get_be64(static_cast<const char*>(val.mv_data)));
+    for (; rc == 0; rc = cur.get(key, val, MDB_NEXT)) {
+      if (val.mv_size != 8)
+        return error{errc::corrupt_record,
+                     "corrupt offset record of '" + std::string{to_view(key)}
+                       + "'; reset the projection"};
+      result.emplace_back(std::string{to_view(key)},
+                          get_be64(static_cast<const char*>(val.mv_data)));
+    }
     if (rc != MDB_NOTFOUND)
       return st.check(rc, "mdb_cursor_get (offsets)");
     return {};

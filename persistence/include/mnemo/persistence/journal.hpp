@@ -190,7 +190,9 @@ public:
   /// Returns the head of `stream` (zeroes if it does not exist).
   expected<stream_head> head_of(std::string_view stream) const;
 
-  /// Returns the global position of the newest committed event.
+  /// Returns the global position of the newest committed event. A read-only
+  /// journal reads it from disk on each call, so it sees the commits of a
+  /// writer in another process.
   uint64_t head_position() const noexcept;
 
   /// Registers `fn` to be told the new head position after every commit
