@@ -34,8 +34,7 @@ int fail(const std::string& what, const error& err) {
   return 1;
 }
 
-nlohmann::json to_json(const event_registry& types,
-                       const event_envelope& env) {
+nlohmann::json to_json(const event_registry& types, const event_envelope& env) {
   auto payload = types.payload_json(env);
   return {{"stream", env.stream_id},
           {"sequence", env.sequence},
@@ -45,7 +44,7 @@ nlohmann::json to_json(const event_registry& types,
           {"payload", payload ? *payload : nlohmann::json(nullptr)}};
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 2 || (argc == 2 && std::string{argv[1]} == "--help")) {
@@ -62,37 +61,30 @@ int main(int argc, char** argv) {
   journal_config cfg;
   cfg.directory = argc == 2 ? argv[1] : "data";
   auto opened = journal::open(cfg);
-  if (!opened)
-    return fail("open " + cfg.directory, opened.error());
+  if (!opened) return fail("open " + cfg.directory, opened.error());
   auto& j = **opened;
   auto version = j.highest_sequence("account-1");
-  if (!version)
-    return fail("read", version.error());
+  if (!version) return fail("read", version.error());
   std::vector<new_event> batch;
-  if (*version == 0)
-    batch.push_back(*types.to_event(account_opened{"alice"}));
+  if (*version == 0) batch.push_back(*types.to_event(account_opened{"alice"}));
   batch.push_back(*types.to_event(money_deposited{100 + int64_t(*version)}));
   // Optimistic concurrency: the batch applies only on top of what we read.
   auto res = j.append("account-1", std::move(batch),
                       expected_version::exact(*version));
-  if (!res)
-    return fail("append", res.error());
+  if (!res) return fail("append", res.error());
   std::cerr << "appended " << res->events.size()
             << " event(s); stream account-1 is at version "
             << res->stream_version << "\n";
   auto events = j.read_all(1, 1000);
-  if (!events)
-    return fail("read", events.error());
-  for (auto& env : *events)
-    std::cout << to_json(types, env).dump() << "\n";
+  if (!events) return fail("read", events.error());
+  for (auto& env : *events) std::cout << to_json(types, env).dump() << "\n";
   int64_t balance = 0;
   for (auto& env : *events)
-    if (auto dep = types.decode<money_deposited>(env))
-      balance += dep->amount;
+    if (auto dep = types.decode<money_deposited>(env)) balance += dep->amount;
   std::cout << nlohmann::json{{"stream", "account-1"},
                               {"balance", balance},
                               {"head_position", j.head_position()}}
-                 .dump()
+                   .dump()
             << "\n";
   return 0;
 }

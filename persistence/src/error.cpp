@@ -45,20 +45,19 @@ std::ostream& operator<<(std::ostream& out, errc x) {
 }
 
 error error::conflict(version_conflict_info info) {
-  auto msg = "version conflict on stream '" + info.stream + "': expected "
-             + (info.expected == 0 ? std::string{"no stream (version 0)"}
-                                   : "version " + std::to_string(info.expected))
-             + ", actual version " + std::to_string(info.actual)
-             + "; reload the stream and retry";
+  auto msg = "version conflict on stream '" + info.stream + "': expected " +
+             (info.expected == 0 ? std::string{"no stream (version 0)"}
+                                 : "version " + std::to_string(info.expected)) +
+             ", actual version " + std::to_string(info.actual) +
+             "; reload the stream and retry";
   error result{errc::version_conflict, std::move(msg)};
   result.conflict_ = std::move(info);
   return result;
 }
 
 std::string error::to_string() const {
-  if (!*this)
-    return "none";
+  if (!*this) return "none";
   return std::string{persistence::to_string(code_)} + ": " + message_;
 }
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

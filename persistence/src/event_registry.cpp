@@ -5,25 +5,23 @@ namespace mnemo::persistence {
 namespace detail {
 
 bool is_msgpack_map(const std::vector<uint8_t>& bytes) noexcept {
-  if (bytes.empty())
-    return false;
+  if (bytes.empty()) return false;
   auto marker = bytes[0];
-  return (marker >= 0x80 && marker <= 0x8f) || marker == 0xde
-         || marker == 0xdf;
+  return (marker >= 0x80 && marker <= 0x8f) || marker == 0xde || marker == 0xdf;
 }
 
-} // namespace detail
+}  // namespace detail
 
 namespace {
 
 std::string record_text(std::string_view type, uint32_t version,
                         std::string_view stream, uint64_t sequence) {
-  return "event type '" + std::string{type} + "' version "
-         + std::to_string(version) + " (stream '" + std::string{stream}
-         + "', sequence " + std::to_string(sequence) + ")";
+  return "event type '" + std::string{type} + "' version " +
+         std::to_string(version) + " (stream '" + std::string{stream} +
+         "', sequence " + std::to_string(sequence) + ")";
 }
 
-} // namespace
+}  // namespace
 
 error event_registry::add_type(std::string name, uint32_t version,
                                std::type_index type) {
@@ -36,37 +34,37 @@ error event_registry::add_type(std::string name, uint32_t version,
     return error{errc::invalid_argument,
                  "event type '" + name + "' is registered already"};
   if (names_.count(type) != 0)
-    return error{errc::invalid_argument,
-                 "C++ type of '" + name + "' is registered already as '"
-                   + names_.at(type) + "'"};
+    return error{errc::invalid_argument, "C++ type of '" + name +
+                                             "' is registered already as '" +
+                                             names_.at(type) + "'"};
   names_.emplace(type, name);
   entries_.emplace(std::move(name), entry{version, type, {}});
   return {};
 }
 
-error event_registry::add_upcaster(std::string_view name,
-                                   uint32_t from_version, upcaster fn) {
+error event_registry::add_upcaster(std::string_view name, uint32_t from_version,
+                                   upcaster fn) {
   auto i = entries_.find(name);
   if (i == entries_.end())
     return error{errc::invalid_argument,
-                 "cannot add an upcaster to unregistered event type '"
-                   + std::string{name} + "'"};
+                 "cannot add an upcaster to unregistered event type '" +
+                     std::string{name} + "'"};
   auto& e = i->second;
   if (from_version == 0 || from_version >= e.version)
     return error{errc::invalid_argument,
-                 "upcaster of '" + std::string{name} + "' from version "
-                   + std::to_string(from_version)
-                   + " must start below the current version "
-                   + std::to_string(e.version)};
+                 "upcaster of '" + std::string{name} + "' from version " +
+                     std::to_string(from_version) +
+                     " must start below the current version " +
+                     std::to_string(e.version)};
   if (!e.upcasters.emplace(from_version, std::move(fn)).second)
     return error{errc::invalid_argument,
-                 "upcaster of '" + std::string{name} + "' from version "
-                   + std::to_string(from_version) + " exists already"};
+                 "upcaster of '" + std::string{name} + "' from version " +
+                     std::to_string(from_version) + " exists already"};
   return {};
 }
 
-const std::string*
-event_registry::name_of(std::type_index type) const noexcept {
+const std::string* event_registry::name_of(
+    std::type_index type) const noexcept {
   auto i = names_.find(type);
   return i == names_.end() ? nullptr : &i->second;
 }
@@ -78,15 +76,14 @@ uint32_t event_registry::version_of(std::string_view name) const noexcept {
 
 std::vector<std::string> event_registry::names() const {
   std::vector<std::string> result;
-  for (auto& kvp : entries_)
-    result.push_back(kvp.first);
+  for (auto& kvp : entries_) result.push_back(kvp.first);
   return result;
 }
 
 error event_registry::unregistered(const char* cxx_name) {
   return error{errc::unknown_event_type,
-               std::string{"C++ type "} + cxx_name
-                 + " is not registered; call event_registry::add<T>(name)"};
+               std::string{"C++ type "} + cxx_name +
+                   " is not registered; call event_registry::add<T>(name)"};
 }
 
 error event_registry::check_encoded(const std::string& name,
@@ -97,8 +94,8 @@ error event_registry::check_encoded(const std::string& name,
                  "encoding event type '" + name + "' failed: " + what};
   if (!detail::is_msgpack_map(payload))
     return error{errc::encode_failed,
-                 "event type '" + name
-                   + "' does not encode to a msgpack map; declare its fields "
+                 "event type '" + name +
+                     "' does not encode to a msgpack map; declare its fields "
                      "with MSGPACK_DEFINE_MAP"};
   return {};
 }
@@ -107,8 +104,8 @@ error event_registry::decode_error(std::string_view type, uint32_t version,
                                    std::string_view stream, uint64_t sequence,
                                    const std::string& what) {
   return error{errc::decode_failed,
-               "cannot decode " + record_text(type, version, stream, sequence)
-                 + ": " + what};
+               "cannot decode " + record_text(type, version, stream, sequence) +
+                   ": " + what};
 }
 
 error event_registry::prepare(std::string_view type, uint32_t version,
@@ -120,8 +117,8 @@ error event_registry::prepare(std::string_view type, uint32_t version,
   auto i = entries_.find(type);
   if (i == entries_.end())
     return error{errc::unknown_event_type,
-                 record_text(type, version, stream, sequence)
-                   + " is not registered; register it with "
+                 record_text(type, version, stream, sequence) +
+                     " is not registered; register it with "
                      "event_registry::add<T>(name, version)"};
   auto& e = i->second;
   if (e.type != expected_type)
@@ -131,8 +128,8 @@ error event_registry::prepare(std::string_view type, uint32_t version,
     bytes = &payload;
     return {};
   }
-  if (auto err = run_upcasters(e, type, version, payload, stream, sequence,
-                               upcasted))
+  if (auto err =
+          run_upcasters(e, type, version, payload, stream, sequence, upcasted))
     return err;
   bytes = &upcasted;
   return {};
@@ -141,26 +138,24 @@ error event_registry::prepare(std::string_view type, uint32_t version,
 error event_registry::run_upcasters(const entry& e, std::string_view type,
                                     uint32_t version,
                                     const std::vector<uint8_t>& payload,
-                                    std::string_view stream,
-                                    uint64_t sequence,
+                                    std::string_view stream, uint64_t sequence,
                                     std::vector<uint8_t>& out) const {
   if (version > e.version)
     return error{errc::unknown_schema_version,
-                 record_text(type, version, stream, sequence)
-                   + " is newer than the current version "
-                   + std::to_string(e.version)
-                   + " of this build; upgrade the reader"};
+                 record_text(type, version, stream, sequence) +
+                     " is newer than the current version " +
+                     std::to_string(e.version) +
+                     " of this build; upgrade the reader"};
   for (auto v = version; v < e.version; ++v)
     if (e.upcasters.count(v) == 0)
       return error{errc::unknown_schema_version,
-                   record_text(type, version, stream, sequence)
-                     + " cannot be read: no upcaster from version "
-                     + std::to_string(v) + " to " + std::to_string(v + 1)
-                     + "; register one with add_upcaster"};
+                   record_text(type, version, stream, sequence) +
+                       " cannot be read: no upcaster from version " +
+                       std::to_string(v) + " to " + std::to_string(v + 1) +
+                       "; register one with add_upcaster"};
   try {
     auto doc = nlohmann::json::from_msgpack(payload);
-    for (auto v = version; v < e.version; ++v)
-      e.upcasters.at(v)(doc);
+    for (auto v = version; v < e.version; ++v) e.upcasters.at(v)(doc);
     out = nlohmann::json::to_msgpack(doc);
   } catch (const std::exception& ex) {
     return decode_error(type, version, stream, sequence,
@@ -169,16 +164,15 @@ error event_registry::run_upcasters(const entry& e, std::string_view type,
   return {};
 }
 
-expected<std::vector<uint8_t>>
-event_registry::upcast(const event_envelope& env) const {
+expected<std::vector<uint8_t>> event_registry::upcast(
+    const event_envelope& env) const {
   auto i = entries_.find(env.type);
   if (i == entries_.end())
-    return error{errc::unknown_event_type,
-                 record_text(env.type, env.schema_version, env.stream_id,
-                             env.sequence)
-                   + " is not registered"};
-  if (env.schema_version == i->second.version)
-    return env.payload;
+    return error{
+        errc::unknown_event_type,
+        record_text(env.type, env.schema_version, env.stream_id, env.sequence) +
+            " is not registered"};
+  if (env.schema_version == i->second.version) return env.payload;
   std::vector<uint8_t> out;
   if (auto err = run_upcasters(i->second, env.type, env.schema_version,
                                env.payload, env.stream_id, env.sequence, out))
@@ -186,15 +180,15 @@ event_registry::upcast(const event_envelope& env) const {
   return out;
 }
 
-expected<nlohmann::json>
-event_registry::payload_json(const event_envelope& env) const {
+expected<nlohmann::json> event_registry::payload_json(
+    const event_envelope& env) const {
   const std::vector<uint8_t>* bytes = &env.payload;
   std::vector<uint8_t> upcasted;
   auto i = entries_.find(env.type);
   if (i != entries_.end() && env.schema_version != i->second.version) {
-    if (auto err = run_upcasters(i->second, env.type, env.schema_version,
-                                 env.payload, env.stream_id, env.sequence,
-                                 upcasted))
+    if (auto err =
+            run_upcasters(i->second, env.type, env.schema_version, env.payload,
+                          env.stream_id, env.sequence, upcasted))
       return err;
     bytes = &upcasted;
   }
@@ -207,4 +201,4 @@ event_registry::payload_json(const event_envelope& env) const {
   }
 }
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

@@ -28,32 +28,32 @@ error check_directory(const journal_config& cfg) {
       return error{errc::not_found,
                    "data directory '" + cfg.directory + "' does not exist"};
     if (!fs::create_directory(dir, ec) && ec)
-      return error{errc::storage_error, "cannot create data directory '"
-                                          + cfg.directory
-                                          + "': " + ec.message()};
+      return error{errc::storage_error, "cannot create data directory '" +
+                                            cfg.directory +
+                                            "': " + ec.message()};
     return {};
   }
   if (ec)
-    return error{errc::storage_error, "cannot stat '" + cfg.directory
-                                        + "': " + ec.message()};
+    return error{errc::storage_error,
+                 "cannot stat '" + cfg.directory + "': " + ec.message()};
   if (st.type() != fs::file_type::directory)
     return error{errc::format_mismatch,
-                 "'" + cfg.directory
-                   + "' is not a directory; pass a mnemo data directory"};
+                 "'" + cfg.directory +
+                     "' is not a directory; pass a mnemo data directory"};
   if (cfg.read_only && !fs::exists(dir / "data.mdb"))
     return error{errc::format_mismatch,
-                 "directory '" + cfg.directory
-                   + "' holds no mnemo journal (data.mdb); pass a mnemo "
+                 "directory '" + cfg.directory +
+                     "' holds no mnemo journal (data.mdb); pass a mnemo "
                      "data directory"};
   if (!fs::exists(dir / "data.mdb") && !fs::is_empty(dir, ec))
     return error{errc::format_mismatch,
-                 "directory '" + cfg.directory
-                   + "' is not empty and holds no mnemo journal (data.mdb); "
+                 "directory '" + cfg.directory +
+                     "' is not empty and holds no mnemo journal (data.mdb); "
                      "pass an empty or a mnemo data directory"};
   return {};
 }
 
-} // namespace
+}  // namespace
 
 const char* to_string(durability x) noexcept {
   switch (x) {
@@ -70,7 +70,7 @@ const char* to_string(durability x) noexcept {
 int64_t now_micros() noexcept {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch())
-    .count();
+      .count();
 }
 
 void encode_head(const head_record& head, char* out) noexcept {
@@ -82,8 +82,7 @@ void encode_head(const head_record& head, char* out) noexcept {
 namespace {
 
 bool decode_head(const MDB_val& val, head_record& out) noexcept {
-  if (val.mv_size != 24)
-    return false;
+  if (val.mv_size != 24) return false;
   auto* p = static_cast<const char*>(val.mv_data);
   out.highest = get_be64(p);
   out.deleted_to = get_be64(p + 8);
@@ -92,12 +91,12 @@ bool decode_head(const MDB_val& val, head_record& out) noexcept {
 }
 
 error corrupt_head(std::string_view stream) {
-  return error{errc::corrupt_record, "corrupt head record of stream '"
-                                       + std::string{stream}
-                                       + "'; restore a backup"};
+  return error{errc::corrupt_record, "corrupt head record of stream '" +
+                                         std::string{stream} +
+                                         "'; restore a backup"};
 }
 
-} // namespace
+}  // namespace
 
 error read_head(detail::txn_state& st, std::string_view stream,
                 head_record& out) {
@@ -105,27 +104,22 @@ error read_head(detail::txn_state& st, std::string_view stream,
   auto key = to_val(stream);
   MDB_val val;
   auto rc = mdb_get(st.txn, st.dbs->streams, &key, &val);
-  if (rc == MDB_NOTFOUND)
-    return {};
-  if (auto err = st.check(rc, "mdb_get (stream head)"))
-    return err;
-  if (!decode_head(val, out))
-    return corrupt_head(stream);
+  if (rc == MDB_NOTFOUND) return {};
+  if (auto err = st.check(rc, "mdb_get (stream head)")) return err;
+  if (!decode_head(val, out)) return corrupt_head(stream);
   return {};
 }
 
 // -- setup --------------------------------------------------------------------
 
 error journal::impl::open_env() {
-  if (auto rc = mdb_env_create(&env))
-    return lmdb_error(rc, "mdb_env_create");
+  if (auto rc = mdb_env_create(&env)) return lmdb_error(rc, "mdb_env_create");
   mdb_env_set_maxdbs(env, max_databases);
   mdb_env_set_maxreaders(env, cfg.max_readers);
   mdb_env_set_mapsize(env, cfg.initial_map_size);
   // MDB_NOMEMINIT: LMDB need not zero unused page space before writing.
   unsigned flags = MDB_NOTLS | MDB_NOMEMINIT;
-  if (cfg.read_only)
-    flags |= MDB_RDONLY;
+  if (cfg.read_only) flags |= MDB_RDONLY;
   if (cfg.mode == durability::nometasync)
     flags |= MDB_NOMETASYNC;
   else if (cfg.mode == durability::nosync)
@@ -144,10 +138,9 @@ error journal::impl::open_env() {
 error journal::impl::open_databases() {
   detail::txn_state st;
   st.dbs = &dbs;
-  auto rc = mdb_txn_begin(env, nullptr, cfg.read_only ? MDB_RDONLY : 0,
-                          &st.txn);
-  if (rc != 0)
-    return lmdb_error(rc, "mdb_txn_begin (open)");
+  auto rc =
+      mdb_txn_begin(env, nullptr, cfg.read_only ? MDB_RDONLY : 0, &st.txn);
+  if (rc != 0) return lmdb_error(rc, "mdb_txn_begin (open)");
   auto abort = [&](error err) {
     mdb_txn_abort(st.txn);
     return err;
@@ -165,14 +158,13 @@ error journal::impl::open_databases() {
   if (rc == MDB_NOTFOUND) {
     if (main_stat.ms_entries > 0 || cfg.read_only)
       return abort(error{errc::format_mismatch,
-                         "'" + cfg.directory
-                           + "' is an LMDB environment but not a mnemo "
+                         "'" + cfg.directory +
+                             "' is an LMDB environment but not a mnemo "
                              "journal (no mnemo.meta database)"});
     fresh = true;
     rc = mdb_dbi_open(st.txn, "mnemo.meta", MDB_CREATE, &dbs.meta);
   }
-  if (rc != 0)
-    return abort(lmdb_error(rc, "mdb_dbi_open(mnemo.meta)"));
+  if (rc != 0) return abort(lmdb_error(rc, "mdb_dbi_open(mnemo.meta)"));
   struct named {
     const char* name;
     MDB_dbi* dbi;
@@ -197,16 +189,16 @@ error journal::impl::open_databases() {
   } else {
     rc = mdb_get(st.txn, dbs.meta, &key, &val);
     if (rc != 0 || val.mv_size != 8)
-      return abort(error{errc::format_mismatch,
-                         "'" + cfg.directory
-                           + "' has no readable mnemo format version"});
+      return abort(error{
+          errc::format_mismatch,
+          "'" + cfg.directory + "' has no readable mnemo format version"});
     auto stored = get_be64(static_cast<const char*>(val.mv_data));
     if (stored != format_version)
       return abort(error{errc::format_mismatch,
-                         "'" + cfg.directory + "' has on-disk format version "
-                           + std::to_string(stored) + "; this build reads "
-                           + std::to_string(format_version)
-                           + " (see docs/format.md)"});
+                         "'" + cfg.directory + "' has on-disk format version " +
+                             std::to_string(stored) + "; this build reads " +
+                             std::to_string(format_version) +
+                             " (see docs/format.md)"});
     key = to_val("head");
     if (mdb_get(st.txn, dbs.meta, &key, &val) == 0 && val.mv_size == 8)
       head = get_be64(static_cast<const char*>(val.mv_data));
@@ -218,41 +210,33 @@ error journal::impl::open_databases() {
 
 // -- construction -------------------------------------------------------------
 
-journal::journal(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
-}
+journal::journal(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
 
 expected<std::unique_ptr<journal>> journal::open(journal_config cfg) {
-  if (auto err = check_directory(cfg))
-    return err;
+  if (auto err = check_directory(cfg)) return err;
   std::unique_ptr<journal> result{new journal(nullptr)};
   result->impl_ = std::make_unique<impl>(*result, std::move(cfg));
   auto& d = *result->impl_;
   auto err = d.open_env();
-  if (!err)
-    err = d.open_databases();
+  if (!err) err = d.open_databases();
   if (err) {
-    if (d.env != nullptr)
-      mdb_env_close(d.env);
+    if (d.env != nullptr) mdb_env_close(d.env);
     d.env = nullptr;
     return err;
   }
-  if (!d.cfg.read_only)
-    d.writer = std::thread{[&d] { d.run(); }};
+  if (!d.cfg.read_only) d.writer = std::thread{[&d] { d.run(); }};
   return result;
 }
 
 journal::~journal() {
-  if (!impl_)
-    return;
+  if (!impl_) return;
   {
     std::lock_guard<std::mutex> guard{impl_->mtx};
     impl_->stopping = true;
   }
   impl_->cv.notify_all();
-  if (impl_->writer.joinable())
-    impl_->writer.join();
-  if (impl_->env != nullptr)
-    mdb_env_close(impl_->env);
+  if (impl_->writer.joinable()) impl_->writer.join();
+  if (impl_->env != nullptr) mdb_env_close(impl_->env);
 }
 
 // -- writes -------------------------------------------------------------------
@@ -260,29 +244,26 @@ journal::~journal() {
 void journal::append(std::string stream, std::vector<new_event> events,
                      expected_version expected, append_handler done) {
   auto fail = [&](error err) { done(std::move(err)); };
-  if (auto err = check_name(stream, "stream id"))
-    return fail(std::move(err));
+  if (auto err = check_name(stream, "stream id")) return fail(std::move(err));
   if (events.empty())
     return fail(error{errc::invalid_argument,
                       "append to stream '" + stream + "' has no events"});
   // `done` moves into the request only once validation has passed: until
   // then `fail` answers through it.
-  append_request req{std::move(stream), {},       false, {}, {}, {}, {},
+  append_request req{std::move(stream), {},     false, {}, {}, {}, {},
                      expected,          nullptr};
   req.ids.reserve(events.size());
   req.body_ends.reserve(events.size());
   req.tags.reserve(events.size());
   for (auto& ev : events) {
     if (ev.type.empty())
-      return fail(error{errc::invalid_argument,
-                        "an event for stream '" + req.stream
-                          + "' has an empty type name"});
+      return fail(error{
+          errc::invalid_argument,
+          "an event for stream '" + req.stream + "' has an empty type name"});
     for (auto& tag : ev.tags)
-      if (auto err = check_name(tag, "tag"))
-        return fail(std::move(err));
+      if (auto err = check_name(tag, "tag")) return fail(std::move(err));
     auto supplied = !ev.id.is_nil();
-    if (!supplied)
-      ev.id = event_id::make_v7();
+    if (!supplied) ev.id = event_id::make_v7();
     req.has_supplied_ids |= supplied;
     req.supplied.push_back(supplied);
     req.ids.push_back(ev.id);
@@ -295,9 +276,9 @@ void journal::append(std::string stream, std::vector<new_event> events,
     std::sort(sorted.begin(), sorted.end());
     auto dup = std::adjacent_find(sorted.begin(), sorted.end());
     if (dup != sorted.end())
-      return fail(error{errc::invalid_argument,
-                        "event id " + dup->to_string()
-                          + " appears twice in one batch"});
+      return fail(error{
+          errc::invalid_argument,
+          "event id " + dup->to_string() + " appears twice in one batch"});
   }
   req.done = std::move(done);
   impl_->enqueue(std::move(req));
@@ -317,10 +298,9 @@ expected<append_result> journal::append(std::string stream,
 
 void journal::delete_events_to(std::string stream, uint64_t to_sequence,
                                write_handler done) {
-  if (auto err = check_name(stream, "stream id"))
-    return done(std::move(err));
-  impl_->enqueue(delete_request{std::move(stream), to_sequence,
-                                std::move(done)});
+  if (auto err = check_name(stream, "stream id")) return done(std::move(err));
+  impl_->enqueue(
+      delete_request{std::move(stream), to_sequence, std::move(done)});
 }
 
 namespace {
@@ -333,7 +313,7 @@ error blocking(F&& submit) {
   return future.get();
 }
 
-} // namespace
+}  // namespace
 
 error journal::delete_events_to(std::string stream, uint64_t to_sequence) {
   return blocking([&](write_handler done) {
@@ -347,7 +327,7 @@ void journal::write(write_function fn, write_handler done) {
 
 error journal::write(write_function fn) {
   return blocking(
-    [&](write_handler done) { write(std::move(fn), std::move(done)); });
+      [&](write_handler done) { write(std::move(fn), std::move(done)); });
 }
 
 // -- reads --------------------------------------------------------------------
@@ -360,40 +340,32 @@ error journal::read(const read_function& fn) const {
 }
 
 expected<stream_head> journal::head_of(std::string_view stream) const {
-  if (auto err = check_name(stream, "stream id"))
-    return err;
+  if (auto err = check_name(stream, "stream id")) return err;
   head_record head;
   if (auto err = impl_->with_read(
-        [&](detail::txn_state& st) { return read_head(st, stream, head); }))
+          [&](detail::txn_state& st) { return read_head(st, stream, head); }))
     return err;
   return stream_head{std::string{stream}, head.highest, head.deleted_to};
 }
 
 expected<uint64_t> journal::highest_sequence(std::string_view stream) const {
   auto head = head_of(stream);
-  if (!head)
-    return std::move(head).error();
+  if (!head) return std::move(head).error();
   return head->highest_sequence;
 }
 
-expected<std::vector<event_envelope>>
-journal::read_stream(std::string_view stream, uint64_t from, uint64_t to,
-                     uint64_t max) const {
-  if (auto err = check_name(stream, "stream id"))
-    return err;
+expected<std::vector<event_envelope>> journal::read_stream(
+    std::string_view stream, uint64_t from, uint64_t to, uint64_t max) const {
+  if (auto err = check_name(stream, "stream id")) return err;
   std::vector<event_envelope> result;
-  if (max == 0 || from > to)
-    return result;
+  if (max == 0 || from > to) return result;
   auto err = impl_->with_read([&](detail::txn_state& st) -> error {
     head_record head;
-    if (auto err = read_head(st, stream, head))
-      return err;
+    if (auto err = read_head(st, stream, head)) return err;
     auto first = std::max({from, head.deleted_to + 1, uint64_t{1}});
     auto last = std::min(to, head.highest);
-    if (first > last)
-      return {};
-    if (last - first >= max)
-      last = first + max - 1;
+    if (first > last) return {};
+    if (last - first >= max) last = first + max - 1;
     // The walk goes newest first: fill the result from the back.
     result.resize(static_cast<size_t>(last - first + 1));
     msgpack::zone zone;
@@ -404,8 +376,7 @@ journal::read_stream(std::string_view stream, uint64_t from, uint64_t to,
                                              zone, result[seq - first]);
                        });
   });
-  if (err)
-    return err;
+  if (err) return err;
   return result;
 }
 
@@ -420,129 +391,111 @@ error collect(size_t max, Next&& next_position,
   while (out.size() < max) {
     uint64_t pos = 0;
     MDB_val rec;
-    if (auto err = next_position(pos, rec))
-      return err;
-    if (pos == 0)
-      return {};
+    if (auto err = next_position(pos, rec)) return err;
+    if (pos == 0) return {};
     auto& env = out.emplace_back();
-    if (auto err = decode_event(to_view(rec), record_origin{{}, 0, pos}, zone,
-                                env))
+    if (auto err =
+            decode_event(to_view(rec), record_origin{{}, 0, pos}, zone, env))
       return err;
   }
   return {};
 }
 
-} // namespace
+}  // namespace
 
-expected<std::vector<event_envelope>>
-journal::read_all(uint64_t from_position, size_t max) const {
+expected<std::vector<event_envelope>> journal::read_all(uint64_t from_position,
+                                                        size_t max) const {
   std::vector<event_envelope> result;
-  if (max == 0)
-    return result;
+  if (max == 0) return result;
   auto head = impl_->head.load(std::memory_order_acquire);
   if (from_position <= head)
     result.reserve(static_cast<size_t>(
-      std::min<uint64_t>({max, head - from_position + 1, 65536})));
+        std::min<uint64_t>({max, head - from_position + 1, 65536})));
   auto err = impl_->with_read([&](detail::txn_state& st) -> error {
     cursor cur;
-    if (auto err = cur.open(st, st.dbs->events))
-      return err;
+    if (auto err = cur.open(st, st.dbs->events)) return err;
     be64_key start{from_position};
     MDB_val key = start.val();
     auto op = MDB_SET_RANGE;
-    return collect(max,
-                   [&](uint64_t& pos, MDB_val& rec) -> error {
-                     auto rc = cur.get(key, rec, op);
-                     op = MDB_NEXT;
-                     if (rc == MDB_NOTFOUND)
-                       return {};
-                     if (auto err = st.check(rc, "mdb_cursor_get (events)"))
-                       return err;
-                     pos = get_be64(static_cast<const char*>(key.mv_data));
-                     return {};
-                   },
-                   result);
+    return collect(
+        max,
+        [&](uint64_t& pos, MDB_val& rec) -> error {
+          auto rc = cur.get(key, rec, op);
+          op = MDB_NEXT;
+          if (rc == MDB_NOTFOUND) return {};
+          if (auto err = st.check(rc, "mdb_cursor_get (events)")) return err;
+          pos = get_be64(static_cast<const char*>(key.mv_data));
+          return {};
+        },
+        result);
   });
-  if (err)
-    return err;
+  if (err) return err;
   return result;
 }
 
-expected<std::vector<event_envelope>>
-journal::read_tag(std::string_view tag, uint64_t from_position,
-                  size_t max) const {
-  if (auto err = check_name(tag, "tag"))
-    return err;
+expected<std::vector<event_envelope>> journal::read_tag(std::string_view tag,
+                                                        uint64_t from_position,
+                                                        size_t max) const {
+  if (auto err = check_name(tag, "tag")) return err;
   std::vector<event_envelope> result;
-  if (max == 0)
-    return result;
+  if (max == 0) return result;
   auto err = impl_->with_read([&](detail::txn_state& st) -> error {
     cursor cur;
-    if (auto err = cur.open(st, st.dbs->tags))
-      return err;
+    if (auto err = cur.open(st, st.dbs->tags)) return err;
     auto start = name_key(tag, from_position);
     MDB_val key = to_val(start);
     MDB_val unused;
     auto op = MDB_SET_RANGE;
-    return collect(max,
-                   [&](uint64_t& pos, MDB_val& rec) -> error {
-                     auto rc = cur.get(key, unused, op);
-                     op = MDB_NEXT;
-                     if (rc == MDB_NOTFOUND)
-                       return {};
-                     if (auto err = st.check(rc, "mdb_cursor_get (tags)"))
-                       return err;
-                     if (!has_name(to_view(key), tag))
-                       return {};
-                     auto p = key_number(to_view(key));
-                     be64_key pkey{p};
-                     auto v = pkey.val();
-                     auto rc2 = mdb_get(st.txn, st.dbs->events, &v, &rec);
-                     if (rc2 == MDB_NOTFOUND)
-                       return error{errc::corrupt_record,
-                                    "corrupt journal: tag '" + std::string{tag}
-                                      + "' points to missing global position "
-                                      + std::to_string(p)};
-                     if (auto err = st.check(rc2, "mdb_get (event)"))
-                       return err;
-                     pos = p;
-                     return {};
-                   },
-                   result);
+    return collect(
+        max,
+        [&](uint64_t& pos, MDB_val& rec) -> error {
+          auto rc = cur.get(key, unused, op);
+          op = MDB_NEXT;
+          if (rc == MDB_NOTFOUND) return {};
+          if (auto err = st.check(rc, "mdb_cursor_get (tags)")) return err;
+          if (!has_name(to_view(key), tag)) return {};
+          auto p = key_number(to_view(key));
+          be64_key pkey{p};
+          auto v = pkey.val();
+          auto rc2 = mdb_get(st.txn, st.dbs->events, &v, &rec);
+          if (rc2 == MDB_NOTFOUND)
+            return error{errc::corrupt_record,
+                         "corrupt journal: tag '" + std::string{tag} +
+                             "' points to missing global position " +
+                             std::to_string(p)};
+          if (auto err = st.check(rc2, "mdb_get (event)")) return err;
+          pos = p;
+          return {};
+        },
+        result);
   });
-  if (err)
-    return err;
+  if (err) return err;
   return result;
 }
 
-expected<std::vector<stream_head>>
-journal::list_streams(std::string_view after, size_t max) const {
+expected<std::vector<stream_head>> journal::list_streams(std::string_view after,
+                                                         size_t max) const {
   std::vector<stream_head> result;
-  if (max == 0)
-    return result;
+  if (max == 0) return result;
   auto err = impl_->with_read([&](detail::txn_state& st) -> error {
     cursor cur;
-    if (auto err = cur.open(st, st.dbs->streams))
-      return err;
+    if (auto err = cur.open(st, st.dbs->streams)) return err;
     MDB_val key = to_val(after);
     MDB_val val;
     auto rc = after.empty() ? cur.get(key, val, MDB_FIRST)
                             : cur.get(key, val, MDB_SET_RANGE);
     for (; rc == 0 && result.size() < max; rc = cur.get(key, val, MDB_NEXT)) {
-      if (to_view(key) == after)
-        continue;
+      if (to_view(key) == after) continue;
       head_record head;
-      if (!decode_head(val, head))
-        return corrupt_head(to_view(key));
-      result.push_back(
-        stream_head{std::string{to_view(key)}, head.highest, head.deleted_to});
+      if (!decode_head(val, head)) return corrupt_head(to_view(key));
+      result.push_back(stream_head{std::string{to_view(key)}, head.highest,
+                                   head.deleted_to});
     }
     if (rc != MDB_NOTFOUND && rc != 0)
       return st.check(rc, "mdb_cursor_get (streams)");
     return {};
   });
-  if (err)
-    return err;
+  if (err) return err;
   return result;
 }
 
@@ -595,4 +548,4 @@ offset_store& journal::offsets() noexcept {
   return impl_->offsets;
 }
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

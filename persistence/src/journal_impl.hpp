@@ -66,8 +66,7 @@ using outcome = std::variant<error, append_result>;
 
 struct journal::impl {
   explicit impl(journal& self, journal_config config)
-    : cfg(std::move(config)), snapshots(self), offsets(self) {
-  }
+      : cfg(std::move(config)), snapshots(self), offsets(self) {}
 
   journal_config cfg;
   MDB_env* env = nullptr;
@@ -81,7 +80,7 @@ struct journal::impl {
   std::condition_variable cv;
   std::vector<request> queue;
   bool stopping = false;
-  error sticky; // guarded by mtx
+  error sticky;  // guarded by mtx
   std::thread writer;
 
   // Writer thread only: cached stream heads. `pending` is what the
@@ -115,8 +114,7 @@ struct journal::impl {
     detail::txn_state st;
     st.dbs = &dbs;
     auto rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &st.txn);
-    if (rc != 0)
-      return lmdb_error(rc, "mdb_txn_begin (read)");
+    if (rc != 0) return lmdb_error(rc, "mdb_txn_begin (read)");
     auto err = f(st);
     mdb_txn_abort(st.txn);
     return err;
@@ -171,9 +169,10 @@ error walk_stream(detail::txn_state& st, std::string_view stream,
 /// Current time in microseconds since the Unix epoch.
 int64_t now_micros() noexcept;
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence
 
-// -- walk_stream ---------------------------------------------------------------
+// -- walk_stream
+// ---------------------------------------------------------------
 
 #include "record_codec.hpp"
 
@@ -185,14 +184,14 @@ error walk_stream(detail::txn_state& st, std::string_view stream,
                   Visit&& visit) {
   auto broken = [&](uint64_t seq, const std::string& what) {
     return error{errc::corrupt_record,
-                 "corrupt journal: stream '" + std::string{stream}
-                   + "' at sequence " + std::to_string(seq) + ": " + what
-                   + "; restore the data directory from a backup"};
+                 "corrupt journal: stream '" + std::string{stream} +
+                     "' at sequence " + std::to_string(seq) + ": " + what +
+                     "; restore the data directory from a backup"};
   };
   auto seq = head.highest;
   auto pos = head.last_position;
-  auto checkpoint = (last + checkpoint_interval - 1) / checkpoint_interval
-                    * checkpoint_interval;
+  auto checkpoint = (last + checkpoint_interval - 1) / checkpoint_interval *
+                    checkpoint_interval;
   if (checkpoint < head.highest) {
     auto key_bytes = name_key(stream, checkpoint);
     MDB_val key = to_val(key_bytes);
@@ -200,37 +199,32 @@ error walk_stream(detail::txn_state& st, std::string_view stream,
     auto rc = mdb_get(st.txn, st.dbs->stream_index, &key, &val);
     if (rc == MDB_NOTFOUND || (rc == 0 && val.mv_size != 8))
       return broken(checkpoint, "stream index entry missing");
-    if (auto err = st.check(rc, "mdb_get (stream index)"))
-      return err;
+    if (auto err = st.check(rc, "mdb_get (stream index)")) return err;
     seq = checkpoint;
     pos = get_be64(static_cast<const char*>(val.mv_data));
   }
   cursor cur;
-  if (auto err = cur.open(st, st.dbs->events))
-    return err;
+  if (auto err = cur.open(st, st.dbs->events)) return err;
   for (;;) {
     be64_key pkey{pos};
     MDB_val key = pkey.val();
     MDB_val rec;
     auto rc = cur.get(key, rec, MDB_SET_KEY);
     if (rc == MDB_NOTFOUND)
-      return broken(seq, "global position " + std::to_string(pos)
-                           + " is missing");
-    if (auto err = st.check(rc, "mdb_cursor_get (events)"))
-      return err;
+      return broken(seq,
+                    "global position " + std::to_string(pos) + " is missing");
+    if (auto err = st.check(rc, "mdb_cursor_get (events)")) return err;
     record_origin origin{stream, seq, pos};
     auto view = to_view(rec);
     uint64_t previous = 0;
     // `visit` verifies the records it is given; the others are checked here.
     if (seq <= last) {
-      if (auto err = visit(seq, pos, view))
-        return err;
+      if (auto err = visit(seq, pos, view)) return err;
       previous = get_be64(view.data() + 21);
     } else if (auto err = peek_event(view, origin, previous)) {
       return err;
     }
-    if (seq == first)
-      return {};
+    if (seq == first) return {};
     if (previous == 0 || previous >= pos)
       return broken(seq, "broken link to the previous event");
     pos = previous;
@@ -238,4 +232,4 @@ error walk_stream(detail::txn_state& st, std::string_view stream,
   }
 }
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

@@ -11,19 +11,22 @@ error lmdb_error(int rc, std::string_view operation) {
       return {};
     case MDB_MAP_FULL:
       return error{errc::storage_full,
-                   text + " (the map reached journal_config::max_map_size;"
-                          " raise it)"};
+                   text +
+                       " (the map reached journal_config::max_map_size;"
+                       " raise it)"};
     case ENOSPC:
     case EDQUOT:
     case EFBIG:
       return error{errc::storage_full,
-                   text + " (the file system is full or the file size "
-                          "limit was hit; free space and reopen the journal)"};
+                   text +
+                       " (the file system is full or the file size "
+                       "limit was hit; free space and reopen the journal)"};
     case MDB_INVALID:
     case MDB_VERSION_MISMATCH:
       return error{errc::format_mismatch,
-                   text + " (the file is not an LMDB environment of this "
-                          "LMDB version)"};
+                   text +
+                       " (the file is not an LMDB environment of this "
+                       "LMDB version)"};
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
       return error{errc::corrupt_record,
@@ -37,10 +40,10 @@ error check_name(std::string_view name, std::string_view what) {
   if (name.empty())
     return error{errc::invalid_argument, std::string{what} + " is empty"};
   if (name.size() > max_name_size)
-    return error{errc::invalid_argument,
-                 std::string{what} + " is " + std::to_string(name.size())
-                   + " bytes long; the limit is "
-                   + std::to_string(max_name_size)};
+    return error{errc::invalid_argument, std::string{what} + " is " +
+                                             std::to_string(name.size()) +
+                                             " bytes long; the limit is " +
+                                             std::to_string(max_name_size)};
   if (name.find('\0') != std::string_view::npos)
     return error{errc::invalid_argument,
                  std::string{what} + " contains a NUL byte"};
@@ -50,13 +53,12 @@ error check_name(std::string_view name, std::string_view what) {
 namespace detail {
 
 error txn_state::check(int rc, std::string_view operation) {
-  if (rc == 0)
-    return {};
+  if (rc == 0) return {};
   if ((rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) && fatal_rc == 0)
     fatal_rc = rc;
   return lmdb_error(rc, operation);
 }
 
-} // namespace detail
+}  // namespace detail
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

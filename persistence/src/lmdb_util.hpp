@@ -59,7 +59,7 @@ struct txn_state {
   error check(int rc, std::string_view operation);
 };
 
-} // namespace detail
+}  // namespace detail
 
 inline MDB_val to_val(std::string_view x) noexcept {
   return MDB_val{x.size(), const_cast<char*>(x.data())};
@@ -78,8 +78,7 @@ inline void put_be64(char* out, uint64_t x) noexcept {
 
 inline uint64_t get_be64(const char* in) noexcept {
   uint64_t x = 0;
-  for (int i = 0; i < 8; ++i)
-    x = (x << 8) | static_cast<uint8_t>(in[i]);
+  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<uint8_t>(in[i]);
   return x;
 }
 
@@ -87,12 +86,8 @@ inline uint64_t get_be64(const char* in) noexcept {
 /// MDB_APPEND works with LMDB's default comparison.
 struct be64_key {
   char bytes[8];
-  explicit be64_key(uint64_t x) noexcept {
-    put_be64(bytes, x);
-  }
-  MDB_val val() noexcept {
-    return MDB_val{8, bytes};
-  }
+  explicit be64_key(uint64_t x) noexcept { put_be64(bytes, x); }
+  MDB_val val() noexcept { return MDB_val{8, bytes}; }
 };
 
 /// Composite key `name NUL be64(n)`: all keys of one name are contiguous and
@@ -110,9 +105,8 @@ inline std::string name_key(std::string_view name, uint64_t n) {
 
 /// Returns whether `key` is a composite key of `name`.
 inline bool has_name(std::string_view key, std::string_view name) noexcept {
-  return key.size() == name.size() + 9
-         && key.compare(0, name.size(), name) == 0
-         && key[name.size()] == '\0';
+  return key.size() == name.size() + 9 &&
+         key.compare(0, name.size(), name) == 0 && key[name.size()] == '\0';
 }
 
 /// Returns the number part of a composite key. Precondition: has_name.
@@ -122,13 +116,12 @@ inline uint64_t key_number(std::string_view key) noexcept {
 
 /// An LMDB cursor closed on scope exit.
 class cursor {
-public:
+ public:
   cursor() = default;
   cursor(const cursor&) = delete;
   cursor& operator=(const cursor&) = delete;
   ~cursor() {
-    if (cur_ != nullptr)
-      mdb_cursor_close(cur_);
+    if (cur_ != nullptr) mdb_cursor_close(cur_);
   }
   /// Opens the cursor on `dbi` in `st`.
   error open(detail::txn_state& st, MDB_dbi dbi) {
@@ -138,12 +131,10 @@ public:
   int get(MDB_val& key, MDB_val& val, MDB_cursor_op op) noexcept {
     return mdb_cursor_get(cur_, &key, &val, op);
   }
-  MDB_cursor* get() const noexcept {
-    return cur_;
-  }
+  MDB_cursor* get() const noexcept { return cur_; }
 
-private:
+ private:
   MDB_cursor* cur_ = nullptr;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

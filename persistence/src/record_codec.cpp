@@ -15,9 +15,7 @@ constexpr uint32_t snapshot_body_fields = 5;
 
 struct string_sink {
   std::string* out;
-  void write(const char* data, size_t size) {
-    out->append(data, size);
-  }
+  void write(const char* data, size_t size) { out->append(data, size); }
 };
 
 void pack_str(msgpack::packer<string_sink>& pk, std::string_view x) {
@@ -48,8 +46,8 @@ uint32_t checksum(const char* data, size_t size) noexcept {
 std::string origin_text(const record_origin& o) {
   std::string text;
   if (!o.stream.empty()) {
-    text = "stream '" + std::string{o.stream} + "' at sequence "
-           + std::to_string(o.sequence);
+    text = "stream '" + std::string{o.stream} + "' at sequence " +
+           std::to_string(o.sequence);
     if (o.position != 0)
       text += " (global position " + std::to_string(o.position) + ")";
   } else {
@@ -60,8 +58,9 @@ std::string origin_text(const record_origin& o) {
 
 error corrupt(const record_origin& o, std::string_view what) {
   return error{errc::corrupt_record,
-               "corrupt record in " + origin_text(o) + ": " + std::string{what}
-                 + "; the data directory is damaged: restore it from a "
+               "corrupt record in " + origin_text(o) + ": " +
+                   std::string{what} +
+                   "; the data directory is damaged: restore it from a "
                    "backup (nothing was skipped or reset)"};
 }
 
@@ -71,16 +70,16 @@ error open_record(std::string_view record, uint8_t kind,
                   int64_t& timestamp, uint64_t& previous,
                   std::string_view& body) {
   if (record.size() < record_header_size)
-    return corrupt(origin, "record of " + std::to_string(record.size())
-                             + " bytes is shorter than its header");
+    return corrupt(origin, "record of " + std::to_string(record.size()) +
+                               " bytes is shorter than its header");
   uint32_t stored = 0;
   for (int i = 3; i >= 0; --i)
     stored = (stored << 8) | static_cast<uint8_t>(record[i]);
   if (stored != checksum(record.data() + 4, record.size() - 4))
     return corrupt(origin, "checksum mismatch");
   if (static_cast<uint8_t>(record[4]) != kind)
-    return corrupt(origin, "unexpected record kind "
-                             + std::to_string(uint8_t(record[4])));
+    return corrupt(
+        origin, "unexpected record kind " + std::to_string(uint8_t(record[4])));
   sequence = get_be64(record.data() + 5);
   timestamp = static_cast<int64_t>(get_be64(record.data() + 13));
   previous = get_be64(record.data() + 21);
@@ -91,21 +90,18 @@ error open_record(std::string_view record, uint8_t kind,
 }
 
 std::string_view as_str(const msgpack::object& o) {
-  if (o.type != msgpack::type::STR)
-    throw msgpack::type_error();
+  if (o.type != msgpack::type::STR) throw msgpack::type_error();
   return {o.via.str.ptr, o.via.str.size};
 }
 
 void as_bin(const msgpack::object& o, std::vector<uint8_t>& out) {
-  if (o.type != msgpack::type::BIN)
-    throw msgpack::type_error();
+  if (o.type != msgpack::type::BIN) throw msgpack::type_error();
   auto* p = reinterpret_cast<const uint8_t*>(o.via.bin.ptr);
   out.assign(p, p + o.via.bin.size);
 }
 
 void as_tags(const msgpack::object& o, std::vector<std::string>& out) {
-  if (o.type != msgpack::type::ARRAY)
-    throw msgpack::type_error();
+  if (o.type != msgpack::type::ARRAY) throw msgpack::type_error();
   out.clear();
   out.reserve(o.via.array.size);
   for (uint32_t i = 0; i < o.via.array.size; ++i)
@@ -113,25 +109,24 @@ void as_tags(const msgpack::object& o, std::vector<std::string>& out) {
 }
 
 void as_metadata(const msgpack::object& o, event_metadata& out) {
-  if (o.type != msgpack::type::MAP)
-    throw msgpack::type_error();
+  if (o.type != msgpack::type::MAP) throw msgpack::type_error();
   out.clear();
   for (uint32_t i = 0; i < o.via.map.size; ++i)
     out.emplace(as_str(o.via.map.ptr[i].key), as_str(o.via.map.ptr[i].val));
 }
 
 // Unpacks `body` into an array of exactly `fields` objects.
-const msgpack::object* unpack_array(std::string_view body,
-                                    msgpack::zone& zone, uint32_t fields) {
+const msgpack::object* unpack_array(std::string_view body, msgpack::zone& zone,
+                                    uint32_t fields) {
   size_t off = 0;
   auto obj = msgpack::unpack(zone, body.data(), body.size(), off);
-  if (off != body.size() || obj.type != msgpack::type::ARRAY
-      || obj.via.array.size != fields)
+  if (off != body.size() || obj.type != msgpack::type::ARRAY ||
+      obj.via.array.size != fields)
     throw msgpack::type_error();
   return obj.via.array.ptr;
 }
 
-} // namespace
+}  // namespace
 
 void encode_event_body(std::string_view stream, const new_event& ev,
                        std::string& out) {
@@ -145,8 +140,7 @@ void encode_event_body(std::string_view stream, const new_event& ev,
   pack_str(pk, ev.correlation_id);
   pack_str(pk, ev.causation_id);
   pk.pack_array(static_cast<uint32_t>(ev.tags.size()));
-  for (auto& tag : ev.tags)
-    pack_str(pk, tag);
+  for (auto& tag : ev.tags) pack_str(pk, tag);
   pack_metadata(pk, ev.metadata);
   pack_bin(pk, ev.payload.data(), ev.payload.size());
 }
@@ -179,8 +173,8 @@ error decode_event(std::string_view record, const record_origin& origin,
     std::memcpy(out.id.bytes.data(), f[0].via.bin.ptr, 16);
     auto stream = as_str(f[1]);
     if (!origin.stream.empty() && stream != origin.stream)
-      return corrupt(origin, "record belongs to stream '" + std::string{stream}
-                               + "'");
+      return corrupt(origin,
+                     "record belongs to stream '" + std::string{stream} + "'");
     out.stream_id.assign(stream);
     out.type.assign(as_str(f[2]));
     out.schema_version = f[3].as<uint32_t>();
@@ -190,8 +184,8 @@ error decode_event(std::string_view record, const record_origin& origin,
     as_metadata(f[7], out.metadata);
     as_bin(f[8], out.payload);
   } catch (const std::exception& e) {
-    return corrupt(origin, std::string{"undecodable envelope ("} + e.what()
-                             + ")");
+    return corrupt(origin,
+                   std::string{"undecodable envelope ("} + e.what() + ")");
   }
   out.position = origin.position;
   return {};
@@ -199,9 +193,9 @@ error decode_event(std::string_view record, const record_origin& origin,
 
 error peek_event(std::string_view record, const record_origin& origin,
                  uint64_t& previous) {
-  if (record.size() < record_header_size
-      || static_cast<uint8_t>(record[4]) != event_record_kind
-      || get_be64(record.data() + 5) != origin.sequence)
+  if (record.size() < record_header_size ||
+      static_cast<uint8_t>(record[4]) != event_record_kind ||
+      get_be64(record.data() + 5) != origin.sequence)
     return corrupt(origin, "record header does not match its link");
   previous = get_be64(record.data() + 21);
   return {};
@@ -223,8 +217,8 @@ error decode_event_keys(std::string_view record, const record_origin& origin,
     stream.assign(as_str(f[1]));
     as_tags(f[6], tags);
   } catch (const std::exception& e) {
-    return corrupt(origin, std::string{"undecodable envelope ("} + e.what()
-                             + ")");
+    return corrupt(origin,
+                   std::string{"undecodable envelope ("} + e.what() + ")");
   }
   return {};
 }
@@ -249,27 +243,27 @@ error decode_snapshot(std::string_view record, const record_origin& origin,
                       snapshot& out) {
   std::string_view body;
   uint64_t previous = 0;
-  if (auto err = open_record(record, snapshot_record_kind, origin,
-                             out.meta.sequence, out.meta.timestamp_us,
-                             previous, body))
+  if (auto err =
+          open_record(record, snapshot_record_kind, origin, out.meta.sequence,
+                      out.meta.timestamp_us, previous, body))
     return err;
   try {
     msgpack::zone zone;
     auto* f = unpack_array(body, zone, snapshot_body_fields);
     auto stream = as_str(f[0]);
     if (!origin.stream.empty() && stream != origin.stream)
-      return corrupt(origin, "snapshot belongs to stream '"
-                               + std::string{stream} + "'");
+      return corrupt(
+          origin, "snapshot belongs to stream '" + std::string{stream} + "'");
     out.meta.stream_id.assign(stream);
     out.type.assign(as_str(f[1]));
     out.schema_version = f[2].as<uint32_t>();
     as_metadata(f[3], out.metadata);
     as_bin(f[4], out.payload);
   } catch (const std::exception& e) {
-    return corrupt(origin, std::string{"undecodable snapshot ("} + e.what()
-                             + ")");
+    return corrupt(origin,
+                   std::string{"undecodable snapshot ("} + e.what() + ")");
   }
   return {};
 }
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

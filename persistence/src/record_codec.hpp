@@ -77,4 +77,4 @@ std::string encode_snapshot(const snapshot& snap);
 error decode_snapshot(std::string_view record, const record_origin& origin,
                       snapshot& out);
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

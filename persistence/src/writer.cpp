@@ -15,24 +15,24 @@ constexpr size_t max_cached_heads = 100000;
 // Answers `req` with `out` (an error or an append result).
 void answer(request& req, outcome out) {
   std::visit(
-    [&](auto& r) {
-      using req_type = std::decay_t<decltype(r)>;
-      if constexpr (std::is_same_v<req_type, append_request>) {
-        if (auto* res = std::get_if<append_result>(&out))
-          r.done(std::move(*res));
-        else
+      [&](auto& r) {
+        using req_type = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<req_type, append_request>) {
+          if (auto* res = std::get_if<append_result>(&out))
+            r.done(std::move(*res));
+          else
+            r.done(std::get<error>(std::move(out)));
+        } else {
           r.done(std::get<error>(std::move(out)));
-      } else {
-        r.done(std::get<error>(std::move(out)));
-      }
-    },
-    req);
+        }
+      },
+      req);
 }
 
 error sticky_error(const error& original) {
   return error{errc::journal_failed,
-               "the journal refuses writes after a failed commit ("
-                 + original.to_string() + "); reopen it"};
+               "the journal refuses writes after a failed commit (" +
+                   original.to_string() + "); reopen it"};
 }
 
 // Event-id index value: be64 position, be64 sequence, stream id.
@@ -41,61 +41,56 @@ struct id_value {
   size_t size;
   id_value(uint64_t position, uint64_t sequence,
            std::string_view stream) noexcept
-    : size(16 + stream.size()) {
+      : size(16 + stream.size()) {
     put_be64(bytes, position);
     put_be64(bytes + 8, sequence);
     std::memcpy(bytes + 16, stream.data(), stream.size());
   }
-  MDB_val val() noexcept {
-    return MDB_val{size, bytes};
-  }
+  MDB_val val() noexcept { return MDB_val{size, bytes}; }
 };
 
 // Checks stored ids of `req`: nothing stored -> continue; all stored, in
 // this stream and order -> duplicate result; anything else -> error.
-int check_duplicates(detail::txn_state& st, append_request& req,
-                     outcome& out, bool& duplicate) {
+int check_duplicates(detail::txn_state& st, append_request& req, outcome& out,
+                     bool& duplicate) {
   duplicate = false;
   append_result res;
   size_t found = 0;
   size_t supplied = 0;
   for (size_t i = 0; i < req.ids.size(); ++i) {
-    if (!req.supplied[i])
-      continue;
+    if (!req.supplied[i]) continue;
     ++supplied;
     auto& id = req.ids[i];
     MDB_val key{16, id.bytes.data()};
     MDB_val val;
     auto rc = mdb_get(st.txn, st.dbs->event_ids, &key, &val);
-    if (rc == MDB_NOTFOUND)
-      continue;
-    if (rc != 0)
-      return rc;
+    if (rc == MDB_NOTFOUND) continue;
+    if (rc != 0) return rc;
     ++found;
     auto v = to_view(val);
     if (v.size() < 16 || v.substr(16) != req.stream) {
       out = error{errc::duplicate_event_id,
-                  "event id " + id.to_string()
-                    + " is already stored in another stream; an append to '"
-                    + req.stream + "' cannot reuse it"};
+                  "event id " + id.to_string() +
+                      " is already stored in another stream; an append to '" +
+                      req.stream + "' cannot reuse it"};
       return 0;
     }
     res.events.push_back(
-      event_ref{id, get_be64(v.data() + 8), get_be64(v.data())});
+        event_ref{id, get_be64(v.data() + 8), get_be64(v.data())});
   }
-  if (found == 0)
-    return 0;
+  if (found == 0) return 0;
   // Ids made by the journal are new, so only an all-supplied batch can be
   // an exact retry.
   bool in_order = found == req.ids.size() && supplied == found;
   for (size_t i = 1; in_order && i < res.events.size(); ++i)
     in_order = res.events[i].sequence == res.events[i - 1].sequence + 1;
   if (!in_order) {
-    out = error{errc::duplicate_event_id,
-                std::to_string(found) + " of " + std::to_string(req.ids.size())
-                  + " event ids of an append to '" + req.stream
-                  + "' are already stored, but not as this exact batch; "
-                    "retry with the original batch or new ids"};
+    out =
+        error{errc::duplicate_event_id,
+              std::to_string(found) + " of " + std::to_string(req.ids.size()) +
+                  " event ids of an append to '" + req.stream +
+                  "' are already stored, but not as this exact batch; "
+                  "retry with the original batch or new ids"};
     return 0;
   }
   duplicate = true;
@@ -104,16 +99,16 @@ int check_duplicates(detail::txn_state& st, append_request& req,
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 void journal::impl::enqueue(request req) {
   std::unique_lock<std::mutex> guard{mtx};
   if (stopping || cfg.read_only) {
     guard.unlock();
-    answer(req, error{cfg.read_only ? errc::invalid_argument
-                                    : errc::journal_closed,
-                      cfg.read_only ? "the journal was opened read-only"
-                                    : "the journal is closing"});
+    answer(req,
+           error{cfg.read_only ? errc::invalid_argument : errc::journal_closed,
+                 cfg.read_only ? "the journal was opened read-only"
+                               : "the journal is closing"});
     return;
   }
   queue.push_back(std::move(req));
@@ -129,8 +124,7 @@ void journal::impl::run() {
     {
       std::unique_lock<std::mutex> guard{mtx};
       cv.wait(guard, [this] { return !queue.empty() || stopping; });
-      if (queue.empty())
-        return;
+      if (queue.empty()) return;
       if (queue.size() <= cfg.max_batch_requests) {
         batch.swap(queue);
       } else {
@@ -153,8 +147,7 @@ void journal::impl::process(std::vector<request>& batch) {
     failed = sticky;
   }
   if (failed) {
-    for (auto& req : batch)
-      answer(req, sticky_error(failed));
+    for (auto& req : batch) answer(req, sticky_error(failed));
     return;
   }
   std::vector<outcome> out;
@@ -162,10 +155,8 @@ void journal::impl::process(std::vector<request>& batch) {
   bool wrote_events = false;
   for (;;) {
     auto rc = try_commit(batch, out, new_head, wrote_events);
-    if (rc == 0)
-      break;
-    if (rc == MDB_MAP_FULL && grow_map())
-      continue;
+    if (rc == 0) break;
+    if (rc == MDB_MAP_FULL && grow_map()) continue;
     if (rc == MDB_TXN_FULL && batch.size() > 1) {
       // Too many dirty pages for one transaction: commit in two halves.
       auto mid = batch.begin() + static_cast<ptrdiff_t>(batch.size() / 2);
@@ -183,16 +174,12 @@ void journal::impl::process(std::vector<request>& batch) {
       std::lock_guard<std::mutex> guard{mtx};
       sticky = err;
     }
-    for (auto& req : batch)
-      answer(req, err);
+    for (auto& req : batch) answer(req, err);
     return;
   }
-  if (wrote_events)
-    head.store(new_head, std::memory_order_release);
-  for (size_t i = 0; i < batch.size(); ++i)
-    answer(batch[i], std::move(out[i]));
-  if (wrote_events)
-    notify(new_head);
+  if (wrote_events) head.store(new_head, std::memory_order_release);
+  for (size_t i = 0; i < batch.size(); ++i) answer(batch[i], std::move(out[i]));
+  if (wrote_events) notify(new_head);
 }
 
 int journal::impl::try_commit(std::vector<request>& batch,
@@ -201,17 +188,15 @@ int journal::impl::try_commit(std::vector<request>& batch,
   out.assign(batch.size(), outcome{error{}});
   detail::txn_state st;
   st.dbs = &dbs;
-  if (auto rc = mdb_txn_begin(env, nullptr, 0, &st.txn))
-    return rc;
+  if (auto rc = mdb_txn_begin(env, nullptr, 0, &st.txn)) return rc;
   auto first_position = head.load(std::memory_order_relaxed) + 1;
   auto next_position = first_position;
   auto now = now_micros();
   for (size_t i = 0; i < batch.size(); ++i) {
     auto rc = std::visit(
-      [&](auto& req) { return apply(st, req, out[i], next_position, now); },
-      batch[i]);
-    if (rc == 0 && st.fatal_rc != 0)
-      rc = st.fatal_rc;
+        [&](auto& req) { return apply(st, req, out[i], next_position, now); },
+        batch[i]);
+    if (rc == 0 && st.fatal_rc != 0) rc = st.fatal_rc;
     if (rc != 0) {
       mdb_txn_abort(st.txn);
       settle_heads(false);
@@ -236,8 +221,7 @@ int journal::impl::try_commit(std::vector<request>& batch,
   }
   auto rc = mdb_txn_commit(st.txn);
   settle_heads(rc == 0);
-  if (rc != 0)
-    return rc;
+  if (rc != 0) return rc;
   new_head = next_position - 1;
   return 0;
 }
@@ -247,14 +231,11 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
                          int64_t now_us) {
   if (req.has_supplied_ids) {
     bool duplicate = false;
-    if (auto rc = check_duplicates(st, req, out, duplicate))
-      return rc;
-    if (duplicate || std::get<error>(out))
-      return 0;
+    if (auto rc = check_duplicates(st, req, out, duplicate)) return rc;
+    if (duplicate || std::get<error>(out)) return 0;
   }
   cached_head* entry = nullptr;
-  if (auto rc = load_head(st, req.stream, entry))
-    return rc;
+  if (auto rc = load_head(st, req.stream, entry)) return rc;
   auto head_rec = entry->pending;
   auto actual = head_rec.highest;
   if (!req.expected.is_any() && req.expected.value() != actual) {
@@ -273,8 +254,8 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     be64_key pkey{pos};
     MDB_val key = pkey.val();
     MDB_val val{record_header_size + body_size, nullptr};
-    if (auto rc = mdb_put(st.txn, dbs.events, &key, &val,
-                          MDB_APPEND | MDB_RESERVE))
+    if (auto rc =
+            mdb_put(st.txn, dbs.events, &key, &val, MDB_APPEND | MDB_RESERVE))
       return rc;
     auto* rec = static_cast<char*>(val.mv_data);
     std::memcpy(rec + record_header_size, req.bodies.data() + body_begin,
@@ -292,14 +273,12 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     id_value idv{pos, seq, req.stream};
     MDB_val idkey{16, req.ids[i].bytes.data()};
     MDB_val idval = idv.val();
-    if (auto rc = mdb_put(st.txn, dbs.event_ids, &idkey, &idval, 0))
-      return rc;
+    if (auto rc = mdb_put(st.txn, dbs.event_ids, &idkey, &idval, 0)) return rc;
     for (auto& tag : req.tags[i]) {
       auto tkey_bytes = name_key(tag, pos);
       MDB_val tkey = to_val(tkey_bytes);
       MDB_val empty{0, nullptr};
-      if (auto rc = mdb_put(st.txn, dbs.tags, &tkey, &empty, 0))
-        return rc;
+      if (auto rc = mdb_put(st.txn, dbs.tags, &tkey, &empty, 0)) return rc;
     }
     res.events.push_back(event_ref{req.ids[i], seq, pos});
   }
@@ -314,12 +293,10 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
 int journal::impl::apply(detail::txn_state& st, delete_request& req,
                          outcome& out, uint64_t&, int64_t) {
   cached_head* entry = nullptr;
-  if (auto rc = load_head(st, req.stream, entry))
-    return rc;
+  if (auto rc = load_head(st, req.stream, entry)) return rc;
   auto head_rec = entry->pending;
   auto to = std::min(req.to_sequence, head_rec.highest);
-  if (to <= head_rec.deleted_to)
-    return 0;
+  if (to <= head_rec.deleted_to) return 0;
   // Collect first, delete after: the walk needs the links it would delete.
   struct doomed {
     uint64_t seq;
@@ -329,15 +306,14 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
   std::vector<doomed> victims;
   msgpack::zone zone;
   std::string stream;
-  auto err = walk_stream(
-    st, req.stream, head_rec, head_rec.deleted_to + 1, to,
-    [&](uint64_t seq, uint64_t pos, std::string_view rec) {
-      auto& v = victims.emplace_back(doomed{seq, pos, {}});
-      return decode_event_keys(rec, record_origin{req.stream, seq, pos}, zone,
+  auto err = walk_stream(st, req.stream, head_rec, head_rec.deleted_to + 1, to,
+                         [&](uint64_t seq, uint64_t pos, std::string_view rec) {
+                           auto& v = victims.emplace_back(doomed{seq, pos, {}});
+                           return decode_event_keys(
+                               rec, record_origin{req.stream, seq, pos}, zone,
                                stream, v.tags);
-    });
-  if (st.fatal_rc != 0)
-    return st.fatal_rc;
+                         });
+  if (st.fatal_rc != 0) return st.fatal_rc;
   if (err) {
     out = std::move(err);
     return 0;
@@ -347,19 +323,16 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
       auto tkey_bytes = name_key(tag, v.pos);
       MDB_val tkey = to_val(tkey_bytes);
       auto rc = mdb_del(st.txn, dbs.tags, &tkey, nullptr);
-      if (rc != 0 && rc != MDB_NOTFOUND)
-        return rc;
+      if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     }
     be64_key pkey{v.pos};
     MDB_val key = pkey.val();
-    if (auto rc = mdb_del(st.txn, dbs.events, &key, nullptr))
-      return rc;
+    if (auto rc = mdb_del(st.txn, dbs.events, &key, nullptr)) return rc;
     if (v.seq % checkpoint_interval == 0) {
       auto ikey_bytes = name_key(req.stream, v.seq);
       MDB_val ikey = to_val(ikey_bytes);
       auto rc = mdb_del(st.txn, dbs.stream_index, &ikey, nullptr);
-      if (rc != 0 && rc != MDB_NOTFOUND)
-        return rc;
+      if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     }
   }
   head_rec.deleted_to = to;
@@ -401,8 +374,7 @@ void journal::impl::settle_heads(bool committed) {
   }
   dirty_heads.clear();
   // Bound the cache between transactions; a miss costs one lookup.
-  if (heads.size() > max_cached_heads)
-    heads.clear();
+  if (heads.size() > max_cached_heads) heads.clear();
 }
 
 int journal::impl::flush_heads(detail::txn_state& st) {
@@ -411,8 +383,7 @@ int journal::impl::flush_heads(detail::txn_state& st) {
     encode_head(entry->pending, buf);
     MDB_val key = to_val(*stream);
     MDB_val val{24, buf};
-    if (auto rc = mdb_put(st.txn, dbs.streams, &key, &val, 0))
-      return rc;
+    if (auto rc = mdb_put(st.txn, dbs.streams, &key, &val, 0)) return rc;
   }
   return 0;
 }
@@ -421,8 +392,7 @@ int journal::impl::apply(detail::txn_state& st, write_request& req,
                          outcome& out, uint64_t&, int64_t) {
   detail::txn_state child;
   child.dbs = &dbs;
-  if (auto rc = mdb_txn_begin(env, st.txn, 0, &child.txn))
-    return rc;
+  if (auto rc = mdb_txn_begin(env, st.txn, 0, &child.txn)) return rc;
   write_txn txn{child};
   error err;
   try {
@@ -445,12 +415,10 @@ int journal::impl::apply(detail::txn_state& st, write_request& req,
 
 bool journal::impl::grow_map() {
   auto current = map_size.load();
-  if (current >= cfg.max_map_size)
-    return false;
+  if (current >= cfg.max_map_size) return false;
   auto next = std::min(current * 2, cfg.max_map_size);
   std::unique_lock<std::shared_mutex> guard{resize_mtx};
-  if (mdb_env_set_mapsize(env, next) != 0)
-    return false;
+  if (mdb_env_set_mapsize(env, next) != 0) return false;
   MDB_envinfo info;
   mdb_env_info(env, &info);
   map_size = info.me_mapsize;
@@ -459,8 +427,7 @@ bool journal::impl::grow_map() {
 
 void journal::impl::notify(uint64_t new_head) {
   std::lock_guard<std::mutex> guard{listeners_mtx};
-  for (auto& [token, fn] : listeners)
-    fn(new_head);
+  for (auto& [token, fn] : listeners) fn(new_head);
 }
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

@@ -88,8 +88,7 @@ std::optional<uint64_t> parse_number(std::string_view text) {
   uint64_t result = 0;
   auto last = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), last, result);
-  if (text.empty() || ec != std::errc{} || ptr != last)
-    return std::nullopt;
+  if (text.empty() || ec != std::errc{} || ptr != last) return std::nullopt;
   return result;
 }
 
@@ -108,10 +107,9 @@ std::string to_hex(const std::vector<uint8_t>& bytes) {
 /// Prints the contents of one opened journal to standard output, one JSON
 /// object per line. Each command returns the first read error.
 class inspector {
-public:
+ public:
   inspector(std::unique_ptr<mp::journal> j, const options& opts)
-    : journal_(std::move(j)), opts_(opts) {
-  }
+      : journal_(std::move(j)), opts_(opts) {}
 
   /// Prints the global log from `--from` (position), up to `--max` events.
   mp::error log() {
@@ -155,24 +153,19 @@ public:
     auto& store = journal_->snapshots();
     if (!opts_.operands.empty()) {
       auto all = store.list(opts_.operands[0]);
-      if (!all)
-        return all.error();
+      if (!all) return all.error();
       for (auto& meta : *all)
-        if (auto err = print_snapshot(meta))
-          return err;
+        if (auto err = print_snapshot(meta)) return err;
       return {};
     }
     std::string after_stream;
     uint64_t after_sequence = 0;
     for (;;) {
       auto batch = store.list_all(after_stream, after_sequence, batch_size);
-      if (!batch)
-        return batch.error();
+      if (!batch) return batch.error();
       for (auto& meta : *batch)
-        if (auto err = print_snapshot(meta))
-          return err;
-      if (batch->size() < batch_size)
-        return {};
+        if (auto err = print_snapshot(meta)) return err;
+      if (batch->size() < batch_size) return {};
       after_stream = batch->back().stream_id;
       after_sequence = batch->back().sequence;
     }
@@ -181,8 +174,7 @@ public:
   /// Prints every projection offset, in name order.
   mp::error offsets() {
     auto all = journal_->offsets().list();
-    if (!all)
-      return all.error();
+    if (!all) return all.error();
     for (auto& [name, position] : *all)
       print(json{{"name", name}, {"position", position}});
     return {};
@@ -200,7 +192,7 @@ public:
     return {};
   }
 
-private:
+ private:
   static void print(const json& line) {
     // Stored strings need not be UTF-8; print them rather than fail.
     std::cout << line.dump(-1, ' ', false, json::error_handler_t::replace)
@@ -244,12 +236,9 @@ private:
     while (remaining > 0) {
       auto n = std::min(remaining, batch_size);
       mp::expected<std::vector<mp::event_envelope>> batch = read(from, n);
-      if (!batch)
-        return batch.error();
-      for (auto& env : *batch)
-        print_event(env);
-      if (batch->size() < n || batch->back().*key == unlimited)
-        return {};
+      if (!batch) return batch.error();
+      for (auto& env : *batch) print_event(env);
+      if (batch->size() < n || batch->back().*key == unlimited) return {};
       remaining -= batch->size();
       from = batch->back().*key + 1;
     }
@@ -262,12 +251,9 @@ private:
     std::string after;
     for (;;) {
       auto batch = journal_->list_streams(after, batch_size);
-      if (!batch)
-        return batch.error();
-      for (auto& head : *batch)
-        f(head);
-      if (batch->size() < batch_size)
-        return {};
+      if (!batch) return batch.error();
+      for (auto& head : *batch) f(head);
+      if (batch->size() < batch_size) return {};
       after = batch->back().stream_id;
     }
   }
@@ -281,10 +267,8 @@ private:
       mp::snapshot_criteria exact;
       exact.min_sequence = exact.max_sequence = meta.sequence;
       auto snap = journal_->snapshots().load(meta.stream_id, exact);
-      if (!snap)
-        return snap.error();
-      if (!*snap)
-        return {}; // Removed by a live writer since it was listed.
+      if (!snap) return snap.error();
+      if (!*snap) return {};  // Removed by a live writer since it was listed.
       auto& s = **snap;
       line["type"] = s.type;
       line["schema_version"] = s.schema_version;
@@ -308,21 +292,20 @@ private:
 };
 
 constexpr command_spec commands[] = {
-  {"streams", 0, 0, false, false, false, false, &inspector::streams},
-  {"stream", 1, 1, true, true, true, false, &inspector::stream},
-  {"log", 0, 0, true, false, true, false, &inspector::log},
-  {"tag", 1, 1, true, false, true, false, &inspector::tag},
-  {"snapshots", 0, 1, false, false, false, true, &inspector::snapshots},
-  {"offsets", 0, 0, false, false, false, false, &inspector::offsets},
-  {"info", 0, 0, false, false, false, false, &inspector::info},
+    {"streams", 0, 0, false, false, false, false, &inspector::streams},
+    {"stream", 1, 1, true, true, true, false, &inspector::stream},
+    {"log", 0, 0, true, false, true, false, &inspector::log},
+    {"tag", 1, 1, true, false, true, false, &inspector::tag},
+    {"snapshots", 0, 1, false, false, false, true, &inspector::snapshots},
+    {"offsets", 0, 0, false, false, false, false, &inspector::offsets},
+    {"info", 0, 0, false, false, false, false, &inspector::info},
 };
 
 // Looks up the command and checks its operands and options; returns an error
 // text, empty if the command line is valid.
 std::string check_command(options& opts) {
   for (auto& spec : commands) {
-    if (spec.name != opts.command)
-      continue;
+    if (spec.name != opts.command) continue;
     auto n = opts.operands.size();
     if (n < spec.min_operands || n > spec.max_operands)
       return "wrong number of arguments for '" + opts.command + "'";
@@ -351,14 +334,14 @@ std::string parse_args(int argc, char** argv, options& opts) {
     if (arg == "--payload") {
       opts.payload = true;
     } else if (arg == "--from" || arg == "--to" || arg == "--max") {
-      if (i + 1 == argc)
-        return std::string{arg} + " needs a number";
+      if (i + 1 == argc) return std::string{arg} + " needs a number";
       auto value = parse_number(argv[++i]);
       if (!value)
-        return std::string{arg} + " needs a decimal number, got '"
-               + argv[i] + "'";
+        return std::string{arg} + " needs a decimal number, got '" + argv[i] +
+               "'";
       auto& slot = arg == "--from" ? opts.from
-                                   : arg == "--to" ? opts.to : opts.max;
+                   : arg == "--to" ? opts.to
+                                   : opts.max;
       slot = *value;
     } else if (arg.size() > 1 && arg[0] == '-') {
       return "unknown option '" + std::string{arg} + "'";
@@ -399,13 +382,11 @@ int run(int argc, char** argv) {
   cfg.directory = opts.directory;
   cfg.read_only = true;
   auto opened = mp::journal::open(cfg);
-  if (!opened)
-    return fail(opts.directory, opened.error());
+  if (!opened) return fail(opts.directory, opened.error());
   inspector ins{std::move(opened).value(), opts};
   auto err = (ins.*opts.spec->run)();
   std::cout.flush();
-  if (err)
-    return fail(opts.directory, err);
+  if (err) return fail(opts.directory, err);
   if (!std::cout) {
     std::cerr << "mnemo-inspect: cannot write to standard output\n";
     return exit_error;
@@ -413,7 +394,7 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   std::ios::sync_with_stdio(false);

@@ -5,8 +5,7 @@
 
 int main(int argc, char** argv) {
   using namespace mnemo::persistence;
-  if (argc != 2)
-    return 2;
+  if (argc != 2) return 2;
   journal_config cfg;
   cfg.directory = argv[1];
   auto j = journal::open(cfg);
@@ -16,7 +15,7 @@ int main(int argc, char** argv) {
   }
   new_event ev;
   ev.type = "consumer.checked";
-  ev.payload = {0x80}; // an empty msgpack map
+  ev.payload = {0x80};  // an empty msgpack map
   auto res = (*j)->append("consumer", {ev}, expected_version::no_stream());
   auto back = (*j)->read_stream("consumer", 1, 1, 1);
   if (!res || !back || back->size() != 1) {

@@ -23,15 +23,14 @@ void write_line(const std::string& line) {
   // One write per line keeps lines whole even when the process is killed.
   auto text = line + "\n";
   auto rc = ::write(STDOUT_FILENO, text.data(), text.size());
-  (void) rc;
+  (void)rc;
 }
 
 // Appends batches of 1-3 events to 8 streams with 16 appends in flight, in
 // sync mode, forever; reports every acknowledged batch as one line
 // "ack <stream> <tag> <first_seq> <last_seq> <first_pos> <last_pos>".
 int crash_writer(int argc, char** argv) {
-  if (argc < 2)
-    return 2;
+  if (argc < 2) return 2;
   std::string dir = argv[0];
   std::string round = argv[1];
   journal_config cfg;
@@ -58,17 +57,17 @@ int crash_writer(int argc, char** argv) {
     auto tag = round + ":" + std::to_string(batch);
     std::vector<new_event> events;
     for (size_t i = 0; i < n; ++i)
-      events.push_back(make_event("test.crash", tag + ":" + std::to_string(i)
-                                                  + "/" + std::to_string(n)));
+      events.push_back(make_event("test.crash", tag + ":" + std::to_string(i) +
+                                                    "/" + std::to_string(n)));
     (*j)->append(stream, std::move(events), expected_version::any(),
                  [&, stream, tag](expected<append_result> res) {
                    if (res) {
                      auto& ev = res->events;
-                     write_line("ack " + stream + " " + tag + " "
-                                + std::to_string(ev.front().sequence) + " "
-                                + std::to_string(ev.back().sequence) + " "
-                                + std::to_string(ev.front().position) + " "
-                                + std::to_string(ev.back().position));
+                     write_line("ack " + stream + " " + tag + " " +
+                                std::to_string(ev.front().sequence) + " " +
+                                std::to_string(ev.back().sequence) + " " +
+                                std::to_string(ev.front().position) + " " +
+                                std::to_string(ev.back().position));
                    } else {
                      write_line("error " + res.error().to_string());
                    }
@@ -83,13 +82,11 @@ int crash_writer(int argc, char** argv) {
 // append fails; prints "acked <n>", the failure, and the error of one more
 // append (which must be the sticky failure).
 int fsize_writer(int argc, char** argv) {
-  if (argc < 2)
-    return 2;
+  if (argc < 2) return 2;
   ::signal(SIGXFSZ, SIG_IGN);
   rlimit limit{};
   limit.rlim_cur = limit.rlim_max = std::stoull(argv[1]);
-  if (::setrlimit(RLIMIT_FSIZE, &limit) != 0)
-    return 3;
+  if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) return 3;
   journal_config cfg;
   cfg.directory = argv[0];
   cfg.mode = durability::sync;
@@ -104,25 +101,23 @@ int fsize_writer(int argc, char** argv) {
                             expected_version::any());
     if (!res) {
       write_line("acked " + std::to_string(n));
-      write_line("failed " + std::string{to_string(res.error().code())} + " "
-                 + res.error().message());
+      write_line("failed " + std::string{to_string(res.error().code())} + " " +
+                 res.error().message());
       auto again = (*j)->append("big", {make_event("test.big", "small")},
                                 expected_version::any());
-      write_line("again "
-                 + std::string{again ? "ok" : to_string(again.error().code())}
-                 + " " + (again ? "" : again.error().message()));
+      write_line("again " +
+                 std::string{again ? "ok" : to_string(again.error().code())} +
+                 " " + (again ? "" : again.error().message()));
       return 0;
     }
   }
 }
 
-} // namespace
+}  // namespace
 
 int run_child(const std::string& mode, int argc, char** argv) {
-  if (mode == "crash-writer")
-    return crash_writer(argc, argv);
-  if (mode == "fsize-writer")
-    return fsize_writer(argc, argv);
+  if (mode == "crash-writer") return crash_writer(argc, argv);
+  if (mode == "fsize-writer") return fsize_writer(argc, argv);
   std::fprintf(stderr, "unknown child mode %s\n", mode.c_str());
   return 2;
 }
@@ -130,19 +125,16 @@ int run_child(const std::string& mode, int argc, char** argv) {
 child_process spawn_child(const std::string& mode,
                           const std::vector<std::string>& args) {
   int fds[2];
-  if (::pipe(fds) != 0)
-    return {};
+  if (::pipe(fds) != 0) return {};
   std::vector<std::string> argv_strings{"/proc/self/exe", "--child=" + mode};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   // Build argv before fork: the child may only exec.
   std::vector<char*> argv;
-  for (auto& s : argv_strings)
-    argv.push_back(s.data());
+  for (auto& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
   char exe[4096];
   auto len = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (len <= 0)
-    return {};
+  if (len <= 0) return {};
   exe[len] = '\0';
   auto pid = ::fork();
   if (pid == 0) {
@@ -161,16 +153,14 @@ child_result finish_child(child_process child) {
   char buf[4096];
   for (;;) {
     auto n = ::read(child.out_fd, buf, sizeof(buf));
-    if (n <= 0)
-      break;
+    if (n <= 0) break;
     result.out.append(buf, static_cast<size_t>(n));
   }
   ::close(child.out_fd);
   int status = 0;
   ::waitpid(child.pid, &status, 0);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status)
-                                    : -WTERMSIG(status);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   return result;
 }
 
-} // namespace mnemo::test
+}  // namespace mnemo::test

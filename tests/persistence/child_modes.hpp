@@ -31,4 +31,4 @@ child_process spawn_child(const std::string& mode,
 /// Reads the child's remaining output and waits for it to end.
 child_result finish_child(child_process child);
 
-} // namespace mnemo::test
+}  // namespace mnemo::test

@@ -38,10 +38,10 @@ bool flip_in_file(const std::string& dir, const std::string& marker) {
 void fill(const std::string& data) {
   auto j = mnemo::test::open_journal(data, durability::sync);
   for (int i = 1; i <= 5; ++i) {
-    auto res = j->append("acct-7",
-                         {make_event("test.value",
-                                     "MARKER-value-number-" + std::to_string(i))},
-                         expected_version::exact(i - 1));
+    auto res = j->append(
+        "acct-7",
+        {make_event("test.value", "MARKER-value-number-" + std::to_string(i))},
+        expected_version::exact(i - 1));
     BOOST_REQUIRE(res);
   }
   BOOST_REQUIRE(j->append("other", {make_event("test.value", "fine")},
@@ -54,7 +54,7 @@ void check_corrupt(const error& err, const std::string& fragment) {
                       err.message());
 }
 
-} // namespace
+}  // namespace
 
 BOOST_AUTO_TEST_SUITE(corruption)
 

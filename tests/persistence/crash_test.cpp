@@ -35,16 +35,14 @@ std::string run_and_kill(mnemo::test::child_process child,
   auto deadline = std::chrono::steady_clock::time_point::max();
   for (;;) {
     auto now = std::chrono::steady_clock::now();
-    if (now >= deadline)
-      break;
-    if (deadline == std::chrono::steady_clock::time_point::max()
-        && out.find("ready\n") != std::string::npos)
+    if (now >= deadline) break;
+    if (deadline == std::chrono::steady_clock::time_point::max() &&
+        out.find("ready\n") != std::string::npos)
       deadline = now + after_ready;
     pollfd pfd{child.out_fd, POLLIN, 0};
     if (::poll(&pfd, 1, 5) > 0) {
       auto n = ::read(child.out_fd, buf, sizeof(buf));
-      if (n <= 0)
-        break;
+      if (n <= 0) break;
       out.append(buf, static_cast<size_t>(n));
     }
   }
@@ -59,14 +57,13 @@ std::vector<ack> parse_acks(const std::string& out) {
   std::string line;
   while (std::getline(in, line)) {
     if (in.eof())
-      break; // A line cut by the kill has no newline: it was not acked.
+      break;  // A line cut by the kill has no newline: it was not acked.
     BOOST_REQUIRE_MESSAGE(line.rfind("error", 0) != 0, line);
-    if (line.rfind("ack ", 0) != 0)
-      continue;
+    if (line.rfind("ack ", 0) != 0) continue;
     std::istringstream fields{line.substr(4)};
     ack a;
-    fields >> a.stream >> a.tag >> a.first_seq >> a.last_seq >> a.first_pos
-      >> a.last_pos;
+    fields >> a.stream >> a.tag >> a.first_seq >> a.last_seq >> a.first_pos >>
+        a.last_pos;
     result.push_back(a);
   }
   return result;
@@ -77,13 +74,12 @@ std::vector<ack> parse_acks(const std::string& out) {
 void verify(journal& j, const std::vector<ack>& acks) {
   auto head = j.head_position();
   std::map<std::string, uint64_t> last_seq;
-  std::map<std::string, std::pair<size_t, size_t>> batches; // tag -> seen/n
+  std::map<std::string, std::pair<size_t, size_t>> batches;  // tag -> seen/n
   uint64_t expected_pos = 1;
   for (;;) {
     auto events = j.read_all(expected_pos, 1000);
     BOOST_REQUIRE_MESSAGE(events, mnemo::test::why(events));
-    if (events->empty())
-      break;
+    if (events->empty()) break;
     for (auto& ev : *events) {
       BOOST_REQUIRE_EQUAL(ev.position, expected_pos);
       ++expected_pos;
@@ -99,9 +95,9 @@ void verify(journal& j, const std::vector<ack>& acks) {
   }
   BOOST_REQUIRE_EQUAL(expected_pos - 1, head);
   for (auto& [tag, seen] : batches)
-    BOOST_REQUIRE_MESSAGE(seen.first == seen.second,
-                          "partial batch " << tag << ": " << seen.first
-                                           << " of " << seen.second);
+    BOOST_REQUIRE_MESSAGE(
+        seen.first == seen.second,
+        "partial batch " << tag << ": " << seen.first << " of " << seen.second);
   for (auto& [stream, seq] : last_seq) {
     auto highest = j.highest_sequence(stream);
     BOOST_REQUIRE(highest);
@@ -120,7 +116,7 @@ void verify(journal& j, const std::vector<ack>& acks) {
   }
 }
 
-} // namespace
+}  // namespace
 
 BOOST_AUTO_TEST_SUITE(crash)
 
@@ -131,14 +127,14 @@ BOOST_AUTO_TEST_CASE(acknowledged_appends_survive_kill_9) {
   std::vector<ack> all_acks;
   constexpr int rounds = 24;
   for (int round = 0; round < rounds; ++round) {
-    auto child = mnemo::test::spawn_child("crash-writer",
-                                          {data, std::to_string(round)});
+    auto child =
+        mnemo::test::spawn_child("crash-writer", {data, std::to_string(round)});
     BOOST_REQUIRE(child.pid > 0);
     auto delay = std::chrono::milliseconds{5 + rng() % 150};
     auto out = run_and_kill(child, delay);
     auto acks = parse_acks(out);
-    BOOST_TEST_MESSAGE("round " << round << ": killed after "
-                                << delay.count() << " ms, " << acks.size()
+    BOOST_TEST_MESSAGE("round " << round << ": killed after " << delay.count()
+                                << " ms, " << acks.size()
                                 << " acknowledged batches");
     all_acks.insert(all_acks.end(), acks.begin(), acks.end());
     auto j = mnemo::test::open_journal(data, durability::sync);

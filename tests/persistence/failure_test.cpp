@@ -53,7 +53,7 @@ void set_format_version(const std::string& dir, uint64_t version) {
   mdb_env_close(env);
 }
 
-} // namespace
+}  // namespace
 
 BOOST_AUTO_TEST_SUITE(failure)
 
@@ -96,8 +96,8 @@ BOOST_AUTO_TEST_CASE(max_map_size_fails_the_append_but_not_the_journal) {
   error failure;
   int written = 0;
   for (; written < 100; ++written) {
-    auto res = j->append("s", {make_event("test.big", blob)},
-                         expected_version::any());
+    auto res =
+        j->append("s", {make_event("test.big", blob)}, expected_version::any());
     if (!res) {
       failure = res.error();
       break;
@@ -110,19 +110,19 @@ BOOST_AUTO_TEST_CASE(max_map_size_fails_the_append_but_not_the_journal) {
   // the journal is not failed: a small append still fits.
   BOOST_CHECK_EQUAL(*j->highest_sequence("s"), static_cast<uint64_t>(written));
   BOOST_CHECK(!j->failure());
-  BOOST_CHECK(j->append("t", {make_event("test.small", "x")},
-                        expected_version::any()));
+  BOOST_CHECK(
+      j->append("t", {make_event("test.small", "x")}, expected_version::any()));
 }
 
 BOOST_AUTO_TEST_CASE(disk_full_is_a_clear_sticky_error_and_loses_nothing) {
   temp_dir dir;
   auto data = dir.sub("data");
-  auto child = mnemo::test::spawn_child("fsize-writer",
-                                        {data, std::to_string(2 << 20)});
+  auto child =
+      mnemo::test::spawn_child("fsize-writer", {data, std::to_string(2 << 20)});
   auto result = mnemo::test::finish_child(child);
   BOOST_REQUIRE_MESSAGE(result.status == 0, "child exited with "
-                                              << result.status << ": "
-                                              << result.out);
+                                                << result.status << ": "
+                                                << result.out);
   std::istringstream out{result.out};
   std::string word, code;
   uint64_t acked = 0;
@@ -152,8 +152,8 @@ BOOST_AUTO_TEST_CASE(read_only_journal_refuses_writes) {
   auto data = dir.sub("data");
   {
     auto j = mnemo::test::open_journal(data);
-    BOOST_REQUIRE(j->append("s", {make_event("t", "1")},
-                            expected_version::any()));
+    BOOST_REQUIRE(
+        j->append("s", {make_event("t", "1")}, expected_version::any()));
   }
   auto j = try_open(data, true);
   BOOST_REQUIRE_MESSAGE(j, mnemo::test::why(j));
@@ -167,8 +167,7 @@ BOOST_AUTO_TEST_CASE(read_only_journal_refuses_writes) {
 BOOST_AUTO_TEST_CASE(opening_something_else_fails_clearly) {
   temp_dir dir;
   check_open_error("", errc::invalid_argument, "directory is empty");
-  check_open_error(dir.sub("missing"), errc::not_found, "does not exist",
-                   true);
+  check_open_error(dir.sub("missing"), errc::not_found, "does not exist", true);
   auto file = dir.sub("file");
   std::ofstream{file} << "hello";
   check_open_error(file, errc::format_mismatch, "is not a directory");

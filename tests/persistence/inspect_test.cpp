@@ -62,8 +62,7 @@ run_result run_inspect(std::vector<std::string> args) {
   auto err_path = scratch.sub("stderr");
   args.insert(args.begin(), MNEMO_INSPECT_PATH);
   std::vector<char*> argv;
-  for (auto& arg : args)
-    argv.push_back(arg.data());
+  for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -77,8 +76,7 @@ run_result run_inspect(std::vector<std::string> args) {
   posix_spawn_file_actions_destroy(&actions);
   BOOST_REQUIRE_MESSAGE(rc == 0, "cannot run " MNEMO_INSPECT_PATH);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0)
-    BOOST_REQUIRE_EQUAL(errno, EINTR);
+  while (waitpid(pid, &status, 0) < 0) BOOST_REQUIRE_EQUAL(errno, EINTR);
   BOOST_REQUIRE_MESSAGE(WIFEXITED(status), "mnemo-inspect did not exit");
   return {WEXITSTATUS(status), read_bytes(out_path), read_bytes(err_path)};
 }
@@ -129,7 +127,7 @@ size_t patch_file(const std::string& path, const std::string& from,
 struct inspect_fixture {
   mnemo::test::temp_dir dir;
   std::string data = dir.sub("data");
-  std::vector<mp::event_ref> refs; // index = position - 1
+  std::vector<mp::event_ref> refs;  // index = position - 1
   int64_t start_us = now_us();
 
   inspect_fixture() {
@@ -152,7 +150,7 @@ struct inspect_fixture {
   static int64_t now_us() {
     using namespace std::chrono;
     return duration_cast<microseconds>(system_clock::now().time_since_epoch())
-      .count();
+        .count();
   }
 
   void append(mp::journal& j, const std::string& stream,
@@ -166,8 +164,8 @@ struct inspect_fixture {
   std::vector<json> run(std::vector<std::string> args) const {
     args.insert(args.begin(), data);
     auto res = run_inspect(args);
-    BOOST_REQUIRE_MESSAGE(res.exit_code == 0, "exit " << res.exit_code
-                                                      << ": " << res.err);
+    BOOST_REQUIRE_MESSAGE(res.exit_code == 0,
+                          "exit " << res.exit_code << ": " << res.err);
     BOOST_CHECK(res.err.empty());
     return res.lines();
   }
@@ -202,7 +200,7 @@ void check_open_failure(const run_result& res, const std::string& path,
   BOOST_CHECK(res.out.empty());
 }
 
-} // namespace
+}  // namespace
 
 BOOST_AUTO_TEST_SUITE(inspect)
 
@@ -243,13 +241,12 @@ BOOST_FIXTURE_TEST_CASE(stream_prints_every_envelope_field, inspect_fixture) {
 }
 
 BOOST_FIXTURE_TEST_CASE(stream_honours_from_to_and_max, inspect_fixture) {
-  BOOST_CHECK(positions(run({"stream", "account-1", "--from", "2"}))
-              == (positions_t{2, 4}));
-  BOOST_CHECK(positions(run({"stream", "account-1", "--to", "2"}))
-              == (positions_t{1, 2}));
+  BOOST_CHECK(positions(run({"stream", "account-1", "--from", "2"})) ==
+              (positions_t{2, 4}));
+  BOOST_CHECK(positions(run({"stream", "account-1", "--to", "2"})) ==
+              (positions_t{1, 2}));
   BOOST_CHECK(positions(run({"stream", "account-1", "--max", "1", "--from",
-                             "2"}))
-              == (positions_t{2}));
+                             "2"})) == (positions_t{2}));
   BOOST_CHECK(run({"stream", "no-such-stream"}).empty());
 }
 
@@ -257,23 +254,21 @@ BOOST_FIXTURE_TEST_CASE(log_prints_events_in_position_order, inspect_fixture) {
   auto lines = run({"log"});
   BOOST_REQUIRE(positions(lines) == (positions_t{1, 2, 3, 4, 5}));
   std::vector<std::string> streams;
-  for (auto& line : lines)
-    streams.push_back(line.at("stream"));
-  BOOST_CHECK((streams
-               == std::vector<std::string>{"account-1", "account-1",
-                                           "account-2", "account-1",
-                                           "account-2"}));
+  for (auto& line : lines) streams.push_back(line.at("stream"));
+  BOOST_CHECK((streams == std::vector<std::string>{"account-1", "account-1",
+                                                   "account-2", "account-1",
+                                                   "account-2"}));
   for (size_t i = 0; i < lines.size(); ++i)
     BOOST_CHECK_EQUAL(lines[i].at("id"), refs[i].id.to_string());
   BOOST_CHECK_EQUAL(lines[4].at("payload"), (json{{"v", "7"}}));
-  BOOST_CHECK(positions(run({"log", "--from", "3", "--max", "2"}))
-              == (positions_t{3, 4}));
+  BOOST_CHECK(positions(run({"log", "--from", "3", "--max", "2"})) ==
+              (positions_t{3, 4}));
 }
 
 BOOST_FIXTURE_TEST_CASE(tag_prints_tagged_events, inspect_fixture) {
   BOOST_CHECK(positions(run({"tag", "money"})) == (positions_t{1, 2, 4, 5}));
-  BOOST_CHECK(positions(run({"tag", "account", "--from", "2", "--max", "2"}))
-              == (positions_t{2, 3}));
+  BOOST_CHECK(positions(run({"tag", "account", "--from", "2", "--max", "2"})) ==
+              (positions_t{2, 3}));
   BOOST_CHECK(run({"tag", "unused"}).empty());
 }
 
@@ -281,9 +276,9 @@ BOOST_FIXTURE_TEST_CASE(snapshots_prints_metadata_and_payload,
                         inspect_fixture) {
   auto all = run({"snapshots"});
   BOOST_REQUIRE_EQUAL(all.size(), 3u);
-  BOOST_CHECK_EQUAL(all[0], (json{{"stream", "account-1"},
-                                  {"sequence", 2},
-                                  {"timestamp_us", 1002}}));
+  BOOST_CHECK_EQUAL(
+      all[0],
+      (json{{"stream", "account-1"}, {"sequence", 2}, {"timestamp_us", 1002}}));
   BOOST_CHECK_EQUAL(all[1].at("sequence"), 3);
   BOOST_CHECK_EQUAL(all[2].at("stream"), "account-2");
   auto one = run({"snapshots", "account-1", "--payload"});
@@ -310,8 +305,7 @@ BOOST_FIXTURE_TEST_CASE(offsets_and_info, inspect_fixture) {
                                    {"map_size", uint64_t{64} << 20}}));
 }
 
-BOOST_FIXTURE_TEST_CASE(reading_never_modifies_the_data_file,
-                        inspect_fixture) {
+BOOST_FIXTURE_TEST_CASE(reading_never_modifies_the_data_file, inspect_fixture) {
   auto before = read_bytes(data + "/data.mdb");
   for (auto cmd : {"streams", "log", "snapshots", "offsets", "info"})
     run({cmd});
@@ -341,8 +335,8 @@ BOOST_AUTO_TEST_CASE(large_journals_stream_out_in_batches) {
       std::vector<mp::new_event> events;
       for (int i = 0; i < 500; ++i)
         events.push_back(mnemo::test::make_event("tick", std::to_string(i)));
-      BOOST_REQUIRE(j->append("clock", std::move(events),
-                              mp::expected_version::any()));
+      BOOST_REQUIRE(
+          j->append("clock", std::move(events), mp::expected_version::any()));
     }
   }
   auto log = run_inspect({data, "log"});
@@ -351,9 +345,9 @@ BOOST_AUTO_TEST_CASE(large_journals_stream_out_in_batches) {
   BOOST_REQUIRE_EQUAL(lines.size(), 2500u);
   for (size_t i = 0; i < lines.size(); ++i)
     BOOST_REQUIRE_EQUAL(lines[i].at("position"), i + 1);
-  auto part = run_inspect({data, "stream", "clock", "--from", "900", "--max",
-                       "1200"})
-                .lines();
+  auto part =
+      run_inspect({data, "stream", "clock", "--from", "900", "--max", "1200"})
+          .lines();
   BOOST_REQUIRE_EQUAL(part.size(), 1200u);
   BOOST_CHECK_EQUAL(part.front().at("sequence"), 900);
   BOOST_CHECK_EQUAL(part.back().at("sequence"), 2099);
@@ -426,13 +420,11 @@ BOOST_FIXTURE_TEST_CASE(corrupt_record_fails, inspect_fixture) {
                             {mnemo::test::make_event("t", "marker-9f3e1a")},
                             mp::expected_version::any()));
   }
-  BOOST_REQUIRE_GE(patch_file(data + "/data.mdb", "marker-9f3e1a",
-                              "marker-9f3e1b"),
-                   1u);
+  BOOST_REQUIRE_GE(
+      patch_file(data + "/data.mdb", "marker-9f3e1a", "marker-9f3e1b"), 1u);
   auto log = run_inspect({data, "log"});
   check_failure(log, data, "corrupt_record");
-  BOOST_CHECK_MESSAGE(log.err.find("position 6") != std::string::npos,
-                      log.err);
+  BOOST_CHECK_MESSAGE(log.err.find("position 6") != std::string::npos, log.err);
   for (auto& line : log.lines())
     BOOST_CHECK_LT(line.at("position").get<uint64_t>(), 6u);
   check_failure(run_inspect({data, "stream", "victim"}), data,
@@ -441,15 +433,15 @@ BOOST_FIXTURE_TEST_CASE(corrupt_record_fails, inspect_fixture) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_usage_exits_2) {
-  for (auto args : std::vector<std::vector<std::string>>{
-         {},
-         {"/tmp"},
-         {"/tmp", "frobnicate"},
-         {"/tmp", "stream"},
-         {"/tmp", "log", "--to", "3"},
-         {"/tmp", "log", "--max", "ten"},
-         {"/tmp", "log", "--from"},
-         {"/tmp", "offsets", "--bogus"}}) {
+  for (auto args :
+       std::vector<std::vector<std::string>>{{},
+                                             {"/tmp"},
+                                             {"/tmp", "frobnicate"},
+                                             {"/tmp", "stream"},
+                                             {"/tmp", "log", "--to", "3"},
+                                             {"/tmp", "log", "--max", "ten"},
+                                             {"/tmp", "log", "--from"},
+                                             {"/tmp", "offsets", "--bogus"}}) {
     auto res = run_inspect(args);
     BOOST_CHECK_EQUAL(res.exit_code, 2);
     BOOST_CHECK(res.out.empty());

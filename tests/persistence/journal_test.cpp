@@ -18,8 +18,7 @@ namespace {
 
 std::vector<new_event> events_of(std::initializer_list<const char*> values) {
   std::vector<new_event> result;
-  for (auto v : values)
-    result.push_back(make_event("test.value", v));
+  for (auto v : values) result.push_back(make_event("test.value", v));
   return result;
 }
 
@@ -39,7 +38,7 @@ struct latch {
   }
 };
 
-} // namespace
+}  // namespace
 
 BOOST_FIXTURE_TEST_SUITE(journal, journal_fixture)
 
@@ -75,8 +74,8 @@ BOOST_AUTO_TEST_CASE(envelope_round_trips_every_field) {
   ev.tags = {"blue", "green"};
   ev.metadata = {{"user", "alice"}, {"source", "test"}};
   auto before = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::system_clock::now().time_since_epoch())
-                  .count();
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
   auto res = j->append("full-1", {ev}, expected_version::no_stream());
   BOOST_REQUIRE(res);
   reopen();
@@ -100,8 +99,10 @@ BOOST_AUTO_TEST_CASE(envelope_round_trips_every_field) {
 }
 
 BOOST_AUTO_TEST_CASE(expected_version_exact_no_stream_and_any) {
-  BOOST_REQUIRE(j->append("s", events_of({"1"}), expected_version::no_stream()));
-  BOOST_REQUIRE(j->append("s", events_of({"2", "3"}), expected_version::exact(1)));
+  BOOST_REQUIRE(
+      j->append("s", events_of({"1"}), expected_version::no_stream()));
+  BOOST_REQUIRE(
+      j->append("s", events_of({"2", "3"}), expected_version::exact(1)));
   BOOST_REQUIRE(j->append("s", events_of({"4"}), expected_version::any()));
   auto again = j->append("s", events_of({"x"}), expected_version::no_stream());
   BOOST_REQUIRE(!again);
@@ -111,12 +112,14 @@ BOOST_AUTO_TEST_CASE(expected_version_exact_no_stream_and_any) {
   BOOST_CHECK_EQUAL(info->stream, "s");
   BOOST_CHECK_EQUAL(info->expected, 0u);
   BOOST_CHECK_EQUAL(info->actual, 4u);
-  auto stale = j->append("s", events_of({"x", "y"}), expected_version::exact(2));
+  auto stale =
+      j->append("s", events_of({"x", "y"}), expected_version::exact(2));
   BOOST_REQUIRE(!stale);
   BOOST_CHECK(stale.error().code() == errc::version_conflict);
   BOOST_CHECK_EQUAL(stale.error().conflict()->expected, 2u);
   BOOST_CHECK_EQUAL(stale.error().conflict()->actual, 4u);
-  BOOST_CHECK(stale.error().message().find("expected version 2") != std::string::npos);
+  BOOST_CHECK(stale.error().message().find("expected version 2") !=
+              std::string::npos);
   // A rejected batch writes nothing.
   BOOST_CHECK_EQUAL(*j->highest_sequence("s"), 4u);
   BOOST_CHECK_EQUAL(j->head_position(), 4u);
@@ -161,8 +164,8 @@ BOOST_AUTO_TEST_CASE(partial_or_foreign_duplicate_ids_are_rejected) {
   auto foreign = j->append("t", batch, expected_version::any());
   BOOST_REQUIRE(!foreign);
   BOOST_CHECK(foreign.error().code() == errc::duplicate_event_id);
-  BOOST_CHECK(foreign.error().message().find(batch[0].id.to_string())
-              != std::string::npos);
+  BOOST_CHECK(foreign.error().message().find(batch[0].id.to_string()) !=
+              std::string::npos);
   auto twice = events_of({"a", "b"});
   twice[1].id = twice[0].id = event_id::make_v7();
   auto dup = j->append("u", twice, expected_version::any());
@@ -176,13 +179,13 @@ BOOST_AUTO_TEST_CASE(partial_or_foreign_duplicate_ids_are_rejected) {
 BOOST_AUTO_TEST_CASE(invalid_arguments_are_rejected_with_clear_errors) {
   auto check = [&](std::string stream, std::vector<new_event> evs,
                    const char* fragment) {
-    auto res = j->append(std::move(stream), std::move(evs),
-                         expected_version::any());
+    auto res =
+        j->append(std::move(stream), std::move(evs), expected_version::any());
     BOOST_REQUIRE(!res);
     BOOST_CHECK(res.error().code() == errc::invalid_argument);
-    BOOST_CHECK_MESSAGE(res.error().message().find(fragment)
-                          != std::string::npos,
-                        res.error().message());
+    BOOST_CHECK_MESSAGE(
+        res.error().message().find(fragment) != std::string::npos,
+        res.error().message());
   };
   check("", events_of({"x"}), "stream id is empty");
   check(std::string{"a\0b", 3}, events_of({"x"}), "NUL");
@@ -213,13 +216,11 @@ BOOST_AUTO_TEST_CASE(group_commit_batches_concurrent_appends) {
         j->append("stream-" + std::to_string((t * per_thread + i) % 50),
                   events_of({"v"}), expected_version::any(),
                   [&](expected<append_result> res) {
-                    if (!res)
-                      ++failures;
+                    if (!res) ++failures;
                     all.done();
                   });
     });
-  for (auto& w : workers)
-    w.join();
+  for (auto& w : workers) w.join();
   all.wait(threads * per_thread);
   j->unsubscribe(token);
   BOOST_CHECK_EQUAL(failures.load(), 0u);
@@ -244,8 +245,8 @@ BOOST_AUTO_TEST_CASE(a_bad_request_fails_alone_in_its_group_commit) {
   // Queue many requests at once so that they share group commits; every
   // tenth carries a stale expected version.
   for (int i = 0; i < 200; ++i) {
-    auto ev = i % 10 == 5 ? expected_version::exact(99)
-                          : expected_version::any();
+    auto ev =
+        i % 10 == 5 ? expected_version::exact(99) : expected_version::any();
     j->append(i % 10 == 5 ? "s" : "g-" + std::to_string(i), events_of({"v"}),
               ev, [&, i](expected<append_result> res) {
                 ok[i] = res ? 1 : 0;
@@ -255,27 +256,24 @@ BOOST_AUTO_TEST_CASE(a_bad_request_fails_alone_in_its_group_commit) {
               });
   }
   all.wait(200);
-  for (int i = 0; i < 200; ++i)
-    BOOST_CHECK_EQUAL(ok[i], i % 10 == 5 ? 0 : 1);
+  for (int i = 0; i < 200; ++i) BOOST_CHECK_EQUAL(ok[i], i % 10 == 5 ? 0 : 1);
   BOOST_CHECK_EQUAL(j->head_position(), 1u + 180u);
   BOOST_CHECK_EQUAL(*j->highest_sequence("s"), 1u);
 }
 
 BOOST_AUTO_TEST_CASE(read_all_pages_in_commit_order) {
   for (int i = 0; i < 25; ++i)
-    BOOST_REQUIRE(j->append("s-" + std::to_string(i % 3),
-                            events_of({"a", "b"}), expected_version::any()));
+    BOOST_REQUIRE(j->append("s-" + std::to_string(i % 3), events_of({"a", "b"}),
+                            expected_version::any()));
   uint64_t next = 1;
   size_t pages = 0;
   for (;;) {
     auto page = j->read_all(next, 7);
     BOOST_REQUIRE(page);
-    if (page->empty())
-      break;
+    if (page->empty()) break;
     BOOST_CHECK_LE(page->size(), 7u);
     ++pages;
-    for (auto& ev : *page)
-      BOOST_REQUIRE_EQUAL(ev.position, next++);
+    for (auto& ev : *page) BOOST_REQUIRE_EQUAL(ev.position, next++);
   }
   BOOST_CHECK_EQUAL(next - 1, 50u);
   BOOST_CHECK_EQUAL(pages, 8u);
@@ -291,8 +289,8 @@ BOOST_AUTO_TEST_CASE(read_by_tag_and_list_streams) {
   };
   BOOST_REQUIRE(j->append("a", tagged("1", {"red"}), expected_version::any()));
   BOOST_REQUIRE(j->append("b", tagged("2", {"blue"}), expected_version::any()));
-  BOOST_REQUIRE(j->append("c", tagged("3", {"red", "blue"}),
-                          expected_version::any()));
+  BOOST_REQUIRE(
+      j->append("c", tagged("3", {"red", "blue"}), expected_version::any()));
   BOOST_REQUIRE(j->append("a", tagged("4", {"red"}), expected_version::any()));
   auto red = j->read_tag("red", 0, 10);
   BOOST_REQUIRE(red);
@@ -353,8 +351,10 @@ BOOST_AUTO_TEST_CASE(long_streams_read_correctly_across_checkpoints) {
     std::vector<new_event> batch;
     for (uint64_t i = 0; i < size; ++i)
       batch.push_back(make_event("test.value", std::to_string(n + i + 1)));
-    BOOST_REQUIRE(j->append("long", std::move(batch), expected_version::exact(n)));
-    BOOST_REQUIRE(j->append("noise", events_of({"x"}), expected_version::any()));
+    BOOST_REQUIRE(
+        j->append("long", std::move(batch), expected_version::exact(n)));
+    BOOST_REQUIRE(
+        j->append("noise", events_of({"x"}), expected_version::any()));
     n += size;
   }
   auto check = [&](uint64_t deleted_to) {
@@ -383,7 +383,8 @@ BOOST_AUTO_TEST_CASE(long_streams_read_correctly_across_checkpoints) {
   check(96);
   reopen();
   check(96);
-  BOOST_REQUIRE(j->append("long", events_of({"301"}), expected_version::exact(300)));
+  BOOST_REQUIRE(
+      j->append("long", events_of({"301"}), expected_version::exact(300)));
   auto tail = j->read_stream("long", 299, UINT64_MAX, UINT64_MAX);
   BOOST_REQUIRE_EQUAL(tail->size(), 3u);
   BOOST_CHECK_EQUAL(mnemo::test::event_value(tail->back()), "301");
@@ -414,8 +415,7 @@ BOOST_AUTO_TEST_CASE(closing_drains_queued_appends) {
   for (int i = 0; i < 1000; ++i)
     j->append("s", events_of({"v"}), expected_version::any(),
               [&](expected<append_result> res) {
-                if (res)
-                  ++ok;
+                if (res) ++ok;
                 all.done();
               });
   reopen();
@@ -425,14 +425,14 @@ BOOST_AUTO_TEST_CASE(closing_drains_queued_appends) {
 }
 
 BOOST_AUTO_TEST_CASE(every_durability_mode_persists_across_reopen) {
-  for (auto mode : {durability::sync, durability::nometasync,
-                    durability::nosync}) {
+  for (auto mode :
+       {durability::sync, durability::nometasync, durability::nosync}) {
     auto path = dir.sub(std::string{"mode-"} + to_string(mode));
     {
       auto jj = mnemo::test::open_journal(path, mode);
       BOOST_CHECK(jj->config().mode == mode);
-      BOOST_REQUIRE(jj->append("s", events_of({"1", "2"}),
-                               expected_version::any()));
+      BOOST_REQUIRE(
+          jj->append("s", events_of({"1", "2"}), expected_version::any()));
     }
     auto jj = mnemo::test::open_journal(path, mode);
     BOOST_CHECK_EQUAL(*jj->highest_sequence("s"), 2u);

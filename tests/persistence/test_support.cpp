@@ -18,9 +18,9 @@ persistence::new_event make_event(const std::string& type,
 
 std::string event_value(const persistence::event_envelope& env) {
   auto handle = msgpack::unpack(
-    reinterpret_cast<const char*>(env.payload.data()), env.payload.size());
+      reinterpret_cast<const char*>(env.payload.data()), env.payload.size());
   auto map = handle.get().as<std::map<std::string, std::string>>();
   return map.at("v");
 }
 
-} // namespace mnemo::test
+}  // namespace mnemo::test

@@ -20,13 +20,12 @@ namespace mnemo::test {
 /// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
 /// destruction.
 class temp_dir {
-public:
+ public:
   temp_dir() {
     static std::atomic<int> counter{0};
     auto base = std::filesystem::temp_directory_path();
-    path_ = base
-            / ("mnemo-test-" + std::to_string(::getpid()) + "-"
-               + std::to_string(counter++));
+    path_ = base / ("mnemo-test-" + std::to_string(::getpid()) + "-" +
+                    std::to_string(counter++));
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
@@ -37,15 +36,13 @@ public:
   temp_dir(const temp_dir&) = delete;
   temp_dir& operator=(const temp_dir&) = delete;
 
-  const std::filesystem::path& path() const noexcept {
-    return path_;
-  }
+  const std::filesystem::path& path() const noexcept { return path_; }
   /// A subdirectory path (not created).
   std::string sub(const std::string& name) const {
     return (path_ / name).string();
   }
 
-private:
+ private:
   std::filesystem::path path_;
 };
 
@@ -57,10 +54,10 @@ std::string why(const persistence::expected<T>& x) {
 }
 
 /// Opens a journal in `dir` with `mode`; fails the test on error.
-inline std::unique_ptr<persistence::journal>
-open_journal(const std::string& dir,
-             persistence::durability mode = persistence::durability::nosync,
-             uint64_t initial_map_size = uint64_t{64} << 20) {
+inline std::unique_ptr<persistence::journal> open_journal(
+    const std::string& dir,
+    persistence::durability mode = persistence::durability::nosync,
+    uint64_t initial_map_size = uint64_t{64} << 20) {
   persistence::journal_config cfg;
   cfg.directory = dir;
   cfg.mode = mode;
@@ -90,4 +87,4 @@ persistence::new_event make_event(const std::string& type,
 /// Returns the "v" field of a payload made by `make_event`.
 std::string event_value(const persistence::event_envelope& env);
 
-} // namespace mnemo::test
+}  // namespace mnemo::test

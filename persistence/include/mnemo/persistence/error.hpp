@@ -70,33 +70,26 @@ struct version_conflict_info {
 /// A persistence error: a code plus a message a user can act on. A default
 /// constructed error means success. Cheap to move; copy when fanning out.
 class error {
-public:
+ public:
   /// Creates the "no error" value.
   error() = default;
 
   /// Creates an error with code `code` and a human-readable `message` saying
   /// what failed, on which stream/sequence or input, and what to do.
   error(errc code, std::string message)
-    : code_(code), message_(std::move(message)) {
-  }
+      : code_(code), message_(std::move(message)) {}
 
   /// Creates a `version_conflict` error with its detail.
   static error conflict(version_conflict_info info);
 
   /// Returns whether this value holds an error.
-  explicit operator bool() const noexcept {
-    return code_ != errc::none;
-  }
+  explicit operator bool() const noexcept { return code_ != errc::none; }
 
   /// Returns the error code (`errc::none` for success).
-  errc code() const noexcept {
-    return code_;
-  }
+  errc code() const noexcept { return code_; }
 
   /// Returns the message (empty for success).
-  const std::string& message() const noexcept {
-    return message_;
-  }
+  const std::string& message() const noexcept { return message_; }
 
   /// Returns the conflict detail of a `version_conflict` error, else null.
   const version_conflict_info* conflict() const noexcept {
@@ -106,7 +99,7 @@ public:
   /// Returns "<code>: <message>".
   std::string to_string() const;
 
-private:
+ private:
   errc code_ = errc::none;
   std::string message_;
   std::optional<version_conflict_info> conflict_;
@@ -117,54 +110,32 @@ private:
 /// on a value are programmer errors (asserted).
 template <class T>
 class [[nodiscard]] expected {
-public:
+ public:
   /// Holds a value.
-  expected(T x) : data_(std::in_place_index<0>, std::move(x)) {
-  }
+  expected(T x) : data_(std::in_place_index<0>, std::move(x)) {}
 
   /// Holds an error. Precondition: `err` is an error.
   expected(persistence::error err)
-    : data_(std::in_place_index<1>, std::move(err)) {
-  }
+      : data_(std::in_place_index<1>, std::move(err)) {}
 
   /// Returns whether a value is held.
-  explicit operator bool() const noexcept {
-    return data_.index() == 0;
-  }
+  explicit operator bool() const noexcept { return data_.index() == 0; }
 
   /// Returns the held value. Precondition: a value is held.
-  T& value() & {
-    return std::get<0>(data_);
-  }
-  const T& value() const& {
-    return std::get<0>(data_);
-  }
-  T&& value() && {
-    return std::get<0>(std::move(data_));
-  }
-  T& operator*() & {
-    return value();
-  }
-  const T& operator*() const& {
-    return value();
-  }
-  T* operator->() {
-    return &value();
-  }
-  const T* operator->() const {
-    return &value();
-  }
+  T& value() & { return std::get<0>(data_); }
+  const T& value() const& { return std::get<0>(data_); }
+  T&& value() && { return std::get<0>(std::move(data_)); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
 
   /// Returns the held error. Precondition: no value is held.
-  const persistence::error& error() const& {
-    return std::get<1>(data_);
-  }
-  persistence::error&& error() && {
-    return std::get<1>(std::move(data_));
-  }
+  const persistence::error& error() const& { return std::get<1>(data_); }
+  persistence::error&& error() && { return std::get<1>(std::move(data_)); }
 
-private:
+ private:
   std::variant<T, persistence::error> data_;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

@@ -63,4 +63,4 @@ struct event_envelope {
   std::vector<uint8_t> payload;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

@@ -40,4 +40,4 @@ struct event_id {
   }
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

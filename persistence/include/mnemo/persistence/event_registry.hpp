@@ -55,7 +55,7 @@ std::string unpack_payload(const uint8_t* data, size_t size, T& x) {
 /// Returns whether `bytes` start with a msgpack map marker.
 bool is_msgpack_map(const std::vector<uint8_t>& bytes) noexcept;
 
-} // namespace detail
+}  // namespace detail
 
 /// Registry of event (and snapshot state) types: name, current schema
 /// version, C++ type, and the upcasters from older versions.
@@ -67,7 +67,7 @@ bool is_msgpack_map(const std::vector<uint8_t>& bytes) noexcept;
 /// Thread safety: register everything before sharing the registry; the
 /// const members may then run concurrently.
 class event_registry {
-public:
+ public:
   /// Registers `T` under `name` with current schema version `version`.
   /// Errors: `invalid_argument` if the name or the C++ type is registered
   /// already, the name is empty, or `version` is 0.
@@ -80,8 +80,7 @@ public:
   /// type `name`. Errors: `invalid_argument` if the type is unknown, the
   /// step is already registered, or `from_version` is not below the
   /// current version.
-  error add_upcaster(std::string_view name, uint32_t from_version,
-                     upcaster fn);
+  error add_upcaster(std::string_view name, uint32_t from_version, upcaster fn);
 
   /// Returns the registered name of `T`, or nullptr.
   template <class T>
@@ -112,8 +111,7 @@ public:
   error encode(const T& x, std::string& type, uint32_t& version,
                std::vector<uint8_t>& payload) const {
     auto name = name_of<T>();
-    if (name == nullptr)
-      return unregistered(typeid(T).name());
+    if (name == nullptr) return unregistered(typeid(T).name());
     type = *name;
     version = version_of(*name);
     auto what = detail::pack_payload(x, payload);
@@ -137,12 +135,11 @@ public:
   template <class T>
   expected<T> decode_payload(std::string_view type, uint32_t version,
                              const std::vector<uint8_t>& payload,
-                             std::string_view stream,
-                             uint64_t sequence) const {
+                             std::string_view stream, uint64_t sequence) const {
     std::vector<uint8_t> upcasted;
     const std::vector<uint8_t>* bytes = &payload;
-    if (auto err = prepare(type, version, std::type_index(typeid(T)),
-                           payload, stream, sequence, upcasted, bytes))
+    if (auto err = prepare(type, version, std::type_index(typeid(T)), payload,
+                           stream, sequence, upcasted, bytes))
       return err;
     T result{};
     auto what = detail::unpack_payload(bytes->data(), bytes->size(), result);
@@ -162,7 +159,7 @@ public:
   /// Errors: `decode_failed` (payload is not valid msgpack).
   expected<nlohmann::json> payload_json(const event_envelope& env) const;
 
-private:
+ private:
   struct entry {
     uint32_t version = 1;
     std::type_index type;
@@ -191,4 +188,4 @@ private:
   std::map<std::type_index, std::string> names_;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

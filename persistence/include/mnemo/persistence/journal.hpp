@@ -20,7 +20,7 @@ class offset_store;
 /// The version a caller expects a stream to have before its append
 /// (optimistic concurrency).
 class expected_version {
-public:
+ public:
   /// Accept whatever the stream's version is.
   static expected_version any() noexcept {
     return expected_version{kind::any, 0};
@@ -35,18 +35,13 @@ public:
     return expected_version{kind::exact, version};
   }
   /// Returns whether this is `any()`.
-  bool is_any() const noexcept {
-    return kind_ == kind::any;
-  }
+  bool is_any() const noexcept { return kind_ == kind::any; }
   /// Returns the expected version. Precondition: `!is_any()`.
-  uint64_t value() const noexcept {
-    return value_;
-  }
+  uint64_t value() const noexcept { return value_; }
 
-private:
+ private:
   enum class kind { any, exact };
-  expected_version(kind k, uint64_t v) noexcept : kind_(k), value_(v) {
-  }
+  expected_version(kind k, uint64_t v) noexcept : kind_(k), value_(v) {}
   kind kind_;
   uint64_t value_;
 };
@@ -104,7 +99,7 @@ using commit_listener = std::function<void(uint64_t head_position)>;
 /// concurrently, except the blocking ones (documented) from inside a
 /// handler or listener running on the writer thread, which would deadlock.
 class journal {
-public:
+ public:
   /// Opens (creating if missing, unless read-only) the journal in
   /// `cfg.directory` and starts its writer thread.
   /// Errors: `invalid_argument` (empty directory), `format_mismatch` (not a
@@ -168,9 +163,9 @@ public:
   /// first, at most `max` of them, skipping deleted ones.
   /// Errors: `corrupt_record` naming stream, sequence and position;
   /// `storage_error`.
-  expected<std::vector<event_envelope>>
-  read_stream(std::string_view stream, uint64_t from, uint64_t to,
-              uint64_t max) const;
+  expected<std::vector<event_envelope>> read_stream(std::string_view stream,
+                                                    uint64_t from, uint64_t to,
+                                                    uint64_t max) const;
 
   /// Returns up to `max` events with global position >= `from_position` in
   /// commit order. Errors: as for `read_stream`.
@@ -179,8 +174,9 @@ public:
 
   /// Returns up to `max` events tagged `tag` with position >=
   /// `from_position`, in commit order. Errors: as for `read_stream`.
-  expected<std::vector<event_envelope>>
-  read_tag(std::string_view tag, uint64_t from_position, size_t max) const;
+  expected<std::vector<event_envelope>> read_tag(std::string_view tag,
+                                                 uint64_t from_position,
+                                                 size_t max) const;
 
   /// Returns up to `max` stream heads with stream id > `after`, in
   /// byte order of the ids.
@@ -221,9 +217,9 @@ public:
   /// Internal state, defined in the implementation.
   struct impl;
 
-private:
+ private:
   explicit journal(std::unique_ptr<impl> ptr);
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

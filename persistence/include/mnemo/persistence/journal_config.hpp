@@ -41,4 +41,4 @@ struct journal_config {
   unsigned max_readers = 126;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

@@ -17,10 +17,9 @@ class journal;
 /// projection has fully handled. Storing an offset in the same `write_txn`
 /// as a read-model update makes the pair exactly-once.
 class offset_store {
-public:
+ public:
   /// Internal: made by the journal.
-  explicit offset_store(journal& owner) noexcept : journal_(&owner) {
-  }
+  explicit offset_store(journal& owner) noexcept : journal_(&owner) {}
 
   /// Sets the offset of `name` inside `txn`.
   /// Errors: `invalid_argument` (empty name, NUL byte, over 400 bytes),
@@ -44,8 +43,8 @@ public:
   /// Returns every (name, offset) pair in name order.
   expected<std::vector<std::pair<std::string, uint64_t>>> list() const;
 
-private:
+ private:
   journal* journal_;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

@@ -46,18 +46,14 @@ struct snapshot_criteria {
   int64_t min_timestamp_us = 0;
 
   /// Matches every snapshot.
-  static snapshot_criteria latest() noexcept {
-    return {};
-  }
+  static snapshot_criteria latest() noexcept { return {}; }
   /// Matches no snapshot (recover from events only).
-  static snapshot_criteria none() noexcept {
-    return {0, 0, 0, 0};
-  }
+  static snapshot_criteria none() noexcept { return {0, 0, 0, 0}; }
   /// Returns whether `meta` lies inside both ranges.
   bool matches(const snapshot_metadata& meta) const noexcept {
-    return meta.sequence >= min_sequence && meta.sequence <= max_sequence
-           && meta.timestamp_us >= min_timestamp_us
-           && meta.timestamp_us <= max_timestamp_us;
+    return meta.sequence >= min_sequence && meta.sequence <= max_sequence &&
+           meta.timestamp_us >= min_timestamp_us &&
+           meta.timestamp_us <= max_timestamp_us;
   }
 };
 
@@ -66,10 +62,9 @@ struct snapshot_criteria {
 /// and must not run on the writer thread; `*_in` members work inside a
 /// transaction the caller already has. Reads may run on any thread.
 class snapshot_store {
-public:
+ public:
   /// Internal: made by the journal.
-  explicit snapshot_store(journal& owner) noexcept : journal_(&owner) {
-  }
+  explicit snapshot_store(journal& owner) noexcept : journal_(&owner) {}
 
   /// Stores `snap`; a snapshot with the same stream and sequence is
   /// overwritten. A zero timestamp is replaced by the current time.
@@ -82,12 +77,12 @@ public:
   /// Returns the matching snapshot with the highest sequence (ties cannot
   /// happen), or nothing. Errors: `corrupt_record` naming stream and
   /// sequence; `storage_error`.
-  expected<std::optional<snapshot>>
-  load(std::string_view stream, const snapshot_criteria& criteria) const;
+  expected<std::optional<snapshot>> load(
+      std::string_view stream, const snapshot_criteria& criteria) const;
   /// `load` inside `txn`.
-  static expected<std::optional<snapshot>>
-  load_in(read_txn& txn, std::string_view stream,
-          const snapshot_criteria& criteria);
+  static expected<std::optional<snapshot>> load_in(
+      read_txn& txn, std::string_view stream,
+      const snapshot_criteria& criteria);
 
   /// Deletes the snapshot of `stream` at `sequence`; deleting a missing one
   /// is not an error. Errors: as for `save`.
@@ -103,8 +98,7 @@ public:
   /// deletes the rest (keep-N retention). `keep == 0` deletes all.
   error retain(std::string_view stream, size_t keep);
   /// `retain` inside `txn`.
-  static error retain_in(write_txn& txn, std::string_view stream,
-                         size_t keep);
+  static error retain_in(write_txn& txn, std::string_view stream, size_t keep);
 
   /// Returns the metadata of every snapshot of `stream`, oldest first.
   expected<std::vector<snapshot_metadata>> list(std::string_view stream) const;
@@ -112,12 +106,11 @@ public:
   /// Returns the metadata of snapshots of all streams, ordered by stream
   /// then sequence, starting after (`after_stream`, `after_sequence`), at
   /// most `max`.
-  expected<std::vector<snapshot_metadata>>
-  list_all(std::string_view after_stream, uint64_t after_sequence,
-           size_t max) const;
+  expected<std::vector<snapshot_metadata>> list_all(
+      std::string_view after_stream, uint64_t after_sequence, size_t max) const;
 
-private:
+ private:
   journal* journal_;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence

@@ -4,7 +4,7 @@ namespace mnemo::persistence {
 
 namespace detail {
 struct txn_state;
-} // namespace detail
+}  // namespace detail
 
 /// A handle to the journal's current write transaction, passed to functions
 /// run by `journal::write`. Everything written through it commits
@@ -12,17 +12,14 @@ struct txn_state;
 /// during the call it was passed to; only the journal's writer thread makes
 /// these.
 class write_txn {
-public:
+ public:
   /// Internal: wraps the writer's transaction state.
-  explicit write_txn(detail::txn_state& state) noexcept : state_(&state) {
-  }
+  explicit write_txn(detail::txn_state& state) noexcept : state_(&state) {}
 
   /// Internal: the transaction state.
-  detail::txn_state& state() const noexcept {
-    return *state_;
-  }
+  detail::txn_state& state() const noexcept { return *state_; }
 
-private:
+ private:
   detail::txn_state* state_;
 };
 
@@ -30,18 +27,15 @@ private:
 /// by `journal::read`. Sees every commit completed before it began and
 /// nothing after. Valid only during the call it was passed to.
 class read_txn {
-public:
+ public:
   /// Internal: wraps a read transaction's state.
-  explicit read_txn(detail::txn_state& state) noexcept : state_(&state) {
-  }
+  explicit read_txn(detail::txn_state& state) noexcept : state_(&state) {}
 
   /// Internal: the transaction state.
-  detail::txn_state& state() const noexcept {
-    return *state_;
-  }
+  detail::txn_state& state() const noexcept { return *state_; }
 
-private:
+ private:
   detail::txn_state* state_;
 };
 
-} // namespace mnemo::persistence
+}  // namespace mnemo::persistence
