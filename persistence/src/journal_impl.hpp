@@ -136,8 +136,9 @@ struct journal::impl {
             uint64_t& next_position, int64_t now_us);
   /// Returns the cached head of `stream`, reading it on a miss; its
   /// `pending` value is what the current transaction sees.
+  /// A damaged head fails only the request: `err` is set, 0 returned.
   int load_head(detail::txn_state& st, const std::string& stream,
-                cached_head*& out);
+                cached_head*& out, error& err);
   /// Sets the head of `stream` in the current transaction.
   void store_head(cached_head& entry, const std::string& stream,
                   const head_record& value);

@@ -215,6 +215,8 @@ error decode_event_keys(std::string_view record, const record_origin& origin,
     zone.clear();
     auto* f = unpack_array(body, zone, event_body_fields);
     stream.assign(as_str(f[1]));
+    if (!origin.stream.empty() && stream != origin.stream)
+      return corrupt(origin, "record belongs to stream '" + stream + "'");
     as_tags(f[6], tags);
   } catch (const std::exception& e) {
     return corrupt(origin,

@@ -235,7 +235,12 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     if (duplicate || std::get<error>(out)) return 0;
   }
   cached_head* entry = nullptr;
-  if (auto rc = load_head(st, req.stream, entry)) return rc;
+  error head_err;
+  if (auto rc = load_head(st, req.stream, entry, head_err)) return rc;
+  if (head_err) {
+    out = std::move(head_err);
+    return 0;
+  }
   auto head_rec = entry->pending;
   auto actual = head_rec.highest;
   if (!req.expected.is_any() && req.expected.value() != actual) {
@@ -293,7 +298,12 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
 int journal::impl::apply(detail::txn_state& st, delete_request& req,
                          outcome& out, uint64_t&, int64_t) {
   cached_head* entry = nullptr;
-  if (auto rc = load_head(st, req.stream, entry)) return rc;
+  error head_err;
+  if (auto rc = load_head(st, req.stream, entry, head_err)) return rc;
+  if (head_err) {
+    out = std::move(head_err);
+    return 0;
+  }
   auto head_rec = entry->pending;
   auto to = std::min(req.to_sequence, head_rec.highest);
   if (to <= head_rec.deleted_to) return 0;
@@ -341,15 +351,17 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
 }
 
 int journal::impl::load_head(detail::txn_state& st, const std::string& stream,
-                             cached_head*& out) {
+                             cached_head*& out, error& err) {
   if (auto i = heads.find(stream); i != heads.end()) {
     out = &i->second;
     return 0;
   }
   head_record value;
-  if (auto err = read_head(st, stream, value)) {
-    // A damaged head is not something to build on: fail the group commit.
-    return st.fatal_rc != 0 ? st.fatal_rc : MDB_CORRUPTED;
+  if (auto read_err = read_head(st, stream, value)) {
+    if (st.fatal_rc != 0) return st.fatal_rc;
+    // A damaged head fails its own request; the others commit.
+    err = std::move(read_err);
+    return 0;
   }
   out = &heads.emplace(stream, cached_head{value, value, false}).first->second;
   return 0;

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+
+#include "mnemo/persistence/error.hpp"
+
+namespace mnemo::runtime {
+
+/// Error codes of the runtime and actor layers (category atom "mnemo_rt").
+/// Values are stable and never renumbered.
+enum class errc : uint8_t {
+  none = 0,
+  /// An entity's bounded command stash is full; retry later.
+  stash_overflow = 1,
+  /// The entity stopped (recovery or persist failure, handler exception)
+  /// before it could answer; the supervisor restarts it.
+  entity_stopped = 2,
+  /// A command handler threw; the message carries the exception text.
+  handler_failed = 3,
+  /// A command or configuration value is invalid.
+  invalid_argument = 4,
+};
+
+/// Returns the name of `x`, e.g. "stash_overflow".
+const char* to_string(errc x) noexcept;
+
+/// Category atom of `errc` errors.
+constexpr const char* runtime_category = "mnemo_rt";
+
+/// Category atom of translated `persistence::error`s; the code is the
+/// `persistence::errc` value.
+constexpr const char* persistence_category = "mnemo_pers";
+
+/// Makes a runtime error whose context holds `message`.
+caf::error make_error(errc code, std::string message);
+
+/// Makes a runtime error without context (lets `err == errc::x` work).
+caf::error make_error(errc code);
+
+/// Translates a persistence error into a `caf::error` (the one place where
+/// this happens). The message travels as the error's context.
+caf::error to_caf_error(const persistence::error& err);
+
+/// Returns whether `err` is the persistence error `code`.
+bool is(const caf::error& err, persistence::errc code) noexcept;
+
+/// Returns whether `err` is the runtime error `code`.
+bool is(const caf::error& err, errc code) noexcept;
+
+/// Renders any error with its category name, code name and message, e.g.
+/// "mnemo_pers:version_conflict: version conflict on stream 'a' ...".
+std::string describe(const caf::error& err);
+
+/// Registers renderers for both mnemo categories so that
+/// `actor_system::render` prints them. Call once per config.
+void add_error_categories(caf::actor_system_config& cfg);
+
+} // namespace mnemo::runtime

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/expected.hpp>
+
+#include "mnemo/persistence/journal_config.hpp"
+
+namespace mnemo::runtime {
+
+/// Configuration of a mnemo node: CAF's own options plus mnemo's, read from
+/// `caf-application.ini` (INI sections) and the command line; `--help`
+/// lists them. Registers mnemo's error categories and defaults the scheduler
+/// to one worker per core.
+struct node_config : caf::actor_system_config {
+  /// --data-dir: the node's data directory. Default: "data".
+  std::string data_dir = "data";
+  /// --durability: sync | nometasync | nosync. Default: "sync".
+  std::string durability = "sync";
+  /// --initial-map-mib: initial LMDB map size in MiB (grows on demand).
+  /// Default: 64.
+  size_t initial_map_mib = 64;
+  /// --snapshot-every: take a snapshot of an aggregate every N events;
+  /// 0 disables snapshots. Default: 1000.
+  size_t snapshot_every = 1000;
+  /// --snapshot-keep: snapshots kept per aggregate. Default: 2.
+  size_t snapshot_keep = 2;
+  /// --delete-events-on-snapshot: delete events covered by the oldest kept
+  /// snapshot. Default: false.
+  bool delete_events_on_snapshot = false;
+  /// --stash-limit: commands an aggregate buffers while recovering or
+  /// persisting; more are answered with `stash_overflow`. Default: 10000.
+  size_t stash_limit = 10000;
+  /// --passivation-timeout-s: idle seconds before an entity passivates.
+  /// Default: 300.
+  size_t passivation_timeout_s = 300;
+  /// --max-active-entities: active entities before the least recently used
+  /// passivates. Default: 100000.
+  size_t max_active_entities = 100000;
+
+  node_config();
+
+  /// Returns the journal settings these options describe.
+  /// Errors: `errc::invalid_argument` for an unknown durability name.
+  caf::expected<persistence::journal_config> journal_settings() const;
+};
+
+} // namespace mnemo::runtime

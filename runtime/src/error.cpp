@@ -1,0 +1,89 @@
+#include "mnemo/runtime/error.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <caf/message.hpp>
+#include <caf/sec.hpp>
+
+namespace mnemo::runtime {
+
+namespace {
+
+constexpr auto rt_atom = caf::atom("mnemo_rt");
+constexpr auto pers_atom = caf::atom("mnemo_pers");
+
+std::string context_text(const caf::message& ctx) {
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return ctx.empty() ? std::string{} : caf::to_string(ctx);
+}
+
+std::string render(uint8_t code, caf::atom_value category,
+                   const caf::message& ctx) {
+  std::string name;
+  if (category == rt_atom)
+    name = std::string{"mnemo_rt:"} + to_string(static_cast<errc>(code));
+  else
+    name = std::string{"mnemo_pers:"}
+           + persistence::to_string(static_cast<persistence::errc>(code));
+  auto text = context_text(ctx);
+  return text.empty() ? name : name + ": " + text;
+}
+
+} // namespace
+
+const char* to_string(errc x) noexcept {
+  switch (x) {
+    case errc::none:
+      return "none";
+    case errc::stash_overflow:
+      return "stash_overflow";
+    case errc::entity_stopped:
+      return "entity_stopped";
+    case errc::handler_failed:
+      return "handler_failed";
+    case errc::invalid_argument:
+      return "invalid_argument";
+  }
+  return "unknown";
+}
+
+caf::error make_error(errc code, std::string message) {
+  return caf::error{static_cast<uint8_t>(code), rt_atom,
+                    caf::make_message(std::move(message))};
+}
+
+caf::error make_error(errc code) {
+  return caf::error{static_cast<uint8_t>(code), rt_atom};
+}
+
+caf::error to_caf_error(const persistence::error& err) {
+  if (!err)
+    return caf::error{};
+  return caf::error{static_cast<uint8_t>(err.code()), pers_atom,
+                    caf::make_message(err.message())};
+}
+
+bool is(const caf::error& err, persistence::errc code) noexcept {
+  return err.category() == pers_atom
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+bool is(const caf::error& err, errc code) noexcept {
+  return err.category() == rt_atom && err.code() == static_cast<uint8_t>(code);
+}
+
+std::string describe(const caf::error& err) {
+  if (!err)
+    return "none";
+  if (err.category() == rt_atom || err.category() == pers_atom)
+    return render(err.code(), err.category(), err.context());
+  return caf::to_string(err);
+}
+
+void add_error_categories(caf::actor_system_config& cfg) {
+  cfg.add_error_category(rt_atom, render);
+  cfg.add_error_category(pers_atom, render);
+}
+
+} // namespace mnemo::runtime
