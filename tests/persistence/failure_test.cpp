@@ -209,4 +209,37 @@ BOOST_AUTO_TEST_CASE(plain_lmdb_environment_is_not_a_journal) {
   check_open_error(data, errc::format_mismatch, "not a mnemo journal");
 }
 
+BOOST_AUTO_TEST_CASE(damaged_stream_head_fails_only_its_own_appends) {
+  temp_dir dir;
+  auto data = dir.sub("data");
+  {
+    auto j = mnemo::test::open_journal(data);
+    BOOST_REQUIRE(j->append("a", {make_event("t", "1")}, expected_version::any()));
+    BOOST_REQUIRE(j->append("b", {make_event("t", "1")}, expected_version::any()));
+  }
+  {
+    MDB_env* env = nullptr;
+    BOOST_REQUIRE_EQUAL(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    BOOST_REQUIRE_EQUAL(mdb_env_open(env, data.c_str(), 0, 0644), 0);
+    MDB_txn* txn = nullptr;
+    BOOST_REQUIRE_EQUAL(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi dbi;
+    BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, "mnemo.streams", 0, &dbi), 0);
+    MDB_val key{1, const_cast<char*>("a")};
+    MDB_val val{5, const_cast<char*>("short")};
+    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &key, &val, 0), 0);
+    BOOST_REQUIRE_EQUAL(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  auto j = mnemo::test::open_journal(data);
+  auto bad = j->append("a", {make_event("t", "2")}, expected_version::any());
+  BOOST_REQUIRE(!bad);
+  BOOST_CHECK(bad.error().code() == errc::corrupt_record);
+  BOOST_CHECK(bad.error().message().find("'a'") != std::string::npos);
+  BOOST_CHECK(j->append("b", {make_event("t", "2")}, expected_version::exact(1)));
+  BOOST_CHECK(!j->failure());
+  BOOST_CHECK(!j->read_stream("a", 1, 10, 10));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
