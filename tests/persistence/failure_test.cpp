@@ -33,8 +33,10 @@ void check_open_error(const std::string& dir, errc code,
                       j.error().message());
 }
 
-// Overwrites the format version stored in a closed journal directory.
-void set_format_version(const std::string& dir, uint64_t version) {
+// Writes `key` = `value` into database `db` of the closed journal in `dir`
+// with plain LMDB, as a bug or another tool might.
+void raw_put(const std::string& dir, const char* db, std::string key,
+             std::string value) {
   MDB_env* env = nullptr;
   BOOST_REQUIRE_EQUAL(mdb_env_create(&env), 0);
   mdb_env_set_maxdbs(env, 16);
@@ -42,15 +44,20 @@ void set_format_version(const std::string& dir, uint64_t version) {
   MDB_txn* txn = nullptr;
   BOOST_REQUIRE_EQUAL(mdb_txn_begin(env, nullptr, 0, &txn), 0);
   MDB_dbi dbi;
-  BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, "mnemo.meta", 0, &dbi), 0);
-  char buf[8];
-  for (int i = 7; i >= 0; --i, version >>= 8)
-    buf[i] = static_cast<char>(version & 0xff);
-  MDB_val key{14, const_cast<char*>("format_version")};
-  MDB_val val{8, buf};
-  BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &key, &val, 0), 0);
+  BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, db, 0, &dbi), 0);
+  MDB_val k{key.size(), key.data()};
+  MDB_val v{value.size(), value.data()};
+  BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
   BOOST_REQUIRE_EQUAL(mdb_txn_commit(txn), 0);
   mdb_env_close(env);
+}
+
+// Overwrites the format version stored in a closed journal directory.
+void set_format_version(const std::string& dir, uint64_t version) {
+  std::string buf(8, '\0');
+  for (int i = 7; i >= 0; --i, version >>= 8)
+    buf[i] = static_cast<char>(version & 0xff);
+  raw_put(dir, "mnemo.meta", "format_version", buf);
 }
 
 }  // namespace
@@ -214,30 +221,19 @@ BOOST_AUTO_TEST_CASE(damaged_stream_head_fails_only_its_own_appends) {
   auto data = dir.sub("data");
   {
     auto j = mnemo::test::open_journal(data);
-    BOOST_REQUIRE(j->append("a", {make_event("t", "1")}, expected_version::any()));
-    BOOST_REQUIRE(j->append("b", {make_event("t", "1")}, expected_version::any()));
+    BOOST_REQUIRE(
+        j->append("a", {make_event("t", "1")}, expected_version::any()));
+    BOOST_REQUIRE(
+        j->append("b", {make_event("t", "1")}, expected_version::any()));
   }
-  {
-    MDB_env* env = nullptr;
-    BOOST_REQUIRE_EQUAL(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    BOOST_REQUIRE_EQUAL(mdb_env_open(env, data.c_str(), 0, 0644), 0);
-    MDB_txn* txn = nullptr;
-    BOOST_REQUIRE_EQUAL(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-    MDB_dbi dbi;
-    BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, "mnemo.streams", 0, &dbi), 0);
-    MDB_val key{1, const_cast<char*>("a")};
-    MDB_val val{5, const_cast<char*>("short")};
-    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &key, &val, 0), 0);
-    BOOST_REQUIRE_EQUAL(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-  }
+  raw_put(data, "mnemo.streams", "a", "short");
   auto j = mnemo::test::open_journal(data);
   auto bad = j->append("a", {make_event("t", "2")}, expected_version::any());
   BOOST_REQUIRE(!bad);
   BOOST_CHECK(bad.error().code() == errc::corrupt_record);
   BOOST_CHECK(bad.error().message().find("'a'") != std::string::npos);
-  BOOST_CHECK(j->append("b", {make_event("t", "2")}, expected_version::exact(1)));
+  BOOST_CHECK(
+      j->append("b", {make_event("t", "2")}, expected_version::exact(1)));
   BOOST_CHECK(!j->failure());
   BOOST_CHECK(!j->read_stream("a", 1, 10, 10));
 }
