@@ -79,7 +79,8 @@ inline bool operator==(const account_closed& x, const account_closed& y) {
   return x.reason == y.reason;
 }
 
-// -- state and reply ------------------------------------------------------------
+// -- state and reply
+// ------------------------------------------------------------
 
 struct account_state {
   bool exists = false;
@@ -125,8 +126,7 @@ inline caf::error make_error(account_errc x, std::string message) {
 
 struct account {
   using state = account_state;
-  using command
-    = std::variant<open_account, deposit, withdraw, close_account>;
+  using command = std::variant<open_account, deposit, withdraw, close_account>;
   using event = std::variant<account_opened, money_deposited, money_withdrawn,
                              account_closed>;
   using reply = account_reply;
@@ -151,39 +151,33 @@ struct account {
     return s;
   }
 
-private:
-  static reply balance_of(const state& s) {
-    return reply{s.balance};
-  }
+ private:
+  static reply balance_of(const state& s) { return reply{s.balance}; }
 
   static effect on(const state& s, const open_account& c) {
     if (s.exists)
       return effect::reject(
-        make_error(account_errc::already_exists, "account exists"));
+          make_error(account_errc::already_exists, "account exists"));
     return effect::persist(account_opened{c.owner}, balance_of);
   }
 
   static effect on(const state& s, const deposit& c) {
-    if (auto err = check(s, c.amount))
-      return effect::reject(std::move(err));
+    if (auto err = check(s, c.amount)) return effect::reject(std::move(err));
     return effect::persist(money_deposited{c.amount}, balance_of);
   }
 
   static effect on(const state& s, const withdraw& c) {
-    if (auto err = check(s, c.amount))
-      return effect::reject(std::move(err));
+    if (auto err = check(s, c.amount)) return effect::reject(std::move(err));
     if (s.balance < c.amount)
       return effect::reject(make_error(account_errc::insufficient_funds,
-                                       "balance "
-                                         + std::to_string(s.balance)
-                                         + " is below "
-                                         + std::to_string(c.amount)));
+                                       "balance " + std::to_string(s.balance) +
+                                           " is below " +
+                                           std::to_string(c.amount)));
     return effect::persist(money_withdrawn{c.amount}, balance_of);
   }
 
   static effect on(const state& s, const close_account&) {
-    if (auto err = check(s, 1))
-      return effect::reject(std::move(err));
+    if (auto err = check(s, 1)) return effect::reject(std::move(err));
     return effect::persist(account_closed{"closed by owner"}, balance_of);
   }
 
@@ -209,9 +203,7 @@ private:
   static void apply_to(state& s, const money_withdrawn& e) {
     s.balance -= e.amount;
   }
-  static void apply_to(state& s, const account_closed&) {
-    s.open = false;
-  }
+  static void apply_to(state& s, const account_closed&) { s.open = false; }
 };
 
-} // namespace bank
+}  // namespace bank

@@ -24,10 +24,10 @@ using namespace mnemo;
 namespace {
 
 constexpr const char* usage =
-  "usage: mnemo-bank [--data-dir=DIR] open ID OWNER\n"
-  "       mnemo-bank [--data-dir=DIR] deposit|withdraw ID AMOUNT "
-  "[COMMAND_ID]\n"
-  "       mnemo-bank [--data-dir=DIR] close ID | show ID\n";
+    "usage: mnemo-bank [--data-dir=DIR] open ID OWNER\n"
+    "       mnemo-bank [--data-dir=DIR] deposit|withdraw ID AMOUNT "
+    "[COMMAND_ID]\n"
+    "       mnemo-bank [--data-dir=DIR] close ID | show ID\n";
 
 struct parsed {
   std::string verb;
@@ -37,8 +37,7 @@ struct parsed {
 };
 
 bool parse_command(const std::vector<std::string>& args, parsed& out) {
-  if (args.size() < 2)
-    return false;
+  if (args.size() < 2) return false;
   out.verb = args[0];
   out.id = args[1];
   auto amount = [&]() -> int64_t {
@@ -60,34 +59,37 @@ bool parse_command(const std::vector<std::string>& args, parsed& out) {
 }
 
 nlohmann::json state_json(const std::string& id, const bank::account_state& s) {
-  return {{"id", id},        {"exists", s.exists},   {"open", s.open},
-          {"owner", s.owner}, {"balance", s.balance}};
+  return {{"id", id},
+          {"exists", s.exists},
+          {"open", s.open},
+          {"owner", s.owner},
+          {"balance", s.balance}};
 }
 
 int run(runtime::node& n, const parsed& p) {
   bank::account::register_types(n.registry());
-  actors::aggregate_context ctx{&n.journal(), &n.registry(), &n.completions(),
-                                {}};
+  actors::aggregate_context ctx{
+      &n.journal(), &n.registry(), &n.completions(), {}};
   ctx.options.snapshot_every = n.config().snapshot_every;
   ctx.options.snapshot_keep = n.config().snapshot_keep;
   ctx.options.delete_events_on_snapshot = n.config().delete_events_on_snapshot;
   ctx.options.stash_limit = n.config().stash_limit;
   auto stream = actors::stream_of<bank::account>(p.id);
   auto before = n.journal().highest_sequence(stream);
-  auto acct = n.system().spawn<actors::aggregate_actor<bank::account>>(ctx,
-                                                                       p.id);
+  auto acct =
+      n.system().spawn<actors::aggregate_actor<bank::account>>(ctx, p.id);
   n.track(acct);
   caf::scoped_actor self{n.system()};
   int rc = 0;
   if (p.verb != "show") {
     self->request(acct, caf::infinite, actors::command_atom::value,
                   p.command_id, p.cmd)
-      .receive([](bank::account_reply&) {},
-               [&](caf::error& err) {
-                 std::cerr << "mnemo-bank: " << p.verb << " rejected: "
-                           << n.system().render(err) << "\n";
-                 rc = 1;
-               });
+        .receive([](bank::account_reply&) {},
+                 [&](caf::error& err) {
+                   std::cerr << "mnemo-bank: " << p.verb
+                             << " rejected: " << n.system().render(err) << "\n";
+                   rc = 1;
+                 });
   }
   auto events = n.journal().read_stream(stream, before ? *before + 1 : 1,
                                         UINT64_MAX, UINT64_MAX);
@@ -98,36 +100,38 @@ int run(runtime::node& n, const parsed& p) {
                                   {"sequence", env.sequence},
                                   {"position", env.position},
                                   {"payload", payload ? *payload : nullptr}}
-                     .dump()
+                       .dump()
                 << "\n";
     }
   self->request(acct, caf::infinite, caf::get_atom::value)
-    .receive(
-      [&](bank::account_state& s) {
-        std::cout << state_json(p.id, s).dump() << "\n";
-      },
-      [&](caf::error& err) {
-        std::cerr << "mnemo-bank: " << n.system().render(err) << "\n";
-        rc = 1;
-      });
+      .receive(
+          [&](bank::account_state& s) {
+            std::cout << state_json(p.id, s).dump() << "\n";
+          },
+          [&](caf::error& err) {
+            std::cerr << "mnemo-bank: " << n.system().render(err) << "\n";
+            rc = 1;
+          });
   return rc;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   runtime::node_config cfg;
-  cfg.add_error_category(
-    caf::atom("bank"),
-    [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-      static constexpr const char* names[] = {
-        "none",           "already_exists", "unknown_account",
-        "insufficient_funds", "account_closed", "invalid_amount"};
-      std::string text = code < 6 ? names[code] : "unknown";
-      if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-        text += ": " + ctx.get_as<std::string>(0);
-      return text;
-    });
+  cfg.add_error_category(caf::atom("bank"), [](uint8_t code, caf::atom_value,
+                                               const caf::message& ctx) {
+    static constexpr const char* names[] = {"none",
+                                            "already_exists",
+                                            "unknown_account",
+                                            "insufficient_funds",
+                                            "account_closed",
+                                            "invalid_amount"};
+    std::string text = code < 6 ? names[code] : "unknown";
+    if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+      text += ": " + ctx.get_as<std::string>(0);
+    return text;
+  });
   if (auto err = cfg.parse(argc, argv)) {
     std::cerr << "mnemo-bank: " << cfg.render(err) << "\n" << usage;
     return 2;

@@ -24,13 +24,13 @@ std::string render(uint8_t code, caf::atom_value category,
   if (category == rt_atom)
     name = std::string{"mnemo_rt:"} + to_string(static_cast<errc>(code));
   else
-    name = std::string{"mnemo_pers:"}
-           + persistence::to_string(static_cast<persistence::errc>(code));
+    name = std::string{"mnemo_pers:"} +
+           persistence::to_string(static_cast<persistence::errc>(code));
   auto text = context_text(ctx);
   return text.empty() ? name : name + ": " + text;
 }
 
-} // namespace
+}  // namespace
 
 const char* to_string(errc x) noexcept {
   switch (x) {
@@ -58,15 +58,14 @@ caf::error make_error(errc code) {
 }
 
 caf::error to_caf_error(const persistence::error& err) {
-  if (!err)
-    return caf::error{};
+  if (!err) return caf::error{};
   return caf::error{static_cast<uint8_t>(err.code()), pers_atom,
                     caf::make_message(err.message())};
 }
 
 bool is(const caf::error& err, persistence::errc code) noexcept {
-  return err.category() == pers_atom
-         && err.code() == static_cast<uint8_t>(code);
+  return err.category() == pers_atom &&
+         err.code() == static_cast<uint8_t>(code);
 }
 
 bool is(const caf::error& err, errc code) noexcept {
@@ -74,8 +73,7 @@ bool is(const caf::error& err, errc code) noexcept {
 }
 
 std::string describe(const caf::error& err) {
-  if (!err)
-    return "none";
+  if (!err) return "none";
   if (err.category() == rt_atom || err.category() == pers_atom)
     return render(err.code(), err.category(), err.context());
   return caf::to_string(err);
@@ -86,4 +84,4 @@ void add_error_categories(caf::actor_system_config& cfg) {
   cfg.add_error_category(pers_atom, render);
 }
 
-} // namespace mnemo::runtime
+}  // namespace mnemo::runtime

@@ -8,16 +8,13 @@
 
 namespace mnemo::runtime {
 
-node::node(node_config& cfg) : cfg_(cfg) {
-}
+node::node(node_config& cfg) : cfg_(cfg) {}
 
 caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   auto settings = cfg.journal_settings();
-  if (!settings)
-    return settings.error();
+  if (!settings) return settings.error();
   auto j = persistence::journal::open(*settings);
-  if (!j)
-    return to_caf_error(j.error());
+  if (!j) return to_caf_error(j.error());
   std::unique_ptr<node> result{new node(cfg)};
   result->journal_ = std::move(*j);
   result->sink_ = std::make_unique<immediate_completions>();
@@ -41,4 +38,4 @@ node::~node() {
   system_.reset();
 }
 
-} // namespace mnemo::runtime
+}  // namespace mnemo::runtime

@@ -10,20 +10,20 @@ namespace mnemo::runtime {
 
 node_config::node_config() {
   opt_group{custom_options_, "global"}
-    .add(data_dir, "data-dir,d", "data directory of the node")
-    .add(durability, "durability", "sync | nometasync | nosync")
-    .add(initial_map_mib, "initial-map-mib", "initial LMDB map size (MiB)")
-    .add(snapshot_every, "snapshot-every",
-         "snapshot an aggregate every N events (0: never)")
-    .add(snapshot_keep, "snapshot-keep", "snapshots kept per aggregate")
-    .add(delete_events_on_snapshot, "delete-events-on-snapshot",
-         "delete events covered by the oldest kept snapshot")
-    .add(stash_limit, "stash-limit",
-         "commands buffered per aggregate while it is busy")
-    .add(passivation_timeout_s, "passivation-timeout-s",
-         "idle seconds before an entity passivates")
-    .add(max_active_entities, "max-active-entities",
-         "active entities before the least recently used passivates");
+      .add(data_dir, "data-dir,d", "data directory of the node")
+      .add(durability, "durability", "sync | nometasync | nosync")
+      .add(initial_map_mib, "initial-map-mib", "initial LMDB map size (MiB)")
+      .add(snapshot_every, "snapshot-every",
+           "snapshot an aggregate every N events (0: never)")
+      .add(snapshot_keep, "snapshot-keep", "snapshots kept per aggregate")
+      .add(delete_events_on_snapshot, "delete-events-on-snapshot",
+           "delete events covered by the oldest kept snapshot")
+      .add(stash_limit, "stash-limit",
+           "commands buffered per aggregate while it is busy")
+      .add(passivation_timeout_s, "passivation-timeout-s",
+           "idle seconds before an entity passivates")
+      .add(max_active_entities, "max-active-entities",
+           "active entities before the least recently used passivates");
   // On 2 cores, one worker per core was 30-45 % faster than CAF's default
   // of max(cores, 4) (PLATFORM.md). The command line still overrides it.
   auto cores = std::max(1u, std::thread::hardware_concurrency());
@@ -31,8 +31,8 @@ node_config::node_config() {
   add_error_categories(*this);
 }
 
-caf::expected<persistence::journal_config>
-node_config::journal_settings() const {
+caf::expected<persistence::journal_config> node_config::journal_settings()
+    const {
   persistence::journal_config cfg;
   cfg.directory = data_dir;
   if (durability == "sync")
@@ -43,10 +43,10 @@ node_config::journal_settings() const {
     cfg.mode = persistence::durability::nosync;
   else
     return make_error(errc::invalid_argument,
-                      "unknown durability '" + durability
-                        + "'; use sync, nometasync or nosync");
+                      "unknown durability '" + durability +
+                          "'; use sync, nometasync or nosync");
   cfg.initial_map_size = uint64_t{initial_map_mib} << 20;
   return cfg;
 }
 
-} // namespace mnemo::runtime
+}  // namespace mnemo::runtime

@@ -25,29 +25,29 @@ std::string why(const caf::expected<T>& x) {
 }
 
 bool is_bank(const caf::error& err, account_errc code) {
-  return err.category() == caf::atom("bank")
-         && err.code() == static_cast<uint8_t>(code);
+  return err.category() == caf::atom("bank") &&
+         err.code() == static_cast<uint8_t>(code);
 }
 
 // Sends every command before running the system once, so that they queue
 // up behind recovery; returns the replies in order.
-std::vector<caf::expected<account_reply>>
-send_all(fixture& f, const std::string& id, std::vector<account::command> cmds) {
+std::vector<caf::expected<account_reply>> send_all(
+    fixture& f, const std::string& id, std::vector<account::command> cmds) {
   auto results = std::make_shared<std::vector<caf::expected<account_reply>>>(
-    cmds.size(), caf::expected<account_reply>{caf::sec::request_timeout});
+      cmds.size(), caf::expected<account_reply>{caf::sec::request_timeout});
   auto dest = f.actor(id);
   for (size_t i = 0; i < cmds.size(); ++i)
     f.system().spawn([=](caf::event_based_actor* self) {
       self->request(dest, caf::infinite, actors::command_atom::value,
                     std::string{}, cmds[i])
-        .then([=](account_reply& r) { (*results)[i] = r; },
-              [=](caf::error& e) { (*results)[i] = e; });
+          .then([=](account_reply& r) { (*results)[i] = r; },
+                [=](caf::error& e) { (*results)[i] = e; });
     });
   f.run();
   return *results;
 }
 
-} // namespace
+}  // namespace
 
 BOOST_AUTO_TEST_SUITE(aggregate)
 
@@ -79,15 +79,16 @@ BOOST_AUTO_TEST_CASE(rejections_persist_nothing) {
   BOOST_REQUIRE(!twice);
   BOOST_CHECK(is_bank(twice.error(), account_errc::already_exists));
   auto unknown = f.when("nobody", deposit{5});
-  BOOST_CHECK(!unknown && is_bank(unknown.error(), account_errc::unknown_account));
+  BOOST_CHECK(!unknown &&
+              is_bank(unknown.error(), account_errc::unknown_account));
   BOOST_CHECK_EQUAL(f.events("a1")->size(), 1u);
   BOOST_CHECK(f.events("nobody")->empty());
 }
 
 BOOST_AUTO_TEST_CASE(restart_recovers_state_from_the_journal) {
   fixture f;
-  f.given("a1", {account_opened{"alice"}, money_deposited{50},
-                 money_deposited{25}});
+  f.given("a1",
+          {account_opened{"alice"}, money_deposited{50}, money_deposited{25}});
   BOOST_CHECK_EQUAL(f.when("a1", withdraw{5})->balance, 70);
   f.restart("a1");
   auto st = f.state("a1");
@@ -100,8 +101,8 @@ BOOST_AUTO_TEST_CASE(restart_recovers_state_from_the_journal) {
 BOOST_AUTO_TEST_CASE(commands_during_recovery_are_stashed_in_order) {
   fixture f;
   f.given("a1", {account_opened{"alice"}});
-  auto replies = send_all(f, "a1", {deposit{10}, deposit{20}, withdraw{5},
-                                    deposit{1}});
+  auto replies =
+      send_all(f, "a1", {deposit{10}, deposit{20}, withdraw{5}, deposit{1}});
   std::vector<int64_t> balances;
   for (auto& r : replies) {
     BOOST_REQUIRE_MESSAGE(r, why(r));
@@ -117,8 +118,8 @@ BOOST_AUTO_TEST_CASE(stash_overflow_is_answered_not_dropped) {
   f.given("a1", {account_opened{"alice"}});
   // The first command persists; two wait in the stash; the fourth finds
   // the stash full and is answered at once.
-  auto replies = send_all(f, "a1", {deposit{1}, deposit{2}, deposit{3},
-                                    deposit{4}});
+  auto replies =
+      send_all(f, "a1", {deposit{1}, deposit{2}, deposit{3}, deposit{4}});
   BOOST_REQUIRE_EQUAL(replies.size(), 4u);
   for (size_t i = 0; i < 3; ++i)
     BOOST_CHECK_MESSAGE(replies[i], why(replies[i]));
@@ -212,10 +213,10 @@ BOOST_AUTO_TEST_CASE(persist_failure_stops_the_aggregate_and_restart_heals) {
 
 BOOST_AUTO_TEST_CASE(every_event_type_round_trips) {
   fixture f;
-  for (account::event ev : {account::event{account_opened{"o"}},
-                            account::event{money_deposited{5}},
-                            account::event{money_withdrawn{6}},
-                            account::event{account_closed{"bye"}}}) {
+  for (account::event ev :
+       {account::event{account_opened{"o"}}, account::event{money_deposited{5}},
+        account::event{money_withdrawn{6}},
+        account::event{account_closed{"bye"}}}) {
     auto back = f.round_trip(ev);
     BOOST_REQUIRE_MESSAGE(back, why(back));
     BOOST_CHECK(*back == ev);

@@ -25,8 +25,7 @@ BOOST_AUTO_TEST_CASE(persistence_errors_translate_with_their_message) {
   auto text = runtime::describe(err);
   BOOST_CHECK_MESSAGE(text.rfind("mnemo_pers:version_conflict: version "
                                  "conflict on stream 's'",
-                                 0)
-                        == 0,
+                                 0) == 0,
                       text);
   BOOST_CHECK(!runtime::to_caf_error(persistence::error{}));
   auto rt = runtime::make_error(runtime::errc::stash_overflow, "full");
@@ -84,10 +83,10 @@ BOOST_AUTO_TEST_CASE(shutdown_completes_with_actors_holding_each_other) {
   });
   (*n)->track(a);
   (*n)->track(b);
-  BOOST_REQUIRE((*n)->journal().append("s", {persistence::new_event{
-                                                {}, "t", 1, {0x80}, {}, {}, {}, {}}},
-                                      persistence::expected_version::any()));
-  n->reset(); // must return
+  BOOST_REQUIRE((*n)->journal().append(
+      "s", {persistence::new_event{{}, "t", 1, {0x80}, {}, {}, {}, {}}},
+      persistence::expected_version::any()));
+  n->reset();  // must return
   BOOST_CHECK(true);
 }
 

@@ -36,6 +36,7 @@
 #include "mnemo/actors/effect.hpp"
 #include "mnemo/actors/variant_codec.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
+#include "mnemo/runtime/entity_registry.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/variant_inspect.hpp"
 
@@ -47,9 +48,9 @@ template <class A, class = void>
 struct has_on_recovered : std::false_type {};
 
 template <class A>
-struct has_on_recovered<
-  A, std::void_t<decltype(A::on_recovered(std::declval<const typename A::state&>()))>>
-  : std::true_type {};
+struct has_on_recovered<A, std::void_t<decltype(A::on_recovered(
+                               std::declval<const typename A::state&>()))>>
+    : std::true_type {};
 
 /// Metadata keys written by aggregates.
 constexpr const char* command_key = "mnemo.command";
@@ -63,7 +64,7 @@ std::string pack_to_string(const T& x) {
   return std::string{buf.data(), buf.size()};
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Returns the stream id of aggregate `A` with id `id`: "<type_name>-<id>".
 template <class A>
@@ -75,7 +76,7 @@ std::string stream_of(const std::string& id) {
 /// `sys.spawn<aggregate_actor<A>>(context, id)`.
 template <class A>
 class aggregate_actor : public caf::event_based_actor {
-public:
+ public:
   using state_type = typename A::state;
   using event_type = typename A::event;
   using command_type = typename A::command;
@@ -83,15 +84,12 @@ public:
   using reply_promise = caf::typed_response_promise<reply_type>;
 
   aggregate_actor(caf::actor_config& cfg, aggregate_context ctx, std::string id)
-    : caf::event_based_actor(cfg),
-      ctx_(ctx),
-      stream_(stream_of<A>(id)),
-      codec_(*ctx.registry) {
-  }
+      : caf::event_based_actor(cfg),
+        ctx_(ctx),
+        stream_(stream_of<A>(id)),
+        codec_(*ctx.registry) {}
 
-  const char* name() const override {
-    return A::type_name;
-  }
+  const char* name() const override { return A::type_name; }
 
   caf::behavior make_behavior() override {
     set_exit_handler([this](caf::exit_msg& msg) {
@@ -101,17 +99,21 @@ public:
     });
     start_recovery();
     return {
-      [this](command_atom, std::string& id,
-             command_type& cmd) -> caf::result<reply_type> {
-        return on_command(std::move(id), std::move(cmd));
-      },
-      [this](caf::get_atom) -> caf::result<state_type> { return on_get(); },
-      [this](persisted_atom, uint64_t ticket) { on_persisted(ticket); },
-      [this](recover_atom) { recover_step(); },
+        [this](command_atom, std::string& id,
+               command_type& cmd) -> caf::result<reply_type> {
+          return on_command(std::move(id), std::move(cmd));
+        },
+        [this](caf::get_atom) -> caf::result<state_type> { return on_get(); },
+        [this](persisted_atom, uint64_t ticket) { on_persisted(ticket); },
+        [this](runtime::passivate_atom) {
+          passivating_ = true;
+          drain_stash();
+        },
+        [this](recover_atom) { recover_step(); },
     };
   }
 
-private:
+ private:
   struct pending {
     std::string id;
     command_type cmd;
@@ -126,8 +128,8 @@ private:
     std::string reply_bytes;
   };
 
-  using append_slot =
-    std::shared_ptr<std::optional<persistence::expected<persistence::append_result>>>;
+  using append_slot = std::shared_ptr<
+      std::optional<persistence::expected<persistence::append_result>>>;
 
   // -- commands ---------------------------------------------------------------
 
@@ -135,11 +137,10 @@ private:
     auto rp = make_response_promise<reply_type>();
     if (recovering_ || flight_) {
       if (stash_.size() >= ctx_.options.stash_limit) {
-        rp.deliver(runtime::make_error(
-          runtime::errc::stash_overflow,
-          "aggregate '" + stream_ + "' has "
-            + std::to_string(stash_.size())
-            + " commands waiting; retry later"));
+        rp.deliver(runtime::make_error(runtime::errc::stash_overflow,
+                                       "aggregate '" + stream_ + "' has " +
+                                           std::to_string(stash_.size()) +
+                                           " commands waiting; retry later"));
         return rp;
       }
       stash_.push_back(pending{std::move(id), std::move(cmd), rp});
@@ -204,8 +205,7 @@ private:
         f.cmd.rp.deliver(runtime::to_caf_error(encoded.error()));
         return;
       }
-      if (!f.cmd.id.empty())
-        encoded->metadata[detail::command_key] = f.cmd.id;
+      if (!f.cmd.id.empty()) encoded->metadata[detail::command_key] = f.cmd.id;
       batch.push_back(std::move(*encoded));
     }
     if (batch.empty()) {
@@ -220,25 +220,26 @@ private:
     f.events = batch.size();
     flight_.emplace(std::move(f));
     auto slot = std::make_shared<
-      std::optional<persistence::expected<persistence::append_result>>>();
+        std::optional<persistence::expected<persistence::append_result>>>();
     slot_ = slot;
     auto ticket = ++ticket_;
     auto me = caf::actor_cast<caf::actor>(this);
     auto* sink = ctx_.completions;
     sink->expect();
     ctx_.journal->append(
-      stream_, std::move(batch), persistence::expected_version::exact(version_),
-      [slot, sink, me, ticket](
-        persistence::expected<persistence::append_result> res) {
-        slot->emplace(std::move(res));
-        sink->post(
-          [me, ticket] { caf::anon_send(me, persisted_atom::value, ticket); });
-      });
+        stream_, std::move(batch),
+        persistence::expected_version::exact(version_),
+        [slot, sink, me,
+         ticket](persistence::expected<persistence::append_result> res) {
+          slot->emplace(std::move(res));
+          sink->post([me, ticket] {
+            caf::anon_send(me, persisted_atom::value, ticket);
+          });
+        });
   }
 
   void on_persisted(uint64_t ticket) {
-    if (!flight_ || ticket != ticket_ || !slot_ || !*slot_)
-      return;
+    if (!flight_ || ticket != ticket_ || !slot_ || !*slot_) return;
     auto res = std::move(**slot_);
     slot_.reset();
     auto f = std::move(*flight_);
@@ -253,8 +254,7 @@ private:
     }
     state_ = std::move(f.next_state);
     version_ += f.events;
-    if (!f.cmd.id.empty())
-      remember(f.cmd.id, std::move(f.reply_bytes));
+    if (!f.cmd.id.empty()) remember(f.cmd.id, std::move(f.reply_bytes));
     f.cmd.rp.deliver(std::move(f.reply));
     maybe_snapshot();
     drain_stash();
@@ -266,6 +266,9 @@ private:
       stash_.pop_front();
       execute(std::move(p));
     }
+    // Passivation waits for started work: a pending write and the stash.
+    if (passivating_ && !recovering_ && !flight_ && stash_.empty())
+      stop_with(caf::error{}, caf::exit_reason::normal);
   }
 
   void deliver_stored(reply_promise& rp, const std::string& bytes) {
@@ -274,10 +277,9 @@ private:
       auto handle = msgpack::unpack(bytes.data(), bytes.size());
       handle.get().convert(value);
     } catch (const std::exception& e) {
-      rp.deliver(runtime::make_error(
-        runtime::errc::handler_failed,
-        "stored reply of aggregate '" + stream_ + "' is unreadable: "
-          + e.what()));
+      rp.deliver(runtime::make_error(runtime::errc::handler_failed,
+                                     "stored reply of aggregate '" + stream_ +
+                                         "' is unreadable: " + e.what()));
       return;
     }
     rp.deliver(std::move(value));
@@ -293,9 +295,9 @@ private:
   }
 
   void handler_failed(reply_promise& rp, const char* what) {
-    auto err = runtime::make_error(runtime::errc::handler_failed,
-                                   "command handler of '" + stream_
-                                     + "' threw: " + what);
+    auto err = runtime::make_error(
+        runtime::errc::handler_failed,
+        "command handler of '" + stream_ + "' threw: " + what);
     rp.deliver(err);
     stop_with(err, err);
   }
@@ -306,19 +308,17 @@ private:
     std::string missing;
     if (!codec_.complete(missing))
       return stop_with_now(runtime::make_error(
-        runtime::errc::invalid_argument,
-        "event type " + missing + " of aggregate '" + std::string{A::type_name}
-          + "' is not registered"));
+          runtime::errc::invalid_argument,
+          "event type " + missing + " of aggregate '" +
+              std::string{A::type_name} + "' is not registered"));
     auto snap = ctx_.journal->snapshots().load(
-      stream_, persistence::snapshot_criteria::latest());
-    if (!snap)
-      return stop_with_now(runtime::to_caf_error(snap.error()));
+        stream_, persistence::snapshot_criteria::latest());
+    if (!snap) return stop_with_now(runtime::to_caf_error(snap.error()));
     if (*snap) {
       auto& s = **snap;
       auto st = ctx_.registry->template decode_payload<state_type>(
-        s.type, s.schema_version, s.payload, stream_, s.meta.sequence);
-      if (!st)
-        return stop_with_now(runtime::to_caf_error(st.error()));
+          s.type, s.schema_version, s.payload, stream_, s.meta.sequence);
+      if (!st) return stop_with_now(runtime::to_caf_error(st.error()));
       state_ = std::move(*st);
       version_ = s.meta.sequence;
       last_snapshot_ = version_;
@@ -329,14 +329,12 @@ private:
 
   void restore_processed(const persistence::event_metadata& meta) {
     auto i = meta.find(detail::processed_key);
-    if (i == meta.end())
-      return;
+    if (i == meta.end()) return;
     try {
       auto handle = msgpack::unpack(i->second.data(), i->second.size());
       std::vector<std::pair<std::string, std::string>> entries;
       handle.get().convert(entries);
-      for (auto& [id, bytes] : entries)
-        remember(id, std::move(bytes));
+      for (auto& [id, bytes] : entries) remember(id, std::move(bytes));
     } catch (const std::exception&) {
       // An unreadable window only weakens idempotency for old commands;
       // the state itself was verified by its checksum.
@@ -344,24 +342,21 @@ private:
   }
 
   void recover_step() {
-    if (!recovering_ || stopped_)
-      return;
+    if (!recovering_ || stopped_) return;
     auto chunk = ctx_.options.recovery_chunk;
-    auto events = ctx_.journal->read_stream(stream_, version_ + 1, UINT64_MAX,
-                                            chunk);
-    if (!events)
-      return stop_with_now(runtime::to_caf_error(events.error()));
+    auto events =
+        ctx_.journal->read_stream(stream_, version_ + 1, UINT64_MAX, chunk);
+    if (!events) return stop_with_now(runtime::to_caf_error(events.error()));
     for (auto& env : *events) {
       auto ev = codec_.decode(env);
-      if (!ev)
-        return stop_with_now(runtime::to_caf_error(ev.error()));
+      if (!ev) return stop_with_now(runtime::to_caf_error(ev.error()));
       try {
         state_ = A::apply(std::move(state_), *ev);
       } catch (const std::exception& e) {
         return stop_with_now(runtime::make_error(
-          runtime::errc::handler_failed,
-          "event handler of '" + stream_ + "' threw at sequence "
-            + std::to_string(env.sequence) + ": " + e.what()));
+            runtime::errc::handler_failed,
+            "event handler of '" + stream_ + "' threw at sequence " +
+                std::to_string(env.sequence) + ": " + e.what()));
       }
       version_ = env.sequence;
       auto cmd = env.metadata.find(detail::command_key);
@@ -374,10 +369,8 @@ private:
       return;
     }
     recovering_ = false;
-    if constexpr (detail::has_on_recovered<A>::value)
-      A::on_recovered(state_);
-    for (auto& rp : state_waiters_)
-      rp.deliver(state_);
+    if constexpr (detail::has_on_recovered<A>::value) A::on_recovered(state_);
+    for (auto& rp : state_waiters_) rp.deliver(state_);
     state_waiters_.clear();
     drain_stash();
   }
@@ -386,14 +379,13 @@ private:
 
   void maybe_snapshot() {
     auto every = ctx_.options.snapshot_every;
-    if (every == 0 || version_ / every == last_snapshot_ / every)
-      return;
+    if (every == 0 || version_ / every == last_snapshot_ / every) return;
     persistence::snapshot snap;
     snap.meta.stream_id = stream_;
     snap.meta.sequence = version_;
-    if (auto err = ctx_.registry->encode(state_, snap.type,
-                                         snap.schema_version, snap.payload))
-      return; // state type unregistered: snapshots are an optimisation
+    if (auto err = ctx_.registry->encode(state_, snap.type, snap.schema_version,
+                                         snap.payload))
+      return;  // state type unregistered: snapshots are an optimisation
     std::vector<std::pair<std::string, std::string>> window;
     for (auto& id : processed_order_)
       window.emplace_back(id, processed_.at(id));
@@ -401,32 +393,32 @@ private:
     last_snapshot_ = version_;
     auto keep = ctx_.options.snapshot_keep;
     uint64_t delete_to = 0;
-    if (ctx_.options.delete_events_on_snapshot && keep > 0
-        && version_ > (keep - 1) * every)
+    if (ctx_.options.delete_events_on_snapshot && keep > 0 &&
+        version_ > (keep - 1) * every)
       delete_to = version_ - (keep - 1) * every;
     auto* sink = ctx_.completions;
     auto* journal = ctx_.journal;
     auto stream = stream_;
     sink->expect();
     journal->write(
-      [snap = std::move(snap), keep](persistence::write_txn& txn) mutable {
-        auto stream = snap.meta.stream_id;
-        if (auto err = persistence::snapshot_store::save_in(txn,
-                                                            std::move(snap)))
-          return err;
-        return persistence::snapshot_store::retain_in(txn, stream,
-                                                      std::max<size_t>(keep, 1));
-      },
-      [sink, journal, stream, delete_to](persistence::error err) {
-        // Only a stored snapshot may let events go.
-        if (!err && delete_to > 0) {
-          sink->expect();
-          journal->delete_events_to(stream, delete_to, [sink](persistence::error) {
-            sink->post([] {});
-          });
-        }
-        sink->post([] {});
-      });
+        [snap = std::move(snap), keep](persistence::write_txn& txn) mutable {
+          auto stream = snap.meta.stream_id;
+          if (auto err =
+                  persistence::snapshot_store::save_in(txn, std::move(snap)))
+            return err;
+          return persistence::snapshot_store::retain_in(
+              txn, stream, std::max<size_t>(keep, 1));
+        },
+        [sink, journal, stream, delete_to](persistence::error err) {
+          // Only a stored snapshot may let events go.
+          if (!err && delete_to > 0) {
+            sink->expect();
+            journal->delete_events_to(
+                stream, delete_to,
+                [sink](persistence::error) { sink->post([] {}); });
+          }
+          sink->post([] {});
+        });
   }
 
   // -- stopping ---------------------------------------------------------------
@@ -434,28 +426,22 @@ private:
   /// Answers every waiting caller with `err` (or `entity_stopped`), then
   /// quits with `reason`.
   void stop_with(caf::error err, caf::error reason) {
-    if (stopped_)
-      return;
+    if (stopped_) return;
     stopped_ = true;
-    auto fail = err ? err
-                    : runtime::make_error(runtime::errc::entity_stopped,
-                                          "aggregate '" + stream_
-                                            + "' stopped");
-    if (flight_)
-      flight_->cmd.rp.deliver(fail);
+    auto fail =
+        err ? err
+            : runtime::make_error(runtime::errc::entity_stopped,
+                                  "aggregate '" + stream_ + "' stopped");
+    if (flight_) flight_->cmd.rp.deliver(fail);
     flight_.reset();
-    for (auto& p : stash_)
-      p.rp.deliver(fail);
+    for (auto& p : stash_) p.rp.deliver(fail);
     stash_.clear();
-    for (auto& rp : state_waiters_)
-      rp.deliver(fail);
+    for (auto& rp : state_waiters_) rp.deliver(fail);
     state_waiters_.clear();
     quit(std::move(reason));
   }
 
-  void stop_with_now(caf::error err) {
-    stop_with(err, err);
-  }
+  void stop_with_now(caf::error err) { stop_with(err, err); }
 
   aggregate_context ctx_;
   std::string stream_;
@@ -465,6 +451,7 @@ private:
   uint64_t last_snapshot_ = 0;
   bool recovering_ = true;
   bool stopped_ = false;
+  bool passivating_ = false;
   std::deque<pending> stash_;
   std::vector<caf::typed_response_promise<state_type>> state_waiters_;
   std::optional<in_flight> flight_;
@@ -474,4 +461,4 @@ private:
   std::deque<std::string> processed_order_;
 };
 
-} // namespace mnemo::actors
+}  // namespace mnemo::actors

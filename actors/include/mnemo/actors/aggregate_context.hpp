@@ -49,4 +49,4 @@ struct aggregate_context {
   aggregate_options options;
 };
 
-} // namespace mnemo::actors
+}  // namespace mnemo::actors

@@ -13,7 +13,7 @@ namespace mnemo::actors {
 /// reject with an error, or reply and stop.
 template <class A>
 class effect {
-public:
+ public:
   using state_type = typename A::state;
   using event_type = typename A::event;
   using reply_type = typename A::reply;
@@ -58,25 +58,14 @@ public:
     return e;
   }
 
-  kind what() const noexcept {
-    return kind_;
-  }
-  std::vector<event_type>& events() noexcept {
-    return events_;
-  }
-  const reply_function& reply_function_of() const noexcept {
-    return reply_fn_;
-  }
-  reply_type& reply() noexcept {
-    return reply_;
-  }
-  caf::error& error() noexcept {
-    return error_;
-  }
+  kind what() const noexcept { return kind_; }
+  std::vector<event_type>& events() noexcept { return events_; }
+  const reply_function& reply_function_of() const noexcept { return reply_fn_; }
+  reply_type& reply() noexcept { return reply_; }
+  caf::error& error() noexcept { return error_; }
 
-private:
-  explicit effect(kind k) : kind_(k) {
-  }
+ private:
+  explicit effect(kind k) : kind_(k) {}
   kind kind_;
   std::vector<event_type> events_;
   reply_function reply_fn_;
@@ -84,4 +73,4 @@ private:
   caf::error error_;
 };
 
-} // namespace mnemo::actors
+}  // namespace mnemo::actors

@@ -29,12 +29,12 @@ namespace mnemo::actors {
 /// A fresh directory under the system temp directory, removed on
 /// destruction.
 class temp_directory {
-public:
+ public:
   temp_directory() {
     static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path()
-            / ("mnemo-testkit-" + std::to_string(::getpid()) + "-"
-               + std::to_string(counter++));
+    path_ = std::filesystem::temp_directory_path() /
+            ("mnemo-testkit-" + std::to_string(::getpid()) + "-" +
+             std::to_string(counter++));
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
@@ -44,11 +44,9 @@ public:
   }
   temp_directory(const temp_directory&) = delete;
   temp_directory& operator=(const temp_directory&) = delete;
-  const std::filesystem::path& path() const noexcept {
-    return path_;
-  }
+  const std::filesystem::path& path() const noexcept { return path_; }
 
-private:
+ private:
   std::filesystem::path path_;
 };
 
@@ -57,16 +55,17 @@ private:
 /// Not thread-safe: drive it from the test's thread only.
 template <class A>
 class aggregate_fixture {
-public:
+ public:
   using state_type = typename A::state;
   using event_type = typename A::event;
   using command_type = typename A::command;
   using reply_type = typename A::reply;
 
   explicit aggregate_fixture(aggregate_options options = {})
-    : journal_(open_journal(dir_)),
-      sys_(init(cfg_)),
-      sched_(dynamic_cast<caf::scheduler::test_coordinator&>(sys_.scheduler())) {
+      : journal_(open_journal(dir_)),
+        sys_(init(cfg_)),
+        sched_(
+            dynamic_cast<caf::scheduler::test_coordinator&>(sys_.scheduler())) {
     A::register_types(registry_);
     ctx_.journal = journal_.get();
     ctx_.registry = &registry_;
@@ -87,14 +86,12 @@ public:
     std::vector<persistence::new_event> batch;
     for (auto& ev : events) {
       auto encoded = codec.encode(ev);
-      if (!encoded)
-        throw std::runtime_error(encoded.error().to_string());
+      if (!encoded) throw std::runtime_error(encoded.error().to_string());
       batch.push_back(std::move(*encoded));
     }
     auto res = journal_->append(stream_of<A>(id), std::move(batch),
                                 persistence::expected_version::any());
-    if (!res)
-      throw std::runtime_error(res.error().to_string());
+    if (!res) throw std::runtime_error(res.error().to_string());
   }
 
   /// Sends `cmd` (with idempotency id `command_id`, may be empty) to the
@@ -114,15 +111,13 @@ public:
   /// Returns every stored event of the aggregate, decoded ("then events").
   caf::expected<std::vector<event_type>> events(const std::string& id) {
     variant_codec<event_type> codec{registry_};
-    auto stored = journal_->read_stream(stream_of<A>(id), 1, UINT64_MAX,
-                                        UINT64_MAX);
-    if (!stored)
-      return runtime::to_caf_error(stored.error());
+    auto stored =
+        journal_->read_stream(stream_of<A>(id), 1, UINT64_MAX, UINT64_MAX);
+    if (!stored) return runtime::to_caf_error(stored.error());
     std::vector<event_type> result;
     for (auto& env : *stored) {
       auto ev = codec.decode(env);
-      if (!ev)
-        return runtime::to_caf_error(ev.error());
+      if (!ev) return runtime::to_caf_error(ev.error());
       result.push_back(std::move(*ev));
     }
     return result;
@@ -143,8 +138,7 @@ public:
   /// Returns the live actor of `id`, spawning it on first use.
   caf::actor actor(const std::string& id) {
     auto i = actors_.find(id);
-    if (i != actors_.end())
-      return i->second;
+    if (i != actors_.end()) return i->second;
     auto handle = sys_.spawn<aggregate_actor<A>>(ctx_, id);
     actors_.emplace(id, handle);
     return handle;
@@ -155,16 +149,14 @@ public:
   caf::expected<event_type> round_trip(const event_type& ev) const {
     variant_codec<event_type> codec{registry_};
     auto encoded = codec.encode(ev);
-    if (!encoded)
-      return runtime::to_caf_error(encoded.error());
+    if (!encoded) return runtime::to_caf_error(encoded.error());
     persistence::event_envelope env;
     env.type = encoded->type;
     env.schema_version = encoded->schema_version;
     env.payload = encoded->payload;
     env.stream_id = "round-trip";
     auto decoded = codec.decode(env);
-    if (!decoded)
-      return runtime::to_caf_error(decoded.error());
+    if (!decoded) return runtime::to_caf_error(decoded.error());
     return std::move(*decoded);
   }
 
@@ -172,8 +164,7 @@ public:
   void run() {
     for (;;) {
       sched_.run();
-      if (sink_.drain() == 0 && sched_.jobs.empty())
-        return;
+      if (sink_.drain() == 0 && sched_.jobs.empty()) return;
     }
   }
 
@@ -181,50 +172,39 @@ public:
   template <class T, class... Ts>
   caf::expected<T> request(const caf::actor& dest, Ts... xs) {
     auto res = std::make_shared<caf::expected<T>>(
-      runtime::make_error(runtime::errc::entity_stopped, "no reply"));
+        runtime::make_error(runtime::errc::entity_stopped, "no reply"));
     sys_.spawn([=](caf::event_based_actor* self) {
       self->request(dest, caf::infinite, xs...)
-        .then([=](T& x) { *res = std::move(x); },
-              [=](caf::error& e) { *res = std::move(e); });
+          .then([=](T& x) { *res = std::move(x); },
+                [=](caf::error& e) { *res = std::move(e); });
     });
     run();
     return std::move(*res);
   }
 
-  caf::actor_system& system() noexcept {
-    return sys_;
-  }
-  caf::scheduler::test_coordinator& scheduler() noexcept {
-    return sched_;
-  }
-  persistence::journal& journal() noexcept {
-    return *journal_;
-  }
-  persistence::event_registry& registry() noexcept {
-    return registry_;
-  }
-  aggregate_context& context() noexcept {
-    return ctx_;
-  }
+  caf::actor_system& system() noexcept { return sys_; }
+  caf::scheduler::test_coordinator& scheduler() noexcept { return sched_; }
+  persistence::journal& journal() noexcept { return *journal_; }
+  persistence::event_registry& registry() noexcept { return registry_; }
+  aggregate_context& context() noexcept { return ctx_; }
   const std::filesystem::path& directory() const noexcept {
     return dir_.path();
   }
 
-private:
+ private:
   static caf::actor_system_config& init(caf::actor_system_config& cfg) {
     cfg.set("scheduler.policy", caf::atom("testing"));
     runtime::add_error_categories(cfg);
     return cfg;
   }
 
-  static std::unique_ptr<persistence::journal>
-  open_journal(const temp_directory& dir) {
+  static std::unique_ptr<persistence::journal> open_journal(
+      const temp_directory& dir) {
     persistence::journal_config cfg;
     cfg.directory = (dir.path() / "data").string();
     cfg.mode = persistence::durability::nosync;
     auto j = persistence::journal::open(cfg);
-    if (!j)
-      throw std::runtime_error(j.error().to_string());
+    if (!j) throw std::runtime_error(j.error().to_string());
     return std::move(*j);
   }
 
@@ -239,4 +219,4 @@ private:
   std::map<std::string, caf::actor> actors_;
 };
 
-} // namespace mnemo::actors
+}  // namespace mnemo::actors

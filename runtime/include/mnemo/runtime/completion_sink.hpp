@@ -18,7 +18,7 @@ namespace mnemo::runtime {
 /// queue is not thread-safe, a `deferred_completions` sink queues them for
 /// the test thread instead.
 class completion_sink {
-public:
+ public:
   virtual ~completion_sink() = default;
 
   /// Hands `fn` over; called on the writer thread. Must not block.
@@ -33,16 +33,14 @@ public:
 
 /// Runs each completion immediately on the posting thread.
 class immediate_completions final : public completion_sink {
-public:
-  void post(std::function<void()> fn) override {
-    fn();
-  }
+ public:
+  void post(std::function<void()> fn) override { fn(); }
 };
 
 /// Queues completions until `drain` runs them on the calling thread; for
 /// deterministic tests. Thread-safe.
 class deferred_completions final : public completion_sink {
-public:
+ public:
   void post(std::function<void()> fn) override {
     std::lock_guard<std::mutex> guard{mtx_};
     queue_.push_back(std::move(fn));
@@ -64,16 +62,15 @@ public:
       ready.swap(queue_);
       outstanding_ -= ready.size();
     }
-    for (auto& fn : ready)
-      fn();
+    for (auto& fn : ready) fn();
     return ready.size();
   }
 
-private:
+ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
   size_t outstanding_ = 0;
 };
 
-} // namespace mnemo::runtime
+}  // namespace mnemo::runtime

@@ -59,4 +59,4 @@ std::string describe(const caf::error& err);
 /// `actor_system::render` prints them. Call once per config.
 void add_error_categories(caf::actor_system_config& cfg);
 
-} // namespace mnemo::runtime
+}  // namespace mnemo::runtime

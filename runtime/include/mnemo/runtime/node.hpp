@@ -17,7 +17,7 @@ namespace mnemo::runtime {
 /// spawned through `track` gets an exit message, the node waits for all
 /// actors, lets the journal finish its queue, then stops the system.
 class node {
-public:
+ public:
   /// Opens the journal in `cfg.data_dir` and starts the actor system.
   /// `cfg` must outlive the node. Errors: persistence errors of
   /// `journal::open`, translated; `invalid_argument` for bad options.
@@ -28,26 +28,16 @@ public:
   node(const node&) = delete;
   node& operator=(const node&) = delete;
 
-  caf::actor_system& system() noexcept {
-    return *system_;
-  }
-  persistence::journal& journal() noexcept {
-    return *journal_;
-  }
-  persistence::event_registry& registry() noexcept {
-    return registry_;
-  }
-  completion_sink& completions() noexcept {
-    return *sink_;
-  }
-  const node_config& config() const noexcept {
-    return cfg_;
-  }
+  caf::actor_system& system() noexcept { return *system_; }
+  persistence::journal& journal() noexcept { return *journal_; }
+  persistence::event_registry& registry() noexcept { return registry_; }
+  completion_sink& completions() noexcept { return *sink_; }
+  const node_config& config() const noexcept { return cfg_; }
 
   /// Remembers `handle` so that shutdown sends it an exit message.
   void track(const caf::actor& handle);
 
-private:
+ private:
   explicit node(node_config& cfg);
 
   node_config& cfg_;
@@ -58,4 +48,4 @@ private:
   std::vector<caf::actor> tracked_;
 };
 
-} // namespace mnemo::runtime
+}  // namespace mnemo::runtime

@@ -47,4 +47,4 @@ struct node_config : caf::actor_system_config {
   caf::expected<persistence::journal_config> journal_settings() const;
 };
 
-} // namespace mnemo::runtime
+}  // namespace mnemo::runtime

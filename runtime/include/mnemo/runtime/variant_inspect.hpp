@@ -21,8 +21,7 @@ error load_alternative(Inspector& f, std::variant<Ts...>& x, uint8_t index) {
   if constexpr (I < sizeof...(Ts)) {
     if (index == I) {
       std::variant_alternative_t<I, std::variant<Ts...>> tmp{};
-      if (auto err = f(tmp))
-        return err;
+      if (auto err = f(tmp)) return err;
       x.template emplace<I>(std::move(tmp));
       return none;
     }
@@ -32,7 +31,7 @@ error load_alternative(Inspector& f, std::variant<Ts...>& x, uint8_t index) {
   }
 }
 
-} // namespace mnemo_detail
+}  // namespace mnemo_detail
 
 /// Inspects a std::variant: index, then the held alternative.
 template <class Inspector, class... Ts>
@@ -44,8 +43,7 @@ typename Inspector::result_type inspect(Inspector& f, std::variant<Ts...>& x) {
                       x);
   } else {
     uint8_t index = 0;
-    if (auto err = f(index))
-      return err;
+    if (auto err = f(index)) return err;
     return mnemo_detail::load_alternative<0>(f, x, index);
   }
 }
@@ -53,6 +51,6 @@ typename Inspector::result_type inspect(Inspector& f, std::variant<Ts...>& x) {
 namespace detail {
 // stringification_inspector lives here; let it find the overload above.
 using caf::inspect;
-} // namespace detail
+}  // namespace detail
 
-} // namespace caf
+}  // namespace caf
