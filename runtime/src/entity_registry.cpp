@@ -116,7 +116,8 @@ class registry_logic {
     return handle;
   }
 
-  void passivate(const std::string& id) {
+  // By value: callers pass references into `lru`, which this erases.
+  void passivate(std::string id) {
     auto& st = self_->state;
     auto i = st.active.find(id);
     if (i == st.active.end()) return;
