@@ -68,12 +68,8 @@ nlohmann::json state_json(const std::string& id, const bank::account_state& s) {
 
 int run(runtime::node& n, const parsed& p) {
   bank::account::register_types(n.registry());
-  actors::aggregate_context ctx{
-      &n.journal(), &n.registry(), &n.completions(), {}};
-  ctx.options.snapshot_every = n.config().snapshot_every;
-  ctx.options.snapshot_keep = n.config().snapshot_keep;
-  ctx.options.delete_events_on_snapshot = n.config().delete_events_on_snapshot;
-  ctx.options.stash_limit = n.config().stash_limit;
+  actors::aggregate_context ctx{&n.journal(), &n.registry(), &n.completions(),
+                                actors::aggregate_options::from(n.config())};
   auto stream = actors::stream_of<bank::account>(p.id);
   auto before = n.journal().highest_sequence(stream);
   auto acct =

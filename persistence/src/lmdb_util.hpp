@@ -131,7 +131,6 @@ class cursor {
   int get(MDB_val& key, MDB_val& val, MDB_cursor_op op) noexcept {
     return mdb_cursor_get(cur_, &key, &val, op);
   }
-  MDB_cursor* get() const noexcept { return cur_; }
 
  private:
   MDB_cursor* cur_ = nullptr;

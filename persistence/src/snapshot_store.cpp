@@ -77,7 +77,6 @@ error snapshot_store::save_in(write_txn& txn, snapshot snap) {
 }
 
 error snapshot_store::save(snapshot snap) {
-  if (snap.meta.timestamp_us == 0) snap.meta.timestamp_us = now_micros();
   return journal_->write(
       [&snap](write_txn& txn) { return save_in(txn, snap); });
 }

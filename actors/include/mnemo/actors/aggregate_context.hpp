@@ -8,6 +8,7 @@
 #include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/runtime/completion_sink.hpp"
+#include "mnemo/runtime/node_config.hpp"
 
 namespace mnemo::actors {
 
@@ -38,6 +39,17 @@ struct aggregate_options {
   size_t processed_window = 1000;
   /// Events read per recovery step. Default: 1000.
   size_t recovery_chunk = 1000;
+
+  /// Returns the options a node's configuration sets (snapshot policy and
+  /// stash limit); the others keep their defaults.
+  static aggregate_options from(const runtime::node_config& cfg) {
+    aggregate_options result;
+    result.snapshot_every = cfg.snapshot_every;
+    result.snapshot_keep = cfg.snapshot_keep;
+    result.delete_events_on_snapshot = cfg.delete_events_on_snapshot;
+    result.stash_limit = cfg.stash_limit;
+    return result;
+  }
 };
 
 /// What an aggregate actor needs from its node. The pointees must outlive
