@@ -1,6 +1,7 @@
 #include "mnemo/runtime/entity_registry.hpp"
 
 #include <list>
+#include <random>
 #include <unordered_map>
 #include <vector>
 
@@ -10,6 +11,8 @@
 #include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
+
+#include "mnemo/runtime/error.hpp"
 
 namespace mnemo::runtime {
 
@@ -29,17 +32,38 @@ struct registry_state {
     std::list<std::string>::iterator lru;
   };
 
+  // An id that may not get a live instance yet: its old instance is still
+  // terminating, or it waits for a backoff delay, or it crashed more often
+  // than the restart intensity allows (then `failed` is set until `until`).
+  struct waiting {
+    std::vector<held_message> held;
+    bool terminating = false;
+    uint64_t timer = 0;  // generation of the backoff timer; 0 = none
+    caf::error failed;
+    clock_type::time_point until;
+  };
+
   entity_factory factory;
   registry_options options;
   std::unordered_map<std::string, entry> active;
   std::list<std::string> lru;  // most recently used first
+  // Live and terminating instances.
   std::unordered_map<caf::actor_addr, std::string> ids;
-  // Ids whose old instance is still terminating, with held messages.
-  std::unordered_map<std::string, std::vector<held_message>> stopping;
+  std::unordered_map<std::string, waiting> waiting_ids;
+  // Ids that crashed within the restart window.
+  std::unordered_map<std::string, restart_tracker> crashes;
+  std::mt19937_64 rng;
+  uint64_t timers = 0;
   size_t passivations = 0;
+  size_t restarts = 0;
 };
 
 using registry_actor = caf::stateful_actor<registry_state>;
+
+bool normal_exit(const caf::error& reason) {
+  return !reason || reason == caf::exit_reason::normal ||
+         reason == caf::exit_reason::user_shutdown;
+}
 
 class registry_logic {
  public:
@@ -47,12 +71,14 @@ class registry_logic {
 
   caf::result<caf::message> route(const std::string& id, caf::message& msg) {
     auto& st = self_->state;
-    if (auto i = st.stopping.find(id); i != st.stopping.end()) {
-      auto rp = self_->make_response_promise();
-      i->second.push_back(held_message{std::move(msg), rp});
-      return rp;
+    if (auto i = st.waiting_ids.find(id); i != st.waiting_ids.end()) {
+      auto& w = i->second;
+      if (!w.failed) return hold(id, w, msg);
+      if (self_->clock().now() < w.until) return w.failed;
+      st.waiting_ids.erase(i);
     }
     auto dest = touch_or_activate(id);
+    if (!dest) return no_instance(id);
     return self_->delegate(dest, std::move(msg));
   }
 
@@ -62,20 +88,27 @@ class registry_logic {
     if (i == st.ids.end()) return;
     auto id = std::move(i->second);
     st.ids.erase(i);
-    // A crashed (not passivated) entity leaves the active set too; the next
-    // message recovers a new instance from the journal.
     if (auto a = st.active.find(id);
         a != st.active.end() && a->second.handle.address() == dm.source) {
       st.lru.erase(a->second.lru);
       st.active.erase(a);
     }
-    auto s = st.stopping.find(id);
-    if (s == st.stopping.end()) return;
-    auto held = std::move(s->second);
-    st.stopping.erase(s);
-    if (held.empty()) return;
-    auto dest = touch_or_activate(id);
-    for (auto& h : held) h.rp.delegate(dest, std::move(h.msg));
+    if (!normal_exit(dm.reason)) return on_crash(id, dm.reason);
+    auto w = st.waiting_ids.find(id);
+    if (w == st.waiting_ids.end()) return;
+    auto held = std::move(w->second.held);
+    st.waiting_ids.erase(w);
+    deliver(id, held);
+  }
+
+  void on_timer(const std::string& id, uint64_t generation) {
+    auto& st = self_->state;
+    auto w = st.waiting_ids.find(id);
+    if (w == st.waiting_ids.end() || w->second.timer != generation) return;
+    auto held = std::move(w->second.held);
+    st.waiting_ids.erase(w);
+    // Without held messages the next message activates the entity.
+    deliver(id, held);
   }
 
   void idle_check() {
@@ -89,6 +122,7 @@ class registry_logic {
       idle.push_back(*i);
     }
     for (auto& id : idle) passivate(id);
+    forget_old_crashes(now);
     arm_idle_check();
   }
 
@@ -98,7 +132,89 @@ class registry_logic {
     self_->delayed_send(self_, period, idle_check_atom::value);
   }
 
+  caf::message stats() {
+    auto& st = self_->state;
+    return caf::make_message(st.active.size(), st.passivations, st.restarts);
+  }
+
+  void shutdown(const caf::error& reason) {
+    auto& st = self_->state;
+    for (auto& kvp : st.ids)
+      self_->send_exit(caf::actor_cast<caf::actor>(kvp.first), reason);
+    auto err = make_error(errc::entity_stopped, "entity registry stopped");
+    for (auto& kvp : st.waiting_ids)
+      for (auto& h : kvp.second.held) h.rp.deliver(err);
+    st.waiting_ids.clear();
+    self_->quit(reason);
+  }
+
  private:
+  caf::result<caf::message> hold(const std::string& id,
+                                 registry_state::waiting& w,
+                                 caf::message& msg) {
+    if (w.held.size() >= self_->state.options.hold_limit)
+      return make_error(errc::stash_overflow,
+                        "entity '" + id + "' is restarting and already holds " +
+                            std::to_string(w.held.size()) + " messages");
+    auto rp = self_->make_response_promise();
+    w.held.push_back(held_message{std::move(msg), rp});
+    return rp;
+  }
+
+  static caf::error no_instance(const std::string& id) {
+    return make_error(errc::handler_failed,
+                      "entity factory returned no actor for '" + id + "'");
+  }
+
+  void deliver(const std::string& id, std::vector<held_message>& held) {
+    if (held.empty()) return;
+    auto dest = touch_or_activate(id);
+    for (auto& h : held) {
+      if (dest)
+        h.rp.delegate(dest, std::move(h.msg));
+      else
+        h.rp.deliver(no_instance(id));
+    }
+  }
+
+  void on_crash(const std::string& id, const caf::error& reason) {
+    auto& st = self_->state;
+    auto now = self_->clock().now();
+    auto& tracker = st.crashes[id];
+    auto delay = tracker.on_failure(now, st.options.restarts, st.rng);
+    auto& w = st.waiting_ids[id];
+    w.terminating = false;
+    if (!delay) {
+      w.until = tracker.window_end(now, st.options.restarts);
+      auto wait_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(w.until - now);
+      w.failed = make_error(
+          errc::restart_limit,
+          "entity '" + id + "' crashed more than " +
+              std::to_string(st.options.restarts.max_restarts) +
+              " times within " +
+              std::to_string(st.options.restarts.within.count()) +
+              " ms and stays stopped for " + std::to_string(wait_ms.count()) +
+              " ms; last failure: " + describe(reason));
+      for (auto& h : w.held) h.rp.deliver(w.failed);
+      w.held.clear();
+      return;
+    }
+    ++st.restarts;
+    w.timer = ++st.timers;
+    self_->delayed_send(self_, *delay, restart_atom::value, id, w.timer);
+  }
+
+  void forget_old_crashes(clock_type::time_point now) {
+    auto& st = self_->state;
+    for (auto i = st.crashes.begin(); i != st.crashes.end();)
+      i = i->second.idle(now, st.options.restarts) ? st.crashes.erase(i)
+                                                   : std::next(i);
+    for (auto i = st.waiting_ids.begin(); i != st.waiting_ids.end();)
+      i = i->second.failed && now >= i->second.until ? st.waiting_ids.erase(i)
+                                                     : std::next(i);
+  }
+
   caf::actor touch_or_activate(const std::string& id) {
     auto& st = self_->state;
     auto now = self_->clock().now();
@@ -108,6 +224,7 @@ class registry_logic {
       return i->second.handle;
     }
     auto handle = st.factory(self_->system(), id);
+    if (!handle) return handle;
     self_->monitor(handle);
     st.lru.push_front(id);
     st.active.emplace(id, registry_state::entry{handle, now, st.lru.begin()});
@@ -124,7 +241,7 @@ class registry_logic {
     self_->send(i->second.handle, passivate_atom::value);
     st.lru.erase(i->second.lru);
     st.active.erase(i);
-    st.stopping.emplace(id, std::vector<held_message>{});
+    st.waiting_ids[id].terminating = true;
     ++st.passivations;
   }
 
@@ -135,27 +252,24 @@ caf::behavior registry_main(registry_actor* self, entity_factory factory,
                             registry_options options) {
   self->state.factory = std::move(factory);
   self->state.options = options;
+  self->state.rng.seed(options.seed != 0 ? options.seed
+                                         : std::random_device{}());
   auto logic = std::make_shared<registry_logic>(self);
   self->set_down_handler([logic](caf::down_msg& dm) { logic->on_down(dm); });
   // Shutting down the registry shuts down its entities: nothing else holds
   // their handles, and the actor system waits for every actor.
-  self->set_exit_handler([self](caf::exit_msg& msg) {
-    for (auto& kvp : self->state.active)
-      self->send_exit(kvp.second.handle, msg.reason);
-    for (auto& kvp : self->state.ids)
-      self->send_exit(caf::actor_cast<caf::actor>(kvp.first), msg.reason);
-    self->quit(msg.reason);
-  });
+  self->set_exit_handler(
+      [logic](caf::exit_msg& msg) { logic->shutdown(msg.reason); });
   logic->arm_idle_check();
   return {
       [logic](route_atom, const std::string& id, caf::message& msg) {
         return logic->route(id, msg);
       },
-      [logic](idle_check_atom) { logic->idle_check(); },
-      [self](stats_atom) {
-        return caf::make_message(self->state.active.size(),
-                                 self->state.passivations);
+      [logic](restart_atom, const std::string& id, uint64_t generation) {
+        logic->on_timer(id, generation);
       },
+      [logic](idle_check_atom) { logic->idle_check(); },
+      [logic](stats_atom) { return logic->stats(); },
   };
 }
 

@@ -44,6 +44,10 @@ const char* to_string(errc x) noexcept {
       return "handler_failed";
     case errc::invalid_argument:
       return "invalid_argument";
+    case errc::restart_limit:
+      return "restart_limit";
+    case errc::not_found:
+      return "not_found";
   }
   return "unknown";
 }

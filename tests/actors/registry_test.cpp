@@ -49,7 +49,7 @@ struct registry_fixture : fixture {
     auto reg = registry;
     system().spawn([=](caf::event_based_actor* self) {
       self->request(reg, caf::infinite, runtime::stats_atom::value)
-          .then([=](size_t active, size_t passivations) {
+          .then([=](size_t active, size_t passivations, size_t) {
             *res = {active, passivations};
           });
     });

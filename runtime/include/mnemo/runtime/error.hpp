@@ -23,6 +23,13 @@ enum class errc : uint8_t {
   handler_failed = 3,
   /// A command or configuration value is invalid.
   invalid_argument = 4,
+  /// A supervised actor failed more often than its restart intensity
+  /// allows: a supervisor escalates (fails itself with this reason); the
+  /// entity registry answers with it until the intensity window has passed.
+  /// The message names the actor and its last failure.
+  restart_limit = 5,
+  /// No child or entity of that name exists.
+  not_found = 6,
 };
 
 /// Returns the name of `x`, e.g. "stash_overflow".
