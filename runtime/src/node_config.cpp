@@ -23,7 +23,15 @@ node_config::node_config() {
       .add(passivation_timeout_s, "passivation-timeout-s",
            "idle seconds before an entity passivates")
       .add(max_active_entities, "max-active-entities",
-           "active entities before the least recently used passivates");
+           "active entities before the least recently used passivates")
+      .add(restart_min_backoff_ms, "restart-min-backoff-ms",
+           "delay before restarting a crashed actor (doubles per failure)")
+      .add(restart_max_backoff_ms, "restart-max-backoff-ms",
+           "cap of the restart delay")
+      .add(restart_max, "restart-max",
+           "restart intensity: failures allowed per window")
+      .add(restart_within_s, "restart-within-s",
+           "restart intensity window (seconds)");
   // On 2 cores, one worker per core was 30-45 % faster than CAF's default
   // of max(cores, 4) (PLATFORM.md). The command line still overrides it.
   auto cores = std::max(1u, std::thread::hardware_concurrency());
@@ -47,6 +55,23 @@ caf::expected<persistence::journal_config> node_config::journal_settings()
                           "'; use sync, nometasync or nosync");
   cfg.initial_map_size = uint64_t{initial_map_mib} << 20;
   return cfg;
+}
+
+restart_policy node_config::restart_settings() const {
+  restart_policy result;
+  result.min_backoff = std::chrono::milliseconds{restart_min_backoff_ms};
+  result.max_backoff = std::chrono::milliseconds{restart_max_backoff_ms};
+  result.max_restarts = restart_max;
+  result.within = std::chrono::seconds{restart_within_s};
+  return result;
+}
+
+registry_options node_config::registry_settings() const {
+  registry_options result;
+  result.idle_timeout = std::chrono::seconds{passivation_timeout_s};
+  result.max_active = max_active_entities;
+  result.restarts = restart_settings();
+  return result;
 }
 
 }  // namespace mnemo::runtime

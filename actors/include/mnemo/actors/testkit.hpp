@@ -6,6 +6,7 @@
 // Boost.Test (or anything else). See docs/testing.md.
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -21,6 +22,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include "mnemo/actors/aggregate.hpp"
+#include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/runtime/completion_sink.hpp"
 #include "mnemo/runtime/error.hpp"
 
@@ -77,6 +79,9 @@ class aggregate_fixture {
     for (auto& [id, handle] : actors_)
       caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
     actors_.clear();
+    for (auto& handle : registries_)
+      caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+    registries_.clear();
     run();
   }
 
@@ -132,6 +137,34 @@ class aggregate_fixture {
       run();
     }
     actor(id);
+    run();
+  }
+
+  /// Spawns an entity registry of `A` over this fixture's journal (see
+  /// `spawn_aggregate_registry`); it stops with the fixture.
+  caf::actor spawn_registry(runtime::registry_options options = {}) {
+    auto handle = spawn_aggregate_registry<A>(sys_, ctx_, std::move(options));
+    registries_.push_back(handle);
+    run();
+    return handle;
+  }
+
+  /// Sends `cmd` to aggregate `id` through `registry` and runs until the
+  /// reply arrived.
+  caf::expected<reply_type> route(const caf::actor& registry,
+                                  const std::string& id, command_type cmd,
+                                  std::string command_id = {}) {
+    return request<reply_type>(
+        registry, runtime::route_atom::value, id,
+        command_message<A>(std::move(cmd), std::move(command_id)));
+  }
+
+  /// Moves virtual time forward by `d` (after running what is ready, so
+  /// that timers armed by pending messages start before the jump), fires
+  /// due timers, and runs until nothing is left to do.
+  void advance(std::chrono::milliseconds d) {
+    run();
+    sched_.advance_time(d);
     run();
   }
 
@@ -217,6 +250,7 @@ class aggregate_fixture {
   caf::scheduler::test_coordinator& sched_;
   aggregate_context ctx_;
   std::map<std::string, caf::actor> actors_;
+  std::vector<caf::actor> registries_;
 };
 
 }  // namespace mnemo::actors

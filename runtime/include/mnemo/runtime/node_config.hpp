@@ -7,6 +7,7 @@
 #include <caf/expected.hpp>
 
 #include "mnemo/persistence/journal_config.hpp"
+#include "mnemo/runtime/entity_registry.hpp"
 
 namespace mnemo::runtime {
 
@@ -39,12 +40,29 @@ struct node_config : caf::actor_system_config {
   /// --max-active-entities: active entities before the least recently used
   /// passivates. Default: 100000.
   size_t max_active_entities = 100000;
+  /// --restart-min-backoff-ms: delay before restarting a crashed actor; it
+  /// doubles per failure within the window. Default: 100.
+  size_t restart_min_backoff_ms = 100;
+  /// --restart-max-backoff-ms: cap of the doubling delay. Default: 10000.
+  size_t restart_max_backoff_ms = 10000;
+  /// --restart-max: restart intensity, failures allowed per window.
+  /// Default: 10.
+  size_t restart_max = 10;
+  /// --restart-within-s: the intensity window in seconds. Default: 60.
+  size_t restart_within_s = 60;
 
   node_config();
 
   /// Returns the journal settings these options describe.
   /// Errors: `errc::invalid_argument` for an unknown durability name.
   caf::expected<persistence::journal_config> journal_settings() const;
+
+  /// Returns the restart policy these options describe (jitter 0.2).
+  restart_policy restart_settings() const;
+
+  /// Returns the entity-registry settings these options describe:
+  /// passivation timeout, active-entity limit and restart policy.
+  registry_options registry_settings() const;
 };
 
 }  // namespace mnemo::runtime
