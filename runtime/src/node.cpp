@@ -5,6 +5,7 @@
 #include <caf/send.hpp>
 
 #include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/event_bus.hpp"
 
 namespace mnemo::runtime {
 
@@ -19,6 +20,11 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   result->journal_ = std::move(*j);
   result->sink_ = std::make_unique<immediate_completions>();
   result->system_ = std::make_unique<caf::actor_system>(cfg);
+  auto bus =
+      spawn_event_bus(*result->system_, *result->journal_, *result->sink_);
+  result->bus_ = bus.actor;
+  result->bus_listener_ = bus.listener;
+  result->track(bus.actor);
   return result;
 }
 
@@ -27,9 +33,13 @@ void node::track(const caf::actor& handle) {
 }
 
 node::~node() {
+  // From here on no commit reaches the event bus (nor the sink); returns
+  // once the listener is not running.
+  journal_->unsubscribe(bus_listener_);
   for (auto& handle : tracked_)
     caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
   tracked_.clear();
+  bus_ = nullptr;
   // Actors first; then the journal drains its queue, whose completions may
   // still message (now dead) actors while the system exists; then the
   // system.

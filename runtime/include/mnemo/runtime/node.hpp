@@ -1,7 +1,10 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <vector>
 
+#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
@@ -13,12 +16,14 @@
 namespace mnemo::runtime {
 
 /// A running node: the journal of its data directory, the event registry,
-/// and the CAF actor system. Destroying it shuts down cleanly: every actor
-/// spawned through `track` gets an exit message, the node waits for all
+/// the CAF actor system and the event bus. Destroying it shuts down cleanly:
+/// the journal stops telling the event bus about commits, the bus and every
+/// actor spawned through `track` get an exit message, the node waits for all
 /// actors, lets the journal finish its queue, then stops the system.
 class node {
  public:
-  /// Opens the journal in `cfg.data_dir` and starts the actor system.
+  /// Opens the journal in `cfg.data_dir`, starts the actor system and the
+  /// event bus.
   /// `cfg` must outlive the node. Errors: persistence errors of
   /// `journal::open`, translated; `invalid_argument` for bad options.
   static caf::expected<std::unique_ptr<node>> start(node_config& cfg);
@@ -34,6 +39,11 @@ class node {
   completion_sink& completions() noexcept { return *sink_; }
   const node_config& config() const noexcept { return cfg_; }
 
+  /// The node's event bus: tells subscribers the journal's new head position
+  /// after commits; see `spawn_event_bus` for its protocol and the
+  /// subscriber contract. Valid until the node is destroyed.
+  const caf::actor& event_bus() const noexcept { return bus_; }
+
   /// Remembers `handle` so that shutdown sends it an exit message.
   void track(const caf::actor& handle);
 
@@ -46,6 +56,8 @@ class node {
   std::unique_ptr<completion_sink> sink_;
   std::unique_ptr<caf::actor_system> system_;
   std::vector<caf::actor> tracked_;
+  caf::actor bus_;
+  uint64_t bus_listener_ = 0;
 };
 
 }  // namespace mnemo::runtime
