@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -60,7 +61,8 @@ class deferred_completions final : public completion_sink {
       std::unique_lock<std::mutex> guard{mtx_};
       cv_.wait(guard, [this] { return queue_.size() >= outstanding_; });
       ready.swap(queue_);
-      outstanding_ -= ready.size();
+      // Posts without `expect` (e.g. notifications) must not wrap around.
+      outstanding_ -= std::min(outstanding_, ready.size());
     }
     for (auto& fn : ready) fn();
     return ready.size();
