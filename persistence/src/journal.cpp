@@ -179,6 +179,17 @@ error journal::impl::open_databases() {
     if (auto rc2 = mdb_dbi_open(st.txn, name, create, dbi))
       return abort(lmdb_error(rc2, std::string{"mdb_dbi_open("} + name + ")"));
   }
+  // Added to format 1 later (docs/format.md, 6): a directory written before
+  // lacks them. A writable open creates them; a read-only open leaves the
+  // handle 0, which reads as empty.
+  for (auto [name, dbi] : {named{"mnemo.tables", &dbs.tables},
+                           named{"mnemo.dead_letters", &dbs.dead_letters}}) {
+    auto rc2 = mdb_dbi_open(st.txn, name, create, dbi);
+    if (rc2 == MDB_NOTFOUND && cfg.read_only)
+      *dbi = 0;
+    else if (rc2 != 0)
+      return abort(lmdb_error(rc2, std::string{"mdb_dbi_open("} + name + ")"));
+  }
   MDB_val key = to_val("format_version");
   MDB_val val;
   if (fresh) {
@@ -546,6 +557,10 @@ snapshot_store& journal::snapshots() noexcept {
 
 offset_store& journal::offsets() noexcept {
   return impl_->offsets;
+}
+
+dead_letter_store& journal::dead_letters() noexcept {
+  return impl_->dead_letters;
 }
 
 }  // namespace mnemo::persistence

@@ -16,6 +16,7 @@
 #include <lmdb.h>
 
 #include "lmdb_util.hpp"
+#include "mnemo/persistence/dead_letter_store.hpp"
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/persistence/offset_store.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
@@ -66,7 +67,10 @@ using outcome = std::variant<error, append_result>;
 
 struct journal::impl {
   explicit impl(journal& self, journal_config config)
-      : cfg(std::move(config)), snapshots(self), offsets(self) {}
+      : cfg(std::move(config)),
+        snapshots(self),
+        offsets(self),
+        dead_letters(self) {}
 
   journal_config cfg;
   MDB_env* env = nullptr;
@@ -99,6 +103,7 @@ struct journal::impl {
 
   snapshot_store snapshots;
   offset_store offsets;
+  dead_letter_store dead_letters;
 
   // -- setup (journal.cpp) ---------------------------------------------------
 

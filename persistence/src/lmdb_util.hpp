@@ -43,6 +43,10 @@ struct databases {
   MDB_dbi tags = 0;
   MDB_dbi snapshots = 0;
   MDB_dbi offsets = 0;
+  /// 0 when a read-only open found no such database (written by a build
+  /// that predates it): reads treat it as empty.
+  MDB_dbi tables = 0;
+  MDB_dbi dead_letters = 0;
 };
 
 namespace detail {
@@ -131,6 +135,8 @@ class cursor {
   int get(MDB_val& key, MDB_val& val, MDB_cursor_op op) noexcept {
     return mdb_cursor_get(cur_, &key, &val, op);
   }
+  /// Deletes the entry under the cursor; returns the LMDB code.
+  int del() noexcept { return mdb_cursor_del(cur_, 0); }
 
  private:
   MDB_cursor* cur_ = nullptr;

@@ -178,8 +178,11 @@ void journal::impl::process(std::vector<request>& batch) {
     return;
   }
   if (wrote_events) head.store(new_head, std::memory_order_release);
-  for (size_t i = 0; i < batch.size(); ++i) answer(batch[i], std::move(out[i]));
+  // Listeners first: whoever learns of a commit through its completion can
+  // rely on the commit listeners having been told already (the event bus
+  // has its wake-up queued; tests drain both in one go).
   if (wrote_events) notify(new_head);
+  for (size_t i = 0; i < batch.size(); ++i) answer(batch[i], std::move(out[i]));
 }
 
 int journal::impl::try_commit(std::vector<request>& batch,

@@ -16,6 +16,7 @@ namespace mnemo::persistence {
 
 class snapshot_store;
 class offset_store;
+class dead_letter_store;
 
 /// The version a caller expects a stream to have before its append
 /// (optimistic concurrency).
@@ -213,6 +214,9 @@ class journal {
 
   /// The projection offset store in this data directory.
   offset_store& offsets() noexcept;
+
+  /// The dead letters of projections in this data directory.
+  dead_letter_store& dead_letters() noexcept;
 
   /// Internal state, defined in the implementation.
   struct impl;
