@@ -6,16 +6,21 @@
 //   mnemo-bank --data-dir=DIR deposit|withdraw ID AMOUNT [COMMAND_ID]
 //   mnemo-bank --data-dir=DIR close ID
 //   mnemo-bank --data-dir=DIR show ID
+//   mnemo-bank --data-dir=DIR balance ID | balances | owner OWNER
+//     (queries of the balances read model, kept by a projection)
 //   mnemo-bank --help          (all node options)
 
+#include <chrono>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/scoped_actor.hpp>
 #include <nlohmann/json.hpp>
 
 #include "account.hpp"
+#include "balances.hpp"
 #include "mnemo/actors/aggregate.hpp"
 #include "mnemo/runtime/node.hpp"
 
@@ -27,7 +32,8 @@ constexpr const char* usage =
     "usage: mnemo-bank [--data-dir=DIR] open ID OWNER\n"
     "       mnemo-bank [--data-dir=DIR] deposit|withdraw ID AMOUNT "
     "[COMMAND_ID]\n"
-    "       mnemo-bank [--data-dir=DIR] close ID | show ID\n";
+    "       mnemo-bank [--data-dir=DIR] close ID | show ID\n"
+    "       mnemo-bank [--data-dir=DIR] balance ID | balances | owner OWNER\n";
 
 struct parsed {
   std::string verb;
@@ -36,7 +42,15 @@ struct parsed {
   std::string command_id;
 };
 
+bool is_query(const std::string& verb) {
+  return verb == "balance" || verb == "balances" || verb == "owner";
+}
+
 bool parse_command(const std::vector<std::string>& args, parsed& out) {
+  if (args.size() == 1 && args[0] == "balances") {
+    out.verb = args[0];
+    return true;
+  }
   if (args.size() < 2) return false;
   out.verb = args[0];
   out.id = args[1];
@@ -51,7 +65,7 @@ bool parse_command(const std::vector<std::string>& args, parsed& out) {
     out.cmd = bank::withdraw{amount()};
   else if (out.verb == "close" && args.size() == 2)
     out.cmd = bank::close_account{};
-  else if (out.verb != "show" || args.size() != 2)
+  else if ((out.verb != "show" && !is_query(out.verb)) || args.size() != 2)
     return false;
   if ((out.verb == "deposit" || out.verb == "withdraw") && args.size() == 4)
     out.command_id = args[3];
@@ -66,8 +80,76 @@ nlohmann::json state_json(const std::string& id, const bank::account_state& s) {
           {"balance", s.balance}};
 }
 
+nlohmann::json row_json(const std::string& id, const bank::balance_row& r) {
+  return {
+      {"id", id}, {"owner", r.owner}, {"balance", r.balance}, {"open", r.open}};
+}
+
+// Waits until the projection has handled every committed event, so that a
+// query sees the commands of earlier runs.
+bool caught_up(runtime::node& n, const caf::actor& projection) {
+  caf::scoped_actor self{n.system()};
+  for (int i = 0; i < 1000; ++i) {
+    bool done = false;
+    self->request(projection, std::chrono::seconds{10},
+                  actors::status_atom::value)
+        .receive([&](actors::projection_status& st) { done = st.lag == 0; },
+                 [&](caf::error&) { i = 1000; });
+    if (done) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  return false;
+}
+
+int query(runtime::node& n, const bank::balances_model& model,
+          const parsed& p) {
+  auto fail = [](const persistence::error& err) {
+    std::cerr << "mnemo-bank: " << err.to_string() << "\n";
+    return 1;
+  };
+  if (p.verb == "balances") {
+    auto totals = model.totals(n.journal());
+    if (!totals) return fail(totals.error());
+    std::cout << nlohmann::json{{"accounts", totals->accounts},
+                                {"total", totals->total}}
+                     .dump()
+              << "\n";
+  } else if (p.verb == "balance") {
+    auto row = model.balance(n.journal(), p.id);
+    if (!row) return fail(row.error());
+    if (!*row) {
+      std::cerr << "mnemo-bank: no account '" << p.id << "'\n";
+      return 1;
+    }
+    std::cout << row_json(p.id, **row).dump() << "\n";
+  } else {
+    auto rows = model.accounts_of(n.journal(), p.id);
+    if (!rows) return fail(rows.error());
+    for (auto& [id, row] : *rows) std::cout << row_json(id, row).dump() << "\n";
+  }
+  return 0;
+}
+
 int run(runtime::node& n, const parsed& p) {
   bank::account::register_types(n.registry());
+  bank::balances_model model{n.registry()};
+  auto projection = actors::spawn_projection(
+      n.system(), {&n.journal(), &n.completions(), n.event_bus()},
+      model.projection());
+  if (!projection) {
+    std::cerr << "mnemo-bank: " << n.system().render(projection.error())
+              << "\n";
+    return 1;
+  }
+  n.track(*projection);
+  if (is_query(p.verb)) {
+    if (!caught_up(n, *projection)) {
+      std::cerr << "mnemo-bank: the balances projection is not caught up "
+                   "(stopped or paused?)\n";
+      return 1;
+    }
+    return query(n, model, p);
+  }
   actors::aggregate_context ctx{&n.journal(), &n.registry(), &n.completions(),
                                 actors::aggregate_options::from(n.config())};
   auto stream = actors::stream_of<bank::account>(p.id);

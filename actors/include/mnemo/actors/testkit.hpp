@@ -25,6 +25,7 @@
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/runtime/completion_sink.hpp"
 #include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/event_bus.hpp"
 
 namespace mnemo::actors {
 
@@ -82,6 +83,11 @@ class aggregate_fixture {
     for (auto& handle : registries_)
       caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
     registries_.clear();
+    if (bus_.actor) {
+      journal_->unsubscribe(bus_.listener);
+      caf::anon_send_exit(bus_.actor, caf::exit_reason::user_shutdown);
+      bus_.actor = nullptr;
+    }
     run();
   }
 
@@ -168,6 +174,16 @@ class aggregate_fixture {
     run();
   }
 
+  /// Returns the event bus of the fixture's journal, spawning it on first
+  /// use (projections and sagas subscribe to it).
+  caf::actor event_bus() {
+    if (!bus_.actor) {
+      bus_ = runtime::spawn_event_bus(sys_, *journal_, sink_);
+      run();
+    }
+    return bus_.actor;
+  }
+
   /// Returns the live actor of `id`, spawning it on first use.
   caf::actor actor(const std::string& id) {
     auto i = actors_.find(id);
@@ -251,6 +267,7 @@ class aggregate_fixture {
   aggregate_context ctx_;
   std::map<std::string, caf::actor> actors_;
   std::vector<caf::actor> registries_;
+  runtime::event_bus_link bus_;
 };
 
 }  // namespace mnemo::actors

@@ -1,0 +1,157 @@
+#pragma once
+
+// The bank's read side: a read model of balances per account, an index by
+// owner and running totals, kept by an exactly-once projection over the
+// account events. Queries read only this model, never the journal.
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "account.hpp"
+#include "mnemo/actors/projection.hpp"
+#include "mnemo/actors/variant_codec.hpp"
+#include "mnemo/persistence/journal.hpp"
+#include "mnemo/persistence/read_model.hpp"
+
+namespace bank {
+
+struct balance_row {
+  std::string owner;
+  int64_t balance = 0;
+  bool open = true;
+  MSGPACK_DEFINE_MAP(owner, balance, open)
+};
+
+struct totals_row {
+  uint64_t accounts = 0;
+  int64_t total = 0;
+  MSGPACK_DEFINE_MAP(accounts, total)
+};
+
+/// The balances read model and the projection that maintains it.
+class balances_model {
+ public:
+  /// Projection name (its offset and dead letters are stored under it).
+  static constexpr const char* projection_name = "bank.balances";
+
+  explicit balances_model(const mnemo::persistence::event_registry& types)
+      : types_(&types) {
+    by_owner_ = std::make_shared<index_type>(
+        accounts_.add_index<std::string>("owner", [](const balance_row& row) {
+          return std::optional<std::string>{row.owner};
+        }));
+  }
+
+  /// The exactly-once projection over account streams. The handlers hold a
+  /// copy of the model; the event registry must outlive the projection.
+  mnemo::actors::projection_spec projection() const {
+    mnemo::actors::projection_spec spec;
+    spec.name = projection_name;
+    spec.filter.stream_prefix = "account-";
+    spec.apply = [model = *this](
+                     mnemo::persistence::write_txn& txn,
+                     const mnemo::persistence::event_envelope& env) {
+      return model.apply(txn, env);
+    };
+    spec.clear = [model = *this](mnemo::persistence::write_txn& txn) {
+      auto a = model.accounts_.clear(txn);
+      if (!a) return a.error();
+      auto t = model.totals_.clear(txn);
+      return t ? mnemo::persistence::error{} : t.error();
+    };
+    return spec;
+  }
+
+  /// Returns the row of account `id`, if the projection has seen it.
+  mnemo::persistence::expected<std::optional<balance_row>> balance(
+      const mnemo::persistence::journal& j, const std::string& id) const {
+    std::optional<balance_row> result;
+    auto err = j.read([&](mnemo::persistence::read_txn& txn) {
+      auto row = accounts_.get(txn, id);
+      if (!row) return row.error();
+      result = std::move(*row);
+      return mnemo::persistence::error{};
+    });
+    if (err) return err;
+    return result;
+  }
+
+  /// Returns the accounts of `owner` with their rows, by account id.
+  mnemo::persistence::expected<std::vector<std::pair<std::string, balance_row>>>
+  accounts_of(const mnemo::persistence::journal& j,
+              const std::string& owner) const {
+    std::vector<std::pair<std::string, balance_row>> result;
+    auto err = j.read([&](mnemo::persistence::read_txn& txn) {
+      auto rows = by_owner_->lookup(txn, owner);
+      if (!rows) return rows.error();
+      result = std::move(*rows);
+      return mnemo::persistence::error{};
+    });
+    if (err) return err;
+    return result;
+  }
+
+  /// Returns the number of accounts and the sum of all balances.
+  mnemo::persistence::expected<totals_row> totals(
+      const mnemo::persistence::journal& j) const {
+    totals_row result;
+    auto err = j.read([&](mnemo::persistence::read_txn& txn) {
+      auto row = totals_.get(txn, "all");
+      if (!row) return row.error();
+      if (*row) result = **row;
+      return mnemo::persistence::error{};
+    });
+    if (err) return err;
+    return result;
+  }
+
+ private:
+  using index_type =
+      mnemo::persistence::secondary_index<std::string, std::string,
+                                          balance_row>;
+
+  mnemo::persistence::error apply(
+      mnemo::persistence::write_txn& txn,
+      const mnemo::persistence::event_envelope& env) const {
+    mnemo::actors::variant_codec<account::event> codec{*types_};
+    auto ev = codec.decode(env);
+    if (!ev) return ev.error();
+    auto id = env.stream_id.substr(std::string{"account-"}.size());
+    auto row = accounts_.get(txn, id);
+    if (!row) return row.error();
+    auto totals = totals_.get(txn, "all");
+    if (!totals) return totals.error();
+    auto next = row->value_or(balance_row{});
+    auto sums = totals->value_or(totals_row{});
+    std::visit(
+        [&](const auto& e) {
+          using T = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<T, account_opened>) {
+            next.owner = e.owner;
+            sums.accounts += 1;
+          } else if constexpr (std::is_same_v<T, money_deposited>) {
+            next.balance += e.amount;
+            sums.total += e.amount;
+          } else if constexpr (std::is_same_v<T, money_withdrawn>) {
+            next.balance -= e.amount;
+            sums.total -= e.amount;
+          } else {
+            next.open = false;
+          }
+        },
+        *ev);
+    if (auto err = accounts_.put(txn, id, next)) return err;
+    return totals_.put(txn, "all", sums);
+  }
+
+  const mnemo::persistence::event_registry* types_;
+  mnemo::persistence::table<std::string, balance_row> accounts_{
+      "bank.balances"};
+  mnemo::persistence::table<std::string, totals_row> totals_{"bank.totals"};
+  std::shared_ptr<index_type> by_owner_;
+};
+
+}  // namespace bank
