@@ -2,6 +2,7 @@
 // through the same path, filters, exactly-once read models, failure
 // strategies with dead letters, management (pause, resume, reset, rebuild).
 
+#include <future>
 #include <map>
 #include <random>
 
@@ -11,6 +12,7 @@
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/persistence/table_store.hpp"
+#include "mnemo/runtime/supervisor.hpp"
 
 using namespace mnemo;
 using namespace std::chrono_literals;
@@ -353,6 +355,67 @@ BOOST_AUTO_TEST_CASE(at_least_once_groups_and_isolates_the_culprit) {
   *f.broken = false;
   BOOST_REQUIRE(f.command(p, actors::retry_dead_atom::value, uint64_t{4}));
   BOOST_CHECK_EQUAL(seen->back(), 4u);
+}
+
+BOOST_AUTO_TEST_CASE(a_supervisor_restarts_a_failed_projection_from_offset) {
+  fixture f;
+  *f.broken = true;
+  f.given("c1", {added{1}, added{13}, added{2}});
+  actors::projection_context ctx{&f.journal(), f.context().completions,
+                                 f.event_bus()};
+  auto spec = f.totals("totals", "t", actors::failure_strategy::fail);
+  runtime::supervisor_options opts;
+  opts.restarts.min_backoff = 100ms;
+  opts.restarts.jitter = 0;
+  auto sup = runtime::spawn_supervisor(
+      f.system(),
+      {runtime::child_spec{"totals",
+                           [ctx, spec](caf::actor_system& sys) {
+                             auto p = actors::spawn_projection(sys, ctx, spec);
+                             return p ? *p : caf::actor{};
+                           }}},
+      opts);
+  BOOST_REQUIRE(sup);
+  f.projections.push_back(*sup);
+  f.run();
+  // Fails at position 2 on every start until the cause is fixed.
+  f.advance(100ms);
+  f.advance(200ms);
+  BOOST_CHECK_EQUAL(f.total("t", "c1"), 1);
+  *f.broken = false;
+  f.advance(400ms);
+  BOOST_CHECK_EQUAL(f.total("t", "c1"), 16);
+  auto status = f.request<actors::projection_status>(
+      *sup, runtime::route_atom::value, std::string{"totals"},
+      caf::make_message(actors::status_atom::value));
+  BOOST_REQUIRE(status);
+  BOOST_CHECK_EQUAL(status->offset, 3u);
+}
+
+BOOST_AUTO_TEST_CASE(queries_read_the_model_while_the_writer_is_busy) {
+  fixture f;
+  f.given("c1", {added{5}});
+  f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
+  // Hold the journal's writer inside a transaction.
+  std::promise<void> entered;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  f.journal().write(
+      [&entered, released](persistence::write_txn&) {
+        entered.set_value();
+        released.wait();
+        return persistence::error{};
+      },
+      [](persistence::error) {});
+  entered.get_future().wait();
+  // A query of the read model neither waits for the writer nor touches
+  // the event log.
+  auto query =
+      std::async(std::launch::async, [&] { return f.total("t", "c1"); });
+  auto ready = query.wait_for(std::chrono::seconds{10});
+  release.set_value();
+  BOOST_REQUIRE(ready == std::future_status::ready);
+  BOOST_CHECK_EQUAL(query.get(), 5);
 }
 
 BOOST_AUTO_TEST_CASE(bad_specs_are_rejected) {
