@@ -1,0 +1,457 @@
+#pragma once
+
+// The projection actor (private to the actors module).
+
+#include "mnemo/actors/projection.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "mnemo/persistence/dead_letter_store.hpp"
+#include "mnemo/persistence/journal.hpp"
+#include "mnemo/persistence/offset_store.hpp"
+#include "mnemo/persistence/table_store.hpp"
+#include "mnemo/runtime/completion_sink.hpp"
+#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/event_bus.hpp"
+
+namespace mnemo::actors::detail {
+
+using pull_atom = caf::atom_constant<caf::atom("mn_pull")>;
+using written_atom = caf::atom_constant<caf::atom("mn_written")>;
+using retry_atom = caf::atom_constant<caf::atom("mn_pretry")>;
+
+/// Table of the projections' control state (paused flag).
+constexpr std::string_view control_table = "mnemo.projection";
+
+using envelopes = std::vector<persistence::event_envelope>;
+
+// What a write on the writer thread reports back.
+struct write_outcome {
+  persistence::error err;
+  // Exactly-once: index of the event whose handler failed, and its error.
+  std::optional<size_t> failed_index;
+  std::string handler_error;
+};
+
+using outcome_slot = std::shared_ptr<std::optional<write_outcome>>;
+
+inline std::string describe_event(const persistence::event_envelope& env) {
+  return "position " + std::to_string(env.position) + " (stream '" +
+         env.stream_id + "', sequence " + std::to_string(env.sequence) +
+         ", type '" + env.type + "')";
+}
+
+// Runs a handler, turning exceptions into errors.
+template <class F>
+inline persistence::error guarded(F&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return persistence::error{persistence::errc::invalid_argument,
+                              std::string{"handler threw: "} + e.what()};
+  }
+}
+
+class projection_actor : public caf::event_based_actor {
+ public:
+  projection_actor(caf::actor_config& cfg, projection_context ctx,
+                   projection_spec spec)
+      : caf::event_based_actor(cfg),
+        ctx_(std::move(ctx)),
+        spec_(std::move(spec)) {
+    rng_.seed(spec_.options.seed != 0 ? spec_.options.seed
+                                      : std::random_device{}());
+  }
+
+  const char* name() const override { return "mnemo.projection"; }
+
+  caf::behavior make_behavior() override {
+    if (auto err = load()) {
+      quit(err);
+      return {};
+    }
+    subscribe();
+    send(this, pull_atom::value);
+    return {
+        [this](runtime::head_atom, uint64_t head) { on_head(head); },
+        [this](pull_atom) { pull(); },
+        [this](retry_atom) { on_retry_timer(); },
+        [this](written_atom, uint64_t ticket) { on_written(ticket); },
+        [this](pause_atom) { return set_paused(true); },
+        [this](resume_atom) { return set_paused(false); },
+        [this](reset_atom, uint64_t position) { return reset(position); },
+        [this](rebuild_atom) { return rebuild(); },
+        [this](status_atom) { return status(); },
+        [this](dead_letters_atom, uint64_t from, uint64_t max) {
+          return dead_letters(from, max);
+        },
+        [this](retry_dead_atom, uint64_t position) {
+          return retry_dead(position);
+        },
+        [this](drop_dead_atom, uint64_t position) {
+          return drop_dead(position);
+        },
+    };
+  }
+
+ private:
+  // -- start ------------------------------------------------------------------
+
+  caf::error load() {
+    auto offset = ctx_.journal->offsets().load(spec_.name);
+    if (!offset) return runtime::to_caf_error(offset.error());
+    offset_ = *offset;
+    head_ = std::max(offset_, ctx_.journal->head_position());
+    std::optional<std::string> control;
+    auto err = ctx_.journal->read([&](persistence::read_txn& txn) {
+      auto value =
+          persistence::table_store::get_in(txn, control_table, spec_.name);
+      if (!value) return value.error();
+      control = std::move(*value);
+      return persistence::error{};
+    });
+    if (err) return runtime::to_caf_error(err);
+    paused_ = control && *control == "paused";
+    return {};
+  }
+
+  void subscribe() {
+    if (!ctx_.event_bus) return;
+    request(ctx_.event_bus, caf::infinite, runtime::subscribe_atom::value)
+        .then([this](uint64_t head) { on_head(head); },
+              [this](caf::error& err) { quit(err); });
+  }
+
+  // -- pulling ----------------------------------------------------------------
+
+  void on_head(uint64_t head) {
+    head_ = std::max(head_, head);
+    if (head_ > offset_) schedule_pull();
+  }
+
+  void schedule_pull() {
+    if (pull_scheduled_) return;
+    pull_scheduled_ = true;
+    send(this, pull_atom::value);
+  }
+
+  void pull() {
+    pull_scheduled_ = false;
+    if (busy_ || paused_ || waiting_retry_) return;
+    run_deferred();
+    if (busy_) return;
+    auto batch = ctx_.journal->read_all(offset_ + 1, spec_.options.batch_size);
+    if (!batch) return quit(runtime::to_caf_error(batch.error()));
+    if (batch->empty()) return;
+    head_ = std::max(head_, batch->back().position);
+    handle_batch(std::move(*batch));
+  }
+
+  void handle_batch(envelopes batch) {
+    if (spec_.apply) return submit(std::move(batch), nullptr);
+    auto [done, error_text] = run_effects(batch);
+    std::optional<persistence::event_envelope> poison;
+    if (done < batch.size()) poison = batch[done];
+    batch.resize(done);
+    if (poison) poison_ = std::make_pair(std::move(*poison), error_text);
+    if (batch.empty()) return handle_poison();
+    submit(std::move(batch), nullptr);
+  }
+
+  // At-least-once: runs the handler on the matching events in groups;
+  // returns how many events of `batch` are done, and the error text if one
+  // failed.
+  std::pair<size_t, std::string> run_effects(const envelopes& batch) {
+    auto group = std::max<size_t>(spec_.options.group_size, 1);
+    envelopes pending;
+    std::vector<size_t> index;  // positions in `batch` of `pending`
+    for (size_t i = 0; i <= batch.size(); ++i) {
+      bool last = i == batch.size();
+      if (!last && spec_.filter.matches(batch[i])) {
+        pending.push_back(batch[i]);
+        index.push_back(i);
+      }
+      if (pending.empty() || (pending.size() < group && !last)) continue;
+      if (auto err = guarded([&] { return spec_.effect(pending); })) {
+        // Find the culprit one event at a time (repeats are allowed).
+        for (size_t j = 0; j < pending.size(); ++j) {
+          envelopes one{pending[j]};
+          if (auto e = guarded([&] { return spec_.effect(one); }))
+            return {index[j], e.message()};
+        }
+      }
+      pending.clear();
+      index.clear();
+    }
+    return {batch.size(), {}};
+  }
+
+  // Writes the handled batch (exactly-once: applies it) plus the offset of
+  // its last event, and `park` as a dead letter if given.
+  void submit(envelopes batch, std::shared_ptr<persistence::dead_letter> park) {
+    auto slot = std::make_shared<std::optional<write_outcome>>();
+    auto shared = std::make_shared<envelopes>(std::move(batch));
+    auto last = shared->empty() ? park->position : shared->back().position;
+    auto apply = spec_.apply;
+    auto filter = spec_.filter;
+    auto name = spec_.name;
+    auto fn = [slot, shared, apply, filter, name, park,
+               last](persistence::write_txn& txn) -> persistence::error {
+      if (apply)
+        for (size_t i = 0; i < shared->size(); ++i) {
+          auto& env = (*shared)[i];
+          if (!filter.matches(env)) continue;
+          if (auto err = guarded([&] { return apply(txn, env); })) {
+            write_outcome out;
+            out.failed_index = i;
+            out.handler_error = err.message();
+            slot->emplace(std::move(out));
+            return err;
+          }
+        }
+      if (park)
+        if (auto err = persistence::dead_letter_store::park_in(txn, *park))
+          return err;
+      return persistence::offset_store::store_in(txn, name, last);
+    };
+    write(std::move(fn), slot, [this, shared, last](write_outcome out) {
+      batch_written(std::move(*shared), last, std::move(out));
+    });
+  }
+
+  void write(persistence::write_function fn, outcome_slot slot,
+             std::function<void(write_outcome)> then) {
+    busy_ = true;
+    auto ticket = ++ticket_;
+    slot_ = slot;
+    then_ = std::move(then);
+    auto me = caf::actor_cast<caf::actor>(this);
+    auto* sink = ctx_.completions;
+    sink->expect();
+    ctx_.journal->write(std::move(fn),
+                        [slot, sink, me, ticket](persistence::error err) {
+                          if (!*slot) slot->emplace();
+                          (*slot)->err = std::move(err);
+                          sink->post([me, ticket] {
+                            caf::anon_send(me, written_atom::value, ticket);
+                          });
+                        });
+  }
+
+  void on_written(uint64_t ticket) {
+    if (ticket != ticket_ || !slot_ || !*slot_) return;
+    auto out = std::move(**slot_);
+    slot_.reset();
+    busy_ = false;
+    auto then = std::move(then_);
+    then_ = nullptr;
+    then(std::move(out));
+    if (busy_) return;
+    run_deferred();
+    if (!busy_ && head_ > offset_) schedule_pull();
+  }
+
+  void batch_written(envelopes batch, uint64_t last, write_outcome out) {
+    if (out.failed_index) {
+      auto k = *out.failed_index;
+      poison_ = std::make_pair(batch[k], out.handler_error);
+      if (k == 0) return handle_poison();
+      batch.resize(k);  // commit the good prefix first
+      return submit(std::move(batch), nullptr);
+    }
+    if (out.err) return quit(runtime::to_caf_error(out.err));
+    offset_ = last;
+    if (poison_ && poison_->first.position <= offset_) poison_.reset();
+    if (poison_) return handle_poison();
+    if (!waiting_retry_) {
+      attempts_ = 0;
+      last_error_.clear();
+    }
+    // A full batch means there is probably more to read.
+    if (batch.size() == spec_.options.batch_size)
+      head_ = std::max(head_, last + 1);
+  }
+
+  // -- failures ---------------------------------------------------------------
+
+  void handle_poison() {
+    auto& [env, text] = *poison_;
+    ++attempts_;
+    last_error_ = text;
+    auto strategy = spec_.options.on_failure;
+    bool retries = strategy == failure_strategy::retry_then_fail ||
+                   strategy == failure_strategy::retry_then_skip;
+    if (retries && attempts_ <= spec_.options.max_retries) {
+      auto delay =
+          runtime::backoff_delay(spec_.options.retry_backoff, attempts_);
+      std::uniform_real_distribution<double> factor{
+          1.0, 1.0 + std::max(spec_.options.retry_backoff.jitter, 0.0)};
+      auto ms = static_cast<int64_t>(static_cast<double>(delay.count()) *
+                                     factor(rng_));
+      waiting_retry_ = true;
+      poison_.reset();  // the retry reads the event again
+      delayed_send(this, std::chrono::milliseconds{ms}, retry_atom::value);
+      return;
+    }
+    if (strategy == failure_strategy::fail ||
+        strategy == failure_strategy::retry_then_fail)
+      return quit(runtime::make_error(
+          runtime::errc::handler_failed,
+          "projection '" + spec_.name + "' failed at " + describe_event(env) +
+              " after " + std::to_string(attempts_) + " attempt(s): " + text));
+    auto letter = std::make_shared<persistence::dead_letter>();
+    letter->projection = spec_.name;
+    letter->position = env.position;
+    letter->stream_id = env.stream_id;
+    letter->sequence = env.sequence;
+    letter->event_type = env.type;
+    letter->error = text;
+    letter->attempts = static_cast<uint32_t>(attempts_);
+    letter->parked_at_ms = now_ms();
+    submit({}, letter);
+  }
+
+  void on_retry_timer() {
+    waiting_retry_ = false;
+    schedule_pull();
+  }
+
+  static int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // -- management -------------------------------------------------------------
+
+  // Runs `op` now if no write is in flight, else after it.
+  void when_idle(std::function<void()> op) {
+    if (busy_)
+      deferred_.push_back(std::move(op));
+    else
+      op();
+  }
+
+  void run_deferred() {
+    while (!busy_ && !deferred_.empty()) {
+      auto op = std::move(deferred_.front());
+      deferred_.pop_front();
+      op();
+    }
+  }
+
+  // A control write (pause flag, reset, rebuild) in its own group commit;
+  // `after` runs and the caller is answered once it is durable.
+  caf::result<caf::unit_t> control(persistence::write_function fn,
+                                   std::function<void()> after) {
+    auto rp = make_response_promise<caf::unit_t>();
+    when_idle([this, fn, after, rp]() mutable {
+      auto slot = std::make_shared<std::optional<write_outcome>>();
+      write(fn, slot, [after, rp](write_outcome out) mutable {
+        if (out.err) {
+          rp.deliver(runtime::to_caf_error(out.err));
+          return;
+        }
+        after();
+        rp.deliver(caf::unit);
+      });
+    });
+    return rp;
+  }
+
+  caf::result<caf::unit_t> set_paused(bool paused) {
+    auto name = spec_.name;
+    return control(
+        [name, paused](persistence::write_txn& txn) {
+          return persistence::table_store::put_in(
+              txn, control_table, name, paused ? "paused" : "running");
+        },
+        [this, paused] { paused_ = paused; });
+  }
+
+  caf::result<caf::unit_t> reset(uint64_t position) {
+    auto name = spec_.name;
+    return control(
+        [name, position](persistence::write_txn& txn) {
+          return persistence::offset_store::store_in(txn, name, position);
+        },
+        [this, position] { restart_from(position); });
+  }
+
+  caf::result<caf::unit_t> rebuild() {
+    if (spec_.apply && !spec_.clear)
+      return runtime::make_error(
+          runtime::errc::invalid_argument,
+          "projection '" + spec_.name + "' has no clear function to rebuild");
+    auto name = spec_.name;
+    auto clear = spec_.clear;
+    return control(
+        [name, clear](persistence::write_txn& txn) {
+          if (clear)
+            if (auto err = guarded([&] { return clear(txn); })) return err;
+          return persistence::offset_store::store_in(txn, name, 0);
+        },
+        [this] { restart_from(0); });
+  }
+
+  void restart_from(uint64_t position) {
+    offset_ = position;
+    poison_.reset();
+    waiting_retry_ = false;
+    attempts_ = 0;
+    last_error_.clear();
+    head_ = std::max(head_, ctx_.journal->head_position());
+  }
+
+  // Dead-letter management (projection_dead_letters.cpp).
+  caf::result<std::vector<dead_letter_info>> dead_letters(uint64_t from,
+                                                          uint64_t max);
+  caf::result<caf::unit_t> retry_dead(uint64_t position);
+  void retry_parked(persistence::event_envelope env, persistence::dead_letter d,
+                    caf::typed_response_promise<caf::unit_t> rp);
+  void repark(persistence::dead_letter d, std::string text,
+              caf::typed_response_promise<caf::unit_t> rp);
+  caf::result<bool> drop_dead(uint64_t position);
+
+  projection_status status() {
+    projection_status st;
+    st.name = spec_.name;
+    st.offset = offset_;
+    st.head = std::max(head_, ctx_.journal->head_position());
+    st.lag = st.head > offset_ ? st.head - offset_ : 0;
+    st.paused = paused_;
+    st.attempts = attempts_;
+    st.last_error = last_error_;
+    return st;
+  }
+
+  projection_context ctx_;
+  projection_spec spec_;
+  std::mt19937_64 rng_;
+  uint64_t offset_ = 0;
+  uint64_t head_ = 0;
+  bool paused_ = false;
+  bool busy_ = false;
+  bool pull_scheduled_ = false;
+  bool waiting_retry_ = false;
+  uint64_t attempts_ = 0;
+  std::string last_error_;
+  std::optional<std::pair<persistence::event_envelope, std::string>> poison_;
+  outcome_slot slot_;
+  std::function<void(write_outcome)> then_;
+  uint64_t ticket_ = 0;
+  std::deque<std::function<void()>> deferred_;
+};
+
+}  // namespace mnemo::actors::detail
