@@ -1,0 +1,141 @@
+#pragma once
+
+// Orchestrated sagas: a saga is a persistent actor that runs an ordered
+// list of steps (commands to aggregates, by type and id), retries transient
+// failures with backoff, compensates completed steps in reverse order when
+// a step fails for good, and records its progress as its own event stream,
+// so that a restarted saga resumes where it stood. See docs/sagas.md.
+//
+// A saga type `S` declares:
+//   using data = ...;   // msgpack map + CAF inspect; the saga's input
+//   static constexpr const char* type_name = "transfer";
+//   static definition<data> define();   // the steps
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "mnemo/actors/aggregate.hpp"
+#include "mnemo/actors/aggregate_registry.hpp"
+#include "mnemo/actors/variant_codec.hpp"
+#include "mnemo/runtime/entity_registry.hpp"
+#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/restart_policy.hpp"
+#include "mnemo/sagas/saga_events.hpp"
+#include "mnemo/sagas/saga_progress.hpp"
+
+namespace mnemo::sagas {
+
+/// `(start_atom, S::data)` -> `saga_status`: starts the saga once; a saga
+/// that exists answers its status and starts nothing.
+using start_atom = caf::atom_constant<caf::atom("mn_sstart")>;
+/// `(status_atom)` -> `saga_status`; also activates (resumes) the saga.
+using status_atom = caf::atom_constant<caf::atom("mn_sstatus")>;
+/// Internal messages of the saga actor.
+using saga_persisted_atom = caf::atom_constant<caf::atom("mn_spers")>;
+using saga_retry_atom = caf::atom_constant<caf::atom("mn_sretry")>;
+using saga_deadline_atom = caf::atom_constant<caf::atom("mn_sdue")>;
+using saga_reply_atom = caf::atom_constant<caf::atom("mn_sreply")>;
+
+/// Returns whether `err` is transient: the command was not applied and a
+/// later attempt may succeed (a stopped or restarting entity, a full stash,
+/// a journal write failure, an unreachable receiver). Business rejections
+/// (other error categories) are not.
+bool transient_error(const caf::error& err);
+
+/// Retries of one step or compensation.
+struct retry_policy {
+  /// Attempts in total, the first one included. Default: 5.
+  uint32_t max_attempts = 5;
+  /// Delay before attempt k+1: `min_backoff * 2^(k-1)` capped at
+  /// `max_backoff`, times [1, 1 + jitter]. Defaults: 100 ms, 10 s, 0.2.
+  runtime::restart_policy backoff;
+  /// Which errors are retried; empty means `transient_error`.
+  std::function<bool(const caf::error&)> retryable;
+};
+
+/// The aggregate registries a saga sends to, by aggregate type name.
+using targets = std::map<std::string, caf::actor>;
+
+/// Sends a step's command: `done` gets no error on success.
+template <class Data>
+using command_fn = std::function<void(
+    caf::event_based_actor* self, const targets& to, const Data& data,
+    const std::string& command_id, std::function<void(caf::error)> done)>;
+
+/// Returns a command function that sends `make(data)` to aggregate
+/// `entity(data)` of type `A` through its registry in `targets`, with the
+/// saga's deterministic command id (the aggregate's idempotency makes a
+/// re-sent step apply once).
+template <class A, class Data>
+command_fn<Data> command(std::function<std::string(const Data&)> entity,
+                         std::function<typename A::command(const Data&)> make) {
+  return [entity, make](caf::event_based_actor* self, const targets& to,
+                        const Data& data, const std::string& command_id,
+                        std::function<void(caf::error)> done) {
+    auto i = to.find(A::type_name);
+    if (i == to.end())
+      return done(runtime::make_error(
+          runtime::errc::not_found,
+          std::string{"saga has no registry for aggregate type '"} +
+              A::type_name + "'"));
+    self->request(i->second, caf::infinite, runtime::route_atom::value,
+                  entity(data),
+                  actors::command_message<A>(make(data), command_id))
+        .then([done](typename A::reply&) { done(caf::error{}); },
+              [done](caf::error& err) { done(std::move(err)); });
+  };
+}
+
+/// One step of a saga.
+template <class Data>
+struct step {
+  /// For status and logs.
+  std::string name;
+  command_fn<Data> action;
+  /// Undoes `action`; empty if there is nothing to undo.
+  command_fn<Data> compensation;
+  retry_policy retry;
+  /// Time for the step, all attempts together; 0 = none. After it no new
+  /// attempt starts (an outstanding one still decides the outcome).
+  std::chrono::milliseconds timeout{0};
+};
+
+/// A saga type's steps and whole-saga deadline.
+template <class Data>
+struct definition {
+  std::vector<step<Data>> steps;
+  /// 0 = none. After it no new attempt of a forward step starts.
+  std::chrono::milliseconds deadline{0};
+};
+
+/// What saga actors need from their node. Pointees must outlive them.
+struct saga_context {
+  persistence::journal* journal = nullptr;
+  const persistence::event_registry* registry = nullptr;
+  runtime::completion_sink* completions = nullptr;
+  sagas::targets targets;
+  /// Wall clock in ms since the epoch (persisted due times); replaceable in
+  /// tests. Default: std::chrono::system_clock.
+  std::function<int64_t()> wall_ms;
+};
+
+/// Returns the stream id of saga `S` with id `id`: "saga-<type_name>-<id>".
+template <class S>
+std::string saga_stream(const std::string& id) {
+  return std::string{"saga-"} + S::type_name + "-" + id;
+}
+
+}  // namespace mnemo::sagas
+
+#include "mnemo/sagas/saga_actor.hpp"

@@ -1,0 +1,407 @@
+#pragma once
+
+// The actor of one saga instance (included by saga.hpp).
+
+#include <memory>
+#include <optional>
+
+namespace mnemo::sagas {
+
+namespace detail {
+
+template <class T>
+std::string pack(const T& x) {
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, x);
+  return std::string{buf.data(), buf.size()};
+}
+
+inline int64_t system_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace detail
+
+/// The actor of saga `S` with id `id`. Spawn through `spawn_saga_registry`.
+template <class S>
+class saga_actor : public caf::event_based_actor {
+ public:
+  using data_type = typename S::data;
+
+  saga_actor(caf::actor_config& cfg, saga_context ctx, std::string id)
+      : caf::event_based_actor(cfg),
+        ctx_(std::move(ctx)),
+        id_(std::move(id)),
+        stream_(saga_stream<S>(id_)),
+        def_(S::define()),
+        codec_(*ctx_.registry) {
+    if (!ctx_.wall_ms) ctx_.wall_ms = detail::system_ms;
+    rng_.seed(std::hash<std::string>{}(stream_));
+  }
+
+  const char* name() const override { return "mnemo.saga"; }
+
+  caf::behavior make_behavior() override {
+    set_exit_handler([this](caf::exit_msg& msg) {
+      auto err = runtime::make_error(runtime::errc::entity_stopped,
+                                     "saga '" + stream_ + "' stopped");
+      for (auto& rp : start_waiters_) rp.deliver(err);
+      start_waiters_.clear();
+      quit(msg.reason);
+    });
+    if (auto err = recover()) {
+      quit(err);
+      return {};
+    }
+    advance();
+    return {
+        [this](start_atom, data_type& data) -> caf::result<saga_status> {
+          return start(std::move(data));
+        },
+        [this](status_atom) { return status(); },
+        [this](runtime::passivate_atom) { passivate(); },
+        [this](saga_persisted_atom, uint64_t ticket) { on_persisted(ticket); },
+        [this](saga_retry_atom, uint64_t gen) {
+          if (gen == retry_gen_ && !busy_ && !in_flight_) {
+            progress_.retry_at_ms = 0;
+            advance();
+          }
+        },
+        [this](saga_deadline_atom, uint64_t gen) { on_deadline(gen); },
+    };
+  }
+
+ private:
+  using events = std::vector<saga_event>;
+
+  // -- recovery and start -----------------------------------------------------
+
+  caf::error recover() {
+    auto stored = ctx_.journal->read_stream(stream_, 1, UINT64_MAX, UINT64_MAX);
+    if (!stored) return runtime::to_caf_error(stored.error());
+    for (auto& env : *stored) {
+      auto ev = codec_.decode(env);
+      if (!ev) return runtime::to_caf_error(ev.error());
+      progress_.apply(*ev);
+      version_ = env.sequence;
+    }
+    if (progress_.phase != saga_phase::fresh) {
+      try {
+        auto h = msgpack::unpack(progress_.data.data(), progress_.data.size());
+        h.get().convert(data_);
+      } catch (const std::exception& e) {
+        return runtime::make_error(
+            runtime::errc::handler_failed,
+            "saga '" + stream_ + "': data does not decode: " + e.what());
+      }
+    }
+    return {};
+  }
+
+  caf::result<saga_status> start(data_type data) {
+    if (progress_.phase != saga_phase::fresh || busy_) {
+      if (progress_.phase == saga_phase::fresh) {
+        // A start is being persisted: answer once it is.
+        auto rp = make_response_promise<saga_status>();
+        start_waiters_.push_back(rp);
+        return rp;
+      }
+      return status();
+    }
+    data_ = std::move(data);
+    auto now = ctx_.wall_ms();
+    saga_started ev;
+    ev.data = detail::pack(data_);
+    if (def_.deadline.count() > 0) ev.deadline_ms = now + def_.deadline.count();
+    ev.step_due_ms = due_of(0, now);
+    auto rp = make_response_promise<saga_status>();
+    start_waiters_.push_back(rp);
+    persist({ev});
+    return rp;
+  }
+
+  saga_status status() const {
+    return saga_status{id_, to_string(progress_.phase), progress_.step,
+                       progress_.attempt, progress_.error};
+  }
+
+  int64_t due_of(size_t step, int64_t now) const {
+    if (step >= def_.steps.size()) return 0;
+    auto t = def_.steps[step].timeout.count();
+    return t > 0 ? now + t : 0;
+  }
+
+  // -- driving ----------------------------------------------------------------
+
+  void advance() {
+    if (busy_ || in_flight_) return;
+    auto now = ctx_.wall_ms();
+    auto& p = progress_;
+    if (p.phase == saga_phase::running) {
+      if (p.step >= def_.steps.size()) return persist({saga_completed{}});
+      arm_deadline(now);
+      if (deadline_hit_ || past(p.deadline_ms, now) || past(p.due_ms, now))
+        return give_up("deadline exceeded before attempt " +
+                       std::to_string(p.attempt + 1));
+      if (p.retry_at_ms > now) return arm_retry(p.retry_at_ms - now);
+      return send(def_.steps[p.step].action, "do");
+    }
+    if (p.phase == saga_phase::compensating) {
+      if (p.step == 0) return persist({saga_aborted{p.error}});
+      auto& comp = def_.steps[p.step - 1].compensation;
+      if (!comp) return persist({saga_compensation_done{p.step - 1}});
+      if (p.retry_at_ms > now) return arm_retry(p.retry_at_ms - now);
+      return send(comp, "undo");
+    }
+  }
+
+  static bool past(int64_t due, int64_t now) { return due > 0 && now >= due; }
+
+  void send(const command_fn<data_type>& fn, const char* kind) {
+    in_flight_ = true;
+    auto gen = ++reply_gen_;
+    // Deterministic per step and direction: every attempt of a step, also
+    // after a restart, carries the same id, so the aggregate applies it once.
+    auto index = progress_.phase == saga_phase::compensating
+                     ? progress_.step - 1
+                     : progress_.step;
+    auto command_id = stream_ + "/" + std::to_string(index) + "/" + kind;
+    fn(this, ctx_.targets, data_, command_id,
+       [this, gen](caf::error err) { on_reply(gen, std::move(err)); });
+  }
+
+  void on_reply(uint64_t gen, caf::error err) {
+    if (gen != reply_gen_ || !in_flight_) return;
+    in_flight_ = false;
+    auto& p = progress_;
+    auto now = ctx_.wall_ms();
+    if (p.phase == saga_phase::running) {
+      if (!err) {
+        events evs{saga_step_completed{p.step, due_of(p.step + 1, now)}};
+        if (p.step + 1 == def_.steps.size()) evs.push_back(saga_completed{});
+        deadline_hit_ = false;
+        return persist(std::move(evs));
+      }
+      auto& policy = def_.steps[p.step].retry;
+      auto attempt = p.attempt + 1;
+      bool again = retryable(policy, err) && attempt < policy.max_attempts &&
+                   !deadline_hit_ && !past(p.deadline_ms, now) &&
+                   !past(p.due_ms, now);
+      auto text = runtime::describe(err);
+      if (again)
+        return persist({saga_step_failed{p.step, attempt, text,
+                                         now + delay(policy, attempt)}});
+      return persist(
+          {saga_step_failed{p.step, attempt, text, 0},
+           saga_compensating{p.step, "step '" + def_.steps[p.step].name +
+                                         "' failed: " + text}});
+    }
+    if (p.phase != saga_phase::compensating) return;
+    auto i = p.step - 1;
+    if (!err) return persist({saga_compensation_done{i}});
+    auto& policy = def_.steps[i].retry;
+    auto attempt = p.attempt + 1;
+    auto text = runtime::describe(err);
+    if (retryable(policy, err) && attempt < policy.max_attempts)
+      return persist({saga_compensation_failed{i, attempt, text,
+                                               now + delay(policy, attempt)}});
+    persist(
+        {saga_compensation_failed{i, attempt, text, 0},
+         saga_needs_attention{i, "compensation of step '" + def_.steps[i].name +
+                                     "' failed: " + text}});
+  }
+
+  void give_up(std::string why) {
+    auto& p = progress_;
+    persist({saga_step_failed{p.step, p.attempt, why, 0},
+             saga_compensating{p.step, "step '" + def_.steps[p.step].name +
+                                           "' failed: " + why}});
+  }
+
+  static bool retryable(const retry_policy& policy, const caf::error& err) {
+    return policy.retryable ? policy.retryable(err) : transient_error(err);
+  }
+
+  int64_t delay(const retry_policy& policy, uint32_t attempt) {
+    auto base = runtime::backoff_delay(policy.backoff, attempt);
+    std::uniform_real_distribution<double> f{
+        1.0, 1.0 + std::max(policy.backoff.jitter, 0.0)};
+    return static_cast<int64_t>(static_cast<double>(base.count()) * f(rng_));
+  }
+
+  // An unfinished saga asks its registry to wake it again: when its retry
+  // is due, or at once if a command was in flight (it is re-sent with the
+  // same command id, so it applies once).
+  void passivate() {
+    auto& p = progress_;
+    if (!finished(p.phase) && p.phase != saga_phase::fresh) {
+      auto registry = caf::actor_cast<caf::actor>(current_sender());
+      auto now = ctx_.wall_ms();
+      auto wait = p.retry_at_ms > now && !in_flight_ ? p.retry_at_ms - now : 0;
+      if (registry)
+        caf::delayed_anon_send(registry, std::chrono::milliseconds{wait},
+                               runtime::route_atom::value, id_,
+                               caf::make_message(status_atom::value));
+    }
+    auto err = runtime::make_error(runtime::errc::entity_stopped,
+                                   "saga '" + stream_ + "' passivated");
+    for (auto& rp : start_waiters_) rp.deliver(err);
+    start_waiters_.clear();
+    quit();
+  }
+
+  // -- timers -----------------------------------------------------------------
+
+  void arm_retry(int64_t ms) {
+    delayed_send(this, std::chrono::milliseconds{ms}, saga_retry_atom::value,
+                 ++retry_gen_);
+  }
+
+  void arm_deadline(int64_t now) {
+    auto& p = progress_;
+    int64_t due = 0;
+    for (auto d : {p.due_ms, p.deadline_ms})
+      if (d > 0 && (due == 0 || d < due)) due = d;
+    if (due == 0 || due == armed_due_) return;
+    armed_due_ = due;
+    delayed_send(this,
+                 std::chrono::milliseconds{std::max<int64_t>(due - now, 0)},
+                 saga_deadline_atom::value, ++deadline_gen_);
+  }
+
+  void on_deadline(uint64_t gen) {
+    if (gen != deadline_gen_ || progress_.phase != saga_phase::running) return;
+    deadline_hit_ = true;
+    armed_due_ = 0;
+    if (!busy_ && !in_flight_) {
+      ++retry_gen_;  // cancels a pending retry
+      give_up("deadline exceeded");
+    }
+  }
+
+  // -- persistence ------------------------------------------------------------
+
+  void persist(events evs) {
+    std::vector<persistence::new_event> batch;
+    for (auto& ev : evs) {
+      auto encoded = codec_.encode(ev);
+      if (!encoded) return quit(runtime::to_caf_error(encoded.error()));
+      batch.push_back(std::move(*encoded));
+    }
+    busy_ = true;
+    pending_ = std::move(evs);
+    auto slot = std::make_shared<persistence::error>();
+    slot_ = slot;
+    auto ticket = ++ticket_;
+    auto me = caf::actor_cast<caf::actor>(this);
+    auto* sink = ctx_.completions;
+    sink->expect();
+    ctx_.journal->append(
+        stream_, std::move(batch),
+        persistence::expected_version::exact(version_),
+        [slot, sink, me,
+         ticket](persistence::expected<persistence::append_result> res) {
+          if (!res) *slot = res.error();
+          sink->post([me, ticket] {
+            caf::anon_send(me, saga_persisted_atom::value, ticket);
+          });
+        });
+  }
+
+  void on_persisted(uint64_t ticket) {
+    if (ticket != ticket_ || !slot_) return;
+    auto err = std::move(*slot_);
+    slot_.reset();
+    busy_ = false;
+    if (err) {
+      // Our view may be ahead of the journal: stop; the registry restarts
+      // the saga, which recovers from its stream.
+      auto e = runtime::to_caf_error(err);
+      for (auto& rp : start_waiters_) rp.deliver(e);
+      start_waiters_.clear();
+      return quit(e);
+    }
+    for (auto& ev : pending_) progress_.apply(ev);
+    version_ += pending_.size();
+    pending_.clear();
+    for (auto& rp : start_waiters_) rp.deliver(status());
+    start_waiters_.clear();
+    advance();
+  }
+
+  saga_context ctx_;
+  std::string id_;
+  std::string stream_;
+  definition<data_type> def_;
+  actors::variant_codec<saga_event> codec_;
+  saga_progress progress_;
+  data_type data_{};
+  uint64_t version_ = 0;
+  bool busy_ = false;
+  bool in_flight_ = false;
+  bool deadline_hit_ = false;
+  int64_t armed_due_ = 0;
+  uint64_t reply_gen_ = 0;
+  uint64_t retry_gen_ = 0;
+  uint64_t deadline_gen_ = 0;
+  uint64_t ticket_ = 0;
+  events pending_;
+  std::shared_ptr<persistence::error> slot_;
+  std::vector<caf::typed_response_promise<saga_status>> start_waiters_;
+  std::mt19937_64 rng_;
+};
+
+/// Spawns the registry of saga type `S`: `(route_atom, saga_id,
+/// caf::make_message(start_atom, data))` starts saga `saga_id` once;
+/// sagas are activated, passivated and restarted like aggregates. Register
+/// the saga events (`register_types`) first.
+template <class S>
+caf::actor spawn_saga_registry(caf::actor_system& sys, saga_context ctx,
+                               runtime::registry_options options) {
+  return runtime::spawn_entity_registry(
+      sys,
+      [ctx](caf::actor_system& s, const std::string& id) {
+        return s.spawn<saga_actor<S>>(ctx, id);
+      },
+      std::move(options));
+}
+
+/// Activates every unfinished saga of type `S` in `j` through `registry`
+/// (after a restart), so that each resumes where it stood. Scans the saga
+/// streams of `S`; returns how many it activated.
+template <class S>
+persistence::expected<size_t> resume_unfinished(
+    const persistence::journal& j, const persistence::event_registry& types,
+    const caf::actor& registry) {
+  auto prefix = saga_stream<S>("");
+  actors::variant_codec<saga_event> codec{types};
+  size_t resumed = 0;
+  std::string after = prefix;
+  for (;;) {
+    auto heads = j.list_streams(after, 1000);
+    if (!heads) return heads.error();
+    for (auto& h : *heads) {
+      if (h.stream_id.compare(0, prefix.size(), prefix) != 0) return resumed;
+      after = h.stream_id;
+      auto last =
+          j.read_stream(h.stream_id, h.highest_sequence, h.highest_sequence, 1);
+      if (!last) return last.error();
+      if (last->empty()) continue;
+      auto ev = codec.decode(last->front());
+      if (!ev) return ev.error();
+      if (std::holds_alternative<saga_completed>(*ev) ||
+          std::holds_alternative<saga_aborted>(*ev) ||
+          std::holds_alternative<saga_needs_attention>(*ev))
+        continue;
+      caf::anon_send(registry, runtime::route_atom::value,
+                     h.stream_id.substr(prefix.size()),
+                     caf::make_message(status_atom::value));
+      ++resumed;
+    }
+    if (heads->size() < 1000) return resumed;
+  }
+}
+
+}  // namespace mnemo::sagas

@@ -1,0 +1,96 @@
+#pragma once
+
+// The events of a saga's own stream: its progress, from which a restarted
+// saga resumes where it stood.
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include <msgpack.hpp>
+
+#include "mnemo/persistence/event_registry.hpp"
+
+namespace mnemo::sagas {
+
+/// The saga started with `data` (msgpack of the saga's data type).
+struct saga_started {
+  std::string data;
+  /// Whole-saga deadline, ms since the epoch; 0 = none.
+  int64_t deadline_ms = 0;
+  /// Deadline of step 0; 0 = none.
+  int64_t step_due_ms = 0;
+  MSGPACK_DEFINE_MAP(data, deadline_ms, step_due_ms)
+};
+
+/// Step `step` succeeded; the next step's deadline is `next_due_ms`.
+struct saga_step_completed {
+  uint32_t step = 0;
+  int64_t next_due_ms = 0;
+  MSGPACK_DEFINE_MAP(step, next_due_ms)
+};
+
+/// Attempt `attempt` of step `step` failed with `error`; a retry is due at
+/// `retry_at_ms`, or never (0: the step failed for good).
+struct saga_step_failed {
+  uint32_t step = 0;
+  uint32_t attempt = 0;
+  std::string error;
+  int64_t retry_at_ms = 0;
+  MSGPACK_DEFINE_MAP(step, attempt, error, retry_at_ms)
+};
+
+/// The saga gave up going forward: the `completed` steps before it are
+/// compensated in reverse order.
+struct saga_compensating {
+  uint32_t completed = 0;
+  std::string reason;
+  MSGPACK_DEFINE_MAP(completed, reason)
+};
+
+/// The compensation of step `step` succeeded.
+struct saga_compensation_done {
+  uint32_t step = 0;
+  MSGPACK_DEFINE_MAP(step)
+};
+
+/// Attempt `attempt` of the compensation of `step` failed; retry at
+/// `retry_at_ms`, or never (0: the saga needs attention).
+struct saga_compensation_failed {
+  uint32_t step = 0;
+  uint32_t attempt = 0;
+  std::string error;
+  int64_t retry_at_ms = 0;
+  MSGPACK_DEFINE_MAP(step, attempt, error, retry_at_ms)
+};
+
+/// Every step succeeded.
+struct saga_completed {
+  bool ok = true;
+  MSGPACK_DEFINE_MAP(ok)
+};
+
+/// Every needed compensation succeeded after a failed step.
+struct saga_aborted {
+  std::string reason;
+  MSGPACK_DEFINE_MAP(reason)
+};
+
+/// A compensation failed for good: an operator must look at the saga.
+struct saga_needs_attention {
+  uint32_t step = 0;
+  std::string error;
+  MSGPACK_DEFINE_MAP(step, error)
+};
+
+using saga_event =
+    std::variant<saga_started, saga_step_completed, saga_step_failed,
+                 saga_compensating, saga_compensation_done,
+                 saga_compensation_failed, saga_completed, saga_aborted,
+                 saga_needs_attention>;
+
+/// Registers the saga event types ("mnemo.saga.*") in `types`. Call once
+/// per registry before spawning sagas.
+void register_types(persistence::event_registry& types);
+
+}  // namespace mnemo::sagas

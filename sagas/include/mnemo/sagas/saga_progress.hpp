@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/meta/type_name.hpp>
+
+#include "mnemo/sagas/saga_events.hpp"
+
+namespace mnemo::sagas {
+
+/// Where a saga stands.
+enum class saga_phase : uint8_t {
+  fresh,
+  running,
+  compensating,
+  completed,
+  /// Compensated: a step failed for good and every completed step was
+  /// undone.
+  aborted,
+  /// A compensation failed for good.
+  needs_attention,
+};
+
+/// Returns "new", "running", "compensating", "completed", "compensated" or
+/// "needs_attention".
+const char* to_string(saga_phase x) noexcept;
+
+/// Returns whether a saga in phase `x` has nothing left to do.
+inline bool finished(saga_phase x) noexcept {
+  return x == saga_phase::completed || x == saga_phase::aborted ||
+         x == saga_phase::needs_attention;
+}
+
+/// The state of a saga, folded from its events.
+struct saga_progress {
+  saga_phase phase = saga_phase::fresh;
+  /// The saga's data (msgpack).
+  std::string data;
+  int64_t deadline_ms = 0;
+  /// Running: the current step. Compensating: the number of completed steps
+  /// still to compensate (the next one is `step - 1`).
+  uint32_t step = 0;
+  /// Failed attempts of the current step or compensation.
+  uint32_t attempt = 0;
+  /// Deadline of the current step; 0 = none.
+  int64_t due_ms = 0;
+  /// When the next attempt is due; 0 = now.
+  int64_t retry_at_ms = 0;
+  /// The last failure, or the reason of the compensation.
+  std::string error;
+
+  /// Folds `ev` into this progress.
+  void apply(const saga_event& ev);
+};
+
+/// What a saga answers to `start_atom` and `status_atom`.
+struct saga_status {
+  std::string id;
+  /// `to_string(saga_phase)`.
+  std::string status;
+  uint32_t step = 0;
+  uint32_t attempt = 0;
+  std::string error;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, saga_status& x) {
+  return f(caf::meta::type_name("saga_status"), x.id, x.status, x.step,
+           x.attempt, x.error);
+}
+
+}  // namespace mnemo::sagas

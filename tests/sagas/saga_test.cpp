@@ -1,0 +1,320 @@
+// Sagas on the deterministic scheduler with virtual time (and a fake wall
+// clock for persisted due times): the transfer saga of the bank example,
+// retries with backoff, compensation, needs-attention, deadlines, restart.
+
+#define BOOST_TEST_MODULE mnemo_sagas
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+
+#include "../../examples/bank/transfer.hpp"
+#include "mnemo/actors/testkit.hpp"
+#include "mnemo/sagas/saga.hpp"
+
+using namespace mnemo;
+using namespace std::chrono_literals;
+using bank::account;
+
+namespace {
+
+// A saga whose single step and compensation are scripted by the tests.
+struct probe_data {
+  std::string key;
+  MSGPACK_DEFINE_MAP(key)
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, probe_data& x) {
+  return f(caf::meta::type_name("probe_data"), x.key);
+}
+
+struct probe {
+  using data = probe_data;
+  static constexpr const char* type_name = "probe";
+  // Answers of attempt 1, 2, ... of each command; ok once exhausted.
+  static inline std::vector<caf::error> step_errors;
+  static inline std::vector<caf::error> undo_errors;
+  static inline std::vector<std::string> sent;  // command ids
+  static inline std::chrono::milliseconds timeout{0};
+
+  static sagas::command_fn<data> scripted(std::vector<caf::error>* errors) {
+    return
+        [errors](caf::event_based_actor*, const sagas::targets&, const data&,
+                 const std::string& id, std::function<void(caf::error)> done) {
+          sent.push_back(id);
+          if (errors->empty()) return done({});
+          auto err = errors->front();
+          errors->erase(errors->begin());
+          done(err);
+        };
+  }
+
+  static sagas::definition<data> define() {
+    sagas::step<data> s0;
+    s0.name = "first";
+    s0.action = [](caf::event_based_actor*, const sagas::targets&, const data&,
+                   const std::string& id,
+                   std::function<void(caf::error)> done) {
+      sent.push_back(id);
+      done({});
+    };
+    s0.compensation = scripted(&undo_errors);
+    s0.retry.backoff.jitter = 0;
+    s0.retry.max_attempts = 2;
+    sagas::step<data> s1;
+    s1.name = "second";
+    s1.action = scripted(&step_errors);
+    s1.retry.backoff.min_backoff = 100ms;
+    s1.retry.backoff.jitter = 0;
+    s1.retry.max_attempts = 4;
+    s1.timeout = timeout;
+    sagas::definition<data> def;
+    def.steps = {s0, s1};
+    return def;
+  }
+
+  static void reset() {
+    step_errors.clear();
+    undo_errors.clear();
+    sent.clear();
+    timeout = 0ms;
+  }
+};
+
+caf::error transient() {
+  return runtime::make_error(runtime::errc::entity_stopped, "try again");
+}
+
+caf::error business() {
+  return bank::make_error(bank::account_errc::account_closed, "closed");
+}
+
+struct fixture : actors::aggregate_fixture<account> {
+  std::shared_ptr<int64_t> clock = std::make_shared<int64_t>(1'000'000);
+  caf::actor accounts;
+  caf::actor transfers;
+  caf::actor probes;
+
+  fixture() {
+    probe::reset();
+    sagas::register_types(registry());
+    accounts = spawn_registry();
+    spawn_sagas();
+  }
+
+  void spawn_sagas() {
+    sagas::saga_context ctx;
+    ctx.journal = &journal();
+    ctx.registry = &registry();
+    ctx.completions = context().completions;
+    ctx.targets = {{"account", accounts}};
+    auto now = clock;
+    ctx.wall_ms = [now] { return *now; };
+    transfers = sagas::spawn_saga_registry<bank::transfer>(system(), ctx, {});
+    probes = sagas::spawn_saga_registry<probe>(system(), ctx, {});
+    run();
+  }
+
+  void stop_sagas() {
+    for (auto& r : {transfers, probes})
+      caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
+    run();
+  }
+
+  ~fixture() { stop_sagas(); }
+
+  void tick(std::chrono::milliseconds d) {
+    *clock += d.count();
+    advance(d);
+  }
+
+  int64_t balance(const std::string& id) {
+    auto s = request<bank::account_state>(
+        accounts, runtime::route_atom::value, id,
+        caf::make_message(caf::get_atom::value));
+    return s ? s->balance : -1;
+  }
+
+  template <class S>
+  caf::expected<sagas::saga_status> start(const caf::actor& reg,
+                                          const std::string& id,
+                                          typename S::data d) {
+    return request<sagas::saga_status>(
+        reg, runtime::route_atom::value, id,
+        caf::make_message(sagas::start_atom::value, std::move(d)));
+  }
+
+  std::string status(const caf::actor& reg, const std::string& id) {
+    auto s = request<sagas::saga_status>(
+        reg, runtime::route_atom::value, id,
+        caf::make_message(sagas::status_atom::value));
+    return s ? s->status : runtime::describe(s.error());
+  }
+
+  std::vector<std::string> saga_events(const std::string& stream) {
+    std::vector<std::string> types;
+    auto evs = journal().read_stream(stream, 1, UINT64_MAX, UINT64_MAX);
+    if (evs)
+      for (auto& e : *evs) types.push_back(e.type.substr(11));  // "mnemo.saga."
+    return types;
+  }
+};
+
+using strings = std::vector<std::string>;
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(saga_progress)
+
+BOOST_AUTO_TEST_CASE(progress_folds_the_saga_events) {
+  sagas::saga_progress p;
+  p.apply(sagas::saga_started{"d", 0, 0});
+  BOOST_CHECK(p.phase == sagas::saga_phase::running);
+  p.apply(sagas::saga_step_completed{0, 0});
+  p.apply(sagas::saga_step_failed{1, 1, "boom", 42});
+  BOOST_CHECK_EQUAL(p.step, 1u);
+  BOOST_CHECK_EQUAL(p.retry_at_ms, 42);
+  p.apply(sagas::saga_compensating{1, "gave up"});
+  BOOST_CHECK(p.phase == sagas::saga_phase::compensating);
+  BOOST_CHECK_EQUAL(p.step, 1u);
+  p.apply(sagas::saga_compensation_done{0});
+  BOOST_CHECK_EQUAL(p.step, 0u);
+  p.apply(sagas::saga_aborted{"gave up"});
+  BOOST_CHECK_EQUAL(std::string{sagas::to_string(p.phase)}, "compensated");
+  BOOST_CHECK(sagas::finished(p.phase));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(transfer_saga)
+
+BOOST_AUTO_TEST_CASE(a_transfer_completes_and_conserves_money) {
+  fixture f;
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{100}));
+  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
+  auto st = f.start<bank::transfer>(f.transfers, "t1", {"a1", "a2", 30});
+  BOOST_REQUIRE(st);
+  f.run();
+  BOOST_CHECK_EQUAL(f.status(f.transfers, "t1"), "completed");
+  BOOST_CHECK_EQUAL(f.balance("a1"), 70);
+  BOOST_CHECK_EQUAL(f.balance("a2"), 30);
+  BOOST_CHECK(
+      (f.saga_events("saga-transfer-t1") ==
+       strings{"started", "step_completed", "step_completed", "completed"}));
+  // Starting the same transfer again starts nothing.
+  auto again = f.start<bank::transfer>(f.transfers, "t1", {"a1", "a2", 30});
+  BOOST_REQUIRE(again);
+  BOOST_CHECK_EQUAL(again->status, "completed");
+  f.run();
+  BOOST_CHECK_EQUAL(f.balance("a1"), 70);
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_deposit_is_compensated) {
+  fixture f;
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{100}));
+  BOOST_REQUIRE(
+      f.start<bank::transfer>(f.transfers, "t1", {"a1", "nobody", 40}));
+  f.run();
+  BOOST_CHECK_EQUAL(f.status(f.transfers, "t1"), "compensated");
+  BOOST_CHECK_EQUAL(f.balance("a1"), 100);
+  BOOST_CHECK((f.saga_events("saga-transfer-t1") ==
+               strings{"started", "step_completed", "step_failed",
+                       "compensating", "compensation_done", "aborted"}));
+  // The refund carried its own deterministic command id.
+  auto events = f.journal().read_stream("account-a1", 1, UINT64_MAX, 10);
+  BOOST_REQUIRE(events);
+  BOOST_CHECK_EQUAL(events->back().metadata.at("mnemo.command"),
+                    "saga-transfer-t1/0/undo");
+}
+
+BOOST_AUTO_TEST_CASE(a_rejected_first_step_needs_no_compensation) {
+  fixture f;
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
+  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
+  BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, "t1", {"a1", "a2", 5}));
+  f.run();
+  BOOST_CHECK_EQUAL(f.status(f.transfers, "t1"), "compensated");
+  BOOST_CHECK_EQUAL(f.balance("a1"), 0);
+  BOOST_CHECK_EQUAL(f.balance("a2"), 0);
+}
+
+BOOST_AUTO_TEST_CASE(transient_failures_are_retried_with_backoff) {
+  fixture f;
+  probe::step_errors = {transient(), transient()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+  f.run();
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "running");
+  f.tick(99ms);
+  BOOST_CHECK_EQUAL(probe::sent.size(), 2u);  // first + second's attempt 1
+  f.tick(1ms);
+  BOOST_CHECK_EQUAL(probe::sent.size(), 3u);
+  f.tick(200ms);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "completed");
+  // Every attempt of a step carries the same command id.
+  BOOST_CHECK(
+      (probe::sent == strings{"saga-probe-p1/0/do", "saga-probe-p1/1/do",
+                              "saga-probe-p1/1/do", "saga-probe-p1/1/do"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_compensation_needs_attention) {
+  fixture f;
+  probe::step_errors = {business()};
+  probe::undo_errors = {transient(), business()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+  f.run();
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "needs_attention");
+  BOOST_CHECK((f.saga_events("saga-probe-p1") ==
+               strings{"started", "step_completed", "step_failed",
+                       "compensating", "compensation_failed",
+                       "compensation_failed", "needs_attention"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {
+  fixture f;
+  probe::timeout = 1s;
+  probe::step_errors = {transient(), transient(), transient()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+  f.run();
+  f.tick(100ms);  // attempt 2 fails, retry due at +200 ms
+  f.tick(200ms);  // attempt 3 fails, retry due at +400 ms
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "running");
+  f.tick(700ms);  // the deadline (1 s) comes first
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "compensated");
+  // Three attempts of the step, no fourth; then the undo of step 0.
+  BOOST_CHECK_EQUAL(std::count(probe::sent.begin(), probe::sent.end(),
+                               "saga-probe-p1/1/do"),
+                    3);
+  BOOST_CHECK_EQUAL(probe::sent.back(), "saga-probe-p1/0/undo");
+}
+
+BOOST_AUTO_TEST_CASE(a_restarted_saga_resumes_with_its_persisted_retry) {
+  fixture f;
+  probe::step_errors = {transient()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+  f.run();
+  BOOST_CHECK_EQUAL(probe::sent.size(), 2u);
+  // The node dies; 60 ms pass on the wall clock; a new node starts.
+  f.stop_sagas();
+  *f.clock += 60;
+  f.spawn_sagas();
+  auto resumed =
+      sagas::resume_unfinished<probe>(f.journal(), f.registry(), f.probes);
+  BOOST_REQUIRE(resumed);
+  BOOST_CHECK_EQUAL(*resumed, 1u);
+  f.run();
+  BOOST_CHECK_EQUAL(probe::sent.size(), 2u);  // 40 ms of backoff remain
+  f.tick(39ms);
+  BOOST_CHECK_EQUAL(probe::sent.size(), 2u);
+  f.tick(1ms);
+  BOOST_CHECK_EQUAL(probe::sent.size(), 3u);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "completed");
+  // Finished sagas are not resumed.
+  auto none =
+      sagas::resume_unfinished<probe>(f.journal(), f.registry(), f.probes);
+  BOOST_REQUIRE(none);
+  BOOST_CHECK_EQUAL(*none, 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
