@@ -18,6 +18,7 @@
 // overloads (see mnemo/runtime/variant_inspect.hpp for std::variant).
 
 #include <deque>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,7 +60,7 @@ constexpr const char* processed_key = "mnemo.processed";
 
 template <class T>
 std::string pack_to_string(const T& x) {
-  msgpack::sbuffer buf;
+  msgpack::sbuffer buf{128};
   msgpack::pack(buf, x);
   return std::string{buf.data(), buf.size()};
 }
@@ -286,11 +287,14 @@ class aggregate_actor : public caf::event_based_actor {
   }
 
   void remember(const std::string& id, std::string reply_bytes) {
+    if (!processed_order_)
+      processed_order_ = std::make_unique<std::deque<std::string>>();
+    auto& order = *processed_order_;
     if (processed_.emplace(id, std::move(reply_bytes)).second)
-      processed_order_.push_back(id);
-    while (processed_order_.size() > ctx_.options.processed_window) {
-      processed_.erase(processed_order_.front());
-      processed_order_.pop_front();
+      order.push_back(id);
+    while (order.size() > ctx_.options.processed_window) {
+      processed_.erase(order.front());
+      order.pop_front();
     }
   }
 
@@ -370,8 +374,9 @@ class aggregate_actor : public caf::event_based_actor {
     }
     recovering_ = false;
     if constexpr (detail::has_on_recovered<A>::value) A::on_recovered(state_);
-    for (auto& rp : state_waiters_) rp.deliver(state_);
-    state_waiters_.clear();
+    // Moving the waiters out also frees the vector's buffer.
+    auto waiters = std::move(state_waiters_);
+    for (auto& rp : waiters) rp.deliver(state_);
     drain_stash();
   }
 
@@ -387,8 +392,9 @@ class aggregate_actor : public caf::event_based_actor {
                                          snap.payload))
       return;  // state type unregistered: snapshots are an optimisation
     std::vector<std::pair<std::string, std::string>> window;
-    for (auto& id : processed_order_)
-      window.emplace_back(id, processed_.at(id));
+    if (processed_order_)
+      for (auto& id : *processed_order_)
+        window.emplace_back(id, processed_.at(id));
     snap.metadata[detail::processed_key] = detail::pack_to_string(window);
     last_snapshot_ = version_;
     auto keep = ctx_.options.snapshot_keep;
@@ -452,13 +458,16 @@ class aggregate_actor : public caf::event_based_actor {
   bool recovering_ = true;
   bool stopped_ = false;
   bool passivating_ = false;
-  std::deque<pending> stash_;
+  // Most aggregates are idle most of the time, so the containers below
+  // allocate nothing while empty (an empty std::deque holds ~600 bytes in
+  // libstdc++): a list, a vector, and a deque made on first use.
+  std::list<pending> stash_;
   std::vector<caf::typed_response_promise<state_type>> state_waiters_;
   std::optional<in_flight> flight_;
   append_slot slot_;
   uint64_t ticket_ = 0;
   std::unordered_map<std::string, std::string> processed_;
-  std::deque<std::string> processed_order_;
+  std::unique_ptr<std::deque<std::string>> processed_order_;
 };
 
 }  // namespace mnemo::actors

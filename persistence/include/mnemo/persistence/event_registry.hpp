@@ -29,7 +29,7 @@ namespace detail {
 template <class T>
 std::string pack_payload(const T& x, std::vector<uint8_t>& out) {
   try {
-    msgpack::sbuffer buf;
+    msgpack::sbuffer buf{128};  // the default 8 KiB costs more than a regrow
     msgpack::pack(buf, x);
     auto* first = reinterpret_cast<const uint8_t*>(buf.data());
     out.assign(first, first + buf.size());

@@ -11,7 +11,7 @@ namespace detail {
 
 template <class T>
 std::string pack(const T& x) {
-  msgpack::sbuffer buf;
+  msgpack::sbuffer buf{128};
   msgpack::pack(buf, x);
   return std::string{buf.data(), buf.size()};
 }
