@@ -39,6 +39,7 @@
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 #include "mnemo/runtime/node.hpp"
+#include "raw_lmdb.hpp"
 
 namespace fs = std::filesystem;
 namespace mp = mnemo::persistence;
@@ -365,72 +366,6 @@ void get_all(caf::actor_system& sys, const std::vector<caf::actor>& handles,
 
 // -- actors.commands ----------------------------------------------------------
 
-void lmdb_check(int rc, const char* what) {
-  if (rc != 0) die(std::string{"LMDB "} + what + ": " + mdb_strerror(rc));
-}
-
-MDB_env* open_env(const fs::path& dir, unsigned flags, size_t map_size) {
-  MDB_env* env = nullptr;
-  lmdb_check(mdb_env_create(&env), "mdb_env_create");
-  lmdb_check(mdb_env_set_maxdbs(env, 16), "mdb_env_set_maxdbs");
-  if (map_size > 0) lmdb_check(mdb_env_set_mapsize(env, map_size), "mapsize");
-  lmdb_check(mdb_env_open(env, dir.c_str(), flags, 0644), "mdb_env_open");
-  return env;
-}
-
-// Size of the first stored event record of a closed journal directory.
-size_t measure_record_bytes(const fs::path& dir) {
-  auto* env = open_env(dir, MDB_RDONLY | MDB_NOTLS, 0);
-  MDB_txn* txn = nullptr;
-  MDB_dbi dbi;
-  MDB_cursor* cur = nullptr;
-  MDB_val key, val;
-  lmdb_check(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), "mdb_txn_begin");
-  lmdb_check(mdb_dbi_open(txn, "mnemo.events", 0, &dbi), "mdb_dbi_open");
-  lmdb_check(mdb_cursor_open(txn, dbi, &cur), "mdb_cursor_open");
-  lmdb_check(mdb_cursor_get(cur, &key, &val, MDB_FIRST), "mdb_cursor_get");
-  mdb_cursor_close(cur);
-  mdb_txn_abort(txn);
-  mdb_env_close(env);
-  return val.mv_size;
-}
-
-// Records/s of a plain LMDB loop, as journal_bench measures it: `events`
-// records of `record_bytes` under 8-byte big-endian keys with MDB_APPEND,
-// one commit per `batch` records.
-double raw_lmdb_rate(const fs::path& dir, const std::string& mode,
-                     size_t record_bytes, uint64_t batch, uint64_t events) {
-  fs::create_directories(dir);
-  unsigned flags = MDB_NOTLS;
-  if (mode == "nometasync") flags |= MDB_NOMETASYNC;
-  if (mode == "nosync") flags |= MDB_NOSYNC;
-  auto* env = open_env(dir, flags, size_t{16} << 30);
-  MDB_txn* txn = nullptr;
-  MDB_dbi dbi;
-  lmdb_check(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-  lmdb_check(mdb_dbi_open(txn, nullptr, 0, &dbi), "mdb_dbi_open");
-  lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
-  std::vector<char> record(record_bytes, 'r');
-  char key_bytes[8];
-  auto t0 = clock_type::now();
-  for (uint64_t i = 0; i < events;) {
-    lmdb_check(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-    for (uint64_t end = std::min(events, i + batch); i < end; ++i) {
-      auto k = i + 1;
-      for (int b = 7; b >= 0; --b, k >>= 8)
-        key_bytes[b] = static_cast<char>(k & 0xff);
-      MDB_val key{8, key_bytes};
-      MDB_val val{record.size(), record.data()};
-      lmdb_check(mdb_put(txn, dbi, &key, &val, MDB_APPEND), "mdb_put");
-    }
-    lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
-  }
-  auto secs = seconds_since(t0);
-  mdb_env_close(env);
-  fs::remove_all(dir);
-  return static_cast<double>(events) / secs;
-}
-
 // `in_flight` commands outstanding, one per lane, lanes spread evenly over
 // the aggregates (each reply sends its lane's aggregate the next command).
 json bench_commands(const options& opt, size_t aggregates, size_t in_flight) {
@@ -468,12 +403,21 @@ json bench_commands(const options& opt, size_t aggregates, size_t in_flight) {
   }
   auto events = ld->issued;
   auto rate = static_cast<double>(events) / ld->seconds;
-  auto record_bytes = measure_record_bytes(dir);
+  auto record_bytes = raw_lmdb::record_bytes(dir);
+  if (record_bytes == 0) die("cannot read the record size in " + dir.string());
   fs::remove_all(dir);
   std::cerr << "  " << events << " commands, " << commits
             << " commits; raw LMDB with batches of " << in_flight << " ...\n";
-  auto raw = raw_lmdb_rate(run_dir / "raw", opt.durability, record_bytes,
-                           in_flight, events);
+  unsigned flags = MDB_NOTLS;
+  if (opt.durability == "nometasync") flags |= MDB_NOMETASYNC;
+  if (opt.durability == "nosync") flags |= MDB_NOSYNC;
+  double raw = 0;
+  try {
+    raw =
+        raw_lmdb::rate(run_dir / "raw", flags, record_bytes, in_flight, events);
+  } catch (const std::exception& e) {
+    die(e.what());
+  }
   auto per_commit = static_cast<double>(events) /
                     static_cast<double>(std::max<uint64_t>(commits, 1));
   return {{"bench", "actors.commands"},

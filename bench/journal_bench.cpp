@@ -43,6 +43,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mnemo/persistence/journal.hpp"
+#include "raw_lmdb.hpp"
 
 namespace fs = std::filesystem;
 namespace mp = mnemo::persistence;
@@ -192,35 +193,11 @@ size_t bin_size(size_t n) {
 // Stored size of one of our events, per the record layout (21-byte header,
 // msgpack array of id, stream, type, schema version, correlation id,
 // causation id, tags, metadata, payload). Checked against the journal's
-// data file by measure_record_bytes().
+// data file by raw_lmdb::record_bytes().
 size_t record_bytes_for(size_t stream_len) {
   return 21 + 1 + bin_size(16) + str_size(stream_len) +
          str_size(std::strlen(event_type)) + 1 + str_size(0) + str_size(0) + 1 +
          1 + bin_size(payload_size);
-}
-
-// Size of the first stored event record, read with plain LMDB from a closed
-// journal directory; 0 if it cannot be read.
-size_t measure_record_bytes(const fs::path& dir) {
-  MDB_env* env = nullptr;
-  size_t result = 0;
-  if (mdb_env_create(&env) != 0) return 0;
-  mdb_env_set_maxdbs(env, 16);
-  MDB_txn* txn = nullptr;
-  MDB_dbi dbi;
-  MDB_cursor* cur = nullptr;
-  MDB_val key, val;
-  if (mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0644) == 0 &&
-      mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0) {
-    if (mdb_dbi_open(txn, "mnemo.events", 0, &dbi) == 0 &&
-        mdb_cursor_open(txn, dbi, &cur) == 0) {
-      if (mdb_cursor_get(cur, &key, &val, MDB_FIRST) == 0) result = val.mv_size;
-      mdb_cursor_close(cur);
-    }
-    mdb_txn_abort(txn);
-  }
-  mdb_env_close(env);
-  return result;
 }
 
 std::vector<mp::new_event> make_events(const std::vector<uint8_t>& payload,
@@ -416,46 +393,6 @@ unsigned lmdb_flags(mp::durability mode) {
   }
 }
 
-void lmdb_check(int rc, const char* what) {
-  if (rc != 0) die(std::string{"raw LMDB "} + what + ": " + mdb_strerror(rc));
-}
-
-// Records/s of a plain LMDB loop: `events` records of `record_bytes` under
-// 8-byte big-endian keys with MDB_APPEND, one commit per `batch` records.
-double raw_lmdb_rate(const fs::path& dir, mp::durability mode,
-                     size_t record_bytes, uint64_t batch, uint64_t events) {
-  fs::create_directories(dir);
-  MDB_env* env = nullptr;
-  lmdb_check(mdb_env_create(&env), "mdb_env_create");
-  lmdb_check(mdb_env_set_mapsize(env, size_t{16} << 30), "set_mapsize");
-  lmdb_check(mdb_env_open(env, dir.c_str(), lmdb_flags(mode), 0644),
-             "mdb_env_open");
-  MDB_txn* txn = nullptr;
-  MDB_dbi dbi;
-  lmdb_check(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-  lmdb_check(mdb_dbi_open(txn, nullptr, 0, &dbi), "mdb_dbi_open");
-  lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
-  std::vector<char> record(record_bytes, 'r');
-  char key_bytes[8];
-  auto t0 = clock_type::now();
-  for (uint64_t i = 0; i < events;) {
-    lmdb_check(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-    for (uint64_t end = std::min(events, i + batch); i < end; ++i) {
-      auto k = i + 1;
-      for (int b = 7; b >= 0; --b, k >>= 8)
-        key_bytes[b] = static_cast<char>(k & 0xff);
-      MDB_val key{8, key_bytes};
-      MDB_val val{record.size(), record.data()};
-      lmdb_check(mdb_put(txn, dbi, &key, &val, MDB_APPEND), "mdb_put");
-    }
-    lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
-  }
-  auto secs = seconds_since(t0);
-  mdb_env_close(env);
-  fs::remove_all(dir);
-  return static_cast<double>(events) / secs;
-}
-
 json bench_append(const fs::path& base, const options& opt,
                   const append_config& cfg) {
   auto tag =
@@ -473,7 +410,7 @@ json bench_append(const fs::path& base, const options& opt,
   auto mean_batch = static_cast<double>(events) /
                     static_cast<double>(std::max<uint64_t>(1, run->commits()));
   auto computed = record_bytes_for(stream_name(0).size());
-  auto measured = measure_record_bytes(dir);
+  auto measured = raw_lmdb::record_bytes(dir);
   if (measured != computed)
     std::cerr << "  note: stored record is " << measured << " bytes, computed "
               << computed << "; using the stored size\n";
@@ -482,8 +419,13 @@ json bench_append(const fs::path& base, const options& opt,
   auto batch = std::max<uint64_t>(1, std::llround(mean_batch));
   std::cerr << "  " << events << " events, " << run->commits()
             << " commits; raw LMDB with batches of " << batch << " ...\n";
-  auto raw = raw_lmdb_rate(base / ("raw-" + tag), opt.mode, record_bytes, batch,
-                           events);
+  double raw = 0;
+  try {
+    raw = raw_lmdb::rate(base / ("raw-" + tag), lmdb_flags(opt.mode),
+                         record_bytes, batch, events);
+  } catch (const std::exception& e) {
+    die(e.what());
+  }
   json out;
   out["bench"] = "journal.append";
   out["durability"] = to_string(opt.mode);
