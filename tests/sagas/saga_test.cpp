@@ -10,6 +10,7 @@
 #include "../../examples/bank/transfer.hpp"
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/sagas/saga.hpp"
+#include "mnemo/sagas/saga_trigger.hpp"
 
 using namespace mnemo;
 using namespace std::chrono_literals;
@@ -128,9 +129,9 @@ struct fixture : actors::aggregate_fixture<account> {
   }
 
   int64_t balance(const std::string& id) {
-    auto s = request<bank::account_state>(
-        accounts, runtime::route_atom::value, id,
-        caf::make_message(caf::get_atom::value));
+    auto s =
+        request<bank::account_state>(accounts, runtime::route_atom::value, id,
+                                     caf::make_message(caf::get_atom::value));
     return s ? s->balance : -1;
   }
 
@@ -283,9 +284,9 @@ BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {
   f.tick(700ms);  // the deadline (1 s) comes first
   BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "compensated");
   // Three attempts of the step, no fourth; then the undo of step 0.
-  BOOST_CHECK_EQUAL(std::count(probe::sent.begin(), probe::sent.end(),
-                               "saga-probe-p1/1/do"),
-                    3);
+  BOOST_CHECK_EQUAL(
+      std::count(probe::sent.begin(), probe::sent.end(), "saga-probe-p1/1/do"),
+      3);
   BOOST_CHECK_EQUAL(probe::sent.back(), "saga-probe-p1/0/undo");
 }
 
@@ -315,6 +316,125 @@ BOOST_AUTO_TEST_CASE(a_restarted_saga_resumes_with_its_persisted_retry) {
       sagas::resume_unfinished<probe>(f.journal(), f.registry(), f.probes);
   BOOST_REQUIRE(none);
   BOOST_CHECK_EQUAL(*none, 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// Choreography: every opened account gets a welcome bonus, by a saga
+// started by the account.opened event.
+struct bonus_data {
+  std::string account;
+  MSGPACK_DEFINE_MAP(account)
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bonus_data& x) {
+  return f(caf::meta::type_name("bonus_data"), x.account);
+}
+
+struct bonus {
+  using data = bonus_data;
+  static constexpr const char* type_name = "bonus";
+  static sagas::definition<data> define() {
+    sagas::step<data> credit;
+    credit.name = "credit";
+    credit.action = sagas::command<account, data>(
+        [](const data& d) { return d.account; },
+        [](const data&) { return account::command{bank::deposit{10}}; });
+    sagas::definition<data> def;
+    def.steps = {credit};
+    return def;
+  }
+};
+
+struct trigger_fixture : fixture {
+  caf::actor bonuses;
+  caf::actor trigger;
+  caf::actor starter;
+
+  trigger_fixture() {
+    sagas::saga_context ctx;
+    ctx.journal = &journal();
+    ctx.registry = &registry();
+    ctx.completions = context().completions;
+    ctx.targets = {{"account", accounts}};
+    bonuses = sagas::spawn_saga_registry<bonus>(system(), ctx, {});
+    actors::projection_filter filter;
+    filter.event_types = {"account.opened"};
+    auto spec = sagas::saga_trigger<bonus>(
+        "bonus-trigger", filter, [](const persistence::event_envelope& env) {
+          auto id = env.stream_id.substr(std::string{"account-"}.size());
+          return std::make_optional(
+              std::make_pair("welcome-" + id, bonus_data{id}));
+        });
+    auto p = actors::spawn_projection(
+        system(), {&journal(), context().completions, event_bus()}, spec);
+    BOOST_REQUIRE(p);
+    trigger = *p;
+    start_starter();
+  }
+
+  void start_starter() {
+    starter = sagas::spawn_saga_starter<bonus>(
+        system(), journal(), *context().completions, bonuses, event_bus());
+    run();
+  }
+
+  ~trigger_fixture() {
+    for (auto& a : {bonuses, trigger, starter})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    run();
+  }
+
+  size_t outbox() {
+    size_t n = 0;
+    journal().read([&](persistence::read_txn& txn) {
+      auto c =
+          persistence::table_store::count_in(txn, sagas::outbox_table<bonus>());
+      n = c ? *c : 999;
+      return persistence::error{};
+    });
+    return n;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(saga_trigger)
+
+BOOST_AUTO_TEST_CASE(an_event_starts_its_saga_exactly_once) {
+  trigger_fixture f;
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.balance("a1"), 10);
+  BOOST_CHECK_EQUAL(f.outbox(), 0u);
+  // Handling the event again (a replayed offset) records the start again,
+  // and starting it again starts nothing new.
+  caf::anon_send_exit(f.starter, caf::exit_reason::kill);
+  caf::anon_send(f.trigger, actors::reset_atom::value, uint64_t{0});
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.outbox(), 1u);
+  f.start_starter();
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.balance("a1"), 10);
+  BOOST_CHECK_EQUAL(f.outbox(), 0u);
+  BOOST_CHECK((f.saga_events("saga-bonus-welcome-a1") ==
+               strings{"started", "step_completed", "completed"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_recorded_start_survives_a_dead_starter) {
+  trigger_fixture f;
+  caf::anon_send_exit(f.starter, caf::exit_reason::kill);
+  f.run();
+  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.outbox(), 1u);
+  BOOST_CHECK_EQUAL(f.balance("a2"), 0);
+  f.start_starter();  // as after a restart
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.balance("a2"), 10);
+  BOOST_CHECK_EQUAL(f.outbox(), 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
