@@ -2,7 +2,7 @@
 // how far behind the live head it runs under load. One JSON object per line.
 //
 //   projections_bench [--quick] [--dir PATH] [--durability MODE]
-//                     [--only catchup|live]
+//                     [--only catchup|live|slow]
 //
 // projection.catchup: N pre-written events (1000 streams), one read-model
 //   key update (read + write of the stream's counter) per event, in the
@@ -12,10 +12,13 @@
 //   1000 appends in flight), then a steady load of half of it for a few
 //   seconds while a projection follows; lag per event = time the handler
 //   sees it - its commit timestamp.
+// projection.slow_consumer: append throughput without and with a slow
+//   at-least-once projection on its own thread.
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <iostream>
@@ -222,6 +225,45 @@ json bench_live(const options& opt) {
           {"lag_max_us", samples.empty() ? 0 : samples.back()}};
 }
 
+// Write throughput without and with a slow at-least-once projection (1 ms
+// per group of 10 events, on its own thread): the writers must not notice.
+json bench_slow_consumer(const options& opt) {
+  bench_node b{opt.dir / "mnemo-pbench-slow", opt.durability};
+  auto& node = *b.node;
+  auto secs = opt.quick ? 1.0 : 3.0;
+  auto without = drive_appends(node.journal(), secs, 1000, 0);
+  mnemo::actors::projection_spec spec;
+  spec.name = "slow";
+  spec.options.group_size = 10;
+  spec.effect = [](const std::vector<mp::event_envelope>&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    return mp::error{};
+  };
+  auto p = mnemo::actors::spawn_projection(
+      node.system(), {&node.journal(), &node.completions(), node.event_bus()},
+      spec, /*detached=*/true);
+  if (!p) die(node.system().render(p.error()));
+  node.track(*p);
+  auto with = drive_appends(node.journal(), secs, 1000, 0);
+  auto lag = node.journal().head_position() - offset_of(node, *p);
+  {
+    // The journal grows during the runs: measure "without" again after
+    // pausing the projection and compare with the mean of both.
+    caf::scoped_actor self{node.system()};
+    self->request(*p, std::chrono::seconds{30},
+                  mnemo::actors::pause_atom::value)
+        .receive([] {},
+                 [&](caf::error& err) { die(node.system().render(err)); });
+  }
+  without = (without + drive_appends(node.journal(), secs, 1000, 0)) / 2;
+  return {{"bench", "projection.slow_consumer"},
+          {"durability", opt.durability},
+          {"writes_per_s_without", std::llround(without)},
+          {"writes_per_s_with", std::llround(with)},
+          {"ratio", std::round(with / without * 1000) / 1000},
+          {"slow_projection_lag_events", lag}};
+}
+
 options parse(int argc, char** argv) {
   options opt;
   for (int i = 1; i < argc; ++i) {
@@ -255,6 +297,9 @@ int main(int argc, char** argv) {
   }
   if (opt.only.empty() || opt.only == "live")
     std::cout << bench_live(opt).dump() << std::endl;
+  if (opt.only.empty() || opt.only == "slow")
+    std::cout << bench_slow_consumer(opt).dump() << std::endl;
   fs::remove_all(opt.dir / "mnemo-pbench-catchup");
   fs::remove_all(opt.dir / "mnemo-pbench-live");
+  fs::remove_all(opt.dir / "mnemo-pbench-slow");
 }
