@@ -184,7 +184,7 @@ struct bench_node {
   ma::aggregate_context context(uint64_t snapshot_every) {
     auto opts = ma::aggregate_options::from(*cfg);
     opts.snapshot_every = snapshot_every;
-    return {&n->journal(), &n->registry(), &n->completions(), opts};
+    return {&n->journal(), &n->registry(), &n->completions(), opts, nullptr};
   }
 };
 

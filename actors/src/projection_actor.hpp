@@ -5,7 +5,9 @@
 #include "mnemo/actors/projection.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -24,6 +26,7 @@
 #include "mnemo/runtime/completion_sink.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
+#include "mnemo/runtime/metrics.hpp"
 
 namespace mnemo::actors::detail {
 
@@ -81,6 +84,7 @@ class projection_actor : public caf::event_based_actor {
       quit(err);
       return {};
     }
+    publish_metrics();
     subscribe();
     send(this, pull_atom::value);
     return {
@@ -105,8 +109,39 @@ class projection_actor : public caf::event_based_actor {
     };
   }
 
+  void on_exit() override {
+    if (ctx_.metrics)
+      for (auto token : metric_tokens_) ctx_.metrics->remove(token);
+    metric_tokens_.clear();
+  }
+
  private:
   // -- start ------------------------------------------------------------------
+
+  void publish_metrics() {
+    published_->store(offset_, std::memory_order_relaxed);
+    if (!ctx_.metrics) return;
+    runtime::metric_labels labels{{"projection", spec_.name}};
+    auto* j = ctx_.journal;
+    auto at = published_;
+    metric_tokens_.push_back(ctx_.metrics->gauge_fn(
+        "mnemo_projection_offset",
+        "Global position of the last event a projection handled.", labels,
+        [at] { return static_cast<double>(at->load()); }));
+    metric_tokens_.push_back(ctx_.metrics->gauge_fn(
+        "mnemo_projection_lag_events",
+        "Committed events a projection has not handled yet.", labels, [j, at] {
+          auto head = j->head_position();
+          auto offset = at->load();
+          return static_cast<double>(head > offset ? head - offset : 0);
+        }));
+    metric_tokens_.push_back(ctx_.metrics->gauge_fn(
+        "mnemo_projection_dead_letters", "Events a projection parked.", labels,
+        [j, name = spec_.name] {
+          auto n = j->dead_letters().count(name);
+          return n ? static_cast<double>(*n) : std::nan("");
+        }));
+  }
 
   caf::error load() {
     auto offset = ctx_.journal->offsets().load(spec_.name);
@@ -272,6 +307,7 @@ class projection_actor : public caf::event_based_actor {
     }
     if (out.err) return quit(runtime::to_caf_error(out.err));
     offset_ = last;
+    published_->store(last, std::memory_order_relaxed);
     if (poison_ && poison_->first.position <= offset_) poison_.reset();
     if (poison_) return handle_poison();
     if (!waiting_retry_) {
@@ -407,6 +443,7 @@ class projection_actor : public caf::event_based_actor {
 
   void restart_from(uint64_t position) {
     offset_ = position;
+    published_->store(position, std::memory_order_relaxed);
     poison_.reset();
     waiting_retry_ = false;
     attempts_ = 0;
@@ -440,6 +477,9 @@ class projection_actor : public caf::event_based_actor {
   projection_spec spec_;
   std::mt19937_64 rng_;
   uint64_t offset_ = 0;
+  std::shared_ptr<std::atomic<uint64_t>> published_ =
+      std::make_shared<std::atomic<uint64_t>>(0);
+  std::vector<uint64_t> metric_tokens_;
   uint64_t head_ = 0;
   bool paused_ = false;
   bool busy_ = false;

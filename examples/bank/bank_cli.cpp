@@ -151,7 +151,8 @@ int run(runtime::node& n, const parsed& p) {
     return query(n, model, p);
   }
   actors::aggregate_context ctx{&n.journal(), &n.registry(), &n.completions(),
-                                actors::aggregate_options::from(n.config())};
+                                actors::aggregate_options::from(n.config()),
+                                nullptr};
   auto stream = actors::stream_of<bank::account>(p.id);
   auto before = n.journal().highest_sequence(stream);
   auto acct =

@@ -551,6 +551,25 @@ uint64_t journal::map_size() const noexcept {
   return impl_->map_size.load();
 }
 
+journal_stats journal::stats() const noexcept {
+  auto& c = impl_->stats;
+  auto get = [](const std::atomic<uint64_t>& x) {
+    return x.load(std::memory_order_relaxed);
+  };
+  journal_stats result;
+  result.commits = get(c.commits);
+  result.failed_commits = get(c.failed_commits);
+  result.requests = get(c.requests);
+  result.events = get(c.events);
+  result.map_grows = get(c.map_grows);
+  result.commit_us_sum = get(c.commit_us_sum);
+  for (size_t i = 0; i < result.batch_events.size(); ++i)
+    result.batch_events[i] = get(c.batch_events[i]);
+  for (size_t i = 0; i < result.commit_us.size(); ++i)
+    result.commit_us[i] = get(c.commit_us[i]);
+  return result;
+}
+
 snapshot_store& journal::snapshots() noexcept {
   return impl_->snapshots;
 }

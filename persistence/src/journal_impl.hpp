@@ -101,6 +101,23 @@ struct journal::impl {
   std::map<uint64_t, commit_listener> listeners;
   uint64_t next_token = 1;
 
+  // Written by the writer thread, read by `journal::stats`.
+  struct counters {
+    std::atomic<uint64_t> commits{0};
+    std::atomic<uint64_t> failed_commits{0};
+    std::atomic<uint64_t> requests{0};
+    std::atomic<uint64_t> events{0};
+    std::atomic<uint64_t> map_grows{0};
+    std::atomic<uint64_t> commit_us_sum{0};
+    std::array<std::atomic<uint64_t>, journal_stats::batch_bounds.size() + 1>
+        batch_events{};
+    std::array<std::atomic<uint64_t>,
+               journal_stats::commit_bounds_us.size() + 1>
+        commit_us{};
+  } stats;
+  // Writer thread only: duration of the last `mdb_txn_commit`.
+  uint64_t last_commit_us = 0;
+
   snapshot_store snapshots;
   offset_store offsets;
   dead_letter_store dead_letters;
@@ -152,6 +169,8 @@ struct journal::impl {
   /// Writes the heads changed in the current transaction.
   int flush_heads(detail::txn_state& st);
   bool grow_map();
+  /// Counts a successful commit of `requests` requests and `events` events.
+  void count_commit(size_t requests, uint64_t events);
   void notify(uint64_t new_head);
 };
 

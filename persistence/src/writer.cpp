@@ -2,6 +2,7 @@
 // LMDB write transaction and one sync, then answers each request.
 
 #include <algorithm>
+#include <chrono>
 
 #include "journal_impl.hpp"
 #include "record_codec.hpp"
@@ -153,6 +154,7 @@ void journal::impl::process(std::vector<request>& batch) {
   std::vector<outcome> out;
   uint64_t new_head = 0;
   bool wrote_events = false;
+  auto old_head = head.load(std::memory_order_relaxed);
   for (;;) {
     auto rc = try_commit(batch, out, new_head, wrote_events);
     if (rc == 0) break;
@@ -168,6 +170,7 @@ void journal::impl::process(std::vector<request>& batch) {
       return;
     }
     auto err = lmdb_error(rc, "group commit");
+    stats.failed_commits.fetch_add(1, std::memory_order_relaxed);
     if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) {
       // The commit itself failed: what reached the disk is unknown to us
       // (LMDB keeps the old meta page), so refuse to pretend from now on.
@@ -178,6 +181,7 @@ void journal::impl::process(std::vector<request>& batch) {
     return;
   }
   if (wrote_events) head.store(new_head, std::memory_order_release);
+  count_commit(batch.size(), wrote_events ? new_head - old_head : 0);
   // Listeners first: whoever learns of a commit through its completion can
   // rely on the commit listeners having been told already (the event bus
   // has its wake-up queued; tests drain both in one go).
@@ -222,7 +226,12 @@ int journal::impl::try_commit(std::vector<request>& batch,
       return rc;
     }
   }
+  auto t0 = std::chrono::steady_clock::now();
   auto rc = mdb_txn_commit(st.txn);
+  last_commit_us = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::steady_clock::now() - t0)
+          .count());
   settle_heads(rc == 0);
   if (rc != 0) return rc;
   new_head = next_position - 1;
@@ -428,6 +437,28 @@ int journal::impl::apply(detail::txn_state& st, write_request& req,
   return mdb_txn_commit(child.txn);
 }
 
+namespace {
+
+template <size_t N, class Array>
+void count_in(const std::array<uint64_t, N>& bounds, Array& buckets,
+              uint64_t value) {
+  auto i = static_cast<size_t>(
+      std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin());
+  buckets[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void journal::impl::count_commit(size_t requests, uint64_t events) {
+  stats.commits.fetch_add(1, std::memory_order_relaxed);
+  stats.requests.fetch_add(requests, std::memory_order_relaxed);
+  stats.commit_us_sum.fetch_add(last_commit_us, std::memory_order_relaxed);
+  count_in(journal_stats::commit_bounds_us, stats.commit_us, last_commit_us);
+  if (events == 0) return;
+  stats.events.fetch_add(events, std::memory_order_relaxed);
+  count_in(journal_stats::batch_bounds, stats.batch_events, events);
+}
+
 bool journal::impl::grow_map() {
   auto current = map_size.load();
   if (current >= cfg.max_map_size) return false;
@@ -437,6 +468,7 @@ bool journal::impl::grow_map() {
   MDB_envinfo info;
   mdb_env_info(env, &info);
   map_size = info.me_mapsize;
+  stats.map_grows.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 

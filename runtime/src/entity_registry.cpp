@@ -56,6 +56,19 @@ struct registry_state {
   uint64_t timers = 0;
   size_t passivations = 0;
   size_t restarts = 0;
+  // Metrics (null without `options.metrics`).
+  metric_gauge* active_gauge = nullptr;
+  metric_counter* activations_counter = nullptr;
+  metric_counter* passivations_counter = nullptr;
+  metric_counter* restarts_counter = nullptr;
+  size_t published_active = 0;
+
+  void publish() {
+    if (active_gauge == nullptr) return;
+    active_gauge->add(static_cast<int64_t>(active.size()) -
+                      static_cast<int64_t>(published_active));
+    published_active = active.size();
+  }
 };
 
 using registry_actor = caf::stateful_actor<registry_state>;
@@ -78,6 +91,7 @@ class registry_logic {
       st.waiting_ids.erase(i);
     }
     auto dest = touch_or_activate(id);
+    st.publish();
     if (!dest) return no_instance(id);
     return self_->delegate(dest, std::move(msg));
   }
@@ -92,6 +106,7 @@ class registry_logic {
         a != st.active.end() && a->second.handle.address() == dm.source) {
       st.lru.erase(a->second.lru);
       st.active.erase(a);
+      st.publish();
     }
     if (!normal_exit(dm.reason)) return on_crash(id, dm.reason);
     auto w = st.waiting_ids.find(id);
@@ -122,6 +137,7 @@ class registry_logic {
       idle.push_back(*i);
     }
     for (auto& id : idle) passivate(id);
+    st.publish();
     forget_old_crashes(now);
     arm_idle_check();
   }
@@ -145,6 +161,9 @@ class registry_logic {
     for (auto& kvp : st.waiting_ids)
       for (auto& h : kvp.second.held) h.rp.deliver(err);
     st.waiting_ids.clear();
+    st.active.clear();
+    st.lru.clear();
+    st.publish();
     self_->quit(reason);
   }
 
@@ -201,6 +220,7 @@ class registry_logic {
       return;
     }
     ++st.restarts;
+    if (st.restarts_counter) st.restarts_counter->inc();
     w.timer = ++st.timers;
     self_->delayed_send(self_, *delay, restart_atom::value, id, w.timer);
   }
@@ -229,6 +249,7 @@ class registry_logic {
     st.lru.push_front(id);
     st.active.emplace(id, registry_state::entry{handle, now, st.lru.begin()});
     st.ids.emplace(handle.address(), id);
+    if (st.activations_counter) st.activations_counter->inc();
     while (st.active.size() > st.options.max_active) passivate(st.lru.back());
     return handle;
   }
@@ -243,6 +264,7 @@ class registry_logic {
     st.active.erase(i);
     st.waiting_ids[id].terminating = true;
     ++st.passivations;
+    if (st.passivations_counter) st.passivations_counter->inc();
   }
 
   registry_actor* self_;
@@ -254,6 +276,19 @@ caf::behavior registry_main(registry_actor* self, entity_factory factory,
   self->state.options = options;
   self->state.rng.seed(options.seed != 0 ? options.seed
                                          : std::random_device{}());
+  if (auto* m = options.metrics) {
+    metric_labels labels{{"type", options.entity_type}};
+    auto& st = self->state;
+    st.active_gauge = &m->gauge("mnemo_entities_active",
+                                "Active (recovered) entities.", labels);
+    st.activations_counter = &m->counter("mnemo_entity_activations_total",
+                                         "Entities activated.", labels);
+    st.passivations_counter =
+        &m->counter("mnemo_passivations_total", "Entities passivated.", labels);
+    st.restarts_counter =
+        &m->counter("mnemo_entity_restarts_total",
+                    "Entities restarted after a crash.", labels);
+  }
   auto logic = std::make_shared<registry_logic>(self);
   self->set_down_handler([logic](caf::down_msg& dm) { logic->on_down(dm); });
   // Shutting down the registry shuts down its entities: nothing else holds

@@ -9,7 +9,54 @@
 
 namespace mnemo::runtime {
 
-node::node(node_config& cfg) : cfg_(cfg) {}
+node::node(node_config& cfg)
+    : cfg_(cfg), metrics_(std::make_unique<runtime::metrics>()) {}
+
+void node::add_journal_metrics() {
+  auto* j = journal_.get();
+  auto& m = *metrics_;
+  using stats = persistence::journal_stats;
+  auto count = [&](const char* name, const char* help, uint64_t stats::*field) {
+    journal_metrics_.push_back(m.counter_fn(name, help, {}, [j, field] {
+      return static_cast<double>(j->stats().*field);
+    }));
+  };
+  count("mnemo_journal_commits_total", "Write transactions committed.",
+        &stats::commits);
+  count("mnemo_journal_failed_commits_total", "Write transactions that failed.",
+        &stats::failed_commits);
+  count("mnemo_journal_requests_total",
+        "Appends, deletions and writes committed.", &stats::requests);
+  count("mnemo_journal_events_total", "Events written.", &stats::events);
+  count("mnemo_journal_map_grows_total", "Times the LMDB map grew.",
+        &stats::map_grows);
+  journal_metrics_.push_back(m.histogram_fn(
+      "mnemo_journal_commit_events", "Events per group commit.", {}, [j] {
+        auto st = j->stats();
+        histogram_data h;
+        h.bounds = scaled_bounds(stats::batch_bounds, 1);
+        h.counts.assign(st.batch_events.begin(), st.batch_events.end());
+        h.sum = static_cast<double>(st.events);
+        return h;
+      }));
+  journal_metrics_.push_back(m.histogram_fn(
+      "mnemo_journal_commit_seconds",
+      "Duration of a group commit (mdb_txn_commit, with its fsync).", {}, [j] {
+        auto st = j->stats();
+        histogram_data h;
+        h.bounds = scaled_bounds(stats::commit_bounds_us, 1e-6);
+        h.counts.assign(st.commit_us.begin(), st.commit_us.end());
+        h.sum = static_cast<double>(st.commit_us_sum) * 1e-6;
+        return h;
+      }));
+  journal_metrics_.push_back(
+      m.gauge_fn("mnemo_journal_head_position",
+                 "Global position of the last committed event.", {},
+                 [j] { return static_cast<double>(j->head_position()); }));
+  journal_metrics_.push_back(
+      m.gauge_fn("mnemo_journal_map_bytes", "Size of the LMDB memory map.", {},
+                 [j] { return static_cast<double>(j->map_size()); }));
+}
 
 caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   auto settings = cfg.journal_settings();
@@ -18,6 +65,7 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   if (!j) return to_caf_error(j.error());
   std::unique_ptr<node> result{new node(cfg)};
   result->journal_ = std::move(*j);
+  result->add_journal_metrics();
   result->sink_ = std::make_unique<immediate_completions>();
   result->system_ = std::make_unique<caf::actor_system>(cfg);
   auto bus =
@@ -44,6 +92,7 @@ node::~node() {
   // still message (now dead) actors while the system exists; then the
   // system.
   system_->await_all_actors_done();
+  for (auto token : journal_metrics_) metrics_->remove(token);
   journal_.reset();
   system_.reset();
 }

@@ -144,6 +144,54 @@ BOOST_AUTO_TEST_CASE(repeated_command_id_returns_original_outcome) {
   BOOST_CHECK_EQUAL(f.state("a1")->balance, 107);
 }
 
+BOOST_AUTO_TEST_CASE(state_atom_answers_state_and_version) {
+  fixture f;
+  auto fresh = f.versioned_state("a1");
+  BOOST_REQUIRE(fresh);
+  BOOST_CHECK(!fresh->first.exists);
+  BOOST_CHECK_EQUAL(fresh->second, 0u);
+  BOOST_REQUIRE(f.when("a1", open_account{"alice"}));
+  BOOST_REQUIRE(f.when("a1", deposit{5}));
+  BOOST_CHECK(!f.when("a1", withdraw{50}));
+  f.restart("a1");
+  auto after = f.versioned_state("a1");
+  BOOST_REQUIRE(after);
+  BOOST_CHECK_EQUAL(after->first.balance, 5);
+  BOOST_CHECK_EQUAL(after->second, 2u);
+}
+
+BOOST_AUTO_TEST_CASE(commands_and_entities_are_counted_in_metrics) {
+  runtime::metrics m;  // outlives the registry, which updates it at exit
+  fixture f;
+  f.context().metrics = actors::aggregate_metrics::in(m, "account");
+  runtime::registry_options opts;
+  opts.metrics = &m;
+  opts.entity_type = "account";
+  auto reg = f.spawn_registry(opts);
+  BOOST_REQUIRE(f.route(reg, "a1", open_account{"alice"}));
+  BOOST_REQUIRE(f.route(reg, "a1", deposit{10}, "c-1"));
+  BOOST_REQUIRE(f.route(reg, "a1", deposit{10}, "c-1"));
+  BOOST_CHECK(!f.route(reg, "a1", withdraw{99}));
+  BOOST_CHECK(!f.route(reg, "a2", deposit{1}));
+  auto text = m.render();
+  BOOST_TEST_MESSAGE(text);
+  auto has = [&](const std::string& line) {
+    return text.find(line + "\n") != std::string::npos;
+  };
+  BOOST_CHECK(
+      has(R"(mnemo_commands_total{aggregate="account",outcome="accepted"} 2)"));
+  BOOST_CHECK(has(
+      R"(mnemo_commands_total{aggregate="account",outcome="duplicate"} 1)"));
+  BOOST_CHECK(
+      has(R"(mnemo_commands_total{aggregate="account",outcome="rejected"} 2)"));
+  BOOST_CHECK(
+      has(R"(mnemo_commands_total{aggregate="account",outcome="failed"} 0)"));
+  BOOST_CHECK(has(R"(mnemo_recovery_seconds_count{aggregate="account"} 2)"));
+  BOOST_CHECK(has(R"(mnemo_entities_active{type="account"} 2)"));
+  BOOST_CHECK(has(R"(mnemo_entity_activations_total{type="account"} 2)"));
+  BOOST_CHECK(has(R"(mnemo_passivations_total{type="account"} 0)"));
+}
+
 BOOST_AUTO_TEST_CASE(snapshots_by_policy_bound_recovery) {
   actors::aggregate_options opts;
   opts.snapshot_every = 4;

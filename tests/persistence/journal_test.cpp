@@ -238,6 +238,44 @@ BOOST_AUTO_TEST_CASE(group_commit_batches_concurrent_appends) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(stats_count_commits_events_and_batches) {
+  auto before = j->stats();
+  BOOST_CHECK_EQUAL(before.events, 0u);
+  constexpr size_t appends = 300;
+  latch all;
+  for (size_t i = 0; i < appends; ++i)
+    j->append("s-" + std::to_string(i % 7), events_of({"a", "b"}),
+              expected_version::any(),
+              [&](expected<append_result>) { all.done(); });
+  all.wait(appends);
+  // A duplicate writes nothing but is answered by a commit.
+  auto first = j->read_stream("s-0", 1, 2, 2);
+  BOOST_REQUIRE(first);
+  std::vector<new_event> again;
+  for (auto& env : *first) {
+    auto ev = make_event("test.value", "again");
+    ev.id = env.id;
+    again.push_back(ev);
+  }
+  BOOST_REQUIRE(j->append("s-0", again, expected_version::any()));
+  auto st = j->stats();
+  BOOST_CHECK_EQUAL(st.events, 2 * appends);
+  BOOST_CHECK_EQUAL(st.requests, appends + 1);
+  BOOST_CHECK_GE(st.commits, 2u);
+  BOOST_CHECK_LE(st.commits, appends + 1);
+  BOOST_CHECK_EQUAL(st.failed_commits, 0u);
+  uint64_t batches = 0;
+  for (auto n : st.batch_events) batches += n;
+  uint64_t timed = 0;
+  for (auto n : st.commit_us) timed += n;
+  // Every commit is timed; the duplicate's commit wrote no events.
+  BOOST_CHECK_EQUAL(timed, st.commits);
+  BOOST_CHECK_EQUAL(batches, st.commits - 1);
+  // Two events per append: nothing lands in the bucket "1 event".
+  BOOST_CHECK_EQUAL(st.batch_events[0], 0u);
+  BOOST_CHECK_GT(st.commit_us_sum, 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_bad_request_fails_alone_in_its_group_commit) {
   BOOST_REQUIRE(j->append("s", events_of({"1"}), expected_version::any()));
   latch all;

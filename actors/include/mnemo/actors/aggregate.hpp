@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include <chrono>
+
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
@@ -104,7 +106,12 @@ class aggregate_actor : public caf::event_based_actor {
                command_type& cmd) -> caf::result<reply_type> {
           return on_command(std::move(id), std::move(cmd));
         },
-        [this](caf::get_atom) -> caf::result<state_type> { return on_get(); },
+        [this](caf::get_atom) -> caf::result<state_type> {
+          return on_get(false);
+        },
+        [this](state_atom) -> caf::result<state_type, uint64_t> {
+          return on_get(true);
+        },
         [this](persisted_atom, uint64_t ticket) { on_persisted(ticket); },
         [this](runtime::passivate_atom) {
           passivating_ = true;
@@ -151,18 +158,26 @@ class aggregate_actor : public caf::event_based_actor {
     return rp;
   }
 
-  caf::result<state_type> on_get() {
-    auto rp = make_response_promise<state_type>();
+  caf::response_promise on_get(bool versioned) {
+    auto rp = make_response_promise();
     if (recovering_)
-      state_waiters_.push_back(rp);
+      state_waiters_.push_back({rp, versioned});
+    else
+      deliver_state(rp, versioned);
+    return rp;
+  }
+
+  void deliver_state(caf::response_promise& rp, bool versioned) {
+    if (versioned)
+      rp.deliver(state_, version_);
     else
       rp.deliver(state_);
-    return rp;
   }
 
   void execute(pending p) {
     if (!p.id.empty()) {
       if (auto i = processed_.find(p.id); i != processed_.end()) {
+        count(&aggregate_metrics::duplicate);
         deliver_stored(p.rp, i->second);
         return;
       }
@@ -175,12 +190,15 @@ class aggregate_actor : public caf::event_based_actor {
     }
     switch (eff->what()) {
       case effect<A>::kind::respond:
+        count(&aggregate_metrics::accepted);
         p.rp.deliver(std::move(eff->reply()));
         return;
       case effect<A>::kind::reject:
+        count(&aggregate_metrics::rejected);
         p.rp.deliver(std::move(eff->error()));
         return;
       case effect<A>::kind::stop:
+        count(&aggregate_metrics::accepted);
         p.rp.deliver(std::move(eff->reply()));
         stop_with(caf::error{}, caf::exit_reason::normal);
         return;
@@ -249,10 +267,12 @@ class aggregate_actor : public caf::event_based_actor {
       // The state may now be ahead of disk or behind it: stop and let the
       // supervisor recover from the journal.
       auto err = runtime::to_caf_error(res.error());
+      count(&aggregate_metrics::failed);
       f.cmd.rp.deliver(err);
       stop_with(err, err);
       return;
     }
+    count(&aggregate_metrics::accepted);
     state_ = std::move(f.next_state);
     version_ += f.events;
     if (!f.cmd.id.empty()) remember(f.cmd.id, std::move(f.reply_bytes));
@@ -298,7 +318,13 @@ class aggregate_actor : public caf::event_based_actor {
     }
   }
 
+  void count(runtime::metric_counter* aggregate_metrics::*which) {
+    if (ctx_.metrics)
+      if (auto* c = (*ctx_.metrics).*which) c->inc();
+  }
+
   void handler_failed(reply_promise& rp, const char* what) {
+    count(&aggregate_metrics::failed);
     auto err = runtime::make_error(
         runtime::errc::handler_failed,
         "command handler of '" + stream_ + "' threw: " + what);
@@ -309,6 +335,7 @@ class aggregate_actor : public caf::event_based_actor {
   // -- recovery ---------------------------------------------------------------
 
   void start_recovery() {
+    if (ctx_.metrics) recovery_start_ = std::chrono::steady_clock::now();
     std::string missing;
     if (!codec_.complete(missing))
       return stop_with_now(runtime::make_error(
@@ -373,10 +400,15 @@ class aggregate_actor : public caf::event_based_actor {
       return;
     }
     recovering_ = false;
+    if (ctx_.metrics && ctx_.metrics->recovery_seconds)
+      ctx_.metrics->recovery_seconds->observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                        recovery_start_)
+              .count());
     if constexpr (detail::has_on_recovered<A>::value) A::on_recovered(state_);
     // Moving the waiters out also frees the vector's buffer.
     auto waiters = std::move(state_waiters_);
-    for (auto& rp : waiters) rp.deliver(state_);
+    for (auto& w : waiters) deliver_state(w.rp, w.versioned);
     drain_stash();
   }
 
@@ -442,7 +474,7 @@ class aggregate_actor : public caf::event_based_actor {
     flight_.reset();
     for (auto& p : stash_) p.rp.deliver(fail);
     stash_.clear();
-    for (auto& rp : state_waiters_) rp.deliver(fail);
+    for (auto& w : state_waiters_) w.rp.deliver(fail);
     state_waiters_.clear();
     quit(std::move(reason));
   }
@@ -455,6 +487,7 @@ class aggregate_actor : public caf::event_based_actor {
   state_type state_{};
   uint64_t version_ = 0;
   uint64_t last_snapshot_ = 0;
+  std::chrono::steady_clock::time_point recovery_start_;
   bool recovering_ = true;
   bool stopped_ = false;
   bool passivating_ = false;
@@ -462,7 +495,11 @@ class aggregate_actor : public caf::event_based_actor {
   // allocate nothing while empty (an empty std::deque holds ~600 bytes in
   // libstdc++): a list, a vector, and a deque made on first use.
   std::list<pending> stash_;
-  std::vector<caf::typed_response_promise<state_type>> state_waiters_;
+  struct state_waiter {
+    caf::response_promise rp;
+    bool versioned;
+  };
+  std::vector<state_waiter> state_waiters_;
   std::optional<in_flight> flight_;
   append_slot slot_;
   uint64_t ticket_ = 0;

@@ -2,12 +2,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include <caf/atom.hpp>
 
 #include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/runtime/completion_sink.hpp"
+#include "mnemo/runtime/metrics.hpp"
 #include "mnemo/runtime/node_config.hpp"
 
 namespace mnemo::actors {
@@ -16,6 +19,10 @@ namespace mnemo::actors {
 /// aggregate's `reply` type or an error. An empty command id disables
 /// idempotency for that command.
 using command_atom = caf::atom_constant<caf::atom("mn_command")>;
+
+/// `(state_atom)` -> `(state, version)`: the aggregate's state and the
+/// sequence of its last event (0 for none); `(caf::get_atom)` -> `state`.
+using state_atom = caf::atom_constant<caf::atom("mn_state")>;
 
 /// Internal: a journal append finished (`ticket`).
 using persisted_atom = caf::atom_constant<caf::atom("mn_persist")>;
@@ -52,6 +59,45 @@ struct aggregate_options {
   }
 };
 
+/// Where the aggregates of one type count their commands and recoveries;
+/// null members are not counted. The pointees live in a `runtime::metrics`.
+struct aggregate_metrics {
+  /// Commands that persisted events or were answered without any.
+  runtime::metric_counter* accepted = nullptr;
+  /// Commands the aggregate rejected (business errors).
+  runtime::metric_counter* rejected = nullptr;
+  /// Commands that failed: the handler threw or the journal failed.
+  runtime::metric_counter* failed = nullptr;
+  /// Commands answered from the idempotency record.
+  runtime::metric_counter* duplicate = nullptr;
+  /// Seconds from activation to recovered.
+  runtime::metric_histogram* recovery_seconds = nullptr;
+
+  /// Returns the instruments of aggregate type `type` in `m`:
+  /// `mnemo_commands_total{aggregate,outcome}` and
+  /// `mnemo_recovery_seconds{aggregate}`.
+  static std::shared_ptr<const aggregate_metrics> in(runtime::metrics& m,
+                                                     const std::string& type) {
+    auto result = std::make_shared<aggregate_metrics>();
+    auto outcome = [&](const char* what) {
+      return &m.counter("mnemo_commands_total",
+                        "Commands handled by aggregates, by outcome.",
+                        {{"aggregate", type}, {"outcome", what}});
+    };
+    result->accepted = outcome("accepted");
+    result->rejected = outcome("rejected");
+    result->failed = outcome("failed");
+    result->duplicate = outcome("duplicate");
+    result->recovery_seconds = &m.histogram(
+        "mnemo_recovery_seconds",
+        "Time from an aggregate's activation to its recovered state.",
+        {{"aggregate", type}},
+        {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+         2.5, 5});
+    return result;
+  }
+};
+
 /// What an aggregate actor needs from its node. The pointees must outlive
 /// the actor.
 struct aggregate_context {
@@ -59,6 +105,8 @@ struct aggregate_context {
   const persistence::event_registry* registry = nullptr;
   runtime::completion_sink* completions = nullptr;
   aggregate_options options;
+  /// Command and recovery counters; none if null.
+  std::shared_ptr<const aggregate_metrics> metrics;
 };
 
 }  // namespace mnemo::actors

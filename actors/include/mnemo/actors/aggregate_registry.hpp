@@ -30,15 +30,19 @@ caf::actor spawn_aggregate_registry(caf::actor_system& sys,
 }
 
 /// Spawns the registry of `A` on node `n` with the node's settings
-/// (snapshot policy, stash limit, passivation, restart policy); the node
+/// (snapshot policy, stash limit, passivation, restart policy) and its
+/// metrics (commands by outcome, recovery time, entity counts); the node
 /// stops it on shutdown. The event types of `A` must be registered in
 /// `n.registry()` first.
 template <class A>
 caf::actor spawn_aggregate_registry(runtime::node& n) {
   aggregate_context ctx{&n.journal(), &n.registry(), &n.completions(),
-                        aggregate_options::from(n.config())};
-  auto handle = spawn_aggregate_registry<A>(n.system(), ctx,
-                                            n.config().registry_settings());
+                        aggregate_options::from(n.config()),
+                        aggregate_metrics::in(n.metrics(), A::type_name)};
+  auto options = n.config().registry_settings();
+  options.metrics = &n.metrics();
+  options.entity_type = A::type_name;
+  auto handle = spawn_aggregate_registry<A>(n.system(), ctx, options);
   n.track(handle);
   return handle;
 }

@@ -16,6 +16,10 @@
 #include "mnemo/persistence/error.hpp"
 #include "mnemo/persistence/event_envelope.hpp"
 #include "mnemo/persistence/transaction.hpp"
+
+namespace mnemo::runtime {
+class metrics;
+}  // namespace mnemo::runtime
 #include "mnemo/runtime/restart_policy.hpp"
 
 namespace mnemo::persistence {
@@ -138,6 +142,9 @@ struct projection_context {
   /// The node's event bus; without one the projection only catches up when
   /// poked (tests) and at start.
   caf::actor event_bus;
+  /// Where the projection publishes its offset, lag and dead-letter count
+  /// (label `projection`); none if null.
+  runtime::metrics* metrics = nullptr;
 };
 
 /// The observable state of a projection.

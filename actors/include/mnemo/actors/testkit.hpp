@@ -119,6 +119,26 @@ class aggregate_fixture {
     return request<state_type>(actor(id), caf::get_atom::value);
   }
 
+  /// Returns the aggregate's state and version (the sequence of its last
+  /// event), as `(state_atom)` answers them.
+  caf::expected<std::pair<state_type, uint64_t>> versioned_state(
+      const std::string& id) {
+    using result_type = caf::expected<std::pair<state_type, uint64_t>>;
+    auto res = std::make_shared<result_type>(
+        runtime::make_error(runtime::errc::entity_stopped, "no reply"));
+    auto dest = actor(id);
+    sys_.spawn([=](caf::event_based_actor* self) {
+      self->request(dest, caf::infinite, state_atom::value)
+          .then(
+              [=](state_type& st, uint64_t version) {
+                *res = std::make_pair(std::move(st), version);
+              },
+              [=](caf::error& e) { *res = std::move(e); });
+    });
+    run();
+    return std::move(*res);
+  }
+
   /// Returns every stored event of the aggregate, decoded ("then events").
   caf::expected<std::vector<event_type>> events(const std::string& id) {
     variant_codec<event_type> codec{registry_};

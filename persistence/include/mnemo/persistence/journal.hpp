@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -89,6 +90,37 @@ using write_function = std::function<error(write_txn&)>;
 
 /// A read-only unit of work run by `read`.
 using read_function = std::function<error(read_txn&)>;
+
+/// Counters of the journal's writer since it was opened: what `/metrics`
+/// endpoints export. Histograms are per bucket (not cumulative); the last
+/// bucket counts everything above the last bound.
+struct journal_stats {
+  /// Upper bounds of the events-per-commit buckets.
+  static constexpr std::array<uint64_t, 13> batch_bounds{
+      1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384};
+  /// Upper bounds (microseconds) of the commit-duration buckets; a commit's
+  /// duration is that of `mdb_txn_commit`, which holds the fsync.
+  static constexpr std::array<uint64_t, 14> commit_bounds_us{
+      50,    100,   250,   500,    1000,   2500,   5000,
+      10000, 25000, 50000, 100000, 250000, 500000, 1000000};
+
+  /// Write transactions committed.
+  uint64_t commits = 0;
+  /// Write transactions that failed (the requests in them got the error).
+  uint64_t failed_commits = 0;
+  /// Requests (appends, deletions, writes) answered by successful commits.
+  uint64_t requests = 0;
+  /// Events written (idempotent duplicates not counted).
+  uint64_t events = 0;
+  /// Times the memory map grew.
+  uint64_t map_grows = 0;
+  /// Events per committed transaction that wrote events.
+  std::array<uint64_t, batch_bounds.size() + 1> batch_events{};
+  /// Durations of the commits.
+  std::array<uint64_t, commit_bounds_us.size() + 1> commit_us{};
+  /// Sum of the commit durations in microseconds.
+  uint64_t commit_us_sum = 0;
+};
 
 /// Called on the writer thread after each commit with the new head position.
 using commit_listener = std::function<void(uint64_t head_position)>;
@@ -208,6 +240,10 @@ class journal {
 
   /// Returns the current size of the memory map in bytes.
   uint64_t map_size() const noexcept;
+
+  /// Returns the writer's counters (a consistent-enough copy: each counter
+  /// is read atomically, not all of them at one instant).
+  journal_stats stats() const noexcept;
 
   /// The snapshot store in this data directory.
   snapshot_store& snapshots() noexcept;

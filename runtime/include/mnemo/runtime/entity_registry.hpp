@@ -9,6 +9,7 @@
 #include <caf/fwd.hpp>
 
 #include "mnemo/runtime/atoms.hpp"
+#include "mnemo/runtime/metrics.hpp"
 #include "mnemo/runtime/restart_policy.hpp"
 
 namespace mnemo::runtime {
@@ -37,6 +38,13 @@ struct registry_options {
   size_t hold_limit = 10000;
   /// Seed of the backoff jitter; 0 picks a random seed. Default: 0.
   uint64_t seed = 0;
+  /// Where the registry publishes `mnemo_entities_active`,
+  /// `mnemo_entity_activations_total`, `mnemo_passivations_total` and
+  /// `mnemo_entity_restarts_total`, labelled `type="<entity_type>"`; none
+  /// if null. Must outlive the registry.
+  runtime::metrics* metrics = nullptr;
+  /// The label value of the metrics, e.g. "account".
+  std::string entity_type;
 };
 
 /// Spawns the registry of one entity type. Guarantees at most one live

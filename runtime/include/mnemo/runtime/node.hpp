@@ -11,6 +11,7 @@
 #include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/runtime/completion_sink.hpp"
+#include "mnemo/runtime/metrics.hpp"
 #include "mnemo/runtime/node_config.hpp"
 
 namespace mnemo::runtime {
@@ -44,14 +45,22 @@ class node {
   /// subscriber contract. Valid until the node is destroyed.
   const caf::actor& event_bus() const noexcept { return bus_; }
 
+  /// The node's metrics: the journal's counters (commits, events per
+  /// commit, commit durations, map size, dead letters) from the start, and
+  /// whatever registries, projections and services add.
+  runtime::metrics& metrics() noexcept { return *metrics_; }
+
   /// Remembers `handle` so that shutdown sends it an exit message.
   void track(const caf::actor& handle);
 
  private:
   explicit node(node_config& cfg);
+  void add_journal_metrics();
 
   node_config& cfg_;
   persistence::event_registry registry_;
+  std::unique_ptr<runtime::metrics> metrics_;
+  std::vector<uint64_t> journal_metrics_;
   std::unique_ptr<persistence::journal> journal_;
   std::unique_ptr<completion_sink> sink_;
   std::unique_ptr<caf::actor_system> system_;
