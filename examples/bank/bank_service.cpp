@@ -1,0 +1,316 @@
+#include "bank_service.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <nlohmann/json.hpp>
+
+#include "account.hpp"
+#include "balances.hpp"
+#include "mnemo/actors/aggregate_registry.hpp"
+#include "mnemo/actors/projection.hpp"
+#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/node.hpp"
+#include "mnemo/sagas/saga.hpp"
+#include "transfer.hpp"
+
+namespace bank {
+namespace {
+
+using json = nlohmann::json;
+using mnemo::runtime::route_atom;
+
+/// A request on its way from an HTTP thread to the gateway actor.
+struct job {
+  api::operation op;
+  httpd::responder reply;
+  std::chrono::steady_clock::time_point started;
+  mnemo::runtime::metric_histogram* latency;
+};
+using job_ptr = std::shared_ptr<job>;
+
+}  // namespace
+}  // namespace bank
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bank::job_ptr)
+
+namespace bank {
+namespace {
+
+httpd::response json_response(unsigned status, const json& body) {
+  return {status, body.dump(), "application/json"};
+}
+
+std::string context_text(const caf::error& err) {
+  auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return mnemo::runtime::describe(err);
+}
+
+// Maps an actor's error to the HTTP answer.
+httpd::response error_of(const caf::error& err) {
+  if (err.category() == caf::atom("bank")) {
+    static constexpr struct {
+      unsigned status;
+      const char* code;
+    } table[] = {{500, "internal"},        {409, "already_exists"},
+                 {404, "unknown_account"}, {409, "insufficient_funds"},
+                 {409, "account_closed"},  {400, "invalid_amount"}};
+    auto i = err.code() < 6 ? err.code() : 0;
+    return httpd::error_response(table[i].status, table[i].code,
+                                 context_text(err));
+  }
+  if (err == caf::sec::request_timeout)
+    return httpd::error_response(
+        503, "timeout",
+        "no answer in time; the outcome is unknown: retry with the same "
+        "command_id");
+  using mnemo::runtime::errc;
+  using mnemo::runtime::is;
+  if (is(err, errc::stash_overflow) || is(err, errc::entity_stopped) ||
+      is(err, errc::restart_limit))
+    return httpd::error_response(503, "unavailable",
+                                 mnemo::runtime::describe(err));
+  using pe = mnemo::persistence::errc;
+  if (is(err, pe::storage_full) || is(err, pe::journal_failed) ||
+      is(err, pe::journal_closed))
+    return httpd::error_response(503, "storage_unavailable",
+                                 mnemo::runtime::describe(err));
+  return httpd::error_response(500, "internal", mnemo::runtime::describe(err));
+}
+
+void respond(const job_ptr& j, httpd::response res) {
+  j->latency->observe(std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - j->started)
+                          .count());
+  j->reply(std::move(res));
+}
+
+const char* public_status(const std::string& phase) {
+  // A compensating transfer is still running for the client.
+  return phase == "compensating" ? "running" : phase.c_str();
+}
+
+json transfer_json(const mnemo::sagas::saga_status& st) {
+  json result{{"id", st.id},
+              {"status", public_status(st.status)},
+              {"phase", st.status}};
+  if (!st.error.empty()) result["error"] = st.error;
+  return result;
+}
+
+// The actor between the HTTP threads and the registries: every command
+// becomes one pipelined request; the reply goes back through the
+// responder (which posts to the connection's strand).
+caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
+                      caf::actor transfers, std::chrono::milliseconds timeout) {
+  auto command = [=](job_ptr j, const std::string& id, account::command cmd,
+                     const std::string& command_id, unsigned status,
+                     std::function<json(int64_t)> body) {
+    self->request(
+            accounts, timeout, route_atom::value, id,
+            mnemo::actors::command_message<account>(std::move(cmd), command_id))
+        .then(
+            [j, status, body](account_reply& r) {
+              respond(j, json_response(status, body(r.balance)));
+            },
+            [j](caf::error& err) { respond(j, error_of(err)); });
+  };
+  return {[=](job_ptr& j) {
+    std::visit(
+        [&](auto& op) {
+          using T = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<T, api::open_account>) {
+            command(j, op.id, bank::open_account{op.owner}, {}, 201,
+                    [op](int64_t balance) {
+                      return json{{"id", op.id},
+                                  {"owner", op.owner},
+                                  {"balance", balance},
+                                  {"open", true},
+                                  {"version", 1}};
+                    });
+          } else if constexpr (std::is_same_v<T, api::move_money>) {
+            account::command cmd = bank::withdraw{op.amount};
+            if (op.deposit) cmd = bank::deposit{op.amount};
+            command(j, op.id, std::move(cmd), op.command_id, 200,
+                    [id = op.id](int64_t balance) {
+                      return json{{"id", id}, {"balance", balance}};
+                    });
+          } else if constexpr (std::is_same_v<T, api::close_account>) {
+            command(j, op.id, bank::close_account{}, op.command_id, 200,
+                    [id = op.id](int64_t balance) {
+                      return json{
+                          {"id", id}, {"balance", balance}, {"open", false}};
+                    });
+          } else if constexpr (std::is_same_v<T, api::get_account>) {
+            self->request(accounts, timeout, route_atom::value, op.id,
+                          caf::make_message(mnemo::actors::state_atom::value))
+                .then(
+                    [j, id = op.id](account_state& s, uint64_t version) {
+                      if (!s.exists)
+                        return respond(j, httpd::error_response(
+                                              404, "unknown_account",
+                                              "no account '" + id + "'"));
+                      respond(j,
+                              json_response(200, json{{"id", id},
+                                                      {"owner", s.owner},
+                                                      {"balance", s.balance},
+                                                      {"open", s.open},
+                                                      {"version", version}}));
+                    },
+                    [j](caf::error& err) { respond(j, error_of(err)); });
+          } else if constexpr (std::is_same_v<T, api::start_transfer>) {
+            self->request(
+                    transfers, timeout, route_atom::value, op.id,
+                    caf::make_message(mnemo::sagas::start_atom::value,
+                                      transfer_data{op.from, op.to, op.amount}))
+                .then(
+                    [j](mnemo::sagas::saga_status& st) {
+                      respond(j, json_response(202, transfer_json(st)));
+                    },
+                    [j](caf::error& err) { respond(j, error_of(err)); });
+          } else if constexpr (std::is_same_v<T, api::get_transfer>) {
+            self->request(transfers, timeout, route_atom::value, op.id,
+                          caf::make_message(mnemo::sagas::status_atom::value))
+                .then(
+                    [j, id = op.id](mnemo::sagas::saga_status& st) {
+                      if (st.status == "new")
+                        return respond(j, httpd::error_response(
+                                              404, "unknown_transfer",
+                                              "no transfer '" + id + "'"));
+                      respond(j, json_response(200, transfer_json(st)));
+                    },
+                    [j](caf::error& err) { respond(j, error_of(err)); });
+          } else {
+            respond(j, httpd::error_response(500, "internal",
+                                             "not a gateway operation"));
+          }
+        },
+        j->op);
+  }};
+}
+
+}  // namespace
+
+struct service::impl {
+  mnemo::runtime::node* node = nullptr;
+  service_options opts;
+  balances_model model;
+  caf::actor accounts;
+  caf::actor transfers;
+  caf::actor projection;
+  caf::actor gateway;
+  mnemo::runtime::metric_histogram* latency = nullptr;
+
+  explicit impl(mnemo::runtime::node& n) : node(&n), model(n.registry()) {}
+
+  // Queries of the read model and the node, answered on the I/O thread.
+  httpd::response query(const api::operation& op) {
+    auto& j = node->journal();
+    if (auto* b = std::get_if<api::get_balance>(&op)) {
+      auto row = model.balance(j, b->id);
+      if (!row)
+        return httpd::error_response(500, "internal", row.error().to_string());
+      if (!*row)
+        return httpd::error_response(
+            404, "unknown_account",
+            "no account '" + b->id + "' in the balances read model");
+      auto& r = **row;
+      return json_response(200, json{{"id", b->id},
+                                     {"owner", r.owner},
+                                     {"balance", r.balance},
+                                     {"open", r.open}});
+    }
+    if (std::holds_alternative<api::get_totals>(op)) {
+      auto totals = model.totals(j);
+      if (!totals)
+        return httpd::error_response(500, "internal",
+                                     totals.error().to_string());
+      return json_response(
+          200, json{{"accounts", totals->accounts}, {"total", totals->total}});
+    }
+    if (std::holds_alternative<api::get_health>(op)) {
+      if (auto err = j.failure())
+        return json_response(
+            503, json{{"status", "failed"}, {"message", err.to_string()}});
+      return json_response(
+          200, json{{"status", "ok"}, {"head_position", j.head_position()}});
+    }
+    return {200, node->metrics().render(), "text/plain; version=0.0.4"};
+  }
+};
+
+std::unique_ptr<service> service::start(mnemo::runtime::node& n,
+                                        service_options opts,
+                                        std::string& error) {
+  auto ptr = std::make_unique<impl>(n);
+  ptr->opts = opts;
+  account::register_types(n.registry());
+  mnemo::sagas::register_types(n.registry());
+  ptr->accounts = mnemo::actors::spawn_aggregate_registry<account>(n);
+  mnemo::sagas::saga_context ctx{&n.journal(),
+                                 &n.registry(),
+                                 &n.completions(),
+                                 {{account::type_name, ptr->accounts}},
+                                 {}};
+  auto saga_opts = n.config().registry_settings();
+  saga_opts.metrics = &n.metrics();
+  saga_opts.entity_type = "saga.transfer";
+  ptr->transfers =
+      mnemo::sagas::spawn_saga_registry<transfer>(n.system(), ctx, saga_opts);
+  n.track(ptr->transfers);
+  auto resumed = mnemo::sagas::resume_unfinished<transfer>(
+      n.journal(), n.registry(), ptr->transfers);
+  if (!resumed) {
+    error = "resuming transfers: " + resumed.error().to_string();
+    return nullptr;
+  }
+  mnemo::actors::projection_context pctx{&n.journal(), &n.completions(),
+                                         n.event_bus(), &n.metrics()};
+  auto proj = mnemo::actors::spawn_projection(n.system(), pctx,
+                                              ptr->model.projection());
+  if (!proj) {
+    error = n.system().render(proj.error());
+    return nullptr;
+  }
+  ptr->projection = *proj;
+  n.track(*proj);
+  ptr->gateway = n.system().spawn(gateway, ptr->accounts, ptr->transfers,
+                                  opts.request_timeout);
+  n.track(ptr->gateway);
+  ptr->latency = &n.metrics().histogram(
+      "mnemo_http_request_seconds", "HTTP request durations.", {},
+      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+       10});
+  return std::unique_ptr<service>{new service(std::move(ptr))};
+}
+
+service::service(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
+
+service::~service() = default;
+
+void service::handle(httpd::request&& req, httpd::responder reply) {
+  auto& m = impl_->node->metrics();
+  auto parsed =
+      api::parse(req.method, req.target, req.body, impl_->opts.limits);
+  if (auto* err = std::get_if<api::client_error>(&parsed)) {
+    m.counter("mnemo_http_client_errors_total",
+              "Requests refused before reaching an actor.",
+              {{"code", err->code}})
+        .inc();
+    return reply(httpd::error_response(err->status, err->code, err->message));
+  }
+  auto& op = std::get<api::operation>(parsed);
+  if (std::holds_alternative<api::get_balance>(op) ||
+      std::holds_alternative<api::get_totals>(op) ||
+      std::holds_alternative<api::get_health>(op) ||
+      std::holds_alternative<api::get_metrics>(op))
+    return reply(impl_->query(op));
+  auto j = std::make_shared<job>(job{std::move(op), std::move(reply),
+                                     std::chrono::steady_clock::now(),
+                                     impl_->latency});
+  caf::anon_send(impl_->gateway, std::move(j));
+}
+
+}  // namespace bank

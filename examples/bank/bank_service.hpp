@@ -1,0 +1,51 @@
+#pragma once
+
+// The bank as a service on a node: the account registry, the transfer saga
+// registry (resuming unfinished transfers at start), the balances
+// projection, and the HTTP handler that maps `bank_api` operations onto
+// them. No CAF in this header.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "../http/http_server.hpp"
+#include "bank_api.hpp"
+
+namespace mnemo::runtime {
+class node;
+}  // namespace mnemo::runtime
+
+namespace bank {
+
+struct service_options {
+  api::limits limits;
+  /// Commands not answered within this time get 503 `timeout` (their
+  /// outcome is unknown: retry with the same command id). Default: 10 s.
+  std::chrono::milliseconds request_timeout = std::chrono::seconds{10};
+};
+
+class service {
+ public:
+  /// Starts the bank's actors on `n` (whose event registry gets the account
+  /// and saga events). Returns null and sets `error` on failure. `n` must
+  /// outlive the service.
+  static std::unique_ptr<service> start(mnemo::runtime::node& n,
+                                        service_options opts,
+                                        std::string& error);
+
+  ~service();
+  service(const service&) = delete;
+  service& operator=(const service&) = delete;
+
+  /// Handles one request; called on the HTTP server's threads.
+  void handle(httpd::request&& req, httpd::responder reply);
+
+  struct impl;
+
+ private:
+  explicit service(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace bank

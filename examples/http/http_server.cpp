@@ -1,0 +1,367 @@
+#include "http_server.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace httpd {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+response error_response(unsigned status, const std::string& code,
+                        const std::string& message) {
+  return {status, nlohmann::json{{"error", code}, {"message", message}}.dump(),
+          "application/json"};
+}
+
+namespace detail {
+
+struct reply_slot {
+  std::function<void(response)> send;
+  std::atomic<bool> done{false};
+};
+
+}  // namespace detail
+
+responder::responder(std::shared_ptr<detail::reply_slot> slot)
+    : slot_(std::move(slot)) {}
+
+responder::~responder() {
+  if (slot_ && !slot_->done.exchange(true))
+    slot_->send(error_response(500, "internal",
+                               "the request was dropped without an answer"));
+}
+
+void responder::operator()(response res) {
+  if (slot_ && !slot_->done.exchange(true)) slot_->send(std::move(res));
+}
+
+namespace {
+
+class session;
+
+// What sessions and responders share; outlives the I/O threads and the
+// io_context, so a late reply finds it closed instead of freed memory.
+struct core {
+  server_options opts;
+  handler fn;
+  std::atomic<bool> accepting{true};
+
+  std::mutex mtx;
+  bool open = true;
+  std::unordered_map<uint64_t, std::shared_ptr<session>> sessions;
+  uint64_t next_id = 0;
+
+  std::mutex drain_mtx;
+  std::condition_variable drain_cv;
+  std::atomic<size_t> in_flight{0};
+
+  void begin() { in_flight.fetch_add(1); }
+  void end() {
+    if (in_flight.fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> guard{drain_mtx};
+      drain_cv.notify_all();
+    }
+  }
+
+  uint64_t add(std::shared_ptr<session> s);
+  void remove(uint64_t id) {
+    std::lock_guard<std::mutex> guard{mtx};
+    sessions.erase(id);
+  }
+  void deliver(uint64_t id, response res);
+};
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket&& socket, std::shared_ptr<core> c)
+      : stream_(std::move(socket)), core_(std::move(c)) {}
+
+  void start(uint64_t id) {
+    id_ = id;
+    net::dispatch(stream_.get_executor(),
+                  [self = shared_from_this()] { self->read_header(); });
+  }
+
+  auto get_executor() { return stream_.get_executor(); }
+
+  // On the session's strand.
+  void deliver(response res) {
+    if (!waiting_) return;
+    waiting_ = false;
+    write(std::move(res), true);
+  }
+
+ private:
+  void read_header() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(core_->opts.header_limit));
+    parser_->body_limit(core_->opts.body_limit);
+    stream_.expires_after(core_->opts.idle_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->on_header(ec);
+        });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return fail(ec);
+    if (auto len = parser_->content_length();
+        len && *len > core_->opts.body_limit)
+      return refuse(413, "payload_too_large",
+                    "the body is over " +
+                        std::to_string(core_->opts.body_limit) + " bytes");
+    auto& req = parser_->get();
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      auto cont = std::make_shared<http::response<http::empty_body>>(
+          http::status::continue_, 11);
+      http::async_write(
+          stream_, *cont,
+          [self = shared_from_this(), cont](beast::error_code e, size_t) {
+            if (e) return self->close();
+            self->read_body();
+          });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    stream_.expires_after(core_->opts.idle_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->on_request(ec);
+                     });
+  }
+
+  void on_request(beast::error_code ec) {
+    if (ec) return fail(ec);
+    stream_.expires_never();
+    auto msg = parser_->release();
+    parser_.reset();
+    keep_alive_ = msg.keep_alive();
+    if (!core_->accepting) {
+      keep_alive_ = false;
+      return write(
+          error_response(503, "shutting_down", "the node is shutting down"),
+          false);
+    }
+    waiting_ = true;
+    core_->begin();
+    request req{std::string{msg.method_string()}, std::string{msg.target()},
+                std::move(msg.body())};
+    try {
+      core_->fn(std::move(req), responder{make_slot()});
+    } catch (const std::exception& e) {
+      deliver(error_response(500, "internal", e.what()));
+    }
+  }
+
+  std::shared_ptr<detail::reply_slot> make_slot() {
+    auto slot = std::make_shared<detail::reply_slot>();
+    slot->send = [c = core_, id = id_](response r) {
+      c->deliver(id, std::move(r));
+    };
+    return slot;
+  }
+
+  void fail(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == beast::error::timeout || ec == net::error::operation_aborted)
+      return close();
+    if (ec == http::error::body_limit)
+      return refuse(413, "payload_too_large",
+                    "the body is over " +
+                        std::to_string(core_->opts.body_limit) + " bytes");
+    if (ec == http::error::header_limit)
+      return refuse(431, "headers_too_large",
+                    "the request header is over " +
+                        std::to_string(core_->opts.header_limit) + " bytes");
+    if (ec.category() ==
+        http::make_error_code(http::error::bad_target).category())
+      return refuse(400, "bad_request",
+                    "malformed HTTP request: " + ec.message());
+    close();  // connection reset and the like: nobody to answer
+  }
+
+  // Answers a request the server refuses to read further, then closes.
+  void refuse(unsigned status, const std::string& code,
+              const std::string& message) {
+    keep_alive_ = false;
+    write(error_response(status, code, message), false);
+  }
+
+  void write(response r, bool counted) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(r.status), 11);
+    res->set(http::field::server, core_->opts.server_name);
+    res->set(http::field::content_type, r.content_type);
+    res->keep_alive(keep_alive_ && core_->accepting);
+    res->body() = std::move(r.body);
+    res->prepare_payload();
+    stream_.expires_after(core_->opts.idle_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, counted](
+                          beast::error_code ec, size_t) {
+                        if (counted) self->core_->end();
+                        if (ec || !res->keep_alive()) return self->close();
+                        self->read_header();
+                      });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+    core_->remove(id_);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<core> core_;
+  uint64_t id_ = 0;
+  bool keep_alive_ = false;
+  bool waiting_ = false;
+};
+
+uint64_t core::add(std::shared_ptr<session> s) {
+  std::lock_guard<std::mutex> guard{mtx};
+  auto id = ++next_id;
+  sessions.emplace(id, std::move(s));
+  return id;
+}
+
+void core::deliver(uint64_t id, response res) {
+  std::lock_guard<std::mutex> guard{mtx};
+  if (!open) return;
+  auto i = sessions.find(id);
+  if (i == sessions.end()) return;
+  auto s = i->second;
+  net::post(s->get_executor(), [s, res = std::move(res)]() mutable {
+    s->deliver(std::move(res));
+  });
+}
+
+}  // namespace
+
+// -- server
+// ---------------------------------------------------------------------
+
+struct server::impl {
+  // Destroyed last: queued handlers (and the sessions they hold) go first.
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  std::shared_ptr<core> shared = std::make_shared<core>();
+  std::vector<std::thread> threads;
+  std::mutex stop_mtx;
+  bool stopped = false;
+
+  void accept() {
+    acceptor.async_accept(
+        net::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
+          if (ec == net::error::operation_aborted || !acceptor.is_open())
+            return;
+          if (!ec) {
+            auto sess = std::make_shared<session>(std::move(s), shared);
+            sess->start(shared->add(sess));
+          }
+          accept();
+        });
+  }
+};
+
+std::unique_ptr<server> server::start(server_options opts, handler fn,
+                                      std::string& error) {
+  auto ptr = std::make_shared<impl>();
+  ptr->shared->opts = opts;
+  ptr->shared->fn = std::move(fn);
+  beast::error_code ec;
+  auto address = net::ip::make_address(opts.host, ec);
+  if (ec) {
+    error = "bad listen address '" + opts.host + "': " + ec.message();
+    return nullptr;
+  }
+  tcp::endpoint ep{address, opts.port};
+  auto& acc = ptr->acceptor;
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    error = "cannot listen on " + opts.host + ":" + std::to_string(opts.port) +
+            ": " + ec.message();
+    return nullptr;
+  }
+  ptr->accept();
+  for (size_t i = 0; i < std::max<size_t>(1, opts.threads); ++i)
+    ptr->threads.emplace_back([p = ptr.get()] { p->ioc.run(); });
+  return std::unique_ptr<server>{new server(std::move(ptr))};
+}
+
+server::server(std::shared_ptr<impl> ptr) : impl_(std::move(ptr)) {}
+
+server::~server() {
+  stop();
+}
+
+uint16_t server::port() const noexcept {
+  beast::error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+void server::stop_accepting() {
+  impl_->shared->accepting = false;
+  net::post(impl_->acceptor.get_executor(), [p = impl_.get()] {
+    beast::error_code ignored;
+    p->acceptor.close(ignored);
+  });
+}
+
+bool server::drain(std::chrono::milliseconds timeout) {
+  auto& c = *impl_->shared;
+  std::unique_lock<std::mutex> guard{c.drain_mtx};
+  return c.drain_cv.wait_for(guard, timeout,
+                             [&c] { return c.in_flight.load() == 0; });
+}
+
+void server::stop() {
+  std::lock_guard<std::mutex> guard{impl_->stop_mtx};
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  impl_->shared->accepting = false;
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+  std::unordered_map<uint64_t, std::shared_ptr<session>> sessions;
+  {
+    std::lock_guard<std::mutex> g{impl_->shared->mtx};
+    impl_->shared->open = false;
+    sessions.swap(impl_->shared->sessions);
+  }
+  // The sockets close here, while the io_context still exists.
+  sessions.clear();
+}
+
+size_t server::in_flight() const noexcept {
+  return impl_->shared->in_flight.load();
+}
+
+}  // namespace httpd
