@@ -36,6 +36,7 @@ struct bank_node_config : mnemo::runtime::node_config {
   size_t idle_timeout_s = 60;
   size_t request_timeout_ms = 10000;
   size_t shutdown_timeout_s = 30;
+  size_t shutdown_grace_ms = 1000;
   int64_t max_amount = 1'000'000'000'000;
 
   bank_node_config() {
@@ -49,6 +50,9 @@ struct bank_node_config : mnemo::runtime::node_config {
              "answer 503 timeout after this long")
         .add(shutdown_timeout_s, "shutdown-timeout-s",
              "longest wait for requests in flight at SIGTERM")
+        .add(shutdown_grace_ms, "shutdown-grace-ms",
+             "after SIGTERM, how long open connections may still send a "
+             "request (answered 503) before they are closed")
         .add(max_amount, "max-amount", "largest amount in minor units");
     add_error_category(caf::atom("bank"), [](uint8_t code, caf::atom_value,
                                              const caf::message& ctx) {
@@ -176,6 +180,9 @@ int main(int argc, char** argv) {
        {"in_flight", server->in_flight()}});
   server->stop_accepting();
   bool drained = server->drain(std::chrono::seconds{cfg.shutdown_timeout_s});
+  // Answered clients close their connections; give a request that raced
+  // with the signal its 503 rather than a reset.
+  server->wait_closed(std::chrono::milliseconds{cfg.shutdown_grace_ms});
   server->stop();
   server.reset();
   svc.reset();

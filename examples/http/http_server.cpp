@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -65,6 +66,7 @@ struct core {
   std::mutex mtx;
   bool open = true;
   std::unordered_map<uint64_t, std::shared_ptr<session>> sessions;
+  std::condition_variable closed_cv;
   uint64_t next_id = 0;
 
   std::mutex drain_mtx;
@@ -83,6 +85,7 @@ struct core {
   void remove(uint64_t id) {
     std::lock_guard<std::mutex> guard{mtx};
     sessions.erase(id);
+    if (sessions.empty()) closed_cv.notify_all();
   }
   void deliver(uint64_t id, response res);
 };
@@ -267,6 +270,10 @@ void core::deliver(uint64_t id, response res) {
 struct server::impl {
   // Destroyed last: queued handlers (and the sessions they hold) go first.
   net::io_context ioc;
+  // Keeps `run` going while every connection waits for its handler and
+  // the acceptor is closed (draining).
+  net::executor_work_guard<net::io_context::executor_type> work{
+      ioc.get_executor()};
   tcp::acceptor acceptor{ioc};
   std::shared_ptr<core> shared = std::make_shared<core>();
   std::vector<std::thread> threads;
@@ -340,6 +347,13 @@ bool server::drain(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> guard{c.drain_mtx};
   return c.drain_cv.wait_for(guard, timeout,
                              [&c] { return c.in_flight.load() == 0; });
+}
+
+bool server::wait_closed(std::chrono::milliseconds timeout) {
+  auto& c = *impl_->shared;
+  std::unique_lock<std::mutex> guard{c.mtx};
+  return c.closed_cv.wait_for(guard, timeout,
+                              [&c] { return c.sessions.empty(); });
 }
 
 void server::stop() {

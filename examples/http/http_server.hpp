@@ -102,6 +102,12 @@ class server {
   /// returns whether none is.
   bool drain(std::chrono::milliseconds timeout);
 
+  /// Waits until every connection has closed (clients close after an
+  /// answer with `Connection: close`), at most `timeout`; returns whether
+  /// all have. Between `stop_accepting` and `stop` this lets a request
+  /// that raced with the shutdown still get its 503 instead of a reset.
+  bool wait_closed(std::chrono::milliseconds timeout);
+
   /// Closes every connection and joins the I/O threads. Responders still
   /// held elsewhere become no-ops.
   void stop();

@@ -1,0 +1,226 @@
+#include "node_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace testnode {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+// -- process ------------------------------------------------------------------
+
+process::process(const std::string& binary, std::vector<std::string> args,
+                 std::chrono::milliseconds timeout) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  out_fd_ = fds[0];
+  ::fcntl(out_fd_, F_SETFL, ::fcntl(out_fd_, F_GETFL) | O_NONBLOCK);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{out_fd_, POLLIN, 0};
+    ::poll(&p, 1, 50);
+    char buf[4096];
+    auto n = ::read(out_fd_, buf, sizeof(buf));
+    if (n > 0) pending_.append(buf, static_cast<size_t>(n));
+    auto nl = pending_.find('\n');
+    if (nl != std::string::npos) {
+      auto line = nlohmann::json::parse(pending_.substr(0, nl), nullptr, false);
+      pending_.erase(0, nl + 1);
+      if (line.is_object() && line.value("event", "") == "listening") {
+        port_ = line.value("port", uint16_t{0});
+        return;
+      }
+    }
+    if (n == 0) break;  // the child closed stdout: it exited
+  }
+  kill();
+  throw std::runtime_error(binary + " did not report listening");
+}
+
+process::~process() {
+  kill();
+  if (out_fd_ >= 0) ::close(out_fd_);
+}
+
+void process::signal(int sig) {
+  if (!reaped_) ::kill(pid_, sig);
+}
+
+std::optional<int> process::wait(std::chrono::milliseconds timeout) {
+  if (reaped_) return 0;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    auto r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      return status;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+}
+
+void process::kill() {
+  if (reaped_ || pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  reaped_ = true;
+}
+
+std::vector<std::string> process::drain_stdout() {
+  char buf[4096];
+  for (;;) {
+    auto n = ::read(out_fd_, buf, sizeof(buf));
+    if (n <= 0) break;
+    pending_.append(buf, static_cast<size_t>(n));
+  }
+  std::vector<std::string> lines;
+  size_t nl;
+  while ((nl = pending_.find('\n')) != std::string::npos) {
+    lines.push_back(pending_.substr(0, nl));
+    pending_.erase(0, nl + 1);
+  }
+  return lines;
+}
+
+// -- client -------------------------------------------------------------------
+
+struct client::impl {
+  uint16_t port;
+  net::io_context ioc;
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+
+  void close() {
+    if (stream) {
+      beast::error_code ignored;
+      stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+      stream->close();
+    }
+    stream.reset();
+    buffer.clear();
+  }
+};
+
+client::client(uint16_t port) : impl_(std::make_unique<impl>()) {
+  impl_->port = port;
+}
+
+client::~client() {
+  impl_->close();
+}
+
+std::optional<reply> client::call(const std::string& method,
+                                  const std::string& target,
+                                  const std::string& body) {
+  sent = false;
+  error.clear();
+  auto& d = *impl_;
+  beast::error_code ec;
+  if (!d.stream) {
+    d.stream.emplace(d.ioc);
+    d.stream->expires_after(std::chrono::seconds{10});
+    d.stream->socket().connect(
+        tcp::endpoint{net::ip::make_address("127.0.0.1"), d.port}, ec);
+    if (ec) {
+      error = "connect: " + ec.message();
+      d.close();
+      return std::nullopt;
+    }
+  }
+  http::request<http::string_body> req{http::string_to_verb(method), target,
+                                       11};
+  req.set(http::field::host, "127.0.0.1");
+  if (!body.empty()) req.set(http::field::content_type, "application/json");
+  req.body() = body;
+  req.keep_alive(true);
+  req.prepare_payload();
+  http::write(d.stream->socket(), req, ec);
+  if (ec) {
+    error = "write: " + ec.message();
+    d.close();
+    return std::nullopt;
+  }
+  sent = true;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 << 20);
+  d.stream->expires_after(std::chrono::seconds{30});
+  http::read(*d.stream, d.buffer, parser, ec);
+  if (ec) {
+    error = "read: " + ec.message();
+    d.close();
+    return std::nullopt;
+  }
+  auto res = parser.release();
+  reply result{res.result_int(), std::move(res.body()), res.keep_alive()};
+  if (!result.keep_alive) d.close();
+  return result;
+}
+
+std::string client::raw(const std::string& bytes,
+                        std::chrono::milliseconds timeout) {
+  impl_->close();
+  net::io_context ioc;
+  tcp::socket s{ioc};
+  beast::error_code ec;
+  s.connect(tcp::endpoint{net::ip::make_address("127.0.0.1"), impl_->port}, ec);
+  if (ec) return {};
+  net::write(s, net::buffer(bytes), ec);
+  // Sync reads ignore Beast's timeouts: poll the descriptor instead.
+  std::string out;
+  char buf[4096];
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0) break;
+    pollfd p{s.native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    auto n = s.read_some(net::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+std::string temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             (name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+}  // namespace testnode

@@ -1,0 +1,104 @@
+#pragma once
+
+// Test support for the example nodes: start a node binary as a child
+// process on a loopback port, stop it by pid (SIGTERM or SIGKILL), and talk
+// HTTP/1.1 to it with a small blocking keep-alive client (Boost.Beast).
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace testnode {
+
+/// A node binary running as a child process.
+class process {
+ public:
+  /// Starts `binary` with `args` and waits for its `{"event":"listening"}`
+  /// line on stdout (at most `timeout`). Throws std::runtime_error when it
+  /// does not come.
+  process(const std::string& binary, std::vector<std::string> args,
+          std::chrono::milliseconds timeout = std::chrono::seconds{20});
+
+  /// Kills the process (SIGKILL) if it still runs.
+  ~process();
+
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+
+  uint16_t port() const noexcept { return port_; }
+  pid_t pid() const noexcept { return pid_; }
+
+  /// Sends `sig`.
+  void signal(int sig);
+
+  /// Waits for the exit (at most `timeout`); returns the exit status as
+  /// `waitpid` reports it, or nothing on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+
+  /// SIGKILL and reap.
+  void kill();
+
+  /// Lines the process printed on stdout after the listening line, read
+  /// so far (call after it exited to get them all).
+  std::vector<std::string> drain_stdout();
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  uint16_t port_ = 0;
+  std::string pending_;
+  bool reaped_ = false;
+};
+
+/// A complete HTTP response.
+struct reply {
+  unsigned status = 0;
+  std::string body;
+  bool keep_alive = true;
+
+  nlohmann::json json() const {
+    return nlohmann::json::parse(body, nullptr, false);
+  }
+};
+
+/// A blocking HTTP/1.1 client on one keep-alive connection to 127.0.0.1.
+/// Not thread-safe: one per thread.
+class client {
+ public:
+  explicit client(uint16_t port);
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Sends a request (connecting first if needed) and reads the answer.
+  /// Returns nothing on a transport error (refused, reset, timeout),
+  /// setting `error`; the connection is then closed. `sent` tells whether
+  /// the request was written completely before the failure.
+  std::optional<reply> call(const std::string& method,
+                            const std::string& target,
+                            const std::string& body = {});
+
+  /// Sends raw bytes and returns everything the server answers until it
+  /// closes the connection or `timeout` passes.
+  std::string raw(const std::string& bytes,
+                  std::chrono::milliseconds timeout = std::chrono::seconds{5});
+
+  std::string error;
+  bool sent = false;
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+/// Returns a fresh, empty directory under the system's temp directory.
+std::string temp_dir(const std::string& name);
+
+}  // namespace testnode
