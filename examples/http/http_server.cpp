@@ -87,7 +87,7 @@ struct core {
     sessions.erase(id);
     if (sessions.empty()) closed_cv.notify_all();
   }
-  void deliver(uint64_t id, response res);
+  void deliver(uint64_t id, uint64_t request, response res);
 };
 
 class session : public std::enable_shared_from_this<session> {
@@ -104,8 +104,10 @@ class session : public std::enable_shared_from_this<session> {
   auto get_executor() { return stream_.get_executor(); }
 
   // On the session's strand.
-  void deliver(response res) {
-    if (!waiting_) return;
+  // `request`: the number of the request the answer is for; a late answer
+  // to an earlier request never reaches a later one.
+  void deliver(uint64_t request, response res) {
+    if (!waiting_ || request != requests_) return;
     waiting_ = false;
     write(std::move(res), true);
   }
@@ -166,20 +168,21 @@ class session : public std::enable_shared_from_this<session> {
           false);
     }
     waiting_ = true;
+    ++requests_;
     core_->begin();
     request req{std::string{msg.method_string()}, std::string{msg.target()},
                 std::move(msg.body())};
     try {
       core_->fn(std::move(req), responder{make_slot()});
     } catch (const std::exception& e) {
-      deliver(error_response(500, "internal", e.what()));
+      deliver(requests_, error_response(500, "internal", e.what()));
     }
   }
 
   std::shared_ptr<detail::reply_slot> make_slot() {
     auto slot = std::make_shared<detail::reply_slot>();
-    slot->send = [c = core_, id = id_](response r) {
-      c->deliver(id, std::move(r));
+    slot->send = [c = core_, id = id_, n = requests_](response r) {
+      c->deliver(id, n, std::move(r));
     };
     return slot;
   }
@@ -242,6 +245,7 @@ class session : public std::enable_shared_from_this<session> {
   uint64_t id_ = 0;
   bool keep_alive_ = false;
   bool waiting_ = false;
+  uint64_t requests_ = 0;
 };
 
 uint64_t core::add(std::shared_ptr<session> s) {
@@ -251,14 +255,14 @@ uint64_t core::add(std::shared_ptr<session> s) {
   return id;
 }
 
-void core::deliver(uint64_t id, response res) {
+void core::deliver(uint64_t id, uint64_t request, response res) {
   std::lock_guard<std::mutex> guard{mtx};
   if (!open) return;
   auto i = sessions.find(id);
   if (i == sessions.end()) return;
   auto s = i->second;
-  net::post(s->get_executor(), [s, res = std::move(res)]() mutable {
-    s->deliver(std::move(res));
+  net::post(s->get_executor(), [s, request, res = std::move(res)]() mutable {
+    s->deliver(request, std::move(res));
   });
 }
 
