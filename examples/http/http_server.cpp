@@ -290,6 +290,9 @@ struct server::impl {
           if (ec == net::error::operation_aborted || !acceptor.is_open())
             return;
           if (!ec) {
+            // Answers are written whole: do not hold them back for Nagle.
+            beast::error_code ignored;
+            s.set_option(tcp::no_delay(true), ignored);
             auto sess = std::make_shared<session>(std::move(s), shared);
             sess->start(shared->add(sess));
           }
