@@ -6,10 +6,13 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <map>
+#include <random>
 
 #include "../../examples/bank/transfer.hpp"
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/sagas/saga.hpp"
+#include "mnemo/sagas/saga_index.hpp"
 #include "mnemo/sagas/saga_trigger.hpp"
 
 using namespace mnemo;
@@ -435,6 +438,183 @@ BOOST_AUTO_TEST_CASE(a_recorded_start_survives_a_dead_starter) {
   f.tick(100ms);
   BOOST_CHECK_EQUAL(f.balance("a2"), 10);
   BOOST_CHECK_EQUAL(f.outbox(), 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+struct index_fixture : fixture {
+  sagas::saga_index index{registry()};
+  caf::actor projection;
+
+  index_fixture() {
+    actors::projection_context ctx{&journal(), context().completions,
+                                   event_bus()};
+    auto p = actors::spawn_projection(system(), ctx, index.projection());
+    BOOST_REQUIRE(p);
+    projection = *p;
+    run();
+  }
+
+  ~index_fixture() {
+    caf::anon_send_exit(projection, caf::exit_reason::user_shutdown);
+    run();
+  }
+
+  bool rebuild() {
+    auto ok = std::make_shared<bool>(false);
+    auto dest = projection;
+    system().spawn([=](caf::event_based_actor* self) {
+      self->request(dest, caf::infinite, actors::rebuild_atom::value)
+          .then([=] { *ok = true; }, [](caf::error&) {});
+    });
+    run();
+    return *ok;
+  }
+
+  std::string phase_of(const std::string& type, const std::string& id) {
+    auto e = index.get(journal(), type, id);
+    if (!e) return e.error().to_string();
+    return *e ? sagas::to_string((*e)->phase()) : "absent";
+  }
+
+  std::vector<std::string> ids(const std::string& type, sagas::saga_phase p,
+                               const std::string& after, size_t limit) {
+    std::vector<std::string> result;
+    auto rows = index.list(journal(), type, p, after, limit);
+    if (rows)
+      for (auto& e : *rows) result.push_back(e.id);
+    return result;
+  }
+
+  // Every saga stream folded by `saga_progress`, as (stream, phase).
+  std::map<std::string, std::string> folded() {
+    std::map<std::string, std::string> result;
+    actors::variant_codec<sagas::saga_event> codec{registry()};
+    auto heads = journal().list_streams("saga-", 1000);
+    BOOST_REQUIRE(heads);
+    for (auto& h : *heads) {
+      if (h.stream_id.compare(0, 5, "saga-") != 0) continue;
+      sagas::saga_progress p;
+      auto evs = journal().read_stream(h.stream_id, 1, UINT64_MAX, UINT64_MAX);
+      BOOST_REQUIRE(evs);
+      for (auto& env : *evs) p.apply(*codec.decode(env));
+      result[h.stream_id] = sagas::to_string(p.phase);
+    }
+    return result;
+  }
+
+  std::map<std::string, std::string> indexed() {
+    std::map<std::string, std::string> result;
+    for (auto type : {"transfer", "probe"})
+      for (auto p :
+           {sagas::saga_phase::running, sagas::saga_phase::compensating,
+            sagas::saga_phase::completed, sagas::saga_phase::aborted,
+            sagas::saga_phase::needs_attention}) {
+        auto rows = index.list(journal(), type, p, "", 1000);
+        BOOST_REQUIRE(rows);
+        for (auto& e : *rows)
+          result[std::string{"saga-"} + type + "-" + e.id] =
+              sagas::to_string(e.phase());
+      }
+    return result;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(saga_index)
+
+BOOST_AUTO_TEST_CASE(stream_ids_split_into_type_and_id) {
+  std::string type;
+  std::string id;
+  BOOST_CHECK(sagas::parse_saga_stream("saga-transfer-t-1-2", type, id));
+  BOOST_CHECK_EQUAL(type, "transfer");
+  BOOST_CHECK_EQUAL(id, "t-1-2");
+  BOOST_CHECK(!sagas::parse_saga_stream("account-a1", type, id));
+  BOOST_CHECK(!sagas::parse_saga_stream("saga--x", type, id));
+  BOOST_CHECK(!sagas::parse_saga_stream("saga-transfer-", type, id));
+  BOOST_CHECK(!sagas::parse_saga_stream("saga-transfer", type, id));
+}
+
+BOOST_AUTO_TEST_CASE(the_index_follows_every_phase_and_counts_them) {
+  index_fixture f;
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{100}));
+  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
+  for (auto id : {"t1", "t2", "t3", "t4", "t5"})
+    BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, id, {"a1", "a2", 1}));
+  BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, "x1", {"a1", "zz", 1}));
+  probe::step_errors = {business()};
+  probe::undo_errors = {business()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+  f.run();
+  f.tick(100ms);
+  probe::step_errors = {transient(), transient(), transient()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p2", {"k"}));
+  f.run();
+  BOOST_CHECK_EQUAL(f.phase_of("transfer", "t1"), "completed");
+  BOOST_CHECK_EQUAL(f.phase_of("transfer", "x1"), "compensated");
+  BOOST_CHECK_EQUAL(f.phase_of("probe", "p1"), "needs_attention");
+  BOOST_CHECK_EQUAL(f.phase_of("probe", "p2"), "running");
+  BOOST_CHECK_EQUAL(f.phase_of("probe", "nope"), "absent");
+  auto p1 = f.index.get(f.journal(), "probe", "p1");
+  BOOST_REQUIRE(p1 && *p1);
+  BOOST_CHECK(!(*p1)->error.empty());
+  BOOST_CHECK_GT((*p1)->position, 0u);
+  auto counts = f.index.counts(f.journal(), "transfer");
+  BOOST_REQUIRE(counts);
+  BOOST_CHECK((*counts == std::map<std::string, uint64_t>{{"completed", 5},
+                                                          {"compensated", 1}}));
+  auto probes = f.index.counts(f.journal(), "probe");
+  BOOST_REQUIRE(probes);
+  BOOST_CHECK((*probes == std::map<std::string, uint64_t>{
+                              {"needs_attention", 1}, {"running", 1}}));
+  // Paging in id order.
+  using strings = std::vector<std::string>;
+  auto done = sagas::saga_phase::completed;
+  BOOST_CHECK((f.ids("transfer", done, "", 2) == strings{"t1", "t2"}));
+  BOOST_CHECK((f.ids("transfer", done, "t2", 2) == strings{"t3", "t4"}));
+  BOOST_CHECK((f.ids("transfer", done, "t4", 2) == strings{"t5"}));
+  BOOST_CHECK((f.ids("transfer", done, "t5", 2) == strings{}));
+  BOOST_CHECK((f.ids("probe", sagas::saga_phase::needs_attention, "", 10) ==
+               strings{"p1"}));
+  // The running probe finishes: it moves between phases and counts.
+  for (int i = 0; i < 10; ++i) f.tick(200ms);
+  BOOST_CHECK_EQUAL(f.phase_of("probe", "p2"), "completed");
+  probes = f.index.counts(f.journal(), "probe");
+  BOOST_REQUIRE(probes);
+  BOOST_CHECK((*probes == std::map<std::string, uint64_t>{
+                              {"completed", 1}, {"needs_attention", 1}}));
+  // The index equals what folding each saga's stream gives.
+  BOOST_CHECK(f.indexed() == f.folded());
+}
+
+BOOST_AUTO_TEST_CASE(a_rebuilt_index_equals_the_live_one) {
+  index_fixture f;
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
+  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{1000}));
+  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
+  std::mt19937 rng{5};
+  for (int i = 0; i < 40; ++i) {
+    auto to = rng() % 4 == 0 ? "ghost" : "a2";
+    BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, "t" + std::to_string(i),
+                                          {"a1", to, 1 + int64_t(rng() % 50)}));
+    if (i == 20)
+      BOOST_REQUIRE(f.route(f.accounts, "a2", bank::close_account{}));
+  }
+  f.run();
+  auto live = f.indexed();
+  BOOST_CHECK_EQUAL(live.size(), 40u);
+  BOOST_CHECK(live == f.folded());
+  auto counts = f.index.counts(f.journal(), "transfer");
+  BOOST_REQUIRE(f.rebuild());
+  f.run();
+  BOOST_CHECK(f.indexed() == live);
+  auto again = f.index.counts(f.journal(), "transfer");
+  BOOST_REQUIRE(counts && again);
+  BOOST_CHECK(*again == *counts);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
