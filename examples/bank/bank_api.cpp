@@ -174,9 +174,61 @@ parsed accounts(const std::string& method, const std::vector<std::string>& seg,
   return not_found("/accounts/" + id + "/" + seg[2]);
 }
 
+// Parses "a=1&b=2" (no percent-decoding: the values the API takes need
+// none; a '%' makes them invalid).
+std::vector<std::pair<std::string, std::string>> query_of(
+    const std::string& target) {
+  std::vector<std::pair<std::string, std::string>> result;
+  auto q = target.find('?');
+  if (q == std::string::npos) return result;
+  auto rest = target.substr(q + 1);
+  size_t start = 0;
+  while (start <= rest.size()) {
+    auto end = rest.find('&', start);
+    if (end == std::string::npos) end = rest.size();
+    auto part = rest.substr(start, end - start);
+    auto eq = part.find('=');
+    if (!part.empty())
+      result.emplace_back(part.substr(0, eq),
+                          eq == std::string::npos ? "" : part.substr(eq + 1));
+    start = end + 1;
+  }
+  return result;
+}
+
+parsed listing(const std::string& target, const limits& lim) {
+  list_transfers op;
+  for (auto& [key, value] : query_of(target)) {
+    if (key == "status") {
+      op.phase = value;
+    } else if (key == "after") {
+      if (!valid_id(value, lim)) return bad_path_id("transfer", lim);
+      op.after = value;
+    } else if (key == "limit") {
+      if (value.empty() || value.size() > 4 ||
+          value.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoul(value) < 1 || std::stoul(value) > 1000)
+        return bad("invalid_query", "limit must be 1 to 1000");
+      op.limit = std::stoul(value);
+    } else {
+      return bad("invalid_query",
+                 "unknown query parameter '" + key.substr(0, 40) + "'");
+    }
+  }
+  static const char* phases[] = {"running", "compensating", "completed",
+                                 "compensated", "needs_attention"};
+  for (auto p : phases)
+    if (op.phase == p) return operation{op};
+  return bad("invalid_query",
+             "status must be running, compensating, completed, compensated "
+             "or needs_attention");
+}
+
 parsed transfers(const std::string& method, const std::vector<std::string>& seg,
-                 const std::string& body, const limits& lim) {
+                 const std::string& body, const std::string& target,
+                 const limits& lim) {
   if (seg.size() == 1) {
+    if (method == "GET") return listing(target, lim);
     if (method != "POST") return not_allowed(method);
     return with_body(body, lim, [&](reader& r) -> operation {
       start_transfer op;
@@ -216,7 +268,7 @@ parsed parse(const std::string& method, const std::string& target,
   if (root == "accounts" && seg.size() <= 3)
     return accounts(method, seg, body, lim);
   if (root == "transfers" && seg.size() <= 2)
-    return transfers(method, seg, body, lim);
+    return transfers(method, seg, body, target, lim);
   if (root == "balances" && seg.size() <= 2) {
     if (method != "GET") return not_allowed(method);
     if (seg.size() == 1) return operation{get_totals{}};

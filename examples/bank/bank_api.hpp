@@ -55,6 +55,14 @@ struct start_transfer {
 struct get_transfer {
   std::string id;
 };
+/// GET /transfers?status=PHASE[&after=ID][&limit=N]: transfers in one
+/// phase (running, compensating, completed, compensated, needs_attention),
+/// from the saga index, in id order.
+struct list_transfers {
+  std::string phase;
+  std::string after;
+  size_t limit = 100;
+};
 /// GET /balances/{id}
 struct get_balance {
   std::string id;
@@ -68,8 +76,8 @@ struct get_metrics {};
 
 using operation =
     std::variant<open_account, move_money, close_account, get_account,
-                 start_transfer, get_transfer, get_balance, get_totals,
-                 get_health, get_metrics>;
+                 start_transfer, get_transfer, list_transfers, get_balance,
+                 get_totals, get_health, get_metrics>;
 
 /// A request the API refuses: HTTP status, error code, message.
 struct client_error {
@@ -84,7 +92,8 @@ using parsed = std::variant<operation, client_error>;
 /// 405 `method_not_allowed`, 400 `malformed_json`, `missing_field`,
 /// `wrong_type`, `invalid_amount` (not a positive integer or above
 /// `max_amount`), `invalid_id` (empty, too long, or other characters than
-/// `[A-Za-z0-9._-]`), `invalid_owner`, `same_account` (transfer to itself).
+/// `[A-Za-z0-9._-]`), `invalid_owner`, `same_account` (transfer to itself),
+/// `invalid_query` (a listing without a known status or with a bad limit).
 parsed parse(const std::string& method, const std::string& target,
              const std::string& body, const limits& lim = {});
 

@@ -1,5 +1,7 @@
 #include "bank_service.hpp"
 
+#include <cmath>
+
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
@@ -12,6 +14,7 @@
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
 #include "mnemo/sagas/saga.hpp"
+#include "mnemo/sagas/saga_index.hpp"
 #include "transfer.hpp"
 
 namespace bank {
@@ -197,17 +200,49 @@ struct service::impl {
   mnemo::runtime::node* node = nullptr;
   service_options opts;
   balances_model model;
+  mnemo::sagas::saga_index sagas;
   caf::actor accounts;
   caf::actor transfers;
   caf::actor projection;
   caf::actor gateway;
   mnemo::runtime::metric_histogram* latency = nullptr;
 
-  explicit impl(mnemo::runtime::node& n) : node(&n), model(n.registry()) {}
+  explicit impl(mnemo::runtime::node& n)
+      : node(&n), model(n.registry()), sagas(n.registry()) {}
+
+  httpd::response list(const api::list_transfers& op) {
+    using mnemo::sagas::saga_phase;
+    auto phase = saga_phase::running;
+    for (auto p :
+         {saga_phase::running, saga_phase::compensating, saga_phase::completed,
+          saga_phase::aborted, saga_phase::needs_attention})
+      if (op.phase == to_string(p)) phase = p;
+    auto rows = sagas.list(node->journal(), transfer::type_name, phase,
+                           op.after, op.limit);
+    if (!rows)
+      return httpd::error_response(500, "internal", rows.error().to_string());
+    json items = json::array();
+    for (auto& e : *rows) {
+      std::string name = to_string(e.phase());
+      json item{{"id", e.id},
+                {"status", public_status(name)},
+                {"phase", name},
+                {"step", e.step},
+                {"attempt", e.attempt},
+                {"started_ms", e.started_ms},
+                {"updated_ms", e.updated_ms}};
+      if (!e.error.empty()) item["error"] = e.error;
+      items.push_back(std::move(item));
+    }
+    json next = nullptr;
+    if (rows->size() == op.limit) next = rows->back().id;
+    return json_response(200, json{{"transfers", items}, {"next", next}});
+  }
 
   // Queries of the read model and the node, answered on the I/O thread.
   httpd::response query(const api::operation& op) {
     auto& j = node->journal();
+    if (auto* l = std::get_if<api::list_transfers>(&op)) return list(*l);
     if (auto* b = std::get_if<api::get_balance>(&op)) {
       auto row = model.balance(j, b->id);
       if (!row)
@@ -276,6 +311,24 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   }
   ptr->projection = *proj;
   n.track(*proj);
+  auto index = mnemo::actors::spawn_projection(n.system(), pctx,
+                                               ptr->sagas.projection());
+  if (!index) {
+    error = n.system().render(index.error());
+    return nullptr;
+  }
+  n.track(*index);
+  for (auto phase : {"running", "compensating", "completed", "compensated",
+                     "needs_attention"})
+    n.metrics().gauge_fn(
+        "mnemo_sagas", "Sagas by phase, from the saga index.",
+        {{"type", transfer::type_name}, {"phase", phase}},
+        [j = &n.journal(), index = ptr->sagas, phase] {
+          auto counts = index.counts(*j, transfer::type_name);
+          if (!counts) return std::nan("");
+          auto i = counts->find(phase);
+          return i == counts->end() ? 0.0 : static_cast<double>(i->second);
+        });
   ptr->gateway = n.system().spawn(gateway, ptr->accounts, ptr->transfers,
                                   opts.request_timeout);
   n.track(ptr->gateway);
@@ -302,7 +355,8 @@ void service::handle(httpd::request&& req, httpd::responder reply) {
     return reply(httpd::error_response(err->status, err->code, err->message));
   }
   auto& op = std::get<api::operation>(parsed);
-  if (std::holds_alternative<api::get_balance>(op) ||
+  if (std::holds_alternative<api::list_transfers>(op) ||
+      std::holds_alternative<api::get_balance>(op) ||
       std::holds_alternative<api::get_totals>(op) ||
       std::holds_alternative<api::get_health>(op) ||
       std::holds_alternative<api::get_metrics>(op))

@@ -58,6 +58,12 @@ BOOST_AUTO_TEST_CASE(every_endpoint_maps_to_its_operation) {
   BOOST_REQUIRE(op_of<start_transfer>(tr));
   BOOST_CHECK_EQUAL(op_of<start_transfer>(tr)->to, "a2");
   BOOST_CHECK(op_of<get_transfer>(parse("GET", "/transfers/t1", "")));
+  auto listing =
+      parse("GET", "/transfers?status=needs_attention&after=t7&limit=5", "");
+  BOOST_REQUIRE(op_of<list_transfers>(listing));
+  BOOST_CHECK_EQUAL(op_of<list_transfers>(listing)->phase, "needs_attention");
+  BOOST_CHECK_EQUAL(op_of<list_transfers>(listing)->after, "t7");
+  BOOST_CHECK_EQUAL(op_of<list_transfers>(listing)->limit, 5u);
   BOOST_CHECK(op_of<get_balance>(parse("GET", "/balances/a1", "")));
   BOOST_CHECK(op_of<get_totals>(parse("GET", "/balances", "")));
   BOOST_CHECK(op_of<get_health>(parse("GET", "/health", "")));
@@ -71,7 +77,21 @@ BOOST_AUTO_TEST_CASE(client_errors_are_named_precisely) {
   BOOST_CHECK_EQUAL(code_of(parse("GET", "/accounts/a1/x/y", "")), "not_found");
   BOOST_CHECK_EQUAL(code_of(parse("DELETE", "/accounts/a1", "")),
                     "method_not_allowed");
-  BOOST_CHECK_EQUAL(status_of(parse("GET", "/transfers", "")), 405u);
+  BOOST_CHECK_EQUAL(status_of(parse("DELETE", "/transfers", "")), 405u);
+  BOOST_CHECK_EQUAL(code_of(parse("GET", "/transfers", "")), "invalid_query");
+  BOOST_CHECK_EQUAL(code_of(parse("GET", "/transfers?status=lost", "")),
+                    "invalid_query");
+  BOOST_CHECK_EQUAL(
+      code_of(parse("GET", "/transfers?status=running&limit=0", "")),
+      "invalid_query");
+  BOOST_CHECK_EQUAL(
+      code_of(parse("GET", "/transfers?status=running&limit=99999", "")),
+      "invalid_query");
+  BOOST_CHECK_EQUAL(code_of(parse("GET", "/transfers?status=running&x=1", "")),
+                    "invalid_query");
+  BOOST_CHECK_EQUAL(
+      code_of(parse("GET", "/transfers?status=running&after=a%20b", "")),
+      "invalid_id");
   BOOST_CHECK_EQUAL(code_of(parse("POST", "/accounts", "{")), "malformed_json");
   BOOST_CHECK_EQUAL(code_of(parse("POST", "/accounts", "[1]")),
                     "malformed_json");

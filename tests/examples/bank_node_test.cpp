@@ -80,6 +80,22 @@ void check_final_state(client& c, ledger& book) {
     sum += balance;
   }
   BOOST_CHECK(read_model_converges(c, book.accounts()));
+  // The saga index agrees: nothing unfinished, nothing needing attention.
+  auto listed = [&](const std::string& status) {
+    return body_of(c.call("GET", "/transfers?status=" + status + "&limit=1000"))
+        .value("transfers", json::array())
+        .size();
+  };
+  size_t indexed_done = 0;
+  for (int i = 0; i < 1000; ++i) {
+    indexed_done = listed("completed");
+    if (indexed_done >= std::min<size_t>(completed, 1000)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  BOOST_CHECK_EQUAL(indexed_done, std::min<size_t>(completed, 1000));
+  BOOST_CHECK_EQUAL(listed("running"), 0u);
+  BOOST_CHECK_EQUAL(listed("compensating"), 0u);
+  BOOST_CHECK_EQUAL(listed("needs_attention"), 0u);
   auto totals = body_of(c.call("GET", "/balances"));
   BOOST_CHECK_EQUAL(totals.value("total", int64_t{-1}), sum);
   BOOST_CHECK_EQUAL(totals.value("accounts", 0), book.accounts().size());
@@ -141,6 +157,25 @@ BOOST_AUTO_TEST_CASE(the_api_answers_as_documented) {
   BOOST_CHECK_EQUAL(wait_done("t1"), "completed");
   BOOST_CHECK_EQUAL(wait_done("t2"), "compensated");
   BOOST_CHECK_EQUAL(status_of(c.call("GET", "/transfers/t9")), 404u);
+  // Listings by status come from the saga index (a projection: poll).
+  auto listed = [&](const std::string& status) {
+    for (int i = 0; i < 500; ++i) {
+      auto r = body_of(c.call("GET", "/transfers?status=" + status));
+      if (r.contains("transfers") && !r["transfers"].empty()) return r;
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    return json{};
+  };
+  auto compensated = listed("compensated");
+  BOOST_REQUIRE(compensated.contains("transfers"));
+  BOOST_CHECK_EQUAL(compensated["transfers"].size(), 1u);
+  BOOST_CHECK_EQUAL(compensated["transfers"][0].value("id", ""), "t2");
+  BOOST_CHECK_EQUAL(listed("completed")["transfers"][0].value("id", ""), "t1");
+  BOOST_CHECK_EQUAL(
+      body_of(c.call("GET", "/transfers?status=needs_attention"))["transfers"]
+          .size(),
+      0u);
+  BOOST_CHECK_EQUAL(status_of(c.call("GET", "/transfers?status=lost")), 400u);
   auto a1 = body_of(c.call("GET", "/accounts/a1"));
   BOOST_CHECK_EQUAL(a1.value("balance", 0), 70);
   BOOST_CHECK_EQUAL(a1.value("open", false), true);
@@ -172,7 +207,9 @@ BOOST_AUTO_TEST_CASE(the_api_answers_as_documented) {
         "mnemo_journal_commit_seconds_bucket", "mnemo_commands_total",
         "mnemo_recovery_seconds_bucket", "mnemo_projection_lag_events",
         "mnemo_projection_dead_letters", "mnemo_entities_active",
-        "mnemo_passivations_total", "mnemo_http_request_seconds_bucket"})
+        "mnemo_passivations_total", "mnemo_http_request_seconds_bucket",
+        "mnemo_sagas{type=\"transfer\",phase=\"completed\"} 1",
+        "mnemo_sagas{type=\"transfer\",phase=\"compensated\"} 1"})
     BOOST_CHECK_MESSAGE(metrics->body.find(family) != std::string::npos,
                         "metrics lack " << family);
   node->signal(SIGTERM);
