@@ -7,6 +7,7 @@
 #include <string>
 #include <variant>
 
+#include <caf/actor_system_config.hpp>
 #include <caf/make_message.hpp>
 #include <caf/meta/type_name.hpp>
 #include <msgpack.hpp>
@@ -120,6 +121,30 @@ enum class account_errc : uint8_t {
 inline caf::error make_error(account_errc x, std::string message) {
   return caf::error{static_cast<uint8_t>(x), caf::atom("bank"),
                     caf::make_message(std::move(message))};
+}
+
+/// Returns the name of `x`, e.g. "insufficient_funds".
+inline const char* to_string(account_errc x) noexcept {
+  static constexpr const char* names[] = {"none",
+                                          "already_exists",
+                                          "unknown_account",
+                                          "insufficient_funds",
+                                          "account_closed",
+                                          "invalid_amount"};
+  auto i = static_cast<size_t>(x);
+  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
+}
+
+/// Lets `actor_system::render` print bank errors as "code: message".
+inline void add_error_category(caf::actor_system_config& cfg) {
+  cfg.add_error_category(
+      caf::atom("bank"),
+      [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+        std::string text = to_string(static_cast<account_errc>(code));
+        if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+          text += ": " + ctx.get_as<std::string>(0);
+        return text;
+      });
 }
 
 // -- the aggregate ------------------------------------------------------------

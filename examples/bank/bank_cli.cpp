@@ -198,19 +198,7 @@ int run(runtime::node& n, const parsed& p) {
 
 int main(int argc, char** argv) {
   runtime::node_config cfg;
-  cfg.add_error_category(caf::atom("bank"), [](uint8_t code, caf::atom_value,
-                                               const caf::message& ctx) {
-    static constexpr const char* names[] = {"none",
-                                            "already_exists",
-                                            "unknown_account",
-                                            "insufficient_funds",
-                                            "account_closed",
-                                            "invalid_amount"};
-    std::string text = code < 6 ? names[code] : "unknown";
-    if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-      text += ": " + ctx.get_as<std::string>(0);
-    return text;
-  });
+  bank::add_error_category(cfg);
   if (auto err = cfg.parse(argc, argv)) {
     std::cerr << "mnemo-bank: " << cfg.render(err) << "\n" << usage;
     return 2;

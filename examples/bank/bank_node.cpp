@@ -59,19 +59,7 @@ struct bank_node_config : mnemo::runtime::node_config {
     // whose idle workers poll with 50 us sleeps (bank_http_bench, 2 cores:
     // +6 to +32 % deposits/s). `--scheduler.policy=stealing` restores it.
     set("scheduler.policy", caf::atom("sharing"));
-    add_error_category(caf::atom("bank"), [](uint8_t code, caf::atom_value,
-                                             const caf::message& ctx) {
-      static constexpr const char* names[] = {"none",
-                                              "already_exists",
-                                              "unknown_account",
-                                              "insufficient_funds",
-                                              "account_closed",
-                                              "invalid_amount"};
-      std::string text = code < 6 ? names[code] : "unknown";
-      if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-        text += ": " + ctx.get_as<std::string>(0);
-      return text;
-    });
+    bank::add_error_category(*this);
   }
 };
 

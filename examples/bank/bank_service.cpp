@@ -54,15 +54,24 @@ std::string context_text(const caf::error& err) {
 // Maps an actor's error to the HTTP answer.
 httpd::response error_of(const caf::error& err) {
   if (err.category() == caf::atom("bank")) {
-    static constexpr struct {
-      unsigned status;
-      const char* code;
-    } table[] = {{500, "internal"},        {409, "already_exists"},
-                 {404, "unknown_account"}, {409, "insufficient_funds"},
-                 {409, "account_closed"},  {400, "invalid_amount"}};
-    auto i = err.code() < 6 ? err.code() : 0;
-    return httpd::error_response(table[i].status, table[i].code,
-                                 context_text(err));
+    auto code = static_cast<account_errc>(err.code());
+    unsigned status = 500;
+    switch (code) {
+      case account_errc::unknown_account:
+        status = 404;
+        break;
+      case account_errc::invalid_amount:
+        status = 400;
+        break;
+      case account_errc::already_exists:
+      case account_errc::insufficient_funds:
+      case account_errc::account_closed:
+        status = 409;
+        break;
+      default:
+        return httpd::error_response(500, "internal", context_text(err));
+    }
+    return httpd::error_response(status, to_string(code), context_text(err));
   }
   if (err == caf::sec::request_timeout)
     return httpd::error_response(
