@@ -345,6 +345,17 @@ int main(int argc, char** argv) {
                           "-" + std::to_string(k) + R"("})");
         });
     report("bank.http.deposits", deposits);
+    // The HTTP layer alone: a read of the balances read model on the I/O
+    // thread, no actor and no journal write (the ceiling of the layer).
+    auto reads = drive(
+        node.port, connections, seconds / 2, 200, [&](size_t c, size_t k) {
+          http::request<http::string_body> req{
+              http::verb::get, "/balances/" + acct(c * 7919 + k), 11};
+          req.set(http::field::host, "127.0.0.1");
+          req.keep_alive(true);
+          return req;
+        });
+    report("bank.http.balance_reads", reads);
     auto transfers =
         drive(node.port, connections, seconds, 202, [&](size_t c, size_t k) {
           auto from = c * 7919 + k;
