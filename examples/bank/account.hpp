@@ -137,14 +137,13 @@ inline const char* to_string(account_errc x) noexcept {
 
 /// Lets `actor_system::render` print bank errors as "code: message".
 inline void add_error_category(caf::actor_system_config& cfg) {
-  cfg.add_error_category(
-      caf::atom("bank"),
-      [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-        std::string text = to_string(static_cast<account_errc>(code));
-        if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-          text += ": " + ctx.get_as<std::string>(0);
-        return text;
-      });
+  cfg.add_error_category(caf::atom("bank"), [](uint8_t code, caf::atom_value,
+                                               const caf::message& ctx) {
+    std::string text = to_string(static_cast<account_errc>(code));
+    if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+      text += ": " + ctx.get_as<std::string>(0);
+    return text;
+  });
 }
 
 // -- the aggregate ------------------------------------------------------------

@@ -247,6 +247,56 @@ parsed transfers(const std::string& method, const std::vector<std::string>& seg,
   return operation{get_transfer{seg[1]}};
 }
 
+std::optional<uint64_t> number_of(const std::string& text, uint64_t max) {
+  if (text.empty() || text.size() > 19 ||
+      text.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  auto value = std::stoull(text);
+  if (value > max) return std::nullopt;
+  return value;
+}
+
+parsed admin(const std::string& method, const std::vector<std::string>& seg,
+             const std::string& target, const limits& lim) {
+  // seg: admin, projections[, name[, action | dead-letters[, pos, action]]]
+  if (seg.size() < 2 || seg[1] != "projections") return not_found(target);
+  if (seg.size() == 2) {
+    if (method != "GET") return not_allowed(method);
+    return operation{list_projections{}};
+  }
+  auto& name = seg[2];
+  if (!valid_id(name, lim)) return bad_path_id("projection", lim);
+  if (seg.size() == 4 && seg[3] != "dead-letters") {
+    if (seg[3] != "pause" && seg[3] != "resume" && seg[3] != "rebuild")
+      return not_found(target);
+    if (method != "POST") return not_allowed(method);
+    return operation{manage_projection{name, seg[3]}};
+  }
+  if (seg.size() == 4) {
+    if (method != "GET") return not_allowed(method);
+    list_dead_letters op{name, 0, 100};
+    for (auto& [key, value] : query_of(target)) {
+      std::optional<uint64_t> n;
+      if (key == "from")
+        n = number_of(value, UINT64_MAX / 2);
+      else if (key == "limit")
+        n = number_of(value, 1000);
+      if (!n || (key == "limit" && *n == 0))
+        return bad("invalid_query", "from is a position, limit 1 to 1000");
+      (key == "from" ? op.from : op.limit) = *n;
+    }
+    return operation{op};
+  }
+  if (seg.size() == 6 && seg[3] == "dead-letters" &&
+      (seg[5] == "retry" || seg[5] == "drop")) {
+    auto position = number_of(seg[4], UINT64_MAX / 2);
+    if (!position) return bad("invalid_query", "not a position: " + seg[4]);
+    if (method != "POST") return not_allowed(method);
+    return operation{manage_dead_letter{name, *position, seg[5]}};
+  }
+  return not_found(target);
+}
+
 }  // namespace
 
 bool valid_id(const std::string& id, const limits& lim) {
@@ -269,6 +319,8 @@ parsed parse(const std::string& method, const std::string& target,
     return accounts(method, seg, body, lim);
   if (root == "transfers" && seg.size() <= 2)
     return transfers(method, seg, body, target, lim);
+  if (root == "admin" && seg.size() <= 6)
+    return admin(method, seg, target, lim);
   if (root == "balances" && seg.size() <= 2) {
     if (method != "GET") return not_allowed(method);
     if (seg.size() == 1) return operation{get_totals{}};

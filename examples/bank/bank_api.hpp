@@ -73,11 +73,31 @@ struct get_totals {};
 struct get_health {};
 /// GET /metrics
 struct get_metrics {};
+/// GET /admin/projections: the status of every projection.
+struct list_projections {};
+/// POST /admin/projections/{name}/{pause|resume|rebuild}
+struct manage_projection {
+  std::string name;
+  std::string action;
+};
+/// GET /admin/projections/{name}/dead-letters[?from=POSITION&limit=N]
+struct list_dead_letters {
+  std::string name;
+  uint64_t from = 0;
+  size_t limit = 100;
+};
+/// POST /admin/projections/{name}/dead-letters/{position}/{retry|drop}
+struct manage_dead_letter {
+  std::string name;
+  uint64_t position = 0;
+  std::string action;
+};
 
 using operation =
     std::variant<open_account, move_money, close_account, get_account,
                  start_transfer, get_transfer, list_transfers, get_balance,
-                 get_totals, get_health, get_metrics>;
+                 get_totals, get_health, get_metrics, list_projections,
+                 manage_projection, list_dead_letters, manage_dead_letter>;
 
 /// A request the API refuses: HTTP status, error code, message.
 struct client_error {

@@ -13,6 +13,7 @@
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
+#include "mnemo/runtime/supervisor.hpp"
 #include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_index.hpp"
 #include "transfer.hpp"
@@ -80,6 +81,9 @@ httpd::response error_of(const caf::error& err) {
         "command_id");
   using mnemo::runtime::errc;
   using mnemo::runtime::is;
+  if (is(err, errc::not_found))
+    return httpd::error_response(404, "not_found",
+                                 mnemo::runtime::describe(err));
   if (is(err, errc::stash_overflow) || is(err, errc::entity_stopped) ||
       is(err, errc::restart_limit))
     return httpd::error_response(503, "unavailable",
@@ -115,8 +119,29 @@ json transfer_json(const mnemo::sagas::saga_status& st) {
 // The actor between the HTTP threads and the registries: every command
 // becomes one pipelined request; the reply goes back through the
 // responder (which posts to the connection's strand).
+json status_json(const mnemo::actors::projection_status& st) {
+  json result{{"name", st.name},     {"offset", st.offset},
+              {"head", st.head},     {"lag", st.lag},
+              {"paused", st.paused}, {"attempts", st.attempts}};
+  if (!st.last_error.empty()) result["last_error"] = st.last_error;
+  return result;
+}
+
 caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
-                      caf::actor transfers, std::chrono::milliseconds timeout) {
+                      caf::actor transfers, caf::actor projections,
+                      std::vector<std::string> projection_names,
+                      std::chrono::milliseconds timeout) {
+  // Asks projection `name` (through the supervisor) for its status.
+  auto status_of = [=](const std::string& name,
+                       std::function<void(caf::expected<json>)> then) {
+    self->request(projections, timeout, route_atom::value, name,
+                  caf::make_message(mnemo::actors::status_atom::value))
+        .then(
+            [then](mnemo::actors::projection_status& st) {
+              then(status_json(st));
+            },
+            [then](caf::error& err) { then(std::move(err)); });
+  };
   auto command = [=](job_ptr j, const std::string& id, account::command cmd,
                      const std::string& command_id, unsigned status,
                      std::function<json(int64_t)> body) {
@@ -129,7 +154,7 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
             },
             [j](caf::error& err) { respond(j, error_of(err)); });
   };
-  return {[=](job_ptr& j) {
+  return {[=, names = std::move(projection_names)](job_ptr& j) {
     std::visit(
         [&](auto& op) {
           using T = std::decay_t<decltype(op)>;
@@ -194,6 +219,81 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                       respond(j, json_response(200, transfer_json(st)));
                     },
                     [j](caf::error& err) { respond(j, error_of(err)); });
+          } else if constexpr (std::is_same_v<T, api::list_projections>) {
+            auto all = std::make_shared<json>(json::array());
+            auto left = std::make_shared<size_t>(names.size());
+            for (auto& name : names)
+              status_of(name, [j, all, left, name](caf::expected<json> st) {
+                all->push_back(
+                    st ? *st
+                       : json{{"name", name},
+                              {"error", mnemo::runtime::describe(st.error())}});
+                if (--*left == 0)
+                  respond(j, json_response(200, json{{"projections", *all}}));
+              });
+          } else if constexpr (std::is_same_v<T, api::manage_projection>) {
+            caf::message msg;
+            if (op.action == "pause")
+              msg = caf::make_message(mnemo::actors::pause_atom::value);
+            else if (op.action == "resume")
+              msg = caf::make_message(mnemo::actors::resume_atom::value);
+            else
+              msg = caf::make_message(mnemo::actors::rebuild_atom::value);
+            self->request(projections, timeout, route_atom::value, op.name, msg)
+                .then(
+                    [=]() {
+                      status_of(op.name, [j](caf::expected<json> st) {
+                        respond(j, st ? json_response(200, *st)
+                                      : error_of(st.error()));
+                      });
+                    },
+                    [j](caf::error& err) { respond(j, error_of(err)); });
+          } else if constexpr (std::is_same_v<T, api::list_dead_letters>) {
+            self->request(
+                    projections, timeout, route_atom::value, op.name,
+                    caf::make_message(mnemo::actors::dead_letters_atom::value,
+                                      op.from, uint64_t{op.limit}))
+                .then(
+                    [j](std::vector<mnemo::actors::dead_letter_info>& all) {
+                      json items = json::array();
+                      for (auto& d : all)
+                        items.push_back({{"position", d.position},
+                                         {"stream", d.stream_id},
+                                         {"sequence", d.sequence},
+                                         {"type", d.type},
+                                         {"error", d.error},
+                                         {"attempts", d.attempts},
+                                         {"parked_at_ms", d.parked_at_ms}});
+                      respond(
+                          j, json_response(200, json{{"dead_letters", items}}));
+                    },
+                    [j](caf::error& err) { respond(j, error_of(err)); });
+          } else if constexpr (std::is_same_v<T, api::manage_dead_letter>) {
+            auto pos = op.position;
+            if (op.action == "drop") {
+              self->request(projections, timeout, route_atom::value, op.name,
+                            caf::make_message(
+                                mnemo::actors::drop_dead_atom::value, pos))
+                  .then(
+                      [j, pos](bool existed) {
+                        if (!existed)
+                          return respond(j, httpd::error_response(
+                                                404, "unknown_dead_letter",
+                                                "no dead letter at position " +
+                                                    std::to_string(pos)));
+                        respond(j, json_response(200, json{{"dropped", pos}}));
+                      },
+                      [j](caf::error& err) { respond(j, error_of(err)); });
+            } else {
+              self->request(projections, timeout, route_atom::value, op.name,
+                            caf::make_message(
+                                mnemo::actors::retry_dead_atom::value, pos))
+                  .then(
+                      [j, pos]() {
+                        respond(j, json_response(200, json{{"retried", pos}}));
+                      },
+                      [j](caf::error& err) { respond(j, error_of(err)); });
+            }
           } else {
             respond(j, httpd::error_response(500, "internal",
                                              "not a gateway operation"));
@@ -212,7 +312,8 @@ struct service::impl {
   mnemo::sagas::saga_index sagas;
   caf::actor accounts;
   caf::actor transfers;
-  caf::actor projection;
+  caf::actor projections;
+  std::vector<std::string> projection_names;
   caf::actor gateway;
   mnemo::runtime::metric_histogram* latency = nullptr;
 
@@ -312,21 +413,28 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   }
   mnemo::actors::projection_context pctx{&n.journal(), &n.completions(),
                                          n.event_bus(), &n.metrics()};
-  auto proj = mnemo::actors::spawn_projection(n.system(), pctx,
-                                              ptr->model.projection());
-  if (!proj) {
-    error = n.system().render(proj.error());
+  // The projections run under a supervisor: a failed one restarts with
+  // backoff from its stored offset; management messages are routed to the
+  // current instance by name.
+  std::vector<mnemo::runtime::child_spec> children;
+  for (auto spec : {ptr->model.projection(), ptr->sagas.projection()}) {
+    ptr->projection_names.push_back(spec.name);
+    children.push_back({spec.name, [pctx, spec](caf::actor_system& sys) {
+                          auto p =
+                              mnemo::actors::spawn_projection(sys, pctx, spec);
+                          return p ? *p : caf::actor{};
+                        }});
+  }
+  mnemo::runtime::supervisor_options sup_opts;
+  sup_opts.restarts = n.config().restart_settings();
+  auto sup = mnemo::runtime::spawn_supervisor(n.system(), std::move(children),
+                                              sup_opts);
+  if (!sup) {
+    error = n.system().render(sup.error());
     return nullptr;
   }
-  ptr->projection = *proj;
-  n.track(*proj);
-  auto index = mnemo::actors::spawn_projection(n.system(), pctx,
-                                               ptr->sagas.projection());
-  if (!index) {
-    error = n.system().render(index.error());
-    return nullptr;
-  }
-  n.track(*index);
+  ptr->projections = *sup;
+  n.track(*sup);
   for (auto phase : {"running", "compensating", "completed", "compensated",
                      "needs_attention"})
     n.metrics().gauge_fn(
@@ -338,8 +446,9 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
           auto i = counts->find(phase);
           return i == counts->end() ? 0.0 : static_cast<double>(i->second);
         });
-  ptr->gateway = n.system().spawn(gateway, ptr->accounts, ptr->transfers,
-                                  opts.request_timeout);
+  ptr->gateway =
+      n.system().spawn(gateway, ptr->accounts, ptr->transfers, ptr->projections,
+                       ptr->projection_names, opts.request_timeout);
   n.track(ptr->gateway);
   ptr->latency = &n.metrics().histogram(
       "mnemo_http_request_seconds", "HTTP request durations.", {},

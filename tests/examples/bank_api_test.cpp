@@ -68,6 +68,30 @@ BOOST_AUTO_TEST_CASE(every_endpoint_maps_to_its_operation) {
   BOOST_CHECK(op_of<get_totals>(parse("GET", "/balances", "")));
   BOOST_CHECK(op_of<get_health>(parse("GET", "/health", "")));
   BOOST_CHECK(op_of<get_metrics>(parse("GET", "/metrics", "")));
+  BOOST_CHECK(op_of<list_projections>(parse("GET", "/admin/projections", "")));
+  auto pause = parse("POST", "/admin/projections/bank.balances/pause", "");
+  BOOST_REQUIRE(op_of<manage_projection>(pause));
+  BOOST_CHECK_EQUAL(op_of<manage_projection>(pause)->name, "bank.balances");
+  BOOST_CHECK_EQUAL(op_of<manage_projection>(pause)->action, "pause");
+  auto dl =
+      parse("GET", "/admin/projections/p/dead-letters?from=7&limit=3", "");
+  BOOST_REQUIRE(op_of<list_dead_letters>(dl));
+  BOOST_CHECK_EQUAL(op_of<list_dead_letters>(dl)->from, 7u);
+  BOOST_CHECK_EQUAL(op_of<list_dead_letters>(dl)->limit, 3u);
+  auto retry = parse("POST", "/admin/projections/p/dead-letters/42/retry", "");
+  BOOST_REQUIRE(op_of<manage_dead_letter>(retry));
+  BOOST_CHECK_EQUAL(op_of<manage_dead_letter>(retry)->position, 42u);
+  BOOST_CHECK_EQUAL(op_of<manage_dead_letter>(retry)->action, "retry");
+  BOOST_CHECK_EQUAL(code_of(parse("POST", "/admin/projections/p/explode", "")),
+                    "not_found");
+  BOOST_CHECK_EQUAL(code_of(parse("GET", "/admin/projections/p/pause", "")),
+                    "method_not_allowed");
+  BOOST_CHECK_EQUAL(
+      code_of(parse("POST", "/admin/projections/p/dead-letters/x/drop", "")),
+      "invalid_query");
+  BOOST_CHECK_EQUAL(
+      code_of(parse("GET", "/admin/projections/p/dead-letters?limit=0", "")),
+      "invalid_query");
 }
 
 BOOST_AUTO_TEST_CASE(client_errors_are_named_precisely) {

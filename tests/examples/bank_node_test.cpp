@@ -199,6 +199,44 @@ BOOST_AUTO_TEST_CASE(the_api_answers_as_documented) {
   BOOST_CHECK_EQUAL(status_of(c.call("POST", "/accounts", "{")), 400u);
   BOOST_CHECK_EQUAL(status_of(c.call("GET", "/nowhere")), 404u);
   BOOST_CHECK_EQUAL(status_of(c.call("PUT", "/accounts/a1")), 405u);
+  // Operations: projection status, pause/resume, rebuild, dead letters.
+  auto projections = body_of(c.call("GET", "/admin/projections"));
+  BOOST_REQUIRE(projections.contains("projections"));
+  BOOST_CHECK_EQUAL(projections["projections"].size(), 2u);
+  auto pause = c.call("POST", "/admin/projections/bank.balances/pause");
+  BOOST_CHECK_EQUAL(status_of(pause), 200u);
+  BOOST_CHECK_EQUAL(body_of(pause).value("paused", false), true);
+  BOOST_REQUIRE_EQUAL(
+      status_of(c.call("POST", "/accounts/a1/deposits", R"({"amount":5})")),
+      200u);
+  std::this_thread::sleep_for(std::chrono::milliseconds{200});
+  // Paused: the read model still shows the old balance, the lag grows.
+  BOOST_CHECK_EQUAL(body_of(c.call("GET", "/balances/a1")).value("balance", 0),
+                    70);
+  auto paused = body_of(c.call("GET", "/admin/projections"));
+  for (auto& p : paused["projections"])
+    if (p.value("name", "") == "bank.balances")
+      BOOST_CHECK_GT(p.value("lag", 0), 0);
+  BOOST_CHECK_EQUAL(
+      status_of(c.call("POST", "/admin/projections/bank.balances/resume")),
+      200u);
+  BOOST_CHECK(read_model_converges(c, {"a1", "a2"}));
+  BOOST_CHECK_EQUAL(body_of(c.call("GET", "/balances/a1")).value("balance", 0),
+                    75);
+  BOOST_CHECK_EQUAL(
+      status_of(c.call("POST", "/admin/projections/bank.balances/rebuild")),
+      200u);
+  BOOST_CHECK(read_model_converges(c, {"a1", "a2"}));
+  BOOST_CHECK_EQUAL(body_of(c.call("GET", "/balances")).value("total", 0), 105);
+  auto letters =
+      body_of(c.call("GET", "/admin/projections/bank.balances/dead-letters"));
+  BOOST_CHECK_EQUAL(letters.value("dead_letters", json::array()).size(), 0u);
+  BOOST_CHECK_EQUAL(
+      status_of(c.call("POST",
+                       "/admin/projections/bank.balances/dead-letters/3/drop")),
+      404u);
+  BOOST_CHECK_EQUAL(
+      status_of(c.call("POST", "/admin/projections/nothing/pause")), 404u);
   // Metrics: the families operators rely on.
   auto metrics = c.call("GET", "/metrics");
   BOOST_REQUIRE_EQUAL(status_of(metrics), 200u);
@@ -220,7 +258,7 @@ BOOST_AUTO_TEST_CASE(the_api_answers_as_documented) {
   auto again = start_node(dir);
   client c2{again->port()};
   BOOST_CHECK_EQUAL(body_of(c2.call("GET", "/accounts/a1")).value("balance", 0),
-                    70);
+                    75);
   BOOST_CHECK_EQUAL(
       body_of(c2.call("GET", "/transfers/t2")).value("status", ""),
       "compensated");
