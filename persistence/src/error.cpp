@@ -36,6 +36,8 @@ const char* to_string(errc x) noexcept {
       return "journal_closed";
     case errc::not_found:
       return "not_found";
+    case errc::directory_in_use:
+      return "directory_in_use";
   }
   return "unknown";
 }

@@ -1,5 +1,12 @@
 #include "mnemo/persistence/journal.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -45,11 +52,49 @@ error check_directory(const journal_config& cfg) {
                  "directory '" + cfg.directory +
                      "' holds no mnemo journal (data.mdb); pass a mnemo "
                      "data directory"};
-  if (!fs::exists(dir / "data.mdb") && !fs::is_empty(dir, ec))
+  auto only_lock_file = [&] {
+    for (auto& entry : fs::directory_iterator{dir, ec})
+      if (entry.path().filename() != "mnemo.lock") return false;
+    return true;
+  };
+  if (!fs::exists(dir / "data.mdb") && !only_lock_file())
     return error{errc::format_mismatch,
                  "directory '" + cfg.directory +
                      "' is not empty and holds no mnemo journal (data.mdb); "
                      "pass an empty or a mnemo data directory"};
+  return {};
+}
+
+// Takes the directory's write lock: one writing process per directory (a
+// second writer would work from stale cached heads). The lock goes with
+// the process, also on kill -9.
+error lock_directory(const journal_config& cfg, int& fd) {
+  auto path = (fs::path{cfg.directory} / "mnemo.lock").string();
+  fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return error{errc::storage_error, "cannot open lock file '" + path +
+                                          "': " + std::strerror(errno)};
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    auto code = errno;
+    char buf[32] = {};
+    auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' '))
+      holder.pop_back();
+    ::close(fd);
+    fd = -1;
+    if (code == EWOULDBLOCK)
+      return error{errc::directory_in_use,
+                   "data directory '" + cfg.directory +
+                       "' is in use by another process (pid " + holder +
+                       "); stop it, or open the directory read-only"};
+    return error{errc::storage_error,
+                 "cannot lock '" + path + "': " + std::strerror(code)};
+  }
+  auto pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The pid is only for the message above; the lock itself holds.
+  }
   return {};
 }
 
@@ -225,15 +270,19 @@ journal::journal(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
 
 expected<std::unique_ptr<journal>> journal::open(journal_config cfg) {
   if (auto err = check_directory(cfg)) return err;
+  int lock_fd = -1;
+  if (!cfg.read_only)
+    if (auto err = lock_directory(cfg, lock_fd)) return err;
   std::unique_ptr<journal> result{new journal(nullptr)};
   result->impl_ = std::make_unique<impl>(*result, std::move(cfg));
   auto& d = *result->impl_;
+  d.lock_fd = lock_fd;
   auto err = d.open_env();
   if (!err) err = d.open_databases();
   if (err) {
     if (d.env != nullptr) mdb_env_close(d.env);
     d.env = nullptr;
-    return err;
+    return err;  // ~journal releases the lock
   }
   if (!d.cfg.read_only) d.writer = std::thread{[&d] { d.run(); }};
   return result;
@@ -248,6 +297,7 @@ journal::~journal() {
   impl_->cv.notify_all();
   if (impl_->writer.joinable()) impl_->writer.join();
   if (impl_->env != nullptr) mdb_env_close(impl_->env);
+  if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);
 }
 
 // -- writes -------------------------------------------------------------------

@@ -74,6 +74,8 @@ struct journal::impl {
 
   journal_config cfg;
   MDB_env* env = nullptr;
+  // `mnemo.lock` in the directory, flock'ed while a writer has it open.
+  int lock_fd = -1;
   databases dbs;
   // Readers hold it shared; the writer holds it exclusively to resize.
   mutable std::shared_mutex resize_mtx;

@@ -1,7 +1,11 @@
 // Journal semantics beyond the Akka TCK: positions, optimistic concurrency,
 // idempotent appends, group commit, reads by position and tag, deletion.
 
+#include <unistd.h>
+
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <set>
@@ -274,6 +278,36 @@ BOOST_AUTO_TEST_CASE(stats_count_commits_events_and_batches) {
   // Two events per append: nothing lands in the bucket "1 event".
   BOOST_CHECK_EQUAL(st.batch_events[0], 0u);
   BOOST_CHECK_GT(st.commit_us_sum, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_second_writer_of_a_directory_is_refused) {
+  journal_config cfg;
+  cfg.directory = dir.sub("data");
+  auto second = mnemo::persistence::journal::open(cfg);
+  BOOST_REQUIRE(!second);
+  BOOST_CHECK_EQUAL(second.error().code(), errc::directory_in_use);
+  BOOST_TEST_MESSAGE(second.error().to_string());
+  BOOST_CHECK(second.error().to_string().find(
+                  "(pid " + std::to_string(::getpid()) + ")") !=
+              std::string::npos);
+  // Readers may share it.
+  cfg.read_only = true;
+  BOOST_CHECK(mnemo::persistence::journal::open(cfg));
+  // Once the writer closes, the directory is free again.
+  j.reset();
+  cfg.read_only = false;
+  auto third = mnemo::persistence::journal::open(cfg);
+  BOOST_REQUIRE(third);
+  BOOST_CHECK(!mnemo::persistence::journal::open(cfg));
+}
+
+BOOST_AUTO_TEST_CASE(a_directory_holding_only_the_lock_file_opens) {
+  auto path = dir.sub("fresh");
+  std::filesystem::create_directories(path);
+  { std::ofstream{path + "/mnemo.lock"} << "123\n"; }
+  journal_config cfg;
+  cfg.directory = path;
+  BOOST_CHECK(mnemo::persistence::journal::open(cfg));
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_request_fails_alone_in_its_group_commit) {

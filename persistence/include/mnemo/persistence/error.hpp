@@ -49,6 +49,8 @@ enum class errc : uint8_t {
   journal_closed = 13,
   /// The requested item does not exist.
   not_found = 14,
+  /// Another process has the data directory open for writing.
+  directory_in_use = 15,
 };
 
 /// Returns the name of `x`, e.g. "version_conflict".
