@@ -16,10 +16,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mnemo/persistence/dead_letter_store.hpp"
 #include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/persistence/offset_store.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
+#include "mnemo/persistence/table_store.hpp"
 
 namespace {
 
@@ -48,11 +50,15 @@ constexpr const char* usage_text = R"(usage:
   mnemo-inspect DATA_DIR tag TAG [--from POSITION] [--max N]
   mnemo-inspect DATA_DIR snapshots [STREAM_ID] [--payload]
   mnemo-inspect DATA_DIR offsets
+  mnemo-inspect DATA_DIR tables
+  mnemo-inspect DATA_DIR table NAME [--max N]
+  mnemo-inspect DATA_DIR dead-letters PROJECTION [--from POSITION] [--max N]
   mnemo-inspect DATA_DIR info
   mnemo-inspect --help
 
 Prints the contents of a mnemo data directory (opened read-only) as JSON
-lines, one object per stream, event, snapshot or offset.
+lines, one object per stream, event, snapshot, offset, read-model table or
+row, or dead letter.
 Exit status: 0 on success, 1 if the directory cannot be read, 2 on bad usage.
 )";
 
@@ -93,11 +99,12 @@ std::optional<uint64_t> parse_number(std::string_view text) {
 }
 
 // Returns `bytes` as lower-case hexadecimal.
-std::string to_hex(const std::vector<uint8_t>& bytes) {
+std::string to_hex(std::string_view bytes) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string result;
   result.reserve(bytes.size() * 2);
-  for (auto b : bytes) {
+  for (auto c : bytes) {
+    auto b = static_cast<uint8_t>(c);
     result.push_back(digits[b >> 4]);
     result.push_back(digits[b & 0x0f]);
   }
@@ -180,6 +187,70 @@ class inspector {
     return {};
   }
 
+  /// Prints every read-model table (and index) with its row count.
+  mp::error tables() {
+    return journal_->read([](mp::read_txn& txn) {
+      auto names = mp::table_store::tables_in(txn);
+      if (!names) return names.error();
+      for (auto& name : *names) {
+        auto rows = mp::table_store::count_in(txn, name);
+        if (!rows) return rows.error();
+        print(
+            json{{"table", mp::table_store::printable(name)}, {"rows", *rows}});
+      }
+      return mp::error{};
+    });
+  }
+
+  /// Prints the rows of table NAME in key order, up to `--max`: the key
+  /// (printable and hex) and the value decoded from msgpack to JSON.
+  mp::error table() {
+    auto& name = opts_.operands[0];
+    return journal_->read([&](mp::read_txn& txn) {
+      auto visited = mp::table_store::scan_prefix_in(
+          txn, name, {}, opts_.max.value_or(unlimited),
+          [&](std::string_view key, std::string_view value) {
+            json line{{"key", mp::table_store::printable(key)},
+                      {"key_hex", to_hex(key)}};
+            mp::event_envelope env;
+            env.stream_id = name;
+            env.type = "table";
+            env.payload.assign(value.begin(), value.end());
+            add_payload(line, env);
+            line["value"] = line["payload"];
+            line.erase("payload");
+            print(line);
+            return true;
+          });
+      return visited ? mp::error{} : visited.error();
+    });
+  }
+
+  /// Prints the dead letters of PROJECTION from `--from` (position).
+  mp::error dead_letters() {
+    auto& projection = opts_.operands[0];
+    auto from = opts_.from.value_or(0);
+    auto remaining = opts_.max.value_or(unlimited);
+    while (remaining > 0) {
+      auto n = std::min(remaining, batch_size);
+      auto batch = journal_->dead_letters().list(projection, from, n);
+      if (!batch) return batch.error();
+      for (auto& d : *batch)
+        print(json{{"projection", d.projection},
+                   {"position", d.position},
+                   {"stream", d.stream_id},
+                   {"sequence", d.sequence},
+                   {"type", d.event_type},
+                   {"error", d.error},
+                   {"attempts", d.attempts},
+                   {"parked_at_ms", d.parked_at_ms}});
+      if (batch->size() < n) return {};
+      remaining -= batch->size();
+      from = batch->back().position + 1;
+    }
+    return {};
+  }
+
   /// Prints the format version, head position, stream count and map size.
   mp::error info() {
     uint64_t streams = 0;
@@ -206,7 +277,9 @@ class inspector {
       line["payload"] = json(*decoded);
     } else {
       line["payload_error"] = decoded.error().message();
-      line["payload_hex"] = to_hex(env.payload);
+      line["payload_hex"] =
+          to_hex({reinterpret_cast<const char*>(env.payload.data()),
+                  env.payload.size()});
     }
   }
 
@@ -298,6 +371,9 @@ constexpr command_spec commands[] = {
     {"tag", 1, 1, true, false, true, false, &inspector::tag},
     {"snapshots", 0, 1, false, false, false, true, &inspector::snapshots},
     {"offsets", 0, 0, false, false, false, false, &inspector::offsets},
+    {"tables", 0, 0, false, false, false, false, &inspector::tables},
+    {"table", 1, 1, false, false, true, false, &inspector::table},
+    {"dead-letters", 1, 1, true, false, true, false, &inspector::dead_letters},
     {"info", 0, 0, false, false, false, false, &inspector::info},
 };
 

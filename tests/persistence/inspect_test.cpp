@@ -16,7 +16,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mnemo/persistence/dead_letter_store.hpp"
 #include "mnemo/persistence/offset_store.hpp"
+#include "mnemo/persistence/read_model.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
 
 extern char** environ;
@@ -351,6 +353,53 @@ BOOST_AUTO_TEST_CASE(large_journals_stream_out_in_batches) {
   BOOST_REQUIRE_EQUAL(part.size(), 1200u);
   BOOST_CHECK_EQUAL(part.front().at("sequence"), 900);
   BOOST_CHECK_EQUAL(part.back().at("sequence"), 2099);
+}
+
+BOOST_AUTO_TEST_CASE(read_model_tables_and_dead_letters_are_listed) {
+  mnemo::test::temp_dir dir;
+  auto data = dir.sub("data");
+  {
+    auto j = mnemo::test::open_journal(data);
+    mp::table<std::string, int64_t> totals{"shop.totals"};
+    auto err = j->write([&](mp::write_txn& txn) {
+      if (auto e = totals.put(txn, "b", 2)) return e;
+      return totals.put(txn, "a", 1);
+    });
+    BOOST_REQUIRE(!err);
+    for (uint64_t pos : {7, 3, 9}) {
+      mp::dead_letter d;
+      d.projection = "shop";
+      d.position = pos;
+      d.stream_id = "order-1";
+      d.sequence = pos;
+      d.event_type = "order.placed";
+      d.error = "boom " + std::to_string(pos);
+      d.attempts = 2;
+      BOOST_REQUIRE(!j->dead_letters().park(d));
+    }
+  }
+  auto tables = run_inspect({data, "tables"}).lines();
+  BOOST_REQUIRE_EQUAL(tables.size(), 1u);
+  BOOST_CHECK_EQUAL(tables[0], (json{{"table", "shop.totals"}, {"rows", 2}}));
+  auto rows = run_inspect({data, "table", "shop.totals"}).lines();
+  BOOST_REQUIRE_EQUAL(rows.size(), 2u);
+  BOOST_CHECK_EQUAL(rows[0].at("key"), "a");
+  BOOST_CHECK_EQUAL(rows[0].at("value"), 1);
+  BOOST_CHECK_EQUAL(rows[1].at("value"), 2);
+  BOOST_CHECK_EQUAL(
+      run_inspect({data, "table", "shop.totals", "--max", "1"}).lines().size(),
+      1u);
+  BOOST_CHECK(run_inspect({data, "table", "nothing"}).lines().empty());
+  auto letters = run_inspect({data, "dead-letters", "shop"}).lines();
+  BOOST_REQUIRE_EQUAL(letters.size(), 3u);
+  BOOST_CHECK_EQUAL(letters[0].at("position"), 3);
+  BOOST_CHECK_EQUAL(letters[2].at("error"), "boom 9");
+  BOOST_CHECK_EQUAL(letters[1].at("type"), "order.placed");
+  auto later =
+      run_inspect({data, "dead-letters", "shop", "--from", "4", "--max", "1"})
+          .lines();
+  BOOST_REQUIRE_EQUAL(later.size(), 1u);
+  BOOST_CHECK_EQUAL(later[0].at("position"), 7);
 }
 
 BOOST_AUTO_TEST_CASE(undecodable_payload_is_printed_as_hex) {
