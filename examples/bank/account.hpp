@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/make_message.hpp>
@@ -135,8 +136,14 @@ inline const char* to_string(account_errc x) noexcept {
   return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
 }
 
-/// Lets `actor_system::render` print bank errors as "code: message".
+/// Lets `actor_system::render` print bank errors as "code: message", and
+/// `runtime::describe` as "bank:code: message".
 inline void add_error_category(caf::actor_system_config& cfg) {
+  std::vector<std::string> names;
+  for (uint8_t i = 0; i <= static_cast<uint8_t>(account_errc::invalid_amount);
+       ++i)
+    names.emplace_back(to_string(static_cast<account_errc>(i)));
+  mnemo::runtime::register_error_names(caf::atom("bank"), std::move(names));
   cfg.add_error_category(caf::atom("bank"), [](uint8_t code, caf::atom_value,
                                                const caf::message& ctx) {
     std::string text = to_string(static_cast<account_errc>(code));

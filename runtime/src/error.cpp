@@ -1,5 +1,8 @@
 #include "mnemo/runtime/error.hpp"
 
+#include <map>
+#include <mutex>
+
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
 #include <caf/message.hpp>
@@ -11,6 +14,12 @@ namespace {
 
 constexpr auto rt_atom = caf::atom("mnemo_rt");
 constexpr auto pers_atom = caf::atom("mnemo_pers");
+
+std::mutex names_mtx;
+std::map<caf::atom_value, std::vector<std::string>>& error_names() {
+  static std::map<caf::atom_value, std::vector<std::string>> names;
+  return names;
+}
 
 std::string context_text(const caf::message& ctx) {
   if (ctx.size() == 1 && ctx.match_element<std::string>(0))
@@ -76,11 +85,28 @@ bool is(const caf::error& err, errc code) noexcept {
   return err.category() == rt_atom && err.code() == static_cast<uint8_t>(code);
 }
 
+void register_error_names(caf::atom_value category,
+                          std::vector<std::string> names) {
+  std::lock_guard<std::mutex> guard{names_mtx};
+  error_names()[category] = std::move(names);
+}
+
 std::string describe(const caf::error& err) {
   if (!err) return "none";
   if (err.category() == rt_atom || err.category() == pers_atom)
     return render(err.code(), err.category(), err.context());
-  return caf::to_string(err);
+  auto& ctx = err.context();
+  if (!(ctx.empty() || (ctx.size() == 1 && ctx.match_element<std::string>(0))))
+    return caf::to_string(err);
+  auto name = caf::to_string(err.category()) + ":" + std::to_string(err.code());
+  {
+    std::lock_guard<std::mutex> guard{names_mtx};
+    auto i = error_names().find(err.category());
+    if (i != error_names().end() && err.code() < i->second.size())
+      name = caf::to_string(err.category()) + ":" + i->second[err.code()];
+  }
+  auto text = context_text(ctx);
+  return text.empty() ? name : name + ": " + text;
 }
 
 void add_error_categories(caf::actor_system_config& cfg) {

@@ -32,6 +32,25 @@ BOOST_AUTO_TEST_CASE(persistence_errors_translate_with_their_message) {
   BOOST_CHECK_EQUAL(runtime::describe(rt), "mnemo_rt:stash_overflow: full");
 }
 
+BOOST_AUTO_TEST_CASE(describe_names_codes_of_other_categories) {
+  auto shop = [](uint8_t code, caf::message ctx) {
+    return caf::error{code, caf::atom("shop"), std::move(ctx)};
+  };
+  BOOST_CHECK_EQUAL(
+      runtime::describe(shop(2, caf::make_message(std::string{"sold out"}))),
+      "shop:2: sold out");
+  runtime::register_error_names(caf::atom("shop"),
+                                {"none", "closed", "sold_out"});
+  BOOST_CHECK_EQUAL(
+      runtime::describe(shop(2, caf::make_message(std::string{"sold out"}))),
+      "shop:sold_out: sold out");
+  BOOST_CHECK_EQUAL(runtime::describe(shop(1, caf::message{})), "shop:closed");
+  // Unnamed codes and structured contexts fall back.
+  BOOST_CHECK_EQUAL(runtime::describe(shop(9, caf::message{})), "shop:9");
+  auto structured = shop(1, caf::make_message(1, 2));
+  BOOST_CHECK_EQUAL(runtime::describe(structured), caf::to_string(structured));
+}
+
 BOOST_AUTO_TEST_CASE(config_reads_options_and_rejects_bad_values) {
   runtime::node_config cfg;
   const char* argv[] = {"node", "--data-dir=/tmp/x", "--durability=nosync",

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
@@ -59,8 +60,17 @@ bool is(const caf::error& err, persistence::errc code) noexcept;
 bool is(const caf::error& err, errc code) noexcept;
 
 /// Renders any error with its category name, code name and message, e.g.
-/// "mnemo_pers:version_conflict: version conflict on stream 'a' ...".
+/// "mnemo_pers:version_conflict: version conflict on stream 'a' ...". For
+/// other categories it uses the names given to `register_error_names`
+/// ("bank:insufficient_funds: balance 5 is below 10"), else the code
+/// ("bank:3: ..."), when the context is one string; otherwise CAF's text.
 std::string describe(const caf::error& err);
+
+/// Names the codes of error category `category` for `describe`
+/// (process-wide; `names[code]`). Call at start-up, e.g. next to
+/// `actor_system_config::add_error_category`.
+void register_error_names(caf::atom_value category,
+                          std::vector<std::string> names);
 
 /// Registers renderers for both mnemo categories so that
 /// `actor_system::render` prints them. Call once per config.
