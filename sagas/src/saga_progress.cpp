@@ -58,6 +58,8 @@ void saga_progress::apply(const saga_event& ev) {
           phase = saga_phase::completed;
         } else if constexpr (std::is_same_v<T, saga_aborted>) {
           phase = saga_phase::aborted;
+        } else if constexpr (std::is_same_v<T, saga_event_received>) {
+          last_event = e.position;
         } else {
           phase = saga_phase::needs_attention;
           error = e.error;

@@ -12,6 +12,7 @@
 #include "../../examples/bank/transfer.hpp"
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/sagas/saga.hpp"
+#include "mnemo/sagas/saga_inbox.hpp"
 #include "mnemo/sagas/saga_index.hpp"
 #include "mnemo/sagas/saga_trigger.hpp"
 
@@ -615,6 +616,246 @@ BOOST_AUTO_TEST_CASE(a_rebuilt_index_equals_the_live_one) {
   auto again = f.index.counts(f.journal(), "transfer");
   BOOST_REQUIRE(counts && again);
   BOOST_CHECK(*again == *counts);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// A process manager: a saga per account that deposits a token 1, then
+// waits for a deposit of at least 100 into the account (an event of the
+// account, routed through the saga inbox) before it pays a reward of 5.
+// A deposit of exactly 13 is "fraud": the waiting step fails and its own
+// compensation withdraws the token again.
+struct matcher_data {
+  std::string account;
+  MSGPACK_DEFINE_MAP(account)
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, matcher_data& x) {
+  return f(caf::meta::type_name("matcher_data"), x.account);
+}
+
+struct matcher {
+  using data = matcher_data;
+  static constexpr const char* type_name = "matcher";
+  static inline std::chrono::milliseconds timeout{0};
+
+  static sagas::definition<data> define() {
+    auto of = [](const data& d) { return d.account; };
+    auto amount = [](int64_t n) {
+      return [n](const data&) { return account::command{bank::deposit{n}}; };
+    };
+    sagas::step<data> wait;
+    wait.name = "wait for a large deposit";
+    wait.action = sagas::command<account, data>(of, amount(1));
+    wait.await = sagas::await_event<account, data>(
+        [](const account::event& ev, const data&) -> std::optional<caf::error> {
+          auto dep = std::get_if<bank::money_deposited>(&ev);
+          if (!dep || (dep->amount < 100 && dep->amount != 13))
+            return std::nullopt;
+          if (dep->amount == 13)
+            return bank::make_error(bank::account_errc::invalid_amount,
+                                    "fraud");
+          return caf::error{};
+        });
+    wait.compensation = sagas::command<account, data>(
+        of, [](const data&) { return account::command{bank::withdraw{1}}; });
+    wait.timeout = timeout;
+    sagas::step<data> reward;
+    reward.name = "reward";
+    reward.action = sagas::command<account, data>(of, amount(5));
+    sagas::definition<data> def;
+    def.steps = {wait, reward};
+    return def;
+  }
+};
+
+struct inbox_fixture : fixture {
+  caf::actor matchers;
+  caf::actor router;
+  caf::actor inbox;
+
+  inbox_fixture() {
+    matcher::timeout = 0ms;
+    spawn_matchers();
+    actors::projection_filter filter;
+    filter.event_types = {"account.deposited"};
+    auto spec = sagas::saga_router<matcher>(
+        "matcher-router", filter,
+        [](const persistence::event_envelope& env)
+            -> std::optional<std::string> {
+          return env.stream_id.substr(std::string{"account-"}.size());
+        });
+    auto p = actors::spawn_projection(
+        system(), {&journal(), context().completions, event_bus()}, spec);
+    BOOST_REQUIRE(p);
+    router = *p;
+    start_inbox();
+  }
+
+  void spawn_matchers() {
+    sagas::saga_context ctx;
+    ctx.journal = &journal();
+    ctx.registry = &registry();
+    ctx.completions = context().completions;
+    ctx.targets = {{"account", accounts}};
+    auto now = clock;
+    ctx.wall_ms = [now] { return *now; };
+    matchers = sagas::spawn_saga_registry<matcher>(system(), ctx, {});
+    run();
+  }
+
+  void start_inbox() {
+    inbox = sagas::spawn_saga_inbox<matcher>(
+        system(), journal(), *context().completions, matchers, event_bus());
+    run();
+  }
+
+  ~inbox_fixture() {
+    for (auto& a : {matchers, router, inbox})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    run();
+  }
+
+  size_t pending() {
+    size_t n = 0;
+    journal().read([&](persistence::read_txn& txn) {
+      auto c = persistence::table_store::count_in(
+          txn, sagas::inbox_table<matcher>());
+      n = c ? *c : 999;
+      return persistence::error{};
+    });
+    return n;
+  }
+
+  void open_and_start(const std::string& id) {
+    BOOST_REQUIRE(route(accounts, id, bank::open_account{"owner"}));
+    BOOST_REQUIRE(start<matcher>(matchers, id, {id}));
+    tick(100ms);
+  }
+
+  void deposit(const std::string& id, int64_t n) {
+    BOOST_REQUIRE(route(accounts, id, bank::deposit{n}));
+    tick(100ms);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(process_manager)
+
+BOOST_AUTO_TEST_CASE(inbox_keys_keep_commit_order_per_saga) {
+  auto k1 = sagas::detail::inbox_key("s1", 9);
+  auto k2 = sagas::detail::inbox_key("s1", 10);
+  auto k3 = sagas::detail::inbox_key("s1", 0x100000000ull);
+  BOOST_CHECK(k1 < k2 && k2 < k3);
+  auto parsed = sagas::detail::parse_inbox_key(k3);
+  BOOST_REQUIRE(parsed);
+  BOOST_CHECK_EQUAL(parsed->first, "s1");
+  BOOST_CHECK_EQUAL(parsed->second, 0x100000000ull);
+  BOOST_CHECK(!sagas::detail::parse_inbox_key("no-separator"));
+  BOOST_CHECK(!sagas::detail::parse_inbox_key(std::string{"s\0zz", 4}));
+}
+
+BOOST_AUTO_TEST_CASE(a_correlated_event_decides_the_waiting_step) {
+  inbox_fixture f;
+  f.open_and_start("a1");
+  // The token deposit is an event of a1 too: routed, delivered, ignored.
+  BOOST_CHECK_EQUAL(f.balance("a1"), 1);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a1"), "running");
+  BOOST_CHECK_EQUAL(f.pending(), 0u);
+  f.deposit("a1", 50);  // too small: still waiting
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a1"), "running");
+  f.deposit("a1", 100);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a1"), "completed");
+  BOOST_CHECK_EQUAL(f.balance("a1"), 1 + 50 + 100 + 5);
+  BOOST_CHECK_EQUAL(f.pending(), 0u);
+  BOOST_CHECK((f.saga_events("saga-matcher-a1") ==
+               strings{"started", "event_received", "step_completed",
+                       "step_completed", "completed"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_event_compensates_the_waiting_step_itself) {
+  inbox_fixture f;
+  f.open_and_start("a2");
+  f.deposit("a2", 13);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a2"), "compensated");
+  BOOST_CHECK_EQUAL(f.balance("a2"), 13);  // the token went back
+  BOOST_CHECK((f.saga_events("saga-matcher-a2") ==
+               strings{"started", "event_received", "step_failed",
+                       "compensating", "compensation_done", "aborted"}));
+  // Later events concern no waiting step and change nothing.
+  f.deposit("a2", 100);
+  BOOST_CHECK_EQUAL(f.balance("a2"), 113);
+  BOOST_CHECK_EQUAL(f.pending(), 0u);
+  BOOST_CHECK_EQUAL(f.saga_events("saga-matcher-a2").size(), 6u);
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_past_the_step_timeout_fails_and_compensates) {
+  inbox_fixture f;
+  matcher::timeout = 1000ms;
+  f.open_and_start("a3");
+  BOOST_CHECK_EQUAL(f.balance("a3"), 1);
+  f.tick(500ms);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a3"), "running");
+  f.tick(600ms);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a3"), "compensated");
+  BOOST_CHECK_EQUAL(f.balance("a3"), 0);
+  // The event that comes too late decides nothing.
+  f.deposit("a3", 100);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a3"), "compensated");
+  BOOST_CHECK_EQUAL(f.balance("a3"), 100);
+}
+
+BOOST_AUTO_TEST_CASE(a_routed_event_is_applied_once_also_when_routed_again) {
+  inbox_fixture f;
+  f.open_and_start("a4");
+  f.deposit("a4", 200);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a4"), "completed");
+  auto before = f.saga_events("saga-matcher-a4");
+  // Replaying the router writes every row again; the saga recognises the
+  // delivered positions and the inbox drains.
+  caf::anon_send(f.router, actors::reset_atom::value, uint64_t{0});
+  f.tick(100ms);
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.pending(), 0u);
+  BOOST_CHECK(f.saga_events("saga-matcher-a4") == before);
+  BOOST_CHECK_EQUAL(f.balance("a4"), 1 + 200 + 5);
+}
+
+BOOST_AUTO_TEST_CASE(rows_wait_in_the_inbox_while_it_is_down) {
+  inbox_fixture f;
+  f.open_and_start("a5");
+  caf::anon_send_exit(f.inbox, caf::exit_reason::kill);
+  f.run();
+  f.deposit("a5", 150);
+  BOOST_CHECK_EQUAL(f.pending(), 1u);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a5"), "running");
+  f.start_inbox();  // as after a restart
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.pending(), 0u);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a5"), "completed");
+}
+
+BOOST_AUTO_TEST_CASE(a_restarted_waiting_saga_resends_its_command_once) {
+  inbox_fixture f;
+  f.open_and_start("a6");
+  caf::anon_send_exit(f.matchers, caf::exit_reason::kill);
+  f.run();
+  f.spawn_matchers();
+  caf::anon_send_exit(f.inbox, caf::exit_reason::kill);
+  f.run();
+  f.start_inbox();
+  auto resumed =
+      sagas::resume_unfinished<matcher>(f.journal(), f.registry(), f.matchers);
+  BOOST_REQUIRE(resumed);
+  BOOST_CHECK_EQUAL(*resumed, 1u);
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.balance("a6"), 1);  // the token once, not twice
+  f.deposit("a6", 100);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a6"), "completed");
+  BOOST_CHECK_EQUAL(f.balance("a6"), 106);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -46,6 +47,12 @@ using saga_persisted_atom = caf::atom_constant<caf::atom("mn_spers")>;
 using saga_retry_atom = caf::atom_constant<caf::atom("mn_sretry")>;
 using saga_deadline_atom = caf::atom_constant<caf::atom("mn_sdue")>;
 using saga_reply_atom = caf::atom_constant<caf::atom("mn_sreply")>;
+/// `(deliver_atom, uint64_t position)` -> `bool`: the event at `position`
+/// concerns the saga (sent by its inbox, see saga_inbox.hpp). Answers once
+/// the saga has recorded what the event decided: true if it decided the
+/// waiting step (now or in an earlier delivery), false if it concerned no
+/// waiting step.
+using deliver_atom = caf::atom_constant<caf::atom("mn_sdeliv")>;
 
 /// Returns whether `err` is transient: the command was not applied and a
 /// later attempt may succeed (a stopped or restarting entity, a full stash,
@@ -97,7 +104,35 @@ command_fn<Data> command(std::function<std::string(const Data&)> entity,
   };
 }
 
-/// One step of a saga.
+/// Decides a step that waits for an event: given an event delivered to the
+/// saga, returns nothing if the event does not concern the step, no error
+/// if the step succeeded, or the error the step failed with (for good: its
+/// compensation and those of the completed steps run).
+template <class Data>
+using await_fn = std::function<std::optional<caf::error>(
+    const persistence::event_registry& types,
+    const persistence::event_envelope& env, const Data& data)>;
+
+/// Returns an await function that decodes events of aggregate `A` and lets
+/// `decide` judge them; events of other types do not concern the step.
+template <class A, class Data>
+await_fn<Data> await_event(std::function<std::optional<caf::error>(
+                               const typename A::event&, const Data&)>
+                               decide) {
+  return [decide](const persistence::event_registry& types,
+                  const persistence::event_envelope& env,
+                  const Data& data) -> std::optional<caf::error> {
+    actors::variant_codec<typename A::event> codec{types};
+    auto ev = codec.decode(env);
+    if (!ev) return std::nullopt;
+    return decide(*ev, data);
+  };
+}
+
+/// One step of a saga. A step is a command (`action`) whose reply decides
+/// it, or, with `await`, a command whose acceptance only starts it and an
+/// event correlated to the saga that decides it (a process manager step;
+/// `action` may then be empty: the step only waits).
 template <class Data>
 struct step {
   /// For status and logs.
@@ -105,9 +140,16 @@ struct step {
   command_fn<Data> action;
   /// Undoes `action`; empty if there is nothing to undo.
   command_fn<Data> compensation;
+  /// Makes this an event-decided step. When such a step fails (its event
+  /// says so, its command is rejected, or its timeout passes while it
+  /// waits), its own compensation runs too, before those of the completed
+  /// steps: its command may have taken effect. That compensation must be
+  /// harmless when it did not.
+  await_fn<Data> await;
   retry_policy retry;
-  /// Time for the step, all attempts together; 0 = none. After it no new
-  /// attempt starts (an outstanding one still decides the outcome).
+  /// Time for the step, all attempts and the wait for its event together;
+  /// 0 = none. After it no new attempt starts (an outstanding one still
+  /// decides the outcome); a step waiting for its event fails.
   std::chrono::milliseconds timeout{0};
 };
 

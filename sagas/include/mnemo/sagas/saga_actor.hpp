@@ -2,6 +2,7 @@
 
 // The actor of one saga instance (included by saga.hpp).
 
+#include <deque>
 #include <memory>
 #include <optional>
 
@@ -45,10 +46,8 @@ class saga_actor : public caf::event_based_actor {
 
   caf::behavior make_behavior() override {
     set_exit_handler([this](caf::exit_msg& msg) {
-      auto err = runtime::make_error(runtime::errc::entity_stopped,
-                                     "saga '" + stream_ + "' stopped");
-      for (auto& rp : start_waiters_) rp.deliver(err);
-      start_waiters_.clear();
+      fail_waiters(runtime::make_error(runtime::errc::entity_stopped,
+                                       "saga '" + stream_ + "' stopped"));
       quit(msg.reason);
     });
     if (auto err = recover()) {
@@ -61,10 +60,13 @@ class saga_actor : public caf::event_based_actor {
           return start(std::move(data));
         },
         [this](status_atom) { return status(); },
+        [this](deliver_atom, uint64_t position) -> caf::result<bool> {
+          return deliver(position);
+        },
         [this](runtime::passivate_atom) { passivate(); },
         [this](saga_persisted_atom, uint64_t ticket) { on_persisted(ticket); },
         [this](saga_retry_atom, uint64_t gen) {
-          if (gen == retry_gen_ && !busy_ && !in_flight_) {
+          if (gen == retry_gen_ && !busy_ && !in_flight_ && !awaiting_) {
             progress_.retry_at_ms = 0;
             advance();
           }
@@ -136,7 +138,7 @@ class saga_actor : public caf::event_based_actor {
   // -- driving ----------------------------------------------------------------
 
   void advance() {
-    if (busy_ || in_flight_) return;
+    if (busy_ || in_flight_ || awaiting_) return;
     auto now = ctx_.wall_ms();
     auto& p = progress_;
     if (p.phase == saga_phase::running) {
@@ -146,6 +148,10 @@ class saga_actor : public caf::event_based_actor {
         return give_up("deadline exceeded before attempt " +
                        std::to_string(p.attempt + 1));
       if (p.retry_at_ms > now) return arm_retry(p.retry_at_ms - now);
+      if (!def_.steps[p.step].action) {
+        awaiting_ = true;  // a step that only waits for its event
+        return;
+      }
       return send(def_.steps[p.step].action, "do");
     }
     if (p.phase == saga_phase::compensating) {
@@ -178,6 +184,13 @@ class saga_actor : public caf::event_based_actor {
     auto& p = progress_;
     auto now = ctx_.wall_ms();
     if (p.phase == saga_phase::running) {
+      if (!err && def_.steps[p.step].await) {
+        // The command is accepted: its event decides the step.
+        if (deadline_hit_ || past(p.deadline_ms, now) || past(p.due_ms, now))
+          return give_up("deadline exceeded while waiting for the event");
+        awaiting_ = true;
+        return;
+      }
       if (!err) {
         events evs{saga_step_completed{p.step, due_of(p.step + 1, now)}};
         if (p.step + 1 == def_.steps.size()) evs.push_back(saga_completed{});
@@ -193,10 +206,10 @@ class saga_actor : public caf::event_based_actor {
       if (again)
         return persist({saga_step_failed{p.step, attempt, text,
                                          now + delay(policy, attempt)}});
-      return persist(
-          {saga_step_failed{p.step, attempt, text, 0},
-           saga_compensating{p.step, "step '" + def_.steps[p.step].name +
-                                         "' failed: " + text}});
+      return persist({saga_step_failed{p.step, attempt, text, 0},
+                      saga_compensating{to_compensate(p.step),
+                                        "step '" + def_.steps[p.step].name +
+                                            "' failed: " + text}});
     }
     if (p.phase != saga_phase::compensating) return;
     auto i = p.step - 1;
@@ -215,9 +228,100 @@ class saga_actor : public caf::event_based_actor {
 
   void give_up(std::string why) {
     auto& p = progress_;
+    awaiting_ = false;
     persist({saga_step_failed{p.step, p.attempt, why, 0},
-             saga_compensating{p.step, "step '" + def_.steps[p.step].name +
-                                           "' failed: " + why}});
+             saga_compensating{
+                 to_compensate(p.step),
+                 "step '" + def_.steps[p.step].name + "' failed: " + why}});
+  }
+
+  // How many steps to compensate when step `failed` failed for good: the
+  // completed ones, and an event-decided step itself (its command may have
+  // taken effect).
+  uint32_t to_compensate(uint32_t failed) const {
+    return failed + (def_.steps[failed].await ? 1 : 0);
+  }
+
+  // -- events delivered through the inbox -------------------------------------
+
+  caf::result<bool> deliver(uint64_t position) {
+    auto rp = make_response_promise<bool>();
+    deferred_.emplace_back(position, rp);
+    drain_deliveries();
+    advance();
+    return rp;
+  }
+
+  void drain_deliveries() {
+    while (!busy_ && !deferred_.empty()) {
+      auto [position, rp] = std::move(deferred_.front());
+      deferred_.pop_front();
+      on_delivery(position, rp);
+    }
+  }
+
+  void on_delivery(uint64_t position, caf::typed_response_promise<bool>& rp) {
+    auto& p = progress_;
+    if (position <= p.last_event) {
+      rp.deliver(true);  // decided a step before: a repeat
+      return;
+    }
+    if (p.phase != saga_phase::running || p.step >= def_.steps.size() ||
+        !def_.steps[p.step].await) {
+      rp.deliver(false);
+      return;
+    }
+    auto found = ctx_.journal->read_all(position, 1);
+    if (!found) {
+      rp.deliver(runtime::to_caf_error(found.error()));
+      return;
+    }
+    if (found->empty() || found->front().position != position) {
+      rp.deliver(runtime::make_error(
+          runtime::errc::not_found,
+          "saga '" + stream_ + "': no event at " + std::to_string(position)));
+      return;
+    }
+    auto& env = found->front();
+    std::optional<caf::error> verdict;
+    try {
+      verdict = def_.steps[p.step].await(*ctx_.registry, env, data_);
+    } catch (const std::exception& e) {
+      verdict = runtime::make_error(runtime::errc::handler_failed,
+                                    std::string{"await threw: "} + e.what());
+    }
+    if (!verdict) {
+      rp.deliver(false);
+      return;
+    }
+    // The event decides the step; a command reply still out is moot.
+    ++reply_gen_;
+    in_flight_ = false;
+    awaiting_ = false;
+    deadline_hit_ = false;
+    auto now = ctx_.wall_ms();
+    events evs{saga_event_received{position, p.step, env.type}};
+    if (!*verdict) {
+      evs.push_back(saga_step_completed{p.step, due_of(p.step + 1, now)});
+      if (p.step + 1 == def_.steps.size()) evs.push_back(saga_completed{});
+    } else {
+      auto text = runtime::describe(*verdict);
+      evs.push_back(saga_step_failed{p.step, p.attempt + 1, text, 0});
+      evs.push_back(saga_compensating{
+          to_compensate(p.step),
+          "step '" + def_.steps[p.step].name + "' failed: " + text});
+    }
+    delivery_waiters_.push_back(rp);
+    persist(std::move(evs));
+  }
+
+  void fail_waiters(const caf::error& err) {
+    for (auto& rp : start_waiters_) rp.deliver(err);
+    start_waiters_.clear();
+    for (auto& rp : delivery_waiters_) rp.deliver(err);
+    delivery_waiters_.clear();
+    for (auto& d : deferred_) d.second.deliver(err);
+    deferred_.clear();
   }
 
   static bool retryable(const retry_policy& policy, const caf::error& err) {
@@ -234,21 +338,31 @@ class saga_actor : public caf::event_based_actor {
   // An unfinished saga asks its registry to wake it again: when its retry
   // is due, or at once if a command was in flight (it is re-sent with the
   // same command id, so it applies once).
+  // A saga waiting for its event is woken by the event's delivery, or when
+  // its deadline is due.
   void passivate() {
     auto& p = progress_;
     if (!finished(p.phase) && p.phase != saga_phase::fresh) {
       auto registry = caf::actor_cast<caf::actor>(current_sender());
       auto now = ctx_.wall_ms();
-      auto wait = p.retry_at_ms > now && !in_flight_ ? p.retry_at_ms - now : 0;
-      if (registry)
+      bool wake = true;
+      int64_t wait = 0;
+      if (awaiting_) {
+        int64_t due = 0;
+        for (auto d : {p.due_ms, p.deadline_ms})
+          if (d > 0 && (due == 0 || d < due)) due = d;
+        wake = due > 0;
+        wait = std::max<int64_t>(due - now, 0);
+      } else if (p.retry_at_ms > now && !in_flight_) {
+        wait = p.retry_at_ms - now;
+      }
+      if (registry && wake)
         caf::delayed_anon_send(registry, std::chrono::milliseconds{wait},
                                runtime::route_atom::value, id_,
                                caf::make_message(status_atom::value));
     }
-    auto err = runtime::make_error(runtime::errc::entity_stopped,
-                                   "saga '" + stream_ + "' passivated");
-    for (auto& rp : start_waiters_) rp.deliver(err);
-    start_waiters_.clear();
+    fail_waiters(runtime::make_error(runtime::errc::entity_stopped,
+                                     "saga '" + stream_ + "' passivated"));
     quit();
   }
 
@@ -287,7 +401,11 @@ class saga_actor : public caf::event_based_actor {
     std::vector<persistence::new_event> batch;
     for (auto& ev : evs) {
       auto encoded = codec_.encode(ev);
-      if (!encoded) return quit(runtime::to_caf_error(encoded.error()));
+      if (!encoded) {
+        auto err = runtime::to_caf_error(encoded.error());
+        fail_waiters(err);
+        return quit(err);
+      }
       batch.push_back(std::move(*encoded));
     }
     busy_ = true;
@@ -319,8 +437,7 @@ class saga_actor : public caf::event_based_actor {
       // Our view may be ahead of the journal: stop; the registry restarts
       // the saga, which recovers from its stream.
       auto e = runtime::to_caf_error(err);
-      for (auto& rp : start_waiters_) rp.deliver(e);
-      start_waiters_.clear();
+      fail_waiters(e);
       return quit(e);
     }
     for (auto& ev : pending_) progress_.apply(ev);
@@ -328,6 +445,9 @@ class saga_actor : public caf::event_based_actor {
     pending_.clear();
     for (auto& rp : start_waiters_) rp.deliver(status());
     start_waiters_.clear();
+    for (auto& rp : delivery_waiters_) rp.deliver(true);
+    delivery_waiters_.clear();
+    drain_deliveries();
     advance();
   }
 
@@ -341,6 +461,8 @@ class saga_actor : public caf::event_based_actor {
   uint64_t version_ = 0;
   bool busy_ = false;
   bool in_flight_ = false;
+  /// The current step's command is accepted; its event is awaited.
+  bool awaiting_ = false;
   bool deadline_hit_ = false;
   int64_t armed_due_ = 0;
   uint64_t reply_gen_ = 0;
@@ -350,6 +472,10 @@ class saga_actor : public caf::event_based_actor {
   events pending_;
   std::shared_ptr<persistence::error> slot_;
   std::vector<caf::typed_response_promise<saga_status>> start_waiters_;
+  /// Deliveries that decided a step, answered once that is persisted.
+  std::vector<caf::typed_response_promise<bool>> delivery_waiters_;
+  /// Deliveries received while persisting.
+  std::deque<std::pair<uint64_t, caf::typed_response_promise<bool>>> deferred_;
   std::mt19937_64 rng_;
 };
 

@@ -64,6 +64,16 @@ struct saga_compensation_failed {
   MSGPACK_DEFINE_MAP(step, attempt, error, retry_at_ms)
 };
 
+/// The event at global position `position`, delivered to the saga through
+/// its inbox, decided step `step` (the events that follow in the same batch
+/// say how). Recorded so that a redelivered event is recognised.
+struct saga_event_received {
+  uint64_t position = 0;
+  uint32_t step = 0;
+  std::string type;
+  MSGPACK_DEFINE_MAP(position, step, type)
+};
+
 /// Every step succeeded.
 struct saga_completed {
   bool ok = true;
@@ -87,7 +97,7 @@ using saga_event =
     std::variant<saga_started, saga_step_completed, saga_step_failed,
                  saga_compensating, saga_compensation_done,
                  saga_compensation_failed, saga_completed, saga_aborted,
-                 saga_needs_attention>;
+                 saga_needs_attention, saga_event_received>;
 
 /// Registers the saga event types ("mnemo.saga.*") in `types`. Call once
 /// per registry before spawning sagas.

@@ -49,6 +49,9 @@ struct saga_progress {
   int64_t retry_at_ms = 0;
   /// The last failure, or the reason of the compensation.
   std::string error;
+  /// Global position of the last event delivered through the saga's inbox
+  /// that decided a step; older deliveries are repeats.
+  uint64_t last_event = 0;
 
   /// Folds `ev` into this progress.
   void apply(const saga_event& ev);
