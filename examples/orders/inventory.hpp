@@ -1,0 +1,255 @@
+#pragma once
+
+// The inventory aggregate (one per SKU): stock on hand, reservations per
+// order, and the orders whose reservation left the warehouse.
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <set>
+#include <string>
+#include <variant>
+
+#include <caf/meta/type_name.hpp>
+#include <msgpack.hpp>
+
+#include "mnemo/actors/effect.hpp"
+#include "mnemo/persistence/event_registry.hpp"
+#include "orders_errors.hpp"
+
+namespace orders {
+
+// -- commands -----------------------------------------------------------------
+
+/// Adds `quantity` (> 0) units; the first one creates the SKU.
+struct add_stock {
+  int64_t quantity = 0;
+};
+/// Holds `quantity` (> 0) units for order `order_id`.
+struct reserve {
+  std::string order_id;
+  int64_t quantity = 0;
+};
+/// Gives the reservation of `order_id` back (a compensation: always ok).
+struct release {
+  std::string order_id;
+};
+/// The reserved units of `order_id` were shipped: they leave the stock.
+struct commit_reservation {
+  std::string order_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, add_stock& x) {
+  return f(caf::meta::type_name("add_stock"), x.quantity);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reserve& x) {
+  return f(caf::meta::type_name("reserve"), x.order_id, x.quantity);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, release& x) {
+  return f(caf::meta::type_name("release"), x.order_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, commit_reservation& x) {
+  return f(caf::meta::type_name("commit_reservation"), x.order_id);
+}
+
+// -- events -------------------------------------------------------------------
+
+/// "inventory.stocked"
+struct inventory_stocked {
+  int64_t quantity = 0;
+  MSGPACK_DEFINE_MAP(quantity)
+};
+/// "inventory.reserved"
+struct inventory_reserved {
+  std::string order_id;
+  int64_t quantity = 0;
+  MSGPACK_DEFINE_MAP(order_id, quantity)
+};
+/// "inventory.released": the reservation of `order_id` (of `quantity`
+/// units) was given back.
+struct inventory_released {
+  std::string order_id;
+  int64_t quantity = 0;
+  MSGPACK_DEFINE_MAP(order_id, quantity)
+};
+/// "inventory.committed": the `quantity` units reserved for `order_id`
+/// left the stock.
+struct inventory_committed {
+  std::string order_id;
+  int64_t quantity = 0;
+  MSGPACK_DEFINE_MAP(order_id, quantity)
+};
+
+inline bool operator==(const inventory_stocked& x, const inventory_stocked& y) {
+  return x.quantity == y.quantity;
+}
+inline bool operator==(const inventory_reserved& x,
+                       const inventory_reserved& y) {
+  return x.order_id == y.order_id && x.quantity == y.quantity;
+}
+inline bool operator==(const inventory_released& x,
+                       const inventory_released& y) {
+  return x.order_id == y.order_id && x.quantity == y.quantity;
+}
+inline bool operator==(const inventory_committed& x,
+                       const inventory_committed& y) {
+  return x.order_id == y.order_id && x.quantity == y.quantity;
+}
+
+// -- state and reply ----------------------------------------------------------
+
+struct inventory_state {
+  /// The SKU was stocked at least once.
+  bool exists = false;
+  /// Units in the warehouse, reserved ones included.
+  int64_t on_hand = 0;
+  /// Reserved units by order id.
+  std::map<std::string, int64_t> reserved;
+  /// Orders whose reservation was committed (shipped). Grows by one entry
+  /// per shipped order: it is what makes a repeated commit harmless.
+  std::set<std::string> committed;
+
+  /// Returns the units that can still be reserved.
+  int64_t available() const noexcept {
+    auto result = on_hand;
+    for (auto& [order_id, quantity] : reserved) result -= quantity;
+    return result;
+  }
+
+  MSGPACK_DEFINE_MAP(exists, on_hand, reserved, committed)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, inventory_state& x) {
+  return f(caf::meta::type_name("inventory_state"), x.exists, x.on_hand,
+           x.reserved, x.committed);
+}
+
+/// What every inventory command answers: the stock after it.
+struct inventory_reply {
+  int64_t on_hand = 0;
+  int64_t available = 0;
+  MSGPACK_DEFINE_MAP(on_hand, available)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, inventory_reply& x) {
+  return f(caf::meta::type_name("inventory_reply"), x.on_hand, x.available);
+}
+
+// -- the aggregate ------------------------------------------------------------
+
+/// The inventory aggregate. Reserving for an order that holds (or held and
+/// shipped) a reservation, releasing one that holds none, and committing
+/// one that was committed answer the stock and persist nothing. Errors
+/// (category "orders"): `invalid_input` (a quantity <= 0, stock beyond
+/// INT64_MAX, an empty order id), `unknown_sku` (reserve on a SKU never
+/// stocked), `insufficient_stock` (reserve more than available),
+/// `invalid_state` (commit for an order without reservation that was never
+/// committed).
+struct inventory {
+  using state = inventory_state;
+  using command = std::variant<add_stock, reserve, release, commit_reservation>;
+  using event = std::variant<inventory_stocked, inventory_reserved,
+                             inventory_released, inventory_committed>;
+  using reply = inventory_reply;
+  static constexpr const char* type_name = "inventory";
+
+  using effect = mnemo::actors::effect<inventory>;
+
+  /// Registers the events and the snapshot state ("inventory.state").
+  static void register_types(mnemo::persistence::event_registry& types) {
+    types.add<inventory_stocked>("inventory.stocked");
+    types.add<inventory_reserved>("inventory.reserved");
+    types.add<inventory_released>("inventory.released");
+    types.add<inventory_committed>("inventory.committed");
+    types.add<inventory_state>("inventory.state");
+  }
+
+  static effect handle(const state& s, const command& cmd) {
+    return std::visit([&s](const auto& c) { return on(s, c); }, cmd);
+  }
+
+  static state apply(state s, const event& ev) {
+    std::visit([&s](const auto& e) { apply_to(s, e); }, ev);
+    return s;
+  }
+
+ private:
+  static reply stock_of(const state& s) {
+    return reply{s.on_hand, s.available()};
+  }
+
+  static effect on(const state& s, const add_stock& c) {
+    if (c.quantity <= 0)
+      return effect::reject(make_error(
+          errc::invalid_input, "quantity " + std::to_string(c.quantity) +
+                                   " to add must be positive"));
+    if (s.on_hand > std::numeric_limits<int64_t>::max() - c.quantity)
+      return effect::reject(make_error(
+          errc::invalid_input, "adding " + std::to_string(c.quantity) + " to " +
+                                   std::to_string(s.on_hand) +
+                                   " units overflows the stock"));
+    return effect::persist(inventory_stocked{c.quantity}, stock_of);
+  }
+
+  static effect on(const state& s, const reserve& c) {
+    if (c.order_id.empty() || c.quantity <= 0)
+      return effect::reject(make_error(errc::invalid_input,
+                                       "a reservation needs an order id and a "
+                                       "positive quantity, got " +
+                                           std::to_string(c.quantity)));
+    if (!s.exists)
+      return effect::reject(make_error(
+          errc::unknown_sku, "SKU was never stocked; add stock first"));
+    if (s.reserved.count(c.order_id) > 0 || s.committed.count(c.order_id) > 0)
+      return effect::respond(stock_of(s));
+    if (c.quantity > s.available())
+      return effect::reject(make_error(
+          errc::insufficient_stock,
+          "available " + std::to_string(s.available()) + ", asked " +
+              std::to_string(c.quantity) + " for order " + c.order_id));
+    return effect::persist(inventory_reserved{c.order_id, c.quantity},
+                           stock_of);
+  }
+
+  static effect on(const state& s, const release& c) {
+    auto i = s.reserved.find(c.order_id);
+    if (i == s.reserved.end()) return effect::respond(stock_of(s));
+    return effect::persist(inventory_released{c.order_id, i->second}, stock_of);
+  }
+
+  static effect on(const state& s, const commit_reservation& c) {
+    auto i = s.reserved.find(c.order_id);
+    if (i != s.reserved.end())
+      return effect::persist(inventory_committed{c.order_id, i->second},
+                             stock_of);
+    if (s.committed.count(c.order_id) > 0) return effect::respond(stock_of(s));
+    return effect::reject(make_error(
+        errc::invalid_state, "order " + c.order_id +
+                                 " holds no reservation to commit; reserve "
+                                 "first"));
+  }
+
+  static void apply_to(state& s, const inventory_stocked& e) {
+    s.exists = true;
+    s.on_hand += e.quantity;
+  }
+  static void apply_to(state& s, const inventory_reserved& e) {
+    s.reserved[e.order_id] = e.quantity;
+  }
+  static void apply_to(state& s, const inventory_released& e) {
+    s.reserved.erase(e.order_id);
+  }
+  static void apply_to(state& s, const inventory_committed& e) {
+    s.on_hand -= e.quantity;
+    s.reserved.erase(e.order_id);
+    s.committed.insert(e.order_id);
+  }
+};
+
+}  // namespace orders

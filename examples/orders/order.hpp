@@ -1,0 +1,285 @@
+#pragma once
+
+// The order aggregate (one per order id): placed, then accepted, then
+// completed with a tracking number; cancellable until it is completed.
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include <caf/meta/type_name.hpp>
+#include <msgpack.hpp>
+
+#include "empty_event.hpp"
+#include "mnemo/actors/effect.hpp"
+#include "mnemo/persistence/event_registry.hpp"
+#include "orders_errors.hpp"
+
+namespace orders {
+
+/// The life cycle of an order; `none` until it is placed.
+enum class order_status : uint8_t {
+  none = 0,
+  placed = 1,
+  accepted = 2,
+  completed = 3,
+  cancelled = 4,
+};
+
+/// Returns the name of `x`, e.g. "accepted".
+inline const char* to_string(order_status x) noexcept {
+  static constexpr const char* names[] = {"none", "placed", "accepted",
+                                          "completed", "cancelled"};
+  auto i = static_cast<size_t>(x);
+  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
+}
+
+/// Largest amount (quantity * unit price, in minor units) of one order.
+constexpr int64_t max_order_amount = 1'000'000'000'000;
+
+// -- commands -----------------------------------------------------------------
+
+/// Places a new order. Quantity and unit price (minor units) are positive,
+/// their product at most `max_order_amount`; customer and SKU not empty.
+struct place_order {
+  std::string customer;
+  std::string sku;
+  int64_t quantity = 0;
+  int64_t unit_price = 0;
+};
+/// Accepts a placed order (the saga reserved stock and took payment).
+struct accept_order {};
+/// Completes an accepted order: it was shipped with `tracking`.
+struct complete_order {
+  std::string tracking;
+};
+/// Cancels an order that is not completed.
+struct cancel_order {
+  std::string reason;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, place_order& x) {
+  return f(caf::meta::type_name("place_order"), x.customer, x.sku, x.quantity,
+           x.unit_price);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, accept_order&) {
+  return f(caf::meta::type_name("accept_order"));
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, complete_order& x) {
+  return f(caf::meta::type_name("complete_order"), x.tracking);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cancel_order& x) {
+  return f(caf::meta::type_name("cancel_order"), x.reason);
+}
+
+// -- events -------------------------------------------------------------------
+
+/// "order.placed"
+struct order_placed {
+  std::string customer;
+  std::string sku;
+  int64_t quantity = 0;
+  int64_t unit_price = 0;
+  MSGPACK_DEFINE_MAP(customer, sku, quantity, unit_price)
+};
+/// "order.accepted"
+struct order_accepted : empty_event {};
+/// "order.completed"
+struct order_completed {
+  std::string tracking;
+  MSGPACK_DEFINE_MAP(tracking)
+};
+/// "order.cancelled"
+struct order_cancelled {
+  std::string reason;
+  MSGPACK_DEFINE_MAP(reason)
+};
+
+inline bool operator==(const order_placed& x, const order_placed& y) {
+  return x.customer == y.customer && x.sku == y.sku &&
+         x.quantity == y.quantity && x.unit_price == y.unit_price;
+}
+inline bool operator==(const order_accepted&, const order_accepted&) {
+  return true;
+}
+inline bool operator==(const order_completed& x, const order_completed& y) {
+  return x.tracking == y.tracking;
+}
+inline bool operator==(const order_cancelled& x, const order_cancelled& y) {
+  return x.reason == y.reason;
+}
+
+// -- state and reply ----------------------------------------------------------
+
+struct order_state {
+  bool exists = false;
+  order_status status = order_status::none;
+  std::string customer;
+  std::string sku;
+  int64_t quantity = 0;
+  int64_t unit_price = 0;
+  std::string tracking;
+  std::string reason;
+
+  /// Returns quantity * unit price (at most `max_order_amount`).
+  int64_t amount() const noexcept { return quantity * unit_price; }
+
+  MSGPACK_DEFINE_MAP(exists, status, customer, sku, quantity, unit_price,
+                     tracking, reason)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_state& x) {
+  return f(caf::meta::type_name("order_state"), x.exists, x.status, x.customer,
+           x.sku, x.quantity, x.unit_price, x.tracking, x.reason);
+}
+
+/// What every order command answers: the status after it ("placed", ...).
+struct order_reply {
+  std::string status;
+  MSGPACK_DEFINE_MAP(status)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_reply& x) {
+  return f(caf::meta::type_name("order_reply"), x.status);
+}
+
+}  // namespace orders
+
+MSGPACK_ADD_ENUM(orders::order_status);
+
+namespace orders {
+
+// -- the aggregate ------------------------------------------------------------
+
+/// The order aggregate. Repeating a command whose effect already happened
+/// (accept an accepted order, complete a completed one, cancel a cancelled
+/// one) answers the status and persists nothing, so compensations and
+/// retries with new command ids are safe. Errors (category "orders"):
+/// `already_exists` (place twice), `invalid_input` (place with an empty
+/// customer or SKU, a quantity or unit price <= 0, or an amount above
+/// `max_order_amount`), `unknown_order` (any other command before place),
+/// `invalid_state` (accept or complete out of order, complete a cancelled
+/// order, cancel a completed one).
+struct order {
+  using state = order_state;
+  using command =
+      std::variant<place_order, accept_order, complete_order, cancel_order>;
+  using event = std::variant<order_placed, order_accepted, order_completed,
+                             order_cancelled>;
+  using reply = order_reply;
+  static constexpr const char* type_name = "order";
+
+  using effect = mnemo::actors::effect<order>;
+
+  /// Registers the events and the snapshot state ("order.state").
+  static void register_types(mnemo::persistence::event_registry& types) {
+    types.add<order_placed>("order.placed");
+    types.add<order_accepted>("order.accepted");
+    types.add<order_completed>("order.completed");
+    types.add<order_cancelled>("order.cancelled");
+    types.add<order_state>("order.state");
+  }
+
+  static effect handle(const state& s, const command& cmd) {
+    return std::visit([&s](const auto& c) { return on(s, c); }, cmd);
+  }
+
+  static state apply(state s, const event& ev) {
+    std::visit([&s](const auto& e) { apply_to(s, e); }, ev);
+    return s;
+  }
+
+ private:
+  static reply status_of(const state& s) { return reply{to_string(s.status)}; }
+
+  static effect unchanged(const state& s) {
+    return effect::respond(status_of(s));
+  }
+
+  static effect on(const state& s, const place_order& c) {
+    if (s.exists)
+      return effect::reject(make_error(
+          errc::already_exists,
+          std::string{"order exists with status "} + to_string(s.status)));
+    if (c.customer.empty() || c.sku.empty())
+      return effect::reject(make_error(errc::invalid_input,
+                                       "an order needs a customer and a SKU"));
+    if (c.quantity <= 0 || c.unit_price <= 0)
+      return effect::reject(make_error(
+          errc::invalid_input,
+          "quantity " + std::to_string(c.quantity) + " and unit price " +
+              std::to_string(c.unit_price) + " must be positive"));
+    // Division instead of multiplication: the product may overflow.
+    if (c.quantity > max_order_amount / c.unit_price)
+      return effect::reject(make_error(
+          errc::invalid_input,
+          "quantity " + std::to_string(c.quantity) + " * unit price " +
+              std::to_string(c.unit_price) + " exceeds the order limit " +
+              std::to_string(max_order_amount)));
+    return effect::persist(
+        order_placed{c.customer, c.sku, c.quantity, c.unit_price}, status_of);
+  }
+
+  static effect on(const state& s, const accept_order&) {
+    if (auto err = check_exists(s)) return effect::reject(std::move(err));
+    if (s.status == order_status::accepted) return unchanged(s);
+    if (s.status != order_status::placed)
+      return effect::reject(wrong_status(s, "accept"));
+    return effect::persist(order_accepted{}, status_of);
+  }
+
+  static effect on(const state& s, const complete_order& c) {
+    if (auto err = check_exists(s)) return effect::reject(std::move(err));
+    if (s.status == order_status::completed) return unchanged(s);
+    if (s.status != order_status::accepted)
+      return effect::reject(wrong_status(s, "complete"));
+    return effect::persist(order_completed{c.tracking}, status_of);
+  }
+
+  static effect on(const state& s, const cancel_order& c) {
+    if (auto err = check_exists(s)) return effect::reject(std::move(err));
+    if (s.status == order_status::cancelled) return unchanged(s);
+    if (s.status == order_status::completed)
+      return effect::reject(wrong_status(s, "cancel"));
+    return effect::persist(order_cancelled{c.reason}, status_of);
+  }
+
+  static caf::error check_exists(const state& s) {
+    if (s.exists) return {};
+    return make_error(errc::unknown_order, "no such order; place it first");
+  }
+
+  static caf::error wrong_status(const state& s, const char* what) {
+    return make_error(errc::invalid_state, std::string{"cannot "} + what +
+                                               " an order that is " +
+                                               to_string(s.status));
+  }
+
+  static void apply_to(state& s, const order_placed& e) {
+    s.exists = true;
+    s.status = order_status::placed;
+    s.customer = e.customer;
+    s.sku = e.sku;
+    s.quantity = e.quantity;
+    s.unit_price = e.unit_price;
+  }
+  static void apply_to(state& s, const order_accepted&) {
+    s.status = order_status::accepted;
+  }
+  static void apply_to(state& s, const order_completed& e) {
+    s.status = order_status::completed;
+    s.tracking = e.tracking;
+  }
+  static void apply_to(state& s, const order_cancelled& e) {
+    s.status = order_status::cancelled;
+    s.reason = e.reason;
+  }
+};
+
+}  // namespace orders

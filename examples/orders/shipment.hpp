@@ -1,0 +1,176 @@
+#pragma once
+
+// The shipment aggregate (one per order id): created with a tracking
+// number, cancellable as a compensation.
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include <caf/meta/type_name.hpp>
+#include <msgpack.hpp>
+
+#include "empty_event.hpp"
+#include "mnemo/actors/effect.hpp"
+#include "mnemo/persistence/event_registry.hpp"
+#include "orders_errors.hpp"
+
+namespace orders {
+
+/// The life cycle of a shipment.
+enum class shipment_status : uint8_t {
+  none = 0,
+  created = 1,
+  cancelled = 2,
+};
+
+/// Returns the name of `x`, e.g. "created".
+inline const char* to_string(shipment_status x) noexcept {
+  static constexpr const char* names[] = {"none", "created", "cancelled"};
+  auto i = static_cast<size_t>(x);
+  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
+}
+
+// -- commands -----------------------------------------------------------------
+
+/// Ships `quantity` (> 0) units of `sku` under `tracking` (not empty; the
+/// caller makes it, since a handler does not know its aggregate id).
+struct create_shipment {
+  std::string sku;
+  int64_t quantity = 0;
+  std::string tracking;
+};
+/// Cancels the shipment (a compensation: always ok).
+struct cancel_shipment {};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, create_shipment& x) {
+  return f(caf::meta::type_name("create_shipment"), x.sku, x.quantity,
+           x.tracking);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cancel_shipment&) {
+  return f(caf::meta::type_name("cancel_shipment"));
+}
+
+// -- events -------------------------------------------------------------------
+
+/// "shipment.created"
+struct shipment_created {
+  std::string sku;
+  int64_t quantity = 0;
+  std::string tracking;
+  MSGPACK_DEFINE_MAP(sku, quantity, tracking)
+};
+/// "shipment.cancelled"
+struct shipment_cancelled : empty_event {};
+
+inline bool operator==(const shipment_created& x, const shipment_created& y) {
+  return x.sku == y.sku && x.quantity == y.quantity && x.tracking == y.tracking;
+}
+inline bool operator==(const shipment_cancelled&, const shipment_cancelled&) {
+  return true;
+}
+
+// -- state and reply ----------------------------------------------------------
+
+struct shipment_state {
+  shipment_status status = shipment_status::none;
+  std::string sku;
+  int64_t quantity = 0;
+  std::string tracking;
+  MSGPACK_DEFINE_MAP(status, sku, quantity, tracking)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shipment_state& x) {
+  return f(caf::meta::type_name("shipment_state"), x.status, x.sku, x.quantity,
+           x.tracking);
+}
+
+/// What every shipment command answers: tracking number and status
+/// ("created", ...) after it.
+struct shipment_reply {
+  std::string tracking;
+  std::string status;
+  MSGPACK_DEFINE_MAP(tracking, status)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shipment_reply& x) {
+  return f(caf::meta::type_name("shipment_reply"), x.tracking, x.status);
+}
+
+}  // namespace orders
+
+MSGPACK_ADD_ENUM(orders::shipment_status);
+
+namespace orders {
+
+// -- the aggregate ------------------------------------------------------------
+
+/// The shipment aggregate. Creating a shipment that exists (also a
+/// cancelled one) and cancelling one that is not created answer the
+/// current tracking and status and persist nothing. Errors (category
+/// "orders"): `invalid_input` (create with an empty SKU or tracking, or a
+/// quantity <= 0).
+struct shipment {
+  using state = shipment_state;
+  using command = std::variant<create_shipment, cancel_shipment>;
+  using event = std::variant<shipment_created, shipment_cancelled>;
+  using reply = shipment_reply;
+  static constexpr const char* type_name = "shipment";
+
+  using effect = mnemo::actors::effect<shipment>;
+
+  /// Registers the events and the snapshot state ("shipment.state").
+  static void register_types(mnemo::persistence::event_registry& types) {
+    types.add<shipment_created>("shipment.created");
+    types.add<shipment_cancelled>("shipment.cancelled");
+    types.add<shipment_state>("shipment.state");
+  }
+
+  static effect handle(const state& s, const command& cmd) {
+    return std::visit([&s](const auto& c) { return on(s, c); }, cmd);
+  }
+
+  static state apply(state s, const event& ev) {
+    std::visit([&s](const auto& e) { apply_to(s, e); }, ev);
+    return s;
+  }
+
+ private:
+  static reply status_of(const state& s) {
+    return reply{s.tracking, to_string(s.status)};
+  }
+
+  static effect on(const state& s, const create_shipment& c) {
+    if (c.sku.empty() || c.tracking.empty() || c.quantity <= 0)
+      return effect::reject(
+          make_error(errc::invalid_input,
+                     "a shipment needs a SKU, a tracking number and a positive "
+                     "quantity, got " +
+                         std::to_string(c.quantity)));
+    if (s.status != shipment_status::none) return effect::respond(status_of(s));
+    return effect::persist(shipment_created{c.sku, c.quantity, c.tracking},
+                           status_of);
+  }
+
+  static effect on(const state& s, const cancel_shipment&) {
+    if (s.status != shipment_status::created)
+      return effect::respond(status_of(s));
+    return effect::persist(shipment_cancelled{}, status_of);
+  }
+
+  static void apply_to(state& s, const shipment_created& e) {
+    s.status = shipment_status::created;
+    s.sku = e.sku;
+    s.quantity = e.quantity;
+    s.tracking = e.tracking;
+  }
+  static void apply_to(state& s, const shipment_cancelled&) {
+    s.status = shipment_status::cancelled;
+  }
+};
+
+}  // namespace orders
