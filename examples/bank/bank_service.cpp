@@ -1,12 +1,11 @@
 #include "bank_service.hpp"
 
-#include <cmath>
-
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
+#include "../common/service_support.hpp"
 #include "account.hpp"
 #include "balances.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
@@ -41,16 +40,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bank::job_ptr)
 namespace bank {
 namespace {
 
-httpd::response json_response(unsigned status, const json& body) {
-  return {status, body.dump(), "application/json"};
-}
-
-std::string context_text(const caf::error& err) {
-  auto& ctx = err.context();
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-    return ctx.get_as<std::string>(0);
-  return mnemo::runtime::describe(err);
-}
+using namespace examples;
 
 // Maps an actor's error to the HTTP answer.
 httpd::response error_of(const caf::error& err) {
@@ -74,26 +64,7 @@ httpd::response error_of(const caf::error& err) {
     }
     return httpd::error_response(status, to_string(code), context_text(err));
   }
-  if (err == caf::sec::request_timeout)
-    return httpd::error_response(
-        503, "timeout",
-        "no answer in time; the outcome is unknown: retry with the same "
-        "command_id");
-  using mnemo::runtime::errc;
-  using mnemo::runtime::is;
-  if (is(err, errc::not_found))
-    return httpd::error_response(404, "not_found",
-                                 mnemo::runtime::describe(err));
-  if (is(err, errc::stash_overflow) || is(err, errc::entity_stopped) ||
-      is(err, errc::restart_limit))
-    return httpd::error_response(503, "unavailable",
-                                 mnemo::runtime::describe(err));
-  using pe = mnemo::persistence::errc;
-  if (is(err, pe::storage_full) || is(err, pe::journal_failed) ||
-      is(err, pe::journal_closed))
-    return httpd::error_response(503, "storage_unavailable",
-                                 mnemo::runtime::describe(err));
-  return httpd::error_response(500, "internal", mnemo::runtime::describe(err));
+  return runtime_error_response(err);
 }
 
 void respond(const job_ptr& j, httpd::response res) {
@@ -101,19 +72,6 @@ void respond(const job_ptr& j, httpd::response res) {
                           std::chrono::steady_clock::now() - j->started)
                           .count());
   j->reply(std::move(res));
-}
-
-const char* public_status(const std::string& phase) {
-  // A compensating transfer is still running for the client.
-  return phase == "compensating" ? "running" : phase.c_str();
-}
-
-json transfer_json(const mnemo::sagas::saga_status& st) {
-  json result{{"id", st.id},
-              {"status", public_status(st.status)},
-              {"phase", st.status}};
-  if (!st.error.empty()) result["error"] = st.error;
-  return result;
 }
 
 // The actor between the HTTP threads and the registries: every command
@@ -204,7 +162,7 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                                       transfer_data{op.from, op.to, op.amount}))
                 .then(
                     [j](mnemo::sagas::saga_status& st) {
-                      respond(j, json_response(202, transfer_json(st)));
+                      respond(j, json_response(202, saga_json(st)));
                     },
                     [j](caf::error& err) { respond(j, error_of(err)); });
           } else if constexpr (std::is_same_v<T, api::get_transfer>) {
@@ -216,7 +174,7 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                         return respond(j, httpd::error_response(
                                               404, "unknown_transfer",
                                               "no transfer '" + id + "'"));
-                      respond(j, json_response(200, transfer_json(st)));
+                      respond(j, json_response(200, saga_json(st)));
                     },
                     [j](caf::error& err) { respond(j, error_of(err)); });
           } else if constexpr (std::is_same_v<T, api::list_projections>) {
@@ -321,32 +279,8 @@ struct service::impl {
       : node(&n), model(n.registry()), sagas(n.registry()) {}
 
   httpd::response list(const api::list_transfers& op) {
-    using mnemo::sagas::saga_phase;
-    auto phase = saga_phase::running;
-    for (auto p :
-         {saga_phase::running, saga_phase::compensating, saga_phase::completed,
-          saga_phase::aborted, saga_phase::needs_attention})
-      if (op.phase == to_string(p)) phase = p;
-    auto rows = sagas.list(node->journal(), transfer::type_name, phase,
-                           op.after, op.limit);
-    if (!rows)
-      return httpd::error_response(500, "internal", rows.error().to_string());
-    json items = json::array();
-    for (auto& e : *rows) {
-      std::string name = to_string(e.phase());
-      json item{{"id", e.id},
-                {"status", public_status(name)},
-                {"phase", name},
-                {"step", e.step},
-                {"attempt", e.attempt},
-                {"started_ms", e.started_ms},
-                {"updated_ms", e.updated_ms}};
-      if (!e.error.empty()) item["error"] = e.error;
-      items.push_back(std::move(item));
-    }
-    json next = nullptr;
-    if (rows->size() == op.limit) next = rows->back().id;
-    return json_response(200, json{{"transfers", items}, {"next", next}});
+    return list_sagas(sagas, *node, transfer::type_name, op.phase, op.after,
+                      op.limit, "transfers");
   }
 
   // Queries of the read model and the node, answered on the I/O thread.
@@ -375,14 +309,8 @@ struct service::impl {
       return json_response(
           200, json{{"accounts", totals->accounts}, {"total", totals->total}});
     }
-    if (std::holds_alternative<api::get_health>(op)) {
-      if (auto err = j.failure())
-        return json_response(
-            503, json{{"status", "failed"}, {"message", err.to_string()}});
-      return json_response(
-          200, json{{"status", "ok"}, {"head_position", j.head_position()}});
-    }
-    return {200, node->metrics().render(), "text/plain; version=0.0.4"};
+    if (std::holds_alternative<api::get_health>(op)) return health(*node);
+    return metrics(*node);
   }
 };
 
@@ -435,17 +363,7 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   }
   ptr->projections = *sup;
   n.track(*sup);
-  for (auto phase : {"running", "compensating", "completed", "compensated",
-                     "needs_attention"})
-    n.metrics().gauge_fn(
-        "mnemo_sagas", "Sagas by phase, from the saga index.",
-        {{"type", transfer::type_name}, {"phase", phase}},
-        [j = &n.journal(), index = ptr->sagas, phase] {
-          auto counts = index.counts(*j, transfer::type_name);
-          if (!counts) return std::nan("");
-          auto i = counts->find(phase);
-          return i == counts->end() ? 0.0 : static_cast<double>(i->second);
-        });
+  add_saga_gauges(n, ptr->sagas, transfer::type_name);
   ptr->gateway =
       n.system().spawn(gateway, ptr->accounts, ptr->transfers, ptr->projections,
                        ptr->projection_names, opts.request_timeout);

@@ -4,8 +4,8 @@
 // saga per order, id = order id), it accepts the order, reserves the stock,
 // requests the payment and waits for the payment provider's verdict (an
 // event of the payment, routed to the saga through its inbox), ships,
-// takes the stock out and completes the order. A declined or late payment,
-// or missing stock, releases what was reserved and cancels the order.
+// completes the order and takes the stock out of the books. A declined or late
+// payment, or missing stock, releases what was reserved and cancels the order.
 
 #include <chrono>
 #include <optional>
@@ -117,7 +117,9 @@ struct fulfilment {
     });
 
     mnemo::sagas::definition<data> def;
-    def.steps = {accept, reserve_stock, charge, ship, take_stock, complete};
+    // The order completes before the stock leaves the books: an order
+    // cancelled meanwhile fails "complete" and every step is undone.
+    def.steps = {accept, reserve_stock, charge, ship, complete, take_stock};
     return def;
   }
 };

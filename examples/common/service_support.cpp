@@ -1,0 +1,119 @@
+#include "service_support.hpp"
+
+#include <cmath>
+
+#include "mnemo/persistence/error.hpp"
+#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/node.hpp"
+
+namespace examples {
+
+using json = nlohmann::json;
+
+httpd::response json_response(unsigned status, const json& body) {
+  return {status, body.dump(), "application/json"};
+}
+
+std::string context_text(const caf::error& err) {
+  auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return mnemo::runtime::describe(err);
+}
+
+httpd::response runtime_error_response(const caf::error& err) {
+  if (err == caf::sec::request_timeout)
+    return httpd::error_response(
+        503, "timeout",
+        "no answer in time; the outcome is unknown: retry with the same "
+        "command_id");
+  using mnemo::runtime::errc;
+  using mnemo::runtime::is;
+  if (is(err, errc::not_found))
+    return httpd::error_response(404, "not_found",
+                                 mnemo::runtime::describe(err));
+  if (is(err, errc::stash_overflow) || is(err, errc::entity_stopped) ||
+      is(err, errc::restart_limit))
+    return httpd::error_response(503, "unavailable",
+                                 mnemo::runtime::describe(err));
+  using pe = mnemo::persistence::errc;
+  if (is(err, pe::storage_full) || is(err, pe::journal_failed) ||
+      is(err, pe::journal_closed))
+    return httpd::error_response(503, "storage_unavailable",
+                                 mnemo::runtime::describe(err));
+  return httpd::error_response(500, "internal", mnemo::runtime::describe(err));
+}
+
+const char* public_status(const std::string& phase) {
+  return phase == "compensating" ? "running" : phase.c_str();
+}
+
+json saga_json(const mnemo::sagas::saga_status& st) {
+  json result{{"id", st.id},
+              {"status", public_status(st.status)},
+              {"phase", st.status}};
+  if (!st.error.empty()) result["error"] = st.error;
+  return result;
+}
+
+httpd::response list_sagas(const mnemo::sagas::saga_index& index,
+                           mnemo::runtime::node& n, const std::string& type,
+                           const std::string& phase, const std::string& after,
+                           size_t limit, const std::string& what) {
+  using mnemo::sagas::saga_phase;
+  auto wanted = saga_phase::running;
+  for (auto p :
+       {saga_phase::running, saga_phase::compensating, saga_phase::completed,
+        saga_phase::aborted, saga_phase::needs_attention})
+    if (phase == to_string(p)) wanted = p;
+  auto rows = index.list(n.journal(), type, wanted, after, limit);
+  if (!rows)
+    return httpd::error_response(500, "internal", rows.error().to_string());
+  json items = json::array();
+  for (auto& e : *rows) {
+    std::string name = to_string(e.phase());
+    json item{{"id", e.id},
+              {"status", public_status(name)},
+              {"phase", name},
+              {"step", e.step},
+              {"attempt", e.attempt},
+              {"started_ms", e.started_ms},
+              {"updated_ms", e.updated_ms}};
+    if (!e.error.empty()) item["error"] = e.error;
+    items.push_back(std::move(item));
+  }
+  json next = nullptr;
+  if (rows->size() == limit) next = rows->back().id;
+  return json_response(200, json{{what, items}, {"next", next}});
+}
+
+void add_saga_gauges(mnemo::runtime::node& n,
+                     const mnemo::sagas::saga_index& index,
+                     const std::string& type) {
+  for (auto phase : {"running", "compensating", "completed", "compensated",
+                     "needs_attention"})
+    n.metrics().gauge_fn(
+        "mnemo_sagas", "Sagas by phase, from the saga index.",
+        {{"type", type}, {"phase", phase}},
+        [j = &n.journal(), index, type, phase] {
+          auto counts = index.counts(*j, type);
+          if (!counts) return std::nan("");
+          auto i = counts->find(phase);
+          return i == counts->end() ? 0.0 : static_cast<double>(i->second);
+        });
+}
+
+httpd::response health(mnemo::runtime::node& n) {
+  auto& j = n.journal();
+  if (auto err = j.failure())
+    return json_response(
+        503, json{{"status", "failed"}, {"message", err.to_string()}});
+  return json_response(
+      200, json{{"status", "ok"}, {"head_position", j.head_position()}});
+}
+
+httpd::response metrics(mnemo::runtime::node& n) {
+  return {200, n.metrics().render(), "text/plain; version=0.0.4"};
+}
+
+}  // namespace examples

@@ -1,0 +1,56 @@
+#pragma once
+
+// Pieces the example services share: JSON answers, the HTTP answer for a
+// runtime error, saga listings from the saga index, and the saga gauges.
+
+#include <functional>
+#include <string>
+
+#include <caf/error.hpp>
+#include <nlohmann/json.hpp>
+
+#include "../http/http_server.hpp"
+#include "mnemo/sagas/saga_index.hpp"
+
+namespace mnemo::runtime {
+class node;
+}  // namespace mnemo::runtime
+
+namespace examples {
+
+httpd::response json_response(unsigned status, const nlohmann::json& body);
+
+/// Returns the message an error carries as its context, or its description.
+std::string context_text(const caf::error& err);
+
+/// The HTTP answer for an error that is not a business rejection: 503
+/// `timeout` (outcome unknown), 404 `not_found`, 503 `unavailable`
+/// (stopped or overloaded entity), 503 `storage_unavailable`, else 500
+/// `internal`.
+httpd::response runtime_error_response(const caf::error& err);
+
+/// The status a client sees for saga phase `phase`: a compensating saga is
+/// still "running".
+const char* public_status(const std::string& phase);
+
+/// `{"id","status","phase","error"?}` of a saga.
+nlohmann::json saga_json(const mnemo::sagas::saga_status& st);
+
+/// Answers `GET /<what>?status=PHASE&after=ID&limit=N` from `index`:
+/// `{"<what>":[...],"next":ID|null}`.
+httpd::response list_sagas(const mnemo::sagas::saga_index& index,
+                           mnemo::runtime::node& n, const std::string& type,
+                           const std::string& phase, const std::string& after,
+                           size_t limit, const std::string& what);
+
+/// Publishes `mnemo_sagas{type,phase}` gauges of saga type `type`, read
+/// from `index` when scraped.
+void add_saga_gauges(mnemo::runtime::node& n,
+                     const mnemo::sagas::saga_index& index,
+                     const std::string& type);
+
+/// Answers `GET /health` and `GET /metrics`.
+httpd::response health(mnemo::runtime::node& n);
+httpd::response metrics(mnemo::runtime::node& n);
+
+}  // namespace examples
