@@ -9,6 +9,9 @@
 #include <string>
 #include <variant>
 
+#include "../http/admin_api.hpp"
+#include "../http/api_support.hpp"
+
 namespace bank::api {
 
 /// Limits the API enforces on input.
@@ -73,25 +76,14 @@ struct get_totals {};
 struct get_health {};
 /// GET /metrics
 struct get_metrics {};
-/// GET /admin/projections: the status of every projection.
-struct list_projections {};
-/// POST /admin/projections/{name}/{pause|resume|rebuild}
-struct manage_projection {
-  std::string name;
-  std::string action;
-};
-/// GET /admin/projections/{name}/dead-letters[?from=POSITION&limit=N]
-struct list_dead_letters {
-  std::string name;
-  uint64_t from = 0;
-  size_t limit = 100;
-};
-/// POST /admin/projections/{name}/dead-letters/{position}/{retry|drop}
-struct manage_dead_letter {
-  std::string name;
-  uint64_t position = 0;
-  std::string action;
-};
+/// GET /admin/projections, POST /admin/projections/{name}/{pause|resume|
+/// rebuild}, GET .../{name}/dead-letters[?from&limit], POST
+/// .../{name}/dead-letters/{position}/{retry|drop}: shared by the example
+/// nodes, see admin_api.hpp.
+using httpd::admin_api::list_dead_letters;
+using httpd::admin_api::list_projections;
+using httpd::admin_api::manage_dead_letter;
+using httpd::admin_api::manage_projection;
 
 using operation =
     std::variant<open_account, move_money, close_account, get_account,
@@ -100,11 +92,7 @@ using operation =
                  manage_projection, list_dead_letters, manage_dead_letter>;
 
 /// A request the API refuses: HTTP status, error code, message.
-struct client_error {
-  unsigned status = 400;
-  std::string code;
-  std::string message;
-};
+using client_error = httpd::api_support::client_error;
 
 using parsed = std::variant<operation, client_error>;
 
@@ -113,7 +101,9 @@ using parsed = std::variant<operation, client_error>;
 /// `wrong_type`, `invalid_amount` (not a positive integer or above
 /// `max_amount`), `invalid_id` (empty, too long, or other characters than
 /// `[A-Za-z0-9._-]`), `invalid_owner`, `same_account` (transfer to itself),
-/// `invalid_query` (a listing without a known status or with a bad limit).
+/// `invalid_query` (a listing without a known status, with a bad limit, or
+/// with a malformed percent-escape; query values are percent-decoded, path
+/// segments are not).
 parsed parse(const std::string& method, const std::string& target,
              const std::string& body, const limits& lim = {});
 
