@@ -5,6 +5,7 @@
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
+#include "../common/admin.hpp"
 #include "../common/service_support.hpp"
 #include "account.hpp"
 #include "balances.hpp"
@@ -77,29 +78,10 @@ void respond(const job_ptr& j, httpd::response res) {
 // The actor between the HTTP threads and the registries: every command
 // becomes one pipelined request; the reply goes back through the
 // responder (which posts to the connection's strand).
-json status_json(const mnemo::actors::projection_status& st) {
-  json result{{"name", st.name},     {"offset", st.offset},
-              {"head", st.head},     {"lag", st.lag},
-              {"paused", st.paused}, {"attempts", st.attempts}};
-  if (!st.last_error.empty()) result["last_error"] = st.last_error;
-  return result;
-}
-
 caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                       caf::actor transfers, caf::actor projections,
                       std::vector<std::string> projection_names,
                       std::chrono::milliseconds timeout) {
-  // Asks projection `name` (through the supervisor) for its status.
-  auto status_of = [=](const std::string& name,
-                       std::function<void(caf::expected<json>)> then) {
-    self->request(projections, timeout, route_atom::value, name,
-                  caf::make_message(mnemo::actors::status_atom::value))
-        .then(
-            [then](mnemo::actors::projection_status& st) {
-              then(status_json(st));
-            },
-            [then](caf::error& err) { then(std::move(err)); });
-  };
   auto command = [=](job_ptr j, const std::string& id, account::command cmd,
                      const std::string& command_id, unsigned status,
                      std::function<json(int64_t)> body) {
@@ -177,81 +159,13 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                       respond(j, json_response(200, saga_json(st)));
                     },
                     [j](caf::error& err) { respond(j, error_of(err)); });
-          } else if constexpr (std::is_same_v<T, api::list_projections>) {
-            auto all = std::make_shared<json>(json::array());
-            auto left = std::make_shared<size_t>(names.size());
-            for (auto& name : names)
-              status_of(name, [j, all, left, name](caf::expected<json> st) {
-                all->push_back(
-                    st ? *st
-                       : json{{"name", name},
-                              {"error", mnemo::runtime::describe(st.error())}});
-                if (--*left == 0)
-                  respond(j, json_response(200, json{{"projections", *all}}));
-              });
-          } else if constexpr (std::is_same_v<T, api::manage_projection>) {
-            caf::message msg;
-            if (op.action == "pause")
-              msg = caf::make_message(mnemo::actors::pause_atom::value);
-            else if (op.action == "resume")
-              msg = caf::make_message(mnemo::actors::resume_atom::value);
-            else
-              msg = caf::make_message(mnemo::actors::rebuild_atom::value);
-            self->request(projections, timeout, route_atom::value, op.name, msg)
-                .then(
-                    [=]() {
-                      status_of(op.name, [j](caf::expected<json> st) {
-                        respond(j, st ? json_response(200, *st)
-                                      : error_of(st.error()));
-                      });
-                    },
-                    [j](caf::error& err) { respond(j, error_of(err)); });
-          } else if constexpr (std::is_same_v<T, api::list_dead_letters>) {
-            self->request(
-                    projections, timeout, route_atom::value, op.name,
-                    caf::make_message(mnemo::actors::dead_letters_atom::value,
-                                      op.from, uint64_t{op.limit}))
-                .then(
-                    [j](std::vector<mnemo::actors::dead_letter_info>& all) {
-                      json items = json::array();
-                      for (auto& d : all)
-                        items.push_back({{"position", d.position},
-                                         {"stream", d.stream_id},
-                                         {"sequence", d.sequence},
-                                         {"type", d.type},
-                                         {"error", d.error},
-                                         {"attempts", d.attempts},
-                                         {"parked_at_ms", d.parked_at_ms}});
-                      respond(
-                          j, json_response(200, json{{"dead_letters", items}}));
-                    },
-                    [j](caf::error& err) { respond(j, error_of(err)); });
-          } else if constexpr (std::is_same_v<T, api::manage_dead_letter>) {
-            auto pos = op.position;
-            if (op.action == "drop") {
-              self->request(projections, timeout, route_atom::value, op.name,
-                            caf::make_message(
-                                mnemo::actors::drop_dead_atom::value, pos))
-                  .then(
-                      [j, pos](bool existed) {
-                        if (!existed)
-                          return respond(j, httpd::error_response(
-                                                404, "unknown_dead_letter",
-                                                "no dead letter at position " +
-                                                    std::to_string(pos)));
-                        respond(j, json_response(200, json{{"dropped", pos}}));
-                      },
-                      [j](caf::error& err) { respond(j, error_of(err)); });
-            } else {
-              self->request(projections, timeout, route_atom::value, op.name,
-                            caf::make_message(
-                                mnemo::actors::retry_dead_atom::value, pos))
-                  .then(
-                      [j, pos]() {
-                        respond(j, json_response(200, json{{"retried", pos}}));
-                      },
-                      [j](caf::error& err) { respond(j, error_of(err)); });
-            }
+          } else if constexpr (std::is_same_v<T, api::list_projections> ||
+                               std::is_same_v<T, api::manage_projection> ||
+                               std::is_same_v<T, api::list_dead_letters> ||
+                               std::is_same_v<T, api::manage_dead_letter>) {
+            run_admin(self, projections, names, timeout,
+                      httpd::admin_api::operation{op},
+                      [j](httpd::response res) { respond(j, std::move(res)); });
           } else {
             respond(j, httpd::error_response(500, "internal",
                                              "not a gateway operation"));

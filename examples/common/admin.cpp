@@ -1,0 +1,128 @@
+#include "admin.hpp"
+
+#include <memory>
+
+#include <caf/event_based_actor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "mnemo/actors/projection.hpp"
+#include "mnemo/runtime/entity_registry.hpp"
+#include "mnemo/runtime/error.hpp"
+#include "service_support.hpp"
+
+namespace examples {
+namespace {
+
+using json = nlohmann::json;
+using mnemo::runtime::route_atom;
+using done_fn = std::function<void(httpd::response)>;
+
+json status_json(const mnemo::actors::projection_status& st) {
+  json result{{"name", st.name},     {"offset", st.offset},
+              {"head", st.head},     {"lag", st.lag},
+              {"paused", st.paused}, {"attempts", st.attempts}};
+  if (!st.last_error.empty()) result["last_error"] = st.last_error;
+  return result;
+}
+
+// Asks projection `name` (through the supervisor) for its status.
+void status_of(caf::event_based_actor* self, const caf::actor& projections,
+               std::chrono::milliseconds timeout, const std::string& name,
+               std::function<void(caf::expected<json>)> then) {
+  self->request(projections, timeout, route_atom::value, name,
+                caf::make_message(mnemo::actors::status_atom::value))
+      .then(
+          [then](mnemo::actors::projection_status& st) {
+            then(status_json(st));
+          },
+          [then](caf::error& err) { then(std::move(err)); });
+}
+
+}  // namespace
+
+void run_admin(caf::event_based_actor* self, const caf::actor& projections,
+               const std::vector<std::string>& names,
+               std::chrono::milliseconds timeout,
+               const httpd::admin_api::operation& op, done_fn done) {
+  namespace admin = httpd::admin_api;
+  auto fail = [done](caf::error& err) { done(runtime_error_response(err)); };
+  if (std::holds_alternative<admin::list_projections>(op)) {
+    auto all = std::make_shared<json>(json::array());
+    auto left = std::make_shared<size_t>(names.size());
+    if (names.empty()) done(json_response(200, json{{"projections", *all}}));
+    for (auto& name : names)
+      status_of(
+          self, projections, timeout, name,
+          [done, all, left, name](caf::expected<json> st) {
+            all->push_back(
+                st ? *st
+                   : json{{"name", name},
+                          {"error", mnemo::runtime::describe(st.error())}});
+            if (--*left == 0)
+              done(json_response(200, json{{"projections", *all}}));
+          });
+  } else if (auto* m = std::get_if<admin::manage_projection>(&op)) {
+    caf::message msg;
+    if (m->action == "pause")
+      msg = caf::make_message(mnemo::actors::pause_atom::value);
+    else if (m->action == "resume")
+      msg = caf::make_message(mnemo::actors::resume_atom::value);
+    else
+      msg = caf::make_message(mnemo::actors::rebuild_atom::value);
+    self->request(projections, timeout, route_atom::value, m->name, msg)
+        .then(
+            [=, name = m->name]() {
+              status_of(self, projections, timeout, name,
+                        [done](caf::expected<json> st) {
+                          done(st ? json_response(200, *st)
+                                  : runtime_error_response(st.error()));
+                        });
+            },
+            fail);
+  } else if (auto* l = std::get_if<admin::list_dead_letters>(&op)) {
+    self->request(projections, timeout, route_atom::value, l->name,
+                  caf::make_message(mnemo::actors::dead_letters_atom::value,
+                                    l->from, uint64_t{l->limit}))
+        .then(
+            [done](std::vector<mnemo::actors::dead_letter_info>& all) {
+              json items = json::array();
+              for (auto& d : all)
+                items.push_back({{"position", d.position},
+                                 {"stream", d.stream_id},
+                                 {"sequence", d.sequence},
+                                 {"type", d.type},
+                                 {"error", d.error},
+                                 {"attempts", d.attempts},
+                                 {"parked_at_ms", d.parked_at_ms}});
+              done(json_response(200, json{{"dead_letters", items}}));
+            },
+            fail);
+  } else if (auto* d = std::get_if<admin::manage_dead_letter>(&op)) {
+    auto pos = d->position;
+    if (d->action == "drop") {
+      self->request(
+              projections, timeout, route_atom::value, d->name,
+              caf::make_message(mnemo::actors::drop_dead_atom::value, pos))
+          .then(
+              [done, pos](bool existed) {
+                if (!existed)
+                  return done(httpd::error_response(
+                      404, "unknown_dead_letter",
+                      "no dead letter at position " + std::to_string(pos)));
+                done(json_response(200, json{{"dropped", pos}}));
+              },
+              fail);
+    } else {
+      self->request(
+              projections, timeout, route_atom::value, d->name,
+              caf::make_message(mnemo::actors::retry_dead_atom::value, pos))
+          .then(
+              [done, pos]() {
+                done(json_response(200, json{{"retried", pos}}));
+              },
+              fail);
+    }
+  }
+}
+
+}  // namespace examples

@@ -1,0 +1,357 @@
+#include "orders_service.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <nlohmann/json.hpp>
+
+#include "../common/admin.hpp"
+#include "../common/service_support.hpp"
+#include "fulfilment.hpp"
+#include "inventory.hpp"
+#include "mnemo/actors/aggregate_registry.hpp"
+#include "mnemo/actors/projection.hpp"
+#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/node.hpp"
+#include "mnemo/runtime/supervisor.hpp"
+#include "mnemo/sagas/saga.hpp"
+#include "mnemo/sagas/saga_inbox.hpp"
+#include "mnemo/sagas/saga_index.hpp"
+#include "mnemo/sagas/saga_trigger.hpp"
+#include "order.hpp"
+#include "order_summary.hpp"
+#include "payment.hpp"
+#include "payment_gateway.hpp"
+#include "shipment.hpp"
+
+namespace orders {
+namespace {
+
+/// A request on its way from an HTTP thread to the gateway actor.
+struct job {
+  api::operation op;
+  httpd::responder reply;
+  std::chrono::steady_clock::time_point started;
+  mnemo::runtime::metric_histogram* latency;
+};
+using job_ptr = std::shared_ptr<job>;
+
+}  // namespace
+}  // namespace orders
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(orders::job_ptr)
+
+namespace orders {
+namespace {
+
+using namespace examples;
+using json = nlohmann::json;
+using mnemo::runtime::route_atom;
+
+// Maps an actor's error to the HTTP answer.
+httpd::response error_of(const caf::error& err) {
+  if (err.category() != error_category) return runtime_error_response(err);
+  auto code = static_cast<errc>(err.code());
+  unsigned status = 409;
+  switch (code) {
+    case errc::unknown_order:
+    case errc::unknown_sku:
+      status = 404;
+      break;
+    case errc::invalid_input:
+      status = 400;
+      break;
+    case errc::already_exists:
+    case errc::invalid_state:
+    case errc::insufficient_stock:
+    case errc::payment_declined:
+    case errc::not_captured:
+      break;
+    default:
+      return httpd::error_response(500, "internal", context_text(err));
+  }
+  return httpd::error_response(status, to_string(code), context_text(err));
+}
+
+void respond(const job_ptr& j, httpd::response res) {
+  j->latency->observe(std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - j->started)
+                          .count());
+  j->reply(std::move(res));
+}
+
+json summary_json(const order_summary& s) {
+  json result{{"id", s.id},           {"customer", s.customer},
+              {"sku", s.sku},         {"quantity", s.quantity},
+              {"amount", s.amount},   {"status", s.status},
+              {"payment", s.payment}, {"placed_at_ms", s.placed_at_ms}};
+  if (!s.tracking.empty()) result["tracking"] = s.tracking;
+  if (!s.reason.empty()) result["reason"] = s.reason;
+  return result;
+}
+
+struct registries {
+  caf::actor orders;
+  caf::actor stock;
+  caf::actor fulfilments;
+  caf::actor projections;
+  std::vector<std::string> projection_names;
+};
+
+// The actor between the HTTP threads and the registries: every command
+// becomes one pipelined request; the reply goes back through the
+// responder (which posts to the connection's strand).
+caf::behavior gateway(caf::event_based_actor* self, registries to,
+                      std::chrono::milliseconds timeout) {
+  return {[=](job_ptr& j) {
+    auto fail = [j](caf::error& err) { respond(j, error_of(err)); };
+    std::visit(
+        [&](auto& op) {
+          using T = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<T, api::place_order>) {
+            // One command id per order: placing it again answers the
+            // original result and places nothing.
+            self->request(to.orders, timeout, route_atom::value, op.id,
+                          mnemo::actors::command_message<order>(
+                              orders::place_order{op.customer, op.sku,
+                                                  op.quantity, op.unit_price},
+                              "place"))
+                .then(
+                    [j, op](order_reply&) {
+                      respond(j, json_response(
+                                     202, json{{"id", op.id},
+                                               {"status", "placed"},
+                                               {"amount",
+                                                op.quantity * op.unit_price}}));
+                    },
+                    fail);
+          } else if constexpr (std::is_same_v<T, api::cancel_order>) {
+            self->request(to.orders, timeout, route_atom::value, op.id,
+                          mnemo::actors::command_message<order>(
+                              orders::cancel_order{"cancelled by the customer"},
+                              op.command_id))
+                .then(
+                    [j, id = op.id](order_reply& r) {
+                      respond(j,
+                              json_response(
+                                  200, json{{"id", id}, {"status", r.status}}));
+                    },
+                    fail);
+          } else if constexpr (std::is_same_v<T, api::add_stock>) {
+            self->request(to.stock, timeout, route_atom::value, op.sku,
+                          mnemo::actors::command_message<inventory>(
+                              orders::add_stock{op.quantity}, op.command_id))
+                .then(
+                    [j, sku = op.sku](inventory_reply& r) {
+                      respond(j, json_response(
+                                     200, json{{"sku", sku},
+                                               {"on_hand", r.on_hand},
+                                               {"available", r.available}}));
+                    },
+                    fail);
+          } else if constexpr (std::is_same_v<T, api::get_stock>) {
+            self->request(to.stock, timeout, route_atom::value, op.sku,
+                          caf::make_message(mnemo::actors::state_atom::value))
+                .then(
+                    [j, sku = op.sku](inventory_state& s, uint64_t version) {
+                      if (!s.exists)
+                        return respond(j, httpd::error_response(
+                                              404, "unknown_sku",
+                                              "no stock of '" + sku + "'"));
+                      respond(j,
+                              json_response(
+                                  200, json{{"sku", sku},
+                                            {"on_hand", s.on_hand},
+                                            {"available", s.available()},
+                                            {"reservations", s.reserved.size()},
+                                            {"version", version}}));
+                    },
+                    fail);
+          } else if constexpr (std::is_same_v<T, api::get_fulfilment>) {
+            self->request(to.fulfilments, timeout, route_atom::value, op.id,
+                          caf::make_message(mnemo::sagas::status_atom::value))
+                .then(
+                    [j, id = op.id](mnemo::sagas::saga_status& st) {
+                      if (st.status == "new")
+                        return respond(
+                            j, httpd::error_response(
+                                   404, "unknown_fulfilment",
+                                   "no fulfilment of order '" + id + "'"));
+                      respond(j, json_response(200, saga_json(st)));
+                    },
+                    fail);
+          } else if constexpr (std::is_same_v<T, api::list_projections> ||
+                               std::is_same_v<T, api::manage_projection> ||
+                               std::is_same_v<T, api::list_dead_letters> ||
+                               std::is_same_v<T, api::manage_dead_letter>) {
+            run_admin(self, to.projections, to.projection_names, timeout,
+                      httpd::admin_api::operation{op},
+                      [j](httpd::response res) { respond(j, std::move(res)); });
+          } else {
+            respond(j, httpd::error_response(500, "internal",
+                                             "not a gateway operation"));
+          }
+        },
+        j->op);
+  }};
+}
+
+}  // namespace
+
+struct service::impl {
+  mnemo::runtime::node* node = nullptr;
+  service_options opts;
+  mnemo::sagas::saga_index sagas;
+  registries to;
+  caf::actor gateway;
+  mnemo::runtime::metric_histogram* latency = nullptr;
+
+  explicit impl(mnemo::runtime::node& n) : node(&n), sagas(n.registry()) {}
+
+  // Queries of the read models and the node, answered on the I/O thread.
+  std::optional<httpd::response> query(const api::operation& op) {
+    auto& j = node->journal();
+    if (auto* g = std::get_if<api::get_order>(&op)) {
+      auto row = get_order(j, g->id);
+      if (!row)
+        return httpd::error_response(500, "internal", row.error().to_string());
+      if (!*row || (*row)->status.empty())
+        return httpd::error_response(
+            404, "unknown_order",
+            "no order '" + g->id + "' in the order summary read model");
+      return json_response(200, summary_json(**row));
+    }
+    if (auto* l = std::get_if<api::list_orders>(&op)) {
+      std::optional<std::string> status;
+      if (!l->status.empty()) status = l->status;
+      auto rows = list_orders(j, status, l->after, l->limit);
+      if (!rows)
+        return httpd::error_response(500, "internal", rows.error().to_string());
+      json items = json::array();
+      for (auto& r : *rows) items.push_back(summary_json(r));
+      json next = nullptr;
+      if (rows->size() == l->limit) next = rows->back().id;
+      return json_response(200, json{{"orders", items}, {"next", next}});
+    }
+    if (std::holds_alternative<api::get_totals>(op)) {
+      auto totals = order_totals(j);
+      if (!totals)
+        return httpd::error_response(500, "internal",
+                                     totals.error().to_string());
+      json by_status = json::object();
+      for (auto& [status, n] : totals->by_status) by_status[status] = n;
+      return json_response(
+          200, json{{"orders", by_status}, {"revenue", totals->revenue}});
+    }
+    if (auto* l = std::get_if<api::list_fulfilments>(&op))
+      return list_sagas(sagas, *node, fulfilment::type_name, l->phase, l->after,
+                        l->limit, "fulfilments");
+    if (std::holds_alternative<api::get_health>(op)) return health(*node);
+    if (std::holds_alternative<api::get_metrics>(op)) return metrics(*node);
+    return std::nullopt;
+  }
+};
+
+std::unique_ptr<service> service::start(mnemo::runtime::node& n,
+                                        service_options opts,
+                                        std::string& error) {
+  auto ptr = std::make_unique<impl>(n);
+  ptr->opts = opts;
+  order::register_types(n.registry());
+  inventory::register_types(n.registry());
+  payment::register_types(n.registry());
+  shipment::register_types(n.registry());
+  mnemo::sagas::register_types(n.registry());
+  auto& to = ptr->to;
+  to.orders = mnemo::actors::spawn_aggregate_registry<order>(n);
+  to.stock = mnemo::actors::spawn_aggregate_registry<inventory>(n);
+  auto payments = mnemo::actors::spawn_aggregate_registry<payment>(n);
+  auto shipments = mnemo::actors::spawn_aggregate_registry<shipment>(n);
+  fulfilment::payment_timeout = opts.payment_timeout;
+  mnemo::sagas::saga_context ctx{&n.journal(),
+                                 &n.registry(),
+                                 &n.completions(),
+                                 {{order::type_name, to.orders},
+                                  {inventory::type_name, to.stock},
+                                  {payment::type_name, payments},
+                                  {shipment::type_name, shipments}},
+                                 {}};
+  auto saga_opts = n.config().registry_settings();
+  saga_opts.metrics = &n.metrics();
+  saga_opts.entity_type = "saga.fulfilment";
+  to.fulfilments =
+      mnemo::sagas::spawn_saga_registry<fulfilment>(n.system(), ctx, saga_opts);
+  n.track(to.fulfilments);
+  auto resumed = mnemo::sagas::resume_unfinished<fulfilment>(
+      n.journal(), n.registry(), to.fulfilments);
+  if (!resumed) {
+    error = "resuming fulfilments: " + resumed.error().to_string();
+    return nullptr;
+  }
+  gateway_options pay;
+  pay.failure_rate = opts.payment_failure_rate;
+  pay.seed = opts.payment_seed;
+  mnemo::actors::projection_context pctx{&n.journal(), &n.completions(),
+                                         n.event_bus(), &n.metrics()};
+  // The projections run under a supervisor: a failed one restarts with
+  // backoff from its stored offset; management messages are routed to the
+  // current instance by name.
+  std::vector<mnemo::runtime::child_spec> children;
+  for (auto spec : {order_summary_projection(n.registry()),
+                    fulfilment_trigger(n.registry()), fulfilment_router(),
+                    payment_gateway(payments, pay), ptr->sagas.projection()}) {
+    to.projection_names.push_back(spec.name);
+    children.push_back({spec.name, [pctx, spec](caf::actor_system& sys) {
+                          auto p =
+                              mnemo::actors::spawn_projection(sys, pctx, spec);
+                          return p ? *p : caf::actor{};
+                        }});
+  }
+  mnemo::runtime::supervisor_options sup_opts;
+  sup_opts.restarts = n.config().restart_settings();
+  auto sup = mnemo::runtime::spawn_supervisor(n.system(), std::move(children),
+                                              sup_opts);
+  if (!sup) {
+    error = n.system().render(sup.error());
+    return nullptr;
+  }
+  to.projections = *sup;
+  n.track(*sup);
+  n.track(mnemo::sagas::spawn_saga_starter<fulfilment>(
+      n.system(), n.journal(), n.completions(), to.fulfilments, n.event_bus()));
+  n.track(mnemo::sagas::spawn_saga_inbox<fulfilment>(
+      n.system(), n.journal(), n.completions(), to.fulfilments, n.event_bus()));
+  add_saga_gauges(n, ptr->sagas, fulfilment::type_name);
+  ptr->gateway = n.system().spawn(gateway, to, opts.request_timeout);
+  n.track(ptr->gateway);
+  ptr->latency = &n.metrics().histogram(
+      "mnemo_http_request_seconds", "HTTP request durations.", {},
+      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+       10});
+  return std::unique_ptr<service>{new service(std::move(ptr))};
+}
+
+service::service(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
+
+service::~service() = default;
+
+void service::handle(httpd::request&& req, httpd::responder reply) {
+  auto& m = impl_->node->metrics();
+  auto parsed =
+      api::parse(req.method, req.target, req.body, impl_->opts.limits);
+  if (auto* err = std::get_if<api::client_error>(&parsed)) {
+    m.counter("mnemo_http_client_errors_total",
+              "Requests refused before reaching an actor.",
+              {{"code", err->code}})
+        .inc();
+    return reply(httpd::error_response(err->status, err->code, err->message));
+  }
+  auto& op = std::get<api::operation>(parsed);
+  if (auto answer = impl_->query(op)) return reply(std::move(*answer));
+  auto j = std::make_shared<job>(job{std::move(op), std::move(reply),
+                                     std::chrono::steady_clock::now(),
+                                     impl_->latency});
+  caf::anon_send(impl_->gateway, std::move(j));
+}
+
+}  // namespace orders
