@@ -694,7 +694,7 @@ struct inbox_fixture : fixture {
     start_inbox();
   }
 
-  void spawn_matchers() {
+  void spawn_matchers(runtime::registry_options opts = {}) {
     sagas::saga_context ctx;
     ctx.journal = &journal();
     ctx.registry = &registry();
@@ -702,7 +702,7 @@ struct inbox_fixture : fixture {
     ctx.targets = {{"account", accounts}};
     auto now = clock;
     ctx.wall_ms = [now] { return *now; };
-    matchers = sagas::spawn_saga_registry<matcher>(system(), ctx, {});
+    matchers = sagas::spawn_saga_registry<matcher>(system(), ctx, opts);
     run();
   }
 
@@ -716,6 +716,20 @@ struct inbox_fixture : fixture {
     for (auto& a : {matchers, router, inbox})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     run();
+  }
+
+  // (active, passivations) of the matcher registry.
+  std::pair<size_t, size_t> matcher_stats() {
+    auto out = std::make_shared<std::pair<size_t, size_t>>(99, 99);
+    auto dest = matchers;
+    system().spawn([=](caf::event_based_actor* self) {
+      self->request(dest, caf::infinite, runtime::stats_atom::value)
+          .then([=](size_t active, size_t passivations, size_t) {
+            *out = {active, passivations};
+          });
+    });
+    run();
+    return *out;
   }
 
   size_t pending() {
@@ -856,6 +870,45 @@ BOOST_AUTO_TEST_CASE(a_restarted_waiting_saga_resends_its_command_once) {
   f.deposit("a6", 100);
   BOOST_CHECK_EQUAL(f.status(f.matchers, "a6"), "completed");
   BOOST_CHECK_EQUAL(f.balance("a6"), 106);
+}
+
+BOOST_AUTO_TEST_CASE(a_passivated_waiting_saga_is_woken_by_its_event) {
+  inbox_fixture f;
+  caf::anon_send_exit(f.matchers, caf::exit_reason::user_shutdown);
+  f.run();
+  runtime::registry_options opts;
+  opts.idle_timeout = 1000ms;
+  f.spawn_matchers(opts);
+  caf::anon_send_exit(f.inbox, caf::exit_reason::kill);
+  f.run();
+  f.start_inbox();
+  f.open_and_start("a7");
+  BOOST_CHECK_EQUAL(f.matcher_stats().first, 1u);
+  for (int i = 0; i < 5; ++i) f.tick(500ms);
+  // Idle while waiting, without a deadline: passivated and not woken.
+  auto [active, passivations] = f.matcher_stats();
+  BOOST_CHECK_EQUAL(active, 0u);
+  BOOST_CHECK_GE(passivations, 1u);
+  f.deposit("a7", 100);  // the delivery activates it
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a7"), "completed");
+  BOOST_CHECK_EQUAL(f.balance("a7"), 106);
+}
+
+BOOST_AUTO_TEST_CASE(a_passivated_waiting_saga_wakes_for_its_deadline) {
+  inbox_fixture f;
+  matcher::timeout = 5000ms;
+  caf::anon_send_exit(f.matchers, caf::exit_reason::user_shutdown);
+  f.run();
+  runtime::registry_options opts;
+  opts.idle_timeout = 1000ms;
+  f.spawn_matchers(opts);
+  f.open_and_start("a8");
+  for (int i = 0; i < 5; ++i) f.tick(500ms);
+  BOOST_CHECK_EQUAL(f.matcher_stats().first, 0u);
+  for (int i = 0; i < 6; ++i) f.tick(500ms);
+  // Woken at its due time, it gave up and compensated on its own.
+  BOOST_CHECK_EQUAL(f.balance("a8"), 0);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a8"), "compensated");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
