@@ -11,10 +11,12 @@
 #include "balances.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/actors/projection.hpp"
+#include "mnemo/actors/remote_aggregate.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
 #include "mnemo/runtime/supervisor.hpp"
 #include "mnemo/sagas/saga.hpp"
+#include "mnemo/sagas/remote_saga.hpp"
 #include "mnemo/sagas/saga_index.hpp"
 #include "transfer.hpp"
 
@@ -236,6 +238,15 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   account::register_types(n.registry());
   mnemo::sagas::register_types(n.registry());
   ptr->accounts = mnemo::actors::spawn_aggregate_registry<account>(n);
+  // In a cluster, the registries the service and the sagas use are routers:
+  // an entity another member owns is served by that member.
+  auto* cluster = n.cluster();
+  if (cluster) {
+    ptr->accounts =
+        cluster->route(account::type_name, ptr->accounts,
+                       mnemo::actors::aggregate_protocol<account>());
+    n.track(ptr->accounts);
+  }
   mnemo::sagas::saga_context ctx{&n.journal(),
                                  &n.registry(),
                                  &n.completions(),
@@ -247,8 +258,15 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   ptr->transfers =
       mnemo::sagas::spawn_saga_registry<transfer>(n.system(), ctx, saga_opts);
   n.track(ptr->transfers);
+  auto local_transfers = ptr->transfers;
+  if (cluster) {
+    ptr->transfers =
+        cluster->route("saga.transfer", local_transfers,
+                       mnemo::sagas::saga_protocol<transfer>());
+    n.track(ptr->transfers);
+  }
   auto resumed = mnemo::sagas::resume_unfinished<transfer>(
-      n.journal(), n.registry(), ptr->transfers);
+      n.journal(), n.registry(), local_transfers);
   if (!resumed) {
     error = "resuming transfers: " + resumed.error().to_string();
     return nullptr;

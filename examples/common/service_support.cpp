@@ -32,6 +32,9 @@ httpd::response runtime_error_response(const caf::error& err) {
   if (is(err, errc::not_found))
     return httpd::error_response(404, "not_found",
                                  mnemo::runtime::describe(err));
+  if (is(err, errc::owner_unavailable))
+    return httpd::error_response(503, "owner_unavailable",
+                                 mnemo::runtime::describe(err));
   if (is(err, errc::stash_overflow) || is(err, errc::entity_stopped) ||
       is(err, errc::restart_limit))
     return httpd::error_response(503, "unavailable",
@@ -108,8 +111,13 @@ httpd::response health(mnemo::runtime::node& n) {
   if (auto err = j.failure())
     return json_response(
         503, json{{"status", "failed"}, {"message", err.to_string()}});
-  return json_response(
-      200, json{{"status", "ok"}, {"head_position", j.head_position()}});
+  json body{{"status", "ok"}, {"head_position", j.head_position()}};
+  if (auto* c = n.cluster())
+    body["cluster"] = json{{"node", c->self()},
+                           {"members", c->view().members().size()},
+                           {"shards", c->view().shards()},
+                           {"connected", c->connected()}};
+  return json_response(200, body);
 }
 
 httpd::response metrics(mnemo::runtime::node& n) {

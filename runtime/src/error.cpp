@@ -57,6 +57,10 @@ const char* to_string(errc x) noexcept {
       return "restart_limit";
     case errc::not_found:
       return "not_found";
+    case errc::owner_unavailable:
+      return "owner_unavailable";
+    case errc::join_refused:
+      return "join_refused";
   }
   return "unknown";
 }

@@ -1,13 +1,39 @@
 #include "mnemo/runtime/node.hpp"
 
+#include <iostream>
+#include <mutex>
+
 #include <caf/actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/send.hpp>
 
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
 
 namespace mnemo::runtime {
+
+namespace {
+
+std::string json_escape(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\u00";
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xf]);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 node::node(node_config& cfg)
     : cfg_(cfg), metrics_(std::make_unique<runtime::metrics>()) {}
@@ -67,7 +93,41 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   result->journal_ = std::move(*j);
   result->add_journal_metrics();
   result->sink_ = std::make_unique<immediate_completions>();
+  if (cfg.cluster.enabled()) {
+    cfg.cluster.members.clear();
+    std::string item;
+    for (auto c : cfg.cluster_members + ",") {
+      if (c != ',') {
+        item.push_back(c);
+      } else if (!item.empty()) {
+        cfg.cluster.members.push_back(item);
+        item.clear();
+      }
+    }
+    cfg.load<caf::io::middleman>();
+    // Detects a silent peer (no FIN, e.g. a cut link) besides closed
+    // connections, which CAF notices at once.
+    cfg.set("middleman.heartbeat-interval",
+            caf::timespan{std::chrono::milliseconds{500}});
+    cfg.set("middleman.enable-automatic-connections", false);
+  }
   result->system_ = std::make_unique<caf::actor_system>(cfg);
+  if (cfg.cluster.enabled()) {
+    auto log = cfg.cluster_events;
+    if (!log)
+      log = [id = cfg.cluster.node_id](const std::string& what,
+                                       const std::string& detail) {
+        static std::mutex mtx;
+        std::lock_guard<std::mutex> guard{mtx};
+        std::cout << "{\"event\":\"cluster\",\"node\":\"" << id
+                  << "\",\"what\":\"" << what << "\",\"detail\":\""
+                  << json_escape(detail) << "\"}" << std::endl;
+      };
+    auto c = cluster::start(*result->system_, cfg.cluster, std::move(log));
+    if (!c) return c.error();
+    result->cluster_ = std::move(*c);
+    result->track(result->cluster_->endpoint());
+  }
   auto bus =
       spawn_event_bus(*result->system_, *result->journal_, *result->sink_);
   result->bus_ = bus.actor;

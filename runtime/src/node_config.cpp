@@ -32,6 +32,20 @@ node_config::node_config() {
            "restart intensity: failures allowed per window")
       .add(restart_within_s, "restart-within-s",
            "restart intensity window (seconds)");
+  opt_group{custom_options_, "cluster"}
+      .add(cluster.node_id, "node-id",
+           "this node's member id (no cluster if empty)")
+      .add(cluster_members, "members",
+           "every member as id@host:port, comma-separated, the same list on "
+           "every node")
+      .add(cluster.shards, "shards",
+           "number of shards (fixed for the cluster's life)")
+      .add(cluster.secret, "secret",
+           "shared secret (16+ characters) proven at join")
+      .add(cluster.retry_ms, "retry-ms",
+           "retry interval for unconnected members (ms)")
+      .add(cluster.request_timeout_ms, "request-timeout-ms",
+           "time for one request to another member (ms)");
   // On 2 cores, one worker per core was 30-45 % faster than CAF's default
   // of max(cores, 4) (PLATFORM.md). The command line still overrides it.
   auto cores = std::max(1u, std::thread::hardware_concurrency());

@@ -55,12 +55,15 @@ process::process(const std::string& binary, std::vector<std::string> args,
     if (n > 0) pending_.append(buf, static_cast<size_t>(n));
     auto nl = pending_.find('\n');
     if (nl != std::string::npos) {
-      auto line = nlohmann::json::parse(pending_.substr(0, nl), nullptr, false);
+      auto raw = pending_.substr(0, nl);
+      auto line = nlohmann::json::parse(raw, nullptr, false);
       pending_.erase(0, nl + 1);
       if (line.is_object() && line.value("event", "") == "listening") {
         port_ = line.value("port", uint16_t{0});
         return;
       }
+      early_.push_back(std::move(raw));
+      continue;  // more lines may be waiting
     }
     if (n == 0) break;  // the child closed stdout: it exited
   }
@@ -107,7 +110,8 @@ std::vector<std::string> process::drain_stdout() {
     if (n <= 0) break;
     pending_.append(buf, static_cast<size_t>(n));
   }
-  std::vector<std::string> lines;
+  auto lines = std::move(early_);
+  early_.clear();
   size_t nl;
   while ((nl = pending_.find('\n')) != std::string::npos) {
     lines.push_back(pending_.substr(0, nl));

@@ -44,8 +44,9 @@ class process {
   /// SIGKILL and reap.
   void kill();
 
-  /// Lines the process printed on stdout after the listening line, read
-  /// so far (call after it exited to get them all).
+  /// Lines the process printed on stdout except the listening line, read
+  /// so far and not returned before (call after it exited to get them
+  /// all).
   std::vector<std::string> drain_stdout();
 
  private:
@@ -53,6 +54,7 @@ class process {
   int out_fd_ = -1;
   uint16_t port_ = 0;
   std::string pending_;
+  std::vector<std::string> early_;  // lines before the listening line
   bool reaped_ = false;
 };
 

@@ -31,6 +31,11 @@ enum class errc : uint8_t {
   restart_limit = 5,
   /// No child or entity of that name exists.
   not_found = 6,
+  /// The cluster member that owns the entity is not connected; nothing was
+  /// sent. Retry once it is back.
+  owner_unavailable = 7,
+  /// A cluster member refused to join (other cluster view, wrong secret).
+  join_refused = 8,
 };
 
 /// Returns the name of `x`, e.g. "stash_overflow".

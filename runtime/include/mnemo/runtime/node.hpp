@@ -50,6 +50,9 @@ class node {
   /// whatever registries, projections and services add.
   runtime::metrics& metrics() noexcept { return *metrics_; }
 
+  /// This node's cluster membership, or null if it runs alone.
+  runtime::cluster* cluster() noexcept { return cluster_.get(); }
+
   /// Remembers `handle` so that shutdown sends it an exit message.
   void track(const caf::actor& handle);
 
@@ -64,6 +67,7 @@ class node {
   std::unique_ptr<persistence::journal> journal_;
   std::unique_ptr<completion_sink> sink_;
   std::unique_ptr<caf::actor_system> system_;
+  std::unique_ptr<runtime::cluster> cluster_;
   std::vector<caf::actor> tracked_;
   caf::actor bus_;
   uint64_t bus_listener_ = 0;

@@ -7,6 +7,7 @@
 #include <caf/expected.hpp>
 
 #include "mnemo/persistence/journal_config.hpp"
+#include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 
 namespace mnemo::runtime {
@@ -50,6 +51,16 @@ struct node_config : caf::actor_system_config {
   size_t restart_max = 10;
   /// --restart-within-s: the intensity window in seconds. Default: 60.
   size_t restart_within_s = 60;
+
+  /// --cluster.node-id, --cluster.members, --cluster.shards,
+  /// --cluster.secret, --cluster.retry-ms: this node as a cluster member
+  /// (see cluster.hpp); no cluster while the node id is empty.
+  cluster_settings cluster;
+  /// --cluster.members as given: "id@host:port,id@host:port,...".
+  std::string cluster_members;
+  /// Where cluster events (joins, refusals, members going away) are
+  /// reported; default: one JSON line each on stdout.
+  cluster_log cluster_events;
 
   node_config();
 

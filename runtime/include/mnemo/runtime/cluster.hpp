@@ -1,0 +1,124 @@
+#pragma once
+
+// Nodes of a cluster over CAF's middleman. Each node publishes one
+// endpoint actor on its member port and connects to every other member;
+// a join handshake checks that both sides share the cluster view (members
+// and shard count, `cluster_view::fingerprint`) and the cluster secret
+// (HMAC-SHA256 proofs in both directions, the secret never crosses the
+// wire). Entity registries are wrapped by routers: a command for an entity
+// whose shard another member owns travels to that member's endpoint as
+// bytes (a `remote_protocol` encodes it), is run against the owner's local
+// registry, and the reply comes back the same way. Many requests are in
+// flight per connection. Only strings, byte vectors and errors cross the
+// wire. While an owner is not connected, its entities' messages fail at
+// once with `errc::owner_unavailable`: never queued, never run elsewhere.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/message.hpp>
+
+#include "mnemo/runtime/cluster_view.hpp"
+
+namespace mnemo::runtime {
+
+/// Cluster options of a node (`--cluster.*`, see node_config).
+struct cluster_settings {
+  /// This node's member id; empty: no cluster.
+  std::string node_id;
+  /// Every member as "id@host:port", this node included; the same list on
+  /// every node.
+  std::vector<std::string> members;
+  /// Number of shards, fixed for the cluster's life.
+  size_t shards = 64;
+  /// Shared secret proven at join.
+  std::string secret;
+  /// How often an unconnected member is tried again, ms.
+  size_t retry_ms = 250;
+  /// Time for one remote request before it fails with `timeout`, ms.
+  size_t request_timeout_ms = 10000;
+
+  bool enabled() const noexcept { return !node_id.empty(); }
+};
+
+/// Bytes on the wire.
+using bytes = std::vector<char>;
+
+/// How the messages of one registry travel to another node.
+struct remote_protocol {
+  /// Requesting side: encodes a registry message (what `route_atom`
+  /// carries), or returns nothing for a message that cannot travel.
+  std::function<std::optional<bytes>(const caf::message&)> encode;
+  /// Requesting side: turns the owner's reply bytes to the original
+  /// message into the reply message.
+  std::function<caf::expected<caf::message>(const caf::message& request,
+                                            const bytes& reply)>
+      decode_reply;
+  /// Owning side: decodes `request`, runs it against `local` (the local
+  /// registry) through `self` for entity `id`, and calls `done` with the
+  /// encoded reply or the error.
+  std::function<void(caf::event_based_actor* self, const caf::actor& local,
+                     const std::string& id, const bytes& request,
+                     std::function<void(caf::expected<bytes>)> done)>
+      serve;
+};
+
+/// Logs one line (the node prints it as JSON).
+using cluster_log =
+    std::function<void(const std::string& what, const std::string& detail)>;
+
+/// The cluster membership of a running node.
+class cluster {
+ public:
+  /// Publishes this node's endpoint and starts connecting to the other
+  /// members. The actor system must have loaded `caf::io::middleman`.
+  /// Errors: `invalid_argument` for bad settings, the middleman's error if
+  /// the port cannot be opened.
+  static caf::expected<std::unique_ptr<cluster>> start(
+      caf::actor_system& sys, const cluster_settings& settings,
+      cluster_log log);
+
+  ~cluster();
+  cluster(const cluster&) = delete;
+  cluster& operator=(const cluster&) = delete;
+
+  const cluster_view& view() const noexcept { return *view_; }
+  const std::string& self() const noexcept { return self_; }
+  /// The endpoint actor (stop it with an exit message before the system).
+  const caf::actor& endpoint() const noexcept { return endpoint_; }
+  uint16_t port() const noexcept { return port_; }
+
+  /// Returns a registry for entities of `type` that forwards each
+  /// `(route_atom, id, message)` to `local` if this node owns the entity,
+  /// else through `protocol` to the owner; and serves requests of other
+  /// members for `type` from `local`.
+  caf::actor route(const std::string& type, const caf::actor& local,
+                   remote_protocol protocol);
+
+  /// Returns the ids of the members this node is connected to and joined
+  /// with, in id order.
+  std::vector<std::string> connected() const;
+
+ private:
+  cluster() = default;
+  caf::actor_system* sys_ = nullptr;
+  std::optional<cluster_view> view_;
+  std::string self_;
+  caf::actor endpoint_;
+  uint16_t port_ = 0;
+  size_t request_timeout_ms_ = 10000;
+  std::shared_ptr<struct cluster_state> state_;
+};
+
+/// Returns the hex HMAC-SHA256 of `text` under `key`.
+std::string hmac_hex(const std::string& key, const std::string& text);
+
+}  // namespace mnemo::runtime

@@ -1,0 +1,375 @@
+#include "mnemo/runtime/cluster.hpp"
+
+#include <map>
+#include <mutex>
+#include <set>
+
+#include <openssl/hmac.h>
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <caf/send.hpp>
+
+#include "mnemo/runtime/entity_registry.hpp"
+#include "mnemo/runtime/error.hpp"
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<mnemo::runtime::remote_protocol>)
+
+namespace mnemo::runtime {
+
+struct cluster_state {
+  explicit cluster_state(cluster_view v) : view(std::move(v)) {}
+  cluster_view view;
+  std::string self;
+  std::string secret;
+  std::chrono::milliseconds retry;
+  cluster_log log;
+  /// Members joined in both directions, for `cluster::connected`.
+  mutable std::mutex mtx;
+  std::set<std::string> joined;
+};
+
+namespace {
+
+using join_atom = caf::atom_constant<caf::atom("mn_join")>;
+using remote_atom = caf::atom_constant<caf::atom("mn_remote")>;
+using forward_atom = caf::atom_constant<caf::atom("mn_fwd")>;
+using serve_atom = caf::atom_constant<caf::atom("mn_serve")>;
+using tick_atom = caf::atom_constant<caf::atom("mn_ctick")>;
+using peers_atom = caf::atom_constant<caf::atom("mn_peers")>;
+
+// What a member proves at join: it knows the secret and shares the view.
+std::string join_proof(const std::string& secret, const std::string& from,
+                       const std::string& to, const std::string& view) {
+  return hmac_hex(secret, "join|" + from + "|" + to + "|" + view);
+}
+
+std::string welcome_proof(const std::string& secret, const std::string& from,
+                          const std::string& to, const std::string& view) {
+  return hmac_hex(secret, "welcome|" + from + "|" + to + "|" + view);
+}
+
+struct peer {
+  caf::actor handle;  // their endpoint, once we joined them
+  bool connecting = false;
+};
+
+class endpoint_actor : public caf::event_based_actor {
+ public:
+  endpoint_actor(caf::actor_config& cfg, std::shared_ptr<cluster_state> st)
+      : caf::event_based_actor(cfg), st_(std::move(st)) {}
+
+  const char* name() const override { return "mnemo.cluster"; }
+
+  caf::behavior make_behavior() override {
+    set_down_handler([this](caf::down_msg& msg) { on_down(msg); });
+    send(this, tick_atom::value);
+    return {
+        [this](
+            join_atom, const std::string& from, const std::string& fingerprint,
+            const std::string& proof) -> caf::result<std::string, std::string> {
+          return on_join(from, fingerprint, proof);
+        },
+        [this](tick_atom) {
+          connect_all();
+          delayed_send(this, st_->retry, tick_atom::value);
+        },
+        [this](serve_atom, const std::string& type, const caf::actor& local,
+               std::shared_ptr<remote_protocol> protocol) {
+          served_[type] = {local, std::move(protocol)};
+        },
+        [this](forward_atom, const std::string& owner, const std::string& type,
+               const std::string& id,
+               bytes& payload) -> caf::result<caf::message> {
+          auto i = peers_.find(owner);
+          if (i == peers_.end() || !i->second.handle)
+            return make_error(errc::owner_unavailable,
+                              "member '" + owner + "', owner of " + type +
+                                  " '" + id + "', is not connected");
+          return delegate(i->second.handle,
+                          caf::make_message(remote_atom::value, st_->self, type,
+                                            id, std::move(payload)));
+        },
+        [this](remote_atom, const std::string& from, const std::string& type,
+               const std::string& id, bytes& payload) -> caf::result<bytes> {
+          return on_remote(from, type, id, payload);
+        },
+        [this](peers_atom) {
+          std::vector<std::string> result;
+          for (auto& [id, p] : peers_)
+            if (p.handle) result.push_back(id);
+          return result;
+        },
+    };
+  }
+
+ private:
+  // -- joining ----------------------------------------------------------------
+
+  caf::result<std::string, std::string> on_join(const std::string& from,
+                                                const std::string& fingerprint,
+                                                const std::string& proof) {
+    auto& v = st_->view;
+    auto refuse = [&](const std::string& why) {
+      // Once per member and reason: a refused member retries all the time.
+      auto& last = refused_[from];
+      if (last != why) {
+        last = why;
+        st_->log("join_refused", "member '" + from + "': " + why);
+      }
+      return make_error(errc::join_refused,
+                        "refused by member '" + st_->self + "': " + why);
+    };
+    if (from == st_->self || !v.find(from))
+      return refuse("not a member of this cluster (" + v.fingerprint() + ")");
+    if (fingerprint != v.fingerprint())
+      return refuse("its cluster view '" + fingerprint + "' differs from '" +
+                    v.fingerprint() + "'");
+    if (proof != join_proof(st_->secret, from, st_->self, fingerprint))
+      return refuse("wrong cluster secret");
+    auto sender = current_sender();
+    if (!sender) return refuse("anonymous join");
+    inbound_[from] = sender->node();
+    refused_.erase(from);
+    st_->log("member_joined", "member '" + from + "' joined this node");
+    return caf::make_result(
+        st_->self, welcome_proof(st_->secret, st_->self, from, fingerprint));
+  }
+
+  void connect_all() {
+    auto mm = system().middleman().actor_handle();
+    for (auto& m : st_->view.members()) {
+      if (m.id == st_->self) continue;
+      auto& p = peers_[m.id];
+      if (p.handle || p.connecting) continue;
+      p.connecting = true;
+      auto id = m.id;
+      request(mm, std::chrono::seconds{2}, caf::connect_atom::value, m.host,
+              m.port)
+          .then(
+              [this, id](caf::node_id&, caf::strong_actor_ptr& ptr,
+                         std::set<std::string>&) {
+                auto h = caf::actor_cast<caf::actor>(ptr);
+                if (!h) return give_up(id, "no endpoint published");
+                join(id, h);
+              },
+              [this, id](caf::error& err) {
+                give_up(id, system().render(err));
+              });
+    }
+  }
+
+  void join(const std::string& id, caf::actor h) {
+    auto fp = st_->view.fingerprint();
+    request(h, std::chrono::seconds{5}, join_atom::value, st_->self, fp,
+            join_proof(st_->secret, st_->self, id, fp))
+        .then(
+            [this, id, h, fp](std::string& who, std::string& proof) {
+              if (who != id ||
+                  proof != welcome_proof(st_->secret, id, st_->self, fp)) {
+                st_->log("join_refused",
+                         "member '" + id + "' answered without the secret");
+                return give_up(id, "bad welcome");
+              }
+              auto& p = peers_[id];
+              p.connecting = false;
+              p.handle = h;
+              monitor(h);
+              {
+                std::lock_guard<std::mutex> guard{st_->mtx};
+                st_->joined.insert(id);
+              }
+              st_->log("joined", "joined member '" + id + "'");
+            },
+            [this, id](caf::error& err) {
+              give_up(id, describe(err), is(err, errc::join_refused));
+            });
+  }
+
+  void give_up(const std::string& id, const std::string& why,
+               bool refused = false) {
+    auto& p = peers_[id];
+    p.connecting = false;
+    if (why != last_failure_[id]) {
+      last_failure_[id] = why;
+      st_->log(refused ? "join_refused" : "connect_failed",
+               "member '" + id + "': " + why);
+    }
+  }
+
+  void on_down(const caf::down_msg& msg) {
+    for (auto& [id, p] : peers_) {
+      if (p.handle && p.handle.address() == msg.source) {
+        p.handle = nullptr;
+        {
+          std::lock_guard<std::mutex> guard{st_->mtx};
+          st_->joined.erase(id);
+        }
+        last_failure_[id].clear();
+        st_->log("member_down",
+                 "member '" + id + "' is gone: " + system().render(msg.reason));
+      }
+    }
+  }
+
+  // -- serving other members
+  // ----------------------------------------------------
+
+  caf::result<bytes> on_remote(const std::string& from, const std::string& type,
+                               const std::string& id, const bytes& payload) {
+    auto sender = current_sender();
+    auto i = inbound_.find(from);
+    if (!sender || i == inbound_.end() || i->second != sender->node()) {
+      st_->log("dropped", "request from '" + from + "' that has not joined");
+      return make_error(
+          errc::join_refused,
+          "member '" + from + "' has not joined '" + st_->self + "'");
+    }
+    auto s = served_.find(type);
+    if (s == served_.end())
+      return make_error(errc::not_found, "member '" + st_->self +
+                                             "' serves no type '" + type + "'");
+    if (st_->view.owner(type, id) != st_->self)
+      return make_error(
+          errc::owner_unavailable,
+          "member '" + st_->self + "' does not own " + type + " '" + id + "'");
+    auto rp = make_response_promise<bytes>();
+    auto& [local, protocol] = s->second;
+    protocol->serve(this, local, id, payload,
+                    [rp](caf::expected<bytes> reply) mutable {
+                      if (reply)
+                        rp.deliver(std::move(*reply));
+                      else
+                        rp.deliver(std::move(reply.error()));
+                    });
+    return rp;
+  }
+
+  std::shared_ptr<cluster_state> st_;
+  std::map<std::string, peer> peers_;
+  std::map<std::string, std::string> last_failure_;
+  std::map<std::string, caf::node_id> inbound_;
+  std::map<std::string, std::string> refused_;
+  std::map<std::string, std::pair<caf::actor, std::shared_ptr<remote_protocol>>>
+      served_;
+};
+
+// The registry of one type as the rest of the node sees it.
+caf::behavior router(caf::event_based_actor* self, std::string type,
+                     std::string me, const cluster_view* view, caf::actor local,
+                     caf::actor ep, std::shared_ptr<remote_protocol> protocol,
+                     std::chrono::milliseconds timeout) {
+  self->set_exit_handler(
+      [self](caf::exit_msg& msg) { self->quit(msg.reason); });
+  return {
+      [=](route_atom, const std::string& id,
+          caf::message& msg) -> caf::result<caf::message> {
+        auto& owner = view->owner(type, id);
+        if (owner == me)
+          return self->delegate(
+              local, caf::make_message(route_atom::value, id, std::move(msg)));
+        auto encoded = protocol->encode(msg);
+        if (!encoded)
+          return make_error(errc::invalid_argument,
+                            "this message to " + type + " '" + id +
+                                "' cannot travel to member '" + owner + "'");
+        auto rp = self->make_response_promise();
+        self->request(ep, timeout, forward_atom::value, owner, type, id,
+                      std::move(*encoded))
+            .then(
+                [rp, msg, protocol](bytes& reply) mutable {
+                  auto decoded = protocol->decode_reply(msg, reply);
+                  if (decoded)
+                    rp.deliver(std::move(*decoded));
+                  else
+                    rp.deliver(std::move(decoded.error()));
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+  };
+}
+
+}  // namespace
+
+std::string hmac_hex(const std::string& key, const std::string& text) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(text.data()), text.size(), out,
+       &len);
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string result;
+  for (unsigned int i = 0; i < len; ++i) {
+    result.push_back(digits[out[i] >> 4]);
+    result.push_back(digits[out[i] & 0xf]);
+  }
+  return result;
+}
+
+caf::expected<std::unique_ptr<cluster>> cluster::start(
+    caf::actor_system& sys, const cluster_settings& settings, cluster_log log) {
+  std::vector<cluster_member> members;
+  std::string why;
+  for (auto& text : settings.members) {
+    auto m = parse_member(text, why);
+    if (!m) return make_error(errc::invalid_argument, why);
+    members.push_back(*m);
+  }
+  auto view =
+      cluster_view::make(members, static_cast<uint32_t>(settings.shards), why);
+  if (!view) return make_error(errc::invalid_argument, why);
+  auto* me = view->find(settings.node_id);
+  if (!me)
+    return make_error(
+        errc::invalid_argument,
+        "this node's id '" + settings.node_id + "' is not in the member list");
+  if (settings.secret.size() < 16)
+    return make_error(errc::invalid_argument,
+                      "the cluster secret must have at least 16 characters");
+  auto st = std::make_shared<cluster_state>(*view);
+  st->self = settings.node_id;
+  st->secret = settings.secret;
+  st->retry =
+      std::chrono::milliseconds{std::max<size_t>(settings.retry_ms, 10)};
+  st->log =
+      log ? std::move(log) : [](const std::string&, const std::string&) {};
+  std::unique_ptr<cluster> result{new cluster};
+  result->sys_ = &sys;
+  result->view_ = *view;
+  result->self_ = settings.node_id;
+  result->request_timeout_ms_ = settings.request_timeout_ms;
+  auto ep = sys.spawn<endpoint_actor>(st);
+  auto port = sys.middleman().publish(ep, me->port, me->host.c_str(), true);
+  if (!port) {
+    caf::anon_send_exit(ep, caf::exit_reason::user_shutdown);
+    return make_error(errc::invalid_argument,
+                      "cannot listen on " + me->host + ":" +
+                          std::to_string(me->port) + ": " +
+                          sys.render(port.error()));
+  }
+  result->endpoint_ = ep;
+  result->port_ = *port;
+  result->state_ = st;
+  return result;
+}
+
+cluster::~cluster() = default;
+
+caf::actor cluster::route(const std::string& type, const caf::actor& local,
+                          remote_protocol protocol) {
+  auto shared = std::make_shared<remote_protocol>(std::move(protocol));
+  caf::anon_send(endpoint_, serve_atom::value, type, local, shared);
+  return sys_->spawn(router, type, self_, &*view_, local, endpoint_, shared,
+                     std::chrono::milliseconds{request_timeout_ms_});
+}
+
+std::vector<std::string> cluster::connected() const {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  return {state_->joined.begin(), state_->joined.end()};
+}
+
+}  // namespace mnemo::runtime

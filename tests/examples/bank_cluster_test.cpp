@@ -1,0 +1,233 @@
+// Three bank nodes as a cluster on loopback: every node serves every
+// account (commands travel to the owner), transfers cross nodes and
+// conserve money, a killed owner answers 503 owner_unavailable at once
+// while the others keep serving, a restarted one rejoins with all its
+// acknowledged state, and a node with a wrong secret or another cluster
+// view cannot join.
+
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "node_process.hpp"
+
+using namespace testnode;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* secret = "0123456789abcdef-test-secret";
+
+struct cluster_fixture {
+  uint16_t base;
+  std::string members;
+  std::vector<std::string> dirs;
+  std::vector<std::unique_ptr<process>> nodes;
+
+  cluster_fixture() {
+    // Cluster ports per test process, so that parallel runs do not collide.
+    base = static_cast<uint16_t>(21000 + (::getpid() % 1500) * 10);
+    for (int i = 0; i < 3; ++i) {
+      if (i > 0) members += ",";
+      members += "n" + std::to_string(i + 1) +
+                 "@127.0.0.1:" + std::to_string(base + i);
+      dirs.push_back(temp_dir("mnemo-cluster-n" + std::to_string(i + 1)));
+    }
+    for (int i = 0; i < 3; ++i) nodes.push_back(start(i));
+    BOOST_REQUIRE(all_joined());
+  }
+
+  std::unique_ptr<process> start(int i, std::string with_secret = secret,
+                                 std::string with_members = {}) {
+    return std::make_unique<process>(
+        MNEMO_BANK_NODE,
+        std::vector<std::string>{
+            "--data", dirs[i], "--listen", "127.0.0.1:0",
+            "--cluster.node-id=n" + std::to_string(i + 1),
+            "--cluster.members=" +
+                (with_members.empty() ? members : with_members),
+            "--cluster.secret=" + with_secret, "--cluster.retry-ms=100"});
+  }
+
+  // Waits until every running node is connected to every other one.
+  bool all_joined(std::chrono::seconds limit = std::chrono::seconds{15}) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool ok = true;
+      for (auto& n : nodes) {
+        if (!n) continue;
+        client c{n->port()};
+        auto h = c.call("GET", "/health");
+        auto body = h ? h->json() : json{};
+        size_t running = 0;
+        for (auto& m : nodes) running += m ? 1 : 0;
+        if (!body.contains("cluster") ||
+            body["cluster"]["connected"].size() + 1 != running)
+          ok = false;
+      }
+      if (ok) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    return false;
+  }
+};
+
+json body_of(const std::optional<reply>& r) {
+  return r ? r->json() : json{};
+}
+
+unsigned status_of(const std::optional<reply>& r) {
+  return r ? r->status : 0;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(bank_cluster)
+
+BOOST_AUTO_TEST_CASE(
+    every_node_serves_every_account_and_transfers_cross_nodes) {
+  cluster_fixture f;
+  std::vector<std::unique_ptr<client>> cs;
+  for (auto& n : f.nodes) cs.push_back(std::make_unique<client>(n->port()));
+  // Open 12 accounts through all three nodes, deposit through another.
+  for (int i = 0; i < 12; ++i) {
+    auto id = "a" + std::to_string(i);
+    BOOST_REQUIRE_EQUAL(
+        status_of(cs[i % 3]->call("POST", "/accounts",
+                                  json{{"id", id}, {"owner", "o"}}.dump())),
+        201u);
+    BOOST_REQUIRE_EQUAL(
+        status_of(cs[(i + 1) % 3]->call(
+            "POST", "/accounts/" + id + "/deposits",
+            json{{"amount", 100}, {"command_id", "d-" + id}}.dump())),
+        200u);
+  }
+  // A repeated command id through a third node applies nothing.
+  BOOST_CHECK_EQUAL(
+      body_of(cs[2]->call("POST", "/accounts/a0/deposits",
+                          json{{"amount", 100}, {"command_id", "d-a0"}}.dump()))
+          .value("balance", -1),
+      100);
+  // Transfers between all pairs, started on rotating nodes.
+  for (int i = 0; i < 12; ++i) {
+    auto from = "a" + std::to_string(i);
+    auto to = "a" + std::to_string((i + 5) % 12);
+    BOOST_REQUIRE_EQUAL(
+        status_of(cs[i % 3]->call("POST", "/transfers",
+                                  json{{"id", "t" + std::to_string(i)},
+                                       {"from", from},
+                                       {"to", to},
+                                       {"amount", 10 + i}}
+                                      .dump())),
+        202u);
+  }
+  for (int i = 0; i < 12; ++i) {
+    std::string status;
+    for (int k = 0; k < 200 && status != "completed"; ++k) {
+      status = body_of(cs[(i + 2) % 3]->call(
+                           "GET", "/transfers/t" + std::to_string(i)))
+                   .value("status", "");
+      if (status != "completed")
+        std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    }
+    BOOST_CHECK_EQUAL(status, "completed");
+  }
+  // Every node sees the same balances; money is conserved.
+  int64_t total = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto id = "a" + std::to_string(i);
+    auto b0 = body_of(cs[0]->call("GET", "/accounts/" + id))["balance"];
+    BOOST_CHECK_EQUAL(
+        b0, body_of(cs[1]->call("GET", "/accounts/" + id))["balance"]);
+    BOOST_CHECK_EQUAL(
+        b0, body_of(cs[2]->call("GET", "/accounts/" + id))["balance"]);
+    total += b0.get<int64_t>();
+  }
+  BOOST_CHECK_EQUAL(total, 1200);
+}
+
+BOOST_AUTO_TEST_CASE(a_killed_owner_fails_fast_and_rejoins_with_its_state) {
+  cluster_fixture f;
+  client c1{f.nodes[0]->port()};
+  for (int i = 0; i < 12; ++i) {
+    auto id = "k" + std::to_string(i);
+    BOOST_REQUIRE_EQUAL(
+        status_of(c1.call("POST", "/accounts",
+                          json{{"id", id}, {"owner", "o"}}.dump())),
+        201u);
+    BOOST_REQUIRE_EQUAL(
+        status_of(c1.call("POST", "/accounts/" + id + "/deposits",
+                          json{{"amount", 7}}.dump())),
+        200u);
+  }
+  f.nodes[2]->kill();
+  f.nodes[2].reset();
+  // The accounts n3 owns answer 503 owner_unavailable quickly; the others
+  // are served as before.
+  size_t unavailable = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::optional<reply> r;
+    // Until n1 has noticed the loss, a request may still be in flight.
+    for (int k = 0; k < 50; ++k) {
+      r = c1.call("GET", "/accounts/k" + std::to_string(i));
+      if (status_of(r) == 200 || status_of(r) == 503) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    }
+    auto took = std::chrono::steady_clock::now() - t0;
+    if (status_of(r) == 503) {
+      ++unavailable;
+      BOOST_CHECK_EQUAL(body_of(r)["error"], "owner_unavailable");
+      BOOST_CHECK(took < std::chrono::seconds{2});
+    } else {
+      BOOST_CHECK_EQUAL(status_of(r), 200u);
+      BOOST_CHECK_EQUAL(body_of(r)["balance"], 7);
+    }
+  }
+  BOOST_TEST_MESSAGE(unavailable
+                     << " of 12 accounts belong to the killed node");
+  BOOST_CHECK(unavailable > 0 && unavailable < 12);
+  f.nodes[2] = f.start(2);
+  BOOST_REQUIRE(f.all_joined());
+  for (int i = 0; i < 12; ++i)
+    BOOST_CHECK_EQUAL(
+        body_of(c1.call("GET", "/accounts/k" + std::to_string(i)))["balance"],
+        7);
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_secret_or_another_view_cannot_join) {
+  cluster_fixture f;
+  f.nodes[2]->kill();
+  f.nodes[2].reset();
+  BOOST_REQUIRE(f.all_joined());
+  auto intruder = f.start(2, "not-the-right-secret-at-all");
+  std::this_thread::sleep_for(std::chrono::milliseconds{800});
+  client c1{f.nodes[0]->port()};
+  auto health = body_of(c1.call("GET", "/health"));
+  BOOST_CHECK_EQUAL(health["cluster"]["connected"].size(), 1u);
+  auto refused_in = [](process& p, const std::string& why) {
+    for (auto& line : p.drain_stdout()) {
+      auto j = json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("what", "") == "join_refused" &&
+          j.value("detail", "").find(why) != std::string::npos)
+        return true;
+    }
+    return false;
+  };
+  BOOST_CHECK(refused_in(*f.nodes[0], "wrong cluster secret"));
+  BOOST_CHECK(refused_in(*intruder, "wrong cluster secret"));
+  intruder->kill();
+  // Another member list: refused for its view.
+  auto other = f.start(
+      2, secret, f.members + ",n4@127.0.0.1:" + std::to_string(f.base + 3));
+  std::this_thread::sleep_for(std::chrono::milliseconds{800});
+  BOOST_CHECK(refused_in(*f.nodes[0], "differs"));
+  BOOST_CHECK(refused_in(*other, "differs"));
+  BOOST_CHECK_EQUAL(
+      body_of(c1.call("GET", "/health"))["cluster"]["connected"].size(), 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
