@@ -74,16 +74,21 @@ class endpoint_actor : public caf::event_based_actor {
           return on_join(from, fingerprint, proof);
         },
         [this](tick_atom) {
+          if (!local_sender()) return;
           connect_all();
           delayed_send(this, st_->retry, tick_atom::value);
         },
         [this](serve_atom, const std::string& type, const caf::actor& local,
                std::shared_ptr<remote_protocol> protocol) {
+          if (!local_sender()) return;
           served_[type] = {local, std::move(protocol)};
         },
         [this](forward_atom, const std::string& owner, const std::string& type,
                const std::string& id,
                bytes& payload) -> caf::result<caf::message> {
+          if (!local_sender())
+            return make_error(errc::invalid_argument,
+                              "forwarding is for this node's routers only");
           auto i = peers_.find(owner);
           if (i == peers_.end() || !i->second.handle)
             return make_error(errc::owner_unavailable,
@@ -107,6 +112,14 @@ class endpoint_actor : public caf::event_based_actor {
   }
 
  private:
+  // Messages only this node's own actors may send.
+  bool local_sender() {
+    auto sender = current_sender();
+    if (sender && sender->node() == system().node()) return true;
+    st_->log("dropped", "a local-only message came from another node");
+    return false;
+  }
+
   // -- joining ----------------------------------------------------------------
 
   caf::result<std::string, std::string> on_join(const std::string& from,
