@@ -11,6 +11,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include "mnemo/runtime/entity_registry.hpp"
@@ -375,7 +376,9 @@ cluster::~cluster() = default;
 caf::actor cluster::route(const std::string& type, const caf::actor& local,
                           remote_protocol protocol) {
   auto shared = std::make_shared<remote_protocol>(std::move(protocol));
-  caf::anon_send(endpoint_, serve_atom::value, type, local, shared);
+  // Sent with a local sender: the endpoint takes this only from its node.
+  caf::scoped_actor self{*sys_};
+  self->send(endpoint_, serve_atom::value, type, local, shared);
   return sys_->spawn(router, type, self_, &*view_, local, endpoint_, shared,
                      std::chrono::milliseconds{request_timeout_ms_});
 }
