@@ -36,16 +36,24 @@ struct head_record {
 
 /// An append waiting for the writer. Bodies are pre-encoded by the caller.
 struct append_request {
+  /// One event of the batch.
+  struct item {
+    event_id id;
+    /// End of this event's body in `bodies` (it starts where the previous
+    /// one ends).
+    size_t body_end = 0;
+    /// Whether the caller supplied the id (else the journal made it).
+    bool supplied = false;
+  };
   std::string stream;
-  std::vector<event_id> ids;
+  std::vector<item> events;
   /// Whether any id came from the caller; ids made by the journal are new
   /// by construction and skip the id-index lookup.
   bool has_supplied_ids = false;
-  std::vector<bool> supplied;
   std::string bodies;
-  std::vector<size_t> body_ends;
+  /// Tags per event; empty if no event of the batch has tags.
   std::vector<std::vector<std::string>> tags;
-  expected_version expected;
+  expected_version expected = expected_version::any();
   append_handler done;
 };
 

@@ -13,6 +13,8 @@ namespace {
 
 constexpr size_t max_cached_heads = 100000;
 
+const std::vector<std::string> no_tags;
+
 // Answers `req` with `out` (an error or an append result).
 void answer(request& req, outcome out) {
   std::visit(
@@ -58,10 +60,10 @@ int check_duplicates(detail::txn_state& st, append_request& req, outcome& out,
   append_result res;
   size_t found = 0;
   size_t supplied = 0;
-  for (size_t i = 0; i < req.ids.size(); ++i) {
-    if (!req.supplied[i]) continue;
+  for (auto& item : req.events) {
+    if (!item.supplied) continue;
     ++supplied;
-    auto& id = req.ids[i];
+    auto& id = item.id;
     MDB_val key{16, id.bytes.data()};
     MDB_val val;
     auto rc = mdb_get(st.txn, st.dbs->event_ids, &key, &val);
@@ -82,13 +84,14 @@ int check_duplicates(detail::txn_state& st, append_request& req, outcome& out,
   if (found == 0) return 0;
   // Ids made by the journal are new, so only an all-supplied batch can be
   // an exact retry.
-  bool in_order = found == req.ids.size() && supplied == found;
+  bool in_order = found == req.events.size() && supplied == found;
   for (size_t i = 1; in_order && i < res.events.size(); ++i)
     in_order = res.events[i].sequence == res.events[i - 1].sequence + 1;
   if (!in_order) {
     out =
         error{errc::duplicate_event_id,
-              std::to_string(found) + " of " + std::to_string(req.ids.size()) +
+              std::to_string(found) + " of " +
+                  std::to_string(req.events.size()) +
                   " event ids of an append to '" + req.stream +
                   "' are already stored, but not as this exact batch; "
                   "retry with the original batch or new ids"};
@@ -278,13 +281,14 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     return 0;
   }
   append_result res;
-  res.events.reserve(req.ids.size());
+  res.events.reserve(req.events.size());
   size_t body_begin = 0;
   auto previous = head_rec.last_position;
-  for (size_t i = 0; i < req.ids.size(); ++i) {
+  for (size_t i = 0; i < req.events.size(); ++i) {
+    auto& item = req.events[i];
     auto seq = actual + i + 1;
     auto pos = next_position++;
-    auto body_end = req.body_ends[i];
+    auto body_end = item.body_end;
     auto body_size = body_end - body_begin;
     be64_key pkey{pos};
     MDB_val key = pkey.val();
@@ -306,18 +310,18 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
         return rc;
     }
     id_value idv{pos, seq, req.stream};
-    MDB_val idkey{16, req.ids[i].bytes.data()};
+    MDB_val idkey{16, item.id.bytes.data()};
     MDB_val idval = idv.val();
     if (auto rc = put_event_id(idkey, idval)) return rc;
-    for (auto& tag : req.tags[i]) {
+    for (auto& tag : req.tags.empty() ? no_tags : req.tags[i]) {
       auto tkey_bytes = name_key(tag, pos);
       MDB_val tkey = to_val(tkey_bytes);
       MDB_val empty{0, nullptr};
       if (auto rc = mdb_put(st.txn, dbs.tags, &tkey, &empty, 0)) return rc;
     }
-    res.events.push_back(event_ref{req.ids[i], seq, pos});
+    res.events.push_back(event_ref{item.id, seq, pos});
   }
-  res.stream_version = actual + req.ids.size();
+  res.stream_version = actual + req.events.size();
   head_rec.highest = res.stream_version;
   head_rec.last_position = previous;
   store_head(*entry, head_rec);
