@@ -467,8 +467,8 @@ json bench_append(const fs::path& base, const options& opt,
   // Process CPU time per event while the journal ran (all threads: the
   // submitter, the writer and the completions): less sensitive to other
   // load on the machine than events_per_s.
-  out["cpu_us_per_event"] = round_to(
-      run->cpu_seconds() * 1e6 / static_cast<double>(std::max<uint64_t>(1, events)), 2);
+  auto counted = static_cast<double>(std::max<uint64_t>(1, events));
+  out["cpu_us_per_event"] = round_to(run->cpu_seconds() * 1e6 / counted, 2);
   // Mean duration of the journal's mdb_txn_commit (page writes + syncs).
   out["commit_ms"] = round_to(run->commit_ms(), 3);
   return out;
