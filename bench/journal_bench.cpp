@@ -8,6 +8,8 @@
 //   --durability MODE       sync (default), nometasync or nosync, for the
 //                           append runs and their raw LMDB baseline
 //   --only NAME             run only append, replay_stream or read_all
+//   --in-flight N           run only the append configuration with N
+//                           appends in flight (1000, 64 or 1)
 //   --submit callback|thread
 //                           how appends are kept in flight: each completion
 //                           callback submits the next append itself
@@ -62,7 +64,8 @@ struct options {
   fs::path base = fs::temp_directory_path();
   mp::durability mode = mp::durability::sync;
   bool submit_from_callback = true;
-  std::string only;  // empty: every benchmark
+  std::string only;     // empty: every benchmark
+  uint64_t in_flight = 0;  // 0: every append configuration
 };
 
 // This run's directory under --dir; removed on every way out.
@@ -93,6 +96,14 @@ template <class T>
 T take(mp::expected<T> x, const char* what) {
   if (!x) die(std::string{what} + ": " + x.error().to_string());
   return std::move(x).value();
+}
+
+// CPU time of the whole process (all threads).
+double process_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) +
+         static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 double seconds_since(clock_type::time_point t0) {
@@ -141,6 +152,11 @@ options parse_args(int argc, char** argv) {
       if (opt.only != "append" && opt.only != "replay_stream" &&
           opt.only != "read_all")
         die("--only takes append, replay_stream or read_all");
+    } else if (arg == "--in-flight") {
+      auto v = value();
+      opt.in_flight = std::strtoull(v.c_str(), nullptr, 10);
+      if (opt.in_flight != 1000 && opt.in_flight != 64 && opt.in_flight != 1)
+        die("--in-flight takes 1000, 64 or 1");
     } else if (arg == "--submit") {
       auto v = value();
       if (v != "thread" && v != "callback")
@@ -149,7 +165,7 @@ options parse_args(int argc, char** argv) {
     } else {
       die("unknown option '" + arg +
           "' (use --quick, --dir PATH, --durability MODE, --only NAME, "
-          "--submit WHO)");
+          "--in-flight N, --submit WHO)");
     }
   }
   return opt;
@@ -297,6 +313,7 @@ class append_run {
     auto token =
         journal_.subscribe([this](uint64_t) { commits_.fetch_add(1); });
     t0_ = clock_type::now();
+    auto cpu0 = process_cpu_seconds();
     if (from_callback_) {
       for (uint64_t i = 0; i < cfg_.in_flight && keep_going(); ++i) {
         flow_.acquire();
@@ -312,6 +329,10 @@ class append_run {
     // resubmissions ends, so draining waits for every append either way.
     flow_.drain();
     seconds_ = seconds_since(t0_);
+    cpu_seconds_ = process_cpu_seconds() - cpu0;
+    auto st = journal_.stats();
+    commit_ms_ = static_cast<double>(st.commit_us_sum) / 1000.0 /
+                 static_cast<double>(std::max<uint64_t>(1, st.commits));
     journal_.unsubscribe(token);
     if (failures_.load() != 0)
       die(std::to_string(failures_.load()) + " appends failed");
@@ -320,6 +341,8 @@ class append_run {
   uint64_t events() const { return completed_.load(); }
   uint64_t commits() const { return commits_.load(); }
   double seconds() const { return seconds_; }
+  double cpu_seconds() const { return cpu_seconds_; }
+  double commit_ms() const { return commit_ms_; }
   double percentile_us(double p) {
     std::vector<int64_t> v(
         latency_ns_.begin(),
@@ -380,6 +403,8 @@ class append_run {
   std::atomic<uint64_t> failures_{0};
   clock_type::time_point t0_;
   double seconds_ = 0;
+  double cpu_seconds_ = 0;
+  double commit_ms_ = 0;
 };
 
 unsigned lmdb_flags(mp::durability mode) {
@@ -439,6 +464,13 @@ json bench_append(const fs::path& base, const options& opt,
   out["record_bytes"] = record_bytes;
   out["p50_us"] = round_to(run->percentile_us(0.50), 1);
   out["p99_us"] = round_to(run->percentile_us(0.99), 1);
+  // Process CPU time per event while the journal ran (all threads: the
+  // submitter, the writer and the completions): less sensitive to other
+  // load on the machine than events_per_s.
+  auto counted = static_cast<double>(std::max<uint64_t>(1, events));
+  out["cpu_us_per_event"] = round_to(run->cpu_seconds() * 1e6 / counted, 2);
+  // Mean duration of the journal's mdb_txn_commit (page writes + syncs).
+  out["commit_ms"] = round_to(run->commit_ms(), 3);
   return out;
 }
 
@@ -554,7 +586,9 @@ int main(int argc, char** argv) {
     return opt.only.empty() || opt.only == name;
   };
   if (wanted("append"))
-    for (auto& cfg : configs) emit(bench_append(dir, opt, cfg));
+    for (auto& cfg : configs)
+      if (opt.in_flight == 0 || opt.in_flight == cfg.in_flight)
+        emit(bench_append(dir, opt, cfg));
   if (wanted("replay_stream")) emit(bench_replay_stream(dir, 100000 / scale));
   if (wanted("read_all")) emit(bench_read_all(dir, 1000000 / scale));
   remove_run_dir();

@@ -311,11 +311,11 @@ void journal::append(std::string stream, std::vector<new_event> events,
                       "append to stream '" + stream + "' has no events"});
   // `done` moves into the request only once validation has passed: until
   // then `fail` answers through it.
-  append_request req{std::move(stream), {},     false, {}, {}, {}, {},
-                     expected,          nullptr};
-  req.ids.reserve(events.size());
-  req.body_ends.reserve(events.size());
-  req.tags.reserve(events.size());
+  append_request req;
+  req.stream = std::move(stream);
+  req.expected = expected;
+  size_t body_bound = 0;
+  bool has_tags = false;
   for (auto& ev : events) {
     if (ev.type.empty())
       return fail(error{
@@ -323,17 +323,25 @@ void journal::append(std::string stream, std::vector<new_event> events,
           "an event for stream '" + req.stream + "' has an empty type name"});
     for (auto& tag : ev.tags)
       if (auto err = check_name(tag, "tag")) return fail(std::move(err));
+    has_tags |= !ev.tags.empty();
+    body_bound += event_body_size_bound(req.stream, ev);
+  }
+  // One allocation each, whatever the batch size.
+  req.events.reserve(events.size());
+  req.bodies.reserve(body_bound);
+  if (has_tags) req.tags.reserve(events.size());
+  for (auto& ev : events) {
     auto supplied = !ev.id.is_nil();
     if (!supplied) ev.id = event_id::make_v7();
     req.has_supplied_ids |= supplied;
-    req.supplied.push_back(supplied);
-    req.ids.push_back(ev.id);
     encode_event_body(req.stream, ev, req.bodies);
-    req.body_ends.push_back(req.bodies.size());
-    req.tags.push_back(std::move(ev.tags));
+    req.events.push_back({ev.id, req.bodies.size(), supplied});
+    if (has_tags) req.tags.push_back(std::move(ev.tags));
   }
   if (req.has_supplied_ids) {
-    auto sorted = req.ids;
+    std::vector<event_id> sorted;
+    sorted.reserve(req.events.size());
+    for (auto& item : req.events) sorted.push_back(item.id);
     std::sort(sorted.begin(), sorted.end());
     auto dup = std::adjacent_find(sorted.begin(), sorted.end());
     if (dup != sorted.end())

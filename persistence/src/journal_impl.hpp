@@ -36,16 +36,24 @@ struct head_record {
 
 /// An append waiting for the writer. Bodies are pre-encoded by the caller.
 struct append_request {
+  /// One event of the batch.
+  struct item {
+    event_id id;
+    /// End of this event's body in `bodies` (it starts where the previous
+    /// one ends).
+    size_t body_end = 0;
+    /// Whether the caller supplied the id (else the journal made it).
+    bool supplied = false;
+  };
   std::string stream;
-  std::vector<event_id> ids;
+  std::vector<item> events;
   /// Whether any id came from the caller; ids made by the journal are new
   /// by construction and skip the id-index lookup.
   bool has_supplied_ids = false;
-  std::vector<bool> supplied;
   std::string bodies;
-  std::vector<size_t> body_ends;
+  /// Tags per event; empty if no event of the batch has tags.
   std::vector<std::vector<std::string>> tags;
-  expected_version expected;
+  expected_version expected = expected_version::any();
   append_handler done;
 };
 
@@ -95,9 +103,14 @@ struct journal::impl {
     head_record committed;
     head_record pending;
     bool dirty = false;
+    /// The key of this entry in `heads` (node addresses are stable).
+    const std::string* stream = nullptr;
   };
   std::unordered_map<std::string, cached_head> heads;
-  std::vector<std::pair<const std::string*, cached_head*>> dirty_heads;
+  std::vector<cached_head*> dirty_heads;
+  // Writer thread only: cursor on mnemo.event_ids in the transaction in
+  // progress (null outside one).
+  MDB_cursor* event_ids_cursor = nullptr;
 
   std::mutex listeners_mtx;
   std::map<uint64_t, commit_listener> listeners;
@@ -164,12 +177,17 @@ struct journal::impl {
   int load_head(detail::txn_state& st, const std::string& stream,
                 cached_head*& out, error& err);
   /// Sets the head of `stream` in the current transaction.
-  void store_head(cached_head& entry, const std::string& stream,
-                  const head_record& value);
+  void store_head(cached_head& entry, const head_record& value);
   /// Ends the transaction for the cached heads: keep or drop pending values.
   void settle_heads(bool committed);
   /// Writes the heads changed in the current transaction.
   int flush_heads(detail::txn_state& st);
+  /// Opens the writer's cursors in `st`; returns the LMDB code.
+  int open_cursors(detail::txn_state& st);
+  /// Closes them; call before the transaction ends.
+  void close_cursors() noexcept;
+  /// Stores an event-id index entry (overwriting, like mdb_put flags 0).
+  int put_event_id(MDB_val& key, MDB_val& val);
   bool grow_map();
   /// Counts a successful commit of `requests` requests and `events` events.
   void count_commit(size_t requests, uint64_t events);

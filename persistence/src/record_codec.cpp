@@ -128,6 +128,21 @@ const msgpack::object* unpack_array(std::string_view body, msgpack::zone& zone,
 
 }  // namespace
 
+size_t event_body_size_bound(std::string_view stream,
+                             const new_event& ev) noexcept {
+  // A msgpack header (array, map, str, bin) or unsigned int takes at most
+  // 5 bytes.
+  constexpr size_t header = 5;
+  size_t n = header + (header + ev.id.bytes.size()) +
+             (header + stream.size()) + (header + ev.type.size()) + header +
+             (header + ev.correlation_id.size()) +
+             (header + ev.causation_id.size()) + header + header +
+             (header + ev.payload.size());
+  for (auto& tag : ev.tags) n += header + tag.size();
+  for (auto& [k, v] : ev.metadata) n += 2 * header + k.size() + v.size();
+  return n;
+}
+
 void encode_event_body(std::string_view stream, const new_event& ev,
                        std::string& out) {
   string_sink sink{&out};

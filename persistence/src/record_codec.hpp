@@ -28,6 +28,10 @@ constexpr size_t record_header_size = 29;
 constexpr uint8_t event_record_kind = 1;
 constexpr uint8_t snapshot_record_kind = 2;
 
+/// Returns an upper bound of the size `encode_event_body` appends for `ev`.
+size_t event_body_size_bound(std::string_view stream,
+                             const new_event& ev) noexcept;
+
 /// Appends the msgpack body of `ev` (as written to `stream`) to `out`.
 void encode_event_body(std::string_view stream, const new_event& ev,
                        std::string& out);

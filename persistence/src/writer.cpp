@@ -13,6 +13,8 @@ namespace {
 
 constexpr size_t max_cached_heads = 100000;
 
+const std::vector<std::string> no_tags;
+
 // Answers `req` with `out` (an error or an append result).
 void answer(request& req, outcome out) {
   std::visit(
@@ -58,10 +60,10 @@ int check_duplicates(detail::txn_state& st, append_request& req, outcome& out,
   append_result res;
   size_t found = 0;
   size_t supplied = 0;
-  for (size_t i = 0; i < req.ids.size(); ++i) {
-    if (!req.supplied[i]) continue;
+  for (auto& item : req.events) {
+    if (!item.supplied) continue;
     ++supplied;
-    auto& id = req.ids[i];
+    auto& id = item.id;
     MDB_val key{16, id.bytes.data()};
     MDB_val val;
     auto rc = mdb_get(st.txn, st.dbs->event_ids, &key, &val);
@@ -82,13 +84,14 @@ int check_duplicates(detail::txn_state& st, append_request& req, outcome& out,
   if (found == 0) return 0;
   // Ids made by the journal are new, so only an all-supplied batch can be
   // an exact retry.
-  bool in_order = found == req.ids.size() && supplied == found;
+  bool in_order = found == req.events.size() && supplied == found;
   for (size_t i = 1; in_order && i < res.events.size(); ++i)
     in_order = res.events[i].sequence == res.events[i - 1].sequence + 1;
   if (!in_order) {
     out =
         error{errc::duplicate_event_id,
-              std::to_string(found) + " of " + std::to_string(req.ids.size()) +
+              std::to_string(found) + " of " +
+                  std::to_string(req.events.size()) +
                   " event ids of an append to '" + req.stream +
                   "' are already stored, but not as this exact batch; "
                   "retry with the original batch or new ids"};
@@ -196,6 +199,13 @@ int journal::impl::try_commit(std::vector<request>& batch,
   detail::txn_state st;
   st.dbs = &dbs;
   if (auto rc = mdb_txn_begin(env, nullptr, 0, &st.txn)) return rc;
+  auto fail = [&](int rc) {
+    close_cursors();
+    mdb_txn_abort(st.txn);
+    settle_heads(false);
+    return rc;
+  };
+  if (auto rc = open_cursors(st)) return fail(rc);
   auto first_position = head.load(std::memory_order_relaxed) + 1;
   auto next_position = first_position;
   auto now = now_micros();
@@ -204,28 +214,17 @@ int journal::impl::try_commit(std::vector<request>& batch,
         [&](auto& req) { return apply(st, req, out[i], next_position, now); },
         batch[i]);
     if (rc == 0 && st.fatal_rc != 0) rc = st.fatal_rc;
-    if (rc != 0) {
-      mdb_txn_abort(st.txn);
-      settle_heads(false);
-      return rc;
-    }
+    if (rc != 0) return fail(rc);
   }
-  if (auto rc = flush_heads(st)) {
-    mdb_txn_abort(st.txn);
-    settle_heads(false);
-    return rc;
-  }
+  if (auto rc = flush_heads(st)) return fail(rc);
   wrote_events = next_position != first_position;
   if (wrote_events) {
     be64_key value{next_position - 1};
     MDB_val key = to_val("head");
     MDB_val val = value.val();
-    if (auto rc = mdb_put(st.txn, dbs.meta, &key, &val, 0)) {
-      mdb_txn_abort(st.txn);
-      settle_heads(false);
-      return rc;
-    }
+    if (auto rc = mdb_put(st.txn, dbs.meta, &key, &val, 0)) return fail(rc);
   }
+  close_cursors();
   auto t0 = std::chrono::steady_clock::now();
   auto rc = mdb_txn_commit(st.txn);
   last_commit_us = static_cast<uint64_t>(
@@ -236,6 +235,28 @@ int journal::impl::try_commit(std::vector<request>& batch,
   if (rc != 0) return rc;
   new_head = next_position - 1;
   return 0;
+}
+
+int journal::impl::open_cursors(detail::txn_state& st) {
+  auto rc = mdb_cursor_open(st.txn, dbs.event_ids, &event_ids_cursor);
+  if (rc != 0) event_ids_cursor = nullptr;
+  return rc;
+}
+
+void journal::impl::close_cursors() noexcept {
+  if (event_ids_cursor != nullptr) mdb_cursor_close(event_ids_cursor);
+  event_ids_cursor = nullptr;
+}
+
+int journal::impl::put_event_id(MDB_val& key, MDB_val& val) {
+  // Ids are time-ordered (UUID v7), so almost every new id sorts after all
+  // stored ones: MDB_APPEND then fills pages completely and skips the key
+  // search. An id that does not (supplied by the caller, or made by another
+  // thread a moment earlier) gets LMDB's rejection, which changes nothing,
+  // and a normal insert.
+  auto rc = mdb_cursor_put(event_ids_cursor, &key, &val, MDB_APPEND);
+  if (rc == MDB_KEYEXIST) rc = mdb_cursor_put(event_ids_cursor, &key, &val, 0);
+  return rc;
 }
 
 int journal::impl::apply(detail::txn_state& st, append_request& req,
@@ -260,13 +281,14 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     return 0;
   }
   append_result res;
-  res.events.reserve(req.ids.size());
+  res.events.reserve(req.events.size());
   size_t body_begin = 0;
   auto previous = head_rec.last_position;
-  for (size_t i = 0; i < req.ids.size(); ++i) {
+  for (size_t i = 0; i < req.events.size(); ++i) {
+    auto& item = req.events[i];
     auto seq = actual + i + 1;
     auto pos = next_position++;
-    auto body_end = req.body_ends[i];
+    auto body_end = item.body_end;
     auto body_size = body_end - body_begin;
     be64_key pkey{pos};
     MDB_val key = pkey.val();
@@ -288,21 +310,21 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
         return rc;
     }
     id_value idv{pos, seq, req.stream};
-    MDB_val idkey{16, req.ids[i].bytes.data()};
+    MDB_val idkey{16, item.id.bytes.data()};
     MDB_val idval = idv.val();
-    if (auto rc = mdb_put(st.txn, dbs.event_ids, &idkey, &idval, 0)) return rc;
-    for (auto& tag : req.tags[i]) {
+    if (auto rc = put_event_id(idkey, idval)) return rc;
+    for (auto& tag : req.tags.empty() ? no_tags : req.tags[i]) {
       auto tkey_bytes = name_key(tag, pos);
       MDB_val tkey = to_val(tkey_bytes);
       MDB_val empty{0, nullptr};
       if (auto rc = mdb_put(st.txn, dbs.tags, &tkey, &empty, 0)) return rc;
     }
-    res.events.push_back(event_ref{req.ids[i], seq, pos});
+    res.events.push_back(event_ref{item.id, seq, pos});
   }
-  res.stream_version = actual + req.ids.size();
+  res.stream_version = actual + req.events.size();
   head_rec.highest = res.stream_version;
   head_rec.last_position = previous;
-  store_head(*entry, req.stream, head_rec);
+  store_head(*entry, head_rec);
   out = std::move(res);
   return 0;
 }
@@ -358,7 +380,7 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
     }
   }
   head_rec.deleted_to = to;
-  store_head(*entry, req.stream, head_rec);
+  store_head(*entry, head_rec);
   return 0;
 }
 
@@ -375,21 +397,22 @@ int journal::impl::load_head(detail::txn_state& st, const std::string& stream,
     err = std::move(read_err);
     return 0;
   }
-  out = &heads.emplace(stream, cached_head{value, value, false}).first->second;
+  auto& [key, entry] = *heads.emplace(stream, cached_head{value, value}).first;
+  entry.stream = &key;
+  out = &entry;
   return 0;
 }
 
-void journal::impl::store_head(cached_head& entry, const std::string& stream,
-                               const head_record& value) {
+void journal::impl::store_head(cached_head& entry, const head_record& value) {
   if (!entry.dirty) {
     entry.dirty = true;
-    dirty_heads.emplace_back(&heads.find(stream)->first, &entry);
+    dirty_heads.push_back(&entry);
   }
   entry.pending = value;
 }
 
 void journal::impl::settle_heads(bool committed) {
-  for (auto& [stream, entry] : dirty_heads) {
+  for (auto* entry : dirty_heads) {
     if (committed)
       entry->committed = entry->pending;
     else
@@ -403,9 +426,9 @@ void journal::impl::settle_heads(bool committed) {
 
 int journal::impl::flush_heads(detail::txn_state& st) {
   char buf[24];
-  for (auto& [stream, entry] : dirty_heads) {
+  for (auto* entry : dirty_heads) {
     encode_head(entry->pending, buf);
-    MDB_val key = to_val(*stream);
+    MDB_val key = to_val(*entry->stream);
     MDB_val val{24, buf};
     if (auto rc = mdb_put(st.txn, dbs.streams, &key, &val, 0)) return rc;
   }

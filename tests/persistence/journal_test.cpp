@@ -156,6 +156,41 @@ BOOST_AUTO_TEST_CASE(idempotent_append_returns_original_refs_across_restart) {
   BOOST_CHECK_EQUAL(j->head_position(), 3u);
 }
 
+BOOST_AUTO_TEST_CASE(ids_older_than_stored_ones_are_indexed_for_retries) {
+  // Ids that sort before the newest stored id (made earlier, or by a caller
+  // with its own scheme) are indexed like any other: a retry of each batch
+  // is recognised, also after a restart.
+  auto early = events_of({"early-1", "early-2"});
+  early[0].id = event_id::make_v7();
+  early[1].id = event_id::make_v7();
+  auto low = events_of({"low"});
+  low[0].id = *event_id::parse("00000000-0000-7000-8000-000000000001");
+  auto late = events_of({"late"});
+  late[0].id = event_id::make_v7();
+  BOOST_REQUIRE(j->append("s", late, expected_version::any()));
+  BOOST_REQUIRE(j->append("s", events_of({"x", "y"}), expected_version::any()));
+  auto first_early = j->append("t", early, expected_version::any());
+  BOOST_REQUIRE(first_early);
+  auto first_low = j->append("u", low, expected_version::any());
+  BOOST_REQUIRE(first_low);
+  reopen();
+  for (auto* batch : {&late, &early, &low}) {
+    auto stream = batch == &late ? "s" : batch == &early ? "t" : "u";
+    auto retry = j->append(stream, *batch, expected_version::any());
+    BOOST_REQUIRE_MESSAGE(retry, mnemo::test::why(retry));
+    BOOST_CHECK(retry->duplicate);
+    BOOST_REQUIRE_EQUAL(retry->events.size(), batch->size());
+    for (size_t i = 0; i < batch->size(); ++i)
+      BOOST_CHECK(retry->events[i].id == (*batch)[i].id);
+  }
+  BOOST_CHECK_EQUAL(first_early->events[1].position, 5u);
+  BOOST_CHECK_EQUAL(first_low->events[0].position, 6u);
+  auto foreign = j->append("v", low, expected_version::any());
+  BOOST_REQUIRE(!foreign);
+  BOOST_CHECK(foreign.error().code() == errc::duplicate_event_id);
+  BOOST_CHECK_EQUAL(j->head_position(), 6u);
+}
+
 BOOST_AUTO_TEST_CASE(partial_or_foreign_duplicate_ids_are_rejected) {
   auto batch = events_of({"1"});
   batch[0].id = event_id::make_v7();
