@@ -11,6 +11,8 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
@@ -27,6 +29,7 @@ struct cluster_state {
   std::string self;
   std::string secret;
   std::chrono::milliseconds retry;
+  bool tls = false;
   cluster_log log;
   /// Members joined in both directions, for `cluster::connected`.
   mutable std::mutex mtx;
@@ -146,17 +149,23 @@ class endpoint_actor : public caf::event_based_actor {
       return refuse("wrong cluster secret");
     auto sender = current_sender();
     if (!sender) return refuse("anonymous join");
-    inbound_[from] = sender->node();
+    if (from > st_->self)
+      return refuse("members connect to members with greater ids only");
     refused_.erase(from);
-    st_->log("member_joined", "member '" + from + "' joined this node");
+    // One connection per pair (CAF's TLS transport does not survive two):
+    // the joiner's endpoint is our way back to it.
+    adopt(from, caf::actor_cast<caf::actor>(sender), "member_joined",
+          "member '" + from + "' joined this node");
     return caf::make_result(
         st_->self, welcome_proof(st_->secret, st_->self, from, fingerprint));
   }
 
   void connect_all() {
-    auto mm = system().middleman().actor_handle();
+    auto mm = st_->tls ? system().openssl_manager().actor_handle()
+                       : system().middleman().actor_handle();
     for (auto& m : st_->view.members()) {
-      if (m.id == st_->self) continue;
+      // The member with the smaller id connects; the other adopts it.
+      if (m.id <= st_->self) continue;
       auto& p = peers_[m.id];
       if (p.handle || p.connecting) continue;
       p.connecting = true;
@@ -188,19 +197,28 @@ class endpoint_actor : public caf::event_based_actor {
                          "member '" + id + "' answered without the secret");
                 return give_up(id, "bad welcome");
               }
-              auto& p = peers_[id];
-              p.connecting = false;
-              p.handle = h;
-              monitor(h);
-              {
-                std::lock_guard<std::mutex> guard{st_->mtx};
-                st_->joined.insert(id);
-              }
-              st_->log("joined", "joined member '" + id + "'");
+              peers_[id].connecting = false;
+              adopt(id, h, "joined", "joined member '" + id + "'");
             },
             [this, id](caf::error& err) {
               give_up(id, describe(err), is(err, errc::join_refused));
             });
+  }
+
+  // Member `id` is reachable through its endpoint `h` (proxy).
+  void adopt(const std::string& id, caf::actor h, const char* what,
+             const std::string& detail) {
+    auto& p = peers_[id];
+    if (p.handle && p.handle != h) demonitor(p.handle);
+    p.handle = h;
+    inbound_[id] = h->node();
+    monitor(h);
+    last_failure_[id].clear();
+    {
+      std::lock_guard<std::mutex> guard{st_->mtx};
+      st_->joined.insert(id);
+    }
+    st_->log(what, detail);
   }
 
   void give_up(const std::string& id, const std::string& why,
@@ -218,6 +236,7 @@ class endpoint_actor : public caf::event_based_actor {
     for (auto& [id, p] : peers_) {
       if (p.handle && p.handle.address() == msg.source) {
         p.handle = nullptr;
+        inbound_.erase(id);
         {
           std::lock_guard<std::mutex> guard{st_->mtx};
           st_->joined.erase(id);
@@ -346,6 +365,7 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
                       "the cluster secret must have at least 16 characters");
   auto st = std::make_shared<cluster_state>(*view);
   st->self = settings.node_id;
+  st->tls = settings.tls();
   st->secret = settings.secret;
   st->retry =
       std::chrono::milliseconds{std::max<size_t>(settings.retry_ms, 10)};
@@ -357,7 +377,10 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
   result->self_ = settings.node_id;
   result->request_timeout_ms_ = settings.request_timeout_ms;
   auto ep = sys.spawn<endpoint_actor>(st);
-  auto port = sys.middleman().publish(ep, me->port, me->host.c_str(), true);
+  auto port =
+      settings.tls()
+          ? caf::openssl::publish(ep, me->port, me->host.c_str(), true)
+          : sys.middleman().publish(ep, me->port, me->host.c_str(), true);
   if (!port) {
     caf::anon_send_exit(ep, caf::exit_reason::user_shutdown);
     return make_error(errc::invalid_argument,

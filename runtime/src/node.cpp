@@ -1,11 +1,13 @@
 #include "mnemo/runtime/node.hpp"
 
+#include <fstream>
 #include <iostream>
 #include <mutex>
 
 #include <caf/actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 #include <caf/send.hpp>
 
 #include "mnemo/runtime/error.hpp"
@@ -105,6 +107,21 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
       }
     }
     cfg.load<caf::io::middleman>();
+    if (cfg.cluster.tls()) {
+      auto& c = cfg.cluster;
+      if (c.tls_certificate.empty() || c.tls_key.empty() || c.tls_ca.empty())
+        return make_error(errc::invalid_argument,
+                          "TLS needs --cluster.tls-certificate, "
+                          "--cluster.tls-key and --cluster.tls-ca together");
+      for (auto* path : {&c.tls_certificate, &c.tls_key, &c.tls_ca})
+        if (!std::ifstream{*path})
+          return make_error(errc::invalid_argument,
+                            "cannot read TLS file '" + *path + "'");
+      cfg.openssl_certificate = c.tls_certificate;
+      cfg.openssl_key = c.tls_key;
+      cfg.openssl_cafile = c.tls_ca;
+      cfg.load<caf::openssl::manager>();
+    }
     // Detects a silent peer (no FIN, e.g. a cut link) besides closed
     // connections, which CAF notices at once.
     cfg.set("middleman.heartbeat-interval",

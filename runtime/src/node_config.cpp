@@ -42,6 +42,10 @@ node_config::node_config() {
            "number of shards (fixed for the cluster's life)")
       .add(cluster.secret, "secret",
            "shared secret (16+ characters) proven at join")
+      .add(cluster.tls_certificate, "tls-certificate",
+           "this node's certificate (PEM), signed by the cluster CA")
+      .add(cluster.tls_key, "tls-key", "this node's private key (PEM)")
+      .add(cluster.tls_ca, "tls-ca", "the cluster CA certificate (PEM)")
       .add(cluster.retry_ms, "retry-ms",
            "retry interval for unconnected members (ms)")
       .add(cluster.request_timeout_ms, "request-timeout-ms",

@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "node_process.hpp"
@@ -27,7 +29,10 @@ struct cluster_fixture {
   std::vector<std::string> dirs;
   std::vector<std::unique_ptr<process>> nodes;
 
-  cluster_fixture() {
+  std::vector<std::string> tls;  // extra options of every member
+
+  explicit cluster_fixture(std::vector<std::string> tls_opts = {})
+      : tls(std::move(tls_opts)) {
     // Cluster ports per test process, so that parallel runs do not collide.
     base = static_cast<uint16_t>(21000 + (::getpid() % 1500) * 10);
     for (int i = 0; i < 3; ++i) {
@@ -40,16 +45,25 @@ struct cluster_fixture {
     BOOST_REQUIRE(all_joined());
   }
 
-  std::unique_ptr<process> start(int i, std::string with_secret = secret,
-                                 std::string with_members = {}) {
-    return std::make_unique<process>(
-        MNEMO_BANK_NODE,
-        std::vector<std::string>{
-            "--data", dirs[i], "--listen", "127.0.0.1:0",
-            "--cluster.node-id=n" + std::to_string(i + 1),
-            "--cluster.members=" +
-                (with_members.empty() ? members : with_members),
-            "--cluster.secret=" + with_secret, "--cluster.retry-ms=100"});
+  std::unique_ptr<process> start(
+      int i, std::string with_secret = secret, std::string with_members = {},
+      std::optional<std::vector<std::string>> with_tls = std::nullopt) {
+    std::vector<std::string> args{
+        "--data",
+        dirs[i],
+        "--listen",
+        "127.0.0.1:0",
+        "--cluster.node-id=n" + std::to_string(i + 1),
+        "--cluster.members=" + (with_members.empty() ? members : with_members),
+        "--cluster.secret=" + with_secret,
+        "--cluster.retry-ms=100"};
+    auto& extra = with_tls ? *with_tls : tls;
+    for (auto opt : extra)  // a copy: %N differs per member
+      args.push_back(
+          opt.find("%N") == std::string::npos
+              ? opt
+              : opt.replace(opt.find("%N"), 2, "n" + std::to_string(i + 1)));
+    return std::make_unique<process>(MNEMO_BANK_NODE, args);
   }
 
   // Waits until every running node is connected to every other one.
@@ -228,6 +242,74 @@ BOOST_AUTO_TEST_CASE(a_wrong_secret_or_another_view_cannot_join) {
   BOOST_CHECK(refused_in(*other, "differs"));
   BOOST_CHECK_EQUAL(
       body_of(c1.call("GET", "/health"))["cluster"]["connected"].size(), 1u);
+}
+
+namespace {
+
+// A cluster CA, a certificate per member, and a certificate of another CA,
+// made with the openssl command line as docs/cluster.md shows.
+std::string make_certificates() {
+  auto dir = temp_dir("mnemo-cluster-tls");
+  std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  std::string script =
+      "cd " + dir + " && openssl req -x509" + ec +
+      " -keyout ca.key -out ca.pem -days 30 -subj /CN=mnemo-test-ca &&"
+      " for n in n1 n2 n3; do openssl req" +
+      ec +
+      " -keyout $n.key -out $n.csr -subj /CN=$n && openssl x509 -req -in"
+      " $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem -days 30;"
+      " done && openssl req -x509" +
+      ec + " -keyout other.key -out other.pem -days 30 -subj /CN=other";
+  BOOST_REQUIRE_EQUAL(std::system((script + " >/dev/null 2>&1").c_str()), 0);
+  return dir;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(tls_members_join_and_others_are_refused) {
+  auto certs = make_certificates();
+  cluster_fixture f{{"--cluster.tls-certificate=" + certs + "/%N.pem",
+                     "--cluster.tls-key=" + certs + "/%N.key",
+                     "--cluster.tls-ca=" + certs + "/ca.pem"}};
+  client c1{f.nodes[0]->port()};
+  for (int i = 0; i < 6; ++i)
+    BOOST_CHECK_EQUAL(
+        status_of(c1.call(
+            "POST", "/accounts",
+            json{{"id", "s" + std::to_string(i)}, {"owner", "o"}}.dump())),
+        201u);
+  client c3{f.nodes[2]->port()};
+  for (int i = 0; i < 6; ++i)
+    BOOST_CHECK_EQUAL(
+        status_of(c3.call("GET", "/accounts/s" + std::to_string(i))), 200u);
+  f.nodes[2]->kill();
+  f.nodes[2].reset();
+  BOOST_REQUIRE(f.all_joined());
+  // A certificate of another CA: the TLS handshake fails.
+  auto other = f.start(2, secret, {},
+                       std::vector<std::string>{
+                           "--cluster.tls-certificate=" + certs + "/other.pem",
+                           "--cluster.tls-key=" + certs + "/other.key",
+                           "--cluster.tls-ca=" + certs + "/other.pem"});
+  std::this_thread::sleep_for(std::chrono::milliseconds{1000});
+  BOOST_CHECK_EQUAL(
+      body_of(c1.call("GET", "/health"))["cluster"]["connected"].size(), 1u);
+  other->kill();
+  // No TLS at all: refused as well.
+  auto plain = f.start(2, secret, {}, std::vector<std::string>{});
+  std::this_thread::sleep_for(std::chrono::milliseconds{1000});
+  BOOST_CHECK_EQUAL(
+      body_of(c1.call("GET", "/health"))["cluster"]["connected"].size(), 1u);
+  bool logged = false;
+  for (auto& line : f.nodes[0]->drain_stdout())
+    if (line.find("connect_failed") != std::string::npos &&
+        line.find("member 'n3'") != std::string::npos)
+      logged = true;
+  BOOST_CHECK(logged);
+  plain->kill();
+  // The right certificate again: it rejoins.
+  f.nodes[2] = f.start(2);
+  BOOST_CHECK(f.all_joined());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -41,12 +41,22 @@ struct cluster_settings {
   size_t shards = 64;
   /// Shared secret proven at join.
   std::string secret;
+  /// TLS with mutual authentication (caf::openssl): this node's
+  /// certificate and key (PEM) and the cluster CA that signed every
+  /// member's certificate. All three or none; with none, connections are
+  /// plain TCP.
+  std::string tls_certificate;
+  std::string tls_key;
+  std::string tls_ca;
   /// How often an unconnected member is tried again, ms.
   size_t retry_ms = 250;
   /// Time for one remote request before it fails with `timeout`, ms.
   size_t request_timeout_ms = 10000;
 
   bool enabled() const noexcept { return !node_id.empty(); }
+  bool tls() const noexcept {
+    return !tls_certificate.empty() || !tls_key.empty() || !tls_ca.empty();
+  }
 };
 
 /// Bytes on the wire.
