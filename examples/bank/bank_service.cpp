@@ -14,9 +14,8 @@
 #include "mnemo/actors/remote_aggregate.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
-#include "mnemo/runtime/supervisor.hpp"
-#include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/remote_saga.hpp"
+#include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_index.hpp"
 #include "transfer.hpp"
 
@@ -260,9 +259,8 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   n.track(ptr->transfers);
   auto local_transfers = ptr->transfers;
   if (cluster) {
-    ptr->transfers =
-        cluster->route("saga.transfer", local_transfers,
-                       mnemo::sagas::saga_protocol<transfer>());
+    ptr->transfers = cluster->route("saga.transfer", local_transfers,
+                                    mnemo::sagas::saga_protocol<transfer>());
     n.track(ptr->transfers);
   }
   auto resumed = mnemo::sagas::resume_unfinished<transfer>(
@@ -271,39 +269,16 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
     error = "resuming transfers: " + resumed.error().to_string();
     return nullptr;
   }
-  mnemo::actors::projection_context pctx{&n.journal(), &n.completions(),
-                                         n.event_bus(), &n.metrics()};
-  // The projections run under a supervisor: a failed one restarts with
-  // backoff from its stored offset; management messages are routed to the
-  // current instance by name.
-  std::vector<mnemo::runtime::child_spec> children;
-  for (auto spec : {ptr->model.projection(), ptr->sagas.projection()}) {
-    ptr->projection_names.push_back(spec.name);
-    children.push_back({spec.name, [pctx, spec](caf::actor_system& sys) {
-                          auto p =
-                              mnemo::actors::spawn_projection(sys, pctx, spec);
-                          return p ? *p : caf::actor{};
-                        }});
-  }
-  mnemo::runtime::supervisor_options sup_opts;
-  sup_opts.restarts = n.config().restart_settings();
-  auto sup = mnemo::runtime::spawn_supervisor(n.system(), std::move(children),
-                                              sup_opts);
-  if (!sup) {
-    error = n.system().render(sup.error());
-    return nullptr;
-  }
-  ptr->projections = *sup;
-  n.track(*sup);
+  ptr->projections = supervise_projections(
+      n, {ptr->model.projection(), ptr->sagas.projection()},
+      ptr->projection_names, error);
+  if (!ptr->projections) return nullptr;
   add_saga_gauges(n, ptr->sagas, transfer::type_name);
   ptr->gateway =
       n.system().spawn(gateway, ptr->accounts, ptr->transfers, ptr->projections,
                        ptr->projection_names, opts.request_timeout);
   n.track(ptr->gateway);
-  ptr->latency = &n.metrics().histogram(
-      "mnemo_http_request_seconds", "HTTP request durations.", {},
-      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-       10});
+  ptr->latency = &http_latency(n);
   return std::unique_ptr<service>{new service(std::move(ptr))};
 }
 
@@ -312,14 +287,10 @@ service::service(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
 service::~service() = default;
 
 void service::handle(httpd::request&& req, httpd::responder reply) {
-  auto& m = impl_->node->metrics();
   auto parsed =
       api::parse(req.method, req.target, req.body, impl_->opts.limits);
   if (auto* err = std::get_if<api::client_error>(&parsed)) {
-    m.counter("mnemo_http_client_errors_total",
-              "Requests refused before reaching an actor.",
-              {{"code", err->code}})
-        .inc();
+    count_client_error(*impl_->node, err->code);
     return reply(httpd::error_response(err->status, err->code, err->message));
   }
   auto& op = std::get<api::operation>(parsed);

@@ -5,6 +5,7 @@
 #include "mnemo/persistence/error.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
+#include "mnemo/runtime/supervisor.hpp"
 
 namespace examples {
 
@@ -104,6 +105,46 @@ void add_saga_gauges(mnemo::runtime::node& n,
           auto i = counts->find(phase);
           return i == counts->end() ? 0.0 : static_cast<double>(i->second);
         });
+}
+
+caf::actor supervise_projections(
+    mnemo::runtime::node& n, std::vector<mnemo::actors::projection_spec> specs,
+    std::vector<std::string>& names, std::string& error) {
+  mnemo::actors::projection_context ctx{&n.journal(), &n.completions(),
+                                        n.event_bus(), &n.metrics()};
+  std::vector<mnemo::runtime::child_spec> children;
+  for (auto& spec : specs) {
+    names.push_back(spec.name);
+    children.push_back({spec.name, [ctx, spec](caf::actor_system& sys) {
+                          auto p =
+                              mnemo::actors::spawn_projection(sys, ctx, spec);
+                          return p ? *p : caf::actor{};
+                        }});
+  }
+  mnemo::runtime::supervisor_options opts;
+  opts.restarts = n.config().restart_settings();
+  auto sup =
+      mnemo::runtime::spawn_supervisor(n.system(), std::move(children), opts);
+  if (!sup) {
+    error = n.system().render(sup.error());
+    return {};
+  }
+  n.track(*sup);
+  return *sup;
+}
+
+mnemo::runtime::metric_histogram& http_latency(mnemo::runtime::node& n) {
+  return n.metrics().histogram("mnemo_http_request_seconds",
+                               "HTTP request durations.", {},
+                               {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                0.1, 0.25, 0.5, 1, 2.5, 10});
+}
+
+void count_client_error(mnemo::runtime::node& n, const std::string& code) {
+  n.metrics()
+      .counter("mnemo_http_client_errors_total",
+               "Requests refused before reaching an actor.", {{"code", code}})
+      .inc();
 }
 
 httpd::response health(mnemo::runtime::node& n) {

@@ -5,11 +5,14 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <caf/error.hpp>
 #include <nlohmann/json.hpp>
 
 #include "../http/http_server.hpp"
+#include "mnemo/actors/projection.hpp"
+#include "mnemo/runtime/metrics.hpp"
 #include "mnemo/sagas/saga_index.hpp"
 
 namespace mnemo::runtime {
@@ -48,6 +51,21 @@ httpd::response list_sagas(const mnemo::sagas::saga_index& index,
 void add_saga_gauges(mnemo::runtime::node& n,
                      const mnemo::sagas::saga_index& index,
                      const std::string& type);
+
+/// Spawns `specs` under one supervisor on `n` (a failed projection
+/// restarts with backoff from its stored offset; management messages are
+/// routed to the current instance by name), tracks it, and appends the
+/// projection names to `names`. Returns the supervisor or sets `error`.
+caf::actor supervise_projections(
+    mnemo::runtime::node& n, std::vector<mnemo::actors::projection_spec> specs,
+    std::vector<std::string>& names, std::string& error);
+
+/// The histogram of HTTP request durations (`mnemo_http_request_seconds`).
+mnemo::runtime::metric_histogram& http_latency(mnemo::runtime::node& n);
+
+/// Counts a request refused before reaching an actor
+/// (`mnemo_http_client_errors_total{code}`).
+void count_client_error(mnemo::runtime::node& n, const std::string& code);
 
 /// Answers `GET /health` and `GET /metrics`.
 httpd::response health(mnemo::runtime::node& n);

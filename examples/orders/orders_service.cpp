@@ -13,7 +13,6 @@
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
-#include "mnemo/runtime/supervisor.hpp"
 #include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_inbox.hpp"
 #include "mnemo/sagas/saga_index.hpp"
@@ -291,32 +290,13 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   gateway_options pay;
   pay.failure_rate = opts.payment_failure_rate;
   pay.seed = opts.payment_seed;
-  mnemo::actors::projection_context pctx{&n.journal(), &n.completions(),
-                                         n.event_bus(), &n.metrics()};
-  // The projections run under a supervisor: a failed one restarts with
-  // backoff from its stored offset; management messages are routed to the
-  // current instance by name.
-  std::vector<mnemo::runtime::child_spec> children;
-  for (auto spec : {order_summary_projection(n.registry()),
-                    fulfilment_trigger(n.registry()), fulfilment_router(),
-                    payment_gateway(payments, pay), ptr->sagas.projection()}) {
-    to.projection_names.push_back(spec.name);
-    children.push_back({spec.name, [pctx, spec](caf::actor_system& sys) {
-                          auto p =
-                              mnemo::actors::spawn_projection(sys, pctx, spec);
-                          return p ? *p : caf::actor{};
-                        }});
-  }
-  mnemo::runtime::supervisor_options sup_opts;
-  sup_opts.restarts = n.config().restart_settings();
-  auto sup = mnemo::runtime::spawn_supervisor(n.system(), std::move(children),
-                                              sup_opts);
-  if (!sup) {
-    error = n.system().render(sup.error());
-    return nullptr;
-  }
-  to.projections = *sup;
-  n.track(*sup);
+  to.projections = supervise_projections(
+      n,
+      {order_summary_projection(n.registry()), fulfilment_trigger(n.registry()),
+       fulfilment_router(), payment_gateway(payments, pay),
+       ptr->sagas.projection()},
+      to.projection_names, error);
+  if (!to.projections) return nullptr;
   n.track(mnemo::sagas::spawn_saga_starter<fulfilment>(
       n.system(), n.journal(), n.completions(), to.fulfilments, n.event_bus()));
   n.track(mnemo::sagas::spawn_saga_inbox<fulfilment>(
@@ -324,10 +304,7 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   add_saga_gauges(n, ptr->sagas, fulfilment::type_name);
   ptr->gateway = n.system().spawn(gateway, to, opts.request_timeout);
   n.track(ptr->gateway);
-  ptr->latency = &n.metrics().histogram(
-      "mnemo_http_request_seconds", "HTTP request durations.", {},
-      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-       10});
+  ptr->latency = &http_latency(n);
   return std::unique_ptr<service>{new service(std::move(ptr))};
 }
 
@@ -336,14 +313,10 @@ service::service(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
 service::~service() = default;
 
 void service::handle(httpd::request&& req, httpd::responder reply) {
-  auto& m = impl_->node->metrics();
   auto parsed =
       api::parse(req.method, req.target, req.body, impl_->opts.limits);
   if (auto* err = std::get_if<api::client_error>(&parsed)) {
-    m.counter("mnemo_http_client_errors_total",
-              "Requests refused before reaching an actor.",
-              {{"code", err->code}})
-        .inc();
+    count_client_error(*impl_->node, err->code);
     return reply(httpd::error_response(err->status, err->code, err->message));
   }
   auto& op = std::get<api::operation>(parsed);
