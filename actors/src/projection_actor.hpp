@@ -27,6 +27,7 @@
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
 #include "mnemo/runtime/metrics.hpp"
+#include "projection_tail.hpp"
 
 namespace mnemo::actors::detail {
 
@@ -92,6 +93,7 @@ class projection_actor : public caf::event_based_actor {
         [this](pull_atom) { pull(); },
         [this](retry_atom) { on_retry_timer(); },
         [this](written_atom, uint64_t ticket) { on_written(ticket); },
+        [this](tail_atom) { on_tail(); },
         [this](pause_atom) { return set_paused(true); },
         [this](resume_atom) { return set_paused(false); },
         [this](reset_atom, uint64_t position) { return reset(position); },
@@ -110,6 +112,9 @@ class projection_actor : public caf::event_based_actor {
   }
 
   void on_exit() override {
+    // The chain holds a handle to this actor: break the cycle.
+    if (tail_) tail_->stop = true;
+    tail_.reset();
     if (ctx_.metrics)
       for (auto token : metric_tokens_) ctx_.metrics->remove(token);
     metric_tokens_.clear();
@@ -186,6 +191,7 @@ class projection_actor : public caf::event_based_actor {
     if (busy_ || paused_ || waiting_retry_) return;
     run_deferred();
     if (busy_) return;
+    if (spec_.apply && !poison_) return start_tail();
     auto batch = ctx_.journal->read_all(offset_ + 1, spec_.options.batch_size);
     if (!batch) return quit(runtime::to_caf_error(batch.error()));
     if (batch->empty()) return;
@@ -306,6 +312,14 @@ class projection_actor : public caf::event_based_actor {
       return submit(std::move(batch), nullptr);
     }
     if (out.err) return quit(runtime::to_caf_error(out.err));
+    advance(last);
+    // A full batch means there is probably more to read.
+    if (batch.size() == spec_.options.batch_size)
+      head_ = std::max(head_, last + 1);
+  }
+
+  // The events up to `last` are handled and their offset is stored.
+  void advance(uint64_t last) {
     offset_ = last;
     published_->store(last, std::memory_order_relaxed);
     if (poison_ && poison_->first.position <= offset_) poison_.reset();
@@ -314,9 +328,54 @@ class projection_actor : public caf::event_based_actor {
       attempts_ = 0;
       last_error_.clear();
     }
-    // A full batch means there is probably more to read.
-    if (batch.size() == spec_.options.batch_size)
-      head_ = std::max(head_, last + 1);
+  }
+
+  // -- tail writes (exactly-once, live) ---------------------------------------
+
+  // Handles the events after the offset inside the group commit that
+  // writes them (projection_tail.hpp); the chain runs while there are
+  // events, and counts as the one write in flight.
+  void start_tail() {
+    busy_ = true;
+    tail_ = std::make_shared<tail_chain>();
+    tail_->journal = ctx_.journal;
+    tail_->sink = ctx_.completions;
+    tail_->owner = caf::actor_cast<caf::actor>(this);
+    tail_->name = spec_.name;
+    tail_->apply = spec_.apply;
+    tail_->filter = spec_.filter;
+    tail_->batch_size = std::max<size_t>(spec_.options.batch_size, 1);
+    ctx_.completions->expect();
+    submit_tail(tail_, offset_);
+  }
+
+  void on_tail() {
+    if (!tail_) return;
+    tail_outcome out;
+    {
+      std::lock_guard<std::mutex> guard{tail_->mtx};
+      if (tail_->done.empty()) return;
+      out = std::move(tail_->done.front());
+      tail_->done.pop_front();
+    }
+    if (out.more) return advance(out.last);
+    tail_.reset();
+    busy_ = false;
+    if (out.failed_index) {
+      // The existing path takes over: commit the good prefix, then the
+      // failure strategy for the failing event.
+      write_outcome failed;
+      failed.failed_index = out.failed_index;
+      failed.handler_error = std::move(out.handler_error);
+      batch_written(std::move(out.batch), 0, std::move(failed));
+    } else if (out.err) {
+      return quit(runtime::to_caf_error(out.err));
+    } else if (out.handled > 0) {
+      advance(out.last);
+    }
+    if (busy_) return;
+    run_deferred();
+    if (!busy_ && head_ > offset_) schedule_pull();
   }
 
   // -- failures ---------------------------------------------------------------
@@ -373,10 +432,10 @@ class projection_actor : public caf::event_based_actor {
 
   // Runs `op` now if no write is in flight, else after it.
   void when_idle(std::function<void()> op) {
-    if (busy_)
-      deferred_.push_back(std::move(op));
-    else
-      op();
+    if (!busy_) return op();
+    deferred_.push_back(std::move(op));
+    // A tail chain under steady load would never end by itself.
+    if (tail_) tail_->stop = true;
   }
 
   void run_deferred() {
@@ -492,6 +551,8 @@ class projection_actor : public caf::event_based_actor {
   std::function<void(write_outcome)> then_;
   uint64_t ticket_ = 0;
   std::deque<std::function<void()>> deferred_;
+  // The tail chain in flight, if any.
+  tail_chain_ptr tail_;
 };
 
 }  // namespace mnemo::actors::detail

@@ -391,7 +391,11 @@ error journal::delete_events_to(std::string stream, uint64_t to_sequence) {
 }
 
 void journal::write(write_function fn, write_handler done) {
-  impl_->enqueue(write_request{std::move(fn), std::move(done)});
+  impl_->enqueue(write_request{std::move(fn), std::move(done), false});
+}
+
+void journal::write_after_appends(write_function fn, write_handler done) {
+  impl_->enqueue(write_request{std::move(fn), std::move(done), true});
 }
 
 error journal::write(write_function fn) {
@@ -472,6 +476,26 @@ error collect(size_t max, Next&& next_position,
 
 }  // namespace
 
+error read_all_at(detail::txn_state& st, uint64_t from_position, size_t max,
+                  std::vector<event_envelope>& out) {
+  cursor cur;
+  if (auto err = cur.open(st, st.dbs->events)) return err;
+  be64_key start{from_position};
+  MDB_val key = start.val();
+  auto op = MDB_SET_RANGE;
+  return collect(
+      out.size() + max,
+      [&](uint64_t& pos, MDB_val& rec) -> error {
+        auto rc = cur.get(key, rec, op);
+        op = MDB_NEXT;
+        if (rc == MDB_NOTFOUND) return {};
+        if (auto err = st.check(rc, "mdb_cursor_get (events)")) return err;
+        pos = get_be64(static_cast<const char*>(key.mv_data));
+        return {};
+      },
+      out);
+}
+
 expected<std::vector<event_envelope>> journal::read_all(uint64_t from_position,
                                                         size_t max) const {
   std::vector<event_envelope> result;
@@ -480,25 +504,19 @@ expected<std::vector<event_envelope>> journal::read_all(uint64_t from_position,
   if (from_position <= head)
     result.reserve(static_cast<size_t>(
         std::min<uint64_t>({max, head - from_position + 1, 65536})));
-  auto err = impl_->with_read([&](detail::txn_state& st) -> error {
-    cursor cur;
-    if (auto err = cur.open(st, st.dbs->events)) return err;
-    be64_key start{from_position};
-    MDB_val key = start.val();
-    auto op = MDB_SET_RANGE;
-    return collect(
-        max,
-        [&](uint64_t& pos, MDB_val& rec) -> error {
-          auto rc = cur.get(key, rec, op);
-          op = MDB_NEXT;
-          if (rc == MDB_NOTFOUND) return {};
-          if (auto err = st.check(rc, "mdb_cursor_get (events)")) return err;
-          pos = get_be64(static_cast<const char*>(key.mv_data));
-          return {};
-        },
-        result);
+  auto err = impl_->with_read([&](detail::txn_state& st) {
+    return read_all_at(st, from_position, max, result);
   });
   if (err) return err;
+  return result;
+}
+
+expected<std::vector<event_envelope>> journal::read_all_in(
+    write_txn& txn, uint64_t from_position, size_t max) {
+  std::vector<event_envelope> result;
+  if (max == 0) return result;
+  if (auto err = read_all_at(txn.state(), from_position, max, result))
+    return err;
   return result;
 }
 

@@ -66,6 +66,8 @@ struct delete_request {
 struct write_request {
   write_function fn;
   write_handler done;
+  /// Runs after the appends and deletions of its group commit.
+  bool after_appends = false;
 };
 
 using request = std::variant<append_request, delete_request, write_request>;
@@ -193,6 +195,11 @@ struct journal::impl {
   void count_commit(size_t requests, uint64_t events);
   void notify(uint64_t new_head);
 };
+
+/// Appends to `out` up to `max` events with position >= `from_position`
+/// read in `st`, in commit order.
+error read_all_at(detail::txn_state& st, uint64_t from_position, size_t max,
+                  std::vector<event_envelope>& out);
 
 /// Reads the head record of `stream` in `st`; zeroes if absent.
 error read_head(detail::txn_state& st, std::string_view stream,

@@ -32,6 +32,11 @@ void answer(request& req, outcome out) {
       req);
 }
 
+bool is_tail(const request& req) noexcept {
+  auto* w = std::get_if<write_request>(&req);
+  return w != nullptr && w->after_appends;
+}
+
 error sticky_error(const error& original) {
   return error{errc::journal_failed,
                "the journal refuses writes after a failed commit (" +
@@ -88,13 +93,12 @@ int check_duplicates(detail::txn_state& st, append_request& req, outcome& out,
   for (size_t i = 1; in_order && i < res.events.size(); ++i)
     in_order = res.events[i].sequence == res.events[i - 1].sequence + 1;
   if (!in_order) {
-    out =
-        error{errc::duplicate_event_id,
-              std::to_string(found) + " of " +
-                  std::to_string(req.events.size()) +
-                  " event ids of an append to '" + req.stream +
-                  "' are already stored, but not as this exact batch; "
-                  "retry with the original batch or new ids"};
+    out = error{errc::duplicate_event_id,
+                std::to_string(found) + " of " +
+                    std::to_string(req.events.size()) +
+                    " event ids of an append to '" + req.stream +
+                    "' are already stored, but not as this exact batch; "
+                    "retry with the original batch or new ids"};
     return 0;
   }
   duplicate = true;
@@ -209,12 +213,17 @@ int journal::impl::try_commit(std::vector<request>& batch,
   auto first_position = head.load(std::memory_order_relaxed) + 1;
   auto next_position = first_position;
   auto now = now_micros();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    auto rc = std::visit(
-        [&](auto& req) { return apply(st, req, out[i], next_position, now); },
-        batch[i]);
-    if (rc == 0 && st.fatal_rc != 0) rc = st.fatal_rc;
-    if (rc != 0) return fail(rc);
+  // Two passes: tail writes (`write_after_appends`) after everything else,
+  // so they see every event of this commit. Outcomes stay by index.
+  for (bool tail : {false, true}) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (is_tail(batch[i]) != tail) continue;
+      auto rc = std::visit(
+          [&](auto& req) { return apply(st, req, out[i], next_position, now); },
+          batch[i]);
+      if (rc == 0 && st.fatal_rc != 0) rc = st.fatal_rc;
+      if (rc != 0) return fail(rc);
+    }
   }
   if (auto rc = flush_heads(st)) return fail(rc);
   wrote_events = next_position != first_position;

@@ -11,7 +11,9 @@
 #include "counter.hpp"
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/actors/testkit.hpp"
+#include "mnemo/persistence/offset_store.hpp"
 #include "mnemo/persistence/table_store.hpp"
+#include "mnemo/runtime/event_bus.hpp"
 #include "mnemo/runtime/supervisor.hpp"
 
 using namespace mnemo;
@@ -428,6 +430,64 @@ BOOST_AUTO_TEST_CASE(bad_specs_are_rejected) {
   BOOST_CHECK(runtime::is(res.error(), runtime::errc::invalid_argument));
   auto unnamed = f.totals("", "t", actors::failure_strategy::fail);
   BOOST_CHECK(!actors::spawn_projection(f.system(), ctx, unnamed));
+}
+
+BOOST_AUTO_TEST_CASE(live_events_are_handled_in_the_commit_that_writes_them) {
+  fixture f;
+  // Records, per handled event, its position and the committed head at
+  // that moment, and keeps the offset with the model.
+  auto seen = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();
+  auto* j = &f.journal();
+  actors::projection_spec spec;
+  spec.name = "live";
+  spec.apply = [seen, j](persistence::write_txn& txn,
+                         const persistence::event_envelope& env) {
+    seen->emplace_back(env.position, j->head_position());
+    return table_store::put_in(txn, "live", env.stream_id,
+                               std::to_string(env.position));
+  };
+  auto p = f.spawn(spec);
+  // Hold the writer, queue an append, and let the projection (told of a
+  // new head) queue its tail write meanwhile: both join the next commit.
+  std::promise<void> entered;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  j->write(
+      [&entered, released](persistence::write_txn&) {
+        entered.set_value();
+        released.wait();
+        return persistence::error{};
+      },
+      [](persistence::error) {});
+  entered.get_future().wait();
+  persistence::new_event ev;
+  ev.type = "test.live";
+  j->append("s", {ev}, persistence::expected_version::any(),
+            [](persistence::expected<persistence::append_result>) {});
+  caf::anon_send(p, runtime::head_atom::value, uint64_t{1});
+  f.scheduler().run();
+  release.set_value();
+  f.run();
+  BOOST_REQUIRE_EQUAL(seen->size(), 1u);
+  BOOST_CHECK_EQUAL(seen->front().first, 1u);
+  // Handled before the commit that wrote the event had finished.
+  BOOST_CHECK_EQUAL(seen->front().second, 0u);
+  BOOST_CHECK_EQUAL(f.status(p).offset, 1u);
+  BOOST_CHECK_EQUAL(*j->offsets().load("live"), 1u);
+  BOOST_CHECK((f.dump("live") == rows{{"s", "1"}}));
+  // Later live events the same way; an idle projection stops writing.
+  for (int i = 0; i < 3; ++i) {
+    BOOST_REQUIRE(j->append("s", {ev}, persistence::expected_version::any()));
+    f.run();
+  }
+  BOOST_REQUIRE_EQUAL(seen->size(), 4u);
+  for (size_t i = 0; i < seen->size(); ++i)
+    BOOST_CHECK_EQUAL((*seen)[i].first, i + 1);
+  BOOST_CHECK_EQUAL(*j->offsets().load("live"), 4u);
+  auto commits = j->stats().commits;
+  f.run();
+  BOOST_CHECK_EQUAL(j->stats().commits, commits);
+  BOOST_CHECK_EQUAL(f.status(p).offset, 4u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

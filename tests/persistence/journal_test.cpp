@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <random>
 #include <set>
@@ -544,6 +545,117 @@ BOOST_AUTO_TEST_CASE(every_durability_mode_persists_across_reopen) {
     auto jj = mnemo::test::open_journal(path, mode);
     BOOST_CHECK_EQUAL(*jj->highest_sequence("s"), 2u);
   }
+}
+
+// Holds the writer inside a group commit until `release`, so that the
+// requests made meanwhile all join the next one.
+struct writer_gate {
+  std::promise<void> entered;
+  std::promise<void> released;
+  void hold(mnemo::persistence::journal& jj) {
+    auto in = std::make_shared<std::shared_future<void>>(
+        released.get_future().share());
+    jj.write(
+        [this, in](write_txn&) {
+          entered.set_value();
+          in->wait();
+          return error{};
+        },
+        [](error) {});
+    entered.get_future().wait();
+  }
+  void release() { released.set_value(); }
+};
+
+BOOST_AUTO_TEST_CASE(tail_write_runs_after_the_appends_of_its_commit) {
+  writer_gate gate;
+  gate.hold(*j);
+  latch all;
+  // Submitted first, but must see both appends of its commit.
+  std::vector<uint64_t> seen;
+  error tail_err{errc::storage_error, "not run"};
+  j->write_after_appends(
+      [&](write_txn& txn) -> error {
+        auto evs = mnemo::persistence::journal::read_all_in(txn, 1, 100);
+        if (!evs) return evs.error();
+        for (auto& e : *evs) seen.push_back(e.position);
+        if (evs->empty()) return {};
+        return offset_store::store_in(txn, "tail", evs->back().position);
+      },
+      [&](error err) {
+        tail_err = std::move(err);
+        all.done();
+      });
+  std::vector<uint64_t> appended;
+  std::mutex mtx;
+  for (auto* stream : {"a", "b"})
+    j->append(stream, events_of({"1", "2"}), expected_version::any(),
+              [&](expected<append_result> res) {
+                std::lock_guard<std::mutex> guard{mtx};
+                if (res)
+                  for (auto& ref : res->events)
+                    appended.push_back(ref.position);
+                all.done();
+              });
+  // A failing tail write rolls back only its own writes.
+  error failed_err;
+  j->write_after_appends(
+      [&](write_txn& txn) -> error {
+        if (auto err = offset_store::store_in(txn, "failed", 9)) return err;
+        return error{errc::invalid_argument, "handler failed"};
+      },
+      [&](error err) {
+        failed_err = std::move(err);
+        all.done();
+      });
+  auto commits_before = j->stats().commits;
+  gate.release();
+  all.wait(4);
+  BOOST_CHECK(!tail_err);
+  BOOST_CHECK(failed_err.code() == errc::invalid_argument);
+  std::sort(appended.begin(), appended.end());
+  BOOST_CHECK((appended == std::vector<uint64_t>{1, 2, 3, 4}));
+  BOOST_CHECK((seen == std::vector<uint64_t>{1, 2, 3, 4}));
+  // The gate's commit and the one holding all four requests.
+  BOOST_CHECK_EQUAL(j->stats().commits, commits_before + 2);
+  BOOST_CHECK_EQUAL(*j->offsets().load("tail"), 4u);
+  BOOST_CHECK_EQUAL(*j->offsets().load("failed"), 0u);
+  BOOST_CHECK_EQUAL(j->head_position(), 4u);
+}
+
+BOOST_AUTO_TEST_CASE(tail_write_may_be_chained_from_its_completion) {
+  // A completion handler (writer thread) appends and submits the next tail
+  // write without blocking: both join the next group commit, and the tail
+  // write sees the append.
+  latch all;
+  std::vector<size_t> counts;
+  std::function<void()> submit = [&] {
+    j->write_after_appends(
+        [&](write_txn& txn) -> error {
+          auto from = counts.empty() ? 1 : 1 + counts.back();
+          auto evs = mnemo::persistence::journal::read_all_in(txn, from, 100);
+          if (!evs) return evs.error();
+          counts.push_back(from - 1 + evs->size());
+          return {};
+        },
+        [&](error err) {
+          if (err) counts.push_back(999);
+          if (counts.size() == 1) {
+            j->append("a", events_of({"1"}), expected_version::any(),
+                      [&](expected<append_result> res) {
+                        if (!res) counts.push_back(999);
+                        all.done();
+                      });
+            submit();
+          }
+          all.done();
+        });
+  };
+  submit();
+  all.wait(3);
+  BOOST_REQUIRE_EQUAL(counts.size(), 2u);
+  BOOST_CHECK_EQUAL(counts[0], 0u);
+  BOOST_CHECK_EQUAL(counts[1], 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -185,6 +185,15 @@ class journal {
   /// Blocking form of `write`. Not from the writer thread.
   error write(write_function fn);
 
+  /// Like `write`, but `fn` runs after every append and deletion of its
+  /// group commit, so it sees (through `read_all_in`) the events that
+  /// commit writes; tail writes of one commit run in submission order.
+  /// This is how an exactly-once projection handles events in the very
+  /// commit that writes them. May also be called from a completion handler
+  /// on the writer thread (it never blocks): the request then joins the
+  /// next group commit. `done` receives `fn`'s error or the commit's.
+  void write_after_appends(write_function fn, write_handler done);
+
   /// Runs `fn` in a read transaction and returns its error.
   error read(const read_function& fn) const;
 
@@ -204,6 +213,13 @@ class journal {
   /// commit order. Errors: as for `read_stream`.
   expected<std::vector<event_envelope>> read_all(uint64_t from_position,
                                                  size_t max) const;
+
+  /// `read_all` inside the write transaction `txn`: also sees what the
+  /// transaction (and the group commit it belongs to) has written so far.
+  /// Only from the write function `txn` was passed to. Errors: as for
+  /// `read_stream`; a full map is reported to the writer, which retries.
+  static expected<std::vector<event_envelope>> read_all_in(
+      write_txn& txn, uint64_t from_position, size_t max);
 
   /// Returns up to `max` events tagged `tag` with position >=
   /// `from_position`, in commit order. Errors: as for `read_stream`.

@@ -1,0 +1,67 @@
+#include "projection_tail.hpp"
+
+#include "projection_actor.hpp"
+
+namespace mnemo::actors::detail {
+
+namespace {
+
+// Runs on the writer thread inside the tail write's transaction: applies
+// the events after `offset` that this transaction sees and stores the new
+// offset with them, or rolls all of it back if a handler fails.
+persistence::error apply_tail(tail_chain& chain, uint64_t offset,
+                              tail_outcome& out, persistence::write_txn& txn) {
+  // A retried commit (full map) runs this again from scratch.
+  out = tail_outcome{};
+  auto batch =
+      persistence::journal::read_all_in(txn, offset + 1, chain.batch_size);
+  if (!batch) return batch.error();
+  if (batch->empty()) return {};
+  for (size_t i = 0; i < batch->size(); ++i) {
+    auto& env = (*batch)[i];
+    if (!chain.filter.matches(env)) continue;
+    if (auto err = guarded([&] { return chain.apply(txn, env); })) {
+      out.failed_index = i;
+      out.handler_error = err.message();
+      out.batch = std::move(*batch);
+      return err;
+    }
+  }
+  auto last = batch->back().position;
+  if (auto err = persistence::offset_store::store_in(txn, chain.name, last))
+    return err;
+  out.handled = batch->size();
+  out.last = last;
+  return {};
+}
+
+}  // namespace
+
+void submit_tail(const tail_chain_ptr& chain, uint64_t offset) {
+  auto out = std::make_shared<tail_outcome>();
+  auto fn = [chain, offset, out](persistence::write_txn& txn) {
+    return apply_tail(*chain, offset, *out, txn);
+  };
+  auto done = [chain, out](persistence::error err) {
+    out->err = std::move(err);
+    if (out->err) out->handled = 0;
+    // Only a tail write that handled events continues the chain: an idle
+    // journal must not keep the writer busy.
+    out->more = out->handled > 0 && !chain->stop.load();
+    auto next = out->last;
+    auto more = out->more;
+    {
+      std::lock_guard<std::mutex> guard{chain->mtx};
+      chain->done.push_back(std::move(*out));
+    }
+    if (more) chain->sink->expect();
+    chain->sink->post(
+        [owner = chain->owner] { caf::anon_send(owner, tail_atom::value); });
+    // Queued before the writer takes its next batch: the next commit's
+    // events are handled in that commit.
+    if (more) submit_tail(chain, next);
+  };
+  chain->journal->write_after_appends(std::move(fn), std::move(done));
+}
+
+}  // namespace mnemo::actors::detail
