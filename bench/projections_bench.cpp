@@ -188,7 +188,7 @@ double drive_appends(mp::journal& j, double secs, size_t in_flight,
   return static_cast<double>(done) / seconds_since(t0);
 }
 
-json bench_live(const options& opt) {
+json bench_live(const options& opt, bool in_commit) {
   bench_node b{opt.dir / "mnemo-pbench-live", opt.durability};
   auto& node = *b.node;
   auto secs = opt.quick ? 1.0 : 4.0;
@@ -200,6 +200,7 @@ json bench_live(const options& opt) {
   auto lags = std::make_shared<std::vector<int64_t>>();
   lags->reserve(static_cast<size_t>(max_rate * secs));
   auto spec = counter_projection("live", 1000);
+  spec.options.in_commit = in_commit;
   auto count = spec.apply;
   spec.apply = [count, lags](mp::write_txn& txn,
                              const mp::event_envelope& env) {
@@ -216,6 +217,7 @@ json bench_live(const options& opt) {
     return samples[static_cast<size_t>(q * (samples.size() - 1))];
   };
   return {{"bench", "projection.live_lag"},
+          {"in_commit", in_commit},
           {"durability", opt.durability},
           {"max_commands_per_s", std::llround(max_rate)},
           {"commands_per_s", std::llround(rate)},
@@ -296,7 +298,8 @@ int main(int argc, char** argv) {
       std::cout << bench_catchup(opt, events, batch).dump() << std::endl;
   }
   if (opt.only.empty() || opt.only == "live")
-    std::cout << bench_live(opt).dump() << std::endl;
+    std::cout << bench_live(opt, true).dump() << std::endl;
+  std::cout << bench_live(opt, false).dump() << std::endl;
   if (opt.only.empty() || opt.only == "slow")
     std::cout << bench_slow_consumer(opt).dump() << std::endl;
   fs::remove_all(opt.dir / "mnemo-pbench-catchup");

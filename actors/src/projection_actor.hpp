@@ -191,7 +191,7 @@ class projection_actor : public caf::event_based_actor {
     if (busy_ || paused_ || waiting_retry_) return;
     run_deferred();
     if (busy_) return;
-    if (spec_.apply && !poison_) return start_tail();
+    if (spec_.apply && !poison_ && spec_.options.in_commit) return start_tail();
     auto batch = ctx_.journal->read_all(offset_ + 1, spec_.options.batch_size);
     if (!batch) return quit(runtime::to_caf_error(batch.error()));
     if (batch->empty()) return;

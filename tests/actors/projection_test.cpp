@@ -440,6 +440,7 @@ BOOST_AUTO_TEST_CASE(live_events_are_handled_in_the_commit_that_writes_them) {
   auto* j = &f.journal();
   actors::projection_spec spec;
   spec.name = "live";
+  spec.options.in_commit = true;
   spec.apply = [seen, j](persistence::write_txn& txn,
                          const persistence::event_envelope& env) {
     seen->emplace_back(env.position, j->head_position());
