@@ -132,7 +132,8 @@ class endpoint_actor : public caf::event_based_actor {
     auto& v = st_->view;
     auto refuse = [&](const std::string& why) {
       // Once per member and reason: a refused member retries all the time.
-      auto& last = refused_[from];
+      // Unknown ids share one slot, so that they cannot grow the map.
+      auto& last = refused_[v.find(from) ? from : std::string{"?"}];
       if (last != why) {
         last = why;
         st_->log("join_refused", "member '" + from + "': " + why);
