@@ -293,7 +293,7 @@ class endpoint_actor : public caf::event_based_actor {
 
 // The registry of one type as the rest of the node sees it.
 caf::behavior router(caf::event_based_actor* self, std::string type,
-                     std::string me, const cluster_view* view, caf::actor local,
+                     std::shared_ptr<const cluster_state> st, caf::actor local,
                      caf::actor ep, std::shared_ptr<remote_protocol> protocol,
                      std::chrono::milliseconds timeout) {
   self->set_exit_handler(
@@ -301,8 +301,8 @@ caf::behavior router(caf::event_based_actor* self, std::string type,
   return {
       [=](route_atom, const std::string& id,
           caf::message& msg) -> caf::result<caf::message> {
-        auto& owner = view->owner(type, id);
-        if (owner == me)
+        auto& owner = st->view.owner(type, id);
+        if (owner == st->self)
           return self->delegate(
               local, caf::make_message(route_atom::value, id, std::move(msg)));
         auto encoded = protocol->encode(msg);
@@ -374,8 +374,6 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
       log ? std::move(log) : [](const std::string&, const std::string&) {};
   std::unique_ptr<cluster> result{new cluster};
   result->sys_ = &sys;
-  result->view_ = *view;
-  result->self_ = settings.node_id;
   result->request_timeout_ms_ = settings.request_timeout_ms;
   auto ep = sys.spawn<endpoint_actor>(st);
   auto port =
@@ -403,8 +401,16 @@ caf::actor cluster::route(const std::string& type, const caf::actor& local,
   // Sent with a local sender: the endpoint takes this only from its node.
   caf::scoped_actor self{*sys_};
   self->send(endpoint_, serve_atom::value, type, local, shared);
-  return sys_->spawn(router, type, self_, &*view_, local, endpoint_, shared,
+  return sys_->spawn(router, type, state_, local, endpoint_, shared,
                      std::chrono::milliseconds{request_timeout_ms_});
+}
+
+const cluster_view& cluster::view() const noexcept {
+  return state_->view;
+}
+
+const std::string& cluster::self() const noexcept {
+  return state_->self;
 }
 
 std::vector<std::string> cluster::connected() const {

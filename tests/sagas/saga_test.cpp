@@ -107,6 +107,15 @@ struct fixture : actors::aggregate_fixture<account> {
   }
 
   void spawn_sagas() {
+    auto ctx = saga_ctx();
+    transfers = sagas::spawn_saga_registry<bank::transfer>(system(), ctx, {});
+    probes = sagas::spawn_saga_registry<probe>(system(), ctx, {});
+    run();
+  }
+
+  // The context of the sagas under test: this fixture's journal, the
+  // account registry, and the fake wall clock.
+  sagas::saga_context saga_ctx() {
     sagas::saga_context ctx;
     ctx.journal = &journal();
     ctx.registry = &registry();
@@ -114,9 +123,7 @@ struct fixture : actors::aggregate_fixture<account> {
     ctx.targets = {{"account", accounts}};
     auto now = clock;
     ctx.wall_ms = [now] { return *now; };
-    transfers = sagas::spawn_saga_registry<bank::transfer>(system(), ctx, {});
-    probes = sagas::spawn_saga_registry<probe>(system(), ctx, {});
-    run();
+    return ctx;
   }
 
   void stop_sagas() {
@@ -358,11 +365,8 @@ struct trigger_fixture : fixture {
   caf::actor starter;
 
   trigger_fixture() {
-    sagas::saga_context ctx;
-    ctx.journal = &journal();
-    ctx.registry = &registry();
-    ctx.completions = context().completions;
-    ctx.targets = {{"account", accounts}};
+    auto ctx = saga_ctx();
+    ctx.wall_ms = nullptr;  // the system clock
     bonuses = sagas::spawn_saga_registry<bonus>(system(), ctx, {});
     actors::projection_filter filter;
     filter.event_types = {"account.opened"};
@@ -695,13 +699,7 @@ struct inbox_fixture : fixture {
   }
 
   void spawn_matchers(runtime::registry_options opts = {}) {
-    sagas::saga_context ctx;
-    ctx.journal = &journal();
-    ctx.registry = &registry();
-    ctx.completions = context().completions;
-    ctx.targets = {{"account", accounts}};
-    auto now = clock;
-    ctx.wall_ms = [now] { return *now; };
+    auto ctx = saga_ctx();
     matchers = sagas::spawn_saga_registry<matcher>(system(), ctx, opts);
     run();
   }

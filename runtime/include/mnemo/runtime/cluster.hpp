@@ -100,8 +100,8 @@ class cluster {
   cluster(const cluster&) = delete;
   cluster& operator=(const cluster&) = delete;
 
-  const cluster_view& view() const noexcept { return *view_; }
-  const std::string& self() const noexcept { return self_; }
+  const cluster_view& view() const noexcept;
+  const std::string& self() const noexcept;
   /// The endpoint actor (stop it with an exit message before the system).
   const caf::actor& endpoint() const noexcept { return endpoint_; }
   uint16_t port() const noexcept { return port_; }
@@ -120,8 +120,6 @@ class cluster {
  private:
   cluster() = default;
   caf::actor_system* sys_ = nullptr;
-  std::optional<cluster_view> view_;
-  std::string self_;
   caf::actor endpoint_;
   uint16_t port_ = 0;
   size_t request_timeout_ms_ = 10000;
