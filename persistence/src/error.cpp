@@ -38,6 +38,8 @@ const char* to_string(errc x) noexcept {
       return "not_found";
     case errc::directory_in_use:
       return "directory_in_use";
+    case errc::stream_moved:
+      return "stream_moved";
   }
   return "unknown";
 }

@@ -11,9 +11,12 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <system_error>
 
 #include "journal_impl.hpp"
+#include "mnemo/persistence/stream_export.hpp"
+#include "mnemo/persistence/table_store.hpp"
 #include "record_codec.hpp"
 
 namespace fs = std::filesystem;
@@ -302,27 +305,19 @@ journal::~journal() {
 
 // -- writes -------------------------------------------------------------------
 
-void journal::append(std::string stream, std::vector<new_event> events,
-                     expected_version expected, append_handler done) {
-  auto fail = [&](error err) { done(std::move(err)); };
-  if (auto err = check_name(stream, "stream id")) return fail(std::move(err));
-  if (events.empty())
-    return fail(error{errc::invalid_argument,
-                      "append to stream '" + stream + "' has no events"});
-  // `done` moves into the request only once validation has passed: until
-  // then `fail` answers through it.
-  append_request req;
-  req.stream = std::move(stream);
-  req.expected = expected;
+namespace {
+
+// Checks `events` and encodes them into `req` (whose stream is set).
+error prepare(append_request& req, std::vector<new_event>& events) {
   size_t body_bound = 0;
   bool has_tags = false;
   for (auto& ev : events) {
     if (ev.type.empty())
-      return fail(error{
+      return error{
           errc::invalid_argument,
-          "an event for stream '" + req.stream + "' has an empty type name"});
+          "an event for stream '" + req.stream + "' has an empty type name"};
     for (auto& tag : ev.tags)
-      if (auto err = check_name(tag, "tag")) return fail(std::move(err));
+      if (auto err = check_name(tag, "tag")) return err;
     has_tags |= !ev.tags.empty();
     body_bound += event_body_size_bound(req.stream, ev);
   }
@@ -345,10 +340,25 @@ void journal::append(std::string stream, std::vector<new_event> events,
     std::sort(sorted.begin(), sorted.end());
     auto dup = std::adjacent_find(sorted.begin(), sorted.end());
     if (dup != sorted.end())
-      return fail(error{
+      return error{
           errc::invalid_argument,
-          "event id " + dup->to_string() + " appears twice in one batch"});
+          "event id " + dup->to_string() + " appears twice in one batch"};
   }
+  return {};
+}
+
+}  // namespace
+
+void journal::append(std::string stream, std::vector<new_event> events,
+                     expected_version expected, append_handler done) {
+  if (auto err = check_name(stream, "stream id")) return done(std::move(err));
+  if (events.empty())
+    return done(error{errc::invalid_argument,
+                      "append to stream '" + stream + "' has no events"});
+  append_request req;
+  req.stream = std::move(stream);
+  req.expected = expected;
+  if (auto err = prepare(req, events)) return done(std::move(err));
   req.done = std::move(done);
   impl_->enqueue(std::move(req));
 }
@@ -369,7 +379,7 @@ void journal::delete_events_to(std::string stream, uint64_t to_sequence,
                                write_handler done) {
   if (auto err = check_name(stream, "stream id")) return done(std::move(err));
   impl_->enqueue(
-      delete_request{std::move(stream), to_sequence, std::move(done)});
+      delete_request{std::move(stream), to_sequence, std::move(done), {}});
 }
 
 namespace {
@@ -644,6 +654,140 @@ journal_stats journal::stats() const noexcept {
   for (size_t i = 0; i < result.commit_us.size(); ++i)
     result.commit_us[i] = get(c.commit_us[i]);
   return result;
+}
+
+// -- moving streams -----------------------------------------------------------
+
+expected<stream_export> journal::export_stream(std::string_view stream) const {
+  if (auto err = check_name(stream, "stream id")) return err;
+  stream_export result;
+  auto err = impl_->with_read([&](detail::txn_state& st) -> error {
+    head_record head;
+    if (auto err = read_head(st, stream, head)) return err;
+    if (head.highest == 0)
+      return error{errc::not_found,
+                   "stream '" + std::string{stream} + "' does not exist"};
+    result.head = {std::string{stream}, head.highest, head.deleted_to};
+    if (head.deleted_to < head.highest) {
+      auto first = head.deleted_to + 1;
+      result.events.resize(static_cast<size_t>(head.highest - first + 1));
+      msgpack::zone zone;
+      auto err = walk_stream(
+          st, stream, head, first, head.highest,
+          [&](uint64_t seq, uint64_t pos, std::string_view rec) {
+            return decode_event(rec, record_origin{stream, seq, pos}, zone,
+                                result.events[seq - first]);
+          });
+      if (err) return err;
+    }
+    // Newest first, then put in order.
+    read_txn txn{st};
+    auto criteria = snapshot_criteria::latest();
+    for (;;) {
+      auto snap = snapshot_store::load_in(txn, stream, criteria);
+      if (!snap) return snap.error();
+      if (!*snap) break;
+      auto seq = (*snap)->meta.sequence;
+      result.snapshots.push_back(std::move(**snap));
+      if (seq == 0) break;
+      criteria.max_sequence = seq - 1;
+    }
+    std::reverse(result.snapshots.begin(), result.snapshots.end());
+    return {};
+  });
+  if (err) return err;
+  return result;
+}
+
+error journal::import_stream(const stream_export& ex) {
+  auto& stream = ex.head.stream_id;
+  if (auto err = check_name(stream, "stream id")) return err;
+  auto bad = [&](const std::string& why) {
+    return error{errc::invalid_argument,
+                 "cannot import stream '" + stream + "': " + why};
+  };
+  auto& head = ex.head;
+  if (head.highest_sequence == 0 || head.deleted_to > head.highest_sequence)
+    return bad("its head (highest " + std::to_string(head.highest_sequence) +
+               ", deleted to " + std::to_string(head.deleted_to) +
+               ") is not a stream's");
+  if (ex.events.size() != head.highest_sequence - head.deleted_to)
+    return bad("it has " + std::to_string(ex.events.size()) +
+               " events, its head says " +
+               std::to_string(head.highest_sequence - head.deleted_to));
+  auto info = std::make_unique<import_info>();
+  info->deleted_to = head.deleted_to;
+  info->highest = head.highest_sequence;
+  std::vector<new_event> events;
+  events.reserve(ex.events.size());
+  for (size_t i = 0; i < ex.events.size(); ++i) {
+    auto& e = ex.events[i];
+    if (e.stream_id != stream || e.sequence != head.deleted_to + i + 1 ||
+        e.id.is_nil())
+      return bad("event " + std::to_string(i + 1) + " of the export is " +
+                 e.stream_id + "/" + std::to_string(e.sequence) +
+                 (e.id.is_nil() ? " without an id" : "") + ", expected " +
+                 stream + "/" + std::to_string(head.deleted_to + i + 1));
+    info->timestamps.push_back(e.timestamp_us);
+    events.push_back(new_event{e.id, e.type, e.schema_version, e.payload,
+                               e.correlation_id, e.causation_id, e.tags,
+                               e.metadata});
+  }
+  for (auto& snap : ex.snapshots)
+    if (snap.meta.stream_id != stream || snap.meta.sequence > head.highest_sequence)
+      return bad("a snapshot belongs to " + snap.meta.stream_id + "/" +
+                 std::to_string(snap.meta.sequence));
+  append_request req;
+  req.stream = stream;
+  req.import = std::move(info);
+  if (auto err = prepare(req, events)) return err;
+  std::promise<error> promise;
+  auto future = promise.get_future();
+  req.done = [&promise](expected<append_result> res) {
+    promise.set_value(res ? error{} : std::move(res).error());
+  };
+  impl_->enqueue(std::move(req));
+  if (auto err = future.get()) return err;
+  // Snapshots in a second commit: saving one again overwrites it, so a
+  // repeated import completes an interrupted one.
+  if (ex.snapshots.empty()) return {};
+  return write([&ex](write_txn& txn) {
+    for (auto& snap : ex.snapshots)
+      if (auto err = snapshot_store::save_in(txn, snap)) return err;
+    return error{};
+  });
+}
+
+error journal::release_stream(std::string stream, std::string destination) {
+  if (auto err = check_name(stream, "stream id")) return err;
+  if (auto err = check_name(destination, "member id")) return err;
+  return blocking([&](write_handler done) {
+    impl_->enqueue(delete_request{std::move(stream),
+                                  std::numeric_limits<uint64_t>::max(),
+                                  std::move(done), std::move(destination)});
+  });
+}
+
+expected<std::optional<std::string>> journal::moved_to(
+    std::string_view stream) const {
+  expected<std::optional<std::string>> result{std::nullopt};
+  auto err = read([&](read_txn& txn) {
+    result = table_store::get_in(txn, moved_table, stream);
+    return error{};
+  });
+  if (err) return err;
+  return result;
+}
+
+expected<uint64_t> journal::release_generation() const {
+  expected<std::optional<std::string>> value{std::nullopt};
+  auto err = read([&](read_txn& txn) {
+    value = table_store::get_in(txn, journal_table, release_generation_key);
+    return error{};
+  });
+  if (err) return err;
+  if (!value) return std::move(value).error();
+  return *value ? uint64_t{std::strtoull((*value)->c_str(), nullptr, 10)} : uint64_t{0};
 }
 
 snapshot_store& journal::snapshots() noexcept {

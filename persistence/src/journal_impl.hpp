@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -32,6 +33,25 @@ struct head_record {
   uint64_t deleted_to = 0;
   /// Global position of the event with sequence `highest`.
   uint64_t last_position = 0;
+  /// Not stored in the record: whether `moved_table` marks the stream.
+  bool moved = false;
+};
+
+/// Table (table_store) of streams that moved away: stream -> member.
+constexpr std::string_view moved_table = "mnemo.moved";
+/// Table of journal-wide counters; key `release_generation_key` counts
+/// `release_stream` calls.
+constexpr std::string_view journal_table = "mnemo.journal";
+constexpr std::string_view release_generation_key = "release_generation";
+
+/// What `journal::import_stream` adds to an append request.
+struct import_info {
+  /// The imported stream's head: its first event has sequence
+  /// `deleted_to + 1`, its last `highest`.
+  uint64_t deleted_to = 0;
+  uint64_t highest = 0;
+  /// Original commit times, per event.
+  std::vector<int64_t> timestamps;
 };
 
 /// An append waiting for the writer. Bodies are pre-encoded by the caller.
@@ -55,12 +75,16 @@ struct append_request {
   std::vector<std::vector<std::string>> tags;
   expected_version expected = expected_version::any();
   append_handler done;
+  /// Set for `journal::import_stream`.
+  std::unique_ptr<import_info> import;
 };
 
 struct delete_request {
   std::string stream;
   uint64_t to_sequence;
   write_handler done;
+  /// Set for `journal::release_stream`: the member the stream moved to.
+  std::string moved_to;
 };
 
 struct write_request {
@@ -190,6 +214,9 @@ struct journal::impl {
   void close_cursors() noexcept;
   /// Stores an event-id index entry (overwriting, like mdb_put flags 0).
   int put_event_id(MDB_val& key, MDB_val& val);
+  /// Sets `out` to the `stream_moved` error of `stream`.
+  int moved_error(detail::txn_state& st, const std::string& stream,
+                  outcome& out);
   bool grow_map();
   /// Counts a successful commit of `requests` requests and `events` events.
   void count_commit(size_t requests, uint64_t events);

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "journal_impl.hpp"
+#include "mnemo/persistence/table_store.hpp"
 #include "record_codec.hpp"
 
 namespace mnemo::persistence {
@@ -108,6 +109,18 @@ int check_duplicates(detail::txn_state& st, append_request& req, outcome& out,
 }
 
 }  // namespace
+
+int journal::impl::moved_error(detail::txn_state& st, const std::string& stream,
+                               outcome& out) {
+  write_txn txn{st};
+  auto to = table_store::get_in(txn, moved_table, stream);
+  if (st.fatal_rc != 0) return st.fatal_rc;
+  std::string member = to && *to ? **to : std::string{"?"};
+  out = error{errc::stream_moved,
+              "stream '" + stream + "' moved to member '" + member +
+                  "' and takes no appends on this node"};
+  return 0;
+}
 
 void journal::impl::enqueue(request req) {
   std::unique_lock<std::mutex> guard{mtx};
@@ -271,6 +284,14 @@ int journal::impl::put_event_id(MDB_val& key, MDB_val& val) {
 int journal::impl::apply(detail::txn_state& st, append_request& req,
                          outcome& out, uint64_t& next_position,
                          int64_t now_us) {
+  if (req.import) {
+    // A stream that moved away keeps its ids here: check that first.
+    cached_head* entry = nullptr;
+    error head_err;
+    if (auto rc = load_head(st, req.stream, entry, head_err)) return rc;
+    if (!head_err && entry->pending.moved)
+      return moved_error(st, req.stream, out);
+  }
   if (req.has_supplied_ids) {
     bool duplicate = false;
     if (auto rc = check_duplicates(st, req, out, duplicate)) return rc;
@@ -285,7 +306,37 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
   }
   auto head_rec = entry->pending;
   auto actual = head_rec.highest;
-  if (!req.expected.is_any() && req.expected.value() != actual) {
+  if (head_rec.moved) return moved_error(st, req.stream, out);
+  auto* import = req.import.get();
+  if (import) {
+    if (actual != 0 && req.events.empty() &&
+        actual == import->highest && head_rec.deleted_to == import->deleted_to) {
+      append_result res;  // a head-only import, repeated
+      res.duplicate = true;
+      res.stream_version = actual;
+      out = std::move(res);
+      return 0;
+    }
+    if (actual != 0) {
+      out = error{errc::version_conflict,
+                  "cannot import stream '" + req.stream +
+                      "': this journal already has it (version " +
+                      std::to_string(actual) + ", the import has version " +
+                      std::to_string(import->highest) + ")"};
+      return 0;
+    }
+    if (req.events.empty()) {
+      // Every event of the stream was deleted: only its head moves.
+      head_rec.highest = import->highest;
+      head_rec.deleted_to = import->deleted_to;
+      store_head(*entry, head_rec);
+      append_result res;
+      res.stream_version = import->highest;
+      out = std::move(res);
+      return 0;
+    }
+    actual = import->deleted_to;
+  } else if (!req.expected.is_any() && req.expected.value() != actual) {
     out = error::conflict({req.stream, req.expected.value(), actual});
     return 0;
   }
@@ -308,7 +359,8 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     auto* rec = static_cast<char*>(val.mv_data);
     std::memcpy(rec + record_header_size, req.bodies.data() + body_begin,
                 body_size);
-    seal_record(rec, val.mv_size, event_record_kind, seq, now_us, previous);
+    seal_record(rec, val.mv_size, event_record_kind, seq,
+                import ? import->timestamps[i] : now_us, previous);
     previous = pos;
     body_begin = body_end;
     if (seq % checkpoint_interval == 0) {
@@ -333,6 +385,7 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
   res.stream_version = actual + req.events.size();
   head_rec.highest = res.stream_version;
   head_rec.last_position = previous;
+  if (import) head_rec.deleted_to = import->deleted_to;
   store_head(*entry, head_rec);
   out = std::move(res);
   return 0;
@@ -348,6 +401,38 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
     return 0;
   }
   auto head_rec = entry->pending;
+  if (!req.moved_to.empty() && head_rec.highest == 0) {
+    out = error{errc::not_found, "cannot release stream '" + req.stream +
+                                     "': this journal does not have it"};
+    return 0;
+  }
+  if (!req.moved_to.empty() && !head_rec.moved) {
+    // Releasing: mark the stream moved, drop its snapshots, count the
+    // release; the events go below, all in this one commit.
+    write_txn txn{st};
+    auto err = table_store::put_in(txn, moved_table, req.stream, req.moved_to);
+    if (!err) {
+      auto generation = table_store::get_in(txn, journal_table,
+                                            release_generation_key);
+      if (!generation) {
+        err = generation.error();
+      } else {
+        auto next = (*generation ? std::strtoull((*generation)->c_str(), nullptr, 10) : 0) + 1;
+        err = table_store::put_in(txn, journal_table, release_generation_key,
+                                  std::to_string(next));
+      }
+    }
+    if (!err)
+      err = snapshot_store::remove_in(txn, req.stream,
+                                      snapshot_criteria::latest());
+    if (st.fatal_rc != 0) return st.fatal_rc;
+    if (err) {
+      out = std::move(err);
+      return 0;
+    }
+    head_rec.moved = true;
+    store_head(*entry, head_rec);
+  }
   auto to = std::min(req.to_sequence, head_rec.highest);
   if (to <= head_rec.deleted_to) return 0;
   // Collect first, delete after: the walk needs the links it would delete.
@@ -405,6 +490,17 @@ int journal::impl::load_head(detail::txn_state& st, const std::string& stream,
     // A damaged head fails its own request; the others commit.
     err = std::move(read_err);
     return 0;
+  }
+  if (value.highest > 0) {
+    // Only a stream that exists can have moved away.
+    write_txn txn{st};
+    auto moved = table_store::get_in(txn, moved_table, stream);
+    if (st.fatal_rc != 0) return st.fatal_rc;
+    if (!moved) {
+      err = moved.error();
+      return 0;
+    }
+    value.moved = moved->has_value();
   }
   auto& [key, entry] = *heads.emplace(stream, cached_head{value, value}).first;
   entry.stream = &key;

@@ -51,6 +51,9 @@ enum class errc : uint8_t {
   not_found = 14,
   /// Another process has the data directory open for writing.
   directory_in_use = 15,
+  /// The stream moved to another cluster member (`journal::release_stream`)
+  /// and takes no more appends here. The message names the member.
+  stream_moved = 16,
 };
 
 /// Returns the name of `x`, e.g. "version_conflict".

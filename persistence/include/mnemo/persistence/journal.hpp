@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,7 @@ namespace mnemo::persistence {
 class snapshot_store;
 class offset_store;
 class dead_letter_store;
+struct stream_export;
 
 /// The version a caller expects a stream to have before its append
 /// (optimistic concurrency).
@@ -234,6 +236,41 @@ class journal {
 
   /// Returns the head of `stream` (zeroes if it does not exist).
   expected<stream_head> head_of(std::string_view stream) const;
+
+  // -- moving streams (docs/cluster.md, "Changing the members") -------------
+
+  /// Returns everything this journal holds of `stream` (head, live events,
+  /// snapshots), read in one transaction. Errors: `not_found` if the stream
+  /// does not exist; as for `read_stream`.
+  expected<stream_export> export_stream(std::string_view stream) const;
+
+  /// Writes a stream exported from another journal: the same event ids,
+  /// sequences, commit times, tags, metadata and payloads, with new global
+  /// positions after the head (so projections here see the events as new),
+  /// the same deletion mark, and the snapshots. Repeating an import that
+  /// succeeded changes nothing, so an interrupted import is simply run
+  /// again. Blocking: not from the writer thread. Errors:
+  /// `invalid_argument` (sequences not `deleted_to + 1 .. highest`, events
+  /// of another stream), `version_conflict` (the stream exists here with
+  /// other events), `duplicate_event_id` (ids stored in another stream),
+  /// `stream_moved` (it moved away from here before), and as for `append`.
+  error import_stream(const stream_export& stream);
+
+  /// After the new owner imported `stream`: marks it moved to member
+  /// `destination`, deletes its events and snapshots and counts the release
+  /// (`release_generation`), in one commit. Later appends to it fail with
+  /// `stream_moved`; its highest sequence stays. Repeating it is harmless.
+  /// Blocking: not from the writer thread. Errors: `not_found`, and as for
+  /// `delete_events_to`.
+  error release_stream(std::string stream, std::string destination);
+
+  /// Returns the member `stream` moved to, or nothing.
+  expected<std::optional<std::string>> moved_to(std::string_view stream) const;
+
+  /// Returns how many streams were released from this journal. Read models
+  /// built before a release may hold data of streams that left; projections
+  /// rebuild when it grows (docs/projections.md).
+  expected<uint64_t> release_generation() const;
 
   /// Returns the global position of the newest committed event. A read-only
   /// journal reads it from disk on each call, so it sees the commits of a
