@@ -37,6 +37,9 @@ using retry_atom = caf::atom_constant<caf::atom("mn_pretry")>;
 
 /// Table of the projections' control state (paused flag).
 constexpr std::string_view control_table = "mnemo.projection";
+/// Table of the journal's release generation each exactly-once read model
+/// was built for (see `journal::release_generation`).
+constexpr std::string_view release_table = "mnemo.projection.release";
 
 using envelopes = std::vector<persistence::event_envelope>;
 
@@ -87,6 +90,7 @@ class projection_actor : public caf::event_based_actor {
     }
     publish_metrics();
     subscribe();
+    if (spec_.apply && built_for_ < release_generation_) forget_released();
     send(this, pull_atom::value);
     return {
         [this](runtime::head_atom, uint64_t head) { on_head(head); },
@@ -163,7 +167,44 @@ class projection_actor : public caf::event_based_actor {
     });
     if (err) return runtime::to_caf_error(err);
     paused_ = control && *control == "paused";
+    if (!spec_.apply) return {};
+    auto generation = ctx_.journal->release_generation();
+    if (!generation) return runtime::to_caf_error(generation.error());
+    release_generation_ = *generation;
+    err = ctx_.journal->read([&](persistence::read_txn& txn) {
+      auto value =
+          persistence::table_store::get_in(txn, release_table, spec_.name);
+      if (!value) return value.error();
+      built_for_ = *value ? std::strtoull((*value)->c_str(), nullptr, 10) : 0;
+      return persistence::error{};
+    });
+    if (err) return runtime::to_caf_error(err);
     return {};
+  }
+
+  // Streams left this journal (a cluster membership change) since the read
+  // model was built: it may hold their data, so it is rebuilt from what
+  // stays. A projection that has handled nothing, or cannot clear its read
+  // model, only records the generation.
+  void forget_released() {
+    auto name = spec_.name;
+    auto clear = offset_ > 0 ? spec_.clear : clear_function{};
+    auto generation = std::to_string(release_generation_);
+    auto rebuild = static_cast<bool>(clear);
+    control(
+        [name, clear, generation](persistence::write_txn& txn) {
+          if (clear) {
+            if (auto err = guarded([&] { return clear(txn); })) return err;
+            if (auto err = persistence::offset_store::store_in(txn, name, 0))
+              return err;
+          }
+          return persistence::table_store::put_in(txn, release_table, name,
+                                                  generation);
+        },
+        [this, rebuild] {
+          built_for_ = release_generation_;
+          if (rebuild) restart_from(0);
+        });
   }
 
   void subscribe() {
@@ -541,6 +582,10 @@ class projection_actor : public caf::event_based_actor {
   std::vector<uint64_t> metric_tokens_;
   uint64_t head_ = 0;
   bool paused_ = false;
+  // Exactly-once: the journal's release generation, and the one the read
+  // model was built for.
+  uint64_t release_generation_ = 0;
+  uint64_t built_for_ = 0;
   bool busy_ = false;
   bool pull_scheduled_ = false;
   bool waiting_retry_ = false;

@@ -41,6 +41,10 @@ httpd::response runtime_error_response(const caf::error& err) {
     return httpd::error_response(503, "unavailable",
                                  mnemo::runtime::describe(err));
   using pe = mnemo::persistence::errc;
+  // Only a node started with an outdated member list gets here.
+  if (is(err, pe::stream_moved))
+    return httpd::error_response(503, "stream_moved",
+                                 mnemo::runtime::describe(err));
   if (is(err, pe::storage_full) || is(err, pe::journal_failed) ||
       is(err, pe::journal_closed))
     return httpd::error_response(503, "storage_unavailable",

@@ -308,6 +308,36 @@ BOOST_AUTO_TEST_CASE(rebuild_equals_live_byte_for_byte) {
   BOOST_CHECK_EQUAL(f.status(p).offset, 300u);
 }
 
+BOOST_AUTO_TEST_CASE(a_stream_released_to_another_member_leaves_the_model) {
+  fixture f;
+  f.given("c1", {added{1}, added{2}});
+  f.given("c2", {added{5}});
+  auto p = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
+  BOOST_CHECK_EQUAL(f.total("t", "c1"), 3);
+  caf::anon_send_exit(p, caf::exit_reason::kill);
+  f.run();
+  auto err = f.journal().release_stream(actors::stream_of<counter>("c1"), "n2");
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  // The restarted projection rebuilds from what stayed.
+  auto q = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
+  BOOST_CHECK_EQUAL(f.total("t", "c1"), 0);
+  BOOST_CHECK_EQUAL(f.total("t", "c2"), 5);
+  BOOST_CHECK_EQUAL(f.status(q).offset, 3u);
+  // Once: a later start keeps the model as it is.
+  caf::anon_send_exit(q, caf::exit_reason::kill);
+  f.run();
+  BOOST_REQUIRE(!f.journal().write([](persistence::write_txn& txn) {
+    return table_store::put_in(txn, "t", "marker", "kept");
+  }));
+  auto r = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
+  auto rows = f.dump("t");
+  BOOST_CHECK(std::count(rows.begin(), rows.end(),
+                         std::pair<std::string, std::string>{"marker",
+                                                             "kept"}) == 1);
+  BOOST_CHECK_EQUAL(f.total("t", "c2"), 5);
+  BOOST_CHECK_EQUAL(f.status(r).offset, 3u);
+}
+
 BOOST_AUTO_TEST_CASE(reset_moves_the_offset_without_touching_the_model) {
   fixture f;
   f.given("c1", {added{1}, added{2}});

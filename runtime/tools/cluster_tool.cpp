@@ -1,0 +1,330 @@
+// mnemo-cluster: moves streams between members when a cluster's member list
+// changes (docs/cluster.md, "Changing the members"). Runs on stopped nodes:
+// it opens each data directory for writing, which a running node holds.
+// Prints JSON lines.
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mnemo/persistence/journal.hpp"
+#include "mnemo/persistence/stream_export.hpp"
+#include "mnemo/runtime/cluster_view.hpp"
+
+namespace {
+
+namespace mp = mnemo::persistence;
+namespace mr = mnemo::runtime;
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+constexpr int exit_error = 1;
+constexpr int exit_usage = 2;
+
+constexpr const char* usage_text = R"(usage:
+  mnemo-cluster plan    --data DIR --node-id ID --members LIST --shards N
+                        --route PREFIX=TYPE [--route PREFIX=TYPE ...]
+  mnemo-cluster export  (the options of plan) --out DIR
+  mnemo-cluster import  --data DIR --node-id ID FILE...
+  mnemo-cluster release --data DIR --node-id ID FILE...
+
+Moves the streams whose owner changes when the member list becomes LIST
+("id@host:port,..." as given to --cluster.members; the shard count stays).
+A stream "PREFIX<id>" belongs to entity <id> of routed type TYPE, e.g.
+--route account-=account --route saga-transfer-=saga.transfer; streams of
+no route stay where they are.
+
+  plan     lists the streams of node ID that LIST places on other members
+  export   writes them to DIR/<ID>-to-<member>.mnemo-streams, one file per
+           new owner
+  import   (on the new owner) adds the streams of the files addressed to ID;
+           repeating it changes nothing
+  release  (on node ID, after the imports) deletes the exported streams and
+           marks them moved, refusing any that changed since the export
+
+Every node must be stopped: the tool opens the data directory for writing.
+Start the nodes with the new member list afterwards; read models of nodes
+that released streams rebuild once at start.
+)";
+
+struct options {
+  std::string command;
+  std::string data;
+  std::string node_id;
+  std::string members;
+  size_t shards = 0;
+  std::vector<std::pair<std::string, std::string>> routes;  // prefix, type
+  std::string out;
+  std::vector<std::string> files;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "mnemo-cluster: " << why << "\n\n" << usage_text;
+  std::exit(exit_usage);
+}
+
+void print(const json& line) {
+  std::cout << line.dump() << '\n';
+}
+
+int fail(const std::string& what) {
+  print(json{{"error", what}});
+  return exit_error;
+}
+
+options parse(int argc, char** argv) {
+  if (argc < 2) usage("no command");
+  options o;
+  o.command = argv[1];
+  if (o.command == "--help" || o.command == "-h") {
+    std::cout << usage_text;
+    std::exit(0);
+  }
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--data") {
+      o.data = value();
+    } else if (arg == "--node-id") {
+      o.node_id = value();
+    } else if (arg == "--members") {
+      o.members = value();
+    } else if (arg == "--shards") {
+      auto text = value();
+      char* end = nullptr;
+      o.shards = std::strtoul(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || o.shards == 0)
+        usage("--shards needs a positive number");
+    } else if (arg == "--route") {
+      auto text = value();
+      auto eq = text.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
+        usage("--route needs PREFIX=TYPE, got '" + text + "'");
+      o.routes.emplace_back(text.substr(0, eq), text.substr(eq + 1));
+    } else if (arg == "--out") {
+      o.out = value();
+    } else if (!arg.empty() && arg[0] == '-') {
+      usage("unknown option " + arg);
+    } else {
+      o.files.push_back(arg);
+    }
+  }
+  if (o.data.empty()) usage("--data is required");
+  if (o.node_id.empty()) usage("--node-id is required");
+  bool planning = o.command == "plan" || o.command == "export";
+  if (planning) {
+    if (o.members.empty() || o.shards == 0 || o.routes.empty())
+      usage(o.command + " needs --members, --shards and --route");
+    if (o.command == "export" && o.out.empty()) usage("export needs --out");
+    if (!o.files.empty()) usage("unexpected argument " + o.files[0]);
+  } else if (o.command == "import" || o.command == "release") {
+    if (o.files.empty()) usage(o.command + " needs bundle files");
+  } else {
+    usage("unknown command '" + o.command + "'");
+  }
+  return o;
+}
+
+std::unique_ptr<mp::journal> open(const std::string& dir, bool read_only,
+                                  std::string& why) {
+  mp::journal_config cfg;
+  cfg.directory = dir;
+  cfg.read_only = read_only;
+  auto j = mp::journal::open(cfg);
+  if (j) return std::move(j).value();
+  why = j.error().to_string();
+  if (j.error().code() == mp::errc::directory_in_use)
+    why += " (stop the node first)";
+  return nullptr;
+}
+
+// A stream that changes owner.
+struct move {
+  std::string stream;
+  std::string type;
+  std::string id;
+  std::string to;
+  uint64_t events = 0;
+};
+
+int plan_moves(const options& o, mp::journal& j, std::vector<move>& moves,
+               size_t& staying, size_t& unrouted,
+               std::optional<mr::cluster_view>& view) {
+  std::vector<mr::cluster_member> members;
+  std::string why;
+  std::stringstream list{o.members};
+  for (std::string item; std::getline(list, item, ',');) {
+    auto m = mr::parse_member(item, why);
+    if (!m) return fail("--members: " + why);
+    members.push_back(*m);
+  }
+  view = mr::cluster_view::make(members, static_cast<uint32_t>(o.shards), why);
+  if (!view) return fail("--members: " + why);
+  std::string after;
+  for (;;) {
+    auto heads = j.list_streams(after, 1000);
+    if (!heads) return fail(heads.error().to_string());
+    if (heads->empty()) break;
+    after = heads->back().stream_id;
+    for (auto& h : *heads) {
+      const std::pair<std::string, std::string>* route = nullptr;
+      for (auto& r : o.routes)
+        if (h.stream_id.compare(0, r.first.size(), r.first) == 0 &&
+            (!route || r.first.size() > route->first.size()))
+          route = &r;  // the longest matching prefix
+      if (!route) {
+        ++unrouted;
+        continue;
+      }
+      auto moved = j.moved_to(h.stream_id);
+      if (!moved) return fail(moved.error().to_string());
+      if (*moved) continue;  // released before: nothing of it is here
+      auto id = h.stream_id.substr(route->first.size());
+      auto& owner = view->owner(route->second, id);
+      if (owner == o.node_id) {
+        ++staying;
+        continue;
+      }
+      moves.push_back({h.stream_id, route->second, id, owner,
+                       h.highest_sequence - h.deleted_to});
+    }
+  }
+  return 0;
+}
+
+int plan_or_export(const options& o) {
+  std::vector<move> moves;
+  size_t staying = 0;
+  size_t unrouted = 0;
+  std::optional<mr::cluster_view> view;
+  // Export holds the directory for writing throughout: no node can run.
+  std::string why;
+  auto j = open(o.data, o.command == "plan", why);
+  if (!j) return fail(why);
+  if (auto rc = plan_moves(o, *j, moves, staying, unrouted, view)) return rc;
+  std::map<std::string, std::vector<const move*>> by_owner;
+  for (auto& m : moves) by_owner[m.to].push_back(&m);
+  if (o.command == "plan") {
+    for (auto& m : moves)
+      print(json{{"stream", m.stream}, {"type", m.type}, {"id", m.id},
+                 {"from", o.node_id}, {"to", m.to}, {"events", m.events}});
+  } else {
+    std::error_code ec;
+    fs::create_directories(o.out, ec);
+    if (ec) return fail("cannot create '" + o.out + "': " + ec.message());
+    for (auto& [owner, list] : by_owner) {
+      mp::stream_bundle bundle;
+      bundle.labels = {{"from", o.node_id},
+                       {"to", owner},
+                       {"members", view->fingerprint()}};
+      uint64_t events = 0;
+      for (auto* m : list) {
+        auto ex = j->export_stream(m->stream);
+        if (!ex) return fail(ex.error().to_string());
+        events += ex->events.size();
+        bundle.streams.push_back(std::move(*ex));
+      }
+      auto path = (fs::path{o.out} / (o.node_id + "-to-" + owner +
+                                      ".mnemo-streams"))
+                      .string();
+      auto bytes = mp::encode_bundle(bundle);
+      {
+        std::ofstream file{path + ".part", std::ios::binary | std::ios::trunc};
+        file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        file.flush();
+        if (!file) return fail("cannot write '" + path + ".part'");
+      }
+      fs::rename(path + ".part", path, ec);
+      if (ec) return fail("cannot rename to '" + path + "': " + ec.message());
+      print(json{{"file", path},
+                 {"to", owner},
+                 {"streams", list.size()},
+                 {"events", events},
+                 {"bytes", bytes.size()}});
+    }
+  }
+  json summary{{"from", o.node_id},
+               {"moving", moves.size()},
+               {"staying", staying},
+               {"unrouted", unrouted}};
+  json to = json::object();
+  for (auto& [owner, list] : by_owner) to[owner] = list.size();
+  summary["to"] = to;
+  print(summary);
+  return 0;
+}
+
+int import_or_release(const options& o) {
+  std::string why;
+  auto j = open(o.data, false, why);
+  if (!j) return fail(why);
+  bool importing = o.command == "import";
+  for (auto& path : o.files) {
+    std::ifstream file{path, std::ios::binary};
+    if (!file) return fail("cannot read '" + path + "'");
+    std::string bytes{std::istreambuf_iterator<char>{file},
+                      std::istreambuf_iterator<char>{}};
+    auto bundle = mp::decode_bundle(bytes);
+    if (!bundle) return fail("'" + path + "': " + bundle.error().to_string());
+    auto& labels = bundle->labels;
+    auto label = [&](const char* key) {
+      auto i = labels.find(key);
+      return i == labels.end() ? std::string{} : i->second;
+    };
+    auto addressed = label(importing ? "to" : "from");
+    if (addressed != o.node_id)
+      return fail("'" + path + "' is " + (importing ? "for" : "from") +
+                  " member '" + addressed + "', not '" + o.node_id + "'");
+    size_t done = 0;
+    for (auto& s : bundle->streams) {
+      auto& stream = s.head.stream_id;
+      if (importing) {
+        if (auto err = j->import_stream(s))
+          return fail("'" + path + "': " + err.to_string());
+      } else {
+        auto head = j->head_of(stream);
+        if (!head) return fail(head.error().to_string());
+        auto moved = j->moved_to(stream);
+        if (!moved) return fail(moved.error().to_string());
+        if (!*moved && (head->highest_sequence != s.head.highest_sequence ||
+                        head->deleted_to != s.head.deleted_to))
+          return fail("stream '" + stream + "' changed since '" + path +
+                      "' was exported (version " +
+                      std::to_string(head->highest_sequence) + ", exported " +
+                      std::to_string(s.head.highest_sequence) +
+                      "); export again and import that");
+        if (auto err = j->release_stream(stream, label("to")))
+          return fail(err.to_string());
+      }
+      ++done;
+    }
+    print(json{{"file", path},
+               {importing ? "imported" : "released", done},
+               {importing ? "from" : "to", label(importing ? "from" : "to")}});
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto o = parse(argc, argv);
+  try {
+    if (o.command == "plan" || o.command == "export") return plan_or_export(o);
+    return import_or_release(o);
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+}

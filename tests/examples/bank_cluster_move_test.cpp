@@ -1,0 +1,309 @@
+// Changing a cluster's members: two bank nodes become three. With the
+// nodes stopped, mnemo-cluster exports the streams the new member list
+// places on the new node, imports them there and releases them on their
+// old owners; the three nodes then serve every account and transfer with
+// all of its history, and nothing is counted twice.
+
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "node_process.hpp"
+
+using namespace testnode;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* secret = "0123456789abcdef-move-secret";
+
+struct tool_result {
+  int exit_code = -1;
+  std::vector<json> lines;
+  std::string text;
+};
+
+// Runs `binary` with `args` (no shell quoting needed: paths are temp dirs).
+tool_result run(const std::string& binary, const std::vector<std::string>& args) {
+  std::string cmd = binary;
+  for (auto& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  tool_result result;
+  auto* pipe = ::popen(cmd.c_str(), "r");
+  BOOST_REQUIRE(pipe != nullptr);
+  char buf[4096];
+  while (auto n = ::fread(buf, 1, sizeof buf, pipe)) result.text.append(buf, n);
+  auto status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::istringstream in{result.text};
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line, nullptr, false);
+    if (!j.is_discarded()) result.lines.push_back(j);
+  }
+  return result;
+}
+
+tool_result cluster_tool(const std::vector<std::string>& args) {
+  return run(MNEMO_CLUSTER_TOOL, args);
+}
+
+json body_of(const std::optional<reply>& r) {
+  return r ? r->json() : json{};
+}
+
+unsigned status_of(const std::optional<reply>& r) {
+  return r ? r->status : 0;
+}
+
+struct member_set {
+  std::vector<std::string> ids;
+  std::string list;
+};
+
+struct move_fixture {
+  uint16_t base = static_cast<uint16_t>(36000 + (::getpid() % 1500) * 10);
+  std::vector<std::string> dirs;
+  std::vector<std::unique_ptr<process>> nodes;
+
+  move_fixture() {
+    for (int i = 0; i < 3; ++i)
+      dirs.push_back(temp_dir("mnemo-move-n" + std::to_string(i + 1)));
+  }
+
+  std::string members(int n) const {
+    std::string list;
+    for (int i = 0; i < n; ++i) {
+      if (i > 0) list += ",";
+      list += "n" + std::to_string(i + 1) +
+              "@127.0.0.1:" + std::to_string(base + i);
+    }
+    return list;
+  }
+
+  void start_all(int n) {
+    nodes.clear();
+    for (int i = 0; i < n; ++i)
+      nodes.push_back(std::make_unique<process>(
+          MNEMO_BANK_NODE,
+          std::vector<std::string>{
+              "--data", dirs[i], "--listen", "127.0.0.1:0",
+              "--cluster.node-id=n" + std::to_string(i + 1),
+              "--cluster.members=" + members(n),
+              std::string{"--cluster.secret="} + secret,
+              "--cluster.shards=16", "--cluster.retry-ms=100"}));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{15};
+    for (bool joined = false; !joined;) {
+      BOOST_REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,
+                            "the members did not join");
+      joined = true;
+      for (auto& p : nodes) {
+        client c{p->port()};
+        auto h = body_of(c.call("GET", "/health"));
+        if (!h.contains("cluster") ||
+            h["cluster"]["connected"].size() + 1 != nodes.size())
+          joined = false;
+      }
+      if (!joined) std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+  }
+
+  void stop_all() {
+    for (auto& p : nodes) p->signal(SIGTERM);
+    for (auto& p : nodes) {
+      auto status = p->wait(std::chrono::seconds{20});
+      BOOST_REQUIRE(status);
+      BOOST_CHECK(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+    }
+    nodes.clear();
+  }
+
+  std::vector<std::string> plan_args(const std::string& command, int i) {
+    return {command,       "--data",    dirs[i], "--node-id",
+            "n" + std::to_string(i + 1), "--members", members(3),
+            "--shards",    "16",        "--route", "account-=account",
+            "--route",     "saga-transfer-=saga.transfer"};
+  }
+};
+
+// What a client sees of an account.
+json account_view(client& c, const std::string& id) {
+  auto a = body_of(c.call("GET", "/accounts/" + id));
+  return json{{"balance", a["balance"]},
+              {"open", a["open"]},
+              {"version", a["version"]}};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(bank_cluster_move)
+
+BOOST_AUTO_TEST_CASE(two_members_become_three_and_keep_every_event) {
+  move_fixture f;
+  f.start_all(2);
+  client c1{f.nodes[0]->port()};
+  client c2{f.nodes[1]->port()};
+  constexpr int accounts = 30;
+  for (int i = 0; i < accounts; ++i) {
+    auto id = "m" + std::to_string(i);
+    auto& c = i % 2 ? c2 : c1;
+    BOOST_REQUIRE_EQUAL(status_of(c.call("POST", "/accounts",
+                                         json{{"id", id}, {"owner", "o"}}.dump())),
+                        201u);
+    for (int k = 0; k <= i % 4; ++k)
+      BOOST_REQUIRE_EQUAL(
+          status_of(c.call("POST", "/accounts/" + id + "/deposits",
+                           json{{"amount", 100 + i}}.dump())),
+          200u);
+  }
+  BOOST_REQUIRE_EQUAL(status_of(c1.call("POST", "/accounts/m7/withdrawals",
+                                        json{{"amount", 50}}.dump())),
+                      200u);
+  for (int t = 0; t < 10; ++t)
+    BOOST_REQUIRE_EQUAL(
+        status_of(c2.call("POST", "/transfers",
+                          json{{"id", "mt" + std::to_string(t)},
+                               {"from", "m" + std::to_string(t)},
+                               {"to", "m" + std::to_string(29 - t)},
+                               {"amount", 20}}
+                              .dump())),
+        202u);
+  for (int t = 0; t < 10; ++t) {
+    std::string status;
+    for (int k = 0; k < 300 && status != "completed"; ++k) {
+      status = body_of(c1.call("GET", "/transfers/mt" + std::to_string(t)))
+                   .value("status", "");
+      if (status != "completed")
+        std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    }
+    BOOST_REQUIRE_EQUAL(status, "completed");
+  }
+  BOOST_REQUIRE_EQUAL(status_of(c1.call("POST", "/accounts/m29/close")), 200u);
+  std::map<std::string, json> before;
+  int64_t total = 0;
+  for (int i = 0; i < accounts; ++i) {
+    auto id = "m" + std::to_string(i);
+    before[id] = account_view(c1, id);
+    total += before[id]["balance"].get<int64_t>();
+  }
+
+  // A running node keeps its directory: the tool refuses to export.
+  auto busy_args = f.plan_args("export", 0);
+  busy_args.insert(busy_args.end(), {"--out", temp_dir("mnemo-move-busy")});
+  auto busy = cluster_tool(busy_args);
+  BOOST_CHECK_NE(busy.exit_code, 0);
+  BOOST_CHECK_MESSAGE(busy.text.find("stop the node first") != std::string::npos,
+                      busy.text);
+  f.stop_all();
+
+  // Plan: adding a member moves streams to it only.
+  size_t moving = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto plan = cluster_tool(f.plan_args("plan", i));
+    BOOST_REQUIRE_MESSAGE(plan.exit_code == 0, plan.text);
+    for (auto& line : plan.lines)
+      if (line.contains("stream")) BOOST_CHECK_EQUAL(line["to"], "n3");
+    auto& summary = plan.lines.back();
+    BOOST_CHECK_EQUAL(summary["unrouted"], 0);
+    moving += summary["moving"].get<size_t>();
+  }
+  BOOST_TEST_MESSAGE(moving << " streams move to n3");
+  BOOST_REQUIRE(moving > 0);
+
+  auto out = temp_dir("mnemo-move-bundles");
+  std::vector<std::string> files;
+  for (int i = 0; i < 2; ++i) {
+    auto args = f.plan_args("export", i);
+    args.insert(args.end(), {"--out", out});
+    auto ex = cluster_tool(args);
+    BOOST_REQUIRE_MESSAGE(ex.exit_code == 0, ex.text);
+    for (auto& line : ex.lines)
+      if (line.contains("file")) files.push_back(line["file"]);
+  }
+  BOOST_REQUIRE_EQUAL(files.size(), 2u);
+  // A bundle is addressed: n1 cannot import what is meant for n3.
+  auto wrong = cluster_tool({"import", "--data", f.dirs[0], "--node-id", "n1",
+                             files[0]});
+  BOOST_CHECK_NE(wrong.exit_code, 0);
+  BOOST_CHECK_MESSAGE(wrong.text.find("for member 'n3'") != std::string::npos,
+                      wrong.text);
+  // Import on n3 (twice: a repeated import changes nothing), then release.
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::string> args{"import", "--data", f.dirs[2], "--node-id",
+                                  "n3"};
+    args.insert(args.end(), files.begin(), files.end());
+    auto imp = cluster_tool(args);
+    BOOST_REQUIRE_MESSAGE(imp.exit_code == 0, imp.text);
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto rel = cluster_tool({"release", "--data", f.dirs[i], "--node-id",
+                             "n" + std::to_string(i + 1), files[i]});
+    BOOST_REQUIRE_MESSAGE(rel.exit_code == 0, rel.text);
+  }
+  // Nothing is left to move.
+  for (int i = 0; i < 2; ++i) {
+    auto again = cluster_tool(f.plan_args("plan", i));
+    BOOST_CHECK_EQUAL(again.lines.back()["moving"], 0);
+  }
+
+  f.start_all(3);
+  std::vector<std::unique_ptr<client>> cs;
+  for (auto& n : f.nodes) cs.push_back(std::make_unique<client>(n->port()));
+  // Every node answers every account with its whole history.
+  for (auto& [id, view] : before)
+    for (auto& c : cs) BOOST_CHECK_EQUAL(account_view(*c, id), view);
+  for (int t = 0; t < 10; ++t)
+    for (auto& c : cs)
+      BOOST_CHECK_EQUAL(
+          body_of(c->call("GET", "/transfers/mt" + std::to_string(t)))
+              .value("status", ""),
+          "completed");
+  // The moved streams live on n3 now, with every event.
+  auto streams = run(MNEMO_INSPECT, {f.dirs[2], "streams"});
+  size_t on_n3 = 0;
+  for (auto& line : streams.lines) {
+    auto name = line.value("stream", "");
+    if (name.rfind("account-", 0) != 0) continue;
+    ++on_n3;
+    auto events = run(MNEMO_INSPECT, {f.dirs[2], "stream", name});
+    BOOST_CHECK_EQUAL(events.lines.size(),
+                      before[name.substr(8)]["version"].get<size_t>());
+  }
+  BOOST_CHECK(on_n3 > 0);
+  // The read models of the three nodes cover each account once.
+  int64_t model_total = 0;
+  int64_t model_accounts = 0;
+  for (auto& c : cs) {
+    json b;
+    // The released nodes rebuild their models at start.
+    for (int k = 0; k < 100; ++k) {
+      b = body_of(c->call("GET", "/balances"));
+      if (b.contains("total")) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    }
+    model_total += b.value("total", int64_t{0});
+    model_accounts += b.value("accounts", int64_t{0});
+  }
+  BOOST_CHECK_EQUAL(model_accounts, accounts);
+  BOOST_CHECK_EQUAL(model_total, total);
+  // Moved accounts take new commands through any node.
+  for (int i = 0; i < accounts; ++i) {
+    auto id = "m" + std::to_string(i);
+    if (i == 29) continue;  // closed
+    auto r = cs[i % 3]->call("POST", "/accounts/" + id + "/deposits",
+                             json{{"amount", 1}}.dump());
+    BOOST_CHECK_EQUAL(status_of(r), 200u);
+    BOOST_CHECK_EQUAL(body_of(r)["balance"],
+                      before[id]["balance"].get<int64_t>() + 1);
+  }
+  f.stop_all();
+}
+
+BOOST_AUTO_TEST_SUITE_END()
