@@ -23,6 +23,11 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<mnemo::runtime::remote_protocol>)
 
 namespace mnemo::runtime {
 
+namespace detail {
+// openssl_errors.cpp: keeps one TLS connection's errors from failing others.
+bool openssl_errors_isolated() noexcept;
+}  // namespace detail
+
 struct cluster_state {
   explicit cluster_state(cluster_view v) : view(std::move(v)) {}
   cluster_view view;
@@ -364,6 +369,8 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
   if (settings.secret.size() < 16)
     return make_error(errc::invalid_argument,
                       "the cluster secret must have at least 16 characters");
+  if (settings.tls() && !detail::openssl_errors_isolated())
+    return make_error(errc::invalid_argument, "TLS errors are not isolated");
   auto st = std::make_shared<cluster_state>(*view);
   st->self = settings.node_id;
   st->tls = settings.tls();
