@@ -164,16 +164,14 @@ void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
   std::map<std::string, size_t> by_status;
   for (auto& [id, st] : statuses) ++by_status[st];
   std::string summary;
-  for (auto& [st, n] : by_status)
-    summary += " " + st + "=" + std::to_string(n);
+  for (auto& [st, n] : by_status) summary += " " + st + "=" + std::to_string(n);
   auto tally = ledger.tally();
-  BOOST_TEST_MESSAGE("commands applied=" << tally.applied << " not_applied="
-                                         << tally.not_applied << " (owner_unavailable="
-                                         << tally.owner_unavailable
-                                         << ") resolved_by_repeat="
-                                         << tally.resolved << "; transfers:"
-                                         << summary << "; settled in "
-                                         << seconds_since(t0) << " s");
+  BOOST_TEST_MESSAGE("commands applied="
+                     << tally.applied << " not_applied=" << tally.not_applied
+                     << " (owner_unavailable=" << tally.owner_unavailable
+                     << ") resolved_by_repeat=" << tally.resolved
+                     << "; transfers:" << summary << "; settled in "
+                     << seconds_since(t0) << " s");
   BOOST_CHECK_EQUAL(tally.broken, 0u);
   for (auto& s : ledger.broken_samples()) BOOST_TEST_MESSAGE("broken: " << s);
   BOOST_CHECK_MESSAGE(by_status["running"] == 0 && by_status["?"] == 0,
@@ -216,9 +214,8 @@ void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
     actual[id] = first["balance"].get<int64_t>();
     total += actual[id];
     if (actual[id] != expected[id] && ++mismatches <= 5)
-      BOOST_ERROR("account " << id << " (owner " << f.owner(id)
-                             << "): balance " << actual[id] << ", expected "
-                             << expected[id]);
+      BOOST_ERROR("account " << id << " (owner " << f.owner(id) << "): balance "
+                             << actual[id] << ", expected " << expected[id]);
   }
   BOOST_CHECK_EQUAL(mismatches, 0u);
   auto funded =
@@ -242,11 +239,11 @@ void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
         auto want = mine ? 200u : 404u;
         if (!r || r->status != want ||
             (mine && r->json().value("balance", int64_t{-1}) != actual[id])) {
-          diff = faulty_cluster::id(i) + " /balances/" + id + ": " +
-                 (r ? std::to_string(r->status) + " " + r->body
-                    : cs[i]->error) +
-                 (mine ? ", aggregate " + std::to_string(actual[id])
-                       : ", not its account");
+          diff =
+              faulty_cluster::id(i) + " /balances/" + id + ": " +
+              (r ? std::to_string(r->status) + " " + r->body : cs[i]->error) +
+              (mine ? ", aggregate " + std::to_string(actual[id])
+                    : ", not its account");
           break;
         }
       }
@@ -255,8 +252,8 @@ void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
       auto body = r ? r->json() : json{};
       if (body.value("accounts", uint64_t{0}) != owned ||
           body.value("total", int64_t{0}) != owned_total)
-        diff = faulty_cluster::id(i) + " /balances: " +
-               (r ? r->body : cs[i]->error) + ", owns " +
+        diff = faulty_cluster::id(i) +
+               " /balances: " + (r ? r->body : cs[i]->error) + ", owns " +
                std::to_string(owned) + " with " + std::to_string(owned_total);
     }
     if (!diff.empty()) std::this_thread::sleep_for(50ms);
@@ -293,13 +290,14 @@ BOOST_AUTO_TEST_CASE(money_is_conserved_across_nodes_through_kills) {
       f.kill(victim);
       std::this_thread::sleep_for(std::chrono::milliseconds{200 + rng() % 500});
       f.start(victim);
-      BOOST_REQUIRE_MESSAGE(f.all_joined(15s),
-                            "round " << round << ": " << faulty_cluster::id(victim)
-                                     << " did not rejoin");
-      BOOST_TEST_MESSAGE("round " << round << ": killed "
-                                  << faulty_cluster::id(victim)
-                                  << ", back and joined after "
-                                  << seconds_since(killed) << " s");
+      BOOST_REQUIRE_MESSAGE(f.all_joined(15s), "round "
+                                                   << round << ": "
+                                                   << faulty_cluster::id(victim)
+                                                   << " did not rejoin");
+      BOOST_TEST_MESSAGE("round "
+                         << round << ": killed " << faulty_cluster::id(victim)
+                         << ", back and joined after " << seconds_since(killed)
+                         << " s");
     }
     std::this_thread::sleep_for(500ms);
     w.stop();
@@ -355,8 +353,8 @@ BOOST_AUTO_TEST_CASE(a_cut_off_member_heals_without_divergence) {
     std::this_thread::sleep_for(20ms);
   }
   for (size_t i = 0; i < members; ++i) {
-    BOOST_TEST_MESSAGE(faulty_cluster::id(i) << " noticed the cut after "
-                                             << noticed[i] << " s");
+    BOOST_TEST_MESSAGE(faulty_cluster::id(i)
+                       << " noticed the cut after " << noticed[i] << " s");
     BOOST_CHECK_MESSAGE(
         noticed[i] >= 0 &&
             noticed[i] <= std::chrono::duration<double>(bound).count(),
@@ -367,27 +365,29 @@ BOOST_AUTO_TEST_CASE(a_cut_off_member_heals_without_divergence) {
   for (size_t i = 0; i < members; ++i) {
     auto c = f.control(i);
     for (auto& id : ledger.accounts()) {
-      bool reachable = i == victim ? f.owner(id) == victim
-                                   : f.owner(id) != victim;
+      bool reachable =
+          i == victim ? f.owner(id) == victim : f.owner(id) != victim;
       auto asked = steady::now();
       auto r = c->call("GET", "/accounts/" + id);
       auto took = seconds_since(asked);
-      auto d = ledger.send(*c, cluster_op{cluster_op::deposit, id, {}, 1,
-                                          "cut-" + id + "-" +
-                                              faulty_cluster::id(i)});
+      auto d = ledger.send(
+          *c, cluster_op{cluster_op::deposit,
+                         id,
+                         {},
+                         1,
+                         "cut-" + id + "-" + faulty_cluster::id(i)});
       if (reachable) {
         BOOST_CHECK_MESSAGE(r && r->status == 200 && d && d->status == 200,
                             faulty_cluster::id(i) << " cut off from its own "
                                                   << "side's account " << id);
       } else {
         for (auto* x : {&r, &d})
-          BOOST_CHECK_MESSAGE(
-              *x && (*x)->status == 503 &&
-                  (*x)->json().value("error", "") ==
-                      std::string{"owner_unavailable"},
-              faulty_cluster::id(i)
-                  << " on " << id << " (owner across the cut): "
-                  << (*x ? (*x)->body : c->error));
+          BOOST_CHECK_MESSAGE(*x && (*x)->status == 503 &&
+                                  (*x)->json().value("error", "") ==
+                                      std::string{"owner_unavailable"},
+                              faulty_cluster::id(i)
+                                  << " on " << id << " (owner across the cut): "
+                                  << (*x ? (*x)->body : c->error));
         BOOST_CHECK_MESSAGE(took < 1.0, faulty_cluster::id(i)
                                             << " took " << took
                                             << " s to refuse " << id);
@@ -400,10 +400,10 @@ BOOST_AUTO_TEST_CASE(a_cut_off_member_heals_without_divergence) {
   lab->heal(victim);
   auto healed = steady::now();
   BOOST_CHECK_MESSAGE(f.all_joined(20s), "the members did not rejoin");
-  BOOST_TEST_MESSAGE("cut for " << std::chrono::duration<double>(healed - cut).count()
-                                << " s; rejoined "
-                                << seconds_since(healed)
-                                << " s after the heal");
+  BOOST_TEST_MESSAGE("cut for "
+                     << std::chrono::duration<double>(healed - cut).count()
+                     << " s; rejoined " << seconds_since(healed)
+                     << " s after the heal");
   std::this_thread::sleep_for(500ms);
   w.stop();
   check_converged(f, ledger);

@@ -138,8 +138,8 @@ class cluster_ledger {
     for (size_t n = 0; !stop; ++n) {
       auto* c = cs.of(rng() % table.size());
       if (!c) continue;
-      auto op = random_op(rng, "w" + std::to_string(seed) + "-" +
-                                   std::to_string(n));
+      auto op =
+          random_op(rng, "w" + std::to_string(seed) + "-" + std::to_string(n));
       auto r = c->call("POST", op.method_target(), op.body());
       if (!r && !c->sent) {  // never written: nothing happened
         std::this_thread::sleep_for(std::chrono::milliseconds{5});
@@ -253,8 +253,8 @@ class cluster_ledger {
   };
   counts tally() {
     std::lock_guard<std::mutex> guard{mtx_};
-    return {applied_count_, not_applied_,  owner_unavailable_, unknown_.size(),
-            resolved_,      broken_,       started_.size()};
+    return {applied_count_, not_applied_, owner_unavailable_, unknown_.size(),
+            resolved_,      broken_,      started_.size()};
   }
   std::vector<std::string> broken_samples() {
     std::lock_guard<std::mutex> guard{mtx_};

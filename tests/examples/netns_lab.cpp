@@ -34,14 +34,13 @@ netns_lab::netns_lab(size_t nodes)
   std::string out;
   // Left over by an earlier run with the same pid that was killed.
   for (size_t i = 0; i <= nodes_; ++i)
-    run_command("ip netns del " + (i == nodes_ ? tag_ + "-sw" : netns(i)),
-                out);
+    run_command("ip netns del " + (i == nodes_ ? tag_ + "-sw" : netns(i)), out);
   auto sw = tag_ + "-sw";
   auto first = "ip netns add " + sw;
   if (run_command(first, out) != 0)
     throw std::runtime_error(
-        "network namespaces are not available here: `" + first +
-        "` failed (" + out +
+        "network namespaces are not available here: `" + first + "` failed (" +
+        out +
         "). This test needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and "
         "iproute2's ip; run it as root (CI does) or skip it explicitly with "
         "--run_test='!bank_cluster/a_cut_off_member_heals_without_divergence'");
@@ -56,7 +55,8 @@ netns_lab::netns_lab(size_t nodes)
       made_.push_back(ns);
       auto port = "v" + std::to_string(i);
       must("ip -n " + ns + " link set lo up");
-      must("ip -n " + sw + " link add " + port + " type veth peer name eth0 netns " + ns);
+      must("ip -n " + sw + " link add " + port +
+           " type veth peer name eth0 netns " + ns);
       must("ip -n " + sw + " link set " + port + " master br0");
       must("ip -n " + sw + " link set " + port + " up");
       must("ip -n " + ns + " addr add " + address(i) + "/24 dev eth0");
