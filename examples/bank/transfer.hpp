@@ -44,6 +44,13 @@ struct transfer {
     mnemo::sagas::step<data> credit;
     credit.name = "deposit";
     credit.action = command<account, data>(to, give);
+    // In a cluster an account's owner may be away for a while (restart,
+    // cut link): keep retrying for about 15 s (12 attempts, backoff capped
+    // at 2 s) before giving up, since a step given up on is compensated.
+    for (auto* s : {&debit, &credit}) {
+      s->retry.max_attempts = 12;
+      s->retry.backoff.max_backoff = std::chrono::seconds{2};
+    }
     def.steps = {debit, credit};
     return def;
   }

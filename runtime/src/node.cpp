@@ -1,5 +1,6 @@
 #include "mnemo/runtime/node.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -122,10 +123,15 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
       cfg.openssl_cafile = c.tls_ca;
       cfg.load<caf::openssl::manager>();
     }
-    // Detects a silent peer (no FIN, e.g. a cut link) besides closed
-    // connections, which CAF notices at once.
+    // CAF notices a closed connection at once, but a silent peer (a cut
+    // link: no FIN, no RST) only through the connection timeout, which is
+    // off by default (0) and only checked on heartbeat ticks.
+    auto beat = std::max<size_t>(cfg.cluster.heartbeat_ms, 10);
+    auto silence = std::max(cfg.cluster.connection_timeout_ms, 2 * beat);
     cfg.set("middleman.heartbeat-interval",
-            caf::timespan{std::chrono::milliseconds{500}});
+            caf::timespan{std::chrono::milliseconds{beat}});
+    cfg.set("middleman.connection-timeout",
+            caf::timespan{std::chrono::milliseconds{silence}});
     cfg.set("middleman.enable-automatic-connections", false);
   }
   result->system_ = std::make_unique<caf::actor_system>(cfg);

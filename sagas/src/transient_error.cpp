@@ -6,9 +6,15 @@ namespace mnemo::sagas {
 
 bool transient_error(const caf::error& err) {
   using runtime::errc;
+  // owner_unavailable: the owner of the entity is another member and not
+  // connected; nothing was sent. Giving up on it would be wrong twice: the
+  // member comes back, and an earlier attempt of the same step may have
+  // reached it before it went (its outcome unknown), so compensating now
+  // could undo a step that took effect on one side only.
   if (runtime::is(err, errc::stash_overflow) ||
       runtime::is(err, errc::entity_stopped) ||
-      runtime::is(err, errc::restart_limit))
+      runtime::is(err, errc::restart_limit) ||
+      runtime::is(err, errc::owner_unavailable))
     return true;
   using pe = persistence::errc;
   for (auto code : {pe::version_conflict, pe::storage_full, pe::storage_error,

@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <thread>
@@ -26,7 +29,8 @@ using tcp = net::ip::tcp;
 // -- process ------------------------------------------------------------------
 
 process::process(const std::string& binary, std::vector<std::string> args,
-                 std::chrono::milliseconds timeout) {
+                 std::chrono::milliseconds timeout,
+                 std::vector<std::string> prefix) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
   pid_ = ::fork();
@@ -37,10 +41,14 @@ process::process(const std::string& binary, std::vector<std::string> args,
     ::close(fds[0]);
     ::close(fds[1]);
     std::vector<char*> argv;
+    for (auto& p : prefix) argv.push_back(const_cast<char*>(p.c_str()));
     argv.push_back(const_cast<char*>(binary.c_str()));
     for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    ::execv(binary.c_str(), argv.data());
+    if (prefix.empty())
+      ::execv(binary.c_str(), argv.data());
+    else
+      ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -124,6 +132,7 @@ std::vector<std::string> process::drain_stdout() {
 
 struct client::impl {
   uint16_t port;
+  std::string netns;
   net::io_context ioc;
   std::optional<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
@@ -139,9 +148,37 @@ struct client::impl {
   }
 };
 
-client::client(uint16_t port) : impl_(std::make_unique<impl>()) {
+client::client(uint16_t port, std::string netns)
+    : impl_(std::make_unique<impl>()) {
   impl_->port = port;
+  impl_->netns = std::move(netns);
 }
+
+namespace {
+
+// A TCP socket created in network namespace `name`: a socket stays in the
+// namespace it was created in, so a short-lived thread enters the
+// namespace (setns affects only the calling thread) and makes it.
+int socket_in_netns(const std::string& name, std::string& error) {
+  int result = -1;
+  std::thread worker{[&] {
+    auto path = "/run/netns/" + name;
+    int ns = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns < 0) {
+      error = "open " + path + ": " + std::strerror(errno);
+      return;
+    }
+    if (::setns(ns, CLONE_NEWNET) != 0)
+      error = "setns " + path + ": " + std::strerror(errno);
+    else
+      result = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ::close(ns);
+  }};
+  worker.join();
+  return result;
+}
+
+}  // namespace
 
 client::~client() {
   impl_->close();
@@ -157,6 +194,15 @@ std::optional<reply> client::call(const std::string& method,
   if (!d.stream) {
     d.stream.emplace(d.ioc);
     d.stream->expires_after(std::chrono::seconds{10});
+    if (!d.netns.empty()) {
+      int fd = socket_in_netns(d.netns, error);
+      if (fd < 0) {
+        error = "socket in netns '" + d.netns + "': " + error;
+        d.close();
+        return std::nullopt;
+      }
+      d.stream->socket().assign(tcp::v4(), fd, ec);
+    }
     d.stream->socket().connect(
         tcp::endpoint{net::ip::make_address("127.0.0.1"), d.port}, ec);
     if (ec) {

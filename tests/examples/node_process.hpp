@@ -21,9 +21,12 @@ class process {
  public:
   /// Starts `binary` with `args` and waits for its `{"event":"listening"}`
   /// line on stdout (at most `timeout`). Throws std::runtime_error when it
-  /// does not come.
+  /// does not come. A non-empty `prefix` is a command that runs the binary
+  /// (e.g. `ip netns exec NAME`): it is looked up in PATH and must exec the
+  /// binary in place, so that pid() stays the node's pid.
   process(const std::string& binary, std::vector<std::string> args,
-          std::chrono::milliseconds timeout = std::chrono::seconds{20});
+          std::chrono::milliseconds timeout = std::chrono::seconds{20},
+          std::vector<std::string> prefix = {});
 
   /// Kills the process (SIGKILL) if it still runs.
   ~process();
@@ -73,7 +76,10 @@ struct reply {
 /// Not thread-safe: one per thread.
 class client {
  public:
-  explicit client(uint16_t port);
+  /// Talks to 127.0.0.1:`port`; with a `netns` name, to 127.0.0.1 inside
+  /// that network namespace (/run/netns/NAME, as `ip netns add` makes it):
+  /// the socket is created there, the process needs CAP_SYS_ADMIN.
+  explicit client(uint16_t port, std::string netns = {});
   ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;

@@ -269,6 +269,33 @@ BOOST_AUTO_TEST_CASE(transient_failures_are_retried_with_backoff) {
                               "saga-probe-p1/1/do", "saga-probe-p1/1/do"}));
 }
 
+BOOST_AUTO_TEST_CASE(an_unconnected_owner_is_waited_for_not_compensated) {
+  // A step or compensation whose owning member is away (a restart, a cut
+  // link) is retried: an earlier attempt may have reached the owner, so
+  // giving up would compensate a step that took effect (money created), or
+  // leave a withdrawal unrefunded (money lost).
+  auto away = [] {
+    return runtime::make_error(runtime::errc::owner_unavailable,
+                               "member 'n2' is not connected");
+  };
+  BOOST_CHECK(sagas::transient_error(away()));
+  {
+    fixture f;
+    probe::step_errors = {business()};
+    probe::undo_errors = {away()};  // s0 allows 2 attempts
+    BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+    f.run();
+    for (int i = 0; i < 3; ++i) f.tick(1s);
+    BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "compensated");
+  }
+  fixture f;
+  probe::step_errors = {away(), away()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p2", {"k"}));
+  f.run();
+  for (int i = 0; i < 3; ++i) f.tick(1s);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p2"), "completed");
+}
+
 BOOST_AUTO_TEST_CASE(a_failing_compensation_needs_attention) {
   fixture f;
   probe::step_errors = {business()};

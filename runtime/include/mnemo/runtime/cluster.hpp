@@ -52,6 +52,14 @@ struct cluster_settings {
   size_t retry_ms = 250;
   /// Time for one remote request before it fails with `timeout`, ms.
   size_t request_timeout_ms = 10000;
+  /// Interval of CAF's heartbeats to every connected member, ms (default
+  /// 500; at least 10).
+  size_t heartbeat_ms = 500;
+  /// Silence after which a connection to a member is dropped, ms (default
+  /// 2000; raised to two heartbeats if smaller). This is how a member
+  /// behind a cut link (no FIN, no RST) is noticed: until then, its
+  /// requests wait for `request_timeout_ms`.
+  size_t connection_timeout_ms = 2000;
 
   bool enabled() const noexcept { return !node_id.empty(); }
   bool tls() const noexcept {

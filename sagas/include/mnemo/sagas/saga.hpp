@@ -56,8 +56,9 @@ using deliver_atom = caf::atom_constant<caf::atom("mn_sdeliv")>;
 
 /// Returns whether `err` is transient: the command was not applied and a
 /// later attempt may succeed (a stopped or restarting entity, a full stash,
-/// a journal write failure, an unreachable receiver). Business rejections
-/// (other error categories) are not.
+/// a journal write failure, an unreachable receiver, an owning cluster
+/// member that is not connected). Business rejections (other error
+/// categories) are not.
 bool transient_error(const caf::error& err);
 
 /// Retries of one step or compensation.
