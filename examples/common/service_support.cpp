@@ -33,6 +33,9 @@ httpd::response runtime_error_response(const caf::error& err) {
   if (is(err, errc::not_found))
     return httpd::error_response(404, "not_found",
                                  mnemo::runtime::describe(err));
+  if (is(err, errc::owner_lost))
+    return httpd::error_response(503, "owner_lost",
+                                 mnemo::runtime::describe(err));
   if (is(err, errc::owner_unavailable))
     return httpd::error_response(503, "owner_unavailable",
                                  mnemo::runtime::describe(err));

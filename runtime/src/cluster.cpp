@@ -49,6 +49,10 @@ using forward_atom = caf::atom_constant<caf::atom("mn_fwd")>;
 using serve_atom = caf::atom_constant<caf::atom("mn_serve")>;
 using tick_atom = caf::atom_constant<caf::atom("mn_ctick")>;
 using peers_atom = caf::atom_constant<caf::atom("mn_peers")>;
+// Router -> endpoint: tell me which members go away.
+using watch_atom = caf::atom_constant<caf::atom("mn_watch")>;
+// Endpoint -> routers: this member went away.
+using lost_atom = caf::atom_constant<caf::atom("mn_lost")>;
 
 // What a member proves at join: it knows the secret and shares the view.
 std::string join_proof(const std::string& secret, const std::string& from,
@@ -111,6 +115,11 @@ class endpoint_actor : public caf::event_based_actor {
                const std::string& id, bytes& payload) -> caf::result<bytes> {
           return on_remote(from, type, id, payload);
         },
+        [this](watch_atom) {
+          // Routers live as long as the node (their handles drop on exit).
+          if (!local_sender()) return;
+          routers_.push_back(caf::actor_cast<caf::actor>(current_sender()));
+        },
         [this](peers_atom) {
           std::vector<std::string> result;
           for (auto& [id, p] : peers_)
@@ -121,6 +130,11 @@ class endpoint_actor : public caf::event_based_actor {
   }
 
  private:
+  void on_exit() override {
+    // The routers hold this actor's handle: break the cycle.
+    routers_.clear();
+  }
+
   // Messages only this node's own actors may send.
   bool local_sender() {
     auto sender = current_sender();
@@ -250,6 +264,8 @@ class endpoint_actor : public caf::event_based_actor {
         last_failure_[id].clear();
         st_->log("member_down",
                  "member '" + id + "' is gone: " + system().render(msg.reason));
+        // Requests on their way to it will not be answered.
+        for (auto& r : routers_) send(r, lost_atom::value, id);
       }
     }
   }
@@ -294,6 +310,7 @@ class endpoint_actor : public caf::event_based_actor {
   std::map<std::string, std::string> refused_;
   std::map<std::string, std::pair<caf::actor, std::shared_ptr<remote_protocol>>>
       served_;
+  std::vector<caf::actor> routers_;
 };
 
 // The registry of one type as the rest of the node sees it.
@@ -303,7 +320,38 @@ caf::behavior router(caf::event_based_actor* self, std::string type,
                      std::chrono::milliseconds timeout) {
   self->set_exit_handler(
       [self](caf::exit_msg& msg) { self->quit(msg.reason); });
+  // Requests forwarded to other members and not answered yet, by ticket:
+  // when their member goes away they fail at once (owner_lost) instead of
+  // waiting for their timeout.
+  struct in_flight {
+    std::string owner;
+    caf::response_promise rp;
+  };
+  auto pending = std::make_shared<std::map<uint64_t, in_flight>>();
+  auto tickets = std::make_shared<uint64_t>(0);
+  // Answers ticket `t` once: whichever comes first, the reply or the loss.
+  auto settle = [pending](uint64_t t) -> std::optional<caf::response_promise> {
+    auto i = pending->find(t);
+    if (i == pending->end()) return std::nullopt;
+    auto rp = std::move(i->second.rp);
+    pending->erase(i);
+    return rp;
+  };
+  self->send(ep, watch_atom::value);
   return {
+      [=](lost_atom, const std::string& member) {
+        for (auto i = pending->begin(); i != pending->end();) {
+          if (i->second.owner != member) {
+            ++i;
+            continue;
+          }
+          i->second.rp.deliver(make_error(
+              errc::owner_lost,
+              "member '" + member + "' went away while a request to " + type +
+                  " was on its way; it may or may not have been applied"));
+          i = pending->erase(i);
+        }
+      },
       [=](route_atom, const std::string& id,
           caf::message& msg) -> caf::result<caf::message> {
         auto& owner = st->view.owner(type, id);
@@ -316,17 +364,23 @@ caf::behavior router(caf::event_based_actor* self, std::string type,
                             "this message to " + type + " '" + id +
                                 "' cannot travel to member '" + owner + "'");
         auto rp = self->make_response_promise();
+        auto t = ++*tickets;
+        pending->emplace(t, in_flight{owner, rp});
         self->request(ep, timeout, forward_atom::value, owner, type, id,
                       std::move(*encoded))
             .then(
-                [rp, msg, protocol](bytes& reply) mutable {
+                [settle, t, msg, protocol](bytes& reply) {
+                  auto rp = settle(t);
+                  if (!rp) return;
                   auto decoded = protocol->decode_reply(msg, reply);
                   if (decoded)
-                    rp.deliver(std::move(*decoded));
+                    rp->deliver(std::move(*decoded));
                   else
-                    rp.deliver(std::move(decoded.error()));
+                    rp->deliver(std::move(decoded.error()));
                 },
-                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+                [settle, t](caf::error& err) {
+                  if (auto rp = settle(t)) rp->deliver(std::move(err));
+                });
         return rp;
       },
   };

@@ -61,6 +61,8 @@ const char* to_string(errc x) noexcept {
       return "owner_unavailable";
     case errc::join_refused:
       return "join_refused";
+    case errc::owner_lost:
+      return "owner_lost";
   }
   return "unknown";
 }

@@ -10,11 +10,13 @@ bool transient_error(const caf::error& err) {
   // connected; nothing was sent. Giving up on it would be wrong twice: the
   // member comes back, and an earlier attempt of the same step may have
   // reached it before it went (its outcome unknown), so compensating now
-  // could undo a step that took effect on one side only.
+  // could undo a step that took effect on one side only. owner_lost: that
+  // attempt is the one whose outcome is unknown.
   if (runtime::is(err, errc::stash_overflow) ||
       runtime::is(err, errc::entity_stopped) ||
       runtime::is(err, errc::restart_limit) ||
-      runtime::is(err, errc::owner_unavailable))
+      runtime::is(err, errc::owner_unavailable) ||
+      runtime::is(err, errc::owner_lost))
     return true;
   using pe = persistence::errc;
   for (auto code : {pe::version_conflict, pe::storage_full, pe::storage_error,

@@ -9,9 +9,12 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <atomic>
 #include <random>
 #include <set>
@@ -408,6 +411,55 @@ BOOST_AUTO_TEST_CASE(a_cut_off_member_heals_without_divergence) {
   w.stop();
   check_converged(f, ledger);
   BOOST_TEST_MESSAGE("case took " << seconds_since(t0) << " s");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(bank_cluster_in_flight)
+
+// A member that stops answering (SIGSTOP: its connections stay open):
+// requests already on their way to it fail with owner_lost once the loss
+// is detected, instead of waiting for the request timeout (10 s).
+BOOST_AUTO_TEST_CASE(requests_in_flight_to_a_lost_member_fail_at_once) {
+  faulty_cluster f{nullptr, "inflight"};
+  BOOST_REQUIRE(f.all_joined(15s));
+  auto c1 = f.control(0);
+  std::string account;
+  for (int i = 0; account.empty(); ++i)
+    if (f.owner("f" + std::to_string(i)) == 2) account = "f" + std::to_string(i);
+  BOOST_REQUIRE_EQUAL(
+      c1->call("POST", "/accounts", json{{"id", account}, {"owner", "o"}}.dump())
+          ->status,
+      201u);
+  f.nodes[2]->signal(SIGSTOP);
+  // Stopped for sure (all threads) before the request goes out.
+  auto stopped = [pid = f.nodes[2]->pid()] {
+    std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+    std::string text{std::istreambuf_iterator<char>{stat}, {}};
+    auto close = text.rfind(')');
+    return close != std::string::npos && close + 2 < text.size() &&
+           text[close + 2] == 'T';
+  };
+  for (int i = 0; i < 200 && !stopped(); ++i) std::this_thread::sleep_for(5ms);
+  BOOST_REQUIRE(stopped());
+  auto t0 = steady::now();
+  auto r = c1->call("GET", "/accounts/" + account);
+  auto took = steady::now() - t0;
+  BOOST_REQUIRE(r);
+  BOOST_CHECK_EQUAL(r->status, 503u);
+  BOOST_CHECK_EQUAL(r->json().value("error", ""), "owner_lost");
+  BOOST_TEST_MESSAGE("answered after "
+                     << std::chrono::duration<double>(took).count() << " s");
+  BOOST_CHECK(took < connection_timeout + 4 * heartbeat + 1s);
+  // New requests fail at once while it is gone.
+  t0 = steady::now();
+  r = c1->call("GET", "/accounts/" + account);
+  BOOST_REQUIRE(r);
+  BOOST_CHECK_EQUAL(r->json().value("error", ""), "owner_unavailable");
+  BOOST_CHECK(steady::now() - t0 < 1s);
+  f.nodes[2]->signal(SIGCONT);
+  BOOST_REQUIRE(f.all_joined(15s));
+  BOOST_CHECK_EQUAL(c1->call("GET", "/accounts/" + account)->status, 200u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -36,6 +36,10 @@ enum class errc : uint8_t {
   owner_unavailable = 7,
   /// A cluster member refused to join (other cluster view, wrong secret).
   join_refused = 8,
+  /// The member that owns the entity went away while the request was on
+  /// its way: it may or may not have been applied. Retry with the same
+  /// command id once the member is back.
+  owner_lost = 9,
 };
 
 /// Returns the name of `x`, e.g. "stash_overflow".
