@@ -715,11 +715,6 @@ error journal::import_stream(const stream_export& ex) {
     return bad("it has " + std::to_string(ex.events.size()) +
                " events, its head says " +
                std::to_string(head.highest_sequence - head.deleted_to));
-  auto info = std::make_unique<import_info>();
-  info->deleted_to = head.deleted_to;
-  info->highest = head.highest_sequence;
-  std::vector<new_event> events;
-  events.reserve(ex.events.size());
   for (size_t i = 0; i < ex.events.size(); ++i) {
     auto& e = ex.events[i];
     if (e.stream_id != stream || e.sequence != head.deleted_to + i + 1 ||
@@ -728,15 +723,76 @@ error journal::import_stream(const stream_export& ex) {
                  e.stream_id + "/" + std::to_string(e.sequence) +
                  (e.id.is_nil() ? " without an id" : "") + ", expected " +
                  stream + "/" + std::to_string(head.deleted_to + i + 1));
-    info->timestamps.push_back(e.timestamp_us);
-    events.push_back(new_event{e.id, e.type, e.schema_version, e.payload,
-                               e.correlation_id, e.causation_id, e.tags,
-                               e.metadata});
   }
   for (auto& snap : ex.snapshots)
-    if (snap.meta.stream_id != stream || snap.meta.sequence > head.highest_sequence)
+    if (snap.meta.stream_id != stream ||
+        snap.meta.sequence > head.highest_sequence)
       return bad("a snapshot belongs to " + snap.meta.stream_id + "/" +
                  std::to_string(snap.meta.sequence));
+  // What this journal has of the stream already (an earlier import of an
+  // older export): the export must extend it, event id by event id.
+  auto moved = moved_to(stream);
+  if (!moved) return std::move(moved).error();
+  if (*moved)
+    return error{errc::stream_moved, "cannot import stream '" + stream +
+                                         "': it moved from here to member '" +
+                                         **moved +
+                                         "' before; moving it back is not "
+                                         "supported"};
+  auto here = head_of(stream);
+  if (!here) return std::move(here).error();
+  auto have = here->highest_sequence;
+  auto conflict = [&](const std::string& why) {
+    return error{errc::version_conflict,
+                 "cannot import stream '" + stream + "': " + why};
+  };
+  if (have > head.highest_sequence)
+    return conflict("this journal has version " + std::to_string(have) +
+                    ", newer than the export's " +
+                    std::to_string(head.highest_sequence));
+  if (have > 0 && have < head.deleted_to)
+    return conflict("the export lacks events " + std::to_string(have + 1) +
+                    ".." + std::to_string(head.deleted_to) +
+                    " (deleted at the source) that follow this journal's " +
+                    "version " + std::to_string(have));
+  if (have > 0) {
+    auto mine = read_stream(stream, head.deleted_to + 1, have, UINT64_MAX);
+    if (!mine) return std::move(mine).error();
+    for (auto& e : *mine)
+      if (e.id != ex.events[e.sequence - head.deleted_to - 1].id)
+        return conflict("this journal has other events (sequence " +
+                        std::to_string(e.sequence) + " differs)");
+  }
+  auto first = std::max(have, head.deleted_to) + 1;
+  if (have == 0 || first <= head.highest_sequence) {
+    auto info = std::make_unique<import_info>();
+    info->expect = have;
+    info->first = first;
+    info->deleted_to = head.deleted_to;
+    info->highest = head.highest_sequence;
+    std::vector<new_event> events;
+    for (auto i = first - head.deleted_to - 1; i < ex.events.size(); ++i) {
+      auto& e = ex.events[i];
+      info->timestamps.push_back(e.timestamp_us);
+      events.push_back(new_event{e.id, e.type, e.schema_version, e.payload,
+                                 e.correlation_id, e.causation_id, e.tags,
+                                 e.metadata});
+    }
+    if (auto err = import_events(stream, std::move(info), events)) return err;
+  }
+  // Snapshots in a second commit: saving one again overwrites it, so a
+  // repeated import completes an interrupted one.
+  if (ex.snapshots.empty()) return {};
+  return write([&ex](write_txn& txn) {
+    for (auto& snap : ex.snapshots)
+      if (auto err = snapshot_store::save_in(txn, snap)) return err;
+    return error{};
+  });
+}
+
+error journal::import_events(const std::string& stream,
+                             std::unique_ptr<import_info> info,
+                             std::vector<new_event>& events) {
   append_request req;
   req.stream = stream;
   req.import = std::move(info);
@@ -747,15 +803,7 @@ error journal::import_stream(const stream_export& ex) {
     promise.set_value(res ? error{} : std::move(res).error());
   };
   impl_->enqueue(std::move(req));
-  if (auto err = future.get()) return err;
-  // Snapshots in a second commit: saving one again overwrites it, so a
-  // repeated import completes an interrupted one.
-  if (ex.snapshots.empty()) return {};
-  return write([&ex](write_txn& txn) {
-    for (auto& snap : ex.snapshots)
-      if (auto err = snapshot_store::save_in(txn, snap)) return err;
-    return error{};
-  });
+  return future.get();
 }
 
 error journal::release_stream(std::string stream, std::string destination) {

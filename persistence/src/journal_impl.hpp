@@ -46,8 +46,12 @@ constexpr std::string_view release_generation_key = "release_generation";
 
 /// What `journal::import_stream` adds to an append request.
 struct import_info {
-  /// The imported stream's head: its first event has sequence
-  /// `deleted_to + 1`, its last `highest`.
+  /// The stream's version here that the import extends (0: a new stream).
+  uint64_t expect = 0;
+  /// Sequence of the first event of the request.
+  uint64_t first = 1;
+  /// The exported stream's deletion mark (taken by a new stream) and
+  /// highest sequence.
   uint64_t deleted_to = 0;
   uint64_t highest = 0;
   /// Original commit times, per event.

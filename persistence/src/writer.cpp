@@ -309,24 +309,16 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
   if (head_rec.moved) return moved_error(st, req.stream, out);
   auto* import = req.import.get();
   if (import) {
-    if (actual != 0 && req.events.empty() &&
-        actual == import->highest && head_rec.deleted_to == import->deleted_to) {
-      append_result res;  // a head-only import, repeated
-      res.duplicate = true;
-      res.stream_version = actual;
-      out = std::move(res);
-      return 0;
-    }
-    if (actual != 0) {
+    if (actual != import->expect) {
       out = error{errc::version_conflict,
                   "cannot import stream '" + req.stream +
-                      "': this journal already has it (version " +
-                      std::to_string(actual) + ", the import has version " +
-                      std::to_string(import->highest) + ")"};
+                      "': it changed here during the import (version " +
+                      std::to_string(actual) + ", expected " +
+                      std::to_string(import->expect) + ")"};
       return 0;
     }
     if (req.events.empty()) {
-      // Every event of the stream was deleted: only its head moves.
+      // Every event of a new stream was deleted: only its head moves.
       head_rec.highest = import->highest;
       head_rec.deleted_to = import->deleted_to;
       store_head(*entry, head_rec);
@@ -335,7 +327,8 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
       out = std::move(res);
       return 0;
     }
-    actual = import->deleted_to;
+    if (actual == 0) head_rec.deleted_to = import->deleted_to;
+    actual = import->first - 1;
   } else if (!req.expected.is_any() && req.expected.value() != actual) {
     out = error::conflict({req.stream, req.expected.value(), actual});
     return 0;
@@ -385,7 +378,6 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
   res.stream_version = actual + req.events.size();
   head_rec.highest = res.stream_version;
   head_rec.last_position = previous;
-  if (import) head_rec.deleted_to = import->deleted_to;
   store_head(*entry, head_rec);
   out = std::move(res);
   return 0;

@@ -168,6 +168,38 @@ BOOST_AUTO_TEST_CASE(a_repeated_import_changes_nothing) {
   BOOST_CHECK_EQUAL(events->size(), 10u);
 }
 
+BOOST_AUTO_TEST_CASE(a_newer_export_catches_up_an_earlier_import) {
+  fill(*src, "acct-1", 10);
+  auto first = src->export_stream("acct-1");
+  BOOST_REQUIRE(first);
+  BOOST_REQUIRE(!dst->import_stream(*first));
+  // The source went on after the export (the node ran again).
+  fill(*src, "acct-1", 5, 11);
+  BOOST_REQUIRE(!src->snapshots().save(snap("acct-1", 12)));
+  auto second = src->export_stream("acct-1");
+  BOOST_REQUIRE(second);
+  auto err = dst->import_stream(*second);
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  auto original = src->read_stream("acct-1", 1, UINT64_MAX, UINT64_MAX);
+  auto moved = dst->read_stream("acct-1", 1, UINT64_MAX, UINT64_MAX);
+  BOOST_REQUIRE(original && moved);
+  check_same_events(*original, *moved);
+  auto snaps = dst->snapshots().list("acct-1");
+  BOOST_REQUIRE(snaps);
+  BOOST_CHECK_EQUAL(snaps->size(), 1u);
+  // The old export is behind what the destination has now.
+  BOOST_CHECK_EQUAL(dst->import_stream(*first).code(), errc::version_conflict);
+  // A destination that wrote its own events after the import diverged.
+  auto third = open_journal(dir.sub("third"));
+  BOOST_REQUIRE(!third->import_stream(*first));
+  fill(*third, "acct-1", 1, 99);
+  err = third->import_stream(*second);
+  BOOST_CHECK_EQUAL(err.code(), errc::version_conflict);
+  BOOST_CHECK_MESSAGE(err.message().find("other events") != std::string::npos,
+                      err.message());
+  BOOST_CHECK_EQUAL(*third->highest_sequence("acct-1"), 11u);
+}
+
 BOOST_AUTO_TEST_CASE(a_stream_with_deleted_events_keeps_its_sequences) {
   fill(*src, "acct-1", 20);
   BOOST_REQUIRE(!src->delete_events_to("acct-1", 12));

@@ -20,6 +20,7 @@ class snapshot_store;
 class offset_store;
 class dead_letter_store;
 struct stream_export;
+struct import_info;
 
 /// The version a caller expects a stream to have before its append
 /// (optimistic concurrency).
@@ -247,13 +248,15 @@ class journal {
   /// Writes a stream exported from another journal: the same event ids,
   /// sequences, commit times, tags, metadata and payloads, with new global
   /// positions after the head (so projections here see the events as new),
-  /// the same deletion mark, and the snapshots. Repeating an import that
-  /// succeeded changes nothing, so an interrupted import is simply run
-  /// again. Blocking: not from the writer thread. Errors:
-  /// `invalid_argument` (sequences not `deleted_to + 1 .. highest`, events
-  /// of another stream), `version_conflict` (the stream exists here with
-  /// other events), `duplicate_event_id` (ids stored in another stream),
-  /// `stream_moved` (it moved away from here before), and as for `append`.
+  /// the same deletion mark, and the snapshots. If this journal has the
+  /// stream from an earlier export already, only the newer events are
+  /// written; so repeating an import changes nothing, an interrupted one
+  /// is simply run again, and a newer export catches up. Blocking: not
+  /// from the writer thread. Errors: `invalid_argument` (sequences not
+  /// `deleted_to + 1 .. highest`, events of another stream),
+  /// `version_conflict` (the stream here has other or newer events),
+  /// `duplicate_event_id` (ids stored in another stream), `stream_moved`
+  /// (it moved away from here before), and as for `append`.
   error import_stream(const stream_export& stream);
 
   /// After the new owner imported `stream`: marks it moved to member
@@ -311,6 +314,9 @@ class journal {
   struct impl;
 
  private:
+  error import_events(const std::string& stream,
+                      std::unique_ptr<import_info> info,
+                      std::vector<new_event>& events);
   explicit journal(std::unique_ptr<impl> ptr);
   std::unique_ptr<impl> impl_;
 };
