@@ -77,8 +77,30 @@ class endpoint_actor : public caf::event_based_actor {
 
   const char* name() const override { return "mnemo.cluster"; }
 
+  // The endpoint is published: anyone who reaches the cluster port can
+  // send it messages. Exit messages stop an actor (`exit_reason::kill`
+  // even past any exit handler), so only this node's actors may send one.
+  caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    if (x.content().match_elements<caf::exit_msg>() &&
+        !(x.sender && x.sender->node() == system().node())) {
+      drop_unexpected("an exit message");
+      return caf::invoke_message_result::dropped;
+    }
+    return caf::event_based_actor::consume(x);
+  }
+
   caf::behavior make_behavior() override {
     set_down_handler([this](caf::down_msg& msg) { on_down(msg); });
+    set_default_handler(
+        [](caf::scheduled_actor* self,
+           caf::message_view& x) -> caf::result<caf::message> {
+          auto* me = static_cast<endpoint_actor*>(self);
+          auto what = "an unexpected message " + to_string(x.content());
+          if (what.size() > 200) what = what.substr(0, 200) + "...";
+          me->drop_unexpected(what);
+          return make_error(errc::invalid_argument,
+                            "member '" + me->st_->self + "' dropped " + what);
+        });
     send(this, tick_atom::value);
     return {
         [this](
@@ -133,6 +155,26 @@ class endpoint_actor : public caf::event_based_actor {
   void on_exit() override {
     // The routers hold this actor's handle: break the cycle.
     routers_.clear();
+  }
+
+  // Logs a dropped message from another node: the first of each second,
+  // with the count of those not logged since.
+  void drop_unexpected(const std::string& what) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_drop_log_ < std::chrono::seconds{1}) {
+      ++drops_unlogged_;
+      return;
+    }
+    last_drop_log_ = now;
+    auto sender = current_sender();
+    std::string detail = what + " from " +
+                         (sender ? "node " + to_string(sender->node())
+                                 : std::string{"an anonymous sender"});
+    if (drops_unlogged_ > 0)
+      detail += " (and " + std::to_string(drops_unlogged_) +
+                " more dropped messages in the second before)";
+    drops_unlogged_ = 0;
+    st_->log("dropped", detail);
   }
 
   // Messages only this node's own actors may send.
@@ -311,6 +353,8 @@ class endpoint_actor : public caf::event_based_actor {
   std::map<std::string, std::pair<caf::actor, std::shared_ptr<remote_protocol>>>
       served_;
   std::vector<caf::actor> routers_;
+  std::chrono::steady_clock::time_point last_drop_log_{};
+  uint64_t drops_unlogged_ = 0;
 };
 
 // The registry of one type as the rest of the node sees it.
@@ -442,7 +486,8 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
           ? caf::openssl::publish(ep, me->port, me->host.c_str(), true)
           : sys.middleman().publish(ep, me->port, me->host.c_str(), true);
   if (!port) {
-    caf::anon_send_exit(ep, caf::exit_reason::user_shutdown);
+    caf::scoped_actor self{sys};  // the endpoint takes exits from here only
+    self->send_exit(ep, caf::exit_reason::user_shutdown);
     return make_error(errc::invalid_argument,
                       "cannot listen on " + me->host + ":" +
                           std::to_string(me->port) + ": " +

@@ -9,6 +9,7 @@
 #include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include "mnemo/runtime/error.hpp"
@@ -167,8 +168,12 @@ node::~node() {
   // From here on no commit reaches the event bus (nor the sink); returns
   // once the listener is not running.
   journal_->unsubscribe(bus_listener_);
-  for (auto& handle : tracked_)
-    caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+  {
+    // A local sender: the cluster endpoint takes exits from this node only.
+    caf::scoped_actor self{*system_};
+    for (auto& handle : tracked_)
+      self->send_exit(handle, caf::exit_reason::user_shutdown);
+  }
   tracked_.clear();
   bus_ = nullptr;
   // Actors first; then the journal drains its queue, whose completions may

@@ -110,7 +110,10 @@ class cluster {
 
   const cluster_view& view() const noexcept;
   const std::string& self() const noexcept;
-  /// The endpoint actor (stop it with an exit message before the system).
+  /// The endpoint actor. Stop it with an exit message sent by an actor of
+  /// this node (e.g. a `caf::scoped_actor`), before the system: it drops
+  /// exit messages of other nodes, and anonymous ones, since anyone who
+  /// reaches the cluster port could send those.
   const caf::actor& endpoint() const noexcept { return endpoint_; }
   uint16_t port() const noexcept { return port_; }
 
