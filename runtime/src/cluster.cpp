@@ -16,25 +16,15 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "cluster_feed.hpp"
+#include "cluster_state.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 #include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/event_bus.hpp"
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<mnemo::runtime::remote_protocol>)
 
 namespace mnemo::runtime {
-
-struct cluster_state {
-  explicit cluster_state(cluster_view v) : view(std::move(v)) {}
-  cluster_view view;
-  std::string self;
-  std::string secret;
-  std::chrono::milliseconds retry;
-  bool tls = false;
-  cluster_log log;
-  /// Members joined in both directions, for `cluster::connected`.
-  mutable std::mutex mtx;
-  std::set<std::string> joined;
-};
 
 namespace {
 
@@ -63,14 +53,18 @@ struct peer {
 
 class endpoint_actor : public caf::event_based_actor {
  public:
-  endpoint_actor(caf::actor_config& cfg, std::shared_ptr<cluster_state> st)
-      : caf::event_based_actor(cfg), st_(std::move(st)) {}
+  endpoint_actor(caf::actor_config& cfg, std::shared_ptr<cluster_state> st,
+                 journal_source source)
+      : caf::event_based_actor(cfg),
+        st_(st),
+        feed_(this, std::move(st), std::move(source)) {}
 
   const char* name() const override { return "mnemo.cluster"; }
 
   caf::behavior make_behavior() override {
     set_down_handler([this](caf::down_msg& msg) { on_down(msg); });
     send(this, tick_atom::value);
+    feed_.start();
     return {
         [this](
             join_atom, const std::string& from, const std::string& fingerprint,
@@ -80,6 +74,7 @@ class endpoint_actor : public caf::event_based_actor {
         [this](tick_atom) {
           if (!local_sender()) return;
           connect_all();
+          feed_.resubscribe();
           delayed_send(this, st_->retry, tick_atom::value);
         },
         [this](serve_atom, const std::string& type, const caf::actor& local,
@@ -106,6 +101,36 @@ class endpoint_actor : public caf::event_based_actor {
                const std::string& id, bytes& payload) -> caf::result<bytes> {
           return on_remote(from, type, id, payload);
         },
+        // -- journal feed (cluster_feed.hpp) --
+        [this](head_atom, uint64_t head) {
+          if (local_sender()) feed_.on_local_head(head);
+        },
+        [this](feed_tick_atom) {
+          if (local_sender()) feed_.on_tick();
+        },
+        [this](feed_follow_atom,
+               const std::string& member) -> caf::result<uint64_t> {
+          if (!local_sender())
+            return make_error(errc::invalid_argument,
+                              "following is for this node's actors only");
+          return feed_.follow(member,
+                              caf::actor_cast<caf::actor>(current_sender()));
+        },
+        [this](feed_pull_atom, const std::string& member, uint64_t from,
+               uint64_t max) -> caf::result<feed_batch_ptr> {
+          if (!local_sender())
+            return make_error(errc::invalid_argument,
+                              "pulling is for this node's actors only");
+          return feed_.pull(member, from, max);
+        },
+        [this](feed_atom, const std::string& from,
+               const bytes& payload) -> caf::result<bytes> {
+          if (auto err = check_member(from)) return err;
+          return feed_.serve(from, payload);
+        },
+        [this](feed_push_atom, const std::string& from, const bytes& payload) {
+          if (!check_member(from)) feed_.on_push(from, payload);
+        },
         [this](peers_atom) {
           std::vector<std::string> result;
           for (auto& [id, p] : peers_)
@@ -122,6 +147,27 @@ class endpoint_actor : public caf::event_based_actor {
     if (sender && sender->node() == system().node()) return true;
     st_->log("dropped", "a local-only message came from another node");
     return false;
+  }
+
+  void on_exit() override {
+    // Followers hold this actor's handle: break the cycles.
+    feed_.clear();
+    peers_.clear();
+    served_.clear();
+  }
+
+  // Checks that the current message comes from member `from`'s joined
+  // node; logs and returns `join_refused` otherwise.
+  caf::error check_member(const std::string& from) {
+    auto sender = current_sender();
+    auto i = inbound_.find(from);
+    if (!sender || i == inbound_.end() || i->second != sender->node()) {
+      st_->log("dropped", "request from '" + from + "' that has not joined");
+      return make_error(
+          errc::join_refused,
+          "member '" + from + "' has not joined '" + st_->self + "'");
+    }
+    return {};
   }
 
   // -- joining ----------------------------------------------------------------
@@ -220,6 +266,7 @@ class endpoint_actor : public caf::event_based_actor {
       st_->joined.insert(id);
     }
     st_->log(what, detail);
+    feed_.member_up(id, h);
   }
 
   void give_up(const std::string& id, const std::string& why,
@@ -245,8 +292,10 @@ class endpoint_actor : public caf::event_based_actor {
         last_failure_[id].clear();
         st_->log("member_down",
                  "member '" + id + "' is gone: " + system().render(msg.reason));
+        feed_.member_down(id);
       }
     }
+    feed_.follower_down(msg.source);
   }
 
   // -- serving other members
@@ -254,14 +303,7 @@ class endpoint_actor : public caf::event_based_actor {
 
   caf::result<bytes> on_remote(const std::string& from, const std::string& type,
                                const std::string& id, const bytes& payload) {
-    auto sender = current_sender();
-    auto i = inbound_.find(from);
-    if (!sender || i == inbound_.end() || i->second != sender->node()) {
-      st_->log("dropped", "request from '" + from + "' that has not joined");
-      return make_error(
-          errc::join_refused,
-          "member '" + from + "' has not joined '" + st_->self + "'");
-    }
+    if (auto err = check_member(from)) return err;
     auto s = served_.find(type);
     if (s == served_.end())
       return make_error(errc::not_found, "member '" + st_->self +
@@ -289,6 +331,7 @@ class endpoint_actor : public caf::event_based_actor {
   std::map<std::string, std::string> refused_;
   std::map<std::string, std::pair<caf::actor, std::shared_ptr<remote_protocol>>>
       served_;
+  feed_hub feed_;
 };
 
 // The registry of one type as the rest of the node sees it.
@@ -345,7 +388,8 @@ std::string hmac_hex(const std::string& key, const std::string& text) {
 }
 
 caf::expected<std::unique_ptr<cluster>> cluster::start(
-    caf::actor_system& sys, const cluster_settings& settings, cluster_log log) {
+    caf::actor_system& sys, const cluster_settings& settings, cluster_log log,
+    journal_source source) {
   std::vector<cluster_member> members;
   std::string why;
   for (auto& text : settings.members) {
@@ -375,7 +419,10 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
   std::unique_ptr<cluster> result{new cluster};
   result->sys_ = &sys;
   result->request_timeout_ms_ = settings.request_timeout_ms;
-  auto ep = sys.spawn<endpoint_actor>(st);
+  st->request_timeout = std::chrono::milliseconds{settings.request_timeout_ms};
+  st->feed_interval =
+      std::chrono::milliseconds{std::max<size_t>(settings.feed_interval_ms, 1)};
+  auto ep = sys.spawn<endpoint_actor>(st, std::move(source));
   auto port =
       settings.tls()
           ? caf::openssl::publish(ep, me->port, me->host.c_str(), true)

@@ -49,7 +49,9 @@ node_config::node_config() {
       .add(cluster.retry_ms, "retry-ms",
            "retry interval for unconnected members (ms)")
       .add(cluster.request_timeout_ms, "request-timeout-ms",
-           "time for one request to another member (ms)");
+           "time for one request to another member (ms)")
+      .add(cluster.feed_interval_ms, "feed-interval-ms",
+           "shortest interval between head notifications to a follower (ms)");
   // On 2 cores, one worker per core was 30-45 % faster than CAF's default
   // of max(cores, 4) (PLATFORM.md). The command line still overrides it.
   auto cores = std::max(1u, std::thread::hardware_concurrency());
