@@ -97,7 +97,7 @@ class projection_actor : public caf::event_based_actor {
         [this](runtime::head_atom, uint64_t head) { on_head(head); },
         [this](runtime::feed_head_atom, const std::string&, uint64_t head) {
           available_ = true;
-          on_head(head);
+          on_remote_head(head);
         },
         [this](runtime::feed_down_atom, const std::string&) {
           available_ = false;
@@ -187,8 +187,12 @@ class projection_actor : public caf::event_based_actor {
     if (remote_) {
       request(ctx_.cluster->endpoint(), caf::infinite,
               runtime::feed_follow_atom::value, spec_.source)
-          .then([this](uint64_t head) { on_head(head); },
-                [this](caf::error& err) { quit(err); });
+          .then(
+              [this](uint64_t head, bool connected) {
+                available_ = connected;
+                on_remote_head(head);
+              },
+              [this](caf::error& err) { quit(err); });
       return;
     }
     if (!ctx_.event_bus) return;
@@ -368,6 +372,7 @@ class projection_actor : public caf::event_based_actor {
   void fetch();
   void fetched(const runtime::feed_batch& batch);
   void fetch_failed(const caf::error& err);
+  void on_remote_head(uint64_t head);
 
   // -- tail writes (exactly-once, live) ---------------------------------------
 

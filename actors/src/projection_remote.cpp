@@ -22,9 +22,22 @@ void projection_actor::fetched(const runtime::feed_batch& batch) {
   available_ = true;
   fetch_failures_ = 0;
   if (attempts_ == 0) last_error_.clear();
-  on_head(batch.head);
+  on_remote_head(batch.head);
   if (!batch.events.empty()) return handle_batch(batch.events);
   run_deferred();
+}
+
+// A head of the source member (notification or batch). One below the
+// offset means its journal lost events this projection has handled (a new
+// data directory, or a crash under a non-sync durability mode): say so,
+// since the events it writes next at those positions would be skipped.
+void projection_actor::on_remote_head(uint64_t head) {
+  if (head != 0 && head < offset_ && attempts_ == 0)
+    last_error_ = "source '" + spec_.source + "' reports head " +
+                  std::to_string(head) + ", below this projection's offset " +
+                  std::to_string(offset_) +
+                  ": its journal lost events; reset or rebuild";
+  on_head(head);
 }
 
 // The source is away or answered garbage: wait for its next head

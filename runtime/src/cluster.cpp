@@ -109,7 +109,7 @@ class endpoint_actor : public caf::event_based_actor {
           if (local_sender()) feed_.on_tick();
         },
         [this](feed_follow_atom,
-               const std::string& member) -> caf::result<uint64_t> {
+               const std::string& member) -> caf::result<uint64_t, bool> {
           if (!local_sender())
             return make_error(errc::invalid_argument,
                               "following is for this node's actors only");

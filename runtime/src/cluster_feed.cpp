@@ -82,8 +82,8 @@ caf::result<bytes> feed_hub::serve(const std::string& from,
 
 // -- following other members --------------------------------------------------
 
-caf::result<uint64_t> feed_hub::follow(const std::string& member,
-                                       caf::actor follower) {
+caf::result<uint64_t, bool> feed_hub::follow(const std::string& member,
+                                             caf::actor follower) {
   if (member == st_->self || !st_->view.find(member))
     return make_error(errc::invalid_argument,
                       "'" + member + "' is not another member of this cluster");
@@ -91,7 +91,7 @@ caf::result<uint64_t> feed_hub::follow(const std::string& member,
     return make_error(errc::invalid_argument, "anonymous follower");
   if (followers_[member].insert(follower).second) self_->monitor(follower);
   if (peers_.count(member) && !subscribed_.count(member)) subscribe_to(member);
-  return known_head_[member];
+  return caf::make_result(known_head_[member], peers_.count(member) > 0);
 }
 
 caf::result<feed_batch_ptr> feed_hub::pull(const std::string& member,

@@ -46,7 +46,8 @@ class feed_hub {
   // -- following other members ----------------------------------------------
 
   /// `follower` (on this node) wants the heads of `member`.
-  caf::result<uint64_t> follow(const std::string& member, caf::actor follower);
+  caf::result<uint64_t, bool> follow(const std::string& member,
+                                     caf::actor follower);
   /// Pulls a batch from `member` for a follower.
   caf::result<feed_batch_ptr> pull(const std::string& member, uint64_t from,
                                    uint64_t max);

@@ -1,12 +1,15 @@
 // Projections that follow another member's journal: two cluster members
 // in this process (two actor systems, two journals) talk over loopback.
-// The follower catches up in batches and then runs live, and each event
-// is applied exactly once across restarts of the source and of the
-// follower. (Networked, hence polled with deadlines, not the
-// deterministic scheduler.)
+// The follower catches up in batches and then runs live, each event is
+// applied exactly once across restarts of the source and of the follower,
+// and failing events are parked and retried from the source. (Networked, hence
+// polled with deadlines, not the deterministic scheduler.)
 
 #include <boost/test/unit_test.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -74,10 +77,32 @@ struct counts_model {
   }
 };
 
+// A port the kernel considers free now (fixed ports collided with
+// ephemeral ports of other connections on a busy machine).
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  BOOST_REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+  BOOST_REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) ==
+                0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string two_members() {
+  auto a = free_port();
+  auto b = free_port();
+  while (b == a) b = free_port();
+  return "n1@127.0.0.1:" + std::to_string(a) +
+         ",n2@127.0.0.1:" + std::to_string(b);
+}
+
 struct fixture {
-  uint16_t base = static_cast<uint16_t>(40000 + (::getpid() % 2000) * 4);
-  std::string members = "n1@127.0.0.1:" + std::to_string(base) +
-                        ",n2@127.0.0.1:" + std::to_string(base + 1);
+  std::string members = two_members();
   actors::temp_directory dir1;
   actors::temp_directory dir2;
   member m1;
@@ -226,6 +251,48 @@ BOOST_AUTO_TEST_CASE(a_restarted_follower_resumes_and_applies_nothing_twice) {
   BOOST_CHECK_EQUAL(*f.model.applied, 55);
 }
 
+BOOST_AUTO_TEST_CASE(failures_park_remote_events_and_retry_fetches_them) {
+  fixture f;
+  fixture::append(f.m1, 10);  // s-3 holds positions 4 and 9
+  auto broken = std::make_shared<std::atomic<bool>>(true);
+  auto spec = f.model.spec("counts@n1", "n1", 3);
+  spec.options.on_failure = actors::failure_strategy::skip;
+  spec.apply = [inner = spec.apply, broken](
+                   persistence::write_txn& txn,
+                   const persistence::event_envelope& e) {
+    if (*broken && e.stream_id == "s-3")
+      return persistence::error{persistence::errc::invalid_argument, "bad"};
+    return inner(txn, e);
+  };
+  actors::projection_context ctx{
+      &f.m2.node->journal(), &f.m2.node->completions(), f.m2.node->event_bus(),
+      nullptr, f.m2.node->cluster()};
+  auto p = actors::spawn_projection(f.m2.node->system(), ctx, spec);
+  BOOST_REQUIRE(p);
+  f.m2.node->track(*p);
+  BOOST_REQUIRE(f.reaches(f.m2, *p, 10));
+  BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "all"), 8);
+  caf::scoped_actor self{f.m2.node->system()};
+  std::vector<actors::dead_letter_info> letters;
+  self->request(*p, 5s, actors::dead_letters_atom::value, uint64_t{0},
+                uint64_t{100})
+      .receive([&](std::vector<actors::dead_letter_info>& xs) { letters = xs; },
+               [&](caf::error& err) { BOOST_FAIL(runtime::describe(err)); });
+  BOOST_REQUIRE_EQUAL(letters.size(), 2u);
+  BOOST_CHECK_EQUAL(letters[0].position, 4u);
+  BOOST_CHECK_EQUAL(letters[1].position, 9u);
+  BOOST_CHECK_EQUAL(letters[0].stream_id, "s-3");
+  // Fixed: a retry fetches the parked event from n1 and applies it once.
+  *broken = false;
+  bool retried = false;
+  self->request(*p, 5s, actors::retry_dead_atom::value, uint64_t{9})
+      .receive([&]() { retried = true; },
+               [&](caf::error& err) { BOOST_FAIL(runtime::describe(err)); });
+  BOOST_CHECK(retried);
+  BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "s-3"), 1);
+  BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "all"), 9);
+}
+
 BOOST_AUTO_TEST_CASE(a_source_that_is_not_a_member_is_refused) {
   fixture f;
   actors::projection_context ctx{
@@ -272,7 +339,7 @@ BOOST_AUTO_TEST_CASE(a_cluster_wide_model_counts_every_members_events_once) {
   caf::scoped_actor self{f.m2.node->system()};
   bool refused = false;
   self->request(ps[1], 5s, actors::rebuild_atom::value)
-      .receive([](caf::unit_t) {},
+      .receive([]() {},
                [&](caf::error& err) {
                  refused = runtime::is(err, runtime::errc::invalid_argument);
                });

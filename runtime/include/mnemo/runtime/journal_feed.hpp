@@ -10,10 +10,12 @@
 //
 // The local protocol of the cluster endpoint for followers on this node
 // (messages from other nodes are refused):
-// - `(feed_follow_atom, std::string member)` -> `uint64_t`: the sender gets
+// - `(feed_follow_atom, std::string member)` -> `(uint64_t, bool)`: the
+//   sender gets
 //   `(feed_head_atom, member, uint64_t head)` whenever `member`'s head moves
 //   (and when it (re)joins), and `(feed_down_atom, member)` when it goes
-//   away; answers the last head known of `member` (0 if none yet). The
+//   away; answers the last head known of `member` (0 if none yet) and
+//   whether `member` is connected now. The
 //   endpoint monitors the sender and drops it when it terminates.
 //   Errors: `invalid_argument` if `member` is not another member.
 // - `(feed_pull_atom, std::string member, uint64_t from, uint64_t max)` ->
