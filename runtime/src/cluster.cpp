@@ -108,6 +108,9 @@ class endpoint_actor : public caf::event_based_actor {
         [this](feed_tick_atom) {
           if (local_sender()) feed_.on_tick();
         },
+        [this](feed_resub_atom) {
+          if (local_sender()) feed_.resubscribe();
+        },
         [this](feed_follow_atom,
                const std::string& member) -> caf::result<uint64_t, bool> {
           if (!local_sender())

@@ -170,7 +170,9 @@ void feed_hub::tell_followers(const std::string& id, uint64_t head) {
 void feed_hub::member_up(const std::string& id, const caf::actor& peer) {
   peers_[id] = peer;
   subscribed_.erase(id);
-  if (!followers_[id].empty()) subscribe_to(id);
+  // Not at once: on the accepting side this runs inside the join handler,
+  // and the member must see the welcome before our subscription.
+  if (!followers_[id].empty()) self_->send(self_, feed_resub_atom::value);
 }
 
 void feed_hub::member_down(const std::string& id) {

@@ -24,6 +24,8 @@ using feed_atom = caf::atom_constant<caf::atom("mn_feed")>;
 using feed_push_atom = caf::atom_constant<caf::atom("mn_fpush")>;
 /// Local: the throttle interval of head notifications has passed.
 using feed_tick_atom = caf::atom_constant<caf::atom("mn_ftick")>;
+/// Local: subscribe to members that have followers here.
+using feed_resub_atom = caf::atom_constant<caf::atom("mn_fresub")>;
 
 class feed_hub {
  public:
