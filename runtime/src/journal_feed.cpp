@@ -51,6 +51,7 @@ bytes encode_batch(const feed_batch& batch) {
   auto head = batch.head;
   auto n = static_cast<uint64_t>(batch.events.size());
   if (sink(k, head, n)) return {};
+  // `process` serves both directions; a serializer only reads.
   for (auto& env : batch.events)
     if (process(sink, const_cast<persistence::event_envelope&>(env))) return {};
   return buf;
