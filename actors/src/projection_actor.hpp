@@ -79,6 +79,8 @@ class projection_actor : public caf::event_based_actor {
         spec_(std::move(spec)),
         remote_(!spec_.source.empty()) {
     if (remote_) spec_.options.in_commit = false;
+    // A remote source counts as available once the endpoint said so.
+    available_ = !remote_;
     rng_.seed(spec_.options.seed != 0 ? spec_.options.seed
                                       : std::random_device{}());
   }

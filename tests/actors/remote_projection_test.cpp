@@ -235,6 +235,22 @@ BOOST_AUTO_TEST_CASE(a_restarted_source_is_followed_on_from_the_offset) {
   BOOST_CHECK_EQUAL(*f.model.applied, 50);
 }
 
+BOOST_AUTO_TEST_CASE(a_source_away_at_start_is_followed_once_it_joins) {
+  fixture f;
+  fixture::append(f.m1, 15);
+  f.m1.node.reset();
+  BOOST_REQUIRE(fixture::eventually(
+      [&] { return f.m2.node->cluster()->connected().empty(); }));
+  auto p = f.follow(f.m2, "n1", 4);
+  auto st = fixture::status(f.m2, p);
+  BOOST_CHECK(!st.available);
+  BOOST_CHECK_EQUAL(st.offset, 0u);
+  f.m1 = f.start("n1", f.dir1);
+  BOOST_REQUIRE(f.reaches(f.m2, p, 15));
+  BOOST_CHECK(fixture::status(f.m2, p).available);
+  BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "all"), 15);
+}
+
 BOOST_AUTO_TEST_CASE(a_restarted_follower_resumes_and_applies_nothing_twice) {
   fixture f;
   fixture::append(f.m1, 30);

@@ -181,8 +181,9 @@ struct projection_status {
   std::string last_error;
   /// The member whose journal it follows; empty for this node's journal.
   std::string source;
-  /// False while the source member cannot be read (not connected, or its
-  /// last pull failed); `head` is then the last head known.
+  /// False while the source member cannot be read (not connected, its last
+  /// pull failed, or not known yet just after the start); `head` is then
+  /// the last head known.
   bool available = true;
 };
 
