@@ -4,6 +4,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "projection_actor.hpp"
 
@@ -19,6 +20,23 @@ bool projection_filter::matches(const persistence::event_envelope& env) const {
       }))
     return false;
   return env.stream_id.compare(0, stream_prefix.size(), stream_prefix) == 0;
+}
+
+std::vector<projection_spec> cluster_wide(const projection_spec& spec,
+                                          const runtime::cluster* c) {
+  std::vector<projection_spec> result;
+  auto copy = [&](const std::string& suffix, std::string source) {
+    auto s = spec;
+    s.name = spec.name + "@" + suffix;
+    s.source = std::move(source);
+    s.clear = nullptr;
+    result.push_back(std::move(s));
+  };
+  copy("local", {});
+  if (c)
+    for (auto& m : c->view().members())
+      if (m.id != c->self()) copy(m.id, m.id);
+  return result;
 }
 
 caf::expected<caf::actor> spawn_projection(caf::actor_system& sys,
@@ -39,6 +57,14 @@ caf::expected<caf::actor> spawn_projection(caf::actor_system& sys,
   if (ctx.journal == nullptr || ctx.completions == nullptr)
     return runtime::make_error(runtime::errc::invalid_argument,
                                "projection context lacks journal or sink");
+  if (!spec.source.empty()) {
+    if (ctx.cluster == nullptr || !ctx.cluster->view().find(spec.source))
+      return runtime::make_error(
+          runtime::errc::invalid_argument,
+          "projection '" + spec.name + "' follows '" + spec.source +
+              "', which is not a member of this node's cluster");
+    if (spec.source == ctx.cluster->self()) spec.source.clear();
+  }
   if (detached)
     return sys.spawn<detail::projection_actor, caf::detached>(std::move(ctx),
                                                               std::move(spec));

@@ -23,9 +23,11 @@
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/persistence/offset_store.hpp"
 #include "mnemo/persistence/table_store.hpp"
+#include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/completion_sink.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
+#include "mnemo/runtime/journal_feed.hpp"
 #include "mnemo/runtime/metrics.hpp"
 #include "projection_tail.hpp"
 
@@ -34,6 +36,7 @@ namespace mnemo::actors::detail {
 using pull_atom = caf::atom_constant<caf::atom("mn_pull")>;
 using written_atom = caf::atom_constant<caf::atom("mn_written")>;
 using retry_atom = caf::atom_constant<caf::atom("mn_pretry")>;
+using refetch_atom = caf::atom_constant<caf::atom("mn_refetch")>;
 
 /// Table of the projections' control state (paused flag).
 constexpr std::string_view control_table = "mnemo.projection";
@@ -76,7 +79,11 @@ class projection_actor : public caf::event_based_actor {
                    projection_spec spec)
       : caf::event_based_actor(cfg),
         ctx_(std::move(ctx)),
-        spec_(std::move(spec)) {
+        spec_(std::move(spec)),
+        remote_(!spec_.source.empty()) {
+    if (remote_) spec_.options.in_commit = false;
+    // A remote source counts as available once the endpoint said so.
+    available_ = !remote_;
     rng_.seed(spec_.options.seed != 0 ? spec_.options.seed
                                       : std::random_device{}());
   }
@@ -94,6 +101,17 @@ class projection_actor : public caf::event_based_actor {
     send(this, pull_atom::value);
     return {
         [this](runtime::head_atom, uint64_t head) { on_head(head); },
+        [this](runtime::feed_head_atom, const std::string&, uint64_t head) {
+          available_ = true;
+          on_remote_head(head);
+        },
+        [this](runtime::feed_down_atom, const std::string&) {
+          available_ = false;
+        },
+        [this](refetch_atom) {
+          refetch_pending_ = false;
+          schedule_pull();
+        },
         [this](pull_atom) { pull(); },
         [this](retry_atom) { on_retry_timer(); },
         [this](written_atom, uint64_t ticket) { on_written(ticket); },
@@ -139,8 +157,9 @@ class projection_actor : public caf::event_based_actor {
         [at] { return static_cast<double>(at->load()); }));
     metric_tokens_.push_back(ctx_.metrics->gauge_fn(
         "mnemo_projection_lag_events",
-        "Committed events a projection has not handled yet.", labels, [j, at] {
-          auto head = j->head_position();
+        "Committed events a projection has not handled yet.", labels,
+        [j, at, remote = remote_, known = known_head_] {
+          auto head = remote ? known->load() : j->head_position();
           auto offset = at->load();
           return static_cast<double>(head > offset ? head - offset : 0);
         }));
@@ -156,7 +175,7 @@ class projection_actor : public caf::event_based_actor {
     auto offset = ctx_.journal->offsets().load(spec_.name);
     if (!offset) return runtime::to_caf_error(offset.error());
     offset_ = *offset;
-    head_ = std::max(offset_, ctx_.journal->head_position());
+    head_ = std::max(offset_, local_head());
     std::optional<std::string> control;
     auto err = ctx_.journal->read([&](persistence::read_txn& txn) {
       auto value =
@@ -167,7 +186,8 @@ class projection_actor : public caf::event_based_actor {
     });
     if (err) return runtime::to_caf_error(err);
     paused_ = control && *control == "paused";
-    if (!spec_.apply) return {};
+    // Releases concern this node's journal, not another member's.
+    if (!spec_.apply || remote_) return {};
     auto generation = ctx_.journal->release_generation();
     if (!generation) return runtime::to_caf_error(generation.error());
     release_generation_ = *generation;
@@ -208,6 +228,17 @@ class projection_actor : public caf::event_based_actor {
   }
 
   void subscribe() {
+    if (remote_) {
+      request(ctx_.cluster->endpoint(), caf::infinite,
+              runtime::feed_follow_atom::value, spec_.source)
+          .then(
+              [this](uint64_t head, bool connected) {
+                available_ = connected;
+                on_remote_head(head);
+              },
+              [this](caf::error& err) { quit(err); });
+      return;
+    }
     if (!ctx_.event_bus) return;
     request(ctx_.event_bus, caf::infinite, runtime::subscribe_atom::value)
         .then([this](uint64_t head) { on_head(head); },
@@ -216,8 +247,14 @@ class projection_actor : public caf::event_based_actor {
 
   // -- pulling ----------------------------------------------------------------
 
+  // This node's journal head, or 0 for a remote source.
+  uint64_t local_head() const {
+    return remote_ ? 0 : ctx_.journal->head_position();
+  }
+
   void on_head(uint64_t head) {
     head_ = std::max(head_, head);
+    known_head_->store(head_, std::memory_order_relaxed);
     if (head_ > offset_) schedule_pull();
   }
 
@@ -233,6 +270,7 @@ class projection_actor : public caf::event_based_actor {
     run_deferred();
     if (busy_) return;
     if (spec_.apply && !poison_ && spec_.options.in_commit) return start_tail();
+    if (remote_) return fetch();
     auto batch = ctx_.journal->read_all(offset_ + 1, spec_.options.batch_size);
     if (!batch) return quit(runtime::to_caf_error(batch.error()));
     if (batch->empty()) return;
@@ -370,6 +408,15 @@ class projection_actor : public caf::event_based_actor {
       last_error_.clear();
     }
   }
+
+  // -- remote source ----------------------------------------------------------
+
+  // Pulls from another member (projection_remote.cpp): the next batch
+  // through the cluster endpoint, counting as the one operation in flight.
+  void fetch();
+  void fetched(const runtime::feed_batch& batch);
+  void fetch_failed(const caf::error& err);
+  void on_remote_head(uint64_t head);
 
   // -- tail writes (exactly-once, live) ---------------------------------------
 
@@ -548,7 +595,7 @@ class projection_actor : public caf::event_based_actor {
     waiting_retry_ = false;
     attempts_ = 0;
     last_error_.clear();
-    head_ = std::max(head_, ctx_.journal->head_position());
+    head_ = std::max(head_, local_head());
   }
 
   // Dead-letter management (projection_dead_letters.cpp).
@@ -565,11 +612,13 @@ class projection_actor : public caf::event_based_actor {
     projection_status st;
     st.name = spec_.name;
     st.offset = offset_;
-    st.head = std::max(head_, ctx_.journal->head_position());
+    st.head = std::max(head_, local_head());
     st.lag = st.head > offset_ ? st.head - offset_ : 0;
     st.paused = paused_;
     st.attempts = attempts_;
     st.last_error = last_error_;
+    st.source = spec_.source;
+    st.available = available_;
     return st;
   }
 
@@ -581,6 +630,14 @@ class projection_actor : public caf::event_based_actor {
       std::make_shared<std::atomic<uint64_t>>(0);
   std::vector<uint64_t> metric_tokens_;
   uint64_t head_ = 0;
+  // Remote source: the head for the lag gauge; whether the source answers;
+  // failed pulls in a row; a delayed pull is pending.
+  bool remote_ = false;
+  std::shared_ptr<std::atomic<uint64_t>> known_head_ =
+      std::make_shared<std::atomic<uint64_t>>(0);
+  bool available_ = true;
+  uint64_t fetch_failures_ = 0;
+  bool refetch_pending_ = false;
   bool paused_ = false;
   // Exactly-once: the journal's release generation, and the one the read
   // model was built for.

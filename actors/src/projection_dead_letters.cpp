@@ -24,14 +24,35 @@ caf::result<caf::unit_t> projection_actor::retry_dead(uint64_t position) {
                                "projection '" + spec_.name +
                                    "' has no dead letter at position " +
                                    std::to_string(position));
-  auto events = ctx_.journal->read_all(position, 1);
-  if (!events) return runtime::to_caf_error(events.error());
-  if (events->empty() || events->front().position != position)
+  auto rp = make_response_promise<caf::unit_t>();
+  auto gone = [position] {
     return runtime::make_error(
         runtime::errc::not_found,
         "the event at position " + std::to_string(position) +
             " is no longer in the journal; drop the dead letter");
-  auto rp = make_response_promise<caf::unit_t>();
+  };
+  if (remote_) {
+    // The event lives in the source member's journal.
+    request(ctx_.cluster->endpoint(), caf::infinite,
+            runtime::feed_pull_atom::value, spec_.source, position, uint64_t{1})
+        .then(
+            [this, rp, d = **letter, gone,
+             position](runtime::feed_batch_ptr& batch) mutable {
+              if (batch->events.empty() ||
+                  batch->events.front().position != position) {
+                rp.deliver(gone());
+                return;
+              }
+              when_idle([this, env = batch->events.front(), d, rp]() mutable {
+                retry_parked(std::move(env), std::move(d), rp);
+              });
+            },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+    return rp;
+  }
+  auto events = ctx_.journal->read_all(position, 1);
+  if (!events) return runtime::to_caf_error(events.error());
+  if (events->empty() || events->front().position != position) return gone();
   when_idle([this, env = events->front(), d = **letter, rp]() mutable {
     retry_parked(std::move(env), std::move(d), rp);
   });

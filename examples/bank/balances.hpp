@@ -36,9 +36,19 @@ class balances_model {
  public:
   /// Projection name (its offset and dead letters are stored under it).
   static constexpr const char* projection_name = "bank.balances";
+  /// Name of the cluster-wide model: its projections are
+  /// `bank.cluster_balances@local` and `bank.cluster_balances@<member>`.
+  static constexpr const char* cluster_name = "bank.cluster_balances";
 
-  explicit balances_model(const mnemo::persistence::event_registry& types)
-      : types_(&types) {
+  /// The model of this node's accounts (tables `bank.balances` and
+  /// `bank.totals`), or with `cluster_wide` the model of every member's
+  /// accounts (`bank.cluster_balances`, `bank.cluster_totals`).
+  explicit balances_model(const mnemo::persistence::event_registry& types,
+                          bool cluster_wide = false)
+      : types_(&types),
+        name_(cluster_wide ? cluster_name : projection_name),
+        accounts_(cluster_wide ? "bank.cluster_balances" : "bank.balances"),
+        totals_(cluster_wide ? "bank.cluster_totals" : "bank.totals") {
     by_owner_ = std::make_shared<index_type>(
         accounts_.add_index<std::string>("owner", [](const balance_row& row) {
           return std::optional<std::string>{row.owner};
@@ -49,7 +59,7 @@ class balances_model {
   /// copy of the model; the event registry must outlive the projection.
   mnemo::actors::projection_spec projection() const {
     mnemo::actors::projection_spec spec;
-    spec.name = projection_name;
+    spec.name = name_;
     spec.filter.stream_prefix = "account-";
     spec.apply = [model = *this](
                      mnemo::persistence::write_txn& txn,
@@ -148,9 +158,9 @@ class balances_model {
   }
 
   const mnemo::persistence::event_registry* types_;
-  mnemo::persistence::table<std::string, balance_row> accounts_{
-      "bank.balances"};
-  mnemo::persistence::table<std::string, totals_row> totals_{"bank.totals"};
+  std::string name_;
+  mnemo::persistence::table<std::string, balance_row> accounts_;
+  mnemo::persistence::table<std::string, totals_row> totals_;
   std::shared_ptr<index_type> by_owner_;
 };
 

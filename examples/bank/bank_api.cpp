@@ -125,6 +125,10 @@ parsed parse(const std::string& method, const std::string& target,
     if (!valid_id(seg[1], lim)) return invalid_path_id("account", lim.max_id);
     return operation{get_balance{seg[1]}};
   }
+  if (root == "cluster" && seg.size() == 2 && seg[1] == "balances") {
+    if (method != "GET") return method_not_allowed(method);
+    return operation{get_cluster_totals{}};
+  }
   if ((root == "health" || root == "metrics") && seg.size() == 1) {
     if (method != "GET") return method_not_allowed(method);
     if (root == "health") return operation{get_health{}};

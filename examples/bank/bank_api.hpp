@@ -72,6 +72,9 @@ struct get_balance {
 };
 /// GET /balances
 struct get_totals {};
+/// GET /cluster/balances: the cluster-wide balances read model (every
+/// member's accounts), with the offset and head of each source member.
+struct get_cluster_totals {};
 /// GET /health
 struct get_health {};
 /// GET /metrics
@@ -88,8 +91,9 @@ using httpd::admin_api::manage_projection;
 using operation =
     std::variant<open_account, move_money, close_account, get_account,
                  start_transfer, get_transfer, list_transfers, get_balance,
-                 get_totals, get_health, get_metrics, list_projections,
-                 manage_projection, list_dead_letters, manage_dead_letter>;
+                 get_totals, get_cluster_totals, get_health, get_metrics,
+                 list_projections, manage_projection, list_dead_letters,
+                 manage_dead_letter>;
 
 /// A request the API refuses: HTTP status, error code, message.
 using client_error = httpd::api_support::client_error;

@@ -12,6 +12,7 @@
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/actors/remote_aggregate.hpp"
+#include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
 #include "mnemo/sagas/remote_saga.hpp"
@@ -76,12 +77,54 @@ void respond(const job_ptr& j, httpd::response res) {
   j->reply(std::move(res));
 }
 
+/// Where `GET /cluster/balances` looks: the totals of the cluster-wide
+/// model, and its projections by source member id.
+struct cluster_read_side {
+  std::function<mnemo::persistence::expected<totals_row>()> totals;
+  std::vector<std::pair<std::string, std::string>> sources;
+};
+
+// Answers `GET /cluster/balances`: the statuses of the cluster-wide
+// projections (through the supervisor), then the model's totals.
+void cluster_totals(caf::event_based_actor* self, const caf::actor& projections,
+                    std::shared_ptr<const cluster_read_side> side,
+                    std::chrono::milliseconds timeout, const job_ptr& j) {
+  auto sources = std::make_shared<json>(json::object());
+  auto left = std::make_shared<size_t>(side->sources.size());
+  auto finish = [j, side, sources] {
+    auto totals = side->totals();
+    if (!totals)
+      return respond(j, httpd::error_response(500, "internal",
+                                              totals.error().to_string()));
+    respond(j, json_response(200, json{{"accounts", totals->accounts},
+                                       {"total", totals->total},
+                                       {"sources", *sources}}));
+  };
+  for (auto& [member, name] : side->sources)
+    self->request(projections, timeout, route_atom::value, name,
+                  caf::make_message(mnemo::actors::status_atom::value))
+        .then(
+            [=, member = member](mnemo::actors::projection_status& st) {
+              (*sources)[member] = json{{"offset", st.offset},
+                                        {"head", st.head},
+                                        {"lag", st.lag},
+                                        {"available", st.available}};
+              if (--*left == 0) finish();
+            },
+            [=, member = member](caf::error& err) {
+              (*sources)[member] =
+                  json{{"error", mnemo::runtime::describe(err)}};
+              if (--*left == 0) finish();
+            });
+}
+
 // The actor between the HTTP threads and the registries: every command
 // becomes one pipelined request; the reply goes back through the
 // responder (which posts to the connection's strand).
 caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                       caf::actor transfers, caf::actor projections,
                       std::vector<std::string> projection_names,
+                      std::shared_ptr<const cluster_read_side> cluster_side,
                       std::chrono::milliseconds timeout) {
   auto command = [=](job_ptr j, const std::string& id, account::command cmd,
                      const std::string& command_id, unsigned status,
@@ -160,6 +203,13 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                       respond(j, json_response(200, saga_json(st)));
                     },
                     [j](caf::error& err) { respond(j, error_of(err)); });
+          } else if constexpr (std::is_same_v<T, api::get_cluster_totals>) {
+            if (cluster_side->sources.empty())
+              return respond(j, httpd::error_response(
+                                    404, "not_found",
+                                    "this node runs alone: GET /balances "
+                                    "has every account"));
+            cluster_totals(self, projections, cluster_side, timeout, j);
           } else if constexpr (std::is_same_v<T, api::list_projections> ||
                                std::is_same_v<T, api::manage_projection> ||
                                std::is_same_v<T, api::list_dead_letters> ||
@@ -182,6 +232,8 @@ struct service::impl {
   mnemo::runtime::node* node = nullptr;
   service_options opts;
   balances_model model;
+  // Every member's accounts, followed from every member's journal.
+  balances_model cluster_model;
   mnemo::sagas::saga_index sagas;
   caf::actor accounts;
   caf::actor transfers;
@@ -191,7 +243,10 @@ struct service::impl {
   mnemo::runtime::metric_histogram* latency = nullptr;
 
   explicit impl(mnemo::runtime::node& n)
-      : node(&n), model(n.registry()), sagas(n.registry()) {}
+      : node(&n),
+        model(n.registry()),
+        cluster_model(n.registry(), true),
+        sagas(n.registry()) {}
 
   httpd::response list(const api::list_transfers& op) {
     return list_sagas(sagas, *node, transfer::type_name, op.phase, op.after,
@@ -269,14 +324,27 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
     error = "resuming transfers: " + resumed.error().to_string();
     return nullptr;
   }
-  ptr->projections = supervise_projections(
-      n, {ptr->model.projection(), ptr->sagas.projection()},
-      ptr->projection_names, error);
+  std::vector<mnemo::actors::projection_spec> specs{ptr->model.projection(),
+                                                    ptr->sagas.projection()};
+  auto side = std::make_shared<cluster_read_side>();
+  side->totals = [model = ptr->cluster_model, &j = n.journal()] {
+    return model.totals(j);
+  };
+  // Alone, a node's own balances are all there is: no second model.
+  if (cluster)
+    for (auto& spec : mnemo::actors::cluster_wide(
+             ptr->cluster_model.projection(), cluster)) {
+      auto member = spec.source.empty() ? cluster->self() : spec.source;
+      side->sources.emplace_back(member, spec.name);
+      specs.push_back(std::move(spec));
+    }
+  ptr->projections =
+      supervise_projections(n, std::move(specs), ptr->projection_names, error);
   if (!ptr->projections) return nullptr;
   add_saga_gauges(n, ptr->sagas, transfer::type_name);
   ptr->gateway =
       n.system().spawn(gateway, ptr->accounts, ptr->transfers, ptr->projections,
-                       ptr->projection_names, opts.request_timeout);
+                       ptr->projection_names, side, opts.request_timeout);
   n.track(ptr->gateway);
   ptr->latency = &http_latency(n);
   return std::unique_ptr<service>{new service(std::move(ptr))};

@@ -117,8 +117,8 @@ void add_saga_gauges(mnemo::runtime::node& n,
 caf::actor supervise_projections(
     mnemo::runtime::node& n, std::vector<mnemo::actors::projection_spec> specs,
     std::vector<std::string>& names, std::string& error) {
-  mnemo::actors::projection_context ctx{&n.journal(), &n.completions(),
-                                        n.event_bus(), &n.metrics()};
+  mnemo::actors::projection_context ctx{
+      &n.journal(), &n.completions(), n.event_bus(), &n.metrics(), n.cluster()};
   std::vector<mnemo::runtime::child_spec> children;
   for (auto& spec : specs) {
     names.push_back(spec.name);

@@ -16,8 +16,11 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "cluster_feed.hpp"
+#include "cluster_state.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 #include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/event_bus.hpp"
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<mnemo::runtime::remote_protocol>)
 
@@ -27,19 +30,6 @@ namespace detail {
 // openssl_errors.cpp: keeps one TLS connection's errors from failing others.
 bool openssl_errors_isolated() noexcept;
 }  // namespace detail
-
-struct cluster_state {
-  explicit cluster_state(cluster_view v) : view(std::move(v)) {}
-  cluster_view view;
-  std::string self;
-  std::string secret;
-  std::chrono::milliseconds retry;
-  bool tls = false;
-  cluster_log log;
-  /// Members joined in both directions, for `cluster::connected`.
-  mutable std::mutex mtx;
-  std::set<std::string> joined;
-};
 
 namespace {
 
@@ -72,8 +62,11 @@ struct peer {
 
 class endpoint_actor : public caf::event_based_actor {
  public:
-  endpoint_actor(caf::actor_config& cfg, std::shared_ptr<cluster_state> st)
-      : caf::event_based_actor(cfg), st_(std::move(st)) {}
+  endpoint_actor(caf::actor_config& cfg, std::shared_ptr<cluster_state> st,
+                 journal_source source)
+      : caf::event_based_actor(cfg),
+        st_(st),
+        feed_(this, std::move(st), std::move(source)) {}
 
   const char* name() const override { return "mnemo.cluster"; }
 
@@ -102,6 +95,7 @@ class endpoint_actor : public caf::event_based_actor {
                             "member '" + me->st_->self + "' dropped " + what);
         });
     send(this, tick_atom::value);
+    feed_.start();
     return {
         [this](
             join_atom, const std::string& from, const std::string& fingerprint,
@@ -111,6 +105,7 @@ class endpoint_actor : public caf::event_based_actor {
         [this](tick_atom) {
           if (!local_sender()) return;
           connect_all();
+          feed_.resubscribe();
           delayed_send(this, st_->retry, tick_atom::value);
         },
         [this](serve_atom, const std::string& type, const caf::actor& local,
@@ -142,6 +137,39 @@ class endpoint_actor : public caf::event_based_actor {
           if (!local_sender()) return;
           routers_.push_back(caf::actor_cast<caf::actor>(current_sender()));
         },
+        // -- journal feed (cluster_feed.hpp) --
+        [this](head_atom, uint64_t head) {
+          if (local_sender()) feed_.on_local_head(head);
+        },
+        [this](feed_tick_atom) {
+          if (local_sender()) feed_.on_tick();
+        },
+        [this](feed_resub_atom) {
+          if (local_sender()) feed_.resubscribe();
+        },
+        [this](feed_follow_atom,
+               const std::string& member) -> caf::result<uint64_t, bool> {
+          if (!local_sender())
+            return make_error(errc::invalid_argument,
+                              "following is for this node's actors only");
+          return feed_.follow(member,
+                              caf::actor_cast<caf::actor>(current_sender()));
+        },
+        [this](feed_pull_atom, const std::string& member, uint64_t from,
+               uint64_t max) -> caf::result<feed_batch_ptr> {
+          if (!local_sender())
+            return make_error(errc::invalid_argument,
+                              "pulling is for this node's actors only");
+          return feed_.pull(member, from, max);
+        },
+        [this](feed_atom, const std::string& from,
+               const bytes& payload) -> caf::result<bytes> {
+          if (auto err = check_member(from)) return err;
+          return feed_.serve(from, payload);
+        },
+        [this](feed_push_atom, const std::string& from, const bytes& payload) {
+          if (!check_member(from)) feed_.on_push(from, payload);
+        },
         [this](peers_atom) {
           std::vector<std::string> result;
           for (auto& [id, p] : peers_)
@@ -152,11 +180,6 @@ class endpoint_actor : public caf::event_based_actor {
   }
 
  private:
-  void on_exit() override {
-    // The routers hold this actor's handle: break the cycle.
-    routers_.clear();
-  }
-
   // Logs a dropped message from another node: the first of each second,
   // with the count of those not logged since.
   void drop_unexpected(const std::string& what) {
@@ -183,6 +206,28 @@ class endpoint_actor : public caf::event_based_actor {
     if (sender && sender->node() == system().node()) return true;
     st_->log("dropped", "a local-only message came from another node");
     return false;
+  }
+
+  void on_exit() override {
+    // Followers and routers hold this actor's handle: break the cycles.
+    feed_.clear();
+    peers_.clear();
+    served_.clear();
+    routers_.clear();
+  }
+
+  // Checks that the current message comes from member `from`'s joined
+  // node; logs and returns `join_refused` otherwise.
+  caf::error check_member(const std::string& from) {
+    auto sender = current_sender();
+    auto i = inbound_.find(from);
+    if (!sender || i == inbound_.end() || i->second != sender->node()) {
+      st_->log("dropped", "request from '" + from + "' that has not joined");
+      return make_error(
+          errc::join_refused,
+          "member '" + from + "' has not joined '" + st_->self + "'");
+    }
+    return {};
   }
 
   // -- joining ----------------------------------------------------------------
@@ -281,6 +326,7 @@ class endpoint_actor : public caf::event_based_actor {
       st_->joined.insert(id);
     }
     st_->log(what, detail);
+    feed_.member_up(id, h);
   }
 
   void give_up(const std::string& id, const std::string& why,
@@ -308,8 +354,10 @@ class endpoint_actor : public caf::event_based_actor {
                  "member '" + id + "' is gone: " + system().render(msg.reason));
         // Requests on their way to it will not be answered.
         for (auto& r : routers_) send(r, lost_atom::value, id);
+        feed_.member_down(id);
       }
     }
+    feed_.follower_down(msg.source);
   }
 
   // -- serving other members
@@ -317,14 +365,7 @@ class endpoint_actor : public caf::event_based_actor {
 
   caf::result<bytes> on_remote(const std::string& from, const std::string& type,
                                const std::string& id, const bytes& payload) {
-    auto sender = current_sender();
-    auto i = inbound_.find(from);
-    if (!sender || i == inbound_.end() || i->second != sender->node()) {
-      st_->log("dropped", "request from '" + from + "' that has not joined");
-      return make_error(
-          errc::join_refused,
-          "member '" + from + "' has not joined '" + st_->self + "'");
-    }
+    if (auto err = check_member(from)) return err;
     auto s = served_.find(type);
     if (s == served_.end())
       return make_error(errc::not_found, "member '" + st_->self +
@@ -355,6 +396,7 @@ class endpoint_actor : public caf::event_based_actor {
   std::vector<caf::actor> routers_;
   std::chrono::steady_clock::time_point last_drop_log_{};
   uint64_t drops_unlogged_ = 0;
+  feed_hub feed_;
 };
 
 // The registry of one type as the rest of the node sees it.
@@ -448,7 +490,8 @@ std::string hmac_hex(const std::string& key, const std::string& text) {
 }
 
 caf::expected<std::unique_ptr<cluster>> cluster::start(
-    caf::actor_system& sys, const cluster_settings& settings, cluster_log log) {
+    caf::actor_system& sys, const cluster_settings& settings, cluster_log log,
+    journal_source source) {
   std::vector<cluster_member> members;
   std::string why;
   for (auto& text : settings.members) {
@@ -480,7 +523,10 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
   std::unique_ptr<cluster> result{new cluster};
   result->sys_ = &sys;
   result->request_timeout_ms_ = settings.request_timeout_ms;
-  auto ep = sys.spawn<endpoint_actor>(st);
+  st->request_timeout = std::chrono::milliseconds{settings.request_timeout_ms};
+  st->feed_interval =
+      std::chrono::milliseconds{std::max<size_t>(settings.feed_interval_ms, 1)};
+  auto ep = sys.spawn<endpoint_actor>(st, std::move(source));
   auto port =
       settings.tls()
           ? caf::openssl::publish(ep, me->port, me->host.c_str(), true)

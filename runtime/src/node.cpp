@@ -136,6 +136,11 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
     cfg.set("middleman.enable-automatic-connections", false);
   }
   result->system_ = std::make_unique<caf::actor_system>(cfg);
+  auto bus =
+      spawn_event_bus(*result->system_, *result->journal_, *result->sink_);
+  result->bus_ = bus.actor;
+  result->bus_listener_ = bus.listener;
+  result->track(bus.actor);
   if (cfg.cluster.enabled()) {
     auto log = cfg.cluster_events;
     if (!log)
@@ -147,16 +152,14 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
                   << "\",\"what\":\"" << what << "\",\"detail\":\""
                   << json_escape(detail) << "\"}" << std::endl;
       };
-    auto c = cluster::start(*result->system_, cfg.cluster, std::move(log));
+    // Members that follow this node's journal are told its new heads.
+    auto c =
+        cluster::start(*result->system_, cfg.cluster, std::move(log),
+                       journal_source{result->journal_.get(), result->bus_});
     if (!c) return c.error();
     result->cluster_ = std::move(*c);
     result->track(result->cluster_->endpoint());
   }
-  auto bus =
-      spawn_event_bus(*result->system_, *result->journal_, *result->sink_);
-  result->bus_ = bus.actor;
-  result->bus_listener_ = bus.listener;
-  result->track(bus.actor);
   return result;
 }
 

@@ -53,7 +53,9 @@ node_config::node_config() {
       .add(cluster.heartbeat_ms, "heartbeat-ms",
            "interval of heartbeats to connected members (ms)")
       .add(cluster.connection_timeout_ms, "connection-timeout-ms",
-           "silence after which a member's connection is dropped (ms)");
+           "silence after which a member's connection is dropped (ms)")
+      .add(cluster.feed_interval_ms, "feed-interval-ms",
+           "shortest interval between head notifications to a follower (ms)");
   // On 2 cores, one worker per core was 30-45 % faster than CAF's default
   // of max(cores, 4) (PLATFORM.md). The command line still overrides it.
   auto cores = std::max(1u, std::thread::hardware_concurrency());

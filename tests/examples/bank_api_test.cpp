@@ -66,6 +66,7 @@ BOOST_AUTO_TEST_CASE(every_endpoint_maps_to_its_operation) {
   BOOST_CHECK_EQUAL(op_of<list_transfers>(listing)->limit, 5u);
   BOOST_CHECK(op_of<get_balance>(parse("GET", "/balances/a1", "")));
   BOOST_CHECK(op_of<get_totals>(parse("GET", "/balances", "")));
+  BOOST_CHECK(op_of<get_cluster_totals>(parse("GET", "/cluster/balances", "")));
   BOOST_CHECK(op_of<get_health>(parse("GET", "/health", "")));
   BOOST_CHECK(op_of<get_metrics>(parse("GET", "/metrics", "")));
   BOOST_CHECK(op_of<list_projections>(parse("GET", "/admin/projections", "")));

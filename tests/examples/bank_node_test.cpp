@@ -203,6 +203,8 @@ BOOST_AUTO_TEST_CASE(the_api_answers_as_documented) {
   auto projections = body_of(c.call("GET", "/admin/projections"));
   BOOST_REQUIRE(projections.contains("projections"));
   BOOST_CHECK_EQUAL(projections["projections"].size(), 2u);
+  // Alone, there is no cluster-wide model.
+  BOOST_CHECK_EQUAL(status_of(c.call("GET", "/cluster/balances")), 404u);
   auto pause = c.call("POST", "/admin/projections/bank.balances/pause");
   BOOST_CHECK_EQUAL(status_of(pause), 200u);
   BOOST_CHECK_EQUAL(body_of(pause).value("paused", false), true);

@@ -28,6 +28,7 @@ class journal;
 
 namespace mnemo::runtime {
 class completion_sink;
+class cluster;
 }  // namespace mnemo::runtime
 
 namespace mnemo::actors {
@@ -118,12 +119,12 @@ struct projection_options {
   runtime::restart_policy retry_backoff;
   /// Seed of the jitter; 0 picks a random seed. Default: 0.
   uint64_t seed = 0;
-  /// Exactly-once: handle live events inside the group commit that writes
-  /// them (tail writes, see docs/projections.md), so that the read model
-  /// lags by less than one commit. The events are then read, decoded and
-  /// handled on the journal's writer thread, which lowers the node's
-  /// maximum append rate (projections_bench: -20 to -35 %). Default: false
-  /// (the projection reads on its own and writes in the next commit).
+  /// Exactly-once, local source only: handle live events inside the group
+  /// commit that writes them (tail writes, see docs/projections.md), so that
+  /// the read model lags by less than one commit. The events are then read,
+  /// decoded and handled on the journal's writer thread, which lowers the
+  /// node's maximum append rate (projections_bench: -20 to -35 %). Default:
+  /// false (the projection reads on its own and writes in the next commit).
   bool in_commit = false;
 };
 
@@ -132,6 +133,13 @@ struct projection_options {
 struct projection_spec {
   /// Unique per node; 1..200 bytes, no NUL.
   std::string name;
+  /// The cluster member whose journal the projection follows; empty (the
+  /// default) or this node's id: this node's journal. Another member's
+  /// journal is pulled through `projection_context::cluster` in batches
+  /// (notify, then pull, as locally); positions, offset and dead letters
+  /// are then that member's, stored here under `name`. Read model and
+  /// offset still change in one local transaction (exactly-once).
+  std::string source;
   projection_filter filter;
   /// Set this for a read model in mnemo's LMDB environment.
   exactly_once_handler apply;
@@ -152,6 +160,9 @@ struct projection_context {
   /// Where the projection publishes its offset, lag and dead-letter count
   /// (label `projection`); none if null.
   runtime::metrics* metrics = nullptr;
+  /// This node's cluster membership; needed by projections whose `source`
+  /// is another member. Must outlive the actor.
+  runtime::cluster* cluster = nullptr;
 };
 
 /// The observable state of a projection.
@@ -168,12 +179,18 @@ struct projection_status {
   uint64_t attempts = 0;
   /// Text of the last handler failure, empty when healthy.
   std::string last_error;
+  /// The member whose journal it follows; empty for this node's journal.
+  std::string source;
+  /// False while the source member cannot be read (not connected, its last
+  /// pull failed, or not known yet just after the start); `head` is then
+  /// the last head known.
+  bool available = true;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, projection_status& x) {
   return f(caf::meta::type_name("projection_status"), x.name, x.offset, x.head,
-           x.lag, x.paused, x.attempts, x.last_error);
+           x.lag, x.paused, x.attempts, x.last_error, x.source, x.available);
 }
 
 /// A parked event, as answered by `dead_letters_atom`.
@@ -193,6 +210,21 @@ typename Inspector::result_type inspect(Inspector& f, dead_letter_info& x) {
            x.sequence, x.type, x.error, x.attempts, x.parked_at_ms);
 }
 
+/// Returns the instances of a cluster-wide read model: one copy of `spec`
+/// per member of `c`'s view, so that the read model on this node follows
+/// every member's journal with one offset per member. The copy for this
+/// node reads the local journal and is named `spec.name + "@local"` (the
+/// same whether the node runs alone or in a cluster, so that its offset
+/// stays valid); the others are named `spec.name + "@" + member` with
+/// `source = member`. All copies write into the same read model; each
+/// commits its events and its own offset together, so a restart of any
+/// node loses and repeats nothing. The copies have no `clear`: a rebuild
+/// of one source would wipe what the others wrote (`rebuild_atom` answers
+/// `invalid_argument`). Without a cluster (`c` null), returns the local
+/// copy alone.
+std::vector<projection_spec> cluster_wide(const projection_spec& spec,
+                                          const runtime::cluster* c);
+
 /// Spawns a projection actor. It loads its offset and paused flag,
 /// subscribes to the event bus, catches up from offset + 1 in batches and
 /// then follows every new head through the same path. Events are handled
@@ -201,8 +233,12 @@ typename Inspector::result_type inspect(Inspector& f, dead_letter_info& x) {
 /// none is applied twice. Fails (exit reason) on a journal error or by its
 /// failure strategy; supervise it. `detached` gives it its own thread
 /// (recommended for slow at-least-once handlers; not under the test
-/// scheduler). Errors: `invalid_argument` for a bad name or not exactly
-/// one handler.
+/// scheduler). With `spec.source` naming another member, it follows that
+/// member's journal through `ctx.cluster` instead (head notifications and
+/// batched pulls; while the member is away the projection waits, shows
+/// `available = false`, and resumes from its offset once it is back).
+/// Errors: `invalid_argument` for a bad name, not exactly one handler, or a
+/// source that is not a member (or no cluster).
 caf::expected<caf::actor> spawn_projection(caf::actor_system& sys,
                                            projection_context ctx,
                                            projection_spec spec,

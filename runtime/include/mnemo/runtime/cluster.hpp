@@ -28,7 +28,21 @@
 
 #include "mnemo/runtime/cluster_view.hpp"
 
+namespace mnemo::persistence {
+class journal;
+}  // namespace mnemo::persistence
+
 namespace mnemo::runtime {
+
+/// The journal a node serves to the members that follow it
+/// (journal_feed.hpp). Without one, feed requests get `not_found`.
+struct journal_source {
+  /// This node's journal; must outlive the endpoint.
+  persistence::journal* journal = nullptr;
+  /// This node's event bus: its head notifications are passed on to the
+  /// subscribed members.
+  caf::actor event_bus;
+};
 
 /// Cluster options of a node (`--cluster.*`, see node_config).
 struct cluster_settings {
@@ -60,6 +74,9 @@ struct cluster_settings {
   /// behind a cut link (no FIN, no RST) is noticed: until then, its
   /// requests wait for `request_timeout_ms`.
   size_t connection_timeout_ms = 2000;
+  /// Shortest interval between two head notifications this node sends one
+  /// follower member, ms (bursts of commits coalesce into one). Default 5.
+  size_t feed_interval_ms = 5;
 
   bool enabled() const noexcept { return !node_id.empty(); }
   bool tls() const noexcept {
@@ -99,10 +116,13 @@ class cluster {
   /// Publishes this node's endpoint and starts connecting to the other
   /// members. The actor system must have loaded `caf::io::middleman`.
   /// Errors: `invalid_argument` for bad settings, the middleman's error if
-  /// the port cannot be opened.
+  /// the port cannot be opened. With `source`, the endpoint also serves
+  /// this node's journal to members that follow it, and forwards pulls and
+  /// head notifications of other members' journals to followers on this
+  /// node (journal_feed.hpp).
   static caf::expected<std::unique_ptr<cluster>> start(
-      caf::actor_system& sys, const cluster_settings& settings,
-      cluster_log log);
+      caf::actor_system& sys, const cluster_settings& settings, cluster_log log,
+      journal_source source = {});
 
   ~cluster();
   cluster(const cluster&) = delete;

@@ -1,0 +1,212 @@
+#include "cluster_feed.hpp"
+
+#include <algorithm>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+
+#include "mnemo/persistence/journal.hpp"
+#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/event_bus.hpp"
+
+namespace mnemo::runtime {
+
+void feed_hub::start() {
+  if (!source_.event_bus || !source_.journal) return;
+  head_ = source_.journal->head_position();
+  self_->request(source_.event_bus, caf::infinite, subscribe_atom::value)
+      .then([this](uint64_t head) { on_local_head(head); },
+            [this](caf::error& err) {
+              st_->log("feed_failed",
+                       "cannot subscribe to the event bus: " + describe(err));
+            });
+}
+
+// -- serving this node's journal ----------------------------------------------
+
+void feed_hub::on_local_head(uint64_t head) {
+  head_ = std::max(head_, head);
+  if (!cooling_) flush_heads();
+}
+
+void feed_hub::on_tick() {
+  cooling_ = false;
+  flush_heads();
+}
+
+// Tells every subscribed member the newest head, then waits one interval
+// before the next round, so that a busy journal costs each member at most
+// one notification per interval (the newest head always arrives).
+void feed_hub::flush_heads() {
+  bool sent = false;
+  for (auto& [id, told] : subscribers_) {
+    auto p = peers_.find(id);
+    if (told >= head_ || p == peers_.end() || !p->second) continue;
+    self_->send(p->second, feed_push_atom::value, st_->self,
+                feed::encode_head(head_));
+    told = head_;
+    sent = true;
+  }
+  if (!sent) return;
+  cooling_ = true;
+  self_->delayed_send(self_, st_->feed_interval, feed_tick_atom::value);
+}
+
+caf::result<bytes> feed_hub::serve(const std::string& from,
+                                   const bytes& payload) {
+  if (!source_.journal)
+    return make_error(errc::not_found,
+                      "member '" + st_->self + "' serves no journal feed");
+  auto req = feed::decode_request(payload);
+  if (!req) {
+    st_->log("dropped", "malformed feed request from '" + from +
+                            "': " + describe(req.error()));
+    return std::move(req.error());
+  }
+  auto& j = *source_.journal;
+  if (req->what == feed::kind::subscribe) {
+    feed_batch none;
+    none.head = j.head_position();
+    subscribers_[from] = none.head;
+    return feed::encode_batch(none);
+  }
+  auto max = std::min<uint64_t>(req->max, max_feed_batch);
+  auto events = j.read_all(req->from, static_cast<size_t>(max));
+  if (!events) return to_caf_error(events.error());
+  feed_batch batch;
+  batch.events = std::move(*events);
+  // Read after the events, so that it is never below their positions.
+  batch.head = j.head_position();
+  return feed::encode_batch(batch);
+}
+
+// -- following other members --------------------------------------------------
+
+caf::result<uint64_t, bool> feed_hub::follow(const std::string& member,
+                                             caf::actor follower) {
+  if (member == st_->self || !st_->view.find(member))
+    return make_error(errc::invalid_argument,
+                      "'" + member + "' is not another member of this cluster");
+  if (!follower)
+    return make_error(errc::invalid_argument, "anonymous follower");
+  if (followers_[member].insert(follower).second) self_->monitor(follower);
+  if (peers_.count(member) && !subscribed_.count(member)) subscribe_to(member);
+  return caf::make_result(known_head_[member], peers_.count(member) > 0);
+}
+
+caf::result<feed_batch_ptr> feed_hub::pull(const std::string& member,
+                                           uint64_t from, uint64_t max) {
+  auto p = peers_.find(member);
+  if (p == peers_.end() || !p->second)
+    return make_error(
+        errc::owner_unavailable,
+        "member '" + member + "' is not connected: its journal cannot be read");
+  max = std::min<uint64_t>(max, max_feed_batch);
+  auto rp = self_->make_response_promise<feed_batch_ptr>();
+  self_
+      ->request(p->second, st_->request_timeout, feed_atom::value, st_->self,
+                feed::encode_pull(from, max))
+      .then(
+          [this, rp, member, from, max](bytes& reply) mutable {
+            auto batch = feed::decode_batch(reply, from, max);
+            if (!batch) {
+              st_->log("dropped", "malformed feed batch from '" + member +
+                                      "': " + describe(batch.error()));
+              rp.deliver(std::move(batch.error()));
+              return;
+            }
+            rp.deliver(feed_batch_ptr{
+                std::make_shared<feed_batch>(std::move(*batch))});
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
+void feed_hub::on_push(const std::string& from, const bytes& payload) {
+  auto head = feed::decode_head(payload);
+  if (!head) {
+    st_->log("dropped", "malformed head notification from '" + from +
+                            "': " + describe(head.error()));
+    return;
+  }
+  tell_followers(from, *head);
+}
+
+void feed_hub::subscribe_to(const std::string& id) {
+  auto p = peers_.find(id);
+  if (p == peers_.end() || !p->second) return;
+  subscribed_.insert(id);
+  auto peer = p->second;
+  self_
+      ->request(peer, st_->request_timeout, feed_atom::value, st_->self,
+                feed::encode_subscribe())
+      .then(
+          [this, id](bytes& reply) {
+            auto batch = feed::decode_batch(reply, 0, 0);
+            if (!batch) {
+              subscribed_.erase(id);
+              st_->log("dropped", "malformed feed subscription reply from '" +
+                                      id + "': " + describe(batch.error()));
+              return;
+            }
+            tell_followers(id, batch->head);
+          },
+          [this, id](caf::error& err) {
+            // Tried again on the next connect tick.
+            subscribed_.erase(id);
+            st_->log("feed_failed",
+                     "cannot follow member '" + id + "': " + describe(err));
+          });
+}
+
+void feed_hub::tell_followers(const std::string& id, uint64_t head) {
+  known_head_[id] = head;
+  for (auto& f : followers_[id])
+    self_->send(f, feed_head_atom::value, id, head);
+}
+
+// -- membership ---------------------------------------------------------------
+
+void feed_hub::member_up(const std::string& id, const caf::actor& peer) {
+  peers_[id] = peer;
+  subscribed_.erase(id);
+  // Not at once: on the accepting side this runs inside the join handler,
+  // and the member must see the welcome before our subscription.
+  if (!followers_[id].empty()) self_->send(self_, feed_resub_atom::value);
+}
+
+void feed_hub::member_down(const std::string& id) {
+  peers_.erase(id);
+  subscribers_.erase(id);
+  subscribed_.erase(id);
+  for (auto& f : followers_[id]) self_->send(f, feed_down_atom::value, id);
+}
+
+bool feed_hub::follower_down(const caf::actor_addr& addr) {
+  bool found = false;
+  for (auto& [id, set] : followers_)
+    for (auto i = set.begin(); i != set.end();) {
+      if (i->address() == addr) {
+        i = set.erase(i);
+        found = true;
+      } else {
+        ++i;
+      }
+    }
+  return found;
+}
+
+void feed_hub::resubscribe() {
+  for (auto& [id, set] : followers_)
+    if (!set.empty() && peers_.count(id) && !subscribed_.count(id))
+      subscribe_to(id);
+}
+
+void feed_hub::clear() {
+  peers_.clear();
+  followers_.clear();
+  subscribers_.clear();
+  source_.event_bus = nullptr;
+}
+
+}  // namespace mnemo::runtime
