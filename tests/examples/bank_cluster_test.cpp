@@ -363,30 +363,9 @@ BOOST_AUTO_TEST_CASE(a_cluster_wide_read_model_survives_a_killed_node) {
   BOOST_CHECK_EQUAL(sum, total);
 }
 
-namespace {
-
-// A cluster CA, a certificate per member, and a certificate of another CA,
-// made with the openssl command line as docs/cluster.md shows.
-std::string make_certificates() {
-  auto dir = temp_dir("mnemo-cluster-tls");
-  std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-  std::string script =
-      "cd " + dir + " && openssl req -x509" + ec +
-      " -keyout ca.key -out ca.pem -days 30 -subj /CN=mnemo-test-ca &&"
-      " for n in n1 n2 n3; do openssl req" +
-      ec +
-      " -keyout $n.key -out $n.csr -subj /CN=$n && openssl x509 -req -in"
-      " $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem -days 30;"
-      " done && openssl req -x509" +
-      ec + " -keyout other.key -out other.pem -days 30 -subj /CN=other";
-  BOOST_REQUIRE_EQUAL(std::system((script + " >/dev/null 2>&1").c_str()), 0);
-  return dir;
-}
-
-}  // namespace
 
 BOOST_AUTO_TEST_CASE(tls_members_join_and_others_are_refused) {
-  auto certs = make_certificates();
+  auto certs = make_cluster_certificates("mnemo-cluster-tls");
   cluster_fixture f{{"--cluster.tls-certificate=" + certs + "/%N.pem",
                      "--cluster.tls-key=" + certs + "/%N.key",
                      "--cluster.tls-ca=" + certs + "/ca.pem"}};

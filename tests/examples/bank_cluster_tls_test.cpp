@@ -24,30 +24,13 @@ namespace {
 
 constexpr const char* secret = "0123456789abcdef-tls-secret";
 
-// A cluster CA, a certificate per member, and a self-signed certificate of
-// another CA, made with the openssl command line as docs/cluster.md shows.
-std::string make_certificates() {
-  auto dir = temp_dir("mnemo-tls-links");
-  std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-  std::string script =
-      "cd " + dir + " && openssl req -x509" + ec +
-      " -keyout ca.key -out ca.pem -days 30 -subj /CN=mnemo-test-ca &&"
-      " for n in n1 n2 n3; do openssl req" +
-      ec +
-      " -keyout $n.key -out $n.csr -subj /CN=$n && openssl x509 -req -in"
-      " $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem -days 30;"
-      " done && openssl req -x509" +
-      ec + " -keyout other.key -out other.pem -days 30 -subj /CN=other";
-  BOOST_REQUIRE_EQUAL(std::system((script + " >/dev/null 2>&1").c_str()), 0);
-  return dir;
-}
 
 json body_of(const std::optional<reply>& r) {
   return r ? r->json() : json{};
 }
 
 struct tls_cluster {
-  std::string certs = make_certificates();
+  std::string certs = make_cluster_certificates("mnemo-tls-links");
   uint16_t base = static_cast<uint16_t>(51000 + (::getpid() % 1400) * 10);
   std::string members;
   std::vector<std::string> dirs;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 
@@ -273,6 +274,24 @@ std::string temp_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+std::string make_cluster_certificates(const std::string& name) {
+  auto dir = temp_dir(name);
+  std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  std::string script =
+      "cd " + dir + " && openssl req -x509" + ec +
+      " -keyout ca.key -out ca.pem -days 30 -subj /CN=mnemo-test-ca &&"
+      " for n in n1 n2 n3; do openssl req" +
+      ec +
+      " -keyout $n.key -out $n.csr -subj /CN=$n && openssl x509 -req -in"
+      " $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem -days 30;"
+      " done && openssl req -x509" +
+      ec + " -keyout other.key -out other.pem -days 30 -subj /CN=other";
+  if (std::system((script + " >/dev/null 2>&1").c_str()) != 0)
+    throw std::runtime_error("openssl could not make the certificates in " +
+                             dir);
+  return dir;
 }
 
 }  // namespace testnode

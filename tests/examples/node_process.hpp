@@ -109,4 +109,11 @@ class client {
 /// Returns a fresh, empty directory under the system's temp directory.
 std::string temp_dir(const std::string& name);
 
+/// Makes a cluster CA, a certificate and key per member n1..n3 (`nN.pem`,
+/// `nN.key`, CA `ca.pem`) and a self-signed certificate of another CA
+/// (`other.pem`, `other.key`) in a fresh temp directory `name`, with the
+/// openssl command line as docs/cluster.md shows; returns the directory.
+/// Throws std::runtime_error if openssl fails.
+std::string make_cluster_certificates(const std::string& name);
+
 }  // namespace testnode
