@@ -52,6 +52,9 @@ struct write_outcome {
   // Exactly-once: index of the event whose handler failed, and its error.
   std::optional<size_t> failed_index;
   std::string handler_error;
+  // A pipelined write found that the write before it did not store its
+  // offset (it failed): it changed nothing.
+  bool stale = false;
 };
 
 using outcome_slot = std::shared_ptr<std::optional<write_outcome>>;
@@ -255,7 +258,7 @@ class projection_actor : public caf::event_based_actor {
   void on_head(uint64_t head) {
     head_ = std::max(head_, head);
     known_head_->store(head_, std::memory_order_relaxed);
-    if (head_ > offset_) schedule_pull();
+    if (head_ > submitted()) schedule_pull();
   }
 
   void schedule_pull() {
@@ -267,10 +270,16 @@ class projection_actor : public caf::event_based_actor {
   void pull() {
     pull_scheduled_ = false;
     if (busy_ || paused_ || waiting_retry_) return;
+    if (!pipeline_.empty()) {
+      // Management and failures wait until the pipeline drained.
+      if (deferred_.empty() && !broken_ && pipelines()) pull_ahead();
+      return;
+    }
     run_deferred();
     if (busy_) return;
-    if (spec_.apply && !poison_ && spec_.options.in_commit) return start_tail();
+    if (tails()) return start_tail();
     if (remote_) return fetch();
+    if (pipelines()) return pull_ahead();
     auto batch = ctx_.journal->read_all(offset_ + 1, spec_.options.batch_size);
     if (!batch) return quit(runtime::to_caf_error(batch.error()));
     if (batch->empty()) return;
@@ -319,6 +328,27 @@ class projection_actor : public caf::event_based_actor {
 
   // Writes the handled batch (exactly-once: applies it) plus the offset of
   // its last event, and `park` as a dead letter if given.
+  // Exactly-once: runs `apply` on the matching events of `batch` inside
+  // `txn`; on a handler error records the failing index in `slot`.
+  static persistence::error apply_batch(persistence::write_txn& txn,
+                                        const envelopes& batch,
+                                        const exactly_once_handler& apply,
+                                        const projection_filter& filter,
+                                        const outcome_slot& slot) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto& env = batch[i];
+      if (!filter.matches(env)) continue;
+      if (auto err = guarded([&] { return apply(txn, env); })) {
+        write_outcome out;
+        out.failed_index = i;
+        out.handler_error = err.message();
+        slot->emplace(std::move(out));
+        return err;
+      }
+    }
+    return {};
+  }
+
   void submit(envelopes batch, std::shared_ptr<persistence::dead_letter> park) {
     auto slot = std::make_shared<std::optional<write_outcome>>();
     auto shared = std::make_shared<envelopes>(std::move(batch));
@@ -329,17 +359,8 @@ class projection_actor : public caf::event_based_actor {
     auto fn = [slot, shared, apply, filter, name, park,
                last](persistence::write_txn& txn) -> persistence::error {
       if (apply)
-        for (size_t i = 0; i < shared->size(); ++i) {
-          auto& env = (*shared)[i];
-          if (!filter.matches(env)) continue;
-          if (auto err = guarded([&] { return apply(txn, env); })) {
-            write_outcome out;
-            out.failed_index = i;
-            out.handler_error = err.message();
-            slot->emplace(std::move(out));
-            return err;
-          }
-        }
+        if (auto err = apply_batch(txn, *shared, apply, filter, slot))
+          return err;
       if (park)
         if (auto err = persistence::dead_letter_store::park_in(txn, *park))
           return err;
@@ -353,9 +374,15 @@ class projection_actor : public caf::event_based_actor {
   void write(persistence::write_function fn, outcome_slot slot,
              std::function<void(write_outcome)> then) {
     busy_ = true;
-    auto ticket = ++ticket_;
     slot_ = slot;
     then_ = std::move(then);
+    post_write(std::move(fn), std::move(slot));
+  }
+
+  // Hands `fn` to the journal; its outcome lands in `slot`, and a
+  // `written_atom` with the new ticket tells this actor.
+  uint64_t post_write(persistence::write_function fn, outcome_slot slot) {
+    auto ticket = ++ticket_;
     auto me = caf::actor_cast<caf::actor>(this);
     auto* sink = ctx_.completions;
     sink->expect();
@@ -367,9 +394,102 @@ class projection_actor : public caf::event_based_actor {
                             caf::anon_send(me, written_atom::value, ticket);
                           });
                         });
+    return ticket;
+  }
+
+  // -- pipelined writes (exactly-once, local, not in_commit) ------------------
+
+  bool pipelines() const {
+    return spec_.apply && !remote_ && !poison_ &&
+           spec_.options.write_pipeline > 1;
+  }
+
+  // Live events go through tail writes (`in_commit`) once the projection is
+  // within one batch of the head; a backlog is read here, off the writer
+  // thread, and written through the pipeline.
+  bool tails() const {
+    if (!spec_.apply || remote_ || poison_ || !spec_.options.in_commit)
+      return false;
+    auto head = std::max(head_, local_head());
+    return head <= offset_ + spec_.options.batch_size ||
+           spec_.options.write_pipeline <= 1;
+  }
+
+  // Position of the last event read and submitted.
+  uint64_t submitted() const {
+    return pipeline_.empty() ? offset_ : pipeline_.back().last;
+  }
+
+  // Reads the batch after the last submitted one and submits it, if the
+  // pipeline has room.
+  void pull_ahead() {
+    if (pipeline_.size() >= spec_.options.write_pipeline) return;
+    auto after = submitted();
+    auto batch = ctx_.journal->read_all(after + 1, spec_.options.batch_size);
+    if (!batch) return quit(runtime::to_caf_error(batch.error()));
+    if (batch->empty()) return;
+    auto last = batch->back().position;
+    head_ = std::max(head_, last);
+    // A full batch means there is probably more to read.
+    if (batch->size() == spec_.options.batch_size)
+      head_ = std::max(head_, last + 1);
+    auto slot = std::make_shared<std::optional<write_outcome>>();
+    auto shared = std::make_shared<envelopes>(std::move(*batch));
+    auto apply = spec_.apply;
+    auto filter = spec_.filter;
+    auto name = spec_.name;
+    auto fn = [slot, shared, apply, filter, name, after,
+               last](persistence::write_txn& txn) -> persistence::error {
+      auto stored = persistence::offset_store::load_in(txn, name);
+      if (!stored) return stored.error();
+      if (*stored != after) {
+        write_outcome out;
+        out.stale = true;
+        slot->emplace(std::move(out));
+        return persistence::error{
+            persistence::errc::version_conflict,
+            "projection '" + name + "': the write before this one failed"};
+      }
+      if (auto err = apply_batch(txn, *shared, apply, filter, slot)) return err;
+      return persistence::offset_store::store_in(txn, name, last);
+    };
+    auto ticket = post_write(std::move(fn), slot);
+    pipeline_.push_back(pipelined_write{ticket, slot, shared, last});
+    if (head_ > last) schedule_pull();
+  }
+
+  // Takes the outcomes of the pipelined writes that came back, in order.
+  void drain_pipeline() {
+    while (!pipeline_.empty() && *pipeline_.front().slot) {
+      auto w = std::move(pipeline_.front());
+      pipeline_.pop_front();
+      auto out = std::move(**w.slot);
+      // After a failure the writes behind it are stale and changed nothing.
+      if (broken_) continue;
+      if (out.err || out.failed_index || out.stale) {
+        if (out.stale && !out.err)
+          out.err = persistence::error{persistence::errc::storage_error,
+                                       "projection offset changed under a "
+                                       "pipelined write"};
+        broken_.emplace(std::move(*w.batch), std::move(out));
+        continue;
+      }
+      advance(w.last);
+    }
+    if (!pipeline_.empty()) return;
+    if (broken_) {
+      auto [batch, out] = std::move(*broken_);
+      broken_.reset();
+      // As for a single write: the good prefix first, then the strategy.
+      batch_written(std::move(batch), 0, std::move(out));
+      if (busy_) return;
+    }
+    run_deferred();
+    if (!busy_ && head_ > submitted()) schedule_pull();
   }
 
   void on_written(uint64_t ticket) {
+    if (!pipeline_.empty()) return drain_pipeline();
     if (ticket != ticket_ || !slot_ || !*slot_) return;
     auto out = std::move(**slot_);
     slot_.reset();
@@ -432,7 +552,8 @@ class projection_actor : public caf::event_based_actor {
     tail_->name = spec_.name;
     tail_->apply = spec_.apply;
     tail_->filter = spec_.filter;
-    tail_->batch_size = std::max<size_t>(spec_.options.batch_size, 1);
+    tail_->batch_size = tail_batch_size();
+    tail_->ends_when_full = spec_.options.write_pipeline > 1;
     ctx_.completions->expect();
     submit_tail(tail_, offset_);
   }
@@ -449,6 +570,13 @@ class projection_actor : public caf::event_based_actor {
     if (out.more) return advance(out.last);
     tail_.reset();
     busy_ = false;
+    // A full batch ended the chain: there is a backlog (see `tails`). An
+    // empty one found the head: the journal's own head says whether more
+    // came since (a guessed head would start tail writes forever).
+    if (out.handled == tail_batch_size())
+      head_ = std::max(head_, out.last + 1);
+    else if (out.handled == 0 && !out.err && !out.failed_index)
+      head_ = std::max(offset_, local_head());
     if (out.failed_index) {
       // The existing path takes over: commit the good prefix, then the
       // failure strategy for the failing event.
@@ -464,6 +592,10 @@ class projection_actor : public caf::event_based_actor {
     if (busy_) return;
     run_deferred();
     if (!busy_ && head_ > offset_) schedule_pull();
+  }
+
+  size_t tail_batch_size() const {
+    return std::max<size_t>(spec_.options.batch_size, 1);
   }
 
   // -- failures ---------------------------------------------------------------
@@ -520,14 +652,14 @@ class projection_actor : public caf::event_based_actor {
 
   // Runs `op` now if no write is in flight, else after it.
   void when_idle(std::function<void()> op) {
-    if (!busy_) return op();
+    if (!busy_ && pipeline_.empty()) return op();
     deferred_.push_back(std::move(op));
     // A tail chain under steady load would never end by itself.
     if (tail_) tail_->stop = true;
   }
 
   void run_deferred() {
-    while (!busy_ && !deferred_.empty()) {
+    while (!busy_ && pipeline_.empty() && !deferred_.empty()) {
       auto op = std::move(deferred_.front());
       deferred_.pop_front();
       op();
@@ -653,6 +785,17 @@ class projection_actor : public caf::event_based_actor {
   std::function<void(write_outcome)> then_;
   uint64_t ticket_ = 0;
   std::deque<std::function<void()>> deferred_;
+  // Pipelined exactly-once writes in flight, in submission order, and the
+  // first one that failed (its batch and outcome), taken up once the
+  // pipeline drained.
+  struct pipelined_write {
+    uint64_t ticket;
+    outcome_slot slot;
+    std::shared_ptr<envelopes> batch;
+    uint64_t last;
+  };
+  std::deque<pipelined_write> pipeline_;
+  std::optional<std::pair<envelopes, write_outcome>> broken_;
   // The tail chain in flight, if any.
   tail_chain_ptr tail_;
 };

@@ -45,9 +45,11 @@ void submit_tail(const tail_chain_ptr& chain, uint64_t offset) {
   auto done = [chain, out](persistence::error err) {
     out->err = std::move(err);
     if (out->err) out->handled = 0;
-    // Only a tail write that handled events continues the chain: an idle
-    // journal must not keep the writer busy.
-    out->more = out->handled > 0 && !chain->stop.load();
+    // Only a tail write that handled events, but not a full batch (a
+    // backlog, read off the writer thread instead), continues the chain: an
+    // idle journal must not keep the writer busy.
+    out->more = out->handled > 0 && !chain->stop.load() &&
+                !(chain->ends_when_full && out->handled == chain->batch_size);
     auto next = out->last;
     auto more = out->more;
     {

@@ -55,6 +55,9 @@ struct tail_chain {
   exactly_once_handler apply;
   projection_filter filter;
   size_t batch_size = 0;
+  /// End the chain after a tail write that handled a full batch: the
+  /// projection is behind, and catches up off the writer thread.
+  bool ends_when_full = false;
   /// Set by the actor: end the chain after the tail write in flight.
   std::atomic<bool> stop{false};
   /// Completed tail writes, oldest first, not yet seen by the actor.

@@ -1,6 +1,7 @@
 #include "mnemo/persistence/journal.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -287,7 +288,11 @@ expected<std::unique_ptr<journal>> journal::open(journal_config cfg) {
     d.env = nullptr;
     return err;  // ~journal releases the lock
   }
-  if (!d.cfg.read_only) d.writer = std::thread{[&d] { d.run(); }};
+  if (!d.cfg.read_only) {
+    d.writer = std::thread{[&d] { d.run(); }};
+    // Named for top -H, perf and gdb.
+    ::pthread_setname_np(d.writer.native_handle(), "mnemo-journal");
+  }
   return result;
 }
 
@@ -340,9 +345,8 @@ error prepare(append_request& req, std::vector<new_event>& events) {
     std::sort(sorted.begin(), sorted.end());
     auto dup = std::adjacent_find(sorted.begin(), sorted.end());
     if (dup != sorted.end())
-      return error{
-          errc::invalid_argument,
-          "event id " + dup->to_string() + " appears twice in one batch"};
+      return error{errc::invalid_argument, "event id " + dup->to_string() +
+                                               " appears twice in one batch"};
   }
   return {};
 }
@@ -835,7 +839,8 @@ expected<uint64_t> journal::release_generation() const {
   });
   if (err) return err;
   if (!value) return std::move(value).error();
-  return *value ? uint64_t{std::strtoull((*value)->c_str(), nullptr, 10)} : uint64_t{0};
+  return *value ? uint64_t{std::strtoull((*value)->c_str(), nullptr, 10)}
+                : uint64_t{0};
 }
 
 snapshot_store& journal::snapshots() noexcept {

@@ -37,6 +37,13 @@ expected<uint64_t> offset_store::load_in(read_txn& txn, std::string_view name) {
   return get_be64(static_cast<const char*>(val.mv_data));
 }
 
+expected<uint64_t> offset_store::load_in(write_txn& txn,
+                                         std::string_view name) {
+  // The same lookup: LMDB reads a write transaction like a read one.
+  read_txn view{txn.state()};
+  return load_in(view, name);
+}
+
 expected<uint64_t> offset_store::load(std::string_view name) const {
   expected<uint64_t> result{uint64_t{0}};
   auto err = journal_->read([&](read_txn& txn) {

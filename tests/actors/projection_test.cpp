@@ -331,9 +331,9 @@ BOOST_AUTO_TEST_CASE(a_stream_released_to_another_member_leaves_the_model) {
   }));
   auto r = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
   auto rows = f.dump("t");
-  BOOST_CHECK(std::count(rows.begin(), rows.end(),
-                         std::pair<std::string, std::string>{"marker",
-                                                             "kept"}) == 1);
+  BOOST_CHECK(
+      std::count(rows.begin(), rows.end(),
+                 std::pair<std::string, std::string>{"marker", "kept"}) == 1);
   BOOST_CHECK_EQUAL(f.total("t", "c2"), 5);
   BOOST_CHECK_EQUAL(f.status(r).offset, 3u);
 }
@@ -519,6 +519,116 @@ BOOST_AUTO_TEST_CASE(live_events_are_handled_in_the_commit_that_writes_them) {
   f.run();
   BOOST_CHECK_EQUAL(j->stats().commits, commits);
   BOOST_CHECK_EQUAL(f.status(p).offset, 4u);
+}
+
+// The three ways an exactly-once projection writes: tail writes live with
+// a pipelined catch-up (the default), pipelined writes only, and one write
+// at a time.
+struct write_mode {
+  const char* name;
+  bool in_commit;
+  size_t pipeline;
+};
+const write_mode write_modes[] = {
+    {"in_commit", true, 4}, {"pipelined", false, 4}, {"one_write", false, 1}};
+
+BOOST_AUTO_TEST_CASE(
+    a_failing_write_in_the_pipeline_loses_and_repeats_nothing) {
+  for (auto mode : write_modes) {
+    BOOST_TEST_CONTEXT("mode " << mode.name) {
+      fixture f;
+      *f.broken = true;
+      // Positions 1..30 add their position, except 10, which adds 13 (the
+      // unlucky number), and 13, which adds 31.
+      for (int i = 1; i <= 30; ++i)
+        f.given("c1", {added{i == 10 ? 13 : i == 13 ? 31 : i}});
+      auto spec =
+          f.totals("totals", "t", actors::failure_strategy::retry_then_skip);
+      spec.options.batch_size = 4;
+      spec.options.in_commit = mode.in_commit;
+      spec.options.write_pipeline = mode.pipeline;
+      auto p = f.spawn(spec);
+      // [9..12] failed at 10 while the batches behind it were submitted
+      // (pipelined); they changed nothing: the good prefix 9 is the offset
+      // and the last position the model saw.
+      auto st = f.status(p);
+      BOOST_CHECK_EQUAL(st.offset, 9u);
+      BOOST_CHECK_EQUAL(st.attempts, 1u);
+      BOOST_CHECK_EQUAL(f.dump("t").back().second, "9");  // "~last"
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 45);          // 1 + ... + 9
+      f.advance(100ms);
+      f.advance(200ms);  // the second retry fails too: parked, then on
+      st = f.status(p);
+      BOOST_CHECK_EQUAL(st.offset, 30u);
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 465 - 10 - 13 + 31);
+      BOOST_REQUIRE_EQUAL(f.dead_letters(p).size(), 1u);
+      BOOST_CHECK_EQUAL(f.dead_letters(p)[0].position, 10u);
+      // Fixed: the letter applies exactly once.
+      *f.broken = false;
+      BOOST_REQUIRE(f.command(p, actors::retry_dead_atom::value, uint64_t{10}));
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 465 - 10 + 31);
+      // Live events after it, in several batches, each once.
+      for (int i = 0; i < 9; ++i) BOOST_REQUIRE(f.when("c2", add{1}));
+      f.run();
+      BOOST_CHECK_EQUAL(f.total("t", "c2"), 9);
+      BOOST_CHECK_EQUAL(f.status(p).offset, 39u);
+      BOOST_CHECK_EQUAL(*f.journal().offsets().load("totals"), 39u);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_backlog_is_caught_up_then_live_runs_in_commit) {
+  fixture f;
+  for (int i = 0; i < 20; ++i) f.given("c1", {added{1}});
+  // Per handled event: its position and the committed head meanwhile.
+  auto seen = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();
+  auto* j = &f.journal();
+  auto spec = f.totals("totals", "t", actors::failure_strategy::fail);
+  auto count = spec.apply;
+  spec.apply = [seen, j, count](persistence::write_txn& txn,
+                                const persistence::event_envelope& env) {
+    seen->emplace_back(env.position, j->head_position());
+    return count(txn, env);
+  };
+  spec.options.batch_size = 4;
+  auto p = f.spawn(spec);
+  // The backlog (5 batches) was read and written through the pipeline.
+  BOOST_CHECK_EQUAL(f.status(p).offset, 20u);
+  BOOST_CHECK_EQUAL(f.total("t", "c1"), 20);
+  BOOST_REQUIRE_EQUAL(seen->size(), 20u);
+  // Live again: with the writer held, an append and the projection's tail
+  // write (told of a new head) are queued; they commit together.
+  seen->clear();
+  std::promise<void> entered;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  j->write(
+      [&entered, released](persistence::write_txn&) {
+        entered.set_value();
+        released.wait();
+        return persistence::error{};
+      },
+      [](persistence::error) {});
+  entered.get_future().wait();
+  auto ev = persistence::new_event{};
+  ev.type = "counter.added";
+  ev.payload = {0x81, 0xa1, 'n', 0x01};  // {"n": 1}
+  j->append(actors::stream_of<counter>("c1"), {ev},
+            persistence::expected_version::any(),
+            [](persistence::expected<persistence::append_result>) {});
+  caf::anon_send(p, runtime::head_atom::value, uint64_t{21});
+  f.scheduler().run();
+  release.set_value();
+  f.run();
+  BOOST_REQUIRE_EQUAL(seen->size(), 1u);
+  BOOST_CHECK_EQUAL(seen->front().first, 21u);
+  BOOST_CHECK_EQUAL(seen->front().second, 20u);  // in the writing commit
+  // A burst of more than a batch is caught up the same way, each event once.
+  for (int i = 0; i < 10; ++i) f.given("c1", {added{1}});
+  f.run();
+  BOOST_CHECK_EQUAL(f.total("t", "c1"), 31);
+  BOOST_CHECK_EQUAL(f.status(p).offset, 31u);
+  BOOST_CHECK_EQUAL(*j->offsets().load("totals"), 31u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

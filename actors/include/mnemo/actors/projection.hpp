@@ -121,11 +121,25 @@ struct projection_options {
   uint64_t seed = 0;
   /// Exactly-once, local source only: handle live events inside the group
   /// commit that writes them (tail writes, see docs/projections.md), so that
-  /// the read model lags by less than one commit. The events are then read,
-  /// decoded and handled on the journal's writer thread, which lowers the
-  /// node's maximum append rate (projections_bench: -20 to -35 %). Default:
-  /// false (the projection reads on its own and writes in the next commit).
-  bool in_commit = false;
+  /// the read model lags by less than one commit. Those events are then
+  /// read, decoded and handled on the journal's writer thread. A backlog of
+  /// more than `batch_size` events (catch-up, a burst) is read off the
+  /// writer thread and written through the pipeline (`write_pipeline`)
+  /// until the projection is back within a batch of the head. Default:
+  /// true. false: every batch is read by the projection and written in a
+  /// later commit (p99 lag a few commits; the writer thread only runs the
+  /// handler).
+  bool in_commit = true;
+  /// Exactly-once, local source: batches read and submitted before the
+  /// first of them is committed (without `in_commit`, or while catching up
+  /// with it). The projection then reads on while its writes wait for the
+  /// group commit, instead of one read-write-commit round per batch. Each
+  /// waiting write checks, in its transaction, that the one before it
+  /// stored its offset: after a failure the later ones change nothing and
+  /// the failure strategy starts from the failing event, as without
+  /// pipelining. 1 turns it off (and `in_commit` then catches up through
+  /// tail writes too). Default: 4.
+  size_t write_pipeline = 4;
 };
 
 /// A projection: a unique name (its offset, status and dead letters are

@@ -36,6 +36,8 @@ class offset_store {
   expected<uint64_t> load(std::string_view name) const;
   /// `load` inside `txn`.
   static expected<uint64_t> load_in(read_txn& txn, std::string_view name);
+  /// `load` inside a write transaction: sees what it wrote so far.
+  static expected<uint64_t> load_in(write_txn& txn, std::string_view name);
 
   /// Removes the offset of `name` (it reads as 0 again).
   error remove(std::string_view name);
