@@ -26,15 +26,16 @@ using namespace mnemo;
 
 namespace {
 
-actors::projection_spec exactly_once() {
+// Counts events per stream in table `name`, under offset `name`.
+actors::projection_spec exactly_once(std::string name) {
   actors::projection_spec spec;
-  spec.name = "eo";
-  spec.apply = [](persistence::write_txn& txn,
-                  const persistence::event_envelope& env) {
-    auto cur = persistence::table_store::get_in(txn, "eo", env.stream_id);
+  spec.name = name;
+  spec.apply = [name](persistence::write_txn& txn,
+                      const persistence::event_envelope& env) {
+    auto cur = persistence::table_store::get_in(txn, name, env.stream_id);
     if (!cur) return cur.error();
     auto n = *cur ? std::stoull(**cur) + 1 : 1;
-    return persistence::table_store::put_in(txn, "eo", env.stream_id,
+    return persistence::table_store::put_in(txn, name, env.stream_id,
                                             std::to_string(n));
   };
   return spec;
@@ -83,15 +84,24 @@ int main(int argc, char** argv) {
   auto& node = **n;
   actors::projection_context ctx{&node.journal(), &node.completions(),
                                  node.event_bus()};
-  auto eo = actors::spawn_projection(node.system(), ctx, exactly_once());
+  // The default (live events in commit), and small batches written
+  // through the pipeline only.
+  auto eo = actors::spawn_projection(node.system(), ctx, exactly_once("eo"));
+  auto pipelined_spec = exactly_once("eo_pipelined");
+  pipelined_spec.options.in_commit = false;
+  pipelined_spec.options.batch_size = 16;
+  auto pipelined =
+      actors::spawn_projection(node.system(), ctx, std::move(pipelined_spec));
   auto alo = actors::spawn_projection(node.system(), ctx,
                                       at_least_once(dir + "/alo.log"));
-  if (!eo || !alo) return 1;
+  if (!eo || !pipelined || !alo) return 1;
   node.track(*eo);
+  node.track(*pipelined);
   node.track(*alo);
   if (mode == "drain") {
     auto head = node.journal().head_position();
-    while (offset(node, *eo) < head || offset(node, *alo) < head)
+    while (offset(node, *eo) < head || offset(node, *pipelined) < head ||
+           offset(node, *alo) < head)
       std::this_thread::sleep_for(std::chrono::milliseconds{5});
     std::cout << "drained " << head << std::endl;
     return 0;

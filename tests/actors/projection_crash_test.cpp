@@ -41,9 +41,36 @@ int wait_child(pid_t pid) {
 struct check_result {
   uint64_t head = 0;
   uint64_t eo_offset = 0;
+  uint64_t pipelined_offset = 0;
   uint64_t alo_offset = 0;
   size_t alo_repeats = 0;
 };
+
+// Exactly-once: the per-stream counters of `table` equal the events up to
+// `offset`.
+void verify_counts(persistence::journal& journal, const char* table,
+                   uint64_t offset) {
+  std::map<std::string, uint64_t> expected;
+  for (uint64_t from = 1; from <= offset;) {
+    auto evs = journal.read_all(from, 10000);
+    BOOST_REQUIRE(evs && !evs->empty());
+    for (auto& env : *evs)
+      if (env.position <= offset) ++expected[env.stream_id];
+    from = evs->back().position + 1;
+  }
+  std::map<std::string, uint64_t> counted;
+  auto err = journal.read([&](persistence::read_txn& txn) {
+    auto n = persistence::table_store::scan_in(
+        txn, table, "", "", SIZE_MAX,
+        [&](std::string_view k, std::string_view v) {
+          counted[std::string{k}] = std::stoull(std::string{v});
+          return true;
+        });
+    return n ? persistence::error{} : n.error();
+  });
+  BOOST_REQUIRE(!err);
+  BOOST_CHECK_MESSAGE(counted == expected, "read model " << table);
+}
 
 // Verifies both invariants on the closed data directory.
 check_result verify(const std::string& dir) {
@@ -55,28 +82,10 @@ check_result verify(const std::string& dir) {
   auto& journal = **j;
   r.head = journal.head_position();
   r.eo_offset = *journal.offsets().load("eo");
+  r.pipelined_offset = *journal.offsets().load("eo_pipelined");
   r.alo_offset = *journal.offsets().load("alo");
-  // Exactly-once: per-stream counters equal the events up to the offset.
-  std::map<std::string, uint64_t> expected;
-  for (uint64_t from = 1; from <= r.eo_offset;) {
-    auto evs = journal.read_all(from, 10000);
-    BOOST_REQUIRE(evs && !evs->empty());
-    for (auto& env : *evs)
-      if (env.position <= r.eo_offset) ++expected[env.stream_id];
-    from = evs->back().position + 1;
-  }
-  std::map<std::string, uint64_t> counted;
-  auto err = journal.read([&](persistence::read_txn& txn) {
-    auto n = persistence::table_store::scan_in(
-        txn, "eo", "", "", SIZE_MAX,
-        [&](std::string_view k, std::string_view v) {
-          counted[std::string{k}] = std::stoull(std::string{v});
-          return true;
-        });
-    return n ? persistence::error{} : n.error();
-  });
-  BOOST_REQUIRE(!err);
-  BOOST_CHECK(counted == expected);
+  verify_counts(journal, "eo", r.eo_offset);
+  verify_counts(journal, "eo_pipelined", r.pipelined_offset);
   // At-least-once: every position up to the offset has its side effect.
   std::ifstream log{dir + "/alo.log"};
   std::multiset<uint64_t> seen;
@@ -111,9 +120,12 @@ BOOST_AUTO_TEST_CASE(kill_9_in_a_loop_keeps_both_guarantees) {
     BOOST_REQUIRE_MESSAGE(WIFSIGNALED(status), "child exited early");
     auto r = verify(dir);
     BOOST_TEST_MESSAGE("round " << round << ": head " << r.head << " eo "
-                                << r.eo_offset << " alo " << r.alo_offset
+                                << r.eo_offset << " eo_pipelined "
+                                << r.pipelined_offset << " alo " << r.alo_offset
                                 << " repeats " << r.alo_repeats);
-    if (r.eo_offset < r.head || r.alo_offset < r.head) ++behind;
+    if (r.eo_offset < r.head || r.alo_offset < r.head ||
+        r.pipelined_offset < r.head)
+      ++behind;
     repeats = r.alo_repeats;
     last_head = r.head;
   }
@@ -127,6 +139,7 @@ BOOST_AUTO_TEST_CASE(kill_9_in_a_loop_keeps_both_guarantees) {
   BOOST_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   auto r = verify(dir);
   BOOST_CHECK_EQUAL(r.eo_offset, r.head);
+  BOOST_CHECK_EQUAL(r.pipelined_offset, r.head);
   BOOST_CHECK_EQUAL(r.alo_offset, r.head);
 }
 
