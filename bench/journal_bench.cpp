@@ -64,7 +64,7 @@ struct options {
   fs::path base = fs::temp_directory_path();
   mp::durability mode = mp::durability::sync;
   bool submit_from_callback = true;
-  std::string only;     // empty: every benchmark
+  std::string only;        // empty: every benchmark
   uint64_t in_flight = 0;  // 0: every append configuration
 };
 
@@ -239,9 +239,9 @@ std::unique_ptr<mp::journal> open_journal(const fs::path& dir,
 // -- flow control -------------------------------------------------------------
 
 // Counts outstanding requests; the submitter blocks while `limit` are in
-// flight. Completions run on the writer thread and only count and signal:
-// they touch the mutex only when the submitter said it sleeps (the seq_cst
-// pair done_/sleeping_ makes sure one side sees the other).
+// flight. Completions run on the journal's completer thread and only count and
+// signal: they touch the mutex only when the submitter said it sleeps (the
+// seq_cst pair done_/sleeping_ makes sure one side sees the other).
 class flow {
  public:
   explicit flow(uint64_t limit) : limit_(limit) {}
@@ -376,7 +376,7 @@ class append_run {
         [this, i](mp::expected<mp::append_result> res) { on_done(i, res); });
   }
 
-  // Runs on the writer thread: record, then signal or refill.
+  // Runs on the journal's completer thread: record, then signal or refill.
   void on_done(uint64_t i, const mp::expected<mp::append_result>& res) {
     if (!res) failures_.fetch_add(1);
     latency_ns_[i] = now_ns() - submit_ns_[i];

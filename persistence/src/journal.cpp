@@ -289,6 +289,8 @@ expected<std::unique_ptr<journal>> journal::open(journal_config cfg) {
     return err;  // ~journal releases the lock
   }
   if (!d.cfg.read_only) {
+    d.completer = std::thread{[&d] { d.complete(); }};
+    ::pthread_setname_np(d.completer.native_handle(), "mnemo-complete");
     d.writer = std::thread{[&d] { d.run(); }};
     // Named for top -H, perf and gdb.
     ::pthread_setname_np(d.writer.native_handle(), "mnemo-journal");
@@ -304,6 +306,12 @@ journal::~journal() {
   }
   impl_->cv.notify_all();
   if (impl_->writer.joinable()) impl_->writer.join();
+  {
+    std::lock_guard<std::mutex> guard{impl_->done_mtx};
+    impl_->done_stopping = true;
+  }
+  impl_->done_cv.notify_all();
+  if (impl_->completer.joinable()) impl_->completer.join();
   if (impl_->env != nullptr) mdb_env_close(impl_->env);
   if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);
 }

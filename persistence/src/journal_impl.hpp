@@ -127,6 +127,19 @@ struct journal::impl {
   error sticky;  // guarded by mtx
   std::thread writer;
 
+  // Append completions of committed group commits, answered in commit
+  // order by the completer thread while the writer goes on with the next
+  // commit.
+  struct answered {
+    std::vector<request> requests;
+    std::vector<outcome> outcomes;
+  };
+  std::mutex done_mtx;
+  std::condition_variable done_cv;
+  std::vector<answered> done_queue;
+  bool done_stopping = false;
+  std::thread completer;
+
   // Writer thread only: cached stream heads. `pending` is what the
   // transaction in progress sees; `committed` what is on disk.
   struct cached_head {
@@ -192,6 +205,8 @@ struct journal::impl {
   /// Queues `req`, or answers it with `journal_closed` when stopping.
   void enqueue(request req);
   void run();
+  /// The completer thread: answers what `process` hands over.
+  void complete();
   void process(std::vector<request>& batch);
   int try_commit(std::vector<request>& batch, std::vector<outcome>& out,
                  uint64_t& new_head, bool& wrote_events);

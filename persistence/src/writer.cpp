@@ -116,9 +116,9 @@ int journal::impl::moved_error(detail::txn_state& st, const std::string& stream,
   auto to = table_store::get_in(txn, moved_table, stream);
   if (st.fatal_rc != 0) return st.fatal_rc;
   std::string member = to && *to ? **to : std::string{"?"};
-  out = error{errc::stream_moved,
-              "stream '" + stream + "' moved to member '" + member +
-                  "' and takes no appends on this node"};
+  out = error{errc::stream_moved, "stream '" + stream + "' moved to member '" +
+                                      member +
+                                      "' and takes no appends on this node"};
   return 0;
 }
 
@@ -206,7 +206,44 @@ void journal::impl::process(std::vector<request>& batch) {
   // rely on the commit listeners having been told already (the event bus
   // has its wake-up queued; tests drain both in one go).
   if (wrote_events) notify(new_head);
-  for (size_t i = 0; i < batch.size(); ++i) answer(batch[i], std::move(out[i]));
+  // Writes and deletions are answered here: a projection's tail write
+  // queues its successor from its completion, in time for the next commit.
+  // Appends go to the completer thread, so that their callbacks (which
+  // typically submit more work) run while the writer commits again.
+  answered handed;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (std::holds_alternative<append_request>(batch[i])) {
+      handed.requests.push_back(std::move(batch[i]));
+      handed.outcomes.push_back(std::move(out[i]));
+    } else {
+      answer(batch[i], std::move(out[i]));
+    }
+  }
+  if (handed.requests.empty()) return;
+  bool was_empty = false;
+  {
+    std::lock_guard<std::mutex> guard{done_mtx};
+    was_empty = done_queue.empty();
+    done_queue.push_back(std::move(handed));
+  }
+  if (was_empty) done_cv.notify_one();
+}
+
+void journal::impl::complete() {
+  std::vector<answered> ready;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> guard{done_mtx};
+      done_cv.wait(guard,
+                   [this] { return !done_queue.empty() || done_stopping; });
+      if (done_queue.empty()) return;
+      ready.swap(done_queue);
+    }
+    for (auto& a : ready)
+      for (size_t i = 0; i < a.requests.size(); ++i)
+        answer(a.requests[i], std::move(a.outcomes[i]));
+    ready.clear();
+  }
 }
 
 int journal::impl::try_commit(std::vector<request>& batch,
@@ -404,12 +441,15 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
     write_txn txn{st};
     auto err = table_store::put_in(txn, moved_table, req.stream, req.moved_to);
     if (!err) {
-      auto generation = table_store::get_in(txn, journal_table,
-                                            release_generation_key);
+      auto generation =
+          table_store::get_in(txn, journal_table, release_generation_key);
       if (!generation) {
         err = generation.error();
       } else {
-        auto next = (*generation ? std::strtoull((*generation)->c_str(), nullptr, 10) : 0) + 1;
+        auto next =
+            (*generation ? std::strtoull((*generation)->c_str(), nullptr, 10)
+                         : 0) +
+            1;
         err = table_store::put_in(txn, journal_table, release_generation_key,
                                   std::to_string(next));
       }

@@ -532,6 +532,53 @@ BOOST_AUTO_TEST_CASE(closing_drains_queued_appends) {
   BOOST_CHECK_EQUAL(*j->highest_sequence("s"), 1000u);
 }
 
+BOOST_AUTO_TEST_CASE(append_callbacks_run_in_commit_order_off_the_writer) {
+  // The writer thread: where write functions and their callbacks run.
+  std::thread::id writer;
+  std::thread::id write_done;
+  latch wrote;
+  j->write(
+      [&](write_txn&) {
+        writer = std::this_thread::get_id();
+        return error{};
+      },
+      [&](error) {
+        write_done = std::this_thread::get_id();
+        wrote.done();
+      });
+  wrote.wait(1);
+  BOOST_CHECK(write_done == writer);
+  // Many appends in flight from two threads: their callbacks come in
+  // position order, from one other thread.
+  std::mutex mtx;
+  std::vector<std::pair<uint64_t, std::thread::id>> seen;
+  latch all;
+  auto submit = [&](int from) {
+    for (int i = from; i < from + 1000; ++i)
+      j->append("s" + std::to_string(i % 10), events_of({"v"}),
+                expected_version::any(), [&](expected<append_result> res) {
+                  BOOST_REQUIRE(res);
+                  {
+                    std::lock_guard<std::mutex> guard{mtx};
+                    seen.emplace_back(res->events.at(0).position,
+                                      std::this_thread::get_id());
+                  }
+                  all.done();
+                });
+  };
+  std::thread other{submit, 1000};
+  submit(0);
+  other.join();
+  all.wait(2000);
+  std::lock_guard<std::mutex> guard{mtx};
+  BOOST_REQUIRE_EQUAL(seen.size(), 2000u);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    BOOST_CHECK_EQUAL(seen[i].first, i + 1);
+    BOOST_CHECK(seen[i].second != writer);
+    BOOST_CHECK(seen[i].second == seen[0].second);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(every_durability_mode_persists_across_reopen) {
   for (auto mode :
        {durability::sync, durability::nometasync, durability::nosync}) {

@@ -79,12 +79,16 @@ struct stream_head {
 };
 
 /// Completion callback of an asynchronous append. Runs on the journal's
-/// writer thread after the commit is durable: it must be short and must not
-/// call blocking journal functions (post the result to an actor or promise).
+/// completer thread after the commit is durable, in commit order, while the
+/// writer thread goes on with the next commit: it should be short and must
+/// not call blocking journal functions (post the result to an actor or
+/// promise; appending more without waiting is fine).
 using append_handler = std::function<void(expected<append_result>)>;
 
-/// Completion callback of `write` and `delete_events_to`; same rules as
-/// `append_handler`.
+/// Completion callback of `write` and `delete_events_to`. Runs on the
+/// writer thread after the commit is durable (so that it can queue the next
+/// write in time for the next commit), before the append callbacks of that
+/// commit; same rules as `append_handler`.
 using write_handler = std::function<void(error)>;
 
 /// A unit of work run inside the writer's transaction by `write`. Returning
@@ -129,11 +133,12 @@ struct journal_stats {
 using commit_listener = std::function<void(uint64_t head_position)>;
 
 /// The event journal of one data directory: an LMDB environment, a single
-/// group-committing writer thread, and lock-free readers.
+/// group-committing writer thread, a completer thread that runs the append
+/// callbacks, and lock-free readers.
 ///
 /// Thread safety: every member function may be called from any thread
 /// concurrently, except the blocking ones (documented) from inside a
-/// handler or listener running on the writer thread, which would deadlock.
+/// handler or listener, which would deadlock.
 class journal {
  public:
   /// Opens (creating if missing, unless read-only) the journal in

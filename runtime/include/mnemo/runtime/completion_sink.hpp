@@ -10,11 +10,11 @@
 
 namespace mnemo::runtime {
 
-/// Where journal completions (which arrive on the journal's writer thread)
-/// are handed over to the actor world. A completion is a closure that sends
-/// a message to an actor.
+/// Where journal completions (which arrive on the journal's writer or
+/// completer thread) are handed over to the actor world. A completion is a
+/// closure that sends a message to an actor.
 ///
-/// In production the closure runs at once on the writer thread: CAF actor
+/// In production the closure runs at once on the journal's thread: CAF actor
 /// handles are thread-safe. Under CAF's deterministic test scheduler, whose
 /// queue is not thread-safe, a `deferred_completions` sink queues them for
 /// the test thread instead.
@@ -22,7 +22,7 @@ class completion_sink {
  public:
   virtual ~completion_sink() = default;
 
-  /// Hands `fn` over; called on the writer thread. Must not block.
+  /// Hands `fn` over; called on a journal thread. Must not block.
   virtual void post(std::function<void()> fn) = 0;
 
   /// Records that a completion is expected (called before the journal
