@@ -149,6 +149,39 @@ struct fixture : actors::aggregate_fixture<counter> {
     return reason;
   }
 
+  // Holds the journal's writer inside a group commit, appends `ev` to
+  // `stream`, tells projection `p` of the new head `head` so that it queues
+  // its tail write meanwhile, then lets the writer go: the append and the
+  // tail write join the same commit.
+  void append_beside_tail(const caf::actor& p, const std::string& stream,
+                          persistence::new_event ev, uint64_t head) {
+    auto release = hold_writer();
+    journal().append(stream, {std::move(ev)},
+                     persistence::expected_version::any(),
+                     [](persistence::expected<persistence::append_result>) {});
+    caf::anon_send(p, runtime::head_atom::value, head);
+    scheduler().run();
+    release->set_value();
+    run();
+  }
+
+  // Holds the journal's writer inside a group commit until the returned
+  // promise is set.
+  std::shared_ptr<std::promise<void>> hold_writer() {
+    auto release = std::make_shared<std::promise<void>>();
+    auto released = release->get_future().share();
+    std::promise<void> entered;
+    journal().write(
+        [&entered, released](persistence::write_txn&) {
+          entered.set_value();
+          released.wait();
+          return persistence::error{};
+        },
+        [](persistence::error) {});
+    entered.get_future().wait();
+    return release;
+  }
+
   std::vector<caf::actor> watchers_;
 };
 
@@ -428,24 +461,13 @@ BOOST_AUTO_TEST_CASE(queries_read_the_model_while_the_writer_is_busy) {
   fixture f;
   f.given("c1", {added{5}});
   f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
-  // Hold the journal's writer inside a transaction.
-  std::promise<void> entered;
-  std::promise<void> release;
-  auto released = release.get_future().share();
-  f.journal().write(
-      [&entered, released](persistence::write_txn&) {
-        entered.set_value();
-        released.wait();
-        return persistence::error{};
-      },
-      [](persistence::error) {});
-  entered.get_future().wait();
+  auto release = f.hold_writer();
   // A query of the read model neither waits for the writer nor touches
   // the event log.
   auto query =
       std::async(std::launch::async, [&] { return f.total("t", "c1"); });
   auto ready = query.wait_for(std::chrono::seconds{10});
-  release.set_value();
+  release->set_value();
   BOOST_REQUIRE(ready == std::future_status::ready);
   BOOST_CHECK_EQUAL(query.get(), 5);
 }
@@ -478,27 +500,9 @@ BOOST_AUTO_TEST_CASE(live_events_are_handled_in_the_commit_that_writes_them) {
                                std::to_string(env.position));
   };
   auto p = f.spawn(spec);
-  // Hold the writer, queue an append, and let the projection (told of a
-  // new head) queue its tail write meanwhile: both join the next commit.
-  std::promise<void> entered;
-  std::promise<void> release;
-  auto released = release.get_future().share();
-  j->write(
-      [&entered, released](persistence::write_txn&) {
-        entered.set_value();
-        released.wait();
-        return persistence::error{};
-      },
-      [](persistence::error) {});
-  entered.get_future().wait();
   persistence::new_event ev;
   ev.type = "test.live";
-  j->append("s", {ev}, persistence::expected_version::any(),
-            [](persistence::expected<persistence::append_result>) {});
-  caf::anon_send(p, runtime::head_atom::value, uint64_t{1});
-  f.scheduler().run();
-  release.set_value();
-  f.run();
+  f.append_beside_tail(p, "s", ev, 1);
   BOOST_REQUIRE_EQUAL(seen->size(), 1u);
   BOOST_CHECK_EQUAL(seen->front().first, 1u);
   // Handled before the commit that wrote the event had finished.
@@ -596,30 +600,12 @@ BOOST_AUTO_TEST_CASE(a_backlog_is_caught_up_then_live_runs_in_commit) {
   BOOST_CHECK_EQUAL(f.status(p).offset, 20u);
   BOOST_CHECK_EQUAL(f.total("t", "c1"), 20);
   BOOST_REQUIRE_EQUAL(seen->size(), 20u);
-  // Live again: with the writer held, an append and the projection's tail
-  // write (told of a new head) are queued; they commit together.
+  // Live again: an append and the projection's tail write commit together.
   seen->clear();
-  std::promise<void> entered;
-  std::promise<void> release;
-  auto released = release.get_future().share();
-  j->write(
-      [&entered, released](persistence::write_txn&) {
-        entered.set_value();
-        released.wait();
-        return persistence::error{};
-      },
-      [](persistence::error) {});
-  entered.get_future().wait();
   auto ev = persistence::new_event{};
   ev.type = "counter.added";
   ev.payload = {0x81, 0xa1, 'n', 0x01};  // {"n": 1}
-  j->append(actors::stream_of<counter>("c1"), {ev},
-            persistence::expected_version::any(),
-            [](persistence::expected<persistence::append_result>) {});
-  caf::anon_send(p, runtime::head_atom::value, uint64_t{21});
-  f.scheduler().run();
-  release.set_value();
-  f.run();
+  f.append_beside_tail(p, actors::stream_of<counter>("c1"), ev, 21);
   BOOST_REQUIRE_EQUAL(seen->size(), 1u);
   BOOST_CHECK_EQUAL(seen->front().first, 21u);
   BOOST_CHECK_EQUAL(seen->front().second, 20u);  // in the writing commit
