@@ -19,6 +19,15 @@ std::string full_key(std::string_view table, std::string_view key) {
   return result;
 }
 
+// `st.check` naming the table; the message is built only on failure (these
+// run per read-model update on the writer thread).
+error check_op(detail::txn_state& st, int rc, const char* op,
+               std::string_view table) {
+  if (rc == 0) return {};
+  return st.check(
+      rc, std::string{op} + " (table '" + table_store::printable(table) + "')");
+}
+
 // Returns whether the LMDB key `k` belongs to `table`.
 bool in_table(std::string_view k, std::string_view table) noexcept {
   return k.size() > table.size() && k.compare(0, table.size(), table) == 0 &&
@@ -104,8 +113,8 @@ error table_store::put_in(write_txn& txn, std::string_view table,
   auto k = full_key(table, key);
   auto kv = to_val(k);
   auto vv = to_val(value);
-  return st.check(mdb_put(st.txn, st.dbs->tables, &kv, &vv, 0),
-                  "mdb_put (table '" + table_store::printable(table) + "')");
+  return check_op(st, mdb_put(st.txn, st.dbs->tables, &kv, &vv, 0), "mdb_put",
+                  table);
 }
 
 expected<bool> table_store::erase_in(write_txn& txn, std::string_view table,
@@ -116,9 +125,7 @@ expected<bool> table_store::erase_in(write_txn& txn, std::string_view table,
   auto kv = to_val(k);
   auto rc = mdb_del(st.txn, st.dbs->tables, &kv, nullptr);
   if (rc == MDB_NOTFOUND) return false;
-  if (auto err = st.check(
-          rc, "mdb_del (table '" + table_store::printable(table) + "')"))
-    return err;
+  if (auto err = check_op(st, rc, "mdb_del", table)) return err;
   return true;
 }
 
@@ -134,9 +141,7 @@ expected<std::optional<std::string>> table_store::get_in(any_txn txn,
   MDB_val val;
   auto rc = mdb_get(st.txn, st.dbs->tables, &kv, &val);
   if (rc == MDB_NOTFOUND) return result;
-  if (auto err = st.check(
-          rc, "mdb_get (table '" + table_store::printable(table) + "')"))
-    return err;
+  if (auto err = check_op(st, rc, "mdb_get", table)) return err;
   result.emplace(to_view(val));
   return result;
 }
@@ -191,10 +196,7 @@ expected<uint64_t> table_store::clear_some_in(write_txn& txn,
   // MDB_NEXT then returns without moving.
   for (; rc == 0; rc = cur.get(key, val, MDB_NEXT)) {
     if (!in_table(to_view(key), table)) break;
-    if (auto err =
-            st.check(cur.del(), "mdb_cursor_del (table '" +
-                                    table_store::printable(table) + "')"))
-      return err;
+    if (auto err = check_op(st, cur.del(), "mdb_cursor_del", table)) return err;
     if (++deleted == max_keys) return deleted;
   }
   if (rc != 0 && rc != MDB_NOTFOUND)
