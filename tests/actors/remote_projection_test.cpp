@@ -7,11 +7,6 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <memory>
 #include <string>
@@ -19,6 +14,7 @@
 
 #include <caf/scoped_actor.hpp>
 
+#include "../support/free_ports.hpp"
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/persistence/read_model.hpp"
@@ -77,28 +73,10 @@ struct counts_model {
   }
 };
 
-// A port the kernel considers free now (fixed ports collided with
-// ephemeral ports of other connections on a busy machine).
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  BOOST_REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0);
-  BOOST_REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) ==
-                0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 std::string two_members() {
-  auto a = free_port();
-  auto b = free_port();
-  while (b == a) b = free_port();
-  return "n1@127.0.0.1:" + std::to_string(a) +
-         ",n2@127.0.0.1:" + std::to_string(b);
+  auto base = mnemo::test::free_port_block(2);
+  return "n1@127.0.0.1:" + std::to_string(base) +
+         ",n2@127.0.0.1:" + std::to_string(base + 1);
 }
 
 struct fixture {

@@ -13,13 +13,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <iterator>
-#include <atomic>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "../support/free_ports.hpp"
 #include "cluster_workload.hpp"
 #include "mnemo/runtime/cluster_view.hpp"
 #include "netns_lab.hpp"
@@ -52,7 +53,9 @@ struct faulty_cluster {
   std::optional<mnemo::runtime::cluster_view> view;
 
   faulty_cluster(netns_lab* net, const std::string& name) : lab(net) {
-    auto base = static_cast<uint16_t>(21005 + (::getpid() % 1500) * 10);
+    auto base =
+        lab ? uint16_t{0}
+            : mnemo::test::free_port_block(static_cast<uint16_t>(members));
     std::vector<mnemo::runtime::cluster_member> parsed;
     for (size_t i = 0; i < members; ++i) {
       auto entry = id(i) + "@" +
@@ -426,11 +429,12 @@ BOOST_AUTO_TEST_CASE(requests_in_flight_to_a_lost_member_fail_at_once) {
   auto c1 = f.control(0);
   std::string account;
   for (int i = 0; account.empty(); ++i)
-    if (f.owner("f" + std::to_string(i)) == 2) account = "f" + std::to_string(i);
-  BOOST_REQUIRE_EQUAL(
-      c1->call("POST", "/accounts", json{{"id", account}, {"owner", "o"}}.dump())
-          ->status,
-      201u);
+    if (f.owner("f" + std::to_string(i)) == 2)
+      account = "f" + std::to_string(i);
+  BOOST_REQUIRE_EQUAL(c1->call("POST", "/accounts",
+                               json{{"id", account}, {"owner", "o"}}.dump())
+                          ->status,
+                      201u);
   f.nodes[2]->signal(SIGSTOP);
   // Stopped for sure (all threads) before the request goes out.
   auto stopped = [pid = f.nodes[2]->pid()] {

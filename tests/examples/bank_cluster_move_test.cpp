@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../support/free_ports.hpp"
 #include "node_process.hpp"
 
 using namespace testnode;
@@ -32,7 +33,8 @@ struct tool_result {
 };
 
 // Runs `binary` with `args` (no shell quoting needed: paths are temp dirs).
-tool_result run(const std::string& binary, const std::vector<std::string>& args) {
+tool_result run(const std::string& binary,
+                const std::vector<std::string>& args) {
   std::string cmd = binary;
   for (auto& a : args) cmd += " '" + a + "'";
   cmd += " 2>&1";
@@ -69,7 +71,7 @@ struct member_set {
 };
 
 struct move_fixture {
-  uint16_t base = static_cast<uint16_t>(36000 + (::getpid() % 1500) * 10);
+  uint16_t base = mnemo::test::free_port_block(3);
   std::vector<std::string> dirs;
   std::vector<std::unique_ptr<process>> nodes;
 
@@ -97,8 +99,8 @@ struct move_fixture {
               "--data", dirs[i], "--listen", "127.0.0.1:0",
               "--cluster.node-id=n" + std::to_string(i + 1),
               "--cluster.members=" + members(n),
-              std::string{"--cluster.secret="} + secret,
-              "--cluster.shards=16", "--cluster.retry-ms=100"}));
+              std::string{"--cluster.secret="} + secret, "--cluster.shards=16",
+              "--cluster.retry-ms=100"}));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{15};
     for (bool joined = false; !joined;) {
       BOOST_REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,
@@ -126,10 +128,19 @@ struct move_fixture {
   }
 
   std::vector<std::string> plan_args(const std::string& command, int i) {
-    return {command,       "--data",    dirs[i], "--node-id",
-            "n" + std::to_string(i + 1), "--members", members(3),
-            "--shards",    "16",        "--route", "account-=account",
-            "--route",     "saga-transfer-=saga.transfer"};
+    return {command,
+            "--data",
+            dirs[i],
+            "--node-id",
+            "n" + std::to_string(i + 1),
+            "--members",
+            members(3),
+            "--shards",
+            "16",
+            "--route",
+            "account-=account",
+            "--route",
+            "saga-transfer-=saga.transfer"};
   }
 };
 
@@ -154,9 +165,10 @@ BOOST_AUTO_TEST_CASE(two_members_become_three_and_keep_every_event) {
   for (int i = 0; i < accounts; ++i) {
     auto id = "m" + std::to_string(i);
     auto& c = i % 2 ? c2 : c1;
-    BOOST_REQUIRE_EQUAL(status_of(c.call("POST", "/accounts",
-                                         json{{"id", id}, {"owner", "o"}}.dump())),
-                        201u);
+    BOOST_REQUIRE_EQUAL(
+        status_of(c.call("POST", "/accounts",
+                         json{{"id", id}, {"owner", "o"}}.dump())),
+        201u);
     for (int k = 0; k <= i % 4; ++k)
       BOOST_REQUIRE_EQUAL(
           status_of(c.call("POST", "/accounts/" + id + "/deposits",
@@ -199,8 +211,8 @@ BOOST_AUTO_TEST_CASE(two_members_become_three_and_keep_every_event) {
   busy_args.insert(busy_args.end(), {"--out", temp_dir("mnemo-move-busy")});
   auto busy = cluster_tool(busy_args);
   BOOST_CHECK_NE(busy.exit_code, 0);
-  BOOST_CHECK_MESSAGE(busy.text.find("stop the node first") != std::string::npos,
-                      busy.text);
+  BOOST_CHECK_MESSAGE(
+      busy.text.find("stop the node first") != std::string::npos, busy.text);
   f.stop_all();
 
   // Plan: adding a member moves streams to it only.
@@ -235,8 +247,8 @@ BOOST_AUTO_TEST_CASE(two_members_become_three_and_keep_every_event) {
   BOOST_REQUIRE_EQUAL(files.size(), 2u);
   BOOST_REQUIRE(!late.empty());
   // A bundle is addressed: n1 cannot import what is meant for n3.
-  auto wrong = cluster_tool({"import", "--data", f.dirs[0], "--node-id", "n1",
-                             files[0]});
+  auto wrong = cluster_tool(
+      {"import", "--data", f.dirs[0], "--node-id", "n1", files[0]});
   BOOST_CHECK_NE(wrong.exit_code, 0);
   BOOST_CHECK_MESSAGE(wrong.text.find("for member 'n3'") != std::string::npos,
                       wrong.text);
@@ -250,8 +262,8 @@ BOOST_AUTO_TEST_CASE(two_members_become_three_and_keep_every_event) {
   }
   // n1 took one more deposit after its export (someone ran a node on it):
   // its release refuses, a new export catches n3 up, then it releases.
-  auto late_deposit = run(MNEMO_BANK_CLI, {"--data-dir=" + f.dirs[0],
-                                           "deposit", late, "5"});
+  auto late_deposit =
+      run(MNEMO_BANK_CLI, {"--data-dir=" + f.dirs[0], "deposit", late, "5"});
   BOOST_REQUIRE_MESSAGE(late_deposit.exit_code == 0, late_deposit.text);
   before[late]["balance"] = before[late]["balance"].get<int64_t>() + 5;
   before[late]["version"] = before[late]["version"].get<int64_t>() + 1;

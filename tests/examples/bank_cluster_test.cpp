@@ -17,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../support/free_ports.hpp"
 #include "node_process.hpp"
 
 using namespace testnode;
@@ -37,7 +38,7 @@ struct cluster_fixture {
   explicit cluster_fixture(std::vector<std::string> tls_opts = {})
       : tls(std::move(tls_opts)) {
     // Cluster ports per test process, so that parallel runs do not collide.
-    base = static_cast<uint16_t>(21000 + (::getpid() % 1500) * 10);
+    base = mnemo::test::free_port_block(4);  // a fourth for an outsider
     for (int i = 0; i < 3; ++i) {
       if (i > 0) members += ",";
       members += "n" + std::to_string(i + 1) +
@@ -362,7 +363,6 @@ BOOST_AUTO_TEST_CASE(a_cluster_wide_read_model_survives_a_killed_node) {
                .value("balance", int64_t{0});
   BOOST_CHECK_EQUAL(sum, total);
 }
-
 
 BOOST_AUTO_TEST_CASE(tls_members_join_and_others_are_refused) {
   auto certs = make_cluster_certificates("mnemo-cluster-tls");

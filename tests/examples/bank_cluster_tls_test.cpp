@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "../support/free_ports.hpp"
 #include "node_process.hpp"
 
 using namespace testnode;
@@ -24,14 +25,13 @@ namespace {
 
 constexpr const char* secret = "0123456789abcdef-tls-secret";
 
-
 json body_of(const std::optional<reply>& r) {
   return r ? r->json() : json{};
 }
 
 struct tls_cluster {
   std::string certs = make_cluster_certificates("mnemo-tls-links");
-  uint16_t base = static_cast<uint16_t>(51000 + (::getpid() % 1400) * 10);
+  uint16_t base = mnemo::test::free_port_block(3);
   std::string members;
   std::vector<std::string> dirs;
   std::vector<std::unique_ptr<process>> nodes;
@@ -43,7 +43,8 @@ struct tls_cluster {
                  "@127.0.0.1:" + std::to_string(base + i);
       dirs.push_back(temp_dir("mnemo-tls-links-n" + std::to_string(i + 1)));
     }
-    for (int i = 0; i < 3; ++i) nodes.push_back(start(i, "n" + std::to_string(i + 1)));
+    for (int i = 0; i < 3; ++i)
+      nodes.push_back(start(i, "n" + std::to_string(i + 1)));
     wait_joined(3);
   }
 
@@ -55,8 +56,7 @@ struct tls_cluster {
             "--data", dirs[i], "--listen", "127.0.0.1:0",
             "--cluster.node-id=n" + std::to_string(i + 1),
             "--cluster.members=" + members,
-            std::string{"--cluster.secret="} + secret,
-            "--cluster.retry-ms=100",
+            std::string{"--cluster.secret="} + secret, "--cluster.retry-ms=100",
             "--cluster.tls-certificate=" + certs + "/" + cert + ".pem",
             "--cluster.tls-key=" + certs + "/" + cert + ".key",
             "--cluster.tls-ca=" + certs + "/" + ca + ".pem"});
@@ -110,7 +110,7 @@ void poke(uint16_t port, const std::string& bytes) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
     auto sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    (void) sent;
+    (void)sent;
     std::this_thread::sleep_for(std::chrono::milliseconds{5});
   }
   ::close(fd);
@@ -148,11 +148,10 @@ BOOST_AUTO_TEST_CASE(links_survive_garbage_failed_handshakes_and_kills) {
   std::vector<std::string> ids;
   for (int i = 0; i < 9; ++i) {
     ids.push_back("g" + std::to_string(i));
-    BOOST_REQUIRE_EQUAL(
-        c1.call("POST", "/accounts",
-                json{{"id", ids.back()}, {"owner", "o"}}.dump())
-            ->status,
-        201u);
+    BOOST_REQUIRE_EQUAL(c1.call("POST", "/accounts",
+                                json{{"id", ids.back()}, {"owner", "o"}}.dump())
+                            ->status,
+                        201u);
   }
   for (auto& n : f.nodes) n->drain_stdout();
 

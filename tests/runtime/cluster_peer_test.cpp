@@ -17,6 +17,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include "../support/free_ports.hpp"
 #include "mnemo/runtime/atoms.hpp"
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/error.hpp"
@@ -53,11 +54,11 @@ struct log_lines {
 
 struct member_fixture {
   std::filesystem::path dir;
-  uint16_t port = static_cast<uint16_t>(43000 + (::getpid() % 1000) * 10);
+  uint16_t port = mnemo::test::free_port_block(2);
   std::shared_ptr<log_lines> log = std::make_shared<log_lines>();
   runtime::node_config cfg;
   std::unique_ptr<runtime::node> node;
-  caf::actor local;   // the registry the router serves
+  caf::actor local;  // the registry the router serves
   caf::actor router;
 
   member_fixture() {
@@ -76,12 +77,14 @@ struct member_fixture {
       sink->add(w, d);
     };
     auto n = runtime::node::start(cfg);
-    BOOST_REQUIRE_MESSAGE(n, (n ? std::string{} : runtime::describe(n.error())));
+    BOOST_REQUIRE_MESSAGE(n,
+                          (n ? std::string{} : runtime::describe(n.error())));
     node = std::move(*n);
     // A registry that answers every routed message with "ran".
     local = node->system().spawn([]() -> caf::behavior {
-      return {[](runtime::route_atom, const std::string&,
-                 caf::message&) { return std::string{"ran"}; }};
+      return {[](runtime::route_atom, const std::string&, caf::message&) {
+        return std::string{"ran"};
+      }};
     });
     runtime::remote_protocol protocol;
     protocol.encode = [](const caf::message&) {
@@ -90,10 +93,12 @@ struct member_fixture {
     protocol.decode_reply = [](const caf::message&, const runtime::bytes&) {
       return caf::expected<caf::message>{caf::make_message(std::string{"ok"})};
     };
-    protocol.serve = [](caf::event_based_actor*, const caf::actor&,
-                        const std::string&, const runtime::bytes&,
-                        std::function<void(caf::expected<runtime::bytes>)>
-                            done) { done(runtime::bytes{'r'}); };
+    protocol.serve =
+        [](caf::event_based_actor*, const caf::actor&, const std::string&,
+           const runtime::bytes&,
+           std::function<void(caf::expected<runtime::bytes>)> done) {
+          done(runtime::bytes{'r'});
+        };
     router = node->cluster()->route("thing", local, protocol);
     node->track(router);
     node->track(local);
@@ -149,25 +154,22 @@ BOOST_AUTO_TEST_CASE(a_rogue_peer_is_refused_and_cannot_stop_the_endpoint) {
   BOOST_REQUIRE_MESSAGE(ep, (ep ? std::string{} : r.sys->render(ep.error())));
 
   // Commands without joining: refused, logged, nothing runs.
-  auto answer = r.ask(*ep, remote_atom::value, std::string{"n2"},
-                      std::string{"thing"}, std::string{"a"},
-                      runtime::bytes{'x'});
-  BOOST_CHECK_MESSAGE(answer.find("join_refused") != std::string::npos,
-                      answer);
+  auto answer =
+      r.ask(*ep, remote_atom::value, std::string{"n2"}, std::string{"thing"},
+            std::string{"a"}, runtime::bytes{'x'});
+  BOOST_CHECK_MESSAGE(answer.find("join_refused") != std::string::npos, answer);
   BOOST_CHECK(m.log->has("dropped: request from 'n2' that has not joined"));
 
   // A join without the secret.
   answer = r.ask(*ep, join_atom::value, std::string{"n2"},
                  std::string{"any view"}, std::string{"no proof"});
-  BOOST_CHECK_MESSAGE(answer.find("join_refused") != std::string::npos,
-                      answer);
+  BOOST_CHECK_MESSAGE(answer.find("join_refused") != std::string::npos, answer);
   BOOST_CHECK(m.log->has("join_refused"));
 
   // Messages only the member's own actors may send.
   answer = r.ask(*ep, forward_atom::value, std::string{"n2"},
                  std::string{"thing"}, std::string{"a"}, runtime::bytes{'x'});
-  BOOST_CHECK_MESSAGE(answer.find("routers only") != std::string::npos,
-                      answer);
+  BOOST_CHECK_MESSAGE(answer.find("routers only") != std::string::npos, answer);
   caf::anon_send(*ep, tick_atom::value);
 
   // Unexpected messages, as requests and as plain sends.
