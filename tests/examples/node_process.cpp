@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 
@@ -76,8 +76,18 @@ process::process(const std::string& binary, std::vector<std::string> args,
     }
     if (n == 0) break;  // the child closed stdout: it exited
   }
+  // Say what happened: the lines it printed, and whether it had exited.
+  int status = 0;
+  bool exited = ::waitpid(pid_, &status, WNOHANG) == pid_;
+  if (exited) reaped_ = true;
   kill();
-  throw std::runtime_error(binary + " did not report listening");
+  std::string what = binary + " did not report listening (" +
+                     (exited ? "exited, status " + std::to_string(status)
+                             : std::string{"still running at the deadline"}) +
+                     ")";
+  for (auto& line : early_) what += "\n  printed: " + line;
+  if (!pending_.empty()) what += "\n  printed: " + pending_;
+  throw std::runtime_error(what);
 }
 
 process::~process() {
