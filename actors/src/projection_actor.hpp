@@ -52,9 +52,6 @@ struct write_outcome {
   // Exactly-once: index of the event whose handler failed, and its error.
   std::optional<size_t> failed_index;
   std::string handler_error;
-  // A pipelined write found that the write before it did not store its
-  // offset (it failed): it changed nothing.
-  bool stale = false;
 };
 
 using outcome_slot = std::shared_ptr<std::optional<write_outcome>>;
@@ -381,7 +378,7 @@ class projection_actor : public caf::event_based_actor {
 
   // Hands `fn` to the journal; its outcome lands in `slot`, and a
   // `written_atom` with the new ticket tells this actor.
-  uint64_t post_write(persistence::write_function fn, outcome_slot slot) {
+  void post_write(persistence::write_function fn, outcome_slot slot) {
     auto ticket = ++ticket_;
     auto me = caf::actor_cast<caf::actor>(this);
     auto* sink = ctx_.completions;
@@ -394,7 +391,6 @@ class projection_actor : public caf::event_based_actor {
                             caf::anon_send(me, written_atom::value, ticket);
                           });
                         });
-    return ticket;
   }
 
   // -- pipelined writes (exactly-once, local, not in_commit) ------------------
@@ -442,19 +438,15 @@ class projection_actor : public caf::event_based_actor {
                last](persistence::write_txn& txn) -> persistence::error {
       auto stored = persistence::offset_store::load_in(txn, name);
       if (!stored) return stored.error();
-      if (*stored != after) {
-        write_outcome out;
-        out.stale = true;
-        slot->emplace(std::move(out));
+      if (*stored != after)  // the write before this one failed
         return persistence::error{
             persistence::errc::version_conflict,
             "projection '" + name + "': the write before this one failed"};
-      }
       if (auto err = apply_batch(txn, *shared, apply, filter, slot)) return err;
       return persistence::offset_store::store_in(txn, name, last);
     };
-    auto ticket = post_write(std::move(fn), slot);
-    pipeline_.push_back(pipelined_write{ticket, slot, shared, last});
+    post_write(std::move(fn), slot);
+    pipeline_.push_back(pipelined_write{slot, shared, last});
     if (head_ > last) schedule_pull();
   }
 
@@ -466,11 +458,7 @@ class projection_actor : public caf::event_based_actor {
       auto out = std::move(**w.slot);
       // After a failure the writes behind it are stale and changed nothing.
       if (broken_) continue;
-      if (out.err || out.failed_index || out.stale) {
-        if (out.stale && !out.err)
-          out.err = persistence::error{persistence::errc::storage_error,
-                                       "projection offset changed under a "
-                                       "pipelined write"};
+      if (out.err || out.failed_index) {
         broken_.emplace(std::move(*w.batch), std::move(out));
         continue;
       }
@@ -789,7 +777,6 @@ class projection_actor : public caf::event_based_actor {
   // first one that failed (its batch and outcome), taken up once the
   // pipeline drained.
   struct pipelined_write {
-    uint64_t ticket;
     outcome_slot slot;
     std::shared_ptr<envelopes> batch;
     uint64_t last;
