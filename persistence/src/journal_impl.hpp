@@ -130,6 +130,11 @@ struct journal::impl {
   // Append completions of committed group commits, answered in commit
   // order by the completer thread while the writer goes on with the next
   // commit.
+  // The whole batch goes over, by move: requests other than appends in it
+  // were answered by the writer and are only destroyed here. The emptied
+  // vectors come back through `spare` and keep their capacity, so that a
+  // group commit of hundreds of requests neither moves them one by one
+  // nor allocates fresh (page-faulting) memory for them.
   struct answered {
     std::vector<request> requests;
     std::vector<outcome> outcomes;
@@ -137,6 +142,9 @@ struct journal::impl {
   std::mutex done_mtx;
   std::condition_variable done_cv;
   std::vector<answered> done_queue;
+  std::vector<answered> spare;  // guarded by done_mtx
+  // Writer thread only: an empty outcome vector with capacity.
+  std::vector<outcome> spare_outcomes;
   bool done_stopping = false;
   std::thread completer;
 

@@ -13,6 +13,8 @@ namespace mnemo::persistence {
 namespace {
 
 constexpr size_t max_cached_heads = 100000;
+// Emptied batch vectors kept for reuse by the writer (journal_impl.hpp).
+constexpr size_t max_spare_batches = 4;
 
 const std::vector<std::string> no_tags;
 
@@ -172,6 +174,7 @@ void journal::impl::process(std::vector<request>& batch) {
     return;
   }
   std::vector<outcome> out;
+  out.swap(spare_outcomes);
   uint64_t new_head = 0;
   bool wrote_events = false;
   auto old_head = head.load(std::memory_order_relaxed);
@@ -210,21 +213,29 @@ void journal::impl::process(std::vector<request>& batch) {
   // queues its successor from its completion, in time for the next commit.
   // Appends go to the completer thread, so that their callbacks (which
   // typically submit more work) run while the writer commits again.
-  answered handed;
+  bool appends = false;
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (std::holds_alternative<append_request>(batch[i])) {
-      handed.requests.push_back(std::move(batch[i]));
-      handed.outcomes.push_back(std::move(out[i]));
-    } else {
+    if (std::holds_alternative<append_request>(batch[i]))
+      appends = true;
+    else
       answer(batch[i], std::move(out[i]));
-    }
   }
-  if (handed.requests.empty()) return;
+  if (!appends) {
+    out.clear();
+    spare_outcomes.swap(out);
+    return;
+  }
+  answered handed{std::move(batch), std::move(out)};
   bool was_empty = false;
   {
     std::lock_guard<std::mutex> guard{done_mtx};
     was_empty = done_queue.empty();
     done_queue.push_back(std::move(handed));
+    if (!spare.empty()) {
+      batch = std::move(spare.back().requests);
+      spare_outcomes = std::move(spare.back().outcomes);
+      spare.pop_back();
+    }
   }
   if (was_empty) done_cv.notify_one();
 }
@@ -239,9 +250,18 @@ void journal::impl::complete() {
       if (done_queue.empty()) return;
       ready.swap(done_queue);
     }
-    for (auto& a : ready)
+    for (auto& a : ready) {
       for (size_t i = 0; i < a.requests.size(); ++i)
-        answer(a.requests[i], std::move(a.outcomes[i]));
+        if (std::holds_alternative<append_request>(a.requests[i]))
+          answer(a.requests[i], std::move(a.outcomes[i]));
+      a.requests.clear();
+      a.outcomes.clear();
+    }
+    std::lock_guard<std::mutex> guard{done_mtx};
+    while (!ready.empty() && spare.size() < max_spare_batches) {
+      spare.push_back(std::move(ready.back()));
+      ready.pop_back();
+    }
     ready.clear();
   }
 }
@@ -562,14 +582,25 @@ void journal::impl::settle_heads(bool committed) {
 }
 
 int journal::impl::flush_heads(detail::txn_state& st) {
+  if (dirty_heads.empty()) return 0;
+  // In key order through one cursor: LMDB then finds most keys on the leaf
+  // page the cursor is already on instead of searching from the root.
+  std::sort(dirty_heads.begin(), dirty_heads.end(),
+            [](const cached_head* a, const cached_head* b) {
+              return *a->stream < *b->stream;  // memcmp order, as LMDB
+            });
+  MDB_cursor* cur = nullptr;
+  if (auto rc = mdb_cursor_open(st.txn, dbs.streams, &cur)) return rc;
   char buf[24];
+  int rc = 0;
   for (auto* entry : dirty_heads) {
     encode_head(entry->pending, buf);
     MDB_val key = to_val(*entry->stream);
     MDB_val val{24, buf};
-    if (auto rc = mdb_put(st.txn, dbs.streams, &key, &val, 0)) return rc;
+    if ((rc = mdb_cursor_put(cur, &key, &val, 0)) != 0) break;
   }
-  return 0;
+  mdb_cursor_close(cur);
+  return rc;
 }
 
 int journal::impl::apply(detail::txn_state& st, write_request& req,
