@@ -156,7 +156,16 @@ struct journal::impl {
     bool dirty = false;
     /// The key of this entry in `heads` (node addresses are stable).
     const std::string* stream = nullptr;
+    /// The first 16 bytes of the key, big-endian, zero-padded: sorts like
+    /// the key unless both are equal (see `flush_heads`).
+    uint64_t order[2] = {0, 0};
   };
+  // Writer thread only: `dirty_heads` in key order, rebuilt per commit.
+  struct head_order {
+    uint64_t hi, lo;
+    cached_head* entry;
+  };
+  std::vector<head_order> sorted_heads;
   std::unordered_map<std::string, cached_head> heads;
   std::vector<cached_head*> dirty_heads;
   // Writer thread only: cursor on mnemo.event_ids in the transaction in

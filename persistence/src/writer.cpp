@@ -556,6 +556,10 @@ int journal::impl::load_head(detail::txn_state& st, const std::string& stream,
   }
   auto& [key, entry] = *heads.emplace(stream, cached_head{value, value}).first;
   entry.stream = &key;
+  char prefix[16] = {};
+  std::memcpy(prefix, key.data(), std::min<size_t>(key.size(), 16));
+  entry.order[0] = get_be64(prefix);
+  entry.order[1] = get_be64(prefix + 8);
   out = &entry;
   return 0;
 }
@@ -584,18 +588,25 @@ void journal::impl::settle_heads(bool committed) {
 int journal::impl::flush_heads(detail::txn_state& st) {
   if (dirty_heads.empty()) return 0;
   // In key order through one cursor: LMDB then finds most keys on the leaf
-  // page the cursor is already on instead of searching from the root.
-  std::sort(dirty_heads.begin(), dirty_heads.end(),
-            [](const cached_head* a, const cached_head* b) {
-              return *a->stream < *b->stream;  // memcmp order, as LMDB
+  // page the cursor is already on instead of searching from the root. The
+  // sort compares the cached 16-byte prefixes and only reads the keys of
+  // entries whose prefixes are equal.
+  sorted_heads.clear();
+  for (auto* entry : dirty_heads)
+    sorted_heads.push_back({entry->order[0], entry->order[1], entry});
+  std::sort(sorted_heads.begin(), sorted_heads.end(),
+            [](const head_order& a, const head_order& b) {
+              if (a.hi != b.hi) return a.hi < b.hi;
+              if (a.lo != b.lo) return a.lo < b.lo;
+              return *a.entry->stream < *b.entry->stream;  // memcmp order
             });
   MDB_cursor* cur = nullptr;
   if (auto rc = mdb_cursor_open(st.txn, dbs.streams, &cur)) return rc;
   char buf[24];
   int rc = 0;
-  for (auto* entry : dirty_heads) {
-    encode_head(entry->pending, buf);
-    MDB_val key = to_val(*entry->stream);
+  for (auto& item : sorted_heads) {
+    encode_head(item.entry->pending, buf);
+    MDB_val key = to_val(*item.entry->stream);
     MDB_val val{24, buf};
     if ((rc = mdb_cursor_put(cur, &key, &val, 0)) != 0) break;
   }
