@@ -68,8 +68,10 @@ struct server_options {
   size_t body_limit = 64 * 1024;
   /// Larger request headers are answered 431. Default: 16 KiB.
   size_t header_limit = 16 * 1024;
-  /// A connection without a complete request for this long is closed.
-  /// Default: 60 s.
+  /// A connection without a complete request for this long (or whose
+  /// client does not read an answer for this long) is closed, by a sweep
+  /// that runs every quarter of it (at most every second), so up to that
+  /// much later. Default: 60 s.
   std::chrono::milliseconds idle_timeout = std::chrono::seconds{60};
   /// I/O threads. Default: 1.
   size_t threads = 1;

@@ -304,14 +304,22 @@ BOOST_AUTO_TEST_CASE(malformed_http_never_crashes_or_wedges_the_node) {
   }
   // A client that sends half a request and stalls is dropped after the
   // idle timeout, and others are served meanwhile.
+  // The server closes it (the read ends before the client's own 8 s).
   client staller{node->port()};
+  std::chrono::steady_clock::duration stalled{};
   std::thread stall{[&] {
+    auto t0 = std::chrono::steady_clock::now();
     staller.raw("POST /accounts HTTP/1.1\r\nContent-Length: 50\r\n\r\n{",
-                std::chrono::seconds{4});
+                std::chrono::seconds{8});
+    stalled = std::chrono::steady_clock::now() - t0;
   }};
   auto health = c.call("GET", "/health");
   BOOST_CHECK_EQUAL(status_of(health), 200u);
   stall.join();
+  auto stalled_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(stalled).count();
+  BOOST_CHECK_GE(stalled_ms, 1500);
+  BOOST_CHECK_LT(stalled_ms, 6000);
   // (`c` idled past the timeout too: its connection is gone.)
   client fresh{node->port()};
   BOOST_CHECK_EQUAL(status_of(fresh.call("GET", "/health")), 200u);
