@@ -130,31 +130,34 @@ class balances_model {
     auto ev = codec.decode(env);
     if (!ev) return ev.error();
     auto id = env.stream_id.substr(std::string{"account-"}.size());
-    auto row = accounts_.get(txn, id);
-    if (!row) return row.error();
-    auto totals = totals_.get(txn, "all");
-    if (!totals) return totals.error();
-    auto next = row->value_or(balance_row{});
-    auto sums = totals->value_or(totals_row{});
-    std::visit(
-        [&](const auto& e) {
-          using T = std::decay_t<decltype(e)>;
-          if constexpr (std::is_same_v<T, account_opened>) {
-            next.owner = e.owner;
-            sums.accounts += 1;
-          } else if constexpr (std::is_same_v<T, money_deposited>) {
-            next.balance += e.amount;
-            sums.total += e.amount;
-          } else if constexpr (std::is_same_v<T, money_withdrawn>) {
-            next.balance -= e.amount;
-            sums.total -= e.amount;
-          } else {
-            next.open = false;
-          }
-        },
-        *ev);
-    if (auto err = accounts_.put(txn, id, next)) return err;
-    return totals_.put(txn, "all", sums);
+    int64_t delta = 0;
+    uint64_t opened = 0;
+    auto err = accounts_.update(txn, id, [&](std::optional<balance_row>& row) {
+      if (!row) row.emplace();
+      std::visit(
+          [&](const auto& e) {
+            using T = std::decay_t<decltype(e)>;
+            if constexpr (std::is_same_v<T, account_opened>) {
+              row->owner = e.owner;
+              opened = 1;
+            } else if constexpr (std::is_same_v<T, money_deposited>) {
+              row->balance += e.amount;
+              delta = e.amount;
+            } else if constexpr (std::is_same_v<T, money_withdrawn>) {
+              row->balance -= e.amount;
+              delta = -e.amount;
+            } else {
+              row->open = false;
+            }
+          },
+          *ev);
+    });
+    if (err || (delta == 0 && opened == 0)) return err;
+    return totals_.update(txn, "all", [&](std::optional<totals_row>& sums) {
+      if (!sums) sums.emplace();
+      sums->accounts += opened;
+      sums->total += delta;
+    });
   }
 
   const mnemo::persistence::event_registry* types_;

@@ -251,6 +251,82 @@ BOOST_FIXTURE_TEST_CASE(secondary_index_follows_updates_and_erases,
   BOOST_REQUIRE_MESSAGE(!err, err.to_string());
 }
 
+BOOST_FIXTURE_TEST_CASE(update_reads_once_changes_and_keeps_indexes,
+                        mnemo::test::journal_fixture) {
+  mp::table<std::string, order> orders{"orders"};
+  auto by_customer = orders.add_index<std::string>(
+      "by_customer", [](const order& o) { return std::optional{o.customer}; });
+  auto write = [&](auto fn) {
+    auto err = j->write(fn);
+    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  };
+  auto keys_of_customer = [&](const std::string& c) {
+    std::vector<std::string> result;
+    auto err = j->read([&](mp::read_txn& txn) -> mp::error {
+      auto res = by_customer.keys(txn, c);
+      if (!res) return res.error();
+      result = *res;
+      return {};
+    });
+    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+    return result;
+  };
+  auto row = [&](const std::string& key) {
+    std::optional<order> result;
+    auto err = j->read([&](mp::read_txn& txn) -> mp::error {
+      auto res = orders.get(txn, key);
+      if (!res) return res.error();
+      result = *res;
+      return {};
+    });
+    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+    return result;
+  };
+  // Absent row: the change sees nothing; leaving it empty writes nothing.
+  write([&](mp::write_txn& txn) -> mp::error {
+    return orders.update(txn, "o1", [](std::optional<order>& o) {
+      BOOST_TEST(!o.has_value());
+    });
+  });
+  BOOST_TEST(!row("o1").has_value());
+  // Creating, then changing: the index follows, once per row.
+  write([&](mp::write_txn& txn) -> mp::error {
+    return orders.update(txn, "o1", [](std::optional<order>& o) {
+      o = order{"carol", 10, "open"};
+    });
+  });
+  write([&](mp::write_txn& txn) -> mp::error {
+    return orders.update(txn, "o1", [](std::optional<order>& o) {
+      BOOST_REQUIRE(o.has_value());
+      BOOST_TEST(o->amount == 10);
+      o->amount += 5;
+    });
+  });
+  BOOST_TEST(row("o1")->amount == 15);
+  BOOST_TEST((keys_of_customer("carol") == std::vector<std::string>{"o1"}));
+  write([&](mp::write_txn& txn) -> mp::error {
+    return orders.update(txn, "o1",
+                         [](std::optional<order>& o) { o->customer = "dave"; });
+  });
+  BOOST_TEST(keys_of_customer("carol").empty());
+  BOOST_TEST((keys_of_customer("dave") == std::vector<std::string>{"o1"}));
+  // Emptying the optional deletes the row and its index entries.
+  write([&](mp::write_txn& txn) -> mp::error {
+    return orders.update(txn, "o1", [](std::optional<order>& o) { o.reset(); });
+  });
+  BOOST_TEST(!row("o1").has_value());
+  BOOST_TEST(keys_of_customer("dave").empty());
+  // A row that does not decode is an error, and the change does not run.
+  BOOST_REQUIRE(!put_raw(*j, "orders", "o-bad", "\xc1garbage"));
+  bool ran = false;
+  auto err = j->write([&](mp::write_txn& txn) -> mp::error {
+    return orders.update(txn, "o-bad",
+                         [&](std::optional<order>&) { ran = true; });
+  });
+  BOOST_TEST(err.code() == mp::errc::decode_failed);
+  BOOST_TEST(!ran);
+}
+
 BOOST_FIXTURE_TEST_CASE(corrupt_value_is_a_decode_error,
                         mnemo::test::journal_fixture) {
   mp::table<std::string, order> orders{"orders"};

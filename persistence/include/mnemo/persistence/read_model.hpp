@@ -215,9 +215,45 @@ class table {
     if (!indexes_.empty()) {
       std::optional<V> old;
       if (auto err = load(txn, k, old)) return err;
-      if (auto err = update_indexes(txn, k, old ? &*old : nullptr, &value))
+      if (auto err = update_indexes(txn, k, index_keys(old ? &*old : nullptr),
+                                    &value))
         return err;
     }
+    std::string_view view{reinterpret_cast<const char*>(bytes.data()),
+                          bytes.size()};
+    return table_store::put_in(txn, name_, k, view);
+  }
+
+  /// Reads row `key` (an empty optional if there is none), lets
+  /// `change(std::optional<V>&)` edit it, then stores the result inside
+  /// `txn` and updates the indexes: the edited value, or no row if
+  /// `change` left the optional empty. The row is read and decoded once,
+  /// where `get` followed by `put` on an indexed table does it twice.
+  /// `change` must not use this table in `txn`. Errors: as for `put`; on
+  /// an error `change` may not have run.
+  template <class F>
+  error update(write_txn& txn, const K& key, F&& change) const {
+    if (err_) return err_;
+    auto k = encode_key(key);
+    std::optional<V> row;
+    if (auto err = load(txn, k, row)) return err;
+    auto existed = row.has_value();
+    auto before = index_keys(row ? &*row : nullptr);
+    change(row);
+    if (auto err = update_indexes(txn, k, std::move(before),
+                                  row ? &*row : nullptr))
+      return err;
+    if (!row) {
+      if (!existed) return {};
+      auto res = table_store::erase_in(txn, name_, k);
+      return res ? error{} : std::move(res).error();
+    }
+    std::vector<uint8_t> bytes;
+    auto what = detail::pack_payload(*row, bytes);
+    if (!what.empty())
+      return error{errc::encode_failed,
+                   "table '" + name_ + "', key '" + table_store::printable(k) +
+                       "': cannot encode the value: " + what};
     std::string_view view{reinterpret_cast<const char*>(bytes.data()),
                           bytes.size()};
     return table_store::put_in(txn, name_, k, view);
@@ -241,7 +277,8 @@ class table {
       std::optional<V> old;
       if (auto err = load(txn, k, old)) return err;
       if (!old) return false;
-      if (auto err = update_indexes(txn, k, &*old, nullptr)) return err;
+      if (auto err = update_indexes(txn, k, index_keys(&*old), nullptr))
+        return err;
     }
     return table_store::erase_in(txn, name_, k);
   }
@@ -328,16 +365,31 @@ class table {
     return detail::decode_error(name_, k, "value", what);
   }
 
-  error update_indexes(write_txn& txn, const std::string& k, const V* old,
+  // The encoded index key of `row` per index (none if the index leaves
+  // the row out, or for no row).
+  std::vector<std::optional<std::string>> index_keys(const V* row) const {
+    std::vector<std::optional<std::string>> keys(indexes_.size());
+    if (row == nullptr) return keys;
+    for (size_t i = 0; i < indexes_.size(); ++i) {
+      std::string key;
+      if (indexes_[i].encode(*row, key)) keys[i] = std::move(key);
+    }
+    return keys;
+  }
+
+  // Moves the index entries of row `k` from the keys `old` (of
+  // `index_keys`) to those of `now`.
+  error update_indexes(write_txn& txn, const std::string& k,
+                       std::vector<std::optional<std::string>> old,
                        const V* now) const {
-    for (auto& def : indexes_) {
-      std::string before;
+    for (size_t i = 0; i < indexes_.size(); ++i) {
+      auto& def = indexes_[i];
       std::string after;
-      bool had = old != nullptr && def.encode(*old, before);
+      bool had = old[i].has_value();
       bool has = now != nullptr && def.encode(*now, after);
-      if (had && has && before == after) continue;
+      if (had && has && *old[i] == after) continue;
       if (had) {
-        auto res = table_store::erase_in(txn, def.table, before + k);
+        auto res = table_store::erase_in(txn, def.table, *old[i] + k);
         if (!res) return std::move(res).error();
       }
       if (has)
