@@ -13,24 +13,27 @@ persistence::error apply_tail(tail_chain& chain, uint64_t offset,
                               tail_outcome& out, persistence::write_txn& txn) {
   // A retried commit (full map) runs this again from scratch.
   out = tail_outcome{};
-  auto batch =
-      persistence::journal::read_all_in(txn, offset + 1, chain.batch_size);
+  // Only the events of the filter's streams are decoded; the others are
+  // verified and counted as handled.
+  auto batch = persistence::journal::read_all_in(
+      txn, offset + 1, chain.batch_size, chain.filter.stream_prefix);
   if (!batch) return batch.error();
-  if (batch->empty()) return {};
-  for (size_t i = 0; i < batch->size(); ++i) {
-    auto& env = (*batch)[i];
+  if (batch->scanned == 0) return {};
+  auto& events = batch->events;
+  for (size_t i = 0; i < events.size(); ++i) {
+    auto& env = events[i];
     if (!chain.filter.matches(env)) continue;
     if (auto err = guarded([&] { return chain.apply(txn, env); })) {
       out.failed_index = i;
       out.handler_error = err.message();
-      out.batch = std::move(*batch);
+      out.batch = std::move(events);
       return err;
     }
   }
-  auto last = batch->back().position;
+  auto last = batch->last_position;
   if (auto err = persistence::offset_store::store_in(txn, chain.name, last))
     return err;
-  out.handled = batch->size();
+  out.handled = batch->scanned;
   out.last = last;
   return {};
 }

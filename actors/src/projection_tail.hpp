@@ -33,8 +33,9 @@ struct tail_outcome {
   size_t handled = 0;
   /// Position of the last handled event, the new offset.
   uint64_t last = 0;
-  /// A handler failed: the events read, the index of the failing one and
-  /// its error text. Nothing of the batch was written.
+  /// A handler failed: the events read of the filter's streams, the index
+  /// of the failing one among them and its error text. Nothing of the
+  /// batch was written.
   std::optional<size_t> failed_index;
   std::string handler_error;
   std::vector<persistence::event_envelope> batch;

@@ -542,6 +542,37 @@ expected<std::vector<event_envelope>> journal::read_all_in(
   return result;
 }
 
+expected<journal::filtered_events> journal::read_all_in(
+    write_txn& txn, uint64_t from_position, size_t max,
+    std::string_view stream_prefix) {
+  filtered_events out;
+  if (max == 0) return out;
+  auto& st = txn.state();
+  cursor cur;
+  if (auto err = cur.open(st, st.dbs->events)) return err;
+  be64_key start{from_position};
+  MDB_val key = start.val();
+  auto op = MDB_SET_RANGE;
+  msgpack::zone zone;
+  while (out.scanned < max) {
+    MDB_val rec;
+    auto rc = cur.get(key, rec, op);
+    op = MDB_NEXT;
+    if (rc == MDB_NOTFOUND) break;
+    if (auto err = st.check(rc, "mdb_cursor_get (events)")) return err;
+    auto pos = get_be64(static_cast<const char*>(key.mv_data));
+    ++out.scanned;
+    out.last_position = pos;
+    record_origin origin{{}, 0, pos};
+    std::string_view stream;
+    if (auto err = peek_event_stream(to_view(rec), origin, stream)) return err;
+    if (stream.substr(0, stream_prefix.size()) != stream_prefix) continue;
+    auto& env = out.events.emplace_back();
+    if (auto err = decode_event(to_view(rec), origin, zone, env)) return err;
+  }
+  return out;
+}
+
 expected<std::vector<event_envelope>> journal::read_tag(std::string_view tag,
                                                         uint64_t from_position,
                                                         size_t max) const {

@@ -216,6 +216,43 @@ error peek_event(std::string_view record, const record_origin& origin,
   return {};
 }
 
+error peek_event_stream(std::string_view record, const record_origin& origin,
+                        std::string_view& stream) {
+  uint64_t seq = 0;
+  int64_t ts = 0;
+  uint64_t previous = 0;
+  std::string_view body;
+  if (auto err = open_record(record, event_record_kind, origin, seq, ts,
+                             previous, body))
+    return err;
+  // The body starts with the array header (fixarray of 9), the id (bin 8
+  // of 16 bytes) and the stream id as a msgpack str (encode_event_body).
+  auto* p = reinterpret_cast<const uint8_t*>(body.data());
+  auto n = body.size();
+  auto malformed = [&] { return corrupt(origin, "malformed event body"); };
+  if (n < 20 || p[0] != (0x90 | event_body_fields) || p[1] != 0xc4 ||
+      p[2] != 16)
+    return malformed();
+  size_t off = 19;
+  size_t len = 0;
+  auto h = p[off];
+  if ((h & 0xe0) == 0xa0) {
+    len = h & 0x1f;
+    off += 1;
+  } else if (h == 0xd9 && off + 1 < n) {
+    len = p[off + 1];
+    off += 2;
+  } else if (h == 0xda && off + 2 < n) {
+    len = (size_t{p[off + 1]} << 8) | p[off + 2];
+    off += 3;
+  } else {
+    return malformed();  // str32 is never written: ids are <= 400 bytes
+  }
+  if (off + len > n) return malformed();
+  stream = body.substr(off, len);
+  return {};
+}
+
 error decode_event_keys(std::string_view record, const record_origin& origin,
                         msgpack::zone& zone, std::string& stream,
                         std::vector<std::string>& tags) {

@@ -68,6 +68,12 @@ error decode_event(std::string_view record, const record_origin& origin,
 error peek_event(std::string_view record, const record_origin& origin,
                  uint64_t& previous);
 
+/// Verifies an event record like `decode_event` (size, checksum, kind and
+/// the sequence of `origin` if named) and returns its stream id, a view
+/// into `record`, without decoding the rest. Errors: `corrupt_record`.
+error peek_event_stream(std::string_view record, const record_origin& origin,
+                        std::string_view& stream);
+
 /// Returns stream id and tags of an event record without a full decode
 /// (used when deleting). Errors: as for `decode_event`.
 error decode_event_keys(std::string_view record, const record_origin& origin,

@@ -85,6 +85,22 @@ BOOST_AUTO_TEST_CASE(flipped_payload_byte_names_stream_and_sequence) {
   BOOST_CHECK_EQUAL(*j->highest_sequence("acct-7"), 5u);
 }
 
+BOOST_AUTO_TEST_CASE(filtered_read_reports_a_damaged_record_it_would_skip) {
+  temp_dir dir;
+  auto data = dir.sub("data");
+  fill(data);
+  BOOST_REQUIRE(flip_in_file(data, "MARKER-value-number-3"));
+  auto j = mnemo::test::open_journal(data);
+  // A projection of "other" streams does not decode acct-7's events, but
+  // it still meets the damage instead of passing it by.
+  auto err = j->write([&](write_txn& txn) -> error {
+    auto res = journal::read_all_in(txn, 1, 100, "other");
+    return res ? error{} : res.error();
+  });
+  check_corrupt(err, "global position 3");
+  check_corrupt(err, "checksum mismatch");
+}
+
 BOOST_AUTO_TEST_CASE(flipped_envelope_byte_is_detected) {
   temp_dir dir;
   auto data = dir.sub("data");

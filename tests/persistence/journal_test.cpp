@@ -614,6 +614,51 @@ struct writer_gate {
   void release() { released.set_value(); }
 };
 
+BOOST_AUTO_TEST_CASE(filtered_read_in_a_write_decodes_only_matching_streams) {
+  BOOST_REQUIRE(j->append("acct-1", events_of({"a1", "a2"}),
+                          expected_version::any()));
+  BOOST_REQUIRE(j->append("other-1", events_of({"o1", "o2", "o3"}),
+                          expected_version::any()));
+  BOOST_REQUIRE(
+      j->append("acct-2", events_of({"a3"}), expected_version::any()));
+  auto read = [&](uint64_t from, size_t max, std::string prefix) {
+    mnemo::persistence::journal::filtered_events got;
+    auto err = j->write([&](write_txn& txn) -> error {
+      auto res = mnemo::persistence::journal::read_all_in(txn, from, max,
+                                                          prefix);
+      if (!res) return res.error();
+      got = std::move(*res);
+      return {};
+    });
+    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+    return got;
+  };
+  // Positions 1-2 acct-1, 3-5 other-1, 6 acct-2.
+  auto all = read(1, 100, "acct-");
+  BOOST_TEST(all.scanned == 6u);
+  BOOST_TEST(all.last_position == 6u);
+  BOOST_REQUIRE(all.events.size() == 3u);
+  BOOST_TEST(all.events[0].position == 1u);
+  BOOST_TEST(all.events[1].stream_id == "acct-1");
+  BOOST_TEST(all.events[2].stream_id == "acct-2");
+  BOOST_TEST(all.events[2].sequence == 1u);
+  // `max` bounds the events looked at, matching or not.
+  auto part = read(2, 3, "acct-");
+  BOOST_TEST(part.scanned == 3u);
+  BOOST_TEST(part.last_position == 4u);
+  BOOST_REQUIRE(part.events.size() == 1u);
+  BOOST_TEST(part.events[0].position == 2u);
+  auto none = read(3, 3, "acct-");
+  BOOST_TEST(none.scanned == 3u);
+  BOOST_TEST(none.last_position == 5u);
+  BOOST_TEST(none.events.empty());
+  // An empty prefix takes everything; past the head nothing is looked at.
+  BOOST_TEST(read(1, 100, "").events.size() == 6u);
+  auto past = read(7, 100, "acct-");
+  BOOST_TEST(past.scanned == 0u);
+  BOOST_TEST(past.last_position == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(tail_write_runs_after_the_appends_of_its_commit) {
   writer_gate gate;
   gate.hold(*j);
