@@ -89,6 +89,16 @@ error open_record(std::string_view record, uint8_t kind,
   return {};
 }
 
+// `open_record` for an event record whose header fields are not needed.
+error open_event_body(std::string_view record, const record_origin& origin,
+                      std::string_view& body) {
+  uint64_t seq = 0;
+  int64_t ts = 0;
+  uint64_t previous = 0;
+  return open_record(record, event_record_kind, origin, seq, ts, previous,
+                     body);
+}
+
 std::string_view as_str(const msgpack::object& o) {
   if (o.type != msgpack::type::STR) throw msgpack::type_error();
   return {o.via.str.ptr, o.via.str.size};
@@ -218,13 +228,8 @@ error peek_event(std::string_view record, const record_origin& origin,
 
 error peek_event_stream(std::string_view record, const record_origin& origin,
                         std::string_view& stream) {
-  uint64_t seq = 0;
-  int64_t ts = 0;
-  uint64_t previous = 0;
   std::string_view body;
-  if (auto err = open_record(record, event_record_kind, origin, seq, ts,
-                             previous, body))
-    return err;
+  if (auto err = open_event_body(record, origin, body)) return err;
   // The body starts with the array header (fixarray of 9), the id (bin 8
   // of 16 bytes) and the stream id as a msgpack str (encode_event_body).
   auto* p = reinterpret_cast<const uint8_t*>(body.data());
@@ -256,13 +261,8 @@ error peek_event_stream(std::string_view record, const record_origin& origin,
 error decode_event_keys(std::string_view record, const record_origin& origin,
                         msgpack::zone& zone, std::string& stream,
                         std::vector<std::string>& tags) {
-  uint64_t seq = 0;
-  int64_t ts = 0;
-  uint64_t previous = 0;
   std::string_view body;
-  if (auto err = open_record(record, event_record_kind, origin, seq, ts,
-                             previous, body))
-    return err;
+  if (auto err = open_event_body(record, origin, body)) return err;
   try {
     zone.clear();
     auto* f = unpack_array(body, zone, event_body_fields);

@@ -64,6 +64,29 @@ std::vector<K> keys_of(mp::journal& j, Scan&& scan) {
   return result;
 }
 
+// Runs `fn` in a write and requires that it succeeded.
+template <class F>
+void write_ok(mp::journal& j, F&& fn) {
+  auto err = j.write(std::forward<F>(fn));
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+}
+
+// The primary keys that index `index` lists under `ik`.
+template <class IK, class K, class V>
+std::vector<K> index_keys(mp::journal& j,
+                          const mp::secondary_index<IK, K, V>& index,
+                          const IK& ik) {
+  std::vector<K> result;
+  auto err = j.read([&](mp::read_txn& txn) -> mp::error {
+    auto res = index.keys(txn, ik);
+    if (!res) return res.error();
+    result = *res;
+    return {};
+  });
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  return result;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(read_model)
@@ -179,20 +202,9 @@ BOOST_FIXTURE_TEST_CASE(secondary_index_follows_updates_and_erases,
         if (o.status != "open") return std::nullopt;
         return o.amount;
       });
-  auto write = [&](auto fn) {
-    auto err = j->write(fn);
-    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
-  };
+  auto write = [&](auto fn) { write_ok(*j, fn); };
   auto customer_keys = [&](const std::string& c) {
-    std::vector<std::string> result;
-    auto err = j->read([&](mp::read_txn& txn) -> mp::error {
-      auto res = by_customer.keys(txn, c);
-      if (!res) return res.error();
-      result = *res;
-      return {};
-    });
-    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
-    return result;
+    return index_keys(*j, by_customer, c);
   };
   write([&](mp::write_txn& txn) -> mp::error {
     if (auto e = orders.put(txn, "o2", {"carol", 20, "open"})) return e;
@@ -256,20 +268,9 @@ BOOST_FIXTURE_TEST_CASE(update_reads_once_changes_and_keeps_indexes,
   mp::table<std::string, order> orders{"orders"};
   auto by_customer = orders.add_index<std::string>(
       "by_customer", [](const order& o) { return std::optional{o.customer}; });
-  auto write = [&](auto fn) {
-    auto err = j->write(fn);
-    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
-  };
+  auto write = [&](auto fn) { write_ok(*j, fn); };
   auto keys_of_customer = [&](const std::string& c) {
-    std::vector<std::string> result;
-    auto err = j->read([&](mp::read_txn& txn) -> mp::error {
-      auto res = by_customer.keys(txn, c);
-      if (!res) return res.error();
-      result = *res;
-      return {};
-    });
-    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
-    return result;
+    return index_keys(*j, by_customer, c);
   };
   auto row = [&](const std::string& key) {
     std::optional<order> result;
