@@ -24,8 +24,8 @@
 #include <vector>
 
 #include <boost/asio/connect.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -108,12 +108,12 @@ class connection : public std::enable_shared_from_this<connection> {
     if (*stop_) return;
     req_ = next_();
     t0_ = steady::now();
-    net::async_write(
-        stream_, net::buffer(req_),
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          if (ec) die("write: " + ec.message());
-          self->res_ = {};
-          http::async_read(self->stream_, self->buffer_, self->res_,
+    net::async_write(stream_, net::buffer(req_),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) die("write: " + ec.message());
+                       self->res_ = {};
+                       http::async_read(
+                           self->stream_, self->buffer_, self->res_,
                            [self](beast::error_code e, size_t) {
                              if (e) die("read: " + e.message());
                              self->done_(
@@ -123,7 +123,7 @@ class connection : public std::enable_shared_from_this<connection> {
                                      .count());
                              self->send();
                            });
-        });
+                     });
   }
 
   beast::tcp_stream stream_;
@@ -156,9 +156,9 @@ struct run_result {
 
 // Runs `connections` connections for `seconds` (after a warm-up of a tenth
 // of it), each sending `make(connection index, sequence)`.
-run_result drive(
-    uint16_t port, size_t connections, double seconds, unsigned expected_status,
-    std::function<std::string(size_t, size_t)> make) {
+run_result drive(uint16_t port, size_t connections, double seconds,
+                 unsigned expected_status,
+                 std::function<std::string(size_t, size_t)> make) {
   net::io_context ioc{1};
   tcp::endpoint ep{net::ip::make_address("127.0.0.1"), port};
   bool stop = false;
@@ -350,10 +350,10 @@ int main(int argc, char** argv) {
     report("bank.http.deposits", deposits);
     // The HTTP layer alone: a read of the balances read model on the I/O
     // thread, no actor and no journal write (the ceiling of the layer).
-    auto reads = drive(
-        node.port, connections, seconds / 2, 200, [&](size_t c, size_t k) {
-          return get("/balances/" + acct(c * 7919 + k));
-        });
+    auto reads = drive(node.port, connections, seconds / 2, 200,
+                       [&](size_t c, size_t k) {
+                         return get("/balances/" + acct(c * 7919 + k));
+                       });
     report("bank.http.balance_reads", reads);
     auto transfers =
         drive(node.port, connections, seconds, 202, [&](size_t c, size_t k) {

@@ -15,8 +15,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -356,17 +356,16 @@ struct server::impl {
 
   void accept() {
     auto on_accept = [this](beast::error_code ec, tcp::socket s) {
-          if (ec == net::error::operation_aborted || !acceptor.is_open())
-            return;
-          if (!ec) {
-            // Answers are written whole: do not hold them back for Nagle.
-            beast::error_code ignored;
-            s.set_option(tcp::no_delay(true), ignored);
-            auto sess = std::make_shared<session>(std::move(s), shared);
-            sess->start(shared->add(sess));
-          }
-          accept();
-        };
+      if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+      if (!ec) {
+        // Answers are written whole: do not hold them back for Nagle.
+        beast::error_code ignored;
+        s.set_option(tcp::no_delay(true), ignored);
+        auto sess = std::make_shared<session>(std::move(s), shared);
+        sess->start(shared->add(sess));
+      }
+      accept();
+    };
     if (threads_wanted == 1)
       acceptor.async_accept(ioc.get_executor(), std::move(on_accept));
     else

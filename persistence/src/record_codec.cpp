@@ -143,8 +143,8 @@ size_t event_body_size_bound(std::string_view stream,
   // A msgpack header (array, map, str, bin) or unsigned int takes at most
   // 5 bytes.
   constexpr size_t header = 5;
-  size_t n = header + (header + ev.id.bytes.size()) +
-             (header + stream.size()) + (header + ev.type.size()) + header +
+  size_t n = header + (header + ev.id.bytes.size()) + (header + stream.size()) +
+             (header + ev.type.size()) + header +
              (header + ev.correlation_id.size()) +
              (header + ev.causation_id.size()) + header + header +
              (header + ev.payload.size());

@@ -597,10 +597,10 @@ BOOST_AUTO_TEST_CASE(a_poison_event_among_filtered_out_ones_in_a_tail_write) {
   auto append = [&](const std::string& id, int64_t n) {
     auto ev = codec.encode(counter::event{added{n}});
     BOOST_REQUIRE(ev);
-    f.journal().append(actors::stream_of<counter>(id), {std::move(*ev)},
-                       persistence::expected_version::any(),
-                       [](persistence::expected<persistence::append_result>) {
-                       });
+    f.journal().append(
+        actors::stream_of<counter>(id), {std::move(*ev)},
+        persistence::expected_version::any(),
+        [](persistence::expected<persistence::append_result>) {});
   };
   append("x1", 5);
   append("c1", 2);

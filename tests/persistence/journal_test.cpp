@@ -615,8 +615,8 @@ struct writer_gate {
 };
 
 BOOST_AUTO_TEST_CASE(filtered_read_in_a_write_decodes_only_matching_streams) {
-  BOOST_REQUIRE(j->append("acct-1", events_of({"a1", "a2"}),
-                          expected_version::any()));
+  BOOST_REQUIRE(
+      j->append("acct-1", events_of({"a1", "a2"}), expected_version::any()));
   BOOST_REQUIRE(j->append("other-1", events_of({"o1", "o2", "o3"}),
                           expected_version::any()));
   BOOST_REQUIRE(
@@ -624,8 +624,8 @@ BOOST_AUTO_TEST_CASE(filtered_read_in_a_write_decodes_only_matching_streams) {
   auto read = [&](uint64_t from, size_t max, std::string prefix) {
     mnemo::persistence::journal::filtered_events got;
     auto err = j->write([&](write_txn& txn) -> error {
-      auto res = mnemo::persistence::journal::read_all_in(txn, from, max,
-                                                          prefix);
+      auto res =
+          mnemo::persistence::journal::read_all_in(txn, from, max, prefix);
       if (!res) return res.error();
       got = std::move(*res);
       return {};

@@ -285,9 +285,8 @@ BOOST_FIXTURE_TEST_CASE(update_reads_once_changes_and_keeps_indexes,
   };
   // Absent row: the change sees nothing; leaving it empty writes nothing.
   write([&](mp::write_txn& txn) -> mp::error {
-    return orders.update(txn, "o1", [](std::optional<order>& o) {
-      BOOST_TEST(!o.has_value());
-    });
+    return orders.update(
+        txn, "o1", [](std::optional<order>& o) { BOOST_TEST(!o.has_value()); });
   });
   BOOST_TEST(!row("o1").has_value());
   // Creating, then changing: the index follows, once per row.

@@ -215,8 +215,8 @@ class table {
     if (!indexes_.empty()) {
       std::optional<V> old;
       if (auto err = load(txn, k, old)) return err;
-      if (auto err = update_indexes(txn, k, index_keys(old ? &*old : nullptr),
-                                    &value))
+      if (auto err =
+              update_indexes(txn, k, index_keys(old ? &*old : nullptr), &value))
         return err;
     }
     std::string_view view{reinterpret_cast<const char*>(bytes.data()),
@@ -240,8 +240,8 @@ class table {
     auto existed = row.has_value();
     auto before = index_keys(row ? &*row : nullptr);
     change(row);
-    if (auto err = update_indexes(txn, k, std::move(before),
-                                  row ? &*row : nullptr))
+    if (auto err =
+            update_indexes(txn, k, std::move(before), row ? &*row : nullptr))
       return err;
     if (!row) {
       if (!existed) return {};
