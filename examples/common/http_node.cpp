@@ -10,6 +10,7 @@
 #include <caf/config_option_adder.hpp>
 #include <nlohmann/json.hpp>
 
+#include "mnemo/runtime/console.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
 
@@ -35,7 +36,7 @@ std::vector<std::string> normalize(int argc, char** argv) {
 }
 
 void log(const json& line) {
-  std::cout << line.dump() << std::endl;
+  mnemo::runtime::print_line(line.dump());
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "mnemo/runtime/console.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
 
@@ -146,11 +147,9 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
     if (!log)
       log = [id = cfg.cluster.node_id](const std::string& what,
                                        const std::string& detail) {
-        static std::mutex mtx;
-        std::lock_guard<std::mutex> guard{mtx};
-        std::cout << "{\"event\":\"cluster\",\"node\":\"" << id
-                  << "\",\"what\":\"" << what << "\",\"detail\":\""
-                  << json_escape(detail) << "\"}" << std::endl;
+        print_line("{\"event\":\"cluster\",\"node\":\"" + id +
+                   "\",\"what\":\"" + what + "\",\"detail\":\"" +
+                   json_escape(detail) + "\"}");
       };
     // Members that follow this node's journal are told its new heads.
     auto c =
