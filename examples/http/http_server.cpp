@@ -211,8 +211,9 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void fail(beast::error_code ec) {
+    // A connection the idle sweep closed ends with operation_aborted.
     if (ec == http::error::end_of_stream || ec == net::error::eof ||
-        ec == beast::error::timeout || ec == net::error::operation_aborted)
+        ec == net::error::operation_aborted)
       return close();
     if (ec == http::error::body_limit)
       return refuse(413, "payload_too_large",
