@@ -48,12 +48,15 @@ caf::expected<caf::actor> spawn_projection(caf::actor_system& sys,
     return runtime::make_error(
         runtime::errc::invalid_argument,
         "projection name must have 1..200 bytes and no NUL byte");
-  if (static_cast<bool>(spec.apply) == static_cast<bool>(spec.effect))
+  auto handlers = static_cast<int>(static_cast<bool>(spec.apply)) +
+                  static_cast<int>(static_cast<bool>(spec.apply_group)) +
+                  static_cast<int>(static_cast<bool>(spec.effect));
+  if (handlers != 1)
     return runtime::make_error(
         runtime::errc::invalid_argument,
         "projection '" + spec.name +
-            "' needs exactly one handler: apply (exactly-once) or effect "
-            "(at-least-once)");
+            "' needs exactly one handler: apply or apply_group "
+            "(exactly-once) or effect (at-least-once)");
   if (ctx.journal == nullptr || ctx.completions == nullptr)
     return runtime::make_error(runtime::errc::invalid_argument,
                                "projection context lacks journal or sink");

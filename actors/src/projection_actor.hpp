@@ -29,6 +29,7 @@
 #include "mnemo/runtime/event_bus.hpp"
 #include "mnemo/runtime/journal_feed.hpp"
 #include "mnemo/runtime/metrics.hpp"
+#include "projection_apply.hpp"
 #include "projection_tail.hpp"
 
 namespace mnemo::actors::detail {
@@ -44,14 +45,11 @@ constexpr std::string_view control_table = "mnemo.projection";
 /// was built for (see `journal::release_generation`).
 constexpr std::string_view release_table = "mnemo.projection.release";
 
-using envelopes = std::vector<persistence::event_envelope>;
-
 // What a write on the writer thread reports back.
 struct write_outcome {
   persistence::error err;
-  // Exactly-once: index of the event whose handler failed, and its error.
-  std::optional<size_t> failed_index;
-  std::string handler_error;
+  // Exactly-once: the handler failure that rolled the write back.
+  std::optional<apply_failure> failed;
 };
 
 using outcome_slot = std::shared_ptr<std::optional<write_outcome>>;
@@ -62,17 +60,6 @@ inline std::string describe_event(const persistence::event_envelope& env) {
          ", type '" + env.type + "')";
 }
 
-// Runs a handler, turning exceptions into errors.
-template <class F>
-inline persistence::error guarded(F&& fn) {
-  try {
-    return fn();
-  } catch (const std::exception& e) {
-    return persistence::error{persistence::errc::invalid_argument,
-                              std::string{"handler threw: "} + e.what()};
-  }
-}
-
 class projection_actor : public caf::event_based_actor {
  public:
   projection_actor(caf::actor_config& cfg, projection_context ctx,
@@ -80,7 +67,8 @@ class projection_actor : public caf::event_based_actor {
       : caf::event_based_actor(cfg),
         ctx_(std::move(ctx)),
         spec_(std::move(spec)),
-        remote_(!spec_.source.empty()) {
+        remote_(!spec_.source.empty()),
+        exactly_once_{spec_.apply, spec_.apply_group} {
     if (remote_) spec_.options.in_commit = false;
     // A remote source counts as available once the endpoint said so.
     available_ = !remote_;
@@ -97,7 +85,7 @@ class projection_actor : public caf::event_based_actor {
     }
     publish_metrics();
     subscribe();
-    if (spec_.apply && built_for_ < release_generation_) forget_released();
+    if (exactly_once_ && built_for_ < release_generation_) forget_released();
     send(this, pull_atom::value);
     return {
         [this](runtime::head_atom, uint64_t head) { on_head(head); },
@@ -187,7 +175,7 @@ class projection_actor : public caf::event_based_actor {
     if (err) return runtime::to_caf_error(err);
     paused_ = control && *control == "paused";
     // Releases concern this node's journal, not another member's.
-    if (!spec_.apply || remote_) return {};
+    if (!exactly_once_ || remote_) return {};
     auto generation = ctx_.journal->release_generation();
     if (!generation) return runtime::to_caf_error(generation.error());
     release_generation_ = *generation;
@@ -285,7 +273,7 @@ class projection_actor : public caf::event_based_actor {
   }
 
   void handle_batch(envelopes batch) {
-    if (spec_.apply) return submit(std::move(batch), nullptr);
+    if (exactly_once_) return submit(std::move(batch), nullptr);
     auto [done, error_text] = run_effects(batch);
     std::optional<persistence::event_envelope> poison;
     if (done < batch.size()) poison = batch[done];
@@ -323,40 +311,38 @@ class projection_actor : public caf::event_based_actor {
     return {batch.size(), {}};
   }
 
-  // Writes the handled batch (exactly-once: applies it) plus the offset of
-  // its last event, and `park` as a dead letter if given.
-  // Exactly-once: runs `apply` on the matching events of `batch` inside
-  // `txn`; on a handler error records the failing index in `slot`.
+  // Exactly-once: runs the handler on the matching events of `batch` inside
+  // `txn`; on a handler error records the failure in `slot`.
   static persistence::error apply_batch(persistence::write_txn& txn,
                                         const envelopes& batch,
-                                        const exactly_once_handler& apply,
+                                        const exactly_once_apply& apply,
                                         const projection_filter& filter,
-                                        const outcome_slot& slot) {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      auto& env = batch[i];
-      if (!filter.matches(env)) continue;
-      if (auto err = guarded([&] { return apply(txn, env); })) {
-        write_outcome out;
-        out.failed_index = i;
-        out.handler_error = err.message();
-        slot->emplace(std::move(out));
-        return err;
-      }
+                                        bool singly, const outcome_slot& slot) {
+    std::optional<apply_failure> failed;
+    auto err = apply_events(txn, batch, apply, filter, singly, failed);
+    if (failed) {
+      write_outcome out;
+      out.failed = std::move(failed);
+      slot->emplace(std::move(out));
     }
-    return {};
+    return err;
   }
 
-  void submit(envelopes batch, std::shared_ptr<persistence::dead_letter> park) {
+  // Writes the handled batch (exactly-once: applies it, a group handler
+  // one event per call with `singly`) plus the offset of its last event,
+  // and `park` as a dead letter if given.
+  void submit(envelopes batch, std::shared_ptr<persistence::dead_letter> park,
+              bool singly = false) {
     auto slot = std::make_shared<std::optional<write_outcome>>();
     auto shared = std::make_shared<envelopes>(std::move(batch));
     auto last = shared->empty() ? park->position : shared->back().position;
-    auto apply = spec_.apply;
+    auto apply = exactly_once_;
     auto filter = spec_.filter;
     auto name = spec_.name;
-    auto fn = [slot, shared, apply, filter, name, park,
-               last](persistence::write_txn& txn) -> persistence::error {
+    auto fn = [slot, shared, apply, filter, name, park, last,
+               singly](persistence::write_txn& txn) -> persistence::error {
       if (apply)
-        if (auto err = apply_batch(txn, *shared, apply, filter, slot))
+        if (auto err = apply_batch(txn, *shared, apply, filter, singly, slot))
           return err;
       if (park)
         if (auto err = persistence::dead_letter_store::park_in(txn, *park))
@@ -396,7 +382,7 @@ class projection_actor : public caf::event_based_actor {
   // -- pipelined writes (exactly-once, local, not in_commit) ------------------
 
   bool pipelines() const {
-    return spec_.apply && !remote_ && !poison_ &&
+    return exactly_once_ && !remote_ && !poison_ &&
            spec_.options.write_pipeline > 1;
   }
 
@@ -404,7 +390,7 @@ class projection_actor : public caf::event_based_actor {
   // within one batch of the head; a backlog is read here, off the writer
   // thread, and written through the pipeline.
   bool tails() const {
-    if (!spec_.apply || remote_ || poison_ || !spec_.options.in_commit)
+    if (!exactly_once_ || remote_ || poison_ || !spec_.options.in_commit)
       return false;
     auto head = std::max(head_, local_head());
     return head <= offset_ + spec_.options.batch_size ||
@@ -431,7 +417,7 @@ class projection_actor : public caf::event_based_actor {
       head_ = std::max(head_, last + 1);
     auto slot = std::make_shared<std::optional<write_outcome>>();
     auto shared = std::make_shared<envelopes>(std::move(*batch));
-    auto apply = spec_.apply;
+    auto apply = exactly_once_;
     auto filter = spec_.filter;
     auto name = spec_.name;
     auto fn = [slot, shared, apply, filter, name, after,
@@ -442,7 +428,8 @@ class projection_actor : public caf::event_based_actor {
         return persistence::error{
             persistence::errc::version_conflict,
             "projection '" + name + "': the write before this one failed"};
-      if (auto err = apply_batch(txn, *shared, apply, filter, slot)) return err;
+      if (auto err = apply_batch(txn, *shared, apply, filter, false, slot))
+        return err;
       return persistence::offset_store::store_in(txn, name, last);
     };
     post_write(std::move(fn), slot);
@@ -458,7 +445,7 @@ class projection_actor : public caf::event_based_actor {
       auto out = std::move(**w.slot);
       // After a failure the writes behind it are stale and changed nothing.
       if (broken_) continue;
-      if (out.err || out.failed_index) {
+      if (out.err || out.failed) {
         broken_.emplace(std::move(*w.batch), std::move(out));
         continue;
       }
@@ -491,9 +478,14 @@ class projection_actor : public caf::event_based_actor {
   }
 
   void batch_written(envelopes batch, uint64_t last, write_outcome out) {
-    if (out.failed_index) {
-      auto k = *out.failed_index;
-      poison_ = std::make_pair(batch[k], out.handler_error);
+    if (out.failed && out.failed->whole_group) {
+      // A group handler failed: the same events one per call find the
+      // culprit (or all pass, if the failure was the group's or passing).
+      return submit(std::move(batch), nullptr, true);
+    }
+    if (out.failed) {
+      auto k = out.failed->index;
+      poison_ = std::make_pair(batch[k], std::move(out.failed->text));
       if (k == 0) return handle_poison();
       batch.resize(k);  // commit the good prefix first
       return submit(std::move(batch), nullptr);
@@ -538,7 +530,7 @@ class projection_actor : public caf::event_based_actor {
     tail_->sink = ctx_.completions;
     tail_->owner = caf::actor_cast<caf::actor>(this);
     tail_->name = spec_.name;
-    tail_->apply = spec_.apply;
+    tail_->apply = exactly_once_;
     tail_->filter = spec_.filter;
     tail_->batch_size = tail_batch_size();
     tail_->ends_when_full = spec_.options.write_pipeline > 1;
@@ -563,14 +555,13 @@ class projection_actor : public caf::event_based_actor {
     // came since (a guessed head would start tail writes forever).
     if (out.handled == tail_batch_size())
       head_ = std::max(head_, out.last + 1);
-    else if (out.handled == 0 && !out.err && !out.failed_index)
+    else if (out.handled == 0 && !out.err && !out.failed)
       head_ = std::max(offset_, local_head());
-    if (out.failed_index) {
+    if (out.failed) {
       // The existing path takes over: commit the good prefix, then the
       // failure strategy for the failing event.
       write_outcome failed;
-      failed.failed_index = out.failed_index;
-      failed.handler_error = std::move(out.handler_error);
+      failed.failed = std::move(out.failed);
       batch_written(std::move(out.batch), 0, std::move(failed));
     } else if (out.err) {
       return quit(runtime::to_caf_error(out.err));
@@ -693,7 +684,7 @@ class projection_actor : public caf::event_based_actor {
   }
 
   caf::result<caf::unit_t> rebuild() {
-    if (spec_.apply && !spec_.clear)
+    if (exactly_once_ && !spec_.clear)
       return runtime::make_error(
           runtime::errc::invalid_argument,
           "projection '" + spec_.name + "' has no clear function to rebuild");
@@ -753,6 +744,9 @@ class projection_actor : public caf::event_based_actor {
   // Remote source: the head for the lag gauge; whether the source answers;
   // failed pulls in a row; a delayed pull is pending.
   bool remote_ = false;
+  // The exactly-once handler (per event or grouped); empty for an
+  // at-least-once projection.
+  exactly_once_apply exactly_once_;
   std::shared_ptr<std::atomic<uint64_t>> known_head_ =
       std::make_shared<std::atomic<uint64_t>>(0);
   bool available_ = true;

@@ -67,16 +67,19 @@ void projection_actor::retry_parked(
     if (auto err = guarded([&] { return spec_.effect({env}); }))
       *failed = err.message();
   if (!failed->empty()) return repark(std::move(d), *failed, rp);
-  auto apply = spec_.apply;
+  auto apply = exactly_once_;
   auto name = spec_.name;
   auto slot = std::make_shared<std::optional<write_outcome>>();
   write(
       [apply, name, env, failed](persistence::write_txn& txn) {
-        if (apply)
-          if (auto err = guarded([&] { return apply(txn, env); })) {
+        if (apply) {
+          // The parked event alone, whatever the filter says now.
+          std::optional<apply_failure> f;
+          if (auto err = apply_events(txn, {env}, apply, {}, false, f)) {
             *failed = err.message();
             return err;
           }
+        }
         auto removed =
             persistence::dead_letter_store::remove_in(txn, name, env.position);
         return removed ? persistence::error{} : removed.error();

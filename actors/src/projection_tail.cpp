@@ -20,15 +20,10 @@ persistence::error apply_tail(tail_chain& chain, uint64_t offset,
   if (!batch) return batch.error();
   if (batch->scanned == 0) return {};
   auto& events = batch->events;
-  for (size_t i = 0; i < events.size(); ++i) {
-    auto& env = events[i];
-    if (!chain.filter.matches(env)) continue;
-    if (auto err = guarded([&] { return chain.apply(txn, env); })) {
-      out.failed_index = i;
-      out.handler_error = err.message();
-      out.batch = std::move(events);
-      return err;
-    }
+  if (auto err = apply_events(txn, events, chain.apply, chain.filter, false,
+                              out.failed)) {
+    if (out.failed) out.batch = std::move(events);
+    return err;
   }
   auto last = batch->last_position;
   if (auto err = persistence::offset_store::store_in(txn, chain.name, last))

@@ -19,6 +19,7 @@
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/persistence/offset_store.hpp"
 #include "mnemo/runtime/completion_sink.hpp"
+#include "projection_apply.hpp"
 
 namespace mnemo::actors::detail {
 
@@ -33,11 +34,9 @@ struct tail_outcome {
   size_t handled = 0;
   /// Position of the last handled event, the new offset.
   uint64_t last = 0;
-  /// A handler failed: the events read of the filter's streams, the index
-  /// of the failing one among them and its error text. Nothing of the
-  /// batch was written.
-  std::optional<size_t> failed_index;
-  std::string handler_error;
+  /// A handler failed: the events read of the filter's streams and the
+  /// failure (its index among them). Nothing of the batch was written.
+  std::optional<apply_failure> failed;
   std::vector<persistence::event_envelope> batch;
   /// The next tail write of the chain was submitted.
   bool more = false;
@@ -53,7 +52,7 @@ struct tail_chain {
   /// The projection actor, told `tail_atom` per completed tail write.
   caf::actor owner;
   std::string name;
-  exactly_once_handler apply;
+  exactly_once_apply apply;
   projection_filter filter;
   size_t batch_size = 0;
   /// End the chain after a tail write that handled a full batch: the

@@ -61,11 +61,14 @@ class balances_model {
     mnemo::actors::projection_spec spec;
     spec.name = name_;
     spec.filter.stream_prefix = "account-";
-    spec.apply = [model = *this](
-                     mnemo::persistence::write_txn& txn,
-                     const mnemo::persistence::event_envelope& env) {
-      return model.apply(txn, env);
-    };
+    // Grouped: the totals row, which every deposit changes, is written
+    // once per write (a group commit's events) instead of once per event.
+    spec.apply_group =
+        [model = *this](
+            mnemo::persistence::write_txn& txn,
+            const std::vector<mnemo::persistence::event_envelope>& events) {
+          return model.apply(txn, events);
+        };
     spec.clear = [model = *this](mnemo::persistence::write_txn& txn) {
       auto a = model.accounts_.clear(txn);
       if (!a) return a.error();
@@ -123,36 +126,42 @@ class balances_model {
       mnemo::persistence::secondary_index<std::string, std::string,
                                           balance_row>;
 
+  // Applies the events to their accounts' rows, then their sum to the
+  // totals row.
   mnemo::persistence::error apply(
       mnemo::persistence::write_txn& txn,
-      const mnemo::persistence::event_envelope& env) const {
+      const std::vector<mnemo::persistence::event_envelope>& events) const {
     mnemo::actors::variant_codec<account::event> codec{*types_};
-    auto ev = codec.decode(env);
-    if (!ev) return ev.error();
-    auto id = env.stream_id.substr(std::string{"account-"}.size());
     int64_t delta = 0;
     uint64_t opened = 0;
-    auto err = accounts_.update(txn, id, [&](std::optional<balance_row>& row) {
-      if (!row) row.emplace();
-      std::visit(
-          [&](const auto& e) {
-            using T = std::decay_t<decltype(e)>;
-            if constexpr (std::is_same_v<T, account_opened>) {
-              row->owner = e.owner;
-              opened = 1;
-            } else if constexpr (std::is_same_v<T, money_deposited>) {
-              row->balance += e.amount;
-              delta = e.amount;
-            } else if constexpr (std::is_same_v<T, money_withdrawn>) {
-              row->balance -= e.amount;
-              delta = -e.amount;
-            } else {
-              row->open = false;
-            }
-          },
-          *ev);
-    });
-    if (err || (delta == 0 && opened == 0)) return err;
+    for (auto& env : events) {
+      auto ev = codec.decode(env);
+      if (!ev) return ev.error();
+      auto id = env.stream_id.substr(std::string{"account-"}.size());
+      auto err =
+          accounts_.update(txn, id, [&](std::optional<balance_row>& row) {
+            if (!row) row.emplace();
+            std::visit(
+                [&](const auto& e) {
+                  using T = std::decay_t<decltype(e)>;
+                  if constexpr (std::is_same_v<T, account_opened>) {
+                    row->owner = e.owner;
+                    opened += 1;
+                  } else if constexpr (std::is_same_v<T, money_deposited>) {
+                    row->balance += e.amount;
+                    delta += e.amount;
+                  } else if constexpr (std::is_same_v<T, money_withdrawn>) {
+                    row->balance -= e.amount;
+                    delta -= e.amount;
+                  } else {
+                    row->open = false;
+                  }
+                },
+                *ev);
+          });
+      if (err) return err;
+    }
+    if (delta == 0 && opened == 0) return {};
     return totals_.update(txn, "all", [&](std::optional<totals_row>& sums) {
       if (!sums) sums.emplace();
       sums->accounts += opened;

@@ -5,6 +5,7 @@
 #include <future>
 #include <map>
 #include <random>
+#include <thread>
 
 #include <boost/test/unit_test.hpp>
 
@@ -75,6 +76,28 @@ struct fixture : actors::aggregate_fixture<counter> {
       return cleared ? persistence::error{} : cleared.error();
     };
     return spec;
+  }
+
+  using calls_type = std::vector<std::vector<uint64_t>>;
+
+  // Turns the per-event handler of `spec` into a group handler doing the
+  // same, event by event, that records the positions of each call (also
+  // of calls whose writes were rolled back).
+  static std::shared_ptr<calls_type> as_group(actors::projection_spec& spec) {
+    auto calls = std::make_shared<calls_type>();
+    auto each = std::move(spec.apply);
+    spec.apply = nullptr;
+    spec.apply_group =
+        [each, calls](persistence::write_txn& txn,
+                      const std::vector<persistence::event_envelope>& events) {
+          calls->emplace_back();
+          for (auto& env : events) {
+            calls->back().push_back(env.position);
+            if (auto err = each(txn, env)) return err;
+          }
+          return persistence::error{};
+        };
+    return calls;
   }
 
   caf::actor spawn(actors::projection_spec spec) {
@@ -482,6 +505,18 @@ BOOST_AUTO_TEST_CASE(bad_specs_are_rejected) {
   BOOST_CHECK(runtime::is(res.error(), runtime::errc::invalid_argument));
   auto unnamed = f.totals("", "t", actors::failure_strategy::fail);
   BOOST_CHECK(!actors::spawn_projection(f.system(), ctx, unnamed));
+  // Exactly one handler: not per event and grouped at once.
+  auto both = f.totals("both", "t", actors::failure_strategy::fail);
+  both.apply_group = [](persistence::write_txn&,
+                        const std::vector<persistence::event_envelope>&) {
+    return persistence::error{};
+  };
+  res = actors::spawn_projection(f.system(), ctx, both);
+  BOOST_REQUIRE(!res);
+  BOOST_CHECK_MESSAGE(
+      runtime::describe(res.error()).find("exactly one handler") !=
+          std::string::npos,
+      runtime::describe(res.error()));
 }
 
 BOOST_AUTO_TEST_CASE(live_events_are_handled_in_the_commit_that_writes_them) {
@@ -629,6 +664,157 @@ BOOST_AUTO_TEST_CASE(a_poison_event_among_filtered_out_ones_in_a_tail_write) {
   BOOST_REQUIRE_EQUAL(dead.size(), 1u);
   BOOST_CHECK_EQUAL(dead[0].position, 5u);
   BOOST_CHECK_EQUAL(dead[0].stream_id, "counter-c1");
+}
+
+BOOST_AUTO_TEST_CASE(a_group_handler_gets_each_write_s_events_in_one_call) {
+  for (auto mode : write_modes) {
+    BOOST_TEST_CONTEXT("mode " << mode.name) {
+      fixture f;
+      // Positions 1..30: c1 adds its position, except every third event,
+      // which goes to x1 and is filtered out.
+      std::vector<uint64_t> matching;
+      for (int i = 1; i <= 30; ++i) {
+        f.given(i % 3 == 0 ? "x1" : "c1", {added{i}});
+        if (i % 3 != 0) matching.push_back(static_cast<uint64_t>(i));
+      }
+      auto spec = f.totals("totals", "t", actors::failure_strategy::fail);
+      spec.filter.stream_prefix = "counter-c";
+      spec.options.batch_size = 4;
+      spec.options.in_commit = mode.in_commit;
+      spec.options.write_pipeline = mode.pipeline;
+      auto calls = fixture::as_group(spec);
+      auto p = f.spawn(spec);
+      BOOST_CHECK_EQUAL(f.status(p).offset, 30u);
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 465 - 165);  // without 3, 6, ..
+      BOOST_CHECK_EQUAL(f.total("t", "x1"), 0);
+      // One call per written batch, with its matching events in order.
+      std::vector<uint64_t> seen;
+      for (auto& call : *calls) {
+        BOOST_CHECK(!call.empty());
+        BOOST_CHECK_LE(call.size(), 3u);  // 4 read, one filtered out
+        seen.insert(seen.end(), call.begin(), call.end());
+      }
+      BOOST_CHECK(seen == matching);
+      BOOST_CHECK_EQUAL(calls->size(), 8u);  // ceil(30 / 4) batches
+      // Live: the events of one commit reach the handler in one call (in
+      // the commit itself with in_commit).
+      calls->clear();
+      actors::variant_codec<counter::event> codec{f.registry()};
+      auto release = f.hold_writer();
+      for (int n = 1; n <= 3; ++n) {
+        auto ev = codec.encode(counter::event{added{n}});
+        BOOST_REQUIRE(ev);
+        f.journal().append(
+            actors::stream_of<counter>("c2"), {std::move(*ev)},
+            persistence::expected_version::any(),
+            [](persistence::expected<persistence::append_result>) {});
+      }
+      caf::anon_send(p, runtime::head_atom::value, uint64_t{33});
+      f.scheduler().run();
+      release->set_value();
+      f.run();
+      // Without in_commit the projection reads them after the commit (told
+      // by the event bus in a node).
+      while (f.journal().head_position() < 33) std::this_thread::sleep_for(1ms);
+      caf::anon_send(p, runtime::head_atom::value, uint64_t{33});
+      f.run();
+      BOOST_CHECK_EQUAL(f.total("t", "c2"), 6);
+      BOOST_CHECK_EQUAL(f.status(p).offset, 33u);
+      BOOST_CHECK((*calls == fixture::calls_type{{31, 32, 33}}));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_group_is_retried_one_event_at_a_time) {
+  for (auto mode : write_modes) {
+    BOOST_TEST_CONTEXT("mode " << mode.name) {
+      fixture f;
+      *f.broken = true;
+      // As in the pipeline test: 10 adds 13 (fails), 13 adds 31.
+      for (int i = 1; i <= 30; ++i)
+        f.given("c1", {added{i == 10 ? 13 : i == 13 ? 31 : i}});
+      auto spec =
+          f.totals("totals", "t", actors::failure_strategy::retry_then_skip);
+      spec.options.batch_size = 4;
+      spec.options.in_commit = mode.in_commit;
+      spec.options.write_pipeline = mode.pipeline;
+      auto calls = fixture::as_group(spec);
+      auto p = f.spawn(spec);
+      // The group [9..12] failed; handled again one event per call, 9
+      // passed and 10 failed alone: 9 is committed, 10 meets the strategy.
+      auto st = f.status(p);
+      BOOST_CHECK_EQUAL(st.offset, 9u);
+      BOOST_CHECK_EQUAL(st.attempts, 1u);
+      BOOST_CHECK_MESSAGE(st.last_error.find("unlucky") != std::string::npos,
+                          st.last_error);
+      BOOST_CHECK_EQUAL(f.dump("t").back().second, "9");  // "~last"
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 45);
+      auto group =
+          std::find(calls->begin(), calls->end(), std::vector<uint64_t>{9, 10});
+      BOOST_REQUIRE(group != calls->end());  // failed at its second event
+      BOOST_REQUIRE(calls->end() - group >= 3);
+      BOOST_CHECK((*(group + 1) == std::vector<uint64_t>{9}));
+      BOOST_CHECK((*(group + 2) == std::vector<uint64_t>{10}));
+      f.advance(100ms);
+      f.advance(200ms);  // the second retry fails too: parked, then on
+      st = f.status(p);
+      BOOST_CHECK_EQUAL(st.offset, 30u);
+      BOOST_CHECK_EQUAL(st.attempts, 0u);
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 465 - 10 - 13 + 31);
+      auto dead = f.dead_letters(p);
+      BOOST_REQUIRE_EQUAL(dead.size(), 1u);
+      BOOST_CHECK_EQUAL(dead[0].position, 10u);
+      // Fixed: the letter is handled as a group of one, exactly once.
+      *f.broken = false;
+      calls->clear();
+      BOOST_REQUIRE(f.command(p, actors::retry_dead_atom::value, uint64_t{10}));
+      BOOST_CHECK((*calls == fixture::calls_type{{10}}));
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 465 - 10 + 31);
+      BOOST_CHECK(f.dead_letters(p).empty());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_group_that_fails_only_as_a_group_loses_nothing) {
+  for (auto mode : write_modes) {
+    BOOST_TEST_CONTEXT("mode " << mode.name) {
+      fixture f;
+      for (int i = 1; i <= 8; ++i) f.given("c1", {added{i}});
+      auto spec = f.totals("totals", "t", actors::failure_strategy::fail);
+      spec.options.batch_size = 4;
+      spec.options.in_commit = mode.in_commit;
+      spec.options.write_pipeline = mode.pipeline;
+      auto calls = fixture::as_group(spec);
+      // Refuses the first group of more than one event it is given (a
+      // limit of the model, say): nothing is wrong with any single event.
+      auto refused = std::make_shared<bool>(false);
+      auto inner = spec.apply_group;
+      spec.apply_group =
+          [inner, refused](
+              persistence::write_txn& txn,
+              const std::vector<persistence::event_envelope>& events) {
+            if (events.size() > 1 && !*refused) {
+              *refused = true;
+              return persistence::error{persistence::errc::invalid_argument,
+                                        "group too large"};
+            }
+            return inner(txn, events);
+          };
+      auto p = f.spawn(spec);
+      BOOST_CHECK(*refused);
+      auto st = f.status(p);
+      BOOST_CHECK_EQUAL(st.offset, 8u);
+      BOOST_CHECK_EQUAL(st.attempts, 0u);
+      BOOST_CHECK(st.last_error.empty());
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 36);  // each event once
+      BOOST_CHECK(f.dead_letters(p).empty());
+      // The refused batch went one event per call, the next as a group.
+      BOOST_REQUIRE_GE(calls->size(), 5u);
+      for (uint64_t i = 0; i < 4; ++i)
+        BOOST_CHECK(((*calls)[i] == std::vector<uint64_t>{i + 1}));
+      BOOST_CHECK(((*calls)[4] == std::vector<uint64_t>{5, 6, 7, 8}));
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_backlog_is_caught_up_then_live_runs_in_commit) {

@@ -91,6 +91,18 @@ struct projection_filter {
 using exactly_once_handler = std::function<persistence::error(
     persistence::write_txn&, const persistence::event_envelope&)>;
 
+/// Grouped exactly-once handler: like `exactly_once_handler`, but called
+/// once per write with all the events it handles that match the filter, in
+/// order (at most `batch_size`, never none), so that a read model can fold
+/// them into one update of a row many events change (a total, a counter):
+/// Akka Projections' grouped exactly-once handler. Runs where the
+/// per-event handler runs (on the writer thread for tail writes). If it
+/// fails, its writes are rolled back and the same events are handled again
+/// in groups of one, so that the failing event is found and meets the
+/// failure strategy alone; the events before it are committed.
+using exactly_once_group_handler = std::function<persistence::error(
+    persistence::write_txn&, const std::vector<persistence::event_envelope>&)>;
+
 /// At-least-once handler: performs side effects for a group of events
 /// (`group_size`), in the projection actor. The offset is stored after it
 /// returned, so after a crash the group may be handled again: the handler
@@ -143,7 +155,7 @@ struct projection_options {
 };
 
 /// A projection: a unique name (its offset, status and dead letters are
-/// stored under it), a filter, and exactly one of the two handlers.
+/// stored under it), a filter, and exactly one of the three handlers.
 struct projection_spec {
   /// Unique per node; 1..200 bytes, no NUL.
   std::string name;
@@ -157,9 +169,13 @@ struct projection_spec {
   projection_filter filter;
   /// Set this for a read model in mnemo's LMDB environment.
   exactly_once_handler apply;
+  /// Or this, for a read model that folds the events of a write into one
+  /// update.
+  exactly_once_group_handler apply_group;
   /// Or this, for external side effects.
   at_least_once_handler effect;
-  /// Needed by `rebuild_atom` for exactly-once projections.
+  /// Needed by `rebuild_atom` for exactly-once projections (`apply` or
+  /// `apply_group`).
   clear_function clear;
   projection_options options;
 };
