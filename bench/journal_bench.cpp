@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -104,6 +105,17 @@ double process_cpu_seconds() {
   ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) +
          static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// Bytes the process has passed to write system calls so far (`wchar` of
+// /proc/self/io): for LMDB, the pages and meta pages its commits write.
+uint64_t process_written_bytes() {
+  std::ifstream io{"/proc/self/io"};
+  std::string key;
+  uint64_t value = 0;
+  while (io >> key >> value)
+    if (key == "wchar:") return value;
+  return 0;
 }
 
 double seconds_since(clock_type::time_point t0) {
@@ -425,11 +437,13 @@ json bench_append(const fs::path& base, const options& opt,
   auto dir = base / ("append-" + tag);
   std::cerr << "journal.append " << tag << " ...\n";
   std::unique_ptr<append_run> run;
+  auto written0 = process_written_bytes();
   {
     auto j = open_journal(dir, opt.mode);
     run = std::make_unique<append_run>(*j, cfg, opt.submit_from_callback);
     run->run();
   }
+  auto written = process_written_bytes() - written0;
   auto events = run->events();
   auto rate = static_cast<double>(events) / run->seconds();
   auto mean_batch = static_cast<double>(events) /
@@ -445,12 +459,14 @@ json bench_append(const fs::path& base, const options& opt,
   std::cerr << "  " << events << " events, " << run->commits()
             << " commits; raw LMDB with batches of " << batch << " ...\n";
   double raw = 0;
+  auto raw_written0 = process_written_bytes();
   try {
     raw = raw_lmdb::rate(base / ("raw-" + tag), lmdb_flags(opt.mode),
                          record_bytes, batch, events);
   } catch (const std::exception& e) {
     die(e.what());
   }
+  auto raw_written = process_written_bytes() - raw_written0;
   json out;
   out["bench"] = "journal.append";
   out["durability"] = to_string(opt.mode);
@@ -471,6 +487,12 @@ json bench_append(const fs::path& base, const options& opt,
   out["cpu_us_per_event"] = round_to(run->cpu_seconds() * 1e6 / counted, 2);
   // Mean duration of the journal's mdb_txn_commit (page writes + syncs).
   out["commit_ms"] = round_to(run->commit_ms(), 3);
+  // Bytes written to the data file per event, by the journal and by the raw
+  // loop (same events): what each commit's sync waits for.
+  out["written_bytes_per_event"] =
+      round_to(static_cast<double>(written) / counted, 1);
+  out["raw_written_bytes_per_event"] =
+      round_to(static_cast<double>(raw_written) / counted, 1);
   return out;
 }
 
