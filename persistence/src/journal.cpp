@@ -691,6 +691,7 @@ journal_stats journal::stats() const noexcept {
   result.requests = get(c.requests);
   result.events = get(c.events);
   result.map_grows = get(c.map_grows);
+  result.compactions = get(c.compactions);
   result.commit_us_sum = get(c.commit_us_sum);
   for (size_t i = 0; i < result.batch_events.size(); ++i)
     result.batch_events[i] = get(c.batch_events[i]);

@@ -168,6 +168,9 @@ struct journal::impl {
   std::vector<head_order> sorted_heads;
   std::unordered_map<std::string, cached_head> heads;
   std::vector<cached_head*> dirty_heads;
+  // Writer thread only: entries of mnemo.streams and mnemo.tables when
+  // `compact_sparse` last considered them.
+  uint64_t compaction_seen[2] = {0, 0};
   // Writer thread only: cursor on mnemo.event_ids in the transaction in
   // progress (null outside one).
   MDB_cursor* event_ids_cursor = nullptr;
@@ -183,6 +186,7 @@ struct journal::impl {
     std::atomic<uint64_t> requests{0};
     std::atomic<uint64_t> events{0};
     std::atomic<uint64_t> map_grows{0};
+    std::atomic<uint64_t> compactions{0};
     std::atomic<uint64_t> commit_us_sum{0};
     std::array<std::atomic<uint64_t>, journal_stats::batch_bounds.size() + 1>
         batch_events{};
@@ -244,6 +248,10 @@ struct journal::impl {
   void settle_heads(bool committed);
   /// Writes the heads changed in the current transaction.
   int flush_heads(detail::txn_state& st);
+  /// Rewrites mnemo.streams and mnemo.tables densely, in a child of the
+  /// current transaction, when they are small and sparse (writer.cpp).
+  /// Returns an LMDB code only for a full map; other failures skip it.
+  int compact_sparse(detail::txn_state& st);
   /// Opens the writer's cursors in `st`; returns the LMDB code.
   int open_cursors(detail::txn_state& st);
   /// Closes them; call before the transaction ends.

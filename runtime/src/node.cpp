@@ -61,6 +61,9 @@ void node::add_journal_metrics() {
   count("mnemo_journal_events_total", "Events written.", &stats::events);
   count("mnemo_journal_map_grows_total", "Times the LMDB map grew.",
         &stats::map_grows);
+  count("mnemo_journal_compactions_total",
+        "Times the stream heads or read-model tables were rewritten densely.",
+        &stats::compactions);
   journal_metrics_.push_back(m.histogram_fn(
       "mnemo_journal_commit_events", "Events per group commit.", {}, [j] {
         auto st = j->stats();

@@ -121,6 +121,10 @@ struct journal_stats {
   uint64_t events = 0;
   /// Times the memory map grew.
   uint64_t map_grows = 0;
+  /// Times the stream heads or the read-model tables were rewritten densely
+  /// (a group commit does that when one of them is small, has grown by a
+  /// quarter, and its pages are less than three quarters full).
+  uint64_t compactions = 0;
   /// Events per committed transaction that wrote events.
   std::array<uint64_t, batch_bounds.size() + 1> batch_events{};
   /// Durations of the commits.
