@@ -571,22 +571,32 @@ struct write_mode {
 const write_mode write_modes[] = {
     {"in_commit", true, 4}, {"pipelined", false, 4}, {"one_write", false, 1}};
 
+// The totals projection of `f`, writing in `mode`, 4 events per batch.
+actors::projection_spec totals_in(fixture& f, write_mode mode,
+                                  actors::failure_strategy strategy) {
+  auto spec = f.totals("totals", "t", strategy);
+  spec.options.batch_size = 4;
+  spec.options.in_commit = mode.in_commit;
+  spec.options.write_pipeline = mode.pipeline;
+  return spec;
+}
+
+// Positions 1..30 of c1 add their position, except 10, which adds 13 (the
+// unlucky number), and 13, which adds 31.
+void given_thirty_with_an_unlucky_one(fixture& f) {
+  for (int i = 1; i <= 30; ++i)
+    f.given("c1", {added{i == 10 ? 13 : i == 13 ? 31 : i}});
+}
+
 BOOST_AUTO_TEST_CASE(
     a_failing_write_in_the_pipeline_loses_and_repeats_nothing) {
   for (auto mode : write_modes) {
     BOOST_TEST_CONTEXT("mode " << mode.name) {
       fixture f;
       *f.broken = true;
-      // Positions 1..30 add their position, except 10, which adds 13 (the
-      // unlucky number), and 13, which adds 31.
-      for (int i = 1; i <= 30; ++i)
-        f.given("c1", {added{i == 10 ? 13 : i == 13 ? 31 : i}});
-      auto spec =
-          f.totals("totals", "t", actors::failure_strategy::retry_then_skip);
-      spec.options.batch_size = 4;
-      spec.options.in_commit = mode.in_commit;
-      spec.options.write_pipeline = mode.pipeline;
-      auto p = f.spawn(spec);
+      given_thirty_with_an_unlucky_one(f);
+      auto p = f.spawn(
+          totals_in(f, mode, actors::failure_strategy::retry_then_skip));
       // [9..12] failed at 10 while the batches behind it were submitted
       // (pipelined); they changed nothing: the good prefix 9 is the offset
       // and the last position the model saw.
@@ -677,11 +687,8 @@ BOOST_AUTO_TEST_CASE(a_group_handler_gets_each_write_s_events_in_one_call) {
         f.given(i % 3 == 0 ? "x1" : "c1", {added{i}});
         if (i % 3 != 0) matching.push_back(static_cast<uint64_t>(i));
       }
-      auto spec = f.totals("totals", "t", actors::failure_strategy::fail);
+      auto spec = totals_in(f, mode, actors::failure_strategy::fail);
       spec.filter.stream_prefix = "counter-c";
-      spec.options.batch_size = 4;
-      spec.options.in_commit = mode.in_commit;
-      spec.options.write_pipeline = mode.pipeline;
       auto calls = fixture::as_group(spec);
       auto p = f.spawn(spec);
       BOOST_CHECK_EQUAL(f.status(p).offset, 30u);
@@ -730,14 +737,8 @@ BOOST_AUTO_TEST_CASE(a_failing_group_is_retried_one_event_at_a_time) {
     BOOST_TEST_CONTEXT("mode " << mode.name) {
       fixture f;
       *f.broken = true;
-      // As in the pipeline test: 10 adds 13 (fails), 13 adds 31.
-      for (int i = 1; i <= 30; ++i)
-        f.given("c1", {added{i == 10 ? 13 : i == 13 ? 31 : i}});
-      auto spec =
-          f.totals("totals", "t", actors::failure_strategy::retry_then_skip);
-      spec.options.batch_size = 4;
-      spec.options.in_commit = mode.in_commit;
-      spec.options.write_pipeline = mode.pipeline;
+      given_thirty_with_an_unlucky_one(f);
+      auto spec = totals_in(f, mode, actors::failure_strategy::retry_then_skip);
       auto calls = fixture::as_group(spec);
       auto p = f.spawn(spec);
       // The group [9..12] failed; handled again one event per call, 9
@@ -780,10 +781,7 @@ BOOST_AUTO_TEST_CASE(a_group_that_fails_only_as_a_group_loses_nothing) {
     BOOST_TEST_CONTEXT("mode " << mode.name) {
       fixture f;
       for (int i = 1; i <= 8; ++i) f.given("c1", {added{i}});
-      auto spec = f.totals("totals", "t", actors::failure_strategy::fail);
-      spec.options.batch_size = 4;
-      spec.options.in_commit = mode.in_commit;
-      spec.options.write_pipeline = mode.pipeline;
+      auto spec = totals_in(f, mode, actors::failure_strategy::fail);
       auto calls = fixture::as_group(spec);
       // Refuses the first group of more than one event it is given (a
       // limit of the model, say): nothing is wrong with any single event.

@@ -64,6 +64,25 @@ std::vector<std::string> shuffled_names(const std::string& prefix, size_t n,
   return names;
 }
 
+// Inserts `keys` in order, one commit each, with `insert`, until a commit
+// has compacted with at least 1000 of them; returns how many it inserted.
+template <class F>
+size_t insert_until_compacted(persistence::journal& j,
+                              const std::vector<std::string>& keys, F insert) {
+  size_t inserted = 0;
+  uint64_t compactions = 0;
+  for (auto& key : keys) {
+    insert(key);
+    ++inserted;
+    auto now = j.stats().compactions;
+    if (now > compactions) {
+      compactions = now;
+      if (inserted >= 1000) break;
+    }
+  }
+  return inserted;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(compaction)
@@ -71,23 +90,17 @@ BOOST_AUTO_TEST_SUITE(compaction)
 BOOST_AUTO_TEST_CASE(stream_heads_become_dense_and_stay_so_under_updates) {
   test::journal_fixture f;
   auto names = shuffled_names("stream-", 4000, 7);
-  // New streams in random order, one commit each, until a commit has
-  // compacted the heads with at least 1000 of them.
-  size_t created = 0;
-  uint64_t compactions = 0;
-  for (auto& name : names) {
-    auto res =
-        f.j->append(name, {event_of("created")}, expected_version::no_stream());
-    BOOST_REQUIRE_MESSAGE(res, test::why(res));
-    ++created;
-    auto now = f.j->stats().compactions;
-    if (now > compactions) {
-      compactions = now;
-      if (created >= 1000) break;
-    }
-  }
+  // New streams in random order, until a commit has compacted the heads
+  // with at least 1000 of them.
+  auto created =
+      insert_until_compacted(*f.j, names, [&](const std::string& name) {
+        auto res = f.j->append(name, {event_of("created")},
+                               expected_version::no_stream());
+        BOOST_REQUIRE_MESSAGE(res, test::why(res));
+      });
   BOOST_REQUIRE_GE(created, 1000u);
-  BOOST_REQUIRE_GE(compactions, 2u);  // at 256 and at least once more
+  // At 256 and at least once more.
+  BOOST_REQUIRE_GE(f.j->stats().compactions, 2u);
   names.resize(created);
   f.j.reset();
   auto dense = stat_of(f.dir.sub("data"), "mnemo.streams");
@@ -134,20 +147,13 @@ BOOST_AUTO_TEST_CASE(read_model_rows_become_dense_with_their_values_intact) {
   auto value_of = [](const std::string& key) {
     return "value of " + key + std::string(20 - key.size() % 7, '.');
   };
-  size_t written = 0;
-  uint64_t compactions = 0;
-  for (auto& key : keys) {
-    auto err = f.j->write([&](persistence::write_txn& txn) {
-      return table_store::put_in(txn, "rows", key, value_of(key));
-    });
-    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
-    ++written;
-    auto now = f.j->stats().compactions;
-    if (now > compactions) {
-      compactions = now;
-      if (written >= 1000) break;
-    }
-  }
+  auto written =
+      insert_until_compacted(*f.j, keys, [&](const std::string& key) {
+        auto err = f.j->write([&](persistence::write_txn& txn) {
+          return table_store::put_in(txn, "rows", key, value_of(key));
+        });
+        BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+      });
   BOOST_REQUIRE_GE(written, 1000u);
   keys.resize(written);
   // Stored keys are "rows" NUL key; the values vary in size.
