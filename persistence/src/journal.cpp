@@ -13,8 +13,10 @@
 #include <filesystem>
 #include <future>
 #include <limits>
+#include <map>
 #include <system_error>
 
+#include "head_log.hpp"
 #include "journal_impl.hpp"
 #include "mnemo/persistence/stream_export.hpp"
 #include "mnemo/persistence/table_store.hpp"
@@ -150,6 +152,9 @@ error corrupt_head(std::string_view stream) {
 error read_head(detail::txn_state& st, std::string_view stream,
                 head_record& out) {
   out = head_record{};
+  bool logged = false;
+  if (auto err = find_logged_head(st, stream, out, logged)) return err;
+  if (logged) return {};
   auto key = to_val(stream);
   MDB_val val;
   auto rc = mdb_get(st.txn, st.dbs->streams, &key, &val);
@@ -232,7 +237,8 @@ error journal::impl::open_databases() {
   // lacks them. A writable open creates them; a read-only open leaves the
   // handle 0, which reads as empty.
   for (auto [name, dbi] : {named{"mnemo.tables", &dbs.tables},
-                           named{"mnemo.dead_letters", &dbs.dead_letters}}) {
+                           named{"mnemo.dead_letters", &dbs.dead_letters},
+                           named{"mnemo.head_log", &dbs.head_log}}) {
     auto rc2 = mdb_dbi_open(st.txn, name, create, dbi);
     if (rc2 == MDB_NOTFOUND && cfg.read_only)
       *dbi = 0;
@@ -242,7 +248,7 @@ error journal::impl::open_databases() {
   MDB_val key = to_val("format_version");
   MDB_val val;
   if (fresh) {
-    be64_key version{format_version};
+    be64_key version{written_format};
     auto v = version.val();
     if (auto rc2 = mdb_put(st.txn, dbs.meta, &key, &v, 0))
       return abort(lmdb_error(rc2, "mdb_put(format_version)"));
@@ -253,12 +259,21 @@ error journal::impl::open_databases() {
           errc::format_mismatch,
           "'" + cfg.directory + "' has no readable mnemo format version"});
     auto stored = get_be64(static_cast<const char*>(val.mv_data));
-    if (stored != format_version)
-      return abort(error{errc::format_mismatch,
-                         "'" + cfg.directory + "' has on-disk format version " +
-                             std::to_string(stored) + "; this build reads " +
-                             std::to_string(format_version) +
-                             " (see docs/format.md)"});
+    if (stored != written_format && stored != 1)
+      return abort(
+          error{errc::format_mismatch,
+                "'" + cfg.directory + "' has on-disk format version " +
+                    std::to_string(stored) + "; this build reads 1 and " +
+                    std::to_string(written_format) + " (see docs/format.md)"});
+    stored_format = stored;
+    if (stored == 1 && !cfg.read_only) {
+      stored_format = written_format;
+      // Format 1 is format 2 with an empty head log (created above).
+      be64_key version{written_format};
+      auto v = version.val();
+      if (auto rc2 = mdb_put(st.txn, dbs.meta, &key, &v, 0))
+        return abort(lmdb_error(rc2, "mdb_put(format_version)"));
+    }
     key = to_val("head");
     if (mdb_get(st.txn, dbs.meta, &key, &val) == 0 && val.mv_size == 8)
       head = get_be64(static_cast<const char*>(val.mv_data));
@@ -283,6 +298,7 @@ expected<std::unique_ptr<journal>> journal::open(journal_config cfg) {
   d.lock_fd = lock_fd;
   auto err = d.open_env();
   if (!err) err = d.open_databases();
+  if (!err && !d.cfg.read_only) err = d.count_head_log();
   if (err) {
     if (d.env != nullptr) mdb_env_close(d.env);
     d.env = nullptr;
@@ -618,6 +634,15 @@ expected<std::vector<stream_head>> journal::list_streams(std::string_view after,
   std::vector<stream_head> result;
   if (max == 0) return result;
   auto err = impl_->with_read([&](detail::txn_state& st) -> error {
+    // The heads in mnemo.streams, overridden by newer ones in the head log
+    // (which also has streams created since it was last folded in).
+    std::map<std::string, head_record, std::less<>> logged;
+    if (auto err = read_head_log(st, logged)) return err;
+    auto next_logged = logged.upper_bound(after);
+    auto emit = [&](std::string_view stream, const head_record& head) {
+      result.push_back(
+          stream_head{std::string{stream}, head.highest, head.deleted_to});
+    };
     cursor cur;
     if (auto err = cur.open(st, st.dbs->streams)) return err;
     MDB_val key = to_val(after);
@@ -625,14 +650,26 @@ expected<std::vector<stream_head>> journal::list_streams(std::string_view after,
     auto rc = after.empty() ? cur.get(key, val, MDB_FIRST)
                             : cur.get(key, val, MDB_SET_RANGE);
     for (; rc == 0 && result.size() < max; rc = cur.get(key, val, MDB_NEXT)) {
-      if (to_view(key) == after) continue;
+      auto stream = to_view(key);
+      if (stream == after) continue;
+      for (; next_logged != logged.end() && next_logged->first < stream &&
+             result.size() < max;
+           ++next_logged)
+        emit(next_logged->first, next_logged->second);
+      if (result.size() == max) break;
+      if (next_logged != logged.end() && next_logged->first == stream) {
+        emit(stream, next_logged->second);
+        ++next_logged;
+        continue;
+      }
       head_record head;
-      if (!decode_head(val, head)) return corrupt_head(to_view(key));
-      result.push_back(stream_head{std::string{to_view(key)}, head.highest,
-                                   head.deleted_to});
+      if (!decode_head(val, head)) return corrupt_head(stream);
+      emit(stream, head);
     }
     if (rc != MDB_NOTFOUND && rc != 0)
       return st.check(rc, "mdb_cursor_get (streams)");
+    for (; next_logged != logged.end() && result.size() < max; ++next_logged)
+      emit(next_logged->first, next_logged->second);
     return {};
   });
   if (err) return err;
@@ -676,6 +713,10 @@ const journal_config& journal::config() const noexcept {
   return impl_->cfg;
 }
 
+uint64_t journal::format_version() const noexcept {
+  return impl_->stored_format;
+}
+
 uint64_t journal::map_size() const noexcept {
   return impl_->map_size.load();
 }
@@ -692,6 +733,7 @@ journal_stats journal::stats() const noexcept {
   result.events = get(c.events);
   result.map_grows = get(c.map_grows);
   result.compactions = get(c.compactions);
+  result.head_folds = get(c.head_folds);
   result.commit_us_sum = get(c.commit_us_sum);
   for (size_t i = 0; i < result.batch_events.size(); ++i)
     result.batch_events[i] = get(c.batch_events[i]);

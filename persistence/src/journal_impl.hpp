@@ -9,6 +9,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <variant>
@@ -24,8 +25,9 @@
 
 namespace mnemo::persistence {
 
-/// Version of the on-disk format this build reads and writes.
-constexpr uint32_t format_version = 1;
+/// Version of the on-disk format this build writes. It also reads format 1
+/// (format 2 without mnemo.head_log) and upgrades it on a writable open.
+constexpr uint32_t written_format = 2;
 
 /// The head record of a stream as stored in mnemo.streams.
 struct head_record {
@@ -119,6 +121,8 @@ struct journal::impl {
   mutable std::shared_mutex resize_mtx;
   std::atomic<uint64_t> head{0};
   std::atomic<uint64_t> map_size{0};
+  // The directory's format version, as opened (or upgraded).
+  uint64_t stored_format = written_format;
 
   std::mutex mtx;
   std::condition_variable cv;
@@ -168,6 +172,18 @@ struct journal::impl {
   std::vector<head_order> sorted_heads;
   std::unordered_map<std::string, cached_head> heads;
   std::vector<cached_head*> dirty_heads;
+  // Writer thread only: records and entries in mnemo.head_log (as
+  // committed), and what the transaction in progress does to it.
+  uint64_t log_records = 0;
+  uint64_t log_entries = 0;
+  enum class head_write { none, logged, folded } pending_heads{};
+  // Writer thread only: scratch space of `fold_heads`, kept for its
+  // capacity.
+  std::unordered_map<std::string_view, head_record> fold_heads_map;
+  std::vector<const std::pair<const std::string_view, head_record>*> fold_order;
+  // Writer thread only: why the last failed commit failed when that is not
+  // an LMDB code (a damaged head log record found while folding).
+  error commit_error;
   // Writer thread only: entries of mnemo.streams and mnemo.tables when
   // `compact_sparse` last considered them.
   uint64_t compaction_seen[2] = {0, 0};
@@ -187,6 +203,7 @@ struct journal::impl {
     std::atomic<uint64_t> events{0};
     std::atomic<uint64_t> map_grows{0};
     std::atomic<uint64_t> compactions{0};
+    std::atomic<uint64_t> head_folds{0};
     std::atomic<uint64_t> commit_us_sum{0};
     std::array<std::atomic<uint64_t>, journal_stats::batch_bounds.size() + 1>
         batch_events{};
@@ -246,8 +263,24 @@ struct journal::impl {
   void store_head(cached_head& entry, const head_record& value);
   /// Ends the transaction for the cached heads: keep or drop pending values.
   void settle_heads(bool committed);
-  /// Writes the heads changed in the current transaction.
+  /// Stores the heads changed in the current transaction: as a record of
+  /// the head log keyed by `last_position`, or, every few dozen commits or
+  /// when `last_position` is 0 (no events), by folding the log and them
+  /// into mnemo.streams. Sets `pending_heads`.
+  int store_heads(detail::txn_state& st, uint64_t last_position);
+  /// Writes the changed heads (in key order) into mnemo.streams.
   int flush_heads(detail::txn_state& st);
+  /// Appends the changed heads to the head log as one record.
+  int log_heads(detail::txn_state& st, uint64_t last_position);
+  /// Writes the log's heads, then the changed ones, into mnemo.streams and
+  /// empties the log.
+  int fold_heads(detail::txn_state& st);
+  /// Sorts `dirty_heads` by stream into `sorted_heads`.
+  void sort_dirty_heads();
+  /// Counts the records and entries of the head log (at open).
+  error count_head_log();
+  /// Folds the head log in a transaction of its own (at close).
+  void fold_head_log_at_close();
   /// Rewrites mnemo.streams and mnemo.tables densely, in a child of the
   /// current transaction, when they are small and sparse (writer.cpp).
   /// Returns an LMDB code only for a full map; other failures skip it.

@@ -47,6 +47,9 @@ struct databases {
   /// that predates it): reads treat it as empty.
   MDB_dbi tables = 0;
   MDB_dbi dead_letters = 0;
+  /// Added in format 2; 0 when a read-only open of a format 1 directory
+  /// found none.
+  MDB_dbi head_log = 0;
 };
 
 namespace detail {

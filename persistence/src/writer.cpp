@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <utility>
 
+#include "head_log.hpp"
 #include "journal_impl.hpp"
 #include "mnemo/persistence/table_store.hpp"
 #include "record_codec.hpp"
@@ -13,6 +16,11 @@ namespace mnemo::persistence {
 namespace {
 
 constexpr size_t max_cached_heads = 100000;
+// The head log is folded into mnemo.streams before it has more records or
+// entries than these: a head lookup reads at most this many records, and a
+// fold writes at most this many heads.
+constexpr uint64_t max_log_records = 32;
+constexpr uint64_t max_log_entries = 16384;
 // Emptied batch vectors kept for reuse by the writer (journal_impl.hpp).
 constexpr size_t max_spare_batches = 4;
 
@@ -147,7 +155,7 @@ void journal::impl::run() {
     {
       std::unique_lock<std::mutex> guard{mtx};
       cv.wait(guard, [this] { return !queue.empty() || stopping; });
-      if (queue.empty()) return;
+      if (queue.empty()) break;
       if (queue.size() <= cfg.max_batch_requests) {
         batch.swap(queue);
       } else {
@@ -161,6 +169,7 @@ void journal::impl::run() {
     process(batch);
     batch.clear();
   }
+  fold_head_log_at_close();
 }
 
 void journal::impl::process(std::vector<request>& batch) {
@@ -192,7 +201,8 @@ void journal::impl::process(std::vector<request>& batch) {
       process(second);
       return;
     }
-    auto err = lmdb_error(rc, "group commit");
+    auto err = commit_error ? std::exchange(commit_error, error{})
+                            : lmdb_error(rc, "group commit");
     stats.failed_commits.fetch_add(1, std::memory_order_relaxed);
     if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) {
       // The commit itself failed: what reached the disk is unknown to us
@@ -295,9 +305,10 @@ int journal::impl::try_commit(std::vector<request>& batch,
       if (rc != 0) return fail(rc);
     }
   }
-  if (auto rc = flush_heads(st)) return fail(rc);
-  if (auto rc = compact_sparse(st)) return fail(rc);
   wrote_events = next_position != first_position;
+  if (auto rc = store_heads(st, wrote_events ? next_position - 1 : 0))
+    return fail(rc);
+  if (auto rc = compact_sparse(st)) return fail(rc);
   if (wrote_events) {
     be64_key value{next_position - 1};
     MDB_val key = to_val("head");
@@ -313,6 +324,14 @@ int journal::impl::try_commit(std::vector<request>& batch,
           .count());
   settle_heads(rc == 0);
   if (rc != 0) return rc;
+  if (pending_heads == head_write::logged) {
+    ++log_records;
+    log_entries += sorted_heads.size();
+  } else if (pending_heads == head_write::folded) {
+    if (log_records > 0)
+      stats.head_folds.fetch_add(1, std::memory_order_relaxed);
+    log_records = log_entries = 0;
+  }
   new_head = next_position - 1;
   return 0;
 }
@@ -586,12 +605,9 @@ void journal::impl::settle_heads(bool committed) {
   if (heads.size() > max_cached_heads) heads.clear();
 }
 
-int journal::impl::flush_heads(detail::txn_state& st) {
-  if (dirty_heads.empty()) return 0;
-  // In key order through one cursor: LMDB then finds most keys on the leaf
-  // page the cursor is already on instead of searching from the root. The
-  // sort compares the cached 16-byte prefixes and only reads the keys of
-  // entries whose prefixes are equal.
+void journal::impl::sort_dirty_heads() {
+  // The sort compares the cached 16-byte prefixes and only reads the keys
+  // of entries whose prefixes are equal.
   sorted_heads.clear();
   for (auto* entry : dirty_heads)
     sorted_heads.push_back({entry->order[0], entry->order[1], entry});
@@ -601,6 +617,24 @@ int journal::impl::flush_heads(detail::txn_state& st) {
               if (a.lo != b.lo) return a.lo < b.lo;
               return *a.entry->stream < *b.entry->stream;  // memcmp order
             });
+}
+
+int journal::impl::store_heads(detail::txn_state& st, uint64_t last_position) {
+  pending_heads = head_write::none;
+  if (dirty_heads.empty()) return 0;
+  sort_dirty_heads();
+  if (last_position != 0 && log_records < max_log_records &&
+      log_entries + sorted_heads.size() <= max_log_entries) {
+    pending_heads = head_write::logged;
+    return log_heads(st, last_position);
+  }
+  pending_heads = head_write::folded;
+  return log_records == 0 ? flush_heads(st) : fold_heads(st);
+}
+
+int journal::impl::flush_heads(detail::txn_state& st) {
+  // In key order through one cursor: LMDB then finds most keys on the leaf
+  // page the cursor is already on instead of searching from the root.
   MDB_cursor* cur = nullptr;
   if (auto rc = mdb_cursor_open(st.txn, dbs.streams, &cur)) return rc;
   char buf[24];
@@ -613,6 +647,114 @@ int journal::impl::flush_heads(detail::txn_state& st) {
   }
   mdb_cursor_close(cur);
   return rc;
+}
+
+int journal::impl::log_heads(detail::txn_state& st, uint64_t last_position) {
+  size_t id_bytes = 0;
+  for (auto& item : sorted_heads) id_bytes += item.entry->stream->size();
+  be64_key pkey{last_position};
+  MDB_val key = pkey.val();
+  MDB_val val{head_log_size(sorted_heads.size(), id_bytes), nullptr};
+  if (auto rc =
+          mdb_put(st.txn, dbs.head_log, &key, &val, MDB_APPEND | MDB_RESERVE))
+    return rc;
+  encode_head_log(static_cast<char*>(val.mv_data), sorted_heads.size(),
+                  [this](size_t i) {
+                    auto* entry = sorted_heads[i].entry;
+                    return std::pair<std::string_view, const head_record&>{
+                        *entry->stream, entry->pending};
+                  });
+  return 0;
+}
+
+int journal::impl::fold_heads(detail::txn_state& st) {
+  // The newest head per stream: the changed ones, then the log's records
+  // newest first. The stream ids point into the log's pages, which stay
+  // mapped and unchanged until the log is emptied at the end.
+  auto& newest = fold_heads_map;
+  newest.clear();
+  for (auto* entry : dirty_heads)
+    newest.emplace(*entry->stream, entry->pending);
+  MDB_cursor* log = nullptr;
+  if (auto rc = mdb_cursor_open(st.txn, dbs.head_log, &log)) return rc;
+  MDB_val key;
+  MDB_val val;
+  int rc = mdb_cursor_get(log, &key, &val, MDB_LAST);
+  for (; rc == 0; rc = mdb_cursor_get(log, &key, &val, MDB_PREV)) {
+    head_log_entries rec{static_cast<const char*>(val.mv_data), val.mv_size};
+    if (key.mv_size != 8 || !rec.parse()) {
+      commit_error = damaged_head_log(
+          key.mv_size == 8 ? get_be64(static_cast<const char*>(key.mv_data))
+                           : 0);
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    for (uint32_t i = 0; i < rec.count; ++i)
+      newest.emplace(rec.stream(i), rec.head(i));  // keeps a newer one
+  }
+  mdb_cursor_close(log);
+  if (rc != MDB_NOTFOUND) return rc;
+  fold_order.clear();
+  for (auto& item : newest) fold_order.push_back(&item);
+  std::sort(fold_order.begin(), fold_order.end(),
+            [](auto* a, auto* b) { return a->first < b->first; });
+  MDB_cursor* cur = nullptr;
+  if ((rc = mdb_cursor_open(st.txn, dbs.streams, &cur)) != 0) return rc;
+  char buf[24];
+  for (auto* item : fold_order) {
+    encode_head(item->second, buf);
+    MDB_val k = to_val(item->first);
+    MDB_val v{24, buf};
+    if ((rc = mdb_cursor_put(cur, &k, &v, 0)) != 0) break;
+  }
+  mdb_cursor_close(cur);
+  if (rc != 0) return rc;
+  return mdb_drop(st.txn, dbs.head_log, 0);
+}
+
+error journal::impl::count_head_log() {
+  return with_read([this](detail::txn_state& st) -> error {
+    cursor cur;
+    if (auto err = cur.open(st, dbs.head_log)) return err;
+    MDB_val key;
+    MDB_val val;
+    int rc = cur.get(key, val, MDB_FIRST);
+    for (; rc == 0; rc = cur.get(key, val, MDB_NEXT)) {
+      // A damaged record counts as one entry; folding it reports it.
+      head_log_entries rec{static_cast<const char*>(val.mv_data), val.mv_size};
+      ++log_records;
+      log_entries += rec.parse() ? rec.count : 1;
+    }
+    if (rc != MDB_NOTFOUND) return st.check(rc, "mdb_cursor_get (head log)");
+    return {};
+  });
+}
+
+void journal::impl::fold_head_log_at_close() {
+  if (log_records == 0) return;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (sticky) return;
+  }
+  // Not needed for correctness (the log is part of the format): it leaves
+  // a closed directory with every head in mnemo.streams. A failure leaves
+  // the log as it was.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    detail::txn_state st;
+    st.dbs = &dbs;
+    if (mdb_txn_begin(env, nullptr, 0, &st.txn) != 0) return;
+    auto rc = fold_heads(st);
+    if (rc == 0)
+      rc = mdb_txn_commit(st.txn);
+    else
+      mdb_txn_abort(st.txn);
+    if (rc == 0) {
+      log_records = log_entries = 0;
+      stats.head_folds.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (rc != MDB_MAP_FULL || !grow_map()) return;
+  }
 }
 
 namespace {

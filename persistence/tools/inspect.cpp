@@ -39,10 +39,6 @@ constexpr uint64_t batch_size = 1000;
 
 constexpr uint64_t unlimited = std::numeric_limits<uint64_t>::max();
 
-// `journal::open` only accepts directories of the format version this build
-// writes, so an opened journal has this version (docs/format.md).
-constexpr uint64_t format_version = 1;
-
 constexpr const char* usage_text = R"(usage:
   mnemo-inspect DATA_DIR streams
   mnemo-inspect DATA_DIR stream STREAM_ID [--from SEQ] [--to SEQ] [--max N]
@@ -256,7 +252,7 @@ class inspector {
     uint64_t streams = 0;
     if (auto err = for_each_stream([&](const mp::stream_head&) { ++streams; }))
       return err;
-    print(json{{"format_version", format_version},
+    print(json{{"format_version", journal_->format_version()},
                {"head_position", journal_->head_position()},
                {"streams", streams},
                {"map_size", journal_->map_size()}});

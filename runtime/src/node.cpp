@@ -64,6 +64,9 @@ void node::add_journal_metrics() {
   count("mnemo_journal_compactions_total",
         "Times the stream heads or read-model tables were rewritten densely.",
         &stats::compactions);
+  count("mnemo_journal_head_folds_total",
+        "Times the head log was folded into the stream heads.",
+        &stats::head_folds);
   journal_metrics_.push_back(m.histogram_fn(
       "mnemo_journal_commit_events", "Events per group commit.", {}, [j] {
         auto st = j->stats();

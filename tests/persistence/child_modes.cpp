@@ -113,11 +113,39 @@ int fsize_writer(int argc, char** argv) {
   }
 }
 
+// Appends argv[1] one-event commits to streams "s-0".."s-3" in turn, in
+// sync mode, each acknowledged before the next; prints "done" and exits
+// without closing the journal, as a crash right after would.
+int unclosed_writer(int argc, char** argv) {
+  if (argc < 2) return 2;
+  journal_config cfg;
+  cfg.directory = argv[0];
+  cfg.mode = durability::sync;
+  auto j = journal::open(cfg);
+  if (!j) {
+    write_line("open-error " + j.error().to_string());
+    return 1;
+  }
+  auto commits = std::stoull(argv[1]);
+  for (uint64_t i = 0; i < commits; ++i) {
+    auto res = (*j)->append("s-" + std::to_string(i % 4),
+                            {make_event("test.unclosed", std::to_string(i))},
+                            expected_version::any());
+    if (!res) {
+      write_line("error " + res.error().to_string());
+      return 1;
+    }
+  }
+  write_line("done");
+  ::_exit(0);
+}
+
 }  // namespace
 
 int run_child(const std::string& mode, int argc, char** argv) {
   if (mode == "crash-writer") return crash_writer(argc, argv);
   if (mode == "fsize-writer") return fsize_writer(argc, argv);
+  if (mode == "unclosed-writer") return unclosed_writer(argc, argv);
   std::fprintf(stderr, "unknown child mode %s\n", mode.c_str());
   return 2;
 }

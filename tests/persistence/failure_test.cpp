@@ -192,9 +192,9 @@ BOOST_AUTO_TEST_CASE(another_format_version_fails_clearly) {
   temp_dir dir;
   auto data = dir.sub("data");
   { auto j = mnemo::test::open_journal(data); }
-  set_format_version(data, 2);
-  check_open_error(data, errc::format_mismatch, "format version 2");
-  check_open_error(data, errc::format_mismatch, "format version 2", true);
+  set_format_version(data, 3);
+  check_open_error(data, errc::format_mismatch, "format version 3");
+  check_open_error(data, errc::format_mismatch, "format version 3", true);
 }
 
 BOOST_AUTO_TEST_CASE(plain_lmdb_environment_is_not_a_journal) {

@@ -125,6 +125,9 @@ struct journal_stats {
   /// (a group commit does that when one of them is small, has grown by a
   /// quarter, and its pages are less than three quarters full).
   uint64_t compactions = 0;
+  /// Times the head log was folded into the stream heads (every few dozen
+  /// commits, and by commits that change heads without appending).
+  uint64_t head_folds = 0;
   /// Events per committed transaction that wrote events.
   std::array<uint64_t, batch_bounds.size() + 1> batch_events{};
   /// Durations of the commits.
@@ -326,6 +329,11 @@ class journal {
 
   /// Returns the current size of the memory map in bytes.
   uint64_t map_size() const noexcept;
+
+  /// Returns the on-disk format version of the directory (docs/format.md,
+  /// 6): this build's, or 1 for a format 1 directory opened read-only (a
+  /// writable open upgrades it).
+  uint64_t format_version() const noexcept;
 
   /// Returns the writer's counters (a consistent-enough copy: each counter
   /// is read atomically, not all of them at one instant).

@@ -1,0 +1,309 @@
+// The head log (docs/format.md, 2.3): a group commit that appends stores its
+// streams' new heads as one record of mnemo.head_log; every few dozen
+// commits, and in commits that change heads without appending, the writer
+// folds the log into mnemo.streams. Heads must read the same either way, in
+// the process and after a crash, and a damaged record must be an error.
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <lmdb.h>
+
+#include <boost/test/unit_test.hpp>
+
+#include "child_modes.hpp"
+#include "test_support.hpp"
+
+using namespace mnemo::persistence;
+using mnemo::test::journal_fixture;
+using mnemo::test::make_event;
+using mnemo::test::temp_dir;
+using mnemo::test::why;
+
+namespace {
+
+// Runs `fn(txn, dbi)` on database `db` of the closed journal in `dir` with
+// plain LMDB, in a write transaction that is committed afterwards.
+void raw_update(const std::string& dir, const char* db,
+                const std::function<void(MDB_txn*, MDB_dbi)>& fn) {
+  MDB_env* env = nullptr;
+  BOOST_REQUIRE_EQUAL(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 16);
+  BOOST_REQUIRE_EQUAL(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
+  MDB_txn* txn = nullptr;
+  BOOST_REQUIRE_EQUAL(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, db, 0, &dbi), 0);
+  fn(txn, dbi);
+  BOOST_REQUIRE_EQUAL(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+// Entries of database `db` of the closed journal in `dir`.
+size_t raw_entries(const std::string& dir, const char* db) {
+  size_t n = 0;
+  raw_update(dir, db, [&](MDB_txn* txn, MDB_dbi dbi) {
+    MDB_stat st;
+    BOOST_REQUIRE_EQUAL(mdb_stat(txn, dbi, &st), 0);
+    n = st.ms_entries;
+  });
+  return n;
+}
+
+// What the journal must report: stream -> highest sequence.
+using heads_map = std::map<std::string, uint64_t>;
+
+void check_heads(const journal& j, const heads_map& expected) {
+  for (auto& [stream, highest] : expected) {
+    auto h = j.highest_sequence(stream);
+    BOOST_REQUIRE_MESSAGE(h, why(h));
+    BOOST_CHECK_MESSAGE(*h == highest,
+                        stream << ": " << *h << " != " << highest);
+  }
+  // Every listing, whole and in pages of two, names each stream once, in
+  // order, with its head.
+  for (size_t page : {size_t{1000}, size_t{2}}) {
+    std::vector<std::pair<std::string, uint64_t>> listed;
+    std::string after;
+    for (;;) {
+      auto part = j.list_streams(after, page);
+      BOOST_REQUIRE_MESSAGE(part, why(part));
+      for (auto& h : *part)
+        listed.emplace_back(h.stream_id, h.highest_sequence);
+      if (part->size() < page) break;
+      after = part->back().stream_id;
+    }
+    std::vector<std::pair<std::string, uint64_t>> want(expected.begin(),
+                                                       expected.end());
+    BOOST_CHECK_MESSAGE(listed == want, "listing in pages of " << page);
+  }
+}
+
+// Runs the unclosed writer child on `dir` for `commits` commits.
+void leave_unclosed(const std::string& dir, int commits) {
+  auto child = mnemo::test::spawn_child("unclosed-writer",
+                                        {dir, std::to_string(commits)});
+  BOOST_REQUIRE_GT(child.pid, 0);
+  auto res = mnemo::test::finish_child(child);
+  BOOST_REQUIRE_EQUAL(res.out, "done\n");
+  BOOST_REQUIRE_EQUAL(res.status, 0);
+}
+
+// The heads the unclosed writer leaves after `commits` commits.
+heads_map unclosed_heads(int commits) {
+  heads_map m;
+  for (int i = 0; i < commits; ++i) ++m["s-" + std::to_string(i % 4)];
+  return m;
+}
+
+expected<std::unique_ptr<journal>> open_at(const std::string& dir,
+                                           bool read_only) {
+  journal_config cfg;
+  cfg.directory = dir;
+  cfg.read_only = read_only;
+  return journal::open(cfg);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(head_log)
+
+BOOST_FIXTURE_TEST_CASE(heads_read_the_same_before_and_after_folds,
+                        journal_fixture) {
+  heads_map expected;
+  auto append = [&](const std::string& stream) {
+    auto res = j->append(stream, {make_event("t", stream)},
+                         expected_version::exact(expected[stream]));
+    BOOST_REQUIRE_MESSAGE(res, why(res));
+    ++expected[stream];
+  };
+  // One append per commit: the log takes a record per commit and is
+  // folded after a few dozen.
+  for (int i = 0; i < 20; ++i) append("m-" + std::to_string(i % 5));
+  BOOST_CHECK_EQUAL(j->stats().head_folds, 0u);
+  check_heads(*j, expected);
+  uint64_t folds = 0;
+  int commits = 20;
+  while (folds == 0) {
+    BOOST_REQUIRE_LT(commits, 200);
+    append("m-" + std::to_string(commits++ % 5));
+    folds = j->stats().head_folds;
+  }
+  check_heads(*j, expected);
+  // After a fold: streams updated since (in both places), streams created
+  // since (only in the log, before and after all others in order), and
+  // streams not touched since (only in mnemo.streams).
+  append("m-1");
+  append("a-first");
+  append("z-last");
+  append("m-22");
+  append("m-1");
+  check_heads(*j, expected);
+  // A commit that changes a head without appending folds the log.
+  BOOST_REQUIRE(!j->delete_events_to("m-1", 2));
+  BOOST_CHECK_EQUAL(j->stats().head_folds, folds + 1);
+  check_heads(*j, expected);
+  auto listed = j->head_of("m-1");
+  BOOST_REQUIRE_MESSAGE(listed, why(listed));
+  BOOST_CHECK_EQUAL(listed->deleted_to, 2u);
+  BOOST_CHECK_EQUAL(listed->highest_sequence, expected["m-1"]);
+  // Appends go on with the right sequences after a reopen.
+  reopen();
+  check_heads(*j, expected);
+  for (auto& [stream, highest] : heads_map{expected}) {
+    auto res = j->append(stream, {make_event("t", "more")},
+                         expected_version::exact(highest));
+    BOOST_REQUIRE_MESSAGE(res, stream << ": " << why(res));
+    BOOST_CHECK_EQUAL(res->events.front().sequence, highest + 1);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(
+    a_journal_that_was_not_closed_reads_its_heads_from_the_log) {
+  temp_dir dir;
+  auto data = dir.sub("data");
+  leave_unclosed(data, 21);
+  // The child died with its heads only in the log.
+  BOOST_CHECK_EQUAL(raw_entries(data, "mnemo.head_log"), 21u);
+  BOOST_CHECK_EQUAL(raw_entries(data, "mnemo.streams"), 0u);
+  auto expected = unclosed_heads(21);
+  {
+    auto ro = open_at(data, true);
+    BOOST_REQUIRE_MESSAGE(ro, why(ro));
+    check_heads(**ro, expected);
+    auto events = (*ro)->read_stream("s-0", 1, 100, 100);
+    BOOST_REQUIRE_MESSAGE(events, why(events));
+    BOOST_CHECK_EQUAL(events->size(), 6u);
+  }
+  {
+    auto j = open_at(data, false);
+    BOOST_REQUIRE_MESSAGE(j, why(j));
+    check_heads(**j, expected);
+    auto res = (*j)->append("s-1", {make_event("t", "after")},
+                            expected_version::exact(expected["s-1"]));
+    BOOST_REQUIRE_MESSAGE(res, why(res));
+    BOOST_CHECK_EQUAL(res->events.front().sequence, expected["s-1"] + 1);
+    BOOST_CHECK_EQUAL(res->events.front().position, 22u);
+    ++expected["s-1"];
+  }
+  // Closing folded the log.
+  BOOST_CHECK_EQUAL(raw_entries(data, "mnemo.head_log"), 0u);
+  BOOST_CHECK_EQUAL(raw_entries(data, "mnemo.streams"), 4u);
+  auto ro = open_at(data, true);
+  BOOST_REQUIRE_MESSAGE(ro, why(ro));
+  check_heads(**ro, expected);
+}
+
+BOOST_AUTO_TEST_CASE(a_damaged_log_record_is_a_clear_error) {
+  temp_dir dir;
+  auto data = dir.sub("data");
+  // Commits 1..6 append to s-0, s-1, s-2, s-3, s-0, s-1.
+  leave_unclosed(data, 6);
+  // Cut the oldest record (commit ending at position 1) short.
+  raw_update(data, "mnemo.head_log", [](MDB_txn* txn, MDB_dbi dbi) {
+    char key[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    MDB_val k{8, key};
+    MDB_val v;
+    BOOST_REQUIRE_EQUAL(mdb_get(txn, dbi, &k, &v), 0);
+    std::string cut(static_cast<const char*>(v.mv_data), v.mv_size - 5);
+    MDB_val nv{cut.size(), cut.data()};
+    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &nv, 0), 0);
+  });
+  auto check_damaged = [](const error& err) {
+    BOOST_CHECK(err.code() == errc::corrupt_record);
+    BOOST_CHECK_MESSAGE(
+        err.message().find("head log record of the commit "
+                           "ending at global position 1 ") != std::string::npos,
+        err.message());
+  };
+  {
+    auto ro = open_at(data, true);
+    BOOST_REQUIRE_MESSAGE(ro, why(ro));
+    // A newer record has the head of s-2; nothing newer tells whether
+    // "other" exists.
+    auto h = (*ro)->highest_sequence("s-2");
+    BOOST_REQUIRE_MESSAGE(h, why(h));
+    BOOST_CHECK_EQUAL(*h, 1u);
+    auto other = (*ro)->highest_sequence("other");
+    BOOST_REQUIRE(!other);
+    check_damaged(other.error());
+    auto listed = (*ro)->list_streams("", 10);
+    BOOST_REQUIRE(!listed);
+    check_damaged(listed.error());
+  }
+  auto j = open_at(data, false);
+  BOOST_REQUIRE_MESSAGE(j, why(j));
+  auto ok =
+      (*j)->append("s-1", {make_event("t", "x")}, expected_version::exact(2));
+  BOOST_REQUIRE_MESSAGE(ok, why(ok));
+  // An append that needs an unknown head fails alone.
+  auto res =
+      (*j)->append("other", {make_event("t", "x")}, expected_version::any());
+  BOOST_REQUIRE(!res);
+  check_damaged(res.error());
+  // A deletion folds the log, which cannot be done: the journal refuses
+  // writes with that error until it is reopened, and nothing is lost.
+  auto del = (*j)->delete_events_to("s-1", 1);
+  BOOST_REQUIRE(del);
+  check_damaged(del);
+  auto again =
+      (*j)->append("s-1", {make_event("t", "x")}, expected_version::any());
+  BOOST_REQUIRE(!again);
+  BOOST_CHECK(again.error().code() == errc::journal_failed);
+  BOOST_CHECK_EQUAL((*j)->head_position(), 7u);
+  auto h = (*j)->highest_sequence("s-1");
+  BOOST_REQUIRE_MESSAGE(h, why(h));
+  BOOST_CHECK_EQUAL(*h, 3u);
+  auto events = (*j)->read_stream("s-1", 1, 10, 10);
+  BOOST_REQUIRE_MESSAGE(events, why(events));
+  BOOST_CHECK_EQUAL(events->size(), 3u);
+}
+
+BOOST_AUTO_TEST_CASE(a_format_1_directory_is_read_and_upgraded) {
+  temp_dir dir;
+  auto data = dir.sub("data");
+  heads_map expected{{"a", 2}, {"b", 1}};
+  {
+    auto j = mnemo::test::open_journal(data);
+    BOOST_REQUIRE(j->append("a", {make_event("t", "1"), make_event("t", "2")},
+                            expected_version::no_stream()));
+    BOOST_REQUIRE(
+        j->append("b", {make_event("t", "1")}, expected_version::no_stream()));
+  }
+  // What format 1 looked like: no head log, version 1.
+  raw_update(data, "mnemo.head_log", [](MDB_txn* txn, MDB_dbi dbi) {
+    BOOST_REQUIRE_EQUAL(mdb_drop(txn, dbi, 1), 0);
+  });
+  raw_update(data, "mnemo.meta", [](MDB_txn* txn, MDB_dbi dbi) {
+    std::string key = "format_version";
+    char one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    MDB_val k{key.size(), key.data()};
+    MDB_val v{8, one};
+    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
+  });
+  {
+    auto ro = open_at(data, true);
+    BOOST_REQUIRE_MESSAGE(ro, why(ro));
+    BOOST_CHECK_EQUAL((*ro)->format_version(), 1u);
+    check_heads(**ro, expected);
+  }
+  {
+    auto j = open_at(data, false);
+    BOOST_REQUIRE_MESSAGE(j, why(j));
+    BOOST_CHECK_EQUAL((*j)->format_version(), 2u);
+    auto res =
+        (*j)->append("a", {make_event("t", "3")}, expected_version::exact(2));
+    BOOST_REQUIRE_MESSAGE(res, why(res));
+    ++expected["a"];
+    check_heads(**j, expected);
+  }
+  auto ro = open_at(data, true);
+  BOOST_REQUIRE_MESSAGE(ro, why(ro));
+  BOOST_CHECK_EQUAL((*ro)->format_version(), 2u);
+  check_heads(**ro, expected);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
