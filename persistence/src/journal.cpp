@@ -352,6 +352,7 @@ error prepare(append_request& req, std::vector<new_event>& events) {
   }
   // One allocation each, whatever the batch size.
   req.events.reserve(events.size());
+  req.results.reserve(events.size());
   req.bodies.reserve(body_bound);
   if (has_tags) req.tags.reserve(events.size());
   for (auto& ev : events) {

@@ -83,6 +83,9 @@ struct append_request {
   append_handler done;
   /// Set for `journal::import_stream`.
   std::unique_ptr<import_info> import;
+  /// The result's events, reserved by the caller's thread so that the
+  /// writer does not allocate them.
+  std::vector<event_ref> results;
 };
 
 struct delete_request {

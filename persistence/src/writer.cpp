@@ -411,6 +411,8 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     return 0;
   }
   append_result res;
+  res.events = std::move(req.results);
+  res.events.clear();
   res.events.reserve(req.events.size());
   size_t body_begin = 0;
   auto previous = head_rec.last_position;
