@@ -24,11 +24,6 @@ bool entry_at(const char* data, size_t size, uint32_t count, uint32_t i,
   return true;
 }
 
-// The position a key of mnemo.head_log names (0 if it is not 8 bytes).
-uint64_t key_position(const MDB_val& key) noexcept {
-  return key.mv_size == 8 ? get_be64(static_cast<const char*>(key.mv_data)) : 0;
-}
-
 head_record head_after(std::string_view stream) noexcept {
   auto* p = stream.data() + stream.size();
   head_record h;
@@ -103,48 +98,42 @@ error damaged_head_log(uint64_t position) {
                    "unknown; restore a backup"};
 }
 
+namespace {
+
+// The error for what `visit_head_log` returned.
+error log_error(detail::txn_state& st, int rc, uint64_t position) {
+  if (rc == MDB_CORRUPTED) return damaged_head_log(position);
+  return st.check(rc, "mdb_cursor_get (head log)");
+}
+
+}  // namespace
+
 error read_head_log(detail::txn_state& st,
                     std::map<std::string, head_record, std::less<>>& out) {
   if (st.dbs->head_log == 0) return {};
-  cursor cur;
-  if (auto err = cur.open(st, st.dbs->head_log)) return err;
-  MDB_val key;
-  MDB_val val;
-  int rc = cur.get(key, val, MDB_FIRST);
-  for (; rc == 0; rc = cur.get(key, val, MDB_NEXT)) {
-    head_log_entries rec{static_cast<const char*>(val.mv_data), val.mv_size};
-    if (key.mv_size != 8 || !rec.parse())
-      return damaged_head_log(key_position(key));
-    for (uint32_t i = 0; i < rec.count; ++i)
-      out.insert_or_assign(std::string{rec.stream(i)}, rec.head(i));
-  }
-  if (rc != MDB_NOTFOUND) return st.check(rc, "mdb_cursor_get (head log)");
-  return {};
+  uint64_t position = 0;
+  auto rc = collect_head_log(st.txn, st.dbs->head_log, position, out);
+  return log_error(st, rc, position);
 }
 
 error find_logged_head(detail::txn_state& st, std::string_view stream,
                        head_record& out, bool& found) {
   found = false;
   if (st.dbs->head_log == 0) return {};
-  cursor cur;
-  if (auto err = cur.open(st, st.dbs->head_log)) return err;
-  MDB_val key;
-  MDB_val val;
-  int rc = cur.get(key, val, MDB_LAST);
-  for (; rc == 0; rc = cur.get(key, val, MDB_PREV)) {
-    auto r = key.mv_size != 8
-                 ? head_log_lookup::damaged
-                 : find_in_head_log(static_cast<const char*>(val.mv_data),
-                                    val.mv_size, stream, out);
-    if (r == head_log_lookup::damaged)
-      return damaged_head_log(key_position(key));
-    if (r == head_log_lookup::found) {
-      found = true;
-      return {};
-    }
-  }
-  if (rc != MDB_NOTFOUND) return st.check(rc, "mdb_cursor_get (head log)");
-  return {};
+  uint64_t position = 0;
+  auto rc = visit_head_log(
+      st.txn, st.dbs->head_log, position, [&](const char* data, size_t size) {
+        switch (find_in_head_log(data, size, stream, out)) {
+          case head_log_lookup::found:
+            found = true;
+            return log_visit::stop;
+          case head_log_lookup::absent:
+            return log_visit::next;
+          default:
+            return log_visit::damaged;
+        }
+      });
+  return log_error(st, rc, position);
 }
 
 }  // namespace mnemo::persistence

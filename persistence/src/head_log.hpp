@@ -72,6 +72,48 @@ struct head_log_entries {
   head_record head(uint32_t i) const noexcept;
 };
 
+/// What a visitor of `visit_head_log` tells it to do next.
+enum class log_visit { next, stop, damaged };
+
+/// Calls `visit(data, size)` with the records of the log `dbi` in `txn`,
+/// newest first, until it says stop or damaged. Returns the LMDB code: 0 at
+/// the end or when stopped, MDB_CORRUPTED for a damaged record (a key that
+/// is not 8 bytes, or the visitor's verdict), with `position` its key.
+template <class Visit>
+int visit_head_log(MDB_txn* txn, MDB_dbi dbi, uint64_t& position,
+                   Visit&& visit) {
+  MDB_cursor* cur = nullptr;
+  if (auto rc = mdb_cursor_open(txn, dbi, &cur)) return rc;
+  MDB_val key;
+  MDB_val val;
+  int rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+  for (; rc == 0; rc = mdb_cursor_get(cur, &key, &val, MDB_PREV)) {
+    position =
+        key.mv_size == 8 ? get_be64(static_cast<const char*>(key.mv_data)) : 0;
+    auto next = key.mv_size == 8
+                    ? visit(static_cast<const char*>(val.mv_data), val.mv_size)
+                    : log_visit::damaged;
+    if (next == log_visit::damaged) rc = MDB_CORRUPTED;
+    if (next != log_visit::next) break;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/// Adds the newest head of each stream in the log `dbi` of `txn` to `out`
+/// (a map from stream id to head) unless `out` has it already. Returns the
+/// code of `visit_head_log`. The stream ids point into the log's pages.
+template <class Map>
+int collect_head_log(MDB_txn* txn, MDB_dbi dbi, uint64_t& position, Map& out) {
+  return visit_head_log(txn, dbi, position, [&](const char* data, size_t size) {
+    head_log_entries rec{data, size};
+    if (!rec.parse()) return log_visit::damaged;
+    for (uint32_t i = 0; i < rec.count; ++i)
+      out.emplace(rec.stream(i), rec.head(i));  // keeps a newer one
+    return log_visit::next;
+  });
+}
+
 /// The error for a damaged record of mnemo.head_log with key `position`.
 error damaged_head_log(uint64_t position);
 

@@ -677,25 +677,10 @@ int journal::impl::fold_heads(detail::txn_state& st) {
   newest.clear();
   for (auto* entry : dirty_heads)
     newest.emplace(*entry->stream, entry->pending);
-  MDB_cursor* log = nullptr;
-  if (auto rc = mdb_cursor_open(st.txn, dbs.head_log, &log)) return rc;
-  MDB_val key;
-  MDB_val val;
-  int rc = mdb_cursor_get(log, &key, &val, MDB_LAST);
-  for (; rc == 0; rc = mdb_cursor_get(log, &key, &val, MDB_PREV)) {
-    head_log_entries rec{static_cast<const char*>(val.mv_data), val.mv_size};
-    if (key.mv_size != 8 || !rec.parse()) {
-      commit_error = damaged_head_log(
-          key.mv_size == 8 ? get_be64(static_cast<const char*>(key.mv_data))
-                           : 0);
-      rc = MDB_CORRUPTED;
-      break;
-    }
-    for (uint32_t i = 0; i < rec.count; ++i)
-      newest.emplace(rec.stream(i), rec.head(i));  // keeps a newer one
-  }
-  mdb_cursor_close(log);
-  if (rc != MDB_NOTFOUND) return rc;
+  uint64_t position = 0;
+  auto rc = collect_head_log(st.txn, dbs.head_log, position, newest);
+  if (rc == MDB_CORRUPTED) commit_error = damaged_head_log(position);
+  if (rc != 0) return rc;
   fold_order.clear();
   for (auto& item : newest) fold_order.push_back(&item);
   std::sort(fold_order.begin(), fold_order.end(),

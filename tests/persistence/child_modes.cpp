@@ -78,6 +78,20 @@ int crash_writer(int argc, char** argv) {
   }
 }
 
+// Opens the journal in `dir` in sync mode; prints "open-error <error>" and
+// returns null if that fails.
+std::unique_ptr<journal> open_sync(const std::string& dir) {
+  journal_config cfg;
+  cfg.directory = dir;
+  cfg.mode = durability::sync;
+  auto j = journal::open(cfg);
+  if (!j) {
+    write_line("open-error " + j.error().to_string());
+    return nullptr;
+  }
+  return std::move(j).value();
+}
+
 // Limits the file size to argv[1] bytes, then appends 4 KiB events until an
 // append fails; prints "acked <n>", the failure, and the error of one more
 // append (which must be the sticky failure).
@@ -87,24 +101,18 @@ int fsize_writer(int argc, char** argv) {
   rlimit limit{};
   limit.rlim_cur = limit.rlim_max = std::stoull(argv[1]);
   if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) return 3;
-  journal_config cfg;
-  cfg.directory = argv[0];
-  cfg.mode = durability::sync;
-  auto j = journal::open(cfg);
-  if (!j) {
-    write_line("open-error " + j.error().to_string());
-    return 1;
-  }
+  auto j = open_sync(argv[0]);
+  if (!j) return 1;
   std::string blob(4096, 'x');
   for (uint64_t n = 0;; ++n) {
-    auto res = (*j)->append("big", {make_event("test.big", blob)},
-                            expected_version::any());
+    auto res = j->append("big", {make_event("test.big", blob)},
+                         expected_version::any());
     if (!res) {
       write_line("acked " + std::to_string(n));
       write_line("failed " + std::string{to_string(res.error().code())} + " " +
                  res.error().message());
-      auto again = (*j)->append("big", {make_event("test.big", "small")},
-                                expected_version::any());
+      auto again = j->append("big", {make_event("test.big", "small")},
+                             expected_version::any());
       write_line("again " +
                  std::string{again ? "ok" : to_string(again.error().code())} +
                  " " + (again ? "" : again.error().message()));
@@ -118,19 +126,13 @@ int fsize_writer(int argc, char** argv) {
 // without closing the journal, as a crash right after would.
 int unclosed_writer(int argc, char** argv) {
   if (argc < 2) return 2;
-  journal_config cfg;
-  cfg.directory = argv[0];
-  cfg.mode = durability::sync;
-  auto j = journal::open(cfg);
-  if (!j) {
-    write_line("open-error " + j.error().to_string());
-    return 1;
-  }
+  auto j = open_sync(argv[0]);
+  if (!j) return 1;
   auto commits = std::stoull(argv[1]);
   for (uint64_t i = 0; i < commits; ++i) {
-    auto res = (*j)->append("s-" + std::to_string(i % 4),
-                            {make_event("test.unclosed", std::to_string(i))},
-                            expected_version::any());
+    auto res = j->append("s-" + std::to_string(i % 4),
+                         {make_event("test.unclosed", std::to_string(i))},
+                         expected_version::any());
     if (!res) {
       write_line("error " + res.error().to_string());
       return 1;

@@ -14,6 +14,7 @@
 #include "test_support.hpp"
 
 namespace mp = mnemo::persistence;
+using mnemo::test::with_raw_db;
 
 namespace {
 
@@ -43,23 +44,6 @@ uint64_t count_of(mp::journal& j, std::string_view projection) {
   auto res = j.dead_letters().count(projection);
   BOOST_REQUIRE_MESSAGE(res, mnemo::test::why(res));
   return *res;
-}
-
-// Runs `f(txn, dbi)` in a raw LMDB write transaction on `dbname` of the
-// closed journal in `dir`.
-template <class F>
-void with_raw_db(const std::string& dir, const char* dbname, F&& f) {
-  MDB_env* env = nullptr;
-  BOOST_REQUIRE_EQUAL(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 16);
-  BOOST_REQUIRE_EQUAL(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
-  MDB_txn* txn = nullptr;
-  BOOST_REQUIRE_EQUAL(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
-  BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, dbname, 0, &dbi), 0);
-  f(txn, dbi);
-  BOOST_REQUIRE_EQUAL(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
 }
 
 std::unique_ptr<mp::journal> open_read_only(const std::string& dir) {

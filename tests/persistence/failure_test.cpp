@@ -37,19 +37,11 @@ void check_open_error(const std::string& dir, errc code,
 // with plain LMDB, as a bug or another tool might.
 void raw_put(const std::string& dir, const char* db, std::string key,
              std::string value) {
-  MDB_env* env = nullptr;
-  BOOST_REQUIRE_EQUAL(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 16);
-  BOOST_REQUIRE_EQUAL(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
-  MDB_txn* txn = nullptr;
-  BOOST_REQUIRE_EQUAL(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
-  BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, db, 0, &dbi), 0);
-  MDB_val k{key.size(), key.data()};
-  MDB_val v{value.size(), value.data()};
-  BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
-  BOOST_REQUIRE_EQUAL(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
+  mnemo::test::with_raw_db(dir, db, [&](MDB_txn* txn, MDB_dbi dbi) {
+    MDB_val k{key.size(), key.data()};
+    MDB_val v{value.size(), value.data()};
+    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
+  });
 }
 
 // Overwrites the format version stored in a closed journal directory.

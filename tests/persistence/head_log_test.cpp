@@ -5,7 +5,6 @@
 // the process and after a crash, and a damaged record must be an error.
 
 #include <cstring>
-#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,30 +21,14 @@ using mnemo::test::journal_fixture;
 using mnemo::test::make_event;
 using mnemo::test::temp_dir;
 using mnemo::test::why;
+using mnemo::test::with_raw_db;
 
 namespace {
-
-// Runs `fn(txn, dbi)` on database `db` of the closed journal in `dir` with
-// plain LMDB, in a write transaction that is committed afterwards.
-void raw_update(const std::string& dir, const char* db,
-                const std::function<void(MDB_txn*, MDB_dbi)>& fn) {
-  MDB_env* env = nullptr;
-  BOOST_REQUIRE_EQUAL(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 16);
-  BOOST_REQUIRE_EQUAL(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
-  MDB_txn* txn = nullptr;
-  BOOST_REQUIRE_EQUAL(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
-  BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, db, 0, &dbi), 0);
-  fn(txn, dbi);
-  BOOST_REQUIRE_EQUAL(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
-}
 
 // Entries of database `db` of the closed journal in `dir`.
 size_t raw_entries(const std::string& dir, const char* db) {
   size_t n = 0;
-  raw_update(dir, db, [&](MDB_txn* txn, MDB_dbi dbi) {
+  with_raw_db(dir, db, [&](MDB_txn* txn, MDB_dbi dbi) {
     MDB_stat st;
     BOOST_REQUIRE_EQUAL(mdb_stat(txn, dbi, &st), 0);
     n = st.ms_entries;
@@ -203,7 +186,7 @@ BOOST_AUTO_TEST_CASE(a_damaged_log_record_is_a_clear_error) {
   // Commits 1..6 append to s-0, s-1, s-2, s-3, s-0, s-1.
   leave_unclosed(data, 6);
   // Cut the oldest record (commit ending at position 1) short.
-  raw_update(data, "mnemo.head_log", [](MDB_txn* txn, MDB_dbi dbi) {
+  with_raw_db(data, "mnemo.head_log", [](MDB_txn* txn, MDB_dbi dbi) {
     char key[8] = {0, 0, 0, 0, 0, 0, 0, 1};
     MDB_val k{8, key};
     MDB_val v;
@@ -274,10 +257,10 @@ BOOST_AUTO_TEST_CASE(a_format_1_directory_is_read_and_upgraded) {
         j->append("b", {make_event("t", "1")}, expected_version::no_stream()));
   }
   // What format 1 looked like: no head log, version 1.
-  raw_update(data, "mnemo.head_log", [](MDB_txn* txn, MDB_dbi dbi) {
+  with_raw_db(data, "mnemo.head_log", [](MDB_txn* txn, MDB_dbi dbi) {
     BOOST_REQUIRE_EQUAL(mdb_drop(txn, dbi, 1), 0);
   });
-  raw_update(data, "mnemo.meta", [](MDB_txn* txn, MDB_dbi dbi) {
+  with_raw_db(data, "mnemo.meta", [](MDB_txn* txn, MDB_dbi dbi) {
     std::string key = "format_version";
     char one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
     MDB_val k{key.size(), key.data()};

@@ -1,7 +1,7 @@
 // Moving streams between journals: export, bundle, import, release.
 
-#include "mnemo/persistence/stream_export.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
+#include "mnemo/persistence/stream_export.hpp"
 #include "test_support.hpp"
 
 using namespace mnemo::persistence;
@@ -129,9 +129,9 @@ BOOST_AUTO_TEST_CASE(export_import_release_keeps_every_event) {
                              expected_version::exact(300));
   BOOST_REQUIRE(!refused);
   BOOST_CHECK_EQUAL(refused.error().code(), errc::stream_moved);
-  BOOST_CHECK_MESSAGE(refused.error().message().find("'n2'") !=
-                          std::string::npos,
-                      refused.error().message());
+  BOOST_CHECK_MESSAGE(
+      refused.error().message().find("'n2'") != std::string::npos,
+      refused.error().message());
   // Other streams are untouched.
   auto other = src->read_stream("acct-2", 1, UINT64_MAX, UINT64_MAX);
   BOOST_REQUIRE(other);
@@ -268,8 +268,7 @@ BOOST_AUTO_TEST_CASE(imports_that_would_lose_or_mix_data_are_refused) {
   BOOST_REQUIRE(!src->release_stream("acct-1", "n2"));
   BOOST_CHECK_EQUAL(src->import_stream(*ex).code(), errc::stream_moved);
   // Nothing to export.
-  BOOST_CHECK_EQUAL(src->export_stream("nope").error().code(),
-                    errc::not_found);
+  BOOST_CHECK_EQUAL(src->export_stream("nope").error().code(), errc::not_found);
 }
 
 BOOST_AUTO_TEST_CASE(damaged_bundles_are_refused) {
@@ -281,16 +280,14 @@ BOOST_AUTO_TEST_CASE(damaged_bundles_are_refused) {
   flipped[flipped.size() - 3] ^= 0x40;
   BOOST_CHECK_EQUAL(decode_bundle(flipped).error().code(),
                     errc::corrupt_record);
-  BOOST_CHECK_EQUAL(decode_bundle(bytes.substr(0, bytes.size() - 10))
-                        .error()
-                        .code(),
-                    errc::corrupt_record);
+  BOOST_CHECK_EQUAL(
+      decode_bundle(bytes.substr(0, bytes.size() - 10)).error().code(),
+      errc::corrupt_record);
   BOOST_CHECK_EQUAL(decode_bundle("hello").error().code(),
                     errc::format_mismatch);
   auto later = bytes;
   later[14 + 3] = 9;  // format version 9
-  BOOST_CHECK_EQUAL(decode_bundle(later).error().code(),
-                    errc::format_mismatch);
+  BOOST_CHECK_EQUAL(decode_bundle(later).error().code(), errc::format_mismatch);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

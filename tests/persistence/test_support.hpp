@@ -13,6 +13,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <lmdb.h>
+
 #include "mnemo/persistence/journal.hpp"
 
 namespace mnemo::test {
@@ -86,5 +88,23 @@ persistence::new_event make_event(const std::string& type,
 
 /// Returns the "v" field of a payload made by `make_event`.
 std::string event_value(const persistence::event_envelope& env);
+
+/// Runs `f(txn, dbi)` in a raw LMDB write transaction on database `dbname`
+/// of the closed journal in `dir` (as a bug or another tool might write),
+/// then commits it.
+template <class F>
+void with_raw_db(const std::string& dir, const char* dbname, F&& f) {
+  MDB_env* env = nullptr;
+  BOOST_REQUIRE_EQUAL(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 16);
+  BOOST_REQUIRE_EQUAL(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
+  MDB_txn* txn = nullptr;
+  BOOST_REQUIRE_EQUAL(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  BOOST_REQUIRE_EQUAL(mdb_dbi_open(txn, dbname, 0, &dbi), 0);
+  f(txn, dbi);
+  BOOST_REQUIRE_EQUAL(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
 
 }  // namespace mnemo::test
