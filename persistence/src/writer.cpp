@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <map>
 #include <utility>
 
 #include "head_log.hpp"
@@ -740,6 +739,7 @@ void journal::impl::fold_head_log_at_close() {
       stats.head_folds.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    commit_error = {};
     if (rc != MDB_MAP_FULL || !grow_map()) return;
   }
 }
