@@ -1,5 +1,7 @@
 #include "http_server.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -398,8 +400,12 @@ std::unique_ptr<server> server::start(server_options opts, handler fn,
   }
   ptr->accept();
   ptr->sweep();
-  for (size_t i = 0; i < ptr->threads_wanted; ++i)
+  for (size_t i = 0; i < ptr->threads_wanted; ++i) {
     ptr->threads.emplace_back([p = ptr.get()] { p->ioc.run(); });
+    // Named for top -H, perf and /proc/PID/task (threads otherwise inherit
+    // the name of the thread that made them, often a CAF one).
+    ::pthread_setname_np(ptr->threads.back().native_handle(), "mnemo-http");
+  }
   return std::unique_ptr<server>{new server(std::move(ptr))};
 }
 
