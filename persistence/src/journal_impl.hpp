@@ -280,6 +280,12 @@ struct journal::impl {
   int fold_heads(detail::txn_state& st);
   /// Sorts `dirty_heads` by stream into `sorted_heads`.
   void sort_dirty_heads();
+  /// Stream id and pending head of `sorted_heads[i]`.
+  std::pair<std::string_view, const head_record&> sorted_head(
+      size_t i) const noexcept {
+    auto* entry = sorted_heads[i].entry;
+    return {*entry->stream, entry->pending};
+  }
   /// Counts the records and entries of the head log (at open).
   error count_head_log();
   /// Folds the head log in a transaction of its own (at close).

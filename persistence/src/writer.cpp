@@ -23,6 +23,27 @@ constexpr uint64_t max_log_entries = 16384;
 // Emptied batch vectors kept for reuse by the writer (journal_impl.hpp).
 constexpr size_t max_spare_batches = 4;
 
+// Writes `n` heads into `dbi` (mnemo.streams); `next(i)` returns the stream
+// id and head of the `i`-th, in key order. In key order through one cursor:
+// LMDB then finds most keys on the leaf page the cursor is already on
+// instead of searching from the root.
+template <class Next>
+int put_heads(MDB_txn* txn, MDB_dbi dbi, size_t n, Next&& next) {
+  MDB_cursor* cur = nullptr;
+  if (auto rc = mdb_cursor_open(txn, dbi, &cur)) return rc;
+  char buf[24];
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; ++i) {
+    const auto& [stream, head] = next(i);
+    encode_head(head, buf);
+    MDB_val key = to_val(stream);
+    MDB_val val{24, buf};
+    rc = mdb_cursor_put(cur, &key, &val, 0);
+  }
+  mdb_cursor_close(cur);
+  return rc;
+}
+
 const std::vector<std::string> no_tags;
 
 // Answers `req` with `out` (an error or an append result).
@@ -634,20 +655,8 @@ int journal::impl::store_heads(detail::txn_state& st, uint64_t last_position) {
 }
 
 int journal::impl::flush_heads(detail::txn_state& st) {
-  // In key order through one cursor: LMDB then finds most keys on the leaf
-  // page the cursor is already on instead of searching from the root.
-  MDB_cursor* cur = nullptr;
-  if (auto rc = mdb_cursor_open(st.txn, dbs.streams, &cur)) return rc;
-  char buf[24];
-  int rc = 0;
-  for (auto& item : sorted_heads) {
-    encode_head(item.entry->pending, buf);
-    MDB_val key = to_val(*item.entry->stream);
-    MDB_val val{24, buf};
-    if ((rc = mdb_cursor_put(cur, &key, &val, 0)) != 0) break;
-  }
-  mdb_cursor_close(cur);
-  return rc;
+  return put_heads(st.txn, dbs.streams, sorted_heads.size(),
+                   [this](size_t i) { return sorted_head(i); });
 }
 
 int journal::impl::log_heads(detail::txn_state& st, uint64_t last_position) {
@@ -660,11 +669,7 @@ int journal::impl::log_heads(detail::txn_state& st, uint64_t last_position) {
           mdb_put(st.txn, dbs.head_log, &key, &val, MDB_APPEND | MDB_RESERVE))
     return rc;
   encode_head_log(static_cast<char*>(val.mv_data), sorted_heads.size(),
-                  [this](size_t i) {
-                    auto* entry = sorted_heads[i].entry;
-                    return std::pair<std::string_view, const head_record&>{
-                        *entry->stream, entry->pending};
-                  });
+                  [this](size_t k) { return sorted_head(k); });
   return 0;
 }
 
@@ -684,16 +689,10 @@ int journal::impl::fold_heads(detail::txn_state& st) {
   for (auto& item : newest) fold_order.push_back(&item);
   std::sort(fold_order.begin(), fold_order.end(),
             [](auto* a, auto* b) { return a->first < b->first; });
-  MDB_cursor* cur = nullptr;
-  if ((rc = mdb_cursor_open(st.txn, dbs.streams, &cur)) != 0) return rc;
-  char buf[24];
-  for (auto* item : fold_order) {
-    encode_head(item->second, buf);
-    MDB_val k = to_val(item->first);
-    MDB_val v{24, buf};
-    if ((rc = mdb_cursor_put(cur, &k, &v, 0)) != 0) break;
-  }
-  mdb_cursor_close(cur);
+  rc = put_heads(st.txn, dbs.streams, fold_order.size(), [this](size_t i) {
+    return std::pair<std::string_view, const head_record&>{
+        fold_order[i]->first, fold_order[i]->second};
+  });
   if (rc != 0) return rc;
   return mdb_drop(st.txn, dbs.head_log, 0);
 }
@@ -763,6 +762,19 @@ struct db_copy {
   std::vector<std::pair<size_t, size_t>> sizes;
 };
 
+// Calls `f(key, value)` for every entry of `dbi` in key order.
+template <class F>
+int for_each_entry(MDB_txn* txn, MDB_dbi dbi, F&& f) {
+  MDB_cursor* cur = nullptr;
+  if (auto rc = mdb_cursor_open(txn, dbi, &cur)) return rc;
+  MDB_val key;
+  MDB_val val;
+  int rc = 0;
+  while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) f(key, val);
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 // Returns whether `dbi` is worth a dense rewrite, with its contents in
 // `copy`: it has grown by a quarter since `seen`, is small, holds no
 // overflow pages, and its leaf pages are less than three quarters full.
@@ -777,25 +789,23 @@ int worth_compacting(MDB_txn* txn, MDB_dbi dbi, uint64_t& seen, db_copy& copy,
   if (ms.ms_overflow_pages > 0 ||
       ms.ms_branch_pages + ms.ms_leaf_pages > compact_max_pages)
     return 0;
-  copy.sizes.reserve(ms.ms_entries);
+  // Sizes first; the copy only for a database that is worth rewriting.
   size_t node_bytes = 0;
-  MDB_cursor* cur = nullptr;
-  if (auto rc = mdb_cursor_open(txn, dbi, &cur)) return rc;
-  MDB_val key;
-  MDB_val val;
-  int rc = 0;
-  while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+  auto rc =
+      for_each_entry(txn, dbi, [&](const MDB_val& key, const MDB_val& val) {
+        node_bytes +=
+            lmdb_node_overhead + ((key.mv_size + val.mv_size + 1) & ~size_t{1});
+      });
+  if (rc != 0) return rc;
+  auto dense = node_bytes / (ms.ms_psize - lmdb_page_header) + 1;
+  worth = dense * 4 <= ms.ms_leaf_pages * 3;
+  if (!worth) return 0;
+  copy.sizes.reserve(ms.ms_entries);
+  return for_each_entry(txn, dbi, [&](const MDB_val& key, const MDB_val& val) {
     copy.bytes.append(static_cast<const char*>(key.mv_data), key.mv_size);
     copy.bytes.append(static_cast<const char*>(val.mv_data), val.mv_size);
     copy.sizes.emplace_back(key.mv_size, val.mv_size);
-    node_bytes +=
-        lmdb_node_overhead + ((key.mv_size + val.mv_size + 1) & ~size_t{1});
-  }
-  mdb_cursor_close(cur);
-  if (rc != MDB_NOTFOUND) return rc;
-  auto dense = node_bytes / (ms.ms_psize - lmdb_page_header) + 1;
-  worth = dense * 4 <= ms.ms_leaf_pages * 3;
-  return 0;
+  });
 }
 
 // Empties `dbi` and writes `copy` back in key order with MDB_APPEND, which
