@@ -110,7 +110,8 @@ fs::path run_dir;  // this run's directory under --dir; removed at the end
   std::_Exit(1);  // actors may still run: skip static destructors
 }
 
-void emit(const json& line) {
+void emit(json line) {
+  line["allocator"] = MNEMO_ALLOCATOR;
   std::cout << line.dump() << std::endl;
   if (!std::cout) die("stdout closed");
 }

@@ -411,7 +411,8 @@ int main(int argc, char** argv) {
                         {"unexpected_status", r.unexpected},
                         {"events_per_commit",
                          std::round(events_per_commit * 10) / 10},
-                        {"commit_ms", std::round(commit_ms * 100) / 100}}
+                        {"commit_ms", std::round(commit_ms * 100) / 100},
+                        {"allocator", MNEMO_ALLOCATOR}}
                        .dump()
                 << std::endl;
     };

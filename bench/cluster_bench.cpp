@@ -269,6 +269,7 @@ int main(int argc, char** argv) {
     caf::anon_send_exit(a.accounts, caf::exit_reason::user_shutdown);
   }
   fs::remove_all(base);
+  out["allocator"] = MNEMO_ALLOCATOR;
   std::cout << out.dump() << std::endl;
   return st.done > 0 ? 0 : 1;
 }

@@ -85,7 +85,8 @@ void remove_run_dir() {
 
 // Prints one result line; stops quietly once nobody reads stdout (e.g.
 // piped into `head`), instead of dying of SIGPIPE with data left behind.
-void emit(const json& line) {
+void emit(json line) {
+  line["allocator"] = MNEMO_ALLOCATOR;
   std::cout << line.dump() << std::endl;
   if (!std::cout) {
     remove_run_dir();

@@ -308,18 +308,23 @@ options parse(int argc, char** argv) {
 
 }  // namespace
 
+void emit(json line) {
+  line["allocator"] = MNEMO_ALLOCATOR;
+  std::cout << line.dump() << std::endl;
+}
+
 int main(int argc, char** argv) {
   auto opt = parse(argc, argv);
   if (opt.only.empty() || opt.only == "catchup") {
     auto events = opt.quick ? uint64_t{100'000} : uint64_t{1'000'000};
     for (size_t batch : {1000, 5000, 10000})
-      std::cout << bench_catchup(opt, events, batch).dump() << std::endl;
+      emit(bench_catchup(opt, events, batch));
   }
-  if (opt.only.empty() || opt.only == "live")
-    std::cout << bench_live(opt, true).dump() << std::endl;
-  std::cout << bench_live(opt, false).dump() << std::endl;
-  if (opt.only.empty() || opt.only == "slow")
-    std::cout << bench_slow_consumer(opt).dump() << std::endl;
+  if (opt.only.empty() || opt.only == "live") {
+    emit(bench_live(opt, true));
+    emit(bench_live(opt, false));
+  }
+  if (opt.only.empty() || opt.only == "slow") emit(bench_slow_consumer(opt));
   fs::remove_all(opt.dir / "mnemo-pbench-catchup");
   fs::remove_all(opt.dir / "mnemo-pbench-live");
   fs::remove_all(opt.dir / "mnemo-pbench-slow");

@@ -205,7 +205,8 @@ void run(mnemo::runtime::node& node, caf::actor accts, caf::actor transfers,
                     {"events_per_saga",
                      std::round(double(events) / total * 100) / 100},
                     {"money_conserved",
-                     sum == funding * static_cast<int64_t>(accounts)}}
+                     sum == funding * static_cast<int64_t>(accounts)},
+                    {"allocator", MNEMO_ALLOCATOR}}
                    .dump()
             << std::endl;
   node.journal().offsets().remove(spec.name);

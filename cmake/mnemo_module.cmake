@@ -35,3 +35,20 @@ function(mnemo_warnings target)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
 endfunction()
+
+# mnemo_allocator(TARGET): for the executables that run the runtime under
+# load (the example nodes, the benchmarks). With MNEMO_JEMALLOC they use
+# jemalloc instead of glibc's malloc: messages allocated on one thread and
+# freed on another are the runtime's common case, and glibc's per-thread
+# arenas handle them poorly (a sixth of the bank node's CPU samples
+# were in malloc and free; docs/bank-node.md). The libraries themselves never
+# choose an allocator for their users. Defines MNEMO_ALLOCATOR ("jemalloc"
+# or "system") for the JSON lines of the benchmarks.
+function(mnemo_allocator target)
+  if(MNEMO_JEMALLOC)
+    target_link_libraries(${target} PRIVATE Jemalloc::Jemalloc)
+    target_compile_definitions(${target} PRIVATE MNEMO_ALLOCATOR="jemalloc")
+  else()
+    target_compile_definitions(${target} PRIVATE MNEMO_ALLOCATOR="system")
+  endif()
+endfunction()
