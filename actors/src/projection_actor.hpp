@@ -38,6 +38,7 @@ using pull_atom = caf::atom_constant<caf::atom("mn_pull")>;
 using written_atom = caf::atom_constant<caf::atom("mn_written")>;
 using retry_atom = caf::atom_constant<caf::atom("mn_pretry")>;
 using refetch_atom = caf::atom_constant<caf::atom("mn_refetch")>;
+using tail_due_atom = caf::atom_constant<caf::atom("mn_taildue")>;
 
 /// Table of the projections' control state (paused flag).
 constexpr std::string_view control_table = "mnemo.projection";
@@ -104,6 +105,10 @@ class projection_actor : public caf::event_based_actor {
         [this](retry_atom) { on_retry_timer(); },
         [this](written_atom, uint64_t ticket) { on_written(ticket); },
         [this](tail_atom) { on_tail(); },
+        [this](tail_due_atom) {
+          tail_timer_ = false;
+          schedule_pull();
+        },
         [this](pause_atom) { return set_paused(true); },
         [this](resume_atom) { return set_paused(false); },
         [this](reset_atom, uint64_t position) { return reset(position); },
@@ -262,7 +267,10 @@ class projection_actor : public caf::event_based_actor {
     }
     run_deferred();
     if (busy_) return;
-    if (tails()) return start_tail();
+    if (tails()) {
+      if (tail_paced()) return;
+      return start_tail();
+    }
     if (remote_) return fetch();
     if (pipelines()) return pull_ahead();
     auto batch = ctx_.journal->read_all(offset_ + 1, spec_.options.batch_size);
@@ -525,6 +533,7 @@ class projection_actor : public caf::event_based_actor {
   // events, and counts as the one write in flight.
   void start_tail() {
     busy_ = true;
+    tail_started_ = clock().now();
     tail_ = std::make_shared<tail_chain>();
     tail_->journal = ctx_.journal;
     tail_->sink = ctx_.completions;
@@ -534,6 +543,7 @@ class projection_actor : public caf::event_based_actor {
     tail_->filter = spec_.filter;
     tail_->batch_size = tail_batch_size();
     tail_->ends_when_full = spec_.options.write_pipeline > 1;
+    tail_->ends_each_write = spec_.options.write_interval.count() > 0;
     ctx_.completions->expect();
     submit_tail(tail_, offset_);
   }
@@ -547,6 +557,9 @@ class projection_actor : public caf::event_based_actor {
       out = std::move(tail_->done.front());
       tail_->done.pop_front();
     }
+    // Only a tail write that wrote counts for `write_interval`: one that
+    // found nothing (a quiet journal) must not delay the next event.
+    if (out.handled > 0) last_tail_ = tail_started_;
     if (out.more) return advance(out.last);
     tail_.reset();
     busy_ = false;
@@ -571,6 +584,22 @@ class projection_actor : public caf::event_based_actor {
     if (busy_) return;
     run_deferred();
     if (!busy_ && head_ > offset_) schedule_pull();
+  }
+
+  // `write_interval`: true while the last tail write started less than an
+  // interval ago; then one timer (`tail_due_atom`) pulls again when it is
+  // over, and the events that come meanwhile wait for that tail write.
+  bool tail_paced() {
+    auto interval = spec_.options.write_interval;
+    if (interval.count() <= 0 || !last_tail_) return false;
+    auto due = *last_tail_ + interval;
+    auto now = clock().now();
+    if (now >= due) return false;
+    if (!tail_timer_) {
+      tail_timer_ = true;
+      delayed_send(this, due - now, tail_due_atom::value);
+    }
+    return true;
   }
 
   size_t tail_batch_size() const {
@@ -779,6 +808,12 @@ class projection_actor : public caf::event_based_actor {
   std::optional<std::pair<envelopes, write_outcome>> broken_;
   // The tail chain in flight, if any.
   tail_chain_ptr tail_;
+  // When the tail chain in flight started, and when the last one that
+  // handled events did (`write_interval`).
+  caf::actor_clock::time_point tail_started_;
+  std::optional<caf::actor_clock::time_point> last_tail_;
+  // A `tail_due_atom` is on its way.
+  bool tail_timer_ = false;
 };
 
 }  // namespace mnemo::actors::detail

@@ -47,6 +47,7 @@ void submit_tail(const tail_chain_ptr& chain, uint64_t offset) {
     // backlog, read off the writer thread instead), continues the chain: an
     // idle journal must not keep the writer busy.
     out->more = out->handled > 0 && !chain->stop.load() &&
+                !chain->ends_each_write &&
                 !(chain->ends_when_full && out->handled == chain->batch_size);
     auto next = out->last;
     auto more = out->more;

@@ -58,6 +58,9 @@ struct tail_chain {
   /// End the chain after a tail write that handled a full batch: the
   /// projection is behind, and catches up off the writer thread.
   bool ends_when_full = false;
+  /// End the chain after every tail write: the actor paces the next one
+  /// (`projection_options::write_interval`).
+  bool ends_each_write = false;
   /// Set by the actor: end the chain after the tail write in flight.
   std::atomic<bool> stop{false};
   /// Completed tail writes, oldest first, not yet seen by the actor.

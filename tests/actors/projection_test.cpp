@@ -560,6 +560,65 @@ BOOST_AUTO_TEST_CASE(live_events_are_handled_in_the_commit_that_writes_them) {
   BOOST_CHECK_EQUAL(f.status(p).offset, 4u);
 }
 
+BOOST_AUTO_TEST_CASE(a_write_interval_paces_tail_writes) {
+  fixture f;
+  // Per handled event: its position and the commits finished before the
+  // transaction that handled it (equal values: one tail write).
+  auto seen = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();
+  auto* j = &f.journal();
+  actors::projection_spec spec;
+  spec.name = "paced";
+  spec.options.write_interval = 100ms;
+  spec.apply = [seen, j](persistence::write_txn& txn,
+                         const persistence::event_envelope& env) {
+    seen->emplace_back(env.position, j->stats().commits);
+    return table_store::put_in(txn, "paced", env.stream_id,
+                               std::to_string(env.position));
+  };
+  auto p = f.spawn(spec);
+  persistence::new_event ev;
+  ev.type = "test.paced";
+  // After a quiet time the first event is handled in its own commit.
+  f.append_beside_tail(p, "s", ev, 1);
+  BOOST_REQUIRE_EQUAL(seen->size(), 1u);
+  BOOST_CHECK_EQUAL(f.status(p).offset, 1u);
+  // Three commits within the interval carry no tail write: the events wait,
+  // and the model and the stored offset stay as they were.
+  auto commits = j->stats().commits;
+  for (int i = 0; i < 3; ++i) {
+    BOOST_REQUIRE(j->append("s", {ev}, persistence::expected_version::any()));
+    f.run();
+  }
+  BOOST_CHECK_EQUAL(j->stats().commits, commits + 3);
+  BOOST_CHECK_EQUAL(seen->size(), 1u);
+  BOOST_CHECK_EQUAL(f.status(p).offset, 1u);
+  BOOST_CHECK_EQUAL(*j->offsets().load("paced"), 1u);
+  BOOST_CHECK((f.dump("paced") == rows{{"s", "1"}}));
+  f.advance(99ms);
+  BOOST_CHECK_EQUAL(seen->size(), 1u);
+  // The interval is over: one tail write handles all three.
+  f.advance(1ms);
+  BOOST_REQUIRE_EQUAL(seen->size(), 4u);
+  for (size_t i = 1; i < 4; ++i) {
+    BOOST_CHECK_EQUAL((*seen)[i].first, i + 1);
+    BOOST_CHECK_EQUAL((*seen)[i].second, commits + 3);
+  }
+  BOOST_CHECK_EQUAL(j->stats().commits, commits + 4);
+  BOOST_CHECK_EQUAL(f.status(p).offset, 4u);
+  BOOST_CHECK_EQUAL(*j->offsets().load("paced"), 4u);
+  BOOST_CHECK((f.dump("paced") == rows{{"s", "4"}}));
+  // Nothing waits: no timer, no commit. After more than an interval of
+  // quiet, the next event is handled at once again.
+  f.advance(200ms);
+  BOOST_CHECK_EQUAL(j->stats().commits, commits + 4);
+  f.append_beside_tail(p, "s", ev, 5);
+  BOOST_REQUIRE_EQUAL(seen->size(), 5u);
+  BOOST_CHECK_EQUAL(f.status(p).offset, 5u);
+  // In the commit of the append (the one after the writer was held).
+  BOOST_CHECK_EQUAL(seen->back().second, commits + 5);
+  BOOST_CHECK_EQUAL(j->stats().commits, commits + 6);
+}
+
 // The three ways an exactly-once projection writes: tail writes live with
 // a pipelined catch-up (the default), pipelined writes only, and one write
 // at a time.
