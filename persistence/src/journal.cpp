@@ -259,16 +259,18 @@ error journal::impl::open_databases() {
           errc::format_mismatch,
           "'" + cfg.directory + "' has no readable mnemo format version"});
     auto stored = get_be64(static_cast<const char*>(val.mv_data));
-    if (stored != written_format && stored != 1)
+    if (stored < 1 || stored > written_format)
       return abort(
           error{errc::format_mismatch,
                 "'" + cfg.directory + "' has on-disk format version " +
-                    std::to_string(stored) + "; this build reads 1 and " +
+                    std::to_string(stored) + "; this build reads 1 to " +
                     std::to_string(written_format) + " (see docs/format.md)"});
     stored_format = stored;
-    if (stored == 1 && !cfg.read_only) {
+    if (stored < written_format && !cfg.read_only) {
       stored_format = written_format;
-      // Format 1 is format 2 with an empty head log (created above).
+      // Format 1 is format 2 with an empty head log (created above); format
+      // 2 is format 3 with more checkpoints, which reads ignore and
+      // deletions remove.
       be64_key version{written_format};
       auto v = version.val();
       if (auto rc2 = mdb_put(st.txn, dbs.meta, &key, &v, 0))

@@ -25,9 +25,10 @@
 
 namespace mnemo::persistence {
 
-/// Version of the on-disk format this build writes. It also reads format 1
-/// (format 2 without mnemo.head_log) and upgrades it on a writable open.
-constexpr uint32_t written_format = 2;
+/// Version of the on-disk format this build writes. It also reads formats 1
+/// (format 2 without mnemo.head_log) and 2 (checkpoints every 32 events
+/// instead of 128) and upgrades them on a writable open.
+constexpr uint32_t written_format = 3;
 
 /// The head record of a stream as stored in mnemo.streams.
 struct head_record {

@@ -1,5 +1,9 @@
 #include "lmdb_util.hpp"
 
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
 #include <cerrno>
 
 namespace mnemo::persistence {
@@ -34,6 +38,33 @@ error lmdb_error(int rc, std::string_view operation) {
     default:
       return error{errc::storage_error, std::move(text)};
   }
+}
+
+error lmdb_commit_error(int rc, std::string_view operation,
+                        const std::string& directory) {
+  auto err = lmdb_error(rc, operation);
+  if (rc != EIO) return err;
+  std::string why;
+  struct statvfs fs {};
+  if (::statvfs(directory.c_str(), &fs) == 0) {
+    auto free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes < (uint64_t{1} << 20))
+      why = "the file system has " + std::to_string(free_bytes) + " bytes free";
+  }
+  rlimit limit{};
+  struct stat st {};
+  if (why.empty() && ::getrlimit(RLIMIT_FSIZE, &limit) == 0 &&
+      limit.rlim_cur != RLIM_INFINITY &&
+      ::stat((directory + "/data.mdb").c_str(), &st) == 0 &&
+      static_cast<uint64_t>(st.st_size) + (uint64_t{1} << 16) >=
+          static_cast<uint64_t>(limit.rlim_cur))
+    why = "data.mdb is " + std::to_string(st.st_size) +
+          " bytes, at the file size limit (RLIMIT_FSIZE " +
+          std::to_string(limit.rlim_cur) + " bytes)";
+  if (why.empty()) return err;
+  return error{errc::storage_full,
+               err.message() + " (a short write: " + why +
+                   "; free space or raise the limit and reopen the journal)"};
 }
 
 error check_name(std::string_view name, std::string_view what) {

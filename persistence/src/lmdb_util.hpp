@@ -21,13 +21,29 @@ constexpr size_t max_name_size = 400;
 
 /// Every sequence divisible by this has an entry in the stream index; reads
 /// walk the per-stream back links from the nearest such checkpoint, so one
-/// group commit touches few index pages however many streams it writes.
-constexpr uint64_t checkpoint_interval = 32;
+/// group commit touches few index pages however many streams it writes
+/// (format 3; docs/format.md, section 2.3).
+constexpr uint64_t checkpoint_interval = 128;
+
+/// The interval of formats 1 and 2. Its multiples include every multiple of
+/// 128, so their checkpoints serve format 3 reads; a deletion removes the
+/// checkpoints of both intervals, so an upgraded directory keeps none of a
+/// deleted event.
+constexpr uint64_t legacy_checkpoint_interval = 32;
+static_assert(checkpoint_interval % legacy_checkpoint_interval == 0);
 
 /// Translates an LMDB (or errno) return code into an error that keeps the
 /// operation and mdb_strerror's text. This is the only place that maps
 /// LMDB codes.
 error lmdb_error(int rc, std::string_view operation);
+
+/// `lmdb_error` for a failed commit of the environment in `directory`.
+/// LMDB reports a write the kernel cut short as EIO and loses the reason:
+/// the file size limit (RLIMIT_FSIZE) or a full file system that still had
+/// blocks for part of the write. When data.mdb is at the limit, or the file
+/// system has less than 1 MiB left, that EIO is `storage_full` and says so.
+error lmdb_commit_error(int rc, std::string_view operation,
+                        const std::string& directory);
 
 /// Checks a stream id, tag or name: non-empty, at most `max_name_size`
 /// bytes, no NUL byte. `what` names the argument in the message.

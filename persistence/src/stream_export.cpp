@@ -26,8 +26,7 @@ void pack_str(packer& pk, std::string_view x) {
 
 void pack_bin(packer& pk, const void* data, size_t size) {
   pk.pack_bin(static_cast<uint32_t>(size));
-  pk.pack_bin_body(static_cast<const char*>(data),
-                   static_cast<uint32_t>(size));
+  pk.pack_bin_body(static_cast<const char*>(data), static_cast<uint32_t>(size));
 }
 
 void pack_map(packer& pk, const event_metadata& m) {
@@ -185,7 +184,8 @@ expected<stream_bundle> decode_bundle(std::string_view bytes) {
       s.head.stream_id = str_of(f[0]);
       s.head.highest_sequence = f[1].as<uint64_t>();
       s.head.deleted_to = f[2].as<uint64_t>();
-      if (f[3].type != msgpack::type::ARRAY || f[4].type != msgpack::type::ARRAY)
+      if (f[3].type != msgpack::type::ARRAY ||
+          f[4].type != msgpack::type::ARRAY)
         throw std::runtime_error{"events or snapshots are not arrays"};
       for (uint32_t j = 0; j < f[3].via.array.size; ++j)
         s.events.push_back(event_of(f[3].via.array.ptr[j], s.head.stream_id));

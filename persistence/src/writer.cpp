@@ -222,7 +222,8 @@ void journal::impl::process(std::vector<request>& batch) {
       return;
     }
     auto err = commit_error ? std::exchange(commit_error, error{})
-                            : lmdb_error(rc, "group commit");
+                            : lmdb_commit_error(rc, "group commit",
+                                                cfg.directory);
     stats.failed_commits.fetch_add(1, std::memory_order_relaxed);
     if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) {
       // The commit itself failed: what reached the disk is unknown to us
@@ -560,7 +561,7 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
     be64_key pkey{v.pos};
     MDB_val key = pkey.val();
     if (auto rc = mdb_del(st.txn, dbs.events, &key, nullptr)) return rc;
-    if (v.seq % checkpoint_interval == 0) {
+    if (v.seq % legacy_checkpoint_interval == 0) {
       auto ikey_bytes = name_key(req.stream, v.seq);
       MDB_val ikey = to_val(ikey_bytes);
       auto rc = mdb_del(st.txn, dbs.stream_index, &ikey, nullptr);

@@ -276,7 +276,7 @@ BOOST_AUTO_TEST_CASE(a_format_1_directory_is_read_and_upgraded) {
   {
     auto j = open_at(data, false);
     BOOST_REQUIRE_MESSAGE(j, why(j));
-    BOOST_CHECK_EQUAL((*j)->format_version(), 2u);
+    BOOST_CHECK_EQUAL((*j)->format_version(), 3u);
     auto res =
         (*j)->append("a", {make_event("t", "3")}, expected_version::exact(2));
     BOOST_REQUIRE_MESSAGE(res, why(res));
@@ -285,8 +285,115 @@ BOOST_AUTO_TEST_CASE(a_format_1_directory_is_read_and_upgraded) {
   }
   auto ro = open_at(data, true);
   BOOST_REQUIRE_MESSAGE(ro, why(ro));
-  BOOST_CHECK_EQUAL((*ro)->format_version(), 2u);
+  BOOST_CHECK_EQUAL((*ro)->format_version(), 3u);
   check_heads(**ro, expected);
+}
+
+// The checkpoint sequences of `stream` in mnemo.stream_index of the closed
+// journal in `dir`.
+std::vector<uint64_t> raw_checkpoints(const std::string& dir,
+                                      const std::string& stream) {
+  std::vector<uint64_t> seqs;
+  with_raw_db(dir, "mnemo.stream_index", [&](MDB_txn* txn, MDB_dbi dbi) {
+    MDB_cursor* cur = nullptr;
+    BOOST_REQUIRE_EQUAL(mdb_cursor_open(txn, dbi, &cur), 0);
+    MDB_val k;
+    MDB_val v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      std::string key{static_cast<const char*>(k.mv_data), k.mv_size};
+      if (key.size() != stream.size() + 9 ||
+          key.compare(0, stream.size() + 1, stream + '\0') != 0)
+        continue;
+      uint64_t seq = 0;
+      for (size_t i = stream.size() + 1; i < key.size(); ++i)
+        seq = (seq << 8) | static_cast<unsigned char>(key[i]);
+      seqs.push_back(seq);
+    }
+    mdb_cursor_close(cur);
+  });
+  return seqs;
+}
+
+// Reads sequences [from, to] of "s" (values "1", "2", ... as appended).
+void check_range(const journal& j, uint64_t from, uint64_t to) {
+  auto evs = j.read_stream("s", from, to, UINT64_MAX);
+  BOOST_REQUIRE_MESSAGE(evs, why(evs));
+  BOOST_REQUIRE_EQUAL(evs->size(), to - from + 1);
+  for (size_t i = 0; i < evs->size(); ++i) {
+    BOOST_REQUIRE_EQUAL((*evs)[i].sequence, from + i);
+    BOOST_REQUIRE_EQUAL(mnemo::test::event_value((*evs)[i]),
+                        std::to_string(from + i));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(format_2_checkpoints_are_read_and_deleted) {
+  temp_dir dir;
+  auto data = dir.sub("data");
+  {
+    auto j = mnemo::test::open_journal(data);
+    for (uint64_t n = 0; n < 300; n += 10) {
+      std::vector<new_event> batch;
+      for (uint64_t i = 1; i <= 10; ++i)
+        batch.push_back(make_event("t", std::to_string(n + i)));
+      BOOST_REQUIRE(
+          j->append("s", std::move(batch), expected_version::exact(n)));
+    }
+  }
+  // Format 3 writes a checkpoint every 128 events.
+  BOOST_CHECK((raw_checkpoints(data, "s") == std::vector<uint64_t>{128, 256}));
+  // What format 2 wrote: one every 32 (the only stream, so position ==
+  // sequence), version 2.
+  with_raw_db(data, "mnemo.stream_index", [](MDB_txn* txn, MDB_dbi dbi) {
+    for (uint64_t q = 32; q < 300; q += 32) {
+      char be[8];
+      for (int b = 0; b < 8; ++b)
+        be[b] = static_cast<char>((q >> (56 - 8 * b)) & 0xff);
+      std::string key = std::string{"s"} + '\0' + std::string{be, 8};
+      MDB_val k{key.size(), key.data()};
+      MDB_val v{8, be};
+      BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
+    }
+  });
+  with_raw_db(data, "mnemo.meta", [](MDB_txn* txn, MDB_dbi dbi) {
+    std::string key = "format_version";
+    char two[8] = {0, 0, 0, 0, 0, 0, 0, 2};
+    MDB_val k{key.size(), key.data()};
+    MDB_val v{8, two};
+    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
+  });
+  BOOST_REQUIRE(
+      (raw_checkpoints(data, "s") ==
+       std::vector<uint64_t>{32, 64, 96, 128, 160, 192, 224, 256, 288}));
+  {
+    auto ro = open_at(data, true);
+    BOOST_REQUIRE_MESSAGE(ro, why(ro));
+    BOOST_CHECK_EQUAL((*ro)->format_version(), 2u);
+    check_range(**ro, 1, 300);
+    check_range(**ro, 33, 100);
+    check_range(**ro, 129, 200);
+  }
+  {
+    auto j = open_at(data, false);
+    BOOST_REQUIRE_MESSAGE(j, why(j));
+    BOOST_CHECK_EQUAL((*j)->format_version(), 3u);
+    // The deletion removes the checkpoints of both intervals.
+    BOOST_REQUIRE(!(*j)->delete_events_to("s", 200));
+    check_range(**j, 201, 300);
+    check_range(**j, 230, 260);
+    std::vector<new_event> more;
+    for (uint64_t i = 301; i <= 400; ++i)
+      more.push_back(make_event("t", std::to_string(i)));
+    BOOST_REQUIRE(
+        (*j)->append("s", std::move(more), expected_version::exact(300)));
+    check_range(**j, 201, 400);
+  }
+  BOOST_CHECK((raw_checkpoints(data, "s") ==
+               std::vector<uint64_t>{224, 256, 288, 384}));
+  auto ro = open_at(data, true);
+  BOOST_REQUIRE_MESSAGE(ro, why(ro));
+  BOOST_CHECK_EQUAL((*ro)->format_version(), 3u);
+  check_range(**ro, 250, 390);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -301,7 +301,7 @@ BOOST_FIXTURE_TEST_CASE(offsets_and_info, inspect_fixture) {
   BOOST_CHECK_EQUAL(offsets[1], (json{{"name", "balances"}, {"position", 4}}));
   auto info = run({"info"});
   BOOST_REQUIRE_EQUAL(info.size(), 1u);
-  BOOST_CHECK_EQUAL(info[0], (json{{"format_version", 2},
+  BOOST_CHECK_EQUAL(info[0], (json{{"format_version", 3},
                                    {"head_position", 5},
                                    {"streams", 2},
                                    {"map_size", uint64_t{64} << 20}}));
@@ -454,12 +454,12 @@ BOOST_AUTO_TEST_CASE(foreign_directory_fails) {
 }
 
 BOOST_FIXTURE_TEST_CASE(other_format_version_fails, inspect_fixture) {
-  std::string two("\0\0\0\0\0\0\0\2", 8);
   std::string three("\0\0\0\0\0\0\0\3", 8);
-  BOOST_REQUIRE_GE(patch_file(data + "/data.mdb", "format_version" + two,
-                              "format_version" + three),
+  std::string four("\0\0\0\0\0\0\0\4", 8);
+  BOOST_REQUIRE_GE(patch_file(data + "/data.mdb", "format_version" + three,
+                              "format_version" + four),
                    1u);
-  check_open_failure(run_inspect({data, "info"}), data, "format version 3");
+  check_open_failure(run_inspect({data, "info"}), data, "format version 4");
 }
 
 BOOST_FIXTURE_TEST_CASE(corrupt_record_fails, inspect_fixture) {

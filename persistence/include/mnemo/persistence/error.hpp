@@ -35,7 +35,10 @@ enum class errc : uint8_t {
   decode_failed = 7,
   /// A payload could not be encoded.
   encode_failed = 8,
-  /// The storage device is full, or the map reached `max_map_size`.
+  /// The storage device is full, the process hit its file size limit
+  /// (RLIMIT_FSIZE), or the map reached `max_map_size`. A commit write that
+  /// the kernel cut short (LMDB reports EIO) counts when data.mdb is at the
+  /// limit or the file system has less than 1 MiB left.
   storage_full = 9,
   /// LMDB or the file system reported an error (message keeps its text).
   storage_error = 10,
