@@ -33,25 +33,6 @@ void check_open_error(const std::string& dir, errc code,
                       j.error().message());
 }
 
-// Writes `key` = `value` into database `db` of the closed journal in `dir`
-// with plain LMDB, as a bug or another tool might.
-void raw_put(const std::string& dir, const char* db, std::string key,
-             std::string value) {
-  mnemo::test::with_raw_db(dir, db, [&](MDB_txn* txn, MDB_dbi dbi) {
-    MDB_val k{key.size(), key.data()};
-    MDB_val v{value.size(), value.data()};
-    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
-  });
-}
-
-// Overwrites the format version stored in a closed journal directory.
-void set_format_version(const std::string& dir, uint64_t version) {
-  std::string buf(8, '\0');
-  for (int i = 7; i >= 0; --i, version >>= 8)
-    buf[i] = static_cast<char>(version & 0xff);
-  raw_put(dir, "mnemo.meta", "format_version", buf);
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(failure)
@@ -187,7 +168,7 @@ BOOST_AUTO_TEST_CASE(another_format_version_fails_clearly) {
   temp_dir dir;
   auto data = dir.sub("data");
   { auto j = mnemo::test::open_journal(data); }
-  set_format_version(data, 4);
+  mnemo::test::set_format_version(data, 4);
   check_open_error(data, errc::format_mismatch, "format version 4");
   check_open_error(data, errc::format_mismatch, "format version 4", true);
 }
@@ -221,7 +202,7 @@ BOOST_AUTO_TEST_CASE(damaged_stream_head_fails_only_its_own_appends) {
     BOOST_REQUIRE(
         j->append("b", {make_event("t", "1")}, expected_version::any()));
   }
-  raw_put(data, "mnemo.streams", "a", "short");
+  mnemo::test::raw_put(data, "mnemo.streams", "a", "short");
   auto j = mnemo::test::open_journal(data);
   auto bad = j->append("a", {make_event("t", "2")}, expected_version::any());
   BOOST_REQUIRE(!bad);

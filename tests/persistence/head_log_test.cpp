@@ -260,13 +260,7 @@ BOOST_AUTO_TEST_CASE(a_format_1_directory_is_read_and_upgraded) {
   with_raw_db(data, "mnemo.head_log", [](MDB_txn* txn, MDB_dbi dbi) {
     BOOST_REQUIRE_EQUAL(mdb_drop(txn, dbi, 1), 0);
   });
-  with_raw_db(data, "mnemo.meta", [](MDB_txn* txn, MDB_dbi dbi) {
-    std::string key = "format_version";
-    char one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
-    MDB_val k{key.size(), key.data()};
-    MDB_val v{8, one};
-    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
-  });
+  mnemo::test::set_format_version(data, 1);
   {
     auto ro = open_at(data, true);
     BOOST_REQUIRE_MESSAGE(ro, why(ro));
@@ -344,24 +338,12 @@ BOOST_AUTO_TEST_CASE(format_2_checkpoints_are_read_and_deleted) {
   BOOST_CHECK((raw_checkpoints(data, "s") == std::vector<uint64_t>{128, 256}));
   // What format 2 wrote: one every 32 (the only stream, so position ==
   // sequence), version 2.
-  with_raw_db(data, "mnemo.stream_index", [](MDB_txn* txn, MDB_dbi dbi) {
-    for (uint64_t q = 32; q < 300; q += 32) {
-      char be[8];
-      for (int b = 0; b < 8; ++b)
-        be[b] = static_cast<char>((q >> (56 - 8 * b)) & 0xff);
-      std::string key = std::string{"s"} + '\0' + std::string{be, 8};
-      MDB_val k{key.size(), key.data()};
-      MDB_val v{8, be};
-      BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
-    }
-  });
-  with_raw_db(data, "mnemo.meta", [](MDB_txn* txn, MDB_dbi dbi) {
-    std::string key = "format_version";
-    char two[8] = {0, 0, 0, 0, 0, 0, 0, 2};
-    MDB_val k{key.size(), key.data()};
-    MDB_val v{8, two};
-    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
-  });
+  for (uint64_t q = 32; q < 300; q += 32) {
+    auto seq = mnemo::test::be64_bytes(q);
+    mnemo::test::raw_put(data, "mnemo.stream_index",
+                         std::string{"s"} + '\0' + seq, seq);
+  }
+  mnemo::test::set_format_version(data, 2);
   BOOST_REQUIRE(
       (raw_checkpoints(data, "s") ==
        std::vector<uint64_t>{32, 64, 96, 128, 160, 192, 224, 256, 288}));

@@ -107,4 +107,27 @@ void with_raw_db(const std::string& dir, const char* dbname, F&& f) {
   mdb_env_close(env);
 }
 
+/// Writes `key` = `value` into database `db` of the closed journal in `dir`
+/// with plain LMDB, as a bug, another tool or an older build might.
+inline void raw_put(const std::string& dir, const char* db,
+                    const std::string& key, const std::string& value) {
+  with_raw_db(dir, db, [&](MDB_txn* txn, MDB_dbi dbi) {
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{value.size(), const_cast<char*>(value.data())};
+    BOOST_REQUIRE_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
+  });
+}
+
+/// `be64(n)` as 8 bytes.
+inline std::string be64_bytes(uint64_t n) {
+  std::string buf(8, '\0');
+  for (int i = 7; i >= 0; --i, n >>= 8) buf[i] = static_cast<char>(n & 0xff);
+  return buf;
+}
+
+/// Overwrites the format version stored in a closed journal directory.
+inline void set_format_version(const std::string& dir, uint64_t version) {
+  raw_put(dir, "mnemo.meta", "format_version", be64_bytes(version));
+}
+
 }  // namespace mnemo::test
