@@ -191,9 +191,10 @@ struct journal::impl {
   // Writer thread only: entries of mnemo.streams and mnemo.tables when
   // `compact_sparse` last considered them.
   uint64_t compaction_seen[2] = {0, 0};
-  // Writer thread only: cursor on mnemo.event_ids in the transaction in
-  // progress (null outside one).
+  // Writer thread only: cursors on mnemo.event_ids and mnemo.events in the
+  // transaction in progress (null outside one).
   MDB_cursor* event_ids_cursor = nullptr;
+  MDB_cursor* events_cursor = nullptr;
 
   std::mutex listeners_mtx;
   std::map<uint64_t, commit_listener> listeners;

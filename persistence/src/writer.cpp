@@ -359,13 +359,20 @@ int journal::impl::try_commit(std::vector<request>& batch,
 
 int journal::impl::open_cursors(detail::txn_state& st) {
   auto rc = mdb_cursor_open(st.txn, dbs.event_ids, &event_ids_cursor);
-  if (rc != 0) event_ids_cursor = nullptr;
+  if (rc != 0) {
+    event_ids_cursor = nullptr;
+    return rc;
+  }
+  rc = mdb_cursor_open(st.txn, dbs.events, &events_cursor);
+  if (rc != 0) events_cursor = nullptr;
   return rc;
 }
 
 void journal::impl::close_cursors() noexcept {
   if (event_ids_cursor != nullptr) mdb_cursor_close(event_ids_cursor);
+  if (events_cursor != nullptr) mdb_cursor_close(events_cursor);
   event_ids_cursor = nullptr;
+  events_cursor = nullptr;
 }
 
 int journal::impl::put_event_id(MDB_val& key, MDB_val& val) {
@@ -446,8 +453,10 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     be64_key pkey{pos};
     MDB_val key = pkey.val();
     MDB_val val{record_header_size + body_size, nullptr};
-    if (auto rc =
-            mdb_put(st.txn, dbs.events, &key, &val, MDB_APPEND | MDB_RESERVE))
+    // Through the transaction's cursor: it stays on the last leaf page,
+    // where MDB_APPEND needs no search from the root.
+    if (auto rc = mdb_cursor_put(events_cursor, &key, &val,
+                                 MDB_APPEND | MDB_RESERVE))
       return rc;
     auto* rec = static_cast<char*>(val.mv_data);
     std::memcpy(rec + record_header_size, req.bodies.data() + body_begin,
