@@ -162,6 +162,8 @@ struct journal::impl {
     head_record committed;
     head_record pending;
     bool dirty = false;
+    /// Whether `committed` is in the head log (in `logged_heads`).
+    bool logged = false;
     /// The key of this entry in `heads` (node addresses are stable).
     const std::string* stream = nullptr;
     /// The first 16 bytes of the key, big-endian, zero-padded: sorts like
@@ -181,6 +183,14 @@ struct journal::impl {
   uint64_t log_records = 0;
   uint64_t log_entries = 0;
   enum class head_write { none, logged, folded } pending_heads{};
+  // Writer thread only: the cached heads that are in the committed head
+  // log. While `log_in_cache` holds, these are all of the log's streams
+  // (the log was empty at open and the cache has not been cleared since),
+  // and a fold writes them from the cache instead of reading the log.
+  std::vector<cached_head*> logged_heads;
+  bool log_in_cache = true;
+  // Writer thread only: the heads a fold from the cache writes, sorted.
+  std::vector<head_order> fold_cached;
   // Writer thread only: scratch space of `fold_heads`, kept for its
   // capacity.
   std::unordered_map<std::string_view, head_record> fold_heads_map;
@@ -280,6 +290,10 @@ struct journal::impl {
   /// Writes the log's heads, then the changed ones, into mnemo.streams and
   /// empties the log.
   int fold_heads(detail::txn_state& st);
+  /// `fold_heads` with the log's heads taken from the cache.
+  int fold_cached_heads(detail::txn_state& st);
+  /// After a commit: what its head write did to the log (`logged_heads`).
+  void note_head_write();
   /// Sorts `dirty_heads` by stream into `sorted_heads`.
   void sort_dirty_heads();
   /// Stream id and pending head of `sorted_heads[i]`.

@@ -221,9 +221,9 @@ void journal::impl::process(std::vector<request>& batch) {
       process(second);
       return;
     }
-    auto err = commit_error ? std::exchange(commit_error, error{})
-                            : lmdb_commit_error(rc, "group commit",
-                                                cfg.directory);
+    auto err = commit_error
+                   ? std::exchange(commit_error, error{})
+                   : lmdb_commit_error(rc, "group commit", cfg.directory);
     stats.failed_commits.fetch_add(1, std::memory_order_relaxed);
     if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) {
       // The commit itself failed: what reached the disk is unknown to us
@@ -343,16 +343,9 @@ int journal::impl::try_commit(std::vector<request>& batch,
       std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::steady_clock::now() - t0)
           .count());
+  if (rc == 0) note_head_write();
   settle_heads(rc == 0);
   if (rc != 0) return rc;
-  if (pending_heads == head_write::logged) {
-    ++log_records;
-    log_entries += sorted_heads.size();
-  } else if (pending_heads == head_write::folded) {
-    if (log_records > 0)
-      stats.head_folds.fetch_add(1, std::memory_order_relaxed);
-    log_records = log_entries = 0;
-  }
   new_head = next_position - 1;
   return 0;
 }
@@ -455,8 +448,8 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     MDB_val val{record_header_size + body_size, nullptr};
     // Through the transaction's cursor: it stays on the last leaf page,
     // where MDB_APPEND needs no search from the root.
-    if (auto rc = mdb_cursor_put(events_cursor, &key, &val,
-                                 MDB_APPEND | MDB_RESERVE))
+    if (auto rc =
+            mdb_cursor_put(events_cursor, &key, &val, MDB_APPEND | MDB_RESERVE))
       return rc;
     auto* rec = static_cast<char*>(val.mv_data);
     std::memcpy(rec + record_header_size, req.bodies.data() + body_begin,
@@ -633,22 +626,55 @@ void journal::impl::settle_heads(bool committed) {
     entry->dirty = false;
   }
   dirty_heads.clear();
-  // Bound the cache between transactions; a miss costs one lookup.
-  if (heads.size() > max_cached_heads) heads.clear();
+  // Bound the cache between transactions; a miss costs one lookup. The
+  // log's streams are then no longer all in the cache.
+  if (heads.size() > max_cached_heads) {
+    heads.clear();
+    logged_heads.clear();
+    log_in_cache = log_records == 0;
+  }
 }
 
+void journal::impl::note_head_write() {
+  if (pending_heads == head_write::logged) {
+    ++log_records;
+    log_entries += sorted_heads.size();
+    if (!log_in_cache) return;
+    for (auto& item : sorted_heads) {
+      if (item.entry->logged) continue;
+      item.entry->logged = true;
+      logged_heads.push_back(item.entry);
+    }
+  } else if (pending_heads == head_write::folded) {
+    if (log_records > 0)
+      stats.head_folds.fetch_add(1, std::memory_order_relaxed);
+    log_records = log_entries = 0;
+    for (auto* entry : logged_heads) entry->logged = false;
+    logged_heads.clear();
+    log_in_cache = true;
+  }
+}
+
+namespace {
+
+// Sorts heads by stream. The sort compares the cached 16-byte prefixes and
+// only reads the keys of entries whose prefixes are equal.
+template <class Order>
+void sort_by_stream(std::vector<Order>& v) {
+  std::sort(v.begin(), v.end(), [](const Order& a, const Order& b) {
+    if (a.hi != b.hi) return a.hi < b.hi;
+    if (a.lo != b.lo) return a.lo < b.lo;
+    return *a.entry->stream < *b.entry->stream;  // memcmp order
+  });
+}
+
+}  // namespace
+
 void journal::impl::sort_dirty_heads() {
-  // The sort compares the cached 16-byte prefixes and only reads the keys
-  // of entries whose prefixes are equal.
   sorted_heads.clear();
   for (auto* entry : dirty_heads)
     sorted_heads.push_back({entry->order[0], entry->order[1], entry});
-  std::sort(sorted_heads.begin(), sorted_heads.end(),
-            [](const head_order& a, const head_order& b) {
-              if (a.hi != b.hi) return a.hi < b.hi;
-              if (a.lo != b.lo) return a.lo < b.lo;
-              return *a.entry->stream < *b.entry->stream;  // memcmp order
-            });
+  sort_by_stream(sorted_heads);
 }
 
 int journal::impl::store_heads(detail::txn_state& st, uint64_t last_position) {
@@ -683,7 +709,27 @@ int journal::impl::log_heads(detail::txn_state& st, uint64_t last_position) {
   return 0;
 }
 
+int journal::impl::fold_cached_heads(detail::txn_state& st) {
+  // Pending heads: the committed ones for streams this commit leaves alone.
+  fold_cached.clear();
+  for (auto* entry : logged_heads)
+    fold_cached.push_back({entry->order[0], entry->order[1], entry});
+  for (auto* entry : dirty_heads)
+    if (!entry->logged)
+      fold_cached.push_back({entry->order[0], entry->order[1], entry});
+  sort_by_stream(fold_cached);
+  auto rc =
+      put_heads(st.txn, dbs.streams, fold_cached.size(), [this](size_t i) {
+        auto* entry = fold_cached[i].entry;
+        return std::pair<std::string_view, const head_record&>{*entry->stream,
+                                                               entry->pending};
+      });
+  if (rc != 0) return rc;
+  return mdb_drop(st.txn, dbs.head_log, 0);
+}
+
 int journal::impl::fold_heads(detail::txn_state& st) {
+  if (log_in_cache) return fold_cached_heads(st);
   // The newest head per stream: the changed ones, then the log's records
   // newest first. The stream ids point into the log's pages, which stay
   // mapped and unchanged until the log is emptied at the end.
@@ -721,6 +767,8 @@ error journal::impl::count_head_log() {
       log_entries += rec.parse() ? rec.count : 1;
     }
     if (rc != MDB_NOTFOUND) return st.check(rc, "mdb_cursor_get (head log)");
+    // The first fold reads a log left by an earlier process.
+    log_in_cache = log_records == 0;
     return {};
   });
 }
@@ -744,8 +792,8 @@ void journal::impl::fold_head_log_at_close() {
     else
       mdb_txn_abort(st.txn);
     if (rc == 0) {
-      log_records = log_entries = 0;
-      stats.head_folds.fetch_add(1, std::memory_order_relaxed);
+      pending_heads = head_write::folded;
+      note_head_write();
       return;
     }
     commit_error = {};

@@ -4,8 +4,11 @@
 // folds the log into mnemo.streams. Heads must read the same either way, in
 // the process and after a crash, and a damaged record must be an error.
 
+#include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -178,6 +181,92 @@ BOOST_AUTO_TEST_CASE(
   auto ro = open_at(data, true);
   BOOST_REQUIRE_MESSAGE(ro, why(ro));
   check_heads(**ro, expected);
+}
+
+BOOST_FIXTURE_TEST_CASE(heads_stay_right_when_the_head_cache_is_cleared,
+                        journal_fixture) {
+  // The writer caches up to 100000 heads and folds the log from that cache
+  // while it holds every stream of the log; past the bound it clears the
+  // cache and folds from the log itself. Heads logged before and after the
+  // clear must all arrive in mnemo.streams.
+  heads_map want_heads;
+  auto append = [&](const std::string& stream) {
+    auto res = j->append(stream, {make_event("t", stream)},
+                         expected_version::exact(want_heads[stream]));
+    BOOST_REQUIRE_MESSAGE(res, stream << ": " << why(res));
+    ++want_heads[stream];
+  };
+  for (int i = 0; i < 10; ++i) append("a-" + std::to_string(i));
+  constexpr int many = 100100;
+  std::mutex mtx;
+  std::condition_variable cv;
+  int done = 0;
+  int failed = 0;
+  for (int i = 0; i < many; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "b-%06d", i);
+    j->append(name, {make_event("t", name)}, expected_version::no_stream(),
+              [&](expected<append_result> res) {
+                std::lock_guard<std::mutex> guard{mtx};
+                if (!res) ++failed;
+                ++done;
+                cv.notify_all();
+              });
+    if (i % 1000 == 999) {
+      // At most 1000 in flight: many commits, some folds among them.
+      std::unique_lock<std::mutex> guard{mtx};
+      cv.wait(guard, [&] { return done >= i - 999; });
+    }
+  }
+  {
+    std::unique_lock<std::mutex> guard{mtx};
+    cv.wait(guard, [&] { return done == many; });
+  }
+  BOOST_REQUIRE_EQUAL(failed, 0);
+  for (int i = 0; i < many; i += 997) {
+    char name[16];
+    std::snprintf(name, sizeof name, "b-%06d", i);
+    want_heads[name] = 1;
+  }
+  auto folds = j->stats().head_folds;
+  // Appends to old and new streams, each its own commit, until the log was
+  // folded twice.
+  for (int round = 0; j->stats().head_folds < folds + 2; ++round) {
+    BOOST_REQUIRE_LT(round, 200);
+    append("a-" + std::to_string(round % 10));
+    char name[16];
+    std::snprintf(name, sizeof name, "b-%06d", (round * 997) % many);
+    append(name);
+  }
+  // Every stream is listed once, with the head expected of the sampled ones.
+  auto check = [&] {
+    for (auto& [stream, highest] : want_heads) {
+      auto h = j->highest_sequence(stream);
+      BOOST_REQUIRE_MESSAGE(h, why(h));
+      BOOST_CHECK_MESSAGE(*h == highest,
+                          stream << ": " << *h << " != " << highest);
+    }
+    size_t listed = 0;
+    size_t wrong = 0;
+    std::string after;
+    for (;;) {
+      auto part = j->list_streams(after, 5000);
+      BOOST_REQUIRE_MESSAGE(part, why(part));
+      for (auto& h : *part) {
+        ++listed;
+        auto it = want_heads.find(h.stream_id);
+        if (h.highest_sequence != (it != want_heads.end() ? it->second : 1u))
+          ++wrong;
+      }
+      if (part->size() < 5000) break;
+      after = part->back().stream_id;
+    }
+    BOOST_CHECK_EQUAL(listed, 10u + many);
+    BOOST_CHECK_EQUAL(wrong, 0u);
+  };
+  check();
+  reopen();
+  check();
 }
 
 BOOST_AUTO_TEST_CASE(a_damaged_log_record_is_a_clear_error) {
