@@ -22,41 +22,75 @@ inline void check(int rc, const char* what) {
                              mdb_strerror(rc));
 }
 
-/// Records/s of a plain LMDB loop on one thread: `events` records of
-/// `record_bytes` under 8-byte big-endian keys with MDB_APPEND, one commit
-/// per `batch` records, environment flags `flags` (e.g. MDB_NOTLS |
-/// MDB_NOSYNC). Removes `dir` afterwards.
+/// A plain LMDB loop on one thread: records under 8-byte big-endian keys
+/// with MDB_APPEND, one commit per batch, in an environment of its own in
+/// `dir` (created; removed with its contents on destruction). Successive
+/// `run`s go on appending to the same database, so that runs interleaved
+/// with other measurements see a database that grows as in one long run.
+class loop {
+ public:
+  /// `flags`: environment flags, e.g. MDB_NOTLS | MDB_NOSYNC.
+  loop(const std::filesystem::path& dir, unsigned flags) : dir_(dir) {
+    std::filesystem::create_directories(dir);
+    check(mdb_env_create(&env_), "mdb_env_create");
+    try {
+      check(mdb_env_set_mapsize(env_, size_t{16} << 30), "set_mapsize");
+      check(mdb_env_open(env_, dir.c_str(), flags, 0644), "mdb_env_open");
+      MDB_txn* txn = nullptr;
+      check(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
+      check(mdb_dbi_open(txn, nullptr, 0, &dbi_), "mdb_dbi_open");
+      check(mdb_txn_commit(txn), "mdb_txn_commit");
+    } catch (...) {
+      mdb_env_close(env_);
+      throw;
+    }
+  }
+  ~loop() {
+    mdb_env_close(env_);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  loop(const loop&) = delete;
+  loop& operator=(const loop&) = delete;
+
+  /// Writes `events` records of `record_bytes`, one commit per `batch`;
+  /// returns the seconds it took.
+  double run(size_t record_bytes, uint64_t batch, uint64_t events) {
+    std::vector<char> record(record_bytes, 'r');
+    char key_bytes[8];
+    auto t0 = std::chrono::steady_clock::now();
+    for (uint64_t i = 0; i < events;) {
+      MDB_txn* txn = nullptr;
+      check(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
+      for (uint64_t end = std::min(events, i + batch); i < end; ++i) {
+        auto k = ++last_key_;
+        for (int b = 7; b >= 0; --b, k >>= 8)
+          key_bytes[b] = static_cast<char>(k & 0xff);
+        MDB_val key{8, key_bytes};
+        MDB_val val{record.size(), record.data()};
+        if (auto rc = mdb_put(txn, dbi_, &key, &val, MDB_APPEND)) {
+          mdb_txn_abort(txn);
+          check(rc, "mdb_put");
+        }
+      }
+      check(mdb_txn_commit(txn), "mdb_txn_commit");
+    }
+    std::chrono::duration<double> secs = std::chrono::steady_clock::now() - t0;
+    return secs.count();
+  }
+
+ private:
+  std::filesystem::path dir_;
+  MDB_env* env_ = nullptr;
+  MDB_dbi dbi_ = 0;
+  uint64_t last_key_ = 0;
+};
+
+/// Records/s of one `loop` run in a fresh environment in `dir`.
 inline double rate(const std::filesystem::path& dir, unsigned flags,
                    size_t record_bytes, uint64_t batch, uint64_t events) {
-  std::filesystem::create_directories(dir);
-  MDB_env* env = nullptr;
-  check(mdb_env_create(&env), "mdb_env_create");
-  check(mdb_env_set_mapsize(env, size_t{16} << 30), "set_mapsize");
-  check(mdb_env_open(env, dir.c_str(), flags, 0644), "mdb_env_open");
-  MDB_txn* txn = nullptr;
-  MDB_dbi dbi;
-  check(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-  check(mdb_dbi_open(txn, nullptr, 0, &dbi), "mdb_dbi_open");
-  check(mdb_txn_commit(txn), "mdb_txn_commit");
-  std::vector<char> record(record_bytes, 'r');
-  char key_bytes[8];
-  auto t0 = std::chrono::steady_clock::now();
-  for (uint64_t i = 0; i < events;) {
-    check(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-    for (uint64_t end = std::min(events, i + batch); i < end; ++i) {
-      auto k = i + 1;
-      for (int b = 7; b >= 0; --b, k >>= 8)
-        key_bytes[b] = static_cast<char>(k & 0xff);
-      MDB_val key{8, key_bytes};
-      MDB_val val{record.size(), record.data()};
-      check(mdb_put(txn, dbi, &key, &val, MDB_APPEND), "mdb_put");
-    }
-    check(mdb_txn_commit(txn), "mdb_txn_commit");
-  }
-  std::chrono::duration<double> secs = std::chrono::steady_clock::now() - t0;
-  mdb_env_close(env);
-  std::filesystem::remove_all(dir);
-  return static_cast<double>(events) / secs.count();
+  loop l{dir, flags};
+  return static_cast<double>(events) / l.run(record_bytes, batch, events);
 }
 
 /// Size of the first stored event record of a closed journal directory;
