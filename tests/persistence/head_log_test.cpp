@@ -85,6 +85,15 @@ heads_map unclosed_heads(int commits) {
   return m;
 }
 
+// Appends one event to `stream` of `j`, expecting the version `heads`
+// has for it, and counts it there.
+void append_counted(journal& j, heads_map& heads, const std::string& stream) {
+  auto res = j.append(stream, {make_event("t", stream)},
+                      expected_version::exact(heads[stream]));
+  BOOST_REQUIRE_MESSAGE(res, stream << ": " << why(res));
+  ++heads[stream];
+}
+
 expected<std::unique_ptr<journal>> open_at(const std::string& dir,
                                            bool read_only) {
   journal_config cfg;
@@ -101,10 +110,7 @@ BOOST_FIXTURE_TEST_CASE(heads_read_the_same_before_and_after_folds,
                         journal_fixture) {
   heads_map expected;
   auto append = [&](const std::string& stream) {
-    auto res = j->append(stream, {make_event("t", stream)},
-                         expected_version::exact(expected[stream]));
-    BOOST_REQUIRE_MESSAGE(res, why(res));
-    ++expected[stream];
+    append_counted(*j, expected, stream);
   };
   // One append per commit: the log takes a record per commit and is
   // folded after a few dozen.
@@ -191,10 +197,7 @@ BOOST_FIXTURE_TEST_CASE(heads_stay_right_when_the_head_cache_is_cleared,
   // clear must all arrive in mnemo.streams.
   heads_map want_heads;
   auto append = [&](const std::string& stream) {
-    auto res = j->append(stream, {make_event("t", stream)},
-                         expected_version::exact(want_heads[stream]));
-    BOOST_REQUIRE_MESSAGE(res, stream << ": " << why(res));
-    ++want_heads[stream];
+    append_counted(*j, want_heads, stream);
   };
   for (int i = 0; i < 10; ++i) append("a-" + std::to_string(i));
   constexpr int many = 100100;
