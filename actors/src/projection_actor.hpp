@@ -38,7 +38,7 @@ using pull_atom = caf::atom_constant<caf::atom("mn_pull")>;
 using written_atom = caf::atom_constant<caf::atom("mn_written")>;
 using retry_atom = caf::atom_constant<caf::atom("mn_pretry")>;
 using refetch_atom = caf::atom_constant<caf::atom("mn_refetch")>;
-using tail_due_atom = caf::atom_constant<caf::atom("mn_taildue")>;
+using write_due_atom = caf::atom_constant<caf::atom("mn_writdue")>;
 
 /// Table of the projections' control state (paused flag).
 constexpr std::string_view control_table = "mnemo.projection";
@@ -105,8 +105,8 @@ class projection_actor : public caf::event_based_actor {
         [this](retry_atom) { on_retry_timer(); },
         [this](written_atom, uint64_t ticket) { on_written(ticket); },
         [this](tail_atom) { on_tail(); },
-        [this](tail_due_atom) {
-          tail_timer_ = false;
+        [this](write_due_atom) {
+          write_timer_ = false;
           schedule_pull();
         },
         [this](pause_atom) { return set_paused(true); },
@@ -262,15 +262,13 @@ class projection_actor : public caf::event_based_actor {
     if (busy_ || paused_ || waiting_retry_) return;
     if (!pipeline_.empty()) {
       // Management and failures wait until the pipeline drained.
-      if (deferred_.empty() && !broken_ && pipelines()) pull_ahead();
+      if (deferred_.empty() && !broken_ && pipelines() && !write_paced())
+        pull_ahead();
       return;
     }
     run_deferred();
-    if (busy_) return;
-    if (tails()) {
-      if (tail_paced()) return;
-      return start_tail();
-    }
+    if (busy_ || write_paced()) return;
+    if (tails()) return start_tail();
     if (remote_) return fetch();
     if (pipelines()) return pull_ahead();
     auto batch = ctx_.journal->read_all(offset_ + 1, spec_.options.batch_size);
@@ -281,6 +279,7 @@ class projection_actor : public caf::event_based_actor {
   }
 
   void handle_batch(envelopes batch) {
+    if (!batch.empty()) last_write_ = clock().now();
     if (exactly_once_) return submit(std::move(batch), nullptr);
     auto [done, error_text] = run_effects(batch);
     std::optional<persistence::event_envelope> poison;
@@ -418,6 +417,7 @@ class projection_actor : public caf::event_based_actor {
     auto batch = ctx_.journal->read_all(after + 1, spec_.options.batch_size);
     if (!batch) return quit(runtime::to_caf_error(batch.error()));
     if (batch->empty()) return;
+    last_write_ = clock().now();
     auto last = batch->back().position;
     head_ = std::max(head_, last);
     // A full batch means there is probably more to read.
@@ -559,7 +559,7 @@ class projection_actor : public caf::event_based_actor {
     }
     // Only a tail write that wrote counts for `write_interval`: one that
     // found nothing (a quiet journal) must not delay the next event.
-    if (out.handled > 0) last_tail_ = tail_started_;
+    if (out.handled > 0) last_write_ = tail_started_;
     if (out.more) return advance(out.last);
     tail_.reset();
     busy_ = false;
@@ -586,18 +586,22 @@ class projection_actor : public caf::event_based_actor {
     if (!busy_ && head_ > offset_) schedule_pull();
   }
 
-  // `write_interval`: true while the last tail write started less than an
-  // interval ago; then one timer (`tail_due_atom`) pulls again when it is
-  // over, and the events that come meanwhile wait for that tail write.
-  bool tail_paced() {
+  // `write_interval`: true while the projection is live (within a batch
+  // of the head; catch-up is not paced) and its last write that handled
+  // events started less than an interval ago. Then one timer
+  // (`write_due_atom`) pulls again when the interval is over, and the
+  // events that come meanwhile wait for that write.
+  bool write_paced() {
     auto interval = spec_.options.write_interval;
-    if (interval.count() <= 0 || !last_tail_) return false;
-    auto due = *last_tail_ + interval;
+    if (interval.count() <= 0 || !last_write_) return false;
+    auto head = std::max(head_, local_head());
+    if (head > submitted() + tail_batch_size()) return false;
+    auto due = *last_write_ + interval;
     auto now = clock().now();
     if (now >= due) return false;
-    if (!tail_timer_) {
-      tail_timer_ = true;
-      delayed_send(this, due - now, tail_due_atom::value);
+    if (!write_timer_) {
+      write_timer_ = true;
+      delayed_send(this, due - now, write_due_atom::value);
     }
     return true;
   }
@@ -808,12 +812,12 @@ class projection_actor : public caf::event_based_actor {
   std::optional<std::pair<envelopes, write_outcome>> broken_;
   // The tail chain in flight, if any.
   tail_chain_ptr tail_;
-  // When the tail chain in flight started, and when the last one that
-  // handled events did (`write_interval`).
+  // When the tail chain in flight started, and when the last write (tail
+  // chain, pipelined or single) that handled events did (`write_interval`).
   caf::actor_clock::time_point tail_started_;
-  std::optional<caf::actor_clock::time_point> last_tail_;
-  // A `tail_due_atom` is on its way.
-  bool tail_timer_ = false;
+  std::optional<caf::actor_clock::time_point> last_write_;
+  // A `write_due_atom` is on its way.
+  bool write_timer_ = false;
 };
 
 }  // namespace mnemo::actors::detail

@@ -326,8 +326,6 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   }
   std::vector<mnemo::actors::projection_spec> specs{ptr->model.projection(),
                                                     ptr->sagas.projection()};
-  for (auto& spec : specs)
-    spec.options.write_interval = opts.read_model_interval;
   auto side = std::make_shared<cluster_read_side>();
   side->totals = [model = ptr->cluster_model, &j = n.journal()] {
     return model.totals(j);
@@ -340,6 +338,8 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
       side->sources.emplace_back(member, spec.name);
       specs.push_back(std::move(spec));
     }
+  for (auto& spec : specs)
+    spec.options.write_interval = opts.read_model_interval;
   ptr->projections =
       supervise_projections(n, std::move(specs), ptr->projection_names, error);
   if (!ptr->projections) return nullptr;

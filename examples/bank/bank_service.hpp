@@ -23,11 +23,12 @@ struct service_options {
   /// Commands not answered within this time get 503 `timeout` (their
   /// outcome is unknown: retry with the same command id). Default: 10 s.
   std::chrono::milliseconds request_timeout = std::chrono::seconds{10};
-  /// The read models of this node's journal (balances, transfer index)
-  /// write at most once per this interval (`projection_options::
-  /// write_interval`): they lag by up to that much more, and a busy node
-  /// rewrites each balance row's page once per interval instead of in every
-  /// group commit. Default: 0 (every commit).
+  /// The read models (balances, transfer index, and in a cluster the
+  /// cluster-wide balances fed by every member's journal) write at most
+  /// once per this interval (`projection_options::write_interval`): they
+  /// lag by up to that much more, and a busy node rewrites each balance
+  /// row's page once per interval instead of in every group commit.
+  /// Default: 0 (every commit).
   std::chrono::milliseconds read_model_interval{0};
 };
 

@@ -560,11 +560,15 @@ BOOST_AUTO_TEST_CASE(live_events_are_handled_in_the_commit_that_writes_them) {
   BOOST_CHECK_EQUAL(f.status(p).offset, 4u);
 }
 
-BOOST_AUTO_TEST_CASE(a_write_interval_paces_tail_writes) {
-  fixture f;
-  // Per handled event: its position and the commits finished before the
-  // transaction that handled it (equal values: one tail write).
-  auto seen = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();
+// Per handled event of a paced projection: its position and the commits
+// finished before the transaction that handled it (equal values: one
+// write).
+using handled_log = std::vector<std::pair<uint64_t, uint64_t>>;
+
+// Projection "paced", a write interval of 100 ms: records what it handles
+// in `seen`, and the last position per stream in table "paced".
+actors::projection_spec paced_spec(fixture& f,
+                                   std::shared_ptr<handled_log> seen) {
   auto* j = &f.journal();
   actors::projection_spec spec;
   spec.name = "paced";
@@ -575,48 +579,99 @@ BOOST_AUTO_TEST_CASE(a_write_interval_paces_tail_writes) {
     return table_store::put_in(txn, "paced", env.stream_id,
                                std::to_string(env.position));
   };
-  auto p = f.spawn(spec);
-  persistence::new_event ev;
-  ev.type = "test.paced";
-  // After a quiet time the first event is handled in its own commit.
-  f.append_beside_tail(p, "s", ev, 1);
-  BOOST_REQUIRE_EQUAL(seen->size(), 1u);
-  BOOST_CHECK_EQUAL(f.status(p).offset, 1u);
-  // Three commits within the interval carry no tail write: the events wait,
-  // and the model and the stored offset stay as they were.
+  return spec;
+}
+
+// With the first event handled just now (`p`'s offset 1): three appends
+// within the interval are not handled (the model and the stored offset
+// stay as they were); when the interval is over, one write handles all
+// three; then nothing waits for 200 ms (no timer, no commit). Returns the
+// commits counted before the three appends.
+uint64_t check_three_paced(fixture& f, const caf::actor& p,
+                           const handled_log& seen,
+                           const persistence::new_event& ev) {
+  auto* j = &f.journal();
   auto commits = j->stats().commits;
   for (int i = 0; i < 3; ++i) {
     BOOST_REQUIRE(j->append("s", {ev}, persistence::expected_version::any()));
     f.run();
   }
   BOOST_CHECK_EQUAL(j->stats().commits, commits + 3);
-  BOOST_CHECK_EQUAL(seen->size(), 1u);
+  BOOST_CHECK_EQUAL(seen.size(), 1u);
   BOOST_CHECK_EQUAL(f.status(p).offset, 1u);
   BOOST_CHECK_EQUAL(*j->offsets().load("paced"), 1u);
   BOOST_CHECK((f.dump("paced") == rows{{"s", "1"}}));
   f.advance(99ms);
-  BOOST_CHECK_EQUAL(seen->size(), 1u);
-  // The interval is over: one tail write handles all three.
+  BOOST_CHECK_EQUAL(seen.size(), 1u);
   f.advance(1ms);
-  BOOST_REQUIRE_EQUAL(seen->size(), 4u);
+  BOOST_REQUIRE_EQUAL(seen.size(), 4u);
   for (size_t i = 1; i < 4; ++i) {
-    BOOST_CHECK_EQUAL((*seen)[i].first, i + 1);
-    BOOST_CHECK_EQUAL((*seen)[i].second, commits + 3);
+    BOOST_CHECK_EQUAL(seen[i].first, i + 1);
+    BOOST_CHECK_EQUAL(seen[i].second, commits + 3);
   }
   BOOST_CHECK_EQUAL(j->stats().commits, commits + 4);
   BOOST_CHECK_EQUAL(f.status(p).offset, 4u);
   BOOST_CHECK_EQUAL(*j->offsets().load("paced"), 4u);
   BOOST_CHECK((f.dump("paced") == rows{{"s", "4"}}));
-  // Nothing waits: no timer, no commit. After more than an interval of
-  // quiet, the next event is handled at once again.
   f.advance(200ms);
   BOOST_CHECK_EQUAL(j->stats().commits, commits + 4);
+  return commits;
+}
+
+BOOST_AUTO_TEST_CASE(a_write_interval_paces_tail_writes) {
+  fixture f;
+  auto seen = std::make_shared<handled_log>();
+  auto p = f.spawn(paced_spec(f, seen));
+  auto* j = &f.journal();
+  persistence::new_event ev;
+  ev.type = "test.paced";
+  // After a quiet time the first event is handled in its own commit.
+  f.append_beside_tail(p, "s", ev, 1);
+  BOOST_REQUIRE_EQUAL(seen->size(), 1u);
+  BOOST_CHECK_EQUAL(f.status(p).offset, 1u);
+  auto commits = check_three_paced(f, p, *seen, ev);
+  // After more than an interval of quiet, the next event is handled at
+  // once again, in the commit of the append (the one after the writer was
+  // held).
   f.append_beside_tail(p, "s", ev, 5);
   BOOST_REQUIRE_EQUAL(seen->size(), 5u);
   BOOST_CHECK_EQUAL(f.status(p).offset, 5u);
-  // In the commit of the append (the one after the writer was held).
   BOOST_CHECK_EQUAL(seen->back().second, commits + 5);
   BOOST_CHECK_EQUAL(j->stats().commits, commits + 6);
+}
+
+BOOST_AUTO_TEST_CASE(a_write_interval_paces_writes_without_in_commit) {
+  for (size_t pipeline : {size_t{4}, size_t{1}}) {
+    BOOST_TEST_CONTEXT("write_pipeline " << pipeline) {
+      fixture f;
+      auto seen = std::make_shared<handled_log>();
+      auto spec = paced_spec(f, seen);
+      spec.options.in_commit = false;
+      spec.options.write_pipeline = pipeline;
+      auto p = f.spawn(spec);
+      auto* j = &f.journal();
+      persistence::new_event ev;
+      ev.type = "test.paced";
+      // After a quiet time the first event is handled at once, in the
+      // commit after the one that wrote it.
+      auto first = j->stats().commits;
+      BOOST_REQUIRE(j->append("s", {ev}, persistence::expected_version::any()));
+      f.run();
+      BOOST_REQUIRE_EQUAL(seen->size(), 1u);
+      BOOST_CHECK_EQUAL(seen->front().second, first + 1);
+      BOOST_CHECK_EQUAL(f.status(p).offset, 1u);
+      BOOST_CHECK_EQUAL(j->stats().commits, first + 2);
+      auto commits = check_three_paced(f, p, *seen, ev);
+      // After more than an interval of quiet, the next event is handled at
+      // once again.
+      BOOST_REQUIRE(j->append("s", {ev}, persistence::expected_version::any()));
+      f.run();
+      BOOST_REQUIRE_EQUAL(seen->size(), 5u);
+      BOOST_CHECK_EQUAL(seen->back().second, commits + 5);
+      BOOST_CHECK_EQUAL(f.status(p).offset, 5u);
+      BOOST_CHECK_EQUAL(j->stats().commits, commits + 6);
+    }
+  }
 }
 
 // The three ways an exactly-once projection writes: tail writes live with

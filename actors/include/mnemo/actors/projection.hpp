@@ -153,14 +153,17 @@ struct projection_options {
   /// pipelining. 1 turns it off (and `in_commit` then catches up through
   /// tail writes too). Default: 4.
   size_t write_pipeline = 4;
-  /// With `in_commit`: start a tail write at most once per interval. The
-  /// events committed in between wait, and the next tail write handles them
-  /// together, so a read model whose rows many events touch (a balance per
-  /// account) rewrites each row's page once per interval instead of in
-  /// every group commit. The read model then lags by up to the interval
-  /// plus one commit; a tail write after a quiet interval still starts at
-  /// once. Catch-up through the pipeline is not slowed. Default: 0 (a tail
-  /// write joins every group commit).
+  /// Start a live write at most once per interval: with `in_commit` a tail
+  /// write, else the read and write of the next batch (local, pipelined or
+  /// one at a time, or from a remote source). The events committed in
+  /// between wait, and the next write handles them together, so a read
+  /// model whose rows many events touch (a balance per account) rewrites
+  /// each row's page once per interval instead of in every group commit.
+  /// The read model then lags by up to the interval plus one commit (plus
+  /// the usual commit or two without `in_commit`); a write after a quiet
+  /// interval still starts at once. Catch-up (more than `batch_size`
+  /// events behind) is not slowed. Default: 0 (a live write as soon as
+  /// events come).
   std::chrono::milliseconds write_interval{0};
 };
 
