@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,6 +15,8 @@
 #include <future>
 #include <limits>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <system_error>
 
 #include "head_log.hpp"
@@ -102,6 +105,37 @@ error lock_directory(const journal_config& cfg, int& fd) {
     // The pid is only for the message above; the lock itself holds.
   }
   return {};
+}
+
+// The data directories this process has open, by device and inode. LMDB
+// allows one environment per directory and process: closing a second one
+// would drop the POSIX locks of the first (lmdb.h, "caveats").
+std::mutex open_dirs_mtx;
+std::map<std::pair<dev_t, ino_t>, bool> open_dirs;  // -> opened writable
+
+error claim_directory(const journal_config& cfg,
+                      std::optional<std::pair<dev_t, ino_t>>& claimed) {
+  struct stat st {};
+  if (::stat(cfg.directory.c_str(), &st) != 0) return {};  // open reports it
+  std::pair<dev_t, ino_t> key{st.st_dev, st.st_ino};
+  std::lock_guard<std::mutex> guard{open_dirs_mtx};
+  if (auto i = open_dirs.find(key); i != open_dirs.end())
+    return error{errc::directory_in_use,
+                 "data directory '" + cfg.directory +
+                     "' is already open in this process (pid " +
+                     std::to_string(::getpid()) + ", " +
+                     (i->second ? "writable" : "read-only") +
+                     "); LMDB allows one open per directory and process: "
+                     "share that journal, or close it before opening again"};
+  open_dirs.emplace(key, !cfg.read_only);
+  claimed = key;
+  return {};
+}
+
+void release_directory(const std::optional<std::pair<dev_t, ino_t>>& claimed) {
+  if (!claimed) return;
+  std::lock_guard<std::mutex> guard{open_dirs_mtx};
+  open_dirs.erase(*claimed);
 }
 
 }  // namespace
@@ -291,13 +325,19 @@ journal::journal(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
 
 expected<std::unique_ptr<journal>> journal::open(journal_config cfg) {
   if (auto err = check_directory(cfg)) return err;
+  std::optional<std::pair<dev_t, ino_t>> claimed;
+  if (auto err = claim_directory(cfg, claimed)) return err;
   int lock_fd = -1;
   if (!cfg.read_only)
-    if (auto err = lock_directory(cfg, lock_fd)) return err;
+    if (auto err = lock_directory(cfg, lock_fd)) {
+      release_directory(claimed);
+      return err;
+    }
   std::unique_ptr<journal> result{new journal(nullptr)};
   result->impl_ = std::make_unique<impl>(*result, std::move(cfg));
   auto& d = *result->impl_;
   d.lock_fd = lock_fd;
+  d.claimed = claimed;
   auto err = d.open_env();
   if (!err) err = d.open_databases();
   if (!err && !d.cfg.read_only) err = d.count_head_log();
@@ -332,6 +372,7 @@ journal::~journal() {
   if (impl_->completer.joinable()) impl_->completer.join();
   if (impl_->env != nullptr) mdb_env_close(impl_->env);
   if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);
+  release_directory(impl_->claimed);
 }
 
 // -- writes -------------------------------------------------------------------

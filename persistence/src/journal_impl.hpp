@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -14,6 +15,8 @@
 #include <unordered_map>
 #include <variant>
 #include <vector>
+
+#include <sys/types.h>
 
 #include <lmdb.h>
 
@@ -120,6 +123,8 @@ struct journal::impl {
   MDB_env* env = nullptr;
   // `mnemo.lock` in the directory, flock'ed while a writer has it open.
   int lock_fd = -1;
+  // The directory's entry in the process's set of open directories.
+  std::optional<std::pair<dev_t, ino_t>> claimed;
   databases dbs;
   // Readers hold it shared; the writer holds it exclusively to resize.
   mutable std::shared_mutex resize_mtx;
@@ -261,8 +266,14 @@ struct journal::impl {
   /// The completer thread: answers what `process` hands over.
   void complete();
   void process(std::vector<request>& batch);
+  /// Applies `batch` in one transaction and commits it. `committing` tells
+  /// whether a failure came from `mdb_txn_commit` (the disk state is then
+  /// unknown) or from before it (nothing was written).
   int try_commit(std::vector<request>& batch, std::vector<outcome>& out,
-                 uint64_t& new_head, bool& wrote_events);
+                 uint64_t& new_head, bool& wrote_events, bool& committing);
+  /// The error of `req` that failed a commit alone with LMDB code `rc`:
+  /// names its stream and size, and for a full map the space left.
+  error request_error(const request& req, int rc);
   int apply(detail::txn_state& st, append_request& req, outcome& out,
             uint64_t& next_position, int64_t now_us);
   int apply(detail::txn_state& st, delete_request& req, outcome& out,

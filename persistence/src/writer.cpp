@@ -206,13 +206,25 @@ void journal::impl::process(std::vector<request>& batch) {
   out.swap(spare_outcomes);
   uint64_t new_head = 0;
   bool wrote_events = false;
+  bool committing = false;
   auto old_head = head.load(std::memory_order_relaxed);
   for (;;) {
-    auto rc = try_commit(batch, out, new_head, wrote_events);
+    auto rc = try_commit(batch, out, new_head, wrote_events, committing);
     if (rc == 0) break;
     if (rc == MDB_MAP_FULL && grow_map()) continue;
-    if (rc == MDB_TXN_FULL && batch.size() > 1) {
-      // Too many dirty pages for one transaction: commit in two halves.
+    // Before `mdb_txn_commit` the transaction was aborted and nothing
+    // reached the disk, so the fault belongs to the requests: too many dirty
+    // pages, a map at max_map_size, or an LMDB error while one of them was
+    // applied. Halve the batch until the request that causes it is alone,
+    // so that it fails by itself and the others commit. A damaged head log
+    // found by a fold (`commit_error`) is no request's fault.
+    // A full map or transaction also fails a commit before it writes.
+    bool request_fault =
+        (!committing || rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) &&
+        !commit_error;
+    if (request_fault && batch.size() > 1) {
+      out.clear();
+      spare_outcomes.swap(out);
       auto mid = batch.begin() + static_cast<ptrdiff_t>(batch.size() / 2);
       std::vector<request> second{std::make_move_iterator(mid),
                                   std::make_move_iterator(batch.end())};
@@ -221,11 +233,15 @@ void journal::impl::process(std::vector<request>& batch) {
       process(second);
       return;
     }
-    auto err = commit_error
-                   ? std::exchange(commit_error, error{})
-                   : lmdb_commit_error(rc, "group commit", cfg.directory);
+    error err;
+    if (commit_error)
+      err = std::exchange(commit_error, error{});
+    else if (request_fault)
+      err = request_error(batch.front(), rc);
+    else
+      err = lmdb_commit_error(rc, "group commit", cfg.directory);
     stats.failed_commits.fetch_add(1, std::memory_order_relaxed);
-    if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) {
+    if (!request_fault && rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) {
       // The commit itself failed: what reached the disk is unknown to us
       // (LMDB keeps the old meta page), so refuse to pretend from now on.
       std::lock_guard<std::mutex> guard{mtx};
@@ -271,6 +287,47 @@ void journal::impl::process(std::vector<request>& batch) {
   if (was_empty) done_cv.notify_one();
 }
 
+error journal::impl::request_error(const request& req, int rc) {
+  std::string what = std::visit(
+      [](const auto& r) -> std::string {
+        using req_type = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<req_type, append_request>) {
+          auto bytes = r.bodies.size() + r.events.size() * record_header_size;
+          return "an append of " + std::to_string(r.events.size()) +
+                 " event(s), " + std::to_string(bytes) +
+                 " bytes, to stream '" + r.stream + "'";
+        } else if constexpr (std::is_same_v<req_type, delete_request>) {
+          return "a deletion of events of stream '" + r.stream + "'";
+        } else {
+          return std::string{"a write (snapshot, offset or read model)"};
+        }
+      },
+      req);
+  if (rc == MDB_MAP_FULL) {
+    MDB_envinfo info{};
+    MDB_stat stat{};
+    mdb_env_info(env, &info);
+    mdb_env_stat(env, &stat);
+    auto used = (static_cast<uint64_t>(info.me_last_pgno) + 1) * stat.ms_psize;
+    auto size = static_cast<uint64_t>(info.me_mapsize);
+    auto left = size > used ? size - used : 0;
+    return error{errc::storage_full,
+                 "map full: " + what + " does not fit in the " +
+                     std::to_string(left) + " bytes left of the map (" +
+                     std::to_string(size) +
+                     " bytes, journal_config::max_map_size reached; pages "
+                     "freed by deletions are reused first). It failed alone; "
+                     "raise max_map_size or delete old events"};
+  }
+  if (rc == MDB_TXN_FULL)
+    return error{errc::storage_error,
+                 what + " changes more pages than one LMDB transaction "
+                        "allows (MDB_TXN_FULL). It failed alone; split it "
+                        "into smaller requests"};
+  auto err = lmdb_error(rc, what);
+  return error{err.code(), err.message() + ". It failed alone"};
+}
+
 void journal::impl::complete() {
   std::vector<answered> ready;
   for (;;) {
@@ -299,7 +356,8 @@ void journal::impl::complete() {
 
 int journal::impl::try_commit(std::vector<request>& batch,
                               std::vector<outcome>& out, uint64_t& new_head,
-                              bool& wrote_events) {
+                              bool& wrote_events, bool& committing) {
+  committing = false;
   out.assign(batch.size(), outcome{error{}});
   detail::txn_state st;
   st.dbs = &dbs;
@@ -337,6 +395,7 @@ int journal::impl::try_commit(std::vector<request>& batch,
     if (auto rc = mdb_put(st.txn, dbs.meta, &key, &val, 0)) return fail(rc);
   }
   close_cursors();
+  committing = true;
   auto t0 = std::chrono::steady_clock::now();
   auto rc = mdb_txn_commit(st.txn);
   last_commit_us = static_cast<uint64_t>(

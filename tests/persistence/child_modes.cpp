@@ -142,12 +142,25 @@ int unclosed_writer(int argc, char** argv) {
   ::_exit(0);
 }
 
+// Opens the journal in argv[0], read-only if argv[1] is "ro", and prints
+// "ok" or the error.
+int try_open(int argc, char** argv) {
+  if (argc < 2) return 2;
+  journal_config cfg;
+  cfg.directory = argv[0];
+  cfg.read_only = std::string{argv[1]} == "ro";
+  auto j = journal::open(cfg);
+  write_line(j ? std::string{"ok"} : j.error().to_string());
+  return 0;
+}
+
 }  // namespace
 
 int run_child(const std::string& mode, int argc, char** argv) {
   if (mode == "crash-writer") return crash_writer(argc, argv);
   if (mode == "fsize-writer") return fsize_writer(argc, argv);
   if (mode == "unclosed-writer") return unclosed_writer(argc, argv);
+  if (mode == "try-open") return try_open(argc, argv);
   std::fprintf(stderr, "unknown child mode %s\n", mode.c_str());
   return 2;
 }

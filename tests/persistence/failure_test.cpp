@@ -2,6 +2,7 @@
 // read-only use, and directories that are not mnemo journals.
 
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include <lmdb.h>
@@ -92,6 +93,94 @@ BOOST_AUTO_TEST_CASE(max_map_size_fails_the_append_but_not_the_journal) {
   BOOST_CHECK(!j->failure());
   BOOST_CHECK(
       j->append("t", {make_event("test.small", "x")}, expected_version::any()));
+}
+
+// At max_map_size, one request that cannot fit fails alone: the small
+// appends and the snapshot of the same group commit are stored, and the
+// error names the request, its size and the space left.
+BOOST_AUTO_TEST_CASE(at_max_map_size_an_oversized_request_fails_alone) {
+  temp_dir dir;
+  journal_config cfg;
+  cfg.directory = dir.sub("data");
+  cfg.initial_map_size = uint64_t{1} << 20;
+  cfg.max_map_size = uint64_t{1} << 20;
+  constexpr int small = 300;
+  std::vector<std::future<expected<append_result>>> acks;
+  std::future<expected<append_result>> big;
+  std::promise<error> big_snapshot;
+  std::promise<error> small_snapshot;
+  {
+    auto opened = journal::open(cfg);
+    BOOST_REQUIRE(opened);
+    auto& j = **opened;
+    auto append = [&j](std::string stream, std::string value) {
+      auto done = std::make_shared<std::promise<expected<append_result>>>();
+      auto result = done->get_future();
+      j.append(std::move(stream), {make_event("test.e", std::move(value))},
+               expected_version::any(),
+               [done](expected<append_result> r) {
+                 done->set_value(std::move(r));
+               });
+      return result;
+    };
+    // Everything below joins one group commit behind the gate.
+    mnemo::test::writer_gate gate;
+    gate.hold(j);
+    for (int i = 0; i < small; ++i) {
+      acks.push_back(append("small-" + std::to_string(i % 17),
+                            "v" + std::to_string(i)));
+      if (i == small / 2) {
+        big = append("huge", std::string(std::size_t{2} << 20, 'h'));
+        snapshot snap;
+        snap.meta = {"small-0", 1, 0};
+        snap.type = "state";
+        snap.payload.assign(std::size_t{3} << 20, 0x5a);
+        j.write([snap](write_txn& t) { return snapshot_store::save_in(t, snap); },
+                [&](error e) { big_snapshot.set_value(std::move(e)); });
+        snapshot ok;
+        ok.meta = {"small-1", 1, 0};
+        ok.type = "state";
+        ok.payload.assign(100, 0x11);
+        j.write([ok](write_txn& t) { return snapshot_store::save_in(t, ok); },
+                [&](error e) { small_snapshot.set_value(std::move(e)); });
+      }
+    }
+    gate.release();
+    auto failed = big.get();
+    BOOST_REQUIRE(!failed);
+    auto& e = failed.error();
+    BOOST_CHECK_MESSAGE(e.code() == errc::storage_full, e.to_string());
+    for (auto* part : {"map full", "'huge'", "2097", "bytes left",
+                       "max_map_size", "failed alone"})
+      BOOST_CHECK_MESSAGE(e.message().find(part) != std::string::npos,
+                          part << " not in: " << e.message());
+    auto snap_err = big_snapshot.get_future().get();
+    BOOST_CHECK_MESSAGE(snap_err.code() == errc::storage_full,
+                        snap_err.to_string());
+    BOOST_CHECK(snap_err.message().find("map full") != std::string::npos);
+    auto ok_err = small_snapshot.get_future().get();
+    BOOST_CHECK_MESSAGE(!ok_err, ok_err.to_string());
+    for (auto& ack : acks) {
+      auto res = ack.get();
+      BOOST_REQUIRE_MESSAGE(res, mnemo::test::why(res));
+    }
+    BOOST_CHECK(!j.failure());
+  }
+  auto j = mnemo::test::open_journal(cfg.directory);
+  size_t events = 0;
+  for (int s = 0; s < 17; ++s) {
+    auto got = j->read_stream("small-" + std::to_string(s), 1, 1000, 1000);
+    BOOST_REQUIRE(got);
+    events += got->size();
+  }
+  BOOST_CHECK_EQUAL(events, static_cast<size_t>(small));
+  BOOST_CHECK_EQUAL(*j->highest_sequence("huge"), 0u);
+  auto snap = j->snapshots().load("small-1", snapshot_criteria::latest());
+  BOOST_REQUIRE(snap && *snap);
+  BOOST_CHECK_EQUAL((*snap)->payload.size(), 100u);
+  auto none = j->snapshots().load("small-0", snapshot_criteria::latest());
+  BOOST_REQUIRE(none);
+  BOOST_CHECK(!*none);
 }
 
 BOOST_AUTO_TEST_CASE(disk_full_is_a_clear_sticky_error_and_loses_nothing) {

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "mnemo/persistence/offset_store.hpp"
+#include "child_modes.hpp"
 #include "test_support.hpp"
 
 using namespace mnemo::persistence;
@@ -319,22 +320,46 @@ BOOST_AUTO_TEST_CASE(stats_count_commits_events_and_batches) {
 BOOST_AUTO_TEST_CASE(a_second_writer_of_a_directory_is_refused) {
   journal_config cfg;
   cfg.directory = dir.sub("data");
-  auto second = mnemo::persistence::journal::open(cfg);
-  BOOST_REQUIRE(!second);
-  BOOST_CHECK_EQUAL(second.error().code(), errc::directory_in_use);
-  BOOST_TEST_MESSAGE(second.error().to_string());
-  BOOST_CHECK(second.error().to_string().find(
-                  "(pid " + std::to_string(::getpid()) + ")") !=
-              std::string::npos);
-  // Readers may share it.
-  cfg.read_only = true;
-  BOOST_CHECK(mnemo::persistence::journal::open(cfg));
+  auto pid = std::to_string(::getpid());
+  // Another process: refused for writing, naming this process; it may read.
+  auto writer = mnemo::test::finish_child(
+      mnemo::test::spawn_child("try-open", {cfg.directory, "rw"}));
+  BOOST_TEST_MESSAGE(writer.out);
+  BOOST_CHECK(writer.out.find("directory_in_use") != std::string::npos);
+  BOOST_CHECK(writer.out.find("in use by another process (pid " + pid +
+                              ")") != std::string::npos);
+  auto reader = mnemo::test::finish_child(
+      mnemo::test::spawn_child("try-open", {cfg.directory, "ro"}));
+  BOOST_CHECK_EQUAL(reader.out, "ok\n");
+  // This process: refused in any mode (LMDB allows one open per directory
+  // and process), saying so.
+  for (bool read_only : {false, true}) {
+    cfg.read_only = read_only;
+    auto second = mnemo::persistence::journal::open(cfg);
+    BOOST_REQUIRE(!second);
+    BOOST_CHECK_EQUAL(second.error().code(), errc::directory_in_use);
+    BOOST_TEST_MESSAGE(second.error().to_string());
+    BOOST_CHECK(second.error().message().find(
+                    "already open in this process (pid " + pid +
+                    ", writable)") != std::string::npos);
+    BOOST_CHECK(second.error().message().find("another process") ==
+                std::string::npos);
+  }
   // Once the writer closes, the directory is free again.
   j.reset();
   cfg.read_only = false;
   auto third = mnemo::persistence::journal::open(cfg);
   BOOST_REQUIRE(third);
   BOOST_CHECK(!mnemo::persistence::journal::open(cfg));
+  third->reset();
+  cfg.read_only = true;
+  auto ro = mnemo::persistence::journal::open(cfg);
+  BOOST_REQUIRE(ro);
+  cfg.read_only = false;
+  auto refused = mnemo::persistence::journal::open(cfg);
+  BOOST_REQUIRE(!refused);
+  BOOST_CHECK(refused.error().message().find("(pid " + pid + ", read-only)") !=
+              std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(a_directory_holding_only_the_lock_file_opens) {
@@ -595,26 +620,6 @@ BOOST_AUTO_TEST_CASE(every_durability_mode_persists_across_reopen) {
   }
 }
 
-// Holds the writer inside a group commit until `release`, so that the
-// requests made meanwhile all join the next one.
-struct writer_gate {
-  std::promise<void> entered;
-  std::promise<void> released;
-  void hold(mnemo::persistence::journal& jj) {
-    auto in = std::make_shared<std::shared_future<void>>(
-        released.get_future().share());
-    jj.write(
-        [this, in](write_txn&) {
-          entered.set_value();
-          in->wait();
-          return error{};
-        },
-        [](error) {});
-    entered.get_future().wait();
-  }
-  void release() { released.set_value(); }
-};
-
 BOOST_AUTO_TEST_CASE(filtered_read_in_a_write_decodes_only_matching_streams) {
   BOOST_REQUIRE(
       j->append("acct-1", events_of({"a1", "a2"}), expected_version::any()));
@@ -661,7 +666,7 @@ BOOST_AUTO_TEST_CASE(filtered_read_in_a_write_decodes_only_matching_streams) {
 }
 
 BOOST_AUTO_TEST_CASE(tail_write_runs_after_the_appends_of_its_commit) {
-  writer_gate gate;
+  mnemo::test::writer_gate gate;
   gate.hold(*j);
   latch all;
   // Submitted first, but must see both appends of its commit.

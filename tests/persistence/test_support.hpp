@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -129,5 +130,25 @@ inline std::string be64_bytes(uint64_t n) {
 inline void set_format_version(const std::string& dir, uint64_t version) {
   raw_put(dir, "mnemo.meta", "format_version", be64_bytes(version));
 }
+
+/// Holds the writer inside a group commit until `release`, so that the
+/// requests made meanwhile all join the next one.
+struct writer_gate {
+  std::promise<void> entered;
+  std::promise<void> released;
+  void hold(persistence::journal& jj) {
+    auto in = std::make_shared<std::shared_future<void>>(
+        released.get_future().share());
+    jj.write(
+        [this, in](persistence::write_txn&) {
+          entered.set_value();
+          in->wait();
+          return persistence::error{};
+        },
+        [](persistence::error) {});
+    entered.get_future().wait();
+  }
+  void release() { released.set_value(); }
+};
 
 }  // namespace mnemo::test

@@ -152,7 +152,10 @@ class journal {
   /// `cfg.directory` and starts its writer thread.
   /// Errors: `invalid_argument` (empty directory), `format_mismatch` (not a
   /// mnemo directory, or another format version), `storage_error` (LMDB or
-  /// file-system failure, with the LMDB text and the operation).
+  /// file-system failure, with the LMDB text and the operation),
+  /// `directory_in_use` (a writer in another process holds the directory,
+  /// or this process already has it open, writable or read-only: LMDB allows
+  /// one environment per directory and process, so share that journal).
   static expected<std::unique_ptr<journal>> open(journal_config cfg);
 
   /// Finishes every queued request, stops the writer and closes the

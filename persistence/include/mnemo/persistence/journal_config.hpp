@@ -30,8 +30,9 @@ struct journal_config {
   /// Initial size of the memory map in bytes. Default: 64 MiB. The map
   /// grows (doubling) when LMDB reports MDB_MAP_FULL.
   uint64_t initial_map_size = uint64_t{64} << 20;
-  /// Upper bound for map growth in bytes; reaching it fails appends with
-  /// `errc::storage_full`. Default: 1 TiB (address space, not disk).
+  /// Upper bound for map growth in bytes; a request that does not fit below
+  /// it fails alone with `errc::storage_full` (the rest of its group commit
+  /// is written). Default: 1 TiB (address space, not disk).
   uint64_t max_map_size = uint64_t{1} << 40;
   /// Most requests drained into one group commit. Default: 8192.
   size_t max_batch_requests = 8192;

@@ -76,8 +76,9 @@ class table_store {
 
   /// Sets `key` of `table` to `value` inside `txn`, replacing any old value.
   /// Errors: `invalid_argument` (bad table name, key too long),
-  /// `storage_full` / `storage_error` (the group commit fails as a whole and
-  /// the writer retries or reports it).
+  /// `storage_full` / `storage_error` (the group commit fails; the writer
+  /// grows the map and retries it, or splits it until the request that does
+  /// not fit fails alone).
   static error put_in(write_txn& txn, std::string_view table,
                       std::string_view key, std::string_view value);
 
