@@ -66,6 +66,16 @@ error delete_if(write_txn& txn, std::string_view stream, Pred&& pred) {
 
 error snapshot_store::save_in(write_txn& txn, snapshot snap) {
   if (auto err = check_name(snap.meta.stream_id, "stream id")) return err;
+  // Selection criteria start at timestamp 0 (`latest()` included): a
+  // snapshot from before it could be stored but never selected.
+  if (snap.meta.timestamp_us < 0)
+    return error{errc::invalid_argument,
+                 "snapshot of stream '" + snap.meta.stream_id +
+                     "' at sequence " + std::to_string(snap.meta.sequence) +
+                     " has a negative timestamp (" +
+                     std::to_string(snap.meta.timestamp_us) +
+                     " us); use microseconds since the Unix epoch, or 0 "
+                     "for now"};
   if (snap.meta.timestamp_us == 0) snap.meta.timestamp_us = now_micros();
   auto& st = txn.state();
   auto key_bytes = name_key(snap.meta.stream_id, snap.meta.sequence);

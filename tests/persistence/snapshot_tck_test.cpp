@@ -386,4 +386,47 @@ BOOST_FIXTURE_TEST_CASE(snapshots_survive_journal_reopen, tck_snapshots) {
                   "s-5");
 }
 
+// The bounds of the selection: a negative timestamp is refused (it could
+// never be selected), and the extremes that can be stored are selected by
+// `latest()` and by criteria at the same extremes.
+BOOST_FIXTURE_TEST_CASE(snapshot_timestamps_and_sequences_at_their_limits,
+                        tck_snapshots) {
+  auto negative = make_snapshot("t-neg", 3, "neg");
+  negative.meta.timestamp_us = -1;
+  auto err = store().save(negative);
+  BOOST_TEST(err.code() == errc::invalid_argument);
+  BOOST_TEST(err.message().find("negative timestamp") != std::string::npos);
+  negative.meta.timestamp_us = std::numeric_limits<int64_t>::min();
+  BOOST_TEST(store().save(negative).code() == errc::invalid_argument);
+  BOOST_TEST(require_value(store().list("t-neg")).empty());
+
+  auto oldest = make_snapshot("t-lim", 0, "zero");
+  oldest.meta.timestamp_us = 1;
+  require_ok(store().save(oldest));
+  auto newest = make_snapshot("t-lim", max_long, "max");
+  newest.meta.timestamp_us = max_time;
+  require_ok(store().save(newest));
+  auto at = [&](snapshot_criteria c) {
+    return require_value(store().load("t-lim", c));
+  };
+  expect_selected(at(snapshot_criteria::latest()), newest.meta, "max");
+  expect_selected(at(selection(0)), oldest.meta, "zero");
+  expect_selected(at(selection(max_long, 1)), oldest.meta, "zero");
+  auto from_top = snapshot_criteria::latest();
+  from_top.min_timestamp_us = max_time;
+  expect_selected(at(from_top), newest.meta, "max");
+  from_top.min_sequence = max_long;
+  expect_selected(at(from_top), newest.meta, "max");
+  BOOST_TEST(!at(snapshot_criteria::none()).has_value());
+  auto empty = snapshot_criteria::latest();
+  empty.min_sequence = 5;
+  empty.max_sequence = 4;
+  BOOST_TEST(!at(empty).has_value());
+  // Deletion by criteria sees the same bounds.
+  require_ok(store().remove("t-lim", selection(0)));
+  BOOST_TEST(sequences(require_value(store().list("t-lim"))) ==
+                 (std::vector<uint64_t>{max_long}),
+             boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -20,7 +20,9 @@ class journal;
 struct snapshot_metadata {
   std::string stream_id;
   uint64_t sequence = 0;
-  /// Microseconds since the Unix epoch; 0 on save means "now".
+  /// Microseconds since the Unix epoch; 0 on save means "now". Negative
+  /// values are refused on save (`invalid_argument`), so every stored
+  /// snapshot has a timestamp in [1, INT64_MAX] and `latest()` sees it.
   int64_t timestamp_us = 0;
 };
 
@@ -38,7 +40,10 @@ struct snapshot {
 };
 
 /// Selects snapshots by sequence and timestamp ranges, both inclusive (the
-/// Akka SnapshotSelectionCriteria).
+/// Akka SnapshotSelectionCriteria). Every bound is usable as it is: a
+/// snapshot at sequence 0 matches `max_sequence == 0`, one stamped
+/// INT64_MAX matches `min_timestamp_us == INT64_MAX`. An empty range
+/// (min above max) matches nothing.
 struct snapshot_criteria {
   uint64_t max_sequence = std::numeric_limits<uint64_t>::max();
   int64_t max_timestamp_us = std::numeric_limits<int64_t>::max();
@@ -68,7 +73,8 @@ class snapshot_store {
 
   /// Stores `snap`; a snapshot with the same stream and sequence is
   /// overwritten. A zero timestamp is replaced by the current time.
-  /// Errors: `invalid_argument` (bad stream id), `storage_full`,
+  /// Errors: `invalid_argument` (bad stream id, negative timestamp: it
+  /// could never be selected), `storage_full`,
   /// `storage_error`, `journal_failed`, `journal_closed`.
   error save(snapshot snap);
   /// `save` inside `txn`.
