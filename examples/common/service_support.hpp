@@ -27,9 +27,12 @@ httpd::response json_response(unsigned status, const nlohmann::json& body);
 std::string context_text(const caf::error& err);
 
 /// The HTTP answer for an error that is not a business rejection: 503
-/// `timeout` (outcome unknown), 404 `not_found`, 503 `unavailable`
-/// (stopped or overloaded entity), 503 `storage_unavailable`, else 500
-/// `internal`.
+/// `timeout` (outcome unknown), 404 `not_found`, 503 `owner_lost` (also for
+/// CAF's errors of a lost connection or actor, see
+/// `runtime::means_owner_lost`), 503 `owner_unavailable`, 503 `unavailable`
+/// (stopped or overloaded entity), 503 `stream_moved`, 503
+/// `storage_unavailable`, else 500 `internal` with the error named
+/// ("system:unexpected_message", never "system:5").
 httpd::response runtime_error_response(const caf::error& err);
 
 /// The status a client sees for saga phase `phase`: a compensating saga is

@@ -464,8 +464,12 @@ caf::behavior router(caf::event_based_actor* self, std::string type,
                   else
                     rp->deliver(std::move(decoded.error()));
                 },
-                [settle, t](caf::error& err) {
-                  if (auto rp = settle(t)) rp->deliver(std::move(err));
+                [settle, t, type, id, owner](caf::error& err) {
+                  auto rp = settle(t);
+                  if (!rp) return;
+                  rp->deliver(as_owner_lost(
+                      std::move(err), "a request to " + type + " '" + id +
+                                          "' on member '" + owner + "'"));
                 });
         return rp;
       },

@@ -91,6 +91,44 @@ bool is(const caf::error& err, errc code) noexcept {
   return err.category() == rt_atom && err.code() == static_cast<uint8_t>(code);
 }
 
+bool means_owner_lost(const caf::error& err) noexcept {
+  if (is(err, errc::owner_lost) || is(err, errc::owner_unavailable))
+    return true;
+  if (err.category() != caf::atom("system")) return false;
+  switch (static_cast<caf::sec>(err.code())) {
+    // The actor or its node went away with the request in flight.
+    case caf::sec::request_receiver_down:
+    case caf::sec::no_route_to_receiving_node:
+    case caf::sec::cannot_forward_to_invalid_actor:
+    // The connection died or could not be made.
+    case caf::sec::disconnect_during_handshake:
+    case caf::sec::cannot_connect_to_node:
+    case caf::sec::network_syscall_failed:
+    case caf::sec::socket_invalid:
+    case caf::sec::socket_disconnected:
+    case caf::sec::socket_operation_failed:
+    case caf::sec::end_of_stream:
+    case caf::sec::connection_timeout:
+    case caf::sec::remote_lookup_failed:
+    case caf::sec::remote_linking_failed:
+    case caf::sec::malformed_basp_message:
+    case caf::sec::redundant_connection:
+      return true;
+    default:
+      return false;
+  }
+}
+
+caf::error as_owner_lost(caf::error err, const std::string& what) {
+  if (!err || is(err, errc::owner_lost) || is(err, errc::owner_unavailable) ||
+      !means_owner_lost(err))
+    return err;
+  return make_error(errc::owner_lost,
+                    what + " lost its owner (" + describe(err) +
+                        "); it may or may not have been applied: retry with "
+                        "the same command id once the member is back");
+}
+
 void register_error_names(caf::atom_value category,
                           std::vector<std::string> names) {
   std::lock_guard<std::mutex> guard{names_mtx};
@@ -105,6 +143,9 @@ std::string describe(const caf::error& err) {
   if (!(ctx.empty() || (ctx.size() == 1 && ctx.match_element<std::string>(0))))
     return caf::to_string(err);
   auto name = caf::to_string(err.category()) + ":" + std::to_string(err.code());
+  // CAF's own errors: "system:request_receiver_down", never "system:3".
+  if (err.category() == caf::atom("system"))
+    name = "system:" + caf::to_string(static_cast<caf::sec>(err.code()));
   {
     std::lock_guard<std::mutex> guard{names_mtx};
     auto i = error_names().find(err.category());

@@ -22,8 +22,9 @@ bool transient_error(const caf::error& err) {
   for (auto code : {pe::version_conflict, pe::storage_full, pe::storage_error,
                     pe::journal_failed, pe::journal_closed})
     if (runtime::is(err, code)) return true;
-  return err == caf::sec::request_receiver_down ||
-         err == caf::sec::request_timeout;
+  // CAF's own errors of a dying connection or actor (request_receiver_down,
+  // no_route_to_receiving_node, ...) mean the same as owner_lost.
+  return runtime::means_owner_lost(err) || err == caf::sec::request_timeout;
 }
 
 }  // namespace mnemo::sagas

@@ -180,6 +180,10 @@ void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
                      << seconds_since(t0) << " s");
   BOOST_CHECK_EQUAL(tally.broken, 0u);
   for (auto& s : ledger.broken_samples()) BOOST_TEST_MESSAGE("broken: " << s);
+  // Members were killed, paused or cut off: their requests in flight are
+  // 503 owner_lost or owner_unavailable, never 500.
+  BOOST_CHECK_EQUAL(tally.internal, 0u);
+  for (auto& s : ledger.internal_samples()) BOOST_TEST_MESSAGE("500: " << s);
   BOOST_CHECK_MESSAGE(by_status["running"] == 0 && by_status["?"] == 0,
                       "transfers not finished:" << summary);
   BOOST_CHECK_MESSAGE(by_status["needs_attention"] == 0,

@@ -250,11 +250,18 @@ class cluster_ledger {
     size_t resolved = 0;  // were unknown, answered by a repeat
     size_t broken = 0;    // answers the API does not allow
     size_t transfers = 0;
+    size_t internal = 0;  // 500s: a lost owner must be a 503, never one
   };
   counts tally() {
     std::lock_guard<std::mutex> guard{mtx_};
-    return {applied_count_, not_applied_, owner_unavailable_, unknown_.size(),
-            resolved_,      broken_,      started_.size()};
+    return {applied_count_, not_applied_, owner_unavailable_,
+            unknown_.size(), resolved_,   broken_,
+            started_.size(), internal_};
+  }
+  /// Up to 5 answers with status 500, as "<op> -> <status> <body>".
+  std::vector<std::string> internal_samples() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return internal_samples_;
   }
   std::vector<std::string> broken_samples() {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -310,6 +317,12 @@ class cluster_ledger {
       unknown_.push_back(op);
       return;
     }
+    if (r->status == 500) {
+      ++internal_;
+      if (internal_samples_.size() < 5)
+        internal_samples_.push_back(op.method_target() + " " + op.body() +
+                                    " -> 500 " + r->body);
+    }
     if (classify(op, *r) == verdict::unknown) {
       unknown_.push_back(op);
       return;
@@ -351,6 +364,8 @@ class cluster_ledger {
   std::vector<cluster_op> unknown_;
   std::vector<cluster_op> started_;
   std::vector<std::string> broken_samples_;
+  std::vector<std::string> internal_samples_;
+  size_t internal_ = 0;
   size_t applied_count_ = 0;
   size_t not_applied_ = 0;
   size_t owner_unavailable_ = 0;

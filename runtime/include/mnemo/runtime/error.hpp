@@ -68,11 +68,26 @@ bool is(const caf::error& err, persistence::errc code) noexcept;
 /// Returns whether `err` is the runtime error `code`.
 bool is(const caf::error& err, errc code) noexcept;
 
+/// Returns whether `err` means that the member owning a request went away
+/// or cannot be reached: `owner_lost`, `owner_unavailable`, or a CAF error
+/// of a dying or missing connection or actor (`sec::request_receiver_down`,
+/// `no_route_to_receiving_node`, `socket_disconnected`, ...). CAF reports
+/// those for requests in flight before any loss notice of mnemo's own
+/// arrives. `request_timeout` is not one: the owner may be alive and slow.
+bool means_owner_lost(const caf::error& err) noexcept;
+
+/// Returns `err` unchanged unless `means_owner_lost(err)` holds for a CAF
+/// error; then an `owner_lost` error saying that `what` (e.g. "a request to
+/// account 'a1'") lost its owner, naming the CAF error. Call it where a
+/// request to another member fails.
+caf::error as_owner_lost(caf::error err, const std::string& what);
+
 /// Renders any error with its category name, code name and message, e.g.
 /// "mnemo_pers:version_conflict: version conflict on stream 'a' ...". For
 /// other categories it uses the names given to `register_error_names`
 /// ("bank:insufficient_funds: balance 5 is below 10"), else the code
 /// ("bank:3: ..."), when the context is one string; otherwise CAF's text.
+/// CAF's own errors are named: "system:request_receiver_down".
 std::string describe(const caf::error& err);
 
 /// Names the codes of error category `category` for `describe`
