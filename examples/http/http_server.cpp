@@ -232,11 +232,39 @@ class session : public std::enable_shared_from_this<session> {
     close();  // connection reset and the like: nobody to answer
   }
 
-  // Answers a request the server refuses to read further, then closes.
+  // Answers a request the server refuses to read further, then closes
+  // gracefully (`linger`).
   void refuse(unsigned status, const std::string& code,
               const std::string& message) {
     keep_alive_ = false;
+    lingering_ = true;
     write(error_response(status, code, message), false);
+  }
+
+  // After a refusal: the client may still be sending the body (Python's
+  // http.client and many others write the whole request before they read).
+  // Closing now, with its bytes unread, would make the kernel reset the
+  // connection, and the client would see a broken pipe instead of the
+  // answer. So, as nginx's lingering close: send FIN, then read and discard
+  // until the client closes, at most `linger_bytes` or `linger_time`.
+  void linger() {
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    deadline_ = clock::now() + core_->opts.linger_time;  // the sweep's bound
+    lingered_ = buffer_.size();
+    buffer_.consume(buffer_.size());
+    discard();
+  }
+
+  void discard() {
+    if (lingered_ > core_->opts.linger_bytes) return close();
+    auto buf = buffer_.prepare(16 * 1024);
+    socket_.async_read_some(
+        buf, [self = shared_from_this()](beast::error_code ec, size_t n) {
+          if (ec) return self->close();  // the client closed: all is read
+          self->lingered_ += n;
+          self->discard();
+        });
   }
 
   // Writes the answer as one buffer, formatted here: the fixed set of
@@ -258,6 +286,7 @@ class session : public std::enable_shared_from_this<session> {
                      [self = shared_from_this(), counted, keep](
                          beast::error_code ec, size_t) {
                        if (counted) self->core_->end();
+                       if (!ec && self->lingering_) return self->linger();
                        if (ec || !keep) return self->close();
                        self->read_header();
                      });
@@ -288,6 +317,8 @@ class session : public std::enable_shared_from_this<session> {
   std::shared_ptr<core> core_;
   uint64_t id_ = 0;
   bool keep_alive_ = false;
+  bool lingering_ = false;  // a refusal: drain the request before closing
+  size_t lingered_ = 0;     // bytes discarded since
   bool waiting_ = false;
   uint64_t requests_ = 0;
 };

@@ -66,6 +66,13 @@ struct server_options {
   /// Larger bodies are answered 413 and the connection is closed.
   /// Default: 64 KiB.
   size_t body_limit = 64 * 1024;
+  /// After a refusal (413, 431, 400) the server sends its answer and FIN,
+  /// then reads and discards what the client still sends until it closes,
+  /// at most this many bytes and this long, so that a client writing its
+  /// whole body before reading (Python's http.client, for one) gets the
+  /// answer instead of a connection reset. Defaults: 64 MiB, 10 s.
+  size_t linger_bytes = size_t{64} << 20;
+  std::chrono::milliseconds linger_time = std::chrono::seconds{10};
   /// Larger request headers are answered 431. Default: 16 KiB.
   size_t header_limit = 16 * 1024;
   /// A connection without a complete request for this long (or whose

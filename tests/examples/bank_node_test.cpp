@@ -326,6 +326,55 @@ BOOST_AUTO_TEST_CASE(malformed_http_never_crashes_or_wedges_the_node) {
   BOOST_CHECK(!node->wait(std::chrono::milliseconds{1}));  // still running
 }
 
+// Python's http.client (and any client that writes its whole request before
+// it reads) must get the 413, not a broken pipe: the node drains the body it
+// refuses before closing, up to a bound.
+BOOST_AUTO_TEST_CASE(a_client_writing_its_whole_body_first_gets_its_413) {
+  auto dir = temp_dir("mnemo-bank-413");
+  auto node = start_node(dir);
+  client c{node->port()};
+  auto refused = [](const client::exchange& x) {
+    return x.answer.compare(0, 12, "HTTP/1.1 413") == 0 &&
+           x.answer.find("\"error\":\"payload_too_large\"") !=
+               std::string::npos &&
+           x.answer.find("Connection: close") != std::string::npos;
+  };
+  const size_t mib20 = size_t{20} << 20;
+  for (int i = 0; i < 3; ++i) {
+    auto x = c.send_whole(
+        "POST /accounts HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "application/json\r\nContent-Length: " +
+            std::to_string(mib20) + "\r\n\r\n",
+        mib20);
+    BOOST_CHECK_MESSAGE(x.write_error.empty(), "write: " << x.write_error);
+    BOOST_CHECK_EQUAL(x.body_written, mib20);
+    BOOST_CHECK_MESSAGE(refused(x), x.answer.substr(0, 200));
+  }
+  // Chunked, without Content-Length: the limit is met while reading.
+  std::string chunked =
+      "POST /accounts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n";
+  for (int i = 0; i < 16; ++i)
+    chunked += "10000\r\n" + std::string(0x10000, 'y') + "\r\n";
+  chunked += "0\r\n\r\n";
+  auto x = c.send_whole(chunked, 0);
+  BOOST_CHECK_MESSAGE(x.write_error.empty(), "write: " << x.write_error);
+  BOOST_CHECK_MESSAGE(refused(x), x.answer.substr(0, 200));
+  // A client that never stops sending is cut off after the drain bound
+  // (64 MiB), not read forever.
+  auto endless = c.send_whole(
+      "POST /accounts HTTP/1.1\r\nHost: x\r\nContent-Length: "
+      "4294967296\r\n\r\n",
+      size_t{1} << 30, std::chrono::seconds{2});
+  BOOST_CHECK(!endless.write_error.empty());
+  BOOST_CHECK_LT(endless.body_written, size_t{256} << 20);
+  BOOST_CHECK_GT(endless.body_written, size_t{64} << 20);
+  // The node serves on.
+  auto r = c.call("POST", "/accounts", R"({"id":"a1","owner":"x"})");
+  BOOST_REQUIRE_MESSAGE(r, c.error);
+  BOOST_CHECK_EQUAL(r->status, 201u);
+}
+
 BOOST_AUTO_TEST_CASE(help_and_bad_options_exit_cleanly) {
   auto run = [](std::vector<std::string> args) {
     auto pid = ::fork();

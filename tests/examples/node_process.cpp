@@ -253,15 +253,30 @@ std::optional<reply> client::call(const std::string& method,
 
 std::string client::raw(const std::string& bytes,
                         std::chrono::milliseconds timeout) {
+  return send_whole(bytes, 0, timeout).answer;
+}
+
+client::exchange client::send_whole(const std::string& head, size_t body_bytes,
+                                    std::chrono::milliseconds timeout) {
+  exchange result;
   impl_->close();
   net::io_context ioc;
   tcp::socket s{ioc};
   beast::error_code ec;
   s.connect(tcp::endpoint{net::ip::make_address("127.0.0.1"), impl_->port}, ec);
-  if (ec) return {};
-  net::write(s, net::buffer(bytes), ec);
+  if (ec) {
+    result.write_error = "connect: " + ec.message();
+    return result;
+  }
+  net::write(s, net::buffer(head), ec);
+  const std::string chunk(64 * 1024, 'x');
+  while (!ec && result.body_written < body_bytes) {
+    auto n = std::min(chunk.size(), body_bytes - result.body_written);
+    result.body_written += net::write(s, net::buffer(chunk.data(), n), ec);
+  }
+  if (ec) result.write_error = ec.message();
   // Sync reads ignore Beast's timeouts: poll the descriptor instead.
-  std::string out;
+  auto& out = result.answer;
   char buf[4096];
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
@@ -275,7 +290,7 @@ std::string client::raw(const std::string& bytes,
     if (ec) break;
     out.append(buf, n);
   }
-  return out;
+  return result;
 }
 
 std::string temp_dir(const std::string& name) {

@@ -97,6 +97,21 @@ class client {
   std::string raw(const std::string& bytes,
                   std::chrono::milliseconds timeout = std::chrono::seconds{5});
 
+  /// What `send_whole` saw.
+  struct exchange {
+    size_t body_written = 0;  // body bytes the socket accepted
+    std::string write_error;  // empty when all of the body was written
+    std::string answer;       // everything read after writing
+  };
+
+  /// Writes `head` and then `body_bytes` bytes of body before reading
+  /// anything, as Python's http.client does, then reads until the server
+  /// closes or `timeout` passes. A write error stops writing (and is
+  /// reported) but the answer is still read.
+  exchange send_whole(const std::string& head, size_t body_bytes,
+                      std::chrono::milliseconds timeout = std::chrono::seconds{
+                          10});
+
   std::string error;
   bool sent = false;
 
