@@ -38,7 +38,8 @@ httpd::response runtime_error_response(const caf::error& err) {
                                  mnemo::runtime::describe(err));
   // A CAF error of a dying connection that reached us by another path than
   // cluster::route (which translates it already).
-  if (mnemo::runtime::means_owner_lost(err) && !is(err, errc::owner_unavailable))
+  if (mnemo::runtime::means_owner_lost(err) &&
+      !is(err, errc::owner_unavailable))
     return httpd::error_response(503, "owner_lost",
                                  mnemo::runtime::describe(err));
   if (is(err, errc::owner_unavailable))

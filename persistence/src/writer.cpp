@@ -294,8 +294,8 @@ error journal::impl::request_error(const request& req, int rc) {
         if constexpr (std::is_same_v<req_type, append_request>) {
           auto bytes = r.bodies.size() + r.events.size() * record_header_size;
           return "an append of " + std::to_string(r.events.size()) +
-                 " event(s), " + std::to_string(bytes) +
-                 " bytes, to stream '" + r.stream + "'";
+                 " event(s), " + std::to_string(bytes) + " bytes, to stream '" +
+                 r.stream + "'";
         } else if constexpr (std::is_same_v<req_type, delete_request>) {
           return "a deletion of events of stream '" + r.stream + "'";
         } else {
@@ -321,9 +321,10 @@ error journal::impl::request_error(const request& req, int rc) {
   }
   if (rc == MDB_TXN_FULL)
     return error{errc::storage_error,
-                 what + " changes more pages than one LMDB transaction "
-                        "allows (MDB_TXN_FULL). It failed alone; split it "
-                        "into smaller requests"};
+                 what +
+                     " changes more pages than one LMDB transaction "
+                     "allows (MDB_TXN_FULL). It failed alone; split it "
+                     "into smaller requests"};
   auto err = lmdb_error(rc, what);
   return error{err.code(), err.message() + ". It failed alone"};
 }

@@ -467,9 +467,9 @@ caf::behavior router(caf::event_based_actor* self, std::string type,
                 [settle, t, type, id, owner](caf::error& err) {
                   auto rp = settle(t);
                   if (!rp) return;
-                  rp->deliver(as_owner_lost(
-                      std::move(err), "a request to " + type + " '" + id +
-                                          "' on member '" + owner + "'"));
+                  rp->deliver(as_owner_lost(std::move(err),
+                                            "a request to " + type + " '" + id +
+                                                "' on member '" + owner + "'"));
                 });
         return rp;
       },

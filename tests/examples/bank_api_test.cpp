@@ -241,13 +241,14 @@ BOOST_AUTO_TEST_CASE(a_lost_owner_is_503_and_an_unknown_error_is_named) {
     BOOST_CHECK_EQUAL(r.status, 503u);
     BOOST_CHECK_EQUAL(json_of(r)["error"], "owner_lost");
   }
-  auto routed = mnemo::runtime::as_owner_lost(
-      caf::sec::request_receiver_down, "a request to account 'a1'");
+  auto routed = mnemo::runtime::as_owner_lost(caf::sec::request_receiver_down,
+                                              "a request to account 'a1'");
   auto r = examples::runtime_error_response(routed);
   BOOST_CHECK_EQUAL(r.status, 503u);
   BOOST_CHECK_EQUAL(json_of(r)["error"], "owner_lost");
-  auto unavailable = examples::runtime_error_response(mnemo::runtime::make_error(
-      mnemo::runtime::errc::owner_unavailable, "member 'm2' is not connected"));
+  auto unavailable = examples::runtime_error_response(
+      mnemo::runtime::make_error(mnemo::runtime::errc::owner_unavailable,
+                                 "member 'm2' is not connected"));
   BOOST_CHECK_EQUAL(unavailable.status, 503u);
   BOOST_CHECK_EQUAL(json_of(unavailable)["error"], "owner_unavailable");
   auto timeout = examples::runtime_error_response(caf::sec::request_timeout);

@@ -254,9 +254,8 @@ class cluster_ledger {
   };
   counts tally() {
     std::lock_guard<std::mutex> guard{mtx_};
-    return {applied_count_, not_applied_, owner_unavailable_,
-            unknown_.size(), resolved_,   broken_,
-            started_.size(), internal_};
+    return {applied_count_, not_applied_, owner_unavailable_, unknown_.size(),
+            resolved_,      broken_,      started_.size(),    internal_};
   }
   /// Up to 5 answers with status 500, as "<op> -> <status> <body>".
   std::vector<std::string> internal_samples() {

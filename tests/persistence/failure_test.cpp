@@ -117,8 +117,7 @@ BOOST_AUTO_TEST_CASE(at_max_map_size_an_oversized_request_fails_alone) {
       auto done = std::make_shared<std::promise<expected<append_result>>>();
       auto result = done->get_future();
       j.append(std::move(stream), {make_event("test.e", std::move(value))},
-               expected_version::any(),
-               [done](expected<append_result> r) {
+               expected_version::any(), [done](expected<append_result> r) {
                  done->set_value(std::move(r));
                });
       return result;
@@ -127,16 +126,17 @@ BOOST_AUTO_TEST_CASE(at_max_map_size_an_oversized_request_fails_alone) {
     mnemo::test::writer_gate gate;
     gate.hold(j);
     for (int i = 0; i < small; ++i) {
-      acks.push_back(append("small-" + std::to_string(i % 17),
-                            "v" + std::to_string(i)));
+      acks.push_back(
+          append("small-" + std::to_string(i % 17), "v" + std::to_string(i)));
       if (i == small / 2) {
         big = append("huge", std::string(std::size_t{2} << 20, 'h'));
         snapshot snap;
         snap.meta = {"small-0", 1, 0};
         snap.type = "state";
         snap.payload.assign(std::size_t{3} << 20, 0x5a);
-        j.write([snap](write_txn& t) { return snapshot_store::save_in(t, snap); },
-                [&](error e) { big_snapshot.set_value(std::move(e)); });
+        j.write(
+            [snap](write_txn& t) { return snapshot_store::save_in(t, snap); },
+            [&](error e) { big_snapshot.set_value(std::move(e)); });
         snapshot ok;
         ok.meta = {"small-1", 1, 0};
         ok.type = "state";

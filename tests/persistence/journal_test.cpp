@@ -12,8 +12,8 @@
 #include <set>
 #include <thread>
 
-#include "mnemo/persistence/offset_store.hpp"
 #include "child_modes.hpp"
+#include "mnemo/persistence/offset_store.hpp"
 #include "test_support.hpp"
 
 using namespace mnemo::persistence;
@@ -326,8 +326,8 @@ BOOST_AUTO_TEST_CASE(a_second_writer_of_a_directory_is_refused) {
       mnemo::test::spawn_child("try-open", {cfg.directory, "rw"}));
   BOOST_TEST_MESSAGE(writer.out);
   BOOST_CHECK(writer.out.find("directory_in_use") != std::string::npos);
-  BOOST_CHECK(writer.out.find("in use by another process (pid " + pid +
-                              ")") != std::string::npos);
+  BOOST_CHECK(writer.out.find("in use by another process (pid " + pid + ")") !=
+              std::string::npos);
   auto reader = mnemo::test::finish_child(
       mnemo::test::spawn_child("try-open", {cfg.directory, "ro"}));
   BOOST_CHECK_EQUAL(reader.out, "ok\n");

@@ -51,30 +51,30 @@ BOOST_AUTO_TEST_CASE(describe_names_codes_of_other_categories) {
   BOOST_CHECK_EQUAL(runtime::describe(structured), caf::to_string(structured));
 }
 
-BOOST_AUTO_TEST_CASE(caf_errors_are_named_and_lost_connections_mean_owner_lost) {
+BOOST_AUTO_TEST_CASE(
+    caf_errors_are_named_and_lost_connections_mean_owner_lost) {
   // CAF's own errors by name, never "system:3".
   caf::error down = caf::sec::request_receiver_down;
   BOOST_CHECK_EQUAL(runtime::describe(down), "system:request_receiver_down");
   BOOST_CHECK_EQUAL(runtime::describe(caf::error{caf::sec::unexpected_message}),
                     "system:unexpected_message");
   // Everything that says "the owner went away or cannot be reached".
-  for (auto code : {caf::sec::request_receiver_down,
-                    caf::sec::no_route_to_receiving_node,
-                    caf::sec::cannot_forward_to_invalid_actor,
-                    caf::sec::disconnect_during_handshake,
-                    caf::sec::cannot_connect_to_node,
-                    caf::sec::socket_disconnected,
-                    caf::sec::end_of_stream, caf::sec::connection_timeout}) {
+  for (auto code :
+       {caf::sec::request_receiver_down, caf::sec::no_route_to_receiving_node,
+        caf::sec::cannot_forward_to_invalid_actor,
+        caf::sec::disconnect_during_handshake, caf::sec::cannot_connect_to_node,
+        caf::sec::socket_disconnected, caf::sec::end_of_stream,
+        caf::sec::connection_timeout}) {
     caf::error err = code;
     BOOST_CHECK_MESSAGE(runtime::means_owner_lost(err), caf::to_string(code));
     auto lost = runtime::as_owner_lost(err, "a request to account 'a1'");
     BOOST_CHECK(runtime::is(lost, runtime::errc::owner_lost));
     auto text = runtime::describe(lost);
-    BOOST_CHECK_MESSAGE(text.find("a request to account 'a1' lost its owner") !=
-                                std::string::npos &&
-                            text.find("system:" + caf::to_string(code)) !=
-                                std::string::npos,
-                        text);
+    BOOST_CHECK_MESSAGE(
+        text.find("a request to account 'a1' lost its owner") !=
+                std::string::npos &&
+            text.find("system:" + caf::to_string(code)) != std::string::npos,
+        text);
   }
   BOOST_CHECK(runtime::means_owner_lost(
       runtime::make_error(runtime::errc::owner_unavailable, "x")));
@@ -85,7 +85,8 @@ BOOST_AUTO_TEST_CASE(caf_errors_are_named_and_lost_connections_mean_owner_lost) 
         caf::error{caf::sec::unexpected_message},
         runtime::make_error(runtime::errc::stash_overflow, "full"),
         runtime::to_caf_error(persistence::error::conflict({"s", 1, 2}))}) {
-    BOOST_CHECK_MESSAGE(!runtime::means_owner_lost(err), runtime::describe(err));
+    BOOST_CHECK_MESSAGE(!runtime::means_owner_lost(err),
+                        runtime::describe(err));
     BOOST_CHECK(runtime::as_owner_lost(err, "x") == err);
   }
   BOOST_CHECK(!runtime::as_owner_lost(caf::error{}, "x"));
