@@ -92,6 +92,7 @@ member start(const options& opt, const std::string& id,
     if (what != "joined" && what != "member_joined")
       std::cerr << "cluster: " << what << ": " << d << "\n";
   };
+  cfg.cluster.plain_tcp = !opt.tls;
   if (opt.tls) {
     cfg.cluster.tls_certificate = certs + "/" + id + ".pem";
     cfg.cluster.tls_key = certs + "/" + id + ".key";

@@ -170,7 +170,8 @@ httpd::response health(mnemo::runtime::node& n) {
     body["cluster"] = json{{"node", c->self()},
                            {"members", c->view().members().size()},
                            {"shards", c->view().shards()},
-                           {"connected", c->connected()}};
+                           {"connected", c->connected()},
+                           {"transport", c->transport()}};
   return json_response(200, body);
 }
 

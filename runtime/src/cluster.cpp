@@ -29,6 +29,11 @@ namespace mnemo::runtime {
 namespace detail {
 // openssl_errors.cpp: keeps one TLS connection's errors from failing others.
 bool openssl_errors_isolated() noexcept;
+// basp_guard.cpp: refuses oversized BASP headers and forged route selections.
+bool basp_guard_active() noexcept;
+void limit_basp_payload(uint32_t bytes) noexcept;
+uint64_t basp_headers_refused() noexcept;
+uint64_t basp_selections_refused() noexcept;
 }  // namespace detail
 
 namespace {
@@ -104,6 +109,7 @@ class endpoint_actor : public caf::event_based_actor {
         },
         [this](tick_atom) {
           if (!local_sender()) return;
+          report_refused();
           connect_all();
           feed_.resubscribe();
           delayed_send(this, st_->retry, tick_atom::value);
@@ -267,6 +273,24 @@ class endpoint_actor : public caf::event_based_actor {
         st_->self, welcome_proof(st_->secret, st_->self, from, fingerprint));
   }
 
+  // What the BASP guard refused since the last tick (process-wide counts:
+  // every cluster of the process reports them), one line each.
+  void report_refused() {
+    auto headers = detail::basp_headers_refused();
+    auto selections = detail::basp_selections_refused();
+    if (headers > headers_refused_)
+      st_->log("dropped",
+               std::to_string(headers - headers_refused_) +
+                   " cluster connection(s) closed for a malformed or oversized "
+                   "protocol header (garbage on the cluster port?)");
+    if (selections > selections_refused_)
+      st_->log("dropped", std::to_string(selections - selections_refused_) +
+                              " forged route selection(s) ignored (a "
+                              "connection claimed another node's id)");
+    headers_refused_ = headers;
+    selections_refused_ = selections;
+  }
+
   void connect_all() {
     auto mm = st_->tls ? system().openssl_manager().actor_handle()
                        : system().middleman().actor_handle();
@@ -376,13 +400,23 @@ class endpoint_actor : public caf::event_based_actor {
           "member '" + st_->self + "' does not own " + type + " '" + id + "'");
     auto rp = make_response_promise<bytes>();
     auto& [local, protocol] = s->second;
-    protocol->serve(this, local, id, payload,
-                    [rp](caf::expected<bytes> reply) mutable {
-                      if (reply)
-                        rp.deliver(std::move(*reply));
-                      else
-                        rp.deliver(std::move(reply.error()));
-                    });
+    protocol->serve(
+        this, local, id, payload,
+        [rp, st = st_, type, id](caf::expected<bytes> reply) mutable {
+          if (!reply)
+            rp.deliver(std::move(reply.error()));
+          else if (reply->size() > st->max_payload)
+            // Sent, it would close the link: the other member's BASP
+            // refuses a header announcing more than its limit.
+            rp.deliver(make_error(errc::invalid_argument,
+                                  "the reply of " + type + " '" + id + "' is " +
+                                      std::to_string(reply->size()) +
+                                      " bytes encoded, over the " +
+                                      std::to_string(st->max_payload) +
+                                      " a message between members may carry"));
+          else
+            rp.deliver(std::move(*reply));
+        });
     return rp;
   }
 
@@ -395,6 +429,8 @@ class endpoint_actor : public caf::event_based_actor {
       served_;
   std::vector<caf::actor> routers_;
   std::chrono::steady_clock::time_point last_drop_log_{};
+  uint64_t headers_refused_ = detail::basp_headers_refused();
+  uint64_t selections_refused_ = detail::basp_selections_refused();
   uint64_t drops_unlogged_ = 0;
   feed_hub feed_;
 };
@@ -449,6 +485,14 @@ caf::behavior router(caf::event_based_actor* self, std::string type,
           return make_error(errc::invalid_argument,
                             "this message to " + type + " '" + id +
                                 "' cannot travel to member '" + owner + "'");
+        if (encoded->size() > st->max_payload)
+          return make_error(errc::invalid_argument,
+                            "this message to " + type + " '" + id + "' is " +
+                                std::to_string(encoded->size()) +
+                                " bytes encoded, over the " +
+                                std::to_string(st->max_payload) +
+                                " a message between members may carry "
+                                "(cluster max_message_bytes less 64 KiB)");
         auto rp = self->make_response_promise();
         auto t = ++*tickets;
         pending->emplace(t, in_flight{owner, rp});
@@ -516,9 +560,30 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
                       "the cluster secret must have at least 16 characters");
   if (settings.tls() && !detail::openssl_errors_isolated())
     return make_error(errc::invalid_argument, "TLS errors are not isolated");
+  if (!settings.tls() && !settings.plain_tcp)
+    return make_error(
+        errc::invalid_argument,
+        "a cluster needs TLS: give --cluster.tls-certificate, "
+        "--cluster.tls-key and --cluster.tls-ca, or opt in to plain TCP with "
+        "--cluster.plain-tcp (unencrypted, and anyone who reaches the port "
+        "can impersonate a member)");
+  if (settings.max_message_bytes < (size_t{64} << 10) ||
+      settings.max_message_bytes > (size_t{1} << 30))
+    return make_error(errc::invalid_argument,
+                      "max_message_bytes must be between 64 KiB and 1 GiB, "
+                      "not " +
+                          std::to_string(settings.max_message_bytes));
+  if (!detail::basp_guard_active())
+    return make_error(
+        errc::invalid_argument,
+        "the BASP guard is not in use (a library defines "
+        "caf::io::basp::valid first?): a cluster port would be open to "
+        "oversized headers and forged route selections");
+  detail::limit_basp_payload(static_cast<uint32_t>(settings.max_message_bytes));
   auto st = std::make_shared<cluster_state>(*view);
   st->self = settings.node_id;
   st->tls = settings.tls();
+  st->max_payload = settings.max_message_bytes - 65536;
   st->secret = settings.secret;
   st->retry =
       std::chrono::milliseconds{std::max<size_t>(settings.retry_ms, 10)};
@@ -543,6 +608,13 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
                           std::to_string(me->port) + ": " +
                           sys.render(port.error()));
   }
+  if (!st->tls)
+    st->log("plain_tcp",
+            "cluster connections on port " + std::to_string(*port) +
+                " are plain TCP (--cluster.plain-tcp): unencrypted and "
+                "unauthenticated, so anyone who reaches the port can read "
+                "the traffic and impersonate a member; use the "
+                "--cluster.tls-* options outside a trusted network");
   result->endpoint_ = ep;
   result->port_ = *port;
   result->state_ = st;
@@ -572,6 +644,10 @@ const std::string& cluster::self() const noexcept {
 std::vector<std::string> cluster::connected() const {
   std::lock_guard<std::mutex> guard{state_->mtx};
   return {state_->joined.begin(), state_->joined.end()};
+}
+
+const char* cluster::transport() const noexcept {
+  return state_->tls ? "tls" : "plain";
 }
 
 }  // namespace mnemo::runtime

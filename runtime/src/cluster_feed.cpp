@@ -77,7 +77,24 @@ caf::result<bytes> feed_hub::serve(const std::string& from,
   batch.events = std::move(*events);
   // Read after the events, so that it is never below their positions.
   batch.head = j.head_position();
-  return feed::encode_batch(batch);
+  auto encoded = feed::encode_batch(batch);
+  // A batch over the limit would close the link (the follower's BASP
+  // refuses the header): send fewer events; the follower pulls on.
+  while (encoded.size() > st_->max_payload && batch.events.size() > 1) {
+    batch.events.resize(batch.events.size() / 2);
+    encoded = feed::encode_batch(batch);
+  }
+  if (encoded.size() > st_->max_payload)
+    return make_error(
+        errc::invalid_argument,
+        "the event at global position " +
+            std::to_string(batch.events.front().position) + " of stream '" +
+            batch.events.front().stream_id + "' is " +
+            std::to_string(encoded.size()) + " bytes encoded, over the " +
+            std::to_string(st_->max_payload) +
+            " a message between members may carry: raise max_message_bytes on "
+            "every member");
+  return encoded;
 }
 
 // -- following other members --------------------------------------------------

@@ -23,6 +23,9 @@ struct cluster_state {
   /// Shortest interval between two head notifications to one member.
   std::chrono::milliseconds feed_interval{5};
   bool tls = false;
+  /// `cluster_settings::max_message_bytes` less room for the envelope
+  /// around a payload: the most bytes a command, reply or batch may have.
+  size_t max_payload = (size_t{16} << 20) - 65536;
   cluster_log log;
   /// Members joined in both directions, for `cluster::connected`.
   mutable std::mutex mtx;

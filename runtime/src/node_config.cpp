@@ -46,6 +46,10 @@ node_config::node_config() {
            "this node's certificate (PEM), signed by the cluster CA")
       .add(cluster.tls_key, "tls-key", "this node's private key (PEM)")
       .add(cluster.tls_ca, "tls-ca", "the cluster CA certificate (PEM)")
+      .add(cluster.plain_tcp, "plain-tcp",
+           "plain TCP instead of TLS (unencrypted, unauthenticated)")
+      .add(cluster.max_message_bytes, "max-message-bytes",
+           "largest message between members (same on every member)")
       .add(cluster.retry_ms, "retry-ms",
            "retry interval for unconnected members (ms)")
       .add(cluster.request_timeout_ms, "request-timeout-ms",

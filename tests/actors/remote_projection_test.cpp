@@ -101,6 +101,7 @@ struct fixture {
     m.cfg->cluster.node_id = id;
     m.cfg->cluster_members = members;
     m.cfg->cluster.secret = secret;
+    m.cfg->cluster.plain_tcp = true;
     m.cfg->cluster.retry_ms = 50;
     m.cfg->cluster_events = [](const std::string&, const std::string&) {};
     m.cfg->set("scheduler.max-threads", 2);

@@ -94,6 +94,7 @@ struct faulty_cluster {
                                   "--cluster.node-id=" + id(i),
                                   "--cluster.members=" + members_option,
                                   "--cluster.secret=" + std::string{secret},
+                                  "--cluster.plain-tcp",
                                   "--cluster.retry-ms=100"};
     nodes[i] = std::make_unique<process>(
         MNEMO_BANK_NODE, args, 20s,

@@ -100,7 +100,7 @@ struct move_fixture {
               "--cluster.node-id=n" + std::to_string(i + 1),
               "--cluster.members=" + members(n),
               std::string{"--cluster.secret="} + secret, "--cluster.shards=16",
-              "--cluster.retry-ms=100"}));
+              "--cluster.plain-tcp", "--cluster.retry-ms=100"}));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{15};
     for (bool joined = false; !joined;) {
       BOOST_REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,

@@ -3,16 +3,24 @@
 // conserve money, a killed owner answers 503 owner_unavailable at once
 // while the others keep serving, a restarted one rejoins with all its
 // acknowledged state, a node with a wrong secret or another cluster view
-// cannot join, and every node's cluster-wide balances follow every node's
-// journal across a kill -9.
+// cannot join, every node's cluster-wide balances follow every node's
+// journal across a kill -9, and garbage, oversized protocol headers and
+// forged handshakes on the cluster ports drop no link (plain and TLS); a
+// cluster needs TLS or an explicit --cluster.plain-tcp.
 
 #include <boost/test/unit_test.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <optional>
+#include <random>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -62,6 +70,7 @@ struct cluster_fixture {
         "--cluster.secret=" + with_secret,
         "--cluster.retry-ms=100"};
     auto& extra = with_tls ? *with_tls : tls;
+    if (extra.empty()) args.push_back("--cluster.plain-tcp");
     for (auto opt : extra)  // a copy: %N differs per member
       args.push_back(
           opt.find("%N") == std::string::npos
@@ -410,6 +419,233 @@ BOOST_AUTO_TEST_CASE(tls_members_join_and_others_are_refused) {
   // The right certificate again: it rejoins.
   f.nodes[2] = f.start(2);
   BOOST_CHECK(f.all_joined());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// -- garbage on the cluster port ---------------------------------------------
+
+namespace {
+
+// A TCP connection to a loopback port, closed on destruction.
+struct raw_conn {
+  int fd = -1;
+  explicit raw_conn(uint16_t port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      fd = -1;
+    }
+    timeval tv{2, 0};
+    if (fd >= 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~raw_conn() {
+    if (fd >= 0) ::close(fd);
+  }
+  void send(const std::string& bytes) {
+    if (fd >= 0) (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  }
+  // Reads exactly `n` bytes, or fewer when the peer closes or is silent.
+  std::string read(size_t n) {
+    std::string out;
+    char buf[4096];
+    while (fd >= 0 && out.size() < n) {
+      auto got = ::recv(fd, buf, std::min(sizeof buf, n - out.size()), 0);
+      if (got <= 0) break;
+      out.append(buf, static_cast<size_t>(got));
+    }
+    return out;
+  }
+};
+
+void put_be(std::string& out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i)
+    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// A BASP header (CAF 0.17: 32 bytes, big endian): operation, two padding
+// bytes, flags, payload length, operation data, source and destination.
+std::string basp_header(uint8_t op, uint8_t flags, uint32_t payload_len,
+                        uint64_t op_data, uint64_t src, uint64_t dst) {
+  std::string h{static_cast<char>(op), 0, 0, static_cast<char>(flags)};
+  put_be(h, payload_len, 4);
+  put_be(h, op_data, 8);
+  put_be(h, src, 8);
+  put_be(h, dst, 8);
+  return h;
+}
+
+// A header that CAF's own check accepts for its operation, with a random
+// payload length (mostly huge: the announced size is what hurt).
+std::string plausible_header(std::mt19937_64& rng) {
+  auto len = rng() % 3 == 0 ? static_cast<uint32_t>(1 + rng() % 4000)
+                            : static_cast<uint32_t>(rng());
+  auto any = [&] { return 1 + rng() % 1000; };
+  switch (rng() % 6) {
+    case 0:  // server handshake: operation data (version) set
+      return basp_header(0, 0, len, any(), 0, 0);
+    case 1:  // client handshake
+      return basp_header(1, 0, len, 0, 0, 0);
+    case 2:  // direct message
+      return basp_header(2, 0, len, any(), any(), any());
+    case 3:  // routed message
+      return basp_header(3, 0, len, any(), any(), any());
+    case 4:  // monitor message
+      return basp_header(4, 0, len, 0, 0, any());
+    default:  // down message
+      return basp_header(5, 0, len, 0, any(), 0);
+  }
+}
+
+std::string random_bytes(std::mt19937_64& rng, size_t n) {
+  std::string s(n, '\0');
+  for (auto& ch : s) ch = static_cast<char>(rng() % 256);
+  return s;
+}
+
+// Sends every kind of garbage to `port`: random bytes, plausible headers
+// announcing any payload size (some connections held open after their
+// header, as a slow sender would), and, when `forge_from` is a member's
+// port (plain TCP only), client handshakes claiming that member's node id
+// (read from its own server handshake) with the flag that selects a route.
+void attack(uint16_t port, std::mt19937_64& rng, uint16_t forge_from) {
+  for (int i = 0; i < 60; ++i) {
+    raw_conn c{port};
+    c.send(random_bytes(rng, 1 + rng() % 4000));
+  }
+  std::vector<std::unique_ptr<raw_conn>> held;
+  for (int i = 0; i < 60; ++i) {
+    auto c = std::make_unique<raw_conn>(port);
+    c->send(plausible_header(rng) + random_bytes(rng, rng() % 64));
+    if (i % 10 == 0) held.push_back(std::move(c));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds{200});
+  held.clear();
+  if (forge_from == 0) return;
+  for (int i = 0; i < 3; ++i) {
+    raw_conn member{forge_from};
+    auto hdr = member.read(32);
+    if (hdr.size() != 32) continue;
+    uint32_t len = 0;
+    for (int b = 4; b < 8; ++b)
+      len = (len << 8) | static_cast<uint8_t>(hdr[static_cast<size_t>(b)]);
+    auto payload = member.read(std::min<uint32_t>(len, 1 << 16));
+    // The server handshake's payload starts with the node id, which is all
+    // a client handshake carries (CAF 0.17: 32 bytes).
+    if (payload.size() < 32) continue;
+    auto nid = payload.substr(0, 32);
+    raw_conn forger{port};
+    constexpr uint8_t select_connection_flag = 0x02;
+    forger.send(basp_header(1, select_connection_flag, 32, 0, 0, 0) + nid);
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+}
+
+// The peak resident memory of a process, bytes.
+size_t peak_rss(pid_t pid) {
+  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+// Attacks every member's cluster port and checks that nothing of the
+// cluster notices: all links stay, every member reads every account, and
+// no member logs a member going away or a failed connect.
+void check_garbage_changes_nothing(cluster_fixture& f, bool plain) {
+  std::vector<std::unique_ptr<client>> cs;
+  for (auto& n : f.nodes) cs.push_back(std::make_unique<client>(n->port()));
+  for (int i = 0; i < 12; ++i)
+    BOOST_REQUIRE_EQUAL(
+        status_of(cs[i % 3]->call(
+            "POST", "/accounts",
+            json{{"id", "g" + std::to_string(i)}, {"owner", "o"}}.dump())),
+        201u);
+  for (auto& n : f.nodes) n->drain_stdout();
+  std::mt19937_64 rng{plain ? 11u : 12u};
+  for (uint16_t i = 0; i < 3; ++i)
+    attack(static_cast<uint16_t>(f.base + i), rng,
+           plain ? static_cast<uint16_t>(f.base + (i + 1) % 3) : 0);
+  // Right after the attack and for three connection timeouts after it.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds{6};
+  size_t rounds = 0, failed_reads = 0, short_links = 0;
+  do {
+    ++rounds;
+    for (size_t n = 0; n < 3; ++n) {
+      auto h = body_of(cs[n]->call("GET", "/health"));
+      if (h["cluster"]["connected"].size() != 2) ++short_links;
+      BOOST_CHECK_EQUAL(h["cluster"].value("transport", ""),
+                        plain ? "plain" : "tls");
+      for (int i = 0; i < 12; ++i)
+        if (status_of(cs[n]->call("GET", "/accounts/g" + std::to_string(i))) !=
+            200)
+          ++failed_reads;
+    }
+  } while (std::chrono::steady_clock::now() < until);
+  BOOST_TEST_MESSAGE("garbage " << (plain ? "plain" : "tls") << ": " << rounds
+                                << " rounds of reads");
+  BOOST_CHECK_EQUAL(short_links, 0u);
+  BOOST_CHECK_EQUAL(failed_reads, 0u);
+  size_t refusals = 0;
+  for (size_t n = 0; n < 3; ++n) {
+    for (auto& line : f.nodes[n]->drain_stdout()) {
+      auto j = json::parse(line, nullptr, false);
+      if (!j.is_object()) continue;
+      auto what = j.value("what", "");
+      BOOST_CHECK_MESSAGE(what != "member_down" && what != "connect_failed",
+                          "n" << n + 1 << ": " << line);
+      if (what == "dropped" &&
+          j.value("detail", "").find("protocol header") != std::string::npos)
+        ++refusals;
+    }
+    // Nothing allocated what the headers announced (up to 4 GiB each).
+    BOOST_CHECK_LT(peak_rss(f.nodes[n]->pid()), size_t{512} << 20);
+  }
+  // Plain TCP: the guard refused the headers and said so.
+  if (plain) BOOST_CHECK_GT(refusals, 0u);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(bank_cluster_garbage)
+
+BOOST_AUTO_TEST_CASE(garbage_on_plain_cluster_ports_drops_no_link) {
+  cluster_fixture f;
+  check_garbage_changes_nothing(f, true);
+}
+
+BOOST_AUTO_TEST_CASE(garbage_on_tls_cluster_ports_drops_no_link) {
+  auto certs = make_cluster_certificates("mnemo-cluster-garbage");
+  cluster_fixture f{{"--cluster.tls-certificate=" + certs + "/%N.pem",
+                     "--cluster.tls-key=" + certs + "/%N.key",
+                     "--cluster.tls-ca=" + certs + "/ca.pem"}};
+  check_garbage_changes_nothing(f, false);
+}
+
+BOOST_AUTO_TEST_CASE(a_cluster_needs_tls_or_an_explicit_plain_opt_in) {
+  auto dir = temp_dir("mnemo-cluster-no-transport");
+  auto port = mnemo::test::free_port_block(1);
+  std::string cmd = std::string{MNEMO_BANK_NODE} + " --data " + dir +
+                    " --listen 127.0.0.1:0 --cluster.node-id=n1"
+                    " --cluster.members=n1@127.0.0.1:" +
+                    std::to_string(port) + " --cluster.secret=" + secret +
+                    " 2>&1";
+  std::string out;
+  auto* pipe = ::popen(cmd.c_str(), "r");
+  BOOST_REQUIRE(pipe);
+  char buf[512];
+  while (auto n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  auto status = ::pclose(pipe);
+  BOOST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+  BOOST_CHECK_MESSAGE(
+      out.find("--cluster.plain-tcp") != std::string::npos &&
+          out.find("--cluster.tls-certificate") != std::string::npos,
+      out);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -71,6 +71,7 @@ struct member_fixture {
     cfg.cluster_members = "n1@127.0.0.1:" + std::to_string(port) +
                           ",n2@127.0.0.1:" + std::to_string(port + 1);
     cfg.cluster.secret = "rogue-test-secret-0123456789";
+    cfg.cluster.plain_tcp = true;
     cfg.cluster.retry_ms = 50;
     auto sink = log;
     cfg.cluster_events = [sink](const std::string& w, const std::string& d) {

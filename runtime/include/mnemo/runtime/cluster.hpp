@@ -57,11 +57,22 @@ struct cluster_settings {
   std::string secret;
   /// TLS with mutual authentication (caf::openssl): this node's
   /// certificate and key (PEM) and the cluster CA that signed every
-  /// member's certificate. All three or none; with none, connections are
-  /// plain TCP.
+  /// member's certificate. All three, or none and `plain_tcp`.
   std::string tls_certificate;
   std::string tls_key;
   std::string tls_ca;
+  /// Opt-in to plain TCP (no TLS options): connections are neither
+  /// encrypted nor authenticated, so whoever reaches the port and reads a
+  /// member's node id (sent in clear) can impersonate that member. Garbage
+  /// and malformed protocol headers are refused either way. Default: false
+  /// (`start` refuses a cluster with neither TLS nor this).
+  bool plain_tcp = false;
+  /// Largest message between members, bytes (the BASP payload): a larger
+  /// header closes its connection before anything is allocated for it, and
+  /// a command, reply or journal batch that would not fit fails with
+  /// `invalid_argument` on the sending side. The same on every member.
+  /// Default 16 MiB; 64 KiB to 1 GiB.
+  size_t max_message_bytes = size_t{16} << 20;
   /// How often an unconnected member is tried again, ms.
   size_t retry_ms = 250;
   /// Time for one remote request before it fails with `timeout`, ms.
@@ -147,6 +158,9 @@ class cluster {
   /// Returns the ids of the members this node is connected to and joined
   /// with, in id order.
   std::vector<std::string> connected() const;
+
+  /// "tls" or "plain".
+  const char* transport() const noexcept;
 
  private:
   cluster() = default;
