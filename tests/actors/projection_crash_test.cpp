@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -112,9 +113,23 @@ BOOST_AUTO_TEST_CASE(kill_9_in_a_loop_keeps_both_guarantees) {
   size_t behind = 0;
   size_t repeats = 0;
   for (int round = 0; round < 12; ++round) {
+    // Killed once it has done some work this round (its at-least-once
+    // projection wrote a side effect), then after a random while: a fixed
+    // delay alone let a slow start (sanitizers, a loaded machine) be killed
+    // before its first commit in every round.
+    std::error_code ec;
+    auto log_size = [&] {
+      auto n = std::filesystem::file_size(dir + "/alo.log", ec);
+      return ec ? uintmax_t{0} : n;
+    };
+    auto before = log_size();
     auto pid = spawn_child(dir, "run");
     BOOST_REQUIRE(pid > 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds{50 + rng() % 200});
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+    while (log_size() <= before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    BOOST_CHECK_MESSAGE(log_size() > before, "round " << round << ": no work");
+    std::this_thread::sleep_for(std::chrono::milliseconds{rng() % 200});
     ::kill(pid, SIGKILL);
     auto status = wait_child(pid);
     BOOST_REQUIRE_MESSAGE(WIFSIGNALED(status), "child exited early");
