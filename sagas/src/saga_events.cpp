@@ -13,6 +13,7 @@ void register_types(persistence::event_registry& types) {
   types.add<saga_aborted>("mnemo.saga.aborted");
   types.add<saga_needs_attention>("mnemo.saga.needs_attention");
   types.add<saga_event_received>("mnemo.saga.event_received");
+  types.add<saga_event_ignored>("mnemo.saga.event_ignored");
 }
 
 }  // namespace mnemo::sagas

@@ -1,5 +1,6 @@
 #include "mnemo/sagas/saga_progress.hpp"
 
+#include <algorithm>
 #include <type_traits>
 
 namespace mnemo::sagas {
@@ -58,9 +59,14 @@ void saga_progress::apply(const saga_event& ev) {
           phase = saga_phase::completed;
         } else if constexpr (std::is_same_v<T, saga_aborted>) {
           phase = saga_phase::aborted;
-        } else if constexpr (std::is_same_v<T, saga_event_received>) {
-          last_event = e.position;
+        } else if constexpr (std::is_same_v<T, saga_event_received> ||
+                             std::is_same_v<T, saga_event_ignored>) {
+          // Deliveries are judged in position order, so positions only
+          // grow; max() keeps a repeat from ever moving it back.
+          last_event = std::max(last_event, e.position);
         } else {
+          static_assert(std::is_same_v<T, saga_needs_attention>,
+                        "saga_progress::apply must fold every saga event");
           phase = saga_phase::needs_attention;
           error = e.error;
         }

@@ -29,10 +29,12 @@
 #include "mnemo/actors/aggregate.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/actors/variant_codec.hpp"
+#include "mnemo/persistence/table_store.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/restart_policy.hpp"
 #include "mnemo/sagas/saga_events.hpp"
+#include "mnemo/sagas/saga_inbox_table.hpp"
 #include "mnemo/sagas/saga_progress.hpp"
 
 namespace mnemo::sagas {
@@ -40,7 +42,8 @@ namespace mnemo::sagas {
 /// `(start_atom, S::data)` -> `saga_status`: starts the saga once; a saga
 /// that exists answers its status and starts nothing.
 using start_atom = caf::atom_constant<caf::atom("mn_sstart")>;
-/// `(status_atom)` -> `saga_status`; also activates (resumes) the saga.
+/// `(status_atom)` -> `saga_status`; also activates (resumes) the saga. A
+/// saga that was never started answers status "new".
 using status_atom = caf::atom_constant<caf::atom("mn_sstatus")>;
 /// Internal messages of the saga actor.
 using saga_persisted_atom = caf::atom_constant<caf::atom("mn_spers")>;
@@ -48,10 +51,16 @@ using saga_retry_atom = caf::atom_constant<caf::atom("mn_sretry")>;
 using saga_deadline_atom = caf::atom_constant<caf::atom("mn_sdue")>;
 using saga_reply_atom = caf::atom_constant<caf::atom("mn_sreply")>;
 /// `(deliver_atom, uint64_t position)` -> `bool`: the event at `position`
-/// concerns the saga (sent by its inbox, see saga_inbox.hpp). Answers once
-/// the saga has recorded what the event decided: true if it decided the
-/// waiting step (now or in an earlier delivery), false if it concerned no
-/// waiting step.
+/// concerns the saga (sent by its inbox, see saga_inbox.hpp). Answers true
+/// once the saga has recorded what the event did: it decided the waiting
+/// step (`saga_event_received`), or it concerned no waiting step
+/// (`saga_event_ignored`), now or in an earlier delivery. A saga that
+/// cannot judge the event yet (not started, persisting, or running a step
+/// that waits for no event) holds the request until it can, judging held
+/// events in position order. Errors: `entity_stopped` if the saga stops
+/// first; the journal's errors, or `not_found`, if the event cannot be
+/// read. (Earlier versions answered false, and recorded nothing, for an
+/// event that concerned no waiting step.)
 using deliver_atom = caf::atom_constant<caf::atom("mn_sdeliv")>;
 
 /// Returns whether `err` is transient: the command was not applied and a
@@ -182,3 +191,4 @@ std::string saga_stream(const std::string& id) {
 }  // namespace mnemo::sagas
 
 #include "mnemo/sagas/saga_actor.hpp"
+#include "mnemo/sagas/saga_resume.hpp"

@@ -2,9 +2,11 @@
 
 // The actor of one saga instance (included by saga.hpp).
 
-#include <deque>
+#include <map>
 #include <memory>
 #include <optional>
+#include <string_view>
+#include <vector>
 
 namespace mnemo::sagas {
 
@@ -55,6 +57,8 @@ class saga_actor : public caf::event_based_actor {
       return {};
     }
     advance();
+    pull_inbox();
+    judge_held();
     return {
         [this](start_atom, data_type& data) -> caf::result<saga_status> {
           return start(std::move(data));
@@ -180,6 +184,11 @@ class saga_actor : public caf::event_based_actor {
 
   void on_reply(uint64_t gen, caf::error err) {
     if (gen != reply_gen_ || !in_flight_) return;
+    if (busy_) {
+      // An ignored delivery is being recorded: take the reply after it.
+      parked_reply_.emplace(gen, std::move(err));
+      return;
+    }
     in_flight_ = false;
     auto& p = progress_;
     auto now = ctx_.wall_ms();
@@ -244,75 +253,155 @@ class saga_actor : public caf::event_based_actor {
 
   // -- events delivered through the inbox -------------------------------------
 
+  using promises = std::vector<caf::typed_response_promise<bool>>;
+
+  /// Rows pulled from the saga's own inbox at once, at most.
+  static constexpr size_t max_pulled = 1000;
+
   caf::result<bool> deliver(uint64_t position) {
     auto rp = make_response_promise<bool>();
-    deferred_.emplace_back(position, rp);
-    drain_deliveries();
-    advance();
+    if (position <= progress_.last_event) {
+      rp.deliver(true);  // recorded before: a repeat
+      return rp;
+    }
+    // Held until the saga can judge it, in position order. A relay whose
+    // request timed out meanwhile asks again: every request gets the answer.
+    held_[position].push_back(rp);
+    judge_held();
     return rp;
   }
 
-  void drain_deliveries() {
-    while (!busy_ && !deferred_.empty()) {
-      auto [position, rp] = std::move(deferred_.front());
-      deferred_.pop_front();
-      on_delivery(position, rp);
+  // The current step waits for an event.
+  bool waiting_step() const {
+    auto& p = progress_;
+    return p.phase == saga_phase::running && p.step < def_.steps.size() &&
+           static_cast<bool>(def_.steps[p.step].await);
+  }
+
+  // Whether a delivery can be judged now: not before the start (the event
+  // may be for its first step), nor while persisting, nor while running a
+  // step that waits for no event (a later step may wait for it). A
+  // compensating or finished saga judges at once: no step will wait again.
+  bool judge_ready() const {
+    if (busy_ || progress_.phase == saga_phase::fresh) return false;
+    return progress_.phase != saga_phase::running || waiting_step();
+  }
+
+  void judge_held() {
+    while (!held_.empty() && judge_ready()) {
+      auto first = held_.begin();
+      auto position = first->first;
+      auto waiting = std::move(first->second);
+      held_.erase(first);
+      // A row that cannot be judged stops the rest: they must not overtake
+      // it. The relay sends it again and gets the error again.
+      if (!judge(position, std::move(waiting))) return;
     }
   }
 
-  void on_delivery(uint64_t position, caf::typed_response_promise<bool>& rp) {
+  // Judges the event at `position` and records the outcome; `waiting` are
+  // answered once that is persisted. Returns false if the event cannot be
+  // read (`waiting` get the error).
+  bool judge(uint64_t position, promises waiting) {
     auto& p = progress_;
     if (position <= p.last_event) {
-      rp.deliver(true);  // decided a step before: a repeat
-      return;
-    }
-    if (p.phase != saga_phase::running || p.step >= def_.steps.size() ||
-        !def_.steps[p.step].await) {
-      rp.deliver(false);
-      return;
+      for (auto& rp : waiting) rp.deliver(true);
+      return true;
     }
     auto found = ctx_.journal->read_all(position, 1);
-    if (!found) {
-      rp.deliver(runtime::to_caf_error(found.error()));
-      return;
-    }
-    if (found->empty() || found->front().position != position) {
-      rp.deliver(runtime::make_error(
+    caf::error failed;
+    if (!found)
+      failed = runtime::to_caf_error(found.error());
+    else if (found->empty() || found->front().position != position)
+      failed = runtime::make_error(
           runtime::errc::not_found,
-          "saga '" + stream_ + "': no event at " + std::to_string(position)));
-      return;
+          "saga '" + stream_ + "': its inbox names position " +
+              std::to_string(position) +
+              ", which holds no event (deleted?); delete that row from "
+              "table '" +
+              inbox_table<S>() + "' to let the later events through");
+    if (failed) {
+      for (auto& rp : waiting) rp.deliver(failed);
+      return false;
     }
     auto& env = found->front();
-    std::optional<caf::error> verdict;
-    try {
-      verdict = def_.steps[p.step].await(*ctx_.registry, env, data_);
-    } catch (const std::exception& e) {
-      verdict = runtime::make_error(runtime::errc::handler_failed,
-                                    std::string{"await threw: "} + e.what());
+    if (waiting_step()) {
+      std::optional<caf::error> verdict;
+      try {
+        verdict = def_.steps[p.step].await(*ctx_.registry, env, data_);
+      } catch (const std::exception& e) {
+        verdict = runtime::make_error(runtime::errc::handler_failed,
+                                      std::string{"await threw: "} + e.what());
+      }
+      if (verdict) {
+        decide(position, env.type, std::move(*verdict), std::move(waiting));
+        return true;
+      }
     }
-    if (!verdict) {
-      rp.deliver(false);
-      return;
-    }
-    // The event decides the step; a command reply still out is moot.
+    // Recorded, not dropped: it shows in the saga's history, and a
+    // redelivery (a replayed router, a relay that restarted) is a repeat.
+    for (auto& rp : waiting) delivery_waiters_.push_back(std::move(rp));
+    persist({saga_event_ignored{position, p.step, env.type, ignore_reason()}});
+    return true;
+  }
+
+  std::string ignore_reason() const {
+    if (waiting_step())
+      return "step '" + def_.steps[progress_.step].name +
+             "' does not wait for it";
+    return std::string{"no step waits: the saga is "} +
+           to_string(progress_.phase);
+  }
+
+  // The event at `position` decides the waiting step: `verdict` is no
+  // error (done) or the error the step failed with.
+  void decide(uint64_t position, const std::string& type, caf::error verdict,
+              promises waiting) {
+    auto& p = progress_;
+    // A command reply still out is moot.
     ++reply_gen_;
     in_flight_ = false;
+    parked_reply_.reset();
     awaiting_ = false;
     deadline_hit_ = false;
     auto now = ctx_.wall_ms();
-    events evs{saga_event_received{position, p.step, env.type}};
-    if (!*verdict) {
+    events evs{saga_event_received{position, p.step, type}};
+    if (!verdict) {
       evs.push_back(saga_step_completed{p.step, due_of(p.step + 1, now)});
       if (p.step + 1 == def_.steps.size()) evs.push_back(saga_completed{});
     } else {
-      auto text = runtime::describe(*verdict);
+      auto text = runtime::describe(verdict);
       evs.push_back(saga_step_failed{p.step, p.attempt + 1, text, 0});
       evs.push_back(saga_compensating{
           to_compensate(p.step),
           "step '" + def_.steps[p.step].name + "' failed: " + text});
     }
-    delivery_waiters_.push_back(rp);
+    for (auto& rp : waiting) delivery_waiters_.push_back(std::move(rp));
     persist(std::move(evs));
+  }
+
+  // The rows of this saga already in its inbox (routed before it started,
+  // or while the inbox relay was down): held like deliveries, so that the
+  // saga judges them as soon as it can, also after a restart, without
+  // waiting for the relay. The relay sends them later all the same; the
+  // saga answers them as repeats and the relay deletes the rows.
+  void pull_inbox() {
+    if (progress_.phase == saga_phase::fresh) return;
+    auto after = progress_.last_event;
+    std::vector<uint64_t> positions;
+    auto err = ctx_.journal->read([&](persistence::read_txn& txn) {
+      auto n = persistence::table_store::scan_prefix_in(
+          txn, inbox_table<S>(), detail::inbox_prefix(id_), max_pulled,
+          [&](std::string_view k, std::string_view) {
+            auto parsed = detail::parse_inbox_key(k);
+            if (parsed && parsed->first == id_ && parsed->second > after)
+              positions.push_back(parsed->second);
+            return true;
+          });
+      return n ? persistence::error{} : n.error();
+    });
+    if (err) return;  // the relay delivers them
+    for (auto position : positions) held_.try_emplace(position);
   }
 
   void fail_waiters(const caf::error& err) {
@@ -320,8 +409,9 @@ class saga_actor : public caf::event_based_actor {
     start_waiters_.clear();
     for (auto& rp : delivery_waiters_) rp.deliver(err);
     delivery_waiters_.clear();
-    for (auto& d : deferred_) d.second.deliver(err);
-    deferred_.clear();
+    for (auto& entry : held_)
+      for (auto& rp : entry.second) rp.deliver(err);
+    held_.clear();
   }
 
   static bool retryable(const retry_policy& policy, const caf::error& err) {
@@ -440,15 +530,38 @@ class saga_actor : public caf::event_based_actor {
       fail_waiters(e);
       return quit(e);
     }
-    for (auto& ev : pending_) progress_.apply(ev);
+    bool started = false;
+    for (auto& ev : pending_) {
+      started = started || std::holds_alternative<saga_started>(ev);
+      progress_.apply(ev);
+    }
     version_ += pending_.size();
     pending_.clear();
     for (auto& rp : start_waiters_) rp.deliver(status());
     start_waiters_.clear();
     for (auto& rp : delivery_waiters_) rp.deliver(true);
     delivery_waiters_.clear();
-    drain_deliveries();
+    if (parked_reply_) {
+      auto [gen, reply] = std::move(*parked_reply_);
+      parked_reply_.reset();
+      on_reply(gen, std::move(reply));
+    }
+    if (started) pull_inbox();
+    // The step's command goes out before held events are judged: an event
+    // decides a step whether or not its command has been answered, but
+    // the command must have been sent.
     advance();
+    judge_held();
+    expire_wait();
+  }
+
+  // A deadline that passed while the saga was persisting, with its step
+  // waiting for an event: the events held meanwhile were judged first (one
+  // of them may have decided the step); no other will come in time.
+  void expire_wait() {
+    if (awaiting_ && deadline_hit_ && !busy_ && !in_flight_ &&
+        progress_.phase == saga_phase::running)
+      give_up("deadline exceeded");
   }
 
   saga_context ctx_;
@@ -472,10 +585,16 @@ class saga_actor : public caf::event_based_actor {
   events pending_;
   std::shared_ptr<persistence::error> slot_;
   std::vector<caf::typed_response_promise<saga_status>> start_waiters_;
-  /// Deliveries that decided a step, answered once that is persisted.
-  std::vector<caf::typed_response_promise<bool>> delivery_waiters_;
-  /// Deliveries received while persisting.
-  std::deque<std::pair<uint64_t, caf::typed_response_promise<bool>>> deferred_;
+  /// Deliveries being recorded (decided a step or ignored), answered once
+  /// that is persisted.
+  promises delivery_waiters_;
+  /// Events the saga cannot judge yet (see `judge_ready`), by position, and
+  /// the requests to answer for each (none for a row the saga pulled from
+  /// its inbox itself). The inbox row of each is the durable hold.
+  std::map<uint64_t, promises> held_;
+  /// The reply of a command that came while an ignored delivery was being
+  /// recorded.
+  std::optional<std::pair<uint64_t, caf::error>> parked_reply_;
   std::mt19937_64 rng_;
 };
 
@@ -492,42 +611,6 @@ caf::actor spawn_saga_registry(caf::actor_system& sys, saga_context ctx,
         return s.spawn<saga_actor<S>>(ctx, id);
       },
       std::move(options));
-}
-
-/// Activates every unfinished saga of type `S` in `j` through `registry`
-/// (after a restart), so that each resumes where it stood. Scans the saga
-/// streams of `S`; returns how many it activated.
-template <class S>
-persistence::expected<size_t> resume_unfinished(
-    const persistence::journal& j, const persistence::event_registry& types,
-    const caf::actor& registry) {
-  auto prefix = saga_stream<S>("");
-  actors::variant_codec<saga_event> codec{types};
-  size_t resumed = 0;
-  std::string after = prefix;
-  for (;;) {
-    auto heads = j.list_streams(after, 1000);
-    if (!heads) return heads.error();
-    for (auto& h : *heads) {
-      if (h.stream_id.compare(0, prefix.size(), prefix) != 0) return resumed;
-      after = h.stream_id;
-      auto last =
-          j.read_stream(h.stream_id, h.highest_sequence, h.highest_sequence, 1);
-      if (!last) return last.error();
-      if (last->empty()) continue;
-      auto ev = codec.decode(last->front());
-      if (!ev) return ev.error();
-      if (std::holds_alternative<saga_completed>(*ev) ||
-          std::holds_alternative<saga_aborted>(*ev) ||
-          std::holds_alternative<saga_needs_attention>(*ev))
-        continue;
-      caf::anon_send(registry, runtime::route_atom::value,
-                     h.stream_id.substr(prefix.size()),
-                     caf::make_message(status_atom::value));
-      ++resumed;
-    }
-    if (heads->size() < 1000) return resumed;
-  }
 }
 
 }  // namespace mnemo::sagas

@@ -74,6 +74,20 @@ struct saga_event_received {
   MSGPACK_DEFINE_MAP(position, step, type)
 };
 
+/// The event at global position `position`, delivered through the saga's
+/// inbox, concerned no waiting step: the saga was at step `step` (running:
+/// that step's `await` did not take it; otherwise: no step was waiting, as
+/// `reason` says) and went on unchanged. Recorded so that the event is
+/// visible in the saga's history instead of dropped, and so that a
+/// redelivery is recognised.
+struct saga_event_ignored {
+  uint64_t position = 0;
+  uint32_t step = 0;
+  std::string type;
+  std::string reason;
+  MSGPACK_DEFINE_MAP(position, step, type, reason)
+};
+
 /// Every step succeeded.
 struct saga_completed {
   bool ok = true;
@@ -93,11 +107,13 @@ struct saga_needs_attention {
   MSGPACK_DEFINE_MAP(step, error)
 };
 
+// New alternatives go at the end; events are stored by type name
+// ("mnemo.saga.*"), so the order does not change the stored encoding.
 using saga_event =
     std::variant<saga_started, saga_step_completed, saga_step_failed,
                  saga_compensating, saga_compensation_done,
                  saga_compensation_failed, saga_completed, saga_aborted,
-                 saga_needs_attention, saga_event_received>;
+                 saga_needs_attention, saga_event_received, saga_event_ignored>;
 
 /// Registers the saga event types ("mnemo.saga.*") in `types`. Call once
 /// per registry before spawning sagas.

@@ -7,12 +7,14 @@
 // in the inbox table of the saga type, in the same transaction as its
 // offset. The inbox actor delivers the rows of each saga in commit order,
 // one at a time (`deliver_atom`), and deletes a row once the saga has
-// recorded what the event decided. A crash anywhere leaves the row (sent
+// recorded what the event did (decided a step, or was ignored). A saga
+// that cannot judge an event yet (it has not started, or no step of it
+// waits at the moment) holds the delivery unanswered, so the row stays: it
+// is the event's durable hold. A crash anywhere leaves the row (sent
 // again: the saga recognises the position) or the offset (the event is
 // routed again: the same row is written again). See docs/sagas.md.
 
 #include <chrono>
-#include <cstdio>
 #include <functional>
 #include <optional>
 #include <string>
@@ -21,6 +23,7 @@
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/persistence/table_store.hpp"
 #include "mnemo/sagas/saga.hpp"
+#include "mnemo/sagas/saga_inbox_table.hpp"
 #include "mnemo/sagas/saga_relay.hpp"
 
 namespace mnemo::sagas {
@@ -28,43 +31,6 @@ namespace mnemo::sagas {
 /// Maps an event to the id of the saga it concerns, or to nothing.
 using correlate_fn = std::function<std::optional<std::string>(
     const persistence::event_envelope&)>;
-
-/// Returns the inbox table of saga type `S`.
-template <class S>
-std::string inbox_table() {
-  return std::string{"mnemo.saga_inbox."} + S::type_name;
-}
-
-namespace detail {
-
-/// Inbox keys: saga id, NUL, position as 16 hex digits (commit order).
-inline std::string inbox_key(const std::string& saga_id, uint64_t position) {
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx",
-                static_cast<unsigned long long>(position));
-  std::string key = saga_id;
-  key.push_back('\0');
-  key.append(hex, 16);
-  return key;
-}
-
-inline std::optional<std::pair<std::string, uint64_t>> parse_inbox_key(
-    std::string_view key) {
-  auto nul = key.rfind('\0');
-  if (nul == std::string_view::npos || key.size() - nul - 1 != 16)
-    return std::nullopt;
-  uint64_t position = 0;
-  for (auto c : key.substr(nul + 1)) {
-    int digit = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                       : -1;
-    if (digit < 0) return std::nullopt;
-    position = position * 16 + static_cast<uint64_t>(digit);
-  }
-  return std::make_pair(std::string{key.substr(0, nul)}, position);
-}
-
-}  // namespace detail
 
 /// Returns the exactly-once projection `name` that routes the events
 /// passing `filter` to the sagas of type `S` that `correlate` names.
@@ -94,7 +60,11 @@ actors::projection_spec saga_router(std::string name,
 
 /// Spawns the actor that delivers the inbox of `S` to `registry`: at start,
 /// on every head announced by `bus` (may be invalid) and every `poll`.
-/// Pointees must outlive it; stop it with an exit message.
+/// The router may write a row in a commit after the event's (its first
+/// tail write after a quiet spell), and such a commit announces no head:
+/// that row is found by the next poll. On virtual time, advance by at
+/// least `poll` after committing events the router handles. Pointees must
+/// outlive it; stop it with an exit message.
 template <class S>
 caf::actor spawn_saga_inbox(
     caf::actor_system& sys, persistence::journal& j,
@@ -105,9 +75,10 @@ caf::actor spawn_saga_inbox(
          std::string_view) -> std::optional<detail::relay_item> {
     auto parsed = detail::parse_inbox_key(k);
     if (!parsed) return std::nullopt;
+    auto end = detail::inbox_end(parsed->first);
     return detail::relay_item{
         std::move(parsed->first),
-        caf::make_message(deliver_atom::value, parsed->second)};
+        caf::make_message(deliver_atom::value, parsed->second), std::move(end)};
   };
   return sys.spawn<detail::saga_relay<bool>>(
       &j, &sink, std::move(registry), std::move(bus), poll, inbox_table<S>(),

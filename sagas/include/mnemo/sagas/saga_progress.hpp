@@ -11,6 +11,9 @@ namespace mnemo::sagas {
 
 /// Where a saga stands.
 enum class saga_phase : uint8_t {
+  /// No event yet: never started. A saga is in this phase while an event
+  /// addressed to it waits for its start, or when its status is asked for
+  /// an id that was never started (status "new").
   fresh,
   running,
   compensating,
@@ -50,7 +53,8 @@ struct saga_progress {
   /// The last failure, or the reason of the compensation.
   std::string error;
   /// Global position of the last event delivered through the saga's inbox
-  /// that decided a step; older deliveries are repeats.
+  /// that the saga recorded (it decided a step, or was ignored); deliveries
+  /// at or below it are repeats.
   uint64_t last_event = 0;
 
   /// Folds `ev` into this progress.

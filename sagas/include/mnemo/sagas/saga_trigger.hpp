@@ -64,7 +64,10 @@ actors::projection_spec saga_trigger(std::string name,
 
 /// Spawns the actor that starts the sagas recorded in the outbox of `S`
 /// through `registry`: at start, on every head announced by `bus` (may be
-/// invalid) and every `poll`. Pointees must outlive it; stop it with an
+/// invalid) and every `poll`. The trigger may record a start in a commit
+/// after the event's, which announces no head: that start is found by the
+/// next poll. On virtual time, advance by at least `poll` after committing
+/// events the trigger handles. Pointees must outlive it; stop it with an
 /// exit message.
 template <class S>
 caf::actor spawn_saga_starter(
@@ -81,8 +84,12 @@ caf::actor spawn_saga_starter(
     } catch (const std::exception&) {
       return std::nullopt;  // unreadable: left for an operator
     }
+    // One row per saga: its key is the saga id.
+    std::string end{k};
+    end.push_back('\0');
     return detail::relay_item{
-        std::string{k}, caf::make_message(start_atom::value, std::move(data))};
+        std::string{k}, caf::make_message(start_atom::value, std::move(data)),
+        std::move(end)};
   };
   return sys.spawn<detail::saga_relay<saga_status>>(
       &j, &sink, std::move(registry), std::move(bus), poll, outbox_table<S>(),
