@@ -265,8 +265,18 @@ class saga_actor : public caf::event_based_actor {
       return rp;
     }
     // Held until the saga can judge it, in position order. A relay whose
-    // request timed out meanwhile asks again: every request gets the answer.
-    held_[position].push_back(rp);
+    // request timed out meanwhile asks again: the newer request takes over,
+    // so that a saga that waits long keeps one request per event.
+    auto& waiting = held_[position];
+    for (auto& old : waiting)
+      old.deliver(runtime::make_error(runtime::errc::entity_stopped,
+                                      "saga '" + stream_ +
+                                          "': the event at position " +
+                                          std::to_string(position) +
+                                          " was delivered again; the newer "
+                                          "delivery gets the answer"));
+    waiting.clear();
+    waiting.push_back(rp);
     judge_held();
     return rp;
   }
@@ -589,7 +599,7 @@ class saga_actor : public caf::event_based_actor {
   /// that is persisted.
   promises delivery_waiters_;
   /// Events the saga cannot judge yet (see `judge_ready`), by position, and
-  /// the requests to answer for each (none for a row the saga pulled from
+  /// the request to answer for each (none for a row the saga pulled from
   /// its inbox itself). The inbox row of each is the durable hold.
   std::map<uint64_t, promises> held_;
   /// The reply of a command that came while an ignored delivery was being

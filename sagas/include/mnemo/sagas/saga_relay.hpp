@@ -167,7 +167,7 @@ class saga_relay : public caf::event_based_actor {
     in_flight_[saga_id] = std::move(item.group_end);
     // A saga that stopped without answering must not block its rows. One
     // that holds the row (it cannot judge the event yet) is asked again
-    // after the timeout; it answers every request it got.
+    // after the timeout; the newer request takes over.
     request(registry_, std::chrono::seconds{30}, runtime::route_atom::value,
             saga_id, std::move(item.message))
         .then([this, key, saga_id](Reply&) { forget(key, saga_id); },
