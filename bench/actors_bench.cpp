@@ -18,23 +18,24 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <variant>
 #include <vector>
 
-#include <malloc.h>
 #include <unistd.h>
 
 #include <lmdb.h>
+#include <caf/actor_storage.hpp>
 #include <caf/all.hpp>
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
 
+#include "memory_meter.hpp"
 #include "mnemo/actors/aggregate.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
@@ -102,6 +103,7 @@ struct options {
 };
 
 fs::path run_dir;  // this run's directory under --dir; removed at the end
+std::optional<memory_meter> meter;  // opened in main for memory, activation
 
 [[noreturn]] void die(const std::string& what) {
   std::cerr << "actors_bench: " << what << '\n';
@@ -495,22 +497,34 @@ json bench_recovery(const options& opt, uint64_t events, bool snapshot) {
 
 // -- actors.memory and actors.activation --------------------------------------
 
-struct memory_sample {
-  int64_t heap = 0;  // bytes malloc has handed out and not got back
-  int64_t rss = 0;   // resident bytes of the process
-};
-
+// The process's memory after its allocator gave free pages back, so that
+// resident figures count pages in use.
 memory_sample sample_memory() {
-  memory_sample s;
-  s.heap = static_cast<int64_t>(::mallinfo2().uordblks);
-  std::ifstream statm{"/proc/self/statm"};
-  int64_t size = 0, resident = 0;
-  if (statm >> size >> resident) s.rss = resident * ::sysconf(_SC_PAGESIZE);
-  return s;
+  meter->release_free_pages();
+  std::string why;
+  auto s = meter->sample(why);
+  if (!s) die("cannot measure memory: " + why);
+  return *s;
 }
 
 int64_t per(int64_t bytes, size_t count) {
   return std::llround(static_cast<double>(bytes) / static_cast<double>(count));
+}
+
+// Each aggregate's actor (CAF's control block and the object) is one heap
+// block of this size.
+constexpr int64_t actor_storage_bytes =
+    static_cast<int64_t>(sizeof(caf::actor_storage<aggregate>));
+
+// Stops the bench if `heap` bytes per aggregate cannot be true: the actors
+// alone take `actor_storage_bytes` each, so less means the counter misses
+// this process's blocks and a figure from it would be wrong.
+void check_heap_figure(const char* bench, int64_t heap) {
+  if (heap >= actor_storage_bytes) return;
+  die(std::string{bench} + ": the heap grew by " + std::to_string(heap) +
+      " bytes per aggregate, less than the " +
+      std::to_string(actor_storage_bytes) + " bytes of each actor alone: " +
+      meter->allocator() + "'s counter misses this process's blocks");
 }
 
 constexpr int64_t events_each = 3;  // in each stream before activation
@@ -530,11 +544,22 @@ json bench_memory(const options& opt, size_t count) {
   std::this_thread::sleep_for(std::chrono::milliseconds{200});
   auto after = sample_memory();
   for (auto& a : aggs) bn.n->track(a);
+  auto heap = per(after.heap - before.heap, count);
+  check_heap_figure("actors.memory", heap);
+  auto anon = per(after.rss_anon - before.rss_anon, count);
+  if (anon <= 0)
+    die("actors.memory: resident anonymous memory grew by " +
+        std::to_string(anon) + " bytes per aggregate; cannot measure it");
   return {{"bench", "actors.memory"},
           {"active_aggregates", count},
-          {"bytes_per_aggregate", per(after.heap - before.heap, count)},
+          {"heap_bytes_per_aggregate", heap},
           {"rss_bytes_per_aggregate", per(after.rss - before.rss, count)},
-          {"sizeof_actor", sizeof(aggregate)}};
+          {"rss_anon_bytes_per_aggregate", anon},
+          {"rss_file_bytes_per_aggregate",
+           per(after.rss_file - before.rss_file, count)},
+          {"heap_allocator", meter->allocator()},
+          {"sizeof_actor", sizeof(aggregate)},
+          {"actor_storage_bytes", actor_storage_bytes}};
 }
 
 // `count` aggregates activated through the entity registry by a first
@@ -563,6 +588,8 @@ json bench_activation(const options& opt, size_t count, size_t in_flight) {
       });
   std::this_thread::sleep_for(std::chrono::milliseconds{200});
   auto after = sample_memory();
+  auto heap = per(after.heap - before.heap, count);
+  check_heap_figure("actors.activation", heap);
   return {{"bench", "actors.activation"},
           {"aggregates", count},
           {"activations_per_s",
@@ -571,7 +598,10 @@ json bench_activation(const options& opt, size_t count, size_t in_flight) {
           {"durability", opt.durability},
           {"p50_us", ld->percentile_us(0.50)},
           {"p99_us", ld->percentile_us(0.99)},
-          {"heap_bytes_per_entity", per(after.heap - before.heap, count)}};
+          {"heap_bytes_per_entity", heap},
+          {"rss_anon_bytes_per_entity",
+           per(after.rss_anon - before.rss_anon, count)},
+          {"heap_allocator", meter->allocator()}};
 }
 
 }  // namespace
@@ -587,6 +617,16 @@ int main(int argc, char** argv) {
   auto wanted = [&](const char* name) {
     return opt.only.empty() || opt.only == name;
   };
+  if (wanted("memory") || wanted("activation")) {
+    // Before the nodes start threads: the meter's check needs a quiet heap.
+    std::string why;
+    meter = memory_meter::open(why);
+    if (!meter) die("cannot measure the heap: " + why);
+    if (std::string{MNEMO_ALLOCATOR} == "jemalloc" &&
+        std::string{meter->allocator()} != "jemalloc")
+      die("built with MNEMO_JEMALLOC, but malloc is not jemalloc's: "
+          "libjemalloc must come before libc among the libraries");
+  }
   if (wanted("commands")) emit(bench_commands(opt, 1000, 1000));
   if (wanted("recovery")) {
     emit(bench_recovery(opt, 100000 / scale, false));
