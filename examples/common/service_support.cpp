@@ -33,17 +33,13 @@ httpd::response runtime_error_response(const caf::error& err) {
   if (is(err, errc::not_found))
     return httpd::error_response(404, "not_found",
                                  mnemo::runtime::describe(err));
-  if (is(err, errc::owner_lost))
-    return httpd::error_response(503, "owner_lost",
-                                 mnemo::runtime::describe(err));
-  // A CAF error of a dying connection that reached us by another path than
-  // cluster::route (which translates it already).
-  if (mnemo::runtime::means_owner_lost(err) &&
-      !is(err, errc::owner_unavailable))
-    return httpd::error_response(503, "owner_lost",
-                                 mnemo::runtime::describe(err));
   if (is(err, errc::owner_unavailable))
     return httpd::error_response(503, "owner_unavailable",
+                                 mnemo::runtime::describe(err));
+  // owner_lost, and CAF's errors of a dying connection that reached us by
+  // another path than cluster::route (which translates them already).
+  if (mnemo::runtime::means_owner_lost(err))
+    return httpd::error_response(503, "owner_lost",
                                  mnemo::runtime::describe(err));
   if (is(err, errc::stash_overflow) || is(err, errc::entity_stopped) ||
       is(err, errc::restart_limit))

@@ -27,13 +27,12 @@
 
 #include <dlfcn.h>
 
-#include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <iostream>
 
 #include <caf/io/basp/header.hpp>
 #include <caf/io/basp/routing_table.hpp>
+
+#include "interpose.hpp"
 
 namespace mnemo::runtime::detail {
 
@@ -49,12 +48,7 @@ thread_local bool probe_refused = false;
 
 template <class Fn>
 Fn next(const char* name) {
-  auto* fn = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
-  if (fn == nullptr) {
-    std::cerr << "mnemo: libcaf_io has no " << name << "\n";
-    std::abort();
-  }
-  return fn;
+  return next_definition<Fn>(name, "libcaf_io");
 }
 
 constexpr const char* valid_name = "_ZN3caf2io4basp5validERKNS1_6headerE";

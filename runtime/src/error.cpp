@@ -92,6 +92,7 @@ bool is(const caf::error& err, errc code) noexcept {
 }
 
 bool means_owner_lost(const caf::error& err) noexcept {
+  if (!err) return false;
   if (is(err, errc::owner_lost) || is(err, errc::owner_unavailable))
     return true;
   if (err.category() != caf::atom("system")) return false;
@@ -120,8 +121,8 @@ bool means_owner_lost(const caf::error& err) noexcept {
 }
 
 caf::error as_owner_lost(caf::error err, const std::string& what) {
-  if (!err || is(err, errc::owner_lost) || is(err, errc::owner_unavailable) ||
-      !means_owner_lost(err))
+  // Only CAF's own errors are translated; mnemo's pass as they are.
+  if (!err || err.category() != caf::atom("system") || !means_owner_lost(err))
     return err;
   return make_error(errc::owner_lost,
                     what + " lost its owner (" + describe(err) +

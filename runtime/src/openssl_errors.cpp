@@ -12,13 +12,12 @@
 // exports them because libcaf_openssl needs them): each one empties the
 // queue and calls libssl's own function.
 
-#include <dlfcn.h>
 
-#include <cstdlib>
-#include <iostream>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include "interpose.hpp"
 
 namespace mnemo::runtime::detail {
 
@@ -26,12 +25,7 @@ namespace {
 
 template <class Fn>
 Fn next(const char* name) {
-  auto* fn = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
-  if (fn == nullptr) {
-    std::cerr << "mnemo: libssl has no " << name << "\n";
-    std::abort();
-  }
-  return fn;
+  return next_definition<Fn>(name, "libssl");
 }
 
 }  // namespace

@@ -186,6 +186,19 @@ struct greeter_fixture : actors::aggregate_fixture<account> {
     run();
   }
 
+  // A node restart: stops the relays and sagas, spawns new sagas and
+  // resumes the unfinished ones; returns how many were resumed.
+  size_t restart() {
+    stop(inbox);
+    stop(starter);
+    stop(greeters);
+    spawn_greeters();
+    auto resumed =
+        sagas::resume_unfinished<greeter>(journal(), registry(), greeters);
+    BOOST_REQUIRE(resumed);
+    return *resumed;
+  }
+
   void tick(std::chrono::milliseconds d) {
     *clock += d.count();
     advance(d);
@@ -343,14 +356,7 @@ BOOST_AUTO_TEST_CASE(
   // A restart: new sagas and relays, and a router replayed from the start,
   // which writes every row again. Nothing is judged twice, and the saga,
   // finished before its last ignored event, is not resumed.
-  f.stop(f.inbox);
-  f.stop(f.starter);
-  f.stop(f.greeters);
-  f.spawn_greeters();
-  auto resumed =
-      sagas::resume_unfinished<greeter>(f.journal(), f.registry(), f.greeters);
-  BOOST_REQUIRE(resumed);
-  BOOST_CHECK_EQUAL(*resumed, 0u);
+  BOOST_CHECK_EQUAL(f.restart(), 0u);
   caf::anon_send(f.router, actors::reset_atom::value, uint64_t{0});
   f.tick(100ms);
   f.tick(100ms);
@@ -368,16 +374,11 @@ BOOST_AUTO_TEST_CASE(a_follow_up_held_before_the_start_survives_a_restart) {
   // The node stops before the start was sent: the follow-up's row is its
   // durable hold.
   f.stop(f.inbox);
-  f.stop(f.greeters);
   BOOST_CHECK_EQUAL(f.inbox_rows(), 1u);
   BOOST_CHECK_EQUAL(f.outbox_rows(), 1u);
   // A new node whose starter runs first: the saga finds the follow-up in
   // its inbox when it starts, without the inbox relay.
-  f.spawn_greeters();
-  auto resumed =
-      sagas::resume_unfinished<greeter>(f.journal(), f.registry(), f.greeters);
-  BOOST_REQUIRE(resumed);
-  BOOST_CHECK_EQUAL(*resumed, 0u);
+  BOOST_CHECK_EQUAL(f.restart(), 0u);
   f.start_starter();
   BOOST_CHECK_EQUAL(f.status("g3"), "completed");
   BOOST_CHECK_EQUAL(f.inbox_rows(), 1u);  // until the relay delivers it
@@ -399,16 +400,9 @@ BOOST_AUTO_TEST_CASE(a_started_saga_holding_its_follow_up_resumes_with_it) {
   // "prepare" waits for its retry; the follow-up is held meanwhile.
   BOOST_CHECK_EQUAL(f.status("g4"), "running");
   BOOST_CHECK_EQUAL(f.inbox_rows(), 1u);
-  f.stop(f.inbox);
-  f.stop(f.starter);
-  f.stop(f.greeters);
   // After the restart the saga resumes, finds the follow-up in its inbox,
   // retries "prepare" when due and then takes the follow-up.
-  f.spawn_greeters();
-  auto resumed =
-      sagas::resume_unfinished<greeter>(f.journal(), f.registry(), f.greeters);
-  BOOST_REQUIRE(resumed);
-  BOOST_CHECK_EQUAL(*resumed, 1u);
+  BOOST_CHECK_EQUAL(f.restart(), 1u);
   f.run();
   BOOST_CHECK_EQUAL(f.status("g4"), "running");
   f.tick(100ms);
