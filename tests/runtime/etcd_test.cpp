@@ -1,0 +1,281 @@
+// The etcd client against a real etcd 3.4 (Debian's etcd-server) started
+// on loopback: keys, compare-and-swap on revisions, leases (keepalive,
+// revoke, expiry), the election recipe with increasing epochs, and clear
+// errors when etcd cannot be reached.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <string>
+#include <thread>
+
+#include <boost/test/unit_test.hpp>
+#include <caf/sec.hpp>
+
+#include "../support/free_ports.hpp"
+#include "mnemo/actors/testkit.hpp"
+#include "mnemo/runtime/coordination/etcd_client.hpp"
+#include "mnemo/runtime/error.hpp"
+
+using namespace mnemo;
+using namespace mnemo::runtime::coordination;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* etcd_binary = "/usr/bin/etcd";
+
+// One etcd member on free loopback ports, stopped by pid.
+struct etcd_server {
+  actors::temp_directory dir;
+  uint16_t client_port = 0;
+  pid_t pid = -1;
+
+  etcd_server() {
+    BOOST_REQUIRE_MESSAGE(::access(etcd_binary, X_OK) == 0,
+                          "etcd is not installed (" << etcd_binary
+                                                    << "): apt-get install "
+                                                       "etcd-server");
+    auto base = mnemo::test::free_port_block(2);
+    client_port = base;
+    auto client = "http://127.0.0.1:" + std::to_string(base);
+    auto peer = "http://127.0.0.1:" + std::to_string(base + 1);
+    std::vector<std::string> args{etcd_binary,
+                                  "--name=t",
+                                  "--data-dir=" + (dir.path() / "etcd").string(),
+                                  "--listen-client-urls=" + client,
+                                  "--advertise-client-urls=" + client,
+                                  "--listen-peer-urls=" + peer,
+                                  "--initial-advertise-peer-urls=" + peer,
+                                  "--initial-cluster=t=" + peer,
+                                  "--log-level=error"};
+    auto log_path = (dir.path() / "etcd.log").string();
+    pid = ::fork();
+    BOOST_REQUIRE(pid >= 0);
+    if (pid == 0) {
+      // etcd dies with the test process, even one that crashed, and writes
+      // its (noisy) log to a file beside its data.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() == 1) ::_exit(127);
+      auto log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (log >= 0) {
+        ::dup2(log, 1);
+        ::dup2(log, 2);
+        ::close(log);
+      }
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(etcd_binary, argv.data());
+      ::_exit(127);
+    }
+    // Ready once the client answers.
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (auto c = etcd_client::connect(settings())) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    BOOST_FAIL("etcd did not answer on " << client << " within 20 s");
+  }
+
+  ~etcd_server() { stop(); }
+
+  void stop() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+  }
+
+  etcd_settings settings() const {
+    etcd_settings s;
+    s.endpoints = {"127.0.0.1:" + std::to_string(client_port)};
+    s.request_timeout = 2s;
+    return s;
+  }
+
+  std::unique_ptr<etcd_client> client() const {
+    auto c = etcd_client::connect(settings());
+    BOOST_REQUIRE_MESSAGE(c, (c ? "" : runtime::describe(c.error())));
+    return std::move(*c);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(etcd_coordination)
+
+BOOST_AUTO_TEST_CASE(keys_and_compare_and_swap_on_revisions) {
+  etcd_server etcd;
+  auto c = etcd.client();
+  BOOST_CHECK(c->get("/m/a").value() == std::nullopt);
+  auto rev = c->put("/m/a", std::string{"one\0two", 7});
+  BOOST_REQUIRE(rev);
+  auto a = c->get("/m/a").value();
+  BOOST_REQUIRE(a);
+  BOOST_CHECK_EQUAL(a->value, (std::string{"one\0two", 7}));  // bytes intact
+  BOOST_CHECK_EQUAL(a->mod_revision, *rev);
+  BOOST_CHECK_EQUAL(a->version, 1);
+  // create: only once; the second finds the first.
+  auto first = c->create("/m/b", "x").value();
+  BOOST_CHECK(first.succeeded);
+  BOOST_CHECK_EQUAL(first.kv.value, "x");
+  auto second = c->create("/m/b", "y").value();
+  BOOST_CHECK(!second.succeeded);
+  BOOST_CHECK_EQUAL(second.kv.value, "x");
+  BOOST_CHECK_EQUAL(second.kv.create_revision, first.kv.create_revision);
+  // replace: only from the revision the caller saw.
+  auto swapped = c->replace("/m/b", "z", first.kv.mod_revision).value();
+  BOOST_CHECK(swapped.succeeded);
+  BOOST_CHECK_EQUAL(swapped.kv.value, "z");
+  BOOST_CHECK_GT(swapped.kv.mod_revision, first.kv.mod_revision);
+  auto stale = c->replace("/m/b", "w", first.kv.mod_revision).value();
+  BOOST_CHECK(!stale.succeeded);
+  BOOST_CHECK_EQUAL(stale.kv.value, "z");
+  // Prefixes in creation order, and up to a create revision.
+  auto all = c->get_prefix("/m/").value();
+  BOOST_REQUIRE_EQUAL(all.size(), 2u);
+  BOOST_CHECK_EQUAL(all[0].key, "/m/a");
+  BOOST_CHECK_EQUAL(all[1].key, "/m/b");
+  BOOST_CHECK_EQUAL(c->get_prefix("/m/", 1).value().size(), 1u);
+  BOOST_CHECK_EQUAL(
+      c->get_prefix("/m/", 0, first.kv.create_revision - 1).value().size(), 1u);
+  // erase: conditional on the create revision.
+  BOOST_CHECK(!c->erase("/m/b", first.kv.create_revision + 100).value());
+  BOOST_CHECK(c->erase("/m/b", first.kv.create_revision).value());
+  BOOST_CHECK(c->get("/m/b").value() == std::nullopt);
+  BOOST_CHECK(!c->erase("/m/b").value());
+}
+
+BOOST_AUTO_TEST_CASE(leases_keep_keys_until_revoked_or_expired) {
+  etcd_server etcd;
+  auto c = etcd.client();
+  auto lease = c->grant(2s).value();
+  BOOST_CHECK_NE(lease.id, 0);
+  BOOST_CHECK_GE(lease.ttl.count(), 2);
+  BOOST_REQUIRE(c->put("/l/k", "v", lease.id));
+  BOOST_CHECK_EQUAL(c->get("/l/k").value()->lease, lease.id);
+  // Kept alive past its TTL: the key stays.
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(700ms);
+    auto ttl = c->keep_alive(lease.id);
+    BOOST_REQUIRE_MESSAGE(ttl, (ttl ? "" : runtime::describe(ttl.error())));
+    BOOST_CHECK_GE(ttl->count(), 1);
+  }
+  BOOST_CHECK(c->get("/l/k").value());
+  // Revoked: the key goes, and a keepalive says the lease is gone.
+  BOOST_REQUIRE(!c->revoke(lease.id));
+  BOOST_CHECK(c->get("/l/k").value() == std::nullopt);
+  auto gone = c->keep_alive(lease.id);
+  BOOST_REQUIRE(!gone);
+  BOOST_CHECK(runtime::is(gone.error(), runtime::errc::not_found));
+  // Left alone, a lease expires with its keys.
+  auto brief = c->grant(2s).value();
+  BOOST_REQUIRE(c->put("/l/e", "v", brief.id));
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (c->get("/l/e").value() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  BOOST_CHECK(c->get("/l/e").value() == std::nullopt);
+  BOOST_CHECK(!c->keep_alive(brief.id));
+}
+
+BOOST_AUTO_TEST_CASE(an_election_hands_over_with_a_greater_epoch) {
+  etcd_server etcd;
+  auto a = etcd.client();
+  auto b = etcd.client();
+  auto la = a->grant(5s).value();
+  auto lb = b->grant(5s).value();
+  auto term_a = campaign(*a, "/shard/7", la.id, "n1", 2s);
+  BOOST_REQUIRE_MESSAGE(term_a, (term_a ? "" : runtime::describe(term_a.error())));
+  BOOST_CHECK_EQUAL(leader(*b, "/shard/7").value()->value, "n1");
+  // Campaigning again with the same lease keeps the same term.
+  BOOST_CHECK_EQUAL(campaign(*a, "/shard/7", la.id, "n1", 2s)->epoch,
+                    term_a->epoch);
+  // B waits in line while A leads.
+  auto waited = campaign(*b, "/shard/7", lb.id, "n2", 300ms);
+  BOOST_REQUIRE(!waited);
+  BOOST_CHECK(waited.error() == caf::sec::request_timeout);
+  // A resigns: B leads, with a greater epoch.
+  auto b_term = std::async(std::launch::async, [&] {
+    return campaign(*b, "/shard/7", lb.id, "n2", 10s);
+  });
+  std::this_thread::sleep_for(200ms);
+  BOOST_CHECK(b_term.wait_for(0ms) == std::future_status::timeout);
+  BOOST_REQUIRE(!resign(*a, *term_a));
+  auto term_b = b_term.get();
+  BOOST_REQUIRE_MESSAGE(term_b, (term_b ? "" : runtime::describe(term_b.error())));
+  BOOST_CHECK_GT(term_b->epoch, term_a->epoch);
+  BOOST_CHECK_EQUAL(leader(*a, "/shard/7").value()->value, "n2");
+  // A queues again; B's lease ends (a member that stopped renewing): A
+  // leads with a greater epoch still.
+  auto la2 = a->grant(5s).value();
+  auto a_again = std::async(std::launch::async, [&] {
+    return campaign(*a, "/shard/7", la2.id, "n1", 10s);
+  });
+  std::this_thread::sleep_for(200ms);
+  BOOST_REQUIRE(!b->revoke(lb.id));
+  auto term_a2 = a_again.get();
+  BOOST_REQUIRE_MESSAGE(term_a2, (term_a2 ? "" : runtime::describe(term_a2.error())));
+  BOOST_CHECK_GT(term_a2->epoch, term_b->epoch);
+  // A stale term cannot resign the new one away.
+  BOOST_REQUIRE(!resign(*b, *term_b));
+  BOOST_CHECK_EQUAL(leader(*b, "/shard/7").value()->value, "n1");
+}
+
+BOOST_AUTO_TEST_CASE(an_unreachable_etcd_is_a_clear_error_in_bounded_time) {
+  etcd_settings nowhere;
+  nowhere.endpoints = {"127.0.0.1:" +
+                       std::to_string(mnemo::test::free_port_block(1))};
+  nowhere.request_timeout = 500ms;
+  auto none = etcd_client::connect(nowhere);
+  BOOST_REQUIRE(!none);
+  BOOST_CHECK(runtime::is(none.error(), runtime::errc::owner_unavailable));
+  BOOST_CHECK_MESSAGE(runtime::describe(none.error()).find(
+                          nowhere.endpoints[0]) != std::string::npos,
+                      runtime::describe(none.error()));
+  BOOST_CHECK(!etcd_client::connect(etcd_settings{}));
+  etcd_settings bad;
+  bad.endpoints = {"no-port"};
+  auto refused = etcd_client::connect(bad);
+  BOOST_REQUIRE(!refused);
+  BOOST_CHECK(runtime::is(refused.error(), runtime::errc::invalid_argument));
+  // A paused etcd (SIGSTOP) accepts connections but answers nothing: a
+  // call still ends within its timeout per attempt.
+  etcd_server etcd;
+  auto quick_settings = etcd.settings();
+  quick_settings.request_timeout = 500ms;
+  auto quick = etcd_client::connect(quick_settings);
+  BOOST_REQUIRE(quick);
+  BOOST_REQUIRE(::kill(etcd.pid, SIGSTOP) == 0);
+  auto p0 = std::chrono::steady_clock::now();
+  auto paused = (*quick)->get("/x");
+  auto paused_for = std::chrono::steady_clock::now() - p0;
+  ::kill(etcd.pid, SIGCONT);
+  BOOST_REQUIRE(!paused);
+  BOOST_CHECK(runtime::is(paused.error(), runtime::errc::owner_unavailable));
+  BOOST_CHECK_MESSAGE(runtime::describe(paused.error()).find("timeout") !=
+                          std::string::npos,
+                      runtime::describe(paused.error()));
+  BOOST_CHECK(paused_for >= 500ms);
+  BOOST_CHECK(paused_for < 3s);
+  // Resumed, the same client works again.
+  BOOST_CHECK((*quick)->put("/x", "0"));
+  // etcd goes away under a connected client: calls fail, and soon.
+  auto c = etcd.client();
+  BOOST_REQUIRE(c->put("/x", "1"));
+  etcd.stop();
+  auto t0 = std::chrono::steady_clock::now();
+  auto lost = c->get("/x");
+  BOOST_REQUIRE(!lost);
+  BOOST_CHECK(runtime::is(lost.error(), runtime::errc::owner_unavailable));
+  BOOST_CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
