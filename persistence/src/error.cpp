@@ -40,6 +40,10 @@ const char* to_string(errc x) noexcept {
       return "directory_in_use";
     case errc::stream_moved:
       return "stream_moved";
+    case errc::stale_epoch:
+      return "stale_epoch";
+    case errc::log_mismatch:
+      return "log_mismatch";
   }
   return "unknown";
 }

@@ -107,7 +107,22 @@ struct write_request {
   bool after_appends = false;
 };
 
-using request = std::variant<append_request, delete_request, write_request>;
+/// A request of `replica_log` (replica_log.cpp).
+struct replica_request {
+  enum class kind { apply, begin_epoch, truncate };
+  kind what = kind::apply;
+  /// apply: the sender's epoch; begin_epoch: the new epoch.
+  uint64_t leader_epoch = 0;
+  /// apply: the records (their epoch and first position); truncate: keeps
+  /// positions <= `batch.first_position`.
+  uint64_t records_epoch = 0;
+  uint64_t position = 0;
+  std::vector<std::string> records;
+  write_handler done;
+};
+
+using request = std::variant<append_request, delete_request, write_request,
+                             replica_request>;
 
 /// The result of one request inside a group commit.
 using outcome = std::variant<error, append_result>;
@@ -231,6 +246,12 @@ struct journal::impl {
                journal_stats::commit_bounds_us.size() + 1>
         commit_us{};
   } stats;
+  // Writer thread only: the transaction in progress truncated the log (its
+  // heads are then folded, and `head` may go down).
+  bool truncated = false;
+  // Writer thread only: the position the transaction in progress started
+  // at (head + 1).
+  uint64_t commit_first_position = 0;
   // Writer thread only: duration of the last `mdb_txn_commit`.
   uint64_t last_commit_us = 0;
 
@@ -280,6 +301,13 @@ struct journal::impl {
             uint64_t& next_position, int64_t now_us);
   int apply(detail::txn_state& st, write_request& req, outcome& out,
             uint64_t& next_position, int64_t now_us);
+  /// replica_log.cpp: applies, begins an epoch or truncates.
+  int apply(detail::txn_state& st, replica_request& req, outcome& out,
+            uint64_t& next_position, int64_t now_us);
+  int apply_records(detail::txn_state& st, replica_request& req, outcome& out,
+                    uint64_t& next_position);
+  int truncate(detail::txn_state& st, replica_request& req, outcome& out,
+               uint64_t& next_position, uint64_t first_position);
   /// Returns the cached head of `stream`, reading it on a miss; its
   /// `pending` value is what the current transaction sees.
   /// A damaged head fails only the request: `err` is set, 0 returned.

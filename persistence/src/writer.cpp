@@ -251,7 +251,8 @@ void journal::impl::process(std::vector<request>& batch) {
     return;
   }
   if (wrote_events) head.store(new_head, std::memory_order_release);
-  count_commit(batch.size(), wrote_events ? new_head - old_head : 0);
+  count_commit(batch.size(),
+               wrote_events && new_head > old_head ? new_head - old_head : 0);
   // Listeners first: whoever learns of a commit through its completion can
   // rely on the commit listeners having been told already (the event bus
   // has its wake-up queued; tests drain both in one go).
@@ -298,6 +299,9 @@ error journal::impl::request_error(const request& req, int rc) {
                  r.stream + "'";
         } else if constexpr (std::is_same_v<req_type, delete_request>) {
           return "a deletion of events of stream '" + r.stream + "'";
+        } else if constexpr (std::is_same_v<req_type, replica_request>) {
+          return "a replicated batch of " + std::to_string(r.records.size()) +
+                 " record(s) at position " + std::to_string(r.position);
         } else {
           return std::string{"a write (snapshot, offset or read model)"};
         }
@@ -372,6 +376,8 @@ int journal::impl::try_commit(std::vector<request>& batch,
   if (auto rc = open_cursors(st)) return fail(rc);
   auto first_position = head.load(std::memory_order_relaxed) + 1;
   auto next_position = first_position;
+  truncated = false;
+  commit_first_position = first_position;
   auto now = now_micros();
   // Two passes: tail writes (`write_after_appends`) after everything else,
   // so they see every event of this commit. Outcomes stay by index.
@@ -386,7 +392,10 @@ int journal::impl::try_commit(std::vector<request>& batch,
     }
   }
   wrote_events = next_position != first_position;
-  if (auto rc = store_heads(st, wrote_events ? next_position - 1 : 0))
+  // A truncation folds the head log: its records are keyed by positions
+  // that may now be gone or written again.
+  if (auto rc = store_heads(
+          st, wrote_events && !truncated ? next_position - 1 : 0))
     return fail(rc);
   if (auto rc = compact_sparse(st)) return fail(rc);
   if (wrote_events) {

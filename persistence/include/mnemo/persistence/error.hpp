@@ -57,6 +57,14 @@ enum class errc : uint8_t {
   /// The stream moved to another cluster member (`journal::release_stream`)
   /// and takes no more appends here. The message names the member.
   stream_moved = 16,
+  /// A replication request came from the leader of an older epoch than this
+  /// replica already follows (fencing, `replica_log`), or a leader tried to
+  /// begin an epoch that is not newer than the log's.
+  stale_epoch = 17,
+  /// A replicated batch does not continue this replica's log (a gap, an
+  /// older epoch, or a record that does not follow its stream): the replica
+  /// must truncate or catch up first (`replica_log`).
+  log_mismatch = 18,
 };
 
 /// Returns the name of `x`, e.g. "version_conflict".

@@ -355,6 +355,7 @@ class journal {
   struct impl;
 
  private:
+  friend class replica_log;
   error import_events(const std::string& stream,
                       std::unique_ptr<import_info> info,
                       std::vector<new_event>& events);

@@ -1,0 +1,137 @@
+#pragma once
+
+// The journal's one interface for replication (docs/replication.md): a
+// replicated cluster keeps each shard's log in a journal of its own, and
+// this is all it needs from it. A leader reads batches of records exactly
+// as stored; a follower applies them at exactly the same positions, so that
+// every replica holds the same log byte for byte; an epoch history records
+// which leader epoch wrote which positions, and a replica truncates what it
+// holds past the point where its history and the new leader's part (Kafka's
+// leader-epoch truncation, KIP-101). The journal knows nothing of the
+// network or of etcd; the cluster knows nothing of LMDB.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mnemo/persistence/error.hpp"
+#include "mnemo/persistence/journal.hpp"
+
+namespace mnemo::persistence {
+
+/// Consecutive records of a log, all written in one leader epoch.
+struct log_batch {
+  /// The epoch of the leader that first wrote these records.
+  uint64_t epoch = 0;
+  /// Position of the first record (the others follow without gaps).
+  uint64_t first_position = 0;
+  /// The event records, each exactly as stored (docs/format.md, section 3):
+  /// checksummed, with the original commit time and back link.
+  std::vector<std::string> records;
+
+  /// Position after the last record.
+  uint64_t end_position() const noexcept {
+    return first_position + records.size();
+  }
+  /// Bytes of the records.
+  size_t bytes() const noexcept;
+};
+
+/// Where an epoch begins in a log: records from `start_position` on (up to
+/// the next entry's start) were written by the leader of `epoch`.
+struct epoch_start {
+  uint64_t epoch = 0;
+  uint64_t start_position = 0;
+  friend bool operator==(const epoch_start& a, const epoch_start& b) noexcept {
+    return a.epoch == b.epoch && a.start_position == b.start_position;
+  }
+};
+
+/// What a log answers when asked where an epoch ends (Kafka's
+/// OffsetsForLeaderEpoch).
+struct epoch_end {
+  /// The greatest epoch of the log that is <= the one asked for (0 if the
+  /// log has none that old).
+  uint64_t epoch = 0;
+  /// The last position written in that epoch: the position before the next
+  /// epoch's start, or the log's end for its current epoch (0 if none).
+  uint64_t last_position = 0;
+};
+
+/// A journal seen as one replica of a shard's log. Cheap to construct; the
+/// journal must outlive it. Thread safety: as the journal's.
+///
+/// A journal used as a replica takes no `delete_events_to` (positions would
+/// have holes that cannot be shipped); appends of the leader go through
+/// `journal::append` after `begin_epoch`.
+class replica_log {
+ public:
+  explicit replica_log(journal& j) noexcept : journal_(&j) {}
+
+  /// Position of the newest record (0 for an empty log).
+  uint64_t end_position() const noexcept;
+
+  /// Records from `from_position` on, at most `max_records` and about
+  /// `max_bytes` (at least one record when there is one), stopping at the
+  /// end of the epoch of the first record. Empty (epoch 0) past the end.
+  /// Errors: `not_found` when a record in range was deleted (the log has
+  /// a hole and cannot be shipped from there), `storage_error`.
+  expected<log_batch> read(uint64_t from_position, size_t max_records,
+                           size_t max_bytes) const;
+
+  /// Appends `batch` at its positions, in the next group commit, on behalf
+  /// of the leader of `leader_epoch`, and calls `done` once durable.
+  /// Refused, writing nothing: `stale_epoch` if this replica promised a
+  /// greater epoch (`promised_epoch`) or the batch's epoch is greater than
+  /// `leader_epoch`; `log_mismatch` if the batch does not start right
+  /// after this log's end, is of an older epoch than the log's newest, or
+  /// a record does not continue its stream (sequence or back link);
+  /// `corrupt_record` for a damaged record. On success the promise becomes
+  /// `leader_epoch` and a batch of a new epoch starts an epoch entry.
+  /// An empty batch only records the promise.
+  void apply(log_batch batch, uint64_t leader_epoch, write_handler done);
+
+  /// Blocking form of `apply`. Not from the writer thread.
+  error apply(log_batch batch, uint64_t leader_epoch);
+
+  /// A new leader's first step: records that positions from
+  /// `end_position() + 1` on belong to `epoch` (and promises it). Refused
+  /// with `stale_epoch` unless `epoch` is greater than every epoch of the
+  /// history and than the promise (an epoch names one leader's term, so a
+  /// replica that followed epoch e cannot lead e itself). Blocking.
+  error begin_epoch(uint64_t epoch);
+
+  /// Removes every record after `position` (nothing if the log ends there
+  /// or before), with what indexes them: stream heads go back, event ids,
+  /// tags and snapshots past the new heads go, epochs that start after
+  /// `position` leave the history. Blocking.
+  /// Errors: `invalid_argument` if events were deleted from a stream
+  /// past `position` (its head could not be restored), storage errors.
+  error truncate_after(uint64_t position);
+
+  /// The epoch history, oldest first.
+  expected<std::vector<epoch_start>> epochs() const;
+
+  /// The greatest leader epoch this replica accepted (durable: survives a
+  /// restart), 0 if none.
+  expected<uint64_t> promised_epoch() const;
+
+  /// Where `epoch` ends in this log (see `epoch_end`).
+  expected<epoch_end> end_of(uint64_t epoch) const;
+
+ private:
+  journal* journal_;
+};
+
+/// The position after which a follower must truncate before it follows a
+/// leader (Kafka's KIP-101 with KIP-279's refinement). `leader_answer` is
+/// the leader's `end_of(e)` for the follower's newest epoch `e`; the leader
+/// answers with its greatest epoch `e' <= e` and where that ends. Records
+/// both wrote in `e'` are the same up to the smaller of their two ends of
+/// `e'`; past it the follower holds what no quorum acknowledged (records of
+/// epochs the leader never saw, or the tail of `e'` it lacks). The answer:
+/// min(leader's end of e', follower's end of e').
+uint64_t truncation_point(const std::vector<epoch_start>& follower_epochs,
+                          uint64_t follower_end, const epoch_end& leader_answer);
+
+}  // namespace mnemo::persistence

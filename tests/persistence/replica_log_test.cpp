@@ -1,0 +1,368 @@
+// The journal as a replica of a shard's log (replica_log.hpp): a follower
+// applies the leader's records at the same positions, byte for byte;
+// refused batches (gaps, old epochs, damaged or out-of-order records) write
+// nothing; the promise survives a restart; truncation puts heads, ids, tags
+// and snapshots back; and Kafka's leader-epoch truncation (KIP-101) leaves
+// every replica with the same log and no acknowledged record lost.
+
+#include <cstring>
+#include <future>
+
+#include "mnemo/persistence/replica_log.hpp"
+#include "mnemo/persistence/snapshot_store.hpp"
+#include "test_support.hpp"
+
+using namespace mnemo::persistence;
+using mnemo::test::event_value;
+using mnemo::test::make_event;
+using mnemo::test::open_journal;
+using mnemo::test::temp_dir;
+
+namespace {
+
+// A replica: its journal in its own directory.
+struct replica {
+  temp_dir dir;
+  std::unique_ptr<journal> j = open_journal(dir.sub("data"));
+  replica_log log{*j};
+
+  void reopen() {
+    j.reset();
+    j = open_journal(dir.sub("data"));
+    log = replica_log{*j};
+  }
+
+  void append(const std::string& stream, const std::string& value,
+              std::vector<std::string> tags = {}) {
+    auto ev = make_event("test.value", value);
+    ev.tags = std::move(tags);
+    std::vector<new_event> evs;
+    evs.push_back(std::move(ev));
+    auto res = j->append(stream, std::move(evs), expected_version::any());
+    BOOST_REQUIRE_MESSAGE(res, mnemo::test::why(res));
+  }
+
+  // Every record from 1 to the end, as shipped.
+  std::vector<std::string> records() const {
+    std::vector<std::string> out;
+    for (uint64_t from = 1; from <= log.end_position();) {
+      auto b = log.read(from, 1000, 1 << 20);
+      BOOST_REQUIRE_MESSAGE(b, mnemo::test::why(b));
+      BOOST_REQUIRE(!b->records.empty());
+      out.insert(out.end(), b->records.begin(), b->records.end());
+      from = b->end_position();
+    }
+    return out;
+  }
+
+  std::vector<std::string> values(const std::string& stream) const {
+    auto evs = j->read_stream(stream, 1, UINT64_MAX, 100000);
+    BOOST_REQUIRE_MESSAGE(evs, mnemo::test::why(evs));
+    std::vector<std::string> out;
+    for (auto& e : *evs) out.push_back(event_value(e));
+    return out;
+  }
+};
+
+// Ships everything `from` has past `to`'s end to `to`, in batches of at
+// most `max_records`, as the leader of `leader_epoch`.
+void ship(const replica& from, replica& to, uint64_t leader_epoch,
+          size_t max_records = 1000) {
+  while (to.log.end_position() < from.log.end_position()) {
+    auto b = from.log.read(to.log.end_position() + 1, max_records, 1 << 20);
+    BOOST_REQUIRE_MESSAGE(b, mnemo::test::why(b));
+    auto err = to.log.apply(std::move(*b), leader_epoch);
+    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  }
+}
+
+// A follower catching up with a leader: leader-epoch truncation, then the
+// leader's records.
+void follow(replica& follower, const replica& leader, uint64_t leader_epoch) {
+  auto mine = follower.log.epochs();
+  BOOST_REQUIRE(mine);
+  if (!mine->empty()) {
+    auto answer = leader.log.end_of(mine->back().epoch);
+    BOOST_REQUIRE(answer);
+    auto keep = truncation_point(*mine, follower.log.end_position(), *answer);
+    auto err = follower.log.truncate_after(keep);
+    BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  }
+  ship(leader, follower, leader_epoch);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(replica_log_suite)
+
+BOOST_AUTO_TEST_CASE(a_follower_holds_the_leaders_log_byte_for_byte) {
+  replica leader, follower;
+  BOOST_REQUIRE(!leader.log.begin_epoch(5));
+  for (int i = 0; i < 300; ++i)  // past a stream-index checkpoint (128)
+    leader.append(i % 3 == 0 ? "b" : "a", "v" + std::to_string(i),
+                  i % 7 == 0 ? std::vector<std::string>{"seven"}
+                             : std::vector<std::string>{});
+  ship(leader, follower, 5, 37);
+  BOOST_CHECK_EQUAL(follower.log.end_position(), 300u);
+  BOOST_CHECK(follower.records() == leader.records());
+  BOOST_CHECK(follower.log.epochs().value() == leader.log.epochs().value());
+  BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 5u);
+  // Streams, heads, tags and positions read the same.
+  BOOST_CHECK(follower.values("a") == leader.values("a"));
+  BOOST_CHECK(follower.values("b") == leader.values("b"));
+  BOOST_CHECK_EQUAL(follower.j->highest_sequence("a").value(), 200u);
+  auto tagged = follower.j->read_tag("seven", 1, 1000).value();
+  BOOST_CHECK_EQUAL(tagged.size(), leader.j->read_tag("seven", 1, 1000)->size());
+  auto all_f = follower.j->read_all(1, 1000).value();
+  auto all_l = leader.j->read_all(1, 1000).value();
+  BOOST_REQUIRE_EQUAL(all_f.size(), all_l.size());
+  for (size_t i = 0; i < all_f.size(); ++i) {
+    BOOST_CHECK(all_f[i].id == all_l[i].id);
+    BOOST_CHECK_EQUAL(all_f[i].position, all_l[i].position);
+    BOOST_CHECK_EQUAL(all_f[i].timestamp_us, all_l[i].timestamp_us);
+  }
+  // The event ids replicated: a retried append on the follower (as a new
+  // leader) is recognised as a duplicate and answered with the original.
+  std::vector<new_event> retry{make_event("test.value", "v1")};
+  retry[0].id = all_l[1].id;
+  auto again = follower.j->append("a", std::move(retry),
+                                  expected_version::any());
+  BOOST_REQUIRE_MESSAGE(again, mnemo::test::why(again));
+  BOOST_CHECK(again->duplicate);
+  BOOST_CHECK_EQUAL(again->events[0].position, 2u);
+  // And the follower goes on as a leader of a later epoch after a restart.
+  follower.reopen();
+  BOOST_CHECK(follower.records() == leader.records());
+  BOOST_REQUIRE(!follower.log.begin_epoch(6));
+  follower.append("a", "after");
+  BOOST_CHECK_EQUAL(follower.values("a").back(), "after");
+  BOOST_CHECK_EQUAL(follower.j->highest_sequence("a").value(), 201u);
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_batches_apply_in_order_through_group_commits) {
+  replica leader, follower;
+  BOOST_REQUIRE(!leader.log.begin_epoch(1));
+  for (int i = 0; i < 500; ++i) leader.append("s" + std::to_string(i % 5), "x");
+  // Many batches in flight at once, as a leader pipelines them.
+  std::vector<std::promise<error>> done(50);
+  for (size_t k = 0; k < done.size(); ++k) {
+    auto b = leader.log.read(k * 10 + 1, 10, 1 << 20).value();
+    BOOST_REQUIRE_EQUAL(b.records.size(), 10u);
+    follower.log.apply(std::move(b), 1,
+                       [&, k](error err) { done[k].set_value(std::move(err)); });
+  }
+  for (auto& d : done) {
+    auto err = d.get_future().get();
+    BOOST_CHECK_MESSAGE(!err, err.to_string());
+  }
+  BOOST_CHECK(follower.records() == leader.records());
+  BOOST_CHECK_EQUAL(follower.j->highest_sequence("s4").value(), 100u);
+}
+
+BOOST_AUTO_TEST_CASE(refused_batches_write_nothing_and_say_why) {
+  replica leader, follower;
+  BOOST_REQUIRE(!leader.log.begin_epoch(3));
+  for (int i = 0; i < 6; ++i) leader.append(i < 3 ? "a" : "b", "v");
+  ship(leader, follower, 3, 2);
+  BOOST_REQUIRE_EQUAL(follower.log.end_position(), 6u);
+  for (int i = 0; i < 4; ++i) leader.append("a", "w");
+  auto next = leader.log.read(7, 100, 1 << 20).value();
+  auto expect = [&](log_batch b, uint64_t epoch, errc code,
+                    const std::string& words) {
+    auto end = follower.log.end_position();
+    auto err = follower.log.apply(std::move(b), epoch);
+    BOOST_CHECK_EQUAL(err.code(), code);
+    BOOST_CHECK_MESSAGE(err.message().find(words) != std::string::npos,
+                        err.message());
+    BOOST_CHECK_EQUAL(follower.log.end_position(), end);
+  };
+  // A gap.
+  auto gap = leader.log.read(8, 100, 1 << 20).value();
+  expect(gap, 3, errc::log_mismatch, "ends at 6");
+  // A record placed at another position than the leader's.
+  auto moved = next;
+  moved.first_position = 6;
+  expect(moved, 3, errc::log_mismatch, "ends at 6");
+  // Records that do not continue their stream: the leader's position 8
+  // offered as position 7 skips sequence 4 of "a".
+  auto skipped = gap;
+  skipped.first_position = 7;
+  expect(skipped, 3, errc::log_mismatch, "does not continue its stream");
+  // A damaged record (one payload byte flipped): the checksum catches it.
+  auto damaged = next;
+  damaged.records[1][damaged.records[1].size() - 1] ^= 0x20;
+  expect(damaged, 3, errc::corrupt_record, "damaged");
+  // Records claiming a newer epoch than their sender's.
+  auto newer = next;
+  newer.epoch = 4;
+  expect(newer, 3, errc::stale_epoch, "cannot come from the leader of epoch 3");
+  // The follower learns of epoch 4 (an empty batch carries the promise),
+  // then refuses the old leader, also after a restart.
+  BOOST_REQUIRE(!follower.log.apply(log_batch{0, 7, {}}, 4));
+  BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 4u);
+  follower.reopen();
+  expect(next, 3, errc::stale_epoch, "follows epoch 4");
+  BOOST_CHECK_EQUAL(follower.log.begin_epoch(4).code(), errc::stale_epoch);
+  BOOST_CHECK_EQUAL(follower.log.begin_epoch(2).code(), errc::stale_epoch);
+  // The records of epoch 3 still apply when the leader of epoch 4 ships
+  // them (they are its log too).
+  BOOST_REQUIRE(!follower.log.apply(next, 4));
+  BOOST_CHECK(follower.records() == leader.records());
+  // Records of an older epoch than the log's newest cannot follow it.
+  BOOST_REQUIRE(!leader.log.begin_epoch(4));
+  leader.append("a", "e4");
+  ship(leader, follower, 4);
+  leader.append("a", "e4b");
+  auto old = leader.log.read(12, 10, 1 << 20).value();
+  old.epoch = 3;
+  expect(old, 4, errc::log_mismatch, "cannot follow records of epoch 4");
+  BOOST_CHECK_EQUAL(follower.log.end_position(), 11u);
+}
+
+BOOST_AUTO_TEST_CASE(reads_stop_at_epoch_bounds_sizes_and_holes) {
+  replica r;
+  BOOST_REQUIRE(!r.log.begin_epoch(1));
+  for (int i = 0; i < 4; ++i) r.append("a", std::string(100, 'x'));
+  BOOST_REQUIRE(!r.log.begin_epoch(2));
+  for (int i = 0; i < 4; ++i) r.append("b", "y");
+  auto first = r.log.read(1, 100, 1 << 20).value();
+  BOOST_CHECK_EQUAL(first.epoch, 1u);
+  BOOST_CHECK_EQUAL(first.records.size(), 4u);  // not into epoch 2
+  auto second = r.log.read(5, 100, 1 << 20).value();
+  BOOST_CHECK_EQUAL(second.epoch, 2u);
+  BOOST_CHECK_EQUAL(second.first_position, 5u);
+  BOOST_CHECK_EQUAL(second.records.size(), 4u);
+  BOOST_CHECK_EQUAL(r.log.read(2, 2, 1 << 20)->records.size(), 2u);
+  BOOST_CHECK_EQUAL(r.log.read(1, 100, 150)->records.size(), 1u);
+  BOOST_CHECK_EQUAL(r.log.read(1, 100, 1)->records.size(), 1u);  // at least one
+  auto past = r.log.read(9, 100, 1 << 20).value();
+  BOOST_CHECK(past.records.empty());
+  BOOST_CHECK_EQUAL(past.epoch, 0u);
+  // KIP-101's question: where does an epoch end here?
+  BOOST_CHECK_EQUAL(r.log.end_of(1)->last_position, 4u);
+  BOOST_CHECK_EQUAL(r.log.end_of(2)->last_position, 8u);
+  BOOST_CHECK_EQUAL(r.log.end_of(3)->epoch, 2u);  // the newest <= 3
+  BOOST_CHECK_EQUAL(r.log.end_of(3)->last_position, 8u);
+  BOOST_CHECK_EQUAL(r.log.end_of(0)->epoch, 0u);
+  BOOST_CHECK_EQUAL(r.log.end_of(0)->last_position, 0u);
+  // A deleted event leaves a hole that cannot be shipped.
+  BOOST_REQUIRE(!r.j->delete_events_to("a", 2));
+  auto hole = r.log.read(1, 100, 1 << 20);
+  BOOST_REQUIRE(!hole);
+  BOOST_CHECK_EQUAL(hole.error().code(), errc::not_found);
+  BOOST_CHECK(r.log.read(3, 100, 1 << 20));
+}
+
+BOOST_AUTO_TEST_CASE(truncation_puts_heads_ids_tags_and_snapshots_back) {
+  replica r;
+  BOOST_REQUIRE(!r.log.begin_epoch(1));
+  for (int i = 0; i < 200; ++i) r.append("c", "c" + std::to_string(i));
+  r.append("a", "a1", {"t"});
+  r.append("a", "a2", {"t"});
+  BOOST_REQUIRE(!r.log.begin_epoch(2));
+  r.append("a", "a3", {"t"});
+  for (int i = 200; i < 300; ++i) r.append("c", "c" + std::to_string(i));
+  r.append("d", "d1");
+  auto a3_id = r.j->read_stream("a", 3, 3, 1)->front().id;
+  snapshot snap;
+  snap.meta.stream_id = "a";
+  snap.meta.sequence = 3;
+  snap.type = "test.state";
+  snap.payload = {0x80};
+  BOOST_REQUIRE(!r.j->snapshots().save(snap));
+  snap.meta.sequence = 2;
+  BOOST_REQUIRE(!r.j->snapshots().save(snap));
+  BOOST_REQUIRE_EQUAL(r.log.end_position(), 304u);
+  // Keep epoch 1 and 50 records of epoch 2: a3 and c200..c248.
+  BOOST_REQUIRE(!r.log.truncate_after(252));
+  BOOST_CHECK_EQUAL(r.log.end_position(), 252u);
+  BOOST_CHECK_EQUAL(r.j->highest_sequence("a").value(), 3u);
+  BOOST_CHECK_EQUAL(r.j->highest_sequence("c").value(), 249u);
+  BOOST_CHECK_EQUAL(r.j->highest_sequence("d").value(), 0u);
+  BOOST_REQUIRE(!r.log.truncate_after(201));  // into epoch 1
+  BOOST_CHECK_EQUAL(r.j->highest_sequence("a").value(), 1u);
+  BOOST_CHECK_EQUAL(r.j->highest_sequence("c").value(), 200u);
+  BOOST_CHECK(r.log.epochs().value() ==
+              (std::vector<epoch_start>{{1, 1}}));
+  BOOST_CHECK_EQUAL(r.j->read_tag("t", 1, 10)->size(), 1u);
+  auto latest = r.j->snapshots().load("a", snapshot_criteria::latest());
+  BOOST_REQUIRE(latest);
+  BOOST_CHECK(!latest->has_value());  // both were past sequence 1
+  // The removed ids are free again: another stream may use a3's.
+  std::vector<new_event> reuse{make_event("test.value", "z")};
+  reuse[0].id = a3_id;
+  BOOST_CHECK(r.j->append("z", std::move(reuse), expected_version::any()));
+  // The log goes on from there, also after a restart, and reads walk
+  // across the stream-index checkpoint at sequence 128.
+  BOOST_REQUIRE(!r.log.begin_epoch(3));
+  r.append("a", "new2");
+  r.append("c", "c-new");
+  r.reopen();
+  BOOST_CHECK((r.values("a") == std::vector<std::string>{"a1", "new2"}));
+  auto c = r.values("c");
+  BOOST_REQUIRE_EQUAL(c.size(), 201u);
+  BOOST_CHECK_EQUAL(c[127], "c127");
+  BOOST_CHECK_EQUAL(c[199], "c199");
+  BOOST_CHECK_EQUAL(c[200], "c-new");
+  BOOST_CHECK_EQUAL(r.log.end_position(), 204u);  // z took 202
+  BOOST_CHECK((r.log.epochs().value() ==
+               std::vector<epoch_start>{{1, 1}, {3, 203}}));
+  // Truncating at or past the end changes nothing.
+  BOOST_REQUIRE(!r.log.truncate_after(204));
+  BOOST_REQUIRE(!r.log.truncate_after(900));
+  BOOST_CHECK_EQUAL(r.log.end_position(), 204u);
+}
+
+BOOST_AUTO_TEST_CASE(leader_epoch_truncation_loses_no_acknowledged_record) {
+  // Three replicas of one shard. KIP-101's first case: the leader A of
+  // epoch 1 wrote positions 1-3; B and C hold 1-2 (acknowledged: a
+  // majority had them), position 3 is only on A.
+  replica a, b, c;
+  BOOST_REQUIRE(!a.log.begin_epoch(1));
+  a.append("x", "m1");
+  a.append("y", "m2");
+  ship(a, b, 1);
+  ship(a, c, 1);
+  a.append("x", "m3-unacknowledged");
+  // A dies. B holds every acknowledged record and leads epoch 2: it writes
+  // m4 at position 3, C follows (m4 is acknowledged).
+  BOOST_REQUIRE(!b.log.begin_epoch(2));
+  b.append("x", "m4");
+  follow(c, b, 2);
+  // A comes back as a follower: its position 3 was never acknowledged and
+  // differs from B's position 3. It truncates before it follows.
+  auto answer = b.log.end_of(1).value();
+  BOOST_CHECK_EQUAL(answer.epoch, 1u);
+  BOOST_CHECK_EQUAL(answer.last_position, 2u);
+  BOOST_CHECK_EQUAL(
+      truncation_point(a.log.epochs().value(), a.log.end_position(), answer),
+      2u);
+  follow(a, b, 2);
+  BOOST_CHECK((a.values("x") == std::vector<std::string>{"m1", "m4"}));
+  BOOST_CHECK(a.records() == b.records());
+  BOOST_CHECK(c.records() == b.records());
+  // The second case: C leads epoch 3 and writes m5 that reaches nobody,
+  // then B (holding every acknowledged record) leads epoch 4 and writes m6.
+  BOOST_REQUIRE(!c.log.begin_epoch(3));
+  c.append("y", "m5-unacknowledged");
+  BOOST_REQUIRE(!b.log.begin_epoch(4));
+  b.append("y", "m6");
+  follow(a, b, 4);
+  // C's newest epoch (3) is unknown to B, which answers with epoch 2 and
+  // its end: C keeps 1-3 and drops m5, then takes m6.
+  auto c_answer = b.log.end_of(3).value();
+  BOOST_CHECK_EQUAL(c_answer.epoch, 2u);
+  BOOST_CHECK_EQUAL(c_answer.last_position, 3u);
+  follow(c, b, 4);
+  BOOST_CHECK((c.values("y") == std::vector<std::string>{"m2", "m6"}));
+  BOOST_CHECK(a.records() == b.records());
+  BOOST_CHECK(c.records() == b.records());
+  BOOST_CHECK(c.log.epochs().value() == b.log.epochs().value());
+  // Every acknowledged record (m1, m2, m4, m6) is on every replica.
+  for (auto* r : {&a, &b, &c}) {
+    BOOST_CHECK((r->values("x") == std::vector<std::string>{"m1", "m4"}));
+    BOOST_CHECK((r->values("y") == std::vector<std::string>{"m2", "m6"}));
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
