@@ -272,7 +272,8 @@ error journal::impl::open_databases() {
   // handle 0, which reads as empty.
   for (auto [name, dbi] : {named{"mnemo.tables", &dbs.tables},
                            named{"mnemo.dead_letters", &dbs.dead_letters},
-                           named{"mnemo.head_log", &dbs.head_log}}) {
+                           named{"mnemo.head_log", &dbs.head_log},
+                           named{"mnemo.shard_log", &dbs.shard_log}}) {
     auto rc2 = mdb_dbi_open(st.txn, name, create, dbi);
     if (rc2 == MDB_NOTFOUND && cfg.read_only)
       *dbi = 0;
@@ -431,6 +432,8 @@ void journal::append(std::string stream, std::vector<new_event> events,
   req.stream = std::move(stream);
   req.expected = expected;
   if (auto err = prepare(req, events)) return done(std::move(err));
+  if (impl_->cfg.shard_of)
+    if (auto shard = impl_->cfg.shard_of(req.stream)) req.shard = *shard;
   req.done = std::move(done);
   impl_->enqueue(std::move(req));
 }

@@ -64,6 +64,9 @@ struct import_info {
   std::vector<int64_t> timestamps;
 };
 
+/// `append_request::shard` of a stream no shard log replicates.
+constexpr uint32_t no_shard = UINT32_MAX;
+
 /// An append waiting for the writer. Bodies are pre-encoded by the caller.
 struct append_request {
   /// One event of the batch.
@@ -90,6 +93,8 @@ struct append_request {
   /// The result's events, reserved by the caller's thread so that the
   /// writer does not allocate them.
   std::vector<event_ref> results;
+  /// The shard log the events join (journal_config::shard_of), or none.
+  uint32_t shard = no_shard;
 };
 
 struct delete_request {
@@ -111,6 +116,7 @@ struct write_request {
 struct replica_request {
   enum class kind { apply, begin_epoch, truncate };
   kind what = kind::apply;
+  uint32_t shard = 0;
   /// apply: the sender's epoch; begin_epoch: the new epoch.
   uint64_t leader_epoch = 0;
   /// apply: the records (their epoch and first position); truncate: keeps
@@ -246,12 +252,13 @@ struct journal::impl {
                journal_stats::commit_bounds_us.size() + 1>
         commit_us{};
   } stats;
-  // Writer thread only: the transaction in progress truncated the log (its
-  // heads are then folded, and `head` may go down).
-  bool truncated = false;
-  // Writer thread only: the position the transaction in progress started
-  // at (head + 1).
-  uint64_t commit_first_position = 0;
+  // Writer thread only: the end of each shard log (replica_log.cpp) as
+  // committed, and as the transaction in progress changed it.
+  std::unordered_map<uint32_t, uint64_t> shard_ends;
+  std::unordered_map<uint32_t, uint64_t> pending_shard_ends;
+  // Writer thread only: shards that local appends of the transaction in
+  // progress wrote to (a truncation of one of them waits for the next).
+  std::vector<uint32_t> appended_shards;
   // Writer thread only: duration of the last `mdb_txn_commit`.
   uint64_t last_commit_us = 0;
 
@@ -305,9 +312,16 @@ struct journal::impl {
   int apply(detail::txn_state& st, replica_request& req, outcome& out,
             uint64_t& next_position, int64_t now_us);
   int apply_records(detail::txn_state& st, replica_request& req, outcome& out,
-                    uint64_t& next_position);
+                    uint64_t& next_position, uint64_t shard_end);
   int truncate(detail::txn_state& st, replica_request& req, outcome& out,
-               uint64_t& next_position, uint64_t first_position);
+               uint64_t shard_end);
+  /// The end of `shard`'s log as the transaction in progress sees it.
+  int shard_end(detail::txn_state& st, uint32_t shard, uint64_t& out);
+  /// Adds `position` as the next entry of `shard`'s log.
+  int put_shard_entry(detail::txn_state& st, uint32_t shard,
+                      uint64_t position);
+  /// Ends the transaction for the shard ends: keep or drop pending values.
+  void settle_shards(bool committed);
   /// Returns the cached head of `stream`, reading it on a miss; its
   /// `pending` value is what the current transaction sees.
   /// A damaged head fails only the request: `err` is set, 0 returned.

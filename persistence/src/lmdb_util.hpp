@@ -66,6 +66,9 @@ struct databases {
   /// Added in format 2; 0 when a read-only open of a format 1 directory
   /// found none.
   MDB_dbi head_log = 0;
+  /// Shard logs of a replicated journal (replica_log.hpp); 0 when a
+  /// read-only open found none.
+  MDB_dbi shard_log = 0;
 };
 
 namespace detail {

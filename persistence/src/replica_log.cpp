@@ -1,8 +1,9 @@
-// The journal as one replica of a shard's log (replica_log.hpp): shipping
-// records as stored, applying them at the same positions through the group
-// commit, the epoch history and the promise in mnemo.meta, and truncation
-// back to a position. docs/replication.md describes the protocol around it;
-// docs/format.md (2.1) the keys.
+// One shard's log inside a member's journal (replica_log.hpp): the shard
+// index that local appends and applied batches extend, shipping records,
+// applying them through the group commit, the epoch history and the
+// promise in mnemo.meta, and truncation back to a shard position.
+// docs/replication.md describes the protocol around it; docs/format.md
+// (2.1, 2.10) the keys.
 
 #include "mnemo/persistence/replica_log.hpp"
 
@@ -19,59 +20,119 @@ namespace mnemo::persistence {
 
 namespace {
 
-// mnemo.meta keys: "epoch" be64(epoch) -> be64(start position), and
-// "promised_epoch" -> be64(epoch).
+// mnemo.shard_log: be32(shard) be64(shard position) -> be64(global
+// position). mnemo.meta: "epoch" be32(shard) be64(epoch) -> be64(start
+// shard position), and "promised_epoch" be32(shard) -> be64(epoch).
 constexpr std::string_view epoch_prefix = "epoch";
-constexpr std::string_view promised_key = "promised_epoch";
+constexpr std::string_view promised_prefix = "promised_epoch";
+constexpr size_t back_link_offset = 21;  // record_codec.hpp
 
-std::string epoch_key(uint64_t epoch) {
+void put_be32(char* out, uint32_t x) noexcept {
+  for (int i = 3; i >= 0; --i) {
+    out[i] = static_cast<char>(x & 0xff);
+    x >>= 8;
+  }
+}
+
+uint32_t get_be32(const char* in) noexcept {
+  uint32_t x = 0;
+  for (int i = 0; i < 4; ++i)
+    x = (x << 8) | static_cast<uint8_t>(in[i]);
+  return x;
+}
+
+struct shard_key {
+  char bytes[12];
+  shard_key(uint32_t shard, uint64_t position) noexcept {
+    put_be32(bytes, shard);
+    put_be64(bytes + 4, position);
+  }
+  MDB_val val() noexcept { return MDB_val{sizeof bytes, bytes}; }
+};
+
+std::string epoch_key(uint32_t shard, uint64_t epoch) {
   std::string key{epoch_prefix};
-  key.resize(epoch_prefix.size() + 8);
-  put_be64(key.data() + epoch_prefix.size(), epoch);
+  key.resize(epoch_prefix.size() + 12);
+  put_be32(key.data() + epoch_prefix.size(), shard);
+  put_be64(key.data() + epoch_prefix.size() + 4, epoch);
   return key;
 }
 
-bool is_epoch_key(std::string_view key) noexcept {
-  return key.size() == epoch_prefix.size() + 8 &&
-         key.compare(0, epoch_prefix.size(), epoch_prefix) == 0;
+std::string promised_key(uint32_t shard) {
+  std::string key{promised_prefix};
+  key.resize(promised_prefix.size() + 4);
+  put_be32(key.data() + promised_prefix.size(), shard);
+  return key;
 }
 
-error read_epochs(detail::txn_state& st, std::vector<epoch_start>& out) {
+error no_shard_log() {
+  return error{errc::invalid_argument,
+               "this journal keeps no shard logs (opened read-only from a "
+               "directory that never had them)"};
+}
+
+error read_epochs(detail::txn_state& st, uint32_t shard,
+                  std::vector<epoch_start>& out) {
   cursor cur;
   if (auto err = cur.open(st, st.dbs->meta)) return err;
-  auto first = epoch_key(0);
+  auto first = epoch_key(shard, 0);
+  auto prefix = std::string_view{first}.substr(0, epoch_prefix.size() + 4);
   MDB_val key = to_val(first);
   MDB_val val;
   for (auto rc = cur.get(key, val, MDB_SET_RANGE); rc != MDB_NOTFOUND;
        rc = cur.get(key, val, MDB_NEXT)) {
     if (auto err = st.check(rc, "mdb_cursor_get (epochs)")) return err;
     auto k = to_view(key);
-    if (!is_epoch_key(k)) break;
+    if (k.size() != first.size() || k.substr(0, prefix.size()) != prefix)
+      break;
     if (val.mv_size != 8)
       return error{errc::corrupt_record,
-                   "corrupt journal: an epoch entry of mnemo.meta is not 8 "
-                   "bytes; restore the data directory from a backup"};
-    out.push_back(epoch_start{get_be64(k.data() + epoch_prefix.size()),
+                   "corrupt journal: an epoch entry of shard " +
+                       std::to_string(shard) +
+                       " is not 8 bytes; restore the data directory from a "
+                       "backup"};
+    out.push_back(epoch_start{get_be64(k.data() + prefix.size()),
                               get_be64(static_cast<const char*>(val.mv_data))});
   }
   return {};
 }
 
-error read_promise(detail::txn_state& st, uint64_t& out) {
+error read_promise(detail::txn_state& st, uint32_t shard, uint64_t& out) {
   out = 0;
-  MDB_val key = to_val(promised_key);
+  auto k = promised_key(shard);
+  MDB_val key = to_val(k);
   MDB_val val;
   auto rc = mdb_get(st.txn, st.dbs->meta, &key, &val);
   if (rc == MDB_NOTFOUND) return {};
   if (auto err = st.check(rc, "mdb_get (promised epoch)")) return err;
   if (val.mv_size != 8)
     return error{errc::corrupt_record,
-                 "corrupt journal: mnemo.meta promised_epoch is not 8 bytes"};
+                 "corrupt journal: the promised epoch of shard " +
+                     std::to_string(shard) + " is not 8 bytes"};
   out = get_be64(static_cast<const char*>(val.mv_data));
   return {};
 }
 
-int put_u64(detail::txn_state& st, std::string_view k, uint64_t v) {
+// The newest shard position of `shard` in `st` (0 if none).
+int read_shard_end(detail::txn_state& st, uint32_t shard, uint64_t& out) {
+  out = 0;
+  if (st.dbs->shard_log == 0) return 0;
+  MDB_cursor* cur = nullptr;
+  if (auto rc = mdb_cursor_open(st.txn, st.dbs->shard_log, &cur)) return rc;
+  shard_key after{shard + 1, 0};
+  MDB_val key = after.val();
+  MDB_val val;
+  auto rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+  rc = rc == 0 ? mdb_cursor_get(cur, &key, &val, MDB_PREV)
+               : mdb_cursor_get(cur, &key, &val, MDB_LAST);
+  if (rc == 0 && key.mv_size == 12 &&
+      get_be32(static_cast<const char*>(key.mv_data)) == shard)
+    out = get_be64(static_cast<const char*>(key.mv_data) + 4);
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int put_u64(detail::txn_state& st, const std::string& k, uint64_t v) {
   be64_key value{v};
   MDB_val key = to_val(k);
   MDB_val val = value.val();
@@ -86,12 +147,14 @@ error blocking(F&& submit) {
   return future.get();
 }
 
-// Stream, sequence, back link, id and tags of a record being applied.
-struct applied_record {
-  std::string_view bytes;
-  event_envelope env;
-  uint64_t previous = 0;
-};
+// A record as shipped: its back link zeroed, its checksum made again.
+std::string portable(std::string_view stored) {
+  std::string out{stored};
+  auto seq = get_be64(out.data() + 5);
+  auto ts = static_cast<int64_t>(get_be64(out.data() + 13));
+  seal_record(out.data(), out.size(), event_record_kind, seq, ts, 0);
+  return out;
+}
 
 }  // namespace
 
@@ -103,18 +166,59 @@ size_t log_batch::bytes() const noexcept {
 
 // -- writer side ---------------------------------------------------------------
 
+int journal::impl::shard_end(detail::txn_state& st, uint32_t shard,
+                             uint64_t& out) {
+  if (auto i = pending_shard_ends.find(shard); i != pending_shard_ends.end()) {
+    out = i->second;
+    return 0;
+  }
+  if (auto i = shard_ends.find(shard); i != shard_ends.end()) {
+    out = i->second;
+    return 0;
+  }
+  if (auto rc = read_shard_end(st, shard, out)) return rc;
+  shard_ends.emplace(shard, out);
+  return 0;
+}
+
+int journal::impl::put_shard_entry(detail::txn_state& st, uint32_t shard,
+                                   uint64_t position) {
+  uint64_t end = 0;
+  if (auto rc = shard_end(st, shard, end)) return rc;
+  shard_key k{shard, end + 1};
+  be64_key v{position};
+  MDB_val key = k.val();
+  MDB_val val = v.val();
+  if (auto rc = mdb_put(st.txn, dbs.shard_log, &key, &val, 0)) return rc;
+  pending_shard_ends[shard] = end + 1;
+  return 0;
+}
+
+void journal::impl::settle_shards(bool committed) {
+  if (committed)
+    for (auto& [shard, end] : pending_shard_ends) shard_ends[shard] = end;
+  pending_shard_ends.clear();
+  appended_shards.clear();
+}
+
 int journal::impl::apply(detail::txn_state& st, replica_request& req,
                          outcome& out, uint64_t& next_position, int64_t) {
   using kind = replica_request::kind;
-  if (req.what == kind::truncate)
-    return truncate(st, req, out, next_position, commit_first_position);
+  if (dbs.shard_log == 0) {
+    out = no_shard_log();
+    return 0;
+  }
+  uint64_t end = 0;
+  if (auto rc = shard_end(st, req.shard, end)) return rc;
+  if (req.what == kind::truncate) return truncate(st, req, out, end);
+  auto shard = std::to_string(req.shard);
   uint64_t promised = 0;
   std::vector<epoch_start> history;
-  if (auto err = read_promise(st, promised)) {
+  if (auto err = read_promise(st, req.shard, promised)) {
     out = std::move(err);
     return st.fatal_rc;
   }
-  if (auto err = read_epochs(st, history)) {
+  if (auto err = read_epochs(st, req.shard, history)) {
     out = std::move(err);
     return st.fatal_rc;
   }
@@ -123,18 +227,19 @@ int journal::impl::apply(detail::txn_state& st, replica_request& req,
     if (req.leader_epoch <= newest || req.leader_epoch <= promised) {
       out = error{errc::stale_epoch,
                   "cannot begin epoch " + std::to_string(req.leader_epoch) +
-                      ": this log already has epoch " + std::to_string(newest) +
-                      " and promised " + std::to_string(promised)};
+                      " of shard " + shard + ": its log already has epoch " +
+                      std::to_string(newest) + " and promised " +
+                      std::to_string(promised)};
       return 0;
     }
-    if (auto rc = put_u64(st, epoch_key(req.leader_epoch), next_position))
+    if (auto rc = put_u64(st, epoch_key(req.shard, req.leader_epoch), end + 1))
       return rc;
-    return put_u64(st, promised_key, req.leader_epoch);
+    return put_u64(st, promised_key(req.shard), req.leader_epoch);
   }
   if (req.leader_epoch < promised) {
     out = error{errc::stale_epoch,
                 "refused a replicated batch of epoch " +
-                    std::to_string(req.leader_epoch) +
+                    std::to_string(req.leader_epoch) + " for shard " + shard +
                     ": this replica follows epoch " + std::to_string(promised)};
     return 0;
   }
@@ -152,82 +257,96 @@ int journal::impl::apply(detail::txn_state& st, replica_request& req,
                   "a replicated batch of epoch " +
                       std::to_string(req.records_epoch) +
                       " cannot follow records of epoch " +
-                      std::to_string(newest) + "; truncate first"};
+                      std::to_string(newest) + " in shard " + shard +
+                      "; truncate first"};
       return 0;
     }
-    if (req.position != next_position) {
+    if (req.position != end + 1) {
       out = error{errc::log_mismatch,
                   "a replicated batch starts at position " +
-                      std::to_string(req.position) +
-                      " but this log ends at " +
-                      std::to_string(next_position - 1)};
+                      std::to_string(req.position) + " but shard " + shard +
+                      "'s log ends at " + std::to_string(end)};
       return 0;
     }
-    if (auto rc = apply_records(st, req, out, next_position)) return rc;
+    if (auto rc = apply_records(st, req, out, next_position, end)) return rc;
     if (std::get<error>(out)) return 0;
     if (req.records_epoch > newest)
-      if (auto rc = put_u64(st, epoch_key(req.records_epoch), req.position))
+      if (auto rc = put_u64(st, epoch_key(req.shard, req.records_epoch),
+                            req.position))
         return rc;
   }
   if (req.leader_epoch > promised)
-    return put_u64(st, promised_key, req.leader_epoch);
+    return put_u64(st, promised_key(req.shard), req.leader_epoch);
   return 0;
 }
 
 int journal::impl::apply_records(detail::txn_state& st, replica_request& req,
-                                 outcome& out, uint64_t& next_position) {
+                                 outcome& out, uint64_t& next_position,
+                                 uint64_t shard_end_before) {
   // First check every record against the heads (as this batch changes
   // them), then write: a refused batch writes nothing.
-  std::vector<applied_record> recs(req.records.size());
-  std::unordered_map<std::string_view, head_record> heads_seen;
+  struct seen_head {
+    cached_head* entry;
+    uint64_t checked;  // highest sequence after the records checked so far
+  };
+  std::vector<event_envelope> envs(req.records.size());
+  std::unordered_map<std::string_view, seen_head> heads_seen;
   msgpack::zone zone;
-  for (size_t i = 0; i < recs.size(); ++i) {
-    auto& r = recs[i];
-    auto pos = req.position + i;
-    r.bytes = req.records[i];
-    if (auto err =
-            decode_event(r.bytes, record_origin{{}, 0, pos}, zone, r.env)) {
-      out = error{err.code(),
-                  "a replicated record is damaged: " + err.message()};
+  for (size_t i = 0; i < envs.size(); ++i) {
+    auto& env = envs[i];
+    auto pos = shard_end_before + 1 + i;
+    if (auto err = decode_event(req.records[i], record_origin{{}, 0, pos},
+                                zone, env)) {
+      out = error{err.code(), "a replicated record of shard " +
+                                  std::to_string(req.shard) +
+                                  " is damaged: " + err.message()};
       return 0;
     }
-    r.previous = get_be64(r.bytes.data() + 21);
-    auto i_head = heads_seen.find(r.env.stream_id);
+    auto i_head = heads_seen.find(env.stream_id);
     if (i_head == heads_seen.end()) {
       cached_head* entry = nullptr;
       error head_err;
-      if (auto rc = load_head(st, r.env.stream_id, entry, head_err)) return rc;
+      if (auto rc = load_head(st, env.stream_id, entry, head_err)) return rc;
       if (head_err) {
         out = std::move(head_err);
         return 0;
       }
-      i_head = heads_seen.emplace(*entry->stream, entry->pending).first;
+      i_head = heads_seen
+                   .emplace(*entry->stream,
+                            seen_head{entry, entry->pending.highest})
+                   .first;
     }
     auto& h = i_head->second;
-    if (r.env.sequence != h.highest + 1 || r.previous != h.last_position) {
+    if (env.sequence != h.checked + 1) {
       out = error{errc::log_mismatch,
                   "the replicated record at position " + std::to_string(pos) +
-                      " (stream '" + r.env.stream_id + "', sequence " +
-                      std::to_string(r.env.sequence) + ", previous event at " +
-                      std::to_string(r.previous) +
+                      " of shard " + std::to_string(req.shard) + " (stream '" +
+                      env.stream_id + "', sequence " +
+                      std::to_string(env.sequence) +
                       ") does not continue its stream here (sequence " +
-                      std::to_string(h.highest) + " at position " +
-                      std::to_string(h.last_position) + ")"};
+                      std::to_string(h.checked) + ")"};
       return 0;
     }
-    h.highest = r.env.sequence;
-    h.last_position = pos;
+    h.checked = env.sequence;
   }
-  for (size_t i = 0; i < recs.size(); ++i) {
-    auto& r = recs[i];
+  for (size_t i = 0; i < envs.size(); ++i) {
+    auto& env = envs[i];
+    auto& rec = req.records[i];
+    auto* entry = heads_seen.find(env.stream_id)->second.entry;
+    auto head_rec = entry->pending;
     auto pos = next_position++;
     be64_key pkey{pos};
     MDB_val key = pkey.val();
-    MDB_val val{r.bytes.size(), const_cast<char*>(r.bytes.data())};
-    if (auto rc = mdb_cursor_put(events_cursor, &key, &val, MDB_APPEND))
+    MDB_val val{rec.size(), nullptr};
+    if (auto rc =
+            mdb_cursor_put(events_cursor, &key, &val, MDB_APPEND | MDB_RESERVE))
       return rc;
-    auto& stream = r.env.stream_id;
-    auto seq = r.env.sequence;
+    auto* out_rec = static_cast<char*>(val.mv_data);
+    std::memcpy(out_rec, rec.data(), rec.size());
+    seal_record(out_rec, rec.size(), event_record_kind, env.sequence,
+                env.timestamp_us, head_rec.last_position);
+    auto& stream = env.stream_id;
+    auto seq = env.sequence;
     if (seq % checkpoint_interval == 0) {
       auto ikey_bytes = name_key(stream, seq);
       MDB_val ikey = to_val(ikey_bytes);
@@ -239,42 +358,36 @@ int journal::impl::apply_records(detail::txn_state& st, replica_request& req,
     put_be64(idv, pos);
     put_be64(idv + 8, seq);
     std::memcpy(idv + 16, stream.data(), stream.size());
-    MDB_val idkey{16, r.env.id.bytes.data()};
+    MDB_val idkey{16, env.id.bytes.data()};
     MDB_val idval{16 + stream.size(), idv};
     if (auto rc = put_event_id(idkey, idval)) return rc;
-    for (auto& tag : r.env.tags) {
+    for (auto& tag : env.tags) {
       auto tkey_bytes = name_key(tag, pos);
       MDB_val tkey = to_val(tkey_bytes);
       MDB_val empty{0, nullptr};
       if (auto rc = mdb_put(st.txn, dbs.tags, &tkey, &empty, 0)) return rc;
     }
-  }
-  for (auto& [stream, h] : heads_seen) {
-    cached_head* entry = nullptr;
-    error head_err;
-    if (auto rc = load_head(st, std::string{stream}, entry, head_err))
-      return rc;
-    auto value = entry->pending;
-    value.highest = h.highest;
-    value.last_position = h.last_position;
-    store_head(*entry, value);
+    if (auto rc = put_shard_entry(st, req.shard, pos)) return rc;
+    head_rec.highest = seq;
+    head_rec.last_position = pos;
+    store_head(*entry, head_rec);
   }
   return 0;
 }
 
 int journal::impl::truncate(detail::txn_state& st, replica_request& req,
-                            outcome& out, uint64_t& next_position,
-                            uint64_t first_position) {
+                            outcome& out, uint64_t end) {
   auto keep = req.position;
-  if (keep + 1 >= next_position) return 0;  // nothing past it
-  if (next_position != first_position) {
+  if (keep >= end) return 0;  // nothing past it
+  auto shard = std::to_string(req.shard);
+  if (std::find(appended_shards.begin(), appended_shards.end(), req.shard) !=
+      appended_shards.end()) {
     out = error{errc::invalid_argument,
-                "a truncation cannot share a group commit with appends "
-                "before it; retry it"};
+                "shard " + shard +
+                    " took appends in the same group commit as its "
+                    "truncation; stop appending to it first"};
     return 0;
   }
-  // Newest first, so that the last head seen of a stream is its oldest
-  // removed record's: the stream goes back to that record's predecessor.
   struct removed {
     uint64_t pos;
     uint64_t seq;
@@ -286,31 +399,49 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
   std::vector<removed> doomed;
   {
     cursor cur;
-    if (auto err = cur.open(st, dbs.events)) {
+    if (auto err = cur.open(st, dbs.shard_log)) {
       out = std::move(err);
       return st.fatal_rc;
     }
-    be64_key start{keep + 1};
+    shard_key start{req.shard, keep + 1};
     MDB_val key = start.val();
-    MDB_val rec;
+    MDB_val val;
     msgpack::zone zone;
-    for (auto rc = cur.get(key, rec, MDB_SET_RANGE); rc != MDB_NOTFOUND;
-         rc = cur.get(key, rec, MDB_NEXT)) {
+    for (auto rc = cur.get(key, val, MDB_SET_RANGE); rc != MDB_NOTFOUND;
+         rc = cur.get(key, val, MDB_NEXT)) {
       if (rc != 0) return rc;
-      auto pos = get_be64(static_cast<const char*>(key.mv_data));
+      if (key.mv_size != 12 ||
+          get_be32(static_cast<const char*>(key.mv_data)) != req.shard)
+        break;
+      auto spos = get_be64(static_cast<const char*>(key.mv_data) + 4);
+      auto pos = get_be64(static_cast<const char*>(val.mv_data));
+      be64_key pkey{pos};
+      MDB_val ekey = pkey.val();
+      MDB_val rec;
+      auto rc2 = mdb_get(st.txn, dbs.events, &ekey, &rec);
+      if (rc2 == MDB_NOTFOUND) {
+        out = error{errc::invalid_argument,
+                    "cannot truncate shard " + shard + " after position " +
+                        std::to_string(keep) + ": its record at " +
+                        std::to_string(spos) +
+                        " was deleted (a shard's streams take no deletions)"};
+        return 0;
+      }
+      if (rc2 != 0) return rc2;
       event_envelope env;
       if (auto err =
               decode_event(to_view(rec), record_origin{{}, 0, pos}, zone, env)) {
         out = std::move(err);
         return 0;
       }
-      doomed.push_back(removed{pos, env.sequence,
-                               get_be64(static_cast<const char*>(rec.mv_data) +
-                                        21),
-                               std::move(env.stream_id), std::move(env.tags),
-                               env.id});
+      doomed.push_back(removed{
+          pos, env.sequence,
+          get_be64(static_cast<const char*>(rec.mv_data) + back_link_offset),
+          std::move(env.stream_id), std::move(env.tags), env.id});
     }
   }
+  // Oldest removed record last, so that each stream goes back to the
+  // predecessor of its oldest removed record.
   std::unordered_map<std::string, head_record> new_heads;
   for (auto i = doomed.rbegin(); i != doomed.rend(); ++i) {
     auto& h = new_heads[i->stream];
@@ -328,9 +459,9 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
     auto value = entry->pending;
     if (value.deleted_to > h.highest) {
       out = error{errc::invalid_argument,
-                  "cannot truncate after position " + std::to_string(keep) +
-                      ": events of stream '" + stream +
-                      "' were deleted past it (a replica log takes no "
+                  "cannot truncate shard " + shard + " after position " +
+                      std::to_string(keep) + ": events of stream '" + stream +
+                      "' were deleted past it (a shard's streams take no "
                       "deletions)"};
       return 0;
     }
@@ -366,27 +497,37 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
       if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     }
   }
+  for (auto spos = keep + 1; spos <= end; ++spos) {
+    shard_key k{req.shard, spos};
+    MDB_val key = k.val();
+    auto rc = mdb_del(st.txn, dbs.shard_log, &key, nullptr);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+  }
   // Epochs that start past the kept records leave the history.
   std::vector<epoch_start> history;
-  if (auto err = read_epochs(st, history)) {
+  if (auto err = read_epochs(st, req.shard, history)) {
     out = std::move(err);
     return st.fatal_rc;
   }
   for (auto& e : history) {
     if (e.start_position <= keep) continue;
-    auto k = epoch_key(e.epoch);
+    auto k = epoch_key(req.shard, e.epoch);
     MDB_val key = to_val(k);
     if (auto rc = mdb_del(st.txn, dbs.meta, &key, nullptr)) return rc;
   }
-  next_position = keep + 1;
-  truncated = true;
+  pending_shard_ends[req.shard] = keep;
   return 0;
 }
 
 // -- public --------------------------------------------------------------------
 
-uint64_t replica_log::end_position() const noexcept {
-  return journal_->head_position();
+expected<uint64_t> replica_log::end_position() const {
+  uint64_t out = 0;
+  if (auto err = journal_->impl_->with_read([&](detail::txn_state& st) {
+        return st.check(read_shard_end(st, shard_, out), "shard log end");
+      }))
+    return err;
+  return out;
 }
 
 expected<log_batch> replica_log::read(uint64_t from_position,
@@ -396,46 +537,65 @@ expected<log_batch> replica_log::read(uint64_t from_position,
   if (from_position == 0) from_position = 1;
   out.first_position = from_position;
   auto err = journal_->impl_->with_read([&](detail::txn_state& st) -> error {
+    if (st.dbs->shard_log == 0) return {};
     std::vector<epoch_start> history;
-    if (auto err = read_epochs(st, history)) return err;
+    if (auto err = read_epochs(st, shard_, history)) return err;
     // The epoch of `from_position` and where the next one starts.
     uint64_t stop = UINT64_MAX;
     for (auto& e : history) {
-      if (e.start_position <= from_position)
+      if (e.start_position <= from_position) {
         out.epoch = e.epoch;
-      else {
+      } else {
         stop = e.start_position;
         break;
       }
     }
     cursor cur;
-    if (auto err = cur.open(st, st.dbs->events)) return err;
-    be64_key start{from_position};
+    if (auto err = cur.open(st, st.dbs->shard_log)) return err;
+    shard_key start{shard_, from_position};
     MDB_val key = start.val();
-    MDB_val rec;
+    MDB_val val;
     size_t bytes = 0;
     auto expect = from_position;
-    for (auto rc = cur.get(key, rec, MDB_SET_RANGE);
+    for (auto rc = cur.get(key, val, MDB_SET_RANGE);
          rc != MDB_NOTFOUND && out.records.size() < max_records;
-         rc = cur.get(key, rec, MDB_NEXT)) {
-      if (auto err = st.check(rc, "mdb_cursor_get (events)")) return err;
-      auto pos = get_be64(static_cast<const char*>(key.mv_data));
-      if (pos >= stop) break;
-      if (pos != expect)
+         rc = cur.get(key, val, MDB_NEXT)) {
+      if (auto err = st.check(rc, "mdb_cursor_get (shard log)")) return err;
+      if (key.mv_size != 12 ||
+          get_be32(static_cast<const char*>(key.mv_data)) != shard_)
+        break;
+      auto spos = get_be64(static_cast<const char*>(key.mv_data) + 4);
+      if (spos >= stop) break;
+      if (spos != expect || val.mv_size != 8)
+        return error{errc::corrupt_record,
+                     "corrupt journal: shard " + std::to_string(shard_) +
+                         "'s log has no entry at position " +
+                         std::to_string(expect)};
+      auto pos = get_be64(static_cast<const char*>(val.mv_data));
+      be64_key pkey{pos};
+      MDB_val ekey = pkey.val();
+      MDB_val rec;
+      auto rc2 = mdb_get(st.txn, st.dbs->events, &ekey, &rec);
+      if (rc2 == MDB_NOTFOUND)
         return error{errc::not_found,
-                     "position " + std::to_string(expect) +
-                         " of this log was deleted; it cannot be shipped "
+                     "position " + std::to_string(spos) + " of shard " +
+                         std::to_string(shard_) +
+                         "'s log was deleted here; it cannot be shipped "
                          "from there (copy the shard instead)"};
+      if (auto err = st.check(rc2, "mdb_get (events)")) return err;
       if (!out.records.empty() && bytes + rec.mv_size > max_bytes) break;
-      out.records.emplace_back(static_cast<const char*>(rec.mv_data),
-                               rec.mv_size);
+      if (rec.mv_size < record_header_size)
+        return error{errc::corrupt_record,
+                     "corrupt journal: the record at global position " +
+                         std::to_string(pos) + " is too short"};
+      out.records.push_back(portable(to_view(rec)));
       bytes += rec.mv_size;
       ++expect;
     }
-    if (out.records.empty()) out.epoch = 0;
     return {};
   });
   if (err) return err;
+  if (out.records.empty()) out.epoch = 0;
   return out;
 }
 
@@ -443,6 +603,7 @@ void replica_log::apply(log_batch batch, uint64_t leader_epoch,
                         write_handler done) {
   replica_request req;
   req.what = replica_request::kind::apply;
+  req.shard = shard_;
   req.leader_epoch = leader_epoch;
   req.records_epoch = batch.epoch;
   req.position = batch.first_position;
@@ -461,6 +622,7 @@ error replica_log::begin_epoch(uint64_t epoch) {
   return blocking([&](write_handler done) {
     replica_request req;
     req.what = replica_request::kind::begin_epoch;
+    req.shard = shard_;
     req.leader_epoch = epoch;
     req.done = std::move(done);
     journal_->impl_->enqueue(std::move(req));
@@ -471,6 +633,7 @@ error replica_log::truncate_after(uint64_t position) {
   return blocking([&](write_handler done) {
     replica_request req;
     req.what = replica_request::kind::truncate;
+    req.shard = shard_;
     req.position = position;
     req.done = std::move(done);
     journal_->impl_->enqueue(std::move(req));
@@ -480,15 +643,16 @@ error replica_log::truncate_after(uint64_t position) {
 expected<std::vector<epoch_start>> replica_log::epochs() const {
   std::vector<epoch_start> out;
   if (auto err = journal_->impl_->with_read(
-          [&](detail::txn_state& st) { return read_epochs(st, out); }))
+          [&](detail::txn_state& st) { return read_epochs(st, shard_, out); }))
     return err;
   return out;
 }
 
 expected<uint64_t> replica_log::promised_epoch() const {
   uint64_t out = 0;
-  if (auto err = journal_->impl_->with_read(
-          [&](detail::txn_state& st) { return read_promise(st, out); }))
+  if (auto err = journal_->impl_->with_read([&](detail::txn_state& st) {
+        return read_promise(st, shard_, out);
+      }))
     return err;
   return out;
 }
@@ -498,14 +662,14 @@ namespace {
 epoch_end end_in(const std::vector<epoch_start>& history, uint64_t log_end,
                  uint64_t epoch) {
   epoch_end out;
-  for (size_t i = 0; i < history.size(); ++i) {
-    if (history[i].epoch > epoch) {
+  for (auto& e : history) {
+    if (e.epoch > epoch) {
       // Ends where the next one starts; a log whose epochs are all newer
       // holds nothing of `epoch` (0, with its first start - 1).
-      out.last_position = history[i].start_position - 1;
+      out.last_position = e.start_position - 1;
       return out;
     }
-    out.epoch = history[i].epoch;
+    out.epoch = e.epoch;
   }
   out.last_position = history.empty() ? 0 : log_end;
   return out;
@@ -516,7 +680,9 @@ epoch_end end_in(const std::vector<epoch_start>& history, uint64_t log_end,
 expected<epoch_end> replica_log::end_of(uint64_t epoch) const {
   auto history = epochs();
   if (!history) return std::move(history).error();
-  return end_in(*history, end_position(), epoch);
+  auto end = end_position();
+  if (!end) return std::move(end).error();
+  return end_in(*history, *end, epoch);
 }
 
 uint64_t truncation_point(const std::vector<epoch_start>& follower_epochs,

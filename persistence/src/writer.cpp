@@ -251,8 +251,7 @@ void journal::impl::process(std::vector<request>& batch) {
     return;
   }
   if (wrote_events) head.store(new_head, std::memory_order_release);
-  count_commit(batch.size(),
-               wrote_events && new_head > old_head ? new_head - old_head : 0);
+  count_commit(batch.size(), wrote_events ? new_head - old_head : 0);
   // Listeners first: whoever learns of a commit through its completion can
   // rely on the commit listeners having been told already (the event bus
   // has its wake-up queued; tests drain both in one go).
@@ -371,13 +370,12 @@ int journal::impl::try_commit(std::vector<request>& batch,
     close_cursors();
     mdb_txn_abort(st.txn);
     settle_heads(false);
+    settle_shards(false);
     return rc;
   };
   if (auto rc = open_cursors(st)) return fail(rc);
   auto first_position = head.load(std::memory_order_relaxed) + 1;
   auto next_position = first_position;
-  truncated = false;
-  commit_first_position = first_position;
   auto now = now_micros();
   // Two passes: tail writes (`write_after_appends`) after everything else,
   // so they see every event of this commit. Outcomes stay by index.
@@ -392,10 +390,7 @@ int journal::impl::try_commit(std::vector<request>& batch,
     }
   }
   wrote_events = next_position != first_position;
-  // A truncation folds the head log: its records are keyed by positions
-  // that may now be gone or written again.
-  if (auto rc = store_heads(
-          st, wrote_events && !truncated ? next_position - 1 : 0))
+  if (auto rc = store_heads(st, wrote_events ? next_position - 1 : 0))
     return fail(rc);
   if (auto rc = compact_sparse(st)) return fail(rc);
   if (wrote_events) {
@@ -414,6 +409,7 @@ int journal::impl::try_commit(std::vector<request>& batch,
           .count());
   if (rc == 0) note_head_write();
   settle_heads(rc == 0);
+  settle_shards(rc == 0);
   if (rc != 0) return rc;
   new_head = next_position - 1;
   return 0;
@@ -544,8 +540,11 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
       MDB_val empty{0, nullptr};
       if (auto rc = mdb_put(st.txn, dbs.tags, &tkey, &empty, 0)) return rc;
     }
+    if (req.shard != no_shard)
+      if (auto rc = put_shard_entry(st, req.shard, pos)) return rc;
     res.events.push_back(event_ref{item.id, seq, pos});
   }
+  if (req.shard != no_shard) appended_shards.push_back(req.shard);
   res.stream_version = actual + req.events.size();
   head_rec.highest = res.stream_version;
   head_rec.last_position = previous;

@@ -1,9 +1,10 @@
-// The journal as a replica of a shard's log (replica_log.hpp): a follower
-// applies the leader's records at the same positions, byte for byte;
-// refused batches (gaps, old epochs, damaged or out-of-order records) write
-// nothing; the promise survives a restart; truncation puts heads, ids, tags
-// and snapshots back; and Kafka's leader-epoch truncation (KIP-101) leaves
-// every replica with the same log and no acknowledged record lost.
+// Shard logs in a member's journal (replica_log.hpp): a follower applies
+// the leader's records at the same shard positions (its own global
+// positions interleave its other streams); refused batches (gaps, old
+// epochs, damaged or out-of-order records) write nothing; the promise
+// survives a restart; truncation puts heads, ids, tags and snapshots back;
+// and Kafka's leader-epoch truncation (KIP-101) leaves every replica with
+// the same log and no acknowledged record lost.
 
 #include <cstring>
 #include <future>
@@ -20,17 +21,35 @@ using mnemo::test::temp_dir;
 
 namespace {
 
-// A replica: its journal in its own directory.
+// Streams "local-..." belong to no shard, "other/..." to shard 9, every
+// other stream to shard 7 (the shard under test).
+std::unique_ptr<journal> open_member(const std::string& dir) {
+  journal_config cfg;
+  cfg.directory = dir;
+  cfg.mode = durability::nosync;
+  cfg.shard_of = [](std::string_view stream) -> std::optional<uint32_t> {
+    if (stream.rfind("local-", 0) == 0) return std::nullopt;
+    if (stream.rfind("other/", 0) == 0) return 9;
+    return 7;
+  };
+  auto j = journal::open(cfg);
+  BOOST_REQUIRE_MESSAGE(j, mnemo::test::why(j));
+  return std::move(j).value();
+}
+
+// A replica: a member's journal in its own directory, seen as shard 7.
 struct replica {
   temp_dir dir;
-  std::unique_ptr<journal> j = open_journal(dir.sub("data"));
-  replica_log log{*j};
+  std::unique_ptr<journal> j = open_member(dir.sub("data"));
+  replica_log log{*j, 7};
 
   void reopen() {
     j.reset();
-    j = open_journal(dir.sub("data"));
-    log = replica_log{*j};
+    j = open_member(dir.sub("data"));
+    log = replica_log{*j, 7};
   }
+
+  uint64_t end() const { return log.end_position().value(); }
 
   void append(const std::string& stream, const std::string& value,
               std::vector<std::string> tags = {}) {
@@ -45,7 +64,7 @@ struct replica {
   // Every record from 1 to the end, as shipped.
   std::vector<std::string> records() const {
     std::vector<std::string> out;
-    for (uint64_t from = 1; from <= log.end_position();) {
+    for (uint64_t from = 1; from <= end();) {
       auto b = log.read(from, 1000, 1 << 20);
       BOOST_REQUIRE_MESSAGE(b, mnemo::test::why(b));
       BOOST_REQUIRE(!b->records.empty());
@@ -68,8 +87,8 @@ struct replica {
 // most `max_records`, as the leader of `leader_epoch`.
 void ship(const replica& from, replica& to, uint64_t leader_epoch,
           size_t max_records = 1000) {
-  while (to.log.end_position() < from.log.end_position()) {
-    auto b = from.log.read(to.log.end_position() + 1, max_records, 1 << 20);
+  while (to.end() < from.end()) {
+    auto b = from.log.read(to.end() + 1, max_records, 1 << 20);
     BOOST_REQUIRE_MESSAGE(b, mnemo::test::why(b));
     auto err = to.log.apply(std::move(*b), leader_epoch);
     BOOST_REQUIRE_MESSAGE(!err, err.to_string());
@@ -84,7 +103,7 @@ void follow(replica& follower, const replica& leader, uint64_t leader_epoch) {
   if (!mine->empty()) {
     auto answer = leader.log.end_of(mine->back().epoch);
     BOOST_REQUIRE(answer);
-    auto keep = truncation_point(*mine, follower.log.end_position(), *answer);
+    auto keep = truncation_point(*mine, follower.end(), *answer);
     auto err = follower.log.truncate_after(keep);
     BOOST_REQUIRE_MESSAGE(!err, err.to_string());
   }
@@ -95,41 +114,56 @@ void follow(replica& follower, const replica& leader, uint64_t leader_epoch) {
 
 BOOST_AUTO_TEST_SUITE(replica_log_suite)
 
-BOOST_AUTO_TEST_CASE(a_follower_holds_the_leaders_log_byte_for_byte) {
+BOOST_AUTO_TEST_CASE(a_follower_holds_the_leaders_shard_log) {
   replica leader, follower;
   BOOST_REQUIRE(!leader.log.begin_epoch(5));
-  for (int i = 0; i < 300; ++i)  // past a stream-index checkpoint (128)
+  // The follower's own unreplicated streams take global positions too:
+  // shard positions are the same everywhere, global ones are not.
+  follower.append("local-1", "mine");
+  for (int i = 0; i < 300; ++i) {  // past a stream-index checkpoint (128)
     leader.append(i % 3 == 0 ? "b" : "a", "v" + std::to_string(i),
                   i % 7 == 0 ? std::vector<std::string>{"seven"}
                              : std::vector<std::string>{});
+    if (i % 50 == 0) leader.append("other/1", "not shard 7");
+    if (i % 60 == 0) leader.append("local-2", "not replicated");
+  }
+  BOOST_CHECK_EQUAL(leader.end(), 300u);
+  BOOST_CHECK_GT(leader.j->head_position(), 300u);
   ship(leader, follower, 5, 37);
-  BOOST_CHECK_EQUAL(follower.log.end_position(), 300u);
+  BOOST_CHECK_EQUAL(follower.end(), 300u);
   BOOST_CHECK(follower.records() == leader.records());
   BOOST_CHECK(follower.log.epochs().value() == leader.log.epochs().value());
   BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 5u);
-  // Streams, heads, tags and positions read the same.
+  // Streams, heads and tags read the same; the other shard's and the
+  // unreplicated streams did not travel, and the follower's stayed.
   BOOST_CHECK(follower.values("a") == leader.values("a"));
   BOOST_CHECK(follower.values("b") == leader.values("b"));
   BOOST_CHECK_EQUAL(follower.j->highest_sequence("a").value(), 200u);
-  auto tagged = follower.j->read_tag("seven", 1, 1000).value();
-  BOOST_CHECK_EQUAL(tagged.size(), leader.j->read_tag("seven", 1, 1000)->size());
-  auto all_f = follower.j->read_all(1, 1000).value();
-  auto all_l = leader.j->read_all(1, 1000).value();
-  BOOST_REQUIRE_EQUAL(all_f.size(), all_l.size());
-  for (size_t i = 0; i < all_f.size(); ++i) {
-    BOOST_CHECK(all_f[i].id == all_l[i].id);
-    BOOST_CHECK_EQUAL(all_f[i].position, all_l[i].position);
-    BOOST_CHECK_EQUAL(all_f[i].timestamp_us, all_l[i].timestamp_us);
+  BOOST_CHECK_EQUAL(follower.j->highest_sequence("other/1").value(), 0u);
+  BOOST_CHECK_EQUAL(follower.j->highest_sequence("local-2").value(), 0u);
+  BOOST_CHECK_EQUAL(follower.values("local-1").front(), "mine");
+  BOOST_CHECK_EQUAL(follower.j->read_tag("seven", 1, 1000)->size(),
+                    leader.j->read_tag("seven", 1, 1000)->size());
+  BOOST_CHECK_EQUAL(replica_log(*leader.j, 9).end_position().value(), 6u);
+  BOOST_CHECK_EQUAL(replica_log(*follower.j, 9).end_position().value(), 0u);
+  auto ev_f = follower.j->read_stream("a", 1, UINT64_MAX, 1000).value();
+  auto ev_l = leader.j->read_stream("a", 1, UINT64_MAX, 1000).value();
+  BOOST_REQUIRE_EQUAL(ev_f.size(), ev_l.size());
+  for (size_t i = 0; i < ev_f.size(); ++i) {
+    BOOST_CHECK(ev_f[i].id == ev_l[i].id);
+    BOOST_CHECK_EQUAL(ev_f[i].sequence, ev_l[i].sequence);
+    BOOST_CHECK_EQUAL(ev_f[i].timestamp_us, ev_l[i].timestamp_us);
   }
+  BOOST_CHECK_NE(ev_f[0].position, ev_l[0].position);  // global: its own
   // The event ids replicated: a retried append on the follower (as a new
   // leader) is recognised as a duplicate and answered with the original.
   std::vector<new_event> retry{make_event("test.value", "v1")};
-  retry[0].id = all_l[1].id;
+  retry[0].id = ev_l[0].id;
   auto again = follower.j->append("a", std::move(retry),
                                   expected_version::any());
   BOOST_REQUIRE_MESSAGE(again, mnemo::test::why(again));
   BOOST_CHECK(again->duplicate);
-  BOOST_CHECK_EQUAL(again->events[0].position, 2u);
+  BOOST_CHECK_EQUAL(again->events[0].sequence, 1u);
   // And the follower goes on as a leader of a later epoch after a restart.
   follower.reopen();
   BOOST_CHECK(follower.records() == leader.records());
@@ -137,6 +171,8 @@ BOOST_AUTO_TEST_CASE(a_follower_holds_the_leaders_log_byte_for_byte) {
   follower.append("a", "after");
   BOOST_CHECK_EQUAL(follower.values("a").back(), "after");
   BOOST_CHECK_EQUAL(follower.j->highest_sequence("a").value(), 201u);
+  BOOST_CHECK_EQUAL(follower.end(), 301u);
+  BOOST_CHECK_EQUAL(follower.log.read(301, 10, 1 << 20)->epoch, 6u);
 }
 
 BOOST_AUTO_TEST_CASE(pipelined_batches_apply_in_order_through_group_commits) {
@@ -164,17 +200,17 @@ BOOST_AUTO_TEST_CASE(refused_batches_write_nothing_and_say_why) {
   BOOST_REQUIRE(!leader.log.begin_epoch(3));
   for (int i = 0; i < 6; ++i) leader.append(i < 3 ? "a" : "b", "v");
   ship(leader, follower, 3, 2);
-  BOOST_REQUIRE_EQUAL(follower.log.end_position(), 6u);
+  BOOST_REQUIRE_EQUAL(follower.end(), 6u);
   for (int i = 0; i < 4; ++i) leader.append("a", "w");
   auto next = leader.log.read(7, 100, 1 << 20).value();
   auto expect = [&](log_batch b, uint64_t epoch, errc code,
                     const std::string& words) {
-    auto end = follower.log.end_position();
+    auto end = follower.end();
     auto err = follower.log.apply(std::move(b), epoch);
     BOOST_CHECK_EQUAL(err.code(), code);
     BOOST_CHECK_MESSAGE(err.message().find(words) != std::string::npos,
                         err.message());
-    BOOST_CHECK_EQUAL(follower.log.end_position(), end);
+    BOOST_CHECK_EQUAL(follower.end(), end);
   };
   // A gap.
   auto gap = leader.log.read(8, 100, 1 << 20).value();
@@ -216,7 +252,7 @@ BOOST_AUTO_TEST_CASE(refused_batches_write_nothing_and_say_why) {
   auto old = leader.log.read(12, 10, 1 << 20).value();
   old.epoch = 3;
   expect(old, 4, errc::log_mismatch, "cannot follow records of epoch 4");
-  BOOST_CHECK_EQUAL(follower.log.end_position(), 11u);
+  BOOST_CHECK_EQUAL(follower.end(), 11u);
 }
 
 BOOST_AUTO_TEST_CASE(reads_stop_at_epoch_bounds_sizes_and_holes) {
@@ -272,10 +308,10 @@ BOOST_AUTO_TEST_CASE(truncation_puts_heads_ids_tags_and_snapshots_back) {
   BOOST_REQUIRE(!r.j->snapshots().save(snap));
   snap.meta.sequence = 2;
   BOOST_REQUIRE(!r.j->snapshots().save(snap));
-  BOOST_REQUIRE_EQUAL(r.log.end_position(), 304u);
+  BOOST_REQUIRE_EQUAL(r.end(), 304u);
   // Keep epoch 1 and 50 records of epoch 2: a3 and c200..c248.
   BOOST_REQUIRE(!r.log.truncate_after(252));
-  BOOST_CHECK_EQUAL(r.log.end_position(), 252u);
+  BOOST_CHECK_EQUAL(r.end(), 252u);
   BOOST_CHECK_EQUAL(r.j->highest_sequence("a").value(), 3u);
   BOOST_CHECK_EQUAL(r.j->highest_sequence("c").value(), 249u);
   BOOST_CHECK_EQUAL(r.j->highest_sequence("d").value(), 0u);
@@ -304,13 +340,13 @@ BOOST_AUTO_TEST_CASE(truncation_puts_heads_ids_tags_and_snapshots_back) {
   BOOST_CHECK_EQUAL(c[127], "c127");
   BOOST_CHECK_EQUAL(c[199], "c199");
   BOOST_CHECK_EQUAL(c[200], "c-new");
-  BOOST_CHECK_EQUAL(r.log.end_position(), 204u);  // z took 202
+  BOOST_CHECK_EQUAL(r.end(), 204u);  // z took 202
   BOOST_CHECK((r.log.epochs().value() ==
                std::vector<epoch_start>{{1, 1}, {3, 203}}));
   // Truncating at or past the end changes nothing.
   BOOST_REQUIRE(!r.log.truncate_after(204));
   BOOST_REQUIRE(!r.log.truncate_after(900));
-  BOOST_CHECK_EQUAL(r.log.end_position(), 204u);
+  BOOST_CHECK_EQUAL(r.end(), 204u);
 }
 
 BOOST_AUTO_TEST_CASE(leader_epoch_truncation_loses_no_acknowledged_record) {
@@ -335,7 +371,7 @@ BOOST_AUTO_TEST_CASE(leader_epoch_truncation_loses_no_acknowledged_record) {
   BOOST_CHECK_EQUAL(answer.epoch, 1u);
   BOOST_CHECK_EQUAL(answer.last_position, 2u);
   BOOST_CHECK_EQUAL(
-      truncation_point(a.log.epochs().value(), a.log.end_position(), answer),
+      truncation_point(a.log.epochs().value(), a.end(), answer),
       2u);
   follow(a, b, 2);
   BOOST_CHECK((a.values("x") == std::vector<std::string>{"m1", "m4"}));

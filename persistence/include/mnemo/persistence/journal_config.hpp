@@ -2,6 +2,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string_view>
 #include <string>
 
 namespace mnemo::persistence {
@@ -40,6 +43,12 @@ struct journal_config {
   bool read_only = false;
   /// Maximum concurrent read transactions (LMDB readers). Default: 126.
   unsigned max_readers = 126;
+  /// Replicated cluster (docs/replication.md): the shard whose log an
+  /// appended stream's events join, or nothing for a stream that no shard
+  /// replicates. Called on the appending thread; must give a stream the
+  /// same answer for the journal's whole life. Default: none (no shard
+  /// logs; a journal of the embedded node or of the static cluster).
+  std::function<std::optional<uint32_t>(std::string_view stream)> shard_of;
 };
 
 }  // namespace mnemo::persistence

@@ -1,12 +1,16 @@
 #pragma once
 
-// The journal's one interface for replication (docs/replication.md): a
-// replicated cluster keeps each shard's log in a journal of its own, and
-// this is all it needs from it. A leader reads batches of records exactly
-// as stored; a follower applies them at exactly the same positions, so that
-// every replica holds the same log byte for byte; an epoch history records
-// which leader epoch wrote which positions, and a replica truncates what it
-// holds past the point where its history and the new leader's part (Kafka's
+// The journal's one interface for replication (docs/replication.md). In a
+// replicated cluster every member keeps one journal, as every node does;
+// each event of a stream that belongs to a shard (journal_config::shard_of)
+// also takes the next position of that shard's log, in the same commit. A
+// shard's log has the same positions and records on every replica (stream,
+// sequence, event id, commit time, metadata, payload); only the global
+// positions of the member's journal, which interleave all its shards, are
+// its own. A leader reads batches of a shard's records; a follower applies
+// them at the same shard positions; an epoch history records which leader
+// epoch wrote which positions, and a replica truncates what it holds past
+// the point where its history and the new leader's part (Kafka's
 // leader-epoch truncation, KIP-101). The journal knows nothing of the
 // network or of etcd; the cluster knows nothing of LMDB.
 
@@ -19,14 +23,16 @@
 
 namespace mnemo::persistence {
 
-/// Consecutive records of a log, all written in one leader epoch.
+/// Consecutive records of a shard's log, all written in one leader epoch.
 struct log_batch {
   /// The epoch of the leader that first wrote these records.
   uint64_t epoch = 0;
-  /// Position of the first record (the others follow without gaps).
+  /// Shard position of the first record (the others follow without gaps).
   uint64_t first_position = 0;
-  /// The event records, each exactly as stored (docs/format.md, section 3):
-  /// checksummed, with the original commit time and back link.
+  /// The event records as stored (docs/format.md, section 3), checksummed,
+  /// with the original commit time, but with the back link to the previous
+  /// event of the stream set to 0: that is a global position of the
+  /// journal that holds it, which each replica sets for itself.
   std::vector<std::string> records;
 
   /// Position after the last record.
@@ -58,29 +64,36 @@ struct epoch_end {
   uint64_t last_position = 0;
 };
 
-/// A journal seen as one replica of a shard's log. Cheap to construct; the
-/// journal must outlive it. Thread safety: as the journal's.
+/// One shard's log in a journal opened with `journal_config::shard_of`.
+/// Cheap to construct; the journal must outlive it. Thread safety: as the
+/// journal's.
 ///
-/// A journal used as a replica takes no `delete_events_to` (positions would
-/// have holes that cannot be shipped); appends of the leader go through
-/// `journal::append` after `begin_epoch`.
+/// The events of a shard's streams take no `delete_events_to` (the log
+/// would have holes that cannot be shipped); the leader's own events join
+/// the log through `journal::append` after `begin_epoch`.
 class replica_log {
  public:
-  explicit replica_log(journal& j) noexcept : journal_(&j) {}
+  replica_log(journal& j, uint32_t shard) noexcept
+      : journal_(&j), shard_(shard) {}
 
-  /// Position of the newest record (0 for an empty log).
-  uint64_t end_position() const noexcept;
+  uint32_t shard() const noexcept { return shard_; }
 
-  /// Records from `from_position` on, at most `max_records` and about
-  /// `max_bytes` (at least one record when there is one), stopping at the
-  /// end of the epoch of the first record. Empty (epoch 0) past the end.
-  /// Errors: `not_found` when a record in range was deleted (the log has
-  /// a hole and cannot be shipped from there), `storage_error`.
+  /// Shard position of the newest record (0 for an empty log).
+  /// Errors: storage errors.
+  expected<uint64_t> end_position() const;
+
+  /// Records from shard position `from_position` on, at most `max_records`
+  /// and about `max_bytes` (at least one record when there is one),
+  /// stopping at the end of the epoch of the first record. Empty (epoch 0)
+  /// past the end. Errors: `not_found` when a record in range was deleted
+  /// (the log has a hole and cannot be shipped from there),
+  /// `corrupt_record`, `storage_error`.
   expected<log_batch> read(uint64_t from_position, size_t max_records,
                            size_t max_bytes) const;
 
-  /// Appends `batch` at its positions, in the next group commit, on behalf
-  /// of the leader of `leader_epoch`, and calls `done` once durable.
+  /// Appends `batch` at its shard positions (each record at the journal's
+  /// next global position), in the next group commit, on behalf of the
+  /// leader of `leader_epoch`, and calls `done` once durable.
   /// Refused, writing nothing: `stale_epoch` if this replica promised a
   /// greater epoch (`promised_epoch`) or the batch's epoch is greater than
   /// `leader_epoch`; `log_mismatch` if the batch does not start right
@@ -94,19 +107,20 @@ class replica_log {
   /// Blocking form of `apply`. Not from the writer thread.
   error apply(log_batch batch, uint64_t leader_epoch);
 
-  /// A new leader's first step: records that positions from
+  /// A new leader's first step: records that shard positions from
   /// `end_position() + 1` on belong to `epoch` (and promises it). Refused
   /// with `stale_epoch` unless `epoch` is greater than every epoch of the
   /// history and than the promise (an epoch names one leader's term, so a
   /// replica that followed epoch e cannot lead e itself). Blocking.
   error begin_epoch(uint64_t epoch);
 
-  /// Removes every record after `position` (nothing if the log ends there
-  /// or before), with what indexes them: stream heads go back, event ids,
-  /// tags and snapshots past the new heads go, epochs that start after
-  /// `position` leave the history. Blocking.
-  /// Errors: `invalid_argument` if events were deleted from a stream
-  /// past `position` (its head could not be restored), storage errors.
+  /// Removes every record after shard position `position` (nothing if the
+  /// log ends there or before), with what indexes them: stream heads go
+  /// back, event ids, tags and snapshots past the new heads go, epochs
+  /// that start after `position` leave the history. The journal's global
+  /// positions of the removed events stay unused. Blocking.
+  /// Errors: `invalid_argument` if events were deleted from a stream past
+  /// `position` (its head could not be restored), storage errors.
   error truncate_after(uint64_t position);
 
   /// The epoch history, oldest first.
@@ -121,6 +135,7 @@ class replica_log {
 
  private:
   journal* journal_;
+  uint32_t shard_;
 };
 
 /// The position after which a follower must truncate before it follows a
