@@ -44,6 +44,8 @@ const char* to_string(errc x) noexcept {
       return "stale_epoch";
     case errc::log_mismatch:
       return "log_mismatch";
+    case errc::not_leader:
+      return "not_leader";
   }
   return "unknown";
 }

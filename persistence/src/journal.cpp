@@ -21,6 +21,7 @@
 
 #include "head_log.hpp"
 #include "journal_impl.hpp"
+#include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/persistence/stream_export.hpp"
 #include "mnemo/persistence/table_store.hpp"
 #include "record_codec.hpp"
@@ -434,6 +435,23 @@ void journal::append(std::string stream, std::vector<new_event> events,
   if (auto err = prepare(req, events)) return done(std::move(err));
   if (impl_->cfg.shard_of)
     if (auto shard = impl_->cfg.shard_of(req.stream)) req.shard = *shard;
+  if (auto& gate = impl_->cfg.gate; gate && req.shard != no_shard) {
+    if (auto err = gate->admit(req.shard)) return done(std::move(err));
+    // Acknowledged once the gate says the shard's majority has it.
+    done = [gate, shard = req.shard,
+            done = std::move(done)](persistence::expected<append_result> res) mutable {
+      if (!res) return done(std::move(res));
+      auto position = res->shard_position;
+      gate->wait_committed(
+          shard, position,
+          [res = std::move(res), done = std::move(done)](error err) mutable {
+            if (err)
+              done(std::move(err));
+            else
+              done(std::move(res));
+          });
+    };
+  }
   req.done = std::move(done);
   impl_->enqueue(std::move(req));
 }

@@ -458,6 +458,13 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
   if (req.has_supplied_ids) {
     bool duplicate = false;
     if (auto rc = check_duplicates(st, req, out, duplicate)) return rc;
+    if (duplicate && req.shard != no_shard) {
+      // The original events are in the shard's log, at or before its end;
+      // a replicated journal acknowledges them once that is committed.
+      uint64_t end = 0;
+      if (auto rc = shard_end(st, req.shard, end)) return rc;
+      std::get<append_result>(out).shard_position = end;
+    }
     if (duplicate || std::get<error>(out)) return 0;
   }
   cached_head* entry = nullptr;
@@ -544,7 +551,10 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
       if (auto rc = put_shard_entry(st, req.shard, pos)) return rc;
     res.events.push_back(event_ref{item.id, seq, pos});
   }
-  if (req.shard != no_shard) appended_shards.push_back(req.shard);
+  if (req.shard != no_shard) {
+    appended_shards.push_back(req.shard);
+    res.shard_position = pending_shard_ends[req.shard];
+  }
   res.stream_version = actual + req.events.size();
   head_rec.highest = res.stream_version;
   head_rec.last_position = previous;

@@ -8,10 +8,13 @@
 
 #include <cstring>
 #include <future>
+#include <mutex>
 
 #include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
 #include "test_support.hpp"
+
+#include <thread>
 
 using namespace mnemo::persistence;
 using mnemo::test::event_value;
@@ -23,8 +26,10 @@ namespace {
 
 // Streams "local-..." belong to no shard, "other/..." to shard 9, every
 // other stream to shard 7 (the shard under test).
-std::unique_ptr<journal> open_member(const std::string& dir) {
+std::unique_ptr<journal> open_member(
+    const std::string& dir, std::shared_ptr<replication_gate> gate = {}) {
   journal_config cfg;
+  cfg.gate = std::move(gate);
   cfg.directory = dir;
   cfg.mode = durability::nosync;
   cfg.shard_of = [](std::string_view stream) -> std::optional<uint32_t> {
@@ -36,6 +41,44 @@ std::unique_ptr<journal> open_member(const std::string& dir) {
   BOOST_REQUIRE_MESSAGE(j, mnemo::test::why(j));
   return std::move(j).value();
 }
+
+// A gate that leads shard 7 only and releases appends when told to.
+struct test_gate : replication_gate {
+  std::mutex mtx;
+  std::vector<std::pair<uint64_t, std::function<void(error)>>> waiting;
+  error admit(uint32_t shard) override {
+    if (shard == 7) return {};
+    return error{errc::not_leader, "not the leader of shard " +
+                                       std::to_string(shard)};
+  }
+  void wait_committed(uint32_t, uint64_t position,
+                      std::function<void(error)> release) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    waiting.emplace_back(position, std::move(release));
+  }
+  // Releases every waiting append up to `position` with `err`; returns how
+  // many.
+  size_t release(uint64_t position, error err = {}) {
+    std::vector<std::function<void(error)>> ready;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      for (auto i = waiting.begin(); i != waiting.end();) {
+        if (i->first <= position) {
+          ready.push_back(std::move(i->second));
+          i = waiting.erase(i);
+        } else {
+          ++i;
+        }
+      }
+    }
+    for (auto& f : ready) f(err);
+    return ready.size();
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return waiting.size();
+  }
+};
 
 // A replica: a member's journal in its own directory, seen as shard 7.
 struct replica {
@@ -399,6 +442,67 @@ BOOST_AUTO_TEST_CASE(leader_epoch_truncation_loses_no_acknowledged_record) {
     BOOST_CHECK((r->values("x") == std::vector<std::string>{"m1", "m4"}));
     BOOST_CHECK((r->values("y") == std::vector<std::string>{"m2", "m6"}));
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {
+  temp_dir dir;
+  auto gate = std::make_shared<test_gate>();
+  auto j = open_member(dir.sub("data"), gate);
+  replica_log log{*j, 7};
+  // Appends to a shard this member does not lead fail at once, writing
+  // nothing; streams of no shard never ask the gate.
+  auto refused = j->append("other/1", {make_event("t", "x")},
+                           expected_version::any());
+  BOOST_REQUIRE(!refused);
+  BOOST_CHECK_EQUAL(refused.error().code(), errc::not_leader);
+  BOOST_CHECK_EQUAL(j->highest_sequence("other/1").value(), 0u);
+  BOOST_CHECK(j->append("local-1", {make_event("t", "x")},
+                        expected_version::any()));
+  // An append to shard 7 is durable here but waits for the gate.
+  auto first_id = event_id::make_v7();
+  std::vector<new_event> first{make_event("t", "a1")};
+  first[0].id = first_id;
+  std::promise<expected<append_result>> p1, p2, p3;
+  j->append("a", std::move(first), expected_version::any(),
+            [&](expected<append_result> r) { p1.set_value(std::move(r)); });
+  j->append("a", {make_event("t", "a2")}, expected_version::any(),
+            [&](expected<append_result> r) { p2.set_value(std::move(r)); });
+  auto f1 = p1.get_future();
+  auto f2 = p2.get_future();
+  for (int i = 0; i < 500 && gate->count() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  BOOST_REQUIRE_EQUAL(gate->count(), 2u);
+  BOOST_CHECK(f1.wait_for(std::chrono::milliseconds(50)) ==
+              std::future_status::timeout);
+  BOOST_CHECK_EQUAL(log.end_position().value(), 2u);
+  // Committed up to 1: the first is acknowledged, the second still waits.
+  BOOST_CHECK_EQUAL(gate->release(1), 1u);
+  auto r1 = f1.get();
+  BOOST_REQUIRE_MESSAGE(r1, mnemo::test::why(r1));
+  BOOST_CHECK_EQUAL(r1->shard_position, 1u);
+  BOOST_CHECK(f2.wait_for(std::chrono::milliseconds(20)) ==
+              std::future_status::timeout);
+  // Leadership lost before a majority had the second: it fails.
+  BOOST_CHECK_EQUAL(gate->release(2, error{errc::not_leader, "lost"}), 1u);
+  auto r2 = f2.get();
+  BOOST_REQUIRE(!r2);
+  BOOST_CHECK_EQUAL(r2.error().code(), errc::not_leader);
+  // A retry of the first (same id) is a duplicate, acknowledged once the
+  // shard's log is committed up to its end when it was found.
+  std::vector<new_event> retry{make_event("t", "a1")};
+  retry[0].id = first_id;
+  j->append("a", std::move(retry), expected_version::any(),
+            [&](expected<append_result> r) { p3.set_value(std::move(r)); });
+  auto f3 = p3.get_future();
+  for (int i = 0; i < 500 && gate->count() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  BOOST_REQUIRE_EQUAL(gate->count(), 1u);
+  BOOST_CHECK_EQUAL(gate->release(2), 1u);
+  auto r3 = f3.get();
+  BOOST_REQUIRE_MESSAGE(r3, mnemo::test::why(r3));
+  BOOST_CHECK(r3->duplicate);
+  BOOST_CHECK_EQUAL(r3->shard_position, 2u);
+  BOOST_CHECK_EQUAL(r3->events[0].sequence, 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -65,6 +65,11 @@ enum class errc : uint8_t {
   /// older epoch, or a record that does not follow its stream): the replica
   /// must truncate or catch up first (`replica_log`).
   log_mismatch = 18,
+  /// In a replicated journal: this member does not lead the stream's shard,
+  /// or lost its leadership before a majority acknowledged the append. For
+  /// an append the outcome is then unknown: ask the shard's new leader,
+  /// retrying with the same event ids (`replication_gate`).
+  not_leader = 19,
 };
 
 /// Returns the name of `x`, e.g. "version_conflict".

@@ -67,6 +67,11 @@ struct append_result {
   bool duplicate = false;
   /// Highest sequence of the stream after the append.
   uint64_t stream_version = 0;
+  /// In a journal with shard logs (journal_config::shard_of), the shard
+  /// log position of the batch's last event; for a duplicate, the shard
+  /// log's end when it was found (its events are at or before it). 0 for a
+  /// stream of no shard.
+  uint64_t shard_position = 0;
 };
 
 /// A stream and its head.

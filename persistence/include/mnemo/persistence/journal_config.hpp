@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <string>
@@ -25,6 +26,8 @@ enum class durability {
 const char* to_string(durability x) noexcept;
 
 /// Settings of one journal (one data directory).
+class replication_gate;
+
 struct journal_config {
   /// Data directory; created (one level) if missing, unless `read_only`.
   std::string directory;
@@ -49,6 +52,10 @@ struct journal_config {
   /// same answer for the journal's whole life. Default: none (no shard
   /// logs; a journal of the embedded node or of the static cluster).
   std::function<std::optional<uint32_t>(std::string_view stream)> shard_of;
+  /// Replicated cluster: decides when an append to a shard's stream is
+  /// acknowledged (replica_log.hpp). Without one, an append is
+  /// acknowledged once it is durable here, as in every other journal.
+  std::shared_ptr<replication_gate> gate;
 };
 
 }  // namespace mnemo::persistence

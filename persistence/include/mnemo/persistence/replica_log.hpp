@@ -43,6 +43,30 @@ struct log_batch {
   size_t bytes() const noexcept;
 };
 
+/// What a replicated journal asks before it acknowledges an append to a
+/// shard's stream (journal_config::gate): the replication layer answers
+/// once the shard's leader has the append on a majority of the shard's
+/// replicas, or refuses it. Thread safety: called from any thread.
+class replication_gate {
+ public:
+  virtual ~replication_gate() = default;
+
+  /// Called on the appending thread before an append to a stream of
+  /// `shard` is queued: an error (this member does not lead the shard)
+  /// fails the append at once, writing nothing.
+  virtual error admit(uint32_t shard) = 0;
+
+  /// Called on the journal's completer thread once an append is durable
+  /// here and ends at `position` of the shard's log. Must call `release`
+  /// exactly once: without an error once a majority of the shard's
+  /// replicas hold the log up to `position` durably (the append is then
+  /// acknowledged), or with the error the append then fails with (e.g.
+  /// leadership lost: the outcome is unknown to the caller until it asks
+  /// the new leader, with the same event ids). Short; must not block.
+  virtual void wait_committed(uint32_t shard, uint64_t position,
+                              std::function<void(error)> release) = 0;
+};
+
 /// Where an epoch begins in a log: records from `start_position` on (up to
 /// the next entry's start) were written by the leader of `epoch`.
 struct epoch_start {
