@@ -1,0 +1,130 @@
+#pragma once
+
+// Quorum replication of shard logs between members (docs/replication.md).
+// Each member runs one replicator actor over its journal. For a shard it
+// leads, the replicator pushes the shard's new records to the shard's
+// other replicas in pipelined batches and acknowledges an append (through
+// its `shard_gate`, the journal's replication gate) once a majority of the
+// replicas, itself included, hold it durably. For a shard it follows, it
+// applies the leader's batches through the group commit and answers with
+// its durable end. Before a leader sends records to a follower it syncs
+// it: the follower promises the leader's epoch (refusing older leaders
+// from then on, also after a restart), and truncates what it holds past
+// the point where its epoch history and the leader's part (KIP-101).
+//
+// Who leads which shard in which epoch is not decided here: the
+// coordination layer (etcd, docs/coordination.md) tells the replicator
+// with `repl_lead_atom` / `repl_follow_atom` / `repl_resign_atom`.
+//
+// Messages between replicators carry only integers, strings and bytes:
+// - `(repl_sync_atom, shard, epoch)` -> `(newest_epoch, end)`
+// - `(repl_truncate_atom, shard, epoch, keep)` -> `(end)`
+// - `(repl_append_atom, shard, epoch, commit, bytes batch)` ->
+//   `(durable_end, accepted)`; `accepted` false: the batch did not continue
+//   the follower's log (it answers its end; the leader resyncs it).
+// Errors: `stale_epoch` (persistence) when the sender's epoch is older
+// than the follower's promise: the sender steps down.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+
+#include "mnemo/persistence/replica_log.hpp"
+
+namespace mnemo::runtime::replication {
+
+using repl_sync_atom = caf::atom_constant<caf::atom("mn_rsync")>;
+using repl_truncate_atom = caf::atom_constant<caf::atom("mn_rtrunc")>;
+using repl_append_atom = caf::atom_constant<caf::atom("mn_rappend")>;
+/// Local: `(repl_peer_atom, member, actor)` tells where a member's
+/// replicator is (an invalid actor: unreachable).
+using repl_peer_atom = caf::atom_constant<caf::atom("mn_rpeer")>;
+/// Local: `(repl_lead_atom, shard, epoch, std::vector<std::string>
+/// followers)` -> `()` once the epoch began in the journal; errors:
+/// `stale_epoch` if the journal promised a newer one.
+using repl_lead_atom = caf::atom_constant<caf::atom("mn_rlead")>;
+/// Local: `(repl_follow_atom, shard, leader member)`.
+using repl_follow_atom = caf::atom_constant<caf::atom("mn_rfollow")>;
+/// Local: `(repl_resign_atom, shard)`: stops leading or following; appends
+/// waiting for a majority fail with `not_leader`.
+using repl_resign_atom = caf::atom_constant<caf::atom("mn_rresign")>;
+/// Local: `(repl_status_atom, shard)` -> `(bool leading, epoch, end,
+/// commit)`.
+using repl_status_atom = caf::atom_constant<caf::atom("mn_rstatus")>;
+
+/// The journal's replication gate (persistence::replication_gate) of one
+/// member: admits appends only to the shards this member leads, and holds
+/// each acknowledgement until the shard's commit point passes it. Shared
+/// by the journal and the replicator; thread-safe.
+class shard_gate : public persistence::replication_gate {
+ public:
+  persistence::error admit(uint32_t shard) override;
+  void wait_committed(uint32_t shard, uint64_t position,
+                      std::function<void(persistence::error)> release) override;
+
+  /// Replicator side: the shard is led here from now on, with nothing
+  /// committed past `committed` yet.
+  void lead(uint32_t shard, uint64_t committed);
+  /// Replicator side: the shard's commit point; releases the appends up to
+  /// it.
+  void commit(uint32_t shard, uint64_t position);
+  /// Replicator side: the shard is no longer led here; the waiting appends
+  /// fail with `not_leader` (`why` says why).
+  void step_down(uint32_t shard, const std::string& why);
+  /// Called with (shard, position) whenever a local append of a led shard
+  /// is durable here (the replicator ships it). Set before use.
+  void on_local_append(std::function<void(uint32_t, uint64_t)> f);
+
+ private:
+  struct waiter {
+    uint64_t position;
+    std::function<void(persistence::error)> release;
+  };
+  struct shard_state {
+    uint64_t committed = 0;
+    std::vector<waiter> waiting;
+  };
+  std::mutex mtx_;
+  std::map<uint32_t, shard_state> led_;
+  std::function<void(uint32_t, uint64_t)> on_append_;
+};
+
+/// Options of a replicator.
+struct replicator_settings {
+  /// This member's id (for messages and logs).
+  std::string member;
+  /// Batches in flight per follower and shard. Default 8.
+  size_t max_inflight = 8;
+  /// Most records and bytes per batch. Defaults: 512 and 1 MiB.
+  size_t max_batch_records = 512;
+  size_t max_batch_bytes = size_t{1} << 20;
+  /// Time for one request to a follower, ms; a follower that does not
+  /// answer in time is synced again. Default 2000.
+  size_t request_timeout_ms = 2000;
+  /// Interval of the leader's ticks (retries, commit point to followers),
+  /// ms. Default 50.
+  size_t tick_ms = 50;
+};
+
+/// Spawns the replicator of `journal` (opened with `gate` as its
+/// journal_config::gate and with `shard_of`). The journal and the gate
+/// must outlive the actor.
+caf::actor spawn_replicator(caf::actor_system& sys,
+                            persistence::journal& journal,
+                            std::shared_ptr<shard_gate> gate,
+                            replicator_settings settings);
+
+/// The bytes of a batch between replicators, and back. Decoding checks
+/// the format (truncated, padded) and refuses with `invalid_argument`.
+std::vector<char> encode_batch(const persistence::log_batch& batch);
+caf::expected<persistence::log_batch> decode_batch(const std::vector<char>& buf);
+
+}  // namespace mnemo::runtime::replication

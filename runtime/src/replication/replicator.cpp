@@ -1,0 +1,563 @@
+// The replicator actor and its gate (replicator.hpp): leaders push shard
+// records to followers in pipelined batches and commit at the majority's
+// durable end; followers apply them and answer with theirs.
+
+#include "mnemo/runtime/replication/replicator.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "mnemo/runtime/error.hpp"
+
+namespace mnemo::runtime::replication {
+
+namespace pe = persistence;
+using bytes = std::vector<char>;
+
+// -- bytes ---------------------------------------------------------------------
+
+namespace {
+
+constexpr uint8_t batch_format = 1;
+
+void put_u64(bytes& out, uint64_t x) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(x >> (8 * i)));
+}
+
+void put_u32(bytes& out, uint32_t x) {
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>(x >> (8 * i)));
+}
+
+struct reader {
+  const bytes& buf;
+  size_t at = 0;
+  bool ok = true;
+  uint64_t u(size_t n) {
+    if (buf.size() - at < n) {
+      ok = false;
+      return 0;
+    }
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; ++i)
+      x = (x << 8) | static_cast<uint8_t>(buf[at + i]);
+    at += n;
+    return x;
+  }
+};
+
+caf::error malformed(const std::string& what) {
+  return make_error(errc::invalid_argument,
+                    "malformed replication message: " + what);
+}
+
+bytes encode_epochs(const std::vector<pe::epoch_start>& epochs) {
+  bytes out;
+  put_u32(out, static_cast<uint32_t>(epochs.size()));
+  for (auto& e : epochs) {
+    put_u64(out, e.epoch);
+    put_u64(out, e.start_position);
+  }
+  return out;
+}
+
+caf::expected<std::vector<pe::epoch_start>> decode_epochs(const bytes& buf) {
+  reader r{buf};
+  auto n = r.u(4);
+  if (!r.ok || n > (buf.size() - 4) / 16) return malformed("epoch count");
+  std::vector<pe::epoch_start> out;
+  for (uint64_t i = 0; i < n; ++i) {
+    auto e = r.u(8);
+    auto s = r.u(8);
+    out.push_back(pe::epoch_start{e, s});
+  }
+  if (!r.ok || r.at != buf.size()) return malformed("epoch history size");
+  return out;
+}
+
+}  // namespace
+
+bytes encode_batch(const pe::log_batch& batch) {
+  bytes out;
+  out.reserve(21 + batch.bytes() + 4 * batch.records.size());
+  out.push_back(static_cast<char>(batch_format));
+  put_u64(out, batch.epoch);
+  put_u64(out, batch.first_position);
+  put_u32(out, static_cast<uint32_t>(batch.records.size()));
+  for (auto& rec : batch.records) {
+    put_u32(out, static_cast<uint32_t>(rec.size()));
+    out.insert(out.end(), rec.begin(), rec.end());
+  }
+  return out;
+}
+
+caf::expected<pe::log_batch> decode_batch(const bytes& buf) {
+  reader r{buf};
+  if (r.u(1) != batch_format || !r.ok) return malformed("batch format");
+  pe::log_batch out;
+  out.epoch = r.u(8);
+  out.first_position = r.u(8);
+  auto n = r.u(4);
+  if (!r.ok || n > buf.size()) return malformed("batch header");
+  out.records.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    auto len = r.u(4);
+    if (!r.ok || len > buf.size() - r.at) return malformed("record size");
+    out.records.emplace_back(buf.data() + r.at, len);
+    r.at += len;
+  }
+  if (r.at != buf.size()) return malformed("trailing bytes");
+  if (out.first_position == 0 && !out.records.empty())
+    return malformed("records at position 0");
+  return out;
+}
+
+// -- gate ----------------------------------------------------------------------
+
+pe::error shard_gate::admit(uint32_t shard) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (led_.count(shard) > 0) return {};
+  return pe::error{pe::errc::not_leader,
+                   "this member does not lead shard " + std::to_string(shard)};
+}
+
+void shard_gate::wait_committed(uint32_t shard, uint64_t position,
+                                std::function<void(pe::error)> release) {
+  std::function<void(uint32_t, uint64_t)> notify;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    auto i = led_.find(shard);
+    if (i == led_.end()) {
+      guard.unlock();
+      return release(pe::error{
+          pe::errc::not_leader,
+          "this member stopped leading shard " + std::to_string(shard) +
+              " before a majority held the append; its outcome is unknown "
+              "until the new leader answers a retry with the same ids"});
+    }
+    if (position <= i->second.committed) {
+      guard.unlock();
+      return release({});
+    }
+    i->second.waiting.push_back(waiter{position, std::move(release)});
+    notify = on_append_;
+  }
+  if (notify) notify(shard, position);
+}
+
+void shard_gate::lead(uint32_t shard, uint64_t committed) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto& s = led_[shard];
+  s.committed = std::max(s.committed, committed);
+}
+
+void shard_gate::commit(uint32_t shard, uint64_t position) {
+  std::vector<waiter> ready;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = led_.find(shard);
+    if (i == led_.end() || position <= i->second.committed) return;
+    i->second.committed = position;
+    auto& w = i->second.waiting;
+    auto mid = std::stable_partition(w.begin(), w.end(), [&](const waiter& x) {
+      return x.position > position;
+    });
+    std::move(mid, w.end(), std::back_inserter(ready));
+    w.erase(mid, w.end());
+  }
+  for (auto& x : ready) x.release({});
+}
+
+void shard_gate::step_down(uint32_t shard, const std::string& why) {
+  std::vector<waiter> failed;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = led_.find(shard);
+    if (i == led_.end()) return;
+    failed = std::move(i->second.waiting);
+    led_.erase(i);
+  }
+  for (auto& x : failed)
+    x.release(pe::error{pe::errc::not_leader,
+                        "shard " + std::to_string(shard) +
+                            " lost its leader here (" + why +
+                            ") before a majority held the append; its "
+                            "outcome is unknown until the new leader "
+                            "answers a retry with the same ids"});
+}
+
+void shard_gate::on_local_append(std::function<void(uint32_t, uint64_t)> f) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  on_append_ = std::move(f);
+}
+
+// -- actor ---------------------------------------------------------------------
+
+namespace {
+
+using local_append_atom = caf::atom_constant<caf::atom("mn_rlocal")>;
+using applied_atom = caf::atom_constant<caf::atom("mn_rapply")>;
+using tick_atom = caf::atom_constant<caf::atom("mn_rtick")>;
+
+struct follower_state {
+  std::string member;
+  bool synced = false;
+  bool syncing = false;
+  uint64_t next = 1;
+  uint64_t durable = 0;
+  size_t inflight = 0;
+  uint64_t generation = 0;
+  uint64_t commit_sent = 0;
+};
+
+struct led_shard {
+  uint64_t epoch = 0;
+  uint64_t local_end = 0;
+  uint64_t commit = 0;
+  std::vector<follower_state> followers;
+};
+
+struct pending_apply {
+  uint32_t shard;
+  caf::response_promise promise;
+};
+
+struct replicator_state {
+  pe::journal* journal = nullptr;
+  std::shared_ptr<shard_gate> gate;
+  replicator_settings cfg;
+  std::map<std::string, caf::actor> peers;
+  std::map<uint32_t, led_shard> led;
+  std::map<uint32_t, std::string> followed;
+  std::map<uint32_t, uint64_t> follower_commit;
+  uint64_t next_apply = 1;
+  std::map<uint64_t, pending_apply> applies;
+  static inline const char* name = "mnemo.replicator";
+};
+
+using self_ptr = caf::stateful_actor<replicator_state>*;
+
+pe::replica_log log_of(self_ptr self, uint32_t shard) {
+  return pe::replica_log{*self->state.journal, shard};
+}
+
+void step_down(self_ptr self, uint32_t shard, const std::string& why) {
+  self->state.led.erase(shard);
+  self->state.gate->step_down(shard, why);
+}
+
+// The commit point: the greatest position a majority of the replicas (this
+// one included) hold durably.
+void recompute_commit(self_ptr self, uint32_t shard, led_shard& s) {
+  std::vector<uint64_t> ends{s.local_end};
+  for (auto& f : s.followers) ends.push_back(f.durable);
+  std::sort(ends.begin(), ends.end(), std::greater<>{});
+  auto majority = ends.size() / 2 + 1;
+  auto candidate = std::min(ends[majority - 1], s.local_end);
+  if (candidate > s.commit) {
+    s.commit = candidate;
+    self->state.gate->commit(shard, candidate);
+  }
+}
+
+void pump(self_ptr self, uint32_t shard);
+
+void unsync(follower_state& f) {
+  f.synced = false;
+  f.syncing = false;
+  f.inflight = 0;
+  ++f.generation;
+}
+
+follower_state* find_follower(self_ptr self, uint32_t shard, uint64_t epoch,
+                              const std::string& member, uint64_t generation) {
+  auto i = self->state.led.find(shard);
+  if (i == self->state.led.end() || i->second.epoch != epoch) return nullptr;
+  for (auto& f : i->second.followers)
+    if (f.member == member)
+      return f.generation == generation ? &f : nullptr;
+  return nullptr;
+}
+
+// Handles a follower's error: a newer epoch there ends this leadership;
+// anything else (unreachable, timeout, a refused batch) resyncs it.
+void on_follower_error(self_ptr self, uint32_t shard, follower_state& f,
+                       const caf::error& err) {
+  if (is(err, pe::errc::stale_epoch)) {
+    step_down(self, shard,
+              "replica " + f.member + " follows a newer epoch: " +
+                  describe(err));
+    return;
+  }
+  unsync(f);
+}
+
+void start_sync(self_ptr self, uint32_t shard, led_shard& s,
+                follower_state& f) {
+  auto peer = self->state.peers[f.member];
+  if (!peer) return;  // unreachable: the next tick tries again
+  f.syncing = true;
+  auto epoch = s.epoch;
+  auto gen = f.generation;
+  auto member = f.member;
+  auto timeout = std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
+  self->request(peer, timeout, repl_sync_atom::value, shard, epoch)
+      .then(
+          [=](const bytes& epochs_bytes, uint64_t end) {
+            auto* fs = find_follower(self, shard, epoch, member, gen);
+            if (fs == nullptr) return;
+            auto epochs = decode_epochs(epochs_bytes);
+            auto log = log_of(self, shard);
+            if (!epochs) return unsync(*fs);
+            uint64_t keep = 0;
+            if (!epochs->empty()) {
+              auto answer = log.end_of(epochs->back().epoch);
+              if (!answer) return unsync(*fs);
+              keep = pe::truncation_point(*epochs, end, *answer);
+            }
+            auto synced = [=](uint64_t at) {
+              auto* fs2 = find_follower(self, shard, epoch, member, gen);
+              if (fs2 == nullptr) return;
+              fs2->syncing = false;
+              fs2->synced = true;
+              fs2->next = at + 1;
+              fs2->durable = at;
+              auto& s2 = self->state.led[shard];
+              recompute_commit(self, shard, s2);
+              pump(self, shard);
+            };
+            if (keep >= end) return synced(end);
+            self->request(peer, timeout, repl_truncate_atom::value, shard,
+                          epoch, keep)
+                .then([=](uint64_t after) { synced(after); },
+                      [=](caf::error& err) {
+                        if (auto* fs2 =
+                                find_follower(self, shard, epoch, member, gen))
+                          on_follower_error(self, shard, *fs2, err);
+                      });
+          },
+          [=](caf::error& err) {
+            if (auto* fs = find_follower(self, shard, epoch, member, gen))
+              on_follower_error(self, shard, *fs, err);
+          });
+}
+
+void send_batch(self_ptr self, uint32_t shard, led_shard& s, follower_state& f,
+                pe::log_batch batch) {
+  auto peer = self->state.peers[f.member];
+  if (!peer) return unsync(f);
+  ++f.inflight;
+  f.next = batch.end_position();
+  f.commit_sent = s.commit;
+  auto epoch = s.epoch;
+  auto gen = f.generation;
+  auto member = f.member;
+  auto timeout = std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
+  self->request(peer, timeout, repl_append_atom::value, shard, epoch, s.commit,
+                encode_batch(batch))
+      .then(
+          [=](uint64_t durable, bool accepted) {
+            auto* fs = find_follower(self, shard, epoch, member, gen);
+            if (fs == nullptr) return;
+            if (!accepted) return unsync(*fs);
+            --fs->inflight;
+            fs->durable = std::max(fs->durable, durable);
+            recompute_commit(self, shard, self->state.led[shard]);
+            pump(self, shard);
+          },
+          [=](caf::error& err) {
+            if (auto* fs = find_follower(self, shard, epoch, member, gen))
+              on_follower_error(self, shard, *fs, err);
+          });
+}
+
+void pump(self_ptr self, uint32_t shard) {
+  auto i = self->state.led.find(shard);
+  if (i == self->state.led.end()) return;
+  auto& s = i->second;
+  auto& cfg = self->state.cfg;
+  auto log = log_of(self, shard);
+  for (auto& f : s.followers) {
+    if (!f.synced) {
+      if (!f.syncing) start_sync(self, shard, s, f);
+      continue;
+    }
+    while (f.synced && f.inflight < cfg.max_inflight && f.next <= s.local_end) {
+      auto batch = log.read(f.next, cfg.max_batch_records, cfg.max_batch_bytes);
+      if (!batch || batch->records.empty()) {
+        // A hole or a read error: nothing to ship from here.
+        unsync(f);
+        break;
+      }
+      send_batch(self, shard, s, f, std::move(*batch));
+      if (self->state.led.count(shard) == 0) return;
+    }
+  }
+}
+
+void tick(self_ptr self) {
+  for (auto& [shard, s] : self->state.led) {
+    for (auto& f : s.followers) {
+      // A follower that is idle and behind on the commit point hears of
+      // it through an empty batch.
+      if (f.synced && f.inflight == 0 && f.next > s.local_end &&
+          f.commit_sent < s.commit)
+        send_batch(self, shard, s, f, pe::log_batch{0, f.next, {}});
+    }
+  }
+  std::vector<uint32_t> shards;
+  for (auto& entry : self->state.led) shards.push_back(entry.first);
+  for (auto shard : shards) pump(self, shard);
+  self->delayed_send(self, std::chrono::milliseconds{self->state.cfg.tick_ms},
+                     tick_atom::value);
+}
+
+caf::behavior replicator(self_ptr self, pe::journal* journal,
+                         std::shared_ptr<shard_gate> gate,
+                         replicator_settings cfg) {
+  self->state.journal = journal;
+  self->state.gate = gate;
+  self->state.cfg = std::move(cfg);
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
+  gate->on_local_append([weak](uint32_t shard, uint64_t position) {
+    if (auto strong = weak.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(strong),
+                     local_append_atom::value, shard, position);
+  });
+  self->send(self, tick_atom::value);
+  return {
+      // -- local control ------------------------------------------------------
+      [=](repl_peer_atom, const std::string& member, const caf::actor& peer) {
+        self->state.peers[member] = peer;
+        if (!peer)
+          for (auto& [shard, s] : self->state.led)
+            for (auto& f : s.followers)
+              if (f.member == member) unsync(f);
+      },
+      [=](repl_lead_atom, uint32_t shard, uint64_t epoch,
+          const std::vector<std::string>& followers) -> caf::result<void> {
+        auto log = log_of(self, shard);
+        if (auto err = log.begin_epoch(epoch)) return to_caf_error(err);
+        auto end = log.end_position();
+        if (!end) return to_caf_error(end.error());
+        self->state.followed.erase(shard);
+        led_shard s;
+        s.epoch = epoch;
+        s.local_end = *end;
+        for (auto& m : followers) s.followers.push_back(follower_state{m});
+        self->state.led[shard] = std::move(s);
+        self->state.gate->lead(shard, 0);
+        recompute_commit(self, shard, self->state.led[shard]);
+        pump(self, shard);
+        return caf::unit;
+      },
+      [=](repl_follow_atom, uint32_t shard, const std::string& leader) {
+        if (self->state.led.count(shard) > 0)
+          step_down(self, shard, "now following " + leader);
+        self->state.followed[shard] = leader;
+      },
+      [=](repl_resign_atom, uint32_t shard) {
+        step_down(self, shard, "resigned");
+        self->state.followed.erase(shard);
+      },
+      [=](repl_status_atom, uint32_t shard) {
+        auto end = log_of(self, shard).end_position();
+        auto i = self->state.led.find(shard);
+        if (i != self->state.led.end())
+          return caf::make_message(true, i->second.epoch, end ? *end : 0,
+                                   i->second.commit);
+        auto promised = log_of(self, shard).promised_epoch();
+        auto c = self->state.follower_commit[shard];
+        return caf::make_message(false, promised ? *promised : 0,
+                                 end ? *end : 0, c);
+      },
+      [=](local_append_atom, uint32_t shard, uint64_t position) {
+        auto i = self->state.led.find(shard);
+        if (i == self->state.led.end()) return;
+        i->second.local_end = std::max(i->second.local_end, position);
+        recompute_commit(self, shard, i->second);
+        pump(self, shard);
+      },
+      [=](tick_atom) { tick(self); },
+      // -- follower side -------------------------------------------------------
+      [=](repl_sync_atom, uint32_t shard,
+          uint64_t epoch) -> caf::result<bytes, uint64_t> {
+        auto log = log_of(self, shard);
+        // Promise the epoch first: from now on older leaders are refused.
+        if (auto err = log.apply(pe::log_batch{0, 1, {}}, epoch))
+          return to_caf_error(err);
+        if (self->state.led.count(shard) > 0)
+          step_down(self, shard, "a leader of epoch " + std::to_string(epoch) +
+                                     " synced this replica");
+        auto epochs = log.epochs();
+        if (!epochs) return to_caf_error(epochs.error());
+        auto end = log.end_position();
+        if (!end) return to_caf_error(end.error());
+        return caf::result<bytes, uint64_t>{encode_epochs(*epochs), *end};
+      },
+      [=](repl_truncate_atom, uint32_t shard, uint64_t epoch,
+          uint64_t keep) -> caf::result<uint64_t> {
+        auto log = log_of(self, shard);
+        auto promised = log.promised_epoch();
+        if (!promised) return to_caf_error(promised.error());
+        if (epoch != *promised)
+          return to_caf_error(pe::error{
+              pe::errc::stale_epoch,
+              "truncation by the leader of epoch " + std::to_string(epoch) +
+                  " refused: shard " + std::to_string(shard) +
+                  " follows epoch " + std::to_string(*promised)});
+        if (auto err = log.truncate_after(keep)) return to_caf_error(err);
+        auto end = log.end_position();
+        if (!end) return to_caf_error(end.error());
+        return *end;
+      },
+      [=](repl_append_atom, uint32_t shard, uint64_t epoch, uint64_t commit,
+          const bytes& buf) -> caf::result<uint64_t, bool> {
+        auto batch = decode_batch(buf);
+        if (!batch) return std::move(batch.error());
+        auto id = self->state.next_apply++;
+        auto promise = self->make_response_promise();
+        self->state.applies.emplace(id, pending_apply{shard, promise});
+        auto& c = self->state.follower_commit[shard];
+        c = std::max(c, std::min(commit, batch->end_position() - 1));
+        auto weak_self = caf::actor_cast<caf::weak_actor_ptr>(self);
+        log_of(self, shard).apply(
+            std::move(*batch), epoch, [weak_self, id](pe::error err) {
+              if (auto strong = weak_self.lock())
+                caf::anon_send(caf::actor_cast<caf::actor>(strong),
+                               applied_atom::value, id,
+                               static_cast<uint8_t>(err.code()),
+                               err.message());
+            });
+        return promise;
+      },
+      [=](applied_atom, uint64_t id, uint8_t code, const std::string& what) {
+        auto i = self->state.applies.find(id);
+        if (i == self->state.applies.end()) return;
+        auto pending = std::move(i->second);
+        self->state.applies.erase(i);
+        auto errc = static_cast<pe::errc>(code);
+        auto end = log_of(self, pending.shard).end_position();
+        if (errc == pe::errc::none || errc == pe::errc::log_mismatch) {
+          pending.promise.deliver(end ? *end : uint64_t{0},
+                                  errc == pe::errc::none);
+          return;
+        }
+        pending.promise.deliver(to_caf_error(pe::error{errc, what}));
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_replicator(caf::actor_system& sys, pe::journal& journal,
+                            std::shared_ptr<shard_gate> gate,
+                            replicator_settings settings) {
+  return sys.spawn(replicator, &journal, std::move(gate), std::move(settings));
+}
+
+}  // namespace mnemo::runtime::replication
