@@ -456,6 +456,17 @@ void journal::append(std::string stream, std::vector<new_event> events,
   impl_->enqueue(std::move(req));
 }
 
+void journal::append_in_shard(std::string stream,
+                              std::vector<new_event> events, uint32_t shard,
+                              append_handler done) {
+  append_request req;
+  req.stream = std::move(stream);
+  if (auto err = prepare(req, events)) return done(std::move(err));
+  req.shard = shard;
+  req.done = std::move(done);
+  impl_->enqueue(std::move(req));
+}
+
 expected<append_result> journal::append(std::string stream,
                                         std::vector<new_event> events,
                                         expected_version expect) {

@@ -224,7 +224,7 @@ int journal::impl::apply(detail::txn_state& st, replica_request& req,
   }
   auto newest = history.empty() ? 0 : history.back().epoch;
   if (req.what == kind::begin_epoch) {
-    if (req.leader_epoch <= newest || req.leader_epoch <= promised) {
+    if (req.leader_epoch <= newest || req.leader_epoch < promised) {
       out = error{errc::stale_epoch,
                   "cannot begin epoch " + std::to_string(req.leader_epoch) +
                       " of shard " + shard + ": its log already has epoch " +
@@ -629,6 +629,25 @@ error replica_log::begin_epoch(uint64_t epoch) {
   });
 }
 
+expected<uint64_t> replica_log::append_marker(uint64_t epoch) {
+  new_event marker;
+  marker.type = "mnemo.epoch_started";
+  // msgpack {"epoch": uint64}
+  marker.payload = {0x81, 0xa5, 'e', 'p', 'o', 'c', 'h', 0xcf};
+  for (int i = 7; i >= 0; --i)
+    marker.payload.push_back(static_cast<uint8_t>(epoch >> (8 * i)));
+  std::vector<new_event> events;
+  events.push_back(std::move(marker));
+  std::promise<expected<append_result>> promise;
+  auto future = promise.get_future();
+  journal_->append_in_shard(
+      "mnemo.shard/" + std::to_string(shard_), std::move(events), shard_,
+      [&promise](expected<append_result> r) { promise.set_value(std::move(r)); });
+  auto res = future.get();
+  if (!res) return std::move(res).error();
+  return res->shard_position;
+}
+
 error replica_log::truncate_after(uint64_t position) {
   return blocking([&](write_handler done) {
     replica_request req;
@@ -683,6 +702,11 @@ expected<epoch_end> replica_log::end_of(uint64_t epoch) const {
   auto end = end_position();
   if (!end) return std::move(end).error();
   return end_in(*history, *end, epoch);
+}
+
+epoch_end end_of_epoch(const std::vector<epoch_start>& history,
+                       uint64_t log_end, uint64_t epoch) {
+  return end_in(history, log_end, epoch);
 }
 
 uint64_t truncation_point(const std::vector<epoch_start>& follower_epochs,

@@ -1,9 +1,13 @@
 // Quorum replication of shard logs between three members' replicators in
 // one actor system, each over its own journal: an append is acknowledged
-// once a majority holds it and never before; a new leader truncates what
-// no majority held; an old leader is fenced by the followers' promises; a
-// restarted follower catches up; malformed batches from a peer are
-// refused. Leadership is given by hand here (etcd decides it in a cluster).
+// once a majority holds it and never before; a new leader takes over the
+// most up-to-date log of a majority, so an acknowledged record survives
+// the loss of its leader even when the new leader lacked it; what no
+// majority held is truncated; an old leader is fenced by the followers'
+// promises; a restarted follower catches up; malformed batches from a peer
+// are refused. Leadership is given by hand here (etcd decides it in a
+// cluster). Every new leader writes an epoch marker first, so shard
+// positions count one marker per leadership.
 
 #include <boost/test/unit_test.hpp>
 
@@ -211,7 +215,7 @@ BOOST_AUTO_TEST_CASE(an_append_is_acknowledged_once_a_majority_holds_it) {
     BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().to_string()));
   }
   BOOST_CHECK(converged({"a", "b", "c"}));
-  BOOST_CHECK_EQUAL(get("c").log().end_position().value(), 300u);
+  BOOST_CHECK_EQUAL(get("c").log().end_position().value(), 301u);
   // One follower away: a majority (a, b) still acknowledges.
   cut("a", "c");
   auto with_b = append("a", "s0", "with-b");
@@ -221,13 +225,38 @@ BOOST_AUTO_TEST_CASE(an_append_is_acknowledged_once_a_majority_holds_it) {
   cut("a", "b");
   auto alone = append("a", "s0", "alone");
   BOOST_CHECK(!ready(alone, 300ms));
-  BOOST_CHECK_EQUAL(get("a").log().end_position().value(), 302u);
+  BOOST_CHECK_EQUAL(get("a").log().end_position().value(), 303u);
   // c comes back: it catches up, and a majority holds the append again.
   heal("a", "c");
   BOOST_REQUIRE(ready(alone, 5s));
   BOOST_CHECK(alone.get());
   heal("a", "b");
   BOOST_CHECK(converged({"a", "b", "c"}));
+}
+
+BOOST_AUTO_TEST_CASE(an_acknowledged_record_survives_its_leader) {
+  BOOST_REQUIRE(!lead("a", 10, {"b", "c"}));
+  // Acknowledged by a and b; c never got it.
+  cut("a", "c");
+  auto acked = append("a", "acct", "acked");
+  BOOST_REQUIRE(ready(acked, 5s));
+  BOOST_REQUIRE(acked.get());
+  // a crashes. c, which lacks the record, wins the next election: it
+  // takes the record from b (the most up-to-date log of the majority
+  // b, c) before it leads.
+  get("a").stop();
+  BOOST_REQUIRE(!lead("c", 11, {"a", "b"}));
+  BOOST_CHECK((values("c", "acct") == std::vector<std::string>{"acked"}));
+  auto after = append("c", "acct", "after");
+  BOOST_REQUIRE(ready(after, 5s));
+  BOOST_REQUIRE(after.get());
+  BOOST_CHECK(converged({"c", "b"}));
+  // a comes back and follows: the same log everywhere.
+  get("a").start(sys);
+  connect_all(get("a"));
+  BOOST_CHECK(converged({"c", "a", "b"}));
+  BOOST_CHECK(
+      (values("a", "acct") == std::vector<std::string>{"acked", "after"}));
 }
 
 BOOST_AUTO_TEST_CASE(a_new_leader_truncates_what_no_majority_held) {
@@ -239,6 +268,7 @@ BOOST_AUTO_TEST_CASE(a_new_leader_truncates_what_no_majority_held) {
   // a is cut off from both and takes an append no majority will hold.
   cut("a", "b");
   cut("a", "c");
+  cut("b", "a");
   auto lost = append("a", "acct", "never-acknowledged");
   BOOST_CHECK(!ready(lost, 200ms));
   // a loses the shard: the append fails (its outcome unknown to the
@@ -248,18 +278,32 @@ BOOST_AUTO_TEST_CASE(a_new_leader_truncates_what_no_majority_held) {
   auto lost_r = lost.get();
   BOOST_REQUIRE(!lost_r);
   BOOST_CHECK_EQUAL(lost_r.error().code(), pe::errc::not_leader);
-  // b leads epoch 11 and writes; a follows again: it drops its unheld
-  // record and takes b's.
+  // b leads epoch 11 with c (a unreachable) and writes; when a is back it
+  // drops its unheld record and takes b's.
   BOOST_REQUIRE(!lead("b", 11, {"a", "c"}));
   auto second = append("b", "acct", "second");
   BOOST_REQUIRE(ready(second, 5s));
   BOOST_REQUIRE(second.get());
+  heal("b", "a");
   BOOST_CHECK(converged({"b", "a", "c"}));
   for (auto id : {"a", "b", "c"})
     BOOST_CHECK((values(id, "acct") ==
                  std::vector<std::string>{"first", "second"}));
   BOOST_CHECK(get("a").log().epochs().value() ==
               get("b").log().epochs().value());
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_without_a_majority_does_not_lead) {
+  cut("a", "b");
+  cut("a", "c");
+  auto err = lead("a", 10, {"b", "c"});
+  BOOST_REQUIRE(err);
+  BOOST_CHECK(runtime::is(err, runtime::errc::owner_unavailable));
+  auto refused = append("a", "acct", "x");
+  BOOST_REQUIRE(ready(refused, 2s));
+  BOOST_CHECK(!refused.get());
+  heal("a", "b");
+  BOOST_CHECK(!lead("a", 12, {"b", "c"}));
 }
 
 BOOST_AUTO_TEST_CASE(an_old_leader_is_fenced_by_the_followers_promises) {
@@ -313,7 +357,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_follower_catches_up) {
   get("c").start(sys);
   connect_all(get("c"));
   BOOST_CHECK(converged({"a", "b", "c"}));
-  BOOST_CHECK_EQUAL(get("c").log().end_position().value(), 120u);
+  BOOST_CHECK_EQUAL(get("c").log().end_position().value(), 121u);
   BOOST_CHECK_EQUAL(values("c", "acct").back(), "v119");
 }
 

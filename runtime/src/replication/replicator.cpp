@@ -218,6 +218,9 @@ struct led_shard {
   uint64_t epoch = 0;
   uint64_t local_end = 0;
   uint64_t commit = 0;
+  /// Position of this epoch's marker: the commit point counts only records
+  /// from here on (older ones are committed with it).
+  uint64_t epoch_start = 0;
   std::vector<follower_state> followers;
 };
 
@@ -258,6 +261,11 @@ void recompute_commit(self_ptr self, uint32_t shard, led_shard& s) {
   std::sort(ends.begin(), ends.end(), std::greater<>{});
   auto majority = ends.size() / 2 + 1;
   auto candidate = std::min(ends[majority - 1], s.local_end);
+  // Only a record of this epoch is committed by counting replicas (an
+  // older epoch's record on a majority could still be replaced by a
+  // leader that never saw it, Raft's "figure 8"); the marker commits the
+  // records before it.
+  if (candidate < s.epoch_start) return;
   if (candidate > s.commit) {
     s.commit = candidate;
     self->state.gate->commit(shard, candidate);
@@ -416,6 +424,123 @@ void tick(self_ptr self) {
                      tick_atom::value);
 }
 
+// A shard's leader-to-be gathering its replicas' logs: it leads only with
+// the most up-to-date log of a majority (which holds every acknowledged
+// record), fetching what it lacks from the replica that has it.
+struct recovery {
+  uint32_t shard = 0;
+  uint64_t epoch = 0;
+  std::vector<std::string> followers;
+  caf::response_promise promise;
+  size_t answers = 1;  // this replica's own log
+  size_t failures = 0;
+  bool decided = false;
+  bool catching_up = false;
+  // The most up-to-date log so far: (newest epoch, end), its owner (empty:
+  // this replica) and its history.
+  uint64_t best_epoch = 0;
+  uint64_t best_end = 0;
+  std::string best_member;
+  std::vector<pe::epoch_start> best_history;
+  std::string why;
+};
+
+using recovery_ptr = std::shared_ptr<recovery>;
+
+void fail_recovery(recovery_ptr r, caf::error err) {
+  if (r->decided) return;
+  r->decided = true;
+  r->promise.deliver(std::move(err));
+}
+
+// Starts leading with the log as it is now.
+void begin_leading(self_ptr self, recovery_ptr r) {
+  auto log = log_of(self, r->shard);
+  if (auto err = log.begin_epoch(r->epoch))
+    return fail_recovery(r, to_caf_error(err));
+  auto marker = log.append_marker(r->epoch);
+  if (!marker) return fail_recovery(r, to_caf_error(marker.error()));
+  self->state.followed.erase(r->shard);
+  led_shard s;
+  s.epoch = r->epoch;
+  s.local_end = *marker;
+  s.epoch_start = *marker;
+  for (auto& m : r->followers) s.followers.push_back(follower_state{m});
+  self->state.led[r->shard] = std::move(s);
+  self->state.gate->lead(r->shard, 0);
+  recompute_commit(self, r->shard, self->state.led[r->shard]);
+  pump(self, r->shard);
+  r->decided = true;
+  r->promise.deliver(caf::unit);
+}
+
+// Fetches the best replica's records this log lacks, then leads.
+void catch_up(self_ptr self, recovery_ptr r) {
+  auto log = log_of(self, r->shard);
+  auto end = log.end_position();
+  if (!end) return fail_recovery(r, to_caf_error(end.error()));
+  if (*end >= r->best_end) return begin_leading(self, r);
+  auto peer = self->state.peers[r->best_member];
+  if (!peer)
+    return fail_recovery(
+        r, make_error(errc::owner_unavailable,
+                      "replica " + r->best_member + " holds records of shard " +
+                          std::to_string(r->shard) +
+                          " that this one lacks and cannot be reached"));
+  auto timeout = std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
+  self->request(peer, timeout, repl_read_atom::value, r->shard, *end + 1,
+                uint64_t{self->state.cfg.max_batch_records})
+      .then(
+          [=](const bytes& buf) {
+            auto batch = decode_batch(buf);
+            if (!batch) return fail_recovery(r, batch.error());
+            if (batch->records.empty())
+              return fail_recovery(
+                  r, make_error(errc::owner_unavailable,
+                                "replica " + r->best_member +
+                                    " no longer has the records it announced"));
+            if (auto err = log_of(self, r->shard).apply(std::move(*batch),
+                                                         r->epoch))
+              return fail_recovery(r, to_caf_error(err));
+            catch_up(self, r);
+          },
+          [=](caf::error& err) { fail_recovery(r, err); });
+}
+
+// Decides once a majority answered: truncates this log to where it parts
+// from the best one, then catches up with it.
+void decide(self_ptr self, recovery_ptr r) {
+  if (r->decided || r->catching_up) return;
+  auto majority = (r->followers.size() + 1) / 2 + 1;
+  if (r->answers < majority) {
+    auto pending = r->followers.size() - (r->answers - 1) - r->failures;
+    if (r->answers + pending < majority)
+      fail_recovery(r, make_error(errc::owner_unavailable,
+                                  "shard " + std::to_string(r->shard) +
+                                      ": no majority of its replicas answered "
+                                      "(" + r->why + ")"));
+    return;
+  }
+  if (r->best_member.empty()) return begin_leading(self, r);
+  auto log = log_of(self, r->shard);
+  auto mine = log.epochs();
+  auto end = log.end_position();
+  if (!mine || !end)
+    return fail_recovery(r, make_error(errc::invalid_argument,
+                                       "cannot read shard " +
+                                           std::to_string(r->shard)));
+  if (!mine->empty()) {
+    auto theirs = pe::end_of_epoch(r->best_history, r->best_end,
+                                   mine->back().epoch);
+    auto keep = pe::truncation_point(*mine, *end, theirs);
+    if (keep < *end)
+      if (auto err = log.truncate_after(keep))
+        return fail_recovery(r, to_caf_error(err));
+  }
+  r->catching_up = true;
+  catch_up(self, r);
+}
+
 caf::behavior replicator(self_ptr self, pe::journal* journal,
                          std::shared_ptr<shard_gate> gate,
                          replicator_settings cfg) {
@@ -440,20 +565,68 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
       },
       [=](repl_lead_atom, uint32_t shard, uint64_t epoch,
           const std::vector<std::string>& followers) -> caf::result<void> {
+        // Promise the epoch here too: from now on this replica refuses the
+        // older leaders' batches.
         auto log = log_of(self, shard);
-        if (auto err = log.begin_epoch(epoch)) return to_caf_error(err);
+        if (auto err = log.apply(pe::log_batch{0, 1, {}}, epoch))
+          return to_caf_error(err);
+        auto mine = log.epochs();
         auto end = log.end_position();
-        if (!end) return to_caf_error(end.error());
-        self->state.followed.erase(shard);
-        led_shard s;
-        s.epoch = epoch;
-        s.local_end = *end;
-        for (auto& m : followers) s.followers.push_back(follower_state{m});
-        self->state.led[shard] = std::move(s);
-        self->state.gate->lead(shard, 0);
-        recompute_commit(self, shard, self->state.led[shard]);
-        pump(self, shard);
-        return caf::unit;
+        if (!mine || !end)
+          return make_error(errc::invalid_argument,
+                            "cannot read shard " + std::to_string(shard));
+        auto r = std::make_shared<recovery>();
+        r->shard = shard;
+        r->epoch = epoch;
+        r->followers = followers;
+        r->promise = self->make_response_promise();
+        r->best_epoch = mine->empty() ? 0 : mine->back().epoch;
+        r->best_end = *end;
+        auto timeout =
+            std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
+        for (auto& member : followers) {
+          auto peer = self->state.peers[member];
+          if (!peer) {
+            ++r->failures;
+            r->why += member + ": unreachable; ";
+            continue;
+          }
+          self->request(peer, timeout, repl_sync_atom::value, shard, epoch)
+              .then(
+                  [=](const bytes& epochs_bytes, uint64_t their_end) {
+                    auto epochs = decode_epochs(epochs_bytes);
+                    if (!epochs) {
+                      ++r->failures;
+                      r->why += member + ": malformed answer; ";
+                      return decide(self, r);
+                    }
+                    ++r->answers;
+                    auto newest = epochs->empty() ? 0 : epochs->back().epoch;
+                    if (std::make_pair(newest, their_end) >
+                        std::make_pair(r->best_epoch, r->best_end)) {
+                      r->best_epoch = newest;
+                      r->best_end = their_end;
+                      r->best_member = member;
+                      r->best_history = std::move(*epochs);
+                    }
+                    decide(self, r);
+                  },
+                  [=](caf::error& err) {
+                    ++r->failures;
+                    r->why += member + ": " + describe(err) + "; ";
+                    decide(self, r);
+                  });
+        }
+        decide(self, r);
+        return r->promise;
+      },
+      [=](repl_read_atom, uint32_t shard, uint64_t from,
+          uint64_t max_records) -> caf::result<bytes> {
+        auto batch = log_of(self, shard).read(
+            from, std::min<uint64_t>(max_records, 4096),
+            self->state.cfg.max_batch_bytes);
+        if (!batch) return to_caf_error(batch.error());
+        return encode_batch(*batch);
       },
       [=](repl_follow_atom, uint32_t shard, const std::string& leader) {
         if (self->state.led.count(shard) > 0)

@@ -361,6 +361,10 @@ class journal {
 
  private:
   friend class replica_log;
+  // Appends to `stream` in `shard`'s log without asking the gate (the
+  // epoch marker of replica_log::begin_epoch).
+  void append_in_shard(std::string stream, std::vector<new_event> events,
+                       uint32_t shard, append_handler done);
   error import_events(const std::string& stream,
                       std::unique_ptr<import_info> info,
                       std::vector<new_event>& events);

@@ -134,9 +134,18 @@ class replica_log {
   /// A new leader's first step: records that shard positions from
   /// `end_position() + 1` on belong to `epoch` (and promises it). Refused
   /// with `stale_epoch` unless `epoch` is greater than every epoch of the
-  /// history and than the promise (an epoch names one leader's term, so a
-  /// replica that followed epoch e cannot lead e itself). Blocking.
+  /// history and not below the promise (a leader promises its own epoch
+  /// before it gathers its replicas' logs; epochs come from etcd, which
+  /// gives each to one leader only). Blocking.
   error begin_epoch(uint64_t epoch);
+
+  /// Appends the epoch marker: an event of stream `mnemo.shard/<shard>`
+  /// (type `mnemo.epoch_started`, payload {"epoch": epoch}) at the shard
+  /// log's end, without asking the gate. A new leader's first record: a
+  /// leader counts only records of its own epoch towards its commit point,
+  /// so committing the marker commits every older record before it (Raft's
+  /// no-op entry). Blocking; returns the marker's shard position.
+  expected<uint64_t> append_marker(uint64_t epoch);
 
   /// Removes every record after shard position `position` (nothing if the
   /// log ends there or before), with what indexes them: stream heads go
@@ -161,6 +170,11 @@ class replica_log {
   journal* journal_;
   uint32_t shard_;
 };
+
+/// `replica_log::end_of` computed from another replica's epoch history and
+/// end (as a replica answers them).
+epoch_end end_of_epoch(const std::vector<epoch_start>& history,
+                       uint64_t log_end, uint64_t epoch);
 
 /// The position after which a follower must truncate before it follows a
 /// leader (Kafka's KIP-101 with KIP-279's refinement). `leader_answer` is

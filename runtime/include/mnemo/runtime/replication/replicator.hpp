@@ -16,7 +16,8 @@
 // coordination layer (etcd, docs/coordination.md) tells the replicator
 // with `repl_lead_atom` / `repl_follow_atom` / `repl_resign_atom`.
 //
-// Messages between replicators carry only integers, strings and bytes:
+// Messages between replicators carry only integers, strings and bytes
+// (plus `repl_read_atom`, below):
 // - `(repl_sync_atom, shard, epoch)` -> `(newest_epoch, end)`
 // - `(repl_truncate_atom, shard, epoch, keep)` -> `(end)`
 // - `(repl_append_atom, shard, epoch, commit, bytes batch)` ->
@@ -44,12 +45,20 @@ namespace mnemo::runtime::replication {
 using repl_sync_atom = caf::atom_constant<caf::atom("mn_rsync")>;
 using repl_truncate_atom = caf::atom_constant<caf::atom("mn_rtrunc")>;
 using repl_append_atom = caf::atom_constant<caf::atom("mn_rappend")>;
+/// `(repl_read_atom, shard, from, max_records)` -> `(bytes batch)`: a
+/// leader-to-be fetching records it lacks from a replica.
+using repl_read_atom = caf::atom_constant<caf::atom("mn_rread")>;
 /// Local: `(repl_peer_atom, member, actor)` tells where a member's
 /// replicator is (an invalid actor: unreachable).
 using repl_peer_atom = caf::atom_constant<caf::atom("mn_rpeer")>;
 /// Local: `(repl_lead_atom, shard, epoch, std::vector<std::string>
-/// followers)` -> `()` once the epoch began in the journal; errors:
-/// `stale_epoch` if the journal promised a newer one.
+/// followers)` -> `()` once this replica leads: it promised the epoch,
+/// heard from a majority of the replicas (itself included; each promises
+/// the epoch when it answers), took the records it lacked from the most
+/// up-to-date of them (newest epoch, then end), began the epoch and wrote
+/// its marker. Errors: `stale_epoch` if a newer epoch was promised here,
+/// `owner_unavailable` if no majority answered or the most up-to-date
+/// replica cannot be read; the coordinator then tries again.
 using repl_lead_atom = caf::atom_constant<caf::atom("mn_rlead")>;
 /// Local: `(repl_follow_atom, shard, leader member)`.
 using repl_follow_atom = caf::atom_constant<caf::atom("mn_rfollow")>;
