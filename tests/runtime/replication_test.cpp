@@ -20,6 +20,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "mnemo/actors/testkit.hpp"
+#include "replica_member.hpp"
 #include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/replication/replicator.hpp"
@@ -31,64 +32,9 @@ namespace pe = mnemo::persistence;
 
 namespace {
 
-constexpr uint32_t shard = 3;
-
-pe::new_event event(const std::string& v) {
-  pe::new_event e;
-  e.type = "test.value";
-  e.payload = {0x81, 0xa1, 'v', static_cast<uint8_t>(0xa0 | v.size())};
-  e.payload.insert(e.payload.end(), v.begin(), v.end());
-  return e;
-}
-
-// One member: its data directory, gate, journal and replicator.
-struct member {
-  std::string id;
-  actors::temp_directory dir;
-  std::shared_ptr<shard_gate> gate;
-  std::unique_ptr<pe::journal> journal;
-  caf::actor replicator;
-
-  void start(caf::actor_system& sys) {
-    gate = std::make_shared<shard_gate>();
-    pe::journal_config cfg;
-    cfg.directory = (dir.path() / "data").string();
-    cfg.mode = pe::durability::nosync;
-    cfg.gate = gate;
-    cfg.shard_of = [](std::string_view s) -> std::optional<uint32_t> {
-      if (s.rfind("local-", 0) == 0) return std::nullopt;
-      return shard;
-    };
-    auto j = pe::journal::open(cfg);
-    BOOST_REQUIRE_MESSAGE(j, (j ? "" : j.error().to_string()));
-    journal = std::move(*j);
-    replicator_settings rs;
-    rs.member = id;
-    rs.request_timeout_ms = 500;
-    rs.tick_ms = 20;
-    rs.max_batch_records = 16;
-    replicator = spawn_replicator(sys, *journal, gate, rs);
-  }
-
-  void stop() {
-    caf::anon_send_exit(replicator, caf::exit_reason::user_shutdown);
-    replicator = nullptr;
-    journal.reset();
-  }
-
-  pe::replica_log log() { return pe::replica_log{*journal, shard}; }
-
-  std::vector<std::string> records() {
-    std::vector<std::string> out;
-    auto l = log();
-    for (uint64_t from = 1; from <= l.end_position().value();) {
-      auto b = l.read(from, 1000, 1 << 20).value();
-      out.insert(out.end(), b.records.begin(), b.records.end());
-      from = b.end_position();
-    }
-    return out;
-  }
-};
+using mnemo::test::event;
+using mnemo::test::member;
+using mnemo::test::shard;
 
 struct cluster_fixture {
   caf::actor_system_config cfg;

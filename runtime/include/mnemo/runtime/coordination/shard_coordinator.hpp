@@ -1,0 +1,132 @@
+#pragma once
+
+// Shard leadership decided in etcd (docs/coordination.md): each member
+// holds one lease and, for every shard it is a replica of, a candidate key
+// bound to it under `/<prefix>/shards/<n>/candidates/`. The candidate with
+// the oldest key leads, with the key's create revision as its epoch; the
+// coordinator tells the member's replicator to lead (which recovers the
+// shard from a majority first, docs/replication.md) or to stop. A member
+// that cannot renew its lease stops leading before etcd can let the lease
+// expire: at `lease_ttl / 3` before its last renewal runs out, measured
+// from when the renewal was sent. A member whose replicator cannot lead
+// (no majority reachable) withdraws its candidacy for a while, so that
+// another can lead.
+//
+// One thread per member does all of it, polling etcd every `poll`; every
+// etcd call is bounded by the client's request timeout (at most a third of
+// the TTL). A second thread, the watchdog, steps down on time even while
+// a call to etcd hangs.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+
+#include "mnemo/runtime/coordination/etcd_client.hpp"
+
+namespace mnemo::runtime::coordination {
+
+/// Options of a shard coordinator.
+struct coordinator_settings {
+  /// Key prefix of the cluster in etcd, e.g. "/mnemo/bank".
+  std::string prefix = "/mnemo/default";
+  /// This member's id.
+  std::string member;
+  /// The replicas of each shard this member is a replica of (this member
+  /// included), e.g. from rendezvous hashing over the members.
+  std::map<uint32_t, std::vector<std::string>> replicas;
+  /// TTL of the member's lease. Default 3 s (etcd raises anything below
+  /// its minimum).
+  std::chrono::seconds lease_ttl{3};
+  /// Interval of the coordinator's look at etcd. Default 100 ms.
+  std::chrono::milliseconds poll{100};
+  /// How long a candidacy that failed to lead stays withdrawn. Default
+  /// 1 s.
+  std::chrono::milliseconds retry_after{1000};
+  /// Where etcd is.
+  etcd_settings etcd;
+};
+
+/// What one shard's leadership looks like from this member.
+struct shard_leadership {
+  uint32_t shard = 0;
+  /// Whether this member leads it (its replicator accepted).
+  bool leading = false;
+  /// Epoch of the leadership (0 if none is known).
+  int64_t epoch = 0;
+  /// The leading member's id as etcd says ("" if none).
+  std::string leader;
+};
+
+/// Logs one line (what, detail).
+using coordinator_log =
+    std::function<void(const std::string& what, const std::string& detail)>;
+
+class shard_coordinator {
+ public:
+  /// Connects to etcd and starts the coordinator's thread. Errors: those
+  /// of `etcd_client::connect`.
+  static caf::expected<std::unique_ptr<shard_coordinator>> start(
+      caf::actor_system& sys, caf::actor replicator,
+      coordinator_settings settings, coordinator_log log = {});
+
+  /// Stops leading, withdraws from every election (revokes the lease) and
+  /// stops the thread.
+  ~shard_coordinator();
+
+  /// Stops the thread without telling etcd anything (as a killed process
+  /// would): its lease runs out after its TTL. For tests of failover.
+  void abandon();
+
+  /// The shards this member is a replica of, as it sees them now.
+  std::vector<shard_leadership> leadership() const;
+
+  shard_coordinator(const shard_coordinator&) = delete;
+  shard_coordinator& operator=(const shard_coordinator&) = delete;
+
+ private:
+  shard_coordinator() = default;
+  void run();
+  void watch();
+  bool renew(std::chrono::steady_clock::time_point now);
+  void step_down_all(const std::string& why);
+  void look();
+
+  caf::actor_system* sys_ = nullptr;
+  caf::actor replicator_;
+  coordinator_settings cfg_;
+  coordinator_log log_;
+  std::unique_ptr<etcd_client> etcd_;
+  std::thread thread_;
+  std::thread watchdog_;
+  // When the lease may end at the earliest, minus the margin (steady clock
+  // nanoseconds; 0: no lease): the watchdog steps down past it.
+  std::atomic<int64_t> lead_until_ns_{0};
+  std::atomic<bool> stop_{false};
+  bool abandoned_ = false;
+
+  // Coordinator thread only.
+  int64_t lease_ = 0;
+  std::chrono::steady_clock::time_point lease_valid_until_{};
+  std::chrono::steady_clock::time_point last_renewal_{};
+  std::map<uint32_t, int64_t> candidacy_;  // shard -> own key's revision
+  std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
+
+  mutable std::mutex mtx_;
+  std::map<uint32_t, shard_leadership> view_;  // guarded by mtx_
+  // Shards whose replicator is asked to lead right now; guarded by mtx_.
+  std::set<uint32_t> pending_;
+};
+
+}  // namespace mnemo::runtime::coordination

@@ -1,0 +1,263 @@
+#include "mnemo/runtime/coordination/shard_coordinator.hpp"
+
+#include <cstdio>
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/replication/replicator.hpp"
+
+namespace mnemo::runtime::coordination {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+namespace repl = mnemo::runtime::replication;
+
+// A third of the lease's TTL: how often the lease is renewed, and the
+// margin by which a member stops leading before its lease could end.
+std::chrono::milliseconds third_of(std::chrono::seconds ttl) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 3;
+}
+
+std::string hex(int64_t x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(x));
+  return buf;
+}
+
+}  // namespace
+
+caf::expected<std::unique_ptr<shard_coordinator>> shard_coordinator::start(
+    caf::actor_system& sys, caf::actor replicator,
+    coordinator_settings settings, coordinator_log log) {
+  // A renewal must be able to fail and be retried within the margin by
+  // which the member steps down before its lease can expire.
+  auto margin = third_of(settings.lease_ttl);
+  settings.etcd.request_timeout =
+      std::min(settings.etcd.request_timeout, margin);
+  auto client = etcd_client::connect(settings.etcd);
+  if (!client) return std::move(client.error());
+  std::unique_ptr<shard_coordinator> c{new shard_coordinator};
+  c->sys_ = &sys;
+  c->replicator_ = std::move(replicator);
+  c->cfg_ = std::move(settings);
+  c->log_ = log ? std::move(log) : [](const std::string&, const std::string&) {};
+  c->etcd_ = std::move(*client);
+  for (auto& [shard, replicas] : c->cfg_.replicas)
+    c->view_[shard] = shard_leadership{shard, false, 0, {}};
+  c->thread_ = std::thread{[p = c.get()] { p->run(); }};
+  c->watchdog_ = std::thread{[p = c.get()] { p->watch(); }};
+  return c;
+}
+
+shard_coordinator::~shard_coordinator() {
+  if (!abandoned_) {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (watchdog_.joinable()) watchdog_.join();
+    step_down_all("stopping");
+    if (lease_ != 0) etcd_->revoke(lease_);
+  }
+}
+
+void shard_coordinator::abandon() {
+  abandoned_ = true;
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+void shard_coordinator::watch() {
+  while (!stop_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    auto until = lead_until_ns_.load();
+    if (until != 0 && clock::now().time_since_epoch().count() >= until)
+      step_down_all("the member's lease could not be renewed in time");
+  }
+}
+
+std::vector<shard_leadership> shard_coordinator::leadership() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::vector<shard_leadership> out;
+  for (auto& [shard, view] : view_) out.push_back(view);
+  return out;
+}
+
+void shard_coordinator::step_down_all(const std::string& why) {
+  std::vector<uint32_t> led;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& [shard, view] : view_)
+      if (view.leading || pending_.count(shard) > 0) {
+        view.leading = false;
+        led.push_back(shard);
+      }
+    pending_.clear();
+  }
+  for (auto shard : led) {
+    caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
+    log_("shard_step_down", "shard " + std::to_string(shard) + ": " + why);
+  }
+}
+
+bool shard_coordinator::renew(clock::time_point now) {
+  auto ttl = cfg_.lease_ttl;
+  if (lease_ == 0) {
+    auto granted = etcd_->grant(ttl);
+    if (!granted) {
+      log_("etcd_unavailable", describe(granted.error()));
+      return false;
+    }
+    lease_ = granted->id;
+    lease_valid_until_ = now + granted->ttl;
+    lead_until_ns_ = (lease_valid_until_ - third_of(ttl)).time_since_epoch().count();
+    last_renewal_ = now;
+    candidacy_.clear();
+    log_("lease_granted", hex(lease_));
+    return true;
+  }
+  if (now - last_renewal_ >= third_of(ttl)) {
+    auto renewed = etcd_->keep_alive(lease_);
+    if (renewed) {
+      lease_valid_until_ = now + *renewed;
+      last_renewal_ = now;
+      lead_until_ns_ =
+          (lease_valid_until_ - third_of(ttl)).time_since_epoch().count();
+    } else if (is(renewed.error(), errc::not_found)) {
+      step_down_all("the member's lease expired");
+      log_("lease_lost", hex(lease_));
+      lease_ = 0;
+      lead_until_ns_ = 0;
+      candidacy_.clear();
+      return false;
+    } else {
+      log_("etcd_unavailable", describe(renewed.error()));
+    }
+  }
+  // Lead only while the lease surely holds: etcd counts its TTL from a
+  // renewal it received, which is after this member sent it.
+  if (clock::now() >= lease_valid_until_ - third_of(ttl)) {
+    step_down_all("the member's lease could not be renewed in time");
+    return false;
+  }
+  return true;
+}
+
+void shard_coordinator::look() {
+  auto base = cfg_.prefix + "/shards/";
+  auto all = etcd_->get_prefix(base);
+  if (!all) {
+    log_("etcd_unavailable", describe(all.error()));
+    return;
+  }
+  // The candidates of each shard, oldest first (the range is sorted by
+  // create revision).
+  std::map<uint32_t, std::vector<const etcd_kv*>> candidates;
+  for (auto& kv : *all) {
+    auto rest = kv.key.substr(base.size());
+    auto slash = rest.find('/');
+    if (slash == std::string::npos) continue;
+    auto shard = static_cast<uint32_t>(std::strtoul(rest.c_str(), nullptr, 10));
+    candidates[shard].push_back(&kv);
+  }
+  auto now = clock::now();
+  for (auto& [shard, replicas] : cfg_.replicas) {
+    // Each call to etcd takes at most half the margin: between two, the
+    // lease is checked again.
+    if (clock::now() >= lease_valid_until_ - third_of(cfg_.lease_ttl)) {
+      step_down_all("the member's lease could not be renewed in time");
+      return;
+    }
+    auto own_key = base + std::to_string(shard) + "/candidates/" + hex(lease_);
+    auto& list = candidates[shard];
+    bool mine_listed = false;
+    for (auto* kv : list) mine_listed |= kv->key == own_key;
+    if (!mine_listed) {
+      candidacy_.erase(shard);
+      auto w = withdrawn_.find(shard);
+      if (w == withdrawn_.end() || now >= w->second) {
+        withdrawn_.erase(shard);
+        auto created = etcd_->create(own_key, cfg_.member, lease_);
+        if (created && created->kv.lease == lease_)
+          candidacy_[shard] = created->kv.create_revision;
+      }
+    }
+    if (list.empty()) continue;
+    auto* first = list.front();
+    bool ours = first->key == own_key;
+    int64_t epoch = first->create_revision;
+    bool leading = false;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      auto& v = view_[shard];
+      leading = v.leading && v.epoch == epoch;
+      if (!ours && v.leading) {
+        v.leading = false;
+        caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
+        log_("shard_step_down", "shard " + std::to_string(shard) +
+                                    ": member " + first->value + " leads");
+      }
+      v.epoch = epoch;
+      v.leader = first->value;
+    }
+    if (!ours || leading) {
+      if (!ours)
+        caf::anon_send(replicator_, repl::repl_follow_atom::value, shard,
+                       first->value);
+      continue;
+    }
+    // This member's key is the oldest: lead, after the replicator has
+    // recovered the shard from a majority.
+    std::vector<std::string> followers;
+    for (auto& r : replicas)
+      if (r != cfg_.member) followers.push_back(r);
+    {
+      // The watchdog resigns it too if the lease runs short while the
+      // replicator recovers the shard.
+      std::lock_guard<std::mutex> guard{mtx_};
+      pending_.insert(shard);
+    }
+    caf::scoped_actor self{*sys_};
+    caf::error failed;
+    self->request(replicator_, std::chrono::seconds{10},
+                  repl::repl_lead_atom::value, shard,
+                  static_cast<uint64_t>(epoch), followers)
+        .receive([] {}, [&](caf::error& err) { failed = std::move(err); });
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      bool still = pending_.erase(shard) > 0;
+      if (!failed && still &&
+          clock::now() < lease_valid_until_ - third_of(cfg_.lease_ttl)) {
+        view_[shard].leading = true;
+        log_("shard_leader", "shard " + std::to_string(shard) + " epoch " +
+                                 std::to_string(epoch));
+        continue;
+      }
+    }
+    // Not now: let another replica try, and come back later.
+    caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
+    log_("shard_lead_failed", "shard " + std::to_string(shard) + ": " +
+                                  (failed ? describe(failed)
+                                          : std::string{"lease ran short"}));
+    etcd_->erase(own_key, epoch);
+    candidacy_.erase(shard);
+    withdrawn_[shard] = clock::now() + cfg_.retry_after;
+  }
+}
+
+void shard_coordinator::run() {
+  while (!stop_) {
+    auto now = clock::now();
+    if (renew(now)) look();
+    // The lease can run short while etcd is slow: check it between looks
+    // as often as they come.
+    std::this_thread::sleep_for(cfg_.poll);
+    if (lease_ != 0 && clock::now() >= lease_valid_until_ - third_of(cfg_.lease_ttl))
+      step_down_all("the member's lease could not be renewed in time");
+  }
+}
+
+}  // namespace mnemo::runtime::coordination

@@ -1,0 +1,215 @@
+// Shard leadership from etcd (shard_coordinator) over three members'
+// replicators in one actor system and a real etcd on loopback: exactly one
+// member leads; when the leader stops without a word (as a killed process
+// does) another leads within the lease TTL plus a few polls, with every
+// acknowledged record; a leader that cannot reach etcd stops leading before
+// its lease can expire; a member that resigns hands over at once.
+
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "../support/etcd_server.hpp"
+#include "mnemo/runtime/coordination/shard_coordinator.hpp"
+#include "replica_member.hpp"
+
+using namespace mnemo;
+using namespace mnemo::runtime::coordination;
+using namespace std::chrono_literals;
+using mnemo::test::event;
+using mnemo::test::member;
+using mnemo::test::shard;
+namespace pe = mnemo::persistence;
+namespace repl = mnemo::runtime::replication;
+
+namespace {
+
+struct failover_fixture {
+  test::etcd_server etcd;
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  std::array<member, 3> m;
+  std::array<std::unique_ptr<shard_coordinator>, 3> coord;
+
+  failover_fixture() {
+    m[0].id = "a";
+    m[1].id = "b";
+    m[2].id = "c";
+    for (auto& x : m) x.start(sys);
+    for (auto& x : m)
+      for (auto& y : m)
+        if (x.id != y.id)
+          caf::anon_send(x.replicator, repl::repl_peer_atom::value, y.id,
+                         y.replicator);
+    for (size_t i = 0; i < 3; ++i) start_coordinator(i);
+  }
+
+  ~failover_fixture() {
+    for (auto& c : coord) c.reset();
+    for (auto& x : m)
+      if (x.replicator) x.stop();
+  }
+
+  void start_coordinator(size_t i) {
+    coordinator_settings s;
+    s.prefix = "/mnemo/test";
+    s.member = m[i].id;
+    s.replicas[shard] = {"a", "b", "c"};
+    s.lease_ttl = 2s;
+    s.poll = 50ms;
+    s.retry_after = 300ms;
+    s.etcd = etcd.settings();
+    auto id = m[i].id;
+    auto t0 = std::chrono::steady_clock::now();
+    auto c = shard_coordinator::start(
+        sys, m[i].replicator, s,
+        [id, t0](const std::string& what, const std::string& detail) {
+          auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count();
+          BOOST_TEST_MESSAGE(ms << " ms " << id << ": " << what << " "
+                                << detail);
+        });
+    BOOST_REQUIRE_MESSAGE(c, (c ? "" : runtime::describe(c.error())));
+    coord[i] = std::move(*c);
+  }
+
+  // The index of the member that leads the shard, waiting for one.
+  std::optional<size_t> leader(std::chrono::milliseconds within) {
+    auto deadline = std::chrono::steady_clock::now() + within;
+    do {
+      for (size_t i = 0; i < 3; ++i)
+        if (coord[i])
+          for (auto& l : coord[i]->leadership())
+            if (l.leading) return i;
+      std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    return std::nullopt;
+  }
+
+  size_t leaders() {
+    size_t n = 0;
+    for (auto& c : coord)
+      if (c)
+        for (auto& l : c->leadership()) n += l.leading ? 1 : 0;
+    return n;
+  }
+
+  pe::expected<pe::append_result> append(size_t i, const std::string& v) {
+    auto p = std::make_shared<std::promise<pe::expected<pe::append_result>>>();
+    auto f = p->get_future();
+    m[i].journal->append("acct", {event(v)}, pe::expected_version::any(),
+                         [p](pe::expected<pe::append_result> r) {
+                           p->set_value(std::move(r));
+                         });
+    if (f.wait_for(5s) != std::future_status::ready)
+      return pe::error{pe::errc::storage_error, "no answer within 5 s"};
+    return f.get();
+  }
+
+  std::vector<std::string> values(size_t i) {
+    std::vector<std::string> out;
+    auto evs = m[i].journal->read_stream("acct", 1, UINT64_MAX, 10000);
+    BOOST_REQUIRE(evs);
+    for (auto& e : *evs)
+      out.emplace_back(e.payload.begin() + 4, e.payload.end());
+    return out;
+  }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(shard_failover, failover_fixture)
+
+BOOST_AUTO_TEST_CASE(a_killed_leader_is_replaced_with_every_acknowledged_record) {
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  BOOST_CHECK_EQUAL(leaders(), 1u);
+  std::vector<std::string> acked;
+  for (int i = 0; i < 20; ++i) {
+    auto r = append(*first, "v" + std::to_string(i));
+    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().to_string()));
+    acked.push_back("v" + std::to_string(i));
+  }
+  // The others refuse appends: they do not lead.
+  BOOST_CHECK(!append((*first + 1) % 3, "elsewhere"));
+  // The leader stops without a word: no resignation, its lease just runs
+  // out (as after kill -9).
+  auto t0 = std::chrono::steady_clock::now();
+  coord[*first]->abandon();
+  coord[*first].reset();
+  m[*first].stop();
+  std::optional<size_t> next;
+  std::optional<std::chrono::steady_clock::duration> took;
+  for (auto deadline = t0 + 10s; std::chrono::steady_clock::now() < deadline;) {
+    next = leader(100ms);
+    if (next && append(*next, "after")) {
+      took = std::chrono::steady_clock::now() - t0;
+      break;
+    }
+  }
+  BOOST_REQUIRE(took);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*took);
+  BOOST_TEST_MESSAGE("failover took " << ms.count() << " ms (lease TTL 2 s)");
+  BOOST_CHECK_LT(ms.count(), 5000);
+  acked.push_back("after");
+  BOOST_CHECK(values(*next) == acked);
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_cut_off_from_etcd_stops_before_its_lease_ends) {
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  BOOST_REQUIRE(append(*first, "before"));
+  // etcd pauses: nobody can renew. The leader must stop acknowledging
+  // within the lease's TTL (2 s), before etcd could let it expire.
+  BOOST_REQUIRE(::kill(etcd.pid, SIGSTOP) == 0);
+  auto t0 = std::chrono::steady_clock::now();
+  while (leaders() > 0 && std::chrono::steady_clock::now() - t0 < 5s)
+    std::this_thread::sleep_for(10ms);
+  auto stopped_after = std::chrono::steady_clock::now() - t0;
+  BOOST_CHECK_EQUAL(leaders(), 0u);
+  BOOST_CHECK(stopped_after < 2s);
+  auto refused = append(*first, "while-paused");
+  BOOST_REQUIRE(!refused);
+  BOOST_CHECK_EQUAL(refused.error().code(), pe::errc::not_leader);
+  // etcd is back: a leader again, with the record.
+  ::kill(etcd.pid, SIGCONT);
+  auto again = leader(15s);
+  BOOST_REQUIRE(again);
+  bool ok = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       !ok && std::chrono::steady_clock::now() < deadline;) {
+    auto l = leader(1s);
+    ok = l && append(*l, "after");
+    if (ok) again = l;
+  }
+  BOOST_REQUIRE(ok);
+  BOOST_CHECK((values(*again) == std::vector<std::string>{"before", "after"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_stopped_coordinator_hands_over_at_once) {
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  BOOST_REQUIRE(append(*first, "one"));
+  auto t0 = std::chrono::steady_clock::now();
+  coord[*first].reset();  // resigns: revokes its lease
+  std::optional<size_t> next;
+  bool ok = false;
+  while (!ok && std::chrono::steady_clock::now() - t0 < 5s) {
+    next = leader(100ms);
+    ok = next && *next != *first && append(*next, "two");
+  }
+  BOOST_REQUIRE(ok);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - t0);
+  BOOST_TEST_MESSAGE("handover took " << ms.count() << " ms");
+  BOOST_CHECK_LT(ms.count(), 2000);  // well inside the lease TTL
+  BOOST_CHECK((values(*next) == std::vector<std::string>{"one", "two"}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
