@@ -436,14 +436,16 @@ void journal::append(std::string stream, std::vector<new_event> events,
   if (impl_->cfg.shard_of)
     if (auto shard = impl_->cfg.shard_of(req.stream)) req.shard = *shard;
   if (auto& gate = impl_->cfg.gate; gate && req.shard != no_shard) {
-    if (auto err = gate->admit(req.shard)) return done(std::move(err));
+    auto epoch = gate->admit(req.shard);
+    if (!epoch) return done(std::move(epoch).error());
+    req.shard_epoch = *epoch;
     // Acknowledged once the gate says the shard's majority has it.
-    done = [gate, shard = req.shard,
+    done = [gate, shard = req.shard, epoch = *epoch,
             done = std::move(done)](persistence::expected<append_result> res) mutable {
       if (!res) return done(std::move(res));
       auto position = res->shard_position;
       gate->wait_committed(
-          shard, position,
+          shard, epoch, position,
           [res = std::move(res), done = std::move(done)](error err) mutable {
             if (err)
               done(std::move(err));

@@ -95,6 +95,8 @@ struct append_request {
   std::vector<event_ref> results;
   /// The shard log the events join (journal_config::shard_of), or none.
   uint32_t shard = no_shard;
+  /// The epoch the replication gate admitted the append in (0: no gate).
+  uint64_t shard_epoch = 0;
 };
 
 struct delete_request {
@@ -315,6 +317,10 @@ struct journal::impl {
                     uint64_t& next_position, uint64_t shard_end);
   int truncate(detail::txn_state& st, replica_request& req, outcome& out,
                uint64_t shard_end);
+  /// Sets `out` to `not_leader` unless `shard` is led in `epoch` here: its
+  /// newest epoch, not below its promise (replica_log.cpp).
+  int check_shard_epoch(detail::txn_state& st, uint32_t shard, uint64_t epoch,
+                        outcome& out);
   /// The end of `shard`'s log as the transaction in progress sees it.
   int shard_end(detail::txn_state& st, uint32_t shard, uint64_t& out);
   /// Adds `position` as the next entry of `shard`'s log.

@@ -181,6 +181,28 @@ int journal::impl::shard_end(detail::txn_state& st, uint32_t shard,
   return 0;
 }
 
+int journal::impl::check_shard_epoch(detail::txn_state& st, uint32_t shard,
+                                     uint64_t epoch, outcome& out) {
+  uint64_t promised = 0;
+  std::vector<epoch_start> history;
+  if (auto err = read_promise(st, shard, promised)) {
+    out = std::move(err);
+    return st.fatal_rc;
+  }
+  if (auto err = read_epochs(st, shard, history)) {
+    out = std::move(err);
+    return st.fatal_rc;
+  }
+  auto newest = history.empty() ? 0 : history.back().epoch;
+  if (newest != epoch || promised > epoch)
+    out = error{errc::not_leader,
+                "shard " + std::to_string(shard) + " is no longer led in epoch " +
+                    std::to_string(epoch) + " here (its newest epoch is " +
+                    std::to_string(newest) + ", promised " +
+                    std::to_string(promised) + "); nothing was written"};
+  return 0;
+}
+
 int journal::impl::put_shard_entry(detail::txn_state& st, uint32_t shard,
                                    uint64_t position) {
   uint64_t end = 0;
@@ -448,6 +470,9 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
     h.highest = i->seq - 1;
     h.last_position = i->previous;
   }
+  // Every head is checked before any changes: a refused truncation writes
+  // nothing.
+  std::vector<std::pair<cached_head*, const head_record*>> changes;
   for (auto& [stream, h] : new_heads) {
     cached_head* entry = nullptr;
     error head_err;
@@ -456,8 +481,7 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
       out = std::move(head_err);
       return 0;
     }
-    auto value = entry->pending;
-    if (value.deleted_to > h.highest) {
+    if (entry->pending.deleted_to > h.highest) {
       out = error{errc::invalid_argument,
                   "cannot truncate shard " + shard + " after position " +
                       std::to_string(keep) + ": events of stream '" + stream +
@@ -465,6 +489,12 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
                       "deletions)"};
       return 0;
     }
+    changes.emplace_back(entry, &h);
+  }
+  for (auto& [entry, hp] : changes) {
+    auto& h = *hp;
+    auto& stream = *entry->stream;
+    auto value = entry->pending;
     value.highest = h.highest;
     value.last_position = h.last_position;
     store_head(*entry, value);
@@ -711,9 +741,16 @@ epoch_end end_of_epoch(const std::vector<epoch_start>& history,
 
 uint64_t truncation_point(const std::vector<epoch_start>& follower_epochs,
                           uint64_t follower_end,
-                          const epoch_end& leader_answer) {
-  auto own = end_in(follower_epochs, follower_end, leader_answer.epoch);
-  return std::min(own.last_position, leader_answer.last_position);
+                          const std::vector<epoch_start>& leader_epochs,
+                          uint64_t leader_end) {
+  auto e = follower_epochs.empty() ? 0 : follower_epochs.back().epoch;
+  for (;;) {
+    auto theirs = end_in(leader_epochs, leader_end, e);
+    auto mine = end_in(follower_epochs, follower_end, theirs.epoch);
+    if (mine.epoch == theirs.epoch)
+      return std::min(mine.last_position, theirs.last_position);
+    e = mine.epoch;  // < theirs.epoch: look further back
+  }
 }
 
 }  // namespace mnemo::persistence

@@ -455,6 +455,13 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     if (!head_err && entry->pending.moved)
       return moved_error(st, req.stream, out);
   }
+  if (req.shard_epoch != 0) {
+    // Fenced here, in the transaction: a leader that was deposed between
+    // the gate's admission and this commit writes nothing.
+    if (auto rc = check_shard_epoch(st, req.shard, req.shard_epoch, out))
+      return rc;
+    if (std::get<error>(out)) return 0;
+  }
   if (req.has_supplied_ids) {
     bool duplicate = false;
     if (auto rc = check_duplicates(st, req, out, duplicate)) return rc;

@@ -46,12 +46,13 @@ std::unique_ptr<journal> open_member(
 struct test_gate : replication_gate {
   std::mutex mtx;
   std::vector<std::pair<uint64_t, std::function<void(error)>>> waiting;
-  error admit(uint32_t shard) override {
-    if (shard == 7) return {};
+  uint64_t epoch = 1;
+  expected<uint64_t> admit(uint32_t shard) override {
+    if (shard == 7) return epoch;
     return error{errc::not_leader, "not the leader of shard " +
                                        std::to_string(shard)};
   }
-  void wait_committed(uint32_t, uint64_t position,
+  void wait_committed(uint32_t, uint64_t, uint64_t position,
                       std::function<void(error)> release) override {
     std::lock_guard<std::mutex> guard{mtx};
     waiting.emplace_back(position, std::move(release));
@@ -144,9 +145,8 @@ void follow(replica& follower, const replica& leader, uint64_t leader_epoch) {
   auto mine = follower.log.epochs();
   BOOST_REQUIRE(mine);
   if (!mine->empty()) {
-    auto answer = leader.log.end_of(mine->back().epoch);
-    BOOST_REQUIRE(answer);
-    auto keep = truncation_point(*mine, follower.end(), *answer);
+    auto keep = truncation_point(*mine, follower.end(),
+                                 leader.log.epochs().value(), leader.end());
     auto err = follower.log.truncate_after(keep);
     BOOST_REQUIRE_MESSAGE(!err, err.to_string());
   }
@@ -413,9 +413,9 @@ BOOST_AUTO_TEST_CASE(leader_epoch_truncation_loses_no_acknowledged_record) {
   auto answer = b.log.end_of(1).value();
   BOOST_CHECK_EQUAL(answer.epoch, 1u);
   BOOST_CHECK_EQUAL(answer.last_position, 2u);
-  BOOST_CHECK_EQUAL(
-      truncation_point(a.log.epochs().value(), a.end(), answer),
-      2u);
+  BOOST_CHECK_EQUAL(truncation_point(a.log.epochs().value(), a.end(),
+                                     b.log.epochs().value(), b.end()),
+                    2u);
   follow(a, b, 2);
   BOOST_CHECK((a.values("x") == std::vector<std::string>{"m1", "m4"}));
   BOOST_CHECK(a.records() == b.records());
@@ -444,11 +444,31 @@ BOOST_AUTO_TEST_CASE(leader_epoch_truncation_loses_no_acknowledged_record) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(truncation_looks_back_until_both_logs_share_an_epoch) {
+  using h = std::vector<epoch_start>;
+  // The follower's newest epoch (30) is unknown to the leader, whose
+  // greatest older one (20) the follower never saw: one round of KIP-101
+  // would keep the follower's epoch-10 record at 12 where the leader has
+  // epoch 20's. Looking further back finds no shared epoch after 10 on
+  // the follower's side and none at all on the leader's: keep 10.
+  h follower{{10, 11}, {30, 13}};
+  h leader{{20, 11}, {40, 15}};
+  BOOST_CHECK_EQUAL(truncation_point(follower, 13, leader, 15), 10u);
+  // Both wrote epoch 10, the follower further: keep the leader's end of it.
+  BOOST_CHECK_EQUAL(truncation_point(h{{10, 1}}, 9, h{{10, 1}, {12, 6}}, 8),
+                    5u);
+  // Same epochs, the follower behind: nothing to truncate.
+  BOOST_CHECK_EQUAL(truncation_point(h{{10, 1}}, 4, h{{10, 1}}, 8), 4u);
+  // A follower with no epochs keeps nothing.
+  BOOST_CHECK_EQUAL(truncation_point(h{}, 0, h{{10, 1}}, 8), 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {
   temp_dir dir;
   auto gate = std::make_shared<test_gate>();
   auto j = open_member(dir.sub("data"), gate);
   replica_log log{*j, 7};
+  BOOST_REQUIRE(!log.begin_epoch(1));
   // Appends to a shard this member does not lead fail at once, writing
   // nothing; streams of no shard never ask the gate.
   auto refused = j->append("other/1", {make_event("t", "x")},
@@ -503,6 +523,16 @@ BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {
   BOOST_CHECK(r3->duplicate);
   BOOST_CHECK_EQUAL(r3->shard_position, 2u);
   BOOST_CHECK_EQUAL(r3->events[0].sequence, 1u);
+  // A deposed leader: the gate still admits in epoch 1, but the shard
+  // promised epoch 2 (a new leader synced it). The writer refuses the
+  // append in its transaction; nothing is written.
+  BOOST_REQUIRE(!log.apply(log_batch{0, 3, {}}, 2));
+  auto fenced = j->append("a", {make_event("t", "late")},
+                          expected_version::any());
+  BOOST_REQUIRE(!fenced);
+  BOOST_CHECK_EQUAL(fenced.error().code(), errc::not_leader);
+  BOOST_CHECK_EQUAL(log.end_position().value(), 2u);
+  BOOST_CHECK_EQUAL(j->highest_sequence("a").value(), 2u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -111,27 +111,27 @@ caf::expected<pe::log_batch> decode_batch(const bytes& buf) {
     r.at += len;
   }
   if (r.at != buf.size()) return malformed("trailing bytes");
-  if (out.first_position == 0 && !out.records.empty())
-    return malformed("records at position 0");
+  if (out.first_position == 0) return malformed("position 0");
   return out;
 }
 
 // -- gate ----------------------------------------------------------------------
 
-pe::error shard_gate::admit(uint32_t shard) {
+pe::expected<uint64_t> shard_gate::admit(uint32_t shard) {
   std::lock_guard<std::mutex> guard{mtx_};
-  if (led_.count(shard) > 0) return {};
+  if (auto i = led_.find(shard); i != led_.end()) return i->second.epoch;
   return pe::error{pe::errc::not_leader,
                    "this member does not lead shard " + std::to_string(shard)};
 }
 
-void shard_gate::wait_committed(uint32_t shard, uint64_t position,
+void shard_gate::wait_committed(uint32_t shard, uint64_t epoch,
+                                uint64_t position,
                                 std::function<void(pe::error)> release) {
   std::function<void(uint32_t, uint64_t)> notify;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     auto i = led_.find(shard);
-    if (i == led_.end()) {
+    if (i == led_.end() || i->second.epoch != epoch) {
       guard.unlock();
       return release(pe::error{
           pe::errc::not_leader,
@@ -149,10 +149,23 @@ void shard_gate::wait_committed(uint32_t shard, uint64_t position,
   if (notify) notify(shard, position);
 }
 
-void shard_gate::lead(uint32_t shard, uint64_t committed) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  auto& s = led_[shard];
-  s.committed = std::max(s.committed, committed);
+void shard_gate::lead(uint32_t shard, uint64_t epoch) {
+  std::vector<waiter> stale;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto& s = led_[shard];
+    if (s.epoch != epoch) {
+      stale = std::move(s.waiting);
+      s.waiting.clear();
+      s.committed = 0;
+    }
+    s.epoch = epoch;
+  }
+  for (auto& x : stale)
+    x.release(pe::error{pe::errc::not_leader,
+                        "shard " + std::to_string(shard) +
+                            " is led in a new epoch; the append's outcome is "
+                            "unknown until a retry with the same ids"});
 }
 
 void shard_gate::commit(uint32_t shard, uint64_t position) {
@@ -226,6 +239,8 @@ struct led_shard {
 
 struct pending_apply {
   uint32_t shard;
+  uint64_t end;     // the batch's last position
+  uint64_t commit;  // the leader's commit point it carried
   caf::response_promise promise;
 };
 
@@ -321,12 +336,10 @@ void start_sync(self_ptr self, uint32_t shard, led_shard& s,
             auto epochs = decode_epochs(epochs_bytes);
             auto log = log_of(self, shard);
             if (!epochs) return unsync(*fs);
-            uint64_t keep = 0;
-            if (!epochs->empty()) {
-              auto answer = log.end_of(epochs->back().epoch);
-              if (!answer) return unsync(*fs);
-              keep = pe::truncation_point(*epochs, end, *answer);
-            }
+            auto mine = log.epochs();
+            auto my_end = log.end_position();
+            if (!mine || !my_end) return unsync(*fs);
+            auto keep = pe::truncation_point(*epochs, end, *mine, *my_end);
             auto synced = [=](uint64_t at) {
               auto* fs2 = find_follower(self, shard, epoch, member, gen);
               if (fs2 == nullptr) return;
@@ -467,7 +480,7 @@ void begin_leading(self_ptr self, recovery_ptr r) {
   s.epoch_start = *marker;
   for (auto& m : r->followers) s.followers.push_back(follower_state{m});
   self->state.led[r->shard] = std::move(s);
-  self->state.gate->lead(r->shard, 0);
+  self->state.gate->lead(r->shard, r->epoch);
   recompute_commit(self, r->shard, self->state.led[r->shard]);
   pump(self, r->shard);
   r->decided = true;
@@ -529,14 +542,10 @@ void decide(self_ptr self, recovery_ptr r) {
     return fail_recovery(r, make_error(errc::invalid_argument,
                                        "cannot read shard " +
                                            std::to_string(r->shard)));
-  if (!mine->empty()) {
-    auto theirs = pe::end_of_epoch(r->best_history, r->best_end,
-                                   mine->back().epoch);
-    auto keep = pe::truncation_point(*mine, *end, theirs);
-    if (keep < *end)
-      if (auto err = log.truncate_after(keep))
-        return fail_recovery(r, to_caf_error(err));
-  }
+  auto keep = pe::truncation_point(*mine, *end, r->best_history, r->best_end);
+  if (keep < *end)
+    if (auto err = log.truncate_after(keep))
+      return fail_recovery(r, to_caf_error(err));
   r->catching_up = true;
   catch_up(self, r);
 }
@@ -694,9 +703,9 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         if (!batch) return std::move(batch.error());
         auto id = self->state.next_apply++;
         auto promise = self->make_response_promise();
-        self->state.applies.emplace(id, pending_apply{shard, promise});
-        auto& c = self->state.follower_commit[shard];
-        c = std::max(c, std::min(commit, batch->end_position() - 1));
+        self->state.applies.emplace(
+            id, pending_apply{shard, batch->end_position() - 1, commit,
+                              promise});
         auto weak_self = caf::actor_cast<caf::weak_actor_ptr>(self);
         log_of(self, shard).apply(
             std::move(*batch), epoch, [weak_self, id](pe::error err) {
@@ -714,10 +723,17 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         auto pending = std::move(i->second);
         self->state.applies.erase(i);
         auto errc = static_cast<pe::errc>(code);
-        auto end = log_of(self, pending.shard).end_position();
-        if (errc == pe::errc::none || errc == pe::errc::log_mismatch) {
-          pending.promise.deliver(end ? *end : uint64_t{0},
-                                  errc == pe::errc::none);
+        if (errc == pe::errc::none) {
+          // Durable here up to the batch's end, which the leader's commit
+          // point may be taken as far as.
+          auto& c = self->state.follower_commit[pending.shard];
+          c = std::max(c, std::min(pending.commit, pending.end));
+          pending.promise.deliver(pending.end, true);
+          return;
+        }
+        if (errc == pe::errc::log_mismatch) {
+          auto end = log_of(self, pending.shard).end_position();
+          pending.promise.deliver(end ? *end : uint64_t{0}, false);
           return;
         }
         pending.promise.deliver(to_caf_error(pe::error{errc, what}));

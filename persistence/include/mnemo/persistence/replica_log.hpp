@@ -52,18 +52,24 @@ class replication_gate {
   virtual ~replication_gate() = default;
 
   /// Called on the appending thread before an append to a stream of
-  /// `shard` is queued: an error (this member does not lead the shard)
-  /// fails the append at once, writing nothing.
-  virtual error admit(uint32_t shard) = 0;
+  /// `shard` is queued: the epoch in which this member leads the shard, or
+  /// an error (it does not lead it) that fails the append at once, writing
+  /// nothing. The writer checks the epoch again inside its transaction:
+  /// an append admitted in an epoch that is no longer the shard's newest
+  /// here, or below its promise, fails with `not_leader`, writing nothing.
+  virtual expected<uint64_t> admit(uint32_t shard) = 0;
 
-  /// Called on the journal's completer thread once an append is durable
-  /// here and ends at `position` of the shard's log. Must call `release`
+  /// Called on the journal's completer thread once an append admitted in
+  /// `epoch` is durable here and ends at `position` of the shard's log.
+  /// Must fail it unless the shard is still led here in `epoch`. Must call
+  /// `release`
   /// exactly once: without an error once a majority of the shard's
   /// replicas hold the log up to `position` durably (the append is then
   /// acknowledged), or with the error the append then fails with (e.g.
   /// leadership lost: the outcome is unknown to the caller until it asks
   /// the new leader, with the same event ids). Short; must not block.
-  virtual void wait_committed(uint32_t shard, uint64_t position,
+  virtual void wait_committed(uint32_t shard, uint64_t epoch,
+                              uint64_t position,
                               std::function<void(error)> release) = 0;
 };
 
@@ -177,14 +183,16 @@ epoch_end end_of_epoch(const std::vector<epoch_start>& history,
                        uint64_t log_end, uint64_t epoch);
 
 /// The position after which a follower must truncate before it follows a
-/// leader (Kafka's KIP-101 with KIP-279's refinement). `leader_answer` is
-/// the leader's `end_of(e)` for the follower's newest epoch `e`; the leader
-/// answers with its greatest epoch `e' <= e` and where that ends. Records
-/// both wrote in `e'` are the same up to the smaller of their two ends of
-/// `e'`; past it the follower holds what no quorum acknowledged (records of
-/// epochs the leader never saw, or the tail of `e'` it lacks). The answer:
-/// min(leader's end of e', follower's end of e').
+/// leader (Kafka's KIP-101, iterated as KIP-279 does), from both logs'
+/// epoch histories and ends. Starting from the follower's newest epoch
+/// `e`: the leader's greatest epoch `e' <= e`; the follower's greatest
+/// epoch `f <= e'`; if `f == e'`, both wrote `e'` and agree on it up to the
+/// smaller of their two ends of it, which is the answer; otherwise the
+/// follower holds nothing of `e'` and the search goes on from `f`. Past the
+/// answer the follower holds what no majority acknowledged.
 uint64_t truncation_point(const std::vector<epoch_start>& follower_epochs,
-                          uint64_t follower_end, const epoch_end& leader_answer);
+                          uint64_t follower_end,
+                          const std::vector<epoch_start>& leader_epochs,
+                          uint64_t leader_end);
 
 }  // namespace mnemo::persistence

@@ -75,13 +75,13 @@ using repl_status_atom = caf::atom_constant<caf::atom("mn_rstatus")>;
 /// by the journal and the replicator; thread-safe.
 class shard_gate : public persistence::replication_gate {
  public:
-  persistence::error admit(uint32_t shard) override;
-  void wait_committed(uint32_t shard, uint64_t position,
+  persistence::expected<uint64_t> admit(uint32_t shard) override;
+  void wait_committed(uint32_t shard, uint64_t epoch, uint64_t position,
                       std::function<void(persistence::error)> release) override;
 
-  /// Replicator side: the shard is led here from now on, with nothing
-  /// committed past `committed` yet.
-  void lead(uint32_t shard, uint64_t committed);
+  /// Replicator side: the shard is led here in `epoch` from now on (the
+  /// appends still waiting from an earlier epoch fail).
+  void lead(uint32_t shard, uint64_t epoch);
   /// Replicator side: the shard's commit point; releases the appends up to
   /// it.
   void commit(uint32_t shard, uint64_t position);
@@ -98,6 +98,7 @@ class shard_gate : public persistence::replication_gate {
     std::function<void(persistence::error)> release;
   };
   struct shard_state {
+    uint64_t epoch = 0;
     uint64_t committed = 0;
     std::vector<waiter> waiting;
   };
