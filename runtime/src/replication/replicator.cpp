@@ -143,10 +143,25 @@ void shard_gate::wait_committed(uint32_t shard, uint64_t epoch,
       guard.unlock();
       return release({});
     }
-    i->second.waiting.push_back(waiter{position, std::move(release)});
-    notify = on_append_;
+    auto& s = i->second;
+    s.waiting.push_back(waiter{position, std::move(release)});
+    s.announced = std::max(s.announced, position);
+    // One notification until the replicator takes it: a burst of appends
+    // costs the replicator one message.
+    if (!s.notify_pending) {
+      s.notify_pending = true;
+      notify = on_append_;
+    }
   }
   if (notify) notify(shard, position);
+}
+
+uint64_t shard_gate::take_announced(uint32_t shard) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = led_.find(shard);
+  if (i == led_.end()) return 0;
+  i->second.notify_pending = false;
+  return i->second.announced;
 }
 
 void shard_gate::lead(uint32_t shard, uint64_t epoch) {
@@ -657,7 +672,8 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         return caf::make_message(false, promised ? *promised : 0,
                                  end ? *end : 0, c);
       },
-      [=](local_append_atom, uint32_t shard, uint64_t position) {
+      [=](local_append_atom, uint32_t shard, uint64_t) {
+        auto position = self->state.gate->take_announced(shard);
         auto i = self->state.led.find(shard);
         if (i == self->state.led.end()) return;
         i->second.local_end = std::max(i->second.local_end, position);

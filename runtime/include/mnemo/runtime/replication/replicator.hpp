@@ -88,9 +88,13 @@ class shard_gate : public persistence::replication_gate {
   /// Replicator side: the shard is no longer led here; the waiting appends
   /// fail with `not_leader` (`why` says why).
   void step_down(uint32_t shard, const std::string& why);
-  /// Called with (shard, position) whenever a local append of a led shard
-  /// is durable here (the replicator ships it). Set before use.
+  /// Called with (shard, position) when a local append of a led shard is
+  /// durable here and the replicator has taken the previous notification
+  /// (the replicator ships it). Set before use.
   void on_local_append(std::function<void(uint32_t, uint64_t)> f);
+  /// Replicator side: the greatest local position announced for `shard`;
+  /// the next append notifies again.
+  uint64_t take_announced(uint32_t shard);
 
  private:
   struct waiter {
@@ -101,6 +105,9 @@ class shard_gate : public persistence::replication_gate {
     uint64_t epoch = 0;
     uint64_t committed = 0;
     std::vector<waiter> waiting;
+    /// The greatest position durable here that the replicator was told of.
+    uint64_t announced = 0;
+    bool notify_pending = false;
   };
   std::mutex mtx_;
   std::map<uint32_t, shard_state> led_;
