@@ -203,10 +203,34 @@ void shard_coordinator::look() {
       v.epoch = epoch;
       v.leader = first->value;
     }
-    if (!ours || leading) {
-      if (!ours)
-        caf::anon_send(replicator_, repl::repl_follow_atom::value, shard,
-                       first->value);
+    if (!ours) {
+      caf::anon_send(replicator_, repl::repl_follow_atom::value, shard,
+                     first->value);
+      continue;
+    }
+    if (leading) {
+      // The replicator may have stepped down on its own (a follower had
+      // promised a newer epoch): then this candidacy goes, so that the
+      // shard gets a leader again.
+      caf::scoped_actor self{*sys_};
+      bool still = true;
+      self->request(replicator_, std::chrono::seconds{2},
+                    repl::repl_status_atom::value, shard)
+          .receive(
+              [&](bool is_leading, uint64_t at_epoch, uint64_t, uint64_t) {
+                still = is_leading && at_epoch == static_cast<uint64_t>(epoch);
+              },
+              [&](caf::error&) {});
+      if (still) continue;
+      {
+        std::lock_guard<std::mutex> guard{mtx_};
+        view_[shard].leading = false;
+      }
+      log_("shard_step_down", "shard " + std::to_string(shard) +
+                                  ": its replicator no longer leads it");
+      etcd_->erase(own_key, epoch);
+      candidacy_.erase(shard);
+      withdrawn_[shard] = clock::now() + cfg_.retry_after;
       continue;
     }
     // This member's key is the oldest: lead, after the replicator has

@@ -259,6 +259,8 @@ struct pending_apply {
   caf::response_promise promise;
 };
 
+struct recovery;
+
 struct replicator_state {
   pe::journal* journal = nullptr;
   std::shared_ptr<shard_gate> gate;
@@ -269,6 +271,8 @@ struct replicator_state {
   std::map<uint32_t, uint64_t> follower_commit;
   uint64_t next_apply = 1;
   std::map<uint64_t, pending_apply> applies;
+  /// Shards this replica is recovering to lead (resigning cancels them).
+  std::map<uint32_t, std::shared_ptr<recovery>> recovering;
   static inline const char* name = "mnemo.replicator";
 };
 
@@ -482,7 +486,20 @@ void fail_recovery(recovery_ptr r, caf::error err) {
 }
 
 // Starts leading with the log as it is now.
+// Cancels the recovery of `shard`, if any: it will not lead.
+void cancel_recovery(self_ptr self, uint32_t shard, const std::string& why) {
+  auto i = self->state.recovering.find(shard);
+  if (i == self->state.recovering.end()) return;
+  auto r = i->second;
+  self->state.recovering.erase(i);
+  fail_recovery(r, make_error(errc::owner_unavailable,
+                              "recovery of shard " + std::to_string(shard) +
+                                  " cancelled: " + why));
+}
+
 void begin_leading(self_ptr self, recovery_ptr r) {
+  if (r->decided) return;  // cancelled meanwhile
+  self->state.recovering.erase(r->shard);
   auto log = log_of(self, r->shard);
   if (auto err = log.begin_epoch(r->epoch))
     return fail_recovery(r, to_caf_error(err));
@@ -504,6 +521,7 @@ void begin_leading(self_ptr self, recovery_ptr r) {
 
 // Fetches the best replica's records this log lacks, then leads.
 void catch_up(self_ptr self, recovery_ptr r) {
+  if (r->decided) return;  // cancelled meanwhile
   auto log = log_of(self, r->shard);
   auto end = log.end_position();
   if (!end) return fail_recovery(r, to_caf_error(end.error()));
@@ -599,7 +617,9 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         if (!mine || !end)
           return make_error(errc::invalid_argument,
                             "cannot read shard " + std::to_string(shard));
+        cancel_recovery(self, shard, "a newer request to lead");
         auto r = std::make_shared<recovery>();
+        self->state.recovering[shard] = r;
         r->shard = shard;
         r->epoch = epoch;
         r->followers = followers;
@@ -653,11 +673,13 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         return encode_batch(*batch);
       },
       [=](repl_follow_atom, uint32_t shard, const std::string& leader) {
+        cancel_recovery(self, shard, "now following " + leader);
         if (self->state.led.count(shard) > 0)
           step_down(self, shard, "now following " + leader);
         self->state.followed[shard] = leader;
       },
       [=](repl_resign_atom, uint32_t shard) {
+        cancel_recovery(self, shard, "resigned");
         step_down(self, shard, "resigned");
         self->state.followed.erase(shard);
       },
@@ -688,6 +710,9 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         // Promise the epoch first: from now on older leaders are refused.
         if (auto err = log.apply(pe::log_batch{0, 1, {}}, epoch))
           return to_caf_error(err);
+        cancel_recovery(self, shard,
+                        "a leader of epoch " + std::to_string(epoch) +
+                            " synced this replica");
         if (self->state.led.count(shard) > 0)
           step_down(self, shard, "a leader of epoch " + std::to_string(epoch) +
                                      " synced this replica");
