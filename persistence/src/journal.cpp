@@ -488,17 +488,6 @@ void journal::delete_events_to(std::string stream, uint64_t to_sequence,
       delete_request{std::move(stream), to_sequence, std::move(done), {}});
 }
 
-namespace {
-
-template <class F>
-error blocking(F&& submit) {
-  std::promise<error> promise;
-  auto future = promise.get_future();
-  submit([&promise](error err) { promise.set_value(std::move(err)); });
-  return future.get();
-}
-
-}  // namespace
 
 error journal::delete_events_to(std::string stream, uint64_t to_sequence) {
   return blocking([&](write_handler done) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -328,6 +329,11 @@ struct journal::impl {
                       uint64_t position);
   /// Ends the transaction for the shard ends: keep or drop pending values.
   void settle_shards(bool committed);
+  /// Removes the event at `pos` (sequence `seq` of `stream`) with its tag
+  /// and stream-index entries, not its event id; returns the LMDB code.
+  int remove_event(detail::txn_state& st, std::string_view stream,
+                   uint64_t seq, uint64_t pos,
+                   const std::vector<std::string>& tags);
   /// Returns the cached head of `stream`, reading it on a miss; its
   /// `pending` value is what the current transaction sees.
   /// A damaged head fails only the request: `err` is set, 0 returned.
@@ -405,6 +411,15 @@ template <class Visit>
 error walk_stream(detail::txn_state& st, std::string_view stream,
                   const head_record& head, uint64_t first, uint64_t last,
                   Visit&& visit);
+
+/// Submits a request with `submit(handler)` and waits for its error.
+template <class F>
+error blocking(F&& submit) {
+  std::promise<error> promise;
+  auto future = promise.get_future();
+  submit([&promise](error err) { promise.set_value(std::move(err)); });
+  return future.get();
+}
 
 /// Current time in microseconds since the Unix epoch.
 int64_t now_micros() noexcept;

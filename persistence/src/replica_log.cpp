@@ -139,14 +139,6 @@ int put_u64(detail::txn_state& st, const std::string& k, uint64_t v) {
   return mdb_put(st.txn, st.dbs->meta, &key, &val, 0);
 }
 
-template <class F>
-error blocking(F&& submit) {
-  std::promise<error> promise;
-  auto future = promise.get_future();
-  submit([&promise](error err) { promise.set_value(std::move(err)); });
-  return future.get();
-}
-
 // A record as shipped: its back link zeroed, its checksum made again.
 std::string portable(std::string_view stored) {
   std::string out{stored};
@@ -507,25 +499,11 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
     }
   }
   for (auto& d : doomed) {
-    for (auto& tag : d.tags) {
-      auto tkey_bytes = name_key(tag, d.pos);
-      MDB_val tkey = to_val(tkey_bytes);
-      auto rc = mdb_del(st.txn, dbs.tags, &tkey, nullptr);
-      if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    }
     MDB_val idkey{16, d.id.bytes.data()};
     if (auto rc = mdb_del(st.txn, dbs.event_ids, &idkey, nullptr);
         rc != 0 && rc != MDB_NOTFOUND)
       return rc;
-    be64_key pkey{d.pos};
-    MDB_val key = pkey.val();
-    if (auto rc = mdb_del(st.txn, dbs.events, &key, nullptr)) return rc;
-    if (d.seq % legacy_checkpoint_interval == 0) {
-      auto ikey_bytes = name_key(d.stream, d.seq);
-      MDB_val ikey = to_val(ikey_bytes);
-      auto rc = mdb_del(st.txn, dbs.stream_index, &ikey, nullptr);
-      if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    }
+    if (auto rc = remove_event(st, d.stream, d.seq, d.pos, d.tags)) return rc;
   }
   for (auto spos = keep + 1; spos <= end; ++spos) {
     shard_key k{req.shard, spos};

@@ -638,25 +638,32 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
     out = std::move(err);
     return 0;
   }
-  for (auto& v : victims) {
-    for (auto& tag : v.tags) {
-      auto tkey_bytes = name_key(tag, v.pos);
-      MDB_val tkey = to_val(tkey_bytes);
-      auto rc = mdb_del(st.txn, dbs.tags, &tkey, nullptr);
-      if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    }
-    be64_key pkey{v.pos};
-    MDB_val key = pkey.val();
-    if (auto rc = mdb_del(st.txn, dbs.events, &key, nullptr)) return rc;
-    if (v.seq % legacy_checkpoint_interval == 0) {
-      auto ikey_bytes = name_key(req.stream, v.seq);
-      MDB_val ikey = to_val(ikey_bytes);
-      auto rc = mdb_del(st.txn, dbs.stream_index, &ikey, nullptr);
-      if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    }
-  }
+  for (auto& v : victims)
+    if (auto rc = remove_event(st, req.stream, v.seq, v.pos, v.tags))
+      return rc;
   head_rec.deleted_to = to;
   store_head(*entry, head_rec);
+  return 0;
+}
+
+int journal::impl::remove_event(detail::txn_state& st, std::string_view stream,
+                               uint64_t seq, uint64_t pos,
+                               const std::vector<std::string>& tags) {
+  for (auto& tag : tags) {
+    auto tkey_bytes = name_key(tag, pos);
+    MDB_val tkey = to_val(tkey_bytes);
+    auto rc = mdb_del(st.txn, dbs.tags, &tkey, nullptr);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+  }
+  be64_key pkey{pos};
+  MDB_val key = pkey.val();
+  if (auto rc = mdb_del(st.txn, dbs.events, &key, nullptr)) return rc;
+  if (seq % legacy_checkpoint_interval == 0) {
+    auto ikey_bytes = name_key(stream, seq);
+    MDB_val ikey = to_val(ikey_bytes);
+    auto rc = mdb_del(st.txn, dbs.stream_index, &ikey, nullptr);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+  }
   return 0;
 }
 
