@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <caf/actor_system.hpp>
@@ -34,6 +35,7 @@ struct failover_fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   std::array<member, 3> m;
+  std::mutex log_mtx;  // before the coordinators, which log to it
   std::array<std::unique_ptr<shard_coordinator>, 3> coord;
 
   failover_fixture() {
@@ -68,10 +70,13 @@ struct failover_fixture {
     auto t0 = std::chrono::steady_clock::now();
     auto c = shard_coordinator::start(
         sys, m[i].replicator, s,
-        [id, t0](const std::string& what, const std::string& detail) {
+        [this, id, t0](const std::string& what, const std::string& detail) {
+          // From the coordinators' threads: Boost.Test's log is not
+          // thread-safe.
           auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - t0)
                         .count();
+          std::lock_guard<std::mutex> guard{log_mtx};
           BOOST_TEST_MESSAGE(ms << " ms " << id << ": " << what << " "
                                 << detail);
         });

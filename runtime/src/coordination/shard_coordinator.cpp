@@ -40,14 +40,18 @@ caf::expected<std::unique_ptr<shard_coordinator>> shard_coordinator::start(
       std::min(settings.etcd.request_timeout, margin);
   auto client = etcd_client::connect(settings.etcd);
   if (!client) return std::move(client.error());
+  auto lease_client = etcd_client::connect(settings.etcd);
+  if (!lease_client) return std::move(lease_client.error());
   std::unique_ptr<shard_coordinator> c{new shard_coordinator};
   c->sys_ = &sys;
   c->replicator_ = std::move(replicator);
   c->cfg_ = std::move(settings);
   c->log_ = log ? std::move(log) : [](const std::string&, const std::string&) {};
   c->etcd_ = std::move(*client);
+  c->lease_etcd_ = std::move(*lease_client);
   for (auto& [shard, replicas] : c->cfg_.replicas)
     c->view_[shard] = shard_leadership{shard, false, 0, {}};
+  c->renewer_ = std::thread{[p = c.get()] { p->renew_loop(); }};
   c->thread_ = std::thread{[p = c.get()] { p->run(); }};
   c->watchdog_ = std::thread{[p = c.get()] { p->watch(); }};
   return c;
@@ -57,9 +61,10 @@ shard_coordinator::~shard_coordinator() {
   if (!abandoned_) {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
+    if (renewer_.joinable()) renewer_.join();
     if (watchdog_.joinable()) watchdog_.join();
     step_down_all("stopping");
-    if (lease_ != 0) etcd_->revoke(lease_);
+    if (auto lease = lease_.load(); lease != 0) lease_etcd_->revoke(lease);
   }
 }
 
@@ -67,6 +72,7 @@ void shard_coordinator::abandon() {
   abandoned_ = true;
   stop_ = true;
   if (thread_.joinable()) thread_.join();
+  if (renewer_.joinable()) renewer_.join();
   if (watchdog_.joinable()) watchdog_.join();
 }
 
@@ -103,47 +109,50 @@ void shard_coordinator::step_down_all(const std::string& why) {
   }
 }
 
-bool shard_coordinator::renew(clock::time_point now) {
+bool shard_coordinator::lease_short() const noexcept {
+  auto until = lead_until_ns_.load();
+  return until == 0 || clock::now().time_since_epoch().count() >= until;
+}
+
+void shard_coordinator::renew(clock::time_point now) {
   auto ttl = cfg_.lease_ttl;
-  if (lease_ == 0) {
-    auto granted = etcd_->grant(ttl);
+  auto lease = lease_.load();
+  if (lease == 0) {
+    auto granted = lease_etcd_->grant(ttl);
     if (!granted) {
       log_("etcd_unavailable", describe(granted.error()));
-      return false;
+      return;
     }
-    lease_ = granted->id;
     lease_valid_until_ = now + granted->ttl;
-    lead_until_ns_ = (lease_valid_until_ - third_of(ttl)).time_since_epoch().count();
     last_renewal_ = now;
-    candidacy_.clear();
-    log_("lease_granted", hex(lease_));
-    return true;
+    lead_until_ns_ =
+        (lease_valid_until_ - third_of(ttl)).time_since_epoch().count();
+    lease_ = granted->id;
+    log_("lease_granted", hex(granted->id));
+    return;
   }
-  if (now - last_renewal_ >= third_of(ttl)) {
-    auto renewed = etcd_->keep_alive(lease_);
-    if (renewed) {
-      lease_valid_until_ = now + *renewed;
-      last_renewal_ = now;
-      lead_until_ns_ =
-          (lease_valid_until_ - third_of(ttl)).time_since_epoch().count();
-    } else if (is(renewed.error(), errc::not_found)) {
-      step_down_all("the member's lease expired");
-      log_("lease_lost", hex(lease_));
-      lease_ = 0;
-      lead_until_ns_ = 0;
-      candidacy_.clear();
-      return false;
-    } else {
-      log_("etcd_unavailable", describe(renewed.error()));
-    }
+  if (now - last_renewal_ < third_of(ttl)) return;
+  auto renewed = lease_etcd_->keep_alive(lease);
+  if (renewed) {
+    lease_valid_until_ = now + *renewed;
+    last_renewal_ = now;
+    lead_until_ns_ =
+        (lease_valid_until_ - third_of(ttl)).time_since_epoch().count();
+  } else if (is(renewed.error(), errc::not_found)) {
+    lead_until_ns_ = 0;
+    lease_ = 0;
+    step_down_all("the member's lease expired");
+    log_("lease_lost", hex(lease));
+  } else {
+    log_("etcd_unavailable", describe(renewed.error()));
   }
-  // Lead only while the lease surely holds: etcd counts its TTL from a
-  // renewal it received, which is after this member sent it.
-  if (clock::now() >= lease_valid_until_ - third_of(ttl)) {
-    step_down_all("the member's lease could not be renewed in time");
-    return false;
+}
+
+void shard_coordinator::renew_loop() {
+  while (!stop_) {
+    renew(clock::now());
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
   }
-  return true;
 }
 
 void shard_coordinator::look() {
@@ -164,14 +173,14 @@ void shard_coordinator::look() {
     candidates[shard].push_back(&kv);
   }
   auto now = clock::now();
+  auto lease = lease_.load();
+  if (lease != seen_lease_) {  // a new lease: no candidacy of it yet
+    candidacy_.clear();
+    seen_lease_ = lease;
+  }
   for (auto& [shard, replicas] : cfg_.replicas) {
-    // Each call to etcd takes at most half the margin: between two, the
-    // lease is checked again.
-    if (clock::now() >= lease_valid_until_ - third_of(cfg_.lease_ttl)) {
-      step_down_all("the member's lease could not be renewed in time");
-      return;
-    }
-    auto own_key = base + std::to_string(shard) + "/candidates/" + hex(lease_);
+    if (lease_short()) return;  // the watchdog steps down
+    auto own_key = base + std::to_string(shard) + "/candidates/" + hex(lease);
     auto& list = candidates[shard];
     bool mine_listed = false;
     for (auto* kv : list) mine_listed |= kv->key == own_key;
@@ -180,8 +189,8 @@ void shard_coordinator::look() {
       auto w = withdrawn_.find(shard);
       if (w == withdrawn_.end() || now >= w->second) {
         withdrawn_.erase(shard);
-        auto created = etcd_->create(own_key, cfg_.member, lease_);
-        if (created && created->kv.lease == lease_)
+        auto created = etcd_->create(own_key, cfg_.member, lease);
+        if (created && created->kv.lease == lease)
           candidacy_[shard] = created->kv.create_revision;
       }
     }
@@ -253,8 +262,7 @@ void shard_coordinator::look() {
     {
       std::lock_guard<std::mutex> guard{mtx_};
       bool still = pending_.erase(shard) > 0;
-      if (!failed && still &&
-          clock::now() < lease_valid_until_ - third_of(cfg_.lease_ttl)) {
+      if (!failed && still && !lease_short()) {
         view_[shard].leading = true;
         log_("shard_leader", "shard " + std::to_string(shard) + " epoch " +
                                  std::to_string(epoch));
@@ -274,13 +282,8 @@ void shard_coordinator::look() {
 
 void shard_coordinator::run() {
   while (!stop_) {
-    auto now = clock::now();
-    if (renew(now)) look();
-    // The lease can run short while etcd is slow: check it between looks
-    // as often as they come.
+    if (lease_.load() != 0 && !lease_short()) look();
     std::this_thread::sleep_for(cfg_.poll);
-    if (lease_ != 0 && clock::now() >= lease_valid_until_ - third_of(cfg_.lease_ttl))
-      step_down_all("the member's lease could not be renewed in time");
   }
 }
 

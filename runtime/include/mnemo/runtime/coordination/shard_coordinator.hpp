@@ -12,10 +12,12 @@
 // (no majority reachable) withdraws its candidacy for a while, so that
 // another can lead.
 //
-// One thread per member does all of it, polling etcd every `poll`; every
-// etcd call is bounded by the client's request timeout (at most a third of
-// the TTL). A second thread, the watchdog, steps down on time even while
-// a call to etcd hangs.
+// Three threads per member: one polls etcd every `poll` and drives the
+// replicator (which may take a while to recover a shard); one renews the
+// lease on a connection of its own, so that renewals never wait for the
+// first; a watchdog steps down on time even while a call to etcd hangs.
+// Every etcd call is bounded by the client's request timeout (at most a
+// third of the TTL).
 
 #include <atomic>
 #include <chrono>
@@ -99,7 +101,10 @@ class shard_coordinator {
   shard_coordinator() = default;
   void run();
   void watch();
-  bool renew(std::chrono::steady_clock::time_point now);
+  void renew_loop();
+  void renew(std::chrono::steady_clock::time_point now);
+  /// Whether the lease may run out within the margin (or there is none).
+  bool lease_short() const noexcept;
   void step_down_all(const std::string& why);
   void look();
 
@@ -108,18 +113,23 @@ class shard_coordinator {
   coordinator_settings cfg_;
   coordinator_log log_;
   std::unique_ptr<etcd_client> etcd_;
+  std::unique_ptr<etcd_client> lease_etcd_;  // the renewer's connection
   std::thread thread_;
+  std::thread renewer_;
   std::thread watchdog_;
+  // The member's lease (0: none); written by the renewer.
+  std::atomic<int64_t> lease_{0};
   // When the lease may end at the earliest, minus the margin (steady clock
   // nanoseconds; 0: no lease): the watchdog steps down past it.
   std::atomic<int64_t> lead_until_ns_{0};
   std::atomic<bool> stop_{false};
   bool abandoned_ = false;
 
-  // Coordinator thread only.
-  int64_t lease_ = 0;
+  // Renewer thread only.
   std::chrono::steady_clock::time_point lease_valid_until_{};
   std::chrono::steady_clock::time_point last_renewal_{};
+  // Coordinator thread only.
+  int64_t seen_lease_ = 0;
   std::map<uint32_t, int64_t> candidacy_;  // shard -> own key's revision
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
 
