@@ -318,12 +318,8 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
                                     mnemo::sagas::saga_protocol<transfer>());
     n.track(ptr->transfers);
   }
-  auto resumed = mnemo::sagas::resume_unfinished<transfer>(
-      n.journal(), n.registry(), local_transfers);
-  if (!resumed) {
-    error = "resuming transfers: " + resumed.error().to_string();
+  if (!resume_sagas<transfer>(n, local_transfers, "saga.transfer", error))
     return nullptr;
-  }
   std::vector<mnemo::actors::projection_spec> specs{ptr->model.projection(),
                                                     ptr->sagas.projection()};
   auto side = std::make_shared<cluster_read_side>();

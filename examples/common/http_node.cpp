@@ -120,6 +120,12 @@ int run_http_node(const char* name, http_node_config& cfg, int argc,
     std::cerr << name << ": " << error << "\n";
     return 1;
   }
+  // A replicated cluster: the service's types are routed, so this member
+  // may now take part in its shards' elections.
+  if (auto err = (*started)->start_replication()) {
+    std::cerr << name << ": " << mnemo::runtime::describe(err) << "\n";
+    return 1;
+  }
   auto server = httpd::server::start(http, svc.handle, error);
   if (!server) {
     std::cerr << name << ": " << error << "\n";

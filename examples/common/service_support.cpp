@@ -46,6 +46,14 @@ httpd::response runtime_error_response(const caf::error& err) {
     return httpd::error_response(503, "unavailable",
                                  mnemo::runtime::describe(err));
   using pe = mnemo::persistence::errc;
+  // A replicated shard changed leaders under the command: it may or may not
+  // be kept, and a retry reaches the new leader.
+  if (is(err, pe::not_leader) || is(err, pe::stale_epoch))
+    return httpd::error_response(
+        503, "owner_unavailable",
+        mnemo::runtime::describe(err) +
+            " (the shard's leadership changed; it may or may not have been "
+            "applied: retry with the same command_id)");
   // Only a node started with an outdated member list gets here.
   if (is(err, pe::stream_moved))
     return httpd::error_response(503, "stream_moved",
@@ -162,12 +170,26 @@ httpd::response health(mnemo::runtime::node& n) {
     return json_response(
         503, json{{"status", "failed"}, {"message", err.to_string()}});
   json body{{"status", "ok"}, {"head_position", j.head_position()}};
-  if (auto* c = n.cluster())
+  if (auto* c = n.cluster()) {
     body["cluster"] = json{{"node", c->self()},
                            {"members", c->view().members().size()},
                            {"shards", c->view().shards()},
                            {"connected", c->connected()},
                            {"transport", c->transport()}};
+    if (c->replicated()) {
+      // Which shards this member leads, and how many have no leader now.
+      std::vector<uint32_t> leading;
+      size_t leaderless = 0;
+      for (uint32_t s = 0; s < c->view().shards(); ++s) {
+        auto l = c->leader_of(s);
+        if (l == c->self()) leading.push_back(s);
+        leaderless += l.empty() ? 1 : 0;
+      }
+      body["cluster"]["replicated"] = true;
+      body["cluster"]["leading"] = leading;
+      body["cluster"]["leaderless"] = leaderless;
+    }
+  }
   return json_response(200, body);
 }
 

@@ -12,12 +12,12 @@
 
 #include "../http/http_server.hpp"
 #include "mnemo/actors/projection.hpp"
+#include "mnemo/runtime/cluster.hpp"
+#include "mnemo/runtime/console.hpp"
 #include "mnemo/runtime/metrics.hpp"
+#include "mnemo/runtime/node.hpp"
+#include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_index.hpp"
-
-namespace mnemo::runtime {
-class node;
-}  // namespace mnemo::runtime
 
 namespace examples {
 
@@ -34,6 +34,40 @@ std::string context_text(const caf::error& err);
 /// `storage_unavailable`, else 500 `internal` with the error named
 /// ("system:unexpected_message", never "system:5").
 httpd::response runtime_error_response(const caf::error& err);
+
+/// Resumes the unfinished sagas of type `S` through `local` (the node's
+/// own saga registry; `routed_type` is the name the cluster routes them
+/// by). Alone or in a static cluster: all of them, now. In a replicated
+/// cluster: those of a shard each time this member comes to lead it (a
+/// failure is logged as a JSON line). Returns false with `error` set if
+/// resuming now failed.
+template <class S>
+bool resume_sagas(mnemo::runtime::node& n, const caf::actor& local,
+                  const std::string& routed_type, std::string& error) {
+  auto* cluster = n.cluster();
+  if (!cluster || !cluster->replicated()) {
+    auto resumed =
+        mnemo::sagas::resume_unfinished<S>(n.journal(), n.registry(), local);
+    if (!resumed) error = "resuming " + routed_type + ": " + resumed.error().to_string();
+    return static_cast<bool>(resumed);
+  }
+  auto shards = cluster->view().shards();
+  cluster->on_lead([&j = n.journal(), &types = n.registry(), local,
+                    routed_type, shards](uint32_t shard) {
+    auto resumed = mnemo::sagas::resume_unfinished<S>(
+        j, types, local, [&](const std::string& id) {
+          return mnemo::runtime::entity_shard(routed_type, id, shards) == shard;
+        });
+    if (!resumed)
+      mnemo::runtime::print_line(
+          nlohmann::json{{"event", "resume_failed"},
+                         {"saga", routed_type},
+                         {"shard", shard},
+                         {"error", resumed.error().to_string()}}
+              .dump());
+  });
+  return true;
+}
 
 /// The status a client sees for saga phase `phase`: a compensating saga is
 /// still "running".

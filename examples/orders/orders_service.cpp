@@ -281,12 +281,8 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   to.fulfilments =
       mnemo::sagas::spawn_saga_registry<fulfilment>(n.system(), ctx, saga_opts);
   n.track(to.fulfilments);
-  auto resumed = mnemo::sagas::resume_unfinished<fulfilment>(
-      n.journal(), n.registry(), to.fulfilments);
-  if (!resumed) {
-    error = "resuming fulfilments: " + resumed.error().to_string();
+  if (!resume_sagas<fulfilment>(n, to.fulfilments, "saga.fulfilment", error))
     return nullptr;
-  }
   gateway_options pay;
   pay.failure_rate = opts.payment_failure_rate;
   pay.seed = opts.payment_seed;

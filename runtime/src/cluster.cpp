@@ -18,9 +18,11 @@
 
 #include "cluster_feed.hpp"
 #include "cluster_state.hpp"
+#include "replication/replication_link.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
+#include "mnemo/runtime/replication/replicator.hpp"
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<mnemo::runtime::remote_protocol>)
 
@@ -48,6 +50,10 @@ using peers_atom = caf::atom_constant<caf::atom("mn_peers")>;
 using watch_atom = caf::atom_constant<caf::atom("mn_watch")>;
 // Endpoint -> routers: this member went away.
 using lost_atom = caf::atom_constant<caf::atom("mn_lost")>;
+// Local: `(attach_atom, replicator)`.
+using attach_atom = caf::atom_constant<caf::atom("mn_attach")>;
+
+namespace repl = replication;
 
 // What a member proves at join: it knows the secret and shares the view.
 std::string join_proof(const std::string& secret, const std::string& from,
@@ -176,6 +182,40 @@ class endpoint_actor : public caf::event_based_actor {
         [this](feed_push_atom, const std::string& from, const bytes& payload) {
           if (!check_member(from)) feed_.on_push(from, payload);
         },
+        // -- replication (replication/replication_link.hpp) --
+        [this](attach_atom, const caf::actor& replicator) {
+          if (!local_sender()) return;
+          replicator_ = replicator;
+          for (auto& [id, p] : peers_)
+            if (p.handle) link_replicator(id, p.handle);
+        },
+        [this](repl::peer_sync_atom, const std::string& from, uint32_t shard,
+               uint64_t epoch) -> caf::result<caf::message> {
+          if (auto err = check_replica(from)) return err;
+          return delegate(replicator_, repl::repl_sync_atom::value, shard,
+                          epoch);
+        },
+        [this](repl::peer_truncate_atom, const std::string& from,
+               uint32_t shard, uint64_t epoch,
+               uint64_t keep) -> caf::result<caf::message> {
+          if (auto err = check_replica(from)) return err;
+          return delegate(replicator_, repl::repl_truncate_atom::value, shard,
+                          epoch, keep);
+        },
+        [this](repl::peer_append_atom, const std::string& from, uint32_t shard,
+               uint64_t epoch, uint64_t commit,
+               bytes& batch) -> caf::result<caf::message> {
+          if (auto err = check_replica(from)) return err;
+          return delegate(replicator_, repl::repl_append_atom::value, shard,
+                          epoch, commit, std::move(batch));
+        },
+        [this](repl::peer_read_atom, const std::string& from, uint32_t shard,
+               uint64_t position,
+               uint64_t max_records) -> caf::result<caf::message> {
+          if (auto err = check_replica(from)) return err;
+          return delegate(replicator_, repl::repl_read_atom::value, shard,
+                          position, max_records);
+        },
         [this](peers_atom) {
           std::vector<std::string> result;
           for (auto& [id, p] : peers_)
@@ -216,6 +256,9 @@ class endpoint_actor : public caf::event_based_actor {
 
   void on_exit() override {
     // Followers and routers hold this actor's handle: break the cycles.
+    for (auto& [id, l] : links_) send_exit(l, caf::exit_reason::user_shutdown);
+    links_.clear();
+    replicator_ = nullptr;
     feed_.clear();
     peers_.clear();
     served_.clear();
@@ -234,6 +277,25 @@ class endpoint_actor : public caf::event_based_actor {
           "member '" + from + "' has not joined '" + st_->self + "'");
     }
     return {};
+  }
+
+  // Checks a replication request of member `from` (joined, and this member
+  // replicates).
+  caf::error check_replica(const std::string& from) {
+    if (auto err = check_member(from)) return err;
+    if (!replicator_)
+      return make_error(errc::not_found,
+                        "member '" + st_->self + "' replicates nothing");
+    return {};
+  }
+
+  // Tells the replicator how to reach member `id`'s (through `h`).
+  void link_replicator(const std::string& id, const caf::actor& h) {
+    if (!replicator_) return;
+    auto& l = links_[id];
+    if (l) send_exit(l, caf::exit_reason::user_shutdown);
+    l = repl::spawn_replication_link(system(), st_->self, h);
+    send(replicator_, repl::repl_peer_atom::value, id, l);
   }
 
   // -- joining ----------------------------------------------------------------
@@ -351,6 +413,7 @@ class endpoint_actor : public caf::event_based_actor {
     }
     st_->log(what, detail);
     feed_.member_up(id, h);
+    link_replicator(id, h);
   }
 
   void give_up(const std::string& id, const std::string& why,
@@ -379,6 +442,11 @@ class endpoint_actor : public caf::event_based_actor {
         // Requests on their way to it will not be answered.
         for (auto& r : routers_) send(r, lost_atom::value, id);
         feed_.member_down(id);
+        if (auto l = links_.find(id); l != links_.end()) {
+          send_exit(l->second, caf::exit_reason::user_shutdown);
+          links_.erase(l);
+          send(replicator_, repl::repl_peer_atom::value, id, caf::actor{});
+        }
       }
     }
     feed_.follower_down(msg.source);
@@ -394,10 +462,11 @@ class endpoint_actor : public caf::event_based_actor {
     if (s == served_.end())
       return make_error(errc::not_found, "member '" + st_->self +
                                              "' serves no type '" + type + "'");
-    if (st_->view.owner(type, id) != st_->self)
-      return make_error(
-          errc::owner_unavailable,
-          "member '" + st_->self + "' does not own " + type + " '" + id + "'");
+    if (st_->owner(type, id) != st_->self)
+      return make_error(errc::owner_unavailable,
+                        "member '" + st_->self + "' does not " +
+                            (st_->streams ? "lead the shard of " : "own ") +
+                            type + " '" + id + "'");
     auto rp = make_response_promise<bytes>();
     auto& [local, protocol] = s->second;
     protocol->serve(
@@ -428,6 +497,10 @@ class endpoint_actor : public caf::event_based_actor {
   std::map<std::string, std::pair<caf::actor, std::shared_ptr<remote_protocol>>>
       served_;
   std::vector<caf::actor> routers_;
+  // Replicated cluster: this member's replicator and its link to each
+  // joined member's.
+  caf::actor replicator_;
+  std::map<std::string, caf::actor> links_;
   std::chrono::steady_clock::time_point last_drop_log_{};
   uint64_t headers_refused_ = detail::basp_headers_refused();
   uint64_t selections_refused_ = detail::basp_selections_refused();
@@ -476,7 +549,11 @@ caf::behavior router(caf::event_based_actor* self, std::string type,
       },
       [=](route_atom, const std::string& id,
           caf::message& msg) -> caf::result<caf::message> {
-        auto& owner = st->view.owner(type, id);
+        auto owner = st->owner(type, id);
+        if (owner.empty())
+          return make_error(errc::owner_unavailable,
+                            "no member leads the shard of " + type + " '" + id +
+                                "' at the moment (a failover is under way)");
         if (owner == st->self)
           return self->delegate(
               local, caf::make_message(route_atom::value, id, std::move(msg)));
@@ -580,8 +657,16 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
         "caf::io::basp::valid first?): a cluster port would be open to "
         "oversized headers and forged route selections");
   detail::limit_basp_payload(static_cast<uint32_t>(settings.max_message_bytes));
+  if (settings.streams && settings.streams->shards() != view->shards())
+    return make_error(errc::invalid_argument,
+                      "the stream-to-shard map has " +
+                          std::to_string(settings.streams->shards()) +
+                          " shards, the cluster " +
+                          std::to_string(view->shards()));
   auto st = std::make_shared<cluster_state>(*view);
   st->self = settings.node_id;
+  st->streams = settings.streams;
+  if (st->streams) st->leaders.resize(view->shards());
   st->tls = settings.tls();
   st->max_payload = settings.max_message_bytes - 65536;
   st->secret = settings.secret;
@@ -625,6 +710,12 @@ cluster::~cluster() = default;
 
 caf::actor cluster::route(const std::string& type, const caf::actor& local,
                           remote_protocol protocol) {
+  if (state_->streams && !protocol.stream_prefix.empty())
+    state_->streams->add(protocol.stream_prefix, type);
+  {
+    std::lock_guard<std::mutex> guard{state_->leader_mtx};
+    state_->locals.emplace_back(type, local);
+  }
   auto shared = std::make_shared<remote_protocol>(std::move(protocol));
   // Sent with a local sender: the endpoint takes this only from its node.
   caf::scoped_actor self{*sys_};
@@ -648,6 +739,60 @@ std::vector<std::string> cluster::connected() const {
 
 const char* cluster::transport() const noexcept {
   return state_->tls ? "tls" : "plain";
+}
+
+bool cluster::replicated() const noexcept {
+  return state_->streams != nullptr;
+}
+
+void cluster::set_leader(uint32_t shard, const std::string& leader) {
+  auto& st = *state_;
+  if (!st.streams || shard >= st.view.shards()) return;
+  std::vector<std::pair<std::string, caf::actor>> locals;
+  std::vector<std::function<void(uint32_t)>> on_lead;
+  bool was_self = false;
+  {
+    std::lock_guard<std::mutex> guard{st.leader_mtx};
+    auto& current = st.leaders[shard];
+    if (current == leader) return;
+    was_self = current == st.self;
+    locals = st.locals;
+    on_lead = st.on_lead;
+    // Stopping: route no more commands here before the eviction.
+    if (was_self) current = leader;
+  }
+  bool now_self = leader == st.self;
+  if (was_self || now_self)
+    for (auto& [type, local] : locals)
+      caf::anon_send(local, evict_atom::value, type, shard, st.view.shards());
+  // Starting: the evictions are in the registries' mailboxes before the
+  // first command routed here can be.
+  if (!was_self) {
+    std::lock_guard<std::mutex> guard{st.leader_mtx};
+    st.leaders[shard] = leader;
+  }
+  st.log("shard_leader", "shard " + std::to_string(shard) + " is led by " +
+                             (leader.empty() ? std::string{"no member"}
+                                             : "member '" + leader + "'"));
+  if (now_self && !was_self)
+    for (auto& f : on_lead) f(shard);
+}
+
+void cluster::on_lead(std::function<void(uint32_t shard)> f) {
+  std::lock_guard<std::mutex> guard{state_->leader_mtx};
+  state_->on_lead.push_back(std::move(f));
+}
+
+std::string cluster::leader_of(uint32_t shard) const {
+  auto& st = *state_;
+  if (!st.streams) return st.view.owner_of(shard);
+  std::lock_guard<std::mutex> guard{st.leader_mtx};
+  return shard < st.leaders.size() ? st.leaders[shard] : std::string{};
+}
+
+void cluster::attach_replicator(const caf::actor& replicator) {
+  caf::scoped_actor self{*sys_};  // a local sender
+  self->send(endpoint_, attach_atom::value, replicator);
 }
 
 }  // namespace mnemo::runtime

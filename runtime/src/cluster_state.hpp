@@ -3,9 +3,14 @@
 // The state a cluster's endpoint and routers share (private to runtime).
 
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/actor.hpp>
 
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/cluster_view.hpp"
@@ -30,6 +35,26 @@ struct cluster_state {
   /// Members joined in both directions, for `cluster::connected`.
   mutable std::mutex mtx;
   std::set<std::string> joined;
+
+  // -- replicated cluster -----------------------------------------------------
+  /// Null in a static cluster.
+  std::shared_ptr<stream_shards> streams;
+  /// Guards `leaders` and `locals`.
+  mutable std::mutex leader_mtx;
+  /// Per shard: the member that leads it ("": none known).
+  std::vector<std::string> leaders;
+  /// The local registry of each routed type.
+  std::vector<std::pair<std::string, caf::actor>> locals;
+  /// What runs when this member comes to lead a shard (cluster::on_lead).
+  std::vector<std::function<void(uint32_t)>> on_lead;
+
+  /// Where a message to entity (`type`, `id`) goes: its shard's leader in a
+  /// replicated cluster ("" if none), else the member list's owner.
+  std::string owner(const std::string& type, const std::string& id) const {
+    if (!streams) return view.owner(type, id);
+    std::lock_guard<std::mutex> guard{leader_mtx};
+    return leaders[view.shard_of(type, id)];
+  }
 };
 
 }  // namespace mnemo::runtime

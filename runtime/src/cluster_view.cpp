@@ -27,6 +27,12 @@ uint64_t mix(uint64_t h) noexcept {
   return h;
 }
 
+// The rendezvous hash of (member, shard): the highest owns the shard.
+uint64_t rendezvous(std::string_view member, uint32_t shard) noexcept {
+  auto h = fnv1a(fnv_offset, member);
+  return mix(fnv1a(h, std::string_view{"\0", 1}) ^ (uint64_t{shard} * fnv_prime));
+}
+
 bool valid_member_id(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
@@ -112,8 +118,7 @@ std::optional<cluster_view> cluster_view::make(
     uint64_t best = 0;
     uint32_t best_index = 0;
     for (uint32_t i = 0; i < v.members_.size(); ++i) {
-      auto h = fnv1a(fnv_offset, v.members_[i].id);
-      h = mix(fnv1a(h, std::string_view{"\0", 1}) ^ (uint64_t{s} * fnv_prime));
+      auto h = rendezvous(v.members_[i].id, s);
       if (i == 0 || h > best) {
         best = h;
         best_index = i;
@@ -136,16 +141,31 @@ std::string cluster_view::fingerprint() const {
   return result;
 }
 
-uint32_t cluster_view::shard_of(std::string_view type,
-                                std::string_view id) const noexcept {
+uint32_t entity_shard(std::string_view type, std::string_view id,
+                      uint32_t shards) noexcept {
   auto h = fnv1a(fnv_offset, type);
   h = fnv1a(h, std::string_view{"\0", 1});
   h = fnv1a(h, id);
-  return static_cast<uint32_t>(mix(h) % shards_);
+  return static_cast<uint32_t>(mix(h) % (shards == 0 ? 1 : shards));
 }
 
 const std::string& cluster_view::owner_of(uint32_t shard) const noexcept {
   return members_[owner_index_[shard % shards_]].id;
+}
+
+std::vector<std::string> cluster_view::replicas_of(uint32_t shard,
+                                                  size_t count) const {
+  std::vector<std::pair<uint64_t, const std::string*>> ranked;
+  for (auto& m : members_)
+    ranked.emplace_back(rendezvous(m.id, shard % shards_), &m.id);
+  // Highest hash first; ties (never seen, 64 bits) by id.
+  std::sort(ranked.begin(), ranked.end(), [](auto& x, auto& y) {
+    return x.first != y.first ? x.first > y.first : *x.second < *y.second;
+  });
+  std::vector<std::string> result;
+  for (size_t i = 0; i < ranked.size() && i < count; ++i)
+    result.push_back(*ranked[i].second);
+  return result;
 }
 
 std::vector<uint32_t> cluster_view::shards_of(std::string_view member) const {

@@ -12,6 +12,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
+#include "mnemo/runtime/cluster_view.hpp"
 #include "mnemo/runtime/error.hpp"
 
 namespace mnemo::runtime {
@@ -146,6 +147,16 @@ class registry_logic {
     auto period = std::max(self_->state.options.idle_timeout / 4,
                            std::chrono::milliseconds{1});
     self_->delayed_send(self_, period, idle_check_atom::value);
+  }
+
+  size_t evict(const std::string& type, uint32_t shard, uint32_t shards) {
+    auto& st = self_->state;
+    std::vector<std::string> matching;
+    for (auto& [id, e] : st.active)
+      if (entity_shard(type, id, shards) == shard) matching.push_back(id);
+    for (auto& id : matching) passivate(id);
+    st.publish();
+    return matching.size();
   }
 
   caf::message stats() {
@@ -305,6 +316,8 @@ caf::behavior registry_main(registry_actor* self, entity_factory factory,
       },
       [logic](idle_check_atom) { logic->idle_check(); },
       [logic](stats_atom) { return logic->stats(); },
+      [logic](evict_atom, const std::string& type, uint32_t shard,
+              uint32_t shards) { return logic->evict(type, shard, shards); },
   };
 }
 

@@ -13,6 +13,8 @@
 #include <caf/send.hpp>
 
 #include "mnemo/runtime/console.hpp"
+#include "mnemo/runtime/coordination/shard_coordinator.hpp"
+#include "mnemo/runtime/replication/replicator.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
 
@@ -36,6 +38,20 @@ std::string json_escape(const std::string& text) {
     }
   }
   return out;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> result;
+  std::string item;
+  for (auto c : text + ",") {
+    if (c != ',') {
+      item.push_back(c);
+    } else if (!item.empty()) {
+      result.push_back(item);
+      item.clear();
+    }
+  }
+  return result;
 }
 
 }  // namespace
@@ -98,6 +114,33 @@ void node::add_journal_metrics() {
 caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   auto settings = cfg.journal_settings();
   if (!settings) return settings.error();
+  // A replicated cluster: the streams of routed types go to their shards'
+  // logs, whose appends the gate admits where this member leads.
+  std::shared_ptr<replication::shard_gate> gate;
+  cfg.cluster.streams = nullptr;
+  if (!cfg.cluster_etcd.empty()) {
+    if (!cfg.cluster.enabled())
+      return make_error(errc::invalid_argument,
+                        "--cluster.etcd needs --cluster.node-id and "
+                        "--cluster.members");
+    if (cfg.cluster_replicas == 0)
+      return make_error(errc::invalid_argument,
+                        "--cluster.replicas must be at least 1");
+    if (cfg.cluster_lease_ttl_s == 0 || cfg.cluster_lease_ttl_s > 60)
+      return make_error(errc::invalid_argument,
+                        "--cluster.lease-ttl-s must be 1 to 60");
+    if (cfg.cluster.shards == 0 || cfg.cluster.shards > 65536)
+      return make_error(errc::invalid_argument,
+                        "--cluster.shards must be 1 to 65536");
+    auto streams = std::make_shared<stream_shards>(
+        static_cast<uint32_t>(cfg.cluster.shards));
+    gate = std::make_shared<replication::shard_gate>();
+    settings->shard_of = [streams](std::string_view stream) {
+      return streams->shard_of(stream);
+    };
+    settings->gate = gate;
+    cfg.cluster.streams = std::move(streams);
+  }
   auto j = persistence::journal::open(*settings);
   if (!j) return to_caf_error(j.error());
   std::unique_ptr<node> result{new node(cfg)};
@@ -105,16 +148,7 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   result->add_journal_metrics();
   result->sink_ = std::make_unique<immediate_completions>();
   if (cfg.cluster.enabled()) {
-    cfg.cluster.members.clear();
-    std::string item;
-    for (auto c : cfg.cluster_members + ",") {
-      if (c != ',') {
-        item.push_back(c);
-      } else if (!item.empty()) {
-        cfg.cluster.members.push_back(item);
-        item.clear();
-      }
-    }
+    cfg.cluster.members = split_list(cfg.cluster_members);
     cfg.load<caf::io::middleman>();
     if (cfg.cluster.tls()) {
       auto& c = cfg.cluster;
@@ -157,6 +191,7 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
                    "\",\"what\":\"" + what + "\",\"detail\":\"" +
                    json_escape(detail) + "\"}");
       };
+    result->cluster_log_ = log;
     // Members that follow this node's journal are told its new heads.
     auto c =
         cluster::start(*result->system_, cfg.cluster, std::move(log),
@@ -164,8 +199,42 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
     if (!c) return c.error();
     result->cluster_ = std::move(*c);
     result->track(result->cluster_->endpoint());
+    if (gate) {
+      replication::replicator_settings rs;
+      rs.member = cfg.cluster.node_id;
+      result->replicator_ = replication::spawn_replicator(
+          *result->system_, *result->journal_, gate, rs);
+      result->track(result->replicator_);
+      result->cluster_->attach_replicator(result->replicator_);
+    }
   }
   return result;
+}
+
+caf::error node::start_replication() {
+  if (!replicator_ || coordinator_) return {};
+  coordination::coordinator_settings cs;
+  cs.prefix = cfg_.cluster_etcd_prefix;
+  cs.member = cfg_.cluster.node_id;
+  auto& view = cluster_->view();
+  auto count = std::min(cfg_.cluster_replicas, view.members().size());
+  for (uint32_t shard = 0; shard < view.shards(); ++shard) {
+    auto replicas = view.replicas_of(shard, count);
+    if (std::find(replicas.begin(), replicas.end(), cs.member) !=
+        replicas.end())
+      cs.replicas[shard] = std::move(replicas);
+  }
+  cs.lease_ttl = std::chrono::seconds{cfg_.cluster_lease_ttl_s};
+  cs.etcd.endpoints = split_list(cfg_.cluster_etcd);
+  cs.on_leader = [c = cluster_.get()](uint32_t shard,
+                                      const std::string& member) {
+    c->set_leader(shard, member);
+  };
+  auto c = coordination::shard_coordinator::start(*system_, replicator_,
+                                                  std::move(cs), cluster_log_);
+  if (!c) return std::move(c.error());
+  coordinator_ = std::move(*c);
+  return {};
 }
 
 void node::track(const caf::actor& handle) {
@@ -173,6 +242,9 @@ void node::track(const caf::actor& handle) {
 }
 
 node::~node() {
+  // Leave the elections first: the shards this member leads fail over at
+  // once instead of after the lease's TTL.
+  coordinator_.reset();
   // From here on no commit reaches the event bus (nor the sink); returns
   // once the listener is not running.
   journal_->unsubscribe(bus_listener_);

@@ -59,7 +59,15 @@ node_config::node_config() {
       .add(cluster.connection_timeout_ms, "connection-timeout-ms",
            "silence after which a member's connection is dropped (ms)")
       .add(cluster.feed_interval_ms, "feed-interval-ms",
-           "shortest interval between head notifications to a follower (ms)");
+           "shortest interval between head notifications to a follower (ms)")
+      .add(cluster_etcd, "etcd",
+           "etcd endpoints host:port, comma-separated: a replicated cluster")
+      .add(cluster_replicas, "replicas",
+           "replicas per shard in a replicated cluster")
+      .add(cluster_etcd_prefix, "etcd-prefix",
+           "the cluster's key prefix in etcd")
+      .add(cluster_lease_ttl_s, "lease-ttl-s",
+           "TTL of the member's etcd lease (s): failover takes about this long");
   // On 2 cores, one worker per core was 30-45 % faster than CAF's default
   // of max(cores, 4) (PLATFORM.md). The command line still overrides it.
   auto cores = std::max(1u, std::thread::hardware_concurrency());

@@ -6,6 +6,7 @@
 
 #include "../../examples/bank/account.hpp"
 #include "mnemo/actors/testkit.hpp"
+#include "mnemo/runtime/cluster_view.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 
 using namespace mnemo;
@@ -119,6 +120,31 @@ BOOST_AUTO_TEST_CASE(active_limit_passivates_least_recently_used) {
   BOOST_CHECK_EQUAL(f.route("a1", deposit{1})->balance, 2);
   BOOST_CHECK_EQUAL(f.route("a2", deposit{3})->balance, 3);
   BOOST_CHECK_EQUAL(f.stats().second, 2u);
+}
+
+BOOST_AUTO_TEST_CASE(evicting_a_shard_passivates_its_entities_only) {
+  registry_fixture f{options(100, std::chrono::minutes{5})};
+  constexpr uint32_t shards = 4;
+  auto shard = runtime::entity_shard(account::type_name, "a1", shards);
+  size_t in_shard = 0;
+  for (int i = 1; i <= 12; ++i) {
+    auto id = "a" + std::to_string(i);
+    BOOST_REQUIRE(f.route(id, open_account{"x"}));
+    BOOST_REQUIRE(f.route(id, deposit{i}));
+    if (runtime::entity_shard(account::type_name, id, shards) == shard)
+      ++in_shard;
+  }
+  BOOST_REQUIRE_LT(in_shard, 12u);
+  auto evicted = f.request<size_t>(f.registry, runtime::evict_atom::value,
+                                   std::string{account::type_name}, shard,
+                                   shards);
+  BOOST_REQUIRE(evicted);
+  BOOST_CHECK_EQUAL(*evicted, in_shard);
+  auto [active, passivations] = f.stats();
+  BOOST_CHECK_EQUAL(active, 12u - in_shard);
+  BOOST_CHECK_EQUAL(passivations, in_shard);
+  // An evicted entity comes back with its state from the journal.
+  BOOST_CHECK_EQUAL(f.route("a1", deposit{10})->balance, 11);
 }
 
 BOOST_AUTO_TEST_CASE(no_second_instance_while_the_first_finishes) {

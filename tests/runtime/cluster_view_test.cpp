@@ -4,6 +4,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <map>
 
 #include "mnemo/runtime/cluster_view.hpp"
@@ -97,6 +98,27 @@ BOOST_AUTO_TEST_CASE(ownership_is_a_pure_function_of_the_view) {
     ++per_shard[x.shard_of("account", "a" + std::to_string(i))];
   BOOST_CHECK_EQUAL(per_shard.size(), 256u);
   for (auto& [shard, n] : per_shard) BOOST_CHECK_LE(n, 200u);
+}
+
+BOOST_AUTO_TEST_CASE(replicas_start_with_the_owner_and_move_only_what_they_must) {
+  auto x = view_of({"a@h:1", "b@h:2", "c@h:3", "d@h:4", "e@h:5"}, 64);
+  auto y = view_of({"a@h:1", "b@h:2", "c@h:3", "d@h:4"}, 64);
+  std::map<std::string, size_t> held;
+  for (uint32_t s = 0; s < 64; ++s) {
+    auto r = x.replicas_of(s, 3);
+    BOOST_REQUIRE_EQUAL(r.size(), 3u);
+    BOOST_CHECK_EQUAL(r[0], x.owner_of(s));
+    BOOST_CHECK(r[0] != r[1] && r[1] != r[2] && r[0] != r[2]);
+    for (auto& m : r) ++held[m];
+    BOOST_CHECK_EQUAL(x.replicas_of(s, 9).size(), 5u);
+    // Without member e, the shards e did not hold keep their replicas.
+    if (std::find(r.begin(), r.end(), "e") == r.end())
+      BOOST_CHECK(y.replicas_of(s, 3) == r);
+  }
+  for (auto& [member, n] : held) {
+    BOOST_TEST_MESSAGE(member << " holds " << n << " of 64 shards");
+    BOOST_CHECK_GE(n, 25u);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_membership_change_moves_only_what_it_must) {

@@ -100,6 +100,7 @@ void shard_coordinator::step_down_all(const std::string& why) {
       if (view.leading || pending_.count(shard) > 0) {
         view.leading = false;
         led.push_back(shard);
+        publish_locked(shard, view.leader);
       }
     pending_.clear();
   }
@@ -107,6 +108,22 @@ void shard_coordinator::step_down_all(const std::string& why) {
     caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
     log_("shard_step_down", "shard " + std::to_string(shard) + ": " + why);
   }
+}
+
+void shard_coordinator::publish_locked(uint32_t shard,
+                                       const std::string& etcd_leader) {
+  if (!cfg_.on_leader) return;
+  auto target = etcd_leader;
+  if (auto v = view_.find(shard); v != view_.end() && target == cfg_.member)
+    if (!v->second.leading) target.clear();  // not (yet, or any longer)
+  auto [i, added] = published_.emplace(shard, target);
+  if (!added) {
+    if (i->second == target) return;
+    i->second = target;
+  } else if (target.empty()) {
+    return;
+  }
+  cfg_.on_leader(shard, target);
 }
 
 bool shard_coordinator::lease_short() const noexcept {
@@ -172,6 +189,16 @@ void shard_coordinator::look() {
     auto shard = static_cast<uint32_t>(std::strtoul(rest.c_str(), nullptr, 10));
     candidates[shard].push_back(&kv);
   }
+  {
+    // Shards this member does not replicate: where their commands go.
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& [shard, list] : candidates)
+      if (cfg_.replicas.count(shard) == 0)
+        publish_locked(shard, list.front()->value);
+    for (auto& [shard, member] : published_)
+      if (cfg_.replicas.count(shard) == 0 && candidates.count(shard) == 0)
+        publish_locked(shard, "");
+  }
   auto now = clock::now();
   auto lease = lease_.load();
   if (lease != seen_lease_) {  // a new lease: no candidacy of it yet
@@ -194,7 +221,11 @@ void shard_coordinator::look() {
           candidacy_[shard] = created->kv.create_revision;
       }
     }
-    if (list.empty()) continue;
+    if (list.empty()) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      publish_locked(shard, "");
+      continue;
+    }
     auto* first = list.front();
     bool ours = first->key == own_key;
     int64_t epoch = first->create_revision;
@@ -211,6 +242,7 @@ void shard_coordinator::look() {
       }
       v.epoch = epoch;
       v.leader = first->value;
+      publish_locked(shard, v.leader);
     }
     if (!ours) {
       caf::anon_send(replicator_, repl::repl_follow_atom::value, shard,
@@ -234,6 +266,7 @@ void shard_coordinator::look() {
       {
         std::lock_guard<std::mutex> guard{mtx_};
         view_[shard].leading = false;
+        publish_locked(shard, view_[shard].leader);
       }
       log_("shard_step_down", "shard " + std::to_string(shard) +
                                   ": its replicator no longer leads it");
@@ -264,6 +297,7 @@ void shard_coordinator::look() {
       bool still = pending_.erase(shard) > 0;
       if (!failed && still && !lease_short()) {
         view_[shard].leading = true;
+        publish_locked(shard, view_[shard].leader);
         log_("shard_leader", "shard " + std::to_string(shard) + " epoch " +
                                  std::to_string(epoch));
         continue;

@@ -286,7 +286,13 @@ class aggregate_actor : public caf::event_based_actor {
       auto err = runtime::to_caf_error(res.error());
       count(&aggregate_metrics::failed);
       f->cmd.rp.deliver(err);
-      stop_with(err, err);
+      // A replicated shard that is not (or no longer) led here is no crash
+      // of this entity: it stops normally, so that the restart intensity
+      // does not block it once its shard is led here again.
+      auto code = res.error().code();
+      bool leadership = code == persistence::errc::not_leader ||
+                        code == persistence::errc::stale_epoch;
+      stop_with(err, leadership ? caf::error{caf::exit_reason::normal} : err);
       return;
     }
     count(&aggregate_metrics::accepted);

@@ -24,6 +24,7 @@ runtime::remote_protocol aggregate_protocol() {
   using state = typename A::state;
   enum : uint8_t { do_command = 0, get_state = 1, get_versioned = 2 };
   runtime::remote_protocol p;
+  p.stream_prefix = std::string{A::type_name} + "-";  // stream_of<A>
   p.encode = [](const caf::message& msg) -> std::optional<wire::bytes> {
     if (msg.match_elements<command_atom, std::string, command>()) {
       auto id = msg.get_as<std::string>(1);

@@ -19,6 +19,15 @@ using passivate_atom = caf::atom_constant<caf::atom("mn_passiv")>;
 /// the reply.
 using stats_atom = caf::atom_constant<caf::atom("mn_stats")>;
 
+/// `(evict_atom, type, shard, shards)` -> `(size_t)`: a registry
+/// passivates every active entity `id` whose shard
+/// (`entity_shard(type, id, shards)`) is `shard`, and answers how many. The
+/// next message to one of them activates a new instance, which recovers
+/// from the journal: a replicated cluster does this when a shard's
+/// leadership comes to or leaves this member, since another member may
+/// have written its streams meanwhile.
+using evict_atom = caf::atom_constant<caf::atom("mn_evict")>;
+
 /// Internal: periodic idle check of the registry.
 using idle_check_atom = caf::atom_constant<caf::atom("mn_idle")>;
 

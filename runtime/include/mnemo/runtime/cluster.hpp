@@ -27,6 +27,7 @@
 #include <caf/message.hpp>
 
 #include "mnemo/runtime/cluster_view.hpp"
+#include "mnemo/runtime/stream_shards.hpp"
 
 namespace mnemo::persistence {
 class journal;
@@ -88,6 +89,12 @@ struct cluster_settings {
   /// Shortest interval between two head notifications this node sends one
   /// follower member, ms (bursts of commits coalesce into one). Default 5.
   size_t feed_interval_ms = 5;
+  /// A replicated cluster (the node sets this with `--cluster.etcd`,
+  /// docs/replication.md): each routed type's stream prefix is registered
+  /// here, so that the journal appends its streams to their shards' logs;
+  /// commands go to each shard's current leader (`cluster::set_leader`)
+  /// instead of the member list's owner. Null: a static cluster.
+  std::shared_ptr<stream_shards> streams;
 
   bool enabled() const noexcept { return !node_id.empty(); }
   bool tls() const noexcept {
@@ -115,6 +122,10 @@ struct remote_protocol {
                      const std::string& id, const bytes& request,
                      std::function<void(caf::expected<bytes>)> done)>
       serve;
+  /// The prefix of the streams of this type's entities (stream = prefix +
+  /// id), e.g. "account-". A replicated cluster replicates each such stream
+  /// with its entity's shard; a type without one has nothing replicated.
+  std::string stream_prefix;
 };
 
 /// Logs one line (the node prints it as JSON).
@@ -161,6 +172,34 @@ class cluster {
 
   /// "tls" or "plain".
   const char* transport() const noexcept;
+
+  // -- replicated cluster (settings.streams set) -----------------------------
+
+  bool replicated() const noexcept;
+
+  /// Member `leader` leads `shard` from now on ("": no member does, its
+  /// entities' messages fail with `owner_unavailable`). When this member
+  /// comes to lead a shard or stops leading it, the local registries of
+  /// every routed type first passivate the shard's entities (`evict_atom`):
+  /// a new instance recovers what other leaders wrote meanwhile. Called by
+  /// the shard coordinator; thread-safe.
+  void set_leader(uint32_t shard, const std::string& leader);
+
+  /// Replicated cluster: `f` runs each time this member comes to lead a
+  /// shard, after the shard's entities were evicted and commands for it
+  /// are routed here, e.g. to resume the shard's unfinished sagas. It runs
+  /// on the coordinator's thread (it may block briefly, not for long).
+  void on_lead(std::function<void(uint32_t shard)> f);
+
+  /// The member that leads `shard` as this node last heard ("" if none);
+  /// the member list's owner in a static cluster.
+  std::string leader_of(uint32_t shard) const;
+
+  /// This member's replicator (replication/replicator.hpp): the cluster
+  /// tells it how to reach every joined member's replicator (a link through
+  /// both endpoints, so the cluster's TLS and secret protect replication)
+  /// and serves the other members' replication requests with it.
+  void attach_replicator(const caf::actor& replicator);
 
  private:
   cluster() = default;

@@ -30,6 +30,11 @@ struct cluster_member {
 std::optional<cluster_member> parse_member(std::string_view text,
                                            std::string& why);
 
+/// The shard of entity `id` of type `type` among `shards` (see
+/// `cluster_view::shard_of`).
+uint32_t entity_shard(std::string_view type, std::string_view id,
+                      uint32_t shards) noexcept;
+
 /// What every node of a cluster must agree on.
 class cluster_view {
  public:
@@ -54,7 +59,9 @@ class cluster_view {
   /// Returns the shard of entity `id` of type `type`: FNV-1a of
   /// "type\0id" modulo the shard count. Stable across versions: it decides
   /// where data lives.
-  uint32_t shard_of(std::string_view type, std::string_view id) const noexcept;
+  uint32_t shard_of(std::string_view type, std::string_view id) const noexcept {
+    return entity_shard(type, id, shards_);
+  }
 
   /// Returns the id of the member that owns `shard`: the member with the
   /// highest hash of (member id, shard).
@@ -68,6 +75,11 @@ class cluster_view {
 
   /// Returns the shards `member` owns, ascending.
   std::vector<uint32_t> shards_of(std::string_view member) const;
+
+  /// Returns the `count` members (at most all) that hold replicas of
+  /// `shard` in a replicated cluster: the highest hashes of (member id,
+  /// shard), highest first, so the first is `owner_of(shard)`.
+  std::vector<std::string> replicas_of(uint32_t shard, size_t count) const;
 
  private:
   cluster_view() = default;

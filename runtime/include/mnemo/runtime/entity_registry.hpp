@@ -58,6 +58,8 @@ struct registry_options {
 ///   entity that crashed too often (see `registry_options::restarts`).
 /// - `(stats_atom)` -> `(size_t active, size_t passivations, size_t
 ///   restarts)`.
+/// - `(evict_atom, type, shard, shards)` -> `(size_t)`: passivates the
+///   entities of one shard (atoms.hpp).
 /// An exit message stops all entities with the same reason.
 caf::actor spawn_entity_registry(caf::actor_system& sys, entity_factory factory,
                                  registry_options options);

@@ -16,6 +16,10 @@
 
 namespace mnemo::runtime {
 
+namespace coordination {
+class shard_coordinator;
+}  // namespace coordination
+
 /// A running node: the journal of its data directory, the event registry,
 /// the CAF actor system and the event bus. Destroying it shuts down cleanly:
 /// the journal stops telling the event bus about commits, the bus and every
@@ -53,6 +57,21 @@ class node {
   /// This node's cluster membership, or null if it runs alone.
   runtime::cluster* cluster() noexcept { return cluster_.get(); }
 
+  /// In a replicated cluster (`--cluster.etcd`): the coordinator that takes
+  /// part in the shards' elections in etcd; else null. It starts once the
+  /// node has started; `start_replication` tells it to.
+  coordination::shard_coordinator* coordinator() noexcept {
+    return coordinator_.get();
+  }
+
+  /// In a replicated cluster: starts taking part in the shards' elections
+  /// (before, this member neither leads nor follows, so its shards wait for
+  /// it only if no majority of their replicas is up). Call it once the
+  /// node's services have routed their types through the cluster (their
+  /// streams are replicated from then on). Does nothing otherwise.
+  /// Errors: those of connecting to etcd.
+  caf::error start_replication();
+
   /// Remembers `handle` so that shutdown sends it an exit message.
   void track(const caf::actor& handle);
 
@@ -68,6 +87,9 @@ class node {
   std::unique_ptr<completion_sink> sink_;
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<runtime::cluster> cluster_;
+  cluster_log cluster_log_;
+  caf::actor replicator_;
+  std::unique_ptr<coordination::shard_coordinator> coordinator_;
   std::vector<caf::actor> tracked_;
   caf::actor bus_;
   uint64_t bus_listener_ = 0;

@@ -58,6 +58,20 @@ struct node_config : caf::actor_system_config {
   cluster_settings cluster;
   /// --cluster.members as given: "id@host:port,id@host:port,...".
   std::string cluster_members;
+  /// --cluster.etcd: etcd's client endpoints as host:port, comma-separated.
+  /// Set: a replicated cluster (docs/replication.md): every shard is kept
+  /// on `cluster_replicas` members, led by one of them as etcd decides, and
+  /// fails over when its leader is lost. Empty: a static cluster.
+  std::string cluster_etcd;
+  /// --cluster.replicas: replicas per shard (at most the member count).
+  /// Default: 3.
+  size_t cluster_replicas = 3;
+  /// --cluster.etcd-prefix: the cluster's key prefix in etcd (clusters
+  /// sharing an etcd need their own). Default: "/mnemo/cluster".
+  std::string cluster_etcd_prefix = "/mnemo/cluster";
+  /// --cluster.lease-ttl-s: TTL of the member's etcd lease; a lost leader's
+  /// shards fail over after about this long. Default: 3.
+  size_t cluster_lease_ttl_s = 3;
   /// Where cluster events (joins, refusals, members going away) are
   /// reported; default: one JSON line each on stdout.
   cluster_log cluster_events;

@@ -20,6 +20,7 @@ runtime::remote_protocol saga_protocol() {
   using data = typename S::data;
   enum : uint8_t { do_start = 0, get_status = 1, do_deliver = 2 };
   runtime::remote_protocol p;
+  p.stream_prefix = std::string{"saga-"} + S::type_name + "-";  // saga_stream
   p.encode = [](const caf::message& msg) -> std::optional<wire::bytes> {
     if (msg.match_elements<start_atom, data>()) {
       auto d = msg.get_as<data>(1);

@@ -4,6 +4,7 @@
 // saga.hpp).
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <variant>
@@ -44,11 +45,13 @@ inline persistence::expected<std::optional<saga_event>> last_progress_event(
 /// streams of `S`; returns how many it activated. A saga whose last events
 /// are ignored deliveries stands where the event before them says.
 /// Errors: as `journal::list_streams`, `journal::read_stream` and
-/// `event_registry::decode`.
+/// `event_registry::decode`. With `only`, just the sagas whose id it
+/// accepts (e.g. those of a shard this member came to lead).
 template <class S>
 persistence::expected<size_t> resume_unfinished(
     const persistence::journal& j, const persistence::event_registry& types,
-    const caf::actor& registry) {
+    const caf::actor& registry,
+    const std::function<bool(const std::string& id)>& only = {}) {
   auto prefix = saga_stream<S>("");
   actors::variant_codec<saga_event> codec{types};
   size_t resumed = 0;
@@ -59,6 +62,7 @@ persistence::expected<size_t> resume_unfinished(
     for (auto& h : *heads) {
       if (h.stream_id.compare(0, prefix.size(), prefix) != 0) return resumed;
       after = h.stream_id;
+      if (only && !only(h.stream_id.substr(prefix.size()))) continue;
       auto last = detail::last_progress_event(j, codec, h.stream_id,
                                               h.highest_sequence);
       if (!last) return last.error();

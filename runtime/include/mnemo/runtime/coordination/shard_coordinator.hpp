@@ -58,6 +58,13 @@ struct coordinator_settings {
   std::chrono::milliseconds retry_after{1000};
   /// Where etcd is.
   etcd_settings etcd;
+  /// Called with (shard, member) whenever the member that commands for a
+  /// shard should go to changes, for every shard with candidates in etcd:
+  /// this member only while its replicator leads the shard (not while it
+  /// recovers it, nor once its lease runs short), another member as etcd
+  /// says, "" while none can take commands. Calls are serialized (one at a
+  /// time, the latest is the truth); e.g. `cluster::set_leader`.
+  std::function<void(uint32_t shard, const std::string& member)> on_leader;
 };
 
 /// What one shard's leadership looks like from this member.
@@ -107,6 +114,10 @@ class shard_coordinator {
   bool lease_short() const noexcept;
   void step_down_all(const std::string& why);
   void look();
+  /// Tells `on_leader` where `shard`'s commands go now, if that changed;
+  /// `etcd_leader` is the oldest candidate's member ("" if none). Holds
+  /// `mtx_`.
+  void publish_locked(uint32_t shard, const std::string& etcd_leader);
 
   caf::actor_system* sys_ = nullptr;
   caf::actor replicator_;
@@ -137,6 +148,8 @@ class shard_coordinator {
   std::map<uint32_t, shard_leadership> view_;  // guarded by mtx_
   // Shards whose replicator is asked to lead right now; guarded by mtx_.
   std::set<uint32_t> pending_;
+  // What `on_leader` was last told, per shard.
+  std::map<uint32_t, std::string> published_;
 };
 
 }  // namespace mnemo::runtime::coordination

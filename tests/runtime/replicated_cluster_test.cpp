@@ -1,0 +1,286 @@
+// A replicated cluster of three nodes in one process (`--cluster.etcd`
+// with a real etcd on loopback): aggregates routed through the cluster go
+// to their shard's leader, every shard's log is the same on all three
+// members, and when a leader dies without a word (its coordinator
+// abandoned, as in a killed process) another member takes its shards
+// within seconds, with every acknowledged command and each command id
+// applied once. The replication messages travel through the cluster's
+// endpoints (joined members only).
+
+#include <boost/test/unit_test.hpp>
+
+#include <array>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <caf/scoped_actor.hpp>
+
+#include "../actors/counter.hpp"
+#include "../support/etcd_server.hpp"
+#include "../support/free_ports.hpp"
+#include "mnemo/actors/aggregate_registry.hpp"
+#include "mnemo/actors/remote_aggregate.hpp"
+#include "mnemo/persistence/replica_log.hpp"
+#include "mnemo/runtime/atoms.hpp"
+#include "mnemo/runtime/coordination/shard_coordinator.hpp"
+#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/node.hpp"
+
+using namespace mnemo;
+using namespace mnemo::runtime::coordination;
+using namespace std::chrono_literals;
+using counter_model::add;
+using counter_model::count;
+using counter_model::counter;
+namespace pe = mnemo::persistence;
+
+namespace {
+
+constexpr uint32_t shards = 4;
+
+struct ha_member {
+  std::string id;
+  actors::temp_directory dir;
+  std::unique_ptr<runtime::node_config> cfg;
+  std::unique_ptr<runtime::node> node;
+  caf::actor router;
+};
+
+struct ha_fixture {
+  test::etcd_server etcd;
+  uint16_t port = mnemo::test::free_port_block(3);
+  std::array<ha_member, 3> m;
+  std::mutex log_mtx;
+
+  ha_fixture() {
+    m[0].id = "a";
+    m[1].id = "b";
+    m[2].id = "c";
+    for (size_t i = 0; i < 3; ++i) start(i);
+  }
+
+  ~ha_fixture() {
+    for (auto& x : m) stop(x);
+  }
+
+  static void stop(ha_member& x) {
+    x.router = nullptr;
+    x.node.reset();
+    x.cfg.reset();
+  }
+
+  void start(size_t i) {
+    auto& x = m[i];
+    x.cfg = std::make_unique<runtime::node_config>();
+    auto& c = *x.cfg;
+    c.data_dir = (x.dir.path() / "data").string();
+    c.durability = "nosync";
+    c.cluster.node_id = x.id;
+    c.cluster_members = "a@127.0.0.1:" + std::to_string(port) +
+                        ",b@127.0.0.1:" + std::to_string(port + 1) +
+                        ",c@127.0.0.1:" + std::to_string(port + 2);
+    c.cluster.shards = shards;
+    c.cluster.secret = "replicated-test-secret-0123";
+    c.cluster.plain_tcp = true;
+    c.cluster.retry_ms = 50;
+    c.cluster.heartbeat_ms = 100;
+    c.cluster.connection_timeout_ms = 1000;
+    c.cluster_etcd = "127.0.0.1:" + std::to_string(etcd.client_port);
+    c.cluster_etcd_prefix = "/mnemo/replicated-test";
+    c.cluster_lease_ttl_s = 2;
+    auto id = x.id;
+    c.cluster_events = [this, id](const std::string& what,
+                                  const std::string& detail) {
+      std::lock_guard<std::mutex> guard{log_mtx};
+      BOOST_TEST_MESSAGE(id << ": " << what << " " << detail);
+    };
+    auto n = runtime::node::start(c);
+    BOOST_REQUIRE_MESSAGE(n, (n ? "" : runtime::describe(n.error())));
+    x.node = std::move(*n);
+    counter::register_types(x.node->registry());
+    auto local = actors::spawn_aggregate_registry<counter>(*x.node);
+    x.router = x.node->cluster()->route(counter::type_name, local,
+                                        actors::aggregate_protocol<counter>());
+    x.node->track(x.router);
+    auto err = x.node->start_replication();
+    BOOST_REQUIRE_MESSAGE(!err, runtime::describe(err));
+  }
+
+  uint32_t shard_of(const std::string& id) {
+    return runtime::entity_shard(counter::type_name, id, shards);
+  }
+
+  // Waits until every running member names the same leader for every
+  // shard; returns them.
+  std::map<uint32_t, std::string> leaders(std::chrono::milliseconds within) {
+    auto deadline = std::chrono::steady_clock::now() + within;
+    std::map<uint32_t, std::string> result;
+    while (std::chrono::steady_clock::now() < deadline) {
+      result.clear();
+      bool agreed = true;
+      for (uint32_t s = 0; s < shards && agreed; ++s)
+        for (auto& x : m) {
+          if (!x.node) continue;
+          auto l = x.node->cluster()->leader_of(s);
+          auto [i, added] = result.emplace(s, l);
+          if (l.empty() || i->second != l || !m[index(l)].node) agreed = false;
+        }
+      if (agreed) return result;
+      std::this_thread::sleep_for(20ms);
+    }
+    BOOST_FAIL("the members did not agree on every shard's leader");
+    return result;
+  }
+
+  // What went wrong with `r` (nothing if it holds a value): Boost.Test
+  // evaluates a message also when the check passes.
+  template <class T>
+  static std::string why(const caf::expected<T>& r) {
+    return r ? std::string{} : runtime::describe(r.error());
+  }
+
+  static size_t index(const std::string& id) {
+    return id == "a" ? 0 : id == "b" ? 1 : 2;
+  }
+
+  // Adds `n` to counter `id` through member `i`'s router.
+  caf::expected<count> add_to(size_t i, const std::string& id, int64_t n,
+                              const std::string& command_id = {}) {
+    caf::scoped_actor self{m[i].node->system()};
+    caf::expected<count> result{count{}};
+    self->request(m[i].router, 5s, runtime::route_atom::value, id,
+                  actors::command_message<counter>(add{n}, command_id))
+        .receive([&](count& c) { result = c; },
+                 [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
+  // The records of `shard`'s log on member `i`.
+  std::vector<std::string> records(size_t i, uint32_t shard) {
+    pe::replica_log log{m[i].node->journal(), shard};
+    std::vector<std::string> out;
+    auto end = log.end_position();
+    BOOST_REQUIRE(end);
+    for (uint64_t from = 1; from <= *end;) {
+      auto b = log.read(from, 1000, 1 << 20);
+      BOOST_REQUIRE(b);
+      if (b->records.empty()) break;
+      out.insert(out.end(), b->records.begin(), b->records.end());
+      from = b->end_position();
+    }
+    return out;
+  }
+
+  // Waits until the running members hold the same log for every shard.
+  void expect_identical_logs(std::chrono::milliseconds within) {
+    auto deadline = std::chrono::steady_clock::now() + within;
+    std::string why;
+    while (std::chrono::steady_clock::now() < deadline) {
+      why.clear();
+      for (uint32_t s = 0; s < shards && why.empty(); ++s) {
+        std::optional<std::vector<std::string>> first;
+        for (size_t i = 0; i < 3 && why.empty(); ++i) {
+          if (!m[i].node) continue;
+          auto r = records(i, s);
+          if (!first)
+            first = std::move(r);
+          else if (r != *first)
+            why = "shard " + std::to_string(s) + ": member " + m[i].id +
+                  " holds " + std::to_string(r.size()) + " records, another " +
+                  std::to_string(first->size());
+        }
+      }
+      if (why.empty()) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    BOOST_FAIL("shard logs differ: " << why);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(replicated_cluster)
+
+BOOST_FIXTURE_TEST_CASE(commands_reach_the_leader_and_every_replica,
+                        ha_fixture) {
+  auto led = leaders(15s);
+  BOOST_TEST_MESSAGE("leaders: a " << led[0] << " " << led[1] << " "
+                                   << led[2] << " " << led[3]);
+  // Through every member, to counters of every shard.
+  std::map<std::string, int64_t> expected;
+  for (int k = 0; k < 24; ++k) {
+    auto id = "k" + std::to_string(k % 8);
+    auto r = add_to(static_cast<size_t>(k % 3), id, k + 1);
+    BOOST_REQUIRE_MESSAGE(r, why(r));
+    expected[id] += k + 1;
+    BOOST_CHECK_EQUAL(r->total, expected[id]);
+  }
+  std::set<uint32_t> used;
+  for (auto& [id, total] : expected) used.insert(shard_of(id));
+  BOOST_CHECK_GT(used.size(), 1u);
+  expect_identical_logs(5s);
+  // Each acknowledged event is in its shard's log on all three members.
+  size_t total_records = 0;
+  for (uint32_t s = 0; s < shards; ++s) total_records += records(0, s).size();
+  // 24 events plus one epoch marker per shard led.
+  BOOST_CHECK_GE(total_records, 24u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_dead_leader_fails_over_with_every_acknowledged_command,
+                        ha_fixture) {
+  auto led = leaders(15s);
+  std::string id = "victim";
+  auto victim = index(led[shard_of(id)]);
+  auto other = (victim + 1) % 3;
+  int64_t acked = 0;
+  for (int k = 1; k <= 10; ++k) {
+    auto r = add_to(other, id, k, "cmd-" + std::to_string(k));
+    BOOST_REQUIRE_MESSAGE(r, why(r));
+    acked += k;
+    BOOST_CHECK_EQUAL(r->total, acked);
+  }
+  // The leader dies without a word: its lease runs out in etcd.
+  BOOST_TEST_MESSAGE("killing " << m[victim].id);
+  auto t0 = std::chrono::steady_clock::now();
+  m[victim].node->coordinator()->abandon();
+  stop(m[victim]);
+  // Requests fail with a retryable error until another member leads.
+  caf::expected<count> r{caf::error{}};
+  size_t refusals = 0;
+  do {
+    r = add_to(other, id, 100, "cmd-after");
+    if (r) break;
+    ++refusals;
+    BOOST_REQUIRE_MESSAGE(runtime::means_owner_lost(r.error()) ||
+                              runtime::is(r.error(), pe::errc::not_leader),
+                          why(r));
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() - t0 < 10s);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0)
+                .count();
+  BOOST_REQUIRE_MESSAGE(r, "no member took the shard within 10 s");
+  BOOST_TEST_MESSAGE("failover took " << ms << " ms, " << refusals
+                                      << " refused requests");
+  BOOST_CHECK_LT(ms, 5000);
+  BOOST_CHECK_EQUAL(r->total, acked + 100);
+  // A command sent again with its id is answered, not applied twice.
+  auto again = add_to(other, id, 5, "cmd-5");
+  BOOST_REQUIRE_MESSAGE(again, why(again));
+  auto now = add_to(other, id, 0);
+  BOOST_REQUIRE(now);
+  BOOST_CHECK_EQUAL(now->total, acked + 100);
+  // The dead member comes back and catches up.
+  start(victim);
+  leaders(15s);
+  expect_identical_logs(10s);
+  auto through_victim = add_to(victim, id, 1);
+  BOOST_REQUIRE_MESSAGE(through_victim,
+                        why(through_victim));
+  BOOST_CHECK_EQUAL(through_victim->total, acked + 101);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
