@@ -38,17 +38,20 @@ caf::expected<std::unique_ptr<shard_coordinator>> shard_coordinator::start(
   auto margin = third_of(settings.lease_ttl);
   settings.etcd.request_timeout =
       std::min(settings.etcd.request_timeout, margin);
+  // Bad settings fail here; an etcd that does not answer yet is tried
+  // again by the threads (each connects its own client).
   auto client = etcd_client::connect(settings.etcd);
-  if (!client) return std::move(client.error());
-  auto lease_client = etcd_client::connect(settings.etcd);
-  if (!lease_client) return std::move(lease_client.error());
+  if (!client && is(client.error(), errc::invalid_argument))
+    return std::move(client.error());
   std::unique_ptr<shard_coordinator> c{new shard_coordinator};
   c->sys_ = &sys;
   c->replicator_ = std::move(replicator);
   c->cfg_ = std::move(settings);
   c->log_ = log ? std::move(log) : [](const std::string&, const std::string&) {};
-  c->etcd_ = std::move(*client);
-  c->lease_etcd_ = std::move(*lease_client);
+  if (client)
+    c->etcd_ = std::move(*client);
+  else
+    c->log_("etcd_unavailable", describe(client.error()) + " (trying again)");
   for (auto& [shard, replicas] : c->cfg_.replicas)
     c->view_[shard] = shard_leadership{shard, false, 0, {}};
   c->renewer_ = std::thread{[p = c.get()] { p->renew_loop(); }};
@@ -64,7 +67,8 @@ shard_coordinator::~shard_coordinator() {
     if (renewer_.joinable()) renewer_.join();
     if (watchdog_.joinable()) watchdog_.join();
     step_down_all("stopping");
-    if (auto lease = lease_.load(); lease != 0) lease_etcd_->revoke(lease);
+    if (auto lease = lease_.load(); lease != 0 && lease_etcd_)
+      lease_etcd_->revoke(lease);
   }
 }
 
@@ -167,6 +171,14 @@ void shard_coordinator::renew(clock::time_point now) {
 
 void shard_coordinator::renew_loop() {
   while (!stop_) {
+    if (!lease_etcd_) {
+      auto client = etcd_client::connect(cfg_.etcd);
+      if (!client) {
+        std::this_thread::sleep_for(cfg_.poll);
+        continue;
+      }
+      lease_etcd_ = std::move(*client);
+    }
     renew(clock::now());
     std::this_thread::sleep_for(std::chrono::milliseconds{20});
   }
@@ -316,6 +328,15 @@ void shard_coordinator::look() {
 
 void shard_coordinator::run() {
   while (!stop_) {
+    if (!etcd_) {
+      auto client = etcd_client::connect(cfg_.etcd);
+      if (!client) {
+        std::this_thread::sleep_for(cfg_.poll);
+        continue;
+      }
+      etcd_ = std::move(*client);
+      log_("etcd_connected", "etcd answers");
+    }
     if (lease_.load() != 0 && !lease_short()) look();
     std::this_thread::sleep_for(cfg_.poll);
   }

@@ -84,8 +84,9 @@ using coordinator_log =
 
 class shard_coordinator {
  public:
-  /// Connects to etcd and starts the coordinator's thread. Errors: those
-  /// of `etcd_client::connect`.
+  /// Starts the coordinator's threads, which connect to etcd (and keep
+  /// trying while it does not answer: until then this member neither
+  /// leads nor follows). Errors: `invalid_argument` for bad endpoints.
   static caf::expected<std::unique_ptr<shard_coordinator>> start(
       caf::actor_system& sys, caf::actor replicator,
       coordinator_settings settings, coordinator_log log = {});

@@ -1,0 +1,176 @@
+// Three bank nodes as a replicated cluster (--cluster.etcd, one real etcd
+// on loopback, --cluster.replicas=3): every account is served through every
+// node; kill -9 of the member that leads an account's shard answers 503
+// (never a 500, never a wrong balance) until another member leads, which
+// takes about the lease TTL; every acknowledged deposit is still there, a
+// resent command id applies nothing, and the killed member comes back on
+// its data directory and serves again.
+
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "../support/etcd_server.hpp"
+#include "../support/free_ports.hpp"
+#include "mnemo/runtime/cluster_view.hpp"
+#include "node_process.hpp"
+
+using namespace testnode;
+using json = nlohmann::json;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint32_t shards = 8;
+
+struct ha_cluster {
+  mnemo::test::etcd_server etcd;
+  uint16_t base = mnemo::test::free_port_block(3);
+  std::string members;
+  std::vector<std::string> dirs;
+  std::vector<std::unique_ptr<process>> nodes;
+
+  ha_cluster() {
+    for (int i = 0; i < 3; ++i) {
+      if (i > 0) members += ",";
+      members += "n" + std::to_string(i + 1) +
+                 "@127.0.0.1:" + std::to_string(base + i);
+      dirs.push_back(temp_dir("mnemo-ha-n" + std::to_string(i + 1)));
+    }
+    for (int i = 0; i < 3; ++i) nodes.push_back(start(i));
+  }
+
+  std::unique_ptr<process> start(int i) {
+    std::vector<std::string> args{
+        "--data", dirs[i], "--listen", "127.0.0.1:0",
+        "--cluster.node-id=n" + std::to_string(i + 1),
+        "--cluster.members=" + members,
+        "--cluster.shards=" + std::to_string(shards),
+        "--cluster.secret=0123456789abcdef-ha-secret",
+        "--cluster.plain-tcp", "--cluster.retry-ms=100",
+        "--cluster.etcd=127.0.0.1:" + std::to_string(etcd.client_port),
+        "--cluster.replicas=3", "--cluster.lease-ttl-s=2"};
+    return std::make_unique<process>(MNEMO_BANK_NODE, args);
+  }
+
+  // The member that leads `shard` as its own /health says, once every
+  // running member knows a leader for every shard.
+  std::optional<size_t> leader_of(uint32_t shard,
+                                  std::chrono::seconds within) {
+    auto deadline = steady::now() + within;
+    while (steady::now() < deadline) {
+      std::optional<size_t> found;
+      bool settled = true;
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        if (!nodes[i]) continue;
+        client c{nodes[i]->port()};
+        auto h = c.call("GET", "/health");
+        auto body = h ? h->json() : json{};
+        if (!body.contains("cluster") ||
+            body["cluster"].value("leaderless", size_t{1}) != 0) {
+          settled = false;
+          continue;
+        }
+        for (auto& s : body["cluster"]["leading"])
+          if (s.get<uint32_t>() == shard) found = i;
+      }
+      if (settled && found) return found;
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    return std::nullopt;
+  }
+};
+
+// Sends until an answer other than 503 comes (at most `within`); checks
+// that every 503 is a retryable failover answer and nothing is a 500.
+std::optional<reply> until_served(client& c, const std::string& method,
+                                  const std::string& target,
+                                  const std::string& body,
+                                  std::chrono::seconds within,
+                                  size_t* refusals = nullptr) {
+  auto deadline = steady::now() + within;
+  while (steady::now() < deadline) {
+    auto r = c.call(method, target, body);
+    if (r && r->status != 503) return r;
+    if (r) {
+      auto code = r->json().value("error", std::string{});
+      BOOST_CHECK_MESSAGE(code == "owner_unavailable" || code == "owner_lost",
+                          "503 " << r->body);
+      if (refusals) ++*refusals;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(bank_ha)
+
+BOOST_AUTO_TEST_CASE(a_killed_leader_loses_no_acknowledged_deposit) {
+  ha_cluster f;
+  std::string id = "ha-1";
+  auto shard = mnemo::runtime::entity_shard("account", id, shards);
+  client c1{f.nodes[0]->port()};
+  auto opened = until_served(c1, "POST", "/accounts",
+                             json{{"id", id}, {"owner", "o"}}.dump(),
+                             std::chrono::seconds{30});
+  BOOST_REQUIRE(opened);
+  BOOST_REQUIRE_EQUAL(opened->status, 201u);
+  auto leader = f.leader_of(shard, std::chrono::seconds{15});
+  BOOST_REQUIRE(leader);
+  auto other = (*leader + 1) % 3;
+  client c{f.nodes[other]->port()};
+  int64_t acked = 0;
+  for (int k = 1; k <= 20; ++k) {
+    auto r = c.call("POST", "/accounts/" + id + "/deposits",
+                    json{{"amount", k}, {"command_id", "d" + std::to_string(k)}}
+                        .dump());
+    BOOST_REQUIRE(r);
+    BOOST_REQUIRE_EQUAL(r->status, 200u);
+    acked += k;
+    BOOST_CHECK_EQUAL(r->json().value("balance", int64_t{-1}), acked);
+  }
+  BOOST_TEST_MESSAGE("kill -9 of n" << *leader + 1 << ", leader of shard "
+                                    << shard);
+  auto t0 = steady::now();
+  f.nodes[*leader]->kill();
+  f.nodes[*leader].reset();
+  size_t refusals = 0;
+  auto r = until_served(c, "POST", "/accounts/" + id + "/deposits",
+                        json{{"amount", 1000}, {"command_id", "after"}}.dump(),
+                        std::chrono::seconds{15}, &refusals);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                steady::now() - t0)
+                .count();
+  BOOST_REQUIRE_MESSAGE(r, "the shard had no leader 15 s after the kill");
+  BOOST_TEST_MESSAGE("served again after " << ms << " ms (" << refusals
+                                           << " answers 503)");
+  BOOST_REQUIRE_EQUAL(r->status, 200u);
+  BOOST_CHECK_EQUAL(r->json().value("balance", int64_t{-1}), acked + 1000);
+  BOOST_CHECK_LT(ms, 5000);
+  // A deposit sent again with its id gets its first answer (the balance
+  // after it, 1 + ... + 7) and is not applied again (the next deposit
+  // shows).
+  auto again = c.call("POST", "/accounts/" + id + "/deposits",
+                      json{{"amount", 7}, {"command_id", "d7"}}.dump());
+  BOOST_REQUIRE(again);
+  BOOST_CHECK_EQUAL(again->status, 200u);
+  BOOST_CHECK_EQUAL(again->json().value("balance", int64_t{-1}), 28);
+  // The killed member comes back on its data and serves the account.
+  f.nodes[*leader] = f.start(static_cast<int>(*leader));
+  BOOST_REQUIRE(f.leader_of(shard, std::chrono::seconds{15}));
+  client back{f.nodes[*leader]->port()};
+  auto served = until_served(back, "POST", "/accounts/" + id + "/deposits",
+                             json{{"amount", 1}, {"command_id", "back"}}.dump(),
+                             std::chrono::seconds{15});
+  BOOST_REQUIRE(served);
+  BOOST_REQUIRE_EQUAL(served->status, 200u);
+  BOOST_CHECK_EQUAL(served->json().value("balance", int64_t{-1}),
+                    acked + 1001);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
