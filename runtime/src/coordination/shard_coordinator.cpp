@@ -169,16 +169,20 @@ void shard_coordinator::renew(clock::time_point now) {
   }
 }
 
+bool shard_coordinator::connected(std::unique_ptr<etcd_client>& client) {
+  if (client) return true;
+  auto c = etcd_client::connect(cfg_.etcd);
+  if (!c) {
+    std::this_thread::sleep_for(cfg_.poll);
+    return false;
+  }
+  client = std::move(*c);
+  return true;
+}
+
 void shard_coordinator::renew_loop() {
   while (!stop_) {
-    if (!lease_etcd_) {
-      auto client = etcd_client::connect(cfg_.etcd);
-      if (!client) {
-        std::this_thread::sleep_for(cfg_.poll);
-        continue;
-      }
-      lease_etcd_ = std::move(*client);
-    }
+    if (!connected(lease_etcd_)) continue;
     renew(clock::now());
     std::this_thread::sleep_for(std::chrono::milliseconds{20});
   }
@@ -329,12 +333,7 @@ void shard_coordinator::look() {
 void shard_coordinator::run() {
   while (!stop_) {
     if (!etcd_) {
-      auto client = etcd_client::connect(cfg_.etcd);
-      if (!client) {
-        std::this_thread::sleep_for(cfg_.poll);
-        continue;
-      }
-      etcd_ = std::move(*client);
+      if (!connected(etcd_)) continue;
       log_("etcd_connected", "etcd answers");
     }
     if (lease_.load() != 0 && !lease_short()) look();

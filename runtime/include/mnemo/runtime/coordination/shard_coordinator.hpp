@@ -110,6 +110,9 @@ class shard_coordinator {
   void run();
   void watch();
   void renew_loop();
+  /// Connects `client` if it is not (a thread's own connection); waits a
+  /// poll and returns false if etcd does not answer.
+  bool connected(std::unique_ptr<etcd_client>& client);
   void renew(std::chrono::steady_clock::time_point now);
   /// Whether the lease may run out within the margin (or there is none).
   bool lease_short() const noexcept;
