@@ -220,6 +220,7 @@ void shard_coordinator::look() {
   if (lease != seen_lease_) {  // a new lease: no candidacy of it yet
     candidacy_.clear();
     seen_lease_ = lease;
+    lease_seen_at_ = now;
   }
   for (auto& [shard, replicas] : cfg_.replicas) {
     if (lease_short()) return;  // the watchdog steps down
@@ -230,7 +231,14 @@ void shard_coordinator::look() {
     if (!mine_listed) {
       candidacy_.erase(shard);
       auto w = withdrawn_.find(shard);
-      if (w == withdrawn_.end() || now >= w->second) {
+      // A shard without candidates waits a TTL for its preferred replica
+      // (the first), so that leadership spreads over the members instead
+      // of going to whoever got a lease first; once any replica is a
+      // candidate, the others queue behind it at once (for failover).
+      bool preferred = replicas.empty() || replicas.front() == cfg_.member;
+      bool defer = !preferred && list.empty() &&
+                   now - lease_seen_at_ < cfg_.lease_ttl;
+      if (!defer && (w == withdrawn_.end() || now >= w->second)) {
         withdrawn_.erase(shard);
         auto created = etcd_->create(own_key, cfg_.member, lease);
         if (created && created->kv.lease == lease)

@@ -46,7 +46,9 @@ struct coordinator_settings {
   /// This member's id.
   std::string member;
   /// The replicas of each shard this member is a replica of (this member
-  /// included), e.g. from rendezvous hashing over the members.
+  /// included), e.g. from rendezvous hashing over the members. The first
+  /// is the preferred leader: while a shard has no candidate, the others
+  /// wait a lease TTL for it before they campaign.
   std::map<uint32_t, std::vector<std::string>> replicas;
   /// TTL of the member's lease. Default 3 s (etcd raises anything below
   /// its minimum).
@@ -145,6 +147,7 @@ class shard_coordinator {
   std::chrono::steady_clock::time_point last_renewal_{};
   // Coordinator thread only.
   int64_t seen_lease_ = 0;
+  std::chrono::steady_clock::time_point lease_seen_at_{};
   std::map<uint32_t, int64_t> candidacy_;  // shard -> own key's revision
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
 
