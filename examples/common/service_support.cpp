@@ -46,11 +46,12 @@ httpd::response runtime_error_response(const caf::error& err) {
     return httpd::error_response(503, "unavailable",
                                  mnemo::runtime::describe(err));
   using pe = mnemo::persistence::errc;
-  // A replicated shard changed leaders under the command: it may or may not
-  // be kept, and a retry reaches the new leader.
+  // A replicated shard changed leaders under the command: it may have been
+  // written before the leader was deposed and kept by the next one, or
+  // not; a retry with the same ids reaches the new leader and settles it.
   if (is(err, pe::not_leader) || is(err, pe::stale_epoch))
     return httpd::error_response(
-        503, "owner_unavailable",
+        503, "owner_lost",
         mnemo::runtime::describe(err) +
             " (the shard's leadership changed; it may or may not have been "
             "applied: retry with the same command_id)");

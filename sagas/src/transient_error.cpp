@@ -19,8 +19,11 @@ bool transient_error(const caf::error& err) {
       runtime::is(err, errc::owner_lost))
     return true;
   using pe = persistence::errc;
+  // not_leader, stale_epoch: a replicated shard changed leaders under the
+  // step (the next attempt reaches the new leader).
   for (auto code : {pe::version_conflict, pe::storage_full, pe::storage_error,
-                    pe::journal_failed, pe::journal_closed})
+                    pe::journal_failed, pe::journal_closed, pe::not_leader,
+                    pe::stale_epoch})
     if (runtime::is(err, code)) return true;
   // CAF's own errors of a dying connection or actor (request_receiver_down,
   // no_route_to_receiving_node, ...) mean the same as owner_lost.

@@ -1,0 +1,299 @@
+#pragma once
+
+// Three bank nodes under faults, for the cluster fault tests: members on
+// loopback or each in its own network namespace (netns_lab), killed and
+// restarted on their data; client threads running a cluster_ledger
+// workload; and the check that the cluster converged afterwards.
+
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../support/free_ports.hpp"
+#include "cluster_workload.hpp"
+#include "mnemo/runtime/cluster_view.hpp"
+#include "netns_lab.hpp"
+#include "node_process.hpp"
+
+namespace testnode {
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+inline constexpr const char* secret = "0123456789abcdef-test-secret";
+inline constexpr size_t members = 3;
+// The runtime's defaults (cluster_settings), which these tests rely on.
+inline constexpr auto heartbeat = 500ms;
+inline constexpr auto connection_timeout = 2000ms;
+
+inline double seconds_since(steady::time_point t0) {
+  return std::chrono::duration<double>(steady::now() - t0).count();
+}
+
+// Three members, on loopback or each in its own network namespace.
+struct faulty_cluster {
+  netns_lab* lab;
+  std::string members_option;
+  std::vector<std::string> dirs;
+  std::vector<std::unique_ptr<process>> nodes;
+  member_table table{members};
+  std::optional<mnemo::runtime::cluster_view> view;
+
+  // With `etcd_endpoint` (host:port), a replicated cluster (every shard
+  // on all three members, lease TTL 2 s).
+  std::string etcd;
+
+  faulty_cluster(netns_lab* net, const std::string& name,
+                 std::string etcd_endpoint = {})
+      : lab(net), etcd(std::move(etcd_endpoint)) {
+    auto base =
+        lab ? uint16_t{0}
+            : mnemo::test::free_port_block(static_cast<uint16_t>(members));
+    std::vector<mnemo::runtime::cluster_member> parsed;
+    for (size_t i = 0; i < members; ++i) {
+      auto entry = id(i) + "@" +
+                   (lab ? lab->address(i) + ":7100"
+                        : "127.0.0.1:" + std::to_string(base + i));
+      members_option += (i ? "," : "") + entry;
+      std::string why;
+      parsed.push_back(*mnemo::runtime::parse_member(entry, why));
+      dirs.push_back(temp_dir("mnemo-" + name + "-" + id(i)));
+    }
+    std::string why;
+    view = mnemo::runtime::cluster_view::make(parsed, 64, why);
+    BOOST_REQUIRE_MESSAGE(view, why);
+    nodes.resize(members);
+    for (size_t i = 0; i < members; ++i) start(i);
+  }
+
+  ~faulty_cluster() {
+    // Before the namespaces go: kill by pid.
+    for (auto& n : nodes) n.reset();
+  }
+
+  static std::string id(size_t i) { return "n" + std::to_string(i + 1); }
+
+  // The member that owns account `id`, as every node computes it.
+  size_t owner(const std::string& account) const {
+    auto& o = view->owner("account", account);
+    return static_cast<size_t>(o[1] - '1');
+  }
+
+  void start(size_t i) {
+    std::vector<std::string> args{"--data",
+                                  dirs[i],
+                                  "--listen",
+                                  "127.0.0.1:0",
+                                  "--cluster.node-id=" + id(i),
+                                  "--cluster.members=" + members_option,
+                                  "--cluster.secret=" + std::string{secret},
+                                  "--cluster.plain-tcp",
+                                  "--cluster.retry-ms=100"};
+    if (!etcd.empty())
+      for (auto opt : {"--cluster.etcd=" + etcd, std::string{"--cluster.replicas=3"},
+                       std::string{"--cluster.lease-ttl-s=2"}})
+        args.push_back(opt);
+    nodes[i] = std::make_unique<process>(
+        MNEMO_BANK_NODE, args, 20s,
+        lab ? lab->exec_prefix(i) : std::vector<std::string>{});
+    table.set(i, {nodes[i]->port(), lab ? lab->netns(i) : std::string{}});
+  }
+
+  void kill(size_t i) {
+    table.set(i, {});
+    nodes[i]->kill();
+    nodes[i].reset();
+  }
+
+  std::unique_ptr<client> control(size_t i) const {
+    auto a = table.get(i);
+    return std::make_unique<client>(a.port, a.netns);
+  }
+
+  // The members node `i` reports connected (nothing if it does not answer).
+  std::optional<std::vector<std::string>> connected(size_t i) const {
+    auto c = control(i);
+    auto r = c->call("GET", "/health");
+    if (!r || r->status != 200) return std::nullopt;
+    auto body = r->json();
+    if (!body.contains("cluster")) return std::nullopt;
+    return body["cluster"]["connected"].get<std::vector<std::string>>();
+  }
+
+  // Replicated: the shards that member `i` leads (nothing if it does not
+  // answer or knows no leader for some shard).
+  std::optional<std::vector<uint32_t>> leading(size_t i) const {
+    auto c = control(i);
+    auto r = c->call("GET", "/health");
+    if (!r || r->status != 200) return std::nullopt;
+    auto body = r->json();
+    if (!body.contains("cluster") ||
+        body["cluster"].value("leaderless", size_t{1}) != 0)
+      return std::nullopt;
+    return body["cluster"]["leading"].get<std::vector<uint32_t>>();
+  }
+
+  // Waits until every member is connected to every other one (and, when
+  // replicated, every running member knows a leader for every shard).
+  bool all_joined(std::chrono::milliseconds limit) const {
+    auto deadline = steady::now() + limit;
+    while (steady::now() < deadline) {
+      bool ok = true;
+      for (size_t i = 0; i < members && ok; ++i) {
+        auto c = connected(i);
+        ok = c && c->size() == members - 1;
+        if (ok && !etcd.empty()) ok = leading(i).has_value();
+      }
+      if (ok) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
+};
+
+// Runs `threads` workers of `ledger` until stop() or destruction.
+struct workload {
+  std::atomic<bool> stop_flag{false};
+  std::vector<std::thread> threads;
+
+  workload(cluster_ledger& ledger, const member_table& table, unsigned seed,
+           size_t n) {
+    for (size_t k = 0; k < n; ++k)
+      threads.emplace_back([&ledger, &table, seed, k, this] {
+        ledger.work(table, seed * 16 + static_cast<unsigned>(k), stop_flag);
+      });
+  }
+  void stop() {
+    stop_flag = true;
+    for (auto& t : threads)
+      if (t.joinable()) t.join();
+  }
+  ~workload() { stop(); }
+};
+
+// Resolves unknown outcomes, waits for transfers, then checks that every
+// member answers the same state, that state is what the acknowledged
+// commands imply, money is conserved, and each member's balances read
+// model covers exactly the accounts it owns.
+inline void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
+  BOOST_REQUIRE(f.all_joined(15s));
+  auto t0 = steady::now();
+  BOOST_CHECK_EQUAL(ledger.resolve_unknown(f.table, 20s), 0u);
+  auto statuses = ledger.settle_transfers(f.table, 20s);
+  std::map<std::string, size_t> by_status;
+  for (auto& [id, st] : statuses) ++by_status[st];
+  std::string summary;
+  for (auto& [st, n] : by_status) summary += " " + st + "=" + std::to_string(n);
+  auto tally = ledger.tally();
+  BOOST_TEST_MESSAGE("commands applied="
+                     << tally.applied << " not_applied=" << tally.not_applied
+                     << " (owner_unavailable=" << tally.owner_unavailable
+                     << ") resolved_by_repeat=" << tally.resolved
+                     << "; transfers:" << summary << "; settled in "
+                     << seconds_since(t0) << " s");
+  BOOST_CHECK_EQUAL(tally.broken, 0u);
+  for (auto& s : ledger.broken_samples()) BOOST_TEST_MESSAGE("broken: " << s);
+  // Members were killed, paused or cut off: their requests in flight are
+  // 503 owner_lost or owner_unavailable, never 500.
+  BOOST_CHECK_EQUAL(tally.internal, 0u);
+  for (auto& s : ledger.internal_samples()) BOOST_TEST_MESSAGE("500: " << s);
+  BOOST_CHECK_MESSAGE(by_status["running"] == 0 && by_status["?"] == 0,
+                      "transfers not finished:" << summary);
+  BOOST_CHECK_MESSAGE(by_status["needs_attention"] == 0,
+                      "transfers needing attention:" << summary);
+  BOOST_CHECK(by_status["completed"] > 0);
+  {
+    auto c = f.control(0);
+    for (auto& [id, st] : statuses)
+      if (st != "completed" && st != "compensated") {
+        auto r = c->call("GET", "/transfers/" + id);
+        BOOST_TEST_MESSAGE("transfer " << id << ": "
+                                       << (r ? r->body : c->error));
+      }
+  }
+
+  // Every member answers the same state, the one the ledger implies.
+  auto expected = ledger.expected(statuses);
+  std::vector<std::unique_ptr<client>> cs;
+  for (size_t i = 0; i < members; ++i) cs.push_back(f.control(i));
+  int64_t total = 0;
+  std::map<std::string, int64_t> actual;
+  size_t mismatches = 0;
+  for (auto& id : ledger.accounts()) {
+    json first;
+    for (size_t i = 0; i < members; ++i) {
+      auto r = cs[i]->call("GET", "/accounts/" + id);
+      auto body = r ? r->json() : json{};
+      json state{{"balance", body.value("balance", int64_t{-1})},
+                 {"version", body.value("version", int64_t{-1})}};
+      if (i == 0) first = state;
+      if (!r || r->status != 200 || state != first) {
+        if (++mismatches <= 5)
+          BOOST_ERROR("account " << id << " on " << faulty_cluster::id(i)
+                                 << ": " << (r ? r->body : cs[i]->error)
+                                 << " vs " << first.dump());
+      }
+    }
+    actual[id] = first["balance"].get<int64_t>();
+    total += actual[id];
+    if (actual[id] != expected[id] && ++mismatches <= 5)
+      BOOST_ERROR("account " << id << " (owner " << f.owner(id) << "): balance "
+                             << actual[id] << ", expected " << expected[id]);
+  }
+  BOOST_CHECK_EQUAL(mismatches, 0u);
+  auto funded =
+      static_cast<int64_t>(ledger.accounts().size()) * cluster_ledger::funding;
+  BOOST_CHECK_EQUAL(total, funded + ledger.net_deposits());
+  // Replicated: each member's read model follows its own journal, which
+  // holds the shards it only replicates too; read models over the shard
+  // logs are not built yet (docs/replication.md).
+  if (!f.etcd.empty()) return;
+
+  // Each member's read model: its own accounts, with the aggregates'
+  // balances (the projection follows its journal: poll until caught up).
+  auto deadline = steady::now() + 15s;
+  std::string diff;
+  do {
+    diff.clear();
+    for (size_t i = 0; i < members && diff.empty(); ++i) {
+      uint64_t owned = 0;
+      int64_t owned_total = 0;
+      for (auto& id : ledger.accounts()) {
+        auto r = cs[i]->call("GET", "/balances/" + id);
+        bool mine = f.owner(id) == i;
+        owned += mine ? 1 : 0;
+        owned_total += mine ? actual[id] : 0;
+        auto want = mine ? 200u : 404u;
+        if (!r || r->status != want ||
+            (mine && r->json().value("balance", int64_t{-1}) != actual[id])) {
+          diff =
+              faulty_cluster::id(i) + " /balances/" + id + ": " +
+              (r ? std::to_string(r->status) + " " + r->body : cs[i]->error) +
+              (mine ? ", aggregate " + std::to_string(actual[id])
+                    : ", not its account");
+          break;
+        }
+      }
+      if (!diff.empty()) break;
+      auto r = cs[i]->call("GET", "/balances");
+      auto body = r ? r->json() : json{};
+      if (body.value("accounts", uint64_t{0}) != owned ||
+          body.value("total", int64_t{0}) != owned_total)
+        diff = faulty_cluster::id(i) +
+               " /balances: " + (r ? r->body : cs[i]->error) + ", owns " +
+               std::to_string(owned) + " with " + std::to_string(owned_total);
+    }
+    if (!diff.empty()) std::this_thread::sleep_for(50ms);
+  } while (!diff.empty() && steady::now() < deadline);
+  BOOST_CHECK_MESSAGE(diff.empty(), "read model: " << diff);
+}
+
+
+}  // namespace testnode
