@@ -10,7 +10,11 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <set>
@@ -111,6 +115,35 @@ std::optional<reply> until_served(client& c, const std::string& method,
   return std::nullopt;
 }
 
+
+// The member that leads the most shards (nothing if none leads any).
+std::optional<size_t> busiest(const faulty_cluster& f) {
+  std::optional<size_t> victim;
+  size_t most = 0;
+  for (size_t i = 0; i < members; ++i)
+    if (auto l = f.leading(i); l && l->size() > most) {
+      most = l->size();
+      victim = i;
+    }
+  return victim;
+}
+
+// Waits until the members other than `except` lead every shard between
+// them (until a lost member's lease ends, they still name it as the
+// leader); returns the seconds it took, or nothing after 15 s.
+std::optional<double> all_led_without(const faulty_cluster& f, size_t except) {
+  auto t0 = steady::now();
+  while (steady::now() - t0 < std::chrono::seconds{15}) {
+    std::set<uint32_t> shards_led;
+    for (size_t i = 0; i < members; ++i)
+      if (i != except)
+        if (auto l = f.leading(i)) shards_led.insert(l->begin(), l->end());
+    if (shards_led.size() == f.view->shards()) return seconds_since(t0);
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(bank_ha)
@@ -199,36 +232,22 @@ BOOST_AUTO_TEST_CASE(money_is_conserved_through_leader_kills) {
     for (int round = 0; round < 5; ++round) {
       std::this_thread::sleep_for(std::chrono::milliseconds{300 + rng() % 500});
       // The member that leads the most shards dies without a word.
-      size_t victim = 0, most = 0;
-      for (size_t i = 0; i < members; ++i)
-        if (auto l = f.leading(i); l && l->size() > most) {
-          most = l->size();
-          victim = i;
-        }
-      BOOST_REQUIRE_GT(most, 0u);
+      auto victim = busiest(f);
+      BOOST_REQUIRE(victim);
+      auto most = f.leading(*victim).value_or(std::vector<uint32_t>{}).size();
       auto killed = steady::now();
-      f.kill(victim);
-      // Until the survivors lead every shard between them (until the
-      // victim's lease ends, they still name it as the leader).
-      bool led = false;
-      while (!led && steady::now() - killed < std::chrono::seconds{15}) {
-        std::set<uint32_t> shards_led;
-        for (size_t i = 0; i < members; ++i)
-          if (i != victim)
-            if (auto l = f.leading(i)) shards_led.insert(l->begin(), l->end());
-        led = shards_led.size() == f.view->shards();
-        if (!led) std::this_thread::sleep_for(std::chrono::milliseconds{20});
-      }
-      BOOST_REQUIRE_MESSAGE(led, "round " << round << ": shards without a "
+      f.kill(*victim);
+      auto took = all_led_without(f, *victim);
+      BOOST_REQUIRE_MESSAGE(took, "round " << round << ": shards without a "
                                                       "leader 15 s after the kill");
       failovers.push_back(seconds_since(killed));
-      f.start(victim);
+      f.start(*victim);
       BOOST_REQUIRE_MESSAGE(f.all_joined(std::chrono::seconds{20}),
                             "round " << round << ": "
-                                     << faulty_cluster::id(victim)
+                                     << faulty_cluster::id(*victim)
                                      << " did not rejoin");
       BOOST_TEST_MESSAGE("round " << round << ": killed "
-                                  << faulty_cluster::id(victim) << " (leader of "
+                                  << faulty_cluster::id(*victim) << " (leader of "
                                   << most << " shards), every shard led again after "
                                   << failovers.back() << " s");
     }
@@ -238,6 +257,81 @@ BOOST_AUTO_TEST_CASE(money_is_conserved_through_leader_kills) {
   for (auto s : failovers) BOOST_CHECK_LT(s, 5.0);
   check_converged(f, ledger);
   BOOST_TEST_MESSAGE("case took " << seconds_since(t0) << " s");
+}
+
+BOOST_AUTO_TEST_CASE(a_paused_leader_acknowledges_nothing_of_its_old_epoch) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-pause",
+                   "127.0.0.1:" + std::to_string(etcd.client_port)};
+  BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
+  cluster_ledger ledger{"p", 12};
+  {
+    member_clients cs{f.table};
+    auto err = ledger.open_all(cs, members);
+    BOOST_REQUIRE_MESSAGE(err.empty(), err);
+  }
+  auto seed = static_cast<unsigned>(::getpid());
+  {
+    // The workers keep sending to the paused member too: those requests
+    // are answered after SIGCONT, and an acknowledgement then must be of
+    // a command that a majority holds.
+    workload w{ledger, f.table, seed, 4};
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    auto victim = busiest(f);
+    BOOST_REQUIRE(victim);
+    f.nodes[*victim]->signal(SIGSTOP);
+    auto took = all_led_without(f, *victim);
+    BOOST_REQUIRE_MESSAGE(took, "no failover 15 s after SIGSTOP");
+    BOOST_TEST_MESSAGE("paused " << faulty_cluster::id(*victim)
+                                 << ", every shard led by the others after "
+                                 << *took << " s");
+    std::this_thread::sleep_for(std::chrono::seconds{1});
+    f.nodes[*victim]->signal(SIGCONT);
+    BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    w.stop();
+  }
+  check_converged(f, ledger);
+}
+
+BOOST_AUTO_TEST_CASE(a_member_with_a_wiped_directory_rebuilds_and_serves) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-wipe",
+                   "127.0.0.1:" + std::to_string(etcd.client_port)};
+  BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
+  cluster_ledger ledger{"w", 12};
+  {
+    member_clients cs{f.table};
+    auto err = ledger.open_all(cs, members);
+    BOOST_REQUIRE_MESSAGE(err.empty(), err);
+  }
+  auto seed = static_cast<unsigned>(::getpid());
+  {
+    workload w{ledger, f.table, seed, 4};
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    // A member loses its disk: it comes back empty and is synced from the
+    // others while the shards keep serving.
+    auto leader = busiest(f);
+    BOOST_REQUIRE(leader);
+    auto wiped = (*leader + 1) % members;
+    f.kill(wiped);
+    std::filesystem::remove_all(f.dirs[wiped]);
+    f.start(wiped);
+    BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
+    std::this_thread::sleep_for(std::chrono::seconds{1});
+    // Then the busiest leader dies: the rebuilt member and the third must
+    // hold every acknowledged command between them.
+    leader = busiest(f);
+    BOOST_REQUIRE(leader);
+    f.kill(*leader);
+    BOOST_REQUIRE_MESSAGE(all_led_without(f, *leader),
+                          "no failover 15 s after the kill");
+    f.start(*leader);
+    BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    w.stop();
+  }
+  check_converged(f, ledger);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
