@@ -1,12 +1,27 @@
-// cluster_bench: remote durable commands between two cluster nodes on
-// loopback. Node A sends deposits for accounts that node B owns, through
-// A's router, with `in_flight` requests outstanding; B persists them in its
-// journal (sync) and the replies travel back. One JSON object per line.
+// cluster_bench: durable commands between cluster nodes on loopback. One
+// JSON object per line.
 //
 //   cluster_bench [--quick] [--seconds S] [--in-flight N] [--no-tls]
 //                 [--dir PATH] [--durability MODE]
+//                 [--replicas R [--rounds K] [--kills N] [--lease-ttl-s T]]
 //
-// Both nodes run in this process (two actor systems, two journals) and
+// Without --replicas: node A sends deposits for accounts that node B owns,
+// through A's router, with `in_flight` requests outstanding; B persists
+// them in its journal and the replies travel back.
+//
+// With --replicas R: three members and a real etcd (Debian's etcd-server,
+// started on free loopback ports). Member n1 sends deposits to 1000
+// accounts spread over every shard, through its router to each shard's
+// leader (a third of them local). K rounds alternate the static cluster
+// (unreplicated, the baseline) with the replicated one (each shard on R
+// members, acknowledged once a majority holds it durably), fresh data each
+// time, and one line compares them. --kills N then measures failover: N
+// times, the leader of an account's shard dies without a word (its
+// coordinator abandoned, its node stopped: its lease runs out in etcd)
+// and the time until another member acknowledges a deposit to it is
+// taken, with a check that no acknowledged deposit was lost.
+//
+// The nodes run in this process (an actor system and a journal each) and
 // talk through CAF's middleman over 127.0.0.1, with TLS unless --no-tls
 // (certificates made with the openssl command line).
 
@@ -18,6 +33,8 @@
 #include <filesystem>
 #include <future>
 #include <iostream>
+#include <map>
+#include <random>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,9 +47,12 @@
 #include <nlohmann/json.hpp>
 
 #include "../examples/bank/account.hpp"
+#include "../tests/support/etcd_process.hpp"
+#include "../tests/support/free_ports.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/actors/remote_aggregate.hpp"
 #include "mnemo/runtime/cluster.hpp"
+#include "mnemo/runtime/coordination/shard_coordinator.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
 
@@ -49,6 +69,10 @@ struct options {
   bool tls = true;
   fs::path dir = fs::temp_directory_path();
   std::string durability = "sync";
+  size_t replicas = 0;  // 0: the two-node bench
+  size_t rounds = 2;
+  size_t kills = 0;
+  size_t lease_ttl_s = 2;
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -62,7 +86,7 @@ std::string make_certificates(const fs::path& dir) {
   std::string script =
       "cd " + dir.string() + " && openssl req -x509" + ec +
       " -keyout ca.key -out ca.pem -days 30 -subj /CN=bench-ca && for n in "
-      "n1 n2; do openssl req" +
+      "n1 n2 n3; do openssl req" +
       ec +
       " -keyout $n.key -out $n.csr -subj /CN=$n && openssl x509 -req -in "
       "$n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem -days 30;"
@@ -77,9 +101,11 @@ struct member {
   caf::actor accounts;
 };
 
+// With `etcd` (host:port), a member of a replicated cluster.
 member start(const options& opt, const std::string& id,
              const std::string& members, const fs::path& data,
-             const std::string& certs) {
+             const std::string& certs, const std::string& etcd = {},
+             const std::string& prefix = {}) {
   member m;
   m.cfg = std::make_unique<mnemo::runtime::node_config>();
   auto& cfg = *m.cfg;
@@ -98,6 +124,12 @@ member start(const options& opt, const std::string& id,
     cfg.cluster.tls_key = certs + "/" + id + ".key";
     cfg.cluster.tls_ca = certs + "/ca.pem";
   }
+  if (!etcd.empty()) {
+    cfg.cluster_etcd = etcd;
+    cfg.cluster_etcd_prefix = prefix;
+    cfg.cluster_replicas = opt.replicas;
+    cfg.cluster_lease_ttl_s = opt.lease_ttl_s;
+  }
   bank::add_error_category(cfg);
   auto n = mnemo::runtime::node::start(cfg);
   if (!n) die(mnemo::runtime::describe(n.error()));
@@ -108,6 +140,8 @@ member start(const options& opt, const std::string& id,
       bank::account::type_name, local,
       mnemo::actors::aggregate_protocol<bank::account>());
   m.node->track(m.accounts);
+  if (auto err = m.node->start_replication())
+    die("start_replication: " + mnemo::runtime::describe(err));
   return m;
 }
 
@@ -169,6 +203,253 @@ void drive(caf::actor_system& sys, const caf::actor& router,
   finished.wait();
 }
 
+
+// -- three members: replicated against static -------------------------------
+
+double percentile(std::vector<double>& xs, double q) {
+  if (xs.empty()) return 0.0;
+  std::sort(xs.begin(), xs.end());
+  return std::round(xs[static_cast<size_t>(q * (xs.size() - 1))] * 100) / 100;
+}
+
+struct trio {
+  std::string members;
+  std::vector<fs::path> dirs;
+  std::string etcd, prefix;
+  std::vector<member> m;
+};
+
+// Waits until the three members are joined and, replicated, every shard
+// is led by a member that knows it leads it.
+void settle(trio& t) {
+  auto deadline = steady::now() + std::chrono::seconds{30};
+  for (;;) {
+    bool ok = true;
+    for (auto& x : t.m) ok = ok && x.node && x.node->cluster()->connected().size() == 2;
+    if (ok && !t.etcd.empty()) {
+      // Every member names the same leader, and that one leads.
+      auto shards = t.m[0].node->cluster()->view().shards();
+      for (uint32_t s = 0; ok && s < shards; ++s) {
+        auto l = t.m[0].node->cluster()->leader_of(s);
+        ok = !l.empty();
+        for (auto& x : t.m) ok = ok && x.node->cluster()->leader_of(s) == l;
+      }
+    }
+    if (ok) return;
+    if (steady::now() > deadline) die("the members did not settle in 30 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+}
+
+trio start_trio(const options& opt, const fs::path& dir,
+                const std::string& certs, const std::string& etcd,
+                const std::string& prefix) {
+  trio t;
+  fs::create_directories(dir);
+  t.etcd = etcd;
+  t.prefix = prefix;
+  auto port = mnemo::test::free_port_block(3);
+  for (int i = 0; i < 3; ++i) {
+    t.members += (i ? "," : "") + std::string{"n"} + std::to_string(i + 1) +
+                 "@127.0.0.1:" + std::to_string(port + i);
+    t.dirs.push_back(dir / ("n" + std::to_string(i + 1)));
+  }
+  for (int i = 0; i < 3; ++i)
+    t.m.push_back(start(opt, "n" + std::to_string(i + 1), t.members,
+                        t.dirs[static_cast<size_t>(i)], certs, etcd, prefix));
+  settle(t);
+  return t;
+}
+
+void restart(const options& opt, trio& t, size_t i, const std::string& certs) {
+  t.m[i] = start(opt, "n" + std::to_string(i + 1), t.members, t.dirs[i], certs,
+                 t.etcd, t.prefix);
+  settle(t);
+}
+
+// Sends one command through `router` and waits for its reply.
+template <class Cmd>
+caf::expected<bank::account_reply> call(member& via, const std::string& id,
+                                        Cmd cmd, std::string command_id = {}) {
+  caf::scoped_actor self{via.node->system()};
+  caf::expected<bank::account_reply> result{caf::error{}};
+  self->request(via.accounts, std::chrono::seconds{30},
+                mnemo::runtime::route_atom::value, id,
+                mnemo::actors::command_message<bank::account>(
+                    std::move(cmd), std::move(command_id)))
+      .receive([&](bank::account_reply& r) { result = r; },
+               [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+// Opens `ids` through n1, retrying while a shard has no leader.
+void open_accounts(trio& t, const std::vector<std::string>& ids) {
+  for (auto& id : ids) {
+    auto deadline = steady::now() + std::chrono::seconds{30};
+    for (;;) {
+      auto r = call(t.m[0], id, bank::open_account{"bench"}, "open");
+      if (r) break;
+      if (steady::now() > deadline)
+        die("open " + id + ": " + mnemo::runtime::describe(r.error()));
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    }
+  }
+}
+
+struct slice {
+  uint64_t commands = 0;
+  uint64_t failed = 0;
+  double seconds = 0;
+  std::vector<double> latencies;
+  std::string first_error;
+};
+
+slice run_slice(const options& opt, const fs::path& dir,
+                const std::string& certs, const std::string& etcd,
+                const std::string& prefix,
+                const std::vector<std::string>& ids) {
+  auto t = start_trio(opt, dir, certs, etcd, prefix);
+  open_accounts(t, ids);
+  driver_state st;
+  auto t0 = steady::now();
+  drive(t.m[0].node->system(), t.m[0].accounts, ids, opt.in_flight,
+        t0 + std::chrono::duration_cast<steady::duration>(
+                 std::chrono::duration<double>(opt.seconds)),
+        st);
+  slice result;
+  result.seconds = std::chrono::duration<double>(steady::now() - t0).count();
+  result.commands = st.done;
+  result.failed = st.failed;
+  result.latencies = std::move(st.latencies_ms);
+  result.first_error = st.first_error;
+  return result;
+}
+
+json replicated_commands(const options& opt, const fs::path& base,
+                         const std::string& certs,
+                         mnemo::test::etcd_process& etcd) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.push_back("acc-" + std::to_string(i));
+  slice rep, unrep;
+  auto add = [](slice& into, slice&& s) {
+    into.commands += s.commands;
+    into.failed += s.failed;
+    into.seconds += s.seconds;
+    into.latencies.insert(into.latencies.end(), s.latencies.begin(),
+                          s.latencies.end());
+    if (into.first_error.empty()) into.first_error = s.first_error;
+  };
+  std::vector<double> ratios;
+  for (size_t r = 0; r < opt.rounds; ++r) {
+    auto round = "r" + std::to_string(r);
+    auto u = run_slice(opt, base / (round + "-static"), certs, "", "", ids);
+    auto v = run_slice(opt, base / (round + "-replicated"), certs,
+                       etcd.endpoint(), "/bench/" + round, ids);
+    auto u_rate = u.commands / u.seconds, v_rate = v.commands / v.seconds;
+    std::cerr << "round " << r << ": unreplicated " << std::llround(u_rate)
+              << "/s, replicated " << std::llround(v_rate) << "/s\n";
+    ratios.push_back(u_rate > 0 ? v_rate / u_rate : 0);
+    add(unrep, std::move(u));
+    add(rep, std::move(v));
+  }
+  auto rate = [](const slice& s) {
+    return s.seconds > 0 ? static_cast<double>(s.commands) / s.seconds : 0.0;
+  };
+  json out{{"bench", "cluster.commands"},
+           {"nodes", 3},
+           {"replicas", opt.replicas},
+           {"acks", "quorum"},
+           {"durability", opt.durability},
+           {"tls", opt.tls},
+           {"in_flight", opt.in_flight},
+           {"rounds", opt.rounds},
+           {"seconds_per_slice", opt.seconds},
+           {"commands_per_s", std::llround(rate(rep))},
+           {"p50_ms", percentile(rep.latencies, 0.5)},
+           {"p99_ms", percentile(rep.latencies, 0.99)},
+           {"unreplicated_commands_per_s", std::llround(rate(unrep))},
+           {"unreplicated_p50_ms", percentile(unrep.latencies, 0.5)},
+           {"unreplicated_p99_ms", percentile(unrep.latencies, 0.99)},
+           {"ratio", rate(unrep) > 0
+                         ? std::round(100 * rate(rep) / rate(unrep)) / 100
+                         : 0.0},
+           {"ratio_per_round", ratios},
+           {"failed", rep.failed + unrep.failed}};
+  if (!rep.first_error.empty()) out["first_error"] = rep.first_error;
+  if (!unrep.first_error.empty())
+    out["unreplicated_first_error"] = unrep.first_error;
+  return out;
+}
+
+json failover(const options& opt, const fs::path& base,
+              const std::string& certs, mnemo::test::etcd_process& etcd) {
+  auto t = start_trio(opt, base / "failover", certs, etcd.endpoint(),
+                      "/bench/failover");
+  // One account per shard.
+  auto shards = t.m[0].node->cluster()->view().shards();
+  std::vector<std::string> ids(shards);
+  for (int i = 0, found = 0; found < static_cast<int>(shards); ++i) {
+    auto id = "f-" + std::to_string(i);
+    auto s = mnemo::runtime::entity_shard(bank::account::type_name, id, shards);
+    if (ids[s].empty()) {
+      ids[s] = id;
+      ++found;
+    }
+  }
+  open_accounts(t, ids);
+  std::map<std::string, int64_t> balance;
+  std::mt19937 rng{static_cast<unsigned>(::getpid())};
+  std::vector<double> ms;
+  uint64_t lost = 0, deposits = 0;
+  for (size_t k = 0; k < opt.kills; ++k) {
+    auto& id = ids[rng() % ids.size()];
+    auto shard = mnemo::runtime::entity_shard(bank::account::type_name, id, shards);
+    auto leader = t.m[0].node->cluster()->leader_of(shard);
+    auto victim = static_cast<size_t>(leader[1] - '1');
+    auto& via = t.m[(victim + 1 + rng() % 2) % 3];
+    for (int d = 0; d < 3; ++d) {
+      auto r = call(via, id, bank::deposit{1},
+                    "k" + std::to_string(k) + "-" + std::to_string(d));
+      if (!r) die("deposit before the kill: " + mnemo::runtime::describe(r.error()));
+      balance[id] = r->balance;
+      ++deposits;
+    }
+    auto t0 = steady::now();
+    t.m[victim].node->coordinator()->abandon();
+    // In this order: the node refers to its config.
+    t.m[victim].accounts = nullptr;
+    t.m[victim].node.reset();
+    t.m[victim].cfg.reset();
+    caf::expected<bank::account_reply> r{caf::error{}};
+    while (steady::now() - t0 < std::chrono::seconds{30}) {
+      r = call(via, id, bank::deposit{1}, "k" + std::to_string(k) + "-after");
+      if (r) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    if (!r) die("no failover within 30 s: " + mnemo::runtime::describe(r.error()));
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(steady::now() - t0).count());
+    ++deposits;
+    if (r->balance != balance[id] + 1) ++lost;
+    balance[id] = r->balance;
+    std::cerr << "kill " << k << ": n" << victim + 1 << " led shard " << shard
+              << ", served again after " << std::llround(ms.back()) << " ms\n";
+    restart(opt, t, victim, certs);
+  }
+  auto sorted = ms;
+  return json{{"bench", "cluster.failover"},
+              {"nodes", 3},
+              {"replicas", opt.replicas},
+              {"lease_ttl_s", opt.lease_ttl_s},
+              {"durability", opt.durability},
+              {"tls", opt.tls},
+              {"kills", opt.kills},
+              {"p50_ms", std::llround(percentile(sorted, 0.5))},
+              {"max_ms", sorted.empty() ? 0 : std::llround(sorted.back())},
+              {"acknowledged_deposits", deposits},
+              {"lost_acknowledged", lost}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,16 +472,47 @@ int main(int argc, char** argv) {
       opt.dir = value();
     else if (a == "--durability")
       opt.durability = value();
+    else if (a == "--replicas")
+      opt.replicas = std::stoul(value());
+    else if (a == "--rounds")
+      opt.rounds = std::stoul(value());
+    else if (a == "--kills")
+      opt.kills = std::stoul(value());
+    else if (a == "--lease-ttl-s")
+      opt.lease_ttl_s = std::stoul(value());
     else
       die("unknown option " + a +
           " (--quick, --seconds S, --in-flight N, --no-tls, --dir PATH, "
-          "--durability MODE)");
+          "--durability MODE, --replicas R, --rounds K, --kills N, "
+          "--lease-ttl-s T)");
   }
   if (opt.quick) opt.seconds = 1;
+  if (opt.replicas > 3) die("--replicas: at most 3 (three members)");
   auto base = opt.dir / ("mnemo-cluster-bench-" + std::to_string(::getpid()));
   fs::remove_all(base);
   fs::create_directories(base);
   auto certs = opt.tls ? make_certificates(base / "certs") : std::string{};
+  if (opt.replicas > 0) {
+    int rc = 0;
+    try {
+      mnemo::test::etcd_process etcd{base};
+      if (opt.rounds > 0) {  // --rounds 0: failover only
+        auto line = replicated_commands(opt, base, certs, etcd);
+        line["allocator"] = MNEMO_ALLOCATOR;
+        std::cout << line.dump() << std::endl;
+        if (line["commands_per_s"].get<int64_t>() == 0) rc = 1;
+      }
+      if (opt.kills > 0) {
+        auto f = failover(opt, base, certs, etcd);
+        std::cout << f.dump() << std::endl;
+        if (f["lost_acknowledged"].get<uint64_t>() != 0) rc = 1;
+      }
+    } catch (const std::exception& e) {
+      die(e.what());
+    }
+    fs::remove_all(base);
+    return rc;
+  }
   auto port = 24000 + (::getpid() % 1000) * 2;
   auto members = "n1@127.0.0.1:" + std::to_string(port) +
                  ",n2@127.0.0.1:" + std::to_string(port + 1);

@@ -70,8 +70,9 @@ struct node_config : caf::actor_system_config {
   /// sharing an etcd need their own). Default: "/mnemo/cluster".
   std::string cluster_etcd_prefix = "/mnemo/cluster";
   /// --cluster.lease-ttl-s: TTL of the member's etcd lease; a lost leader's
-  /// shards fail over after about this long. Default: 3.
-  size_t cluster_lease_ttl_s = 3;
+  /// shards fail over after about this long. Default: 2
+  /// (docs/replication.md, "Benchmark").
+  size_t cluster_lease_ttl_s = 2;
   /// Where cluster events (joins, refusals, members going away) are
   /// reported; default: one JSON line each on stdout.
   cluster_log cluster_events;
