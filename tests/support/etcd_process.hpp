@@ -28,17 +28,24 @@ inline const char* etcd_binary = "/usr/bin/etcd";
 
 class etcd_process {
  public:
-  /// Starts etcd with its data and log in `dir` and waits (20 s at most)
-  /// until its client port answers.
-  explicit etcd_process(const std::filesystem::path& dir) {
+  /// Starts etcd with its data and log in `dir` on free loopback ports
+  /// and waits (20 s at most) until its client port answers. With a
+  /// `prefix` (a command that execs its arguments in place, e.g. `ip netns
+  /// exec NAME`), etcd runs through it and listens on `host`, ports 2379
+  /// and 2380; this process may not reach it, so nothing waits for it.
+  explicit etcd_process(const std::filesystem::path& dir,
+                        std::vector<std::string> prefix = {},
+                        std::string host = "127.0.0.1")
+      : host_(std::move(host)) {
     if (::access(etcd_binary, X_OK) != 0)
       throw std::runtime_error(std::string{"etcd is not installed ("} +
                                etcd_binary + "): apt-get install etcd-server");
-    auto base = free_port_block(2);
+    auto base = prefix.empty() ? free_port_block(2) : uint16_t{2379};
     client_port_ = base;
-    auto client = "http://127.0.0.1:" + std::to_string(base);
-    auto peer = "http://127.0.0.1:" + std::to_string(base + 1);
-    std::vector<std::string> args{etcd_binary,
+    auto client = "http://" + host_ + ":" + std::to_string(base);
+    auto peer = "http://" + host_ + ":" + std::to_string(base + 1);
+    std::vector<std::string> args = prefix;
+    for (auto& a : std::vector<std::string>{etcd_binary,
                                   "--name=t",
                                   "--data-dir=" + (dir / "etcd").string(),
                                   "--listen-client-urls=" + client,
@@ -46,7 +53,8 @@ class etcd_process {
                                   "--listen-peer-urls=" + peer,
                                   "--initial-advertise-peer-urls=" + peer,
                                   "--initial-cluster=t=" + peer,
-                                  "--log-level=error"};
+                                  "--log-level=error"})
+      args.push_back(a);
     auto log_path = (dir / "etcd.log").string();
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -63,9 +71,10 @@ class etcd_process {
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
-      ::execv(etcd_binary, argv.data());
+      ::execvp(argv[0], argv.data());
       ::_exit(127);
     }
+    if (!prefix.empty()) return;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
     while (std::chrono::steady_clock::now() < deadline) {
       if (runtime::coordination::etcd_client::connect(settings())) return;
@@ -92,9 +101,9 @@ class etcd_process {
   uint16_t client_port() const noexcept { return client_port_; }
   /// -1 once stopped.
   pid_t pid() const noexcept { return pid_; }
-  /// "127.0.0.1:<client port>".
+  /// "<host>:<client port>".
   std::string endpoint() const {
-    return "127.0.0.1:" + std::to_string(client_port_);
+    return host_ + ":" + std::to_string(client_port_);
   }
 
   runtime::coordination::etcd_settings settings() const {
@@ -105,6 +114,7 @@ class etcd_process {
   }
 
  private:
+  std::string host_;
   uint16_t client_port_ = 0;
   pid_t pid_ = -1;
 };
