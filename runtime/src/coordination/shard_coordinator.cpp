@@ -222,8 +222,9 @@ void shard_coordinator::look() {
     seen_lease_ = lease;
     lease_seen_at_ = now;
   }
+  std::vector<lead_request> to_lead;
   for (auto& [shard, replicas] : cfg_.replicas) {
-    if (lease_short()) return;  // the watchdog steps down
+    if (lease_short()) break;  // the watchdog steps down
     auto own_key = base + std::to_string(shard) + "/candidates/" + hex(lease);
     auto& list = candidates[shard];
     bool mine_listed = false;
@@ -300,7 +301,8 @@ void shard_coordinator::look() {
       continue;
     }
     // This member's key is the oldest: lead, after the replicator has
-    // recovered the shard from a majority.
+    // recovered the shard from a majority (below, for all such shards at
+    // once).
     std::vector<std::string> followers;
     for (auto& r : replicas)
       if (r != cfg_.member) followers.push_back(r);
@@ -310,31 +312,55 @@ void shard_coordinator::look() {
       std::lock_guard<std::mutex> guard{mtx_};
       pending_.insert(shard);
     }
-    caf::scoped_actor self{*sys_};
+    to_lead.push_back({shard, epoch, own_key, std::move(followers)});
+  }
+  lead(to_lead);
+}
+
+void shard_coordinator::lead(std::vector<lead_request>& to_lead) {
+  if (to_lead.empty()) return;
+  if (lease_short()) {  // the watchdog steps down; ask for nothing
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& r : to_lead) pending_.erase(r.shard);
+    return;
+  }
+  // The replicator recovers the shards side by side: all requests go out
+  // before the first answer is awaited, so a member taking many shards
+  // waits for the slowest recovery, not for their sum.
+  caf::scoped_actor self{*sys_};
+  using handle = decltype(self->request(
+      replicator_, std::chrono::seconds{10}, repl::repl_lead_atom::value,
+      uint32_t{0}, uint64_t{0}, std::vector<std::string>{}));
+  std::vector<handle> handles;
+  for (auto& r : to_lead)
+    handles.push_back(self->request(replicator_, std::chrono::seconds{10},
+                                    repl::repl_lead_atom::value, r.shard,
+                                    static_cast<uint64_t>(r.epoch),
+                                    r.followers));
+  for (size_t i = 0; i < to_lead.size(); ++i) {
+    auto& r = to_lead[i];
     caf::error failed;
-    self->request(replicator_, std::chrono::seconds{10},
-                  repl::repl_lead_atom::value, shard,
-                  static_cast<uint64_t>(epoch), followers)
-        .receive([] {}, [&](caf::error& err) { failed = std::move(err); });
+    handles[i].receive([] {},
+                       [&](caf::error& err) { failed = std::move(err); });
     {
       std::lock_guard<std::mutex> guard{mtx_};
-      bool still = pending_.erase(shard) > 0;
+      bool still = pending_.erase(r.shard) > 0;
       if (!failed && still && !lease_short()) {
-        view_[shard].leading = true;
-        publish_locked(shard, view_[shard].leader);
-        log_("shard_leader", "shard " + std::to_string(shard) + " epoch " +
-                                 std::to_string(epoch));
+        view_[r.shard].leading = true;
+        publish_locked(r.shard, view_[r.shard].leader);
+        log_("shard_leader", "shard " + std::to_string(r.shard) + " epoch " +
+                                 std::to_string(r.epoch));
         continue;
       }
     }
     // Not now: let another replica try, and come back later.
-    caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
-    log_("shard_lead_failed", "shard " + std::to_string(shard) + ": " +
+    caf::anon_send(replicator_, repl::repl_resign_atom::value, r.shard);
+    log_("shard_lead_failed", "shard " + std::to_string(r.shard) + ": " +
                                   (failed ? describe(failed)
                                           : std::string{"lease ran short"}));
-    etcd_->erase(own_key, epoch);
-    candidacy_.erase(shard);
-    withdrawn_[shard] = clock::now() + cfg_.retry_after;
+    etcd_->erase(r.own_key, r.epoch);
+    candidacy_.erase(r.shard);
+    withdrawn_[r.shard] = clock::now() + cfg_.retry_after;
   }
 }
 

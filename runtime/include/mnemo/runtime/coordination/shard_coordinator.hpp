@@ -120,6 +120,16 @@ class shard_coordinator {
   bool lease_short() const noexcept;
   void step_down_all(const std::string& why);
   void look();
+  /// A shard whose oldest candidate is this member's key.
+  struct lead_request {
+    uint32_t shard;
+    int64_t epoch;
+    std::string own_key;
+    std::vector<std::string> followers;
+  };
+  /// Asks the replicator to lead all of `to_lead` at once (each recovers
+  /// from a majority first) and takes the answers.
+  void lead(std::vector<lead_request>& to_lead);
   /// Tells `on_leader` where `shard`'s commands go now, if that changed;
   /// `etcd_leader` is the oldest candidate's member ("" if none). Holds
   /// `mtx_`.
