@@ -146,6 +146,16 @@ std::optional<double> all_led_without(const faulty_cluster& f, size_t except) {
   return std::nullopt;
 }
 
+// Waits until the members are joined and every shard is led, then opens
+// and funds the ledger's accounts.
+void join_and_open(faulty_cluster& f, cluster_ledger& ledger,
+                   std::chrono::seconds within) {
+  BOOST_REQUIRE(f.all_joined(within));
+  member_clients cs{f.table};
+  auto err = ledger.open_all(cs, members);
+  BOOST_REQUIRE_MESSAGE(err.empty(), err);
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(bank_ha)
@@ -219,13 +229,8 @@ BOOST_AUTO_TEST_CASE(money_is_conserved_through_leader_kills) {
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-kills",
                    "127.0.0.1:" + std::to_string(etcd.client_port)};
-  BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
   cluster_ledger ledger{"h", 18};
-  {
-    member_clients cs{f.table};
-    auto err = ledger.open_all(cs, members);
-    BOOST_REQUIRE_MESSAGE(err.empty(), err);
-  }
+  join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());
   BOOST_TEST_MESSAGE("seed " << seed);
   std::mt19937 rng{seed};
@@ -271,13 +276,8 @@ BOOST_AUTO_TEST_CASE(a_paused_leader_acknowledges_nothing_of_its_old_epoch) {
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-pause",
                    "127.0.0.1:" + std::to_string(etcd.client_port)};
-  BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
   cluster_ledger ledger{"p", 12};
-  {
-    member_clients cs{f.table};
-    auto err = ledger.open_all(cs, members);
-    BOOST_REQUIRE_MESSAGE(err.empty(), err);
-  }
+  join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());
   {
     // The workers keep sending to the paused member too: those requests
@@ -306,13 +306,8 @@ BOOST_AUTO_TEST_CASE(a_member_with_a_wiped_directory_rebuilds_and_serves) {
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-wipe",
                    "127.0.0.1:" + std::to_string(etcd.client_port)};
-  BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
   cluster_ledger ledger{"w", 12};
-  {
-    member_clients cs{f.table};
-    auto err = ledger.open_all(cs, members);
-    BOOST_REQUIRE_MESSAGE(err.empty(), err);
-  }
+  join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());
   {
     workload w{ledger, f.table, seed, 4};
@@ -354,13 +349,8 @@ BOOST_AUTO_TEST_CASE(etcd_away_for_a_while_stops_leaders_and_loses_nothing) {
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-etcd-away",
                    "127.0.0.1:" + std::to_string(etcd.client_port)};
-  BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
   cluster_ledger ledger{"e", 12};
-  {
-    member_clients cs{f.table};
-    auto err = ledger.open_all(cs, members);
-    BOOST_REQUIRE_MESSAGE(err.empty(), err);
-  }
+  join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());
   {
     workload w{ledger, f.table, seed, 3};
@@ -409,13 +399,8 @@ BOOST_AUTO_TEST_CASE(a_killed_etcd_member_of_three_is_ridden_out) {
     BOOST_FAIL(e.what());
   }
   faulty_cluster f{nullptr, "ha-etcd3", etcd->endpoints()};
-  BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
   cluster_ledger ledger{"m", 12};
-  {
-    member_clients cs{f.table};
-    auto err = ledger.open_all(cs, members);
-    BOOST_REQUIRE_MESSAGE(err.empty(), err);
-  }
+  join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());
   {
     workload w{ledger, f.table, seed, 3};
@@ -476,13 +461,8 @@ BOOST_AUTO_TEST_CASE(a_partitioned_leader_steps_down_and_heals) {
   }
   {
     faulty_cluster f{lab.get(), "ha-cut", etcd->endpoint()};
-    BOOST_REQUIRE(f.all_joined(std::chrono::seconds{30}));
     cluster_ledger ledger{"x", 12};
-    {
-      member_clients cs{f.table};
-      auto err = ledger.open_all(cs, members);
-      BOOST_REQUIRE_MESSAGE(err.empty(), err);
-    }
+    join_and_open(f, ledger, std::chrono::seconds{30});
     auto seed = static_cast<unsigned>(::getpid());
     {
       workload w{ledger, f.table, seed, 3};
