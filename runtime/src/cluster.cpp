@@ -316,10 +316,10 @@ class endpoint_actor : public caf::event_based_actor {
                         "refused by member '" + st_->self + "': " + why);
     };
     if (from == st_->self || !v.find(from))
-      return refuse("not a member of this cluster (" + v.fingerprint() + ")");
-    if (fingerprint != v.fingerprint())
+      return refuse("not a member of this cluster (" + st_->fingerprint + ")");
+    if (fingerprint != st_->fingerprint)
       return refuse("its cluster view '" + fingerprint + "' differs from '" +
-                    v.fingerprint() + "'");
+                    st_->fingerprint + "'");
     if (proof != join_proof(st_->secret, from, st_->self, fingerprint))
       return refuse("wrong cluster secret");
     auto sender = current_sender();
@@ -379,7 +379,7 @@ class endpoint_actor : public caf::event_based_actor {
   }
 
   void join(const std::string& id, caf::actor h) {
-    auto fp = st_->view.fingerprint();
+    auto fp = st_->fingerprint;
     request(h, std::chrono::seconds{5}, join_atom::value, st_->self, fp,
             join_proof(st_->secret, st_->self, id, fp))
         .then(
@@ -666,6 +666,10 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
   auto st = std::make_shared<cluster_state>(*view);
   st->self = settings.node_id;
   st->streams = settings.streams;
+  // Members must also agree on how the cluster is replicated.
+  st->fingerprint = view->fingerprint();
+  if (!settings.replication.empty())
+    st->fingerprint += ";" + settings.replication;
   if (st->streams) st->leaders.resize(view->shards());
   st->tls = settings.tls();
   st->max_payload = settings.max_message_bytes - 65536;

@@ -20,6 +20,9 @@ namespace mnemo::runtime {
 struct cluster_state {
   explicit cluster_state(cluster_view v) : view(std::move(v)) {}
   cluster_view view;
+  /// What members compare at join: the view's fingerprint, plus the
+  /// replication settings in a replicated cluster.
+  std::string fingerprint;
   std::string self;
   std::string secret;
   std::chrono::milliseconds retry;

@@ -118,6 +118,7 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   // logs, whose appends the gate admits where this member leads.
   std::shared_ptr<replication::shard_gate> gate;
   cfg.cluster.streams = nullptr;
+  cfg.cluster.replication.clear();
   if (!cfg.cluster_etcd.empty()) {
     if (!cfg.cluster.enabled())
       return make_error(errc::invalid_argument,
@@ -140,6 +141,9 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
     };
     settings->gate = gate;
     cfg.cluster.streams = std::move(streams);
+    cfg.cluster.replication =
+        "replicas=" + std::to_string(cfg.cluster_replicas) +
+        ";etcd-prefix=" + cfg.cluster_etcd_prefix;
   }
   auto j = persistence::journal::open(*settings);
   if (!j) return to_caf_error(j.error());

@@ -10,6 +10,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -281,6 +282,58 @@ BOOST_FIXTURE_TEST_CASE(a_dead_leader_fails_over_with_every_acknowledged_command
   BOOST_REQUIRE_MESSAGE(through_victim,
                         why(through_victim));
   BOOST_CHECK_EQUAL(through_victim->total, acked + 101);
+}
+
+// Members that disagree on the replication settings (and so on their
+// shards' replica sets) refuse each other at join; agreeing ones join.
+// Nothing here talks to etcd: the elections never start.
+BOOST_AUTO_TEST_CASE(members_with_other_replication_settings_never_join) {
+  auto port = mnemo::test::free_port_block(2);
+  auto joins = [port](size_t replicas_of_b) {
+    std::array<actors::temp_directory, 2> dirs;
+    std::array<std::unique_ptr<runtime::node_config>, 2> cfgs;
+    std::array<std::unique_ptr<runtime::node>, 2> nodes;
+    auto refused = std::make_shared<std::atomic<int>>(0);
+    for (size_t i = 0; i < 2; ++i) {
+      cfgs[i] = std::make_unique<runtime::node_config>();
+      auto& c = *cfgs[i];
+      c.data_dir = (dirs[i].path() / "data").string();
+      c.durability = "nosync";
+      c.cluster.node_id = i == 0 ? "a" : "b";
+      c.cluster_members = "a@127.0.0.1:" + std::to_string(port) +
+                          ",b@127.0.0.1:" + std::to_string(port + 1);
+      c.cluster.shards = shards;
+      c.cluster.secret = "replicated-test-secret-0123";
+      c.cluster.plain_tcp = true;
+      c.cluster.retry_ms = 50;
+      c.cluster_etcd = "127.0.0.1:1";  // never contacted
+      c.cluster_replicas = i == 0 ? 2 : replicas_of_b;
+      c.cluster_events = [refused](const std::string& what,
+                                   const std::string& detail) {
+        if (what == "join_refused" &&
+            detail.find("replicas=") != std::string::npos)
+          ++*refused;
+      };
+      auto n = runtime::node::start(c);
+      BOOST_REQUIRE_MESSAGE(n, (n ? "" : runtime::describe(n.error())));
+      nodes[i] = std::move(*n);
+    }
+    auto deadline = std::chrono::steady_clock::now() + 3s;
+    bool joined = false;
+    while (!joined && std::chrono::steady_clock::now() < deadline) {
+      joined = !nodes[0]->cluster()->connected().empty() &&
+               !nodes[1]->cluster()->connected().empty();
+      std::this_thread::sleep_for(20ms);
+    }
+    for (auto& n : nodes) n.reset();
+    return std::make_pair(joined, refused->load());
+  };
+  auto [joined_same, refused_same] = joins(2);
+  BOOST_CHECK(joined_same);
+  BOOST_CHECK_EQUAL(refused_same, 0);
+  auto [joined_other, refused_other] = joins(3);
+  BOOST_CHECK(!joined_other);
+  BOOST_CHECK_GT(refused_other, 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

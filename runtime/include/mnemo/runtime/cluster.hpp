@@ -95,6 +95,10 @@ struct cluster_settings {
   /// commands go to each shard's current leader (`cluster::set_leader`)
   /// instead of the member list's owner. Null: a static cluster.
   std::shared_ptr<stream_shards> streams;
+  /// How the cluster is replicated, e.g. "replicas=3;etcd-prefix=/x" (set
+  /// by the node): members compare it at join with the view, so members
+  /// that disagree on their shards' replica sets never join.
+  std::string replication;
 
   bool enabled() const noexcept { return !node_id.empty(); }
   bool tls() const noexcept {
