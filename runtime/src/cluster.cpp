@@ -190,31 +190,23 @@ class endpoint_actor : public caf::event_based_actor {
             if (p.handle) link_replicator(id, p.handle);
         },
         [this](repl::peer_sync_atom, const std::string& from, uint32_t shard,
-               uint64_t epoch) -> caf::result<caf::message> {
-          if (auto err = check_replica(from)) return err;
-          return delegate(replicator_, repl::repl_sync_atom::value, shard,
-                          epoch);
+               uint64_t epoch) {
+          return to_replicator(from, repl::repl_sync_atom::value, shard, epoch);
         },
         [this](repl::peer_truncate_atom, const std::string& from,
-               uint32_t shard, uint64_t epoch,
-               uint64_t keep) -> caf::result<caf::message> {
-          if (auto err = check_replica(from)) return err;
-          return delegate(replicator_, repl::repl_truncate_atom::value, shard,
-                          epoch, keep);
+               uint32_t shard, uint64_t epoch, uint64_t keep) {
+          return to_replicator(from, repl::repl_truncate_atom::value, shard,
+                               epoch, keep);
         },
         [this](repl::peer_append_atom, const std::string& from, uint32_t shard,
-               uint64_t epoch, uint64_t commit,
-               bytes& batch) -> caf::result<caf::message> {
-          if (auto err = check_replica(from)) return err;
-          return delegate(replicator_, repl::repl_append_atom::value, shard,
-                          epoch, commit, std::move(batch));
+               uint64_t epoch, uint64_t commit, bytes& batch) {
+          return to_replicator(from, repl::repl_append_atom::value, shard,
+                               epoch, commit, std::move(batch));
         },
         [this](repl::peer_read_atom, const std::string& from, uint32_t shard,
-               uint64_t position,
-               uint64_t max_records) -> caf::result<caf::message> {
-          if (auto err = check_replica(from)) return err;
-          return delegate(replicator_, repl::repl_read_atom::value, shard,
-                          position, max_records);
+               uint64_t position, uint64_t max_records) {
+          return to_replicator(from, repl::repl_read_atom::value, shard,
+                               position, max_records);
         },
         [this](peers_atom) {
           std::vector<std::string> result;
@@ -279,14 +271,16 @@ class endpoint_actor : public caf::event_based_actor {
     return {};
   }
 
-  // Checks a replication request of member `from` (joined, and this member
-  // replicates).
-  caf::error check_replica(const std::string& from) {
+  // Hands a replication request of member `from` to the replicator, if
+  // `from` joined and this member replicates; its reply goes straight back.
+  template <class... Ts>
+  caf::result<caf::message> to_replicator(const std::string& from,
+                                          Ts&&... xs) {
     if (auto err = check_member(from)) return err;
     if (!replicator_)
       return make_error(errc::not_found,
                         "member '" + st_->self + "' replicates nothing");
-    return {};
+    return delegate(replicator_, std::forward<Ts>(xs)...);
   }
 
   // Tells the replicator how to reach member `id`'s (through `h`).
@@ -788,10 +782,7 @@ void cluster::on_lead(std::function<void(uint32_t shard)> f) {
 }
 
 std::string cluster::leader_of(uint32_t shard) const {
-  auto& st = *state_;
-  if (!st.streams) return st.view.owner_of(shard);
-  std::lock_guard<std::mutex> guard{st.leader_mtx};
-  return shard < st.leaders.size() ? st.leaders[shard] : std::string{};
+  return state_->leader_of(shard);
 }
 
 void cluster::attach_replicator(const caf::actor& replicator) {

@@ -51,12 +51,17 @@ struct cluster_state {
   /// What runs when this member comes to lead a shard (cluster::on_lead).
   std::vector<std::function<void(uint32_t)>> on_lead;
 
-  /// Where a message to entity (`type`, `id`) goes: its shard's leader in a
-  /// replicated cluster ("" if none), else the member list's owner.
-  std::string owner(const std::string& type, const std::string& id) const {
-    if (!streams) return view.owner(type, id);
+  /// The member commands for `shard` go to: its leader in a replicated
+  /// cluster ("" if none), else the member list's owner.
+  std::string leader_of(uint32_t shard) const {
+    if (!streams) return view.owner_of(shard);
     std::lock_guard<std::mutex> guard{leader_mtx};
-    return leaders[view.shard_of(type, id)];
+    return shard < leaders.size() ? leaders[shard] : std::string{};
+  }
+
+  /// Where a message to entity (`type`, `id`) goes.
+  std::string owner(const std::string& type, const std::string& id) const {
+    return leader_of(view.shard_of(type, id));
   }
 };
 

@@ -218,7 +218,6 @@ void shard_coordinator::look() {
   auto now = clock::now();
   auto lease = lease_.load();
   if (lease != seen_lease_) {  // a new lease: no candidacy of it yet
-    candidacy_.clear();
     seen_lease_ = lease;
     lease_seen_at_ = now;
   }
@@ -230,7 +229,6 @@ void shard_coordinator::look() {
     bool mine_listed = false;
     for (auto* kv : list) mine_listed |= kv->key == own_key;
     if (!mine_listed) {
-      candidacy_.erase(shard);
       auto w = withdrawn_.find(shard);
       // A shard without candidates waits a TTL for its preferred replica
       // (the first), so that leadership spreads over the members instead
@@ -241,9 +239,7 @@ void shard_coordinator::look() {
                    now - lease_seen_at_ < cfg_.lease_ttl;
       if (!defer && (w == withdrawn_.end() || now >= w->second)) {
         withdrawn_.erase(shard);
-        auto created = etcd_->create(own_key, cfg_.member, lease);
-        if (created && created->kv.lease == lease)
-          candidacy_[shard] = created->kv.create_revision;
+        etcd_->create(own_key, cfg_.member, lease);
       }
     }
     if (list.empty()) {
@@ -255,10 +251,12 @@ void shard_coordinator::look() {
     bool ours = first->key == own_key;
     int64_t epoch = first->create_revision;
     bool leading = false;
+    bool changed = false;  // another leader or epoch than the last look's
     {
       std::lock_guard<std::mutex> guard{mtx_};
       auto& v = view_[shard];
       leading = v.leading && v.epoch == epoch;
+      changed = v.epoch != epoch || v.leader != first->value;
       if (!ours && v.leading) {
         v.leading = false;
         caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
@@ -270,8 +268,10 @@ void shard_coordinator::look() {
       publish_locked(shard, v.leader);
     }
     if (!ours) {
-      caf::anon_send(replicator_, repl::repl_follow_atom::value, shard,
-                     first->value);
+      // Once per leader and epoch, not on every look.
+      if (changed)
+        caf::anon_send(replicator_, repl::repl_follow_atom::value, shard,
+                       first->value);
       continue;
     }
     if (leading) {
@@ -296,7 +296,6 @@ void shard_coordinator::look() {
       log_("shard_step_down", "shard " + std::to_string(shard) +
                                   ": its replicator no longer leads it");
       etcd_->erase(own_key, epoch);
-      candidacy_.erase(shard);
       withdrawn_[shard] = clock::now() + cfg_.retry_after;
       continue;
     }
@@ -359,7 +358,6 @@ void shard_coordinator::lead(std::vector<lead_request>& to_lead) {
                                   (failed ? describe(failed)
                                           : std::string{"lease ran short"}));
     etcd_->erase(r.own_key, r.epoch);
-    candidacy_.erase(r.shard);
     withdrawn_[r.shard] = clock::now() + cfg_.retry_after;
   }
 }

@@ -267,7 +267,6 @@ struct replicator_state {
   replicator_settings cfg;
   std::map<std::string, caf::actor> peers;
   std::map<uint32_t, led_shard> led;
-  std::map<uint32_t, std::string> followed;
   std::map<uint32_t, uint64_t> follower_commit;
   uint64_t next_apply = 1;
   std::map<uint64_t, pending_apply> applies;
@@ -505,7 +504,6 @@ void begin_leading(self_ptr self, recovery_ptr r) {
     return fail_recovery(r, to_caf_error(err));
   auto marker = log.append_marker(r->epoch);
   if (!marker) return fail_recovery(r, to_caf_error(marker.error()));
-  self->state.followed.erase(r->shard);
   led_shard s;
   s.epoch = r->epoch;
   s.local_end = *marker;
@@ -676,12 +674,10 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         cancel_recovery(self, shard, "now following " + leader);
         if (self->state.led.count(shard) > 0)
           step_down(self, shard, "now following " + leader);
-        self->state.followed[shard] = leader;
       },
       [=](repl_resign_atom, uint32_t shard) {
         cancel_recovery(self, shard, "resigned");
         step_down(self, shard, "resigned");
-        self->state.followed.erase(shard);
       },
       [=](repl_status_atom, uint32_t shard) {
         auto end = log_of(self, shard).end_position();

@@ -158,7 +158,6 @@ class shard_coordinator {
   // Coordinator thread only.
   int64_t seen_lease_ = 0;
   std::chrono::steady_clock::time_point lease_seen_at_{};
-  std::map<uint32_t, int64_t> candidacy_;  // shard -> own key's revision
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
 
   mutable std::mutex mtx_;
