@@ -228,7 +228,7 @@ BOOST_AUTO_TEST_CASE(money_is_conserved_through_leader_kills) {
   auto t0 = steady::now();
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-kills",
-                   "127.0.0.1:" + std::to_string(etcd.client_port)};
+                   etcd.endpoint()};
   cluster_ledger ledger{"h", 18};
   join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());
@@ -275,7 +275,7 @@ BOOST_AUTO_TEST_SUITE(bank_ha_faults)
 BOOST_AUTO_TEST_CASE(a_paused_leader_acknowledges_nothing_of_its_old_epoch) {
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-pause",
-                   "127.0.0.1:" + std::to_string(etcd.client_port)};
+                   etcd.endpoint()};
   cluster_ledger ledger{"p", 12};
   join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());
@@ -305,7 +305,7 @@ BOOST_AUTO_TEST_CASE(a_paused_leader_acknowledges_nothing_of_its_old_epoch) {
 BOOST_AUTO_TEST_CASE(a_member_with_a_wiped_directory_rebuilds_and_serves) {
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-wipe",
-                   "127.0.0.1:" + std::to_string(etcd.client_port)};
+                   etcd.endpoint()};
   cluster_ledger ledger{"w", 12};
   join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());
@@ -348,7 +348,7 @@ BOOST_AUTO_TEST_SUITE(bank_ha_etcd)
 BOOST_AUTO_TEST_CASE(etcd_away_for_a_while_stops_leaders_and_loses_nothing) {
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-etcd-away",
-                   "127.0.0.1:" + std::to_string(etcd.client_port)};
+                   etcd.endpoint()};
   cluster_ledger ledger{"e", 12};
   join_and_open(f, ledger, std::chrono::seconds{20});
   auto seed = static_cast<unsigned>(::getpid());

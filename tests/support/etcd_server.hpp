@@ -44,6 +44,9 @@ struct etcd_server {
 
   etcd_settings settings() const { return proc->settings(); }
 
+  /// "127.0.0.1:<client port>".
+  std::string endpoint() const { return proc->endpoint(); }
+
   std::unique_ptr<etcd_client> client() const {
     auto c = etcd_client::connect(settings());
     BOOST_REQUIRE_MESSAGE(c, (c ? "" : runtime::describe(c.error())));
