@@ -8,6 +8,8 @@
 // payment, or missing stock, releases what was reserved and cancels the order.
 
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -109,6 +111,13 @@ struct fulfilment {
     take_stock.action = command<inventory, data>(sku_of, [](const data& d) {
       return inventory::command{commit_reservation{d.order_id}};
     });
+    // It runs after the order completed, which nothing undoes: giving up on
+    // it would compensate the earlier steps (release the stock, refund)
+    // under a completed order. A transient failure (a stash full under
+    // load, a restarting inventory) is retried until the inventory answers,
+    // every 2 s at most; only a business rejection fails it.
+    take_stock.retry.max_attempts = std::numeric_limits<uint32_t>::max();
+    take_stock.retry.backoff.max_backoff = std::chrono::seconds{2};
 
     mnemo::sagas::step<data> complete;
     complete.name = "complete order";

@@ -19,6 +19,31 @@ using namespace orders;
 
 namespace {
 
+// Stands between the sagas and the inventory registry: refuses the
+// fulfilment's "take stock out" command (step 5) with a full stash while
+// `*refusals` > 0, as a busy inventory does; forwards everything else.
+caf::behavior busy_inventory(caf::event_based_actor* self, caf::actor stock,
+                             std::shared_ptr<int> refusals) {
+  return {[=](runtime::route_atom, std::string& id,
+              caf::message& msg) -> caf::result<caf::message> {
+    if (*refusals > 0 &&
+        msg.match_elements<actors::command_atom, std::string,
+                           inventory::command>()) {
+      auto& command_id = msg.get_as<std::string>(1);
+      const std::string take_stock = "/5/do";
+      if (command_id.size() > take_stock.size() &&
+          command_id.compare(command_id.size() - take_stock.size(),
+                             take_stock.size(), take_stock) == 0) {
+        --*refusals;
+        return runtime::make_error(runtime::errc::stash_overflow,
+                                   "test: the inventory's stash is full");
+      }
+    }
+    return self->delegate(stock, runtime::route_atom::value, std::move(id),
+                          std::move(msg));
+  }};
+}
+
 struct fulfilment_fixture : actors::aggregate_fixture<order> {
   std::shared_ptr<int64_t> clock = std::make_shared<int64_t>(1'000'000);
   std::shared_ptr<std::set<std::string>> declined =
@@ -29,6 +54,8 @@ struct fulfilment_fixture : actors::aggregate_fixture<order> {
   caf::actor shipments;
   caf::actor sagas_reg;
   std::vector<caf::actor> helpers;
+  /// How many more "take stock out" commands the inventory refuses.
+  std::shared_ptr<int> take_stock_refusals = std::make_shared<int>(0);
 
   explicit fulfilment_fixture(bool with_gateway = true) {
     inventory::register_types(registry());
@@ -43,12 +70,14 @@ struct fulfilment_fixture : actors::aggregate_fixture<order> {
     shipments =
         actors::spawn_aggregate_registry<shipment>(system(), context(), {});
     fulfilment::payment_timeout = 30'000ms;
+    auto busy = system().spawn(busy_inventory, stock, take_stock_refusals);
+    helpers.push_back(busy);
     sagas::saga_context ctx;
     ctx.journal = &journal();
     ctx.registry = &registry();
     ctx.completions = context().completions;
     ctx.targets = {{order::type_name, orders_reg},
-                   {inventory::type_name, stock},
+                   {inventory::type_name, busy},
                    {payment::type_name, payments},
                    {shipment::type_name, shipments}};
     auto now = clock;
@@ -105,6 +134,13 @@ struct fulfilment_fixture : actors::aggregate_fixture<order> {
         sagas_reg, runtime::route_atom::value, id,
         caf::make_message(sagas::status_atom::value));
     return s ? s->status : runtime::describe(s.error());
+  }
+
+  std::string saga_error(const std::string& id) {
+    auto s = request<sagas::saga_status>(
+        sagas_reg, runtime::route_atom::value, id,
+        caf::make_message(sagas::status_atom::value));
+    return s ? s->error : runtime::describe(s.error());
   }
 
   void stock_up(const std::string& sku, int64_t n) {
@@ -192,6 +228,34 @@ BOOST_AUTO_TEST_CASE(a_verdict_that_never_comes_times_out_and_declines) {
       f.payments, runtime::route_atom::value, std::string{"o4"},
       actors::command_message<payment>(capture_payment{}));
   BOOST_CHECK(!late);
+}
+
+// After "complete order" nothing can be undone: a "take stock out" that
+// keeps failing transiently (more often than the default 5 attempts) is
+// retried until it succeeds, never compensated.
+BOOST_AUTO_TEST_CASE(taking_the_stock_out_outlasts_a_busy_inventory) {
+  fulfilment_fixture f;
+  f.stock_up("sku-1", 10);
+  *f.take_stock_refusals = 12;
+  f.place("o5", "sku-1", 3);
+  // 12 retries, the delays doubling from 100 ms to 2 s: about 20 s.
+  for (int i = 0; i < 120 && *f.take_stock_refusals > 0; ++i) {
+    *f.clock += 500;
+    f.advance(500ms);
+  }
+  for (int i = 0; i < 6; ++i) {  // the 13th attempt, at most 2.4 s later
+    *f.clock += 500;
+    f.advance(500ms);
+  }
+  f.settle();
+  BOOST_CHECK_EQUAL(*f.take_stock_refusals, 0);
+  BOOST_CHECK_MESSAGE(f.saga("o5") == "completed", f.saga_error("o5"));
+  BOOST_CHECK_EQUAL(to_string(f.state_of<order>(f.orders_reg, "o5").status),
+                    "completed");
+  auto s = f.state_of<inventory>(f.stock, "sku-1");
+  BOOST_CHECK_EQUAL(s.on_hand, 7);
+  BOOST_CHECK_EQUAL(s.available(), 7);
+  BOOST_CHECK(s.reserved.empty());
 }
 
 BOOST_AUTO_TEST_CASE(many_orders_conserve_the_stock) {

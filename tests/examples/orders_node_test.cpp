@@ -263,6 +263,9 @@ BOOST_AUTO_TEST_CASE(kill_9_loop_settles_every_acknowledged_order) {
   }
   auto running = body_of(c.call("GET", "/fulfilments?status=running"));
   BOOST_CHECK_EQUAL(running["fulfilments"].size(), 0u);
+  // Also those whose placement was never acknowledged: none gave up half-way.
+  auto stuck = body_of(c.call("GET", "/fulfilments?status=needs_attention"));
+  BOOST_CHECK_MESSAGE(stuck["fulfilments"].empty(), stuck.dump());
   node->signal(SIGTERM);
   auto status = node->wait(std::chrono::seconds{30});
   BOOST_REQUIRE(status);

@@ -40,6 +40,7 @@ struct probe {
   static inline std::vector<caf::error> undo_errors;
   static inline std::vector<std::string> sent;  // command ids
   static inline std::chrono::milliseconds timeout{0};
+  static inline std::chrono::milliseconds first_timeout{0};
 
   static sagas::command_fn<data> scripted(std::vector<caf::error>* errors) {
     return
@@ -65,6 +66,7 @@ struct probe {
     s0.compensation = scripted(&undo_errors);
     s0.retry.backoff.jitter = 0;
     s0.retry.max_attempts = 2;
+    s0.timeout = first_timeout;
     sagas::step<data> s1;
     s1.name = "second";
     s1.action = scripted(&step_errors);
@@ -82,6 +84,7 @@ struct probe {
     undo_errors.clear();
     sent.clear();
     timeout = 0ms;
+    first_timeout = 0ms;
   }
 };
 
@@ -339,6 +342,25 @@ BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {
       std::count(probe::sent.begin(), probe::sent.end(), "saga-probe-p1/1/do"),
       3);
   BOOST_CHECK_EQUAL(probe::sent.back(), "saga-probe-p1/0/undo");
+}
+
+// A step's timeout ends with the step: the next step (without one) retries
+// past the moment the earlier step's timeout would have been due.
+BOOST_AUTO_TEST_CASE(a_step_timeout_does_not_outlive_its_step) {
+  fixture f;
+  probe::first_timeout = 300ms;
+  probe::step_errors = {transient(), transient(), transient()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+  f.run();
+  f.tick(100ms);  // attempt 2 fails, retry due at +200 ms
+  f.tick(200ms);  // attempt 3 fails, retry due at +400 ms; step 0's 300 ms
+  f.tick(100ms);  // ... have passed
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "running");
+  f.tick(300ms);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "completed");
+  BOOST_CHECK_EQUAL(
+      std::count(probe::sent.begin(), probe::sent.end(), "saga-probe-p1/1/do"),
+      4);
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_saga_resumes_with_its_persisted_retry) {

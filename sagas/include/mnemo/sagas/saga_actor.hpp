@@ -478,11 +478,15 @@ class saga_actor : public caf::event_based_actor {
     int64_t due = 0;
     for (auto d : {p.due_ms, p.deadline_ms})
       if (d > 0 && (due == 0 || d < due)) due = d;
-    if (due == 0 || due == armed_due_) return;
+    if (due == armed_due_) return;
+    // A new due time (or none) cancels the timer of the last one: the
+    // timeout of a completed step must not fail the steps after it.
+    ++deadline_gen_;
     armed_due_ = due;
+    if (due == 0) return;
     delayed_send(this,
                  std::chrono::milliseconds{std::max<int64_t>(due - now, 0)},
-                 saga_deadline_atom::value, ++deadline_gen_);
+                 saga_deadline_atom::value, deadline_gen_);
   }
 
   void on_deadline(uint64_t gen) {
