@@ -6,6 +6,7 @@
 
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/journal_feed.hpp"
 #include "projection_actor.hpp"
 
 namespace mnemo::actors {
@@ -32,6 +33,11 @@ std::vector<projection_spec> cluster_wide(const projection_spec& spec,
     s.clear = nullptr;
     result.push_back(std::move(s));
   };
+  if (c && c->replicated()) {
+    for (uint32_t shard = 0; shard < c->view().shards(); ++shard)
+      copy(runtime::shard_source(shard), runtime::shard_source(shard));
+    return result;
+  }
   copy("local", {});
   if (c)
     for (auto& m : c->view().members())
@@ -61,11 +67,21 @@ caf::expected<caf::actor> spawn_projection(caf::actor_system& sys,
     return runtime::make_error(runtime::errc::invalid_argument,
                                "projection context lacks journal or sink");
   if (!spec.source.empty()) {
-    if (ctx.cluster == nullptr || !ctx.cluster->view().find(spec.source))
+    auto shard = runtime::parse_shard_source(spec.source);
+    if (shard) {
+      if (ctx.cluster == nullptr || !ctx.cluster->replicated() ||
+          *shard >= ctx.cluster->view().shards())
+        return runtime::make_error(
+            runtime::errc::invalid_argument,
+            "projection '" + spec.name + "' follows '" + spec.source +
+                "', which is not a shard of this node's replicated cluster");
+    } else if (ctx.cluster == nullptr ||
+               !ctx.cluster->view().find(spec.source)) {
       return runtime::make_error(
           runtime::errc::invalid_argument,
           "projection '" + spec.name + "' follows '" + spec.source +
               "', which is not a member of this node's cluster");
+    }
     if (spec.source == ctx.cluster->self()) spec.source.clear();
   }
   if (detached)

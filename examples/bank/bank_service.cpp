@@ -78,12 +78,11 @@ void respond(const job_ptr& j, httpd::response res) {
 }
 
 /// Where `GET /cluster/balances` looks: the totals of the cluster-wide
-/// model, and its projections by source member id.
+/// model, and its projections by source (a member id, or "shard/<n>" in a
+/// replicated cluster).
 struct cluster_read_side {
   std::function<mnemo::persistence::expected<totals_row>()> totals;
   std::vector<std::pair<std::string, std::string>> sources;
-  /// A replicated cluster: no cluster-wide model (yet).
-  bool replicated = false;
 };
 
 // Answers `GET /cluster/balances`: the statuses of the cluster-wide
@@ -208,13 +207,9 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
           } else if constexpr (std::is_same_v<T, api::get_cluster_totals>) {
             if (cluster_side->sources.empty())
               return respond(
-                  j, httpd::error_response(
-                         404, "not_found",
-                         cluster_side->replicated
-                             ? "a replicated cluster has no cluster-wide "
-                               "balances yet (docs/replication.md)"
-                             : "this node runs alone: GET /balances has "
-                               "every account"));
+                  j, httpd::error_response(404, "not_found",
+                                           "this node runs alone: GET "
+                                           "/balances has every account"));
             cluster_totals(self, projections, cluster_side, timeout, j);
           } else if constexpr (std::is_same_v<T, api::list_projections> ||
                                std::is_same_v<T, api::manage_projection> ||
@@ -329,16 +324,13 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   std::vector<mnemo::actors::projection_spec> specs{ptr->model.projection(),
                                                     ptr->sagas.projection()};
   auto side = std::make_shared<cluster_read_side>();
-  side->replicated = cluster && cluster->replicated();
   side->totals = [model = ptr->cluster_model, &j = n.journal()] {
     return model.totals(j);
   };
   // Alone, a node's own balances are all there is: no second model. In a
-  // replicated cluster every member's journal holds the shards it
-  // replicates, so following every member would count each event once per
-  // replica: a cluster-wide model must follow the shard logs instead
-  // (docs/replication.md, not built yet).
-  if (cluster && !cluster->replicated())
+  // replicated cluster the copies follow the shards' committed logs, not
+  // the members' journals (each holds the shards it replicates).
+  if (cluster)
     for (auto& spec : mnemo::actors::cluster_wide(
              ptr->cluster_model.projection(), cluster)) {
       auto member = spec.source.empty() ? cluster->self() : spec.source;

@@ -607,6 +607,57 @@ expected<log_batch> replica_log::read(uint64_t from_position,
   return out;
 }
 
+expected<std::vector<event_envelope>> replica_log::events(
+    uint64_t from_position, uint64_t last_position, size_t max_events) const {
+  std::vector<event_envelope> out;
+  if (from_position == 0) from_position = 1;
+  if (from_position > last_position || max_events == 0) return out;
+  auto err = journal_->impl_->with_read([&](detail::txn_state& st) -> error {
+    if (st.dbs->shard_log == 0) return {};
+    cursor cur;
+    if (auto err = cur.open(st, st.dbs->shard_log)) return err;
+    shard_key start{shard_, from_position};
+    MDB_val key = start.val();
+    MDB_val val;
+    msgpack::zone zone;
+    auto expect = from_position;
+    for (auto rc = cur.get(key, val, MDB_SET_RANGE);
+         rc != MDB_NOTFOUND && out.size() < max_events;
+         rc = cur.get(key, val, MDB_NEXT)) {
+      if (auto err = st.check(rc, "mdb_cursor_get (shard log)")) return err;
+      if (key.mv_size != 12 ||
+          get_be32(static_cast<const char*>(key.mv_data)) != shard_)
+        break;
+      auto spos = get_be64(static_cast<const char*>(key.mv_data) + 4);
+      if (spos > last_position) break;
+      if (spos != expect || val.mv_size != 8)
+        return error{errc::corrupt_record,
+                     "corrupt journal: shard " + std::to_string(shard_) +
+                         "'s log has no entry at position " +
+                         std::to_string(expect)};
+      auto pos = get_be64(static_cast<const char*>(val.mv_data));
+      be64_key pkey{pos};
+      MDB_val ekey = pkey.val();
+      MDB_val rec;
+      auto rc2 = mdb_get(st.txn, st.dbs->events, &ekey, &rec);
+      if (rc2 == MDB_NOTFOUND)
+        return error{errc::not_found,
+                     "position " + std::to_string(spos) + " of shard " +
+                         std::to_string(shard_) + "'s log was deleted here"};
+      if (auto err = st.check(rc2, "mdb_get (events)")) return err;
+      auto& env = out.emplace_back();
+      if (auto err =
+              decode_event(to_view(rec), record_origin{{}, 0, pos}, zone, env))
+        return err;
+      env.position = spos;
+      ++expect;
+    }
+    return {};
+  });
+  if (err) return err;
+  return out;
+}
+
 void replica_log::apply(log_batch batch, uint64_t leader_epoch,
                         write_handler done) {
   replica_request req;

@@ -188,6 +188,11 @@ class endpoint_actor : public caf::event_based_actor {
           replicator_ = replicator;
           for (auto& [id, p] : peers_)
             if (p.handle) link_replicator(id, p.handle);
+          // Shard commit points, for the read models of shard logs.
+          if (replicator_) send(replicator_, repl::repl_watch_atom::value);
+        },
+        [this](repl::repl_committed_atom, uint32_t shard, uint64_t position) {
+          if (local_sender()) feed_.on_commit(shard, position);
         },
         [this](repl::peer_sync_atom, const std::string& from, uint32_t shard,
                uint64_t epoch) {
@@ -660,6 +665,9 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
   auto st = std::make_shared<cluster_state>(*view);
   st->self = settings.node_id;
   st->streams = settings.streams;
+  if (st->streams)
+    st->replicas = std::min(std::max<size_t>(settings.replicas, 1),
+                            view->members().size());
   // Members must also agree on how the cluster is replicated.
   st->fingerprint = view->fingerprint();
   if (!settings.replication.empty())

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/event_based_actor.hpp>
@@ -56,6 +57,11 @@ class feed_hub {
   /// A head notification of member `from`, whose identity was checked.
   void on_push(const std::string& from, const bytes& payload);
 
+  // -- shard logs (a replicated cluster) --------------------------------------
+
+  /// The commit point of `shard` known here moved on (from the replicator).
+  void on_commit(uint32_t shard, uint64_t position);
+
   // -- membership -----------------------------------------------------------
 
   /// Member `id` joined and is reachable through `peer`.
@@ -73,6 +79,25 @@ class feed_hub {
   void tell_followers(const std::string& id, uint64_t head);
   void flush_heads();
 
+  /// Whether this member holds a replica of `shard`'s log.
+  bool holds(uint32_t shard);
+  caf::error check_shard(uint32_t shard) const;
+  caf::result<uint64_t, bool> follow_shard(uint32_t shard,
+                                           caf::actor follower);
+  caf::result<feed_batch_ptr> pull_shard(uint32_t shard, uint64_t from,
+                                         uint64_t max);
+  caf::result<bytes> serve_shard(const std::string& from,
+                                 const feed::request& req);
+  /// The committed events of `shard` from `from` in this member's replica.
+  caf::expected<feed_batch> read_shard(uint32_t shard, uint64_t from,
+                                       uint64_t max);
+  /// A connected member with a replica of `shard`, its leader first ("":
+  /// none).
+  std::string replica_for(uint32_t shard) const;
+  void subscribe_shard(uint32_t shard);
+  /// Encodes `batch`, halving it while it is over the payload limit.
+  caf::expected<bytes> encode_limited(feed_batch& batch);
+
   caf::event_based_actor* self_;
   std::shared_ptr<cluster_state> st_;
   journal_source source_;
@@ -85,6 +110,13 @@ class feed_hub {
   std::map<std::string, std::set<caf::actor>> followers_;
   std::map<std::string, uint64_t> known_head_;
   std::set<std::string> subscribed_;
+  // Shard logs: commit points known here; source side: members subscribed
+  // to a shard's commit points, and what each was told; follower side: the
+  // member a shard held elsewhere is followed through.
+  std::map<uint32_t, uint64_t> commit_;
+  std::map<uint32_t, std::map<std::string, uint64_t>> shard_subscribers_;
+  std::map<uint32_t, std::string> shard_via_;
+  std::vector<int8_t> holds_;  // per shard: -1 unknown, 0 no, 1 yes
 };
 
 }  // namespace mnemo::runtime

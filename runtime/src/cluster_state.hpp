@@ -42,6 +42,8 @@ struct cluster_state {
   // -- replicated cluster -----------------------------------------------------
   /// Null in a static cluster.
   std::shared_ptr<stream_shards> streams;
+  /// Replicas per shard (at most the member count); 0 in a static cluster.
+  size_t replicas = 0;
   /// Guards `leaders` and `locals`.
   mutable std::mutex leader_mtx;
   /// Per shard: the member that leads it ("": none known).

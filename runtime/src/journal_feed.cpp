@@ -5,6 +5,30 @@
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/wire.hpp"
 
+namespace mnemo::runtime {
+
+std::string shard_source(uint32_t shard) {
+  return "shard/" + std::to_string(shard);
+}
+
+std::optional<uint32_t> parse_shard_source(const std::string& source) {
+  constexpr std::string_view prefix = "shard/";
+  if (source.size() <= prefix.size() || source.size() > prefix.size() + 10 ||
+      source.compare(0, prefix.size(), prefix) != 0)
+    return std::nullopt;
+  auto digits = std::string_view{source}.substr(prefix.size());
+  if (digits.size() > 1 && digits[0] == '0') return std::nullopt;
+  uint64_t n = 0;
+  for (auto c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (n > UINT32_MAX) return std::nullopt;
+  return static_cast<uint32_t>(n);
+}
+
+}  // namespace mnemo::runtime
+
 namespace mnemo::runtime::feed {
 namespace {
 
@@ -44,6 +68,18 @@ bytes encode_head(uint64_t head) {
   return wire::pack(static_cast<uint8_t>(kind::head), head);
 }
 
+bytes encode_shard_subscribe(uint32_t shard) {
+  return wire::pack(static_cast<uint8_t>(kind::shard_subscribe), shard);
+}
+
+bytes encode_shard_pull(uint32_t shard, uint64_t from, uint64_t max) {
+  return wire::pack(static_cast<uint8_t>(kind::shard_pull), shard, from, max);
+}
+
+bytes encode_shard_head(uint32_t shard, uint64_t head) {
+  return wire::pack(static_cast<uint8_t>(kind::shard_head), shard, head);
+}
+
 bytes encode_batch(const feed_batch& batch) {
   bytes buf;
   caf::binary_serializer sink{nullptr, buf};
@@ -63,17 +99,33 @@ caf::expected<request> decode_request(const bytes& buf) {
     if (buf.size() != 1) return bad("subscribe request with trailing bytes");
     return r;
   }
+  if (wire::kind_of(buf) == static_cast<uint8_t>(kind::shard_subscribe)) {
+    r.what = kind::shard_subscribe;
+    if (auto err = wire::unpack(buf, r.shard)) return err;
+    return r;
+  }
+  if (wire::kind_of(buf) == static_cast<uint8_t>(kind::shard_pull)) {
+    r.what = kind::shard_pull;
+    if (auto err = wire::unpack(buf, r.shard, r.from, r.max)) return err;
+    return r;
+  }
   if (auto err = expect_kind(buf, kind::pull)) return err;
   r.what = kind::pull;
   if (auto err = wire::unpack(buf, r.from, r.max)) return err;
   return r;
 }
 
-caf::expected<uint64_t> decode_head(const bytes& buf) {
+caf::expected<head_notice> decode_head(const bytes& buf) {
+  head_notice n;
+  if (wire::kind_of(buf) == static_cast<uint8_t>(kind::shard_head)) {
+    uint32_t shard = 0;
+    if (auto err = wire::unpack(buf, shard, n.head)) return err;
+    n.shard = shard;
+    return n;
+  }
   if (auto err = expect_kind(buf, kind::head)) return err;
-  uint64_t head = 0;
-  if (auto err = wire::unpack(buf, head)) return err;
-  return head;
+  if (auto err = wire::unpack(buf, n.head)) return err;
+  return n;
 }
 
 caf::expected<feed_batch> decode_batch(const bytes& buf, uint64_t from,

@@ -119,6 +119,7 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   std::shared_ptr<replication::shard_gate> gate;
   cfg.cluster.streams = nullptr;
   cfg.cluster.replication.clear();
+  cfg.cluster.replicas = 0;
   if (!cfg.cluster_etcd.empty()) {
     if (!cfg.cluster.enabled())
       return make_error(errc::invalid_argument,
@@ -141,6 +142,7 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
     };
     settings->gate = gate;
     cfg.cluster.streams = std::move(streams);
+    cfg.cluster.replicas = cfg.cluster_replicas;
     cfg.cluster.replication =
         "replicas=" + std::to_string(cfg.cluster_replicas) +
         ";etcd-prefix=" + cfg.cluster_etcd_prefix;

@@ -79,7 +79,34 @@ BOOST_AUTO_TEST_CASE(batches_round_trip_every_envelope_field) {
   BOOST_CHECK(sub->what == feed::kind::subscribe);
   auto head = feed::decode_head(feed::encode_head(99));
   BOOST_REQUIRE(head);
-  BOOST_CHECK_EQUAL(*head, 99u);
+  BOOST_CHECK(!head->shard);
+  BOOST_CHECK_EQUAL(head->head, 99u);
+  // The same for a shard's log.
+  auto ssub = feed::decode_request(feed::encode_shard_subscribe(7));
+  BOOST_REQUIRE(ssub);
+  BOOST_CHECK(ssub->what == feed::kind::shard_subscribe);
+  BOOST_CHECK_EQUAL(ssub->shard, 7u);
+  auto spull = feed::decode_request(feed::encode_shard_pull(3, 12, 40));
+  BOOST_REQUIRE(spull);
+  BOOST_CHECK(spull->what == feed::kind::shard_pull);
+  BOOST_CHECK_EQUAL(spull->shard, 3u);
+  BOOST_CHECK_EQUAL(spull->from, 12u);
+  BOOST_CHECK_EQUAL(spull->max, 40u);
+  auto shead = feed::decode_head(feed::encode_shard_head(5, 77));
+  BOOST_REQUIRE(shead);
+  BOOST_REQUIRE(shead->shard);
+  BOOST_CHECK_EQUAL(*shead->shard, 5u);
+  BOOST_CHECK_EQUAL(shead->head, 77u);
+}
+
+BOOST_AUTO_TEST_CASE(shard_source_names) {
+  BOOST_CHECK_EQUAL(runtime::shard_source(0), "shard/0");
+  BOOST_CHECK_EQUAL(runtime::shard_source(4095), "shard/4095");
+  BOOST_CHECK(runtime::parse_shard_source("shard/17") == 17u);
+  BOOST_CHECK(runtime::parse_shard_source("shard/4294967295") == UINT32_MAX);
+  for (auto bad : {"shard/", "shard/01", "shard/-1", "shard/4294967296",
+                   "shard/1x", "n1", "Shard/1", "shard/ 1", "shard/1/2"})
+    BOOST_CHECK_MESSAGE(!runtime::parse_shard_source(bad), bad);
 }
 
 BOOST_AUTO_TEST_CASE(batches_that_break_the_pull_contract_are_refused) {
@@ -118,6 +145,12 @@ BOOST_AUTO_TEST_CASE(malformed_bytes_are_refused) {
   auto pull = feed::encode_pull(1, 2);
   pull.pop_back();
   BOOST_CHECK(!feed::decode_request(pull));
+  auto spull = feed::encode_shard_pull(1, 2, 3);
+  spull.pop_back();
+  BOOST_CHECK(!feed::decode_request(spull));
+  auto shead = feed::encode_shard_head(1, 2);
+  shead.push_back(0);
+  BOOST_CHECK(!feed::decode_head(shead));
   // Random bytes, and random corruption of a good batch.
   std::mt19937 rng{7};
   for (int i = 0; i < 2000; ++i) {

@@ -23,6 +23,7 @@
 #include "../support/etcd_server.hpp"
 #include "../support/free_ports.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
+#include "mnemo/actors/projection.hpp"
 #include "mnemo/actors/remote_aggregate.hpp"
 #include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/runtime/atoms.hpp"
@@ -55,8 +56,9 @@ struct ha_fixture {
   uint16_t port = mnemo::test::free_port_block(3);
   std::array<ha_member, 3> m;
   std::mutex log_mtx;
+  size_t replicas = 3;
 
-  ha_fixture() {
+  explicit ha_fixture(size_t replica_count = 3) : replicas(replica_count) {
     m[0].id = "a";
     m[1].id = "b";
     m[2].id = "c";
@@ -92,6 +94,7 @@ struct ha_fixture {
     c.cluster_etcd = "127.0.0.1:" + std::to_string(etcd.client_port);
     c.cluster_etcd_prefix = "/mnemo/replicated-test";
     c.cluster_lease_ttl_s = 2;
+    c.cluster_replicas = replicas;
     auto id = x.id;
     c.cluster_events = [this, id](const std::string& what,
                                   const std::string& detail) {
@@ -201,9 +204,151 @@ struct ha_fixture {
   }
 };
 
+// Three members, two replicas per shard: each member lacks some shards.
+struct two_replica_fixture : ha_fixture {
+  two_replica_fixture() : ha_fixture(2) {}
+};
+
+// What the read models of the shard logs on one member saw: every event
+// by (stream, sequence), with the position it came at per source.
+struct seen_events {
+  std::mutex mtx;
+  std::map<std::pair<std::string, uint64_t>, int> times;
+  std::map<std::string, uint64_t> last_position;  // per source
+  std::vector<std::string> out_of_order;
+
+  std::map<std::pair<std::string, uint64_t>, int> snapshot() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return times;
+  }
+};
+
+// Spawns on member `x` the copies of a cluster-wide read model that
+// records into `seen` what it handles (the counters' events).
+std::vector<caf::actor> spawn_read_model(ha_member& x,
+                                         std::shared_ptr<seen_events> seen) {
+  actors::projection_spec spec;
+  spec.name = "test.counted";
+  spec.filter.event_types = {"counter.added"};
+  std::vector<caf::actor> result;
+  for (auto copy : actors::cluster_wide(spec, x.node->cluster())) {
+    auto source = copy.source;
+    copy.effect = [seen, source](const std::vector<pe::event_envelope>& evs) {
+      std::lock_guard<std::mutex> guard{seen->mtx};
+      for (auto& e : evs) {
+        ++seen->times[{e.stream_id, e.sequence}];
+        auto& last = seen->last_position[source];
+        if (e.position <= last)
+          seen->out_of_order.push_back(source + " at " +
+                                       std::to_string(e.position));
+        last = e.position;
+      }
+      return pe::error{};
+    };
+    actors::projection_context ctx{&x.node->journal(), &x.node->completions(),
+                                   x.node->event_bus(), nullptr,
+                                   x.node->cluster()};
+    auto p = actors::spawn_projection(x.node->system(), ctx, copy);
+    BOOST_REQUIRE_MESSAGE(p, (p ? "" : runtime::describe(p.error())));
+    result.push_back(*p);
+  }
+  return result;
+}
+
+// Waits until `seen` holds exactly the events `want` (once each).
+bool saw_exactly(seen_events& seen,
+                 const std::map<std::pair<std::string, uint64_t>, int>& want,
+                 std::chrono::milliseconds within) {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (seen.snapshot() == want) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+// Sends exit to the read model's copies (before the node stops).
+void stop_read_model(std::vector<caf::actor>& copies) {
+  for (auto& a : copies) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  copies.clear();
+}
+
+// Checks that a cluster-wide read model on every member handles each
+// acknowledged event of the counters once: it follows the shard logs'
+// committed records, read from the member's own replica or, for a shard
+// it does not hold, through a member that does; then (`failover`) that it
+// goes on after the leader of a shard is stopped.
+void read_models_follow_the_shards(ha_fixture& f, bool failover) {
+  auto led = f.leaders(15s);
+  std::array<std::shared_ptr<seen_events>, 3> seen;
+  std::array<std::vector<caf::actor>, 3> models;
+  for (size_t i = 0; i < 3; ++i) {
+    seen[i] = std::make_shared<seen_events>();
+    models[i] = spawn_read_model(f.m[i], seen[i]);
+    BOOST_CHECK_EQUAL(models[i].size(), shards);
+  }
+  std::map<std::pair<std::string, uint64_t>, int> want;
+  std::map<std::string, uint64_t> sequence;
+  for (int k = 0; k < 24; ++k) {
+    auto id = "k" + std::to_string(k % 8);
+    auto r = f.add_to(static_cast<size_t>(k % 3), id, k + 1);
+    BOOST_REQUIRE_MESSAGE(r, f.why(r));
+    want[{"counter-" + id, ++sequence[id]}] = 1;
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    BOOST_CHECK_MESSAGE(saw_exactly(*seen[i], want, 10s),
+                        "member " << f.m[i].id << " saw "
+                                  << seen[i]->snapshot().size() << " of "
+                                  << want.size() << " events");
+    BOOST_CHECK(seen[i]->out_of_order.empty());
+  }
+  if (!failover) {
+    for (auto& copies : models) stop_read_model(copies);
+    return;
+  }
+  // The leader of k0's shard goes (a clean stop: it leaves the elections);
+  // the survivors' models go on with the events of the new leader.
+  auto victim = f.index(led[f.shard_of("k0")]);
+  stop_read_model(models[victim]);
+  ha_fixture::stop(f.m[victim]);
+  auto other = (victim + 1) % 3;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  caf::expected<count> r{caf::error{}};
+  while (std::chrono::steady_clock::now() < deadline) {
+    r = f.add_to(other, "k0", 1000, "after-failover");
+    if (r) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  BOOST_REQUIRE_MESSAGE(r, f.why(r));
+  want[{"counter-k0", ++sequence["k0"]}] = 1;
+  for (size_t i = 0; i < 3; ++i) {
+    if (i == victim) continue;
+    BOOST_CHECK_MESSAGE(saw_exactly(*seen[i], want, 10s),
+                        "after the failover member "
+                            << f.m[i].id << " saw "
+                            << seen[i]->snapshot().size() << " of "
+                            << want.size() << " events");
+    BOOST_CHECK(seen[i]->out_of_order.empty());
+    stop_read_model(models[i]);
+  }
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(replicated_cluster)
+
+BOOST_FIXTURE_TEST_CASE(read_models_follow_the_committed_shard_logs,
+                        ha_fixture) {
+  read_models_follow_the_shards(*this, true);
+}
+
+// A member without a replica of a shard reads it through one that has.
+// (With two replicas a shard cannot lose one and still commit: no
+// failover here.)
+BOOST_FIXTURE_TEST_CASE(read_models_read_shards_held_elsewhere,
+                        two_replica_fixture) {
+  read_models_follow_the_shards(*this, false);
+}
 
 BOOST_FIXTURE_TEST_CASE(commands_reach_the_leader_and_every_replica,
                         ha_fixture) {

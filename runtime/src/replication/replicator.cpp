@@ -272,6 +272,10 @@ struct replicator_state {
   std::map<uint64_t, pending_apply> applies;
   /// Shards this replica is recovering to lead (resigning cancels them).
   std::map<uint32_t, std::shared_ptr<recovery>> recovering;
+  /// The greatest commit point known per shard, led or followed.
+  std::map<uint32_t, uint64_t> committed;
+  /// Told of every move of `committed` (repl_watch_atom).
+  caf::actor watcher;
   static inline const char* name = "mnemo.replicator";
 };
 
@@ -284,6 +288,16 @@ pe::replica_log log_of(self_ptr self, uint32_t shard) {
 void step_down(self_ptr self, uint32_t shard, const std::string& why) {
   self->state.led.erase(shard);
   self->state.gate->step_down(shard, why);
+}
+
+// A commit point of `shard` learnt here: tells the watcher if it moved on.
+void note_commit(self_ptr self, uint32_t shard, uint64_t position) {
+  auto& known = self->state.committed[shard];
+  if (position <= known) return;
+  known = position;
+  if (self->state.watcher)
+    self->send(self->state.watcher, repl_committed_atom::value, shard,
+               position);
 }
 
 // The commit point: the greatest position a majority of the replicas (this
@@ -302,6 +316,7 @@ void recompute_commit(self_ptr self, uint32_t shard, led_shard& s) {
   if (candidate > s.commit) {
     s.commit = candidate;
     self->state.gate->commit(shard, candidate);
+    note_commit(self, shard, candidate);
   }
 }
 
@@ -699,6 +714,13 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         pump(self, shard);
       },
       [=](tick_atom) { tick(self); },
+      [=](repl_watch_atom) {
+        auto& st = self->state;
+        st.watcher = caf::actor_cast<caf::actor>(self->current_sender());
+        if (st.watcher)
+          for (auto& [shard, position] : st.committed)
+            self->send(st.watcher, repl_committed_atom::value, shard, position);
+      },
       // -- follower side -------------------------------------------------------
       [=](repl_sync_atom, uint32_t shard,
           uint64_t epoch) -> caf::result<bytes, uint64_t> {
@@ -765,6 +787,7 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           // point may be taken as far as.
           auto& c = self->state.follower_commit[pending.shard];
           c = std::max(c, std::min(pending.commit, pending.end));
+          note_commit(self, pending.shard, c);
           pending.promise.deliver(pending.end, true);
           return;
         }

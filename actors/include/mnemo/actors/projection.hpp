@@ -265,6 +265,16 @@ typename Inspector::result_type inspect(Inspector& f, dead_letter_info& x) {
 /// of one source would wipe what the others wrote (`rebuild_atom` answers
 /// `invalid_argument`). Without a cluster (`c` null), returns the local
 /// copy alone.
+///
+/// In a replicated cluster (`c->replicated()`) every member's journal also
+/// holds the shards it replicates, so following every member would count
+/// each event once per replica: the copies follow the shards' logs
+/// instead, one per shard, named `spec.name + "@shard/" + n` with `source =
+/// "shard/<n>"` (runtime::shard_source). Each sees only committed events
+/// (those a majority of the shard's replicas hold), at shard positions
+/// identical on every replica, so a failover neither repeats nor skips
+/// one. Events of streams outside every shard (a routed type without a
+/// stream prefix, an unrouted type) are not replicated and not included.
 std::vector<projection_spec> cluster_wide(const projection_spec& spec,
                                           const runtime::cluster* c);
 
@@ -280,8 +290,12 @@ std::vector<projection_spec> cluster_wide(const projection_spec& spec,
 /// member's journal through `ctx.cluster` instead (head notifications and
 /// batched pulls; while the member is away the projection waits, shows
 /// `available = false`, and resumes from its offset once it is back).
+/// With `spec.source` naming a shard ("shard/<n>", replicated cluster
+/// only) it follows that shard's committed log, read from this member's
+/// replica or through a connected member that holds one.
 /// Errors: `invalid_argument` for a bad name, not exactly one handler, or a
-/// source that is not a member (or no cluster).
+/// source that is neither a member nor a shard of a replicated cluster (or
+/// no cluster).
 caf::expected<caf::actor> spawn_projection(caf::actor_system& sys,
                                            projection_context ctx,
                                            projection_spec spec,

@@ -121,6 +121,15 @@ class replica_log {
   expected<log_batch> read(uint64_t from_position, size_t max_records,
                            size_t max_bytes) const;
 
+  /// The events at shard positions `from_position` to `last_position`
+  /// (inclusive), at most `max_events`, decoded, in shard order, each with
+  /// `position` set to its shard position (not the journal's global one):
+  /// what a read model of the shard follows. Empty past the log's end.
+  /// Errors: as `read`.
+  expected<std::vector<event_envelope>> events(uint64_t from_position,
+                                               uint64_t last_position,
+                                               size_t max_events) const;
+
   /// Appends `batch` at its shard positions (each record at the journal's
   /// next global position), in the next group commit, on behalf of the
   /// leader of `leader_epoch`, and calls `done` once durable.

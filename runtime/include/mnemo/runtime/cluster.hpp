@@ -99,6 +99,10 @@ struct cluster_settings {
   /// by the node): members compare it at join with the view, so members
   /// that disagree on their shards' replica sets never join.
   std::string replication;
+  /// Replicas per shard of a replicated cluster (capped at the member
+  /// count; set by the node): which members hold a copy of each shard's
+  /// log (cluster_view::replicas_of), whose read models can follow it.
+  size_t replicas = 0;
 
   bool enabled() const noexcept { return !node_id.empty(); }
   bool tls() const noexcept {

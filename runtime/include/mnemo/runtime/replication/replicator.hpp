@@ -65,6 +65,15 @@ using repl_follow_atom = caf::atom_constant<caf::atom("mn_rfollow")>;
 /// Local: `(repl_resign_atom, shard)`: stops leading or following; appends
 /// waiting for a majority fail with `not_leader`.
 using repl_resign_atom = caf::atom_constant<caf::atom("mn_rresign")>;
+/// Local: `(repl_watch_atom)`: from now on the sender gets
+/// `(repl_committed_atom, shard, position)` whenever the commit point of a
+/// shard known here moves on (as leader: counted from its replicas; as
+/// follower: what the leader's batches carried, up to what is durable
+/// here), and at once for every shard with one. Known commit points never
+/// go back: committed records are never truncated. They are not durable:
+/// after a restart a follower learns them from the leader's next batch.
+using repl_watch_atom = caf::atom_constant<caf::atom("mn_rwatch")>;
+using repl_committed_atom = caf::atom_constant<caf::atom("mn_rcommit")>;
 /// Local: `(repl_status_atom, shard)` -> `(bool leading, epoch, end,
 /// commit)`.
 using repl_status_atom = caf::atom_constant<caf::atom("mn_rstatus")>;
