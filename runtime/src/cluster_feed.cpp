@@ -144,10 +144,19 @@ caf::result<feed_batch_ptr> feed_hub::pull(const std::string& member,
         errc::owner_unavailable,
         "member '" + member + "' is not connected: its journal cannot be read");
   max = std::min<uint64_t>(max, max_feed_batch);
+  return request_batch(p->second, member, feed::encode_pull(from, max), from,
+                       max);
+}
+
+caf::result<feed_batch_ptr> feed_hub::request_batch(const caf::actor& peer,
+                                                    const std::string& member,
+                                                    bytes request,
+                                                    uint64_t from,
+                                                    uint64_t max) {
   auto rp = self_->make_response_promise<feed_batch_ptr>();
   self_
-      ->request(p->second, st_->request_timeout, feed_atom::value, st_->self,
-                feed::encode_pull(from, max))
+      ->request(peer, st_->request_timeout, feed_atom::value, st_->self,
+                std::move(request))
       .then(
           [this, rp, member, from, max](bytes& reply) mutable {
             auto batch = feed::decode_batch(reply, from, max);
@@ -363,24 +372,8 @@ caf::result<feed_batch_ptr> feed_hub::pull_shard(uint32_t shard,
     return make_error(errc::owner_unavailable,
                       "no member with a replica of shard " +
                           std::to_string(shard) + " is connected");
-  auto rp = self_->make_response_promise<feed_batch_ptr>();
-  self_
-      ->request(p->second, st_->request_timeout, feed_atom::value, st_->self,
-                feed::encode_shard_pull(shard, from, max))
-      .then(
-          [this, rp, via, from, max](bytes& reply) mutable {
-            auto batch = feed::decode_batch(reply, from, max);
-            if (!batch) {
-              st_->log("dropped", "malformed shard batch from '" + via +
-                                      "': " + describe(batch.error()));
-              rp.deliver(std::move(batch.error()));
-              return;
-            }
-            rp.deliver(feed_batch_ptr{
-                std::make_shared<feed_batch>(std::move(*batch))});
-          },
-          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-  return rp;
+  return request_batch(p->second, via,
+                       feed::encode_shard_pull(shard, from, max), from, max);
 }
 
 caf::result<bytes> feed_hub::serve_shard(const std::string& from,

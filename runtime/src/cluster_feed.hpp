@@ -95,6 +95,13 @@ class feed_hub {
   /// none).
   std::string replica_for(uint32_t shard) const;
   void subscribe_shard(uint32_t shard);
+  /// Sends feed request `request` to `member` (its endpoint `peer`) and
+  /// answers the batch it returns for a pull from `from` of `max` events,
+  /// checked (a malformed one is logged as "dropped").
+  caf::result<feed_batch_ptr> request_batch(const caf::actor& peer,
+                                            const std::string& member,
+                                            bytes request, uint64_t from,
+                                            uint64_t max);
   /// Encodes `batch`, halving it while it is over the payload limit.
   caf::expected<bytes> encode_limited(feed_batch& batch);
 
