@@ -538,6 +538,57 @@ expected<uint64_t> replica_log::end_position() const {
   return out;
 }
 
+namespace {
+
+// Walks shard `shard`'s log from shard position `from` to `last`
+// (inclusive), in order: calls `visit(shard position, global position,
+// event record)` for each entry until it answers false or an error.
+// Errors: `corrupt_record` for a gap or a malformed entry, `not_found` for
+// an entry whose event was deleted, storage errors.
+template <class Visit>
+error walk_shard_log(detail::txn_state& st, uint32_t shard, uint64_t from,
+                     uint64_t last, Visit&& visit) {
+  cursor cur;
+  if (auto err = cur.open(st, st.dbs->shard_log)) return err;
+  shard_key start{shard, from};
+  MDB_val key = start.val();
+  MDB_val val;
+  auto expect = from;
+  for (auto rc = cur.get(key, val, MDB_SET_RANGE); rc != MDB_NOTFOUND;
+       rc = cur.get(key, val, MDB_NEXT)) {
+    if (auto err = st.check(rc, "mdb_cursor_get (shard log)")) return err;
+    if (key.mv_size != 12 ||
+        get_be32(static_cast<const char*>(key.mv_data)) != shard)
+      break;
+    auto spos = get_be64(static_cast<const char*>(key.mv_data) + 4);
+    if (spos > last) break;
+    if (spos != expect || val.mv_size != 8)
+      return error{errc::corrupt_record,
+                   "corrupt journal: shard " + std::to_string(shard) +
+                       "'s log has no entry at position " +
+                       std::to_string(expect)};
+    auto pos = get_be64(static_cast<const char*>(val.mv_data));
+    be64_key pkey{pos};
+    MDB_val ekey = pkey.val();
+    MDB_val rec;
+    auto rc2 = mdb_get(st.txn, st.dbs->events, &ekey, &rec);
+    if (rc2 == MDB_NOTFOUND)
+      return error{errc::not_found,
+                   "position " + std::to_string(spos) + " of shard " +
+                       std::to_string(shard) +
+                       "'s log was deleted here; it cannot be shipped "
+                       "from there (copy the shard instead)"};
+    if (auto err = st.check(rc2, "mdb_get (events)")) return err;
+    auto more = visit(spos, pos, rec);
+    if (!more) return more.error();
+    if (!*more) break;
+    ++expect;
+  }
+  return {};
+}
+
+}  // namespace
+
 expected<log_batch> replica_log::read(uint64_t from_position,
                                       size_t max_records,
                                       size_t max_bytes) const {
@@ -558,49 +609,20 @@ expected<log_batch> replica_log::read(uint64_t from_position,
         break;
       }
     }
-    cursor cur;
-    if (auto err = cur.open(st, st.dbs->shard_log)) return err;
-    shard_key start{shard_, from_position};
-    MDB_val key = start.val();
-    MDB_val val;
     size_t bytes = 0;
-    auto expect = from_position;
-    for (auto rc = cur.get(key, val, MDB_SET_RANGE);
-         rc != MDB_NOTFOUND && out.records.size() < max_records;
-         rc = cur.get(key, val, MDB_NEXT)) {
-      if (auto err = st.check(rc, "mdb_cursor_get (shard log)")) return err;
-      if (key.mv_size != 12 ||
-          get_be32(static_cast<const char*>(key.mv_data)) != shard_)
-        break;
-      auto spos = get_be64(static_cast<const char*>(key.mv_data) + 4);
-      if (spos >= stop) break;
-      if (spos != expect || val.mv_size != 8)
-        return error{errc::corrupt_record,
-                     "corrupt journal: shard " + std::to_string(shard_) +
-                         "'s log has no entry at position " +
-                         std::to_string(expect)};
-      auto pos = get_be64(static_cast<const char*>(val.mv_data));
-      be64_key pkey{pos};
-      MDB_val ekey = pkey.val();
-      MDB_val rec;
-      auto rc2 = mdb_get(st.txn, st.dbs->events, &ekey, &rec);
-      if (rc2 == MDB_NOTFOUND)
-        return error{errc::not_found,
-                     "position " + std::to_string(spos) + " of shard " +
-                         std::to_string(shard_) +
-                         "'s log was deleted here; it cannot be shipped "
-                         "from there (copy the shard instead)"};
-      if (auto err = st.check(rc2, "mdb_get (events)")) return err;
-      if (!out.records.empty() && bytes + rec.mv_size > max_bytes) break;
-      if (rec.mv_size < record_header_size)
-        return error{errc::corrupt_record,
-                     "corrupt journal: the record at global position " +
-                         std::to_string(pos) + " is too short"};
-      out.records.push_back(portable(to_view(rec)));
-      bytes += rec.mv_size;
-      ++expect;
-    }
-    return {};
+    return walk_shard_log(
+        st, shard_, from_position, stop - 1,
+        [&](uint64_t, uint64_t pos, const MDB_val& rec) -> expected<bool> {
+          if (!out.records.empty() && bytes + rec.mv_size > max_bytes)
+            return false;
+          if (rec.mv_size < record_header_size)
+            return error{errc::corrupt_record,
+                         "corrupt journal: the record at global position " +
+                             std::to_string(pos) + " is too short"};
+          out.records.push_back(portable(to_view(rec)));
+          bytes += rec.mv_size;
+          return out.records.size() < max_records;
+        });
   });
   if (err) return err;
   if (out.records.empty()) out.epoch = 0;
@@ -614,45 +636,17 @@ expected<std::vector<event_envelope>> replica_log::events(
   if (from_position > last_position || max_events == 0) return out;
   auto err = journal_->impl_->with_read([&](detail::txn_state& st) -> error {
     if (st.dbs->shard_log == 0) return {};
-    cursor cur;
-    if (auto err = cur.open(st, st.dbs->shard_log)) return err;
-    shard_key start{shard_, from_position};
-    MDB_val key = start.val();
-    MDB_val val;
     msgpack::zone zone;
-    auto expect = from_position;
-    for (auto rc = cur.get(key, val, MDB_SET_RANGE);
-         rc != MDB_NOTFOUND && out.size() < max_events;
-         rc = cur.get(key, val, MDB_NEXT)) {
-      if (auto err = st.check(rc, "mdb_cursor_get (shard log)")) return err;
-      if (key.mv_size != 12 ||
-          get_be32(static_cast<const char*>(key.mv_data)) != shard_)
-        break;
-      auto spos = get_be64(static_cast<const char*>(key.mv_data) + 4);
-      if (spos > last_position) break;
-      if (spos != expect || val.mv_size != 8)
-        return error{errc::corrupt_record,
-                     "corrupt journal: shard " + std::to_string(shard_) +
-                         "'s log has no entry at position " +
-                         std::to_string(expect)};
-      auto pos = get_be64(static_cast<const char*>(val.mv_data));
-      be64_key pkey{pos};
-      MDB_val ekey = pkey.val();
-      MDB_val rec;
-      auto rc2 = mdb_get(st.txn, st.dbs->events, &ekey, &rec);
-      if (rc2 == MDB_NOTFOUND)
-        return error{errc::not_found,
-                     "position " + std::to_string(spos) + " of shard " +
-                         std::to_string(shard_) + "'s log was deleted here"};
-      if (auto err = st.check(rc2, "mdb_get (events)")) return err;
-      auto& env = out.emplace_back();
-      if (auto err =
-              decode_event(to_view(rec), record_origin{{}, 0, pos}, zone, env))
-        return err;
-      env.position = spos;
-      ++expect;
-    }
-    return {};
+    return walk_shard_log(
+        st, shard_, from_position, last_position,
+        [&](uint64_t spos, uint64_t pos, const MDB_val& rec) -> expected<bool> {
+          auto& env = out.emplace_back();
+          if (auto err = decode_event(to_view(rec), record_origin{{}, 0, pos},
+                                      zone, env))
+            return err;
+          env.position = spos;
+          return out.size() < max_events;
+        });
   });
   if (err) return err;
   return out;
