@@ -182,8 +182,7 @@ void feed_hub::on_push(const std::string& from, const bytes& payload) {
   }
   if (!head->shard) return tell_followers(from, head->head);
   // A shard's commit point, from the member it is followed through.
-  auto via = shard_via_.find(*head->shard);
-  if (via != shard_via_.end() && via->second == from)
+  if (through(*head->shard, from))
     tell_followers(shard_source(*head->shard), head->head);
 }
 
@@ -366,7 +365,8 @@ caf::result<feed_batch_ptr> feed_hub::pull_shard(uint32_t shard,
     if (!batch) return std::move(batch.error());
     return feed_batch_ptr{std::make_shared<feed_batch>(std::move(*batch))};
   }
-  auto via = shard_via_.count(shard) ? shard_via_[shard] : replica_for(shard);
+  auto i = shard_via_.find(shard);
+  auto via = i != shard_via_.end() ? i->second : replica_for(shard);
   auto p = peers_.find(via);
   if (via.empty() || p == peers_.end() || !p->second)
     return make_error(errc::owner_unavailable,
@@ -408,6 +408,11 @@ std::string feed_hub::replica_for(uint32_t shard) const {
   return {};
 }
 
+bool feed_hub::through(uint32_t shard, const std::string& member) const {
+  auto i = shard_via_.find(shard);
+  return i != shard_via_.end() && i->second == member;
+}
+
 void feed_hub::subscribe_shard(uint32_t shard) {
   auto via = replica_for(shard);
   if (via.empty()) return;
@@ -421,16 +426,15 @@ void feed_hub::subscribe_shard(uint32_t shard) {
             if (!batch) {
               st_->log("dropped", "malformed shard subscription reply from '" +
                                       via + "': " + describe(batch.error()));
-              if (shard_via_[shard] == via) shard_via_.erase(shard);
+              if (through(shard, via)) shard_via_.erase(shard);
               return;
             }
-            if (shard_via_[shard] == via)
+            if (through(shard, via))
               tell_followers(shard_source(shard), batch->head);
           },
           [this, shard, via](caf::error& err) {
             // Tried again on the next connect tick.
-            if (shard_via_.count(shard) && shard_via_[shard] == via)
-              shard_via_.erase(shard);
+            if (through(shard, via)) shard_via_.erase(shard);
             st_->log("feed_failed", "cannot follow shard " +
                                         std::to_string(shard) + " through '" +
                                         via + "': " + describe(err));

@@ -95,6 +95,8 @@ class feed_hub {
   /// none).
   std::string replica_for(uint32_t shard) const;
   void subscribe_shard(uint32_t shard);
+  /// Whether `shard` (held elsewhere) is followed through `member`.
+  bool through(uint32_t shard, const std::string& member) const;
   /// Sends feed request `request` to `member` (its endpoint `peer`) and
   /// answers the batch it returns for a pull from `from` of `max` events,
   /// checked (a malformed one is logged as "dropped").
