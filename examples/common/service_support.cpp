@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "mnemo/persistence/error.hpp"
+#include "mnemo/persistence/replica_log.hpp"
+#include "mnemo/runtime/coordination/shard_coordinator.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
 #include "mnemo/runtime/supervisor.hpp"
@@ -189,6 +191,16 @@ httpd::response health(mnemo::runtime::node& n) {
       body["cluster"]["replicated"] = true;
       body["cluster"]["leading"] = leading;
       body["cluster"]["leaderless"] = leaderless;
+      // Shards whose copy here does not vote yet: this member's directory
+      // was replaced and they have not caught up (docs/replication.md).
+      if (auto* co = n.coordinator()) {
+        size_t learners = 0;
+        for (auto& l : co->leadership()) {
+          auto flag = mnemo::persistence::replica_log{j, l.shard}.learner();
+          learners += !flag || *flag ? 1 : 0;
+        }
+        body["cluster"]["learners"] = learners;
+      }
     }
   }
   return json_response(200, body);

@@ -316,6 +316,19 @@ error journal::impl::open_databases() {
     if (mdb_get(st.txn, dbs.meta, &key, &val) == 0 && val.mv_size == 8)
       head = get_be64(static_cast<const char*>(val.mv_data));
   }
+  // The directory's identity (docs/format.md 2.1): made once, when the
+  // directory is created (or by the first writable open of an older one);
+  // a replicated cluster tells a member whose data was replaced by it.
+  key = to_val("replica_id");
+  if (mdb_get(st.txn, dbs.meta, &key, &val) == 0 && val.mv_size == 16) {
+    replica_id.assign(static_cast<const char*>(val.mv_data), 16);
+  } else if (!cfg.read_only) {
+    auto id = event_id::make_v7();
+    replica_id.assign(reinterpret_cast<const char*>(id.bytes.data()), 16);
+    MDB_val v{replica_id.size(), replica_id.data()};
+    if (auto rc2 = mdb_put(st.txn, dbs.meta, &key, &v, 0))
+      return abort(lmdb_error(rc2, "mdb_put(replica_id)"));
+  }
   // Commit even a read-only transaction: LMDB closes the database handles
   // opened in a transaction that is aborted.
   return lmdb_error(mdb_txn_commit(st.txn), "mdb_txn_commit (open)");

@@ -117,7 +117,7 @@ struct write_request {
 
 /// A request of `replica_log` (replica_log.cpp).
 struct replica_request {
-  enum class kind { apply, begin_epoch, truncate };
+  enum class kind { apply, begin_epoch, truncate, set_learner };
   kind what = kind::apply;
   uint32_t shard = 0;
   /// apply: the sender's epoch; begin_epoch: the new epoch.
@@ -127,6 +127,10 @@ struct replica_request {
   uint64_t records_epoch = 0;
   uint64_t position = 0;
   std::vector<std::string> records;
+  /// set_learner: the shards and whether they become learners (true) or
+  /// voters again.
+  std::vector<uint32_t> shards;
+  bool learner = false;
   write_handler done;
 };
 
@@ -156,6 +160,9 @@ struct journal::impl {
   std::atomic<uint64_t> map_size{0};
   // The directory's format version, as opened (or upgraded).
   uint64_t stored_format = written_format;
+  // The directory's identity: 16 bytes from meta `replica_id` (empty for
+  // an older directory opened read-only).
+  std::string replica_id;
 
   std::mutex mtx;
   std::condition_variable cv;

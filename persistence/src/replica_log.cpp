@@ -25,6 +25,9 @@ namespace {
 // shard position), and "promised_epoch" be32(shard) -> be64(epoch).
 constexpr std::string_view epoch_prefix = "epoch";
 constexpr std::string_view promised_prefix = "promised_epoch";
+// "learner" be32(shard) -> empty: this replica's copy of the shard must not
+// count in a new leader's majority (replica_log::learner).
+constexpr std::string_view learner_prefix = "learner";
 constexpr size_t back_link_offset = 21;  // record_codec.hpp
 
 void put_be32(char* out, uint32_t x) noexcept {
@@ -62,6 +65,13 @@ std::string promised_key(uint32_t shard) {
   std::string key{promised_prefix};
   key.resize(promised_prefix.size() + 4);
   put_be32(key.data() + promised_prefix.size(), shard);
+  return key;
+}
+
+std::string learner_key(uint32_t shard) {
+  std::string key{learner_prefix};
+  key.resize(learner_prefix.size() + 4);
+  put_be32(key.data() + learner_prefix.size(), shard);
   return key;
 }
 
@@ -220,6 +230,17 @@ int journal::impl::apply(detail::txn_state& st, replica_request& req,
   using kind = replica_request::kind;
   if (dbs.shard_log == 0) {
     out = no_shard_log();
+    return 0;
+  }
+  if (req.what == kind::set_learner) {
+    for (auto shard : req.shards) {
+      auto k = learner_key(shard);
+      MDB_val key = to_val(k);
+      MDB_val val{0, nullptr};
+      auto rc = req.learner ? mdb_put(st.txn, dbs.meta, &key, &val, 0)
+                            : mdb_del(st.txn, dbs.meta, &key, nullptr);
+      if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    }
     return 0;
   }
   uint64_t end = 0;
@@ -710,6 +731,52 @@ error replica_log::truncate_after(uint64_t position) {
     req.done = std::move(done);
     journal_->impl_->enqueue(std::move(req));
   });
+}
+
+void replica_log::set_learner(bool learner, write_handler done) {
+  replica_request req;
+  req.what = replica_request::kind::set_learner;
+  req.shard = shard_;
+  req.shards = {shard_};
+  req.learner = learner;
+  req.done = std::move(done);
+  journal_->impl_->enqueue(std::move(req));
+}
+
+error replica_log::mark_learners(journal& j,
+                                 const std::vector<uint32_t>& shards) {
+  return blocking([&](write_handler done) {
+    replica_request req;
+    req.what = replica_request::kind::set_learner;
+    req.shards = shards;
+    req.learner = true;
+    req.done = std::move(done);
+    j.impl_->enqueue(std::move(req));
+  });
+}
+
+expected<bool> replica_log::learner() const {
+  bool out = false;
+  if (auto err = journal_->impl_->with_read([&](detail::txn_state& st) {
+        auto k = learner_key(shard_);
+        MDB_val key = to_val(k);
+        MDB_val val;
+        auto rc = mdb_get(st.txn, st.dbs->meta, &key, &val);
+        if (rc == MDB_NOTFOUND) return error{};
+        if (auto err = st.check(rc, "mdb_get (learner)")) return err;
+        out = true;
+        return error{};
+      }))
+    return err;
+  return out;
+}
+
+std::string replica_log::replica_id(const journal& j) {
+  auto& raw = j.impl_->replica_id;
+  if (raw.size() != 16) return {};
+  event_id id;
+  std::copy(raw.begin(), raw.end(), id.bytes.begin());
+  return id.to_string();
 }
 
 expected<std::vector<epoch_start>> replica_log::epochs() const {

@@ -299,6 +299,8 @@ error journal::impl::request_error(const request& req, int rc) {
         } else if constexpr (std::is_same_v<req_type, delete_request>) {
           return "a deletion of events of stream '" + r.stream + "'";
         } else if constexpr (std::is_same_v<req_type, replica_request>) {
+          if (r.what == replica_request::kind::set_learner)
+            return std::string{"a change of shards' learner flags"};
           return "a replicated batch of " + std::to_string(r.records.size()) +
                  " record(s) at position " + std::to_string(r.position);
         } else {

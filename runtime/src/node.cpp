@@ -208,6 +208,9 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
     if (gate) {
       replication::replicator_settings rs;
       rs.member = cfg.cluster.node_id;
+      // No shard votes before the coordinator checked the member's
+      // identity in etcd (start_replication).
+      rs.await_identity = true;
       result->replicator_ = replication::spawn_replicator(
           *result->system_, *result->journal_, gate, rs);
       result->track(result->replicator_);
@@ -231,6 +234,7 @@ caf::error node::start_replication() {
       cs.replicas[shard] = std::move(replicas);
   }
   cs.lease_ttl = std::chrono::seconds{cfg_.cluster_lease_ttl_s};
+  cs.replica_id = persistence::replica_log::replica_id(*journal_);
   cs.etcd.endpoints = split_list(cfg_.cluster_etcd);
   cs.on_leader = [c = cluster_.get()](uint32_t shard,
                                       const std::string& member) {

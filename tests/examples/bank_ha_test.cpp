@@ -321,7 +321,17 @@ BOOST_AUTO_TEST_CASE(a_member_with_a_wiped_directory_rebuilds_and_serves) {
     std::filesystem::remove_all(f.dirs[wiped]);
     f.start(wiped);
     BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
-    std::this_thread::sleep_for(std::chrono::seconds{1});
+    // Its copies are learners (they lost what they held) until each caught
+    // up with its leader's commit point; only then do they vote.
+    auto t0 = steady::now();
+    std::optional<size_t> learning;
+    while (steady::now() - t0 < std::chrono::seconds{30} &&
+           (!(learning = f.learners(wiped)) || *learning > 0))
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    BOOST_REQUIRE_MESSAGE(learning && *learning == 0,
+                          "the wiped member still has learners after 30 s");
+    BOOST_TEST_MESSAGE("the wiped member caught up "
+                       << seconds_since(t0) << " s after it joined");
     // Then the busiest leader dies: the rebuilt member and the third must
     // hold every acknowledged command between them.
     leader = busiest(f);

@@ -140,6 +140,19 @@ struct faulty_cluster {
     return body["cluster"]["leading"].get<std::vector<uint32_t>>();
   }
 
+  // Replicated: how many shards' copies on member `i` do not vote yet
+  // (its directory was replaced and they have not caught up); nothing if
+  // it does not answer.
+  std::optional<size_t> learners(size_t i) const {
+    auto c = control(i);
+    auto r = c->call("GET", "/health");
+    if (!r || r->status != 200) return std::nullopt;
+    auto body = r->json();
+    if (!body.contains("cluster") || !body["cluster"].contains("learners"))
+      return std::nullopt;
+    return body["cluster"]["learners"].get<size_t>();
+  }
+
   // Waits until every member is connected to every other one (and, when
   // replicated, every running member knows a leader for every shard).
   bool all_joined(std::chrono::milliseconds limit) const {

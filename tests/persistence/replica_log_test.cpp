@@ -7,6 +7,7 @@
 // the same log and no acknowledged record lost.
 
 #include <cstring>
+#include <filesystem>
 #include <future>
 #include <mutex>
 
@@ -461,6 +462,35 @@ BOOST_AUTO_TEST_CASE(truncation_looks_back_until_both_logs_share_an_epoch) {
   BOOST_CHECK_EQUAL(truncation_point(h{{10, 1}}, 4, h{{10, 1}}, 8), 4u);
   // A follower with no epochs keeps nothing.
   BOOST_CHECK_EQUAL(truncation_point(h{}, 0, h{{10, 1}}, 8), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(learner_flags_and_the_replica_id_are_durable) {
+  replica r;
+  replica other;
+  auto id = replica_log::replica_id(*r.j);
+  BOOST_CHECK_EQUAL(id.size(), 36u);  // a UUID as text
+  BOOST_CHECK(id != replica_log::replica_id(*other.j));
+  BOOST_CHECK(!r.log.learner().value());
+  auto err = replica_log::mark_learners(*r.j, {7, 9});
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  BOOST_CHECK(r.log.learner().value());
+  BOOST_CHECK((replica_log{*r.j, 9}.learner().value()));
+  BOOST_CHECK(!(replica_log{*r.j, 8}.learner().value()));
+  std::promise<error> cleared;
+  r.log.set_learner(false, [&](error e) { cleared.set_value(std::move(e)); });
+  err = cleared.get_future().get();
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  r.reopen();
+  // Both outlive a restart: the id is the directory's, not the process's.
+  BOOST_CHECK_EQUAL(replica_log::replica_id(*r.j), id);
+  BOOST_CHECK(!r.log.learner().value());
+  BOOST_CHECK((replica_log{*r.j, 9}.learner().value()));
+  // A wiped directory is another replica.
+  r.j.reset();
+  std::filesystem::remove_all(r.dir.sub("data"));
+  r.reopen();
+  BOOST_CHECK(replica_log::replica_id(*r.j) != id);
+  BOOST_CHECK(!(replica_log{*r.j, 9}.learner().value()));
 }
 
 BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {

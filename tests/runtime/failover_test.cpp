@@ -8,6 +8,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -42,13 +43,39 @@ struct failover_fixture {
     m[0].id = "a";
     m[1].id = "b";
     m[2].id = "c";
-    for (auto& x : m) x.start(sys);
-    for (auto& x : m)
-      for (auto& y : m)
-        if (x.id != y.id)
-          caf::anon_send(x.replicator, repl::repl_peer_atom::value, y.id,
-                         y.replicator);
+    for (auto& x : m) x.start(sys, true);
+    link_all();
     for (size_t i = 0; i < 3; ++i) start_coordinator(i);
+  }
+
+  // Tells every running replicator where the others are (an invalid actor
+  // for a stopped one).
+  void link_all() {
+    for (auto& x : m)
+      if (x.replicator)
+        for (auto& y : m)
+          if (x.id != y.id)
+            caf::anon_send(x.replicator, repl::repl_peer_atom::value, y.id,
+                           y.replicator);
+  }
+
+  // Member `i` stops without a word, as after kill -9: its lease runs out.
+  void kill(size_t i) {
+    if (coord[i]) {
+      coord[i]->abandon();
+      coord[i].reset();
+    }
+    m[i].stop();
+    link_all();
+  }
+
+  // Member `i` starts again, from its directory or (`wiped`) from an empty
+  // one.
+  void restart(size_t i, bool wiped) {
+    if (wiped) std::filesystem::remove_all(m[i].dir.path() / "data");
+    m[i].start(sys, true);
+    link_all();
+    start_coordinator(i);
   }
 
   ~failover_fixture() {
@@ -66,6 +93,7 @@ struct failover_fixture {
     s.poll = 50ms;
     s.retry_after = 300ms;
     s.etcd = etcd.settings();
+    s.replica_id = pe::replica_log::replica_id(*m[i].journal);
     auto id = m[i].id;
     auto t0 = std::chrono::steady_clock::now();
     auto c = shard_coordinator::start(
@@ -215,6 +243,59 @@ BOOST_AUTO_TEST_CASE(a_stopped_coordinator_hands_over_at_once) {
   BOOST_TEST_MESSAGE("handover took " << ms.count() << " ms");
   BOOST_CHECK_LT(ms.count(), 2000);  // well inside the lease TTL
   BOOST_CHECK((values(*next) == std::vector<std::string>{"one", "two"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_wiped_replica_does_not_vote_until_it_caught_up) {
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  auto wiped = (*first + 1) % 3;
+  auto lagging = (*first + 2) % 3;
+  BOOST_REQUIRE(append(*first, "v0"));
+  std::vector<std::string> acked{"v0"};
+  // One replica stops; the leader and `wiped` acknowledge ten more.
+  kill(lagging);
+  for (int i = 1; i <= 10; ++i) {
+    auto r = append(*first, "v" + std::to_string(i));
+    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().to_string()));
+    acked.push_back("v" + std::to_string(i));
+  }
+  // The leader dies; `wiped` loses its disk and comes back empty; the
+  // lagging replica comes back with its own directory. Together they are
+  // a majority of the replicas, but neither holds v1..v10: if the wiped
+  // one voted as an empty log, one of them would lead and the ten
+  // acknowledged records would be gone.
+  kill(*first);
+  kill(wiped);
+  restart(wiped, true);
+  restart(lagging, false);
+  auto t0 = std::chrono::steady_clock::now();
+  size_t led = 0;
+  while (std::chrono::steady_clock::now() - t0 < 6s) {  // 3 lease TTLs
+    led = std::max(led, leaders());
+    std::this_thread::sleep_for(20ms);
+  }
+  BOOST_CHECK_EQUAL(led, 0u);
+  BOOST_CHECK(m[wiped].log().learner().value());
+  BOOST_CHECK(!m[lagging].log().learner().value());
+  // The old leader returns: the shard is led again, with every record.
+  restart(*first, false);
+  std::optional<size_t> next;
+  bool ok = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 15s;
+       !ok && std::chrono::steady_clock::now() < deadline;) {
+    next = leader(100ms);
+    ok = next && append(*next, "after");
+  }
+  BOOST_REQUIRE(ok);
+  acked.push_back("after");
+  BOOST_CHECK(values(*next) == acked);
+  // The wiped replica catches up from the leader and votes again.
+  bool caught_up = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       !caught_up && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms))
+    caught_up = !m[wiped].log().learner().value() && values(wiped) == acked;
+  BOOST_CHECK(caught_up);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -45,7 +45,9 @@ struct member {
 
   caf::actor_system* sys = nullptr;
 
-  void start(caf::actor_system& system) {
+  // `await_identity`: no shard votes until a coordinator checked the
+  // member's identity (replicator_settings::await_identity).
+  void start(caf::actor_system& system, bool await_identity = false) {
     sys = &system;
     gate = std::make_shared<shard_gate>();
     pe::journal_config cfg;
@@ -64,6 +66,7 @@ struct member {
     rs.request_timeout_ms = 500;
     rs.tick_ms = 20;
     rs.max_batch_records = 16;
+    rs.await_identity = await_identity;
     replicator = spawn_replicator(system, *journal, gate, rs);
   }
 

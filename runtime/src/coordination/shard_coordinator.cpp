@@ -362,11 +362,68 @@ void shard_coordinator::lead(std::vector<lead_request>& to_lead) {
   }
 }
 
+bool shard_coordinator::check_identity() {
+  auto key = cfg_.prefix + "/members/" + cfg_.member + "/replica";
+  std::optional<etcd_kv> known;
+  std::vector<uint32_t> learners;
+  if (!cfg_.replica_id.empty()) {
+    auto got = etcd_->get(key);
+    if (!got) {
+      log_("etcd_unavailable", describe(got.error()));
+      return false;
+    }
+    known = std::move(*got);
+    // The cluster knew this member with another directory: what that one
+    // held, and helped acknowledge, is not here.
+    if (known && known->value != cfg_.replica_id)
+      for (auto& [shard, replicas] : cfg_.replicas) learners.push_back(shard);
+  }
+  // The learners are marked (durably) before etcd learns the new id: a
+  // crash in between finds the old id again and marks them again.
+  caf::scoped_actor self{*sys_};
+  caf::error failed;
+  self->request(replicator_, std::chrono::seconds{10},
+                repl::repl_identity_atom::value, learners)
+      .receive([] {}, [&](caf::error& err) { failed = std::move(err); });
+  if (failed) {
+    log_("replica_identity_failed", describe(failed));
+    std::this_thread::sleep_for(cfg_.poll);
+    return false;
+  }
+  if (!cfg_.replica_id.empty() && (!known || !learners.empty())) {
+    auto written = known ? etcd_->replace(key, cfg_.replica_id,
+                                          known->mod_revision)
+                         : etcd_->create(key, cfg_.replica_id);
+    if (!written) {
+      log_("etcd_unavailable", describe(written.error()));
+      return false;
+    }
+    if (!written->succeeded) {
+      // Changed meanwhile (another process with this member id?): look
+      // again.
+      log_("replica_identity_changed",
+           key + " changed while this member read it");
+      return false;
+    }
+  }
+  if (!learners.empty())
+    log_("replica_rebuilt",
+         "this member's data directory is new (" + cfg_.replica_id +
+             ", etcd knew " + known->value + "): " +
+             std::to_string(learners.size()) +
+             " shard(s) do not vote until they caught up");
+  return true;
+}
+
 void shard_coordinator::run() {
   while (!stop_) {
     if (!etcd_) {
       if (!connected(etcd_)) continue;
       log_("etcd_connected", "etcd answers");
+    }
+    if (!identity_checked_) {
+      identity_checked_ = check_identity();
+      if (!identity_checked_) continue;
     }
     if (lease_.load() != 0 && !lease_short()) look();
     std::this_thread::sleep_for(cfg_.poll);

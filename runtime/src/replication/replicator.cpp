@@ -276,6 +276,12 @@ struct replicator_state {
   std::map<uint32_t, uint64_t> committed;
   /// Told of every move of `committed` (repl_watch_atom).
   caf::actor watcher;
+  /// Whether this member's identity was confirmed (repl_identity_atom, or
+  /// at once without `await_identity`): until then no shard here votes.
+  bool identity_known = false;
+  /// Learner flags as read from or written to the journal, per shard.
+  enum class role : uint8_t { voter, learner, clearing };
+  std::map<uint32_t, role> roles;
   static inline const char* name = "mnemo.replicator";
 };
 
@@ -283,6 +289,40 @@ using self_ptr = caf::stateful_actor<replicator_state>*;
 
 pe::replica_log log_of(self_ptr self, uint32_t shard) {
   return pe::replica_log{*self->state.journal, shard};
+}
+
+using role = replicator_state::role;
+
+role role_of(self_ptr self, uint32_t shard) {
+  auto [i, added] = self->state.roles.emplace(shard, role::voter);
+  if (added) {
+    // A flag that cannot be read counts as a learner: safe, not live.
+    auto learner = log_of(self, shard).learner();
+    i->second = !learner || *learner ? role::learner : role::voter;
+  }
+  return i->second;
+}
+
+// Whether this replica of `shard` counts in a new leader's majority: only
+// once its member's identity is confirmed, and not while it is a learner
+// (its member's data was replaced and it has not caught up since).
+bool votes(self_ptr self, uint32_t shard) {
+  return self->state.identity_known && role_of(self, shard) == role::voter;
+}
+
+using voter_atom = caf::atom_constant<caf::atom("mn_rvoter")>;
+
+// A learner that now holds everything a leader committed: it votes again
+// once that is durable.
+void stop_learning(self_ptr self, uint32_t shard) {
+  if (role_of(self, shard) != role::learner) return;
+  self->state.roles[shard] = role::clearing;
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
+  log_of(self, shard).set_learner(false, [weak, shard](pe::error err) {
+    if (auto strong = weak.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(strong), voter_atom::value,
+                     shard, !err);
+  });
 }
 
 void step_down(self_ptr self, uint32_t shard, const std::string& why) {
@@ -363,7 +403,7 @@ void start_sync(self_ptr self, uint32_t shard, led_shard& s,
   auto timeout = std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
   self->request(peer, timeout, repl_sync_atom::value, shard, epoch)
       .then(
-          [=](const bytes& epochs_bytes, uint64_t end) {
+          [=](const bytes& epochs_bytes, uint64_t end, bool) {
             auto* fs = find_follower(self, shard, epoch, member, gen);
             if (fs == nullptr) return;
             auto epochs = decode_epochs(epochs_bytes);
@@ -478,7 +518,8 @@ struct recovery {
   uint64_t epoch = 0;
   std::vector<std::string> followers;
   caf::response_promise promise;
-  size_t answers = 1;  // this replica's own log
+  size_t votes = 0;      // answers that count, this replica's own included
+  size_t responded = 0;  // other replicas that answered, voting or not
   size_t failures = 0;
   bool decided = false;
   bool catching_up = false;
@@ -519,6 +560,9 @@ void begin_leading(self_ptr self, recovery_ptr r) {
     return fail_recovery(r, to_caf_error(err));
   auto marker = log.append_marker(r->epoch);
   if (!marker) return fail_recovery(r, to_caf_error(marker.error()));
+  // It holds every acknowledged record now (the most up-to-date log of a
+  // majority of voters): a learner votes again.
+  stop_learning(self, r->shard);
   led_shard s;
   s.epoch = r->epoch;
   s.local_end = *marker;
@@ -571,9 +615,9 @@ void catch_up(self_ptr self, recovery_ptr r) {
 void decide(self_ptr self, recovery_ptr r) {
   if (r->decided || r->catching_up) return;
   auto majority = (r->followers.size() + 1) / 2 + 1;
-  if (r->answers < majority) {
-    auto pending = r->followers.size() - (r->answers - 1) - r->failures;
-    if (r->answers + pending < majority)
+  if (r->votes < majority) {
+    auto pending = r->followers.size() - r->responded - r->failures;
+    if (r->votes + pending < majority)
       fail_recovery(r, make_error(errc::owner_unavailable,
                                   "shard " + std::to_string(r->shard) +
                                       ": no majority of its replicas answered "
@@ -602,6 +646,7 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
   self->state.journal = journal;
   self->state.gate = gate;
   self->state.cfg = std::move(cfg);
+  self->state.identity_known = !self->state.cfg.await_identity;
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
   gate->on_local_append([weak](uint32_t shard, uint64_t position) {
     if (auto strong = weak.lock())
@@ -639,6 +684,10 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         r->promise = self->make_response_promise();
         r->best_epoch = mine->empty() ? 0 : mine->back().epoch;
         r->best_end = *end;
+        if (votes(self, shard))
+          r->votes = 1;
+        else
+          r->why += self->state.cfg.member + " (this replica): a learner; ";
         auto timeout =
             std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
         for (auto& member : followers) {
@@ -650,14 +699,23 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           }
           self->request(peer, timeout, repl_sync_atom::value, shard, epoch)
               .then(
-                  [=](const bytes& epochs_bytes, uint64_t their_end) {
+                  [=](const bytes& epochs_bytes, uint64_t their_end,
+                      bool voter) {
                     auto epochs = decode_epochs(epochs_bytes);
                     if (!epochs) {
                       ++r->failures;
                       r->why += member + ": malformed answer; ";
                       return decide(self, r);
                     }
-                    ++r->answers;
+                    // A learner's log is a replica's log like any other
+                    // (it may even be the longest), but it may lack what
+                    // its member held before its data was replaced: it
+                    // does not count towards the majority.
+                    ++r->responded;
+                    if (voter)
+                      ++r->votes;
+                    else
+                      r->why += member + ": a learner; ";
                     auto newest = epochs->empty() ? 0 : epochs->back().epoch;
                     if (std::make_pair(newest, their_end) >
                         std::make_pair(r->best_epoch, r->best_end)) {
@@ -714,6 +772,21 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         pump(self, shard);
       },
       [=](tick_atom) { tick(self); },
+      [=](repl_identity_atom,
+          const std::vector<uint32_t>& learners) -> caf::result<void> {
+        if (!learners.empty()) {
+          if (auto err = pe::replica_log::mark_learners(*self->state.journal,
+                                                         learners))
+            return to_caf_error(err);
+          for (auto shard : learners) self->state.roles[shard] = role::learner;
+        }
+        self->state.identity_known = true;
+        return caf::unit;
+      },
+      [=](voter_atom, uint32_t shard, bool ok) {
+        auto& r = self->state.roles[shard];
+        if (r == role::clearing) r = ok ? role::voter : role::learner;
+      },
       [=](repl_watch_atom) {
         auto& st = self->state;
         st.watcher = caf::actor_cast<caf::actor>(self->current_sender());
@@ -723,7 +796,7 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
       },
       // -- follower side -------------------------------------------------------
       [=](repl_sync_atom, uint32_t shard,
-          uint64_t epoch) -> caf::result<bytes, uint64_t> {
+          uint64_t epoch) -> caf::result<bytes, uint64_t, bool> {
         auto log = log_of(self, shard);
         // Promise the epoch first: from now on older leaders are refused.
         if (auto err = log.apply(pe::log_batch{0, 1, {}}, epoch))
@@ -738,7 +811,8 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         if (!epochs) return to_caf_error(epochs.error());
         auto end = log.end_position();
         if (!end) return to_caf_error(end.error());
-        return caf::result<bytes, uint64_t>{encode_epochs(*epochs), *end};
+        return caf::result<bytes, uint64_t, bool>{encode_epochs(*epochs), *end,
+                                                  votes(self, shard)};
       },
       [=](repl_truncate_atom, uint32_t shard, uint64_t epoch,
           uint64_t keep) -> caf::result<uint64_t> {
@@ -788,6 +862,11 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           auto& c = self->state.follower_commit[pending.shard];
           c = std::max(c, std::min(pending.commit, pending.end));
           note_commit(self, pending.shard, c);
+          // A learner holding the leader's log up to its commit point holds
+          // every acknowledged record (the commit point counts from the
+          // leader's epoch marker, after every older committed record).
+          if (pending.commit > 0 && pending.end >= pending.commit)
+            stop_learning(self, pending.shard);
           pending.promise.deliver(pending.end, true);
           return;
         }

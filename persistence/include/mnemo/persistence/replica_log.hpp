@@ -181,6 +181,25 @@ class replica_log {
   /// Where `epoch` ends in this log (see `epoch_end`).
   expected<epoch_end> end_of(uint64_t epoch) const;
 
+  /// Whether this replica of the shard is a *learner*: its member's data
+  /// was replaced (a wiped or new directory of a member the cluster knew),
+  /// so its log may lack records that were acknowledged with the lost
+  /// copy's help. The replication layer does not count a learner in a new
+  /// leader's majority until it caught up with a leader's commit point
+  /// (docs/replication.md). Durable (mnemo.meta); false unless marked.
+  expected<bool> learner() const;
+  /// Marks or clears the flag, durably, in the next group commit; `done`
+  /// runs once it is durable.
+  void set_learner(bool learner, write_handler done);
+  /// Marks `shards` as learners in one commit. Blocking.
+  static error mark_learners(journal& j, const std::vector<uint32_t>& shards);
+
+  /// The identity of the journal's directory (a UUID, as text), made when
+  /// the directory was created: a member whose directory was wiped comes
+  /// back with another one. Empty for a directory of an older version
+  /// opened read-only.
+  static std::string replica_id(const journal& j);
+
  private:
   journal* journal_;
   uint32_t shard_;

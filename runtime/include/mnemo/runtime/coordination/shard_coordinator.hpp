@@ -58,6 +58,14 @@ struct coordinator_settings {
   /// How long a candidacy that failed to lead stays withdrawn. Default
   /// 1 s.
   std::chrono::milliseconds retry_after{1000};
+  /// The identity of this member's journal directory
+  /// (`persistence::replica_log::replica_id`). Before the member takes part
+  /// in any election, the coordinator compares it with the one etcd holds
+  /// under `<prefix>/members/<member>/replica`: a different one means the
+  /// member's data was replaced (a wiped directory), and its shards become
+  /// learners until they caught up (docs/replication.md). Empty: no check
+  /// (every shard not marked a learner votes).
+  std::string replica_id;
   /// Where etcd is.
   etcd_settings etcd;
   /// Called with (shard, member) whenever the member that commands for a
@@ -119,6 +127,10 @@ class shard_coordinator {
   /// Whether the lease may run out within the margin (or there is none).
   bool lease_short() const noexcept;
   void step_down_all(const std::string& why);
+  /// Compares the journal's replica id with etcd's record of this member,
+  /// tells the replicator which shards are learners, then records the id.
+  /// False if etcd or the replicator did not answer (tried again).
+  bool check_identity();
   void look();
   /// A shard whose oldest candidate is this member's key.
   struct lead_request {
@@ -159,6 +171,7 @@ class shard_coordinator {
   int64_t seen_lease_ = 0;
   std::chrono::steady_clock::time_point lease_seen_at_{};
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
+  bool identity_checked_ = false;
 
   mutable std::mutex mtx_;
   std::map<uint32_t, shard_leadership> view_;  // guarded by mtx_

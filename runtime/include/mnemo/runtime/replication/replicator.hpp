@@ -18,7 +18,10 @@
 //
 // Messages between replicators carry only integers, strings and bytes
 // (plus `repl_read_atom`, below):
-// - `(repl_sync_atom, shard, epoch)` -> `(newest_epoch, end)`
+// - `(repl_sync_atom, shard, epoch)` -> `(bytes epoch history, end,
+//   voter)`; `voter` false: this replica is a learner (below) or its
+//   member's identity is not confirmed yet, and a leader-to-be does not
+//   count it towards its majority.
 // - `(repl_truncate_atom, shard, epoch, keep)` -> `(end)`
 // - `(repl_append_atom, shard, epoch, commit, bytes batch)` ->
 //   `(durable_end, accepted)`; `accepted` false: the batch did not continue
@@ -74,6 +77,15 @@ using repl_resign_atom = caf::atom_constant<caf::atom("mn_rresign")>;
 /// after a restart a follower learns them from the leader's next batch.
 using repl_watch_atom = caf::atom_constant<caf::atom("mn_rwatch")>;
 using repl_committed_atom = caf::atom_constant<caf::atom("mn_rcommit")>;
+/// Local: `(repl_identity_atom, std::vector<uint32_t> learners)` -> `()`:
+/// the coordinator compared the journal's replica id with the one etcd
+/// knows for this member (docs/replication.md, "A replica that lost its
+/// data"). The shards in `learners` become learners, durably: their copies
+/// do not count in a new leader's majority until they caught up with a
+/// leader's commit point (or lead, after recovering from a majority of
+/// voters). From then on the other shards vote. Needed only with
+/// `replicator_settings::await_identity`.
+using repl_identity_atom = caf::atom_constant<caf::atom("mn_rident")>;
 /// Local: `(repl_status_atom, shard)` -> `(bool leading, epoch, end,
 /// commit)`.
 using repl_status_atom = caf::atom_constant<caf::atom("mn_rstatus")>;
@@ -138,6 +150,11 @@ struct replicator_settings {
   /// Interval of the leader's ticks (retries, commit point to followers),
   /// ms. Default 50.
   size_t tick_ms = 50;
+  /// Whether this replica waits for `repl_identity_atom` before any of its
+  /// shards counts in a new leader's majority (a member of a replicated
+  /// cluster whose coordinator checks its identity in etcd). Default false:
+  /// every shard not marked a learner votes at once.
+  bool await_identity = false;
 };
 
 /// Spawns the replicator of `journal` (opened with `gate` as its
