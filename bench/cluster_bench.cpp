@@ -302,6 +302,8 @@ struct slice {
   double seconds = 0;
   std::vector<double> latencies;
   std::string first_error;
+  // Replicated: how many shards each member led when the slice began.
+  std::string leaders;
 };
 
 slice run_slice(const options& opt, const fs::path& dir,
@@ -310,6 +312,15 @@ slice run_slice(const options& opt, const fs::path& dir,
                 const std::vector<std::string>& ids) {
   auto t = start_trio(opt, dir, certs, etcd, prefix);
   open_accounts(t, ids);
+  std::string leaders;
+  if (!etcd.empty()) {
+    std::map<std::string, size_t> led;
+    auto shards = t.m[0].node->cluster()->view().shards();
+    for (uint32_t s = 0; s < shards; ++s)
+      ++led[t.m[0].node->cluster()->leader_of(s)];
+    for (auto& [member, n] : led)
+      leaders += (leaders.empty() ? "" : " ") + member + ":" + std::to_string(n);
+  }
   driver_state st;
   auto t0 = steady::now();
   drive(t.m[0].node->system(), t.m[0].accounts, ids, opt.in_flight,
@@ -322,6 +333,7 @@ slice run_slice(const options& opt, const fs::path& dir,
   result.failed = st.failed;
   result.latencies = std::move(st.latencies_ms);
   result.first_error = st.first_error;
+  result.leaders = leaders;
   return result;
 }
 
@@ -347,7 +359,8 @@ json replicated_commands(const options& opt, const fs::path& base,
                        etcd.endpoint(), "/bench/" + round, ids);
     auto u_rate = u.commands / u.seconds, v_rate = v.commands / v.seconds;
     std::cerr << "round " << r << ": unreplicated " << std::llround(u_rate)
-              << "/s, replicated " << std::llround(v_rate) << "/s\n";
+              << "/s, replicated " << std::llround(v_rate)
+              << "/s (shards led: " << v.leaders << ")\n";
     ratios.push_back(u_rate > 0 ? v_rate / u_rate : 0);
     add(unrep, std::move(u));
     add(rep, std::move(v));

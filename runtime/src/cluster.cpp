@@ -203,10 +203,10 @@ class endpoint_actor : public caf::event_based_actor {
           return to_replicator(from, repl::repl_truncate_atom::value, shard,
                                epoch, keep);
         },
-        [this](repl::peer_append_atom, const std::string& from, uint32_t shard,
-               uint64_t epoch, uint64_t commit, bytes& batch) {
-          return to_replicator(from, repl::repl_append_atom::value, shard,
-                               epoch, commit, std::move(batch));
+        [this](repl::peer_append_atom, const std::string& from,
+               bytes& bundle) {
+          return to_replicator(from, repl::repl_append_atom::value,
+                               std::move(bundle));
         },
         [this](repl::peer_read_atom, const std::string& from, uint32_t shard,
                uint64_t position, uint64_t max_records) {

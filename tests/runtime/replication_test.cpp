@@ -27,6 +27,7 @@
 
 using namespace mnemo;
 using namespace mnemo::runtime::replication;
+namespace repl = mnemo::runtime::replication;
 using namespace std::chrono_literals;
 namespace pe = mnemo::persistence;
 
@@ -332,6 +333,39 @@ BOOST_AUTO_TEST_CASE(malformed_batches_from_a_peer_are_refused) {
   BOOST_CHECK(refused(huge));
   // A damaged record inside a well-formed batch reaches the journal, which
   // refuses it whole (checked by the persistence tests).
+}
+
+BOOST_AUTO_TEST_CASE(malformed_bundles_from_a_peer_are_refused) {
+  std::vector<repl::bundle_item> items(3);
+  items[0] = {3, 7, 12, pe::log_batch{7, 13, {"abc", "de"}}};
+  items[1] = {9, 8, 0, pe::log_batch{0, 1, {}}};  // only the commit point
+  items[2] = {64, 7, 5, pe::log_batch{6, 4, {std::string(300, 'x')}}};
+  auto buf = repl::encode_bundle(items);
+  auto back = repl::decode_bundle(buf);
+  BOOST_REQUIRE(back);
+  BOOST_REQUIRE_EQUAL(back->size(), 3u);
+  for (size_t k = 0; k < 3; ++k) {
+    BOOST_CHECK_EQUAL((*back)[k].shard, items[k].shard);
+    BOOST_CHECK_EQUAL((*back)[k].epoch, items[k].epoch);
+    BOOST_CHECK_EQUAL((*back)[k].commit, items[k].commit);
+    BOOST_CHECK_EQUAL((*back)[k].batch.first_position,
+                      items[k].batch.first_position);
+    BOOST_CHECK((*back)[k].batch.records == items[k].batch.records);
+  }
+  auto refused = [](const std::vector<char>& x) {
+    auto r = repl::decode_bundle(x);
+    return !r && runtime::is(r.error(), runtime::errc::invalid_argument);
+  };
+  for (size_t cut_at = 0; cut_at < buf.size(); cut_at += 5)
+    BOOST_CHECK(refused(std::vector<char>(buf.begin(), buf.begin() + cut_at)));
+  auto padded = buf;
+  padded.push_back(0);
+  BOOST_CHECK(refused(padded));
+  auto many = buf;
+  many[0] = 0x40;  // a count far beyond the bytes
+  BOOST_CHECK(refused(many));
+  auto empty = repl::encode_bundle({});
+  BOOST_CHECK(repl::decode_bundle(empty) && repl::decode_bundle(empty)->empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

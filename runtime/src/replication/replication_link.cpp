@@ -19,10 +19,9 @@ caf::behavior link(caf::event_based_actor* self, std::string from,
         return self->delegate(peer, peer_truncate_atom::value, from, shard,
                               epoch, keep);
       },
-      [=](repl_append_atom, uint32_t shard, uint64_t epoch, uint64_t commit,
-          std::vector<char>& batch) {
-        return self->delegate(peer, peer_append_atom::value, from, shard,
-                              epoch, commit, std::move(batch));
+      [=](repl_append_atom, std::vector<char>& bundle) {
+        return self->delegate(peer, peer_append_atom::value, from,
+                              std::move(bundle));
       },
       [=](repl_read_atom, uint32_t shard, uint64_t from_position,
           uint64_t max_records) {

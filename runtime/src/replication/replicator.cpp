@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <set>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -34,20 +35,24 @@ void put_u32(bytes& out, uint32_t x) {
 }
 
 struct reader {
-  const bytes& buf;
+  const char* data;
+  size_t size;
   size_t at = 0;
   bool ok = true;
+  explicit reader(const bytes& buf) : data(buf.data()), size(buf.size()) {}
+  reader(const char* p, size_t n) : data(p), size(n) {}
   uint64_t u(size_t n) {
-    if (buf.size() - at < n) {
+    if (size - at < n) {
       ok = false;
       return 0;
     }
     uint64_t x = 0;
     for (size_t i = 0; i < n; ++i)
-      x = (x << 8) | static_cast<uint8_t>(buf[at + i]);
+      x = (x << 8) | static_cast<uint8_t>(data[at + i]);
     at += n;
     return x;
   }
+  size_t left() const noexcept { return size - at; }
 };
 
 caf::error malformed(const std::string& what) {
@@ -68,7 +73,7 @@ bytes encode_epochs(const std::vector<pe::epoch_start>& epochs) {
 caf::expected<std::vector<pe::epoch_start>> decode_epochs(const bytes& buf) {
   reader r{buf};
   auto n = r.u(4);
-  if (!r.ok || n > (buf.size() - 4) / 16) return malformed("epoch count");
+  if (!r.ok || n > r.left() / 16) return malformed("epoch count");
   std::vector<pe::epoch_start> out;
   for (uint64_t i = 0; i < n; ++i) {
     auto e = r.u(8);
@@ -95,23 +100,74 @@ bytes encode_batch(const pe::log_batch& batch) {
   return out;
 }
 
-caf::expected<pe::log_batch> decode_batch(const bytes& buf) {
-  reader r{buf};
+namespace {
+
+caf::expected<pe::log_batch> decode_batch_at(const char* data, size_t size) {
+  reader r{data, size};
   if (r.u(1) != batch_format || !r.ok) return malformed("batch format");
   pe::log_batch out;
   out.epoch = r.u(8);
   out.first_position = r.u(8);
   auto n = r.u(4);
-  if (!r.ok || n > buf.size()) return malformed("batch header");
+  if (!r.ok || n > r.left() / 4) return malformed("batch header");
   out.records.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
     auto len = r.u(4);
-    if (!r.ok || len > buf.size() - r.at) return malformed("record size");
-    out.records.emplace_back(buf.data() + r.at, len);
+    if (!r.ok || len > r.left()) return malformed("record size");
+    out.records.emplace_back(data + r.at, len);
     r.at += len;
   }
-  if (r.at != buf.size()) return malformed("trailing bytes");
+  if (r.at != size) return malformed("trailing bytes");
   if (out.first_position == 0) return malformed("position 0");
+  return out;
+}
+
+// One item of a bundle: u32 shard, u64 epoch, u64 commit, u32 size, batch.
+void put_bundle_item(bytes& out, uint32_t shard, uint64_t epoch,
+                     uint64_t commit, const pe::log_batch& batch) {
+  put_u32(out, shard);
+  put_u64(out, epoch);
+  put_u64(out, commit);
+  auto encoded = encode_batch(batch);
+  put_u32(out, static_cast<uint32_t>(encoded.size()));
+  out.insert(out.end(), encoded.begin(), encoded.end());
+}
+
+}  // namespace
+
+caf::expected<pe::log_batch> decode_batch(const bytes& buf) {
+  return decode_batch_at(buf.data(), buf.size());
+}
+
+bytes encode_bundle(const std::vector<bundle_item>& items) {
+  bytes out;
+  put_u32(out, static_cast<uint32_t>(items.size()));
+  for (auto& item : items)
+    put_bundle_item(out, item.shard, item.epoch, item.commit, item.batch);
+  return out;
+}
+
+caf::expected<std::vector<bundle_item>> decode_bundle(const bytes& buf) {
+  reader r{buf};
+  auto n = r.u(4);
+  // An item takes at least its 24-byte header and a 21-byte batch.
+  if (!r.ok || n > r.left() / 45) return malformed("bundle header");
+  std::vector<bundle_item> out;
+  out.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    bundle_item item;
+    item.shard = static_cast<uint32_t>(r.u(4));
+    item.epoch = r.u(8);
+    item.commit = r.u(8);
+    auto len = r.u(4);
+    if (!r.ok || len > r.left()) return malformed("bundle item size");
+    auto batch = decode_batch_at(buf.data() + r.at, len);
+    if (!batch) return std::move(batch.error());
+    item.batch = std::move(*batch);
+    r.at += len;
+    out.push_back(std::move(item));
+  }
+  if (r.at != buf.size()) return malformed("trailing bytes after a bundle");
   return out;
 }
 
@@ -256,7 +312,30 @@ struct pending_apply {
   uint32_t shard;
   uint64_t end;     // the batch's last position
   uint64_t commit;  // the leader's commit point it carried
+  uint64_t bundle;  // the bundle it came in, and its index there
+  size_t index;
+};
+
+// A follower's answer to one item of a bundle.
+struct item_answer {
+  uint8_t code = 0;  // pe::errc; 0: applied (or refused as not continuing)
+  uint64_t end = 0;  // the follower's durable end of the shard's log
+  bool accepted = false;
+  std::string what;
+};
+
+// A bundle being applied: answered once every item is durable or refused.
+struct pending_bundle {
   caf::response_promise promise;
+  std::vector<item_answer> answers;
+  size_t remaining = 0;
+};
+
+// What a leader sent in one item of a bundle, to take its answer.
+struct sent_item {
+  uint32_t shard;
+  uint64_t epoch;
+  uint64_t generation;
 };
 
 struct recovery;
@@ -270,6 +349,12 @@ struct replicator_state {
   std::map<uint32_t, uint64_t> follower_commit;
   uint64_t next_apply = 1;
   std::map<uint64_t, pending_apply> applies;
+  uint64_t next_bundle = 1;
+  std::map<uint64_t, pending_bundle> bundles;
+  /// Led shards with something to ship (or a follower to sync), taken by
+  /// the next flush: one bundle per follower for all of them.
+  std::set<uint32_t> dirty;
+  bool flush_scheduled = false;
   /// Shards this replica is recovering to lead (resigning cancels them).
   std::map<uint32_t, std::shared_ptr<recovery>> recovering;
   /// The greatest commit point known per shard, led or followed.
@@ -440,72 +525,164 @@ void start_sync(self_ptr self, uint32_t shard, led_shard& s,
           });
 }
 
-void send_batch(self_ptr self, uint32_t shard, led_shard& s, follower_state& f,
-                pe::log_batch batch) {
-  auto peer = self->state.peers[f.member];
-  if (!peer) return unsync(f);
-  ++f.inflight;
-  f.next = batch.end_position();
-  f.commit_sent = s.commit;
-  auto epoch = s.epoch;
-  auto gen = f.generation;
-  auto member = f.member;
+using flush_atom = caf::atom_constant<caf::atom("mn_rflush")>;
+
+// Marks `shard` as having something to ship; the next flush (after the
+// messages already in the mailbox, so that the appends of one group commit
+// share it) sends it.
+void pump(self_ptr self, uint32_t shard) {
+  auto& st = self->state;
+  st.dirty.insert(shard);
+  if (!st.flush_scheduled) {
+    st.flush_scheduled = true;
+    self->send(self, flush_atom::value);
+  }
+}
+
+void take_answers(self_ptr self, const std::string& member,
+                  const std::vector<sent_item>& sent, const bytes& buf);
+
+// One follower's bundle under construction.
+struct outgoing {
+  bytes buf;
+  std::vector<sent_item> sent;
+};
+
+void send_bundle(self_ptr self, const std::string& member, outgoing& out) {
+  if (out.sent.empty()) return;
+  bytes buf;
+  buf.reserve(4 + out.buf.size());
+  put_u32(buf, static_cast<uint32_t>(out.sent.size()));
+  buf.insert(buf.end(), out.buf.begin(), out.buf.end());
+  auto sent = std::move(out.sent);
+  out = outgoing{};
+  auto peer = self->state.peers[member];
+  if (!peer) {  // gone meanwhile: synced again once it is back
+    for (auto& item : sent)
+      if (auto* fs = find_follower(self, item.shard, item.epoch, member,
+                                   item.generation))
+        unsync(*fs);
+    return;
+  }
   auto timeout = std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
-  self->request(peer, timeout, repl_append_atom::value, shard, epoch, s.commit,
-                encode_batch(batch))
+  self->request(peer, timeout, repl_append_atom::value, std::move(buf))
       .then(
-          [=](uint64_t durable, bool accepted) {
-            auto* fs = find_follower(self, shard, epoch, member, gen);
-            if (fs == nullptr) return;
-            if (!accepted) return unsync(*fs);
-            --fs->inflight;
-            fs->durable = std::max(fs->durable, durable);
-            recompute_commit(self, shard, self->state.led[shard]);
-            pump(self, shard);
-          },
+          [=](const bytes& answers) { take_answers(self, member, sent, answers); },
           [=](caf::error& err) {
-            if (auto* fs = find_follower(self, shard, epoch, member, gen))
-              on_follower_error(self, shard, *fs, err);
+            for (auto& item : sent)
+              if (auto* fs = find_follower(self, item.shard, item.epoch, member,
+                                           item.generation))
+                on_follower_error(self, item.shard, *fs, err);
+            for (auto& item : sent) pump(self, item.shard);
           });
 }
 
-void pump(self_ptr self, uint32_t shard) {
-  auto i = self->state.led.find(shard);
-  if (i == self->state.led.end()) return;
-  auto& s = i->second;
-  auto& cfg = self->state.cfg;
-  auto log = log_of(self, shard);
-  for (auto& f : s.followers) {
-    if (!f.synced) {
-      if (!f.syncing) start_sync(self, shard, s, f);
-      continue;
+// Adds a batch for follower `f` of `shard` to its bundle.
+void add_item(self_ptr self, std::map<std::string, outgoing>& out,
+              uint32_t shard, led_shard& s, follower_state& f,
+              const pe::log_batch& batch) {
+  ++f.inflight;
+  f.next = batch.end_position();
+  f.commit_sent = s.commit;
+  auto& o = out[f.member];
+  put_bundle_item(o.buf, shard, s.epoch, s.commit, batch);
+  o.sent.push_back(sent_item{shard, s.epoch, f.generation});
+  if (o.buf.size() >= self->state.cfg.max_batch_bytes)
+    send_bundle(self, f.member, o);
+}
+
+// Ships what the dirty shards' followers lack, one bundle per follower
+// (each item a batch of one shard), and, with `heartbeat`, an empty batch
+// to each idle follower that has not heard of its shard's commit point.
+void flush(self_ptr self, bool heartbeat) {
+  auto& st = self->state;
+  st.flush_scheduled = false;
+  auto shards = std::move(st.dirty);
+  st.dirty.clear();
+  auto& cfg = st.cfg;
+  std::map<std::string, outgoing> out;
+  for (auto shard : shards) {
+    auto i = st.led.find(shard);
+    if (i == st.led.end()) continue;
+    auto& s = i->second;
+    auto log = log_of(self, shard);
+    for (auto& f : s.followers) {
+      if (!f.synced) {
+        if (!f.syncing) start_sync(self, shard, s, f);
+        continue;
+      }
+      if (!st.peers[f.member]) {
+        unsync(f);  // unreachable: synced again once it is back
+        continue;
+      }
+      if (heartbeat && f.inflight == 0 && f.next > s.local_end &&
+          f.commit_sent < s.commit)
+        add_item(self, out, shard, s, f, pe::log_batch{0, f.next, {}});
+      while (f.synced && f.inflight < cfg.max_inflight &&
+             f.next <= s.local_end) {
+        auto batch =
+            log.read(f.next, cfg.max_batch_records, cfg.max_batch_bytes);
+        if (!batch || batch->records.empty()) {
+          // A hole or a read error: nothing to ship from here.
+          unsync(f);
+          break;
+        }
+        add_item(self, out, shard, s, f, *batch);
+      }
     }
-    while (f.synced && f.inflight < cfg.max_inflight && f.next <= s.local_end) {
-      auto batch = log.read(f.next, cfg.max_batch_records, cfg.max_batch_bytes);
-      if (!batch || batch->records.empty()) {
-        // A hole or a read error: nothing to ship from here.
-        unsync(f);
+  }
+  for (auto& [member, o] : out) send_bundle(self, member, o);
+}
+
+// A follower's answers to a bundle, item by item.
+void take_answers(self_ptr self, const std::string& member,
+                  const std::vector<sent_item>& sent, const bytes& buf) {
+  reader r{buf};
+  auto n = r.u(4);
+  std::vector<item_answer> answers;
+  if (r.ok && n == sent.size()) {
+    for (uint64_t k = 0; k < n && r.ok; ++k) {
+      item_answer a;
+      a.code = static_cast<uint8_t>(r.u(1));
+      a.end = r.u(8);
+      a.accepted = r.u(1) != 0;
+      auto len = r.u(4);
+      if (!r.ok || len > r.left()) {
+        r.ok = false;
         break;
       }
-      send_batch(self, shard, s, f, std::move(*batch));
-      if (self->state.led.count(shard) == 0) return;
+      a.what.assign(buf.data() + r.at, len);
+      r.at += len;
+      answers.push_back(std::move(a));
     }
+  }
+  bool ok = r.ok && r.at == buf.size() && answers.size() == sent.size();
+  for (size_t k = 0; k < sent.size(); ++k) {
+    auto& item = sent[k];
+    auto* fs =
+        find_follower(self, item.shard, item.epoch, member, item.generation);
+    if (fs == nullptr) continue;
+    if (!ok) {
+      unsync(*fs);  // a malformed answer: sync it again
+    } else if (answers[k].code != 0) {
+      on_follower_error(
+          self, item.shard, *fs,
+          to_caf_error(pe::error{static_cast<pe::errc>(answers[k].code),
+                                 answers[k].what}));
+    } else if (!answers[k].accepted) {
+      unsync(*fs);
+    } else {
+      --fs->inflight;
+      fs->durable = std::max(fs->durable, answers[k].end);
+      recompute_commit(self, item.shard, self->state.led[item.shard]);
+    }
+    pump(self, item.shard);
   }
 }
 
 void tick(self_ptr self) {
-  for (auto& [shard, s] : self->state.led) {
-    for (auto& f : s.followers) {
-      // A follower that is idle and behind on the commit point hears of
-      // it through an empty batch.
-      if (f.synced && f.inflight == 0 && f.next > s.local_end &&
-          f.commit_sent < s.commit)
-        send_batch(self, shard, s, f, pe::log_batch{0, f.next, {}});
-    }
-  }
-  std::vector<uint32_t> shards;
-  for (auto& entry : self->state.led) shards.push_back(entry.first);
-  for (auto shard : shards) pump(self, shard);
+  for (auto& entry : self->state.led) self->state.dirty.insert(entry.first);
+  flush(self, true);
   self->delayed_send(self, std::chrono::milliseconds{self->state.cfg.tick_ms},
                      tick_atom::value);
 }
@@ -830,36 +1007,57 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         if (!end) return to_caf_error(end.error());
         return *end;
       },
-      [=](repl_append_atom, uint32_t shard, uint64_t epoch, uint64_t commit,
-          const bytes& buf) -> caf::result<uint64_t, bool> {
-        auto batch = decode_batch(buf);
-        if (!batch) return std::move(batch.error());
-        auto id = self->state.next_apply++;
-        auto promise = self->make_response_promise();
-        self->state.applies.emplace(
-            id, pending_apply{shard, batch->end_position() - 1, commit,
-                              promise});
+      [=](repl_append_atom, const bytes& buf) -> caf::result<bytes> {
+        auto items = decode_bundle(buf);
+        if (!items) return std::move(items.error());
+        auto& st = self->state;
+        auto bundle_id = st.next_bundle++;
+        auto& b = st.bundles[bundle_id];
+        b.promise = self->make_response_promise();
+        b.answers.resize(items->size());
+        b.remaining = items->size();
+        auto promise = b.promise;
+        if (items->empty()) {
+          st.bundles.erase(bundle_id);
+          bytes none;
+          put_u32(none, 0);
+          promise.deliver(std::move(none));
+          return promise;
+        }
         auto weak_self = caf::actor_cast<caf::weak_actor_ptr>(self);
-        log_of(self, shard).apply(
-            std::move(*batch), epoch, [weak_self, id](pe::error err) {
-              if (auto strong = weak_self.lock())
-                caf::anon_send(caf::actor_cast<caf::actor>(strong),
-                               applied_atom::value, id,
-                               static_cast<uint8_t>(err.code()),
-                               err.message());
-            });
+        for (size_t k = 0; k < items->size(); ++k) {
+          auto& item = (*items)[k];
+          auto id = st.next_apply++;
+          st.applies.emplace(
+              id, pending_apply{item.shard, item.batch.end_position() - 1,
+                                item.commit, bundle_id, k});
+          // Each item joins the writer's queue in order: the shard's batches
+          // apply in the order they were sent, and all of them share group
+          // commits with each other and with the member's own appends.
+          log_of(self, item.shard)
+              .apply(std::move(item.batch), item.epoch,
+                     [weak_self, id](pe::error err) {
+                       if (auto strong = weak_self.lock())
+                         caf::anon_send(caf::actor_cast<caf::actor>(strong),
+                                        applied_atom::value, id,
+                                        static_cast<uint8_t>(err.code()),
+                                        err.message());
+                     });
+        }
         return promise;
       },
       [=](applied_atom, uint64_t id, uint8_t code, const std::string& what) {
-        auto i = self->state.applies.find(id);
-        if (i == self->state.applies.end()) return;
-        auto pending = std::move(i->second);
-        self->state.applies.erase(i);
+        auto& st = self->state;
+        auto i = st.applies.find(id);
+        if (i == st.applies.end()) return;
+        auto pending = i->second;
+        st.applies.erase(i);
+        item_answer a;
         auto errc = static_cast<pe::errc>(code);
         if (errc == pe::errc::none) {
           // Durable here up to the batch's end, which the leader's commit
           // point may be taken as far as.
-          auto& c = self->state.follower_commit[pending.shard];
+          auto& c = st.follower_commit[pending.shard];
           c = std::max(c, std::min(pending.commit, pending.end));
           note_commit(self, pending.shard, c);
           // A learner holding the leader's log up to its commit point holds
@@ -867,16 +1065,33 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           // leader's epoch marker, after every older committed record).
           if (pending.commit > 0 && pending.end >= pending.commit)
             stop_learning(self, pending.shard);
-          pending.promise.deliver(pending.end, true);
-          return;
-        }
-        if (errc == pe::errc::log_mismatch) {
+          a.end = pending.end;
+          a.accepted = true;
+        } else if (errc == pe::errc::log_mismatch) {
+          // Does not continue the log here: the leader syncs it again.
           auto end = log_of(self, pending.shard).end_position();
-          pending.promise.deliver(end ? *end : uint64_t{0}, false);
-          return;
+          a.end = end ? *end : 0;
+        } else {
+          a.code = code;
+          a.what = what;
         }
-        pending.promise.deliver(to_caf_error(pe::error{errc, what}));
+        auto b = st.bundles.find(pending.bundle);
+        if (b == st.bundles.end()) return;
+        b->second.answers[pending.index] = std::move(a);
+        if (--b->second.remaining > 0) return;
+        bytes out;
+        put_u32(out, static_cast<uint32_t>(b->second.answers.size()));
+        for (auto& x : b->second.answers) {
+          out.push_back(static_cast<char>(x.code));
+          put_u64(out, x.end);
+          out.push_back(x.accepted ? 1 : 0);
+          put_u32(out, static_cast<uint32_t>(x.what.size()));
+          out.insert(out.end(), x.what.begin(), x.what.end());
+        }
+        b->second.promise.deliver(std::move(out));
+        st.bundles.erase(b);
       },
+      [=](flush_atom) { flush(self, false); },
   };
 }
 

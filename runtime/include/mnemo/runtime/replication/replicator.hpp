@@ -23,9 +23,14 @@
 //   member's identity is not confirmed yet, and a leader-to-be does not
 //   count it towards its majority.
 // - `(repl_truncate_atom, shard, epoch, keep)` -> `(end)`
-// - `(repl_append_atom, shard, epoch, commit, bytes batch)` ->
-//   `(durable_end, accepted)`; `accepted` false: the batch did not continue
-//   the follower's log (it answers its end; the leader resyncs it).
+// - `(repl_append_atom, bytes bundle)` -> `(bytes answers)`: a bundle
+//   (`encode_bundle`) carries one batch of each of several shards the
+//   sender leads, each with its epoch and commit point: a leader sends one
+//   bundle per follower for everything one of its group commits added (not
+//   one message per shard). The answers, item by item: an error code (0
+//   for none) and message, the follower's durable end of the shard's log,
+//   and `accepted` (false: the batch did not continue the follower's log;
+//   the leader syncs it again).
 // Errors: `stale_epoch` (persistence) when the sender's epoch is older
 // than the follower's promise: the sender steps down.
 
@@ -169,5 +174,21 @@ caf::actor spawn_replicator(caf::actor_system& sys,
 /// the format (truncated, padded) and refuses with `invalid_argument`.
 std::vector<char> encode_batch(const persistence::log_batch& batch);
 caf::expected<persistence::log_batch> decode_batch(const std::vector<char>& buf);
+
+/// One shard's batch in a bundle, sent by the leader of `epoch` whose
+/// commit point of the shard is `commit`.
+struct bundle_item {
+  uint32_t shard = 0;
+  uint64_t epoch = 0;
+  uint64_t commit = 0;
+  persistence::log_batch batch;
+};
+
+/// The bytes of a bundle (u32 count, then per item u32 shard, u64 epoch,
+/// u64 commit, u32 size and the batch's bytes), and back; decoding refuses
+/// malformed bytes with `invalid_argument`, the whole bundle.
+std::vector<char> encode_bundle(const std::vector<bundle_item>& items);
+caf::expected<std::vector<bundle_item>> decode_bundle(
+    const std::vector<char>& buf);
 
 }  // namespace mnemo::runtime::replication
