@@ -234,6 +234,7 @@ caf::error node::start_replication() {
       cs.replicas[shard] = std::move(replicas);
   }
   cs.lease_ttl = std::chrono::seconds{cfg_.cluster_lease_ttl_s};
+  cs.rebalance_after = std::chrono::seconds{cfg_.cluster_rebalance_after_s};
   cs.replica_id = persistence::replica_log::replica_id(*journal_);
   cs.etcd.endpoints = split_list(cfg_.cluster_etcd);
   cs.on_leader = [c = cluster_.get()](uint32_t shard,

@@ -67,7 +67,10 @@ node_config::node_config() {
       .add(cluster_etcd_prefix, "etcd-prefix",
            "the cluster's key prefix in etcd")
       .add(cluster_lease_ttl_s, "lease-ttl-s",
-           "TTL of the member's etcd lease (s): failover takes about this long");
+           "TTL of the member's etcd lease (s): failover takes about this long")
+      .add(cluster_rebalance_after_s, "rebalance-after-s",
+           "move a shard back to its preferred replica once that has been "
+           "back this long (s); 0: never");
   // On 2 cores, one worker per core was 30-45 % faster than CAF's default
   // of max(cores, 4) (PLATFORM.md). The command line still overrides it.
   auto cores = std::max(1u, std::thread::hardware_concurrency());

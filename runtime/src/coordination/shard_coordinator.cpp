@@ -249,6 +249,37 @@ void shard_coordinator::look() {
     }
     auto* first = list.front();
     bool ours = first->key == own_key;
+    // Preferred-leader election. The preferred replica's key, if it is a
+    // candidate behind another one, and since when it has been seen.
+    const etcd_kv* preferred_kv = nullptr;
+    bool preferred_self = replicas.empty() || replicas.front() == cfg_.member;
+    if (!preferred_self && cfg_.rebalance_after.count() > 0)
+      for (auto* kv : list)
+        if (kv->value == replicas.front()) {
+          preferred_kv = kv;
+          break;
+        }
+    if (preferred_kv == nullptr || preferred_kv == first) {
+      preferred_seen_.erase(shard);
+    } else {
+      auto& seen = preferred_seen_[shard];
+      if (seen.first != preferred_kv->key) seen = {preferred_kv->key, now};
+      // A candidate that does not lead but queues ahead of the preferred
+      // replica queues again behind it (nothing to hand over).
+      if (!ours && mine_listed &&
+          [&] {
+            for (auto* kv : list) {
+              if (kv == preferred_kv) return false;
+              if (kv->key == own_key) return true;
+            }
+            return false;
+          }()) {
+        etcd_->erase(own_key);
+        log_("shard_requeued", "shard " + std::to_string(shard) +
+                                   ": behind its preferred replica " +
+                                   replicas.front());
+      }
+    }
     int64_t epoch = first->create_revision;
     bool leading = false;
     bool changed = false;  // another leader or epoch than the last look's
@@ -273,6 +304,16 @@ void shard_coordinator::look() {
         caf::anon_send(replicator_, repl::repl_follow_atom::value, shard,
                        first->value);
       continue;
+    }
+    if (leading && preferred_kv != nullptr) {
+      auto since = leading_since_.find(shard);
+      auto& seen = preferred_seen_[shard];
+      if (since != leading_since_.end() &&
+          now - since->second >= cfg_.rebalance_after &&
+          now - seen.second >= cfg_.rebalance_after) {
+        hand_over(shard, epoch, own_key);
+        continue;
+      }
     }
     if (leading) {
       // The replicator may have stepped down on its own (a follower had
@@ -316,6 +357,36 @@ void shard_coordinator::look() {
   lead(to_lead);
 }
 
+void shard_coordinator::hand_over(uint32_t shard, int64_t epoch,
+                                  const std::string& own_key) {
+  // Commands stop coming here first (routers answer owner_unavailable at
+  // once, nothing sent); what is in flight commits before this member
+  // resigns, so that a handover fails no acknowledged-to-be append.
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    view_[shard].leading = false;
+    publish_locked(shard, "");
+  }
+  caf::scoped_actor self{*sys_};
+  auto deadline = clock::now() + std::chrono::seconds{1};
+  for (bool drained = false; !drained && clock::now() < deadline;) {
+    self->request(replicator_, std::chrono::seconds{1},
+                  repl::repl_status_atom::value, shard)
+        .receive(
+            [&](bool is_leading, uint64_t, uint64_t end, uint64_t commit) {
+              drained = !is_leading || commit >= end;
+            },
+            [&](caf::error&) { drained = true; });
+    if (!drained) std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
+  etcd_->erase(own_key, epoch);
+  leading_since_.erase(shard);
+  log_("shard_handed_over", "shard " + std::to_string(shard) + " epoch " +
+                                std::to_string(epoch) +
+                                " to its preferred replica");
+}
+
 void shard_coordinator::lead(std::vector<lead_request>& to_lead) {
   if (to_lead.empty()) return;
   if (lease_short()) {  // the watchdog steps down; ask for nothing
@@ -345,6 +416,7 @@ void shard_coordinator::lead(std::vector<lead_request>& to_lead) {
       std::lock_guard<std::mutex> guard{mtx_};
       bool still = pending_.erase(r.shard) > 0;
       if (!failed && still && !lease_short()) {
+        leading_since_[r.shard] = clock::now();
         view_[r.shard].leading = true;
         publish_locked(r.shard, view_[r.shard].leader);
         log_("shard_leader", "shard " + std::to_string(r.shard) + " epoch " +

@@ -73,6 +73,11 @@ struct node_config : caf::actor_system_config {
   /// shards fail over after about this long. Default: 2
   /// (docs/replication.md, "Benchmark").
   size_t cluster_lease_ttl_s = 2;
+  /// --cluster.rebalance-after-s: a shard led by another member while its
+  /// preferred replica has been a candidate this long moves back to it
+  /// (preferred-leader election, docs/coordination.md). 0: never. Default:
+  /// 10.
+  size_t cluster_rebalance_after_s = 10;
   /// Where cluster events (joins, refusals, members going away) are
   /// reported; default: one JSON line each on stdout.
   cluster_log cluster_events;

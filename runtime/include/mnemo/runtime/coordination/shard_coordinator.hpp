@@ -58,6 +58,15 @@ struct coordinator_settings {
   /// How long a candidacy that failed to lead stays withdrawn. Default
   /// 1 s.
   std::chrono::milliseconds retry_after{1000};
+  /// Preferred-leader election (Kafka's leader rebalance): once a shard's
+  /// preferred replica (the first of `replicas`) has been a candidate for
+  /// this long while another member has led the shard for this long, the
+  /// leader hands the shard over: commands stop being routed to it, the
+  /// appends in flight are committed (up to a second), and it resigns and
+  /// queues again behind the preferred replica. Candidates that do not
+  /// lead queue behind the preferred replica at once. Zero: leadership stays
+  /// where failovers took it. Default 10 s.
+  std::chrono::milliseconds rebalance_after{10000};
   /// The identity of this member's journal directory
   /// (`persistence::replica_log::replica_id`). Before the member takes part
   /// in any election, the coordinator compares it with the one etcd holds
@@ -142,6 +151,9 @@ class shard_coordinator {
   /// Asks the replicator to lead all of `to_lead` at once (each recovers
   /// from a majority first) and takes the answers.
   void lead(std::vector<lead_request>& to_lead);
+  /// Leadership of `shard` goes to its preferred replica, which has been
+  /// a candidate long enough (preferred-leader election).
+  void hand_over(uint32_t shard, int64_t epoch, const std::string& own_key);
   /// Tells `on_leader` where `shard`'s commands go now, if that changed;
   /// `etcd_leader` is the oldest candidate's member ("" if none). Holds
   /// `mtx_`.
@@ -172,6 +184,11 @@ class shard_coordinator {
   std::chrono::steady_clock::time_point lease_seen_at_{};
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
   bool identity_checked_ = false;
+  // Preferred-leader election: since when the preferred replica's key (by
+  // key) has been seen, and since when this member has led each shard.
+  std::map<uint32_t, std::pair<std::string, std::chrono::steady_clock::time_point>>
+      preferred_seen_;
+  std::map<uint32_t, std::chrono::steady_clock::time_point> leading_since_;
 
   mutable std::mutex mtx_;
   std::map<uint32_t, shard_leadership> view_;  // guarded by mtx_
