@@ -232,6 +232,11 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
 struct service::impl {
   mnemo::runtime::node* node = nullptr;
   service_options opts;
+  // A replicated cluster: this member's journal also holds the shards it
+  // only follows, and records no majority holds yet, so the read side
+  // follows the shards' committed logs instead (`cluster_model`, the saga
+  // index as one copy per shard).
+  bool replicated = false;
   balances_model model;
   // Every member's accounts, followed from every member's journal.
   balances_model cluster_model;
@@ -258,8 +263,10 @@ struct service::impl {
   httpd::response query(const api::operation& op) {
     auto& j = node->journal();
     if (auto* l = std::get_if<api::list_transfers>(&op)) return list(*l);
+    // Replicated: every account, committed only.
+    auto& m = replicated ? cluster_model : model;
     if (auto* b = std::get_if<api::get_balance>(&op)) {
-      auto row = model.balance(j, b->id);
+      auto row = m.balance(j, b->id);
       if (!row)
         return httpd::error_response(500, "internal", row.error().to_string());
       if (!*row)
@@ -273,7 +280,7 @@ struct service::impl {
                                      {"open", r.open}});
     }
     if (std::holds_alternative<api::get_totals>(op)) {
-      auto totals = model.totals(j);
+      auto totals = m.totals(j);
       if (!totals)
         return httpd::error_response(500, "internal",
                                      totals.error().to_string());
@@ -321,8 +328,16 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   }
   if (!resume_sagas<transfer>(n, local_transfers, "saga.transfer", error))
     return nullptr;
-  std::vector<mnemo::actors::projection_spec> specs{ptr->model.projection(),
-                                                    ptr->sagas.projection()};
+  ptr->replicated = cluster && cluster->replicated();
+  std::vector<mnemo::actors::projection_spec> specs;
+  if (ptr->replicated) {
+    // The saga index of every shard's committed transfers (its rows are
+    // keyed by saga, whose events are all in one shard: the copies never
+    // write the same row).
+    specs = mnemo::actors::cluster_wide(ptr->sagas.projection(), cluster);
+  } else {
+    specs = {ptr->model.projection(), ptr->sagas.projection()};
+  }
   auto side = std::make_shared<cluster_read_side>();
   side->totals = [model = ptr->cluster_model, &j = n.journal()] {
     return model.totals(j);

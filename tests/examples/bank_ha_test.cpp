@@ -347,6 +347,23 @@ BOOST_AUTO_TEST_CASE(a_member_with_a_wiped_directory_rebuilds_and_serves) {
   check_converged(f, ledger);
 }
 
+// Two replicas per shard of three members: a third of the shards is not
+// in a member's journal at all, and the members still answer every
+// account's balance, the totals and the transfers from the shards'
+// committed logs.
+BOOST_AUTO_TEST_CASE(every_member_answers_for_shards_it_does_not_hold) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-two", etcd.endpoint(), 2};
+  cluster_ledger ledger{"t", 12};
+  join_and_open(f, ledger, std::chrono::seconds{20});
+  {
+    workload w{ledger, f.table, static_cast<unsigned>(::getpid()), 4};
+    std::this_thread::sleep_for(std::chrono::seconds{2});
+    w.stop();
+  }
+  check_converged(f, ledger);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(bank_ha_etcd)

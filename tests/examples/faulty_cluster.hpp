@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -46,13 +47,14 @@ struct faulty_cluster {
   member_table table{members};
   std::optional<mnemo::runtime::cluster_view> view;
 
-  // With `etcd_endpoint` (host:port), a replicated cluster (every shard
-  // on all three members, lease TTL 2 s).
+  // With `etcd_endpoint` (host:port), a replicated cluster (each shard on
+  // `replicas` members, lease TTL 2 s).
   std::string etcd;
+  size_t replicas = 3;
 
   faulty_cluster(netns_lab* net, const std::string& name,
-                 std::string etcd_endpoint = {})
-      : lab(net), etcd(std::move(etcd_endpoint)) {
+                 std::string etcd_endpoint = {}, size_t replica_count = 3)
+      : lab(net), etcd(std::move(etcd_endpoint)), replicas(replica_count) {
     auto base =
         lab ? uint16_t{0}
             : mnemo::test::free_port_block(static_cast<uint16_t>(members));
@@ -97,7 +99,8 @@ struct faulty_cluster {
                                   "--cluster.plain-tcp",
                                   "--cluster.retry-ms=100"};
     if (!etcd.empty())
-      for (auto opt : {"--cluster.etcd=" + etcd, std::string{"--cluster.replicas=3"},
+      for (auto opt : {"--cluster.etcd=" + etcd,
+                       "--cluster.replicas=" + std::to_string(replicas),
                        std::string{"--cluster.lease-ttl-s=2"}})
         args.push_back(opt);
     nodes[i] = std::make_unique<process>(
@@ -264,29 +267,68 @@ inline void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
   auto funded =
       static_cast<int64_t>(ledger.accounts().size()) * cluster_ledger::funding;
   BOOST_CHECK_EQUAL(total, funded + ledger.net_deposits());
-  // Replicated: every member's cluster-wide balances follow the shards'
-  // committed logs and come to every account's balance, each event counted
-  // once whatever failed over. (Each member's own read model follows its
-  // journal, which holds the shards it only replicates too: not checked.)
+  // Replicated: every member's read side follows the shards' committed
+  // logs: its cluster-wide balances, its balances of every account and its
+  // transfer index come to what the aggregates and sagas say, each event
+  // counted once whatever failed over.
   if (!f.etcd.empty()) {
     auto deadline = steady::now() + 15s;
     std::string diff;
+    auto transfers_in = [&](client& c, const std::string& phase) {
+      size_t n = 0;
+      std::string after;
+      for (;;) {
+        auto r = c.call("GET", "/transfers?status=" + phase + "&limit=1000" +
+                                   (after.empty() ? "" : "&after=" + after));
+        if (!r || r->status != 200) return std::numeric_limits<size_t>::max();
+        auto body = r->json();
+        n += body["transfers"].size();
+        if (body["next"].is_null()) return n;
+        after = body["next"].get<std::string>();
+      }
+    };
     do {
       diff.clear();
       for (size_t i = 0; i < members && diff.empty(); ++i) {
-        auto r = cs[i]->call("GET", "/cluster/balances");
-        auto body = r ? r->json() : json{};
-        if (!r || r->status != 200 ||
-            body.value("accounts", uint64_t{0}) != ledger.accounts().size() ||
-            body.value("total", int64_t{0}) != total)
-          diff = faulty_cluster::id(i) + " /cluster/balances: " +
-                 (r ? r->body : cs[i]->error) + ", accounts " +
-                 std::to_string(ledger.accounts().size()) + " with " +
-                 std::to_string(total);
+        for (auto target : {"/cluster/balances", "/balances"}) {
+          auto r = cs[i]->call("GET", target);
+          auto body = r ? r->json() : json{};
+          if (!r || r->status != 200 ||
+              body.value("accounts", uint64_t{0}) !=
+                  ledger.accounts().size() ||
+              body.value("total", int64_t{0}) != total) {
+            diff = faulty_cluster::id(i) + " " + target + ": " +
+                   (r ? r->body : cs[i]->error) + ", accounts " +
+                   std::to_string(ledger.accounts().size()) + " with " +
+                   std::to_string(total);
+            break;
+          }
+        }
+        for (auto& id : ledger.accounts()) {
+          if (!diff.empty()) break;
+          auto r = cs[i]->call("GET", "/balances/" + id);
+          if (!r || r->status != 200 ||
+              r->json().value("balance", int64_t{-1}) != actual[id])
+            diff = faulty_cluster::id(i) + " /balances/" + id + ": " +
+                   (r ? std::to_string(r->status) + " " + r->body
+                      : cs[i]->error) +
+                   ", aggregate " + std::to_string(actual[id]);
+        }
+        for (auto& [phase, want] :
+             {std::pair<std::string, size_t>{"completed", by_status["completed"]},
+              {"compensated", by_status["compensated"]},
+              {"running", 0}}) {
+          if (!diff.empty()) break;
+          auto n = transfers_in(*cs[i], phase);
+          if (n != want)
+            diff = faulty_cluster::id(i) + " /transfers?status=" + phase +
+                   ": " + std::to_string(n) + ", the sagas say " +
+                   std::to_string(want);
+        }
       }
       if (!diff.empty()) std::this_thread::sleep_for(100ms);
     } while (!diff.empty() && steady::now() < deadline);
-    BOOST_CHECK_MESSAGE(diff.empty(), "cluster read model: " << diff);
+    BOOST_CHECK_MESSAGE(diff.empty(), "read side: " << diff);
     return;
   }
 
