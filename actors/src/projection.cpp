@@ -3,7 +3,12 @@
 #include <algorithm>
 
 #include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
 
+#include <memory>
+#include <utility>
+
+#include "mnemo/runtime/atoms.hpp"
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/journal_feed.hpp"
@@ -30,6 +35,7 @@ std::vector<projection_spec> cluster_wide(const projection_spec& spec,
     auto s = spec;
     s.name = spec.name + "@" + suffix;
     s.source = std::move(source);
+    s.shared_clear = spec.clear;
     s.clear = nullptr;
     result.push_back(std::move(s));
   };
@@ -43,6 +49,51 @@ std::vector<projection_spec> cluster_wide(const projection_spec& spec,
     for (auto& m : c->view().members())
       if (m.id != c->self()) copy(m.id, m.id);
   return result;
+}
+
+namespace {
+
+// Runs `steps` one after another (each a copy's name and a message for it),
+// then `done` with the first error or none.
+void run_steps(caf::event_based_actor* self, const caf::actor& projections,
+               std::shared_ptr<std::vector<std::pair<std::string, caf::message>>>
+                   steps,
+               size_t next, std::chrono::milliseconds timeout,
+               std::function<void(caf::error)> done) {
+  if (next == steps->size()) return done(caf::error{});
+  auto& [name, msg] = (*steps)[next];
+  self->request(projections, timeout, runtime::route_atom::value, name, msg)
+      .then(
+          [=]() {
+            run_steps(self, projections, steps, next + 1, timeout, done);
+          },
+          [done](caf::error& err) { done(std::move(err)); });
+}
+
+}  // namespace
+
+void rebuild_together(caf::event_based_actor* self,
+                      const caf::actor& projections,
+                      std::vector<std::string> copies,
+                      std::chrono::milliseconds timeout,
+                      std::function<void(caf::error)> done) {
+  if (copies.empty())
+    return done(runtime::make_error(runtime::errc::invalid_argument,
+                                    "a cluster-wide read model has no copies"));
+  auto steps =
+      std::make_shared<std::vector<std::pair<std::string, caf::message>>>();
+  // Paused copies write nothing: the clear and the resets happen while no
+  // copy can add to the model.
+  for (auto& c : copies)
+    steps->emplace_back(c, caf::make_message(pause_atom::value));
+  steps->emplace_back(copies.front(),
+                      caf::make_message(rebuild_shared_atom::value));
+  for (size_t i = 1; i < copies.size(); ++i)
+    steps->emplace_back(copies[i],
+                        caf::make_message(reset_atom::value, uint64_t{0}));
+  for (auto& c : copies)
+    steps->emplace_back(c, caf::make_message(resume_atom::value));
+  run_steps(self, projections, steps, 0, timeout, std::move(done));
 }
 
 caf::expected<caf::actor> spawn_projection(caf::actor_system& sys,

@@ -113,6 +113,7 @@ class projection_actor : public caf::event_based_actor {
         [this](resume_atom) { return set_paused(false); },
         [this](reset_atom, uint64_t position) { return reset(position); },
         [this](rebuild_atom) { return rebuild(); },
+        [this](rebuild_shared_atom) { return rebuild_shared(); },
         [this](status_atom) { return status(); },
         [this](dead_letters_atom, uint64_t from, uint64_t max) {
           return dead_letters(from, max);
@@ -727,6 +728,27 @@ class projection_actor : public caf::event_based_actor {
         [name, clear](persistence::write_txn& txn) {
           if (clear)
             if (auto err = guarded([&] { return clear(txn); })) return err;
+          return persistence::offset_store::store_in(txn, name, 0);
+        },
+        [this] { restart_from(0); });
+  }
+
+  caf::result<caf::unit_t> rebuild_shared() {
+    if (!spec_.shared_clear)
+      return runtime::make_error(
+          runtime::errc::invalid_argument,
+          "projection '" + spec_.name +
+              "' is not a copy of a cluster-wide read model");
+    if (!paused_)
+      return runtime::make_error(
+          runtime::errc::invalid_argument,
+          "projection '" + spec_.name +
+              "' is running: pause every copy of the model first");
+    auto name = spec_.name;
+    auto clear = spec_.shared_clear;
+    return control(
+        [name, clear](persistence::write_txn& txn) {
+          if (auto err = guarded([&] { return clear(txn); })) return err;
           return persistence::offset_store::store_in(txn, name, 0);
         },
         [this] { restart_from(0); });

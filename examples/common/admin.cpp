@@ -1,5 +1,6 @@
 #include "admin.hpp"
 
+#include <algorithm>
 #include <memory>
 
 #include <caf/event_based_actor.hpp>
@@ -61,6 +62,60 @@ void run_admin(caf::event_based_actor* self, const caf::actor& projections,
             if (--*left == 0)
               done(json_response(200, json{{"projections", *all}}));
           });
+  } else if (auto* m = std::get_if<admin::manage_projection>(&op);
+             m && std::find(names.begin(), names.end(), m->name) ==
+                      names.end()) {
+    // Not a projection: a cluster-wide read model, whose copies are named
+    // `<model>@<source>` (actors::cluster_wide), is paused, resumed or
+    // rebuilt as a whole.
+    std::vector<std::string> copies;
+    for (auto& n : names)
+      if (n.size() > m->name.size() + 1 &&
+          n.compare(0, m->name.size(), m->name) == 0 &&
+          n[m->name.size()] == '@')
+        copies.push_back(n);
+    if (copies.empty())
+      return done(httpd::error_response(
+          404, "not_found",
+          "no projection or cluster-wide read model '" + m->name + "'"));
+    // `op` is gone by the time the copies answer: keep the name.
+    auto answer = [=, model = m->name](caf::error err) {
+      if (err) return done(runtime_error_response(err));
+      auto all = std::make_shared<json>(json::array());
+      auto left = std::make_shared<size_t>(copies.size());
+      for (auto& c : copies)
+        status_of(self, projections, timeout, c,
+                  [done, all, left, c, model](caf::expected<json> st) {
+                    all->push_back(
+                        st ? *st
+                           : json{{"name", c},
+                                  {"error",
+                                   mnemo::runtime::describe(st.error())}});
+                    if (--*left == 0)
+                      done(json_response(
+                          200, json{{"name", model}, {"copies", *all}}));
+                  });
+    };
+    if (m->action == "rebuild") {
+      mnemo::actors::rebuild_together(self, projections, copies, timeout,
+                                      answer);
+    } else {
+      auto msg = m->action == "pause"
+                     ? caf::make_message(mnemo::actors::pause_atom::value)
+                     : caf::make_message(mnemo::actors::resume_atom::value);
+      auto left = std::make_shared<size_t>(copies.size());
+      auto first = std::make_shared<caf::error>();
+      for (auto& c : copies)
+        self->request(projections, timeout, route_atom::value, c, msg)
+            .then(
+                [=]() {
+                  if (--*left == 0) answer(*first);
+                },
+                [=](caf::error& err) {
+                  if (!*first) *first = err;
+                  if (--*left == 0) answer(*first);
+                });
+    }
   } else if (auto* m = std::get_if<admin::manage_projection>(&op)) {
     caf::message msg;
     if (m->action == "pause")

@@ -35,6 +35,11 @@ httpd::response runtime_error_response(const caf::error& err) {
   if (is(err, errc::not_found))
     return httpd::error_response(404, "not_found",
                                  mnemo::runtime::describe(err));
+  // Refused as asked (e.g. rebuilding a projection that has no clear
+  // function): nothing was done.
+  if (is(err, errc::invalid_argument))
+    return httpd::error_response(409, "invalid_request",
+                                 mnemo::runtime::describe(err));
   if (is(err, errc::owner_unavailable))
     return httpd::error_response(503, "owner_unavailable",
                                  mnemo::runtime::describe(err));

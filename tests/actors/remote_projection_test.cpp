@@ -8,16 +8,19 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include "../support/free_ports.hpp"
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/persistence/read_model.hpp"
+#include "mnemo/runtime/atoms.hpp"
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
@@ -56,6 +59,10 @@ struct counts_model {
         if (auto err = c.put(txn, key, cur->value_or(0) + 1)) return err;
       }
       return persistence::error{};
+    };
+    s.clear = [c = counts](persistence::write_txn& txn) {
+      auto n = c.clear(txn);
+      return n ? persistence::error{} : n.error();
     };
     return s;
   }
@@ -332,13 +339,49 @@ BOOST_AUTO_TEST_CASE(a_cluster_wide_model_counts_every_members_events_once) {
   BOOST_CHECK_EQUAL(remote.offset, 16u);
   // No clear function: a rebuild of one source would wipe the others.
   caf::scoped_actor self{f.m2.node->system()};
-  bool refused = false;
-  self->request(ps[1], 5s, actors::rebuild_atom::value)
-      .receive([]() {},
-               [&](caf::error& err) {
-                 refused = runtime::is(err, runtime::errc::invalid_argument);
-               });
-  BOOST_CHECK(refused);
+  auto refused = [&](caf::message msg, size_t i) {
+    bool result = false;
+    self->request(ps[i], 5s, std::move(msg))
+        .receive([]() {},
+                 [&](caf::error& err) {
+                   result = runtime::is(err, runtime::errc::invalid_argument);
+                 });
+    return result;
+  };
+  BOOST_CHECK(refused(caf::make_message(actors::rebuild_atom::value), 1));
+  // Nor a shared rebuild while the copy runs.
+  BOOST_CHECK(refused(caf::make_message(actors::rebuild_shared_atom::value), 0));
+  // The model is rebuilt as a whole: cleared once, both copies from 0.
+  auto router = f.m2.node->system().spawn([ps](caf::event_based_actor* r)
+                                              -> caf::behavior {
+    return {[=](runtime::route_atom, const std::string& name,
+                caf::message& msg) {
+      return r->delegate(name == "all@local" ? ps[0] : ps[1], std::move(msg));
+    }};
+  });
+  auto applied_before = f.model.applied->load();
+  auto done = std::make_shared<std::promise<caf::error>>();
+  auto result = done->get_future();
+  f.m2.node->system().spawn([router, done](caf::event_based_actor* a) {
+    actors::rebuild_together(a, router, {"all@local", "all@n1"}, 5s,
+                             [done](caf::error err) {
+                               done->set_value(std::move(err));
+                             });
+  });
+  BOOST_REQUIRE(result.wait_for(10s) == std::future_status::ready);
+  auto err = result.get();
+  BOOST_REQUIRE_MESSAGE(!err, runtime::describe(err));
+  BOOST_CHECK(
+      f.eventually([&] { return f.model.get(*f.m2.node, "all") == 31; }));
+  BOOST_CHECK(f.eventually([&] {
+    return fixture::status(f.m2, ps[0]).offset == 15u &&
+           fixture::status(f.m2, ps[1]).offset == 16u;
+  }));
+  // Every event was applied again, once.
+  BOOST_CHECK_EQUAL(f.model.applied->load() - applied_before, 31);
+  BOOST_CHECK(!fixture::status(f.m2, ps[0]).paused);
+  BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "all"), 31);
+  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

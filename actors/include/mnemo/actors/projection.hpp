@@ -46,6 +46,14 @@ using reset_atom = caf::atom_constant<caf::atom("mn_reset")>;
 /// `(rebuild_atom)` -> `caf::unit`: clears the read model (the spec's
 /// `clear`) and the offset in one transaction, then replays from the start.
 using rebuild_atom = caf::atom_constant<caf::atom("mn_rebuild")>;
+/// `(rebuild_shared_atom)` -> `caf::unit`: for a copy of a cluster-wide
+/// read model (`cluster_wide`): clears the whole model the copies share
+/// (the model's `clear`) and this copy's offset in one transaction. The
+/// copy must be paused, and so must the others, which are then reset to
+/// offset 0 before any resumes (`rebuild_together`): a rebuild of one copy
+/// alone would wipe what the others wrote. `invalid_argument` for a copy
+/// that is not paused or a projection that is no such copy.
+using rebuild_shared_atom = caf::atom_constant<caf::atom("mn_rbshare")>;
 /// `(status_atom)` -> `projection_status`.
 using status_atom = caf::atom_constant<caf::atom("mn_status")>;
 /// `(dead_letters_atom, uint64_t from_position, uint64_t max)` ->
@@ -190,6 +198,9 @@ struct projection_spec {
   /// Needed by `rebuild_atom` for exactly-once projections (`apply` or
   /// `apply_group`).
   clear_function clear;
+  /// A copy of a cluster-wide read model (set by `cluster_wide`, which
+  /// moves `clear` here): what `rebuild_shared_atom` clears.
+  clear_function shared_clear;
   projection_options options;
 };
 
@@ -263,8 +274,10 @@ typename Inspector::result_type inspect(Inspector& f, dead_letter_info& x) {
 /// commits its events and its own offset together, so a restart of any
 /// node loses and repeats nothing. The copies have no `clear`: a rebuild
 /// of one source would wipe what the others wrote (`rebuild_atom` answers
-/// `invalid_argument`). Without a cluster (`c` null), returns the local
-/// copy alone.
+/// `invalid_argument`); the model is rebuilt as a whole with
+/// `rebuild_together` (the copies keep the model's clear as
+/// `shared_clear`). Without a cluster (`c` null), returns the local copy
+/// alone.
 ///
 /// In a replicated cluster (`c->replicated()`) every member's journal also
 /// holds the shards it replicates, so following every member would count
@@ -277,6 +290,19 @@ typename Inspector::result_type inspect(Inspector& f, dead_letter_info& x) {
 /// stream prefix, an unrouted type) are not replicated and not included.
 std::vector<projection_spec> cluster_wide(const projection_spec& spec,
                                           const runtime::cluster* c);
+
+/// Rebuilds a cluster-wide read model from its copies on this node
+/// (`copies`: their names, as the supervisor `projections` routes them with
+/// `runtime::route_atom`): pauses every copy, clears the model with the
+/// first (`rebuild_shared_atom`) and resets the others to offset 0, then
+/// resumes them all; `done` gets the first error (the copies that were
+/// paused stay paused: running it again starts over). Runs as requests of
+/// `self`.
+void rebuild_together(caf::event_based_actor* self,
+                      const caf::actor& projections,
+                      std::vector<std::string> copies,
+                      std::chrono::milliseconds timeout,
+                      std::function<void(caf::error)> done);
 
 /// Spawns a projection actor. It loads its offset and paused flag,
 /// subscribes to the event bus, catches up from offset + 1 in batches and
