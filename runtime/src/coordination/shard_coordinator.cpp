@@ -1,6 +1,7 @@
 #include "mnemo/runtime/coordination/shard_coordinator.hpp"
 
 #include <cstdio>
+#include <optional>
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -221,6 +222,29 @@ void shard_coordinator::look() {
     seen_lease_ = lease;
     lease_seen_at_ = now;
   }
+  // What the replicator leads, asked once per look (when needed).
+  std::optional<std::map<uint32_t, uint64_t>> replicator_leads;
+  auto leads = [&](uint32_t shard, uint64_t epoch) {
+    if (!replicator_leads) {
+      replicator_leads.emplace();
+      caf::scoped_actor self{*sys_};
+      bool answered = false;
+      self->request(replicator_, std::chrono::seconds{2},
+                    repl::repl_leading_atom::value)
+          .receive(
+              [&](const std::vector<uint64_t>& pairs) {
+                answered = true;
+                for (size_t i = 0; i + 1 < pairs.size(); i += 2)
+                  (*replicator_leads)[static_cast<uint32_t>(pairs[i])] =
+                      pairs[i + 1];
+              },
+              [&](caf::error&) {});
+      if (!answered) replicator_leads.reset();
+      if (!answered) return true;  // no answer: assume nothing changed
+    }
+    auto i = replicator_leads->find(shard);
+    return i != replicator_leads->end() && i->second == epoch;
+  };
   std::vector<lead_request> to_lead;
   for (auto& [shard, replicas] : cfg_.replicas) {
     if (lease_short()) break;  // the watchdog steps down
@@ -318,17 +342,8 @@ void shard_coordinator::look() {
     if (leading) {
       // The replicator may have stepped down on its own (a follower had
       // promised a newer epoch): then this candidacy goes, so that the
-      // shard gets a leader again.
-      caf::scoped_actor self{*sys_};
-      bool still = true;
-      self->request(replicator_, std::chrono::seconds{2},
-                    repl::repl_status_atom::value, shard)
-          .receive(
-              [&](bool is_leading, uint64_t at_epoch, uint64_t, uint64_t) {
-                still = is_leading && at_epoch == static_cast<uint64_t>(epoch);
-              },
-              [&](caf::error&) {});
-      if (still) continue;
+      // shard gets a leader again. (One question per look for all shards.)
+      if (leads(shard, static_cast<uint64_t>(epoch))) continue;
       {
         std::lock_guard<std::mutex> guard{mtx_};
         view_[shard].leading = false;

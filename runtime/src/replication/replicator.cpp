@@ -940,6 +940,14 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         return caf::make_message(false, promised ? *promised : 0,
                                  end ? *end : 0, c);
       },
+      [=](repl_leading_atom) {
+        std::vector<uint64_t> out;
+        for (auto& [shard, s] : self->state.led) {
+          out.push_back(shard);
+          out.push_back(s.epoch);
+        }
+        return out;
+      },
       [=](local_append_atom, uint32_t shard, uint64_t) {
         auto position = self->state.gate->take_announced(shard);
         auto i = self->state.led.find(shard);

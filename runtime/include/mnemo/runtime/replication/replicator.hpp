@@ -82,6 +82,9 @@ using repl_resign_atom = caf::atom_constant<caf::atom("mn_rresign")>;
 /// after a restart a follower learns them from the leader's next batch.
 using repl_watch_atom = caf::atom_constant<caf::atom("mn_rwatch")>;
 using repl_committed_atom = caf::atom_constant<caf::atom("mn_rcommit")>;
+/// Local: `(repl_leading_atom)` -> `std::vector<uint64_t>`: the shards
+/// this replica leads now, as (shard, epoch) pairs, flattened.
+using repl_leading_atom = caf::atom_constant<caf::atom("mn_rleads")>;
 /// Local: `(repl_identity_atom, std::vector<uint32_t> learners)` -> `()`:
 /// the coordinator compared the journal's replica id with the one etcd
 /// knows for this member (docs/replication.md, "A replica that lost its
