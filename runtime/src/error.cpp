@@ -82,13 +82,15 @@ caf::error to_caf_error(const persistence::error& err) {
                     caf::make_message(err.message())};
 }
 
+// An empty caf::error has no category to ask (CAF 0.17 dereferences it).
 bool is(const caf::error& err, persistence::errc code) noexcept {
-  return err.category() == pers_atom &&
+  return err && err.category() == pers_atom &&
          err.code() == static_cast<uint8_t>(code);
 }
 
 bool is(const caf::error& err, errc code) noexcept {
-  return err.category() == rt_atom && err.code() == static_cast<uint8_t>(code);
+  return err && err.category() == rt_atom &&
+         err.code() == static_cast<uint8_t>(code);
 }
 
 bool means_owner_lost(const caf::error& err) noexcept {

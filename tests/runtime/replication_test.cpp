@@ -308,6 +308,97 @@ BOOST_AUTO_TEST_CASE(a_restarted_follower_catches_up) {
   BOOST_CHECK_EQUAL(values("c", "acct").back(), "v119");
 }
 
+BOOST_AUTO_TEST_CASE(learners_fence_but_do_not_vouch) {
+  BOOST_REQUIRE(!lead("a", 5, {"b", "c"}));
+  auto f = append("a", "acct", "v0");
+  BOOST_REQUIRE(ready(f, 5s) && f.get());
+  BOOST_REQUIRE(converged({"a", "b", "c"}));
+  // b lost its data (its copy is a learner now) and c is unreachable: a
+  // alone vouches for its log, which is not enough of three replicas.
+  resign("a");
+  BOOST_REQUIRE(!pe::replica_log::mark_learners(*get("b").journal, {shard}));
+  caf::scoped_actor self{sys};
+  self->request(get("b").replicator, 5s,
+                runtime::replication::repl_identity_atom::value,
+                std::vector<uint32_t>{shard})
+      .receive([] {}, [](caf::error&) {});
+  cut("a", "c");
+  auto err = lead("a", 7, {"b", "c"});
+  BOOST_CHECK(runtime::is(err, runtime::errc::owner_unavailable));
+  // With c back, a and c vouch (two of three) and b fences: a leads, and b
+  // votes again once it holds the commit point.
+  heal("a", "c");
+  BOOST_REQUIRE(!lead("a", 9, {"b", "c"}));
+  auto g = append("a", "acct", "v1");
+  BOOST_REQUIRE(ready(g, 5s) && g.get());
+  bool voter = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       !voter && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(10ms))
+    voter = !get("b").log().learner().value();
+  BOOST_CHECK(voter);
+}
+
+BOOST_AUTO_TEST_CASE(with_two_replicas_the_voter_leads_alone_beside_a_learner) {
+  BOOST_REQUIRE(!lead("a", 5, {"b"}));
+  auto f = append("a", "acct", "v0");
+  BOOST_REQUIRE(ready(f, 5s) && f.get());
+  resign("a");
+  BOOST_REQUIRE(!pe::replica_log::mark_learners(*get("b").journal, {shard}));
+  caf::scoped_actor self{sys};
+  self->request(get("b").replicator, 5s,
+                runtime::replication::repl_identity_atom::value,
+                std::vector<uint32_t>{shard})
+      .receive([] {}, [](caf::error&) {});
+  // Both acknowledged everything (two of two), so a's log has it all: a
+  // vouches, b answering fences the old epoch, and a leads. (Before, a
+  // learner's copy made a majority of two impossible: no leader at all.)
+  auto err = lead("a", 9, {"b"});
+  BOOST_REQUIRE_MESSAGE(!err, runtime::describe(err));
+  auto g = append("a", "acct", "v1");
+  BOOST_REQUIRE(ready(g, 5s) && g.get());
+  BOOST_CHECK((values("a", "acct") == std::vector<std::string>{"v0", "v1"}));
+  // Unreachable, a cannot vouch, and b alone leads nothing.
+  resign("a");
+  cut("b", "a");
+  BOOST_CHECK(
+      runtime::is(lead("b", 11, {"a"}), runtime::errc::owner_unavailable));
+}
+
+BOOST_AUTO_TEST_CASE(a_restarted_follower_of_an_idle_shard_hears_the_commit_point) {
+  BOOST_REQUIRE(!lead("a", 5, {"b", "c"}));
+  for (int i = 0; i < 5; ++i) {
+    auto f = append("a", "acct", "v" + std::to_string(i));
+    BOOST_REQUIRE(ready(f, 5s) && f.get());
+  }
+  BOOST_REQUIRE(converged({"a", "b", "c"}));
+  auto end = get("a").log().end_position().value();
+  // The commit point c knows, as its replicator reports it.
+  auto known_by_c = [&] {
+    caf::scoped_actor self{sys};
+    self->send(get("c").replicator,
+               runtime::replication::repl_watch_atom::value);
+    uint64_t known = 0;
+    for (auto deadline = std::chrono::steady_clock::now() + 3s;
+         known < end && std::chrono::steady_clock::now() < deadline;)
+      self->receive(
+          [&](runtime::replication::repl_committed_atom, uint32_t s,
+              uint64_t position) {
+            if (s == shard) known = std::max(known, position);
+          },
+          caf::after(100ms) >> [] {});
+    return known;
+  };
+  // c heard the final commit point (so the leader has told it all)...
+  BOOST_REQUIRE_EQUAL(known_by_c(), end);
+  // ...then restarts (its commit points are not durable) and the shard
+  // stays idle: the leader must tell it the commit point again.
+  get("c").stop();
+  get("c").start(sys);
+  connect_all(get("c"));
+  BOOST_CHECK_EQUAL(known_by_c(), end);
+}
+
 BOOST_AUTO_TEST_CASE(malformed_batches_from_a_peer_are_refused) {
   pe::log_batch b{4, 9, {"abc", std::string(300, 'x')}};
   auto buf = encode_batch(b);

@@ -334,7 +334,8 @@ void shard_coordinator::look() {
       auto& seen = preferred_seen_[shard];
       if (since != leading_since_.end() &&
           now - since->second >= cfg_.rebalance_after &&
-          now - seen.second >= cfg_.rebalance_after) {
+          now - seen.second >= cfg_.rebalance_after &&
+          preferred_ready(shard, replicas.front())) {
         hand_over(shard, epoch, own_key);
         continue;
       }
@@ -372,19 +373,36 @@ void shard_coordinator::look() {
   lead(to_lead);
 }
 
+bool shard_coordinator::preferred_ready(uint32_t shard,
+                                        const std::string& member) {
+  // Only to a replica that can take over at once: synced, a voter, holding
+  // the commit point. A learner or a lagging replica would fail to recover
+  // the shard, or take long, and the shard would be without a leader.
+  caf::scoped_actor self{*sys_};
+  bool ready = false;
+  self->request(replicator_, std::chrono::seconds{1},
+                repl::repl_ready_atom::value, shard, member)
+      .receive([&](bool r) { ready = r; }, [](caf::error&) {});
+  return ready;
+}
+
 void shard_coordinator::hand_over(uint32_t shard, int64_t epoch,
                                   const std::string& own_key) {
   // Commands stop coming here first (routers answer owner_unavailable at
   // once, nothing sent); what is in flight commits before this member
-  // resigns, so that a handover fails no acknowledged-to-be append.
+  // resigns, so that a handover fails no acknowledged-to-be append. While
+  // it drains, the shard counts as pending: the watchdog still resigns it
+  // if the lease runs short.
   {
     std::lock_guard<std::mutex> guard{mtx_};
     view_[shard].leading = false;
+    pending_.insert(shard);
     publish_locked(shard, "");
   }
   caf::scoped_actor self{*sys_};
   auto deadline = clock::now() + std::chrono::seconds{1};
-  for (bool drained = false; !drained && clock::now() < deadline;) {
+  for (bool drained = false;
+       !drained && clock::now() < deadline && !lease_short();) {
     self->request(replicator_, std::chrono::seconds{1},
                   repl::repl_status_atom::value, shard)
         .receive(
@@ -395,6 +413,10 @@ void shard_coordinator::hand_over(uint32_t shard, int64_t epoch,
     if (!drained) std::this_thread::sleep_for(std::chrono::milliseconds{5});
   }
   caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    pending_.erase(shard);
+  }
   etcd_->erase(own_key, epoch);
   leading_since_.erase(shard);
   log_("shard_handed_over", "shard " + std::to_string(shard) + " epoch " +

@@ -296,6 +296,8 @@ struct follower_state {
   size_t inflight = 0;
   uint64_t generation = 0;
   uint64_t commit_sent = 0;
+  /// Whether it answered its last sync as a voter (not a learner).
+  bool voter = false;
 };
 
 struct led_shard {
@@ -321,6 +323,7 @@ struct item_answer {
   uint8_t code = 0;  // pe::errc; 0: applied (or refused as not continuing)
   uint64_t end = 0;  // the follower's durable end of the shard's log
   bool accepted = false;
+  bool voter = false;  // whether the follower's copy votes (not a learner)
   std::string what;
 };
 
@@ -330,6 +333,19 @@ struct pending_bundle {
   std::vector<item_answer> answers;
   size_t remaining = 0;
 };
+
+bytes encode_answers(const std::vector<item_answer>& answers) {
+  bytes out;
+  put_u32(out, static_cast<uint32_t>(answers.size()));
+  for (auto& x : answers) {
+    out.push_back(static_cast<char>(x.code));
+    put_u64(out, x.end);
+    out.push_back(static_cast<char>((x.accepted ? 1 : 0) | (x.voter ? 2 : 0)));
+    put_u32(out, static_cast<uint32_t>(x.what.size()));
+    out.insert(out.end(), x.what.begin(), x.what.end());
+  }
+  return out;
+}
 
 // What a leader sent in one item of a bundle, to take its answer.
 struct sent_item {
@@ -451,6 +467,9 @@ void unsync(follower_state& f) {
   f.synced = false;
   f.syncing = false;
   f.inflight = 0;
+  // It may have restarted and forgotten the commit point: tell it again
+  // once it is synced (an idle shard sends nothing else).
+  f.commit_sent = 0;
   ++f.generation;
 }
 
@@ -488,9 +507,10 @@ void start_sync(self_ptr self, uint32_t shard, led_shard& s,
   auto timeout = std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
   self->request(peer, timeout, repl_sync_atom::value, shard, epoch)
       .then(
-          [=](const bytes& epochs_bytes, uint64_t end, bool) {
+          [=](const bytes& epochs_bytes, uint64_t end, bool voter) {
             auto* fs = find_follower(self, shard, epoch, member, gen);
             if (fs == nullptr) return;
+            fs->voter = voter;
             auto epochs = decode_epochs(epochs_bytes);
             auto log = log_of(self, shard);
             if (!epochs) return unsync(*fs);
@@ -645,7 +665,9 @@ void take_answers(self_ptr self, const std::string& member,
       item_answer a;
       a.code = static_cast<uint8_t>(r.u(1));
       a.end = r.u(8);
-      a.accepted = r.u(1) != 0;
+      auto flags = r.u(1);
+      a.accepted = (flags & 1) != 0;
+      a.voter = (flags & 2) != 0;
       auto len = r.u(4);
       if (!r.ok || len > r.left()) {
         r.ok = false;
@@ -662,6 +684,7 @@ void take_answers(self_ptr self, const std::string& member,
     auto* fs =
         find_follower(self, item.shard, item.epoch, member, item.generation);
     if (fs == nullptr) continue;
+    if (ok) fs->voter = answers[k].voter;
     if (!ok) {
       unsync(*fs);  // a malformed answer: sync it again
     } else if (answers[k].code != 0) {
@@ -791,14 +814,24 @@ void catch_up(self_ptr self, recovery_ptr r) {
 // from the best one, then catches up with it.
 void decide(self_ptr self, recovery_ptr r) {
   if (r->decided || r->catching_up) return;
-  auto majority = (r->followers.size() + 1) / 2 + 1;
-  if (r->votes < majority) {
+  // Two conditions. Every replica that answered promised the epoch: a
+  // majority of answers fences the older leaders. And the voters that
+  // answered must meet every majority that can have acknowledged a record
+  // (learners' acknowledgements count there, but a learner may have lost
+  // what it acknowledged): n - majority + 1 of them, which is the majority
+  // for an odd n, and fewer for an even one (one of two: with two
+  // replicas, the voter holds every record both acknowledged).
+  auto n = r->followers.size() + 1;
+  auto majority = n / 2 + 1;
+  auto voters_needed = n - majority + 1;
+  auto answered = 1 + r->responded;  // this replica promised first
+  if (r->votes < voters_needed || answered < majority) {
     auto pending = r->followers.size() - r->responded - r->failures;
-    if (r->votes + pending < majority)
+    if (r->votes + pending < voters_needed || answered + pending < majority)
       fail_recovery(r, make_error(errc::owner_unavailable,
                                   "shard " + std::to_string(r->shard) +
                                       ": no majority of its replicas answered "
-                                      "(" + r->why + ")"));
+                                      "as voters (" + r->why + ")"));
     return;
   }
   if (r->best_member.empty()) return begin_leading(self, r);
@@ -834,8 +867,12 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
   return {
       // -- local control ------------------------------------------------------
       [=](repl_peer_atom, const std::string& member, const caf::actor& peer) {
-        self->state.peers[member] = peer;
-        if (!peer)
+        auto& known = self->state.peers[member];
+        bool changed = known != peer;
+        known = peer;
+        // Unreachable, or reached anew (it may have restarted, even with an
+        // empty directory): sync it again before it gets records.
+        if (changed)
           for (auto& [shard, s] : self->state.led)
             for (auto& f : s.followers)
               if (f.member == member) unsync(f);
@@ -940,6 +977,14 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         return caf::make_message(false, promised ? *promised : 0,
                                  end ? *end : 0, c);
       },
+      [=](repl_ready_atom, uint32_t shard, const std::string& member) {
+        auto i = self->state.led.find(shard);
+        if (i == self->state.led.end()) return false;
+        for (auto& f : i->second.followers)
+          if (f.member == member)
+            return f.synced && f.voter && f.durable >= i->second.commit;
+        return false;
+      },
       [=](repl_leading_atom) {
         std::vector<uint64_t> out;
         for (auto& [shard, s] : self->state.led) {
@@ -1035,6 +1080,24 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         auto weak_self = caf::actor_cast<caf::weak_actor_ptr>(self);
         for (size_t k = 0; k < items->size(); ++k) {
           auto& item = (*items)[k];
+          if (item.batch.records.empty()) {
+            // A commit point alone: it must name this log's end, or the
+            // leader's idea of this replica is wrong (it restarted, lost its
+            // data, or was truncated): refuse, so that it syncs again; the
+            // commit point is taken only up to what is here.
+            auto end = log_of(self, item.shard).end_position();
+            if (!end || item.batch.first_position != *end + 1) {
+              auto& b2 = st.bundles[bundle_id];
+              b2.answers[k].end = end ? *end : 0;
+              b2.answers[k].accepted = false;
+              if (--b2.remaining == 0) {
+                bytes out = encode_answers(b2.answers);
+                b2.promise.deliver(std::move(out));
+                st.bundles.erase(bundle_id);
+              }
+              continue;
+            }
+          }
           auto id = st.next_apply++;
           st.applies.emplace(
               id, pending_apply{item.shard, item.batch.end_position() - 1,
@@ -1083,20 +1146,12 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           a.code = code;
           a.what = what;
         }
+        a.voter = votes(self, pending.shard);
         auto b = st.bundles.find(pending.bundle);
         if (b == st.bundles.end()) return;
         b->second.answers[pending.index] = std::move(a);
         if (--b->second.remaining > 0) return;
-        bytes out;
-        put_u32(out, static_cast<uint32_t>(b->second.answers.size()));
-        for (auto& x : b->second.answers) {
-          out.push_back(static_cast<char>(x.code));
-          put_u64(out, x.end);
-          out.push_back(x.accepted ? 1 : 0);
-          put_u32(out, static_cast<uint32_t>(x.what.size()));
-          out.insert(out.end(), x.what.begin(), x.what.end());
-        }
-        b->second.promise.deliver(std::move(out));
+        b->second.promise.deliver(encode_answers(b->second.answers));
         st.bundles.erase(b);
       },
       [=](flush_atom) { flush(self, false); },

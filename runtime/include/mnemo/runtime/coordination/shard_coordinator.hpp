@@ -154,6 +154,8 @@ class shard_coordinator {
   /// Leadership of `shard` goes to its preferred replica, which has been
   /// a candidate long enough (preferred-leader election).
   void hand_over(uint32_t shard, int64_t epoch, const std::string& own_key);
+  /// Whether the replicator reports `member` ready to take `shard` over.
+  bool preferred_ready(uint32_t shard, const std::string& member);
   /// Tells `on_leader` where `shard`'s commands go now, if that changed;
   /// `etcd_leader` is the oldest candidate's member ("" if none). Holds
   /// `mtx_`.

@@ -29,8 +29,9 @@
 //   bundle per follower for everything one of its group commits added (not
 //   one message per shard). The answers, item by item: an error code (0
 //   for none) and message, the follower's durable end of the shard's log,
-//   and `accepted` (false: the batch did not continue the follower's log;
-//   the leader syncs it again).
+//   `accepted` (false: the batch, or an empty one's position, did not
+//   continue the follower's log; the leader syncs it again) and whether the
+//   follower's copy votes (not a learner).
 // Errors: `stale_epoch` (persistence) when the sender's epoch is older
 // than the follower's promise: the sender steps down.
 
@@ -82,6 +83,11 @@ using repl_resign_atom = caf::atom_constant<caf::atom("mn_rresign")>;
 /// after a restart a follower learns them from the leader's next batch.
 using repl_watch_atom = caf::atom_constant<caf::atom("mn_rwatch")>;
 using repl_committed_atom = caf::atom_constant<caf::atom("mn_rcommit")>;
+/// Local: `(repl_ready_atom, shard, member)` -> `bool`: whether this
+/// replica leads `shard` and `member` follows it synced, as a voter, holding
+/// the log up to the commit point (a preferred-leader handover to it loses
+/// no time to catching up and can recover the shard).
+using repl_ready_atom = caf::atom_constant<caf::atom("mn_rready")>;
 /// Local: `(repl_leading_atom)` -> `std::vector<uint64_t>`: the shards
 /// this replica leads now, as (shard, epoch) pairs, flattened.
 using repl_leading_atom = caf::atom_constant<caf::atom("mn_rleads")>;
