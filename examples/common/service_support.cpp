@@ -202,7 +202,7 @@ httpd::response health(mnemo::runtime::node& n) {
         size_t learners = 0;
         for (auto& l : co->leadership()) {
           auto flag = mnemo::persistence::replica_log{j, l.shard}.learner();
-          learners += !flag || *flag ? 1 : 0;
+          learners += !flag || flag->has_value() ? 1 : 0;
         }
         body["cluster"]["learners"] = learners;
       }

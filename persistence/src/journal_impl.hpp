@@ -130,6 +130,7 @@ struct replica_request {
   /// set_learner: the shards and whether they become learners (true) or
   /// voters again.
   std::vector<uint32_t> shards;
+  std::vector<uint64_t> epochs;  // per shard: the epoch that may clear it
   bool learner = false;
   write_handler done;
 };

@@ -25,8 +25,9 @@ namespace {
 // shard position), and "promised_epoch" be32(shard) -> be64(epoch).
 constexpr std::string_view epoch_prefix = "epoch";
 constexpr std::string_view promised_prefix = "promised_epoch";
-// "learner" be32(shard) -> empty: this replica's copy of the shard must not
-// count in a new leader's majority (replica_log::learner).
+// "learner" be32(shard) -> be64(epoch): this replica's copy of the shard
+// must not count in a new leader's majority until a leader of at least that
+// epoch brought it up to date (replica_log::learner).
 constexpr std::string_view learner_prefix = "learner";
 constexpr size_t back_link_offset = 21;  // record_codec.hpp
 
@@ -233,12 +234,15 @@ int journal::impl::apply(detail::txn_state& st, replica_request& req,
     return 0;
   }
   if (req.what == kind::set_learner) {
-    for (auto shard : req.shards) {
-      auto k = learner_key(shard);
-      MDB_val key = to_val(k);
-      MDB_val val{0, nullptr};
-      auto rc = req.learner ? mdb_put(st.txn, dbs.meta, &key, &val, 0)
-                            : mdb_del(st.txn, dbs.meta, &key, nullptr);
+    for (size_t i = 0; i < req.shards.size(); ++i) {
+      auto k = learner_key(req.shards[i]);
+      int rc = 0;
+      if (req.learner) {
+        rc = put_u64(st, k, i < req.epochs.size() ? req.epochs[i] : 0);
+      } else {
+        MDB_val key = to_val(k);
+        rc = mdb_del(st.txn, dbs.meta, &key, nullptr);
+      }
       if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     }
     return 0;
@@ -743,20 +747,23 @@ void replica_log::set_learner(bool learner, write_handler done) {
   journal_->impl_->enqueue(std::move(req));
 }
 
-error replica_log::mark_learners(journal& j,
-                                 const std::vector<uint32_t>& shards) {
+error replica_log::mark_learners(
+    journal& j, const std::vector<std::pair<uint32_t, uint64_t>>& shards) {
   return blocking([&](write_handler done) {
     replica_request req;
     req.what = replica_request::kind::set_learner;
-    req.shards = shards;
+    for (auto& [shard, epoch] : shards) {
+      req.shards.push_back(shard);
+      req.epochs.push_back(epoch);
+    }
     req.learner = true;
     req.done = std::move(done);
     j.impl_->enqueue(std::move(req));
   });
 }
 
-expected<bool> replica_log::learner() const {
-  bool out = false;
+expected<std::optional<uint64_t>> replica_log::learner() const {
+  std::optional<uint64_t> out;
   if (auto err = journal_->impl_->with_read([&](detail::txn_state& st) {
         auto k = learner_key(shard_);
         MDB_val key = to_val(k);
@@ -764,7 +771,9 @@ expected<bool> replica_log::learner() const {
         auto rc = mdb_get(st.txn, st.dbs->meta, &key, &val);
         if (rc == MDB_NOTFOUND) return error{};
         if (auto err = st.check(rc, "mdb_get (learner)")) return err;
-        out = true;
+        out = val.mv_size == 8
+                  ? get_be64(static_cast<const char*>(val.mv_data))
+                  : uint64_t{0};
         return error{};
       }))
     return err;

@@ -470,12 +470,13 @@ BOOST_AUTO_TEST_CASE(learner_flags_and_the_replica_id_are_durable) {
   auto id = replica_log::replica_id(*r.j);
   BOOST_CHECK_EQUAL(id.size(), 36u);  // a UUID as text
   BOOST_CHECK(id != replica_log::replica_id(*other.j));
-  BOOST_CHECK(!r.log.learner().value());
-  auto err = replica_log::mark_learners(*r.j, {7, 9});
+  BOOST_CHECK(!r.log.learner().value().has_value());
+  auto err = replica_log::mark_learners(*r.j, {{7, 12}, {9, 0}});
   BOOST_REQUIRE_MESSAGE(!err, err.to_string());
-  BOOST_CHECK(r.log.learner().value());
-  BOOST_CHECK((replica_log{*r.j, 9}.learner().value()));
-  BOOST_CHECK(!(replica_log{*r.j, 8}.learner().value()));
+  BOOST_CHECK(r.log.learner().value().has_value());
+  BOOST_CHECK_EQUAL(r.log.learner().value().value_or(0), 12u);
+  BOOST_CHECK((replica_log{*r.j, 9}.learner().value().has_value()));
+  BOOST_CHECK(!(replica_log{*r.j, 8}.learner().value().has_value()));
   std::promise<error> cleared;
   r.log.set_learner(false, [&](error e) { cleared.set_value(std::move(e)); });
   err = cleared.get_future().get();
@@ -483,14 +484,14 @@ BOOST_AUTO_TEST_CASE(learner_flags_and_the_replica_id_are_durable) {
   r.reopen();
   // Both outlive a restart: the id is the directory's, not the process's.
   BOOST_CHECK_EQUAL(replica_log::replica_id(*r.j), id);
-  BOOST_CHECK(!r.log.learner().value());
-  BOOST_CHECK((replica_log{*r.j, 9}.learner().value()));
+  BOOST_CHECK(!r.log.learner().value().has_value());
+  BOOST_CHECK((replica_log{*r.j, 9}.learner().value().has_value()));
   // A wiped directory is another replica.
   r.j.reset();
   std::filesystem::remove_all(r.dir.sub("data"));
   r.reopen();
   BOOST_CHECK(replica_log::replica_id(*r.j) != id);
-  BOOST_CHECK(!(replica_log{*r.j, 9}.learner().value()));
+  BOOST_CHECK(!(replica_log{*r.j, 9}.learner().value().has_value()));
 }
 
 BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {

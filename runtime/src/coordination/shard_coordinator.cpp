@@ -474,7 +474,7 @@ void shard_coordinator::lead(std::vector<lead_request>& to_lead) {
 bool shard_coordinator::check_identity() {
   auto key = cfg_.prefix + "/members/" + cfg_.member + "/replica";
   std::optional<etcd_kv> known;
-  std::vector<uint32_t> learners;
+  std::vector<uint64_t> learners;  // (shard, epoch) pairs
   if (!cfg_.replica_id.empty()) {
     auto got = etcd_->get(key);
     if (!got) {
@@ -483,9 +483,31 @@ bool shard_coordinator::check_identity() {
     }
     known = std::move(*got);
     // The cluster knew this member with another directory: what that one
-    // held, and helped acknowledge, is not here.
-    if (known && known->value != cfg_.replica_id)
-      for (auto& [shard, replicas] : cfg_.replicas) learners.push_back(shard);
+    // held, and helped acknowledge, is not here. Each shard's copy votes
+    // again once a leader at least as new as today's (the oldest
+    // candidate's key) brought it up to its commit point: an older one may
+    // be deposed without knowing it.
+    if (known && known->value != cfg_.replica_id) {
+      auto base = cfg_.prefix + "/shards/";
+      auto all = etcd_->get_prefix(base);
+      if (!all) {
+        log_("etcd_unavailable", describe(all.error()));
+        return false;
+      }
+      std::map<uint32_t, int64_t> leader_epoch;  // oldest key first
+      for (auto& kv : *all) {
+        auto rest = kv.key.substr(base.size());
+        auto shard =
+            static_cast<uint32_t>(std::strtoul(rest.c_str(), nullptr, 10));
+        leader_epoch.emplace(shard, kv.create_revision);
+      }
+      for (auto& [shard, replicas] : cfg_.replicas) {
+        learners.push_back(shard);
+        auto e = leader_epoch.find(shard);
+        learners.push_back(
+            e == leader_epoch.end() ? 0 : static_cast<uint64_t>(e->second));
+      }
+    }
   }
   // The learners are marked (durably) before etcd learns the new id: a
   // crash in between finds the old id again and marks them again.
@@ -519,7 +541,7 @@ bool shard_coordinator::check_identity() {
     log_("replica_rebuilt",
          "this member's data directory is new (" + cfg_.replica_id +
              ", etcd knew " + known->value + "): " +
-             std::to_string(learners.size()) +
+             std::to_string(learners.size() / 2) +
              " shard(s) do not vote until they caught up");
   return true;
 }

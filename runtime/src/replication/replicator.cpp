@@ -316,6 +316,7 @@ struct pending_apply {
   uint64_t commit;  // the leader's commit point it carried
   uint64_t bundle;  // the bundle it came in, and its index there
   size_t index;
+  uint64_t epoch;   // the sender's epoch
 };
 
 // A follower's answer to one item of a bundle.
@@ -383,6 +384,9 @@ struct replicator_state {
   /// Learner flags as read from or written to the journal, per shard.
   enum class role : uint8_t { voter, learner, clearing };
   std::map<uint32_t, role> roles;
+  /// Learners: the least epoch of a leader whose commit point makes them
+  /// voters again.
+  std::map<uint32_t, uint64_t> learner_epochs;
   static inline const char* name = "mnemo.replicator";
 };
 
@@ -400,6 +404,8 @@ role role_of(self_ptr self, uint32_t shard) {
     // A flag that cannot be read counts as a learner: safe, not live.
     auto learner = log_of(self, shard).learner();
     i->second = !learner || *learner ? role::learner : role::voter;
+    if (learner && *learner) self->state.learner_epochs[shard] = **learner;
+    if (!learner) self->state.learner_epochs[shard] = UINT64_MAX;
   }
   return i->second;
 }
@@ -413,10 +419,14 @@ bool votes(self_ptr self, uint32_t shard) {
 
 using voter_atom = caf::atom_constant<caf::atom("mn_rvoter")>;
 
-// A learner that now holds everything a leader committed: it votes again
-// once that is durable.
-void stop_learning(self_ptr self, uint32_t shard) {
+// A learner that now holds everything a leader of `epoch` committed: it
+// votes again once that is durable, if that leader is not older than the
+// shard's leader when it became a learner (an older one may have been
+// deposed without knowing it, and its commit point miss what a newer
+// leader committed with the lost copy's help).
+void stop_learning(self_ptr self, uint32_t shard, uint64_t epoch) {
   if (role_of(self, shard) != role::learner) return;
+  if (epoch < self->state.learner_epochs[shard]) return;
   self->state.roles[shard] = role::clearing;
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
   log_of(self, shard).set_learner(false, [weak, shard](pe::error err) {
@@ -762,7 +772,7 @@ void begin_leading(self_ptr self, recovery_ptr r) {
   if (!marker) return fail_recovery(r, to_caf_error(marker.error()));
   // It holds every acknowledged record now (the most up-to-date log of a
   // majority of voters): a learner votes again.
-  stop_learning(self, r->shard);
+  stop_learning(self, r->shard, UINT64_MAX);
   led_shard s;
   s.epoch = r->epoch;
   s.local_end = *marker;
@@ -1003,12 +1013,18 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
       },
       [=](tick_atom) { tick(self); },
       [=](repl_identity_atom,
-          const std::vector<uint32_t>& learners) -> caf::result<void> {
+          const std::vector<uint64_t>& pairs) -> caf::result<void> {
+        std::vector<std::pair<uint32_t, uint64_t>> learners;
+        for (size_t i = 0; i + 1 < pairs.size(); i += 2)
+          learners.emplace_back(static_cast<uint32_t>(pairs[i]), pairs[i + 1]);
         if (!learners.empty()) {
           if (auto err = pe::replica_log::mark_learners(*self->state.journal,
                                                          learners))
             return to_caf_error(err);
-          for (auto shard : learners) self->state.roles[shard] = role::learner;
+          for (auto& [shard, epoch] : learners) {
+            self->state.roles[shard] = role::learner;
+            self->state.learner_epochs[shard] = epoch;
+          }
         }
         self->state.identity_known = true;
         return caf::unit;
@@ -1101,7 +1117,7 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           auto id = st.next_apply++;
           st.applies.emplace(
               id, pending_apply{item.shard, item.batch.end_position() - 1,
-                                item.commit, bundle_id, k});
+                                item.commit, bundle_id, k, item.epoch});
           // Each item joins the writer's queue in order: the shard's batches
           // apply in the order they were sent, and all of them share group
           // commits with each other and with the member's own appends.
@@ -1135,7 +1151,7 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           // every acknowledged record (the commit point counts from the
           // leader's epoch marker, after every older committed record).
           if (pending.commit > 0 && pending.end >= pending.commit)
-            stop_learning(self, pending.shard);
+            stop_learning(self, pending.shard, pending.epoch);
           a.end = pending.end;
           a.accepted = true;
         } else if (errc == pe::errc::log_mismatch) {

@@ -15,7 +15,9 @@
 // network or of etcd; the cluster knows nothing of LMDB.
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mnemo/persistence/error.hpp"
@@ -185,14 +187,18 @@ class replica_log {
   /// was replaced (a wiped or new directory of a member the cluster knew),
   /// so its log may lack records that were acknowledged with the lost
   /// copy's help. The replication layer does not count a learner in a new
-  /// leader's majority until it caught up with a leader's commit point
-  /// (docs/replication.md). Durable (mnemo.meta); false unless marked.
-  expected<bool> learner() const;
-  /// Marks or clears the flag, durably, in the next group commit; `done`
-  /// runs once it is durable.
+  /// leader's majority until it caught up with the commit point of a leader
+  /// of at least the epoch returned (the shard's epoch when it was marked:
+  /// an older leader may have been deposed without knowing it;
+  /// docs/replication.md). Durable (mnemo.meta); nothing unless marked.
+  expected<std::optional<uint64_t>> learner() const;
+  /// Clears the flag (`learner` false), durably, in the next group commit;
+  /// `done` runs once it is durable. (`true` marks it with epoch 0.)
   void set_learner(bool learner, write_handler done);
-  /// Marks `shards` as learners in one commit. Blocking.
-  static error mark_learners(journal& j, const std::vector<uint32_t>& shards);
+  /// Marks shards as learners in one commit, each with the least epoch of
+  /// a leader that may make it a voter again. Blocking.
+  static error mark_learners(
+      journal& j, const std::vector<std::pair<uint32_t, uint64_t>>& shards);
 
   /// The identity of the journal's directory (a UUID, as text), made when
   /// the directory was created: a member whose directory was wiped comes

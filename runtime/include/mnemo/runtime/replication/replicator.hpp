@@ -91,14 +91,15 @@ using repl_ready_atom = caf::atom_constant<caf::atom("mn_rready")>;
 /// Local: `(repl_leading_atom)` -> `std::vector<uint64_t>`: the shards
 /// this replica leads now, as (shard, epoch) pairs, flattened.
 using repl_leading_atom = caf::atom_constant<caf::atom("mn_rleads")>;
-/// Local: `(repl_identity_atom, std::vector<uint32_t> learners)` -> `()`:
+/// Local: `(repl_identity_atom, std::vector<uint64_t> learners)` -> `()`:
 /// the coordinator compared the journal's replica id with the one etcd
 /// knows for this member (docs/replication.md, "A replica that lost its
-/// data"). The shards in `learners` become learners, durably: their copies
-/// do not count in a new leader's majority until they caught up with a
-/// leader's commit point (or lead, after recovering from a majority of
-/// voters). From then on the other shards vote. Needed only with
-/// `replicator_settings::await_identity`.
+/// data"). `learners` holds (shard, epoch) pairs, flattened: those shards
+/// become learners, durably: their copies do not count in a new leader's
+/// majority until they caught up with the commit point of a leader of at
+/// least that epoch (the shard's leader in etcd when they were marked), or
+/// lead after recovering from enough voters. From then on the other shards
+/// vote. Needed only with `replicator_settings::await_identity`.
 using repl_identity_atom = caf::atom_constant<caf::atom("mn_rident")>;
 /// Local: `(repl_status_atom, shard)` -> `(bool leading, epoch, end,
 /// commit)`.
