@@ -125,6 +125,25 @@ struct cluster_fixture {
     }
   }
 
+  // `id`'s copy of the shard becomes a learner (its data was replaced)
+  // that a leader of `epoch` or later makes a voter again.
+  void make_learner(const std::string& id, uint64_t epoch) {
+    caf::scoped_actor self{sys};
+    self->request(get(id).replicator, 5s,
+                  runtime::replication::repl_identity_atom::value,
+                  std::vector<uint64_t>{shard, epoch})
+        .receive([] {}, [](caf::error&) {});
+  }
+
+  // Waits until `id`'s copy of the shard votes again.
+  bool votes_again(const std::string& id) {
+    for (auto deadline = std::chrono::steady_clock::now() + 5s;
+         std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(10ms))
+      if (!get(id).log().learner().value().has_value()) return true;
+    return false;
+  }
+
   std::vector<std::string> values(const std::string& id,
                                   const std::string& stream) {
     std::vector<std::string> out;
@@ -316,11 +335,7 @@ BOOST_AUTO_TEST_CASE(learners_fence_but_do_not_vouch) {
   // b lost its data (its copy is a learner now) and c is unreachable: a
   // alone vouches for its log, which is not enough of three replicas.
   resign("a");
-  caf::scoped_actor self{sys};
-  self->request(get("b").replicator, 5s,
-                runtime::replication::repl_identity_atom::value,
-                std::vector<uint64_t>{shard, 0})
-      .receive([] {}, [](caf::error&) {});
+  make_learner("b", 0);
   cut("a", "c");
   auto err = lead("a", 7, {"b", "c"});
   BOOST_CHECK(runtime::is(err, runtime::errc::owner_unavailable));
@@ -330,12 +345,7 @@ BOOST_AUTO_TEST_CASE(learners_fence_but_do_not_vouch) {
   BOOST_REQUIRE(!lead("a", 9, {"b", "c"}));
   auto g = append("a", "acct", "v1");
   BOOST_REQUIRE(ready(g, 5s) && g.get());
-  bool voter = false;
-  for (auto deadline = std::chrono::steady_clock::now() + 5s;
-       !voter && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(10ms))
-    voter = !get("b").log().learner().value().has_value();
-  BOOST_CHECK(voter);
+  BOOST_CHECK(votes_again("b"));
 }
 
 BOOST_AUTO_TEST_CASE(only_a_leader_as_new_as_its_marking_makes_a_learner_vote) {
@@ -346,11 +356,7 @@ BOOST_AUTO_TEST_CASE(only_a_leader_as_new_as_its_marking_makes_a_learner_vote) {
   // may be deposed without knowing it, and its commit point miss what the
   // newer leader committed with b's lost copy. a's batches do not make b
   // a voter.
-  caf::scoped_actor self{sys};
-  self->request(get("b").replicator, 5s,
-                runtime::replication::repl_identity_atom::value,
-                std::vector<uint64_t>{shard, 7})
-      .receive([] {}, [](caf::error&) {});
+  make_learner("b", 7);
   for (int i = 1; i <= 5; ++i) {
     auto g = append("a", "acct", "v" + std::to_string(i));
     BOOST_REQUIRE(ready(g, 5s) && g.get());
@@ -363,12 +369,7 @@ BOOST_AUTO_TEST_CASE(only_a_leader_as_new_as_its_marking_makes_a_learner_vote) {
   BOOST_REQUIRE(!lead("c", 8, {"a", "b"}));
   auto h = append("c", "acct", "v6");
   BOOST_REQUIRE(ready(h, 5s) && h.get());
-  bool voter = false;
-  for (auto deadline = std::chrono::steady_clock::now() + 5s;
-       !voter && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(10ms))
-    voter = !get("b").log().learner().value().has_value();
-  BOOST_CHECK(voter);
+  BOOST_CHECK(votes_again("b"));
 }
 
 BOOST_AUTO_TEST_CASE(with_two_replicas_the_voter_leads_alone_beside_a_learner) {
@@ -376,11 +377,7 @@ BOOST_AUTO_TEST_CASE(with_two_replicas_the_voter_leads_alone_beside_a_learner) {
   auto f = append("a", "acct", "v0");
   BOOST_REQUIRE(ready(f, 5s) && f.get());
   resign("a");
-  caf::scoped_actor self{sys};
-  self->request(get("b").replicator, 5s,
-                runtime::replication::repl_identity_atom::value,
-                std::vector<uint64_t>{shard, 0})
-      .receive([] {}, [](caf::error&) {});
+  make_learner("b", 0);
   // Both acknowledged everything (two of two), so a's log has it all: a
   // vouches, b answering fences the old epoch, and a leads. (Before, a
   // learner's copy made a majority of two impossible: no leader at all.)
