@@ -488,6 +488,15 @@ bool shard_coordinator::check_identity() {
     // candidate's key) brought it up to its commit point: an older one may
     // be deposed without knowing it.
     if (known && known->value != cfg_.replica_id) {
+      // A revision newer than every epoch so far, for shards without a
+      // candidate now (any leader from here on has a greater epoch).
+      auto now_rev = etcd_->put(cfg_.prefix + "/members/" + cfg_.member +
+                                    "/rebuilt",
+                                cfg_.replica_id);
+      if (!now_rev) {
+        log_("etcd_unavailable", describe(now_rev.error()));
+        return false;
+      }
       auto base = cfg_.prefix + "/shards/";
       auto all = etcd_->get_prefix(base);
       if (!all) {
@@ -497,6 +506,7 @@ bool shard_coordinator::check_identity() {
       std::map<uint32_t, int64_t> leader_epoch;  // oldest key first
       for (auto& kv : *all) {
         auto rest = kv.key.substr(base.size());
+        if (rest.find('/') == std::string::npos) continue;  // not a candidate
         auto shard =
             static_cast<uint32_t>(std::strtoul(rest.c_str(), nullptr, 10));
         leader_epoch.emplace(shard, kv.create_revision);
@@ -504,8 +514,8 @@ bool shard_coordinator::check_identity() {
       for (auto& [shard, replicas] : cfg_.replicas) {
         learners.push_back(shard);
         auto e = leader_epoch.find(shard);
-        learners.push_back(
-            e == leader_epoch.end() ? 0 : static_cast<uint64_t>(e->second));
+        learners.push_back(static_cast<uint64_t>(
+            e == leader_epoch.end() ? *now_rev : e->second));
       }
     }
   }

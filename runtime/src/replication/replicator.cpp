@@ -401,11 +401,15 @@ using role = replicator_state::role;
 role role_of(self_ptr self, uint32_t shard) {
   auto [i, added] = self->state.roles.emplace(shard, role::voter);
   if (added) {
-    // A flag that cannot be read counts as a learner: safe, not live.
     auto learner = log_of(self, shard).learner();
-    i->second = !learner || *learner ? role::learner : role::voter;
-    if (learner && *learner) self->state.learner_epochs[shard] = **learner;
-    if (!learner) self->state.learner_epochs[shard] = UINT64_MAX;
+    if (!learner) {
+      // A flag that cannot be read counts as a learner (safe), this time:
+      // read it again next time.
+      self->state.roles.erase(i);
+      return role::learner;
+    }
+    i->second = *learner ? role::learner : role::voter;
+    if (*learner) self->state.learner_epochs[shard] = **learner;
   }
   return i->second;
 }
@@ -418,6 +422,13 @@ bool votes(self_ptr self, uint32_t shard) {
 }
 
 using voter_atom = caf::atom_constant<caf::atom("mn_rvoter")>;
+
+caf::error identity_unknown(self_ptr self) {
+  return make_error(errc::owner_unavailable,
+                    "replica " + self->state.cfg.member +
+                        " follows no leader before its identity is checked "
+                        "in etcd");
+}
 
 // A learner that now holds everything a leader of `epoch` committed: it
 // votes again once that is durable, if that leader is not older than the
@@ -770,8 +781,8 @@ void begin_leading(self_ptr self, recovery_ptr r) {
     return fail_recovery(r, to_caf_error(err));
   auto marker = log.append_marker(r->epoch);
   if (!marker) return fail_recovery(r, to_caf_error(marker.error()));
-  // It holds every acknowledged record now (the most up-to-date log of a
-  // majority of voters): a learner votes again.
+  // It holds every acknowledged record now (the most up-to-date log among
+  // enough voters' answers, decide()): a learner votes again.
   stop_learning(self, r->shard, UINT64_MAX);
   led_shard s;
   s.epoch = r->epoch;
@@ -1024,6 +1035,12 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           for (auto& [shard, epoch] : learners) {
             self->state.roles[shard] = role::learner;
             self->state.learner_epochs[shard] = epoch;
+            // The lost copy's promise went with it: promise the epoch again,
+            // so that a leader older than that (deposed without knowing it)
+            // cannot count this copy towards acknowledging its appends.
+            auto err = log_of(self, shard).apply(pe::log_batch{0, 1, {}}, epoch);
+            if (err && err.code() != pe::errc::stale_epoch)
+              return to_caf_error(err);
           }
         }
         self->state.identity_known = true;
@@ -1043,6 +1060,8 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
       // -- follower side -------------------------------------------------------
       [=](repl_sync_atom, uint32_t shard,
           uint64_t epoch) -> caf::result<bytes, uint64_t, bool> {
+        if (!self->state.identity_known)
+          return identity_unknown(self);
         auto log = log_of(self, shard);
         // Promise the epoch first: from now on older leaders are refused.
         if (auto err = log.apply(pe::log_batch{0, 1, {}}, epoch))
@@ -1077,6 +1096,9 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         return *end;
       },
       [=](repl_append_atom, const bytes& buf) -> caf::result<bytes> {
+        // Until then this copy may have lost its data and its promises: it
+        // must not help an older leader acknowledge anything.
+        if (!self->state.identity_known) return identity_unknown(self);
         auto items = decode_bundle(buf);
         if (!items) return std::move(items.error());
         auto& st = self->state;
