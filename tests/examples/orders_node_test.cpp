@@ -9,6 +9,10 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
@@ -173,6 +177,43 @@ BOOST_AUTO_TEST_CASE(orders_are_fulfilled_or_cancelled_as_documented) {
   auto status = node->wait(std::chrono::seconds{30});
   BOOST_REQUIRE(status);
   BOOST_CHECK(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+}
+
+// Cluster options are refused with a clear message: the node runs alone.
+BOOST_AUTO_TEST_CASE(cluster_options_are_refused) {
+  auto err_file = std::string{"/tmp/mnemo-orders-cluster-"} +
+                  std::to_string(::getpid()) + ".err";
+  auto dir = std::string{"/tmp/mnemo-orders-cluster-"} +
+             std::to_string(::getpid()) + "-data";
+  auto pid = ::fork();
+  if (pid == 0) {
+    std::vector<std::string> args{MNEMO_ORDERS_NODE,
+                                  "--data",
+                                  dir,
+                                  "--listen",
+                                  "127.0.0.1:0",
+                                  "--cluster.node-id=n1",
+                                  "--cluster.members=n1@127.0.0.1:1,n2@127.0.0.1:2",
+                                  "--cluster.secret=0123456789abcdef",
+                                  "--cluster.plain-tcp"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::freopen("/dev/null", "w", stdout);
+    ::freopen(err_file.c_str(), "w", stderr);
+    ::execv(MNEMO_ORDERS_NODE, argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  BOOST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+  std::ifstream in{err_file};
+  std::string text{std::istreambuf_iterator<char>{in}, {}};
+  BOOST_CHECK_MESSAGE(text.find("--cluster.* options are not supported") !=
+                          std::string::npos,
+                      text);
+  std::remove(err_file.c_str());
+  std::filesystem::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
