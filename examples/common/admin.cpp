@@ -39,6 +39,26 @@ void status_of(caf::event_based_actor* self, const caf::actor& projections,
           [then](caf::error& err) { then(std::move(err)); });
 }
 
+// Asks every projection of `names` for its status; `then` gets them all
+// (an entry with "error" for one that did not answer), in answer order.
+void statuses_of(caf::event_based_actor* self, const caf::actor& projections,
+                 std::chrono::milliseconds timeout,
+                 const std::vector<std::string>& names,
+                 std::function<void(json)> then) {
+  auto all = std::make_shared<json>(json::array());
+  if (names.empty()) return then(*all);
+  auto left = std::make_shared<size_t>(names.size());
+  for (auto& name : names)
+    status_of(self, projections, timeout, name,
+              [then, all, left, name](caf::expected<json> st) {
+                all->push_back(
+                    st ? *st
+                       : json{{"name", name},
+                              {"error", mnemo::runtime::describe(st.error())}});
+                if (--*left == 0) then(std::move(*all));
+              });
+}
+
 }  // namespace
 
 void run_admin(caf::event_based_actor* self, const caf::actor& projections,
@@ -48,20 +68,9 @@ void run_admin(caf::event_based_actor* self, const caf::actor& projections,
   namespace admin = httpd::admin_api;
   auto fail = [done](caf::error& err) { done(runtime_error_response(err)); };
   if (std::holds_alternative<admin::list_projections>(op)) {
-    auto all = std::make_shared<json>(json::array());
-    auto left = std::make_shared<size_t>(names.size());
-    if (names.empty()) done(json_response(200, json{{"projections", *all}}));
-    for (auto& name : names)
-      status_of(
-          self, projections, timeout, name,
-          [done, all, left, name](caf::expected<json> st) {
-            all->push_back(
-                st ? *st
-                   : json{{"name", name},
-                          {"error", mnemo::runtime::describe(st.error())}});
-            if (--*left == 0)
-              done(json_response(200, json{{"projections", *all}}));
-          });
+    statuses_of(self, projections, timeout, names, [done](json all) {
+      done(json_response(200, json{{"projections", std::move(all)}}));
+    });
   } else if (auto* m = std::get_if<admin::manage_projection>(&op);
              m && std::find(names.begin(), names.end(), m->name) ==
                       names.end()) {
@@ -81,20 +90,10 @@ void run_admin(caf::event_based_actor* self, const caf::actor& projections,
     // `op` is gone by the time the copies answer: keep the name.
     auto answer = [=, model = m->name](caf::error err) {
       if (err) return done(runtime_error_response(err));
-      auto all = std::make_shared<json>(json::array());
-      auto left = std::make_shared<size_t>(copies.size());
-      for (auto& c : copies)
-        status_of(self, projections, timeout, c,
-                  [done, all, left, c, model](caf::expected<json> st) {
-                    all->push_back(
-                        st ? *st
-                           : json{{"name", c},
-                                  {"error",
-                                   mnemo::runtime::describe(st.error())}});
-                    if (--*left == 0)
-                      done(json_response(
-                          200, json{{"name", model}, {"copies", *all}}));
-                  });
+      statuses_of(self, projections, timeout, copies, [done, model](json all) {
+        done(json_response(200,
+                           json{{"name", model}, {"copies", std::move(all)}}));
+      });
     };
     if (m->action == "rebuild") {
       mnemo::actors::rebuild_together(self, projections, copies, timeout,

@@ -696,15 +696,24 @@ error replica_log::apply(log_batch batch, uint64_t leader_epoch) {
   });
 }
 
-error replica_log::begin_epoch(uint64_t epoch) {
+namespace {
+
+// Queues `req` on the writer and waits until it is durable.
+error submit_blocking(journal::impl& impl, replica_request req) {
   return blocking([&](write_handler done) {
-    replica_request req;
-    req.what = replica_request::kind::begin_epoch;
-    req.shard = shard_;
-    req.leader_epoch = epoch;
     req.done = std::move(done);
-    journal_->impl_->enqueue(std::move(req));
+    impl.enqueue(std::move(req));
   });
+}
+
+}  // namespace
+
+error replica_log::begin_epoch(uint64_t epoch) {
+  replica_request req;
+  req.what = replica_request::kind::begin_epoch;
+  req.shard = shard_;
+  req.leader_epoch = epoch;
+  return submit_blocking(*journal_->impl_, std::move(req));
 }
 
 expected<uint64_t> replica_log::append_marker(uint64_t epoch) {
@@ -727,14 +736,11 @@ expected<uint64_t> replica_log::append_marker(uint64_t epoch) {
 }
 
 error replica_log::truncate_after(uint64_t position) {
-  return blocking([&](write_handler done) {
-    replica_request req;
-    req.what = replica_request::kind::truncate;
-    req.shard = shard_;
-    req.position = position;
-    req.done = std::move(done);
-    journal_->impl_->enqueue(std::move(req));
-  });
+  replica_request req;
+  req.what = replica_request::kind::truncate;
+  req.shard = shard_;
+  req.position = position;
+  return submit_blocking(*journal_->impl_, std::move(req));
 }
 
 void replica_log::set_learner(bool learner, write_handler done) {
@@ -749,17 +755,14 @@ void replica_log::set_learner(bool learner, write_handler done) {
 
 error replica_log::mark_learners(
     journal& j, const std::vector<std::pair<uint32_t, uint64_t>>& shards) {
-  return blocking([&](write_handler done) {
-    replica_request req;
-    req.what = replica_request::kind::set_learner;
-    for (auto& [shard, epoch] : shards) {
-      req.shards.push_back(shard);
-      req.epochs.push_back(epoch);
-    }
-    req.learner = true;
-    req.done = std::move(done);
-    j.impl_->enqueue(std::move(req));
-  });
+  replica_request req;
+  req.what = replica_request::kind::set_learner;
+  for (auto& [shard, epoch] : shards) {
+    req.shards.push_back(shard);
+    req.epochs.push_back(epoch);
+  }
+  req.learner = true;
+  return submit_blocking(*j.impl_, std::move(req));
 }
 
 expected<std::optional<uint64_t>> replica_log::learner() const {

@@ -288,17 +288,16 @@ void feed_hub::clear() {
 
 bool feed_hub::holds(uint32_t shard) {
   if (!st_->streams || st_->replicas == 0) return false;
-  if (holds_.empty()) holds_.assign(st_->view.shards(), -1);
-  if (shard >= holds_.size()) return false;
-  if (holds_[shard] < 0) {
-    auto replicas = st_->view.replicas_of(shard, st_->replicas);
-    holds_[shard] =
-        std::find(replicas.begin(), replicas.end(), st_->self) !=
-                replicas.end()
-            ? 1
-            : 0;
+  if (!holds_) {
+    // The replica sets are fixed once the node has set `replicas`.
+    holds_.emplace(st_->view.shards(), false);
+    for (uint32_t s = 0; s < st_->view.shards(); ++s) {
+      auto replicas = st_->view.replicas_of(s, st_->replicas);
+      (*holds_)[s] = std::find(replicas.begin(), replicas.end(), st_->self) !=
+                     replicas.end();
+    }
   }
-  return holds_[shard] == 1;
+  return shard < holds_->size() && (*holds_)[shard];
 }
 
 caf::error feed_hub::check_shard(uint32_t shard) const {

@@ -6,6 +6,7 @@
 // the protocol. All functions run inside the endpoint actor.
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -125,7 +126,8 @@ class feed_hub {
   std::map<uint32_t, uint64_t> commit_;
   std::map<uint32_t, std::map<std::string, uint64_t>> shard_subscribers_;
   std::map<uint32_t, std::string> shard_via_;
-  std::vector<int8_t> holds_;  // per shard: -1 unknown, 0 no, 1 yes
+  // Per shard: whether this member holds a replica (computed on first use).
+  std::optional<std::vector<bool>> holds_;
 };
 
 }  // namespace mnemo::runtime

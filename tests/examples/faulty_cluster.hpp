@@ -120,40 +120,39 @@ struct faulty_cluster {
     return std::make_unique<client>(a.port, a.netns);
   }
 
-  // The members node `i` reports connected (nothing if it does not answer).
-  std::optional<std::vector<std::string>> connected(size_t i) const {
+  // The "cluster" part of node `i`'s GET /health (nothing if it does not
+  // answer or is not in a cluster).
+  std::optional<json> cluster_health(size_t i) const {
     auto c = control(i);
     auto r = c->call("GET", "/health");
     if (!r || r->status != 200) return std::nullopt;
     auto body = r->json();
     if (!body.contains("cluster")) return std::nullopt;
-    return body["cluster"]["connected"].get<std::vector<std::string>>();
+    return body["cluster"];
+  }
+
+  // The members node `i` reports connected (nothing if it does not answer).
+  std::optional<std::vector<std::string>> connected(size_t i) const {
+    auto h = cluster_health(i);
+    if (!h) return std::nullopt;
+    return (*h)["connected"].get<std::vector<std::string>>();
   }
 
   // Replicated: the shards that member `i` leads (nothing if it does not
   // answer or knows no leader for some shard).
   std::optional<std::vector<uint32_t>> leading(size_t i) const {
-    auto c = control(i);
-    auto r = c->call("GET", "/health");
-    if (!r || r->status != 200) return std::nullopt;
-    auto body = r->json();
-    if (!body.contains("cluster") ||
-        body["cluster"].value("leaderless", size_t{1}) != 0)
-      return std::nullopt;
-    return body["cluster"]["leading"].get<std::vector<uint32_t>>();
+    auto h = cluster_health(i);
+    if (!h || h->value("leaderless", size_t{1}) != 0) return std::nullopt;
+    return (*h)["leading"].get<std::vector<uint32_t>>();
   }
 
   // Replicated: how many shards' copies on member `i` do not vote yet
   // (its directory was replaced and they have not caught up); nothing if
   // it does not answer.
   std::optional<size_t> learners(size_t i) const {
-    auto c = control(i);
-    auto r = c->call("GET", "/health");
-    if (!r || r->status != 200) return std::nullopt;
-    auto body = r->json();
-    if (!body.contains("cluster") || !body["cluster"].contains("learners"))
-      return std::nullopt;
-    return body["cluster"]["learners"].get<size_t>();
+    auto h = cluster_health(i);
+    if (!h || !h->contains("learners")) return std::nullopt;
+    return (*h)["learners"].get<size_t>();
   }
 
   // Waits until every member is connected to every other one (and, when

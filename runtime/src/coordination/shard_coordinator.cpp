@@ -1,5 +1,6 @@
 #include "mnemo/runtime/coordination/shard_coordinator.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 
@@ -275,29 +276,27 @@ void shard_coordinator::look() {
     bool ours = first->key == own_key;
     // Preferred-leader election. The preferred replica's key, if it is a
     // candidate behind another one, and since when it has been seen.
-    const etcd_kv* preferred_kv = nullptr;
+    // `list` is oldest first: positions are places in the queue.
+    auto place_of = [&list](auto pred) {
+      return std::find_if(list.begin(), list.end(), pred) - list.begin();
+    };
+    auto preferred_at = place_of(
+        [&](const etcd_kv* kv) { return kv->value == replicas.front(); });
     bool preferred_self = replicas.empty() || replicas.front() == cfg_.member;
-    if (!preferred_self && cfg_.rebalance_after.count() > 0)
-      for (auto* kv : list)
-        if (kv->value == replicas.front()) {
-          preferred_kv = kv;
-          break;
-        }
-    if (preferred_kv == nullptr || preferred_kv == first) {
+    const etcd_kv* preferred_kv = nullptr;
+    if (!preferred_self && cfg_.rebalance_after.count() > 0 &&
+        preferred_at > 0 && preferred_at < static_cast<std::ptrdiff_t>(list.size()))
+      preferred_kv = list[static_cast<size_t>(preferred_at)];
+    if (preferred_kv == nullptr) {
       preferred_seen_.erase(shard);
     } else {
       auto& seen = preferred_seen_[shard];
       if (seen.first != preferred_kv->key) seen = {preferred_kv->key, now};
       // A candidate that does not lead but queues ahead of the preferred
       // replica queues again behind it (nothing to hand over).
-      if (!ours && mine_listed &&
-          [&] {
-            for (auto* kv : list) {
-              if (kv == preferred_kv) return false;
-              if (kv->key == own_key) return true;
-            }
-            return false;
-          }()) {
+      auto own_at =
+          place_of([&](const etcd_kv* kv) { return kv->key == own_key; });
+      if (!ours && mine_listed && own_at < preferred_at) {
         etcd_->erase(own_key);
         log_("shard_requeued", "shard " + std::to_string(shard) +
                                    ": behind its preferred replica " +

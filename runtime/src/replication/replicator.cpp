@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include <caf/actor_system.hpp>
@@ -86,9 +87,11 @@ caf::expected<std::vector<pe::epoch_start>> decode_epochs(const bytes& buf) {
 
 }  // namespace
 
-bytes encode_batch(const pe::log_batch& batch) {
-  bytes out;
-  out.reserve(21 + batch.bytes() + 4 * batch.records.size());
+namespace {
+
+// Appends the batch's bytes to `out` (encode_batch).
+void append_batch(bytes& out, const pe::log_batch& batch) {
+  out.reserve(out.size() + 21 + batch.bytes() + 4 * batch.records.size());
   out.push_back(static_cast<char>(batch_format));
   put_u64(out, batch.epoch);
   put_u64(out, batch.first_position);
@@ -97,6 +100,21 @@ bytes encode_batch(const pe::log_batch& batch) {
     put_u32(out, static_cast<uint32_t>(rec.size()));
     out.insert(out.end(), rec.begin(), rec.end());
   }
+}
+
+// Overwrites the 4 bytes at `at` with `x` (a size known only afterwards).
+void patch_u32(bytes& out, size_t at, uint32_t x) {
+  for (int i = 3; i >= 0; --i) {
+    out[at + static_cast<size_t>(i)] = static_cast<char>(x & 0xff);
+    x >>= 8;
+  }
+}
+
+}  // namespace
+
+bytes encode_batch(const pe::log_batch& batch) {
+  bytes out;
+  append_batch(out, batch);
   return out;
 }
 
@@ -128,9 +146,10 @@ void put_bundle_item(bytes& out, uint32_t shard, uint64_t epoch,
   put_u32(out, shard);
   put_u64(out, epoch);
   put_u64(out, commit);
-  auto encoded = encode_batch(batch);
-  put_u32(out, static_cast<uint32_t>(encoded.size()));
-  out.insert(out.end(), encoded.begin(), encoded.end());
+  auto size_at = out.size();
+  put_u32(out, 0);
+  append_batch(out, batch);
+  patch_u32(out, size_at, static_cast<uint32_t>(out.size() - size_at - 4));
 }
 
 }  // namespace
@@ -140,6 +159,7 @@ caf::expected<pe::log_batch> decode_batch(const bytes& buf) {
 }
 
 bytes encode_bundle(const std::vector<bundle_item>& items) {
+  // (The leader builds its bundles item by item: put_bundle_item.)
   bytes out;
   put_u32(out, static_cast<uint32_t>(items.size()));
   for (auto& item : items)
@@ -348,6 +368,27 @@ bytes encode_answers(const std::vector<item_answer>& answers) {
   return out;
 }
 
+// The answers to a bundle of `n` items; nothing if malformed.
+std::optional<std::vector<item_answer>> decode_answers(const bytes& buf,
+                                                      size_t n) {
+  reader r{buf};
+  if (r.u(4) != n || !r.ok) return std::nullopt;
+  std::vector<item_answer> answers(n);
+  for (auto& a : answers) {
+    a.code = static_cast<uint8_t>(r.u(1));
+    a.end = r.u(8);
+    auto flags = r.u(1);
+    a.accepted = (flags & 1) != 0;
+    a.voter = (flags & 2) != 0;
+    auto len = r.u(4);
+    if (!r.ok || len > r.left()) return std::nullopt;
+    a.what.assign(buf.data() + r.at, len);
+    r.at += len;
+  }
+  if (r.at != buf.size()) return std::nullopt;
+  return answers;
+}
+
 // What a leader sent in one item of a bundle, to take its answer.
 struct sent_item {
   uint32_t shard;
@@ -363,7 +404,6 @@ struct replicator_state {
   replicator_settings cfg;
   std::map<std::string, caf::actor> peers;
   std::map<uint32_t, led_shard> led;
-  std::map<uint32_t, uint64_t> follower_commit;
   uint64_t next_apply = 1;
   std::map<uint64_t, pending_apply> applies;
   uint64_t next_bundle = 1;
@@ -583,18 +623,17 @@ void pump(self_ptr self, uint32_t shard) {
 void take_answers(self_ptr self, const std::string& member,
                   const std::vector<sent_item>& sent, const bytes& buf);
 
-// One follower's bundle under construction.
+// One follower's bundle under construction: its bytes start with the item
+// count, written when it is sent.
 struct outgoing {
-  bytes buf;
+  bytes buf = bytes(4, '\0');
   std::vector<sent_item> sent;
 };
 
 void send_bundle(self_ptr self, const std::string& member, outgoing& out) {
   if (out.sent.empty()) return;
-  bytes buf;
-  buf.reserve(4 + out.buf.size());
-  put_u32(buf, static_cast<uint32_t>(out.sent.size()));
-  buf.insert(buf.end(), out.buf.begin(), out.buf.end());
+  auto buf = std::move(out.buf);
+  patch_u32(buf, 0, static_cast<uint32_t>(out.sent.size()));
   auto sent = std::move(out.sent);
   out = outgoing{};
   auto peer = self->state.peers[member];
@@ -678,50 +717,46 @@ void flush(self_ptr self, bool heartbeat) {
 // A follower's answers to a bundle, item by item.
 void take_answers(self_ptr self, const std::string& member,
                   const std::vector<sent_item>& sent, const bytes& buf) {
-  reader r{buf};
-  auto n = r.u(4);
-  std::vector<item_answer> answers;
-  if (r.ok && n == sent.size()) {
-    for (uint64_t k = 0; k < n && r.ok; ++k) {
-      item_answer a;
-      a.code = static_cast<uint8_t>(r.u(1));
-      a.end = r.u(8);
-      auto flags = r.u(1);
-      a.accepted = (flags & 1) != 0;
-      a.voter = (flags & 2) != 0;
-      auto len = r.u(4);
-      if (!r.ok || len > r.left()) {
-        r.ok = false;
-        break;
-      }
-      a.what.assign(buf.data() + r.at, len);
-      r.at += len;
-      answers.push_back(std::move(a));
-    }
-  }
-  bool ok = r.ok && r.at == buf.size() && answers.size() == sent.size();
+  auto answers = decode_answers(buf, sent.size());
   for (size_t k = 0; k < sent.size(); ++k) {
     auto& item = sent[k];
     auto* fs =
         find_follower(self, item.shard, item.epoch, member, item.generation);
     if (fs == nullptr) continue;
-    if (ok) fs->voter = answers[k].voter;
-    if (!ok) {
+    if (!answers) {
       unsync(*fs);  // a malformed answer: sync it again
-    } else if (answers[k].code != 0) {
+      pump(self, item.shard);
+      continue;
+    }
+    auto& a = (*answers)[k];
+    fs->voter = a.voter;
+    if (a.code != 0) {
       on_follower_error(
           self, item.shard, *fs,
-          to_caf_error(pe::error{static_cast<pe::errc>(answers[k].code),
-                                 answers[k].what}));
-    } else if (!answers[k].accepted) {
+          to_caf_error(pe::error{static_cast<pe::errc>(a.code), a.what}));
+    } else if (!a.accepted) {
       unsync(*fs);
     } else {
       --fs->inflight;
-      fs->durable = std::max(fs->durable, answers[k].end);
+      fs->durable = std::max(fs->durable, a.end);
       recompute_commit(self, item.shard, self->state.led[item.shard]);
     }
     pump(self, item.shard);
   }
+}
+
+// A follower's answer to item `index` of bundle `bundle` (of `shard`): the
+// bundle is answered once every item has one.
+void answer_item(self_ptr self, uint64_t bundle, size_t index, uint32_t shard,
+                 item_answer a) {
+  auto& st = self->state;
+  auto b = st.bundles.find(bundle);
+  if (b == st.bundles.end()) return;
+  a.voter = votes(self, shard);
+  b->second.answers[index] = std::move(a);
+  if (--b->second.remaining > 0) return;
+  b->second.promise.deliver(encode_answers(b->second.answers));
+  st.bundles.erase(b);
 }
 
 void tick(self_ptr self) {
@@ -994,9 +1029,10 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           return caf::make_message(true, i->second.epoch, end ? *end : 0,
                                    i->second.commit);
         auto promised = log_of(self, shard).promised_epoch();
-        auto c = self->state.follower_commit[shard];
-        return caf::make_message(false, promised ? *promised : 0,
-                                 end ? *end : 0, c);
+        auto c = self->state.committed.find(shard);
+        return caf::make_message(
+            false, promised ? *promised : 0, end ? *end : 0,
+            c == self->state.committed.end() ? uint64_t{0} : c->second);
       },
       [=](repl_ready_atom, uint32_t shard, const std::string& member) {
         auto i = self->state.led.find(shard);
@@ -1110,9 +1146,7 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         auto promise = b.promise;
         if (items->empty()) {
           st.bundles.erase(bundle_id);
-          bytes none;
-          put_u32(none, 0);
-          promise.deliver(std::move(none));
+          promise.deliver(encode_answers({}));
           return promise;
         }
         auto weak_self = caf::actor_cast<caf::weak_actor_ptr>(self);
@@ -1125,14 +1159,9 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
             // commit point is taken only up to what is here.
             auto end = log_of(self, item.shard).end_position();
             if (!end || item.batch.first_position != *end + 1) {
-              auto& b2 = st.bundles[bundle_id];
-              b2.answers[k].end = end ? *end : 0;
-              b2.answers[k].accepted = false;
-              if (--b2.remaining == 0) {
-                bytes out = encode_answers(b2.answers);
-                b2.promise.deliver(std::move(out));
-                st.bundles.erase(bundle_id);
-              }
+              item_answer a;
+              a.end = end ? *end : 0;
+              answer_item(self, bundle_id, k, item.shard, std::move(a));
               continue;
             }
           }
@@ -1166,9 +1195,8 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
         if (errc == pe::errc::none) {
           // Durable here up to the batch's end, which the leader's commit
           // point may be taken as far as.
-          auto& c = st.follower_commit[pending.shard];
-          c = std::max(c, std::min(pending.commit, pending.end));
-          note_commit(self, pending.shard, c);
+          note_commit(self, pending.shard,
+                      std::min(pending.commit, pending.end));
           // A learner holding the leader's log up to its commit point holds
           // every acknowledged record (the commit point counts from the
           // leader's epoch marker, after every older committed record).
@@ -1184,13 +1212,8 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           a.code = code;
           a.what = what;
         }
-        a.voter = votes(self, pending.shard);
-        auto b = st.bundles.find(pending.bundle);
-        if (b == st.bundles.end()) return;
-        b->second.answers[pending.index] = std::move(a);
-        if (--b->second.remaining > 0) return;
-        b->second.promise.deliver(encode_answers(b->second.answers));
-        st.bundles.erase(b);
+        answer_item(self, pending.bundle, pending.index, pending.shard,
+                    std::move(a));
       },
       [=](flush_atom) { flush(self, false); },
   };
