@@ -117,16 +117,21 @@ std::optional<reply> until_served(client& c, const std::string& method,
 }
 
 
-// The member that leads the most shards (nothing if none leads any).
+// The member that leads the most shards (nothing if none leads any within
+// 10 s: a shard moving back to its preferred member has no leader for a
+// moment, and then no member reports its leadership).
 std::optional<size_t> busiest(const faulty_cluster& f) {
-  std::optional<size_t> victim;
-  size_t most = 0;
-  for (size_t i = 0; i < members; ++i)
-    if (auto l = f.leading(i); l && l->size() > most) {
-      most = l->size();
-      victim = i;
-    }
-  return victim;
+  for (auto deadline = steady::now() + std::chrono::seconds{10};;) {
+    std::optional<size_t> victim;
+    size_t most = 0;
+    for (size_t i = 0; i < members; ++i)
+      if (auto l = f.leading(i); l && l->size() > most) {
+        most = l->size();
+        victim = i;
+      }
+    if (victim || steady::now() > deadline) return victim;
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
 }
 
 // Waits until the members other than `except` lead every shard between
