@@ -219,7 +219,7 @@ BOOST_AUTO_TEST_CASE(a_leader_cut_off_from_etcd_stops_before_its_lease_ends) {
   BOOST_REQUIRE(append(*first, "before"));
   // etcd pauses: nobody can renew. The leader must stop acknowledging
   // within the lease's TTL (2 s), before etcd could let it expire.
-  BOOST_REQUIRE(::kill(etcd.pid, SIGSTOP) == 0);
+  BOOST_REQUIRE(etcd.pause());
   auto t0 = std::chrono::steady_clock::now();
   while (leaders() > 0 && std::chrono::steady_clock::now() - t0 < 5s)
     std::this_thread::sleep_for(10ms);

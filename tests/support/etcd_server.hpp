@@ -4,9 +4,14 @@
 // etcd_process in a temporary directory of its own; a failure to start
 // fails the test).
 
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <boost/test/unit_test.hpp>
 
@@ -43,6 +48,27 @@ struct etcd_server {
   }
 
   etcd_settings settings() const { return proc->settings(); }
+
+  /// Stops etcd with SIGSTOP and returns once the kernel reports it stopped
+  /// (state 'T' in /proc/<pid>/stat): kill() only sends the signal, and on a
+  /// loaded machine etcd may still answer a request sent right after.
+  bool pause() const {
+    if (::kill(pid, SIGSTOP) != 0) return false;
+    auto stat = "/proc/" + std::to_string(pid) + "/stat";
+    for (auto deadline = std::chrono::steady_clock::now() +
+                         std::chrono::seconds{2};
+         std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(std::chrono::milliseconds{1})) {
+      std::ifstream in{stat};
+      std::string line;
+      std::getline(in, line);
+      auto close = line.rfind(')');
+      if (close != std::string::npos && close + 2 < line.size() &&
+          line[close + 2] == 'T')
+        return true;
+    }
+    return false;
+  }
 
   /// "127.0.0.1:<client port>".
   std::string endpoint() const { return proc->endpoint(); }
