@@ -201,4 +201,27 @@ expected<stream_bundle> decode_bundle(std::string_view bytes) {
   }
 }
 
+std::string encode_event(const event_envelope& event) {
+  msgpack::sbuffer buf;
+  packer pk{buf};
+  pk.pack_array(2);
+  pack_str(pk, event.stream_id);
+  pack_event(pk, event);
+  return std::string{buf.data(), buf.size()};
+}
+
+expected<event_envelope> decode_event(std::string_view bytes) {
+  try {
+    std::size_t used = 0;
+    auto handle = msgpack::unpack(bytes.data(), bytes.size(), used);
+    if (used != bytes.size())
+      throw std::runtime_error{"trailing bytes after the event"};
+    auto* top = array_of(handle.get(), 2, "an encoded event");
+    return event_of(top[1], str_of(top[0]));
+  } catch (const std::exception& e) {
+    return error{errc::corrupt_record,
+                 std::string{"encoded event does not decode: "} + e.what()};
+  }
+}
+
 }  // namespace mnemo::persistence

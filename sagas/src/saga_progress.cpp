@@ -61,9 +61,11 @@ void saga_progress::apply(const saga_event& ev) {
           phase = saga_phase::aborted;
         } else if constexpr (std::is_same_v<T, saga_event_received> ||
                              std::is_same_v<T, saga_event_ignored>) {
-          // Deliveries are judged in position order, so positions only
-          // grow; max() keeps a repeat from ever moving it back.
-          last_event = std::max(last_event, e.position);
+          // Deliveries of one source are judged in position order, so
+          // positions only grow; max() keeps a repeat from ever moving one
+          // back.
+          auto& last = e.source.empty() ? last_event : last_of_source[e.source];
+          last = std::max(last, e.position);
         } else {
           static_assert(std::is_same_v<T, saga_needs_attention>,
                         "saga_progress::apply must fold every saga event");

@@ -290,4 +290,36 @@ BOOST_AUTO_TEST_CASE(damaged_bundles_are_refused) {
   BOOST_CHECK_EQUAL(decode_bundle(later).error().code(), errc::format_mismatch);
 }
 
+BOOST_AUTO_TEST_CASE(one_event_encodes_with_every_field_and_damage_is_refused) {
+  two_journals t;
+  two_journals::fill(*t.src, "order-7", 3);
+  auto read = t.src->read_stream("order-7", 2, 2, 1);
+  BOOST_REQUIRE_MESSAGE(read, why(read));
+  BOOST_REQUIRE_EQUAL(read->size(), 1u);
+  auto& original = read->front();
+  auto bytes = encode_event(original);
+  auto back = decode_event(bytes);
+  BOOST_REQUIRE_MESSAGE(back, why(back));
+  BOOST_CHECK(back->id == original.id);
+  BOOST_CHECK_EQUAL(back->stream_id, "order-7");
+  BOOST_CHECK_EQUAL(back->sequence, 2u);
+  BOOST_CHECK_EQUAL(back->position, original.position);
+  BOOST_CHECK_EQUAL(back->type, original.type);
+  BOOST_CHECK_EQUAL(back->schema_version, original.schema_version);
+  BOOST_CHECK_EQUAL(back->timestamp_us, original.timestamp_us);
+  BOOST_CHECK_EQUAL(back->correlation_id, "c2");
+  BOOST_CHECK(back->tags == original.tags);
+  BOOST_CHECK(back->metadata == original.metadata);
+  BOOST_CHECK(back->payload == original.payload);
+  BOOST_CHECK_EQUAL(event_value(*back), "order-7:2");
+  // Cut short, trailing bytes, or not an event at all: corrupt_record.
+  BOOST_CHECK_EQUAL(decode_event(bytes.substr(0, bytes.size() - 3)).error().code(),
+                    errc::corrupt_record);
+  BOOST_CHECK_EQUAL(decode_event(bytes + "x").error().code(),
+                    errc::corrupt_record);
+  BOOST_CHECK_EQUAL(decode_event("").error().code(), errc::corrupt_record);
+  BOOST_CHECK_EQUAL(decode_event("\x92\xa1x\x01").error().code(),
+                    errc::corrupt_record);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -201,14 +201,46 @@ BOOST_AUTO_TEST_CASE(progress_folds_the_saga_events) {
   sagas::saga_progress q;
   BOOST_CHECK_EQUAL(std::string{sagas::to_string(q.phase)}, "new");
   q.apply(sagas::saga_started{"d", 0, 0});
-  q.apply(sagas::saga_event_ignored{7, 0, "t", "no"});
+  q.apply(sagas::saga_event_ignored{7, 0, "t", "no", ""});
   BOOST_CHECK(q.phase == sagas::saga_phase::running);
   BOOST_CHECK_EQUAL(q.last_event, 7u);
-  q.apply(sagas::saga_event_received{9, 0, "t"});
+  q.apply(sagas::saga_event_received{9, 0, "t", ""});
+  // Positions of other logs count per source.
+  q.apply(sagas::saga_event_received{30, 0, "t", "shard/2"});
+  q.apply(sagas::saga_event_ignored{4, 0, "t", "no", "shard/5"});
+  q.apply(sagas::saga_event_ignored{2, 0, "t", "no", "shard/5"});
+  BOOST_CHECK_EQUAL(q.last_event, 9u);
+  BOOST_CHECK_EQUAL(q.last_event_of(""), 9u);
+  BOOST_CHECK_EQUAL(q.last_event_of("shard/2"), 30u);
+  BOOST_CHECK_EQUAL(q.last_event_of("shard/5"), 4u);
+  BOOST_CHECK_EQUAL(q.last_event_of("shard/1"), 0u);
   q.apply(sagas::saga_completed{});
-  q.apply(sagas::saga_event_ignored{12, 1, "t", "no"});
+  q.apply(sagas::saga_event_ignored{12, 1, "t", "no", ""});
   BOOST_CHECK(q.phase == sagas::saga_phase::completed);
   BOOST_CHECK_EQUAL(q.last_event, 12u);
+}
+
+BOOST_AUTO_TEST_CASE(delivery_events_without_a_source_read_as_the_nodes_journal) {
+  // Written before sources existed: the map has no "source" key.
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk{buf};
+  pk.pack_map(3);
+  pk.pack(std::string{"position"});
+  pk.pack(uint64_t{41});
+  pk.pack(std::string{"step"});
+  pk.pack(uint32_t{2});
+  pk.pack(std::string{"type"});
+  pk.pack(std::string{"payment.captured"});
+  sagas::saga_event_received ev;
+  msgpack::unpack(buf.data(), buf.size()).get().convert(ev);
+  BOOST_CHECK_EQUAL(ev.position, 41u);
+  BOOST_CHECK_EQUAL(ev.step, 2u);
+  BOOST_CHECK_EQUAL(ev.type, "payment.captured");
+  BOOST_CHECK_EQUAL(ev.source, "");
+  sagas::saga_progress p;
+  p.apply(sagas::saga_started{"d", 0, 0});
+  p.apply(ev);
+  BOOST_CHECK_EQUAL(p.last_event_of(""), 41u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -742,17 +774,20 @@ struct inbox_fixture : fixture {
   caf::actor router;
   caf::actor inbox;
 
-  inbox_fixture() {
+  // `source`: the router tags its rows as events of that log (as the
+  // copies of `saga_routers` do in a cluster) instead of the journal's.
+  explicit inbox_fixture(const std::string& source = {}) {
     matcher::timeout = 0ms;
     spawn_matchers();
     actors::projection_filter filter;
+    sagas::correlate_fn correlate = [](const persistence::event_envelope& env)
+        -> std::optional<std::string> {
+      return env.stream_id.substr(std::string{"account-"}.size());
+    };
     filter.event_types = {"account.deposited"};
-    auto spec = sagas::saga_router<matcher>(
-        "matcher-router", filter,
-        [](const persistence::event_envelope& env)
-            -> std::optional<std::string> {
-          return env.stream_id.substr(std::string{"account-"}.size());
-        });
+    auto spec = sagas::saga_router<matcher>("matcher-router", filter, correlate);
+    if (!source.empty())
+      spec.apply = sagas::detail::route_to_inbox<matcher>(correlate, source);
     auto p = actors::spawn_projection(
         system(), {&journal(), context().completions, event_bus()}, spec);
     BOOST_REQUIRE(p);
@@ -813,6 +848,49 @@ struct inbox_fixture : fixture {
     BOOST_REQUIRE(route(accounts, id, bank::deposit{n}));
     tick(100ms);
   }
+
+  // Delivers the event `event` (encoded) of log `source` at `position` to
+  // matcher `id`, as another member's inbox would.
+  caf::expected<bool> deliver(const std::string& id, const std::string& source,
+                              uint64_t position, std::string event) {
+    return request<bool>(
+        matchers, runtime::route_atom::value, id,
+        caf::make_message(sagas::deliver_atom::value, source, position,
+                          std::move(event)));
+  }
+
+  bool delivered(const std::string& id, const std::string& source,
+                 uint64_t position, std::string event) {
+    auto r = deliver(id, source, position, std::move(event));
+    if (!r) BOOST_TEST_MESSAGE(runtime::describe(r.error()));
+    return r && *r;
+  }
+
+  // The newest event of `stream`, encoded.
+  std::string last_event_of(const std::string& stream) {
+    auto evs = journal().read_stream(stream, 1, UINT64_MAX, UINT64_MAX);
+    BOOST_REQUIRE(evs && !evs->empty());
+    return persistence::encode_event(evs->back());
+  }
+
+  // The sources of the deliveries saga `stream` recorded, in order.
+  strings delivery_sources(const std::string& stream) {
+    strings out;
+    auto evs = journal().read_stream(stream, 1, UINT64_MAX, UINT64_MAX);
+    if (!evs) return out;
+    actors::variant_codec<sagas::saga_event> codec{registry()};
+    for (auto& e : *evs) {
+      auto ev = codec.decode(e);
+      if (!ev) continue;
+      if (auto* r = std::get_if<sagas::saga_event_received>(&*ev))
+        out.push_back("received " + r->source + "@" +
+                      std::to_string(r->position));
+      if (auto* i = std::get_if<sagas::saga_event_ignored>(&*ev))
+        out.push_back("ignored " + i->source + "@" +
+                      std::to_string(i->position));
+    }
+    return out;
+  }
 };
 
 }  // namespace
@@ -833,10 +911,24 @@ BOOST_AUTO_TEST_CASE(inbox_keys_keep_commit_order_per_saga) {
   BOOST_CHECK(sagas::detail::inbox_key("s", 99) < k1);
   auto parsed = sagas::detail::parse_inbox_key(k3);
   BOOST_REQUIRE(parsed);
-  BOOST_CHECK_EQUAL(parsed->first, "s1");
-  BOOST_CHECK_EQUAL(parsed->second, 0x100000000ull);
+  BOOST_CHECK_EQUAL(parsed->saga_id, "s1");
+  BOOST_CHECK_EQUAL(parsed->position, 0x100000000ull);
+  BOOST_CHECK_EQUAL(parsed->source, "");
+  // Keys of another log carry its name after the position; per source they
+  // keep commit order, and they stay within the saga's range.
+  auto s1 = sagas::detail::inbox_key("s1", 9, "shard/3");
+  auto s2 = sagas::detail::inbox_key("s1", 10, "shard/3");
+  BOOST_CHECK(s1 < s2 && s2 < sagas::detail::inbox_end("s1"));
+  BOOST_CHECK(s1.compare(0, 3, sagas::detail::inbox_prefix("s1")) == 0);
+  auto sourced = sagas::detail::parse_inbox_key(s2);
+  BOOST_REQUIRE(sourced);
+  BOOST_CHECK_EQUAL(sourced->saga_id, "s1");
+  BOOST_CHECK_EQUAL(sourced->position, 10u);
+  BOOST_CHECK_EQUAL(sourced->source, "shard/3");
   BOOST_CHECK(!sagas::detail::parse_inbox_key("no-separator"));
   BOOST_CHECK(!sagas::detail::parse_inbox_key(std::string{"s\0zz", 4}));
+  BOOST_CHECK(!sagas::detail::parse_inbox_key(std::string{"s"} + '\0' +
+                                              "000000000000000z" + "shard/1"));
 }
 
 BOOST_AUTO_TEST_CASE(a_correlated_event_decides_the_waiting_step) {
@@ -912,6 +1004,76 @@ BOOST_AUTO_TEST_CASE(a_routed_event_is_applied_once_also_when_routed_again) {
   BOOST_CHECK_EQUAL(f.pending(), 0u);
   BOOST_CHECK(f.saga_events("saga-matcher-a4") == before);
   BOOST_CHECK_EQUAL(f.balance("a4"), 1 + 200 + 5);
+}
+
+BOOST_AUTO_TEST_CASE(events_of_another_log_travel_in_their_rows_and_count_per_source) {
+  // The router tags its rows as events of "shard/9" (a router copy of a
+  // replicated cluster): each row holds the event, the saga judges that
+  // copy and records the source with the position.
+  inbox_fixture f{"shard/9"};
+  f.open_and_start("a7");
+  f.deposit("a7", 100);
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a7"), "completed");
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.pending(), 0u);
+  auto recorded = f.delivery_sources("saga-matcher-a7");
+  BOOST_REQUIRE_EQUAL(recorded.size(), 3u);  // token, 100, reward
+  BOOST_CHECK_EQUAL(recorded[0].substr(0, 16), "ignored shard/9@");
+  BOOST_CHECK_EQUAL(recorded[1].substr(0, 17), "received shard/9@");
+  // Replayed by the router: the same rows again, recognised as repeats.
+  caf::anon_send(f.router, actors::reset_atom::value, uint64_t{0});
+  f.tick(100ms);
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.pending(), 0u);
+  BOOST_CHECK(f.delivery_sources("saga-matcher-a7") == recorded);
+  BOOST_CHECK_EQUAL(f.balance("a7"), 1 + 100 + 5);
+}
+
+BOOST_AUTO_TEST_CASE(deliveries_from_several_logs_are_told_apart_by_source) {
+  inbox_fixture f;
+  f.open_and_start("a8");
+  f.deposit("a8", 100);  // decides the step through the local inbox
+  BOOST_CHECK_EQUAL(f.status(f.matchers, "a8"), "completed");
+  f.tick(100ms);
+  auto event = f.last_event_of("account-a8");
+  auto before = f.saga_events("saga-matcher-a8").size();
+  // Position 40 of shard/1: new, recorded (ignored: the saga is done).
+  auto r = f.deliver("a8", "shard/1", 40, event);
+  BOOST_REQUIRE_MESSAGE(r, (r ? "" : runtime::describe(r.error())));
+  BOOST_CHECK(*r);
+  BOOST_CHECK_EQUAL(f.saga_events("saga-matcher-a8").size(), before + 1);
+  // The same again (another member's inbox), or an earlier position of
+  // that log: repeats, nothing recorded.
+  BOOST_CHECK(f.delivered("a8", "shard/1", 40, event));
+  BOOST_CHECK(f.delivered("a8", "shard/1", 12, event));
+  BOOST_CHECK_EQUAL(f.saga_events("saga-matcher-a8").size(), before + 1);
+  // Position 40 of another log is another event.
+  BOOST_CHECK(f.delivered("a8", "shard/2", 40, event));
+  BOOST_CHECK_EQUAL(f.saga_events("saga-matcher-a8").size(), before + 2);
+  // Per source also after a restart: the positions are folded from the
+  // saga's events.
+  caf::anon_send_exit(f.matchers, caf::exit_reason::kill);
+  f.run();
+  f.spawn_matchers();
+  BOOST_CHECK(f.delivered("a8", "shard/1", 40, event));
+  BOOST_CHECK(f.delivered("a8", "shard/2", 40, event));
+  BOOST_CHECK_EQUAL(f.saga_events("saga-matcher-a8").size(), before + 2);
+  auto sources = f.delivery_sources("saga-matcher-a8");
+  BOOST_CHECK_EQUAL(sources[sources.size() - 2], "ignored shard/1@40");
+  BOOST_CHECK_EQUAL(sources.back(), "ignored shard/2@40");
+  // Bad deliveries get clear errors and record nothing.
+  auto damaged = f.deliver("a8", "shard/3", 7, "not an event");
+  BOOST_REQUIRE(!damaged);
+  BOOST_CHECK(runtime::is(damaged.error(), persistence::errc::corrupt_record));
+  BOOST_CHECK(runtime::describe(damaged.error()).find("does not decode") !=
+              std::string::npos);
+  auto bare = f.deliver("a8", "shard/3", 7, "");
+  BOOST_REQUIRE(!bare);
+  BOOST_CHECK(runtime::is(bare.error(), runtime::errc::invalid_argument));
+  BOOST_CHECK_EQUAL(f.saga_events("saga-matcher-a8").size(), before + 2);
+  // The damaged one did not block the log: a good event of shard/3 passes.
+  BOOST_CHECK(f.delivered("a8", "shard/3", 8, event));
+  BOOST_CHECK_EQUAL(f.saga_events("saga-matcher-a8").size(), before + 3);
 }
 
 BOOST_AUTO_TEST_CASE(rows_wait_in_the_inbox_while_it_is_down) {

@@ -45,4 +45,15 @@ std::string encode_bundle(const stream_bundle& bundle);
 /// was damaged or cut short).
 expected<stream_bundle> decode_bundle(std::string_view bytes);
 
+/// Encodes one event with every field (stream id, sequence, position, id,
+/// type, schema version, commit time, correlation and causation ids, tags,
+/// metadata, payload) as a msgpack array, the body format of a bundle's
+/// events with the stream id first. For events kept outside their journal,
+/// e.g. the saga inbox rows of a replicated cluster (docs/sagas.md).
+std::string encode_event(const event_envelope& event);
+
+/// Decodes an `encode_event` result. Errors: `corrupt_record` (not an
+/// encoded event, or cut short).
+expected<event_envelope> decode_event(std::string_view bytes);
+
 }  // namespace mnemo::persistence

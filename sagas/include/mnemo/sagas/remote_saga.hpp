@@ -1,7 +1,8 @@
 #pragma once
 
 // How the messages of a saga registry travel between cluster nodes: start,
-// status and inbox deliveries.
+// status and inbox deliveries (of the node's journal, or carrying the event
+// from another log).
 
 #include <string>
 
@@ -18,7 +19,12 @@ template <class S>
 runtime::remote_protocol saga_protocol() {
   namespace wire = runtime::wire;
   using data = typename S::data;
-  enum : uint8_t { do_start = 0, get_status = 1, do_deliver = 2 };
+  enum : uint8_t {
+    do_start = 0,
+    get_status = 1,
+    do_deliver = 2,
+    do_deliver_event = 3
+  };
   runtime::remote_protocol p;
   p.stream_prefix = std::string{"saga-"} + S::type_name + "-";  // saga_stream
   p.encode = [](const caf::message& msg) -> std::optional<wire::bytes> {
@@ -31,11 +37,20 @@ runtime::remote_protocol saga_protocol() {
       auto position = msg.get_as<uint64_t>(1);
       return wire::pack(do_deliver, position);
     }
+    if (msg.match_elements<deliver_atom, std::string, uint64_t,
+                           std::string>()) {
+      auto source = msg.get_as<std::string>(1);
+      auto position = msg.get_as<uint64_t>(2);
+      auto event = msg.get_as<std::string>(3);
+      return wire::pack(do_deliver_event, source, position, event);
+    }
     return std::nullopt;
   };
   p.decode_reply = [](const caf::message& request,
                       const wire::bytes& buf) -> caf::expected<caf::message> {
-    if (request.match_elements<deliver_atom, uint64_t>()) {
+    if (request.match_elements<deliver_atom, uint64_t>() ||
+        request.match_elements<deliver_atom, std::string, uint64_t,
+                               std::string>()) {
       bool decided = false;
       if (auto err = wire::unpack(buf, decided)) return err;
       return caf::make_message(decided);
@@ -69,6 +84,18 @@ runtime::remote_protocol saga_protocol() {
         if (auto err = wire::unpack(buf, position)) return done(err);
         self->request(local, timeout, runtime::route_atom::value, id,
                       caf::make_message(deliver_atom::value, position))
+            .then([done](bool decided) { done(wire::pack(0, decided)); }, fail);
+        return;
+      }
+      case do_deliver_event: {
+        std::string source;
+        uint64_t position = 0;
+        std::string event;
+        if (auto err = wire::unpack(buf, source, position, event))
+          return done(err);
+        self->request(local, timeout, runtime::route_atom::value, id,
+                      caf::make_message(deliver_atom::value, std::move(source),
+                                        position, std::move(event)))
             .then([done](bool decided) { done(wire::pack(0, decided)); }, fail);
         return;
       }

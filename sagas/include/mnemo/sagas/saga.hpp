@@ -29,6 +29,7 @@
 #include "mnemo/actors/aggregate.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/actors/variant_codec.hpp"
+#include "mnemo/persistence/stream_export.hpp"
 #include "mnemo/persistence/table_store.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 #include "mnemo/runtime/error.hpp"
@@ -61,6 +62,12 @@ using saga_reply_atom = caf::atom_constant<caf::atom("mn_sreply")>;
 /// first; the journal's errors, or `not_found`, if the event cannot be
 /// read. (Earlier versions answered false, and recorded nothing, for an
 /// event that concerned no waiting step.)
+/// `(deliver_atom, std::string source, uint64_t position, std::string
+/// event)` -> `bool`: the same for an event of another log (`source`, e.g.
+/// "shard/3"; positions are that log's), carried as
+/// `persistence::encode_event` bytes; repeats are told by source and
+/// position. Errors also: `invalid_argument` (no source or no event),
+/// `corrupt_record` (the event does not decode).
 using deliver_atom = caf::atom_constant<caf::atom("mn_sdeliv")>;
 
 /// Returns whether `err` is transient: the command was not applied and a

@@ -65,7 +65,17 @@ class saga_actor : public caf::event_based_actor {
         },
         [this](status_atom) { return status(); },
         [this](deliver_atom, uint64_t position) -> caf::result<bool> {
-          return deliver(position);
+          return deliver({}, position, {});
+        },
+        [this](deliver_atom, std::string& source, uint64_t position,
+               std::string& event) -> caf::result<bool> {
+          if (source.empty() || event.empty())
+            return runtime::make_error(
+                runtime::errc::invalid_argument,
+                "saga '" + stream_ +
+                    "': a delivery from another log needs its source and "
+                    "the event");
+          return deliver(std::move(source), position, std::move(event));
         },
         [this](runtime::passivate_atom) { passivate(); },
         [this](saga_persisted_atom, uint64_t ticket) { on_persisted(ticket); },
@@ -258,27 +268,48 @@ class saga_actor : public caf::event_based_actor {
   /// Rows pulled from the saga's own inbox at once, at most.
   static constexpr size_t max_pulled = 1000;
 
-  caf::result<bool> deliver(uint64_t position) {
+  /// A delivered event: its source ("" = the node's journal) and its
+  /// position there.
+  using event_key = std::pair<std::string, uint64_t>;
+
+  /// An event the saga cannot judge yet, and the requests to answer for it.
+  struct held_event {
+    /// The event itself (`persistence::encode_event`) if it is not in the
+    /// node's journal (its source is not empty).
+    std::string event;
+    promises waiting;
+  };
+
+  /// Requests kept per held event: one per relay that delivers it (in a
+  /// replicated cluster each member runs one). A further one, e.g. a relay
+  /// asking again after its request timed out, takes over from the oldest.
+  static constexpr size_t max_waiting = 4;
+
+  caf::result<bool> deliver(std::string source, uint64_t position,
+                            std::string event) {
     auto rp = make_response_promise<bool>();
-    if (position <= progress_.last_event) {
+    if (position <= progress_.last_event_of(source)) {
       rp.deliver(true);  // recorded before: a repeat
       return rp;
     }
-    // Held until the saga can judge it, in position order. A relay whose
-    // request timed out meanwhile asks again: the newer request takes over,
-    // so that a saga that waits long keeps one request per event.
-    auto& waiting = held_[position];
-    for (auto& old : waiting)
-      old.deliver(runtime::make_error(runtime::errc::entity_stopped,
-                                      "saga '" + stream_ +
-                                          "': the event at position " +
-                                          std::to_string(position) +
-                                          " was delivered again; the newer "
-                                          "delivery gets the answer"));
-    waiting.clear();
-    waiting.push_back(rp);
+    // Held until the saga can judge it, in position order per source.
+    auto& held = held_[event_key{source, position}];
+    if (held.event.empty()) held.event = std::move(event);
+    if (held.waiting.size() >= max_waiting) {
+      held.waiting.front().deliver(runtime::make_error(
+          runtime::errc::entity_stopped,
+          "saga '" + stream_ + "': the event at position " +
+              std::to_string(position) + describe_source(source) +
+              " was delivered again; the newer delivery gets the answer"));
+      held.waiting.erase(held.waiting.begin());
+    }
+    held.waiting.push_back(rp);
     judge_held();
     return rp;
+  }
+
+  static std::string describe_source(const std::string& source) {
+    return source.empty() ? std::string{} : " of '" + source + "'";
   }
 
   // The current step waits for an event.
@@ -300,41 +331,62 @@ class saga_actor : public caf::event_based_actor {
   void judge_held() {
     while (!held_.empty() && judge_ready()) {
       auto first = held_.begin();
-      auto position = first->first;
-      auto waiting = std::move(first->second);
+      auto key = first->first;
+      auto held = std::move(first->second);
       held_.erase(first);
       // A row that cannot be judged stops the rest: they must not overtake
       // it. The relay sends it again and gets the error again.
-      if (!judge(position, std::move(waiting))) return;
+      if (!judge(key, std::move(held))) return;
     }
   }
 
-  // Judges the event at `position` and records the outcome; `waiting` are
-  // answered once that is persisted. Returns false if the event cannot be
-  // read (`waiting` get the error).
-  bool judge(uint64_t position, promises waiting) {
-    auto& p = progress_;
-    if (position <= p.last_event) {
-      for (auto& rp : waiting) rp.deliver(true);
-      return true;
+  // Reads the event `key` names: from the node's journal, or decoded from
+  // the copy its delivery carried.
+  caf::expected<persistence::event_envelope> event_of(const event_key& key,
+                                                      const std::string& copy) {
+    auto& [source, position] = key;
+    if (!source.empty()) {
+      auto decoded = persistence::decode_event(copy);
+      if (!decoded)
+        return runtime::to_caf_error(persistence::error{
+            persistence::errc::corrupt_record,
+            "saga '" + stream_ + "': the event at position " +
+                std::to_string(position) + describe_source(source) +
+                " in its inbox does not decode (" +
+                decoded.error().message() + "); delete that row from table '" +
+                inbox_table<S>() + "' to let the later events through"});
+      return std::move(*decoded);
     }
     auto found = ctx_.journal->read_all(position, 1);
-    caf::error failed;
-    if (!found)
-      failed = runtime::to_caf_error(found.error());
-    else if (found->empty() || found->front().position != position)
-      failed = runtime::make_error(
+    if (!found) return runtime::to_caf_error(found.error());
+    if (found->empty() || found->front().position != position)
+      return runtime::make_error(
           runtime::errc::not_found,
           "saga '" + stream_ + "': its inbox names position " +
               std::to_string(position) +
               ", which holds no event (deleted?); delete that row from "
               "table '" +
               inbox_table<S>() + "' to let the later events through");
-    if (failed) {
-      for (auto& rp : waiting) rp.deliver(failed);
+    return std::move(found->front());
+  }
+
+  // Judges the event `key` names and records the outcome; the held
+  // requests are answered once that is persisted. Returns false if the
+  // event cannot be read (the requests get the error).
+  bool judge(const event_key& key, held_event held) {
+    auto& p = progress_;
+    auto& [source, position] = key;
+    auto& waiting = held.waiting;
+    if (position <= p.last_event_of(source)) {
+      for (auto& rp : waiting) rp.deliver(true);
+      return true;
+    }
+    auto found = event_of(key, held.event);
+    if (!found) {
+      for (auto& rp : waiting) rp.deliver(found.error());
       return false;
     }
-    auto& env = found->front();
+    auto& env = *found;
     if (waiting_step()) {
       std::optional<caf::error> verdict;
       try {
@@ -344,14 +396,15 @@ class saga_actor : public caf::event_based_actor {
                                       std::string{"await threw: "} + e.what());
       }
       if (verdict) {
-        decide(position, env.type, std::move(*verdict), std::move(waiting));
+        decide(key, env.type, std::move(*verdict), std::move(waiting));
         return true;
       }
     }
     // Recorded, not dropped: it shows in the saga's history, and a
     // redelivery (a replayed router, a relay that restarted) is a repeat.
     for (auto& rp : waiting) delivery_waiters_.push_back(std::move(rp));
-    persist({saga_event_ignored{position, p.step, env.type, ignore_reason()}});
+    persist({saga_event_ignored{position, p.step, env.type, ignore_reason(),
+                                source}});
     return true;
   }
 
@@ -363,10 +416,10 @@ class saga_actor : public caf::event_based_actor {
            to_string(progress_.phase);
   }
 
-  // The event at `position` decides the waiting step: `verdict` is no
+  // The event `key` names decides the waiting step: `verdict` is no
   // error (done) or the error the step failed with.
-  void decide(uint64_t position, const std::string& type, caf::error verdict,
-              promises waiting) {
+  void decide(const event_key& key, const std::string& type,
+              caf::error verdict, promises waiting) {
     auto& p = progress_;
     // A command reply still out is moot.
     ++reply_gen_;
@@ -375,7 +428,7 @@ class saga_actor : public caf::event_based_actor {
     awaiting_ = false;
     deadline_hit_ = false;
     auto now = ctx_.wall_ms();
-    events evs{saga_event_received{position, p.step, type}};
+    events evs{saga_event_received{key.second, p.step, type, key.first}};
     if (!verdict) {
       evs.push_back(saga_step_completed{p.step, due_of(p.step + 1, now)});
       if (p.step + 1 == def_.steps.size()) evs.push_back(saga_completed{});
@@ -397,21 +450,24 @@ class saga_actor : public caf::event_based_actor {
   // saga answers them as repeats and the relay deletes the rows.
   void pull_inbox() {
     if (progress_.phase == saga_phase::fresh) return;
-    auto after = progress_.last_event;
-    std::vector<uint64_t> positions;
+    std::vector<std::pair<event_key, std::string>> rows;
     auto err = ctx_.journal->read([&](persistence::read_txn& txn) {
       auto n = persistence::table_store::scan_prefix_in(
           txn, inbox_table<S>(), detail::inbox_prefix(id_), max_pulled,
-          [&](std::string_view k, std::string_view) {
+          [&](std::string_view k, std::string_view v) {
             auto parsed = detail::parse_inbox_key(k);
-            if (parsed && parsed->first == id_ && parsed->second > after)
-              positions.push_back(parsed->second);
+            if (parsed && parsed->saga_id == id_ &&
+                parsed->position > progress_.last_event_of(parsed->source))
+              rows.emplace_back(event_key{std::move(parsed->source),
+                                          parsed->position},
+                                std::string{v});
             return true;
           });
       return n ? persistence::error{} : n.error();
     });
     if (err) return;  // the relay delivers them
-    for (auto position : positions) held_.try_emplace(position);
+    for (auto& [key, event] : rows)
+      held_.try_emplace(std::move(key), held_event{std::move(event), {}});
   }
 
   void fail_waiters(const caf::error& err) {
@@ -420,7 +476,7 @@ class saga_actor : public caf::event_based_actor {
     for (auto& rp : delivery_waiters_) rp.deliver(err);
     delivery_waiters_.clear();
     for (auto& entry : held_)
-      for (auto& rp : entry.second) rp.deliver(err);
+      for (auto& rp : entry.second.waiting) rp.deliver(err);
     held_.clear();
   }
 
@@ -602,10 +658,11 @@ class saga_actor : public caf::event_based_actor {
   /// Deliveries being recorded (decided a step or ignored), answered once
   /// that is persisted.
   promises delivery_waiters_;
-  /// Events the saga cannot judge yet (see `judge_ready`), by position, and
-  /// the request to answer for each (none for a row the saga pulled from
-  /// its inbox itself). The inbox row of each is the durable hold.
-  std::map<uint64_t, promises> held_;
+  /// Events the saga cannot judge yet (see `judge_ready`), by source and
+  /// position, and the requests to answer for each (none for a row the saga
+  /// pulled from its inbox itself). The inbox row of each is the durable
+  /// hold.
+  std::map<event_key, held_event> held_;
   /// The reply of a command that came while an ignored delivery was being
   /// recorded.
   std::optional<std::pair<uint64_t, caf::error>> parked_reply_;

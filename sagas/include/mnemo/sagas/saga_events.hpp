@@ -64,18 +64,24 @@ struct saga_compensation_failed {
   MSGPACK_DEFINE_MAP(step, attempt, error, retry_at_ms)
 };
 
-/// The event at global position `position`, delivered to the saga through
-/// its inbox, decided step `step` (the events that follow in the same batch
-/// say how). Recorded so that a redelivered event is recognised.
+/// The event at position `position` of `source`, delivered to the saga
+/// through its inbox, decided step `step` (the events that follow in the
+/// same batch say how). Recorded so that a redelivered event is recognised.
+/// `source` is empty for the node's own journal (positions are global
+/// positions) and names the log otherwise, e.g. "shard/3" in a replicated
+/// cluster (positions are that shard's); absent in events written before
+/// sources existed, which read as empty.
 struct saga_event_received {
   uint64_t position = 0;
   uint32_t step = 0;
   std::string type;
-  MSGPACK_DEFINE_MAP(position, step, type)
+  std::string source;
+  MSGPACK_DEFINE_MAP(position, step, type, source)
 };
 
-/// The event at global position `position`, delivered through the saga's
-/// inbox, concerned no waiting step: the saga was at step `step` (running:
+/// The event at position `position` of `source` (as in
+/// `saga_event_received`), delivered through the saga's inbox, concerned
+/// no waiting step: the saga was at step `step` (running:
 /// that step's `await` did not take it; otherwise: no step was waiting, as
 /// `reason` says) and went on unchanged. Recorded so that the event is
 /// visible in the saga's history instead of dropped, and so that a
@@ -85,7 +91,8 @@ struct saga_event_ignored {
   uint32_t step = 0;
   std::string type;
   std::string reason;
-  MSGPACK_DEFINE_MAP(position, step, type, reason)
+  std::string source;
+  MSGPACK_DEFINE_MAP(position, step, type, reason, source)
 };
 
 /// Every step succeeded.

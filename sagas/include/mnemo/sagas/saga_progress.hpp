@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include <caf/meta/type_name.hpp>
@@ -52,10 +53,20 @@ struct saga_progress {
   int64_t retry_at_ms = 0;
   /// The last failure, or the reason of the compensation.
   std::string error;
-  /// Global position of the last event delivered through the saga's inbox
-  /// that the saga recorded (it decided a step, or was ignored); deliveries
-  /// at or below it are repeats.
+  /// Global position of the last event of the node's own journal delivered
+  /// through the saga's inbox that the saga recorded (it decided a step, or
+  /// was ignored); deliveries at or below it are repeats.
   uint64_t last_event = 0;
+  /// The same for the events of other logs, by source (e.g. "shard/3" in a
+  /// replicated cluster): positions are per source.
+  std::map<std::string, uint64_t> last_of_source;
+
+  /// The last recorded position of `source` ("" = the node's journal).
+  uint64_t last_event_of(const std::string& source) const {
+    if (source.empty()) return last_event;
+    auto i = last_of_source.find(source);
+    return i == last_of_source.end() ? 0 : i->second;
+  }
 
   /// Folds `ev` into this progress.
   void apply(const saga_event& ev);
