@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "entity_id.hpp"
 #include "inventory.hpp"
@@ -125,6 +126,16 @@ struct fulfilment {
       return order::command{complete_order{tracking_of(d.order_id)}};
     });
 
+    // In a replicated cluster an aggregate answers `owner_unavailable`
+    // while its shard fails over (the lease TTL, 2 s by default, plus a
+    // poll): every step and compensation retries transient failures for
+    // about 15 s (12 attempts, backoff doubling from 100 ms to 2 s) before
+    // it fails for good, instead of the default 5 attempts in 1.5 s.
+    for (auto* s : {&accept, &reserve_stock, &charge, &ship, &complete}) {
+      s->retry.max_attempts = 12;
+      s->retry.backoff.max_backoff = std::chrono::seconds{2};
+    }
+
     mnemo::sagas::definition<data> def;
     // The order completes before the stock leaves the books: an order
     // cancelled meanwhile fails "complete" and every step is undone.
@@ -155,16 +166,31 @@ inline mnemo::actors::projection_spec fulfilment_trigger(
       });
 }
 
+/// The payment provider's verdicts, and the fulfilment each concerns.
+inline mnemo::actors::projection_filter verdict_filter() {
+  mnemo::actors::projection_filter filter;
+  filter.event_types = {"payment.captured", "payment.declined"};
+  return filter;
+}
+
+inline std::optional<std::string> paid_order(
+    const mnemo::persistence::event_envelope& env) {
+  return entity_id_of<payment>(env.stream_id);
+}
+
 /// The projection that routes the payment provider's verdicts to the
 /// fulfilment of the paid order.
 inline mnemo::actors::projection_spec fulfilment_router() {
-  mnemo::actors::projection_filter filter;
-  filter.event_types = {"payment.captured", "payment.declined"};
-  return mnemo::sagas::saga_router<fulfilment>(
-      "orders.fulfilment_router", filter,
-      [](const mnemo::persistence::event_envelope& env) {
-        return entity_id_of<payment>(env.stream_id);
-      });
+  return mnemo::sagas::saga_router<fulfilment>("orders.fulfilment_router",
+                                               verdict_filter(), paid_order);
+}
+
+/// The same in cluster `c`: a copy per shard log (replicated) or member's
+/// journal (static) whose rows carry the verdict (`sagas::saga_routers`).
+inline std::vector<mnemo::actors::projection_spec> fulfilment_routers(
+    const mnemo::runtime::cluster* c) {
+  return mnemo::sagas::saga_routers<fulfilment>(
+      "orders.fulfilment_router", verdict_filter(), paid_order, c);
 }
 
 }  // namespace orders

@@ -13,6 +13,7 @@
 #include <caf/config_option_adder.hpp>
 
 #include "../common/http_node.hpp"
+#include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/node.hpp"
 #include "orders_errors.hpp"
 #include "orders_service.hpp"
@@ -44,13 +45,13 @@ int main(int argc, char** argv) {
   return examples::run_http_node(
       "mnemo-orders-node", cfg, argc, argv,
       [&cfg](mnemo::runtime::node& node, std::string& error) {
-        // Its sagas are driven by events through outbox and inbox tables
-        // keyed by the local journal's positions: not cluster-aware yet.
-        if (node.cluster()) {
+        // Alone or replicated; a static cluster (no etcd) would need
+        // read models of every member's journal, which it does not have.
+        if (node.cluster() && !node.cluster()->replicated()) {
           error =
-              "runs alone: the --cluster.* options are not supported by the "
-              "orders node yet (its event-driven fulfilments follow one "
-              "journal; see docs/orders-node.md, Limits)";
+              "runs alone or as a replicated cluster (--cluster.etcd and "
+              "--cluster.replicas): a static cluster of orders nodes is not "
+              "supported (see docs/orders-node.md, Replicated)";
           return examples::node_service{};
         }
         if (!(cfg.payment_failure_rate >= 0.0 &&

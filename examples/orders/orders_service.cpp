@@ -10,12 +10,15 @@
 #include "fulfilment.hpp"
 #include "inventory.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
+#include "mnemo/actors/remote_aggregate.hpp"
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/node.hpp"
 #include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_inbox.hpp"
 #include "mnemo/sagas/saga_index.hpp"
+#include "mnemo/sagas/remote_saga.hpp"
 #include "mnemo/sagas/saga_trigger.hpp"
 #include "order.hpp"
 #include "order_summary.hpp"
@@ -262,10 +265,29 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   shipment::register_types(n.registry());
   mnemo::sagas::register_types(n.registry());
   auto& to = ptr->to;
-  to.orders = mnemo::actors::spawn_aggregate_registry<order>(n);
-  to.stock = mnemo::actors::spawn_aggregate_registry<inventory>(n);
-  auto payments = mnemo::actors::spawn_aggregate_registry<payment>(n);
-  auto shipments = mnemo::actors::spawn_aggregate_registry<shipment>(n);
+  // In a replicated cluster the registries the service, the sagas and the
+  // gateway use are routers: an entity whose shard another member leads is
+  // served by that member.
+  auto* cluster = n.cluster();
+  auto routed = [&](const char* type, caf::actor local,
+                    mnemo::runtime::remote_protocol protocol) {
+    if (!cluster) return local;
+    auto router = cluster->route(type, std::move(local), std::move(protocol));
+    n.track(router);
+    return router;
+  };
+  to.orders = routed(order::type_name,
+                     mnemo::actors::spawn_aggregate_registry<order>(n),
+                     mnemo::actors::aggregate_protocol<order>());
+  to.stock = routed(inventory::type_name,
+                    mnemo::actors::spawn_aggregate_registry<inventory>(n),
+                    mnemo::actors::aggregate_protocol<inventory>());
+  auto payments = routed(payment::type_name,
+                         mnemo::actors::spawn_aggregate_registry<payment>(n),
+                         mnemo::actors::aggregate_protocol<payment>());
+  auto shipments = routed(shipment::type_name,
+                          mnemo::actors::spawn_aggregate_registry<shipment>(n),
+                          mnemo::actors::aggregate_protocol<shipment>());
   fulfilment::payment_timeout = opts.payment_timeout;
   mnemo::sagas::saga_context ctx{&n.journal(),
                                  &n.registry(),
@@ -278,20 +300,45 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   auto saga_opts = n.config().registry_settings();
   saga_opts.metrics = &n.metrics();
   saga_opts.entity_type = "saga.fulfilment";
-  to.fulfilments =
+  auto local_fulfilments =
       mnemo::sagas::spawn_saga_registry<fulfilment>(n.system(), ctx, saga_opts);
-  n.track(to.fulfilments);
-  if (!resume_sagas<fulfilment>(n, to.fulfilments, "saga.fulfilment", error))
+  n.track(local_fulfilments);
+  to.fulfilments = routed("saga.fulfilment", local_fulfilments,
+                          mnemo::sagas::saga_protocol<fulfilment>());
+  // Alone: every unfinished fulfilment now. Replicated: those of a shard
+  // whenever this member starts to lead it.
+  if (!resume_sagas<fulfilment>(n, local_fulfilments, "saga.fulfilment",
+                                error))
     return nullptr;
   gateway_options pay;
   pay.failure_rate = opts.payment_failure_rate;
   pay.seed = opts.payment_seed;
-  to.projections = supervise_projections(
-      n,
-      {order_summary_projection(n.registry()), fulfilment_trigger(n.registry()),
-       fulfilment_router(), payment_gateway(payments, pay),
-       ptr->sagas.projection()},
-      to.projection_names, error);
+  std::vector<mnemo::actors::projection_spec> specs;
+  if (cluster) {
+    // Every read model, the trigger, the router and the gateway follow the
+    // committed shard logs, one copy per shard on every member (a
+    // member's journal holds the shards it replicates, and on a leader
+    // records no majority holds yet). The copies of every member start
+    // each fulfilment and route each verdict: the sagas recognise the
+    // repeats (docs/orders-node.md, "Replicated").
+    auto sender = spawn_gateway_sender(n.system(), payments);
+    n.track(sender);
+    auto add = [&specs](std::vector<mnemo::actors::projection_spec> copies) {
+      for (auto& c : copies) specs.push_back(std::move(c));
+    };
+    add(mnemo::actors::cluster_wide(order_summary_projection(n.registry()),
+                                    cluster));
+    add(mnemo::actors::cluster_wide(fulfilment_trigger(n.registry()), cluster));
+    add(fulfilment_routers(cluster));
+    add(mnemo::actors::cluster_wide(payment_gateway(sender, pay), cluster));
+    add(mnemo::actors::cluster_wide(ptr->sagas.projection(), cluster));
+  } else {
+    specs = {order_summary_projection(n.registry()),
+             fulfilment_trigger(n.registry()), fulfilment_router(),
+             payment_gateway(payments, pay), ptr->sagas.projection()};
+  }
+  to.projections =
+      supervise_projections(n, std::move(specs), to.projection_names, error);
   if (!to.projections) return nullptr;
   n.track(mnemo::sagas::spawn_saga_starter<fulfilment>(
       n.system(), n.journal(), n.completions(), to.fulfilments, n.event_bus()));

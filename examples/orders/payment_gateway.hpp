@@ -11,6 +11,8 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
 #include "entity_id.hpp"
@@ -18,6 +20,7 @@
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/persistence/error.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
+#include "mnemo/sagas/saga.hpp"
 #include "payment.hpp"
 
 namespace orders {
@@ -114,6 +117,50 @@ inline mnemo::actors::projection_spec payment_gateway(
     return pers::error{};
   };
   return spec;
+}
+
+/// `(gateway_retry_atom, order id, command message, attempt)`: the
+/// sender's own retry of a decision.
+using gateway_retry_atom = caf::atom_constant<caf::atom("o_gretry")>;
+
+/// Spawns the actor that carries the gateway's decisions to `payments` in
+/// a cluster, where the payment's shard may be changing leaders: it takes
+/// `(route_atom, order id, command message)` like the registry, sends it
+/// as a request and sends it again, every 250 ms for up to `attempts`
+/// tries, while the answer is a transient error (`sagas::transient_error`:
+/// no leader yet, an unreachable member, a restarting entity). Any answer
+/// ends it: the decision's command id makes a repeat harmless, and a
+/// business rejection (a capture after a refund) is final. Without it, a
+/// decision sent while the shard had no leader would be lost and the
+/// fulfilment would wait for its payment timeout. Stop it with an exit
+/// message.
+inline caf::actor spawn_gateway_sender(caf::actor_system& sys,
+                                       caf::actor payments,
+                                       uint32_t attempts = 120) {
+  return sys.spawn([payments, attempts](caf::event_based_actor* self)
+                       -> caf::behavior {
+    return {
+        [self](mnemo::runtime::route_atom, std::string& id,
+               caf::message& msg) {
+          self->send(self, gateway_retry_atom::value, std::move(id),
+                     std::move(msg), uint32_t{0});
+        },
+        [self, payments, attempts](gateway_retry_atom, const std::string& id,
+                                   const caf::message& msg, uint32_t attempt) {
+          self->request(payments, std::chrono::seconds{10},
+                        mnemo::runtime::route_atom::value, id, msg)
+              .then([](payment::reply&) {},
+                    [self, id, msg, attempt, attempts](caf::error& err) {
+                      if (attempt + 1 >= attempts ||
+                          !mnemo::sagas::transient_error(err))
+                        return;
+                      self->delayed_send(self, std::chrono::milliseconds{250},
+                                         gateway_retry_atom::value, id, msg,
+                                         attempt + 1);
+                    });
+        },
+    };
+  });
 }
 
 }  // namespace orders

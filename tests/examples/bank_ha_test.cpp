@@ -26,6 +26,7 @@
 #include "../support/free_ports.hpp"
 #include "faulty_cluster.hpp"
 #include "mnemo/runtime/cluster_view.hpp"
+#include "ha_cluster.hpp"
 #include "node_process.hpp"
 
 using namespace testnode;
@@ -35,87 +36,6 @@ using steady = std::chrono::steady_clock;
 namespace {
 
 constexpr uint32_t shards = 8;
-
-struct ha_cluster {
-  mnemo::test::etcd_server etcd;
-  uint16_t base = mnemo::test::free_port_block(3);
-  std::string members;
-  std::vector<std::string> dirs;
-  std::vector<std::unique_ptr<process>> nodes;
-
-  ha_cluster() {
-    for (int i = 0; i < 3; ++i) {
-      if (i > 0) members += ",";
-      members += "n" + std::to_string(i + 1) +
-                 "@127.0.0.1:" + std::to_string(base + i);
-      dirs.push_back(temp_dir("mnemo-ha-n" + std::to_string(i + 1)));
-    }
-    for (int i = 0; i < 3; ++i) nodes.push_back(start(i));
-  }
-
-  std::unique_ptr<process> start(int i) {
-    std::vector<std::string> args{
-        "--data", dirs[i], "--listen", "127.0.0.1:0",
-        "--cluster.node-id=n" + std::to_string(i + 1),
-        "--cluster.members=" + members,
-        "--cluster.shards=" + std::to_string(shards),
-        "--cluster.secret=0123456789abcdef-ha-secret",
-        "--cluster.plain-tcp", "--cluster.retry-ms=100",
-        "--cluster.etcd=127.0.0.1:" + std::to_string(etcd.client_port),
-        "--cluster.replicas=3", "--cluster.lease-ttl-s=2"};
-    return std::make_unique<process>(MNEMO_BANK_NODE, args);
-  }
-
-  // The member that leads `shard` as its own /health says, once every
-  // running member knows a leader for every shard.
-  std::optional<size_t> leader_of(uint32_t shard,
-                                  std::chrono::seconds within) {
-    auto deadline = steady::now() + within;
-    while (steady::now() < deadline) {
-      std::optional<size_t> found;
-      bool settled = true;
-      for (size_t i = 0; i < nodes.size(); ++i) {
-        if (!nodes[i]) continue;
-        client c{nodes[i]->port()};
-        auto h = c.call("GET", "/health");
-        auto body = h ? h->json() : json{};
-        if (!body.contains("cluster") ||
-            body["cluster"].value("leaderless", size_t{1}) != 0) {
-          settled = false;
-          continue;
-        }
-        for (auto& s : body["cluster"]["leading"])
-          if (s.get<uint32_t>() == shard) found = i;
-      }
-      if (settled && found) return found;
-      std::this_thread::sleep_for(std::chrono::milliseconds{50});
-    }
-    return std::nullopt;
-  }
-};
-
-// Sends until an answer other than 503 comes (at most `within`); checks
-// that every 503 is a retryable failover answer and nothing is a 500.
-std::optional<reply> until_served(client& c, const std::string& method,
-                                  const std::string& target,
-                                  const std::string& body,
-                                  std::chrono::seconds within,
-                                  size_t* refusals = nullptr) {
-  auto deadline = steady::now() + within;
-  while (steady::now() < deadline) {
-    auto r = c.call(method, target, body);
-    if (r && r->status != 503) return r;
-    if (r) {
-      auto code = r->json().value("error", std::string{});
-      BOOST_CHECK_MESSAGE(code == "owner_unavailable" || code == "owner_lost",
-                          "503 " << r->body);
-      if (refusals) ++*refusals;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds{50});
-  }
-  return std::nullopt;
-}
-
 
 // The member that leads the most shards (nothing if none leads any within
 // 10 s: a shard moving back to its preferred member has no leader for a
@@ -166,7 +86,7 @@ void join_and_open(faulty_cluster& f, cluster_ledger& ledger,
 BOOST_AUTO_TEST_SUITE(bank_ha)
 
 BOOST_AUTO_TEST_CASE(a_killed_leader_loses_no_acknowledged_deposit) {
-  ha_cluster f;
+  ha_cluster f{MNEMO_BANK_NODE, "mnemo-ha", shards};
   std::string id = "ha-1";
   auto shard = mnemo::runtime::entity_shard("account", id, shards);
   client c1{f.nodes[0]->port()};

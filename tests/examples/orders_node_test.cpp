@@ -20,6 +20,7 @@
 
 #include "../../examples/orders/payment_gateway.hpp"
 #include "node_process.hpp"
+#include "orders_client.hpp"
 
 using namespace testnode;
 using json = nlohmann::json;
@@ -38,51 +39,6 @@ std::unique_ptr<process> start_orders(const std::string& dir,
                                 "--payment-seed=" + std::to_string(seed)};
   args.insert(args.end(), extra.begin(), extra.end());
   return std::make_unique<process>(MNEMO_ORDERS_NODE, args);
-}
-
-json body_of(const std::optional<reply>& r) {
-  return r ? r->json() : json{};
-}
-
-unsigned status_of(const std::optional<reply>& r) {
-  return r ? r->status : 0;
-}
-
-std::string order_json(const std::string& id, const std::string& sku,
-                       int64_t qty, int64_t price) {
-  return json{{"id", id},
-              {"customer", "erin"},
-              {"sku", sku},
-              {"quantity", qty},
-              {"unit_price", price}}
-      .dump();
-}
-
-// Waits until fulfilment `id` has finished; returns its status.
-std::string settled(client& c, const std::string& id,
-                    std::chrono::seconds limit = std::chrono::seconds{30}) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  std::string status;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto r = c.call("GET", "/fulfilments/" + id);
-    status = body_of(r).value("status", "");
-    if (status == "completed" || status == "compensated" ||
-        status == "needs_attention")
-      return status;
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
-  }
-  return "unsettled: " + status;
-}
-
-// Waits until the order summary shows order `id` in status `want`.
-bool summary_shows(client& c, const std::string& id, const std::string& want) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (body_of(c.call("GET", "/orders/" + id)).value("status", "") == want)
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
-  }
-  return false;
 }
 
 }  // namespace
@@ -179,8 +135,9 @@ BOOST_AUTO_TEST_CASE(orders_are_fulfilled_or_cancelled_as_documented) {
   BOOST_CHECK(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
 }
 
-// Cluster options are refused with a clear message: the node runs alone.
-BOOST_AUTO_TEST_CASE(cluster_options_are_refused) {
+// A static cluster (members without etcd) is refused with a clear message:
+// the node runs alone or replicated (orders_ha).
+BOOST_AUTO_TEST_CASE(a_static_cluster_is_refused) {
   auto err_file = std::string{"/tmp/mnemo-orders-cluster-"} +
                   std::to_string(::getpid()) + ".err";
   auto dir = std::string{"/tmp/mnemo-orders-cluster-"} +
@@ -209,7 +166,8 @@ BOOST_AUTO_TEST_CASE(cluster_options_are_refused) {
   BOOST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
   std::ifstream in{err_file};
   std::string text{std::istreambuf_iterator<char>{in}, {}};
-  BOOST_CHECK_MESSAGE(text.find("--cluster.* options are not supported") !=
+  BOOST_CHECK_MESSAGE(text.find("a static cluster of orders nodes is not "
+                                "supported") !=
                           std::string::npos,
                       text);
   std::remove(err_file.c_str());

@@ -1,0 +1,155 @@
+#pragma once
+
+// Three example nodes as a replicated cluster on loopback (one real etcd,
+// --cluster.replicas=3, lease TTL 2 s), the real binaries as processes,
+// and the client loop that rides out a failover. Used by the bank_ha and
+// orders_ha suites.
+
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../support/etcd_server.hpp"
+#include "../support/free_ports.hpp"
+#include "node_process.hpp"
+
+namespace testnode {
+
+struct ha_cluster {
+  using steady = std::chrono::steady_clock;
+
+  mnemo::test::etcd_server etcd;
+  std::string binary;
+  uint32_t shards;
+  /// Options every member gets besides the cluster's.
+  std::vector<std::string> extra;
+  uint16_t base = mnemo::test::free_port_block(3);
+  std::string members;
+  std::vector<std::string> dirs;
+  std::vector<std::unique_ptr<process>> nodes;
+
+  /// Starts `binary` as members n1..n3, data directories named after
+  /// `prefix`.
+  ha_cluster(std::string binary_path, const std::string& prefix,
+             uint32_t shard_count, std::vector<std::string> extra_args = {})
+      : binary(std::move(binary_path)),
+        shards(shard_count),
+        extra(std::move(extra_args)) {
+    for (int i = 0; i < 3; ++i) {
+      if (i > 0) members += ",";
+      members += "n" + std::to_string(i + 1) +
+                 "@127.0.0.1:" + std::to_string(base + i);
+      dirs.push_back(temp_dir(prefix + "-n" + std::to_string(i + 1)));
+    }
+    for (int i = 0; i < 3; ++i) nodes.push_back(start(i));
+  }
+
+  std::unique_ptr<process> start(int i) {
+    std::vector<std::string> args{
+        "--data", dirs[i], "--listen", "127.0.0.1:0",
+        "--cluster.node-id=n" + std::to_string(i + 1),
+        "--cluster.members=" + members,
+        "--cluster.shards=" + std::to_string(shards),
+        "--cluster.secret=0123456789abcdef-ha-secret",
+        "--cluster.plain-tcp", "--cluster.retry-ms=100",
+        "--cluster.etcd=127.0.0.1:" + std::to_string(etcd.client_port),
+        "--cluster.replicas=3", "--cluster.lease-ttl-s=2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<process>(binary, args);
+  }
+
+  // The shards member `i` leads as its /health says, once it knows a
+  // leader for every shard; nothing if it does not answer or does not know
+  // one yet.
+  std::optional<std::vector<uint32_t>> leading(size_t i) {
+    if (!nodes[i]) return std::nullopt;
+    client c{nodes[i]->port()};
+    auto h = c.call("GET", "/health");
+    auto body = h ? h->json() : nlohmann::json{};
+    if (!body.contains("cluster") ||
+        body["cluster"].value("leaderless", size_t{1}) != 0)
+      return std::nullopt;
+    std::vector<uint32_t> out;
+    for (auto& s : body["cluster"]["leading"]) out.push_back(s.get<uint32_t>());
+    return out;
+  }
+
+  // The member that leads `shard` as its own /health says, once every
+  // running member knows a leader for every shard.
+  std::optional<size_t> leader_of(uint32_t shard,
+                                  std::chrono::seconds within) {
+    auto deadline = steady::now() + within;
+    while (steady::now() < deadline) {
+      std::optional<size_t> found;
+      bool settled = true;
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        if (!nodes[i]) continue;
+        auto led = leading(i);
+        if (!led) {
+          settled = false;
+          continue;
+        }
+        for (auto s : *led)
+          if (s == shard) found = i;
+      }
+      if (settled && found) return found;
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    return std::nullopt;
+  }
+
+  // The running member that leads the most shards, once every running
+  // member knows a leader for every shard (at most `within`).
+  std::optional<size_t> busiest(std::chrono::seconds within) {
+    auto deadline = steady::now() + within;
+    while (steady::now() < deadline) {
+      std::optional<size_t> victim;
+      size_t most = 0;
+      bool settled = true;
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        if (!nodes[i]) continue;
+        auto led = leading(i);
+        if (!led) {
+          settled = false;
+          continue;
+        }
+        if (led->size() > most) {
+          most = led->size();
+          victim = i;
+        }
+      }
+      if (settled && victim) return victim;
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    return std::nullopt;
+  }
+};
+
+// Sends until an answer other than 503 comes (at most `within`); checks
+// that every 503 is a retryable failover answer and nothing is a 500.
+inline std::optional<reply> until_served(client& c, const std::string& method,
+                                         const std::string& target,
+                                         const std::string& body,
+                                         std::chrono::seconds within,
+                                         size_t* refusals = nullptr) {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = c.call(method, target, body);
+    if (r && r->status != 503) return r;
+    if (r) {
+      auto code = r->json().value("error", std::string{});
+      BOOST_CHECK_MESSAGE(code == "owner_unavailable" || code == "owner_lost",
+                          "503 " << r->body);
+      if (refusals) ++*refusals;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  return std::nullopt;
+}
+
+}  // namespace testnode
