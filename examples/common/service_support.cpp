@@ -205,6 +205,10 @@ httpd::response health(mnemo::runtime::node& n) {
           learners += !flag || flag->has_value() ? 1 : 0;
         }
         body["cluster"]["learners"] = learners;
+        // This member's configuration gives other replica sets than the
+        // cluster's map in etcd: it takes no part (docs/coordination.md).
+        if (auto differs = co->shard_map_error(); !differs.empty())
+          body["cluster"]["shard_map_error"] = differs;
       }
     }
   }

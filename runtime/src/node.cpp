@@ -227,12 +227,17 @@ caf::error node::start_replication() {
   cs.member = cfg_.cluster.node_id;
   auto& view = cluster_->view();
   auto count = std::min(cfg_.cluster_replicas, view.members().size());
+  std::vector<std::vector<std::string>> sets;
   for (uint32_t shard = 0; shard < view.shards(); ++shard) {
     auto replicas = view.replicas_of(shard, count);
+    sets.push_back(replicas);
     if (std::find(replicas.begin(), replicas.end(), cs.member) !=
         replicas.end())
       cs.replicas[shard] = std::move(replicas);
   }
+  // Every member must count majorities over the same replicas: the map
+  // in etcd is the one they all compare theirs with.
+  cs.shard_map = coordination::shard_map_json(view.shards(), count, sets);
   cs.lease_ttl = std::chrono::seconds{cfg_.cluster_lease_ttl_s};
   cs.rebalance_after = std::chrono::seconds{cfg_.cluster_rebalance_after_s};
   cs.replica_id = persistence::replica_log::replica_id(*journal_);

@@ -324,6 +324,58 @@ BOOST_AUTO_TEST_SUITE(bank_ha_etcd)
 // leader steps down before its lease could end (no member leads while
 // etcd is away), the cluster answers 503 meanwhile, and once etcd is back
 // the shards are led again and nothing acknowledged is lost.
+// A member restarted with another --cluster.replicas than the others would
+// count majorities over other replica sets: it finds the cluster's shard map
+// in etcd, reports the difference in /health, and takes no part: it leads
+// nothing and routes nothing (503 owner_unavailable, never a wrong
+// answer), while the two others serve every account.
+BOOST_AUTO_TEST_CASE(a_member_with_other_replica_sets_takes_no_part) {
+  ha_cluster f{MNEMO_BANK_NODE, "mnemo-ha-map", shards};
+  client c1{f.nodes[0]->port()};
+  auto opened = until_served(c1, "POST", "/accounts",
+                             json{{"id", "m-1"}, {"owner", "o"}}.dump(),
+                             std::chrono::seconds{30});
+  BOOST_REQUIRE(opened);
+  BOOST_REQUIRE_EQUAL(opened->status, 201u);
+  f.nodes[2]->kill();
+  f.nodes[2] = f.start(2, "2");
+  client c3{f.nodes[2]->port()};
+  json cluster;
+  for (auto deadline = steady::now() + std::chrono::seconds{20};
+       steady::now() < deadline;) {
+    auto h = c3.call("GET", "/health");
+    cluster = h ? h->json().value("cluster", json{}) : json{};
+    if (cluster.contains("shard_map_error")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  BOOST_TEST_MESSAGE(cluster.dump());
+  auto why = cluster.value("shard_map_error", std::string{});
+  BOOST_CHECK(why.find("replicas: etcd has 3, this member 2") !=
+              std::string::npos);
+  BOOST_CHECK(cluster["leading"].empty());
+  auto refused = c3.call("POST", "/accounts/m-1/deposits",
+                         json{{"amount", 5}, {"command_id", "m-d1"}}.dump());
+  BOOST_REQUIRE(refused);
+  BOOST_CHECK_EQUAL(refused->status, 503u);
+  BOOST_CHECK_EQUAL(refused->json().value("error", std::string{}),
+                    "owner_unavailable");
+  // The others serve (after n3's old lease ran out, the shards it led are
+  // led by n1 or n2), the deposit n3 refused included.
+  auto r = until_served(c1, "POST", "/accounts/m-1/deposits",
+                        json{{"amount", 5}, {"command_id", "m-d1"}}.dump(),
+                        std::chrono::seconds{30});
+  BOOST_REQUIRE(r);
+  BOOST_CHECK_EQUAL(r->status, 200u);
+  BOOST_CHECK_EQUAL(r->json().value("balance", int64_t{-1}), 5);
+  size_t led = 0;
+  for (size_t i = 0; i < 2; ++i)
+    led += f.leading(i).value_or(std::vector<uint32_t>{}).size();
+  BOOST_CHECK_EQUAL(led, shards);
+  auto h = c3.call("GET", "/health");
+  BOOST_REQUIRE(h);
+  BOOST_CHECK(h->json()["cluster"]["leading"].empty());
+}
+
 BOOST_AUTO_TEST_CASE(etcd_away_for_a_while_stops_leaders_and_loses_nothing) {
   mnemo::test::etcd_server etcd;
   faulty_cluster f{nullptr, "ha-etcd-away",

@@ -49,7 +49,8 @@ struct ha_cluster {
     for (int i = 0; i < 3; ++i) nodes.push_back(start(i));
   }
 
-  std::unique_ptr<process> start(int i) {
+  /// Starts member `i` (again); `replicas` is its --cluster.replicas.
+  std::unique_ptr<process> start(int i, const std::string& replicas = "3") {
     std::vector<std::string> args{
         "--data", dirs[i], "--listen", "127.0.0.1:0",
         "--cluster.node-id=n" + std::to_string(i + 1),
@@ -58,7 +59,7 @@ struct ha_cluster {
         "--cluster.secret=0123456789abcdef-ha-secret",
         "--cluster.plain-tcp", "--cluster.retry-ms=100",
         "--cluster.etcd=127.0.0.1:" + std::to_string(etcd.client_port),
-        "--cluster.replicas=3", "--cluster.lease-ttl-s=2"};
+        "--cluster.replicas=" + replicas, "--cluster.lease-ttl-s=2"};
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<process>(binary, args);
   }

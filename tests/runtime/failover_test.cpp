@@ -42,12 +42,15 @@ struct failover_fixture {
   // Preferred-leader election (coordinator_settings::rebalance_after):
   // off unless a test asks for it.
   std::chrono::milliseconds rebalance_after{0};
+  // The shard map each member derives (coordinator_settings::shard_map).
+  std::array<std::string, 3> maps;
 
   explicit failover_fixture(std::chrono::milliseconds rebalance = 0ms)
       : rebalance_after(rebalance) {
     m[0].id = "a";
     m[1].id = "b";
     m[2].id = "c";
+    maps.fill(shard_map_json(shard + 1, 3, sets({"a", "b", "c"})));
     for (auto& x : m) x.start(sys, true);
     link_all();
     for (size_t i = 0; i < 3; ++i) start_coordinator(i);
@@ -100,6 +103,7 @@ struct failover_fixture {
     s.rebalance_after = rebalance_after;
     s.etcd = etcd.settings();
     s.replica_id = pe::replica_log::replica_id(*m[i].journal);
+    s.shard_map = maps[i];
     auto id = m[i].id;
     auto t0 = std::chrono::steady_clock::now();
     auto c = shard_coordinator::start(
@@ -129,6 +133,12 @@ struct failover_fixture {
       std::this_thread::sleep_for(10ms);
     } while (std::chrono::steady_clock::now() < deadline);
     return std::nullopt;
+  }
+
+  // The replica sets of shards 0..`shard`, each `replicas`.
+  static std::vector<std::vector<std::string>> sets(
+      std::vector<std::string> replicas) {
+    return std::vector<std::vector<std::string>>(shard + 1, replicas);
   }
 
   size_t leaders() {
@@ -371,6 +381,50 @@ BOOST_FIXTURE_TEST_CASE(leadership_returns_to_the_preferred_replica,
   BOOST_CHECK_MESSAGE(in_order_within(acked, held),
                       acked.size() << " acknowledged, " << held.size()
                                    << " held by a");
+}
+
+// A member configured with other replica sets than the cluster's (another
+// member list) would count majorities over other replicas. It finds the
+// cluster's shard map in etcd, says what differs, and takes no part: it
+// neither leads nor vouches for a leader, so without it and the leader no
+// majority is left. Started again with the same configuration it votes.
+BOOST_AUTO_TEST_CASE(a_member_with_another_shard_map_takes_no_part) {
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  BOOST_REQUIRE(append(*first, "v1"));
+  // The member that neither leads nor is the other voter left.
+  size_t odd = (*first + 1) % 3;
+  size_t voter = (*first + 2) % 3;
+  kill(odd);
+  maps[odd] = shard_map_json(shard + 1, 3, sets({"a", "b", "x"}));
+  restart(odd, false);
+  std::string why;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       why.empty() && std::chrono::steady_clock::now() < deadline;)
+    if (why = coord[odd]->shard_map_error(); why.empty())
+      std::this_thread::sleep_for(20ms);
+  BOOST_TEST_MESSAGE(why);
+  BOOST_CHECK(why.find("/mnemo/test/shard-map") != std::string::npos);
+  BOOST_CHECK(why.find("replicas of shard 0") != std::string::npos);
+  BOOST_CHECK(why.find("\"x\"") != std::string::npos);
+  // The shard is served by the two that agree.
+  BOOST_REQUIRE(append(*first, "v2"));
+  BOOST_CHECK_EQUAL(coord[voter]->shard_map_error(), "");
+  // Without the leader, the voter alone is no majority: the member that
+  // disagrees must not make it one.
+  kill(*first);
+  std::this_thread::sleep_for(6s);
+  BOOST_CHECK_EQUAL(leaders(), 0u);
+  // With the cluster's configuration it takes part again; the new leader
+  // holds every acknowledged record.
+  kill(odd);
+  maps[odd] = maps[voter];
+  restart(odd, false);
+  auto next = leader(15s);
+  BOOST_REQUIRE(next);
+  BOOST_CHECK(*next != *first);
+  BOOST_REQUIRE(append(*next, "v3"));
+  BOOST_CHECK((values(*next) == std::vector<std::string>{"v1", "v2", "v3"}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -7,6 +7,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+#include <nlohmann/json.hpp>
 
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/replication/replicator.hpp"
@@ -28,6 +29,42 @@ std::string hex(int64_t x) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(x));
   return buf;
+}
+
+}  // namespace
+
+std::string shard_map_json(uint32_t shards, size_t replicas,
+                           const std::vector<std::vector<std::string>>& sets) {
+  return nlohmann::json{{"shards", shards},
+                        {"replicas", replicas},
+                        {"sets", sets}}
+      .dump();
+}
+
+namespace {
+
+// What differs between two shard maps, in words; empty if they agree.
+std::string map_difference(const std::string& etcd_text,
+                           const std::string& mine_text) {
+  auto etcd = nlohmann::json::parse(etcd_text, nullptr, false);
+  auto mine = nlohmann::json::parse(mine_text, nullptr, false);
+  if (etcd.is_discarded() || !etcd.is_object())
+    return "etcd holds no shard map this build reads: " + etcd_text;
+  if (etcd == mine) return {};
+  for (const char* field : {"shards", "replicas"})
+    if (etcd.value(field, nlohmann::json{}) != mine.value(field, nlohmann::json{}))
+      return std::string{field} + ": etcd has " +
+             etcd.value(field, nlohmann::json{}).dump() + ", this member " +
+             mine.value(field, nlohmann::json{}).dump();
+  auto& a = etcd["sets"];
+  auto& b = mine["sets"];
+  for (size_t i = 0; a.is_array() && b.is_array() && i < a.size() && i < b.size();
+       ++i)
+    if (a[i] != b[i])
+      return "replicas of shard " + std::to_string(i) + ": etcd has " +
+             a[i].dump() + ", this member " + b[i].dump() +
+             " (another member list?)";
+  return "etcd has " + etcd_text + ", this member " + mine_text;
 }
 
 }  // namespace
@@ -89,6 +126,48 @@ void shard_coordinator::watch() {
     if (until != 0 && clock::now().time_since_epoch().count() >= until)
       step_down_all("the member's lease could not be renewed in time");
   }
+}
+
+std::string shard_coordinator::shard_map_error() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return map_error_;
+}
+
+bool shard_coordinator::check_shard_map() {
+  if (cfg_.shard_map.empty()) return true;
+  auto key = cfg_.prefix + "/shard-map";
+  auto got = etcd_->get(key);
+  if (!got) {
+    log_("etcd_unavailable", describe(got.error()));
+    return false;
+  }
+  if (!*got) {
+    // The first member here records the map; the others compare theirs.
+    auto made = etcd_->create(key, cfg_.shard_map);
+    if (!made) {
+      log_("etcd_unavailable", describe(made.error()));
+      return false;
+    }
+    if (!made->succeeded) return false;  // another member was first: compare
+    log_("shard_map_created", key + ": " + cfg_.shard_map);
+    return true;
+  }
+  auto differs = map_difference((*got)->value, cfg_.shard_map);
+  bool first_time = false;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (!differs.empty()) differs = key + " differs from this member's: " + differs;
+    first_time = differs != map_error_;
+    map_error_ = differs;
+  }
+  if (differs.empty()) return true;
+  // Stays out of every election, and its replicator answers no leader,
+  // until the configurations agree; said once per difference.
+  if (first_time)
+    log_("shard_map_mismatch",
+         differs + "; this member takes no part until they agree");
+  std::this_thread::sleep_for(cfg_.poll);
+  return false;
 }
 
 std::vector<shard_leadership> shard_coordinator::leadership() const {
@@ -560,6 +639,10 @@ void shard_coordinator::run() {
     if (!etcd_) {
       if (!connected(etcd_)) continue;
       log_("etcd_connected", "etcd answers");
+    }
+    if (!map_checked_) {
+      map_checked_ = check_shard_map();
+      if (!map_checked_) continue;
     }
     if (!identity_checked_) {
       identity_checked_ = check_identity();

@@ -75,6 +75,17 @@ struct coordinator_settings {
   /// learners until they caught up (docs/replication.md). Empty: no check
   /// (every shard not marked a learner votes).
   std::string replica_id;
+  /// The whole cluster's shard map as this member derives it (JSON:
+  /// `{"shards":N,"replicas":R,"sets":[[member,...],...]}`, the replicas of
+  /// every shard, preferred first), e.g. `shard_map_json`. Before the
+  /// member takes part in any election the coordinator compares it with
+  /// `<prefix>/shard-map` in etcd, which the first member to get there
+  /// creates (a compare-and-swap on the key's absence): a member whose map
+  /// differs (another member list, replica count or shard count) would
+  /// count majorities over other replicas than the rest, so it neither
+  /// campaigns nor answers leaders until the two agree
+  /// (`shard_map_error`). Empty: no check.
+  std::string shard_map;
   /// Where etcd is.
   etcd_settings etcd;
   /// Called with (shard, member) whenever the member that commands for a
@@ -85,6 +96,11 @@ struct coordinator_settings {
   /// time, the latest is the truth); e.g. `cluster::set_leader`.
   std::function<void(uint32_t shard, const std::string& member)> on_leader;
 };
+
+/// The shard map of `coordinator_settings::shard_map`: `sets[n]` are the
+/// replicas of shard n, preferred first.
+std::string shard_map_json(uint32_t shards, size_t replicas,
+                           const std::vector<std::vector<std::string>>& sets);
 
 /// What one shard's leadership looks like from this member.
 struct shard_leadership {
@@ -121,6 +137,10 @@ class shard_coordinator {
   /// The shards this member is a replica of, as it sees them now.
   std::vector<shard_leadership> leadership() const;
 
+  /// Why this member takes no part: its shard map differs from the one in
+  /// etcd (what differs); empty if it agrees or was not compared yet.
+  std::string shard_map_error() const;
+
   shard_coordinator(const shard_coordinator&) = delete;
   shard_coordinator& operator=(const shard_coordinator&) = delete;
 
@@ -140,6 +160,9 @@ class shard_coordinator {
   /// tells the replicator which shards are learners, then records the id.
   /// False if etcd or the replicator did not answer (tried again).
   bool check_identity();
+  /// Compares `shard_map` with etcd's (creating it if absent); false (after
+  /// a poll's wait) while etcd does not answer or the two differ.
+  bool check_shard_map();
   void look();
   /// A shard whose oldest candidate is this member's key.
   struct lead_request {
@@ -186,6 +209,7 @@ class shard_coordinator {
   std::chrono::steady_clock::time_point lease_seen_at_{};
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
   bool identity_checked_ = false;
+  bool map_checked_ = false;
   // Preferred-leader election: since when the preferred replica's key (by
   // key) has been seen, and since when this member has led each shard.
   std::map<uint32_t, std::pair<std::string, std::chrono::steady_clock::time_point>>
@@ -194,6 +218,7 @@ class shard_coordinator {
 
   mutable std::mutex mtx_;
   std::map<uint32_t, shard_leadership> view_;  // guarded by mtx_
+  std::string map_error_;                      // guarded by mtx_
   // Shards whose replicator is asked to lead right now; guarded by mtx_.
   std::set<uint32_t> pending_;
   // What `on_leader` was last told, per shard.
