@@ -127,6 +127,9 @@ struct replica_request {
   uint64_t records_epoch = 0;
   uint64_t position = 0;
   std::vector<std::string> records;
+  /// apply: the leader's commit point the batch carried (0: none); kept
+  /// (`replica_log::committed`) up to the log's end after the batch.
+  uint64_t commit = 0;
   /// set_learner: the shards and whether they become learners (true) or
   /// voters again.
   std::vector<uint32_t> shards;

@@ -8,6 +8,7 @@
 #include "mnemo/persistence/replica_log.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <future>
 #include <unordered_map>
 
@@ -29,6 +30,10 @@ constexpr std::string_view promised_prefix = "promised_epoch";
 // must not count in a new leader's majority until a leader of at least that
 // epoch brought it up to date (replica_log::learner).
 constexpr std::string_view learner_prefix = "learner";
+// "committed" be32(shard) -> be64(shard position): the greatest commit
+// point of a leader this replica learnt, up to what it held then
+// (replica_log::committed).
+constexpr std::string_view committed_prefix = "committed";
 constexpr size_t back_link_offset = 21;  // record_codec.hpp
 
 void put_be32(char* out, uint32_t x) noexcept {
@@ -66,6 +71,13 @@ std::string promised_key(uint32_t shard) {
   std::string key{promised_prefix};
   key.resize(promised_prefix.size() + 4);
   put_be32(key.data() + promised_prefix.size(), shard);
+  return key;
+}
+
+std::string committed_key(uint32_t shard) {
+  std::string key{committed_prefix};
+  key.resize(committed_prefix.size() + 4);
+  put_be32(key.data() + committed_prefix.size(), shard);
   return key;
 }
 
@@ -313,6 +325,21 @@ int journal::impl::apply(detail::txn_state& st, replica_request& req,
       if (auto rc = put_u64(st, epoch_key(req.shard, req.records_epoch),
                             req.position))
         return rc;
+    end += req.records.size();
+  }
+  // The leader's commit point, up to what this log holds now: committed
+  // records are never truncated, so it stays true after a restart.
+  if (auto point = std::min(req.commit, end); point > 0) {
+    auto k = committed_key(req.shard);
+    MDB_val key = to_val(k);
+    MDB_val val;
+    auto rc = mdb_get(st.txn, dbs.meta, &key, &val);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    uint64_t known = rc == 0 && val.mv_size == 8
+                         ? get_be64(static_cast<const char*>(val.mv_data))
+                         : 0;
+    if (point > known)
+      if (auto rc2 = put_u64(st, k, point)) return rc2;
   }
   if (req.leader_epoch > promised)
     return put_u64(st, promised_key(req.shard), req.leader_epoch);
@@ -678,11 +705,12 @@ expected<std::vector<event_envelope>> replica_log::events(
 }
 
 void replica_log::apply(log_batch batch, uint64_t leader_epoch,
-                        write_handler done) {
+                        write_handler done, uint64_t commit) {
   replica_request req;
   req.what = replica_request::kind::apply;
   req.shard = shard_;
   req.leader_epoch = leader_epoch;
+  req.commit = commit;
   req.records_epoch = batch.epoch;
   req.position = batch.first_position;
   req.records = std::move(batch.records);
@@ -690,9 +718,10 @@ void replica_log::apply(log_batch batch, uint64_t leader_epoch,
   journal_->impl_->enqueue(std::move(req));
 }
 
-error replica_log::apply(log_batch batch, uint64_t leader_epoch) {
+error replica_log::apply(log_batch batch, uint64_t leader_epoch,
+                         uint64_t commit) {
   return blocking([&](write_handler done) {
-    apply(std::move(batch), leader_epoch, std::move(done));
+    apply(std::move(batch), leader_epoch, std::move(done), commit);
   });
 }
 
@@ -781,6 +810,42 @@ expected<std::optional<uint64_t>> replica_log::learner() const {
       }))
     return err;
   return out;
+}
+
+expected<std::map<uint32_t, uint64_t>> replica_log::committed_points(
+    const journal& j) {
+  std::map<uint32_t, uint64_t> out;
+  if (auto err = j.impl_->with_read([&](detail::txn_state& st) {
+        MDB_cursor* cur = nullptr;
+        if (auto err = st.check(mdb_cursor_open(st.txn, st.dbs->meta, &cur),
+                                "mdb_cursor_open (committed)"))
+          return err;
+        std::string prefix{committed_prefix};
+        MDB_val key = to_val(prefix);
+        MDB_val val;
+        auto rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        while (rc == 0 && key.mv_size == prefix.size() + 4 &&
+               std::memcmp(key.mv_data, prefix.data(), prefix.size()) == 0) {
+          if (val.mv_size == 8)
+            out[get_be32(static_cast<const char*>(key.mv_data) +
+                         prefix.size())] =
+                get_be64(static_cast<const char*>(val.mv_data));
+          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+          return st.check(rc, "mdb_cursor_get (committed)");
+        return error{};
+      }))
+    return err;
+  return out;
+}
+
+expected<uint64_t> replica_log::committed() const {
+  auto all = committed_points(*journal_);
+  if (!all) return std::move(all).error();
+  auto i = all->find(shard_);
+  return i == all->end() ? uint64_t{0} : i->second;
 }
 
 std::string replica_log::replica_id(const journal& j) {

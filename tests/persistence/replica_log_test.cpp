@@ -494,6 +494,44 @@ BOOST_AUTO_TEST_CASE(learner_flags_and_the_replica_id_are_durable) {
   BOOST_CHECK(!(replica_log{*r.j, 9}.learner().value().has_value()));
 }
 
+BOOST_AUTO_TEST_CASE(the_commit_point_a_batch_carried_is_durable) {
+  replica leader, follower;
+  BOOST_REQUIRE(!leader.log.begin_epoch(3));
+  for (int i = 0; i < 10; ++i) leader.append("a", "v" + std::to_string(i));
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 0u);
+  auto batch = [&](uint64_t from, size_t n) {
+    auto b = leader.log.read(from, n, 1 << 20);
+    BOOST_REQUIRE_MESSAGE(b, mnemo::test::why(b));
+    return std::move(*b);
+  };
+  // Records 1..4 with the leader's commit point 9: kept up to what the
+  // follower holds, 4.
+  auto err = follower.log.apply(batch(1, 4), 3, 9);
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 4u);
+  err = follower.log.apply(batch(5, 6), 3, 7);
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 7u);
+  // A commit point alone (an empty batch) moves it; an older one does not
+  // move it back; a refused batch writes nothing.
+  err = follower.log.apply(log_batch{0, 11, {}}, 3, 10);
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 10u);
+  err = follower.log.apply(log_batch{0, 11, {}}, 3, 2);
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 10u);
+  BOOST_CHECK(follower.log.apply(batch(1, 2), 3, 99));  // log_mismatch
+  BOOST_CHECK(follower.log.apply(batch(1, 2), 2, 99));  // stale epoch
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 10u);
+  // Per shard, and after a restart.
+  BOOST_CHECK_EQUAL((replica_log{*follower.j, 9}.committed().value()), 0u);
+  follower.reopen();
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 10u);
+  auto all = replica_log::committed_points(*follower.j);
+  BOOST_REQUIRE(all);
+  BOOST_CHECK((*all == std::map<uint32_t, uint64_t>{{follower.log.shard(), 10}}));
+}
+
 BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {
   temp_dir dir;
   auto gate = std::make_shared<test_gate>();

@@ -913,6 +913,11 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
   self->state.gate = gate;
   self->state.cfg = std::move(cfg);
   self->state.identity_known = !self->state.cfg.await_identity;
+  // The commit points learnt before a restart (kept with the batches that
+  // carried them): the watcher's read models of shard logs follow them
+  // before any leader speaks again.
+  if (auto known = pe::replica_log::committed_points(*journal))
+    self->state.committed = std::move(*known);
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
   gate->on_local_append([weak](uint32_t shard, uint64_t position) {
     if (auto strong = weak.lock())
@@ -1173,14 +1178,16 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           // apply in the order they were sent, and all of them share group
           // commits with each other and with the member's own appends.
           log_of(self, item.shard)
-              .apply(std::move(item.batch), item.epoch,
-                     [weak_self, id](pe::error err) {
-                       if (auto strong = weak_self.lock())
-                         caf::anon_send(caf::actor_cast<caf::actor>(strong),
-                                        applied_atom::value, id,
-                                        static_cast<uint8_t>(err.code()),
-                                        err.message());
-                     });
+              .apply(
+                  std::move(item.batch), item.epoch,
+                  [weak_self, id](pe::error err) {
+                    if (auto strong = weak_self.lock())
+                      caf::anon_send(caf::actor_cast<caf::actor>(strong),
+                                     applied_atom::value, id,
+                                     static_cast<uint8_t>(err.code()),
+                                     err.message());
+                  },
+                  item.commit);
         }
         return promise;
       },

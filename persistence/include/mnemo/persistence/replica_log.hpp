@@ -15,6 +15,7 @@
 // network or of etcd; the cluster knows nothing of LMDB.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -142,11 +143,14 @@ class replica_log {
   /// a record does not continue its stream (sequence or back link);
   /// `corrupt_record` for a damaged record. On success the promise becomes
   /// `leader_epoch` and a batch of a new epoch starts an epoch entry.
-  /// An empty batch only records the promise.
-  void apply(log_batch batch, uint64_t leader_epoch, write_handler done);
+  /// An empty batch only records the promise. `commit`, the leader's
+  /// commit point the batch carried, is kept up to the log's end after the
+  /// batch (`committed`), in the same commit.
+  void apply(log_batch batch, uint64_t leader_epoch, write_handler done,
+             uint64_t commit = 0);
 
   /// Blocking form of `apply`. Not from the writer thread.
-  error apply(log_batch batch, uint64_t leader_epoch);
+  error apply(log_batch batch, uint64_t leader_epoch, uint64_t commit = 0);
 
   /// A new leader's first step: records that shard positions from
   /// `end_position() + 1` on belong to `epoch` (and promises it). Refused
@@ -199,6 +203,15 @@ class replica_log {
   /// a leader that may make it a voter again. Blocking.
   static error mark_learners(
       journal& j, const std::vector<std::pair<uint32_t, uint64_t>>& shards);
+
+  /// The greatest commit point of a leader this replica learnt with a
+  /// batch, up to what it held then (0 if none): records up to it are
+  /// committed, so read models of the shard log may follow them after a
+  /// restart before any leader speaks again. Durable (mnemo.meta).
+  expected<uint64_t> committed() const;
+  /// `committed` of every shard this journal holds one of.
+  static expected<std::map<uint32_t, uint64_t>> committed_points(
+      const journal& j);
 
   /// The identity of the journal's directory (a UUID, as text), made when
   /// the directory was created: a member whose directory was wiped comes
