@@ -133,7 +133,8 @@ int main(int argc, char** argv) {
                                  &node.registry(),
                                  &node.completions(),
                                  {{"account", accts}},
-                                 {}};
+                                 {},
+                                 nullptr};
   auto transfers = mnemo::sagas::spawn_saga_registry<bank::transfer>(
       node.system(), ctx, cfg.registry_settings());
   node.track(transfers);

@@ -313,7 +313,8 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
                                  &n.registry(),
                                  &n.completions(),
                                  {{account::type_name, ptr->accounts}},
-                                 {}};
+                                 {},
+                                 std::make_shared<mnemo::sagas::saga_wake>()};
   auto saga_opts = n.config().registry_settings();
   saga_opts.metrics = &n.metrics();
   saga_opts.entity_type = "saga.transfer";
@@ -325,6 +326,7 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
     ptr->transfers = cluster->route("saga.transfer", local_transfers,
                                     mnemo::sagas::saga_protocol<transfer>());
     n.track(ptr->transfers);
+    ctx.wake_via->set(ptr->transfers);
   }
   if (!resume_sagas<transfer>(n, local_transfers, "saga.transfer", error))
     return nullptr;

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include <caf/error.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
 #include "../http/http_server.hpp"
@@ -35,11 +37,14 @@ std::string context_text(const caf::error& err);
 /// ("system:unexpected_message", never "system:5").
 httpd::response runtime_error_response(const caf::error& err);
 
+/// `(resume_shard_atom, shard)`: resume the sagas of a shard led now.
+using resume_shard_atom = caf::atom_constant<caf::atom("ex_resume")>;
+
 /// Resumes the unfinished sagas of type `S` through `local` (the node's
 /// own saga registry; `routed_type` is the name the cluster routes them
 /// by). Alone or in a static cluster: all of them, now. In a replicated
-/// cluster: those of a shard each time this member comes to lead it (a
-/// failure is logged as a JSON line). Returns false with `error` set if
+/// cluster: those of a shard each time this member comes to lead it, on an
+/// actor of their own (a failure is logged as a JSON line). Returns false with `error` set if
 /// resuming now failed.
 template <class S>
 bool resume_sagas(mnemo::runtime::node& n, const caf::actor& local,
@@ -52,19 +57,31 @@ bool resume_sagas(mnemo::runtime::node& n, const caf::actor& local,
     return static_cast<bool>(resumed);
   }
   auto shards = cluster->view().shards();
-  cluster->on_lead([&j = n.journal(), &types = n.registry(), local,
-                    routed_type, shards](uint32_t shard) {
-    auto resumed = mnemo::sagas::resume_unfinished<S>(
-        j, types, local, [&](const std::string& id) {
-          return mnemo::runtime::entity_shard(routed_type, id, shards) == shard;
-        });
-    if (!resumed)
-      mnemo::runtime::print_line(
-          nlohmann::json{{"event", "resume_failed"},
-                         {"saga", routed_type},
-                         {"shard", shard},
-                         {"error", resumed.error().to_string()}}
-              .dump());
+  // The scan of the journal runs on an actor of its own (detached: it
+  // reads the journal): `on_lead` callbacks run on the coordinator's
+  // thread, whose next look at etcd must not wait for it.
+  auto resumer = n.system().spawn<caf::detached>(
+      [&j = n.journal(), &types = n.registry(), local, routed_type,
+       shards](caf::event_based_actor*) -> caf::behavior {
+        return {[&j, &types, local, routed_type, shards](resume_shard_atom,
+                                                         uint32_t shard) {
+          auto resumed = mnemo::sagas::resume_unfinished<S>(
+              j, types, local, [&](const std::string& id) {
+                return mnemo::runtime::entity_shard(routed_type, id, shards) ==
+                       shard;
+              });
+          if (!resumed)
+            mnemo::runtime::print_line(
+                nlohmann::json{{"event", "resume_failed"},
+                               {"saga", routed_type},
+                               {"shard", shard},
+                               {"error", resumed.error().to_string()}}
+                    .dump());
+        }};
+      });
+  n.track(resumer);
+  cluster->on_lead([resumer](uint32_t shard) {
+    caf::anon_send(resumer, resume_shard_atom::value, shard);
   });
   return true;
 }

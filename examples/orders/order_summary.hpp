@@ -62,7 +62,9 @@ struct order_summary {
   std::string reason;
   /// Commit time of "order.placed", milliseconds since the Unix epoch.
   int64_t placed_at_ms = 0;
-  /// Global position of the last event that changed the row.
+  /// Position of the last event that changed the row, in its log: the
+  /// node's journal, or in a replicated cluster that event's shard log
+  /// (then not comparable between rows, nor the same on every member).
   uint64_t updated_position = 0;
   MSGPACK_DEFINE_MAP(id, customer, sku, quantity, amount, status, payment,
                      tracking, reason, placed_at_ms, updated_position)
@@ -106,6 +108,8 @@ mnemo::persistence::expected<std::optional<order_summary>> get_order(
 
 /// Returns at most `limit` rows with order id > `after` ("" for the
 /// first page) in id order: all orders, or those with status `status`.
+/// Rows of orders whose placement the model has not seen yet (only their
+/// payment or shipment, possible in a replicated cluster) are left out.
 /// Any thread. Errors: as for `get_order`, plus `corrupt_record` for an
 /// index entry without row.
 mnemo::persistence::expected<std::vector<order_summary>> list_orders(

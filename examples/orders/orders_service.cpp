@@ -296,7 +296,8 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
                                   {inventory::type_name, to.stock},
                                   {payment::type_name, payments},
                                   {shipment::type_name, shipments}},
-                                 {}};
+                                 {},
+                                 std::make_shared<mnemo::sagas::saga_wake>()};
   auto saga_opts = n.config().registry_settings();
   saga_opts.metrics = &n.metrics();
   saga_opts.entity_type = "saga.fulfilment";
@@ -305,6 +306,7 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   n.track(local_fulfilments);
   to.fulfilments = routed("saga.fulfilment", local_fulfilments,
                           mnemo::sagas::saga_protocol<fulfilment>());
+  if (cluster) ctx.wake_via->set(to.fulfilments);
   // Alone: every unfinished fulfilment now. Replicated: those of a shard
   // whenever this member starts to lead it.
   if (!resume_sagas<fulfilment>(n, local_fulfilments, "saga.fulfilment",

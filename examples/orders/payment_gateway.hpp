@@ -5,6 +5,8 @@
 // deterministic coin flip, so a re-delivered event gets the same answer.
 
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <functional>
 #include <string>
 #include <utility>
@@ -13,6 +15,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
 #include <caf/send.hpp>
 
 #include "entity_id.hpp"
@@ -123,41 +126,74 @@ inline mnemo::actors::projection_spec payment_gateway(
 /// sender's own retry of a decision.
 using gateway_retry_atom = caf::atom_constant<caf::atom("o_gretry")>;
 
+/// Decisions the gateway sender keeps in flight at most; the rest wait in
+/// its queue (a gateway copy replaying from offset 0 hands it every past
+/// decision at once).
+constexpr size_t gateway_in_flight = 64;
+
 /// Spawns the actor that carries the gateway's decisions to `payments` in
 /// a cluster, where the payment's shard may be changing leaders: it takes
 /// `(route_atom, order id, command message)` like the registry, sends it
-/// as a request and sends it again, every 250 ms for up to `attempts`
-/// tries, while the answer is a transient error (`sagas::transient_error`:
-/// no leader yet, an unreachable member, a restarting entity). Any answer
-/// ends it: the decision's command id makes a repeat harmless, and a
-/// business rejection (a capture after a refund) is final. Without it, a
-/// decision sent while the shard had no leader would be lost and the
-/// fulfilment would wait for its payment timeout. Stop it with an exit
-/// message.
+/// as a request (at most `gateway_in_flight` at once, the rest queued in
+/// order) and sends it again 250 ms after each transient error
+/// (`sagas::transient_error`: no leader yet, an unreachable member, a
+/// restarting entity), for up to `attempts` tries, each waiting up to 10 s
+/// for its answer. Any other answer ends it: the decision's command id
+/// makes a repeat harmless, and a business rejection (a capture after a
+/// refund) is final. Without it, a decision sent while the shard had no
+/// leader would be lost and the fulfilment would wait for its payment
+/// timeout. What it holds is lost when it stops: the other members' gateway
+/// copies send the same decisions. Stop it with an exit message.
 inline caf::actor spawn_gateway_sender(caf::actor_system& sys,
                                        caf::actor payments,
                                        uint32_t attempts = 120) {
-  return sys.spawn([payments, attempts](caf::event_based_actor* self)
-                       -> caf::behavior {
-    return {
-        [self](mnemo::runtime::route_atom, std::string& id,
-               caf::message& msg) {
-          self->send(self, gateway_retry_atom::value, std::move(id),
-                     std::move(msg), uint32_t{0});
-        },
-        [self, payments, attempts](gateway_retry_atom, const std::string& id,
-                                   const caf::message& msg, uint32_t attempt) {
-          self->request(payments, std::chrono::seconds{10},
-                        mnemo::runtime::route_atom::value, id, msg)
-              .then([](payment::reply&) {},
-                    [self, id, msg, attempt, attempts](caf::error& err) {
-                      if (attempt + 1 >= attempts ||
-                          !mnemo::sagas::transient_error(err))
-                        return;
+  struct decision {
+    std::string id;
+    caf::message msg;
+    uint32_t attempt;
+  };
+  struct sender_state {
+    std::deque<decision> queued;
+    size_t in_flight = 0;
+  };
+  return sys.spawn([payments, attempts](
+                       caf::stateful_actor<sender_state>* self) -> caf::behavior {
+    // Sends queued decisions while fewer than the cap are out.
+    auto pump = std::make_shared<std::function<void()>>();
+    std::weak_ptr<std::function<void()>> weak_pump = pump;
+    *pump = [self, payments, attempts, weak_pump] {
+      auto& st = self->state;
+      while (st.in_flight < gateway_in_flight && !st.queued.empty()) {
+        auto d = std::move(st.queued.front());
+        st.queued.pop_front();
+        ++st.in_flight;
+        auto done = [self, weak_pump] {
+          --self->state.in_flight;
+          if (auto p = weak_pump.lock()) (*p)();
+        };
+        self->request(payments, std::chrono::seconds{10},
+                      mnemo::runtime::route_atom::value, d.id, d.msg)
+            .then([done](payment::reply&) { done(); },
+                  [self, d, attempts, done](caf::error& err) {
+                    if (d.attempt + 1 < attempts &&
+                        mnemo::sagas::transient_error(err))
                       self->delayed_send(self, std::chrono::milliseconds{250},
-                                         gateway_retry_atom::value, id, msg,
-                                         attempt + 1);
-                    });
+                                         gateway_retry_atom::value, d.id,
+                                         d.msg, d.attempt + 1);
+                    done();
+                  });
+      }
+    };
+    return {
+        [self, pump](mnemo::runtime::route_atom, std::string& id,
+                     caf::message& msg) {
+          self->state.queued.push_back({std::move(id), std::move(msg), 0});
+          (*pump)();
+        },
+        [self, pump](gateway_retry_atom, std::string& id, caf::message& msg,
+                     uint32_t attempt) {
+          self->state.queued.push_back({std::move(id), std::move(msg), attempt});
+          (*pump)();
         },
     };
   });

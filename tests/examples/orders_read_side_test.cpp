@@ -326,8 +326,10 @@ BOOST_AUTO_TEST_CASE(index_by_status_totals_and_paging) {
       std::map<std::string, int64_t>{
           {"accepted", 1}, {"cancelled", 1}, {"completed", 1}, {"placed", 1}}));
   BOOST_CHECK_EQUAL(totals->revenue, 1000);
-  BOOST_CHECK(
-      (f.ids(std::nullopt, "", 100) == strings{"o1", "o2", "o3", "o4", "o5"}));
+  // o5 has a payment but no placement: not an order yet (GET /orders/o5
+  // answers 404 too), so no listing shows it.
+  BOOST_CHECK((f.ids(std::nullopt, "", 100) == strings{"o1", "o2", "o3", "o4"}));
+  BOOST_CHECK((f.ids(std::nullopt, "o3", 2) == strings{"o4"}));
   BOOST_CHECK((f.ids(std::nullopt, "", 2) == strings{"o1", "o2"}));
   BOOST_CHECK((f.ids(std::nullopt, "o2", 2) == strings{"o3", "o4"}));
   BOOST_CHECK((f.ids(std::nullopt, "o5", 2).empty()));

@@ -440,7 +440,8 @@ BOOST_AUTO_TEST_CASE(a_thousand_pairs_committed_back_to_back_all_complete) {
                           &n.registry(),
                           &n.completions(),
                           {{"account", accounts}},
-                          {}};
+                          {},
+                          nullptr};
   auto greeters = sagas::spawn_saga_registry<greeter>(
       n.system(), ctx, n.config().registry_settings());
   n.track(greeters);

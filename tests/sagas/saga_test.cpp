@@ -1133,6 +1133,42 @@ BOOST_AUTO_TEST_CASE(a_passivated_waiting_saga_is_woken_by_its_event) {
   BOOST_CHECK_EQUAL(f.balance("a7"), 106);
 }
 
+// In a cluster a member that stops leading a shard passivates its sagas;
+// one that asks to be woken must be woken where its shard is led now, so
+// the wake goes through `wake_via` (the registry's router), not back to
+// the registry that passivated it.
+BOOST_AUTO_TEST_CASE(a_passivated_saga_asks_to_be_woken_through_wake_via) {
+  inbox_fixture f;
+  matcher::timeout = 5000ms;
+  caf::anon_send_exit(f.matchers, caf::exit_reason::user_shutdown);
+  f.run();
+  auto woken = std::make_shared<strings>();
+  auto recorder = f.system().spawn(
+      [woken](caf::event_based_actor*) -> caf::behavior {
+        return {[woken](runtime::route_atom, std::string& id,
+                        caf::message& msg) {
+          if (msg.match_elements<sagas::status_atom>()) woken->push_back(id);
+        }};
+      });
+  runtime::registry_options opts;
+  opts.idle_timeout = 1000ms;
+  auto ctx = f.saga_ctx();
+  ctx.wake_via = std::make_shared<sagas::saga_wake>();
+  ctx.wake_via->set(recorder);
+  f.matchers = sagas::spawn_saga_registry<matcher>(f.system(), ctx, opts);
+  f.run();
+  f.open_and_start("a9");
+  for (int i = 0; i < 5; ++i) f.tick(500ms);
+  BOOST_CHECK_EQUAL(f.matcher_stats().first, 0u);  // passivated
+  for (int i = 0; i < 6; ++i) f.tick(500ms);
+  // Its deadline passed: the wake went to `wake_via`, and this registry
+  // did not run it again (nothing compensated the token here).
+  BOOST_CHECK((*woken == strings{"a9"}));
+  BOOST_CHECK_EQUAL(f.matcher_stats().first, 0u);
+  BOOST_CHECK_EQUAL(f.balance("a9"), 1);
+  caf::anon_send_exit(recorder, caf::exit_reason::user_shutdown);
+}
+
 BOOST_AUTO_TEST_CASE(a_passivated_waiting_saga_wakes_for_its_deadline) {
   inbox_fixture f;
   matcher::timeout = 5000ms;

@@ -139,6 +139,7 @@ bool shard_coordinator::check_shard_map() {
   auto got = etcd_->get(key);
   if (!got) {
     log_("etcd_unavailable", describe(got.error()));
+    std::this_thread::sleep_for(cfg_.poll);
     return false;
   }
   if (!*got) {
@@ -146,6 +147,7 @@ bool shard_coordinator::check_shard_map() {
     auto made = etcd_->create(key, cfg_.shard_map);
     if (!made) {
       log_("etcd_unavailable", describe(made.error()));
+      std::this_thread::sleep_for(cfg_.poll);
       return false;
     }
     if (!made->succeeded) return false;  // another member was first: compare
@@ -557,6 +559,7 @@ bool shard_coordinator::check_identity() {
     auto got = etcd_->get(key);
     if (!got) {
       log_("etcd_unavailable", describe(got.error()));
+      std::this_thread::sleep_for(cfg_.poll);
       return false;
     }
     known = std::move(*got);
@@ -573,12 +576,14 @@ bool shard_coordinator::check_identity() {
                                 cfg_.replica_id);
       if (!now_rev) {
         log_("etcd_unavailable", describe(now_rev.error()));
+        std::this_thread::sleep_for(cfg_.poll);
         return false;
       }
       auto base = cfg_.prefix + "/shards/";
       auto all = etcd_->get_prefix(base);
       if (!all) {
         log_("etcd_unavailable", describe(all.error()));
+        std::this_thread::sleep_for(cfg_.poll);
         return false;
       }
       std::map<uint32_t, int64_t> leader_epoch;  // oldest key first
@@ -615,6 +620,7 @@ bool shard_coordinator::check_identity() {
                          : etcd_->create(key, cfg_.replica_id);
     if (!written) {
       log_("etcd_unavailable", describe(written.error()));
+      std::this_thread::sleep_for(cfg_.poll);
       return false;
     }
     if (!written->succeeded) {

@@ -14,6 +14,8 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -178,6 +180,25 @@ struct definition {
   std::chrono::milliseconds deadline{0};
 };
 
+/// Where a passivated saga that is not finished asks to be woken (its
+/// retry or deadline is due, or a command was in flight): set once the
+/// saga registry's cluster router exists. Thread-safe.
+class saga_wake {
+ public:
+  void set(caf::actor via) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    via_ = std::move(via);
+  }
+  caf::actor get() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return via_;
+  }
+
+ private:
+  mutable std::mutex mtx_;
+  caf::actor via_;
+};
+
 /// What saga actors need from their node. Pointees must outlive them.
 struct saga_context {
   persistence::journal* journal = nullptr;
@@ -187,6 +208,11 @@ struct saga_context {
   /// Wall clock in ms since the epoch (persisted due times); replaceable in
   /// tests. Default: std::chrono::system_clock.
   std::function<int64_t()> wall_ms;
+  /// In a replicated cluster: the router of the saga registry (empty or
+  /// unset: the registry that passivated the saga). A member that stops
+  /// leading a shard passivates its sagas; woken through the router, such
+  /// a saga runs where its shard is led now, never again on this member.
+  std::shared_ptr<saga_wake> wake_via;
 };
 
 /// Returns the stream id of saga `S` with id `id`: "saga-<type_name>-<id>".

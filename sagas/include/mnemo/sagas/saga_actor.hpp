@@ -281,9 +281,11 @@ class saga_actor : public caf::event_based_actor {
   };
 
   /// Requests kept per held event: one per relay that delivers it (in a
-  /// replicated cluster each member runs one). A further one, e.g. a relay
-  /// asking again after its request timed out, takes over from the oldest.
-  static constexpr size_t max_waiting = 4;
+  /// cluster each member runs one, so up to 16 members deliver without
+  /// displacing each other). A further one takes over from the oldest,
+  /// which is then a request its relay gave up on (it asks again only
+  /// after its 30 s timeout), so a long hold keeps a bounded number.
+  static constexpr size_t max_waiting = 16;
 
   caf::result<bool> deliver(std::string source, uint64_t position,
                             std::string event) {
@@ -500,6 +502,8 @@ class saga_actor : public caf::event_based_actor {
     auto& p = progress_;
     if (!finished(p.phase) && p.phase != saga_phase::fresh) {
       auto registry = caf::actor_cast<caf::actor>(current_sender());
+      if (ctx_.wake_via)
+        if (auto via = ctx_.wake_via->get()) registry = std::move(via);
       auto now = ctx_.wall_ms();
       bool wake = true;
       int64_t wait = 0;
