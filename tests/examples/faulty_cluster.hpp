@@ -244,7 +244,14 @@ inline void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
   for (auto& id : ledger.accounts()) {
     json first;
     for (size_t i = 0; i < members; ++i) {
+      // A shard whose leadership moves back to its preferred member
+      // (--cluster.rebalance-after-s) answers 503 for a moment: ask again.
       auto r = cs[i]->call("GET", "/accounts/" + id);
+      for (auto until = std::chrono::steady_clock::now() +
+                        std::chrono::seconds{10};
+           r && r->status == 503 && std::chrono::steady_clock::now() < until;
+           r = cs[i]->call("GET", "/accounts/" + id))
+        std::this_thread::sleep_for(std::chrono::milliseconds{50});
       auto body = r ? r->json() : json{};
       json state{{"balance", body.value("balance", int64_t{-1})},
                  {"version", body.value("version", int64_t{-1})}};
