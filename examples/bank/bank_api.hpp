@@ -83,6 +83,7 @@ struct get_metrics {};
 /// rebuild}, GET .../{name}/dead-letters[?from&limit], POST
 /// .../{name}/dead-letters/{position}/{retry|drop}: shared by the example
 /// nodes, see admin_api.hpp.
+using httpd::admin_api::get_shard;
 using httpd::admin_api::list_dead_letters;
 using httpd::admin_api::list_projections;
 using httpd::admin_api::manage_dead_letter;
@@ -93,7 +94,7 @@ using operation =
                  start_transfer, get_transfer, list_transfers, get_balance,
                  get_totals, get_cluster_totals, get_health, get_metrics,
                  list_projections, manage_projection, list_dead_letters,
-                 manage_dead_letter>;
+                 manage_dead_letter, get_shard>;
 
 /// A request the API refuses: HTTP status, error code, message.
 using client_error = httpd::api_support::client_error;

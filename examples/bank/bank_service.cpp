@@ -380,6 +380,8 @@ void service::handle(httpd::request&& req, httpd::responder reply) {
     return reply(httpd::error_response(err->status, err->code, err->message));
   }
   auto& op = std::get<api::operation>(parsed);
+  if (auto* g = std::get_if<api::get_shard>(&op))
+    return reply(shard_state(*impl_->node, g->shard));
   if (std::holds_alternative<api::list_transfers>(op) ||
       std::holds_alternative<api::get_balance>(op) ||
       std::holds_alternative<api::get_totals>(op) ||

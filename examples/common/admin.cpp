@@ -176,6 +176,10 @@ void run_admin(caf::event_based_actor* self, const caf::actor& projections,
               },
               fail);
     }
+  } else {
+    // get_shard: the node answers it itself (shard_state), never here.
+    done(httpd::error_response(500, "internal",
+                               "not an operation of the projection admin"));
   }
 }
 

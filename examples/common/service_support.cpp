@@ -1,6 +1,8 @@
 #include "service_support.hpp"
 
 #include <cmath>
+#include <cstdio>
+#include <optional>
 
 #include "mnemo/persistence/error.hpp"
 #include "mnemo/persistence/replica_log.hpp"
@@ -170,6 +172,49 @@ void count_client_error(mnemo::runtime::node& n, const std::string& code) {
       .counter("mnemo_http_client_errors_total",
                "Requests refused before reaching an actor.", {{"code", code}})
       .inc();
+}
+
+httpd::response shard_state(mnemo::runtime::node& n, uint32_t shard) {
+  auto* c = n.cluster();
+  auto* co = n.coordinator();
+  if (!c || !c->replicated() || !co)
+    return httpd::error_response(
+        404, "not_found",
+        "this node keeps no shard logs: it is not a member of a replicated "
+        "cluster");
+  if (shard >= c->view().shards())
+    return httpd::error_response(
+        404, "unknown_shard",
+        "shard " + std::to_string(shard) + " does not exist (the cluster has " +
+            std::to_string(c->view().shards()) + " shards)");
+  std::optional<mnemo::runtime::coordination::shard_leadership> found;
+  for (auto& l : co->leadership())
+    if (l.shard == shard) found = l;
+  if (!found)
+    return httpd::error_response(404, "not_a_replica",
+                                 "member '" + c->self() +
+                                     "' holds no replica of shard " +
+                                     std::to_string(shard));
+  mnemo::persistence::replica_log log{n.journal(), shard};
+  auto digest = log.digest();
+  auto epochs = log.epochs();
+  if (!digest || !epochs)
+    return httpd::error_response(
+        500, "internal",
+        (digest ? epochs.error() : digest.error()).to_string());
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(digest->second));
+  nlohmann::json history = nlohmann::json::array();
+  for (auto& e : *epochs) history.push_back({e.epoch, e.start_position});
+  return json_response(200, nlohmann::json{{"shard", shard},
+                                           {"member", c->self()},
+                                           {"end", digest->first},
+                                           {"digest", hex},
+                                           {"epochs", history},
+                                           {"leading", found->leading},
+                                           {"leader", found->leader},
+                                           {"epoch", found->epoch}});
 }
 
 httpd::response health(mnemo::runtime::node& n) {

@@ -121,6 +121,15 @@ mnemo::runtime::metric_histogram& http_latency(mnemo::runtime::node& n);
 /// (`mnemo_http_client_errors_total{code}`).
 void count_client_error(mnemo::runtime::node& n, const std::string& code);
 
+/// Answers `GET /admin/shards/{n}`: this member's replica of shard `n` in
+/// a replicated cluster: `{"shard","member","end","digest","epochs":
+/// [[epoch,start],...],"leading","leader","epoch"}` (`digest`:
+/// `replica_log::digest` as 16 hex digits; replicas with the same end and
+/// digest hold the same log). 404 `not_found` if the node is not in a
+/// replicated cluster, `unknown_shard`, `not_a_replica`. Reads the whole
+/// log.
+httpd::response shard_state(mnemo::runtime::node& n, uint32_t shard);
+
 /// Answers `GET /health` and `GET /metrics`.
 httpd::response health(mnemo::runtime::node& n);
 httpd::response metrics(mnemo::runtime::node& n);

@@ -1,6 +1,7 @@
 #pragma once
 
-// The projection admin endpoints every example node serves, as data:
+// The admin endpoints every example node serves (projections, and the
+// shard logs of a replicated cluster), as data:
 // `parse` maps an /admin/... request to one admin operation or a client
 // error. The nodes' APIs include these operations in their own.
 
@@ -39,8 +40,16 @@ struct manage_dead_letter {
   std::string action;
 };
 
+/// GET /admin/shards/{n}: this member's replica of shard n in a replicated
+/// cluster (its end, a digest of its log, its epochs, who leads), answered
+/// by the node itself, not the projection supervisor.
+struct get_shard {
+  uint32_t shard = 0;
+};
+
 using operation = std::variant<list_projections, manage_projection,
-                               list_dead_letters, manage_dead_letter>;
+                               list_dead_letters, manage_dead_letter,
+                               get_shard>;
 
 using parsed = std::variant<operation, api_support::client_error>;
 
@@ -50,7 +59,8 @@ using parsed = std::variant<operation, api_support::client_error>;
 /// (any other path), 405 `method_not_allowed`, 400 `invalid_id` (a bad
 /// projection name), `invalid_query` (a position that is not a number, a
 /// dead-letter query with an unknown parameter, a bad `from`, or a limit
-/// that is not 1 to 1000, or a malformed percent-escape).
+/// that is not 1 to 1000, a shard that is not a number, or a malformed
+/// percent-escape).
 parsed parse(const std::string& method, const std::vector<std::string>& seg,
              const std::string& target, size_t max_id);
 

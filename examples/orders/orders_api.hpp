@@ -96,6 +96,7 @@ struct get_metrics {};
 /// rebuild}, GET .../{name}/dead-letters[?from&limit], POST
 /// .../{name}/dead-letters/{position}/{retry|drop}: shared by the example
 /// nodes, see admin_api.hpp.
+using httpd::admin_api::get_shard;
 using httpd::admin_api::list_dead_letters;
 using httpd::admin_api::list_projections;
 using httpd::admin_api::manage_dead_letter;
@@ -105,7 +106,7 @@ using operation =
     std::variant<place_order, get_order, list_orders, cancel_order, add_stock,
                  get_stock, get_totals, get_fulfilment, list_fulfilments,
                  get_health, get_metrics, list_projections, manage_projection,
-                 list_dead_letters, manage_dead_letter>;
+                 list_dead_letters, manage_dead_letter, get_shard>;
 
 /// A request the API refuses: HTTP status, error code, message.
 using client_error = httpd::api_support::client_error;

@@ -248,6 +248,8 @@ struct service::impl {
     if (auto* l = std::get_if<api::list_fulfilments>(&op))
       return list_sagas(sagas, *node, fulfilment::type_name, l->phase, l->after,
                         l->limit, "fulfilments");
+    if (auto* g = std::get_if<api::get_shard>(&op))
+      return shard_state(*node, g->shard);
     if (std::holds_alternative<api::get_health>(op)) return health(*node);
     if (std::holds_alternative<api::get_metrics>(op)) return metrics(*node);
     return std::nullopt;

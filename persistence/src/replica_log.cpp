@@ -704,6 +704,65 @@ expected<std::vector<event_envelope>> replica_log::events(
   return out;
 }
 
+namespace {
+
+// 64-bit FNV-1a over length-prefixed fields.
+struct fnv64 {
+  uint64_t h = 14695981039346656037ull;
+  void bytes(const void* p, size_t n) {
+    auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= b[i];
+      h *= 1099511628211ull;
+    }
+  }
+  void u64(uint64_t x) {
+    char buf[8];
+    put_be64(buf, x);
+    bytes(buf, 8);
+  }
+  void str(std::string_view s) {
+    u64(s.size());
+    bytes(s.data(), s.size());
+  }
+};
+
+}  // namespace
+
+expected<std::pair<uint64_t, uint64_t>> replica_log::digest(uint64_t to) const {
+  auto end = end_position();
+  if (!end) return std::move(end).error();
+  auto last = std::min(to, *end);
+  fnv64 h;
+  for (uint64_t from = 1; from <= last;) {
+    auto chunk = events(from, last, 1000);
+    if (!chunk) return std::move(chunk).error();
+    if (chunk->empty()) break;
+    for (auto& e : *chunk) {
+      h.u64(e.position);
+      h.bytes(e.id.bytes.data(), e.id.bytes.size());
+      h.str(e.stream_id);
+      h.u64(e.sequence);
+      h.str(e.type);
+      h.u64(e.schema_version);
+      h.u64(static_cast<uint64_t>(e.timestamp_us));
+      h.str(e.correlation_id);
+      h.str(e.causation_id);
+      h.u64(e.tags.size());
+      for (auto& t : e.tags) h.str(t);
+      h.u64(e.metadata.size());
+      for (auto& [k, v] : e.metadata) {
+        h.str(k);
+        h.str(v);
+      }
+      h.u64(e.payload.size());
+      h.bytes(e.payload.data(), e.payload.size());
+    }
+    from = chunk->back().position + 1;
+  }
+  return std::make_pair(last, h.h);
+}
+
 void replica_log::apply(log_batch batch, uint64_t leader_epoch,
                         write_handler done, uint64_t commit) {
   replica_request req;

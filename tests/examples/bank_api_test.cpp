@@ -98,6 +98,16 @@ BOOST_AUTO_TEST_CASE(every_endpoint_maps_to_its_operation) {
   BOOST_CHECK_EQUAL(
       code_of(parse("GET", "/admin/projections/p/dead-letters?limit=0", "")),
       "invalid_query");
+  auto shard = parse("GET", "/admin/shards/17", "");
+  BOOST_REQUIRE(op_of<get_shard>(shard));
+  BOOST_CHECK_EQUAL(op_of<get_shard>(shard)->shard, 17u);
+  BOOST_CHECK_EQUAL(code_of(parse("GET", "/admin/shards/x", "")),
+                    "invalid_query");
+  BOOST_CHECK_EQUAL(code_of(parse("GET", "/admin/shards/99999999999", "")),
+                    "invalid_query");
+  BOOST_CHECK_EQUAL(code_of(parse("POST", "/admin/shards/1", "")),
+                    "method_not_allowed");
+  BOOST_CHECK_EQUAL(code_of(parse("GET", "/admin/shards", "")), "not_found");
 }
 
 BOOST_AUTO_TEST_CASE(client_errors_are_named_precisely) {

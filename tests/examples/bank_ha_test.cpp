@@ -353,6 +353,16 @@ BOOST_AUTO_TEST_CASE(a_member_with_other_replica_sets_takes_no_part) {
   BOOST_CHECK(why.find("replicas: etcd has 3, this member 2") !=
               std::string::npos);
   BOOST_CHECK(cluster["leading"].empty());
+  // A shard that does not exist, and n1's own replica of shard 0.
+  auto none = c1.call("GET", "/admin/shards/" + std::to_string(shards));
+  BOOST_REQUIRE(none);
+  BOOST_CHECK_EQUAL(none->status, 404u);
+  BOOST_CHECK_EQUAL(none->json().value("error", ""), "unknown_shard");
+  auto zero = c1.call("GET", "/admin/shards/0");
+  BOOST_REQUIRE(zero);
+  BOOST_CHECK_EQUAL(zero->status, 200u);
+  BOOST_CHECK_EQUAL(zero->json().value("member", ""), "n1");
+  BOOST_CHECK_EQUAL(zero->json().value("digest", "").size(), 16u);
   auto refused = c3.call("POST", "/accounts/m-1/deposits",
                          json{{"amount", 5}, {"command_id", "m-d1"}}.dump());
   BOOST_REQUIRE(refused);

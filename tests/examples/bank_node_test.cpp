@@ -199,6 +199,10 @@ BOOST_AUTO_TEST_CASE(the_api_answers_as_documented) {
   BOOST_CHECK_EQUAL(status_of(c.call("POST", "/accounts", "{")), 400u);
   BOOST_CHECK_EQUAL(status_of(c.call("GET", "/nowhere")), 404u);
   BOOST_CHECK_EQUAL(status_of(c.call("PUT", "/accounts/a1")), 405u);
+  // Alone, the node keeps no shard logs.
+  auto shard = c.call("GET", "/admin/shards/0");
+  BOOST_CHECK_EQUAL(status_of(shard), 404u);
+  BOOST_CHECK_EQUAL(body_of(shard).value("error", ""), "not_found");
   // Operations: projection status, pause/resume, rebuild, dead letters.
   auto projections = body_of(c.call("GET", "/admin/projections"));
   BOOST_REQUIRE(projections.contains("projections"));

@@ -532,6 +532,36 @@ BOOST_AUTO_TEST_CASE(the_commit_point_a_batch_carried_is_durable) {
   BOOST_CHECK((*all == std::map<uint32_t, uint64_t>{{follower.log.shard(), 10}}));
 }
 
+BOOST_AUTO_TEST_CASE(digests_tell_identical_logs_from_different_ones) {
+  replica leader, follower, other;
+  BOOST_REQUIRE(!leader.log.begin_epoch(2));
+  BOOST_REQUIRE(!other.log.begin_epoch(2));
+  follower.append("local-1", "mine");  // the follower's own stream: not hashed
+  for (int i = 0; i < 40; ++i)
+    leader.append(i % 2 ? "a" : "b", "v" + std::to_string(i),
+                  i % 5 ? std::vector<std::string>{}
+                        : std::vector<std::string>{"five"});
+  ship(leader, follower, 2, 7);
+  auto l = leader.log.digest();
+  auto f = follower.log.digest();
+  BOOST_REQUIRE(l && f);
+  BOOST_CHECK_EQUAL(l->first, 40u);
+  BOOST_CHECK(*l == *f);  // same records, other global positions
+  // Up to a position: a prefix of both.
+  BOOST_CHECK(*leader.log.digest(20) == *follower.log.digest(20));
+  BOOST_CHECK(leader.log.digest(20)->second != l->second);
+  BOOST_CHECK_EQUAL(leader.log.digest(500)->first, 40u);
+  // The same values written by another leader are other events (ids,
+  // times): another digest.
+  for (int i = 0; i < 40; ++i)
+    other.append(i % 2 ? "a" : "b", "v" + std::to_string(i));
+  BOOST_CHECK(other.log.digest()->second != l->second);
+  // Truncated back, the follower matches the leader's prefix again.
+  BOOST_REQUIRE(!follower.log.truncate_after(25));
+  BOOST_CHECK(*follower.log.digest() == *leader.log.digest(25));
+  BOOST_CHECK_EQUAL(replica_log(*follower.j, 9).digest()->first, 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {
   temp_dir dir;
   auto gate = std::make_shared<test_gate>();

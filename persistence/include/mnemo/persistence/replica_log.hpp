@@ -15,6 +15,7 @@
 // network or of etcd; the cluster knows nothing of LMDB.
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -203,6 +204,16 @@ class replica_log {
   /// a leader that may make it a voter again. Blocking.
   static error mark_learners(
       journal& j, const std::vector<std::pair<uint32_t, uint64_t>>& shards);
+
+  /// The log's end and a 64-bit FNV-1a digest of every event up to shard
+  /// position `to` (or the end), over what replicas share: each event's
+  /// shard position, id, stream, sequence, type, schema version, commit
+  /// time, correlation and causation ids, tags, metadata and payload (not
+  /// the global positions nor the back links, which are each replica's
+  /// own). Two replicas with the same digest at the same position hold
+  /// the same log there. Reads the whole log: for checks, not hot paths.
+  expected<std::pair<uint64_t, uint64_t>> digest(
+      uint64_t to = std::numeric_limits<uint64_t>::max()) const;
 
   /// The greatest commit point of a leader this replica learnt with a
   /// batch, up to what it held then (0 if none): records up to it are
