@@ -21,6 +21,7 @@
 #include "mnemo/runtime/cluster_view.hpp"
 #include "netns_lab.hpp"
 #include "node_process.hpp"
+#include "shard_logs.hpp"
 
 namespace testnode {
 
@@ -276,44 +277,10 @@ inline void check_converged(faulty_cluster& f, cluster_ledger& ledger) {
   // Replicated: every replica of every shard holds the same log (the same
   // end and digest, GET /admin/shards/{n}) once the followers caught up.
   if (!f.etcd.empty()) {
-    auto deadline = steady::now() + 30s;
-    std::string diff;
-    do {
-      diff.clear();
-      for (uint32_t shard = 0; shard < f.view->shards() && diff.empty();
-           ++shard) {
-        std::string first;
-        size_t holders = 0;
-        for (size_t i = 0; i < members; ++i) {
-          auto r = cs[i]->call("GET", "/admin/shards/" + std::to_string(shard));
-          if (r && r->status == 404 &&
-              r->json().value("error", "") == "not_a_replica")
-            continue;
-          if (!r || r->status != 200) {
-            diff = "shard " + std::to_string(shard) + " on " +
-                   faulty_cluster::id(i) + ": " + (r ? r->body : cs[i]->error);
-            break;
-          }
-          auto body = r->json();
-          auto log = std::to_string(body.value("end", uint64_t{0})) + "/" +
-                     body.value("digest", "");
-          ++holders;
-          if (first.empty()) first = log;
-          if (log != first)
-            diff = "shard " + std::to_string(shard) + ": " + first + " vs " +
-                   log + " on " + faulty_cluster::id(i);
-        }
-        if (diff.empty() && holders != f.replicas)
-          diff = "shard " + std::to_string(shard) + " has " +
-                 std::to_string(holders) + " replicas";
-      }
-      if (diff.empty() || steady::now() > deadline) break;
-      std::this_thread::sleep_for(200ms);
-    } while (true);
+    std::vector<client*> all;
+    for (auto& c : cs) all.push_back(c.get());
+    auto diff = shard_log_difference(all, f.view->shards(), f.replicas, 30s);
     BOOST_CHECK_MESSAGE(diff.empty(), "replicas differ: " << diff);
-    if (diff.empty())
-      BOOST_TEST_MESSAGE("every replica of the " << f.view->shards()
-                                                 << " shards holds the same log");
   }
   // Replicated: every member's read side follows the shards' committed
   // logs: its cluster-wide balances, its balances of every account and its

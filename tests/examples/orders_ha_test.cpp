@@ -21,6 +21,7 @@
 #include "ha_cluster.hpp"
 #include "node_process.hpp"
 #include "orders_client.hpp"
+#include "shard_logs.hpp"
 
 using namespace testnode;
 using json = nlohmann::json;
@@ -236,6 +237,17 @@ BOOST_AUTO_TEST_CASE(fulfilments_run_across_members_and_survive_a_killed_leader)
                       stocked - shipped[sku]);
     BOOST_CHECK_EQUAL(stock.value("reservations", size_t{99}), 0u);
   }
+
+  // Every replica of every shard holds the same log.
+  std::vector<std::unique_ptr<client>> own;
+  std::vector<client*> all;
+  for (auto& n : f.nodes) {
+    own.push_back(std::make_unique<client>(n->port()));
+    all.push_back(own.back().get());
+  }
+  auto diff =
+      shard_log_difference(all, f.shards, 3, std::chrono::seconds{30});
+  BOOST_CHECK_MESSAGE(diff.empty(), "replicas differ: " << diff);
 
   // Placing an order again answers 202 and places nothing.
   auto& [first_id, first] = *acked.begin();
