@@ -246,6 +246,8 @@ struct service::impl {
   caf::actor projections;
   std::vector<std::string> projection_names;
   caf::actor gateway;
+  /// Answers GET /admin/shards/{n} off the HTTP threads.
+  caf::actor shard_reader;
   mnemo::runtime::metric_histogram* latency = nullptr;
 
   explicit impl(mnemo::runtime::node& n)
@@ -360,6 +362,7 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
       supervise_projections(n, std::move(specs), ptr->projection_names, error);
   if (!ptr->projections) return nullptr;
   add_saga_gauges(n, ptr->sagas, transfer::type_name);
+  ptr->shard_reader = spawn_shard_reader(n);
   ptr->gateway =
       n.system().spawn(gateway, ptr->accounts, ptr->transfers, ptr->projections,
                        ptr->projection_names, side, opts.request_timeout);
@@ -381,7 +384,7 @@ void service::handle(httpd::request&& req, httpd::responder reply) {
   }
   auto& op = std::get<api::operation>(parsed);
   if (auto* g = std::get_if<api::get_shard>(&op))
-    return reply(shard_state(*impl_->node, g->shard));
+    return ask_shard(impl_->shard_reader, g->shard, std::move(reply));
   if (std::holds_alternative<api::list_transfers>(op) ||
       std::holds_alternative<api::get_balance>(op) ||
       std::holds_alternative<api::get_totals>(op) ||

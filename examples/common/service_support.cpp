@@ -1,5 +1,8 @@
 #include "service_support.hpp"
 
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/send.hpp>
+
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -197,24 +200,53 @@ httpd::response shard_state(mnemo::runtime::node& n, uint32_t shard) {
                                      std::to_string(shard));
   mnemo::persistence::replica_log log{n.journal(), shard};
   auto digest = log.digest();
-  auto epochs = log.epochs();
-  if (!digest || !epochs)
-    return httpd::error_response(
-        500, "internal",
-        (digest ? epochs.error() : digest.error()).to_string());
+  if (!digest)
+    return httpd::error_response(500, "internal", digest.error().to_string());
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
-                static_cast<unsigned long long>(digest->second));
+                static_cast<unsigned long long>(digest->value));
   nlohmann::json history = nlohmann::json::array();
-  for (auto& e : *epochs) history.push_back({e.epoch, e.start_position});
+  for (auto& e : digest->epochs) history.push_back({e.epoch, e.start_position});
   return json_response(200, nlohmann::json{{"shard", shard},
                                            {"member", c->self()},
-                                           {"end", digest->first},
+                                           {"end", digest->end},
                                            {"digest", hex},
                                            {"epochs", history},
                                            {"leading", found->leading},
                                            {"leader", found->leader},
                                            {"epoch", found->epoch}});
+}
+
+namespace {
+
+// A shard's state asked for over HTTP, on its way to the reader actor.
+struct shard_job {
+  uint32_t shard;
+  httpd::responder reply;
+};
+
+}  // namespace
+}  // namespace examples
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<examples::shard_job>)
+
+namespace examples {
+
+caf::actor spawn_shard_reader(mnemo::runtime::node& n) {
+  auto reader = n.system().spawn<caf::detached>(
+      [&n](caf::event_based_actor*) -> caf::behavior {
+        return {[&n](std::shared_ptr<shard_job>& job) {
+          job->reply(shard_state(n, job->shard));
+        }};
+      });
+  n.track(reader);
+  return reader;
+}
+
+void ask_shard(const caf::actor& reader, uint32_t shard,
+               httpd::responder reply) {
+  caf::anon_send(reader,
+                 std::make_shared<shard_job>(shard_job{shard, std::move(reply)}));
 }
 
 httpd::response health(mnemo::runtime::node& n) {

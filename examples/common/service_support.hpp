@@ -61,10 +61,13 @@ bool resume_sagas(mnemo::runtime::node& n, const caf::actor& local,
   // reads the journal): `on_lead` callbacks run on the coordinator's
   // thread, whose next look at etcd must not wait for it.
   auto resumer = n.system().spawn<caf::detached>(
-      [&j = n.journal(), &types = n.registry(), local, routed_type,
-       shards](caf::event_based_actor*) -> caf::behavior {
-        return {[&j, &types, local, routed_type, shards](resume_shard_atom,
-                                                         uint32_t shard) {
+      [&j = n.journal(), &types = n.registry(), local, routed_type, shards,
+       cluster](caf::event_based_actor*) -> caf::behavior {
+        return {[&j, &types, local, routed_type, shards,
+                 cluster](resume_shard_atom, uint32_t shard) {
+          // Led elsewhere by now (the scan of an earlier shard took a
+          // while): the new leader resumes them.
+          if (cluster->leader_of(shard) != cluster->self()) return;
           auto resumed = mnemo::sagas::resume_unfinished<S>(
               j, types, local, [&](const std::string& id) {
                 return mnemo::runtime::entity_shard(routed_type, id, shards) ==
@@ -129,6 +132,15 @@ void count_client_error(mnemo::runtime::node& n, const std::string& code);
 /// replicated cluster, `unknown_shard`, `not_a_replica`. Reads the whole
 /// log.
 httpd::response shard_state(mnemo::runtime::node& n, uint32_t shard);
+
+/// Spawns (and has `n` track) the actor that answers `ask_shard` with
+/// `shard_state`, off the HTTP threads: reading a whole log must not hold
+/// up the other requests of a connection's I/O thread. One at a time.
+caf::actor spawn_shard_reader(mnemo::runtime::node& n);
+
+/// Has `reader` answer `GET /admin/shards/{shard}` through `reply`.
+void ask_shard(const caf::actor& reader, uint32_t shard,
+               httpd::responder reply);
 
 /// Answers `GET /health` and `GET /metrics`.
 httpd::response health(mnemo::runtime::node& n);

@@ -35,11 +35,11 @@ parsed parse(const std::string& method, const std::vector<std::string>& seg,
              const std::string& target, size_t max_id) {
   // seg: admin, shards, n
   if (seg.size() == 3 && seg[1] == "shards") {
+    if (method != "GET") return method_not_allowed(method);
     auto shard = number_of(seg[2], UINT32_MAX);
     if (!shard)
       return bad_request("invalid_query",
                          "not a shard number: " + seg[2].substr(0, 40));
-    if (method != "GET") return method_not_allowed(method);
     return operation{get_shard{static_cast<uint32_t>(*shard)}};
   }
   // seg: admin, projections[, name[, action | dead-letters[, pos, action]]]

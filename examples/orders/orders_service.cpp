@@ -206,6 +206,8 @@ struct service::impl {
   mnemo::sagas::saga_index sagas;
   registries to;
   caf::actor gateway;
+  /// Answers GET /admin/shards/{n} off the HTTP threads.
+  caf::actor shard_reader;
   mnemo::runtime::metric_histogram* latency = nullptr;
 
   explicit impl(mnemo::runtime::node& n) : node(&n), sagas(n.registry()) {}
@@ -248,8 +250,6 @@ struct service::impl {
     if (auto* l = std::get_if<api::list_fulfilments>(&op))
       return list_sagas(sagas, *node, fulfilment::type_name, l->phase, l->after,
                         l->limit, "fulfilments");
-    if (auto* g = std::get_if<api::get_shard>(&op))
-      return shard_state(*node, g->shard);
     if (std::holds_alternative<api::get_health>(op)) return health(*node);
     if (std::holds_alternative<api::get_metrics>(op)) return metrics(*node);
     return std::nullopt;
@@ -349,6 +349,7 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   n.track(mnemo::sagas::spawn_saga_inbox<fulfilment>(
       n.system(), n.journal(), n.completions(), to.fulfilments, n.event_bus()));
   add_saga_gauges(n, ptr->sagas, fulfilment::type_name);
+  ptr->shard_reader = spawn_shard_reader(n);
   ptr->gateway = n.system().spawn(gateway, to, opts.request_timeout);
   n.track(ptr->gateway);
   ptr->latency = &http_latency(n);
@@ -367,6 +368,8 @@ void service::handle(httpd::request&& req, httpd::responder reply) {
     return reply(httpd::error_response(err->status, err->code, err->message));
   }
   auto& op = std::get<api::operation>(parsed);
+  if (auto* g = std::get_if<api::get_shard>(&op))
+    return ask_shard(impl_->shard_reader, g->shard, std::move(reply));
   if (auto answer = impl_->query(op)) return reply(std::move(*answer));
   auto j = std::make_shared<job>(job{std::move(op), std::move(reply),
                                      std::chrono::steady_clock::now(),

@@ -137,8 +137,9 @@ constexpr size_t gateway_in_flight = 64;
 /// as a request (at most `gateway_in_flight` at once, the rest queued in
 /// order) and sends it again 250 ms after each transient error
 /// (`sagas::transient_error`: no leader yet, an unreachable member, a
-/// restarting entity), for up to `attempts` tries, each waiting up to 10 s
-/// for its answer. Any other answer ends it: the decision's command id
+/// restarting entity), for up to `attempts` tries, each waiting up to 2 s
+/// for its answer (so a partitioned leader holding every slot still lets
+/// 32 decisions a second through). A retry queues behind what waits. Any other answer ends it: the decision's command id
 /// makes a repeat harmless, and a business rejection (a capture after a
 /// refund) is final. Without it, a decision sent while the shard had no
 /// leader would be lost and the fulfilment would wait for its payment
@@ -171,7 +172,7 @@ inline caf::actor spawn_gateway_sender(caf::actor_system& sys,
           --self->state.in_flight;
           if (auto p = weak_pump.lock()) (*p)();
         };
-        self->request(payments, std::chrono::seconds{10},
+        self->request(payments, std::chrono::seconds{2},
                       mnemo::runtime::route_atom::value, d.id, d.msg)
             .then([done](payment::reply&) { done(); },
                   [self, d, attempts, done](caf::error& err) {

@@ -328,8 +328,11 @@ int journal::impl::apply(detail::txn_state& st, replica_request& req,
     end += req.records.size();
   }
   // The leader's commit point, up to what this log holds now: committed
-  // records are never truncated, so it stays true after a restart.
-  if (auto point = std::min(req.commit, end); point > 0) {
+  // records are never truncated, so it stays true after a restart. A
+  // commit point alone counts only if it names this log's end (the leader
+  // knows what is here).
+  bool continues = !req.records.empty() || req.position == end + 1;
+  if (auto point = std::min(req.commit, end); point > 0 && continues) {
     auto k = committed_key(req.shard);
     MDB_val key = to_val(k);
     MDB_val val;
@@ -446,6 +449,27 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
   auto keep = req.position;
   if (keep >= end) return 0;  // nothing past it
   auto shard = std::to_string(req.shard);
+  // Records this replica learnt are committed are never truncated (read
+  // models of the shard log may have served them): a request to is a
+  // protocol error, refused rather than obeyed.
+  {
+    auto k = committed_key(req.shard);
+    MDB_val key = to_val(k);
+    MDB_val val;
+    auto rc = mdb_get(st.txn, dbs.meta, &key, &val);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    if (rc == 0 && val.mv_size == 8) {
+      auto committed = get_be64(static_cast<const char*>(val.mv_data));
+      if (keep < committed) {
+        out = error{errc::invalid_argument,
+                    "refused to truncate shard " + shard + " after position " +
+                        std::to_string(keep) + ": this replica learnt that " +
+                        "records up to " + std::to_string(committed) +
+                        " are committed"};
+        return 0;
+      }
+    }
+  }
   if (std::find(appended_shards.begin(), appended_shards.end(), req.shard) !=
       appended_shards.end()) {
     out = error{errc::invalid_argument,
@@ -729,38 +753,52 @@ struct fnv64 {
 
 }  // namespace
 
-expected<std::pair<uint64_t, uint64_t>> replica_log::digest(uint64_t to) const {
-  auto end = end_position();
-  if (!end) return std::move(end).error();
-  auto last = std::min(to, *end);
+expected<log_digest> replica_log::digest(uint64_t to) const {
+  log_digest out;
   fnv64 h;
-  for (uint64_t from = 1; from <= last;) {
-    auto chunk = events(from, last, 1000);
-    if (!chunk) return std::move(chunk).error();
-    if (chunk->empty()) break;
-    for (auto& e : *chunk) {
-      h.u64(e.position);
-      h.bytes(e.id.bytes.data(), e.id.bytes.size());
-      h.str(e.stream_id);
-      h.u64(e.sequence);
-      h.str(e.type);
-      h.u64(e.schema_version);
-      h.u64(static_cast<uint64_t>(e.timestamp_us));
-      h.str(e.correlation_id);
-      h.str(e.causation_id);
-      h.u64(e.tags.size());
-      for (auto& t : e.tags) h.str(t);
-      h.u64(e.metadata.size());
-      for (auto& [k, v] : e.metadata) {
-        h.str(k);
-        h.str(v);
-      }
-      h.u64(e.payload.size());
-      h.bytes(e.payload.data(), e.payload.size());
-    }
-    from = chunk->back().position + 1;
-  }
-  return std::make_pair(last, h.h);
+  // One read transaction: the end, the events and the epochs of one state
+  // of the log, whatever the writer does meanwhile.
+  auto err = journal_->impl_->with_read([&](detail::txn_state& st) -> error {
+    if (st.dbs->shard_log == 0) return {};
+    uint64_t end = 0;
+    if (auto err = st.check(read_shard_end(st, shard_, end), "shard log end"))
+      return err;
+    if (auto err = read_epochs(st, shard_, out.epochs)) return err;
+    auto last = std::min(to, end);
+    if (last == 0) return {};
+    msgpack::zone zone;
+    return walk_shard_log(
+        st, shard_, 1, last,
+        [&](uint64_t spos, uint64_t pos, const MDB_val& rec) -> expected<bool> {
+          event_envelope e;
+          if (auto err = decode_event(to_view(rec), record_origin{{}, 0, pos},
+                                      zone, e))
+            return err;
+          h.u64(spos);
+          h.bytes(e.id.bytes.data(), e.id.bytes.size());
+          h.str(e.stream_id);
+          h.u64(e.sequence);
+          h.str(e.type);
+          h.u64(e.schema_version);
+          h.u64(static_cast<uint64_t>(e.timestamp_us));
+          h.str(e.correlation_id);
+          h.str(e.causation_id);
+          h.u64(e.tags.size());
+          for (auto& t : e.tags) h.str(t);
+          h.u64(e.metadata.size());
+          for (auto& [k, v] : e.metadata) {
+            h.str(k);
+            h.str(v);
+          }
+          h.u64(e.payload.size());
+          h.bytes(e.payload.data(), e.payload.size());
+          out.end = spos;
+          return true;
+        });
+  });
+  if (err) return err;
+  out.value = h.h;
+  return out;
 }
 
 void replica_log::apply(log_batch batch, uint64_t leader_epoch,

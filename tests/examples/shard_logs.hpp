@@ -1,7 +1,8 @@
 #pragma once
 
 // Whether every replica of every shard of a replicated cluster holds the
-// same log, as the members' `GET /admin/shards/{n}` say (end and digest).
+// same log, as the members' `GET /admin/shards/{n}` say (end, digest and
+// epoch history).
 
 #include <boost/test/unit_test.hpp>
 
@@ -15,7 +16,8 @@
 namespace testnode {
 
 // Asks every member (`members`, one client each) about each of `shards`
-// until every shard has `replicas` replicas with the same end and digest,
+// until every shard has `replicas` replicas with the same end, digest and
+// epochs,
 // at most `within`. Returns what still differs then, or "" (logged as a
 // test message).
 inline std::string shard_log_difference(const std::vector<client*>& members,
@@ -43,7 +45,7 @@ inline std::string shard_log_difference(const std::vector<client*>& members,
         }
         auto body = r->json();
         auto log = std::to_string(body.value("end", uint64_t{0})) + "/" +
-                   body.value("digest", "");
+                   body.value("digest", "") + "/" + body["epochs"].dump();
         ++holders;
         if (first.empty()) first = log;
         if (log != first)

@@ -523,6 +523,15 @@ BOOST_AUTO_TEST_CASE(the_commit_point_a_batch_carried_is_durable) {
   BOOST_CHECK(follower.log.apply(batch(1, 2), 3, 99));  // log_mismatch
   BOOST_CHECK(follower.log.apply(batch(1, 2), 2, 99));  // stale epoch
   BOOST_CHECK_EQUAL(follower.log.committed().value(), 10u);
+  // A commit point alone that does not name this log's end (the leader's
+  // idea of it is wrong) is not taken.
+  err = follower.log.apply(log_batch{0, 5, {}}, 3, 12);
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 10u);
+  // Committed records are never truncated: a request to is refused.
+  auto cut = follower.log.truncate_after(6);
+  BOOST_CHECK_EQUAL(cut.code(), errc::invalid_argument);
+  BOOST_CHECK_EQUAL(follower.end(), 10u);
   // Per shard, and after a restart.
   BOOST_CHECK_EQUAL((replica_log{*follower.j, 9}.committed().value()), 0u);
   follower.reopen();
@@ -545,21 +554,22 @@ BOOST_AUTO_TEST_CASE(digests_tell_identical_logs_from_different_ones) {
   auto l = leader.log.digest();
   auto f = follower.log.digest();
   BOOST_REQUIRE(l && f);
-  BOOST_CHECK_EQUAL(l->first, 40u);
+  BOOST_CHECK_EQUAL(l->end, 40u);
+  BOOST_CHECK(l->epochs == leader.log.epochs().value());
   BOOST_CHECK(*l == *f);  // same records, other global positions
   // Up to a position: a prefix of both.
   BOOST_CHECK(*leader.log.digest(20) == *follower.log.digest(20));
-  BOOST_CHECK(leader.log.digest(20)->second != l->second);
-  BOOST_CHECK_EQUAL(leader.log.digest(500)->first, 40u);
+  BOOST_CHECK(leader.log.digest(20)->value != l->value);
+  BOOST_CHECK_EQUAL(leader.log.digest(500)->end, 40u);
   // The same values written by another leader are other events (ids,
   // times): another digest.
   for (int i = 0; i < 40; ++i)
     other.append(i % 2 ? "a" : "b", "v" + std::to_string(i));
-  BOOST_CHECK(other.log.digest()->second != l->second);
+  BOOST_CHECK(other.log.digest()->value != l->value);
   // Truncated back, the follower matches the leader's prefix again.
   BOOST_REQUIRE(!follower.log.truncate_after(25));
   BOOST_CHECK(*follower.log.digest() == *leader.log.digest(25));
-  BOOST_CHECK_EQUAL(replica_log(*follower.j, 9).digest()->first, 0u);
+  BOOST_CHECK_EQUAL(replica_log(*follower.j, 9).digest()->end, 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {

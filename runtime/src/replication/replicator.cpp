@@ -14,6 +14,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "mnemo/runtime/console.hpp"
 #include "mnemo/runtime/error.hpp"
 
 namespace mnemo::runtime::replication {
@@ -918,6 +919,11 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
   // before any leader speaks again.
   if (auto known = pe::replica_log::committed_points(*journal))
     self->state.committed = std::move(*known);
+  else
+    print_line("{\"event\":\"replica_commit_points_unreadable\",\"member\":\"" +
+               self->state.cfg.member +
+               "\",\"detail\":\"read models of shard logs wait for the "
+               "leaders\"}");
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
   gate->on_local_append([weak](uint32_t shard, uint64_t position) {
     if (auto strong = weak.lock())

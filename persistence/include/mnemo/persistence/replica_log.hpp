@@ -87,6 +87,17 @@ struct epoch_start {
   }
 };
 
+/// `replica_log::digest`: the position of the last event hashed (the
+/// log's end, or `to`), the hash, and the epoch history.
+struct log_digest {
+  uint64_t end = 0;
+  uint64_t value = 0;
+  std::vector<epoch_start> epochs;
+  friend bool operator==(const log_digest& a, const log_digest& b) noexcept {
+    return a.end == b.end && a.value == b.value;
+  }
+};
+
 /// What a log answers when asked where an epoch ends (Kafka's
 /// OffsetsForLeaderEpoch).
 struct epoch_end {
@@ -210,9 +221,10 @@ class replica_log {
   /// shard position, id, stream, sequence, type, schema version, commit
   /// time, correlation and causation ids, tags, metadata and payload (not
   /// the global positions nor the back links, which are each replica's
-  /// own). Two replicas with the same digest at the same position hold
-  /// the same log there. Reads the whole log: for checks, not hot paths.
-  expected<std::pair<uint64_t, uint64_t>> digest(
+  /// own), with the epoch history, all read in one transaction. Two
+  /// replicas with the same digest at the same end hold the same log
+  /// there. Reads the whole log: for checks, not hot paths.
+  expected<log_digest> digest(
       uint64_t to = std::numeric_limits<uint64_t>::max()) const;
 
   /// The greatest commit point of a leader this replica learnt with a
