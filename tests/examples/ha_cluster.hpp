@@ -80,54 +80,54 @@ struct ha_cluster {
     return out;
   }
 
-  // The member that leads `shard` as its own /health says, once every
-  // running member knows a leader for every shard.
-  std::optional<size_t> leader_of(uint32_t shard,
-                                  std::chrono::seconds within) {
+  using led_shards = std::vector<std::optional<std::vector<uint32_t>>>;
+
+  // Waits (at most `within`) until every running member knows a leader for
+  // every shard and `pick` finds a member in what each leads (nothing for
+  // a stopped member); returns that member.
+  template <class Pick>
+  std::optional<size_t> when_settled(std::chrono::seconds within, Pick pick) {
     auto deadline = steady::now() + within;
     while (steady::now() < deadline) {
-      std::optional<size_t> found;
+      led_shards led(nodes.size());
       bool settled = true;
-      for (size_t i = 0; i < nodes.size(); ++i) {
-        if (!nodes[i]) continue;
-        auto led = leading(i);
-        if (!led) {
-          settled = false;
-          continue;
-        }
-        for (auto s : *led)
-          if (s == shard) found = i;
-      }
-      if (settled && found) return found;
+      for (size_t i = 0; i < nodes.size(); ++i)
+        if (nodes[i] && !(led[i] = leading(i))) settled = false;
+      if (settled)
+        if (auto found = pick(led)) return found;
       std::this_thread::sleep_for(std::chrono::milliseconds{50});
     }
     return std::nullopt;
   }
 
+  // The member that leads `shard` as its own /health says, once every
+  // running member knows a leader for every shard.
+  std::optional<size_t> leader_of(uint32_t shard,
+                                  std::chrono::seconds within) {
+    return when_settled(within,
+                        [shard](const led_shards& led) -> std::optional<size_t> {
+                          for (size_t i = 0; i < led.size(); ++i)
+                            if (led[i])
+                              for (auto s : *led[i])
+                                if (s == shard) return i;
+                          return std::nullopt;
+                        });
+  }
+
   // The running member that leads the most shards, once every running
   // member knows a leader for every shard (at most `within`).
   std::optional<size_t> busiest(std::chrono::seconds within) {
-    auto deadline = steady::now() + within;
-    while (steady::now() < deadline) {
-      std::optional<size_t> victim;
-      size_t most = 0;
-      bool settled = true;
-      for (size_t i = 0; i < nodes.size(); ++i) {
-        if (!nodes[i]) continue;
-        auto led = leading(i);
-        if (!led) {
-          settled = false;
-          continue;
-        }
-        if (led->size() > most) {
-          most = led->size();
-          victim = i;
-        }
-      }
-      if (settled && victim) return victim;
-      std::this_thread::sleep_for(std::chrono::milliseconds{50});
-    }
-    return std::nullopt;
+    return when_settled(within,
+                        [](const led_shards& led) -> std::optional<size_t> {
+                          std::optional<size_t> victim;
+                          size_t most = 0;
+                          for (size_t i = 0; i < led.size(); ++i)
+                            if (led[i] && led[i]->size() > most) {
+                              most = led[i]->size();
+                              victim = i;
+                            }
+                          return victim;
+                        });
   }
 };
 

@@ -849,6 +849,13 @@ struct inbox_fixture : fixture {
     tick(100ms);
   }
 
+  // Replays the router from offset 0: it writes every row again.
+  void replay_router() {
+    caf::anon_send(router, actors::reset_atom::value, uint64_t{0});
+    tick(100ms);
+    tick(100ms);
+  }
+
   // Delivers the event `event` (encoded) of log `source` at `position` to
   // matcher `id`, as another member's inbox would.
   caf::expected<bool> deliver(const std::string& id, const std::string& source,
@@ -998,9 +1005,7 @@ BOOST_AUTO_TEST_CASE(a_routed_event_is_applied_once_also_when_routed_again) {
   auto before = f.saga_events("saga-matcher-a4");
   // Replaying the router writes every row again; the saga recognises the
   // delivered positions and the inbox drains.
-  caf::anon_send(f.router, actors::reset_atom::value, uint64_t{0});
-  f.tick(100ms);
-  f.tick(100ms);
+  f.replay_router();
   BOOST_CHECK_EQUAL(f.pending(), 0u);
   BOOST_CHECK(f.saga_events("saga-matcher-a4") == before);
   BOOST_CHECK_EQUAL(f.balance("a4"), 1 + 200 + 5);
@@ -1021,9 +1026,7 @@ BOOST_AUTO_TEST_CASE(events_of_another_log_travel_in_their_rows_and_count_per_so
   BOOST_CHECK_EQUAL(recorded[0].substr(0, 16), "ignored shard/9@");
   BOOST_CHECK_EQUAL(recorded[1].substr(0, 17), "received shard/9@");
   // Replayed by the router: the same rows again, recognised as repeats.
-  caf::anon_send(f.router, actors::reset_atom::value, uint64_t{0});
-  f.tick(100ms);
-  f.tick(100ms);
+  f.replay_router();
   BOOST_CHECK_EQUAL(f.pending(), 0u);
   BOOST_CHECK(f.delivery_sources("saga-matcher-a7") == recorded);
   BOOST_CHECK_EQUAL(f.balance("a7"), 1 + 100 + 5);
