@@ -36,6 +36,7 @@ void saga_progress::apply(const saga_event& ev) {
         } else if constexpr (std::is_same_v<T, saga_step_completed>) {
           step = e.step + 1;
           attempt = 0;
+          failing_since_ms = 0;
           retry_at_ms = 0;
           due_ms = e.next_due_ms;
           error.clear();
@@ -44,16 +45,19 @@ void saga_progress::apply(const saga_event& ev) {
           attempt = e.attempt;
           error = e.error;
           retry_at_ms = e.retry_at_ms;
+          failing_since_ms = e.failing_since_ms;
         } else if constexpr (std::is_same_v<T, saga_compensating>) {
           phase = saga_phase::compensating;
           step = e.completed;
           attempt = 0;
+          failing_since_ms = 0;
           retry_at_ms = 0;
           due_ms = 0;
           error = e.reason;
         } else if constexpr (std::is_same_v<T, saga_compensation_done>) {
           step = e.step;
           attempt = 0;
+          failing_since_ms = 0;
           retry_at_ms = 0;
         } else if constexpr (std::is_same_v<T, saga_completed>) {
           phase = saga_phase::completed;

@@ -41,6 +41,7 @@ struct probe {
   static inline std::vector<std::string> sent;  // command ids
   static inline std::chrono::milliseconds timeout{0};
   static inline std::chrono::milliseconds first_timeout{0};
+  static inline std::chrono::milliseconds keep_transient{0};
 
   static sagas::command_fn<data> scripted(std::vector<caf::error>* errors) {
     return
@@ -73,6 +74,7 @@ struct probe {
     s1.retry.backoff.min_backoff = 100ms;
     s1.retry.backoff.jitter = 0;
     s1.retry.max_attempts = 4;
+    s1.retry.keep_transient_for = keep_transient;
     s1.timeout = timeout;
     sagas::definition<data> def;
     def.steps = {s0, s1};
@@ -85,6 +87,7 @@ struct probe {
     sent.clear();
     timeout = 0ms;
     first_timeout = 0ms;
+    keep_transient = 0ms;
   }
 };
 
@@ -185,7 +188,7 @@ BOOST_AUTO_TEST_CASE(progress_folds_the_saga_events) {
   p.apply(sagas::saga_started{"d", 0, 0});
   BOOST_CHECK(p.phase == sagas::saga_phase::running);
   p.apply(sagas::saga_step_completed{0, 0});
-  p.apply(sagas::saga_step_failed{1, 1, "boom", 42});
+  p.apply(sagas::saga_step_failed{1, 1, "boom", 42, 40});
   BOOST_CHECK_EQUAL(p.step, 1u);
   BOOST_CHECK_EQUAL(p.retry_at_ms, 42);
   p.apply(sagas::saga_compensating{1, "gave up"});
@@ -356,6 +359,53 @@ BOOST_AUTO_TEST_CASE(a_failing_compensation_needs_attention) {
                strings{"started", "step_completed", "step_failed",
                        "compensating", "compensation_failed",
                        "compensation_failed", "needs_attention"}));
+}
+
+// A budget in time (keep_transient_for) retries transient errors past
+// max_attempts until it is spent, measured from the first failed attempt;
+// a business error still fails at once.
+BOOST_AUTO_TEST_CASE(a_time_budget_retries_transient_errors_past_max_attempts) {
+  fixture f;
+  probe::keep_transient = 3s;
+  probe::step_errors = std::vector<caf::error>(20, transient());
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+  f.run();
+  // Attempts at 0, 0.1, 0.3, 0.7, 1.5 s (backoff doubling from 100 ms):
+  // five, one more than max_attempts, and still running.
+  for (int i = 0; i < 25; ++i) f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "running");
+  auto tries = [] {
+    return std::count(probe::sent.begin(), probe::sent.end(),
+                       "saga-probe-p1/1/do");
+  };
+  BOOST_CHECK_EQUAL(tries(), 5);
+  // The sixth, at 3.1 s, fails past the budget: compensated.
+  for (int i = 0; i < 10; ++i) f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "compensated");
+  BOOST_CHECK_EQUAL(tries(), 6);
+  // The budget survives a restart: folded from the recorded failures.
+  sagas::saga_progress folded;
+  actors::variant_codec<sagas::saga_event> codec{f.registry()};
+  auto stored =
+      f.journal().read_stream("saga-probe-p1", 1, UINT64_MAX, UINT64_MAX);
+  BOOST_REQUIRE(stored);
+  for (auto& e : *stored)
+    if (auto ev = codec.decode(e);
+        ev && std::holds_alternative<sagas::saga_step_failed>(*ev)) {
+      folded.apply(*ev);
+      // The fixture's clock at the first failure.
+      BOOST_CHECK_EQUAL(
+          std::get<sagas::saga_step_failed>(*ev).failing_since_ms, 1'000'000);
+    }
+  BOOST_CHECK_EQUAL(folded.failing_since_ms, 1'000'000);
+  // A business error is final whatever the budget.
+  probe::reset();
+  probe::keep_transient = 3s;
+  probe::step_errors = {business()};
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p2", {"k"}));
+  f.run();
+  f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p2"), "compensated");
 }
 
 BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {

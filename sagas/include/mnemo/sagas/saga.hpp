@@ -88,6 +88,12 @@ struct retry_policy {
   runtime::restart_policy backoff;
   /// Which errors are retried; empty means `transient_error`.
   std::function<bool(const caf::error&)> retryable;
+  /// A budget in time: errors that `retryable` takes are retried past
+  /// `max_attempts` until this long after the first failed attempt (of the
+  /// step, or of the compensation), e.g. longer than a failover of a
+  /// replicated cluster. Deadlines still end a step. 0 (the default): only
+  /// `max_attempts` counts.
+  std::chrono::milliseconds keep_transient_for{0};
 };
 
 /// The aggregate registries a saga sends to, by aggregate type name.

@@ -218,14 +218,15 @@ class saga_actor : public caf::event_based_actor {
       }
       auto& policy = def_.steps[p.step].retry;
       auto attempt = p.attempt + 1;
-      bool again = retryable(policy, err) && attempt < policy.max_attempts &&
+      auto since = failing_since(attempt, now);
+      bool again = may_retry(policy, err, attempt, since, now) &&
                    !deadline_hit_ && !past(p.deadline_ms, now) &&
                    !past(p.due_ms, now);
       auto text = runtime::describe(err);
       if (again)
-        return persist({saga_step_failed{p.step, attempt, text,
-                                         now + delay(policy, attempt)}});
-      return persist({saga_step_failed{p.step, attempt, text, 0},
+        return persist({saga_step_failed{
+            p.step, attempt, text, now + delay(policy, attempt), since}});
+      return persist({saga_step_failed{p.step, attempt, text, 0, since},
                       saga_compensating{to_compensate(p.step),
                                         "step '" + def_.steps[p.step].name +
                                             "' failed: " + text}});
@@ -235,12 +236,13 @@ class saga_actor : public caf::event_based_actor {
     if (!err) return persist({saga_compensation_done{i}});
     auto& policy = def_.steps[i].retry;
     auto attempt = p.attempt + 1;
+    auto since = failing_since(attempt, now);
     auto text = runtime::describe(err);
-    if (retryable(policy, err) && attempt < policy.max_attempts)
-      return persist({saga_compensation_failed{i, attempt, text,
-                                               now + delay(policy, attempt)}});
+    if (may_retry(policy, err, attempt, since, now))
+      return persist({saga_compensation_failed{
+          i, attempt, text, now + delay(policy, attempt), since}});
     persist(
-        {saga_compensation_failed{i, attempt, text, 0},
+        {saga_compensation_failed{i, attempt, text, 0, since},
          saga_needs_attention{i, "compensation of step '" + def_.steps[i].name +
                                      "' failed: " + text}});
   }
@@ -248,7 +250,7 @@ class saga_actor : public caf::event_based_actor {
   void give_up(std::string why) {
     auto& p = progress_;
     awaiting_ = false;
-    persist({saga_step_failed{p.step, p.attempt, why, 0},
+    persist({saga_step_failed{p.step, p.attempt, why, 0, p.failing_since_ms},
              saga_compensating{
                  to_compensate(p.step),
                  "step '" + def_.steps[p.step].name + "' failed: " + why}});
@@ -436,7 +438,8 @@ class saga_actor : public caf::event_based_actor {
       if (p.step + 1 == def_.steps.size()) evs.push_back(saga_completed{});
     } else {
       auto text = runtime::describe(verdict);
-      evs.push_back(saga_step_failed{p.step, p.attempt + 1, text, 0});
+      evs.push_back(saga_step_failed{p.step, p.attempt + 1, text, 0,
+                                     failing_since(p.attempt + 1, now)});
       evs.push_back(saga_compensating{
           to_compensate(p.step),
           "step '" + def_.steps[p.step].name + "' failed: " + text});
@@ -484,6 +487,24 @@ class saga_actor : public caf::event_based_actor {
 
   static bool retryable(const retry_policy& policy, const caf::error& err) {
     return policy.retryable ? policy.retryable(err) : transient_error(err);
+  }
+
+  // When the current step's (or compensation's) failing began: now for its
+  // first failed attempt; else as recorded (now if recorded before this
+  // was kept).
+  int64_t failing_since(uint32_t attempt, int64_t now) const {
+    if (attempt <= 1 || progress_.failing_since_ms == 0) return now;
+    return progress_.failing_since_ms;
+  }
+
+  // Whether failed attempt `attempt` is followed by another: the error is
+  // retryable, and attempts are left or the time budget is not spent.
+  static bool may_retry(const retry_policy& policy, const caf::error& err,
+                        uint32_t attempt, int64_t since, int64_t now) {
+    if (!retryable(policy, err)) return false;
+    if (attempt < policy.max_attempts) return true;
+    return policy.keep_transient_for.count() > 0 &&
+           now - since < policy.keep_transient_for.count();
   }
 
   int64_t delay(const retry_policy& policy, uint32_t attempt) {

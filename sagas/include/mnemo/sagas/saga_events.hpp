@@ -31,13 +31,16 @@ struct saga_step_completed {
 };
 
 /// Attempt `attempt` of step `step` failed with `error`; a retry is due at
-/// `retry_at_ms`, or never (0: the step failed for good).
+/// `retry_at_ms`, or never (0: the step failed for good). `failing_since_ms`
+/// is when its first attempt failed (for `retry_policy::keep_transient_for`;
+/// 0 in events written before it existed).
 struct saga_step_failed {
   uint32_t step = 0;
   uint32_t attempt = 0;
   std::string error;
   int64_t retry_at_ms = 0;
-  MSGPACK_DEFINE_MAP(step, attempt, error, retry_at_ms)
+  int64_t failing_since_ms = 0;
+  MSGPACK_DEFINE_MAP(step, attempt, error, retry_at_ms, failing_since_ms)
 };
 
 /// The saga gave up going forward: the `completed` steps before it are
@@ -61,7 +64,9 @@ struct saga_compensation_failed {
   uint32_t attempt = 0;
   std::string error;
   int64_t retry_at_ms = 0;
-  MSGPACK_DEFINE_MAP(step, attempt, error, retry_at_ms)
+  /// As in `saga_step_failed`.
+  int64_t failing_since_ms = 0;
+  MSGPACK_DEFINE_MAP(step, attempt, error, retry_at_ms, failing_since_ms)
 };
 
 /// The event at position `position` of `source`, delivered to the saga

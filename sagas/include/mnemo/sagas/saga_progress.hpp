@@ -51,6 +51,9 @@ struct saga_progress {
   int64_t due_ms = 0;
   /// When the next attempt is due; 0 = now.
   int64_t retry_at_ms = 0;
+  /// When the first attempt of the current step or compensation failed;
+  /// 0 = none failed (or recorded before this was kept).
+  int64_t failing_since_ms = 0;
   /// The last failure, or the reason of the compensation.
   std::string error;
   /// Global position of the last event of the node's own journal delivered
