@@ -458,9 +458,13 @@ class endpoint_actor : public caf::event_based_actor {
                                const std::string& id, const bytes& payload) {
     if (auto err = check_member(from)) return err;
     auto s = served_.find(type);
+    // Not (yet) routed here: a member joins the cluster before its services
+    // route their types, so a peer may ask in between. Retryable, never a
+    // "not found" for an entity that exists.
     if (s == served_.end())
-      return make_error(errc::not_found, "member '" + st_->self +
-                                             "' serves no type '" + type + "'");
+      return make_error(errc::owner_unavailable,
+                        "member '" + st_->self + "' serves no type '" + type +
+                            "' (yet: it may be starting)");
     if (st_->owner(type, id) != st_->self)
       return make_error(errc::owner_unavailable,
                         "member '" + st_->self + "' does not " +
