@@ -136,6 +136,19 @@ error read_promise(detail::txn_state& st, uint32_t shard, uint64_t& out) {
   return {};
 }
 
+// The commit point kept for `shard` (0 if none). Returns an LMDB code.
+int read_committed(detail::txn_state& st, uint32_t shard, uint64_t& out) {
+  out = 0;
+  auto k = committed_key(shard);
+  MDB_val key = to_val(k);
+  MDB_val val;
+  auto rc = mdb_get(st.txn, st.dbs->meta, &key, &val);
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc == 0 && val.mv_size == 8)
+    out = get_be64(static_cast<const char*>(val.mv_data));
+  return rc;
+}
+
 // The newest shard position of `shard` in `st` (0 if none).
 int read_shard_end(detail::txn_state& st, uint32_t shard, uint64_t& out) {
   out = 0;
@@ -333,16 +346,10 @@ int journal::impl::apply(detail::txn_state& st, replica_request& req,
   // knows what is here).
   bool continues = !req.records.empty() || req.position == end + 1;
   if (auto point = std::min(req.commit, end); point > 0 && continues) {
-    auto k = committed_key(req.shard);
-    MDB_val key = to_val(k);
-    MDB_val val;
-    auto rc = mdb_get(st.txn, dbs.meta, &key, &val);
-    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    uint64_t known = rc == 0 && val.mv_size == 8
-                         ? get_be64(static_cast<const char*>(val.mv_data))
-                         : 0;
+    uint64_t known = 0;
+    if (auto rc = read_committed(st, req.shard, known)) return rc;
     if (point > known)
-      if (auto rc2 = put_u64(st, k, point)) return rc2;
+      if (auto rc = put_u64(st, committed_key(req.shard), point)) return rc;
   }
   if (req.leader_epoch > promised)
     return put_u64(st, promised_key(req.shard), req.leader_epoch);
@@ -453,21 +460,15 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
   // models of the shard log may have served them): a request to is a
   // protocol error, refused rather than obeyed.
   {
-    auto k = committed_key(req.shard);
-    MDB_val key = to_val(k);
-    MDB_val val;
-    auto rc = mdb_get(st.txn, dbs.meta, &key, &val);
-    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    if (rc == 0 && val.mv_size == 8) {
-      auto committed = get_be64(static_cast<const char*>(val.mv_data));
-      if (keep < committed) {
-        out = error{errc::invalid_argument,
-                    "refused to truncate shard " + shard + " after position " +
-                        std::to_string(keep) + ": this replica learnt that " +
-                        "records up to " + std::to_string(committed) +
-                        " are committed"};
-        return 0;
-      }
+    uint64_t committed = 0;
+    if (auto rc = read_committed(st, req.shard, committed)) return rc;
+    if (keep < committed) {
+      out = error{errc::invalid_argument,
+                  "refused to truncate shard " + shard + " after position " +
+                      std::to_string(keep) + ": this replica learnt that " +
+                      "records up to " + std::to_string(committed) +
+                      " are committed"};
+      return 0;
     }
   }
   if (std::find(appended_shards.begin(), appended_shards.end(), req.shard) !=
@@ -939,10 +940,12 @@ expected<std::map<uint32_t, uint64_t>> replica_log::committed_points(
 }
 
 expected<uint64_t> replica_log::committed() const {
-  auto all = committed_points(*journal_);
-  if (!all) return std::move(all).error();
-  auto i = all->find(shard_);
-  return i == all->end() ? uint64_t{0} : i->second;
+  uint64_t out = 0;
+  if (auto err = journal_->impl_->with_read([&](detail::txn_state& st) {
+        return st.check(read_committed(st, shard_, out), "mdb_get (committed)");
+      }))
+    return err;
+  return out;
 }
 
 std::string replica_log::replica_id(const journal& j) {

@@ -133,22 +133,24 @@ std::string shard_coordinator::shard_map_error() const {
   return map_error_;
 }
 
+bool shard_coordinator::etcd_failed(const caf::error& err) {
+  log_("etcd_unavailable", describe(err));
+  std::this_thread::sleep_for(cfg_.poll);
+  return false;
+}
+
 bool shard_coordinator::check_shard_map() {
   if (cfg_.shard_map.empty()) return true;
   auto key = cfg_.prefix + "/shard-map";
   auto got = etcd_->get(key);
   if (!got) {
-    log_("etcd_unavailable", describe(got.error()));
-    std::this_thread::sleep_for(cfg_.poll);
-    return false;
+    return etcd_failed(got.error());
   }
   if (!*got) {
     // The first member here records the map; the others compare theirs.
     auto made = etcd_->create(key, cfg_.shard_map);
     if (!made) {
-      log_("etcd_unavailable", describe(made.error()));
-      std::this_thread::sleep_for(cfg_.poll);
-      return false;
+      return etcd_failed(made.error());
     }
     if (!made->succeeded) return false;  // another member was first: compare
     log_("shard_map_created", key + ": " + cfg_.shard_map);
@@ -558,9 +560,7 @@ bool shard_coordinator::check_identity() {
   if (!cfg_.replica_id.empty()) {
     auto got = etcd_->get(key);
     if (!got) {
-      log_("etcd_unavailable", describe(got.error()));
-      std::this_thread::sleep_for(cfg_.poll);
-      return false;
+      return etcd_failed(got.error());
     }
     known = std::move(*got);
     // The cluster knew this member with another directory: what that one
@@ -575,16 +575,12 @@ bool shard_coordinator::check_identity() {
                                     "/rebuilt",
                                 cfg_.replica_id);
       if (!now_rev) {
-        log_("etcd_unavailable", describe(now_rev.error()));
-        std::this_thread::sleep_for(cfg_.poll);
-        return false;
+        return etcd_failed(now_rev.error());
       }
       auto base = cfg_.prefix + "/shards/";
       auto all = etcd_->get_prefix(base);
       if (!all) {
-        log_("etcd_unavailable", describe(all.error()));
-        std::this_thread::sleep_for(cfg_.poll);
-        return false;
+        return etcd_failed(all.error());
       }
       std::map<uint32_t, int64_t> leader_epoch;  // oldest key first
       for (auto& kv : *all) {
@@ -619,9 +615,7 @@ bool shard_coordinator::check_identity() {
                                           known->mod_revision)
                          : etcd_->create(key, cfg_.replica_id);
     if (!written) {
-      log_("etcd_unavailable", describe(written.error()));
-      std::this_thread::sleep_for(cfg_.poll);
-      return false;
+      return etcd_failed(written.error());
     }
     if (!written->succeeded) {
       // Changed meanwhile (another process with this member id?): look

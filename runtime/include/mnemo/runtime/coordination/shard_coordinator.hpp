@@ -163,6 +163,9 @@ class shard_coordinator {
   /// Compares `shard_map` with etcd's (creating it if absent); false (after
   /// a poll's wait) while etcd does not answer or the two differ.
   bool check_shard_map();
+  /// Logs an etcd call's failure and waits a poll before the caller
+  /// retries; returns false (what the checks answer then).
+  bool etcd_failed(const caf::error& err);
   void look();
   /// A shard whose oldest candidate is this member's key.
   struct lead_request {
