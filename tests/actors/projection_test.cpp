@@ -28,12 +28,12 @@ namespace {
 
 using rows = std::vector<std::pair<std::string, std::string>>;
 
-struct fixture : actors::aggregate_fixture<counter> {
+struct counter_projection_fixture : actors::aggregate_fixture<counter> {
   // While set, the handlers fail on events adding 13.
   std::shared_ptr<bool> broken = std::make_shared<bool>(false);
   std::vector<caf::actor> projections;
 
-  ~fixture() {
+  ~counter_projection_fixture() {
     for (auto& p : projections)
       caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
     run();
@@ -213,7 +213,7 @@ struct fixture : actors::aggregate_fixture<counter> {
 BOOST_AUTO_TEST_SUITE(projection)
 
 BOOST_AUTO_TEST_CASE(catches_up_then_follows_live_commits) {
-  fixture f;
+  counter_projection_fixture f;
   f.given("c1", {added{1}, added{2}});
   f.given("c2", {added{10}});
   auto p = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
@@ -233,7 +233,7 @@ BOOST_AUTO_TEST_CASE(catches_up_then_follows_live_commits) {
 }
 
 BOOST_AUTO_TEST_CASE(catch_up_spans_many_batches_in_order) {
-  fixture f;
+  counter_projection_fixture f;
   for (int i = 0; i < 25; ++i) f.given("c" + std::to_string(i % 3), {added{i}});
   auto spec = f.totals("totals", "t", actors::failure_strategy::fail);
   spec.options.batch_size = 4;
@@ -247,7 +247,7 @@ BOOST_AUTO_TEST_CASE(catch_up_spans_many_batches_in_order) {
 }
 
 BOOST_AUTO_TEST_CASE(filters_select_streams_and_types) {
-  fixture f;
+  counter_projection_fixture f;
   f.given("a1", {added{1}});
   f.given("b1", {added{100}});
   auto spec = f.totals("only-a", "t", actors::failure_strategy::fail);
@@ -264,7 +264,7 @@ BOOST_AUTO_TEST_CASE(filters_select_streams_and_types) {
 }
 
 BOOST_AUTO_TEST_CASE(poison_event_is_retried_with_backoff_then_parked) {
-  fixture f;
+  counter_projection_fixture f;
   *f.broken = true;
   f.given("c1", {added{1}, added{13}, added{2}});
   auto p = f.spawn(
@@ -304,7 +304,7 @@ BOOST_AUTO_TEST_CASE(poison_event_is_retried_with_backoff_then_parked) {
 }
 
 BOOST_AUTO_TEST_CASE(fail_strategy_stops_and_a_restart_resumes_from_offset) {
-  fixture f;
+  counter_projection_fixture f;
   *f.broken = true;
   f.given("c1", {added{1}, added{13}, added{2}});
   auto p = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
@@ -325,7 +325,7 @@ BOOST_AUTO_TEST_CASE(fail_strategy_stops_and_a_restart_resumes_from_offset) {
 }
 
 BOOST_AUTO_TEST_CASE(pause_survives_a_restart_and_resume_catches_up) {
-  fixture f;
+  counter_projection_fixture f;
   f.given("c1", {added{1}});
   auto p = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
   BOOST_REQUIRE(f.command(p, actors::pause_atom::value));
@@ -347,7 +347,7 @@ BOOST_AUTO_TEST_CASE(pause_survives_a_restart_and_resume_catches_up) {
 }
 
 BOOST_AUTO_TEST_CASE(rebuild_equals_live_byte_for_byte) {
-  fixture f;
+  counter_projection_fixture f;
   std::mt19937 rng{7};
   auto p = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
   for (int i = 0; i < 300; ++i) {
@@ -365,7 +365,7 @@ BOOST_AUTO_TEST_CASE(rebuild_equals_live_byte_for_byte) {
 }
 
 BOOST_AUTO_TEST_CASE(a_stream_released_to_another_member_leaves_the_model) {
-  fixture f;
+  counter_projection_fixture f;
   f.given("c1", {added{1}, added{2}});
   f.given("c2", {added{5}});
   auto p = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
@@ -395,7 +395,7 @@ BOOST_AUTO_TEST_CASE(a_stream_released_to_another_member_leaves_the_model) {
 }
 
 BOOST_AUTO_TEST_CASE(reset_moves_the_offset_without_touching_the_model) {
-  fixture f;
+  counter_projection_fixture f;
   f.given("c1", {added{1}, added{2}});
   auto p = f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
   BOOST_REQUIRE(f.command(p, actors::reset_atom::value, uint64_t{1}));
@@ -407,7 +407,7 @@ BOOST_AUTO_TEST_CASE(reset_moves_the_offset_without_touching_the_model) {
 }
 
 BOOST_AUTO_TEST_CASE(at_least_once_groups_and_isolates_the_culprit) {
-  fixture f;
+  counter_projection_fixture f;
   *f.broken = true;
   for (int i = 1; i <= 7; ++i) f.given("c1", {added{i == 4 ? 13 : i}});
   auto seen = std::make_shared<std::vector<uint64_t>>();
@@ -446,7 +446,7 @@ BOOST_AUTO_TEST_CASE(at_least_once_groups_and_isolates_the_culprit) {
 }
 
 BOOST_AUTO_TEST_CASE(a_supervisor_restarts_a_failed_projection_from_offset) {
-  fixture f;
+  counter_projection_fixture f;
   *f.broken = true;
   f.given("c1", {added{1}, added{13}, added{2}});
   actors::projection_context ctx{&f.journal(), f.context().completions,
@@ -481,7 +481,7 @@ BOOST_AUTO_TEST_CASE(a_supervisor_restarts_a_failed_projection_from_offset) {
 }
 
 BOOST_AUTO_TEST_CASE(queries_read_the_model_while_the_writer_is_busy) {
-  fixture f;
+  counter_projection_fixture f;
   f.given("c1", {added{5}});
   f.spawn(f.totals("totals", "t", actors::failure_strategy::fail));
   auto release = f.hold_writer();
@@ -496,7 +496,7 @@ BOOST_AUTO_TEST_CASE(queries_read_the_model_while_the_writer_is_busy) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_specs_are_rejected) {
-  fixture f;
+  counter_projection_fixture f;
   actors::projection_context ctx{&f.journal(), f.context().completions, {}};
   actors::projection_spec none;
   none.name = "x";
@@ -520,7 +520,7 @@ BOOST_AUTO_TEST_CASE(bad_specs_are_rejected) {
 }
 
 BOOST_AUTO_TEST_CASE(live_events_are_handled_in_the_commit_that_writes_them) {
-  fixture f;
+  counter_projection_fixture f;
   // Records, per handled event, its position and the committed head at
   // that moment, and keeps the offset with the model.
   auto seen = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();
@@ -567,7 +567,7 @@ using handled_log = std::vector<std::pair<uint64_t, uint64_t>>;
 
 // Projection "paced", a write interval of 100 ms: records what it handles
 // in `seen`, and the last position per stream in table "paced".
-actors::projection_spec paced_spec(fixture& f,
+actors::projection_spec paced_spec(counter_projection_fixture& f,
                                    std::shared_ptr<handled_log> seen) {
   auto* j = &f.journal();
   actors::projection_spec spec;
@@ -587,7 +587,7 @@ actors::projection_spec paced_spec(fixture& f,
 // stay as they were); when the interval is over, one write handles all
 // three; then nothing waits for 200 ms (no timer, no commit). Returns the
 // commits counted before the three appends.
-uint64_t check_three_paced(fixture& f, const caf::actor& p,
+uint64_t check_three_paced(counter_projection_fixture& f, const caf::actor& p,
                            const handled_log& seen,
                            const persistence::new_event& ev) {
   auto* j = &f.journal();
@@ -619,7 +619,7 @@ uint64_t check_three_paced(fixture& f, const caf::actor& p,
 }
 
 BOOST_AUTO_TEST_CASE(a_write_interval_paces_tail_writes) {
-  fixture f;
+  counter_projection_fixture f;
   auto seen = std::make_shared<handled_log>();
   auto p = f.spawn(paced_spec(f, seen));
   auto* j = &f.journal();
@@ -643,7 +643,7 @@ BOOST_AUTO_TEST_CASE(a_write_interval_paces_tail_writes) {
 BOOST_AUTO_TEST_CASE(a_write_interval_paces_writes_without_in_commit) {
   for (size_t pipeline : {size_t{4}, size_t{1}}) {
     BOOST_TEST_CONTEXT("write_pipeline " << pipeline) {
-      fixture f;
+      counter_projection_fixture f;
       auto seen = std::make_shared<handled_log>();
       auto spec = paced_spec(f, seen);
       spec.options.in_commit = false;
@@ -686,7 +686,7 @@ const write_mode write_modes[] = {
     {"in_commit", true, 4}, {"pipelined", false, 4}, {"one_write", false, 1}};
 
 // The totals projection of `f`, writing in `mode`, 4 events per batch.
-actors::projection_spec totals_in(fixture& f, write_mode mode,
+actors::projection_spec totals_in(counter_projection_fixture& f, write_mode mode,
                                   actors::failure_strategy strategy) {
   auto spec = f.totals("totals", "t", strategy);
   spec.options.batch_size = 4;
@@ -697,7 +697,7 @@ actors::projection_spec totals_in(fixture& f, write_mode mode,
 
 // Positions 1..30 of c1 add their position, except 10, which adds 13 (the
 // unlucky number), and 13, which adds 31.
-void given_thirty_with_an_unlucky_one(fixture& f) {
+void given_thirty_with_an_unlucky_one(counter_projection_fixture& f) {
   for (int i = 1; i <= 30; ++i)
     f.given("c1", {added{i == 10 ? 13 : i == 13 ? 31 : i}});
 }
@@ -706,7 +706,7 @@ BOOST_AUTO_TEST_CASE(
     a_failing_write_in_the_pipeline_loses_and_repeats_nothing) {
   for (auto mode : write_modes) {
     BOOST_TEST_CONTEXT("mode " << mode.name) {
-      fixture f;
+      counter_projection_fixture f;
       *f.broken = true;
       given_thirty_with_an_unlucky_one(f);
       auto p = f.spawn(
@@ -741,7 +741,7 @@ BOOST_AUTO_TEST_CASE(
 }
 
 BOOST_AUTO_TEST_CASE(a_poison_event_among_filtered_out_ones_in_a_tail_write) {
-  fixture f;
+  counter_projection_fixture f;
   *f.broken = true;
   f.given("c1", {added{1}});
   auto spec =
@@ -793,7 +793,7 @@ BOOST_AUTO_TEST_CASE(a_poison_event_among_filtered_out_ones_in_a_tail_write) {
 BOOST_AUTO_TEST_CASE(a_group_handler_gets_each_write_s_events_in_one_call) {
   for (auto mode : write_modes) {
     BOOST_TEST_CONTEXT("mode " << mode.name) {
-      fixture f;
+      counter_projection_fixture f;
       // Positions 1..30: c1 adds its position, except every third event,
       // which goes to x1 and is filtered out.
       std::vector<uint64_t> matching;
@@ -803,7 +803,7 @@ BOOST_AUTO_TEST_CASE(a_group_handler_gets_each_write_s_events_in_one_call) {
       }
       auto spec = totals_in(f, mode, actors::failure_strategy::fail);
       spec.filter.stream_prefix = "counter-c";
-      auto calls = fixture::as_group(spec);
+      auto calls = counter_projection_fixture::as_group(spec);
       auto p = f.spawn(spec);
       BOOST_CHECK_EQUAL(f.status(p).offset, 30u);
       BOOST_CHECK_EQUAL(f.total("t", "c1"), 465 - 165);  // without 3, 6, ..
@@ -841,7 +841,7 @@ BOOST_AUTO_TEST_CASE(a_group_handler_gets_each_write_s_events_in_one_call) {
       f.run();
       BOOST_CHECK_EQUAL(f.total("t", "c2"), 6);
       BOOST_CHECK_EQUAL(f.status(p).offset, 33u);
-      BOOST_CHECK((*calls == fixture::calls_type{{31, 32, 33}}));
+      BOOST_CHECK((*calls == counter_projection_fixture::calls_type{{31, 32, 33}}));
     }
   }
 }
@@ -849,11 +849,11 @@ BOOST_AUTO_TEST_CASE(a_group_handler_gets_each_write_s_events_in_one_call) {
 BOOST_AUTO_TEST_CASE(a_failing_group_is_retried_one_event_at_a_time) {
   for (auto mode : write_modes) {
     BOOST_TEST_CONTEXT("mode " << mode.name) {
-      fixture f;
+      counter_projection_fixture f;
       *f.broken = true;
       given_thirty_with_an_unlucky_one(f);
       auto spec = totals_in(f, mode, actors::failure_strategy::retry_then_skip);
-      auto calls = fixture::as_group(spec);
+      auto calls = counter_projection_fixture::as_group(spec);
       auto p = f.spawn(spec);
       // The group [9..12] failed; handled again one event per call, 9
       // passed and 10 failed alone: 9 is committed, 10 meets the strategy.
@@ -883,7 +883,7 @@ BOOST_AUTO_TEST_CASE(a_failing_group_is_retried_one_event_at_a_time) {
       *f.broken = false;
       calls->clear();
       BOOST_REQUIRE(f.command(p, actors::retry_dead_atom::value, uint64_t{10}));
-      BOOST_CHECK((*calls == fixture::calls_type{{10}}));
+      BOOST_CHECK((*calls == counter_projection_fixture::calls_type{{10}}));
       BOOST_CHECK_EQUAL(f.total("t", "c1"), 465 - 10 + 31);
       BOOST_CHECK(f.dead_letters(p).empty());
     }
@@ -893,10 +893,10 @@ BOOST_AUTO_TEST_CASE(a_failing_group_is_retried_one_event_at_a_time) {
 BOOST_AUTO_TEST_CASE(a_group_that_fails_only_as_a_group_loses_nothing) {
   for (auto mode : write_modes) {
     BOOST_TEST_CONTEXT("mode " << mode.name) {
-      fixture f;
+      counter_projection_fixture f;
       for (int i = 1; i <= 8; ++i) f.given("c1", {added{i}});
       auto spec = totals_in(f, mode, actors::failure_strategy::fail);
-      auto calls = fixture::as_group(spec);
+      auto calls = counter_projection_fixture::as_group(spec);
       // Refuses the first group of more than one event it is given (a
       // limit of the model, say): nothing is wrong with any single event.
       auto refused = std::make_shared<bool>(false);
@@ -930,7 +930,7 @@ BOOST_AUTO_TEST_CASE(a_group_that_fails_only_as_a_group_loses_nothing) {
 }
 
 BOOST_AUTO_TEST_CASE(a_backlog_is_caught_up_then_live_runs_in_commit) {
-  fixture f;
+  counter_projection_fixture f;
   for (int i = 0; i < 20; ++i) f.given("c1", {added{1}});
   // Per handled event: its position and the committed head meanwhile.
   auto seen = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();

@@ -86,7 +86,7 @@ std::string two_members() {
          ",n2@127.0.0.1:" + std::to_string(base + 1);
 }
 
-struct fixture {
+struct remote_fixture {
   std::string members = two_members();
   actors::temp_directory dir1;
   actors::temp_directory dir2;
@@ -94,7 +94,7 @@ struct fixture {
   member m2;
   counts_model model;
 
-  fixture() {
+  remote_fixture() {
     m1 = start("n1", dir1);
     m2 = start("n2", dir2);
     BOOST_REQUIRE(joined());
@@ -181,17 +181,17 @@ struct fixture {
 BOOST_AUTO_TEST_SUITE(remote_projection)
 
 BOOST_AUTO_TEST_CASE(follows_another_members_journal_in_batches_then_live) {
-  fixture f;
-  fixture::append(f.m1, 53);
+  remote_fixture f;
+  remote_fixture::append(f.m1, 53);
   auto p = f.follow(f.m2, "n1", 7);
   BOOST_REQUIRE(f.reaches(f.m2, p, 53));
-  auto st = fixture::status(f.m2, p);
+  auto st = remote_fixture::status(f.m2, p);
   BOOST_CHECK_EQUAL(st.source, "n1");
   BOOST_CHECK(st.available);
   BOOST_CHECK_EQUAL(st.head, 53u);
   BOOST_CHECK_EQUAL(st.lag, 0u);
   // Live: every new commit is announced and pulled.
-  for (int round = 0; round < 5; ++round) fixture::append(f.m1, 3, 53 + round);
+  for (int round = 0; round < 5; ++round) remote_fixture::append(f.m1, 3, 53 + round);
   BOOST_REQUIRE(f.reaches(f.m2, p, 68));
   BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "all"), 68);
   for (int s = 0; s < 5; ++s)
@@ -203,47 +203,47 @@ BOOST_AUTO_TEST_CASE(follows_another_members_journal_in_batches_then_live) {
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_source_is_followed_on_from_the_offset) {
-  fixture f;
-  fixture::append(f.m1, 30);
+  remote_fixture f;
+  remote_fixture::append(f.m1, 30);
   auto p = f.follow(f.m2, "n1", 10);
   BOOST_REQUIRE(f.reaches(f.m2, p, 30));
   f.m1.node.reset();
   // While the source is away the follower says so and keeps its offset.
   BOOST_CHECK(
-      fixture::eventually([&] { return !fixture::status(f.m2, p).available; }));
-  BOOST_CHECK_EQUAL(fixture::status(f.m2, p).offset, 30u);
+      remote_fixture::eventually([&] { return !remote_fixture::status(f.m2, p).available; }));
+  BOOST_CHECK_EQUAL(remote_fixture::status(f.m2, p).offset, 30u);
   f.m1 = f.start("n1", f.dir1);
   BOOST_REQUIRE(f.joined());
-  fixture::append(f.m1, 20, 30);
+  remote_fixture::append(f.m1, 20, 30);
   BOOST_REQUIRE(f.reaches(f.m2, p, 50));
-  BOOST_CHECK(fixture::status(f.m2, p).available);
+  BOOST_CHECK(remote_fixture::status(f.m2, p).available);
   BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "all"), 50);
   BOOST_CHECK_EQUAL(*f.model.applied, 50);
 }
 
 BOOST_AUTO_TEST_CASE(a_source_away_at_start_is_followed_once_it_joins) {
-  fixture f;
-  fixture::append(f.m1, 15);
+  remote_fixture f;
+  remote_fixture::append(f.m1, 15);
   f.m1.node.reset();
-  BOOST_REQUIRE(fixture::eventually(
+  BOOST_REQUIRE(remote_fixture::eventually(
       [&] { return f.m2.node->cluster()->connected().empty(); }));
   auto p = f.follow(f.m2, "n1", 4);
-  auto st = fixture::status(f.m2, p);
+  auto st = remote_fixture::status(f.m2, p);
   BOOST_CHECK(!st.available);
   BOOST_CHECK_EQUAL(st.offset, 0u);
   f.m1 = f.start("n1", f.dir1);
   BOOST_REQUIRE(f.reaches(f.m2, p, 15));
-  BOOST_CHECK(fixture::status(f.m2, p).available);
+  BOOST_CHECK(remote_fixture::status(f.m2, p).available);
   BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "all"), 15);
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_follower_resumes_and_applies_nothing_twice) {
-  fixture f;
-  fixture::append(f.m1, 30);
+  remote_fixture f;
+  remote_fixture::append(f.m1, 30);
   auto p = f.follow(f.m2, "n1", 4);
   BOOST_REQUIRE(f.reaches(f.m2, p, 30));
   f.m2.node.reset();
-  fixture::append(f.m1, 25, 30);
+  remote_fixture::append(f.m1, 25, 30);
   f.m2 = f.start("n2", f.dir2);
   BOOST_REQUIRE(f.joined());
   p = f.follow(f.m2, "n1", 4);
@@ -254,8 +254,8 @@ BOOST_AUTO_TEST_CASE(a_restarted_follower_resumes_and_applies_nothing_twice) {
 }
 
 BOOST_AUTO_TEST_CASE(failures_park_remote_events_and_retry_fetches_them) {
-  fixture f;
-  fixture::append(f.m1, 10);  // s-3 holds positions 4 and 9
+  remote_fixture f;
+  remote_fixture::append(f.m1, 10);  // s-3 holds positions 4 and 9
   auto broken = std::make_shared<std::atomic<bool>>(true);
   auto spec = f.model.spec("counts@n1", "n1", 3);
   spec.options.on_failure = actors::failure_strategy::skip;
@@ -296,7 +296,7 @@ BOOST_AUTO_TEST_CASE(failures_park_remote_events_and_retry_fetches_them) {
 }
 
 BOOST_AUTO_TEST_CASE(a_source_that_is_not_a_member_is_refused) {
-  fixture f;
+  remote_fixture f;
   actors::projection_context ctx{
       &f.m2.node->journal(), &f.m2.node->completions(), f.m2.node->event_bus(),
       nullptr, f.m2.node->cluster()};
@@ -310,9 +310,9 @@ BOOST_AUTO_TEST_CASE(a_source_that_is_not_a_member_is_refused) {
 }
 
 BOOST_AUTO_TEST_CASE(a_cluster_wide_model_counts_every_members_events_once) {
-  fixture f;
-  fixture::append(f.m1, 12);
-  fixture::append(f.m2, 9);
+  remote_fixture f;
+  remote_fixture::append(f.m1, 12);
+  remote_fixture::append(f.m2, 9);
   std::vector<caf::actor> ps;
   for (auto& spec :
        actors::cluster_wide(f.model.spec("all", "", 5), f.m2.node->cluster())) {
@@ -327,12 +327,12 @@ BOOST_AUTO_TEST_CASE(a_cluster_wide_model_counts_every_members_events_once) {
   BOOST_REQUIRE_EQUAL(ps.size(), 2u);
   BOOST_CHECK(
       f.eventually([&] { return f.model.get(*f.m2.node, "all") == 21; }));
-  fixture::append(f.m1, 4, 12);
-  fixture::append(f.m2, 6, 9);
+  remote_fixture::append(f.m1, 4, 12);
+  remote_fixture::append(f.m2, 6, 9);
   BOOST_CHECK(
       f.eventually([&] { return f.model.get(*f.m2.node, "all") == 31; }));
-  auto local = fixture::status(f.m2, ps[0]);
-  auto remote = fixture::status(f.m2, ps[1]);
+  auto local = remote_fixture::status(f.m2, ps[0]);
+  auto remote = remote_fixture::status(f.m2, ps[1]);
   BOOST_CHECK_EQUAL(local.name, "all@local");
   BOOST_CHECK_EQUAL(local.offset, 15u);
   BOOST_CHECK_EQUAL(remote.name, "all@n1");
@@ -374,12 +374,12 @@ BOOST_AUTO_TEST_CASE(a_cluster_wide_model_counts_every_members_events_once) {
   BOOST_CHECK(
       f.eventually([&] { return f.model.get(*f.m2.node, "all") == 31; }));
   BOOST_CHECK(f.eventually([&] {
-    return fixture::status(f.m2, ps[0]).offset == 15u &&
-           fixture::status(f.m2, ps[1]).offset == 16u;
+    return remote_fixture::status(f.m2, ps[0]).offset == 15u &&
+           remote_fixture::status(f.m2, ps[1]).offset == 16u;
   }));
   // Every event was applied again, once.
   BOOST_CHECK_EQUAL(f.model.applied->load() - applied_before, 31);
-  BOOST_CHECK(!fixture::status(f.m2, ps[0]).paused);
+  BOOST_CHECK(!remote_fixture::status(f.m2, ps[0]).paused);
   BOOST_CHECK_EQUAL(f.model.get(*f.m2.node, "all"), 31);
   caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
 }

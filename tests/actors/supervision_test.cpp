@@ -16,10 +16,10 @@ using counter_model::counter;
 
 namespace {
 
-struct fixture : actors::aggregate_fixture<counter> {
+struct supervision_fixture : actors::aggregate_fixture<counter> {
   caf::actor reg;
 
-  explicit fixture(size_t max_restarts = 10) {
+  explicit supervision_fixture(size_t max_restarts = 10) {
     runtime::registry_options opts;
     opts.restarts.min_backoff = 100ms;
     opts.restarts.max_backoff = 1s;
@@ -75,7 +75,7 @@ struct fixture : actors::aggregate_fixture<counter> {
 BOOST_AUTO_TEST_SUITE(aggregate_supervision)
 
 BOOST_AUTO_TEST_CASE(throwing_handler_restarts_with_backoff_and_recovers) {
-  fixture f;
+  supervision_fixture f;
   BOOST_REQUIRE(f.send("c1", 5));
   auto failed = f.send("c1", -1);
   BOOST_REQUIRE(!failed);
@@ -94,7 +94,7 @@ BOOST_AUTO_TEST_CASE(throwing_handler_restarts_with_backoff_and_recovers) {
 }
 
 BOOST_AUTO_TEST_CASE(failed_persist_stops_and_the_restart_sees_the_journal) {
-  fixture f;
+  supervision_fixture f;
   BOOST_REQUIRE(f.send("c1", 5));
   // Another writer got in (as after a split brain): the live instance's
   // state is now behind the journal and its next persist conflicts.
@@ -114,7 +114,7 @@ BOOST_AUTO_TEST_CASE(failed_persist_stops_and_the_restart_sees_the_journal) {
 }
 
 BOOST_AUTO_TEST_CASE(failed_recovery_names_stream_and_sequence) {
-  fixture f;
+  supervision_fixture f;
   f.given("c1", {counter_model::added{1}});
   f.poison("c1");
   auto res = f.send("c1", 1);
@@ -129,7 +129,7 @@ BOOST_AUTO_TEST_CASE(failed_recovery_names_stream_and_sequence) {
 }
 
 BOOST_AUTO_TEST_CASE(beyond_the_intensity_an_entity_fails_fast_then_retries) {
-  fixture f{2};
+  supervision_fixture f{2};
   f.poison("bad");
   BOOST_REQUIRE(f.send("good", 1));
   // Three crashed recoveries within 10 s exhaust an intensity of 2.
@@ -157,7 +157,7 @@ BOOST_AUTO_TEST_CASE(beyond_the_intensity_an_entity_fails_fast_then_retries) {
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_entity_keeps_its_idempotent_commands) {
-  fixture f;
+  supervision_fixture f;
   auto msg = [](int64_t n, std::string id) {
     return actors::command_message<counter>(add{n}, std::move(id));
   };

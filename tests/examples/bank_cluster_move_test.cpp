@@ -24,7 +24,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* secret = "0123456789abcdef-move-secret";
+constexpr const char* move_secret = "0123456789abcdef-move-secret";
 
 struct tool_result {
   int exit_code = -1;
@@ -55,14 +55,6 @@ tool_result run(const std::string& binary,
 
 tool_result cluster_tool(const std::vector<std::string>& args) {
   return run(MNEMO_CLUSTER_TOOL, args);
-}
-
-json body_of(const std::optional<reply>& r) {
-  return r ? r->json() : json{};
-}
-
-unsigned status_of(const std::optional<reply>& r) {
-  return r ? r->status : 0;
 }
 
 struct member_set {
@@ -99,7 +91,7 @@ struct move_fixture {
               "--data", dirs[i], "--listen", "127.0.0.1:0",
               "--cluster.node-id=n" + std::to_string(i + 1),
               "--cluster.members=" + members(n),
-              std::string{"--cluster.secret="} + secret, "--cluster.shards=16",
+              std::string{"--cluster.secret="} + move_secret, "--cluster.shards=16",
               "--cluster.plain-tcp", "--cluster.retry-ms=100"}));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{15};
     for (bool joined = false; !joined;) {

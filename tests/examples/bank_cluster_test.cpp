@@ -102,14 +102,6 @@ struct cluster_fixture {
   }
 };
 
-json body_of(const std::optional<reply>& r) {
-  return r ? r->json() : json{};
-}
-
-unsigned status_of(const std::optional<reply>& r) {
-  return r ? r->status : 0;
-}
-
 // Whether /health lists `id` among the connected members. (With TLS, a
 // member's failed handshakes have been seen to drop its links to the
 // others for a moment, docs/cluster.md: so the tests check that the

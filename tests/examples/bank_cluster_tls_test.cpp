@@ -23,11 +23,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* secret = "0123456789abcdef-tls-secret";
-
-json body_of(const std::optional<reply>& r) {
-  return r ? r->json() : json{};
-}
+constexpr const char* tls_secret = "0123456789abcdef-tls-secret";
 
 struct tls_cluster {
   std::string certs = make_cluster_certificates("mnemo-tls-links");
@@ -56,7 +52,7 @@ struct tls_cluster {
             "--data", dirs[i], "--listen", "127.0.0.1:0",
             "--cluster.node-id=n" + std::to_string(i + 1),
             "--cluster.members=" + members,
-            std::string{"--cluster.secret="} + secret, "--cluster.retry-ms=100",
+            std::string{"--cluster.secret="} + tls_secret, "--cluster.retry-ms=100",
             "--cluster.tls-certificate=" + certs + "/" + cert + ".pem",
             "--cluster.tls-key=" + certs + "/" + cert + ".key",
             "--cluster.tls-ca=" + certs + "/" + ca + ".pem"});

@@ -25,14 +25,6 @@ std::unique_ptr<process> start_node(const std::string& dir,
   return std::make_unique<process>(MNEMO_BANK_NODE, args);
 }
 
-json body_of(const std::optional<reply>& r) {
-  return r ? r->json() : json{};
-}
-
-unsigned status_of(const std::optional<reply>& r) {
-  return r ? r->status : 0;
-}
-
 // Waits until the balances read model equals the aggregates for every
 // account (the projection catches up asynchronously).
 bool read_model_converges(client& c, const std::vector<std::string>& ids) {

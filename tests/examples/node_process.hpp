@@ -72,6 +72,16 @@ struct reply {
   }
 };
 
+// The JSON body of a reply, or null when there was no reply.
+inline nlohmann::json body_of(const std::optional<reply>& r) {
+  return r ? r->json() : nlohmann::json{};
+}
+
+// A reply's HTTP status, or 0 when there was no reply.
+inline unsigned status_of(const std::optional<reply>& r) {
+  return r ? r->status : 0;
+}
+
 /// A blocking HTTP/1.1 client on one keep-alive connection to 127.0.0.1.
 /// Not thread-safe: one per thread.
 class client {

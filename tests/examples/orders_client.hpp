@@ -15,14 +15,6 @@
 
 namespace testnode {
 
-inline nlohmann::json body_of(const std::optional<reply>& r) {
-  return r ? r->json() : nlohmann::json{};
-}
-
-inline unsigned status_of(const std::optional<reply>& r) {
-  return r ? r->status : 0;
-}
-
 inline std::string order_json(const std::string& id, const std::string& sku,
                        int64_t qty, int64_t price) {
   return nlohmann::json{{"id", id},

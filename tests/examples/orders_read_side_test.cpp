@@ -24,12 +24,12 @@ using persistence::table_store;
 namespace {
 
 template <class T>
-std::string why(const caf::expected<T>& x) {
+std::string reason(const caf::expected<T>& x) {
   return x ? std::string{"ok"} : runtime::describe(x.error());
 }
 
 template <class T>
-std::string why(const persistence::expected<T>& x) {
+std::string reason(const persistence::expected<T>& x) {
   return x ? std::string{"ok"} : x.error().to_string();
 }
 
@@ -78,13 +78,13 @@ struct projection_fixture : actors::aggregate_fixture<A> {
     std::vector<persistence::new_event> batch;
     for (auto& ev : events) {
       auto encoded = codec.encode(ev);
-      BOOST_REQUIRE_MESSAGE(encoded, why(encoded));
+      BOOST_REQUIRE_MESSAGE(encoded, reason(encoded));
       batch.push_back(std::move(*encoded));
     }
     auto res =
         this->journal().append(actors::stream_of<B>(id), std::move(batch),
                                persistence::expected_version::any());
-    BOOST_REQUIRE_MESSAGE(res, why(res));
+    BOOST_REQUIRE_MESSAGE(res, reason(res));
     this->run();
   }
 
@@ -168,8 +168,8 @@ BOOST_AUTO_TEST_CASE(requested_payments_are_captured_or_declined) {
   auto gateway = f.spawn(payment_gateway(registry, opts));
   auto o1 = f.route(registry, "o1", request_payment{"alice", 500});
   auto o2 = f.route(registry, "o2", request_payment{"bob", 700});
-  BOOST_REQUIRE_MESSAGE(o1, why(o1));
-  BOOST_REQUIRE_MESSAGE(o2, why(o2));
+  BOOST_REQUIRE_MESSAGE(o1, reason(o1));
+  BOOST_REQUIRE_MESSAGE(o2, reason(o2));
   f.run();
   BOOST_CHECK_EQUAL(*calls, 2);
   auto e1 = f.events("o1");
@@ -217,7 +217,7 @@ BOOST_AUTO_TEST_CASE(failure_rate_and_seed_drive_the_default_decision) {
   for (int i = 0; i < 20; ++i) {
     auto id = "o" + std::to_string(i);
     auto st = f.route(registry, id, refund_payment{});
-    BOOST_REQUIRE_MESSAGE(st, why(st));
+    BOOST_REQUIRE_MESSAGE(st, reason(st));
     // Declined payments stay declined; captured ones are now refunded.
     BOOST_CHECK_EQUAL(st->status,
                       gateway_declines(id, 0.3, 9) ? "declined" : "refunded");
@@ -259,7 +259,7 @@ struct summary_fixture : projection_fixture<order> {
   std::vector<std::string> ids(const std::optional<std::string>& status,
                                const std::string& after, size_t limit) {
     auto listed = list_orders(journal(), status, after, limit);
-    BOOST_REQUIRE_MESSAGE(listed, why(listed));
+    BOOST_REQUIRE_MESSAGE(listed, reason(listed));
     std::vector<std::string> result;
     for (auto& row : *listed) result.push_back(row.id);
     return result;
@@ -267,7 +267,7 @@ struct summary_fixture : projection_fixture<order> {
 
   order_summary row(const std::string& id) {
     auto found = get_order(journal(), id);
-    BOOST_REQUIRE_MESSAGE(found, why(found));
+    BOOST_REQUIRE_MESSAGE(found, reason(found));
     BOOST_REQUIRE_MESSAGE(*found, "no row for " << id);
     return **found;
   }
@@ -320,7 +320,7 @@ BOOST_AUTO_TEST_CASE(index_by_status_totals_and_paging) {
                                                {"completed\0o1"s, ""},
                                                {"placed\0o4"s, ""}}));
   auto totals = order_totals(f.journal());
-  BOOST_REQUIRE_MESSAGE(totals, why(totals));
+  BOOST_REQUIRE_MESSAGE(totals, reason(totals));
   BOOST_CHECK((
       totals->by_status ==
       std::map<std::string, int64_t>{

@@ -52,10 +52,6 @@ std::optional<uint64_t> read_model_sequence(mp::journal& j) {
   return (*res)->meta.sequence;
 }
 
-mp::error simulated_failure() {
-  return mp::error{mp::errc::invalid_argument, "simulated handler failure"};
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(offset_store)
@@ -169,7 +165,7 @@ BOOST_FIXTURE_TEST_CASE(failed_write_function_rolls_back_offset_and_update,
       return err;
     if (auto err = mp::offset_store::store_in(txn, "balances", 20)) return err;
     if (auto err = mp::offset_store::store_in(txn, "fresh", 20)) return err;
-    return simulated_failure();
+    return mnemo::test::simulated_failure();
   });
   BOOST_TEST((err.code() == mp::errc::invalid_argument));
   BOOST_TEST(err.message() == "simulated handler failure");
@@ -201,7 +197,7 @@ BOOST_FIXTURE_TEST_CASE(failed_write_function_leaves_other_requests_alone,
       [](mp::write_txn& txn) -> mp::error {
         if (auto err = mp::offset_store::store_in(txn, "orders-view", 1))
           return err;
-        return simulated_failure();
+        return mnemo::test::simulated_failure();
       },
       [&](mp::error err) { failed.set_value(std::move(err)); });
   j->write(

@@ -15,14 +15,13 @@
 #include "test_support.hpp"
 
 namespace mp = mnemo::persistence;
-using mp::table_store;
 
 namespace {
 
 mp::error put_raw(mp::journal& j, std::string_view table, std::string_view key,
                   std::string_view value) {
   return j.write([&](mp::write_txn& txn) {
-    return table_store::put_in(txn, table, key, value);
+    return mp::table_store::put_in(txn, table, key, value);
   });
 }
 
@@ -155,7 +154,7 @@ BOOST_FIXTURE_TEST_CASE(typed_prefix_and_range_scans,
   BOOST_REQUIRE_MESSAGE(!err, err.to_string());
   auto by_prefix = [&](std::string p) {
     return keys_of<key, order>(*j, [&](mp::read_txn& txn, auto fn) {
-      return orders.scan_prefix(txn, p, table_store::unlimited, fn);
+      return orders.scan_prefix(txn, p, mp::table_store::unlimited, fn);
     });
   };
   BOOST_TEST((by_prefix("a") == std::vector<key>{{"a", 2}, {"a", 10}}));
@@ -172,13 +171,13 @@ BOOST_FIXTURE_TEST_CASE(typed_prefix_and_range_scans,
   BOOST_TEST((by_range({}, {}, 3) ==
               std::vector<key>{{"a", 2}, {"a", 10}, {"ab", 1}}));
   auto t = keys_of<int64_t, int>(*j, [&](mp::read_txn& txn, auto fn) {
-    return temps.range(txn, int64_t{-5}, int64_t{5}, table_store::unlimited,
+    return temps.range(txn, int64_t{-5}, int64_t{5}, mp::table_store::unlimited,
                        fn);
   });
   BOOST_TEST((t == std::vector<int64_t>{-1, 0}));
   auto e = keys_of<tkey, int>(*j, [&](mp::read_txn& txn, auto fn) {
     return events.scan_prefix(txn, std::tuple<std::string, int32_t>{"x", -1},
-                              table_store::unlimited, fn);
+                              mp::table_store::unlimited, fn);
   });
   BOOST_TEST((e == std::vector<tkey>{{"x", -1, "a"}, {"x", -1, "b"}}));
   uint64_t n = 0;
@@ -255,7 +254,7 @@ BOOST_FIXTURE_TEST_CASE(secondary_index_follows_updates_and_erases,
   });
   BOOST_TEST(customer_keys("dave").empty());
   err = j->read([&](mp::read_txn& txn) -> mp::error {
-    auto names = table_store::tables_in(txn);
+    auto names = mp::table_store::tables_in(txn);
     if (!names) return names.error();
     BOOST_TEST(names->empty());
     return {};
@@ -339,7 +338,7 @@ BOOST_FIXTURE_TEST_CASE(corrupt_value_is_a_decode_error,
   BOOST_TEST(err.message().find("'orders'") != std::string::npos);
   BOOST_TEST(err.message().find("'o-7'") != std::string::npos);
   err = j->read([&](mp::read_txn& txn) -> mp::error {
-    auto res = orders.scan_prefix(txn, "", table_store::unlimited,
+    auto res = orders.scan_prefix(txn, "", mp::table_store::unlimited,
                                   [](auto&, auto&) { return true; });
     return res ? mp::error{} : res.error();
   });

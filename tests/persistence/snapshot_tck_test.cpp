@@ -77,7 +77,7 @@ snapshot_criteria limit(snapshot_criteria c, uint64_t to_sequence) {
 
 // A snapshot of `stream` at `sequence` whose state is the msgpack map
 // {"v": value}; timestamp 0 lets the store fill in the current time.
-snapshot make_snapshot(const std::string& stream, uint64_t sequence,
+snapshot tck_snapshot(const std::string& stream, uint64_t sequence,
                        const std::string& value) {
   snapshot snap;
   snap.meta.stream_id = stream;
@@ -114,7 +114,7 @@ struct tck_snapshots : mnemo::test::journal_fixture {
     std::vector<int64_t> after;
     for (int i = 1; i <= 5; ++i) {
       before.push_back(now_us());
-      require_ok(store().save(make_snapshot(pid, static_cast<uint64_t>(i + 10),
+      require_ok(store().save(tck_snapshot(pid, static_cast<uint64_t>(i + 10),
                                             "s-" + std::to_string(i))));
       after.push_back(now_us());
     }
@@ -254,7 +254,7 @@ BOOST_FIXTURE_TEST_CASE(
 BOOST_FIXTURE_TEST_CASE(save_and_overwrite_snapshot_with_same_sequence_number,
                         tck_snapshots) {
   auto md = metadata[4];
-  auto snap = make_snapshot(pid, md.sequence, "s-5-modified");
+  auto snap = tck_snapshot(pid, md.sequence, "s-5-modified");
   snap.meta = md;
   require_ok(store().save(snap));
   auto got = load(selection(md.sequence));
@@ -270,7 +270,7 @@ BOOST_FIXTURE_TEST_CASE(save_and_overwrite_snapshot_with_same_sequence_number,
 // "save bigger size snapshot (10000 bytes)"
 BOOST_FIXTURE_TEST_CASE(save_bigger_size_snapshot_10000_bytes, tck_snapshots) {
   auto state = std::string(10000, '0');
-  require_ok(store().save(make_snapshot(pid, 100, state)));
+  require_ok(store().save(tck_snapshot(pid, 100, state)));
   auto got = load(snapshot_criteria::latest());
   BOOST_REQUIRE(got.has_value());
   BOOST_TEST(got->meta.sequence == 100u);
@@ -308,7 +308,7 @@ BOOST_FIXTURE_TEST_CASE(serialize_snapshots, tck_snapshots) {
 
 // "store metadata"
 BOOST_FIXTURE_TEST_CASE(store_metadata, tck_snapshots) {
-  auto snap = make_snapshot(pid, 100, "snap");
+  auto snap = tck_snapshot(pid, 100, "snap");
   snap.metadata = {{"note", "fictional metadata"}, {"user", "alice"}};
   require_ok(store().save(snap));
   auto got = load(snapshot_criteria::latest());
@@ -324,7 +324,7 @@ BOOST_FIXTURE_TEST_CASE(store_metadata, tck_snapshots) {
 BOOST_FIXTURE_TEST_CASE(save_and_load_a_snapshot_larger_than_1_mib,
                         tck_snapshots) {
   auto state = patterned((size_t{1} << 20) + 17);
-  require_ok(store().save(make_snapshot(pid, 100, state)));
+  require_ok(store().save(tck_snapshot(pid, 100, state)));
   auto got = load(snapshot_criteria::latest());
   BOOST_REQUIRE(got.has_value());
   BOOST_TEST(got->meta.sequence == 100u);
@@ -337,7 +337,7 @@ BOOST_FIXTURE_TEST_CASE(save_and_load_a_snapshot_larger_than_1_mib,
 // Keep-N retention keeps the newest snapshots of one stream only.
 BOOST_FIXTURE_TEST_CASE(keep_the_newest_n_snapshots_with_retain,
                         tck_snapshots) {
-  require_ok(store().save(make_snapshot("other", 1, "o-1")));
+  require_ok(store().save(tck_snapshot("other", 1, "o-1")));
   require_ok(store().retain(pid, 2));
   BOOST_TEST(sequences(require_value(store().list(pid))) ==
                  (std::vector<uint64_t>{14, 15}),
@@ -371,7 +371,7 @@ BOOST_FIXTURE_TEST_CASE(deleting_a_snapshot_that_does_not_exist_is_not_an_error,
 // and reopening the journal.
 BOOST_FIXTURE_TEST_CASE(snapshots_survive_journal_reopen, tck_snapshots) {
   auto state = patterned((size_t{1} << 20) + 17);
-  require_ok(store().save(make_snapshot(pid, 100, state)));
+  require_ok(store().save(tck_snapshot(pid, 100, state)));
   require_ok(store().remove(pid, 13));
   reopen();
   auto listed = require_value(store().list(pid));
@@ -391,7 +391,7 @@ BOOST_FIXTURE_TEST_CASE(snapshots_survive_journal_reopen, tck_snapshots) {
 // `latest()` and by criteria at the same extremes.
 BOOST_FIXTURE_TEST_CASE(snapshot_timestamps_and_sequences_at_their_limits,
                         tck_snapshots) {
-  auto negative = make_snapshot("t-neg", 3, "neg");
+  auto negative = tck_snapshot("t-neg", 3, "neg");
   negative.meta.timestamp_us = -1;
   auto err = store().save(negative);
   BOOST_TEST(err.code() == errc::invalid_argument);
@@ -400,10 +400,10 @@ BOOST_FIXTURE_TEST_CASE(snapshot_timestamps_and_sequences_at_their_limits,
   BOOST_TEST(store().save(negative).code() == errc::invalid_argument);
   BOOST_TEST(require_value(store().list("t-neg")).empty());
 
-  auto oldest = make_snapshot("t-lim", 0, "zero");
+  auto oldest = tck_snapshot("t-lim", 0, "zero");
   oldest.meta.timestamp_us = 1;
   require_ok(store().save(oldest));
-  auto newest = make_snapshot("t-lim", max_long, "max");
+  auto newest = tck_snapshot("t-lim", max_long, "max");
   newest.meta.timestamp_us = max_time;
   require_ok(store().save(newest));
   auto at = [&](snapshot_criteria c) {

@@ -83,10 +83,6 @@ mp::error put_all(mp::journal& j, std::string_view table, const entries& xs) {
   });
 }
 
-mp::error simulated_failure() {
-  return mp::error{mp::errc::invalid_argument, "simulated handler failure"};
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(table_store)
@@ -168,7 +164,7 @@ BOOST_FIXTURE_TEST_CASE(failing_write_rolls_back_only_its_own_writes,
         if (auto err = ts::put_in(txn, "view-b", "k", "b")) return err;
         if (auto err = ts::put_in(txn, "view-a", "k", "clobbered")) return err;
         if (auto err = mp::offset_store::store_in(txn, "proj-b", 9)) return err;
-        return simulated_failure();
+        return mnemo::test::simulated_failure();
       },
       [&](mp::error err) { second.set_value(std::move(err)); });
   BOOST_TEST(!first.get_future().get());
@@ -189,7 +185,7 @@ BOOST_FIXTURE_TEST_CASE(table_writes_and_offset_commit_atomically,
         return err;
       if (auto err = mp::offset_store::store_in(txn, "balances", offset))
         return err;
-      return fail ? simulated_failure() : mp::error{};
+      return fail ? mnemo::test::simulated_failure() : mp::error{};
     });
   };
   BOOST_TEST(update(11, true).code() == mp::errc::invalid_argument);

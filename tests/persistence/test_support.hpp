@@ -151,4 +151,10 @@ struct writer_gate {
   void release() { released.set_value(); }
 };
 
+// The error a test's handler returns to simulate its own failure.
+inline persistence::error simulated_failure() {
+  return persistence::error{persistence::errc::invalid_argument,
+                            "simulated handler failure"};
+}
+
 }  // namespace mnemo::test

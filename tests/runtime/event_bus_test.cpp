@@ -112,7 +112,7 @@ persistence::new_event some_event() {
 
 // A real journal, a deferred completion sink and CAF's deterministic
 // scheduler, with the bus attached to the journal.
-struct fixture {
+struct bus_fixture {
   actors::temp_directory dir;
   runtime::deferred_completions sink;
   std::unique_ptr<persistence::journal> journal;
@@ -122,13 +122,13 @@ struct fixture {
   runtime::event_bus_link bus;
   std::vector<caf::actor> actors;
 
-  fixture()
+  bus_fixture()
       : journal(open_journal(dir)),
         sys(init(cfg)),
         sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
         bus(runtime::spawn_event_bus(sys, *journal, sink)) {}
 
-  ~fixture() {
+  ~bus_fixture() {
     journal->unsubscribe(bus.listener);
     caf::anon_send_exit(bus.actor, caf::exit_reason::user_shutdown);
     for (auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::kill);
@@ -222,7 +222,7 @@ using positions = std::vector<uint64_t>;
 BOOST_AUTO_TEST_SUITE(event_bus)
 
 BOOST_FIXTURE_TEST_CASE(subscriber_learns_heads_and_ends_at_final_head,
-                        fixture) {
+                        bus_fixture) {
   auto log = make_log();
   BOOST_CHECK_EQUAL(subscribe(spawn(recorder, log)), 0u);
   commit(1);
@@ -249,7 +249,7 @@ BOOST_FIXTURE_TEST_CASE(subscriber_learns_heads_and_ends_at_final_head,
 }
 
 BOOST_FIXTURE_TEST_CASE(commits_made_before_the_bus_are_its_start_head,
-                        fixture) {
+                        bus_fixture) {
   commit(3);
   run();
   // A second bus on a journal that already has events.
@@ -260,7 +260,7 @@ BOOST_FIXTURE_TEST_CASE(commits_made_before_the_bus_are_its_start_head,
   BOOST_CHECK_EQUAL(subscribe(spawn(recorder, make_log())), 3u);
 }
 
-BOOST_FIXTURE_TEST_CASE(commits_coalesce_into_one_wake_up, fixture) {
+BOOST_FIXTURE_TEST_CASE(commits_coalesce_into_one_wake_up, bus_fixture) {
   auto log = make_log();
   subscribe(spawn(recorder, log));
   commit(100);
@@ -274,7 +274,7 @@ BOOST_FIXTURE_TEST_CASE(commits_coalesce_into_one_wake_up, fixture) {
   BOOST_CHECK_EQUAL(st.awaiting, 0u);
 }
 
-BOOST_FIXTURE_TEST_CASE(one_unanswered_notification_per_subscriber, fixture) {
+BOOST_FIXTURE_TEST_CASE(one_unanswered_notification_per_subscriber, bus_fixture) {
   auto log = make_log();
   auto slow = spawn(holder, log);
   subscribe(slow);
@@ -302,7 +302,7 @@ BOOST_FIXTURE_TEST_CASE(one_unanswered_notification_per_subscriber, fixture) {
   BOOST_CHECK(*log == positions({1, 51, 52}));
 }
 
-BOOST_FIXTURE_TEST_CASE(a_value_or_an_error_counts_as_an_answer, fixture) {
+BOOST_FIXTURE_TEST_CASE(a_value_or_an_error_counts_as_an_answer, bus_fixture) {
   auto values = make_log();
   auto errors = make_log();
   subscribe(spawn(value_replier, values));
@@ -316,7 +316,7 @@ BOOST_FIXTURE_TEST_CASE(a_value_or_an_error_counts_as_an_answer, fixture) {
   BOOST_CHECK_EQUAL(stats().awaiting, 0u);
 }
 
-BOOST_FIXTURE_TEST_CASE(silent_subscriber_does_not_hold_up_others, fixture) {
+BOOST_FIXTURE_TEST_CASE(silent_subscriber_does_not_hold_up_others, bus_fixture) {
   auto silent = make_log();
   auto live = make_log();
   subscribe(spawn(holder, silent));
@@ -335,7 +335,7 @@ BOOST_FIXTURE_TEST_CASE(silent_subscriber_does_not_hold_up_others, fixture) {
   BOOST_CHECK_EQUAL(st.notifications, 21u);
 }
 
-BOOST_FIXTURE_TEST_CASE(dead_subscribers_are_dropped, fixture) {
+BOOST_FIXTURE_TEST_CASE(dead_subscribers_are_dropped, bus_fixture) {
   auto live = make_log();
   auto doomed = spawn(recorder, make_log());
   auto silent = spawn(holder, make_log());
@@ -363,7 +363,7 @@ BOOST_FIXTURE_TEST_CASE(dead_subscribers_are_dropped, fixture) {
   BOOST_CHECK_EQUAL(stats().subscribers, 1u);
 }
 
-BOOST_FIXTURE_TEST_CASE(unsubscribe_ends_notifications, fixture) {
+BOOST_FIXTURE_TEST_CASE(unsubscribe_ends_notifications, bus_fixture) {
   auto log = make_log();
   auto sub = spawn(recorder, log);
   subscribe(sub);
@@ -383,7 +383,7 @@ BOOST_FIXTURE_TEST_CASE(unsubscribe_ends_notifications, fixture) {
 }
 
 BOOST_FIXTURE_TEST_CASE(late_answer_from_an_old_subscription_is_ignored,
-                        fixture) {
+                        bus_fixture) {
   auto log = make_log();
   auto slow = spawn(holder, log);
   subscribe(slow);
@@ -407,7 +407,7 @@ BOOST_FIXTURE_TEST_CASE(late_answer_from_an_old_subscription_is_ignored,
   BOOST_CHECK(*log == positions({1, 2, 3}));
 }
 
-BOOST_FIXTURE_TEST_CASE(actors_subscribe_and_unsubscribe_themselves, fixture) {
+BOOST_FIXTURE_TEST_CASE(actors_subscribe_and_unsubscribe_themselves, bus_fixture) {
   auto log = make_log();
   auto dest = bus.actor;
   auto self_subscriber =
@@ -434,7 +434,7 @@ BOOST_FIXTURE_TEST_CASE(actors_subscribe_and_unsubscribe_themselves, fixture) {
   BOOST_CHECK(*log == positions({0, 2}));
 }
 
-BOOST_FIXTURE_TEST_CASE(invalid_subscriber_is_rejected, fixture) {
+BOOST_FIXTURE_TEST_CASE(invalid_subscriber_is_rejected, bus_fixture) {
   auto res = ask<uint64_t>(subscribe_atom::value, caf::actor{});
   BOOST_REQUIRE(!res);
   BOOST_CHECK(runtime::is(res.error(), runtime::errc::invalid_argument));

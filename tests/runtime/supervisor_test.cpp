@@ -46,7 +46,7 @@ caf::behavior worker(caf::event_based_actor* self, std::string name,
 template <class T>
 using reply_slot = std::shared_ptr<std::optional<caf::expected<T>>>;
 
-struct fixture {
+struct supervisor_fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys;
   caf::scheduler::test_coordinator& sched;
@@ -55,12 +55,12 @@ struct fixture {
   std::vector<caf::actor> supervisors;
   std::vector<caf::actor> watchers;
 
-  fixture()
+  supervisor_fixture()
       : sys(init(cfg)),
         sched(
             dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {}
 
-  ~fixture() {
+  ~supervisor_fixture() {
     for (auto& s : supervisors)
       caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
     for (auto& w : watchers)
@@ -239,8 +239,8 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(supervisor)
 
 BOOST_AUTO_TEST_CASE(one_for_one_restarts_only_the_failed_child_after_backoff) {
-  fixture f;
-  auto sup = f.supervise({f.spec("a"), f.spec("b")}, fixture::options());
+  supervisor_fixture f;
+  auto sup = f.supervise({f.spec("a"), f.spec("b")}, supervisor_fixture::options());
   auto b = f.child(sup, "b");
   f.crash(sup, "a");
   BOOST_CHECK(!f.child(sup, "a"));  // waiting for its backoff
@@ -254,8 +254,8 @@ BOOST_AUTO_TEST_CASE(one_for_one_restarts_only_the_failed_child_after_backoff) {
 }
 
 BOOST_AUTO_TEST_CASE(messages_during_backoff_reach_the_new_instance) {
-  fixture f;
-  auto sup = f.supervise({f.spec("a")}, fixture::options());
+  supervisor_fixture f;
+  auto sup = f.supervise({f.spec("a")}, supervisor_fixture::options());
   f.crash(sup, "a");
   auto reply =
       f.ask<std::string>(sup, runtime::route_atom::value, std::string{"a"},
@@ -268,8 +268,8 @@ BOOST_AUTO_TEST_CASE(messages_during_backoff_reach_the_new_instance) {
 }
 
 BOOST_AUTO_TEST_CASE(backoff_doubles_with_each_failure_in_the_window) {
-  fixture f;
-  auto sup = f.supervise({f.spec("a")}, fixture::options());
+  supervisor_fixture f;
+  auto sup = f.supervise({f.spec("a")}, supervisor_fixture::options());
   int generation = 1;
   for (auto delay : {100ms, 200ms, 400ms, 800ms, 1000ms, 1000ms}) {
     f.crash(sup, "a");
@@ -281,9 +281,9 @@ BOOST_AUTO_TEST_CASE(backoff_doubles_with_each_failure_in_the_window) {
 }
 
 BOOST_AUTO_TEST_CASE(all_for_one_restarts_every_child_in_order) {
-  fixture f;
+  supervisor_fixture f;
   auto sup = f.supervise({f.spec("a"), f.spec("b"), f.spec("c")},
-                         fixture::options(supervision_strategy::all_for_one));
+                         supervisor_fixture::options(supervision_strategy::all_for_one));
   auto a_down = f.watch(f.child(sup, "a"));
   f.crash(sup, "b");
   BOOST_REQUIRE(a_down->has_value());
@@ -296,8 +296,8 @@ BOOST_AUTO_TEST_CASE(all_for_one_restarts_every_child_in_order) {
 }
 
 BOOST_AUTO_TEST_CASE(exceeding_the_intensity_escalates_with_restart_limit) {
-  fixture f;
-  auto opts = fixture::options();
+  supervisor_fixture f;
+  auto opts = supervisor_fixture::options();
   opts.restarts.max_restarts = 2;
   opts.restarts.within = 10s;
   auto sup = f.supervise({f.spec("a"), f.spec("b")}, opts);
@@ -320,8 +320,8 @@ BOOST_AUTO_TEST_CASE(exceeding_the_intensity_escalates_with_restart_limit) {
 }
 
 BOOST_AUTO_TEST_CASE(failures_spread_beyond_the_window_do_not_escalate) {
-  fixture f;
-  auto opts = fixture::options();
+  supervisor_fixture f;
+  auto opts = supervisor_fixture::options();
   opts.restarts.max_restarts = 2;
   opts.restarts.within = 1s;
   auto sup = f.supervise({f.spec("a")}, opts);
@@ -338,11 +338,11 @@ BOOST_AUTO_TEST_CASE(failures_spread_beyond_the_window_do_not_escalate) {
 }
 
 BOOST_AUTO_TEST_CASE(restart_types_follow_otp) {
-  fixture f;
+  supervisor_fixture f;
   auto sup =
       f.supervise({f.spec("perm"), f.spec("trans", restart_type::transient),
                    f.spec("temp", restart_type::temporary)},
-                  fixture::options());
+                  supervisor_fixture::options());
   // Transient: a normal end is final, and routed messages say so.
   caf::anon_send(f.child(sup, "trans"), finish_atom::value);
   f.advance(1s);
@@ -362,17 +362,17 @@ BOOST_AUTO_TEST_CASE(restart_types_follow_otp) {
 }
 
 BOOST_AUTO_TEST_CASE(transient_child_is_restarted_after_a_crash) {
-  fixture f;
+  supervisor_fixture f;
   auto sup =
-      f.supervise({f.spec("t", restart_type::transient)}, fixture::options());
+      f.supervise({f.spec("t", restart_type::transient)}, supervisor_fixture::options());
   f.crash(sup, "t");
   f.advance(100ms);
   BOOST_CHECK_EQUAL(*f.get(sup, "t"), "t#2");
 }
 
 BOOST_AUTO_TEST_CASE(a_failing_nested_supervisor_is_restarted_by_its_parent) {
-  fixture f;
-  auto inner_opts = fixture::options();
+  supervisor_fixture f;
+  auto inner_opts = supervisor_fixture::options();
   inner_opts.restarts.max_restarts = 0;  // any failure escalates
   auto worker_spec = f.spec("w");
   child_spec inner{"inner", [=](caf::actor_system& s) {
@@ -380,7 +380,7 @@ BOOST_AUTO_TEST_CASE(a_failing_nested_supervisor_is_restarted_by_its_parent) {
                                                           inner_opts);
                      return sup ? *sup : caf::actor{};
                    }};
-  auto outer = f.supervise({inner}, fixture::options());
+  auto outer = f.supervise({inner}, supervisor_fixture::options());
   auto first_inner = f.child(outer, "inner");
   auto inner_down = f.watch(first_inner);
   f.crash(first_inner, "w");
@@ -394,8 +394,8 @@ BOOST_AUTO_TEST_CASE(a_failing_nested_supervisor_is_restarted_by_its_parent) {
 }
 
 BOOST_AUTO_TEST_CASE(stopping_the_supervisor_stops_its_children) {
-  fixture f;
-  auto sup = f.supervise({f.spec("a"), f.spec("b")}, fixture::options());
+  supervisor_fixture f;
+  auto sup = f.supervise({f.spec("a"), f.spec("b")}, supervisor_fixture::options());
   auto a_down = f.watch(f.child(sup, "a"));
   auto b_down = f.watch(f.child(sup, "b"));
   caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
@@ -403,7 +403,7 @@ BOOST_AUTO_TEST_CASE(stopping_the_supervisor_stops_its_children) {
   BOOST_REQUIRE(a_down->has_value() && b_down->has_value());
   BOOST_CHECK(**a_down == caf::exit_reason::user_shutdown);
   // Killed (an exit nobody can trap): the children still go.
-  auto sup2 = f.supervise({f.spec("c")}, fixture::options());
+  auto sup2 = f.supervise({f.spec("c")}, supervisor_fixture::options());
   auto c_down = f.watch(f.child(sup2, "c"));
   caf::anon_send_exit(sup2, caf::exit_reason::kill);
   f.run();
@@ -411,28 +411,28 @@ BOOST_AUTO_TEST_CASE(stopping_the_supervisor_stops_its_children) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_specs_and_unknown_children_are_clear_errors) {
-  fixture f;
+  supervisor_fixture f;
   auto dup = runtime::spawn_supervisor(f.sys, {f.spec("a"), f.spec("a")},
-                                       fixture::options());
+                                       supervisor_fixture::options());
   BOOST_REQUIRE(!dup);
   BOOST_CHECK(runtime::is(dup.error(), runtime::errc::invalid_argument));
   BOOST_CHECK(!runtime::spawn_supervisor(f.sys, {child_spec{"x", nullptr}},
-                                         fixture::options()));
-  auto sup = f.supervise({f.spec("a")}, fixture::options());
+                                         supervisor_fixture::options()));
+  auto sup = f.supervise({f.spec("a")}, supervisor_fixture::options());
   auto res = f.get(sup, "nope");
   BOOST_REQUIRE(!res);
   BOOST_CHECK(runtime::is(res.error(), runtime::errc::not_found));
 }
 
 BOOST_AUTO_TEST_CASE(a_start_function_without_actor_counts_as_a_failure) {
-  fixture f;
+  supervisor_fixture f;
   auto attempts = std::make_shared<int>(0);
   child_spec flaky{"flaky", [attempts](caf::actor_system& s) {
                      // Fails twice, then starts.
                      if (++*attempts <= 2) return caf::actor{};
                      return s.spawn(worker, std::string{"flaky"}, *attempts);
                    }};
-  auto sup = f.supervise({flaky}, fixture::options());
+  auto sup = f.supervise({flaky}, supervisor_fixture::options());
   f.advance(100ms);
   f.advance(200ms);
   BOOST_CHECK_EQUAL(*attempts, 3);

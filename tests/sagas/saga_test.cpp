@@ -99,13 +99,13 @@ caf::error business() {
   return bank::make_error(bank::account_errc::account_closed, "closed");
 }
 
-struct fixture : actors::aggregate_fixture<account> {
+struct saga_fixture : actors::aggregate_fixture<account> {
   std::shared_ptr<int64_t> clock = std::make_shared<int64_t>(1'000'000);
   caf::actor accounts;
   caf::actor transfers;
   caf::actor probes;
 
-  fixture() {
+  saga_fixture() {
     probe::reset();
     sagas::register_types(registry());
     accounts = spawn_registry();
@@ -138,7 +138,7 @@ struct fixture : actors::aggregate_fixture<account> {
     run();
   }
 
-  ~fixture() { stop_sagas(); }
+  ~saga_fixture() { stop_sagas(); }
 
   void tick(std::chrono::milliseconds d) {
     *clock += d.count();
@@ -251,7 +251,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(transfer_saga)
 
 BOOST_AUTO_TEST_CASE(a_transfer_completes_and_conserves_money) {
-  fixture f;
+  saga_fixture f;
   BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
   BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{100}));
   BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
@@ -273,7 +273,7 @@ BOOST_AUTO_TEST_CASE(a_transfer_completes_and_conserves_money) {
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_deposit_is_compensated) {
-  fixture f;
+  saga_fixture f;
   BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
   BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{100}));
   BOOST_REQUIRE(
@@ -292,7 +292,7 @@ BOOST_AUTO_TEST_CASE(a_failed_deposit_is_compensated) {
 }
 
 BOOST_AUTO_TEST_CASE(a_rejected_first_step_needs_no_compensation) {
-  fixture f;
+  saga_fixture f;
   BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
   BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
   BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, "t1", {"a1", "a2", 5}));
@@ -303,7 +303,7 @@ BOOST_AUTO_TEST_CASE(a_rejected_first_step_needs_no_compensation) {
 }
 
 BOOST_AUTO_TEST_CASE(transient_failures_are_retried_with_backoff) {
-  fixture f;
+  saga_fixture f;
   probe::step_errors = {transient(), transient()};
   BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
   f.run();
@@ -331,7 +331,7 @@ BOOST_AUTO_TEST_CASE(an_unconnected_owner_is_waited_for_not_compensated) {
   };
   BOOST_CHECK(sagas::transient_error(away()));
   {
-    fixture f;
+    saga_fixture f;
     probe::step_errors = {business()};
     probe::undo_errors = {away()};  // s0 allows 2 attempts
     BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
@@ -339,7 +339,7 @@ BOOST_AUTO_TEST_CASE(an_unconnected_owner_is_waited_for_not_compensated) {
     for (int i = 0; i < 3; ++i) f.tick(1s);
     BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "compensated");
   }
-  fixture f;
+  saga_fixture f;
   probe::step_errors = {away(), away()};
   BOOST_REQUIRE(f.start<probe>(f.probes, "p2", {"k"}));
   f.run();
@@ -348,7 +348,7 @@ BOOST_AUTO_TEST_CASE(an_unconnected_owner_is_waited_for_not_compensated) {
 }
 
 BOOST_AUTO_TEST_CASE(a_failing_compensation_needs_attention) {
-  fixture f;
+  saga_fixture f;
   probe::step_errors = {business()};
   probe::undo_errors = {transient(), business()};
   BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
@@ -365,7 +365,7 @@ BOOST_AUTO_TEST_CASE(a_failing_compensation_needs_attention) {
 // max_attempts until it is spent, measured from the first failed attempt;
 // a business error still fails at once.
 BOOST_AUTO_TEST_CASE(a_time_budget_retries_transient_errors_past_max_attempts) {
-  fixture f;
+  saga_fixture f;
   probe::keep_transient = 3s;
   probe::step_errors = std::vector<caf::error>(20, transient());
   BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
@@ -409,7 +409,7 @@ BOOST_AUTO_TEST_CASE(a_time_budget_retries_transient_errors_past_max_attempts) {
 }
 
 BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {
-  fixture f;
+  saga_fixture f;
   probe::timeout = 1s;
   probe::step_errors = {transient(), transient(), transient()};
   BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
@@ -429,7 +429,7 @@ BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {
 // A step's timeout ends with the step: the next step (without one) retries
 // past the moment the earlier step's timeout would have been due.
 BOOST_AUTO_TEST_CASE(a_step_timeout_does_not_outlive_its_step) {
-  fixture f;
+  saga_fixture f;
   probe::first_timeout = 300ms;
   probe::step_errors = {transient(), transient(), transient()};
   BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
@@ -446,7 +446,7 @@ BOOST_AUTO_TEST_CASE(a_step_timeout_does_not_outlive_its_step) {
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_saga_resumes_with_its_persisted_retry) {
-  fixture f;
+  saga_fixture f;
   probe::step_errors = {transient()};
   BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
   f.run();
@@ -503,7 +503,7 @@ struct bonus {
   }
 };
 
-struct trigger_fixture : fixture {
+struct trigger_fixture : saga_fixture {
   caf::actor bonuses;
   caf::actor trigger;
   caf::actor starter;
@@ -593,7 +593,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-struct index_fixture : fixture {
+struct index_fixture : saga_fixture {
   sagas::saga_index index{registry()};
   caf::actor projection;
 
@@ -819,7 +819,7 @@ struct matcher {
   }
 };
 
-struct inbox_fixture : fixture {
+struct inbox_fixture : saga_fixture {
   caf::actor matchers;
   caf::actor router;
   caf::actor inbox;
