@@ -73,6 +73,9 @@ struct options {
   size_t rounds = 2;
   size_t kills = 0;
   size_t lease_ttl_s = 2;
+  // CAF's scheduler policy of every member: "sharing", as the bank and
+  // orders nodes run, or CAF's default "stealing".
+  std::string scheduler = "sharing";
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -118,6 +121,9 @@ member start(const options& opt, const std::string& id,
     if (what != "joined" && what != "member_joined")
       std::cerr << "cluster: " << what << ": " << d << "\n";
   };
+  cfg.set("scheduler.policy", opt.scheduler == "sharing"
+                                  ? caf::atom("sharing")
+                                  : caf::atom("stealing"));
   cfg.cluster.plain_tcp = !opt.tls;
   if (opt.tls) {
     cfg.cluster.tls_certificate = certs + "/" + id + ".pem";
@@ -497,14 +503,18 @@ int main(int argc, char** argv) {
       opt.kills = std::stoul(value());
     else if (a == "--lease-ttl-s")
       opt.lease_ttl_s = std::stoul(value());
+    else if (a == "--scheduler")
+      opt.scheduler = value();
     else
       die("unknown option " + a +
           " (--quick, --seconds S, --in-flight N, --no-tls, --dir PATH, "
           "--durability MODE, --replicas R, --rounds K, --kills N, "
-          "--lease-ttl-s T)");
+          "--lease-ttl-s T, --scheduler sharing|stealing)");
   }
   if (opt.quick) opt.seconds = 1;
   if (opt.replicas > 3) die("--replicas: at most 3 (three members)");
+  if (opt.scheduler != "sharing" && opt.scheduler != "stealing")
+    die("--scheduler: sharing or stealing");
   auto base = opt.dir / ("mnemo-cluster-bench-" + std::to_string(::getpid()));
   fs::remove_all(base);
   fs::create_directories(base);

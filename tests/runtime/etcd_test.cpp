@@ -82,6 +82,10 @@ BOOST_AUTO_TEST_CASE(leases_keep_keys_until_revoked_or_expired) {
   BOOST_CHECK_GE(lease.ttl.count(), 2);
   BOOST_REQUIRE(c->put("/l/k", "v", lease.id));
   BOOST_CHECK_EQUAL(c->get("/l/k").value()->lease, lease.id);
+  // The shard coordinator reads the candidates again only when the
+  // revision moved: keepalives and reads leave it, writes raise it.
+  auto rev = c->revision("/l/").value();
+  BOOST_CHECK_EQUAL(rev, c->get("/l/k").value()->mod_revision);
   // Kept alive past its TTL: the key stays.
   for (int i = 0; i < 4; ++i) {
     std::this_thread::sleep_for(700ms);
@@ -90,19 +94,25 @@ BOOST_AUTO_TEST_CASE(leases_keep_keys_until_revoked_or_expired) {
     BOOST_CHECK_GE(ttl->count(), 1);
   }
   BOOST_CHECK(c->get("/l/k").value());
+  BOOST_CHECK_EQUAL(c->revision("/l/").value(), rev);
+  BOOST_CHECK_GT(c->put("/other", "x").value(), rev);
+  rev = c->revision("/l/").value();
   // Revoked: the key goes, and a keepalive says the lease is gone.
   BOOST_REQUIRE(!c->revoke(lease.id));
   BOOST_CHECK(c->get("/l/k").value() == std::nullopt);
   auto gone = c->keep_alive(lease.id);
   BOOST_REQUIRE(!gone);
   BOOST_CHECK(runtime::is(gone.error(), runtime::errc::not_found));
-  // Left alone, a lease expires with its keys.
+  BOOST_CHECK_GT(c->revision("/l/").value(), rev);
+  // Left alone, a lease expires with its keys, which raises the revision.
   auto brief = c->grant(2s).value();
   BOOST_REQUIRE(c->put("/l/e", "v", brief.id));
+  rev = c->revision("/l/").value();
   auto deadline = std::chrono::steady_clock::now() + 10s;
   while (c->get("/l/e").value() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(100ms);
   BOOST_CHECK(c->get("/l/e").value() == std::nullopt);
+  BOOST_CHECK_GT(c->revision("/l/").value(), rev);
   BOOST_CHECK(!c->keep_alive(brief.id));
 }
 

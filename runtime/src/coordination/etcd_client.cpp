@@ -285,6 +285,19 @@ caf::expected<std::vector<etcd_kv>> etcd_client::get_prefix(
   return out;
 }
 
+caf::expected<int64_t> etcd_client::revision(const std::string& prefix) {
+  json req{{"key", b64(prefix)},
+           {"range_end", b64(prefix_end(prefix))},
+           {"count_only", true}};
+  auto res = impl_->call("/v3/kv/range", req);
+  if (!res) return res.error();
+  auto rev = num(res->value("header", json::object()), "revision");
+  if (rev <= 0)
+    return caf::make_error(caf::sec::unexpected_response,
+                           "etcd: a range answer without a revision");
+  return rev;
+}
+
 caf::expected<int64_t> etcd_client::put(const std::string& key,
                                         const std::string& value,
                                         int64_t lease) {

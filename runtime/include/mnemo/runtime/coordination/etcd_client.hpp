@@ -84,6 +84,11 @@ class etcd_client {
       const std::string& prefix, int64_t limit = 0,
       int64_t max_create_revision = 0);
 
+  /// The store's revision, in one small request (a `count_only` range over
+  /// `prefix`: no key comes back). Every write raises it, a lease's expiry
+  /// included, so keys read at an unchanged revision are still current.
+  caf::expected<int64_t> revision(const std::string& prefix);
+
   /// Writes the key unconditionally; returns the new revision.
   caf::expected<int64_t> put(const std::string& key, const std::string& value,
                              int64_t lease = 0);

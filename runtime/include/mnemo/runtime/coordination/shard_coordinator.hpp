@@ -193,6 +193,10 @@ class shard_coordinator {
   coordinator_log log_;
   std::unique_ptr<etcd_client> etcd_;
   std::unique_ptr<etcd_client> lease_etcd_;  // the renewer's connection
+  // The candidates as `look` last read them, and etcd's revision before
+  // that read (0: never read). Only the coordinator's thread uses them.
+  std::vector<etcd_kv> looked_;
+  int64_t looked_at_ = 0;
   std::thread thread_;
   std::thread renewer_;
   std::thread watchdog_;
