@@ -408,6 +408,26 @@ BOOST_AUTO_TEST_CASE(a_time_budget_retries_transient_errors_past_max_attempts) {
   BOOST_CHECK_EQUAL(f.status(f.probes, "p2"), "compensated");
 }
 
+// The default budget outlasts a failover of a replicated cluster: a step
+// whose shard has no leader for 3 s (six transient failures, the last at
+// 3.1 s) completes at its seventh attempt instead of being compensated.
+BOOST_AUTO_TEST_CASE(the_default_retry_policy_rides_out_a_failover) {
+  saga_fixture f;
+  probe::keep_transient = sagas::retry_policy{}.keep_transient_for;
+  probe::step_errors = std::vector<caf::error>(
+      6, runtime::make_error(runtime::errc::owner_unavailable,
+                             "shard 3 has no leader"));
+  BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
+  f.run();
+  for (int i = 0; i < 40; ++i) f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "running");
+  for (int i = 0; i < 30; ++i) f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "completed");
+  BOOST_CHECK_EQUAL(std::count(probe::sent.begin(), probe::sent.end(),
+                               "saga-probe-p1/1/do"),
+                    7);
+}
+
 BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {
   saga_fixture f;
   probe::timeout = 1s;

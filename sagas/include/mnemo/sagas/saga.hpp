@@ -90,10 +90,12 @@ struct retry_policy {
   std::function<bool(const caf::error&)> retryable;
   /// A budget in time: errors that `retryable` takes are retried past
   /// `max_attempts` until this long after the first failed attempt (of the
-  /// step, or of the compensation), e.g. longer than a failover of a
-  /// replicated cluster. Deadlines still end a step. 0 (the default): only
+  /// step, or of the compensation). Default: 30 s, well past a failover of
+  /// a replicated cluster (the lease TTL plus a poll, 2 to 3 s with the
+  /// nodes' defaults) or a member's restart, so that neither makes a saga
+  /// give up and compensate. Deadlines still end a step. 0: only
   /// `max_attempts` counts.
-  std::chrono::milliseconds keep_transient_for{0};
+  std::chrono::milliseconds keep_transient_for{30'000};
 };
 
 /// The aggregate registries a saga sends to, by aggregate type name.
