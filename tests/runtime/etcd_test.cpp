@@ -74,6 +74,88 @@ BOOST_AUTO_TEST_CASE(keys_and_compare_and_swap_on_revisions) {
   BOOST_CHECK(!c->erase("/m/b").value());
 }
 
+// What a change of a shard's replica set will need (docs/replica-set-
+// changes.md): several comparisons, and a delete of a prefix with puts that
+// commit together or not at all.
+BOOST_AUTO_TEST_CASE(transactions_compare_several_keys_and_write_all_or_nothing) {
+  using co = etcd_compare;
+  using op = etcd_op;
+  etcd_server etcd;
+  auto c = etcd.client();
+  auto voters = c->put("/s/3/voters", "n1,n2,n3").value();
+  BOOST_REQUIRE(c->put("/s/3/established", std::to_string(voters)));
+  BOOST_REQUIRE(c->put("/s/3/candidates/a", "n1"));
+  BOOST_REQUIRE(c->put("/s/3/candidates/b", "n2"));
+  BOOST_REQUIRE(c->put("/s/30/candidates/c", "n3"));  // another shard
+  auto change = [&](int64_t seen) {
+    return c->txn(
+        {co::changed_at("/s/3/voters", seen),
+         co::holds("/s/3/established", std::to_string(seen)),
+         co::absent("/s/3/lock")},
+        {op::put("/s/3/voters", "n1,n2,n3,n4"),
+         op::erase_prefix("/s/3/candidates/"), op::get_prefix("/s/3/")},
+        {op::get("/s/3/voters"), op::get_prefix("/s/3/candidates/")});
+  };
+  // One comparison fails (a stale revision): nothing is written, and the
+  // failure branch reads what is there.
+  auto stale = change(voters - 1);
+  BOOST_REQUIRE_MESSAGE(stale, runtime::describe(stale.error()));
+  BOOST_CHECK(!stale->succeeded);
+  BOOST_REQUIRE_EQUAL(stale->read.size(), 2u);
+  BOOST_REQUIRE_EQUAL(stale->read[0].size(), 1u);
+  BOOST_CHECK_EQUAL(stale->read[0][0].value, "n1,n2,n3");
+  BOOST_CHECK_EQUAL(stale->read[1].size(), 2u);
+  BOOST_CHECK_EQUAL(c->get_prefix("/s/3/candidates/").value().size(), 2u);
+  // Another one fails (a key that must be absent exists): the same.
+  BOOST_REQUIRE(c->put("/s/3/lock", "x"));
+  BOOST_CHECK(!change(voters).value().succeeded);
+  BOOST_CHECK_EQUAL(c->get("/s/3/voters").value()->value, "n1,n2,n3");
+  BOOST_CHECK(c->erase("/s/3/lock").value());
+  // All hold: the put and the delete of the prefix land at one revision;
+  // the other shard's candidate, whose key shares the prefix's first
+  // characters but not the slash, stays.
+  auto done = change(voters).value();
+  BOOST_CHECK(done.succeeded);
+  BOOST_CHECK_EQUAL(done.deleted.at(1), 2);
+  auto after = done.read.at(2);
+  BOOST_REQUIRE_EQUAL(after.size(), 2u);  // voters and established
+  for (auto& kv : after)
+    if (kv.key == "/s/3/voters") {
+      BOOST_CHECK_EQUAL(kv.value, "n1,n2,n3,n4");
+      BOOST_CHECK_EQUAL(kv.mod_revision, done.revision);
+    }
+  BOOST_CHECK(c->get_prefix("/s/3/candidates/").value().empty());
+  BOOST_CHECK_EQUAL(c->get_prefix("/s/30/").value().size(), 1u);
+  // Repeated with the revision it saw before: refused.
+  BOOST_CHECK(!change(voters).value().succeeded);
+  // Version and other relations.
+  BOOST_CHECK(c->txn({{"/s/3/voters", co::field::version, co::relation::equal,
+                       2, {}}},
+                     {})
+                  .value()
+                  .succeeded);
+  BOOST_CHECK(c->txn({{"/s/3/voters", co::field::mod_revision,
+                       co::relation::greater, voters, {}}},
+                     {})
+                  .value()
+                  .succeeded);
+  BOOST_CHECK(!c->txn({{"/s/3/voters", co::field::mod_revision,
+                        co::relation::less, voters, {}}},
+                      {})
+                   .value()
+                   .succeeded);
+  // A transaction etcd refuses (one key written twice): a clear error, and
+  // nothing written.
+  auto twice = c->txn({}, {op::put("/s/3/x", "1"), op::put("/s/3/x", "2")});
+  BOOST_REQUIRE(!twice);
+  BOOST_CHECK(runtime::is(twice.error(), runtime::errc::invalid_argument));
+  BOOST_CHECK_MESSAGE(
+      runtime::describe(twice.error()).find("duplicate key") !=
+          std::string::npos,
+      runtime::describe(twice.error()));
+  BOOST_CHECK(c->get("/s/3/x").value() == std::nullopt);
+}
+
 BOOST_AUTO_TEST_CASE(leases_keep_keys_until_revoked_or_expired) {
   etcd_server etcd;
   auto c = etcd.client();

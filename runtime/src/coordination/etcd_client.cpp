@@ -308,40 +308,158 @@ caf::expected<int64_t> etcd_client::put(const std::string& key,
   return num(res->value("header", json::object()), "revision");
 }
 
+etcd_compare etcd_compare::absent(std::string key) {
+  return {std::move(key), field::create_revision, relation::equal, 0, {}};
+}
+
+etcd_compare etcd_compare::changed_at(std::string key, int64_t mod_revision) {
+  return {std::move(key), field::mod_revision, relation::equal, mod_revision,
+          {}};
+}
+
+etcd_compare etcd_compare::created_at(std::string key,
+                                      int64_t create_revision) {
+  return {std::move(key), field::create_revision, relation::equal,
+          create_revision, {}};
+}
+
+etcd_compare etcd_compare::holds(std::string key, std::string value) {
+  return {std::move(key), field::value, relation::equal, 0, std::move(value)};
+}
+
+etcd_op etcd_op::put(std::string key, std::string value, int64_t lease) {
+  return {kind::put, std::move(key), std::move(value), lease};
+}
+
+etcd_op etcd_op::erase(std::string key) {
+  return {kind::erase, std::move(key), {}, 0};
+}
+
+etcd_op etcd_op::erase_prefix(std::string prefix) {
+  return {kind::erase_prefix, std::move(prefix), {}, 0};
+}
+
+etcd_op etcd_op::get(std::string key) {
+  return {kind::get, std::move(key), {}, 0};
+}
+
+etcd_op etcd_op::get_prefix(std::string prefix) {
+  return {kind::get_prefix, std::move(prefix), {}, 0};
+}
+
 namespace {
 
-json put_op(const std::string& key, const std::string& value, int64_t lease) {
-  json put{{"key", b64(key)}, {"value", b64(value)}};
-  if (lease != 0) put["lease"] = std::to_string(lease);
-  return json{{"request_put", put}};
+json compare_json(const etcd_compare& c) {
+  static constexpr const char* relations[] = {"EQUAL", "NOT_EQUAL", "GREATER",
+                                              "LESS"};
+  json out{{"key", b64(c.key)},
+           {"result", relations[static_cast<int>(c.is)]}};
+  switch (c.target) {
+    case etcd_compare::field::create_revision:
+      out["target"] = "CREATE";
+      out["create_revision"] = std::to_string(c.number);
+      break;
+    case etcd_compare::field::mod_revision:
+      out["target"] = "MOD";
+      out["mod_revision"] = std::to_string(c.number);
+      break;
+    case etcd_compare::field::version:
+      out["target"] = "VERSION";
+      out["version"] = std::to_string(c.number);
+      break;
+    case etcd_compare::field::value:
+      out["target"] = "VALUE";
+      out["value"] = b64(c.value);
+      break;
+  }
+  return out;
 }
 
-json range_op(const std::string& key) {
-  return json{{"request_range", json{{"key", b64(key)}}}};
+json op_json(const etcd_op& op) {
+  switch (op.what) {
+    case etcd_op::kind::put: {
+      json put{{"key", b64(op.key)}, {"value", b64(op.value)}};
+      if (op.lease != 0) put["lease"] = std::to_string(op.lease);
+      return json{{"request_put", put}};
+    }
+    case etcd_op::kind::erase:
+      return json{{"request_delete_range", json{{"key", b64(op.key)}}}};
+    case etcd_op::kind::erase_prefix:
+      return json{{"request_delete_range",
+                   json{{"key", b64(op.key)},
+                        {"range_end", b64(prefix_end(op.key))}}}};
+    case etcd_op::kind::get:
+      return json{{"request_range", json{{"key", b64(op.key)}}}};
+    case etcd_op::kind::get_prefix:
+      return json{{"request_range", json{{"key", b64(op.key)},
+                                         {"range_end", b64(prefix_end(op.key))},
+                                         {"sort_order", "ASCEND"},
+                                         {"sort_target", "CREATE"}}}};
+  }
+  return json::object();
 }
 
-// Runs a transaction whose success branch puts `key` and whose failure
-// branch reads it; reads the key back after a successful put.
-caf::expected<etcd_txn_result> put_txn(etcd_client::impl& c,
-                                       const json& compare,
+json ops_json(const std::vector<etcd_op>& ops) {
+  auto out = json::array();
+  for (auto& op : ops) out.push_back(op_json(op));
+  return out;
+}
+
+}  // namespace
+
+caf::expected<etcd_txn_outcome> etcd_client::txn(
+    const std::vector<etcd_compare>& compare,
+    const std::vector<etcd_op>& success, const std::vector<etcd_op>& failure) {
+  json req{{"success", ops_json(success)}, {"failure", ops_json(failure)}};
+  if (!compare.empty()) {
+    req["compare"] = json::array();
+    for (auto& c : compare) req["compare"].push_back(compare_json(c));
+  }
+  auto res = impl_->call("/v3/kv/txn", req);
+  if (!res) return res.error();
+  etcd_txn_outcome out;
+  out.succeeded = res->value("succeeded", false);
+  out.revision = num(res->value("header", json::object()), "revision");
+  auto& ran = out.succeeded ? success : failure;
+  out.read.resize(ran.size());
+  out.deleted.resize(ran.size());
+  auto responses = res->value("responses", json::array());
+  if (responses.size() != ran.size())
+    return caf::make_error(caf::sec::unexpected_response,
+                           "etcd: a transaction of " +
+                               std::to_string(ran.size()) +
+                               " operations answered " +
+                               std::to_string(responses.size()));
+  for (size_t i = 0; i < ran.size(); ++i) {
+    auto& r = responses[i];
+    if (auto range = r.find("response_range"); range != r.end()) {
+      if (auto kvs = range->find("kvs"); kvs != range->end())
+        for (auto& kv : *kvs) out.read[i].push_back(kv_of(kv));
+    } else if (auto d = r.find("response_delete_range"); d != r.end()) {
+      out.deleted[i] = num(*d, "deleted");
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// A transaction whose success branch puts `key` and reads it back and
+// whose failure branch reads it: what create and replace answer.
+caf::expected<etcd_txn_result> put_txn(etcd_client& c,
+                                       const etcd_compare& compare,
                                        const std::string& key,
                                        const std::string& value,
                                        int64_t lease) {
-  json req{{"compare", json::array({compare})},
-           {"success", json::array({put_op(key, value, lease), range_op(key)})},
-           {"failure", json::array({range_op(key)})}};
-  auto res = c.call("/v3/kv/txn", req);
+  auto res = c.txn({compare},
+                   {etcd_op::put(key, value, lease), etcd_op::get(key)},
+                   {etcd_op::get(key)});
   if (!res) return res.error();
   etcd_txn_result out;
-  out.succeeded = res->value("succeeded", false);
-  out.revision = num(res->value("header", json::object()), "revision");
-  auto& responses = (*res)["responses"];
-  for (auto& r : responses) {
-    auto range = r.find("response_range");
-    if (range == r.end()) continue;
-    if (auto kvs = range->find("kvs"); kvs != range->end() && !kvs->empty())
-      out.kv = kv_of(kvs->front());
-  }
+  out.succeeded = res->succeeded;
+  out.revision = res->revision;
+  for (auto& kvs : res->read)
+    if (!kvs.empty()) out.kv = kvs.front();
   return out;
 }
 
@@ -350,41 +468,25 @@ caf::expected<etcd_txn_result> put_txn(etcd_client::impl& c,
 caf::expected<etcd_txn_result> etcd_client::create(const std::string& key,
                                                    const std::string& value,
                                                    int64_t lease) {
-  json compare{{"key", b64(key)},
-               {"result", "EQUAL"},
-               {"target", "CREATE"},
-               {"create_revision", "0"}};
-  return put_txn(*impl_, compare, key, value, lease);
+  return put_txn(*this, etcd_compare::absent(key), key, value, lease);
 }
 
 caf::expected<etcd_txn_result> etcd_client::replace(const std::string& key,
                                                     const std::string& value,
                                                     int64_t mod_revision,
                                                     int64_t lease) {
-  json compare{{"key", b64(key)},
-               {"result", "EQUAL"},
-               {"target", "MOD"},
-               {"mod_revision", std::to_string(mod_revision)}};
-  return put_txn(*impl_, compare, key, value, lease);
+  return put_txn(*this, etcd_compare::changed_at(key, mod_revision), key,
+                 value, lease);
 }
 
 caf::expected<bool> etcd_client::erase(const std::string& key,
                                        int64_t create_revision) {
-  json del{{"request_delete_range", json{{"key", b64(key)}}}};
-  json req{{"success", json::array({del})}};
+  std::vector<etcd_compare> compare;
   if (create_revision != 0)
-    req["compare"] = json::array({json{
-        {"key", b64(key)},
-        {"result", "EQUAL"},
-        {"target", "CREATE"},
-        {"create_revision", std::to_string(create_revision)}}});
-  auto res = impl_->call("/v3/kv/txn", req);
+    compare.push_back(etcd_compare::created_at(key, create_revision));
+  auto res = txn(compare, {etcd_op::erase(key)});
   if (!res) return res.error();
-  if (!res->value("succeeded", false)) return false;
-  for (auto& r : (*res)["responses"])
-    if (auto d = r.find("response_delete_range"); d != r.end())
-      return num(*d, "deleted") > 0;
-  return false;
+  return res->succeeded && res->deleted.front() > 0;
 }
 
 caf::expected<etcd_lease> etcd_client::grant(std::chrono::seconds ttl) {

@@ -55,6 +55,60 @@ struct etcd_txn_result {
   etcd_kv kv;
 };
 
+/// One comparison of a transaction (`etcd_client::txn`): the key's create
+/// revision, mod revision, version or value compared with the one given.
+/// A key that does not exist has revisions and version 0 and no value.
+struct etcd_compare {
+  enum class field { create_revision, mod_revision, version, value };
+  enum class relation { equal, not_equal, greater, less };
+  std::string key;
+  field target = field::mod_revision;
+  relation is = relation::equal;
+  /// Compared with the create or mod revision or the version.
+  int64_t number = 0;
+  /// Compared with the value (`field::value`).
+  std::string value;
+
+  /// The key does not exist.
+  static etcd_compare absent(std::string key);
+  /// The key was last changed at `mod_revision` (compare and swap).
+  static etcd_compare changed_at(std::string key, int64_t mod_revision);
+  /// The key was created at `create_revision` (the same term).
+  static etcd_compare created_at(std::string key, int64_t create_revision);
+  /// The key holds `value`.
+  static etcd_compare holds(std::string key, std::string value);
+};
+
+/// One operation of a transaction's branch.
+struct etcd_op {
+  enum class kind { put, erase, erase_prefix, get, get_prefix };
+  kind what = kind::get;
+  std::string key;
+  std::string value;  // put
+  int64_t lease = 0;  // put: 0, none
+
+  static etcd_op put(std::string key, std::string value, int64_t lease = 0);
+  static etcd_op erase(std::string key);
+  /// Deletes every key that starts with `prefix`.
+  static etcd_op erase_prefix(std::string prefix);
+  static etcd_op get(std::string key);
+  /// Reads every key that starts with `prefix`, oldest first.
+  static etcd_op get_prefix(std::string prefix);
+};
+
+/// What a transaction did.
+struct etcd_txn_outcome {
+  /// Whether every comparison held (the success branch ran).
+  bool succeeded = false;
+  /// The store's revision after the transaction.
+  int64_t revision = 0;
+  /// One per operation of the branch that ran, in order: the keys a get
+  /// read (empty for other operations)...
+  std::vector<std::vector<etcd_kv>> read;
+  /// ...and how many keys an erase deleted (0 for other operations).
+  std::vector<int64_t> deleted;
+};
+
 /// A granted lease.
 struct etcd_lease {
   int64_t id = 0;
@@ -110,6 +164,15 @@ class etcd_client {
   /// any case); returns whether a key was deleted.
   caf::expected<bool> erase(const std::string& key,
                             int64_t create_revision = 0);
+
+  /// Runs `success` if every comparison of `compare` holds, `failure`
+  /// otherwise, atomically (etcd's `Txn`: one revision, nothing else in
+  /// between). An empty `compare` always succeeds. Errors: as every call,
+  /// and `invalid_argument` with etcd's message for a transaction etcd
+  /// refuses (e.g. an operation without a key, or two writes of one key).
+  caf::expected<etcd_txn_outcome> txn(const std::vector<etcd_compare>& compare,
+                                      const std::vector<etcd_op>& success,
+                                      const std::vector<etcd_op>& failure = {});
 
   /// Grants a lease of `ttl` (etcd may raise it to its minimum).
   caf::expected<etcd_lease> grant(std::chrono::seconds ttl);
