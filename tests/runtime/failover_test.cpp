@@ -51,6 +51,14 @@ struct failover_fixture {
     m[1].id = "b";
     m[2].id = "c";
     maps.fill(shard_map_json(shard + 1, 3, sets({"a", "b", "c"})));
+    // Keys of other kinds under a shard's prefix, older than every
+    // candidate (docs/replica-set-changes.md puts a shard's configuration
+    // there): they are not candidates, so none of them "leads".
+    auto client = etcd.client();
+    auto key = "/mnemo/test/shards/" + std::to_string(shard);
+    BOOST_REQUIRE(client->put(key + "/voters", "z"));
+    BOOST_REQUIRE(client->put(key + "x/candidates/1", "z"));
+    BOOST_REQUIRE(client->put(key + "/candidates", "z"));
     for (auto& x : m) x.start(sys, true);
     link_all();
     for (size_t i = 0; i < 3; ++i) start_coordinator(i);

@@ -1,8 +1,10 @@
 #include "mnemo/runtime/coordination/shard_coordinator.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
+#include <string_view>
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -29,6 +31,25 @@ std::string hex(int64_t x) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(x));
   return buf;
+}
+
+// The shard of a candidate's key, given what follows "<prefix>/shards/":
+// "<shard>/candidates/<lease>". Nothing for a key of another kind (a
+// shard's configuration will live next to its candidates).
+std::optional<uint32_t> candidate_shard(std::string_view rest) {
+  constexpr std::string_view mid = "/candidates/";
+  auto slash = rest.find('/');
+  if (slash == 0 || slash == std::string_view::npos || slash > 10 ||
+      rest.substr(slash, mid.size()) != mid ||
+      rest.size() == slash + mid.size())
+    return std::nullopt;
+  uint64_t shard = 0;
+  for (auto ch : rest.substr(0, slash)) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    shard = shard * 10 + static_cast<uint64_t>(ch - '0');
+  }
+  if (shard > UINT32_MAX) return std::nullopt;
+  return static_cast<uint32_t>(shard);
 }
 
 }  // namespace
@@ -297,13 +318,10 @@ void shard_coordinator::look() {
   // The candidates of each shard, oldest first (the range is sorted by
   // create revision).
   std::map<uint32_t, std::vector<const etcd_kv*>> candidates;
-  for (auto& kv : looked_) {
-    auto rest = kv.key.substr(base.size());
-    auto slash = rest.find('/');
-    if (slash == std::string::npos) continue;
-    auto shard = static_cast<uint32_t>(std::strtoul(rest.c_str(), nullptr, 10));
-    candidates[shard].push_back(&kv);
-  }
+  for (auto& kv : looked_)
+    if (auto shard =
+            candidate_shard(std::string_view{kv.key}.substr(base.size())))
+      candidates[*shard].push_back(&kv);
   {
     // Shards this member does not replicate: where their commands go.
     std::lock_guard<std::mutex> guard{mtx_};
@@ -597,13 +615,10 @@ bool shard_coordinator::check_identity() {
         return etcd_failed(all.error());
       }
       std::map<uint32_t, int64_t> leader_epoch;  // oldest key first
-      for (auto& kv : *all) {
-        auto rest = kv.key.substr(base.size());
-        if (rest.find('/') == std::string::npos) continue;  // not a candidate
-        auto shard =
-            static_cast<uint32_t>(std::strtoul(rest.c_str(), nullptr, 10));
-        leader_epoch.emplace(shard, kv.create_revision);
-      }
+      for (auto& kv : *all)
+        if (auto shard =
+                candidate_shard(std::string_view{kv.key}.substr(base.size())))
+          leader_epoch.emplace(*shard, kv.create_revision);
       for (auto& [shard, replicas] : cfg_.replicas) {
         learners.push_back(shard);
         auto e = leader_epoch.find(shard);
