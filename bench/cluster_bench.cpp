@@ -526,11 +526,13 @@ int main(int argc, char** argv) {
       if (opt.rounds > 0) {  // --rounds 0: failover only
         auto line = replicated_commands(opt, base, certs, etcd);
         line["allocator"] = MNEMO_ALLOCATOR;
+        line["scheduler"] = opt.scheduler;
         std::cout << line.dump() << std::endl;
         if (line["commands_per_s"].get<int64_t>() == 0) rc = 1;
       }
       if (opt.kills > 0) {
         auto f = failover(opt, base, certs, etcd);
+        f["scheduler"] = opt.scheduler;
         std::cout << f.dump() << std::endl;
         if (f["lost_acknowledged"].get<uint64_t>() != 0) rc = 1;
       }
@@ -610,6 +612,7 @@ int main(int argc, char** argv) {
   }
   fs::remove_all(base);
   out["allocator"] = MNEMO_ALLOCATOR;
+  out["scheduler"] = opt.scheduler;
   std::cout << out.dump() << std::endl;
   return st.done > 0 ? 0 : 1;
 }

@@ -45,9 +45,8 @@ struct transfer {
     credit.name = "deposit";
     credit.action = command<account, data>(to, give);
     // In a cluster an account's owner may be away for a while (restart,
-    // cut link, failover): besides the default 30 s budget for transient
-    // errors, at least 12 attempts with the backoff capped at 2 s, so that
-    // a step is retried every 2 s once its owner is back.
+    // cut link): keep retrying for about 15 s (12 attempts, backoff capped
+    // at 2 s) before giving up, since a step given up on is compensated.
     for (auto* s : {&debit, &credit}) {
       s->retry.max_attempts = 12;
       s->retry.backoff.max_backoff = std::chrono::seconds{2};

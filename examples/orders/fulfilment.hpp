@@ -130,10 +130,11 @@ struct fulfilment {
     // while its shard fails over (the lease TTL, 2 s by default, plus a
     // poll), and a request to a leader that died times out: every step and
     // compensation retries transient failures for at least 12 attempts
-    // (backoff doubling from 100 ms to 2 s) and, as by default, at least
-    // 30 s before it fails for good.
+    // (backoff doubling from 100 ms to 2 s) and at least 30 s before it
+    // fails for good.
     for (auto* s : {&accept, &reserve_stock, &charge, &ship, &complete}) {
       s->retry.max_attempts = 12;
+      s->retry.keep_transient_for = std::chrono::seconds{30};
       s->retry.backoff.max_backoff = std::chrono::seconds{2};
     }
 

@@ -78,6 +78,17 @@ std::string prefix_end(std::string prefix) {
   return std::string(1, '\0');  // every key
 }
 
+// A range request's fields for every key that starts with `prefix`, oldest
+// first when `by_creation`.
+json prefix_range(const std::string& prefix, bool by_creation) {
+  json out{{"key", b64(prefix)}, {"range_end", b64(prefix_end(prefix))}};
+  if (by_creation) {
+    out["sort_order"] = "ASCEND";
+    out["sort_target"] = "CREATE";
+  }
+  return out;
+}
+
 // Runs one asynchronous operation of `s` to its end. beast::tcp_stream's
 // timeouts (`expires_at`) apply to asynchronous operations only, so every
 // network step goes through here: an expired deadline cancels the
@@ -270,10 +281,7 @@ caf::expected<std::optional<etcd_kv>> etcd_client::get(const std::string& key) {
 
 caf::expected<std::vector<etcd_kv>> etcd_client::get_prefix(
     const std::string& prefix, int64_t limit, int64_t max_create_revision) {
-  json req{{"key", b64(prefix)},
-           {"range_end", b64(prefix_end(prefix))},
-           {"sort_order", "ASCEND"},
-           {"sort_target", "CREATE"}};
+  auto req = prefix_range(prefix, true);
   if (limit > 0) req["limit"] = std::to_string(limit);
   if (max_create_revision > 0)
     req["max_create_revision"] = std::to_string(max_create_revision);
@@ -286,9 +294,8 @@ caf::expected<std::vector<etcd_kv>> etcd_client::get_prefix(
 }
 
 caf::expected<int64_t> etcd_client::revision(const std::string& prefix) {
-  json req{{"key", b64(prefix)},
-           {"range_end", b64(prefix_end(prefix))},
-           {"count_only", true}};
+  auto req = prefix_range(prefix, false);
+  req["count_only"] = true;
   auto res = impl_->call("/v3/kv/range", req);
   if (!res) return res.error();
   auto rev = num(res->value("header", json::object()), "revision");
@@ -385,16 +392,11 @@ json op_json(const etcd_op& op) {
     case etcd_op::kind::erase:
       return json{{"request_delete_range", json{{"key", b64(op.key)}}}};
     case etcd_op::kind::erase_prefix:
-      return json{{"request_delete_range",
-                   json{{"key", b64(op.key)},
-                        {"range_end", b64(prefix_end(op.key))}}}};
+      return json{{"request_delete_range", prefix_range(op.key, false)}};
     case etcd_op::kind::get:
       return json{{"request_range", json{{"key", b64(op.key)}}}};
     case etcd_op::kind::get_prefix:
-      return json{{"request_range", json{{"key", b64(op.key)},
-                                         {"range_end", b64(prefix_end(op.key))},
-                                         {"sort_order", "ASCEND"},
-                                         {"sort_target", "CREATE"}}}};
+      return json{{"request_range", prefix_range(op.key, true)}};
   }
   return json::object();
 }

@@ -34,14 +34,19 @@ std::string hex(int64_t x) {
 }
 
 // The shard of a candidate's key, given what follows "<prefix>/shards/":
-// "<shard>/candidates/<lease>". Nothing for a key of another kind (a
-// shard's configuration will live next to its candidates).
+// "<shard>/candidates/<lease in hex>", the shard in decimal without
+// leading zeros. Nothing for a key of another kind (a shard's
+// configuration will live next to its candidates).
 std::optional<uint32_t> candidate_shard(std::string_view rest) {
   constexpr std::string_view mid = "/candidates/";
   auto slash = rest.find('/');
   if (slash == 0 || slash == std::string_view::npos || slash > 10 ||
-      rest.substr(slash, mid.size()) != mid ||
-      rest.size() == slash + mid.size())
+      (slash > 1 && rest.front() == '0') ||
+      rest.substr(slash, mid.size()) != mid)
+    return std::nullopt;
+  auto lease = rest.substr(slash + mid.size());
+  if (lease.empty() ||
+      lease.find_first_not_of("0123456789abcdef") != std::string_view::npos)
     return std::nullopt;
   uint64_t shard = 0;
   for (auto ch : rest.substr(0, slash)) {
@@ -301,14 +306,18 @@ void shard_coordinator::look() {
   // shard's candidates (three members polling 10 times a second took 5 %
   // of the CPU in cluster_bench, in etcd and in JSON). The revision is
   // taken before the range, so a change in between is read next time.
+  // After any failure the candidates are read again (an etcd restored
+  // from a backup could reach the same revision with other keys).
   auto rev = etcd_->revision(base);
   if (!rev) {
+    looked_at_ = 0;
     log_("etcd_unavailable", describe(rev.error()));
     return;
   }
   if (*rev != looked_at_) {
     auto all = etcd_->get_prefix(base);
     if (!all) {
+      looked_at_ = 0;
       log_("etcd_unavailable", describe(all.error()));
       return;
     }

@@ -81,8 +81,12 @@ bool transient_error(const caf::error& err);
 
 /// Retries of one step or compensation.
 struct retry_policy {
-  /// Attempts in total, the first one included. Default: 5.
-  uint32_t max_attempts = 5;
+  /// Attempts in total, the first one included. Default: 8, about 13 s
+  /// with the default backoff (the last at 0.1 + 0.2 + ... + 6.4 s): well
+  /// past a failover of a replicated cluster (the lease TTL plus a poll, 2
+  /// to 3 s with the nodes' defaults) or a member's restart, so that
+  /// neither makes a saga give up and compensate.
+  uint32_t max_attempts = 8;
   /// Delay before attempt k+1: `min_backoff * 2^(k-1)` capped at
   /// `max_backoff`, times [1, 1 + jitter]. Defaults: 100 ms, 10 s, 0.2.
   runtime::restart_policy backoff;
@@ -90,12 +94,10 @@ struct retry_policy {
   std::function<bool(const caf::error&)> retryable;
   /// A budget in time: errors that `retryable` takes are retried past
   /// `max_attempts` until this long after the first failed attempt (of the
-  /// step, or of the compensation). Default: 30 s, well past a failover of
-  /// a replicated cluster (the lease TTL plus a poll, 2 to 3 s with the
-  /// nodes' defaults) or a member's restart, so that neither makes a saga
-  /// give up and compensate. Deadlines still end a step. 0: only
-  /// `max_attempts` counts.
-  std::chrono::milliseconds keep_transient_for{30'000};
+  /// step, or of the compensation), e.g. longer than the longest outage a
+  /// step should ride out. Deadlines still end a step. 0 (the default):
+  /// only `max_attempts` counts.
+  std::chrono::milliseconds keep_transient_for{0};
 };
 
 /// The aggregate registries a saga sends to, by aggregate type name.

@@ -168,8 +168,15 @@ class etcd_client {
   /// Runs `success` if every comparison of `compare` holds, `failure`
   /// otherwise, atomically (etcd's `Txn`: one revision, nothing else in
   /// between). An empty `compare` always succeeds. Errors: as every call,
-  /// and `invalid_argument` with etcd's message for a transaction etcd
-  /// refuses (e.g. an operation without a key, or two writes of one key).
+  /// and `invalid_argument` (or `not_found`, e.g. a put with an expired
+  /// lease) with etcd's message for a transaction etcd refuses (e.g. an
+  /// operation without a key, or two writes of one key).
+  ///
+  /// Like every call, a transaction whose answer was lost is sent again
+  /// (to the next endpoint), and the first copy may have been applied: a
+  /// compare-and-swap may then report `succeeded == false` because of its
+  /// own earlier write. Callers read the keys again (a failure branch that
+  /// reads them helps) and compare with what they meant to write.
   caf::expected<etcd_txn_outcome> txn(const std::vector<etcd_compare>& compare,
                                       const std::vector<etcd_op>& success,
                                       const std::vector<etcd_op>& failure = {});
