@@ -120,33 +120,39 @@ error read_epochs(detail::txn_state& st, uint32_t shard,
   return {};
 }
 
-error read_promise(detail::txn_state& st, uint32_t shard, uint64_t& out) {
+// The 8-byte value of meta key `k` into `out` (0 if absent; `sized` false
+// if present with another size, `out` then 0). Returns an LMDB code.
+int get_u64(detail::txn_state& st, const std::string& k, uint64_t& out,
+            bool& sized) {
   out = 0;
-  auto k = promised_key(shard);
-  MDB_val key = to_val(k);
-  MDB_val val;
-  auto rc = mdb_get(st.txn, st.dbs->meta, &key, &val);
-  if (rc == MDB_NOTFOUND) return {};
-  if (auto err = st.check(rc, "mdb_get (promised epoch)")) return err;
-  if (val.mv_size != 8)
-    return error{errc::corrupt_record,
-                 "corrupt journal: the promised epoch of shard " +
-                     std::to_string(shard) + " is not 8 bytes"};
-  out = get_be64(static_cast<const char*>(val.mv_data));
-  return {};
-}
-
-// The commit point kept for `shard` (0 if none). Returns an LMDB code.
-int read_committed(detail::txn_state& st, uint32_t shard, uint64_t& out) {
-  out = 0;
-  auto k = committed_key(shard);
+  sized = true;
   MDB_val key = to_val(k);
   MDB_val val;
   auto rc = mdb_get(st.txn, st.dbs->meta, &key, &val);
   if (rc == MDB_NOTFOUND) return 0;
-  if (rc == 0 && val.mv_size == 8)
-    out = get_be64(static_cast<const char*>(val.mv_data));
-  return rc;
+  if (rc != 0) return rc;
+  sized = val.mv_size == 8;
+  if (sized) out = get_be64(static_cast<const char*>(val.mv_data));
+  return 0;
+}
+
+error read_promise(detail::txn_state& st, uint32_t shard, uint64_t& out) {
+  bool sized = true;
+  if (auto err = st.check(get_u64(st, promised_key(shard), out, sized),
+                          "mdb_get (promised epoch)"))
+    return err;
+  if (!sized)
+    return error{errc::corrupt_record,
+                 "corrupt journal: the promised epoch of shard " +
+                     std::to_string(shard) + " is not 8 bytes"};
+  return {};
+}
+
+// The commit point kept for `shard` (0 if none or malformed: the leaders
+// tell it again). Returns an LMDB code.
+int read_committed(detail::txn_state& st, uint32_t shard, uint64_t& out) {
+  bool sized = true;
+  return get_u64(st, committed_key(shard), out, sized);
 }
 
 // The newest shard position of `shard` in `st` (0 if none).

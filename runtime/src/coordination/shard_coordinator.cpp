@@ -308,19 +308,15 @@ void shard_coordinator::look() {
   // taken before the range, so a change in between is read next time.
   // After any failure the candidates are read again (an etcd restored
   // from a backup could reach the same revision with other keys).
-  auto rev = etcd_->revision(base);
-  if (!rev) {
+  auto failed = [this](const caf::error& err) {
     looked_at_ = 0;
-    log_("etcd_unavailable", describe(rev.error()));
-    return;
-  }
+    log_("etcd_unavailable", describe(err));
+  };
+  auto rev = etcd_->revision(base);
+  if (!rev) return failed(rev.error());
   if (*rev != looked_at_) {
     auto all = etcd_->get_prefix(base);
-    if (!all) {
-      looked_at_ = 0;
-      log_("etcd_unavailable", describe(all.error()));
-      return;
-    }
+    if (!all) return failed(all.error());
     looked_ = std::move(*all);
     looked_at_ = *rev;
   }
