@@ -434,6 +434,34 @@ error prepare(append_request& req, std::vector<new_event>& events) {
   return {};
 }
 
+// An append to a shard's log with a gate: asks it to admit `req` (in the
+// epoch it names) and makes `done` wait until the shard's majority holds
+// the append. Returns false, having failed `done`, if the gate refuses.
+bool through_gate(const std::shared_ptr<replication_gate>& gate,
+                  append_request& req, append_handler& done) {
+  if (!gate || req.shard == no_shard) return true;
+  auto epoch = gate->admit(req.shard);
+  if (!epoch) {
+    done(std::move(epoch).error());
+    return false;
+  }
+  req.shard_epoch = *epoch;
+  done = [gate, shard = req.shard, epoch = *epoch,
+          done = std::move(done)](expected<append_result> res) mutable {
+    if (!res) return done(std::move(res));
+    auto position = res->shard_position;
+    gate->wait_committed(
+        shard, epoch, position,
+        [res = std::move(res), done = std::move(done)](error err) mutable {
+          if (err)
+            done(std::move(err));
+          else
+            done(std::move(res));
+        });
+  };
+  return true;
+}
+
 }  // namespace
 
 void journal::append(std::string stream, std::vector<new_event> events,
@@ -448,26 +476,28 @@ void journal::append(std::string stream, std::vector<new_event> events,
   if (auto err = prepare(req, events)) return done(std::move(err));
   if (impl_->cfg.shard_of)
     if (auto shard = impl_->cfg.shard_of(req.stream)) req.shard = *shard;
-  if (auto& gate = impl_->cfg.gate; gate && req.shard != no_shard) {
-    auto epoch = gate->admit(req.shard);
-    if (!epoch) return done(std::move(epoch).error());
-    req.shard_epoch = *epoch;
-    // Acknowledged once the gate says the shard's majority has it.
-    done = [gate, shard = req.shard, epoch = *epoch,
-            done = std::move(done)](persistence::expected<append_result> res) mutable {
-      if (!res) return done(std::move(res));
-      auto position = res->shard_position;
-      gate->wait_committed(
-          shard, epoch, position,
-          [res = std::move(res), done = std::move(done)](error err) mutable {
-            if (err)
-              done(std::move(err));
-            else
-              done(std::move(res));
-          });
-    };
-  }
+  if (!through_gate(impl_->cfg.gate, req, done)) return;
   req.done = std::move(done);
+  impl_->enqueue(std::move(req));
+}
+
+void journal::append_snapshot(uint32_t shard, snapshot snap, uint64_t keep,
+                              write_handler done) {
+  std::vector<new_event> events(1);
+  events[0].type = std::string{shard_snapshot_type};
+  events[0].payload = encode_shard_snapshot(snap, keep);
+  append_request req;
+  req.stream = shard_stream(shard);
+  if (auto err = prepare(req, events)) return done(std::move(err));
+  req.shard = shard;
+  req.snapshot = std::make_unique<snapshot_write>(
+      snapshot_write{std::move(snap), keep});
+  append_handler appended = [done = std::move(done)](
+                                expected<append_result> res) {
+    done(res ? error{} : std::move(res).error());
+  };
+  if (!through_gate(impl_->cfg.gate, req, appended)) return;
+  req.done = std::move(appended);
   impl_->enqueue(std::move(req));
 }
 
@@ -497,6 +527,15 @@ expected<append_result> journal::append(std::string stream,
 void journal::delete_events_to(std::string stream, uint64_t to_sequence,
                                write_handler done) {
   if (auto err = check_name(stream, "stream id")) return done(std::move(err));
+  if (impl_->cfg.shard_of)
+    if (auto shard = impl_->cfg.shard_of(stream))
+      // Its events are records of the shard's log, which replicas ship and
+      // compare from position 1: a hole there could not be shipped.
+      return done(error{errc::invalid_argument,
+                        "cannot delete events of stream '" + stream +
+                            "': it belongs to shard " +
+                            std::to_string(*shard) +
+                            ", whose log is replicated whole"});
   impl_->enqueue(
       delete_request{std::move(stream), to_sequence, std::move(done), {}});
 }

@@ -69,6 +69,12 @@ struct import_info {
 constexpr uint32_t no_shard = UINT32_MAX;
 
 /// An append waiting for the writer. Bodies are pre-encoded by the caller.
+/// A snapshot to store with its retention (`keep` newest; 0: all).
+struct snapshot_write {
+  snapshot snap;
+  uint64_t keep = 0;
+};
+
 struct append_request {
   /// One event of the batch.
   struct item {
@@ -98,6 +104,10 @@ struct append_request {
   uint32_t shard = no_shard;
   /// The epoch the replication gate admitted the append in (0: no gate).
   uint64_t shard_epoch = 0;
+  /// Set for a snapshot that joins its shard's log (`snapshot_store::save`
+  /// of a shard's stream): the one event of the request carries it, and
+  /// the writer stores it in mnemo.snapshots in the same transaction.
+  std::unique_ptr<snapshot_write> snapshot;
 };
 
 struct delete_request {
@@ -327,6 +337,11 @@ struct journal::impl {
             uint64_t& next_position, int64_t now_us);
   int apply_records(detail::txn_state& st, replica_request& req, outcome& out,
                     uint64_t& next_position, uint64_t shard_end);
+  /// Stores a snapshot that joined a shard's log (a leader's own, or one a
+  /// replicated batch carries) and keeps its stream's `keep` newest (0:
+  /// all). Returns an LMDB code.
+  int store_snapshot(detail::txn_state& st, const snapshot& snap,
+                     uint64_t keep);
   int truncate(detail::txn_state& st, replica_request& req, outcome& out,
                uint64_t shard_end);
   /// Sets `out` to `not_leader` unless `shard` is led in `epoch` here: its

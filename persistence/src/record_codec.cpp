@@ -320,4 +320,91 @@ error decode_snapshot(std::string_view record, const record_origin& origin,
   return {};
 }
 
+std::string shard_stream(uint32_t shard) {
+  return "mnemo.shard/" + std::to_string(shard);
+}
+
+std::vector<uint8_t> encode_shard_snapshot(const snapshot& snap,
+                                           uint64_t keep) {
+  std::string out;
+  out.reserve(snap.payload.size() + snap.meta.stream_id.size() +
+              snap.type.size() + 128);
+  string_sink sink{&out};
+  msgpack::packer<string_sink> pk(sink);
+  pk.pack_map(8);
+  pack_str(pk, "stream");
+  pack_str(pk, snap.meta.stream_id);
+  pack_str(pk, "sequence");
+  pk.pack_uint64(snap.meta.sequence);
+  pack_str(pk, "timestamp_us");
+  pk.pack_int64(snap.meta.timestamp_us);
+  pack_str(pk, "type");
+  pack_str(pk, snap.type);
+  pack_str(pk, "schema_version");
+  pk.pack_uint32(snap.schema_version);
+  pack_str(pk, "metadata");
+  pack_metadata(pk, snap.metadata);
+  pack_str(pk, "payload");
+  pack_bin(pk, snap.payload.data(), snap.payload.size());
+  pack_str(pk, "keep");
+  pk.pack_uint64(keep);
+  return {out.begin(), out.end()};
+}
+
+error decode_shard_snapshot(const std::vector<uint8_t>& payload,
+                            snapshot& out, uint64_t& keep) {
+  auto bad = [](const std::string& why) {
+    return error{errc::corrupt_record,
+                 "a replicated snapshot (" + std::string{shard_snapshot_type} +
+                     " event) is damaged: " + why};
+  };
+  try {
+    msgpack::zone zone;
+    size_t off = 0;
+    auto obj = msgpack::unpack(zone, reinterpret_cast<const char*>(payload.data()),
+                               payload.size(), off);
+    if (off != payload.size() || obj.type != msgpack::type::MAP)
+      return bad("not exactly one msgpack map");
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < obj.via.map.size; ++i) {
+      auto& kv = obj.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR) return bad("a key is not a string");
+      auto key = as_str(kv.key);
+      auto& v = kv.val;
+      if (key == "stream") {
+        out.meta.stream_id.assign(as_str(v));
+        seen |= 1u;
+      } else if (key == "sequence") {
+        out.meta.sequence = v.as<uint64_t>();
+        seen |= 2u;
+      } else if (key == "timestamp_us") {
+        out.meta.timestamp_us = v.as<int64_t>();
+        seen |= 4u;
+      } else if (key == "type") {
+        out.type.assign(as_str(v));
+        seen |= 8u;
+      } else if (key == "schema_version") {
+        out.schema_version = v.as<uint32_t>();
+        seen |= 16u;
+      } else if (key == "metadata") {
+        as_metadata(v, out.metadata);
+        seen |= 32u;
+      } else if (key == "payload") {
+        as_bin(v, out.payload);
+        seen |= 64u;
+      } else if (key == "keep") {
+        keep = v.as<uint64_t>();
+        seen |= 128u;
+      }
+    }
+    if (seen != 255u) return bad("a field is missing");
+  } catch (const std::exception& e) {
+    return bad(std::string{"undecodable ("} + e.what() + ")");
+  }
+  if (out.meta.stream_id.empty() || out.type.empty())
+    return bad("empty stream id or state type");
+  if (out.meta.timestamp_us < 0) return bad("negative timestamp");
+  return {};
+}
+
 }  // namespace mnemo::persistence

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <msgpack.hpp>
 
@@ -86,5 +87,25 @@ std::string encode_snapshot(const snapshot& snap);
 /// Decodes a snapshot record; errors as for `decode_event`.
 error decode_snapshot(std::string_view record, const record_origin& origin,
                       snapshot& out);
+
+/// A snapshot of a shard's stream travels in the shard's log as an event of
+/// this type in the shard's own stream (`shard_stream`), so that every
+/// replica stores it (docs/format.md 2.10, docs/replication.md).
+constexpr std::string_view shard_snapshot_type = "mnemo.snapshot";
+
+/// The stream of a shard's own records: epoch markers and snapshots.
+std::string shard_stream(uint32_t shard);
+
+/// The payload of a `shard_snapshot_type` event: a msgpack map of the
+/// snapshot's fields (`stream`, `sequence`, `timestamp_us`, `type`,
+/// `schema_version`, `metadata`, `payload`) and `keep`, how many snapshots
+/// of the stream every replica keeps after storing it (0: all).
+std::vector<uint8_t> encode_shard_snapshot(const snapshot& snap,
+                                           uint64_t keep);
+
+/// Decodes such a payload. Unknown keys are ignored; a missing or mistyped
+/// one, or bytes that are not one msgpack map, are `corrupt_record`.
+error decode_shard_snapshot(const std::vector<uint8_t>& payload,
+                            snapshot& out, uint64_t& keep);
 
 }  // namespace mnemo::persistence

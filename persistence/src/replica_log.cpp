@@ -373,6 +373,34 @@ int journal::impl::apply_records(detail::txn_state& st, replica_request& req,
   };
   std::vector<event_envelope> envs(req.records.size());
   std::unordered_map<std::string_view, seen_head> heads_seen;
+  // The head of `stream` as this batch has changed it so far.
+  auto head_of = [&](const std::string& stream, seen_head*& h) -> int {
+    auto i_head = heads_seen.find(stream);
+    if (i_head == heads_seen.end()) {
+      cached_head* entry = nullptr;
+      error head_err;
+      if (auto rc = load_head(st, stream, entry, head_err)) return rc;
+      if (head_err) {
+        out = std::move(head_err);
+        return 0;
+      }
+      i_head = heads_seen
+                   .emplace(*entry->stream,
+                            seen_head{entry, entry->pending.highest})
+                   .first;
+    }
+    h = &i_head->second;
+    return 0;
+  };
+  // Snapshots the batch carries (the leader's snapshot_store::save), by
+  // record index: stored right after their records.
+  struct carried {
+    size_t index;
+    snapshot snap;
+    uint64_t keep = 0;
+  };
+  std::vector<carried> snapshots;
+  auto own_stream = shard_stream(req.shard);
   msgpack::zone zone;
   for (size_t i = 0; i < envs.size(); ++i) {
     auto& env = envs[i];
@@ -384,21 +412,10 @@ int journal::impl::apply_records(detail::txn_state& st, replica_request& req,
                                   " is damaged: " + err.message()};
       return 0;
     }
-    auto i_head = heads_seen.find(env.stream_id);
-    if (i_head == heads_seen.end()) {
-      cached_head* entry = nullptr;
-      error head_err;
-      if (auto rc = load_head(st, env.stream_id, entry, head_err)) return rc;
-      if (head_err) {
-        out = std::move(head_err);
-        return 0;
-      }
-      i_head = heads_seen
-                   .emplace(*entry->stream,
-                            seen_head{entry, entry->pending.highest})
-                   .first;
-    }
-    auto& h = i_head->second;
+    seen_head* hp = nullptr;
+    if (auto rc = head_of(env.stream_id, hp)) return rc;
+    if (!hp) return 0;  // `out` says why
+    auto& h = *hp;
     if (env.sequence != h.checked + 1) {
       out = error{errc::log_mismatch,
                   "the replicated record at position " + std::to_string(pos) +
@@ -410,7 +427,42 @@ int journal::impl::apply_records(detail::txn_state& st, replica_request& req,
       return 0;
     }
     h.checked = env.sequence;
+    if (env.type == shard_snapshot_type && env.stream_id == own_stream) {
+      carried c{i, {}, 0};
+      auto err = decode_shard_snapshot(env.payload, c.snap, c.keep);
+      if (!err) err = check_name(c.snap.meta.stream_id, "stream id");
+      std::optional<uint32_t> its_shard;
+      if (!err && cfg.shard_of) its_shard = cfg.shard_of(c.snap.meta.stream_id);
+      if (!err && its_shard != req.shard)
+        err = error{errc::corrupt_record,
+                    "names stream '" + c.snap.meta.stream_id +
+                        "', which is not in this shard"};
+      if (err) {
+        out = error{errc::corrupt_record,
+                    "the replicated snapshot at position " +
+                        std::to_string(pos) + " of shard " +
+                        std::to_string(req.shard) + " is refused: " +
+                        err.message()};
+        return 0;
+      }
+      seen_head* covered = nullptr;
+      if (auto rc = head_of(c.snap.meta.stream_id, covered)) return rc;
+      if (!covered) return 0;
+      if (covered->checked < c.snap.meta.sequence) {
+        out = error{errc::log_mismatch,
+                    "the replicated snapshot at position " +
+                        std::to_string(pos) + " of shard " +
+                        std::to_string(req.shard) + " (stream '" +
+                        c.snap.meta.stream_id + "', sequence " +
+                        std::to_string(c.snap.meta.sequence) +
+                        ") is past the stream's head here (sequence " +
+                        std::to_string(covered->checked) + ")"};
+        return 0;
+      }
+      snapshots.push_back(std::move(c));
+    }
   }
+  auto next_snapshot = snapshots.begin();
   for (size_t i = 0; i < envs.size(); ++i) {
     auto& env = envs[i];
     auto& rec = req.records[i];
@@ -453,6 +505,12 @@ int journal::impl::apply_records(detail::txn_state& st, replica_request& req,
     head_rec.highest = seq;
     head_rec.last_position = pos;
     store_head(*entry, head_rec);
+    if (next_snapshot != snapshots.end() && next_snapshot->index == i) {
+      if (auto rc =
+              store_snapshot(st, next_snapshot->snap, next_snapshot->keep))
+        return rc;
+      ++next_snapshot;
+    }
   }
   return 0;
 }
@@ -861,7 +919,7 @@ expected<uint64_t> replica_log::append_marker(uint64_t epoch) {
   std::promise<expected<append_result>> promise;
   auto future = promise.get_future();
   journal_->append_in_shard(
-      "mnemo.shard/" + std::to_string(shard_), std::move(events), shard_,
+      shard_stream(shard_), std::move(events), shard_,
       [&promise](expected<append_result> r) { promise.set_value(std::move(r)); });
   auto res = future.get();
   if (!res) return std::move(res).error();

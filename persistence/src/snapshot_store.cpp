@@ -62,9 +62,8 @@ error delete_if(write_txn& txn, std::string_view stream, Pred&& pred) {
   return {};
 }
 
-}  // namespace
-
-error snapshot_store::save_in(write_txn& txn, snapshot snap) {
+// Checks what `save` and `save_in` refuse; stamps a zero timestamp.
+error check_snapshot(snapshot& snap) {
   if (auto err = check_name(snap.meta.stream_id, "stream id")) return err;
   // Selection criteria start at timestamp 0 (`latest()` included): a
   // snapshot from before it could be stored but never selected.
@@ -77,6 +76,13 @@ error snapshot_store::save_in(write_txn& txn, snapshot snap) {
                      " us); use microseconds since the Unix epoch, or 0 "
                      "for now"};
   if (snap.meta.timestamp_us == 0) snap.meta.timestamp_us = now_micros();
+  return {};
+}
+
+}  // namespace
+
+error snapshot_store::save_in(write_txn& txn, snapshot snap) {
+  if (auto err = check_snapshot(snap)) return err;
   auto& st = txn.state();
   auto key_bytes = name_key(snap.meta.stream_id, snap.meta.sequence);
   auto record = encode_snapshot(snap);
@@ -86,9 +92,29 @@ error snapshot_store::save_in(write_txn& txn, snapshot snap) {
                   "mdb_put (snapshot)");
 }
 
+void snapshot_store::save(snapshot snap, size_t keep, write_handler done) {
+  if (auto err = check_snapshot(snap)) return done(std::move(err));
+  auto& cfg = journal_->impl_->cfg;
+  std::optional<uint32_t> shard;
+  if (cfg.shard_of) shard = cfg.shard_of(snap.meta.stream_id);
+  if (shard)
+    return journal_->append_snapshot(*shard, std::move(snap), keep,
+                                     std::move(done));
+  journal_->write(
+      [snap = std::move(snap), keep](write_txn& txn) mutable {
+        auto stream = snap.meta.stream_id;
+        if (auto err = save_in(txn, std::move(snap))) return err;
+        return keep == 0 ? error{} : retain_in(txn, stream, keep);
+      },
+      std::move(done));
+}
+
 error snapshot_store::save(snapshot snap) {
-  return journal_->write(
-      [&snap](write_txn& txn) { return save_in(txn, snap); });
+  std::promise<error> promise;
+  auto future = promise.get_future();
+  save(std::move(snap), 0,
+       [&promise](error err) { promise.set_value(std::move(err)); });
+  return future.get();
 }
 
 expected<std::optional<snapshot>> snapshot_store::load_in(

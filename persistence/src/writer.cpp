@@ -464,6 +464,27 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
       return rc;
     if (std::get<error>(out)) return 0;
   }
+  if (req.snapshot) {
+    // Every replica stores the snapshot where it applies this record, so
+    // the events it covers must come first in the log.
+    auto& snap = req.snapshot->snap;
+    cached_head* covered = nullptr;
+    error head_err;
+    if (auto rc = load_head(st, snap.meta.stream_id, covered, head_err))
+      return rc;
+    if (!head_err && covered->pending.highest < snap.meta.sequence)
+      head_err = error{errc::invalid_argument,
+                       "snapshot of stream '" + snap.meta.stream_id +
+                           "' at sequence " +
+                           std::to_string(snap.meta.sequence) +
+                           " is past the stream's head here (" +
+                           std::to_string(covered->pending.highest) +
+                           "): a replicated snapshot follows its events"};
+    if (head_err) {
+      out = std::move(head_err);
+      return 0;
+    }
+  }
   if (req.has_supplied_ids) {
     bool duplicate = false;
     if (auto rc = check_duplicates(st, req, out, duplicate)) return rc;
@@ -568,7 +589,25 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
   head_rec.highest = res.stream_version;
   head_rec.last_position = previous;
   store_head(*entry, head_rec);
+  if (req.snapshot)
+    if (auto rc = store_snapshot(st, req.snapshot->snap, req.snapshot->keep))
+      return rc;
   out = std::move(res);
+  return 0;
+}
+
+int journal::impl::store_snapshot(detail::txn_state& st, const snapshot& snap,
+                                  uint64_t keep) {
+  auto key_bytes = name_key(snap.meta.stream_id, snap.meta.sequence);
+  auto record = encode_snapshot(snap);
+  auto key = to_val(key_bytes);
+  auto val = to_val(record);
+  if (auto rc = mdb_put(st.txn, dbs.snapshots, &key, &val, 0)) return rc;
+  if (keep == 0) return 0;
+  write_txn txn{st};
+  if (auto err = snapshot_store::retain_in(txn, snap.meta.stream_id, keep))
+    // Only LMDB fails here (the stream id was checked): the commit fails.
+    return st.fatal_rc != 0 ? st.fatal_rc : MDB_BAD_TXN;
   return 0;
 }
 

@@ -128,6 +128,10 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
     if (cfg.cluster_replicas == 0)
       return make_error(errc::invalid_argument,
                         "--cluster.replicas must be at least 1");
+    if (cfg.delete_events_on_snapshot)
+      return make_error(errc::invalid_argument,
+                        "--delete-events-on-snapshot cannot be used with "
+                        "--cluster.etcd: a shard's log is replicated whole");
     if (cfg.cluster_lease_ttl_s == 0 || cfg.cluster_lease_ttl_s > 60)
       return make_error(errc::invalid_argument,
                         "--cluster.lease-ttl-s must be 1 to 60");

@@ -11,6 +11,8 @@
 #include <future>
 #include <mutex>
 
+#include <msgpack.hpp>
+
 #include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
 #include "test_support.hpp"
@@ -325,8 +327,21 @@ BOOST_AUTO_TEST_CASE(reads_stop_at_epoch_bounds_sizes_and_holes) {
   BOOST_CHECK_EQUAL(r.log.end_of(3)->last_position, 8u);
   BOOST_CHECK_EQUAL(r.log.end_of(0)->epoch, 0u);
   BOOST_CHECK_EQUAL(r.log.end_of(0)->last_position, 0u);
-  // A deleted event leaves a hole that cannot be shipped.
-  BOOST_REQUIRE(!r.j->delete_events_to("a", 2));
+  // A shard's events cannot be deleted; one lost (here by plain LMDB, as a
+  // bug or another tool might) leaves a hole that cannot be shipped.
+  auto refused = r.j->delete_events_to("a", 2);
+  BOOST_CHECK_EQUAL(refused.code(), errc::invalid_argument);
+  BOOST_CHECK_EQUAL(r.j->read_stream("a", 1, 4, 10)->size(), 4u);
+  r.j.reset();
+  mnemo::test::with_raw_db(
+      r.dir.sub("data"), "mnemo.events", [](MDB_txn* txn, MDB_dbi dbi) {
+        for (uint64_t pos : {1, 2}) {
+          auto k = mnemo::test::be64_bytes(pos);
+          MDB_val key{k.size(), k.data()};
+          BOOST_REQUIRE_EQUAL(mdb_del(txn, dbi, &key, nullptr), 0);
+        }
+      });
+  r.reopen();
   auto hole = r.log.read(1, 100, 1 << 20);
   BOOST_REQUIRE(!hole);
   BOOST_CHECK_EQUAL(hole.error().code(), errc::not_found);
@@ -349,9 +364,16 @@ BOOST_AUTO_TEST_CASE(truncation_puts_heads_ids_tags_and_snapshots_back) {
   snap.meta.sequence = 3;
   snap.type = "test.state";
   snap.payload = {0x80};
-  BOOST_REQUIRE(!r.j->snapshots().save(snap));
+  // Stored here only (`save_in`), as before snapshots joined shard logs:
+  // truncation must also clean up what no record of the log names.
+  auto save_here = [&r](snapshot s) {
+    return r.j->write([&s](write_txn& txn) {
+      return snapshot_store::save_in(txn, s);
+    });
+  };
+  BOOST_REQUIRE(!save_here(snap));
   snap.meta.sequence = 2;
-  BOOST_REQUIRE(!r.j->snapshots().save(snap));
+  BOOST_REQUIRE(!save_here(snap));
   BOOST_REQUIRE_EQUAL(r.end(), 304u);
   // Keep epoch 1 and 50 records of epoch 2: a3 and c200..c248.
   BOOST_REQUIRE(!r.log.truncate_after(252));
@@ -642,6 +664,192 @@ BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {
   BOOST_CHECK_EQUAL(fenced.error().code(), errc::not_leader);
   BOOST_CHECK_EQUAL(log.end_position().value(), 2u);
   BOOST_CHECK_EQUAL(j->highest_sequence("a").value(), 2u);
+}
+
+namespace {
+
+snapshot test_snapshot(const std::string& stream, uint64_t sequence,
+                       uint8_t n) {
+  snapshot s;
+  s.meta.stream_id = stream;
+  s.meta.sequence = sequence;
+  s.type = "test.state";
+  s.schema_version = 2;
+  s.payload = {0x81, 0xa1, 'n', n};  // {"n": n}
+  s.metadata["window"] = "w" + std::to_string(n);
+  return s;
+}
+
+error save_snapshot(journal& j, snapshot s, size_t keep) {
+  std::promise<error> p;
+  auto f = p.get_future();
+  j.snapshots().save(std::move(s), keep,
+                     [&p](error err) { p.set_value(std::move(err)); });
+  return f.get();
+}
+
+std::vector<uint64_t> snapshot_sequences(journal& j, const std::string& s) {
+  std::vector<uint64_t> out;
+  for (auto& m : j.snapshots().list(s).value()) out.push_back(m.sequence);
+  return out;
+}
+
+// The payload of a `mnemo.snapshot` record as a peer might send it: the
+// fields given, in this order.
+template <class... Fields>
+std::vector<uint8_t> forged_snapshot(Fields&&... fields) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(sizeof...(fields) / 2);
+  (pk.pack(fields), ...);
+  return {buf.data(), buf.data() + buf.size()};
+}
+
+}  // namespace
+
+// Snapshots of a shard's streams join the shard's log (snapshot_store::save
+// in a replicated journal): every replica stores them with the leader's
+// retention, read models see them as records of the shard's own stream,
+// truncation keeps the ones whose events stay; a snapshot past its stream's
+// head, a damaged one or one of another shard's stream is refused.
+BOOST_AUTO_TEST_CASE(snapshots_of_a_shards_streams_travel_in_its_log) {
+  replica leader, follower;
+  BOOST_REQUIRE(!leader.log.begin_epoch(3));
+  for (int i = 1; i <= 5; ++i) leader.append("a", "a" + std::to_string(i));
+  leader.append("local-1", "x");
+  BOOST_REQUIRE(!save_snapshot(*leader.j, test_snapshot("a", 2, 1), 2));
+  BOOST_REQUIRE(!save_snapshot(*leader.j, test_snapshot("a", 4, 2), 2));
+  leader.append("a", "a6");
+  BOOST_REQUIRE(!save_snapshot(*leader.j, test_snapshot("a", 6, 3), 2));
+  // a1..a5 at 1..5, snapshots 2 and 4 at 6 and 7, a6 at 8, snapshot 6 at 9.
+  BOOST_REQUIRE_EQUAL(leader.end(), 9u);
+  // Past the head: refused, nothing written.
+  auto past = save_snapshot(*leader.j, test_snapshot("a", 7, 4), 2);
+  BOOST_CHECK_EQUAL(past.code(), errc::invalid_argument);
+  BOOST_CHECK_EQUAL(leader.end(), 9u);
+  BOOST_CHECK((snapshot_sequences(*leader.j, "a") ==
+               std::vector<uint64_t>{4, 6}));
+  // A stream of no shard: stored here only.
+  BOOST_REQUIRE(!save_snapshot(*leader.j, test_snapshot("local-1", 1, 5), 0));
+  BOOST_CHECK_EQUAL(leader.end(), 9u);
+  BOOST_CHECK_EQUAL(snapshot_sequences(*leader.j, "local-1").size(), 1u);
+
+  ship(leader, follower, 3, 2);
+  BOOST_CHECK(follower.records() == leader.records());
+  BOOST_CHECK((snapshot_sequences(*follower.j, "a") ==
+               std::vector<uint64_t>{4, 6}));
+  BOOST_CHECK(snapshot_sequences(*follower.j, "local-1").empty());
+  auto theirs = leader.j->snapshots().load("a", snapshot_criteria::latest());
+  auto mine = follower.j->snapshots().load("a", snapshot_criteria::latest());
+  BOOST_REQUIRE(theirs && *theirs && mine && *mine);
+  BOOST_CHECK_EQUAL((*mine)->meta.sequence, 6u);
+  BOOST_CHECK_EQUAL((*mine)->meta.timestamp_us, (*theirs)->meta.timestamp_us);
+  BOOST_CHECK_EQUAL((*mine)->type, "test.state");
+  BOOST_CHECK_EQUAL((*mine)->schema_version, 2u);
+  BOOST_CHECK((*mine)->payload == (*theirs)->payload);
+  BOOST_CHECK((*mine)->metadata == (*theirs)->metadata);
+  BOOST_CHECK_EQUAL((*mine)->metadata.at("window"), "w3");
+  // What read models of the shard see: three records of its own stream.
+  auto evs = follower.log.events(1, 9, 100).value();
+  BOOST_REQUIRE_EQUAL(evs.size(), 9u);
+  size_t carried = 0;
+  for (auto& e : evs)
+    if (e.type == "mnemo.snapshot") {
+      ++carried;
+      BOOST_CHECK_EQUAL(e.stream_id, "mnemo.shard/7");
+    }
+  BOOST_CHECK_EQUAL(carried, 3u);
+  BOOST_CHECK(follower.log.digest().value() == leader.log.digest().value());
+  follower.reopen();
+  BOOST_CHECK((snapshot_sequences(*follower.j, "a") ==
+               std::vector<uint64_t>{4, 6}));
+  // Truncated back to 7: a6 and the snapshot at 6 go, the one at 4 (whose
+  // events stay) is still there.
+  BOOST_REQUIRE(!follower.log.truncate_after(7));
+  BOOST_CHECK((snapshot_sequences(*follower.j, "a") ==
+               std::vector<uint64_t>{4}));
+
+  // Forged records, each as the next record of the leader's log: refused
+  // whole, writing nothing. The stream `mnemo.shard/7` is shard 7's here.
+  ship(leader, follower, 3);  // back to the leader's end (9)
+  auto forge = [&](std::vector<uint8_t> payload) {
+    replica l2;
+    BOOST_REQUIRE(!l2.log.begin_epoch(3));
+    ship(leader, l2, 3);
+    new_event ev;
+    ev.type = "mnemo.snapshot";
+    ev.payload = std::move(payload);
+    std::vector<new_event> evs2;
+    evs2.push_back(std::move(ev));
+    BOOST_REQUIRE(l2.j->append("mnemo.shard/7", std::move(evs2),
+                               expected_version::any()));
+    auto b = l2.log.read(10, 10, 1 << 20).value();
+    BOOST_REQUIRE_EQUAL(b.records.size(), 1u);
+    auto err = follower.log.apply(std::move(b), 3);
+    BOOST_CHECK_EQUAL(follower.end(), 9u);
+    BOOST_CHECK((snapshot_sequences(*follower.j, "a") ==
+                 std::vector<uint64_t>{4, 6}));
+    return err;
+  };
+  auto damaged = forge({0x81, 0xa1});  // cut short
+  BOOST_CHECK_EQUAL(damaged.code(), errc::corrupt_record);
+  BOOST_TEST_MESSAGE(damaged.to_string());
+  auto missing = forge(forged_snapshot(std::string{"stream"}, std::string{"a"},
+                                       std::string{"sequence"}, 5));
+  BOOST_CHECK_EQUAL(missing.code(), errc::corrupt_record);
+  auto full = [&](const std::string& stream, uint64_t seq) {
+    return forged_snapshot(
+        std::string{"stream"}, stream, std::string{"sequence"}, seq,
+        std::string{"timestamp_us"}, int64_t{1}, std::string{"type"},
+        std::string{"test.state"}, std::string{"schema_version"}, 1u,
+        std::string{"metadata"}, std::map<std::string, std::string>{},
+        std::string{"payload"}, std::vector<char>{'\x7f'},
+        std::string{"keep"}, 0u);
+  };
+  auto beyond = forge(full("a", 7));
+  BOOST_CHECK_EQUAL(beyond.code(), errc::log_mismatch);
+  BOOST_CHECK_MESSAGE(beyond.message().find("past the stream's head") !=
+                          std::string::npos,
+                      beyond.message());
+  auto elsewhere = forge(full("other/1", 0));
+  BOOST_CHECK_EQUAL(elsewhere.code(), errc::corrupt_record);
+  BOOST_CHECK_MESSAGE(elsewhere.message().find("not in this shard") !=
+                          std::string::npos,
+                      elsewhere.message());
+}
+
+// Only the shard's leader saves a snapshot of its streams: the gate
+// refuses it elsewhere, and admits it (acknowledged once committed) here.
+BOOST_AUTO_TEST_CASE(a_gate_admits_snapshots_like_appends) {
+  temp_dir dir;
+  auto gate = std::make_shared<test_gate>();
+  auto j = open_member(dir.sub("data"), gate);
+  replica_log log{*j, 7};
+  BOOST_REQUIRE(!log.begin_epoch(1));
+  auto refused = save_snapshot(*j, test_snapshot("other/1", 0, 1), 1);
+  BOOST_CHECK_EQUAL(refused.code(), errc::not_leader);
+  BOOST_CHECK(snapshot_sequences(*j, "other/1").empty());
+  BOOST_CHECK_EQUAL(replica_log(*j, 9).end_position().value(), 0u);
+  std::promise<expected<append_result>> p1;
+  j->append("a", {make_event("t", "a1")}, expected_version::any(),
+            [&](expected<append_result> r) { p1.set_value(std::move(r)); });
+  for (int i = 0; i < 500 && gate->count() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  BOOST_REQUIRE_EQUAL(gate->release(1), 1u);
+  BOOST_REQUIRE(p1.get_future().get());
+  std::promise<error> p2;
+  j->snapshots().save(test_snapshot("a", 1, 2), 1,
+                      [&](error err) { p2.set_value(std::move(err)); });
+  auto f2 = p2.get_future();
+  for (int i = 0; i < 500 && gate->count() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  BOOST_REQUIRE_EQUAL(gate->count(), 1u);
+  BOOST_CHECK(f2.wait_for(std::chrono::milliseconds(20)) ==
+              std::future_status::timeout);
+  BOOST_CHECK_EQUAL(log.end_position().value(), 2u);
+  BOOST_CHECK_EQUAL(gate->release(2), 1u);
+  BOOST_CHECK(!f2.get());
+  BOOST_CHECK_EQUAL(snapshot_sequences(*j, "a").size(), 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -57,8 +57,10 @@ struct ha_fixture {
   std::array<ha_member, 3> m;
   std::mutex log_mtx;
   size_t replicas = 3;
+  size_t snapshot_every = 0;
 
-  explicit ha_fixture(size_t replica_count = 3) : replicas(replica_count) {
+  explicit ha_fixture(size_t replica_count = 3, size_t snapshots_every = 0)
+      : replicas(replica_count), snapshot_every(snapshots_every) {
     m[0].id = "a";
     m[1].id = "b";
     m[2].id = "c";
@@ -81,6 +83,7 @@ struct ha_fixture {
     auto& c = *x.cfg;
     c.data_dir = (x.dir.path() / "data").string();
     c.durability = "nosync";
+    if (snapshot_every != 0) c.snapshot_every = snapshot_every;
     c.cluster.node_id = x.id;
     c.cluster_members = "a@127.0.0.1:" + std::to_string(port) +
                         ",b@127.0.0.1:" + std::to_string(port + 1) +
@@ -207,6 +210,11 @@ struct ha_fixture {
 // Three members, two replicas per shard: each member lacks some shards.
 struct two_replica_fixture : ha_fixture {
   two_replica_fixture() : ha_fixture(2) {}
+};
+
+// Aggregates snapshot every 5 events.
+struct snapshotting_fixture : ha_fixture {
+  snapshotting_fixture() : ha_fixture(3, 5) {}
 };
 
 // What the read models of the shard logs on one member saw: every event
@@ -427,6 +435,76 @@ BOOST_FIXTURE_TEST_CASE(a_dead_leader_fails_over_with_every_acknowledged_command
   BOOST_REQUIRE_MESSAGE(through_victim,
                         why(through_victim));
   BOOST_CHECK_EQUAL(through_victim->total, acked + 101);
+}
+
+// An aggregate's snapshots travel in its shard's log: every replica holds
+// the same ones, so the member that leads after a failover recovers from
+// one; its window of processed command ids comes with it, so a command
+// retried after the failover is answered, not applied again.
+BOOST_FIXTURE_TEST_CASE(snapshots_reach_every_replica_and_serve_the_next_leader,
+                        snapshotting_fixture) {
+  auto led = leaders(15s);
+  std::string id = "snapped";
+  auto stream = "counter-" + id;
+  auto victim = index(led[shard_of(id)]);
+  auto other = (victim + 1) % 3;
+  int64_t acked = 0;
+  for (int k = 1; k <= 12; ++k) {
+    auto r = add_to(other, id, k, "cmd-" + std::to_string(k));
+    BOOST_REQUIRE_MESSAGE(r, why(r));
+    acked += k;
+  }
+  // Snapshots at 5 and 10 (two kept), the same on all three members.
+  auto sequences = [&](size_t i) {
+    std::vector<uint64_t> out;
+    auto list = m[i].node->journal().snapshots().list(stream);
+    BOOST_REQUIRE(list);
+    for (auto& meta : *list) out.push_back(meta.sequence);
+    return out;
+  };
+  const std::vector<uint64_t> want{5, 10};
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         !(sequences(0) == want && sequences(1) == want &&
+           sequences(2) == want))
+    std::this_thread::sleep_for(20ms);
+  for (size_t i = 0; i < 3; ++i)
+    BOOST_CHECK_MESSAGE(sequences(i) == want,
+                        "member " << m[i].id << " holds "
+                                  << sequences(i).size() << " snapshots");
+  auto latest = [&](size_t i) {
+    auto s = m[i].node->journal().snapshots().load(
+        stream, pe::snapshot_criteria::latest());
+    BOOST_REQUIRE(s && *s);
+    return std::move(**s);
+  };
+  auto original = latest(victim);
+  for (size_t i = 0; i < 3; ++i) {
+    auto copy = latest(i);
+    BOOST_CHECK_EQUAL(copy.meta.sequence, 10u);
+    BOOST_CHECK_EQUAL(copy.meta.timestamp_us, original.meta.timestamp_us);
+    BOOST_CHECK(copy.payload == original.payload);
+    BOOST_CHECK(copy.metadata == original.metadata);
+  }
+  expect_identical_logs(5s);
+  // The leader dies; another recovers the counter from its own copy.
+  m[victim].node->coordinator()->abandon();
+  stop(m[victim]);
+  caf::expected<count> r{caf::error{}};
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    r = add_to(other, id, 100, "cmd-after");
+    if (r) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  BOOST_REQUIRE_MESSAGE(r, why(r));
+  BOOST_CHECK_EQUAL(r->total, acked + 100);
+  auto again = add_to(other, id, 3, "cmd-3");
+  BOOST_REQUIRE_MESSAGE(again, why(again));
+  BOOST_CHECK_EQUAL(again->total, 6);  // the original answer
+  auto now = add_to(other, id, 0);
+  BOOST_REQUIRE_MESSAGE(now, why(now));
+  BOOST_CHECK_EQUAL(now->total, acked + 100);
 }
 
 // Members that disagree on the replication settings (and so on their

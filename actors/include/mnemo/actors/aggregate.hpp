@@ -478,15 +478,10 @@ class aggregate_actor : public caf::event_based_actor {
     auto* journal = ctx_.journal;
     auto stream = stream_;
     sink->expect();
-    journal->write(
-        [snap = std::move(snap), keep](persistence::write_txn& txn) mutable {
-          auto stream = snap.meta.stream_id;
-          if (auto err =
-                  persistence::snapshot_store::save_in(txn, std::move(snap)))
-            return err;
-          return persistence::snapshot_store::retain_in(
-              txn, stream, std::max<size_t>(keep, 1));
-        },
+    // In a replicated cluster the snapshot joins its shard's log: every
+    // replica stores it, and a new leader recovers from it.
+    journal->snapshots().save(
+        std::move(snap), std::max<size_t>(keep, 1),
         [sink, journal, stream, delete_to](persistence::error err) {
           // Only a stored snapshot may let events go.
           if (!err && delete_to > 0) {

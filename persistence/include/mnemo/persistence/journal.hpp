@@ -17,6 +17,7 @@
 namespace mnemo::persistence {
 
 class snapshot_store;
+struct snapshot;
 class offset_store;
 class dead_letter_store;
 struct stream_export;
@@ -193,7 +194,9 @@ class journal {
 
   /// Deletes the events of `stream` with sequence <= `to_sequence` (capped
   /// at the highest sequence). They disappear from every read; the highest
-  /// sequence is never lowered. Errors: as for `append`, minus conflicts.
+  /// sequence is never lowered. Errors: as for `append`, minus conflicts;
+  /// `invalid_argument` for a stream of a shard (`journal_config::shard_of`):
+  /// a shard's log is replicated whole.
   void delete_events_to(std::string stream, uint64_t to_sequence,
                         write_handler done);
 
@@ -361,10 +364,15 @@ class journal {
 
  private:
   friend class replica_log;
+  friend class snapshot_store;
   // Appends to `stream` in `shard`'s log without asking the gate (the
   // epoch marker of replica_log::begin_epoch).
   void append_in_shard(std::string stream, std::vector<new_event> events,
                        uint32_t shard, append_handler done);
+  // Stores `snap` (with retention `keep`) and enters it in `shard`'s log,
+  // through the gate (snapshot_store::save).
+  void append_snapshot(uint32_t shard, snapshot snap, uint64_t keep,
+                       write_handler done);
   error import_events(const std::string& stream,
                       std::unique_ptr<import_info> info,
                       std::vector<new_event>& events);

@@ -9,6 +9,7 @@
 
 #include "mnemo/persistence/error.hpp"
 #include "mnemo/persistence/event_envelope.hpp"
+#include "mnemo/persistence/journal.hpp"
 #include "mnemo/persistence/transaction.hpp"
 
 namespace mnemo::persistence {
@@ -71,13 +72,28 @@ class snapshot_store {
   /// Internal: made by the journal.
   explicit snapshot_store(journal& owner) noexcept : journal_(&owner) {}
 
-  /// Stores `snap`; a snapshot with the same stream and sequence is
-  /// overwritten. A zero timestamp is replaced by the current time.
-  /// Errors: `invalid_argument` (bad stream id, negative timestamp: it
-  /// could never be selected), `storage_full`,
-  /// `storage_error`, `journal_failed`, `journal_closed`.
+  /// Stores `snap`, then keeps only the `keep` snapshots of its stream
+  /// with the highest sequences (0: all of them), in one group commit;
+  /// `done` runs once that is durable. A snapshot with the same stream and
+  /// sequence is overwritten. A zero timestamp is replaced by the current
+  /// time. Errors: `invalid_argument` (bad stream id, negative timestamp:
+  /// it could never be selected), `storage_full`, `storage_error`,
+  /// `journal_failed`, `journal_closed`.
+  ///
+  /// In a replicated journal (`journal_config::shard_of`), a snapshot of a
+  /// shard's stream also joins the shard's log, as an event of type
+  /// `mnemo.snapshot` in the stream `mnemo.shard/<shard>`, in the same
+  /// commit: every replica of the shard stores it (and applies the same
+  /// `keep`) when it applies that record, so a new leader's aggregates
+  /// recover from it. The journal's gate admits it only where this member
+  /// leads the shard (else `not_leader`, nothing stored), and `done` runs
+  /// once a majority of the replicas hold it. Its sequence must not be
+  /// past the stream's head here (`invalid_argument`): replicas store it
+  /// right after the events it covers.
+  void save(snapshot snap, size_t keep, write_handler done);
+  /// Blocking `save(snap, 0, ...)`. Not from the writer thread.
   error save(snapshot snap);
-  /// `save` inside `txn`.
+  /// Stores `snap` inside `txn`, in this journal only: never replicated.
   static error save_in(write_txn& txn, snapshot snap);
 
   /// Returns the matching snapshot with the highest sequence (ties cannot
