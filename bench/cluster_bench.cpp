@@ -3,7 +3,8 @@
 //
 //   cluster_bench [--quick] [--seconds S] [--in-flight N] [--no-tls]
 //                 [--dir PATH] [--durability MODE]
-//                 [--replicas R [--rounds K] [--kills N] [--lease-ttl-s T]]
+//                 [--replicas R [--rounds K] [--kills N] [--rebuild]
+//                  [--lease-ttl-s T]]
 //
 // Without --replicas: node A sends deposits for accounts that node B owns,
 // through A's router, with `in_flight` requests outstanding; B persists
@@ -19,7 +20,9 @@
 // times, the leader of an account's shard dies without a word (its
 // coordinator abandoned, its node stopped: its lease runs out in etcd)
 // and the time until another member acknowledges a deposit to it is
-// taken, with a check that no acknowledged deposit was lost.
+// taken, with a check that no acknowledged deposit was lost. --rebuild
+// measures how fast a member whose directory was wiped gets every shard
+// back from the leaders while they serve (see `rebuild` below).
 //
 // The nodes run in this process (an actor system and a journal each) and
 // talk through CAF's middleman over 127.0.0.1, with TLS unless --no-tls
@@ -51,6 +54,7 @@
 #include "../tests/support/free_ports.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/actors/remote_aggregate.hpp"
+#include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/coordination/shard_coordinator.hpp"
 #include "mnemo/runtime/error.hpp"
@@ -72,6 +76,7 @@ struct options {
   size_t replicas = 0;  // 0: the two-node bench
   size_t rounds = 2;
   size_t kills = 0;
+  bool rebuild = false;
   size_t lease_ttl_s = 2;
   // CAF's scheduler policy of every member: "sharing", as the bank and
   // orders nodes run, or CAF's default "stealing".
@@ -473,6 +478,127 @@ json failover(const options& opt, const fs::path& base,
               {"lost_acknowledged", lost}};
 }
 
+// --rebuild: the records a wiped member must fetch, and the baseline: the
+// rate at which the cluster wrote them. Loads for `opt.seconds`, wipes
+// n3's directory (its coordinator abandoned, as in a kill) and starts it
+// again empty: every shard it holds becomes a learner and is synced from
+// its leader from position 1, while n1 keeps driving the same load for
+// `opt.seconds` (after n3's shards failed over, so that failures counted
+// are the rebuild's: the handovers back to n3 once it caught up, its
+// shards' preferred replica). The time taken is until n3 votes again in
+// every shard
+// (caught up with a leader's commit point); then, once the load stopped,
+// every shard's log must be identical on the three members.
+json rebuild(const options& opt, const fs::path& base,
+             const std::string& certs, mnemo::test::etcd_process& etcd) {
+  namespace pe = mnemo::persistence;
+  auto t = start_trio(opt, base / "rebuild", certs, etcd.endpoint(),
+                      "/bench/rebuild");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.push_back("acc-" + std::to_string(i));
+  open_accounts(t, ids);
+  auto until = [&](steady::time_point from) {
+    return from + std::chrono::duration_cast<steady::duration>(
+                      std::chrono::duration<double>(opt.seconds));
+  };
+  driver_state load;
+  auto t0 = steady::now();
+  drive(t.m[0].node->system(), t.m[0].accounts, ids, opt.in_flight,
+        until(t0), load);
+  auto load_rate =
+      load.done / std::chrono::duration<double>(steady::now() - t0).count();
+  auto shards = t.m[0].node->cluster()->view().shards();
+  // The wipe.
+  t.m[2].node->coordinator()->abandon();
+  t.m[2].accounts = nullptr;
+  t.m[2].node.reset();
+  t.m[2].cfg.reset();
+  fs::remove_all(t.dirs[2]);
+  // The failover first (n3 led a third of the shards): what follows
+  // measures the rebuild, not the lease running out.
+  auto deadline = steady::now() + std::chrono::seconds{30};
+  for (uint32_t s = 0; s < shards;) {
+    auto l = t.m[0].node->cluster()->leader_of(s);
+    if (!l.empty() && l != "n3" && l == t.m[1].node->cluster()->leader_of(s)) {
+      ++s;
+      continue;
+    }
+    if (steady::now() > deadline) die("no failover of n3's shards in 30 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  auto t1 = steady::now();
+  t.m[2] = start(opt, "n3", t.members, t.dirs[2], certs, t.etcd, t.prefix);
+  driver_state during;
+  auto load_end = until(steady::now());
+  std::thread loader{[&] {
+    drive(t.m[0].node->system(), t.m[0].accounts, ids, opt.in_flight,
+          load_end, during);
+  }};
+  auto learners = [&] {
+    size_t n = 0;
+    for (uint32_t s = 0; s < shards; ++s) {
+      auto l = pe::replica_log{t.m[2].node->journal(), s}.learner();
+      if (!l) die("learner(): " + l.error().to_string());
+      n += l->has_value();
+    }
+    return n;
+  };
+  // First the coordinator marks the wiped copy's shards, then they catch up.
+  deadline = steady::now() + std::chrono::seconds{30};
+  while (learners() == 0) {
+    if (steady::now() > deadline) die("the wiped member never became a learner");
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  size_t marked = learners();
+  deadline = steady::now() + std::chrono::seconds{600};
+  while (learners() > 0) {
+    if (steady::now() > deadline) die("the wiped member did not catch up in 600 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  auto rebuilt_s = std::chrono::duration<double>(steady::now() - t1).count();
+  uint64_t records = 0;
+  for (uint32_t s = 0; s < shards; ++s)
+    records += pe::replica_log{t.m[2].node->journal(), s}.end_position().value();
+  loader.join();
+  auto during_s = opt.seconds;
+  // Quiet now: every shard's log the same everywhere.
+  bool identical = false;
+  deadline = steady::now() + std::chrono::seconds{60};
+  while (!identical && steady::now() < deadline) {
+    identical = true;
+    for (uint32_t s = 0; identical && s < shards; ++s) {
+      auto d0 = pe::replica_log{t.m[0].node->journal(), s}.digest();
+      for (size_t i = 1; identical && i < 3; ++i) {
+        auto d = pe::replica_log{t.m[i].node->journal(), s}.digest();
+        identical = d0 && d && *d0 == *d;
+      }
+    }
+    if (!identical) std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  }
+  std::cerr << "rebuild: " << marked << " learner shards, " << records
+            << " records in " << rebuilt_s << " s\n";
+  json out{{"bench", "cluster.rebuild"},
+           {"nodes", 3},
+           {"replicas", opt.replicas},
+           {"durability", opt.durability},
+           {"tls", opt.tls},
+           {"learner_shards", marked},
+           {"records", records},
+           {"seconds", std::round(rebuilt_s * 100) / 100},
+           {"records_per_s", std::llround(records / rebuilt_s)},
+           {"load_commands_per_s", std::llround(load_rate)},
+           {"ratio", load_rate > 0
+                         ? std::round(100 * records / rebuilt_s / load_rate) /
+                               100
+                         : 0.0},
+           {"served_during_rebuild_commands_per_s",
+            std::llround(during.done / during_s)},
+           {"failed_during_rebuild", during.failed},
+           {"identical_logs", identical}};
+  if (!during.first_error.empty()) out["first_error"] = during.first_error;
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -501,6 +627,8 @@ int main(int argc, char** argv) {
       opt.rounds = std::stoul(value());
     else if (a == "--kills")
       opt.kills = std::stoul(value());
+    else if (a == "--rebuild")
+      opt.rebuild = true;
     else if (a == "--lease-ttl-s")
       opt.lease_ttl_s = std::stoul(value());
     else if (a == "--scheduler")
@@ -509,7 +637,7 @@ int main(int argc, char** argv) {
       die("unknown option " + a +
           " (--quick, --seconds S, --in-flight N, --no-tls, --dir PATH, "
           "--durability MODE, --replicas R, --rounds K, --kills N, "
-          "--lease-ttl-s T, --scheduler sharing|stealing)");
+          "--rebuild, --lease-ttl-s T, --scheduler sharing|stealing)");
   }
   if (opt.quick) opt.seconds = 1;
   if (opt.replicas > 3) die("--replicas: at most 3 (three members)");
@@ -535,6 +663,14 @@ int main(int argc, char** argv) {
         f["scheduler"] = opt.scheduler;
         std::cout << f.dump() << std::endl;
         if (f["lost_acknowledged"].get<uint64_t>() != 0) rc = 1;
+      }
+      if (opt.rebuild) {
+        auto r = rebuild(opt, base, certs, etcd);
+        r["scheduler"] = opt.scheduler;
+        std::cout << r.dump() << std::endl;
+        if (!r["identical_logs"].get<bool>() ||
+            r["records"].get<uint64_t>() == 0)
+          rc = 1;
       }
     } catch (const std::exception& e) {
       die(e.what());
