@@ -3,6 +3,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
 
 #include <openssl/hmac.h>
 #include <caf/actor_cast.hpp>
@@ -52,6 +53,8 @@ using watch_atom = caf::atom_constant<caf::atom("mn_watch")>;
 using lost_atom = caf::atom_constant<caf::atom("mn_lost")>;
 // Local: `(attach_atom, replicator)`.
 using attach_atom = caf::atom_constant<caf::atom("mn_attach")>;
+// (address_atom, id, host, port): member `id` listens there now.
+using address_atom = caf::atom_constant<caf::atom("mn_addr")>;
 
 namespace repl = replication;
 
@@ -119,6 +122,16 @@ class endpoint_actor : public caf::event_based_actor {
           connect_all();
           feed_.resubscribe();
           delayed_send(this, st_->retry, tick_atom::value);
+        },
+        [this](address_atom, const std::string& id, const std::string& host,
+               uint16_t port) {
+          if (!local_sender() || id == st_->self || !st_->view.find(id)) return;
+          auto& a = addresses_[id];
+          if (a.first == host && a.second == port) return;
+          a = {host, port};
+          st_->log("member_address",
+                   "member '" + id + "' listens on " + host + ":" +
+                       std::to_string(port));
         },
         [this](serve_atom, const std::string& type, const caf::actor& local,
                std::shared_ptr<remote_protocol> protocol) {
@@ -362,8 +375,14 @@ class endpoint_actor : public caf::event_based_actor {
       if (p.handle || p.connecting) continue;
       p.connecting = true;
       auto id = m.id;
-      request(mm, std::chrono::seconds{2}, caf::connect_atom::value, m.host,
-              m.port)
+      // Where the member says it listens (etcd's member directory), else
+      // the member list's address.
+      auto host = m.host;
+      auto port = m.port;
+      if (auto a = addresses_.find(id); a != addresses_.end())
+        std::tie(host, port) = a->second;
+      request(mm, std::chrono::seconds{2}, caf::connect_atom::value, host,
+              port)
           .then(
               [this, id](caf::node_id&, caf::strong_actor_ptr& ptr,
                          std::set<std::string>&) {
@@ -494,6 +513,8 @@ class endpoint_actor : public caf::event_based_actor {
 
   std::shared_ptr<cluster_state> st_;
   std::map<std::string, peer> peers_;
+  // Addresses members announced (cluster::set_address), by id.
+  std::map<std::string, std::pair<std::string, uint16_t>> addresses_;
   std::map<std::string, std::string> last_failure_;
   std::map<std::string, caf::node_id> inbound_;
   std::map<std::string, std::string> refused_;
@@ -753,6 +774,13 @@ const char* cluster::transport() const noexcept {
 
 bool cluster::replicated() const noexcept {
   return state_->streams != nullptr;
+}
+
+void cluster::set_address(const std::string& member, const std::string& host,
+                          uint16_t port) {
+  // From a local actor: the endpoint takes this from its own node only.
+  caf::scoped_actor self{*sys_};
+  self->send(endpoint_, address_atom::value, member, host, port);
 }
 
 void cluster::set_leader(uint32_t shard, const std::string& leader) {

@@ -136,8 +136,12 @@ const cluster_member* cluster_view::find(std::string_view id) const noexcept {
 }
 
 std::string cluster_view::fingerprint() const {
-  std::string result = "shards=" + std::to_string(shards_);
-  for (auto& m : members_) result += ";" + m.to_string();
+  // Ids only: ownership and replica sets depend on nothing else, and a
+  // member may move to another address (a replacement machine) without
+  // the others changing their view.
+  std::string result = "shards=" + std::to_string(shards_) + ";members=";
+  for (size_t i = 0; i < members_.size(); ++i)
+    result += (i ? "," : "") + members_[i].id;
   return result;
 }
 

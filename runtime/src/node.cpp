@@ -250,6 +250,21 @@ caf::error node::start_replication() {
                                       const std::string& member) {
     c->set_leader(shard, member);
   };
+  // The member directory: where this member listens, and where the others
+  // say they do (a member replaced by a machine on another address).
+  if (auto* me = view.find(cs.member))
+    cs.address = me->host + ":" + std::to_string(me->port);
+  cs.on_address = [c = cluster_.get(), log = cluster_log_](
+                      const std::string& member, const std::string& address) {
+    std::string why;
+    auto parsed = parse_member(member + "@" + address, why);
+    if (!parsed) {
+      log("member_address_refused", "member '" + member + "' announced '" +
+                                        address + "': " + why);
+      return;
+    }
+    c->set_address(member, parsed->host, parsed->port);
+  };
   auto c = coordination::shard_coordinator::start(*system_, replicator_,
                                                   std::move(cs), cluster_log_);
   if (!c) return std::move(c.error());

@@ -272,6 +272,66 @@ BOOST_AUTO_TEST_CASE(a_member_with_a_wiped_directory_rebuilds_and_serves) {
   check_converged(f, ledger);
 }
 
+// A member's machine is lost for good and a new one takes its id on
+// another address with an empty directory. It records the address in
+// etcd's member directory; the others, whose --cluster.members still name
+// the old address, connect to the new one without a restart, and it
+// rebuilds every shard while they serve. Then the busiest leader dies
+// (and comes back with the old member list): nothing acknowledged is lost.
+BOOST_AUTO_TEST_CASE(a_member_replaced_on_another_address_needs_no_restarts) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-replace", etcd.endpoint()};
+  cluster_ledger ledger{"r", 12};
+  join_and_open(f, ledger, std::chrono::seconds{20});
+  auto seed = static_cast<unsigned>(::getpid());
+  {
+    workload w{ledger, f.table, seed, 4};
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    // n2: the member with the smaller id connects, so n1 must learn where
+    // n2 is now; n2 itself connects to n3.
+    size_t replaced = 1;
+    f.kill(replaced);
+    std::filesystem::remove_all(f.dirs[replaced]);
+    auto moved = "127.0.0.1:" + std::to_string(mnemo::test::free_port_block(1));
+    auto list = f.members_option;
+    auto at = list.find("n2@");
+    auto end = list.find(',', at);
+    list.replace(at + 3, end - at - 3, moved);
+    BOOST_TEST_MESSAGE("n2 comes back on " << moved << ": " << list);
+    f.start(replaced, list);
+    if (!f.all_joined(std::chrono::seconds{20})) {
+      for (size_t i = 0; i < members; ++i)
+        if (f.nodes[i])
+          for (auto& line : f.nodes[i]->drain_stdout())
+            if (line.find("\"cluster\"") != std::string::npos &&
+                line.find("shard_") == std::string::npos)
+              BOOST_TEST_MESSAGE(line);
+      BOOST_FAIL("the members did not connect to n2's new address");
+    }
+    auto t0 = steady::now();
+    std::optional<size_t> learning;
+    while (steady::now() - t0 < std::chrono::seconds{30} &&
+           (!(learning = f.learners(replaced)) || *learning > 0))
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    BOOST_REQUIRE_MESSAGE(learning && *learning == 0,
+                          "the new n2 still has learners after 30 s");
+    BOOST_TEST_MESSAGE("the new n2 caught up " << seconds_since(t0)
+                                               << " s after it joined");
+    auto leader = busiest(f);
+    BOOST_REQUIRE(leader);
+    f.kill(*leader);
+    BOOST_REQUIRE_MESSAGE(all_led_without(f, *leader),
+                          "no failover 30 s after the kill");
+    // Back with its old configuration (n2's old address): the directory
+    // tells it where n2 is.
+    f.start(*leader, *leader == replaced ? list : std::string{});
+    BOOST_REQUIRE(f.all_joined(std::chrono::seconds{20}));
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    w.stop();
+  }
+  check_converged(f, ledger);
+}
+
 // Two replicas per shard of three members: a third of the shards is not
 // in a member's journal at all, and the members still answer every
 // account's balance, the totals and the transfers from the shards'

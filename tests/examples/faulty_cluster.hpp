@@ -89,13 +89,17 @@ struct faulty_cluster {
     return static_cast<size_t>(o[1] - '1');
   }
 
-  void start(size_t i) {
+  // Starts member `i` (again), with `members_list` as its
+  // --cluster.members if given (the cluster's otherwise).
+  void start(size_t i, const std::string& members_list = {}) {
     std::vector<std::string> args{"--data",
                                   dirs[i],
                                   "--listen",
                                   "127.0.0.1:0",
                                   "--cluster.node-id=" + id(i),
-                                  "--cluster.members=" + members_option,
+                                  "--cluster.members=" +
+                                      (members_list.empty() ? members_option
+                                                            : members_list),
                                   "--cluster.secret=" + std::string{secret},
                                   "--cluster.plain-tcp",
                                   "--cluster.retry-ms=100"};

@@ -317,6 +317,13 @@ void shard_coordinator::look() {
   if (*rev != looked_at_) {
     auto all = etcd_->get_prefix(base);
     if (!all) return failed(all.error());
+    // The member directory moves the same revision (rarely: a member
+    // starting on another address).
+    if (cfg_.on_address) {
+      auto members = etcd_->get_prefix(cfg_.prefix + "/members/");
+      if (!members) return failed(members.error());
+      read_addresses(*members);
+    }
     looked_ = std::move(*all);
     looked_at_ = *rev;
   }
@@ -668,6 +675,40 @@ bool shard_coordinator::check_identity() {
   return true;
 }
 
+bool shard_coordinator::announce_address() {
+  if (cfg_.address.empty()) return true;
+  auto key = cfg_.prefix + "/members/" + cfg_.member + "/address";
+  auto got = etcd_->get(key);
+  if (!got) return etcd_failed(got.error());
+  if (*got && (*got)->value == cfg_.address) return true;
+  // Only this member writes its key; the last start wins.
+  auto put = etcd_->put(key, cfg_.address);
+  if (!put) return etcd_failed(put.error());
+  log_("member_address_recorded",
+       key + ": " + cfg_.address +
+           (*got ? " (was " + (*got)->value + ")" : std::string{}));
+  return true;
+}
+
+void shard_coordinator::read_addresses(const std::vector<etcd_kv>& members) {
+  constexpr std::string_view suffix = "/address";
+  auto base = cfg_.prefix + "/members/";
+  for (auto& kv : members) {
+    std::string_view rest{kv.key};
+    if (rest.size() <= base.size() + suffix.size() ||
+        rest.substr(rest.size() - suffix.size()) != suffix)
+      continue;
+    auto member = std::string{rest.substr(
+        base.size(), rest.size() - base.size() - suffix.size())};
+    if (member == cfg_.member || member.find('/') != std::string::npos)
+      continue;
+    auto& told = addresses_[member];
+    if (told == kv.value) continue;
+    told = kv.value;
+    cfg_.on_address(member, kv.value);
+  }
+}
+
 void shard_coordinator::run() {
   while (!stop_) {
     if (!etcd_) {
@@ -681,6 +722,10 @@ void shard_coordinator::run() {
     if (!identity_checked_) {
       identity_checked_ = check_identity();
       if (!identity_checked_) continue;
+    }
+    if (!address_announced_) {
+      address_announced_ = announce_address();
+      if (!address_announced_) continue;
     }
     if (lease_.load() != 0 && !lease_short()) look();
     std::this_thread::sleep_for(cfg_.poll);

@@ -2,8 +2,8 @@
 
 // Nodes of a cluster over CAF's middleman. Each node publishes one
 // endpoint actor on its member port and connects to every other member;
-// a join handshake checks that both sides share the cluster view (members
-// and shard count, `cluster_view::fingerprint`) and the cluster secret
+// a join handshake checks that both sides share the cluster view (member
+// ids and shard count, `cluster_view::fingerprint`) and the cluster secret
 // (HMAC-SHA256 proofs in both directions, the secret never crosses the
 // wire). Entity registries are wrapped by routers: a command for an entity
 // whose shard another member owns travels to that member's endpoint as
@@ -192,6 +192,14 @@ class cluster {
   /// a new instance recovers what other leaders wrote meanwhile. Called by
   /// the shard coordinator; thread-safe.
   void set_leader(uint32_t shard, const std::string& leader);
+
+  /// Member `member` listens on `host:port` from now on (e.g. a replacement
+  /// machine that announced itself in etcd's member directory): this node
+  /// connects there instead of the member list's address when it next
+  /// connects to it. Ignored for this node and for ids outside the view.
+  /// Thread-safe.
+  void set_address(const std::string& member, const std::string& host,
+                   uint16_t port);
 
   /// Replicated cluster: `f` runs each time this member comes to lead a
   /// shard, after the shard's entities were evicted and commands for it

@@ -52,8 +52,10 @@ class cluster_view {
   /// Returns the member with id `id`, or null.
   const cluster_member* find(std::string_view id) const noexcept;
 
-  /// A stable text that equal views share and different views do not
-  /// (members and shard count, canonical order); nodes compare it at join.
+  /// A stable text that views with the same member ids and shard count
+  /// share (canonical order) and others do not; nodes compare it at join.
+  /// Addresses are not part of it: ownership and replica sets depend on
+  /// the ids only, so a member may come back on another address.
   std::string fingerprint() const;
 
   /// Returns the shard of entity `id` of type `type`: FNV-1a of

@@ -86,6 +86,18 @@ struct coordinator_settings {
   /// campaigns nor answers leaders until the two agree
   /// (`shard_map_error`). Empty: no check.
   std::string shard_map;
+  /// Where this member listens for the others ("host:port"). The
+  /// coordinator records it under `<prefix>/members/<member>/address`
+  /// before it takes part in any election, and tells `on_address` where
+  /// the other members announced themselves: the member directory that
+  /// lets a member come back on another machine without the others
+  /// changing their configuration. Empty: nothing recorded.
+  std::string address;
+  /// Called with (member, "host:port") for every other member's announced
+  /// address when it is first read and whenever it changes; e.g.
+  /// `cluster::set_address`. Calls come from the coordinator's thread.
+  std::function<void(const std::string& member, const std::string& address)>
+      on_address;
   /// Where etcd is.
   etcd_settings etcd;
   /// Called with (shard, member) whenever the member that commands for a
@@ -163,6 +175,12 @@ class shard_coordinator {
   /// Compares `shard_map` with etcd's (creating it if absent); false (after
   /// a poll's wait) while etcd does not answer or the two differ.
   bool check_shard_map();
+  /// Records `address` in the member directory (if it differs); false
+  /// (after a poll's wait) while etcd does not answer.
+  bool announce_address();
+  /// Tells `on_address` of the other members' addresses that changed
+  /// since the last call, from the member directory's keys.
+  void read_addresses(const std::vector<etcd_kv>& members);
   /// Logs an etcd call's failure and waits a poll before the caller
   /// retries; returns false (what the checks answer then).
   bool etcd_failed(const caf::error& err);
@@ -217,6 +235,9 @@ class shard_coordinator {
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
   bool identity_checked_ = false;
   bool map_checked_ = false;
+  bool address_announced_ = false;
+  // The other members' addresses `on_address` was told, by member.
+  std::map<std::string, std::string> addresses_;
   // Preferred-leader election: since when the preferred replica's key (by
   // key) has been seen, and since when this member has led each shard.
   std::map<uint32_t, std::pair<std::string, std::chrono::steady_clock::time_point>>
