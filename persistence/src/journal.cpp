@@ -434,6 +434,28 @@ error prepare(append_request& req, std::vector<new_event>& events) {
   return {};
 }
 
+// Fails an append to a shard's log whose events would be records larger
+// than `limit` (0: none).
+error check_record_sizes(const append_request& req, size_t limit) {
+  if (limit == 0 || req.shard == no_shard) return {};
+  size_t begin = 0;
+  for (size_t i = 0; i < req.events.size(); ++i) {
+    auto size = record_header_size + req.events[i].body_end - begin;
+    begin = req.events[i].body_end;
+    if (size > limit)
+      return error{errc::invalid_argument,
+                   "event " + std::to_string(i + 1) + " of an append to '" +
+                       req.stream + "' would be a record of " +
+                       std::to_string(size) + " bytes; records of shard " +
+                       std::to_string(req.shard) +
+                       " travel to its other replicas in one message and "
+                       "may have at most " +
+                       std::to_string(limit) +
+                       " (the cluster's max_message_bytes, less overhead)"};
+  }
+  return {};
+}
+
 // An append to a shard's log with a gate: asks it to admit `req` (in the
 // epoch it names) and makes `done` wait until the shard's majority holds
 // the append. Returns false, having failed `done`, if the gate refuses.
@@ -476,6 +498,8 @@ void journal::append(std::string stream, std::vector<new_event> events,
   if (auto err = prepare(req, events)) return done(std::move(err));
   if (impl_->cfg.shard_of)
     if (auto shard = impl_->cfg.shard_of(req.stream)) req.shard = *shard;
+  if (auto err = check_record_sizes(req, impl_->cfg.max_shard_record_bytes))
+    return done(std::move(err));
   if (!through_gate(impl_->cfg.gate, req, done)) return;
   req.done = std::move(done);
   impl_->enqueue(std::move(req));
@@ -490,6 +514,8 @@ void journal::append_snapshot(uint32_t shard, snapshot snap, uint64_t keep,
   req.stream = shard_stream(shard);
   if (auto err = prepare(req, events)) return done(std::move(err));
   req.shard = shard;
+  if (auto err = check_record_sizes(req, impl_->cfg.max_shard_record_bytes))
+    return done(std::move(err));
   req.snapshot = std::make_unique<snapshot_write>(
       snapshot_write{std::move(snap), keep});
   append_handler appended = [done = std::move(done)](

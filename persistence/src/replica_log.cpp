@@ -433,7 +433,10 @@ int journal::impl::apply_records(detail::txn_state& st, replica_request& req,
       if (!err) err = check_name(c.snap.meta.stream_id, "stream id");
       std::optional<uint32_t> its_shard;
       if (!err && cfg.shard_of) its_shard = cfg.shard_of(c.snap.meta.stream_id);
-      if (!err && its_shard != req.shard)
+      // A stream this replica maps to another shard is refused; one it
+      // cannot place (its type is not routed here yet, e.g. during a
+      // rolling deploy) is trusted to the leader.
+      if (!err && its_shard && *its_shard != req.shard)
         err = error{errc::corrupt_record,
                     "names stream '" + c.snap.meta.stream_id +
                         "', which is not in this shard"};

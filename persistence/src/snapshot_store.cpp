@@ -97,7 +97,13 @@ void snapshot_store::save(snapshot snap, size_t keep, write_handler done) {
   auto& cfg = journal_->impl_->cfg;
   std::optional<uint32_t> shard;
   if (cfg.shard_of) shard = cfg.shard_of(snap.meta.stream_id);
-  if (shard)
+  // A snapshot too large for a shard record (its state, metadata and the
+  // record's envelope of a few hundred bytes) is stored here only.
+  auto size_bound = record_header_size + snap.payload.size() +
+                    snap.meta.stream_id.size() + snap.type.size() + 512;
+  for (auto& [k, v] : snap.metadata) size_bound += k.size() + v.size() + 10;
+  auto limit = cfg.max_shard_record_bytes;
+  if (shard && (limit == 0 || size_bound <= limit))
     return journal_->append_snapshot(*shard, std::move(snap), keep,
                                      std::move(done));
   journal_->write(

@@ -72,6 +72,8 @@ std::string welcome_proof(const std::string& secret, const std::string& from,
 struct peer {
   caf::actor handle;  // their endpoint, once we joined them
   bool connecting = false;
+  // Offer the legacy fingerprint at the next join (it refused the other).
+  bool legacy = false;
 };
 
 class endpoint_actor : public caf::event_based_actor {
@@ -80,7 +82,17 @@ class endpoint_actor : public caf::event_based_actor {
                  journal_source source)
       : caf::event_based_actor(cfg),
         st_(st),
-        feed_(this, std::move(st), std::move(source)) {}
+        feed_(this, std::move(st), std::move(source)) {
+    // The fingerprint of builds before 2026-12-07, which named every
+    // member's address: accepted from joiners and tried on members that
+    // refuse the current one, so that a rolling upgrade joins.
+    legacy_fingerprint_ = "shards=" + std::to_string(st_->view.shards());
+    for (auto& m : st_->view.members())
+      legacy_fingerprint_ += ";" + m.to_string();
+    auto& fp = st_->fingerprint;
+    if (auto semi = fp.find(";replicas="); semi != std::string::npos)
+      legacy_fingerprint_ += fp.substr(semi);
+  }
 
   const char* name() const override { return "mnemo.cluster"; }
 
@@ -329,7 +341,7 @@ class endpoint_actor : public caf::event_based_actor {
     };
     if (from == st_->self || !v.find(from))
       return refuse("not a member of this cluster (" + st_->fingerprint + ")");
-    if (fingerprint != st_->fingerprint)
+    if (fingerprint != st_->fingerprint && fingerprint != legacy_fingerprint_)
       return refuse("its cluster view '" + fingerprint + "' differs from '" +
                     st_->fingerprint + "'");
     if (proof != join_proof(st_->secret, from, st_->self, fingerprint))
@@ -397,7 +409,9 @@ class endpoint_actor : public caf::event_based_actor {
   }
 
   void join(const std::string& id, caf::actor h) {
-    auto fp = st_->fingerprint;
+    // A member that refused the current fingerprint is offered the legacy
+    // one next time (an older build), and the other way round.
+    auto fp = peers_[id].legacy ? legacy_fingerprint_ : st_->fingerprint;
     request(h, std::chrono::seconds{5}, join_atom::value, st_->self, fp,
             join_proof(st_->secret, st_->self, id, fp))
         .then(
@@ -411,8 +425,16 @@ class endpoint_actor : public caf::event_based_actor {
               peers_[id].connecting = false;
               adopt(id, h, "joined", "joined member '" + id + "'");
             },
-            [this, id](caf::error& err) {
-              give_up(id, describe(err), is(err, errc::join_refused));
+            [this, id, fp](caf::error& err) {
+              auto refused = is(err, errc::join_refused);
+              bool was_legacy = fp != st_->fingerprint;
+              if (refused) peers_[id].legacy = !was_legacy;
+              if (refused && was_legacy) {
+                // Said with the refusal of the current form, not again.
+                peers_[id].connecting = false;
+                return;
+              }
+              give_up(id, describe(err), refused);
             });
   }
 
@@ -512,6 +534,7 @@ class endpoint_actor : public caf::event_based_actor {
   }
 
   std::shared_ptr<cluster_state> st_;
+  std::string legacy_fingerprint_;
   std::map<std::string, peer> peers_;
   // Addresses members announced (cluster::set_address), by id.
   std::map<std::string, std::pair<std::string, uint16_t>> addresses_;

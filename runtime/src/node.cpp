@@ -145,6 +145,11 @@ caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
       return streams->shard_of(stream);
     };
     settings->gate = gate;
+    // Each shard record travels to the other replicas in one message.
+    settings->max_shard_record_bytes =
+        cfg.cluster.max_message_bytes > (size_t{256} << 10)
+            ? cfg.cluster.max_message_bytes - (size_t{128} << 10)
+            : cfg.cluster.max_message_bytes / 2;
     cfg.cluster.streams = std::move(streams);
     cfg.cluster.replicas = cfg.cluster_replicas;
     cfg.cluster.replication =

@@ -690,7 +690,9 @@ error save_snapshot(journal& j, snapshot s, size_t keep) {
 
 std::vector<uint64_t> snapshot_sequences(journal& j, const std::string& s) {
   std::vector<uint64_t> out;
-  for (auto& m : j.snapshots().list(s).value()) out.push_back(m.sequence);
+  auto list = j.snapshots().list(s);  // kept: value() refers into it
+  BOOST_REQUIRE(list);
+  for (auto& m : *list) out.push_back(m.sequence);
   return out;
 }
 
@@ -816,6 +818,51 @@ BOOST_AUTO_TEST_CASE(snapshots_of_a_shards_streams_travel_in_its_log) {
   BOOST_CHECK_MESSAGE(elsewhere.message().find("not in this shard") !=
                           std::string::npos,
                       elsewhere.message());
+}
+
+// A shard's records travel in one message each: an event larger than the
+// limit fails its append, writing nothing; a larger snapshot is stored on
+// this replica only; streams of no shard have no such limit.
+BOOST_AUTO_TEST_CASE(shard_records_stay_within_the_message_limit) {
+  temp_dir dir;
+  journal_config cfg;
+  cfg.directory = dir.sub("data");
+  cfg.mode = durability::nosync;
+  cfg.shard_of = [](std::string_view stream) -> std::optional<uint32_t> {
+    if (stream.rfind("local-", 0) == 0) return std::nullopt;
+    return 7;
+  };
+  cfg.max_shard_record_bytes = 4096;
+  auto opened = journal::open(cfg);
+  BOOST_REQUIRE_MESSAGE(opened, mnemo::test::why(opened));
+  auto& j = **opened;
+  replica_log log{j, 7};
+  BOOST_REQUIRE(!log.begin_epoch(1));
+  auto big = make_event("test.value", std::string(5000, 'x'));
+  auto small = make_event("test.value", "fits");
+  std::vector<new_event> evs;
+  evs.push_back(small);
+  evs.push_back(big);
+  auto refused = j.append("a", std::move(evs), expected_version::any());
+  BOOST_REQUIRE(!refused);
+  BOOST_CHECK_EQUAL(refused.error().code(), errc::invalid_argument);
+  BOOST_CHECK_MESSAGE(
+      refused.error().message().find("event 2 of an append to 'a'") !=
+          std::string::npos,
+      refused.error().message());
+  BOOST_CHECK_EQUAL(j.highest_sequence("a").value(), 0u);
+  BOOST_CHECK_EQUAL(log.end_position().value(), 0u);
+  BOOST_CHECK(j.append("local-1", {big}, expected_version::any()));
+  BOOST_REQUIRE(j.append("a", {small}, expected_version::any()));
+  BOOST_CHECK_EQUAL(log.end_position().value(), 1u);
+  auto large = test_snapshot("a", 1, 1);
+  large.payload.assign(5000, 0x00);
+  large.payload[0] = 0x80;
+  BOOST_REQUIRE(!save_snapshot(j, large, 1));
+  BOOST_CHECK_EQUAL(log.end_position().value(), 1u);  // not in the log
+  BOOST_CHECK_EQUAL(snapshot_sequences(j, "a").size(), 1u);
+  BOOST_REQUIRE(!save_snapshot(j, test_snapshot("a", 1, 2), 1));
+  BOOST_CHECK_EQUAL(log.end_position().value(), 2u);  // this one is
 }
 
 // Only the shard's leader saves a snapshot of its streams: the gate

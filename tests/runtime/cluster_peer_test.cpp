@@ -5,6 +5,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <unistd.h>
 
 #include <chrono>
@@ -61,13 +64,13 @@ struct member_fixture {
   caf::actor local;  // the registry the router serves
   caf::actor router;
 
-  member_fixture() {
+  explicit member_fixture(const std::string& id = "n1") {
     dir = std::filesystem::temp_directory_path() /
           ("mnemo-peer-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
     cfg.data_dir = dir.string();
     cfg.durability = "nosync";
-    cfg.cluster.node_id = "n1";
+    cfg.cluster.node_id = id;
     cfg.cluster_members = "n1@127.0.0.1:" + std::to_string(port) +
                           ",n2@127.0.0.1:" + std::to_string(port + 1);
     cfg.cluster.secret = "rogue-test-secret-0123456789";
@@ -200,6 +203,55 @@ BOOST_AUTO_TEST_CASE(a_rogue_peer_is_refused_and_cannot_stop_the_endpoint) {
   BOOST_CHECK_MESSAGE(ran.find("ran") != std::string::npos ||
                           ran.find("owner_unavailable") != std::string::npos,
                       ran);
+}
+
+// A join offers the view's fingerprint (member ids and shard count) or,
+// from a build before 2026-12-07, the one that also named every address:
+// both join, so that a rolling upgrade does; another view is refused.
+BOOST_AUTO_TEST_CASE(joins_take_the_current_and_the_legacy_view) {
+  member_fixture m{"n2"};
+  rogue r;
+  auto ep = r.sys->middleman().remote_actor("127.0.0.1", m.port + 1);
+  BOOST_REQUIRE_MESSAGE(ep, (ep ? std::string{} : r.sys->render(ep.error())));
+  auto& view = m.node->cluster()->view();
+  auto current = view.fingerprint();
+  std::string legacy = "shards=" + std::to_string(view.shards());
+  for (auto& x : view.members()) legacy += ";" + x.to_string();
+  auto join = [&](const std::string& fp) {
+    // HMAC-SHA256(secret, "join|from|to|view"), lower-case hex.
+    std::string text = "join|n1|n2|" + fp;
+    auto& key = m.cfg.cluster.secret;
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(text.data()), text.size(), out,
+         &len);
+    std::string proof;
+    for (unsigned int i = 0; i < len; ++i) {
+      proof.push_back("0123456789abcdef"[out[i] >> 4]);
+      proof.push_back("0123456789abcdef"[out[i] & 0xf]);
+    }
+    caf::scoped_actor self{*r.sys};
+    std::string result = "no answer";
+    self->request(*ep, 3s, join_atom::value, std::string{"n1"}, fp, proof)
+        .receive([&](std::string& who, std::string&) { result = who; },
+                 [&](caf::error& err) { result = runtime::describe(err); });
+    return result;
+  };
+  BOOST_CHECK_EQUAL(current.find("127.0.0.1"), std::string::npos);
+  BOOST_CHECK_EQUAL(join(current), "n2");
+  BOOST_CHECK_EQUAL(join(legacy), "n2");
+  auto elsewhere = legacy;
+  elsewhere.replace(elsewhere.find(std::to_string(m.port)),
+                    std::to_string(m.port).size(), "1");
+  auto refused = join(elsewhere);
+  BOOST_CHECK_MESSAGE(refused.find("join_refused") != std::string::npos,
+                      refused);
+  auto other = current;
+  other.replace(0, other.find(';'), "shards=7");
+  refused = join(other);
+  BOOST_CHECK_MESSAGE(refused.find("join_refused") != std::string::npos,
+                      refused);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -677,6 +677,15 @@ bool shard_coordinator::check_identity() {
 
 bool shard_coordinator::announce_address() {
   if (cfg_.address.empty()) return true;
+  // A wildcard is where to bind, not where to be reached: the others keep
+  // their member lists' address for this member.
+  auto host = cfg_.address.substr(0, cfg_.address.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") {
+    log_("member_address_not_recorded",
+         "this member's address " + cfg_.address +
+             " is a wildcard; the others use their member lists' address");
+    return true;
+  }
   auto key = cfg_.prefix + "/members/" + cfg_.member + "/address";
   auto got = etcd_->get(key);
   if (!got) return etcd_failed(got.error());
@@ -700,8 +709,20 @@ void shard_coordinator::read_addresses(const std::vector<etcd_kv>& members) {
       continue;
     auto member = std::string{rest.substr(
         base.size(), rest.size() - base.size() - suffix.size())};
-    if (member == cfg_.member || member.find('/') != std::string::npos)
+    if (member.find('/') != std::string::npos) continue;
+    if (member == cfg_.member) {
+      // Another process started with this member id wrote its address:
+      // two processes with one id is an operator's mistake, said once.
+      if (!cfg_.address.empty() && kv.value != cfg_.address &&
+          kv.value != own_address_seen_) {
+        own_address_seen_ = kv.value;
+        log_("member_address_taken",
+             "etcd says this member (" + cfg_.member + ") listens on " +
+                 kv.value + ", not " + cfg_.address +
+                 ": another process runs with this member id");
+      }
       continue;
+    }
     auto& told = addresses_[member];
     if (told == kv.value) continue;
     told = kv.value;

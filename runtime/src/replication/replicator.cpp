@@ -666,6 +666,13 @@ void add_item(self_ptr self, std::map<std::string, outgoing>& out,
   f.next = batch.end_position();
   f.commit_sent = s.commit;
   auto& o = out[f.member];
+  // A batch that would take a bundle past the batch size goes in the next
+  // one: a bundle is then at most one batch over it, and a batch of one
+  // large record (at most journal_config::max_shard_record_bytes) travels
+  // alone, within the members' message limit.
+  if (!o.sent.empty() &&
+      o.buf.size() + batch.bytes() > self->state.cfg.max_batch_bytes)
+    send_bundle(self, f.member, o);
   put_bundle_item(o.buf, shard, s.epoch, s.commit, batch);
   o.sent.push_back(sent_item{shard, s.epoch, f.generation});
   if (o.buf.size() >= self->state.cfg.max_batch_bytes)

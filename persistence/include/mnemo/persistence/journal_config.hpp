@@ -56,6 +56,14 @@ struct journal_config {
   /// acknowledged (replica_log.hpp). Without one, an append is
   /// acknowledged once it is durable here, as in every other journal.
   std::shared_ptr<replication_gate> gate;
+  /// Replicated cluster: the largest record (event or snapshot, header
+  /// included) a shard's log may take, since each one travels to the other
+  /// replicas in one message (the nodes set it from the cluster's
+  /// `max_message_bytes`). An append to a shard's stream with a larger
+  /// event fails with `invalid_argument`, writing nothing; a larger
+  /// snapshot of a shard's stream is stored here only (it is a cache; the
+  /// next leader recovers from events). 0: no limit. Default: 0.
+  size_t max_shard_record_bytes = 0;
 };
 
 }  // namespace mnemo::persistence

@@ -238,6 +238,8 @@ class shard_coordinator {
   bool address_announced_ = false;
   // The other members' addresses `on_address` was told, by member.
   std::map<std::string, std::string> addresses_;
+  // Another address etcd held for this member, once said.
+  std::string own_address_seen_;
   // Preferred-leader election: since when the preferred replica's key (by
   // key) has been seen, and since when this member has led each shard.
   std::map<uint32_t, std::pair<std::string, std::chrono::steady_clock::time_point>>
