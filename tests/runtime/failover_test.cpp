@@ -45,7 +45,10 @@ struct failover_fixture {
   // The shard map each member derives (coordinator_settings::shard_map).
   std::array<std::string, 3> maps;
 
-  explicit failover_fixture(std::chrono::milliseconds rebalance = 0ms)
+  // `voters`: the shard's voters key as etcd holds it before the members
+  // start (empty: the first member creates it from the shard map).
+  explicit failover_fixture(std::chrono::milliseconds rebalance = 0ms,
+                            const std::string& voters = "")
       : rebalance_after(rebalance) {
     m[0].id = "a";
     m[1].id = "b";
@@ -56,9 +59,10 @@ struct failover_fixture {
     // there): they are not candidates, so none of them "leads".
     auto client = etcd.client();
     auto key = "/mnemo/test/shards/" + std::to_string(shard);
-    BOOST_REQUIRE(client->put(key + "/voters", "z"));
+    BOOST_REQUIRE(client->put(key + "/established", "z"));
     BOOST_REQUIRE(client->put(key + "x/candidates/1", "z"));
     BOOST_REQUIRE(client->put(key + "/candidates", "z"));
+    if (!voters.empty()) BOOST_REQUIRE(client->put(key + "/voters", voters));
     for (auto& x : m) x.start(sys, true);
     link_all();
     for (size_t i = 0; i < 3; ++i) start_coordinator(i);
@@ -143,10 +147,33 @@ struct failover_fixture {
     return std::nullopt;
   }
 
-  // The replica sets of shards 0..`shard`, each `replicas`.
+  // The replica sets of shards 0..`shard`: other members' ("p", "q", "r")
+  // for the shards before `shard` (so that these members campaign for
+  // `shard` only), `replicas` for it.
   static std::vector<std::vector<std::string>> sets(
       std::vector<std::string> replicas) {
-    return std::vector<std::vector<std::string>>(shard + 1, replicas);
+    std::vector<std::vector<std::string>> out(shard, {"p", "q", "r"});
+    out.push_back(std::move(replicas));
+    return out;
+  }
+
+  // Whether member `i` lists the shard in its leadership (is a voter of
+  // it, as far as it knows).
+  bool lists_shard(size_t i) {
+    for (auto& l : coord[i]->leadership())
+      if (l.shard == shard) return true;
+    return false;
+  }
+
+  // The members with a candidate key for the shard in etcd.
+  std::vector<std::string> candidates() {
+    auto client = etcd.client();
+    auto keys = client->get_prefix("/mnemo/test/shards/" +
+                                   std::to_string(shard) + "/candidates/");
+    BOOST_REQUIRE(keys);
+    std::vector<std::string> out;
+    for (auto& kv : *keys) out.push_back(kv.value);
+    return out;
   }
 
   size_t leaders() {
@@ -182,6 +209,18 @@ struct failover_fixture {
 // "a" is the preferred replica of the shard (the first of its replicas).
 struct rebalance_fixture : failover_fixture {
   rebalance_fixture() : failover_fixture(1000ms) {}
+};
+
+// etcd says the shard's voters are "b" and "c", while every member's
+// options say "a", "b" and "c".
+struct two_voters_fixture : failover_fixture {
+  two_voters_fixture()
+      : failover_fixture(0ms, R"({"voters":["b","c"],"previous":[]})") {}
+};
+
+// The shard's voters key holds no voter list.
+struct unreadable_voters_fixture : failover_fixture {
+  unreadable_voters_fixture() : failover_fixture(0ms, "z") {}
 };
 
 bool in_order_within(const std::vector<std::string>& part,
@@ -413,7 +452,7 @@ BOOST_AUTO_TEST_CASE(a_member_with_another_shard_map_takes_no_part) {
       std::this_thread::sleep_for(20ms);
   BOOST_TEST_MESSAGE(why);
   BOOST_CHECK(why.find("/mnemo/test/shard-map") != std::string::npos);
-  BOOST_CHECK(why.find("replicas of shard 0") != std::string::npos);
+  BOOST_CHECK(why.find("replicas of shard 3") != std::string::npos);
   BOOST_CHECK(why.find("\"x\"") != std::string::npos);
   // The shard is served by the two that agree.
   BOOST_REQUIRE(append(*first, "v2"));
@@ -433,6 +472,62 @@ BOOST_AUTO_TEST_CASE(a_member_with_another_shard_map_takes_no_part) {
   BOOST_CHECK(*next != *first);
   BOOST_REQUIRE(append(*next, "v3"));
   BOOST_CHECK((values(*next) == std::vector<std::string>{"v1", "v2", "v3"}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(shard_voters)
+
+// etcd's voters key decides who campaigns and whose promises count: "a",
+// whose options name it a replica, is none by etcd, so it never becomes a
+// candidate, and without the leader the other voter and "a" are no
+// majority (counted over {a, b, c} they would be one, with every record).
+BOOST_FIXTURE_TEST_CASE(etcds_voters_decide_who_campaigns_and_who_counts,
+                        two_voters_fixture) {
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  BOOST_CHECK_NE(*first, 0u);
+  BOOST_REQUIRE(append(*first, "v1"));
+  // "a" left the shard it listed at its start (its options).
+  bool left = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       !left && std::chrono::steady_clock::now() < deadline;)
+    if (left = !lists_shard(0); !left) std::this_thread::sleep_for(20ms);
+  BOOST_CHECK(left);
+  for (auto& c : candidates()) BOOST_CHECK_NE(c, "a");
+  kill(*first);
+  std::this_thread::sleep_for(6s);
+  BOOST_CHECK_EQUAL(leaders(), 0u);
+  for (auto& c : candidates()) BOOST_CHECK_NE(c, "a");
+  // The killed voter is back: the two lead again, with the record.
+  restart(*first, false);
+  std::optional<size_t> next;
+  bool ok = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 15s;
+       !ok && std::chrono::steady_clock::now() < deadline;) {
+    next = leader(1s);
+    ok = next && append(*next, "v2");
+  }
+  BOOST_REQUIRE(ok);
+  BOOST_CHECK_NE(*next, 0u);
+  BOOST_CHECK((values(*next) == std::vector<std::string>{"v1", "v2"}));
+}
+
+// A voters key that holds no voter list (an operator's mistake) is not
+// read as any set: nobody becomes a candidate for the shard, and once the
+// key holds a list, a leader is elected.
+BOOST_FIXTURE_TEST_CASE(an_unreadable_voters_key_holds_every_candidacy,
+                        unreadable_voters_fixture) {
+  std::this_thread::sleep_for(3s);
+  BOOST_CHECK_EQUAL(leaders(), 0u);
+  BOOST_CHECK(candidates().empty());
+  auto client = etcd.client();
+  BOOST_REQUIRE(client->put(
+      "/mnemo/test/shards/" + std::to_string(shard) + "/voters",
+      R"({"voters":["a","b","c"],"previous":[]})"));
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  BOOST_CHECK(append(*first, "v1"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -33,28 +33,83 @@ std::string hex(int64_t x) {
   return buf;
 }
 
-// The shard of a candidate's key, given what follows "<prefix>/shards/":
-// "<shard>/candidates/<lease in hex>", the shard in decimal without
-// leading zeros. Nothing for a key of another kind (a shard's
-// configuration will live next to its candidates).
-std::optional<uint32_t> candidate_shard(std::string_view rest) {
-  constexpr std::string_view mid = "/candidates/";
-  auto slash = rest.find('/');
-  if (slash == 0 || slash == std::string_view::npos || slash > 10 ||
-      (slash > 1 && rest.front() == '0') ||
-      rest.substr(slash, mid.size()) != mid)
-    return std::nullopt;
-  auto lease = rest.substr(slash + mid.size());
-  if (lease.empty() ||
-      lease.find_first_not_of("0123456789abcdef") != std::string_view::npos)
+// A shard's number in a key: decimal without leading zeros, at most
+// UINT32_MAX.
+std::optional<uint32_t> parse_shard(std::string_view digits) {
+  if (digits.empty() || digits.size() > 10 ||
+      (digits.size() > 1 && digits.front() == '0'))
     return std::nullopt;
   uint64_t shard = 0;
-  for (auto ch : rest.substr(0, slash)) {
+  for (auto ch : digits) {
     if (ch < '0' || ch > '9') return std::nullopt;
     shard = shard * 10 + static_cast<uint64_t>(ch - '0');
   }
   if (shard > UINT32_MAX) return std::nullopt;
   return static_cast<uint32_t>(shard);
+}
+
+// The shard of a candidate's key, given what follows "<prefix>/shards/":
+// "<shard>/candidates/<lease in hex>". Nothing for a key of another kind
+// (a shard's configuration lives next to its candidates).
+std::optional<uint32_t> candidate_shard(std::string_view rest) {
+  constexpr std::string_view mid = "/candidates/";
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos || rest.substr(slash, mid.size()) != mid)
+    return std::nullopt;
+  auto lease = rest.substr(slash + mid.size());
+  if (lease.empty() ||
+      lease.find_first_not_of("0123456789abcdef") != std::string_view::npos)
+    return std::nullopt;
+  return parse_shard(rest.substr(0, slash));
+}
+
+// The shard of a voters key, given what follows "<prefix>/shards/":
+// "<shard>/voters".
+std::optional<uint32_t> voters_shard(std::string_view rest) {
+  constexpr std::string_view tail = "/voters";
+  if (rest.size() <= tail.size() ||
+      rest.substr(rest.size() - tail.size()) != tail)
+    return std::nullopt;
+  return parse_shard(rest.substr(0, rest.size() - tail.size()));
+}
+
+// A voters key's value: {"voters":[member,...],"previous":[member,...]},
+// the voters preferred first, `previous` the set before the last change
+// (empty for the first).
+std::string voters_json(const std::vector<std::string>& voters) {
+  return nlohmann::json{{"voters", voters},
+                        {"previous", nlohmann::json::array()}}
+      .dump();
+}
+
+// The voters in a voters key's value, or nothing and why not: at least
+// one, each a member id (not empty), none twice.
+std::optional<std::vector<std::string>> parse_voters(const std::string& text,
+                                                     std::string& why) {
+  auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    why = "not a JSON object";
+    return std::nullopt;
+  }
+  auto list = doc.find("voters");
+  if (list == doc.end() || !list->is_array() || list->empty()) {
+    why = "no \"voters\" list";
+    return std::nullopt;
+  }
+  std::vector<std::string> voters;
+  for (auto& v : *list) {
+    if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
+      why = "a voter that is not a member id: " + v.dump();
+      return std::nullopt;
+    }
+    auto& id = v.get_ref<const std::string&>();
+    if (std::find(voters.begin(), voters.end(), id) != voters.end()) {
+      why = "voter '" + id + "' twice";
+      return std::nullopt;
+    }
+    voters.push_back(id);
+  }
+  return voters;
 }
 
 }  // namespace
@@ -117,8 +172,13 @@ caf::expected<std::unique_ptr<shard_coordinator>> shard_coordinator::start(
     c->etcd_ = std::move(*client);
   else
     c->log_("etcd_unavailable", describe(client.error()) + " (trying again)");
-  for (auto& [shard, replicas] : c->cfg_.replicas)
+  for (auto& [shard, replicas] : c->cfg_.replicas) {
     c->view_[shard] = shard_leadership{shard, false, 0, {}};
+    // Without a shard map nothing is kept in etcd: the given replicas are
+    // the voters (a voters key that does not exist has mod revision 0).
+    if (c->cfg_.shard_map.empty() && !replicas.empty())
+      c->configs_[shard] = shard_config{replicas, 0, true};
+  }
   c->renewer_ = std::thread{[p = c.get()] { p->renew_loop(); }};
   c->thread_ = std::thread{[p = c.get()] { p->run(); }};
   c->watchdog_ = std::thread{[p = c.get()] { p->watch(); }};
@@ -172,7 +232,10 @@ bool shard_coordinator::check_shard_map() {
   if (!got) {
     return etcd_failed(got.error());
   }
-  if (!*got) {
+  std::string etcd_text;
+  if (*got) {
+    etcd_text = (*got)->value;
+  } else {
     // The first member here records the map; the others compare theirs.
     auto made = etcd_->create(key, cfg_.shard_map);
     if (!made) {
@@ -180,9 +243,32 @@ bool shard_coordinator::check_shard_map() {
     }
     if (!made->succeeded) return false;  // another member was first: compare
     log_("shard_map_created", key + ": " + cfg_.shard_map);
-    return true;
+    etcd_text = cfg_.shard_map;
   }
-  auto differs = map_difference((*got)->value, cfg_.shard_map);
+  // A member whose map differs would count majorities over other
+  // replicas than the rest (a quorum that does not meet theirs could
+  // acknowledge, and lose, what they never saw), and cannot join them
+  // (docs/cluster.md): it takes no part. The map is the proposal the
+  // voters keys are created from; from then on etcd's voters decide.
+  auto differs = map_difference(etcd_text, cfg_.shard_map);
+  std::vector<std::vector<std::string>> sets;
+  if (differs.empty()) {
+    auto etcd = nlohmann::json::parse(etcd_text, nullptr, false);
+    auto list = etcd.value("sets", nlohmann::json{});
+    bool readable = list.is_array();
+    for (size_t i = 0; readable && i < list.size(); ++i) {
+      auto& set = list[i];
+      readable = set.is_array();
+      std::vector<std::string> ids;
+      for (size_t k = 0; readable && k < set.size(); ++k) {
+        readable = set[k].is_string();
+        if (readable) ids.push_back(set[k].get<std::string>());
+      }
+      sets.push_back(std::move(ids));
+    }
+    if (!readable)
+      differs = "etcd holds no shard map this build reads: " + etcd_text;
+  }
   bool first_time = false;
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -190,14 +276,119 @@ bool shard_coordinator::check_shard_map() {
     first_time = differs != map_error_;
     map_error_ = differs;
   }
-  if (differs.empty()) return true;
-  // Stays out of every election, and its replicator answers no leader,
-  // until the configurations agree; said once per difference.
-  if (first_time)
-    log_("shard_map_mismatch",
-         differs + "; this member takes no part until they agree");
-  std::this_thread::sleep_for(cfg_.poll);
-  return false;
+  if (!differs.empty()) {
+    // Stays out of every election, and its replicator answers no leader,
+    // until the configurations agree; said once per difference.
+    if (first_time)
+      log_("shard_map_mismatch",
+           differs + "; this member takes no part until they agree");
+    std::this_thread::sleep_for(cfg_.poll);
+    return false;
+  }
+  return bootstrap_voters(sets);
+}
+
+bool shard_coordinator::bootstrap_voters(
+    const std::vector<std::vector<std::string>>& sets) {
+  auto base = cfg_.prefix + "/shards/";
+  auto all = etcd_->get_prefix(base);
+  if (!all) {
+    return etcd_failed(all.error());
+  }
+  std::set<uint32_t> have;
+  for (auto& kv : *all)
+    if (auto shard = voters_shard(std::string_view{kv.key}.substr(base.size())))
+      have.insert(*shard);
+  std::vector<uint32_t> missing;
+  for (uint32_t shard = 0; shard < sets.size(); ++shard)
+    if (have.count(shard) == 0 && !sets[shard].empty()) missing.push_back(shard);
+  // Each key is created only where there is none: a member that gets here
+  // at the same time, or an operator's change, wins, and this one reads
+  // again. At most 64 shards per transaction (etcd takes 128 operations).
+  constexpr size_t chunk = 64;
+  for (size_t i = 0; i < missing.size(); i += chunk) {
+    std::vector<etcd_compare> compare;
+    std::vector<etcd_op> puts;
+    for (size_t k = i; k < missing.size() && k < i + chunk; ++k) {
+      auto key = base + std::to_string(missing[k]) + "/voters";
+      compare.push_back(etcd_compare::absent(key));
+      puts.push_back(etcd_op::put(key, voters_json(sets[missing[k]])));
+    }
+    auto done = etcd_->txn(compare, puts);
+    if (!done) {
+      return etcd_failed(done.error());
+    }
+    if (!done->succeeded) {
+      std::this_thread::sleep_for(cfg_.poll);
+      return false;
+    }
+  }
+  if (!missing.empty())
+    log_("shard_voters_created",
+         std::to_string(missing.size()) + " shard(s), from " + cfg_.prefix +
+             "/shard-map");
+  return true;
+}
+
+void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
+  auto base = cfg_.prefix + "/shards/";
+  std::set<uint32_t> seen;
+  for (auto& kv : shard_keys) {
+    auto shard = voters_shard(std::string_view{kv.key}.substr(base.size()));
+    if (!shard) continue;
+    seen.insert(*shard);
+    std::string why;
+    auto voters = parse_voters(kv.value, why);
+    auto& config = configs_[*shard];
+    if (voters) {
+      config = shard_config{std::move(*voters), kv.mod_revision, true};
+      config_errors_.erase(*shard);
+      continue;
+    }
+    config.current = false;
+    auto [said, added] = config_errors_.emplace(*shard, kv.mod_revision);
+    if (!added && said->second == kv.mod_revision) continue;
+    said->second = kv.mod_revision;
+    log_("shard_voters_invalid",
+         kv.key + " holds no voter list (" + why + "): " + kv.value +
+             "; no member becomes a candidate for shard " +
+             std::to_string(*shard) + " until it does");
+  }
+  for (auto& [shard, config] : configs_)
+    if (seen.count(shard) == 0 && config.current) {
+      config.current = false;
+      log_("shard_voters_missing",
+           base + std::to_string(shard) +
+               "/voters is gone; no member becomes a candidate for shard " +
+               std::to_string(shard) + " until it is back");
+    }
+}
+
+bool shard_coordinator::voter_of(uint32_t shard) const {
+  auto c = configs_.find(shard);
+  return c != configs_.end() &&
+         std::find(c->second.voters.begin(), c->second.voters.end(),
+                   cfg_.member) != c->second.voters.end();
+}
+
+void shard_coordinator::leave(uint32_t shard, const std::string& own_key) {
+  bool led = false;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto v = view_.find(shard);
+    if (v == view_.end()) return;
+    led = v->second.leading || pending_.count(shard) > 0;
+    pending_.erase(shard);
+    view_.erase(v);
+    publish_locked(shard, "");
+  }
+  if (led) caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
+  etcd_->erase(own_key);
+  withdrawn_.erase(shard);
+  preferred_seen_.erase(shard);
+  leading_since_.erase(shard);
+  log_("shard_left", "shard " + std::to_string(shard) +
+                         ": this member is no voter of it in etcd");
 }
 
 std::vector<shard_leadership> shard_coordinator::leadership() const {
@@ -229,8 +420,9 @@ void shard_coordinator::publish_locked(uint32_t shard,
                                        const std::string& etcd_leader) {
   if (!cfg_.on_leader) return;
   auto target = etcd_leader;
-  if (auto v = view_.find(shard); v != view_.end() && target == cfg_.member)
-    if (!v->second.leading) target.clear();  // not (yet, or any longer)
+  if (target == cfg_.member)
+    if (auto v = view_.find(shard); v == view_.end() || !v->second.leading)
+      target.clear();  // not (yet, or any longer)
   auto [i, added] = published_.emplace(shard, target);
   if (!added) {
     if (i->second == target) return;
@@ -324,6 +516,9 @@ void shard_coordinator::look() {
       if (!members) return failed(members.error());
       read_addresses(*members);
     }
+    // Each shard's voters, read in the same range as its candidates: a
+    // candidacy below is bound to the voters it was made under.
+    if (!cfg_.shard_map.empty()) read_configs(*all);
     looked_ = std::move(*all);
     looked_at_ = *rev;
   }
@@ -338,11 +533,23 @@ void shard_coordinator::look() {
     // Shards this member does not replicate: where their commands go.
     std::lock_guard<std::mutex> guard{mtx_};
     for (auto& [shard, list] : candidates)
-      if (cfg_.replicas.count(shard) == 0)
-        publish_locked(shard, list.front()->value);
+      if (!voter_of(shard)) publish_locked(shard, list.front()->value);
     for (auto& [shard, member] : published_)
-      if (cfg_.replicas.count(shard) == 0 && candidates.count(shard) == 0)
+      if (!voter_of(shard) && candidates.count(shard) == 0)
         publish_locked(shard, "");
+  }
+  // Shards this member was a voter of and is no longer (by etcd's voters
+  // keys): it leaves them.
+  {
+    std::vector<uint32_t> gone;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      for (auto& [shard, view] : view_)
+        if (!voter_of(shard)) gone.push_back(shard);
+    }
+    for (auto shard : gone)
+      leave(shard, base + std::to_string(shard) + "/candidates/" +
+                       hex(lease_.load()));
   }
   auto now = clock::now();
   auto lease = lease_.load();
@@ -374,8 +581,14 @@ void shard_coordinator::look() {
     return i != replicator_leads->end() && i->second == epoch;
   };
   std::vector<lead_request> to_lead;
-  for (auto& [shard, replicas] : cfg_.replicas) {
+  for (auto& [shard, config] : configs_) {
     if (lease_short()) break;  // the watchdog steps down
+    if (!voter_of(shard)) continue;
+    const auto& replicas = config.voters;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      view_.try_emplace(shard, shard_leadership{shard, false, 0, {}});
+    }
     auto own_key = base + std::to_string(shard) + "/candidates/" + hex(lease);
     auto& list = candidates[shard];
     bool mine_listed = false;
@@ -389,9 +602,17 @@ void shard_coordinator::look() {
       bool preferred = replicas.empty() || replicas.front() == cfg_.member;
       bool defer = !preferred && list.empty() &&
                    now - lease_seen_at_ < cfg_.lease_ttl;
-      if (!defer && (w == withdrawn_.end() || now >= w->second)) {
+      // Bound to the voters as read (docs/replica-set-changes.md, R2):
+      // after a change of them, no candidacy made under the old ones is
+      // created; while they cannot be read, none at all.
+      if (!defer && config.current &&
+          (w == withdrawn_.end() || now >= w->second)) {
         withdrawn_.erase(shard);
-        etcd_->create(own_key, cfg_.member, lease);
+        etcd_->txn({etcd_compare::absent(own_key),
+                    etcd_compare::changed_at(
+                        base + std::to_string(shard) + "/voters",
+                        config.revision)},
+                   {etcd_op::put(own_key, cfg_.member, lease)});
       }
     }
     if (list.empty()) {
@@ -627,11 +848,24 @@ bool shard_coordinator::check_identity() {
         return etcd_failed(all.error());
       }
       std::map<uint32_t, int64_t> leader_epoch;  // oldest key first
-      for (auto& kv : *all)
-        if (auto shard =
-                candidate_shard(std::string_view{kv.key}.substr(base.size())))
+      // Every shard this member is a voter of, by etcd's voters or by its
+      // own options (a learner it does not replicate stays one, harmless).
+      std::set<uint32_t> held;
+      for (auto& [shard, replicas] : cfg_.replicas) held.insert(shard);
+      for (auto& kv : *all) {
+        std::string_view rest{kv.key};
+        rest.remove_prefix(base.size());
+        if (auto shard = candidate_shard(rest)) {
           leader_epoch.emplace(*shard, kv.create_revision);
-      for (auto& [shard, replicas] : cfg_.replicas) {
+        } else if (auto voted = voters_shard(rest)) {
+          std::string why;
+          auto voters = parse_voters(kv.value, why);
+          if (voters && std::find(voters->begin(), voters->end(),
+                                  cfg_.member) != voters->end())
+            held.insert(*voted);
+        }
+      }
+      for (auto shard : held) {
         learners.push_back(shard);
         auto e = leader_epoch.find(shard);
         learners.push_back(static_cast<uint64_t>(

@@ -46,9 +46,13 @@ struct coordinator_settings {
   /// This member's id.
   std::string member;
   /// The replicas of each shard this member is a replica of (this member
-  /// included), e.g. from rendezvous hashing over the members. The first
-  /// is the preferred leader: while a shard has no candidate, the others
-  /// wait a lease TTL for it before they campaign.
+  /// included) as it derives them, e.g. from rendezvous hashing over the
+  /// members: what `leadership()` lists until the first look at etcd.
+  /// From then on etcd's voters of each shard decide
+  /// (`<prefix>/shards/<n>/voters`, created from etcd's shard map by the
+  /// first member there): this member campaigns for the shards it is a
+  /// voter of, and the first voter is the preferred leader (while a shard
+  /// has no candidate, the others wait a lease TTL for it).
   std::map<uint32_t, std::vector<std::string>> replicas;
   /// TTL of the member's lease. Default 3 s (etcd raises anything below
   /// its minimum).
@@ -84,7 +88,9 @@ struct coordinator_settings {
   /// differs (another member list, replica count or shard count) would
   /// count majorities over other replicas than the rest, so it neither
   /// campaigns nor answers leaders until the two agree
-  /// (`shard_map_error`). Empty: no check.
+  /// (`shard_map_error`). Once they agree, it creates each shard's voters
+  /// key from the map where etcd has none. Empty: no check, nothing in
+  /// etcd, and `replicas` are the voters.
   std::string shard_map;
   /// Where this member listens for the others ("host:port"). The
   /// coordinator records it under `<prefix>/members/<member>/address`
@@ -172,9 +178,22 @@ class shard_coordinator {
   /// tells the replicator which shards are learners, then records the id.
   /// False if etcd or the replicator did not answer (tried again).
   bool check_identity();
-  /// Compares `shard_map` with etcd's (creating it if absent); false (after
-  /// a poll's wait) while etcd does not answer or the two differ.
+  /// Compares `shard_map` with etcd's (creating it if absent) and creates
+  /// the voters keys that are missing; false (after a poll's wait) while
+  /// etcd does not answer or the two differ.
   bool check_shard_map();
+  /// Creates `<prefix>/shards/<n>/voters` from `sets[n]` for every shard
+  /// that has none (transactions on the keys' absence); false (after a
+  /// poll's wait) while etcd does not answer.
+  bool bootstrap_voters(const std::vector<std::vector<std::string>>& sets);
+  /// Takes the voters keys out of a range of `<prefix>/shards/` into
+  /// `configs_`, logging each key that cannot be read once.
+  void read_configs(const std::vector<etcd_kv>& shard_keys);
+  /// Whether etcd's voters of `shard` (as last read) include this member.
+  bool voter_of(uint32_t shard) const;
+  /// Stops taking part in `shard`, which this member is no voter of any
+  /// longer: resigns it and withdraws its candidacy.
+  void leave(uint32_t shard, const std::string& own_key);
   /// Records `address` in the member directory (if it differs); false
   /// (after a poll's wait) while etcd does not answer.
   bool announce_address();
@@ -233,6 +252,20 @@ class shard_coordinator {
   int64_t seen_lease_ = 0;
   std::chrono::steady_clock::time_point lease_seen_at_{};
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
+  // Each shard's voters as etcd holds them (`shards/<n>/voters`, preferred
+  // first), from the last range that read them. `revision` is the key's mod
+  // revision, which a candidacy is bound to (a voter set's candidates were
+  // all created under it); `current` is false while the key cannot be
+  // read (absent, or not a voter list): then the last good voters stay,
+  // and nobody campaigns anew.
+  struct shard_config {
+    std::vector<std::string> voters;
+    int64_t revision = 0;
+    bool current = false;
+  };
+  std::map<uint32_t, shard_config> configs_;
+  // Voters keys found unreadable, by shard and revision: said once.
+  std::map<uint32_t, int64_t> config_errors_;
   bool identity_checked_ = false;
   bool map_checked_ = false;
   bool address_announced_ = false;
