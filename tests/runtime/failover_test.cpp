@@ -218,6 +218,35 @@ struct two_voters_fixture : failover_fixture {
       : failover_fixture(0ms, R"({"voters":["b","c"],"previous":[]})") {}
 };
 
+// etcd says the shard's voters are "a" and "b"; "c" is none.
+struct observer_fixture : failover_fixture {
+  observer_fixture()
+      : failover_fixture(0ms, R"({"voters":["a","b"],"previous":[]})") {}
+
+  // Waits until etcd's ready key of observer `m` exists (or, with
+  // `exists` false, is gone); returns its value (the leader that wrote
+  // it), or "" if it did not get there within 5 s.
+  std::optional<std::string> ready_key(const std::string& m,
+                                       bool exists = true) {
+    auto client = etcd.client();
+    auto key = "/mnemo/test/shards/" + std::to_string(shard) + "/ready/" + m;
+    for (auto deadline = std::chrono::steady_clock::now() + 5s;
+         std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(20ms)) {
+      auto got = client->get(key);
+      if (got && got->has_value() == exists)
+        return exists ? (*got)->value : std::string{};
+    }
+    return std::nullopt;
+  }
+
+  void put_observers(const std::string& json) {
+    auto client = etcd.client();
+    BOOST_REQUIRE(client->put(
+        "/mnemo/test/shards/" + std::to_string(shard) + "/observers", json));
+  }
+};
+
 // The shard's voters key holds no voter list.
 struct unreadable_voters_fixture : failover_fixture {
   unreadable_voters_fixture() : failover_fixture(0ms, "z") {}
@@ -511,6 +540,36 @@ BOOST_FIXTURE_TEST_CASE(etcds_voters_decide_who_campaigns_and_who_counts,
   BOOST_REQUIRE(ok);
   BOOST_CHECK_NE(*next, 0u);
   BOOST_CHECK((values(*next) == std::vector<std::string>{"v1", "v2"}));
+}
+
+// An observer (`shards/<n>/observers`) gets the shard's records from its
+// leader without counting in any majority; the leader records in etcd when
+// it holds the commit point (`shards/<n>/ready/<m>`, bound to the
+// leader's lease) and deletes that once the member observes no longer.
+BOOST_FIXTURE_TEST_CASE(an_observer_catches_up_without_counting,
+                        observer_fixture) {
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  BOOST_CHECK_NE(*first, 2u);
+  BOOST_REQUIRE(append(*first, "v1"));
+  put_observers(R"(["c"])");
+  auto by = ready_key("c");
+  BOOST_REQUIRE_MESSAGE(by, "no ready key for the observer c");
+  BOOST_CHECK_EQUAL(*by, m[*first].id);
+  BOOST_CHECK((values(2) == std::vector<std::string>{"v1"}));
+  BOOST_REQUIRE(append(*first, "v2"));
+  for (auto& c : candidates()) BOOST_CHECK_NE(c, "c");
+  BOOST_CHECK(!lists_shard(2));
+  // Without the other voter nothing is acknowledged, though c holds it.
+  size_t other = *first == 0 ? 1 : 0;
+  kill(other);
+  auto held = append(*first, "v3");
+  BOOST_CHECK(!held);
+  BOOST_CHECK((values(2) == std::vector<std::string>{"v1", "v2", "v3"}));
+  restart(other, false);
+  // No observers: the ready key goes.
+  put_observers("[]");
+  BOOST_CHECK(ready_key("c", false));
 }
 
 // A voters key that holds no voter list (an operator's mistake) is not

@@ -92,6 +92,28 @@ struct cluster_fixture {
     return result;
   }
 
+  // `members` observe the shard while `id` leads it.
+  void observe(const std::string& id, std::vector<std::string> members) {
+    caf::anon_send(get(id).replicator, repl_observers_atom::value, shard,
+                   std::move(members));
+  }
+
+  // Whether `id`, leading the shard, reports `member` ready (synced, a
+  // voter, holding the commit point), waiting up to `within` for it.
+  bool is_ready(const std::string& id, const std::string& member,
+                std::chrono::milliseconds within = 0ms) {
+    auto deadline = std::chrono::steady_clock::now() + within;
+    for (;;) {
+      caf::scoped_actor self{sys};
+      bool r = false;
+      self->request(get(id).replicator, 5s, repl_ready_atom::value, shard,
+                    member)
+          .receive([&](bool x) { r = x; }, [](caf::error&) {});
+      if (r || std::chrono::steady_clock::now() >= deadline) return r;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
   void resign(const std::string& id) {
     caf::anon_send(get(id).replicator, repl_resign_atom::value, shard);
   }
@@ -301,6 +323,59 @@ BOOST_AUTO_TEST_CASE(an_old_leader_is_fenced_by_the_followers_promises) {
   for (auto id : {"a", "b", "c"})
     BOOST_CHECK(
         (values(id, "acct") == std::vector<std::string>{"first", "by-b"}));
+}
+
+// An observer (repl_observers_atom) gets the shard's records like a
+// follower, but its copy counts in no majority: with the voters a, b and
+// the observer c, a and c alone acknowledge nothing. The observers stay
+// with the shard across leaderships, and an emptied list stops shipping.
+BOOST_AUTO_TEST_CASE(observers_catch_up_without_counting) {
+  observe("b", {"c"});  // before b leads: kept for when it does
+  observe("a", {"c"});
+  BOOST_REQUIRE(!lead("a", 10, {"b"}));
+  std::vector<std::future<pe::expected<pe::append_result>>> acks;
+  for (int i = 0; i < 40; ++i)
+    acks.push_back(append("a", "s" + std::to_string(i % 3), "v" + std::to_string(i)));
+  for (auto& f : acks) {
+    BOOST_REQUIRE(ready(f, 10s));
+    BOOST_REQUIRE(f.get());
+  }
+  BOOST_CHECK(converged({"a", "b", "c"}));
+  BOOST_CHECK(is_ready("a", "c", 5s));
+  BOOST_CHECK(is_ready("a", "b", 5s));
+  BOOST_CHECK(!is_ready("a", "x"));
+  // Without b: c holds the record, which is still not acknowledged.
+  cut("a", "b");
+  auto held = append("a", "s0", "held");
+  BOOST_CHECK(!ready(held, 300ms));
+  auto end = get("a").log().end_position().value();
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       get("c").log().end_position().value() < end &&
+       std::chrono::steady_clock::now() < deadline;)
+    std::this_thread::sleep_for(10ms);
+  BOOST_CHECK_EQUAL(get("c").log().end_position().value(), end);
+  BOOST_CHECK(!ready(held, 200ms));
+  heal("a", "b");
+  BOOST_REQUIRE(ready(held, 5s));
+  BOOST_CHECK(held.get());
+  // b leads the next epoch with a as its follower: c is its observer too.
+  resign("a");
+  BOOST_REQUIRE(!lead("b", 11, {"a"}));
+  auto next = append("b", "s1", "next");
+  BOOST_REQUIRE(ready(next, 5s));
+  BOOST_REQUIRE(next.get());
+  BOOST_CHECK(converged({"b", "a", "c"}));
+  BOOST_CHECK(is_ready("b", "c", 5s));
+  // No observers: c gets nothing more.
+  observe("b", {});
+  auto c_end = get("c").log().end_position().value();
+  auto last = append("b", "s1", "last");
+  BOOST_REQUIRE(ready(last, 5s));
+  BOOST_REQUIRE(last.get());
+  BOOST_CHECK(converged({"b", "a"}));
+  std::this_thread::sleep_for(200ms);
+  BOOST_CHECK_EQUAL(get("c").log().end_position().value(), c_end);
+  BOOST_CHECK(!is_ready("b", "c"));
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_follower_catches_up) {

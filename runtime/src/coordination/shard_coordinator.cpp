@@ -73,6 +73,66 @@ std::optional<uint32_t> voters_shard(std::string_view rest) {
   return parse_shard(rest.substr(0, rest.size() - tail.size()));
 }
 
+// The shard of an observers key, given what follows "<prefix>/shards/":
+// "<shard>/observers".
+std::optional<uint32_t> observers_shard(std::string_view rest) {
+  constexpr std::string_view tail = "/observers";
+  if (rest.size() <= tail.size() ||
+      rest.substr(rest.size() - tail.size()) != tail)
+    return std::nullopt;
+  return parse_shard(rest.substr(0, rest.size() - tail.size()));
+}
+
+// The shard and member of a ready key, given what follows
+// "<prefix>/shards/": "<shard>/ready/<member>".
+std::optional<std::pair<uint32_t, std::string>> ready_key(
+    std::string_view rest) {
+  constexpr std::string_view mid = "/ready/";
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos || rest.substr(slash, mid.size()) != mid)
+    return std::nullopt;
+  auto member = rest.substr(slash + mid.size());
+  auto shard = parse_shard(rest.substr(0, slash));
+  if (!shard || member.empty() || member.find('/') != std::string_view::npos)
+    return std::nullopt;
+  return std::make_pair(*shard, std::string{member});
+}
+
+// Member ids in a JSON array: none empty, none twice; or nothing and why
+// not.
+std::optional<std::vector<std::string>> parse_members(
+    const nlohmann::json& list, std::string& why) {
+  if (!list.is_array()) {
+    why = "not a list";
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  for (auto& v : list) {
+    if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
+      why = "not a member id: " + v.dump();
+      return std::nullopt;
+    }
+    auto& id = v.get_ref<const std::string&>();
+    if (std::find(out.begin(), out.end(), id) != out.end()) {
+      why = "member '" + id + "' twice";
+      return std::nullopt;
+    }
+    out.push_back(id);
+  }
+  return out;
+}
+
+// An observers key's value: a JSON list of member ids.
+std::optional<std::vector<std::string>> parse_observers(const std::string& text,
+                                                        std::string& why) {
+  auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded()) {
+    why = "not JSON";
+    return std::nullopt;
+  }
+  return parse_members(doc, why);
+}
+
 // A voters key's value: {"voters":[member,...],"previous":[member,...]},
 // the voters preferred first, `previous` the set before the last change
 // (empty for the first).
@@ -96,20 +156,7 @@ std::optional<std::vector<std::string>> parse_voters(const std::string& text,
     why = "no \"voters\" list";
     return std::nullopt;
   }
-  std::vector<std::string> voters;
-  for (auto& v : *list) {
-    if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
-      why = "a voter that is not a member id: " + v.dump();
-      return std::nullopt;
-    }
-    auto& id = v.get_ref<const std::string&>();
-    if (std::find(voters.begin(), voters.end(), id) != voters.end()) {
-      why = "voter '" + id + "' twice";
-      return std::nullopt;
-    }
-    voters.push_back(id);
-  }
-  return voters;
+  return parse_members(*list, why);
 }
 
 }  // namespace
@@ -177,7 +224,7 @@ caf::expected<std::unique_ptr<shard_coordinator>> shard_coordinator::start(
     // Without a shard map nothing is kept in etcd: the given replicas are
     // the voters (a voters key that does not exist has mod revision 0).
     if (c->cfg_.shard_map.empty() && !replicas.empty())
-      c->configs_[shard] = shard_config{replicas, 0, true};
+      c->configs_[shard] = shard_config{replicas, 0, true, {}};
   }
   c->renewer_ = std::thread{[p = c.get()] { p->renew_loop(); }};
   c->thread_ = std::thread{[p = c.get()] { p->run(); }};
@@ -333,15 +380,34 @@ bool shard_coordinator::bootstrap_voters(
 void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
   auto base = cfg_.prefix + "/shards/";
   std::set<uint32_t> seen;
+  std::map<uint32_t, std::vector<std::string>> observers;
   for (auto& kv : shard_keys) {
-    auto shard = voters_shard(std::string_view{kv.key}.substr(base.size()));
+    std::string_view rest{kv.key};
+    rest.remove_prefix(base.size());
+    if (auto observed = observers_shard(rest)) {
+      std::string why;
+      auto members = parse_observers(kv.value, why);
+      if (members) {
+        observers[*observed] = std::move(*members);
+        observer_errors_.erase(*observed);
+        continue;
+      }
+      auto [said, added] = observer_errors_.emplace(*observed, kv.mod_revision);
+      if (!added && said->second == kv.mod_revision) continue;
+      said->second = kv.mod_revision;
+      log_("shard_observers_invalid",
+           kv.key + " holds no list of members (" + why + "): " + kv.value +
+               "; shard " + std::to_string(*observed) + " has no observers");
+      continue;
+    }
+    auto shard = voters_shard(rest);
     if (!shard) continue;
     seen.insert(*shard);
     std::string why;
     auto voters = parse_voters(kv.value, why);
     auto& config = configs_[*shard];
     if (voters) {
-      config = shard_config{std::move(*voters), kv.mod_revision, true};
+      config = shard_config{std::move(*voters), kv.mod_revision, true, {}};
       config_errors_.erase(*shard);
       continue;
     }
@@ -354,7 +420,17 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
              "; no member becomes a candidate for shard " +
              std::to_string(*shard) + " until it does");
   }
-  for (auto& [shard, config] : configs_)
+  for (auto& [shard, config] : configs_) {
+    // A voter is no observer of its shard.
+    auto& o = observers[shard];
+    o.erase(std::remove_if(o.begin(), o.end(),
+                           [&](const std::string& m) {
+                             return std::find(config.voters.begin(),
+                                              config.voters.end(),
+                                              m) != config.voters.end();
+                           }),
+            o.end());
+    config.observers = std::move(o);
     if (seen.count(shard) == 0 && config.current) {
       config.current = false;
       log_("shard_voters_missing",
@@ -362,6 +438,7 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
                "/voters is gone; no member becomes a candidate for shard " +
                std::to_string(shard) + " until it is back");
     }
+  }
 }
 
 bool shard_coordinator::voter_of(uint32_t shard) const {
@@ -383,6 +460,9 @@ void shard_coordinator::leave(uint32_t shard, const std::string& own_key) {
     publish_locked(shard, "");
   }
   if (led) caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
+  if (observers_told_.erase(shard) > 0)
+    caf::anon_send(replicator_, repl::repl_observers_atom::value, shard,
+                   std::vector<std::string>{});
   etcd_->erase(own_key);
   withdrawn_.erase(shard);
   preferred_seen_.erase(shard);
@@ -525,10 +605,16 @@ void shard_coordinator::look() {
   // The candidates of each shard, oldest first (the range is sorted by
   // create revision).
   std::map<uint32_t, std::vector<const etcd_kv*>> candidates;
-  for (auto& kv : looked_)
-    if (auto shard =
-            candidate_shard(std::string_view{kv.key}.substr(base.size())))
+  // The observers' ready keys of each shard, by member.
+  std::map<uint32_t, std::map<std::string, const etcd_kv*>> ready;
+  for (auto& kv : looked_) {
+    std::string_view rest{kv.key};
+    rest.remove_prefix(base.size());
+    if (auto shard = candidate_shard(rest))
       candidates[*shard].push_back(&kv);
+    else if (auto r = ready_key(rest))
+      ready[r->first][r->second] = &kv;
+  }
   {
     // Shards this member does not replicate: where their commands go.
     std::lock_guard<std::mutex> guard{mtx_};
@@ -588,6 +674,13 @@ void shard_coordinator::look() {
     {
       std::lock_guard<std::mutex> guard{mtx_};
       view_.try_emplace(shard, shard_leadership{shard, false, 0, {}});
+    }
+    // The replicator keeps a shard's observers across leaderships: told
+    // when they change, it ships to them whenever it leads.
+    if (auto& told = observers_told_[shard]; told != config.observers) {
+      told = config.observers;
+      caf::anon_send(replicator_, repl::repl_observers_atom::value, shard,
+                     told);
     }
     auto own_key = base + std::to_string(shard) + "/candidates/" + hex(lease);
     auto& list = candidates[shard];
@@ -691,7 +784,11 @@ void shard_coordinator::look() {
       // The replicator may have stepped down on its own (a follower had
       // promised a newer epoch): then this candidacy goes, so that the
       // shard gets a leader again. (One question per look for all shards.)
-      if (leads(shard, static_cast<uint64_t>(epoch))) continue;
+      if (leads(shard, static_cast<uint64_t>(epoch))) {
+        if (!config.observers.empty() || ready.count(shard) > 0)
+          mark_ready(shard, config, ready[shard]);
+        continue;
+      }
       {
         std::lock_guard<std::mutex> guard{mtx_};
         view_[shard].leading = false;
@@ -718,6 +815,28 @@ void shard_coordinator::look() {
     to_lead.push_back({shard, epoch, own_key, std::move(followers)});
   }
   lead(to_lead);
+}
+
+void shard_coordinator::mark_ready(
+    uint32_t shard, const shard_config& config,
+    const std::map<std::string, const etcd_kv*>& have) {
+  auto base = cfg_.prefix + "/shards/" + std::to_string(shard) + "/ready/";
+  auto observes = [&](const std::string& m) {
+    return std::find(config.observers.begin(), config.observers.end(), m) !=
+           config.observers.end();
+  };
+  for (auto& [member, kv] : have)
+    if (!observes(member)) etcd_->erase(kv->key, kv->create_revision);
+  auto lease = lease_.load();
+  for (auto& member : config.observers) {
+    if (have.count(member) > 0 || !preferred_ready(shard, member)) continue;
+    // Bound to this member's lease: a ready key says that a leader saw
+    // the observer hold its commit point, and goes with that leader.
+    if (etcd_->put(base + member, cfg_.member, lease))
+      log_("shard_observer_ready", "shard " + std::to_string(shard) +
+                                       ": observer " + member +
+                                       " holds the commit point");
+  }
 }
 
 bool shard_coordinator::preferred_ready(uint32_t shard,
@@ -863,6 +982,12 @@ bool shard_coordinator::check_identity() {
           if (voters && std::find(voters->begin(), voters->end(),
                                   cfg_.member) != voters->end())
             held.insert(*voted);
+        } else if (auto observed = observers_shard(rest)) {
+          std::string why;
+          auto members = parse_observers(kv.value, why);
+          if (members && std::find(members->begin(), members->end(),
+                                   cfg_.member) != members->end())
+            held.insert(*observed);
         }
       }
       for (auto shard : held) {

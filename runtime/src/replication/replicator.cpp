@@ -319,6 +319,9 @@ struct follower_state {
   uint64_t commit_sent = 0;
   /// Whether it answered its last sync as a voter (not a learner).
   bool voter = false;
+  /// Whether its durable end counts towards the commit point: false for an
+  /// observer (repl_observers_atom).
+  bool counts = true;
 };
 
 struct led_shard {
@@ -417,6 +420,8 @@ struct replicator_state {
   std::map<uint32_t, std::shared_ptr<recovery>> recovering;
   /// The greatest commit point known per shard, led or followed.
   std::map<uint32_t, uint64_t> committed;
+  /// Each shard's observers (repl_observers_atom), shipped to while led.
+  std::map<uint32_t, std::vector<std::string>> observers;
   /// Told of every move of `committed` (repl_watch_atom).
   caf::actor watcher;
   /// Whether this member's identity was confirmed (repl_identity_atom, or
@@ -507,7 +512,8 @@ void note_commit(self_ptr self, uint32_t shard, uint64_t position) {
 // one included) hold durably.
 void recompute_commit(self_ptr self, uint32_t shard, led_shard& s) {
   std::vector<uint64_t> ends{s.local_end};
-  for (auto& f : s.followers) ends.push_back(f.durable);
+  for (auto& f : s.followers)
+    if (f.counts) ends.push_back(f.durable);
   std::sort(ends.begin(), ends.end(), std::greater<>{});
   auto majority = ends.size() / 2 + 1;
   auto candidate = std::min(ends[majority - 1], s.local_end);
@@ -543,6 +549,33 @@ follower_state* find_follower(self_ptr self, uint32_t shard, uint64_t epoch,
     if (f.member == member)
       return f.generation == generation ? &f : nullptr;
   return nullptr;
+}
+
+// Makes the observers of a shard led here those of `state.observers`:
+// new ones join as followers that do not count (synced first, as every
+// follower), gone ones leave (their answers in flight find no follower).
+void set_observers(self_ptr self, uint32_t shard) {
+  auto i = self->state.led.find(shard);
+  if (i == self->state.led.end()) return;
+  auto& s = i->second;
+  auto& wanted = self->state.observers[shard];
+  auto listed = [&](const std::string& m) {
+    return std::find(wanted.begin(), wanted.end(), m) != wanted.end();
+  };
+  s.followers.erase(std::remove_if(s.followers.begin(), s.followers.end(),
+                                   [&](const follower_state& f) {
+                                     return !f.counts && !listed(f.member);
+                                   }),
+                    s.followers.end());
+  for (auto& m : wanted) {
+    if (m == self->state.cfg.member) continue;
+    bool known = false;
+    for (auto& f : s.followers) known |= f.member == m;
+    if (known) continue;
+    follower_state f{m};
+    f.counts = false;
+    s.followers.push_back(std::move(f));
+  }
 }
 
 // Handles a follower's error: a newer epoch there ends this leadership;
@@ -833,6 +866,7 @@ void begin_leading(self_ptr self, recovery_ptr r) {
   s.epoch_start = *marker;
   for (auto& m : r->followers) s.followers.push_back(follower_state{m});
   self->state.led[r->shard] = std::move(s);
+  set_observers(self, r->shard);
   self->state.gate->lead(r->shard, r->epoch);
   recompute_commit(self, r->shard, self->state.led[r->shard]);
   pump(self, r->shard);
@@ -1059,6 +1093,14 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
           if (f.member == member)
             return f.synced && f.voter && f.durable >= i->second.commit;
         return false;
+      },
+      [=](repl_observers_atom, uint32_t shard,
+          const std::vector<std::string>& members) {
+        self->state.observers[shard] = members;
+        if (self->state.led.count(shard) > 0) {
+          set_observers(self, shard);
+          pump(self, shard);
+        }
       },
       [=](repl_leading_atom) {
         std::vector<uint64_t> out;

@@ -163,6 +163,21 @@ class shard_coordinator {
   shard_coordinator& operator=(const shard_coordinator&) = delete;
 
  private:
+  // Each shard's voters as etcd holds them (`shards/<n>/voters`, preferred
+  // first), from the last range that read them. `revision` is the key's mod
+  // revision, which a candidacy is bound to (a voter set's candidates were
+  // all created under it); `current` is false while the key cannot be
+  // read (absent, or not a voter list): then the last good voters stay,
+  // and nobody campaigns anew.
+  struct shard_config {
+    std::vector<std::string> voters;
+    int64_t revision = 0;
+    bool current = false;
+    // `shards/<n>/observers`: copies that catch up without counting in
+    // any majority (none while the key is absent or unreadable).
+    std::vector<std::string> observers;
+  };
+
   shard_coordinator() = default;
   void run();
   void watch();
@@ -191,6 +206,12 @@ class shard_coordinator {
   void read_configs(const std::vector<etcd_kv>& shard_keys);
   /// Whether etcd's voters of `shard` (as last read) include this member.
   bool voter_of(uint32_t shard) const;
+  /// For a shard this member leads: records `shards/<n>/ready/<m>` (bound
+  /// to this member's lease) for each observer the replicator reports
+  /// holding the commit point, and deletes the ready keys of members that
+  /// observe no longer. `have`: the ready keys as read, by member.
+  void mark_ready(uint32_t shard, const shard_config& config,
+                  const std::map<std::string, const etcd_kv*>& have);
   /// Stops taking part in `shard`, which this member is no voter of any
   /// longer: resigns it and withdraws its candidacy.
   void leave(uint32_t shard, const std::string& own_key);
@@ -252,20 +273,13 @@ class shard_coordinator {
   int64_t seen_lease_ = 0;
   std::chrono::steady_clock::time_point lease_seen_at_{};
   std::map<uint32_t, std::chrono::steady_clock::time_point> withdrawn_;
-  // Each shard's voters as etcd holds them (`shards/<n>/voters`, preferred
-  // first), from the last range that read them. `revision` is the key's mod
-  // revision, which a candidacy is bound to (a voter set's candidates were
-  // all created under it); `current` is false while the key cannot be
-  // read (absent, or not a voter list): then the last good voters stay,
-  // and nobody campaigns anew.
-  struct shard_config {
-    std::vector<std::string> voters;
-    int64_t revision = 0;
-    bool current = false;
-  };
   std::map<uint32_t, shard_config> configs_;
   // Voters keys found unreadable, by shard and revision: said once.
   std::map<uint32_t, int64_t> config_errors_;
+  // Observers keys found unreadable, by shard and revision: said once.
+  std::map<uint32_t, int64_t> observer_errors_;
+  // The observers the replicator was last told of, by shard.
+  std::map<uint32_t, std::vector<std::string>> observers_told_;
   bool identity_checked_ = false;
   bool map_checked_ = false;
   bool address_announced_ = false;

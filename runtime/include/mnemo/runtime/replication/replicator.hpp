@@ -104,6 +104,16 @@ using repl_identity_atom = caf::atom_constant<caf::atom("mn_rident")>;
 /// Local: `(repl_status_atom, shard)` -> `(bool leading, epoch, end,
 /// commit)`.
 using repl_status_atom = caf::atom_constant<caf::atom("mn_rstatus")>;
+/// Local: `(repl_observers_atom, shard, std::vector<std::string> members)`
+/// -> `()`: the shard's observers (docs/replica-set-changes.md): copies
+/// that catch up without counting in any majority, neither the commit
+/// point nor a new leader's recovery, like etcd's learners and Kafka's
+/// adding replicas. While this replica leads the shard it syncs them and
+/// ships them its records like its followers; `repl_ready_atom` says when
+/// one holds the commit point. Kept for the shard across leaderships
+/// until told again (an empty list: none); a member that is also one of
+/// `repl_lead_atom`'s followers counts as a follower.
+using repl_observers_atom = caf::atom_constant<caf::atom("mn_robsrv")>;
 
 /// The journal's replication gate (persistence::replication_gate) of one
 /// member: admits appends only to the shards this member leads, and holds
