@@ -63,6 +63,8 @@ const char* to_string(errc x) noexcept {
       return "join_refused";
     case errc::owner_lost:
       return "owner_lost";
+    case errc::conflict:
+      return "conflict";
   }
   return "unknown";
 }

@@ -17,6 +17,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include "../support/etcd_server.hpp"
+#include "mnemo/runtime/coordination/replica_sets.hpp"
 #include "mnemo/runtime/coordination/shard_coordinator.hpp"
 #include "replica_member.hpp"
 
@@ -35,15 +36,16 @@ struct failover_fixture {
   test::etcd_server etcd;
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  std::array<member, 3> m;
+  // a, b and c start with the fixture; d only when a test starts it.
+  std::array<member, 4> m;
   std::mutex log_mtx;  // before the coordinators, which log to it
-  std::array<std::unique_ptr<shard_coordinator>, 3> coord;
+  std::array<std::unique_ptr<shard_coordinator>, 4> coord;
 
   // Preferred-leader election (coordinator_settings::rebalance_after):
   // off unless a test asks for it.
   std::chrono::milliseconds rebalance_after{0};
   // The shard map each member derives (coordinator_settings::shard_map).
-  std::array<std::string, 3> maps;
+  std::array<std::string, 4> maps;
 
   // `voters`: the shard's voters key as etcd holds it before the members
   // start (empty: the first member creates it from the shard map).
@@ -53,17 +55,18 @@ struct failover_fixture {
     m[0].id = "a";
     m[1].id = "b";
     m[2].id = "c";
+    m[3].id = "d";
     maps.fill(shard_map_json(shard + 1, 3, sets({"a", "b", "c"})));
     // Keys of other kinds under a shard's prefix, older than every
     // candidate (docs/replica-set-changes.md puts a shard's configuration
     // there): they are not candidates, so none of them "leads".
     auto client = etcd.client();
     auto key = "/mnemo/test/shards/" + std::to_string(shard);
-    BOOST_REQUIRE(client->put(key + "/established", "z"));
+    BOOST_REQUIRE(client->put(key + "/note", "z"));
     BOOST_REQUIRE(client->put(key + "x/candidates/1", "z"));
     BOOST_REQUIRE(client->put(key + "/candidates", "z"));
     if (!voters.empty()) BOOST_REQUIRE(client->put(key + "/voters", voters));
-    for (auto& x : m) x.start(sys, true);
+    for (size_t i = 0; i < 3; ++i) m[i].start(sys, true);
     link_all();
     for (size_t i = 0; i < 3; ++i) start_coordinator(i);
   }
@@ -138,7 +141,7 @@ struct failover_fixture {
   std::optional<size_t> leader(std::chrono::milliseconds within) {
     auto deadline = std::chrono::steady_clock::now() + within;
     do {
-      for (size_t i = 0; i < 3; ++i)
+      for (size_t i = 0; i < coord.size(); ++i)
         if (coord[i])
           for (auto& l : coord[i]->leadership())
             if (l.leading) return i;
@@ -174,6 +177,38 @@ struct failover_fixture {
     std::vector<std::string> out;
     for (auto& kv : *keys) out.push_back(kv.value);
     return out;
+  }
+
+  // The shard's replica set in etcd.
+  replica_set set() {
+    auto client = etcd.client();
+    auto s = read_replica_set(*client, "/mnemo/test", shard);
+    BOOST_REQUIRE_MESSAGE(s, (s ? "" : runtime::describe(s.error())));
+    return *s;
+  }
+
+  // Waits up to `within` for the replica set to satisfy `pred`.
+  template <class Pred>
+  bool set_becomes(Pred pred, std::chrono::milliseconds within = 10s) {
+    for (auto deadline = std::chrono::steady_clock::now() + within;;) {
+      if (pred(set())) return true;
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+
+  // Appends `v` through whichever member leads, trying again until one
+  // acknowledges it (10 s at most); records it in `acked`.
+  bool append_any(const std::string& v, std::vector<std::string>& acked) {
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         std::chrono::steady_clock::now() < deadline;) {
+      auto l = leader(1s);
+      if (l && append(*l, v)) {
+        acked.push_back(v);
+        return true;
+      }
+    }
+    return false;
   }
 
   size_t leaders() {
@@ -572,9 +607,126 @@ BOOST_FIXTURE_TEST_CASE(an_observer_catches_up_without_counting,
   BOOST_CHECK(ready_key("c", false));
 }
 
+// Changes of voters are single steps guarded in etcd: an observer is
+// promoted only once a leader reported it holding the commit point, and
+// the next change waits until a leader of the new voters committed its
+// epoch (R4). Here the new set {a, b, c, d} cannot get a leader (two of
+// its members are down), so removing c is refused, while going back to
+// {a, b, c} is not; once one of them is back, that set leads again, with
+// every acknowledged record.
+BOOST_FIXTURE_TEST_CASE(a_change_of_voters_waits_for_an_established_set,
+                        failover_fixture) {
+  auto first = leader(10s);
+  BOOST_REQUIRE(first);
+  std::vector<std::string> acked;
+  BOOST_REQUIRE(append_any("v1", acked));
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; }));
+  auto client = etcd.client();
+  auto not_observing = promote(*client, "/mnemo/test", shard, "d");
+  BOOST_REQUIRE(!not_observing);
+  BOOST_TEST_MESSAGE(runtime::describe(not_observing.error()));
+  BOOST_CHECK(runtime::is(not_observing.error(), runtime::errc::invalid_argument));
+  BOOST_REQUIRE(observe(*client, "/mnemo/test", shard, "d"));
+  // d does not run: no leader can report it ready.
+  auto not_ready = promote(*client, "/mnemo/test", shard, "d");
+  BOOST_REQUIRE(!not_ready);
+  BOOST_CHECK(runtime::describe(not_ready.error()).find("commit point") !=
+              std::string::npos);
+  restart(3, false);
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) {
+    return s.ready == std::vector<std::string>{"d"};
+  }));
+  BOOST_CHECK((values(3) == std::vector<std::string>{"v1"}));
+  // The two voters that do not lead go down; the leader and d are no
+  // majority of four.
+  auto lead = *leader(1s);
+  for (size_t i = 0; i < 3; ++i)
+    if (i != lead) kill(i);
+  auto promoted = promote(*client, "/mnemo/test", shard, "d");
+  BOOST_REQUIRE_MESSAGE(promoted, (promoted ? "" : runtime::describe(promoted.error())));
+  BOOST_CHECK((promoted->voters == std::vector<std::string>{"a", "b", "c", "d"}));
+  BOOST_CHECK((promoted->previous == std::vector<std::string>{"a", "b", "c"}));
+  BOOST_CHECK(promoted->observers.empty());
+  BOOST_CHECK(!promoted->established);
+  std::this_thread::sleep_for(3s);
+  BOOST_CHECK_EQUAL(leaders(), 0u);
+  auto early = remove_voter(*client, "/mnemo/test", shard, "c");
+  BOOST_REQUIRE(!early);
+  BOOST_CHECK(runtime::describe(early.error()).find("not established") !=
+              std::string::npos);
+  auto back = abort_change(*client, "/mnemo/test", shard);
+  BOOST_REQUIRE_MESSAGE(back, (back ? "" : runtime::describe(back.error())));
+  BOOST_CHECK((back->voters == std::vector<std::string>{"a", "b", "c"}));
+  // One of the three is back: {a, b, c} leads again, with the record, and
+  // d (no voter now) never campaigns.
+  restart(lead == 0 ? 1 : 0, false);
+  BOOST_REQUIRE(append_any("v2", acked));
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; }));
+  auto now = leader(1s);
+  BOOST_REQUIRE(now);
+  BOOST_CHECK_NE(*now, 3u);
+  BOOST_CHECK(values(*now) == acked);
+  for (auto& c : candidates()) BOOST_CHECK_NE(c, "d");
+}
+
+// A member is replaced while appends go on: d observes and catches up, is
+// promoted, and c is removed, each step once the one before it is
+// established. No acknowledged record is lost, c leaves the shard and is
+// no candidate, and the new set survives its leader's kill.
+BOOST_FIXTURE_TEST_CASE(a_member_is_replaced_without_losing_a_record,
+                        failover_fixture) {
+  BOOST_REQUIRE(leader(10s));
+  std::vector<std::string> acked;
+  int n = 0;
+  auto some = [&](int k) {
+    for (int i = 0; i < k; ++i)
+      BOOST_REQUIRE(append_any("v" + std::to_string(++n), acked));
+  };
+  some(5);
+  restart(3, false);
+  auto client = etcd.client();
+  BOOST_REQUIRE(observe(*client, "/mnemo/test", shard, "d"));
+  some(5);
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) {
+    return s.established && s.ready == std::vector<std::string>{"d"};
+  }));
+  BOOST_REQUIRE(promote(*client, "/mnemo/test", shard, "d"));
+  some(5);  // through the election of the new set
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; }));
+  BOOST_REQUIRE(lists_shard(3));
+  auto removed = remove_voter(*client, "/mnemo/test", shard, "c");
+  BOOST_REQUIRE_MESSAGE(removed, (removed ? "" : runtime::describe(removed.error())));
+  BOOST_CHECK((removed->voters == std::vector<std::string>{"a", "b", "d"}));
+  some(5);
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; }));
+  bool left = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       !left && std::chrono::steady_clock::now() < deadline;)
+    if (left = !lists_shard(2); !left) std::this_thread::sleep_for(20ms);
+  BOOST_CHECK(left);
+  for (auto& c : candidates()) BOOST_CHECK_NE(c, "c");
+  // The new set's leader dies: the other two elect one with every record.
+  auto l = leader(1s);
+  BOOST_REQUIRE(l);
+  BOOST_CHECK_NE(*l, 2u);
+  kill(*l);
+  some(3);
+  auto next = leader(1s);
+  BOOST_REQUIRE(next);
+  BOOST_CHECK_NE(*next, 2u);
+  BOOST_CHECK(values(*next) == acked);
+  // c, no voter, was not needed, and counts in no majority: down, and the
+  // set still acknowledges.
+  kill(2);
+  some(2);
+  BOOST_CHECK(values(*leader(1s)) == acked);
+}
+
 // A voters key that holds no voter list (an operator's mistake) is not
 // read as any set: nobody becomes a candidate for the shard, and once the
-// key holds a list, a leader is elected.
+// key holds a list, a leader is elected. Made unreadable later, it stops
+// new candidacies only: the leader and the queued candidates, made under
+// the last good voters, keep their terms and places.
 BOOST_FIXTURE_TEST_CASE(an_unreadable_voters_key_holds_every_candidacy,
                         unreadable_voters_fixture) {
   std::this_thread::sleep_for(3s);
@@ -587,6 +739,33 @@ BOOST_FIXTURE_TEST_CASE(an_unreadable_voters_key_holds_every_candidacy,
   auto first = leader(10s);
   BOOST_REQUIRE(first);
   BOOST_CHECK(append(*first, "v1"));
+  // Unreadable again while a leader runs: it keeps its term (its voters
+  // are the last good ones); a member that starts now makes no candidacy,
+  // while those made under the last good voters keep their places.
+  BOOST_REQUIRE(client->put(
+      "/mnemo/test/shards/" + std::to_string(shard) + "/voters", "[]"));
+  std::this_thread::sleep_for(500ms);
+  BOOST_CHECK_EQUAL(leaders(), 1u);
+  BOOST_CHECK(append(*first, "v2"));
+  kill(*first);
+  restart(*first, false);
+  auto next = leader(10s);
+  BOOST_REQUIRE(next);
+  BOOST_CHECK_NE(*next, *first);
+  BOOST_CHECK(append(*next, "v3"));
+  BOOST_CHECK((values(*next) == std::vector<std::string>{"v1", "v2", "v3"}));
+  std::this_thread::sleep_for(1s);
+  for (auto& c : candidates()) BOOST_CHECK_NE(c, m[*first].id);
+  // Readable again: the restarted member queues as a candidate.
+  BOOST_REQUIRE(client->put(
+      "/mnemo/test/shards/" + std::to_string(shard) + "/voters",
+      R"({"voters":["a","b","c"],"previous":[]})"));
+  bool queued = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       !queued && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms))
+    for (auto& c : candidates()) queued |= c == m[*first].id;
+  BOOST_CHECK(queued);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -13,6 +13,7 @@
 
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/replication/replicator.hpp"
+#include "shard_keys.hpp"
 
 namespace mnemo::runtime::coordination {
 
@@ -20,6 +21,7 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 namespace repl = mnemo::runtime::replication;
+using namespace shard_keys;
 
 // A third of the lease's TTL: how often the lease is renewed, and the
 // margin by which a member stops leading before its lease could end.
@@ -31,132 +33,6 @@ std::string hex(int64_t x) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(x));
   return buf;
-}
-
-// A shard's number in a key: decimal without leading zeros, at most
-// UINT32_MAX.
-std::optional<uint32_t> parse_shard(std::string_view digits) {
-  if (digits.empty() || digits.size() > 10 ||
-      (digits.size() > 1 && digits.front() == '0'))
-    return std::nullopt;
-  uint64_t shard = 0;
-  for (auto ch : digits) {
-    if (ch < '0' || ch > '9') return std::nullopt;
-    shard = shard * 10 + static_cast<uint64_t>(ch - '0');
-  }
-  if (shard > UINT32_MAX) return std::nullopt;
-  return static_cast<uint32_t>(shard);
-}
-
-// The shard of a candidate's key, given what follows "<prefix>/shards/":
-// "<shard>/candidates/<lease in hex>". Nothing for a key of another kind
-// (a shard's configuration lives next to its candidates).
-std::optional<uint32_t> candidate_shard(std::string_view rest) {
-  constexpr std::string_view mid = "/candidates/";
-  auto slash = rest.find('/');
-  if (slash == std::string_view::npos || rest.substr(slash, mid.size()) != mid)
-    return std::nullopt;
-  auto lease = rest.substr(slash + mid.size());
-  if (lease.empty() ||
-      lease.find_first_not_of("0123456789abcdef") != std::string_view::npos)
-    return std::nullopt;
-  return parse_shard(rest.substr(0, slash));
-}
-
-// The shard of a voters key, given what follows "<prefix>/shards/":
-// "<shard>/voters".
-std::optional<uint32_t> voters_shard(std::string_view rest) {
-  constexpr std::string_view tail = "/voters";
-  if (rest.size() <= tail.size() ||
-      rest.substr(rest.size() - tail.size()) != tail)
-    return std::nullopt;
-  return parse_shard(rest.substr(0, rest.size() - tail.size()));
-}
-
-// The shard of an observers key, given what follows "<prefix>/shards/":
-// "<shard>/observers".
-std::optional<uint32_t> observers_shard(std::string_view rest) {
-  constexpr std::string_view tail = "/observers";
-  if (rest.size() <= tail.size() ||
-      rest.substr(rest.size() - tail.size()) != tail)
-    return std::nullopt;
-  return parse_shard(rest.substr(0, rest.size() - tail.size()));
-}
-
-// The shard and member of a ready key, given what follows
-// "<prefix>/shards/": "<shard>/ready/<member>".
-std::optional<std::pair<uint32_t, std::string>> ready_key(
-    std::string_view rest) {
-  constexpr std::string_view mid = "/ready/";
-  auto slash = rest.find('/');
-  if (slash == std::string_view::npos || rest.substr(slash, mid.size()) != mid)
-    return std::nullopt;
-  auto member = rest.substr(slash + mid.size());
-  auto shard = parse_shard(rest.substr(0, slash));
-  if (!shard || member.empty() || member.find('/') != std::string_view::npos)
-    return std::nullopt;
-  return std::make_pair(*shard, std::string{member});
-}
-
-// Member ids in a JSON array: none empty, none twice; or nothing and why
-// not.
-std::optional<std::vector<std::string>> parse_members(
-    const nlohmann::json& list, std::string& why) {
-  if (!list.is_array()) {
-    why = "not a list";
-    return std::nullopt;
-  }
-  std::vector<std::string> out;
-  for (auto& v : list) {
-    if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
-      why = "not a member id: " + v.dump();
-      return std::nullopt;
-    }
-    auto& id = v.get_ref<const std::string&>();
-    if (std::find(out.begin(), out.end(), id) != out.end()) {
-      why = "member '" + id + "' twice";
-      return std::nullopt;
-    }
-    out.push_back(id);
-  }
-  return out;
-}
-
-// An observers key's value: a JSON list of member ids.
-std::optional<std::vector<std::string>> parse_observers(const std::string& text,
-                                                        std::string& why) {
-  auto doc = nlohmann::json::parse(text, nullptr, false);
-  if (doc.is_discarded()) {
-    why = "not JSON";
-    return std::nullopt;
-  }
-  return parse_members(doc, why);
-}
-
-// A voters key's value: {"voters":[member,...],"previous":[member,...]},
-// the voters preferred first, `previous` the set before the last change
-// (empty for the first).
-std::string voters_json(const std::vector<std::string>& voters) {
-  return nlohmann::json{{"voters", voters},
-                        {"previous", nlohmann::json::array()}}
-      .dump();
-}
-
-// The voters in a voters key's value, or nothing and why not: at least
-// one, each a member id (not empty), none twice.
-std::optional<std::vector<std::string>> parse_voters(const std::string& text,
-                                                     std::string& why) {
-  auto doc = nlohmann::json::parse(text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    why = "not a JSON object";
-    return std::nullopt;
-  }
-  auto list = doc.find("voters");
-  if (list == doc.end() || !list->is_array() || list->empty()) {
-    why = "no \"voters\" list";
-    return std::nullopt;
-  }
-  return parse_members(*list, why);
 }
 
 }  // namespace
@@ -407,7 +283,7 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
     auto voters = parse_voters(kv.value, why);
     auto& config = configs_[*shard];
     if (voters) {
-      config = shard_config{std::move(*voters), kv.mod_revision, true, {}};
+      config = shard_config{std::move(voters->voters), kv.mod_revision, true, {}};
       config_errors_.erase(*shard);
       continue;
     }
@@ -605,8 +481,10 @@ void shard_coordinator::look() {
   // The candidates of each shard, oldest first (the range is sorted by
   // create revision).
   std::map<uint32_t, std::vector<const etcd_kv*>> candidates;
-  // The observers' ready keys of each shard, by member.
+  // The observers' ready keys of each shard, by member, and the revision
+  // of the voters that a leader established (R4).
   std::map<uint32_t, std::map<std::string, const etcd_kv*>> ready;
+  std::map<uint32_t, std::string> established;
   for (auto& kv : looked_) {
     std::string_view rest{kv.key};
     rest.remove_prefix(base.size());
@@ -614,6 +492,8 @@ void shard_coordinator::look() {
       candidates[*shard].push_back(&kv);
     else if (auto r = ready_key(rest))
       ready[r->first][r->second] = &kv;
+    else if (auto e = established_shard(rest))
+      established[*e] = kv.value;
   }
   {
     // Shards this member does not replicate: where their commands go.
@@ -636,6 +516,15 @@ void shard_coordinator::look() {
     for (auto shard : gone)
       leave(shard, base + std::to_string(shard) + "/candidates/" +
                        hex(lease_.load()));
+    // A candidacy left behind by a leave whose delete failed goes now:
+    // while it is the oldest, the others would follow a member that does
+    // not lead.
+    auto own_suffix = "/candidates/" + hex(lease_.load());
+    for (auto& [shard, list] : candidates)
+      if (!voter_of(shard))
+        for (auto* kv : list)
+          if (kv->key == base + std::to_string(shard) + own_suffix)
+            etcd_->erase(kv->key, kv->create_revision);
   }
   auto now = clock::now();
   auto lease = lease_.load();
@@ -687,6 +576,25 @@ void shard_coordinator::look() {
     bool mine_listed = false;
     for (auto* kv : list) mine_listed |= kv->key == own_key;
     if (!mine_listed) {
+      // Its candidacy is gone while it leads: a change of the shard's
+      // voters deleted it (R2), or an operator did. Its term is over; the
+      // next leader's recovery fences what is left of it (R3).
+      bool was_leading = false;
+      {
+        std::lock_guard<std::mutex> guard{mtx_};
+        auto& v = view_[shard];
+        was_leading = v.leading;
+        if (was_leading) {
+          v.leading = false;
+          publish_locked(shard, "");
+        }
+      }
+      if (was_leading) {
+        caf::anon_send(replicator_, repl::repl_resign_atom::value, shard);
+        leading_since_.erase(shard);
+        log_("shard_step_down", "shard " + std::to_string(shard) +
+                                    ": its candidacy is gone from etcd");
+      }
       auto w = withdrawn_.find(shard);
       // A shard without candidates waits a TTL for its preferred replica
       // (the first), so that leadership spreads over the members instead
@@ -785,6 +693,9 @@ void shard_coordinator::look() {
       // promised a newer epoch): then this candidacy goes, so that the
       // shard gets a leader again. (One question per look for all shards.)
       if (leads(shard, static_cast<uint64_t>(epoch))) {
+        if (config.current && !cfg_.shard_map.empty() &&
+            established[shard] != std::to_string(config.revision))
+          establish(shard, epoch, config);
         if (!config.observers.empty() || ready.count(shard) > 0)
           mark_ready(shard, config, ready[shard]);
         continue;
@@ -815,6 +726,27 @@ void shard_coordinator::look() {
     to_lead.push_back({shard, epoch, own_key, std::move(followers)});
   }
   lead(to_lead);
+}
+
+void shard_coordinator::establish(uint32_t shard, int64_t epoch,
+                                   const shard_config& config) {
+  caf::scoped_actor self{*sys_};
+  bool committed = false;
+  self->request(replicator_, std::chrono::seconds{1},
+                repl::repl_marker_committed_atom::value, shard,
+                static_cast<uint64_t>(epoch))
+      .receive([&](bool c) { committed = c; }, [](caf::error&) {});
+  if (!committed) return;
+  // Only for the voters this epoch was elected under: a change since then
+  // fails the comparison (and deleted this member's candidacy).
+  auto base = cfg_.prefix + "/shards/" + std::to_string(shard) + "/";
+  auto done = etcd_->txn(
+      {etcd_compare::changed_at(base + "voters", config.revision)},
+      {etcd_op::put(base + "established", std::to_string(config.revision))});
+  if (done && done->succeeded)
+    log_("shard_voters_established",
+         "shard " + std::to_string(shard) + " epoch " + std::to_string(epoch) +
+             ": voters of revision " + std::to_string(config.revision));
 }
 
 void shard_coordinator::mark_ready(
@@ -979,8 +911,9 @@ bool shard_coordinator::check_identity() {
         } else if (auto voted = voters_shard(rest)) {
           std::string why;
           auto voters = parse_voters(kv.value, why);
-          if (voters && std::find(voters->begin(), voters->end(),
-                                  cfg_.member) != voters->end())
+          if (voters && std::find(voters->voters.begin(),
+                                  voters->voters.end(),
+                                  cfg_.member) != voters->voters.end())
             held.insert(*voted);
         } else if (auto observed = observers_shard(rest)) {
           std::string why;

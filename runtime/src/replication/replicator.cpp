@@ -1094,6 +1094,11 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
             return f.synced && f.voter && f.durable >= i->second.commit;
         return false;
       },
+      [=](repl_marker_committed_atom, uint32_t shard, uint64_t epoch) {
+        auto i = self->state.led.find(shard);
+        return i != self->state.led.end() && i->second.epoch == epoch &&
+               i->second.commit >= i->second.epoch_start;
+      },
       [=](repl_observers_atom, uint32_t shard,
           const std::vector<std::string>& members) {
         self->state.observers[shard] = members;

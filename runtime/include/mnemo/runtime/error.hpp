@@ -40,6 +40,9 @@ enum class errc : uint8_t {
   /// its way: it may or may not have been applied. Retry with the same
   /// command id once the member is back.
   owner_lost = 9,
+  /// A compare-and-swap lost: what it was based on changed meanwhile (a
+  /// shard's replica set in etcd). Read again and decide again.
+  conflict = 10,
 };
 
 /// Returns the name of `x`, e.g. "stash_overflow".

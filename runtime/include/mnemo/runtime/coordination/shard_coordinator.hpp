@@ -206,6 +206,10 @@ class shard_coordinator {
   void read_configs(const std::vector<etcd_kv>& shard_keys);
   /// Whether etcd's voters of `shard` (as last read) include this member.
   bool voter_of(uint32_t shard) const;
+  /// For a shard this member leads in `epoch`: once its epoch marker is
+  /// committed, records in `shards/<n>/established` that its voters (of
+  /// `config.revision`) are established (docs/replica-set-changes.md, R4).
+  void establish(uint32_t shard, int64_t epoch, const shard_config& config);
   /// For a shard this member leads: records `shards/<n>/ready/<m>` (bound
   /// to this member's lease) for each observer the replicator reports
   /// holding the commit point, and deletes the ready keys of members that

@@ -104,6 +104,11 @@ using repl_identity_atom = caf::atom_constant<caf::atom("mn_rident")>;
 /// Local: `(repl_status_atom, shard)` -> `(bool leading, epoch, end,
 /// commit)`.
 using repl_status_atom = caf::atom_constant<caf::atom("mn_rstatus")>;
+/// Local: `(repl_marker_committed_atom, shard, epoch)` -> `bool`: whether
+/// this replica leads `shard` in `epoch` and its commit point reached the
+/// epoch's marker, i.e. a majority of the epoch's voters hold the marker
+/// (what a change of voters waits for, docs/replica-set-changes.md R4).
+using repl_marker_committed_atom = caf::atom_constant<caf::atom("mn_rmarkc")>;
 /// Local: `(repl_observers_atom, shard, std::vector<std::string> members)`
 /// -> `()`: the shard's observers (docs/replica-set-changes.md): copies
 /// that catch up without counting in any majority, neither the commit

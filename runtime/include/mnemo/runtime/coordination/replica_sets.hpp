@@ -1,0 +1,98 @@
+#pragma once
+
+// Changing a shard's replica set in etcd while the cluster runs
+// (docs/replica-set-changes.md, docs/coordination.md). Each function reads
+// the shard's keys, checks what the change needs, and makes it in one etcd
+// transaction guarded by the revisions it read, so that two operators (or
+// tools) racing on one shard cannot both win a step:
+//
+// - `observe`: a member becomes an observer, a copy that catches up from
+//   the leader without counting in any majority (the epoch stays).
+// - `promote`: an observer that a leader reported holding its commit point
+//   (`ready`) becomes a voter, one member added (R1).
+// - `remove_voter`: a voter leaves the set, one member removed (R1).
+// - `abort_change`: the voters go back to the set before the last change.
+//
+// A change of voters deletes the shard's candidacies in the same
+// transaction (R2): the next leader is elected among the new voters, and
+// recovers from a majority of them, which fences the old leader (R3).
+// Before a further change of voters, a leader of the new set must have
+// committed its epoch marker on a majority of it, which its coordinator
+// records as `established` (R4); an abort needs no such leader, since it
+// is itself one step from the set it undoes.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "mnemo/runtime/coordination/etcd_client.hpp"
+
+namespace mnemo::runtime::coordination {
+
+/// One shard's replica set as etcd holds it.
+struct replica_set {
+  uint32_t shard = 0;
+  /// The voters, preferred first.
+  std::vector<std::string> voters;
+  /// The voters before the last change (empty: none recorded).
+  std::vector<std::string> previous;
+  std::vector<std::string> observers;
+  /// The observers a leader reported holding its commit point.
+  std::vector<std::string> ready;
+  /// Mod revision of the voters key: the set's identity.
+  int64_t revision = 0;
+  /// Mod revision of the observers key (0: there is none).
+  int64_t observers_revision = 0;
+  /// Whether a leader of these voters committed its epoch marker on a
+  /// majority of them (R4): a further change of voters may follow.
+  bool established = false;
+  /// The oldest candidate's member and its key's create revision (the
+  /// epoch): the leader, or the member that is becoming it ("" and 0: no
+  /// candidate).
+  std::string leader;
+  int64_t epoch = 0;
+};
+
+/// Reads shard `shard`'s keys under `<prefix>/shards/<shard>/`. Errors:
+/// `not_found` if the shard has no voters key (no member has created it
+/// from the shard map yet), `invalid_argument` if it holds no voter list,
+/// and the client's errors.
+caf::expected<replica_set> read_replica_set(etcd_client& etcd,
+                                            const std::string& prefix,
+                                            uint32_t shard);
+
+/// Makes `member` an observer of the shard; the set as it is then.
+/// Nothing changes if it already is one. Errors: `invalid_argument` if it
+/// is a voter; `conflict` if the keys changed since they were read.
+caf::expected<replica_set> observe(etcd_client& etcd, const std::string& prefix,
+                                   uint32_t shard, const std::string& member);
+
+/// `member` observes the shard no longer (its ready key goes too).
+/// Nothing changes if it is no observer. Errors: `conflict`.
+caf::expected<replica_set> unobserve(etcd_client& etcd,
+                                     const std::string& prefix, uint32_t shard,
+                                     const std::string& member);
+
+/// Makes observer `member` a voter, last in the order. Errors:
+/// `invalid_argument` if it is no observer, no leader reported it ready,
+/// or the current voters are not established yet; `conflict`.
+caf::expected<replica_set> promote(etcd_client& etcd, const std::string& prefix,
+                                   uint32_t shard, const std::string& member);
+
+/// Removes voter `member`. Errors: `invalid_argument` if it is no voter,
+/// the last one, or the current voters are not established yet;
+/// `conflict`.
+caf::expected<replica_set> remove_voter(etcd_client& etcd,
+                                        const std::string& prefix,
+                                        uint32_t shard,
+                                        const std::string& member);
+
+/// Puts back the voters before the last change. Errors:
+/// `invalid_argument` if none are recorded; `conflict`.
+caf::expected<replica_set> abort_change(etcd_client& etcd,
+                                        const std::string& prefix,
+                                        uint32_t shard);
+
+}  // namespace mnemo::runtime::coordination

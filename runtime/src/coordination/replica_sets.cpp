@@ -1,0 +1,244 @@
+#include "mnemo/runtime/coordination/replica_sets.hpp"
+
+#include <algorithm>
+
+#include "mnemo/runtime/error.hpp"
+#include "shard_keys.hpp"
+
+namespace mnemo::runtime::coordination {
+
+namespace {
+
+using namespace shard_keys;
+
+bool contains(const std::vector<std::string>& list, const std::string& x) {
+  return std::find(list.begin(), list.end(), x) != list.end();
+}
+
+std::vector<std::string> without(std::vector<std::string> list,
+                                 const std::string& x) {
+  list.erase(std::remove(list.begin(), list.end(), x), list.end());
+  return list;
+}
+
+std::string join(const std::vector<std::string>& list) {
+  std::string out = "[";
+  for (size_t i = 0; i < list.size(); ++i) out += (i ? "," : "") + list[i];
+  return out + "]";
+}
+
+std::string shard_base(const std::string& prefix, uint32_t shard) {
+  return prefix + "/shards/" + std::to_string(shard) + "/";
+}
+
+std::string describe_set(const replica_set& s) {
+  return "shard " + std::to_string(s.shard) + ": voters " + join(s.voters) +
+         (s.established ? "" : " (not established)") + ", observers " +
+         join(s.observers) + ", ready " + join(s.ready) + ", leader " +
+         (s.leader.empty() ? "none" : s.leader);
+}
+
+caf::error refused(const replica_set& s, const std::string& why) {
+  return make_error(errc::invalid_argument, why + " (" + describe_set(s) + ")");
+}
+
+// Runs a change of the shard's keys guarded by `compare`; on a lost race,
+// `conflict` with the set as it is now.
+caf::expected<replica_set> commit(etcd_client& etcd, const std::string& prefix,
+                                  uint32_t shard,
+                                  std::vector<etcd_compare> compare,
+                                  std::vector<etcd_op> ops) {
+  auto done = etcd.txn(compare, ops);
+  if (!done) return std::move(done.error());
+  auto now = read_replica_set(etcd, prefix, shard);
+  if (!done->succeeded) {
+    if (!now) return std::move(now.error());
+    return make_error(errc::conflict,
+                      "the replica set changed meanwhile; now " +
+                          describe_set(*now));
+  }
+  return now;
+}
+
+// A change of voters to `next` (one member added or removed): guarded by
+// the voters' revision and, unless `abort`, by their being established;
+// deletes the candidacies (and the ready keys) with it.
+caf::expected<replica_set> change_voters(etcd_client& etcd,
+                                         const std::string& prefix,
+                                         const replica_set& s,
+                                         std::vector<std::string> next,
+                                         std::vector<etcd_compare> also,
+                                         std::vector<etcd_op> more,
+                                         bool abort = false) {
+  auto base = shard_base(prefix, s.shard);
+  std::vector<etcd_compare> compare{
+      etcd_compare::changed_at(base + "voters", s.revision)};
+  if (!abort)
+    compare.push_back(etcd_compare::holds(base + "established",
+                                          std::to_string(s.revision)));
+  for (auto& c : also) compare.push_back(std::move(c));
+  std::vector<etcd_op> ops{
+      etcd_op::put(base + "voters", voters_json(next, s.voters)),
+      etcd_op::erase_prefix(base + "candidates/"),
+      etcd_op::erase_prefix(base + "ready/")};
+  for (auto& op : more) ops.push_back(std::move(op));
+  return commit(etcd, prefix, s.shard, std::move(compare), std::move(ops));
+}
+
+}  // namespace
+
+caf::expected<replica_set> read_replica_set(etcd_client& etcd,
+                                            const std::string& prefix,
+                                            uint32_t shard) {
+  auto base = shard_base(prefix, shard);
+  auto keys = etcd.get_prefix(base);
+  if (!keys) return std::move(keys.error());
+  replica_set s;
+  s.shard = shard;
+  bool found = false;
+  std::string established;
+  auto shards = prefix + "/shards/";
+  for (auto& kv : *keys) {  // oldest first
+    std::string_view rest{kv.key};
+    rest.remove_prefix(shards.size());
+    if (candidate_shard(rest) == shard) {
+      if (s.leader.empty()) {
+        s.leader = kv.value;
+        s.epoch = kv.create_revision;
+      }
+    } else if (voters_shard(rest) == shard) {
+      std::string why;
+      auto v = parse_voters(kv.value, why);
+      if (!v)
+        return make_error(errc::invalid_argument,
+                          kv.key + " holds no voter list (" + why + ")");
+      s.voters = std::move(v->voters);
+      s.previous = std::move(v->previous);
+      s.revision = kv.mod_revision;
+      found = true;
+    } else if (observers_shard(rest) == shard) {
+      std::string why;
+      auto o = parse_observers(kv.value, why);
+      if (!o)
+        return make_error(errc::invalid_argument,
+                          kv.key + " holds no list of members (" + why + ")");
+      s.observers = std::move(*o);
+      s.observers_revision = kv.mod_revision;
+    } else if (established_shard(rest) == shard) {
+      established = kv.value;
+    } else if (auto r = ready_key(rest); r && r->first == shard) {
+      s.ready.push_back(r->second);
+    }
+  }
+  if (!found)
+    return make_error(errc::not_found,
+                      "shard " + std::to_string(shard) +
+                          " has no voters in etcd (" + base +
+                          "voters): no member created them from the shard "
+                          "map yet, or the shard does not exist");
+  s.established = established == std::to_string(s.revision);
+  std::sort(s.ready.begin(), s.ready.end());
+  return s;
+}
+
+caf::expected<replica_set> observe(etcd_client& etcd, const std::string& prefix,
+                                   uint32_t shard, const std::string& member) {
+  auto s = read_replica_set(etcd, prefix, shard);
+  if (!s) return s;
+  if (member.empty() || member.find('/') != std::string::npos)
+    return refused(*s, "'" + member + "' is no member id");
+  if (contains(s->voters, member))
+    return refused(*s, member + " is a voter of shard " +
+                           std::to_string(shard));
+  if (contains(s->observers, member)) return s;
+  auto base = shard_base(prefix, shard);
+  auto next = s->observers;
+  next.push_back(member);
+  return commit(etcd, prefix, shard,
+                {etcd_compare::changed_at(base + "voters", s->revision),
+                 etcd_compare::changed_at(base + "observers",
+                                          s->observers_revision)},
+                {etcd_op::put(base + "observers", observers_json(next))});
+}
+
+caf::expected<replica_set> unobserve(etcd_client& etcd,
+                                     const std::string& prefix, uint32_t shard,
+                                     const std::string& member) {
+  auto s = read_replica_set(etcd, prefix, shard);
+  if (!s) return s;
+  if (!contains(s->observers, member)) return s;
+  auto base = shard_base(prefix, shard);
+  return commit(etcd, prefix, shard,
+                {etcd_compare::changed_at(base + "observers",
+                                          s->observers_revision)},
+                {etcd_op::put(base + "observers",
+                              observers_json(without(s->observers, member))),
+                 etcd_op::erase(base + "ready/" + member)});
+}
+
+caf::expected<replica_set> promote(etcd_client& etcd, const std::string& prefix,
+                                   uint32_t shard, const std::string& member) {
+  auto s = read_replica_set(etcd, prefix, shard);
+  if (!s) return s;
+  if (!contains(s->observers, member))
+    return refused(*s, member + " does not observe shard " +
+                           std::to_string(shard) + " (observe it first)");
+  if (!contains(s->ready, member))
+    return refused(*s, "no leader reported " + member +
+                           " holding its commit point yet");
+  if (!s->established)
+    return refused(*s, "no leader of the current voters committed its epoch "
+                       "yet; wait for one before the next change");
+  auto base = shard_base(prefix, shard);
+  auto voters = s->voters;
+  voters.push_back(member);
+  etcd_compare ready{base + "ready/" + member,
+                     etcd_compare::field::create_revision,
+                     etcd_compare::relation::greater, 0, {}};
+  return change_voters(
+      etcd, prefix, *s, std::move(voters),
+      {etcd_compare::changed_at(base + "observers", s->observers_revision),
+       std::move(ready)},
+      {etcd_op::put(base + "observers",
+                    observers_json(without(s->observers, member)))});
+}
+
+caf::expected<replica_set> remove_voter(etcd_client& etcd,
+                                        const std::string& prefix,
+                                        uint32_t shard,
+                                        const std::string& member) {
+  auto s = read_replica_set(etcd, prefix, shard);
+  if (!s) return s;
+  if (!contains(s->voters, member))
+    return refused(*s, member + " is no voter of shard " +
+                           std::to_string(shard));
+  if (s->voters.size() == 1)
+    return refused(*s, member + " is the last voter of shard " +
+                           std::to_string(shard));
+  if (!s->established)
+    return refused(*s, "no leader of the current voters committed its epoch "
+                       "yet; wait for one before the next change");
+  return change_voters(etcd, prefix, *s, without(s->voters, member), {}, {});
+}
+
+caf::expected<replica_set> abort_change(etcd_client& etcd,
+                                        const std::string& prefix,
+                                        uint32_t shard) {
+  auto s = read_replica_set(etcd, prefix, shard);
+  if (!s) return s;
+  if (s->previous.empty())
+    return refused(*s, "no earlier voters are recorded for shard " +
+                           std::to_string(shard));
+  // One member added or removed (R1), as every change made here is; a
+  // value written by hand may say otherwise.
+  size_t differ = 0;
+  for (auto& m : s->voters) differ += contains(s->previous, m) ? 0 : 1;
+  for (auto& m : s->previous) differ += contains(s->voters, m) ? 0 : 1;
+  if (differ != 1)
+    return refused(*s, "the earlier voters " + join(s->previous) +
+                           " differ by more than one member");
+  auto back = s->previous;
+  return change_voters(etcd, prefix, *s, std::move(back), {}, {}, true);
+}
+
+}  // namespace mnemo::runtime::coordination

@@ -1,0 +1,159 @@
+#include "shard_keys.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+namespace mnemo::runtime::coordination::shard_keys {
+
+// A shard's number in a key: decimal without leading zeros, at most
+// UINT32_MAX.
+std::optional<uint32_t> parse_shard(std::string_view digits) {
+  if (digits.empty() || digits.size() > 10 ||
+      (digits.size() > 1 && digits.front() == '0'))
+    return std::nullopt;
+  uint64_t shard = 0;
+  for (auto ch : digits) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    shard = shard * 10 + static_cast<uint64_t>(ch - '0');
+  }
+  if (shard > UINT32_MAX) return std::nullopt;
+  return static_cast<uint32_t>(shard);
+}
+
+// The shard of a candidate's key, given what follows "<prefix>/shards/":
+// "<shard>/candidates/<lease in hex>". Nothing for a key of another kind
+// (a shard's configuration lives next to its candidates).
+std::optional<uint32_t> candidate_shard(std::string_view rest) {
+  constexpr std::string_view mid = "/candidates/";
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos || rest.substr(slash, mid.size()) != mid)
+    return std::nullopt;
+  auto lease = rest.substr(slash + mid.size());
+  if (lease.empty() ||
+      lease.find_first_not_of("0123456789abcdef") != std::string_view::npos)
+    return std::nullopt;
+  return parse_shard(rest.substr(0, slash));
+}
+
+// The shard of a voters key, given what follows "<prefix>/shards/":
+// "<shard>/voters".
+std::optional<uint32_t> voters_shard(std::string_view rest) {
+  constexpr std::string_view tail = "/voters";
+  if (rest.size() <= tail.size() ||
+      rest.substr(rest.size() - tail.size()) != tail)
+    return std::nullopt;
+  return parse_shard(rest.substr(0, rest.size() - tail.size()));
+}
+
+std::optional<uint32_t> established_shard(std::string_view rest) {
+  constexpr std::string_view tail = "/established";
+  if (rest.size() <= tail.size() ||
+      rest.substr(rest.size() - tail.size()) != tail)
+    return std::nullopt;
+  return parse_shard(rest.substr(0, rest.size() - tail.size()));
+}
+
+// The shard of an observers key, given what follows "<prefix>/shards/":
+// "<shard>/observers".
+std::optional<uint32_t> observers_shard(std::string_view rest) {
+  constexpr std::string_view tail = "/observers";
+  if (rest.size() <= tail.size() ||
+      rest.substr(rest.size() - tail.size()) != tail)
+    return std::nullopt;
+  return parse_shard(rest.substr(0, rest.size() - tail.size()));
+}
+
+// The shard and member of a ready key, given what follows
+// "<prefix>/shards/": "<shard>/ready/<member>".
+std::optional<std::pair<uint32_t, std::string>> ready_key(
+    std::string_view rest) {
+  constexpr std::string_view mid = "/ready/";
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos || rest.substr(slash, mid.size()) != mid)
+    return std::nullopt;
+  auto member = rest.substr(slash + mid.size());
+  auto shard = parse_shard(rest.substr(0, slash));
+  if (!shard || member.empty() || member.find('/') != std::string_view::npos)
+    return std::nullopt;
+  return std::make_pair(*shard, std::string{member});
+}
+
+namespace {
+
+// Member ids in a JSON array: none empty, none twice; or nothing and why
+// not.
+std::optional<std::vector<std::string>> parse_members(
+    const nlohmann::json& list, std::string& why) {
+  if (!list.is_array()) {
+    why = "not a list";
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  for (auto& v : list) {
+    if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
+      why = "not a member id: " + v.dump();
+      return std::nullopt;
+    }
+    auto& id = v.get_ref<const std::string&>();
+    if (std::find(out.begin(), out.end(), id) != out.end()) {
+      why = "member '" + id + "' twice";
+      return std::nullopt;
+    }
+    out.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace
+
+// An observers key's value: a JSON list of member ids.
+std::optional<std::vector<std::string>> parse_observers(const std::string& text,
+                                                        std::string& why) {
+  auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded()) {
+    why = "not JSON";
+    return std::nullopt;
+  }
+  return parse_members(doc, why);
+}
+
+std::string voters_json(const std::vector<std::string>& voters,
+                        const std::vector<std::string>& previous) {
+  return nlohmann::json{{"voters", voters}, {"previous", previous}}.dump();
+}
+
+std::string observers_json(const std::vector<std::string>& members) {
+  return nlohmann::json(members).dump();
+}
+
+std::optional<voters_value> parse_voters(const std::string& text,
+                                        std::string& why) {
+  auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    why = "not a JSON object";
+    return std::nullopt;
+  }
+  auto list = doc.find("voters");
+  if (list == doc.end() || !list->is_array() || list->empty()) {
+    why = "no \"voters\" list";
+    return std::nullopt;
+  }
+  voters_value out;
+  auto voters = parse_members(*list, why);
+  if (!voters) return std::nullopt;
+  out.voters = std::move(*voters);
+  // `previous` is the operator's way back (abort); a value without one
+  // (written by hand) has none.
+  if (auto prev = doc.find("previous"); prev != doc.end()) {
+    auto members = parse_members(*prev, why);
+    if (!members) {
+      why = "previous: " + why;
+      return std::nullopt;
+    }
+    out.previous = std::move(*members);
+  }
+  return out;
+}
+
+}  // namespace mnemo::runtime::coordination::shard_keys
