@@ -198,7 +198,9 @@ struct failover_fixture {
   }
 
   // Appends `v` through whichever member leads, trying again until one
-  // acknowledges it (10 s at most); records it in `acked`.
+  // acknowledges it (10 s at most); records it in `acked`. Without command
+  // ids a try that failed (`not_leader` while the leader steps down) may
+  // still be in the log: compare with `in_order_within`.
   bool append_any(const std::string& v, std::vector<std::string>& acked) {
     for (auto deadline = std::chrono::steady_clock::now() + 10s;
          std::chrono::steady_clock::now() < deadline;) {
@@ -636,10 +638,12 @@ BOOST_FIXTURE_TEST_CASE(a_change_of_voters_waits_for_an_established_set,
   BOOST_REQUIRE(set_becomes([](const replica_set& s) {
     return s.ready == std::vector<std::string>{"d"};
   }));
-  BOOST_CHECK((values(3) == std::vector<std::string>{"v1"}));
+  BOOST_CHECK(in_order_within(acked, values(3)));
   // The two voters that do not lead go down; the leader and d are no
   // majority of four.
-  auto lead = *leader(1s);
+  auto leading = leader(1s);
+  BOOST_REQUIRE(leading);
+  auto lead = *leading;
   for (size_t i = 0; i < 3; ++i)
     if (i != lead) kill(i);
   auto promoted = promote(*client, "/mnemo/test", shard, "d");
@@ -665,7 +669,7 @@ BOOST_FIXTURE_TEST_CASE(a_change_of_voters_waits_for_an_established_set,
   auto now = leader(1s);
   BOOST_REQUIRE(now);
   BOOST_CHECK_NE(*now, 3u);
-  BOOST_CHECK(values(*now) == acked);
+  BOOST_CHECK(in_order_within(acked, values(*now)));
   for (auto& c : candidates()) BOOST_CHECK_NE(c, "d");
 }
 
@@ -714,12 +718,14 @@ BOOST_FIXTURE_TEST_CASE(a_member_is_replaced_without_losing_a_record,
   auto next = leader(1s);
   BOOST_REQUIRE(next);
   BOOST_CHECK_NE(*next, 2u);
-  BOOST_CHECK(values(*next) == acked);
+  BOOST_CHECK(in_order_within(acked, values(*next)));
   // c, no voter, was not needed, and counts in no majority: down, and the
   // set still acknowledges.
   kill(2);
   some(2);
-  BOOST_CHECK(values(*leader(1s)) == acked);
+  auto last = leader(1s);
+  BOOST_REQUIRE(last);
+  BOOST_CHECK(in_order_within(acked, values(*last)));
 }
 
 // A voters key that holds no voter list (an operator's mistake) is not
@@ -766,6 +772,10 @@ BOOST_FIXTURE_TEST_CASE(an_unreadable_voters_key_holds_every_candidacy,
        std::this_thread::sleep_for(20ms))
     for (auto& c : candidates()) queued |= c == m[*first].id;
   BOOST_CHECK(queued);
+  // The leader was elected under the earlier voters: it does not vouch
+  // for the ones written since (R4 needs a leader of these voters).
+  std::this_thread::sleep_for(500ms);
+  BOOST_CHECK(!set().established);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -83,11 +83,11 @@ struct cluster_fixture {
   }
 
   caf::error lead(const std::string& id, uint64_t epoch,
-                  std::vector<std::string> followers) {
+                  std::vector<std::string> followers, bool strict = false) {
     caf::scoped_actor self{sys};
     caf::error result;
     self->request(get(id).replicator, 5s, repl_lead_atom::value, shard, epoch,
-                  followers)
+                  followers, strict)
         .receive([] {}, [&](caf::error& err) { result = std::move(err); });
     return result;
   }
@@ -467,6 +467,29 @@ BOOST_AUTO_TEST_CASE(with_two_replicas_the_voter_leads_alone_beside_a_learner) {
   cut("b", "a");
   BOOST_CHECK(
       runtime::is(lead("b", 11, {"a"}), runtime::errc::owner_unavailable));
+}
+
+// The first leader after a change of voters recovers strictly: a
+// majority of its voters must answer as voters. Here X was acknowledged by
+// b and c of {a, b, c}; c is removed, leaving {a, b}, and b's copy is a
+// learner (its data replaced). a and the learner b must not elect a: a
+// lacks X, and b may have lost it (a voter of two beside a learner is
+// enough only when both acknowledged every record, i.e. without a change).
+BOOST_AUTO_TEST_CASE(a_strict_recovery_needs_a_majority_of_voters) {
+  BOOST_REQUIRE(!lead("c", 10, {"a", "b"}));
+  cut("c", "a");
+  auto x = append("c", "acct", "X");
+  BOOST_REQUIRE(ready(x, 5s));
+  BOOST_REQUIRE(x.get());
+  get("c").stop();
+  make_learner("b", 11);
+  auto err = lead("a", 12, {"b"}, true);
+  BOOST_REQUIRE(err);
+  BOOST_TEST_MESSAGE(runtime::describe(err));
+  BOOST_CHECK(runtime::is(err, runtime::errc::owner_unavailable));
+  BOOST_CHECK(runtime::describe(err).find("b: a learner") != std::string::npos);
+  // Without `strict` (no change of voters) the same two would elect a.
+  BOOST_CHECK(!lead("a", 13, {"b"}));
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_follower_of_an_idle_shard_hears_the_commit_point) {

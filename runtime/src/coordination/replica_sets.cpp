@@ -51,12 +51,16 @@ caf::expected<replica_set> commit(etcd_client& etcd, const std::string& prefix,
   auto done = etcd.txn(compare, ops);
   if (!done) return std::move(done.error());
   auto now = read_replica_set(etcd, prefix, shard);
-  if (!done->succeeded) {
-    if (!now) return std::move(now.error());
+  if (!now)
+    return make_error(
+        errc::owner_unavailable,
+        std::string{done->succeeded ? "the change was made"
+                                    : "the change was not made"} +
+            ", but reading the set back failed: " + describe(now.error()));
+  if (!done->succeeded)
     return make_error(errc::conflict,
                       "the replica set changed meanwhile; now " +
                           describe_set(*now));
-  }
   return now;
 }
 

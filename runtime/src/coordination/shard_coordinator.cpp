@@ -723,13 +723,22 @@ void shard_coordinator::look() {
       std::lock_guard<std::mutex> guard{mtx_};
       pending_.insert(shard);
     }
-    to_lead.push_back({shard, epoch, own_key, std::move(followers)});
+    // Until a leader of these voters committed its epoch, acknowledged
+    // records may lie on a majority of the previous voters only: the
+    // recovery then takes a majority of voters, not fewer beside learners.
+    bool strict = !cfg_.shard_map.empty() &&
+                  established[shard] != std::to_string(config.revision);
+    to_lead.push_back({shard, epoch, own_key, std::move(followers), strict});
   }
   lead(to_lead);
 }
 
 void shard_coordinator::establish(uint32_t shard, int64_t epoch,
                                    const shard_config& config) {
+  // Only a leader elected under these voters: its candidacy was created
+  // after them (R2), so its epoch is newer. A leader of older voters (a
+  // hand edit keeps candidacies) must not vouch for them.
+  if (epoch <= config.revision) return;
   caf::scoped_actor self{*sys_};
   bool committed = false;
   self->request(replicator_, std::chrono::seconds{1},
@@ -835,13 +844,13 @@ void shard_coordinator::lead(std::vector<lead_request>& to_lead) {
   caf::scoped_actor self{*sys_};
   using handle = decltype(self->request(
       replicator_, std::chrono::seconds{10}, repl::repl_lead_atom::value,
-      uint32_t{0}, uint64_t{0}, std::vector<std::string>{}));
+      uint32_t{0}, uint64_t{0}, std::vector<std::string>{}, false));
   std::vector<handle> handles;
   for (auto& r : to_lead)
     handles.push_back(self->request(replicator_, std::chrono::seconds{10},
                                     repl::repl_lead_atom::value, r.shard,
                                     static_cast<uint64_t>(r.epoch),
-                                    r.followers));
+                                    r.followers, r.strict));
   for (size_t i = 0; i < to_lead.size(); ++i) {
     auto& r = to_lead[i];
     caf::error failed;

@@ -332,6 +332,10 @@ struct led_shard {
   /// from here on (older ones are committed with it).
   uint64_t epoch_start = 0;
   std::vector<follower_state> followers;
+  /// The last generation of each observer that left in this epoch: one
+  /// that comes back continues from it, so that answers to the batches
+  /// sent before it left find no follower.
+  std::map<std::string, uint64_t> left_generations;
 };
 
 struct pending_apply {
@@ -564,7 +568,11 @@ void set_observers(self_ptr self, uint32_t shard) {
   };
   s.followers.erase(std::remove_if(s.followers.begin(), s.followers.end(),
                                    [&](const follower_state& f) {
-                                     return !f.counts && !listed(f.member);
+                                     if (f.counts || listed(f.member))
+                                       return false;
+                                     s.left_generations[f.member] =
+                                         f.generation;
+                                     return true;
                                    }),
                     s.followers.end());
   for (auto& m : wanted) {
@@ -574,6 +582,8 @@ void set_observers(self_ptr self, uint32_t shard) {
     if (known) continue;
     follower_state f{m};
     f.counts = false;
+    if (auto g = s.left_generations.find(m); g != s.left_generations.end())
+      f.generation = g->second + 1;
     s.followers.push_back(std::move(f));
   }
 }
@@ -814,6 +824,8 @@ struct recovery {
   uint32_t shard = 0;
   uint64_t epoch = 0;
   std::vector<std::string> followers;
+  /// A majority must answer as voters (repl_lead_atom's `strict`).
+  bool strict = false;
   caf::response_promise promise;
   size_t votes = 0;      // answers that count, this replica's own included
   size_t responded = 0;  // other replicas that answered, voting or not
@@ -921,7 +933,7 @@ void decide(self_ptr self, recovery_ptr r) {
   // replicas, the voter holds every record both acknowledged).
   auto n = r->followers.size() + 1;
   auto majority = n / 2 + 1;
-  auto voters_needed = n - majority + 1;
+  auto voters_needed = r->strict ? majority : n - majority + 1;
   auto answered = 1 + r->responded;  // this replica promised first
   if (r->votes < voters_needed || answered < majority) {
     auto pending = r->followers.size() - r->responded - r->failures;
@@ -946,6 +958,80 @@ void decide(self_ptr self, recovery_ptr r) {
       return fail_recovery(r, to_caf_error(err));
   r->catching_up = true;
   catch_up(self, r);
+}
+
+// Starts recovering `shard` to lead it in `epoch` (repl_lead_atom).
+caf::result<void> lead_shard(self_ptr self, uint32_t shard, uint64_t epoch,
+                             const std::vector<std::string>& followers,
+                             bool strict) {
+  // Promise the epoch here too: from now on this replica refuses the
+  // older leaders' batches.
+  auto log = log_of(self, shard);
+  if (auto err = log.apply(pe::log_batch{0, 1, {}}, epoch))
+    return to_caf_error(err);
+  auto mine = log.epochs();
+  auto end = log.end_position();
+  if (!mine || !end)
+    return make_error(errc::invalid_argument,
+                      "cannot read shard " + std::to_string(shard));
+  cancel_recovery(self, shard, "a newer request to lead");
+  auto r = std::make_shared<recovery>();
+  self->state.recovering[shard] = r;
+  r->shard = shard;
+  r->epoch = epoch;
+  r->followers = followers;
+  r->strict = strict;
+  r->promise = self->make_response_promise();
+  r->best_epoch = mine->empty() ? 0 : mine->back().epoch;
+  r->best_end = *end;
+  if (votes(self, shard))
+    r->votes = 1;
+  else
+    r->why += self->state.cfg.member + " (this replica): a learner; ";
+  auto timeout = std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
+  for (auto& member : followers) {
+    auto peer = self->state.peers[member];
+    if (!peer) {
+      ++r->failures;
+      r->why += member + ": unreachable; ";
+      continue;
+    }
+    self->request(peer, timeout, repl_sync_atom::value, shard, epoch)
+        .then(
+            [=](const bytes& epochs_bytes, uint64_t their_end, bool voter) {
+              auto epochs = decode_epochs(epochs_bytes);
+              if (!epochs) {
+                ++r->failures;
+                r->why += member + ": malformed answer; ";
+                return decide(self, r);
+              }
+              // A learner's log is a replica's log like any other
+              // (it may even be the longest), but it may lack what
+              // its member held before its data was replaced: it
+              // does not count towards the majority.
+              ++r->responded;
+              if (voter)
+                ++r->votes;
+              else
+                r->why += member + ": a learner; ";
+              auto newest = epochs->empty() ? 0 : epochs->back().epoch;
+              if (std::make_pair(newest, their_end) >
+                  std::make_pair(r->best_epoch, r->best_end)) {
+                r->best_epoch = newest;
+                r->best_end = their_end;
+                r->best_member = member;
+                r->best_history = std::move(*epochs);
+              }
+              decide(self, r);
+            },
+            [=](caf::error& err) {
+              ++r->failures;
+              r->why += member + ": " + describe(err) + "; ";
+              decide(self, r);
+            });
+  }
+  decide(self, r);
+  return r->promise;
 }
 
 caf::behavior replicator(self_ptr self, pe::journal* journal,
@@ -987,75 +1073,12 @@ caf::behavior replicator(self_ptr self, pe::journal* journal,
       },
       [=](repl_lead_atom, uint32_t shard, uint64_t epoch,
           const std::vector<std::string>& followers) -> caf::result<void> {
-        // Promise the epoch here too: from now on this replica refuses the
-        // older leaders' batches.
-        auto log = log_of(self, shard);
-        if (auto err = log.apply(pe::log_batch{0, 1, {}}, epoch))
-          return to_caf_error(err);
-        auto mine = log.epochs();
-        auto end = log.end_position();
-        if (!mine || !end)
-          return make_error(errc::invalid_argument,
-                            "cannot read shard " + std::to_string(shard));
-        cancel_recovery(self, shard, "a newer request to lead");
-        auto r = std::make_shared<recovery>();
-        self->state.recovering[shard] = r;
-        r->shard = shard;
-        r->epoch = epoch;
-        r->followers = followers;
-        r->promise = self->make_response_promise();
-        r->best_epoch = mine->empty() ? 0 : mine->back().epoch;
-        r->best_end = *end;
-        if (votes(self, shard))
-          r->votes = 1;
-        else
-          r->why += self->state.cfg.member + " (this replica): a learner; ";
-        auto timeout =
-            std::chrono::milliseconds{self->state.cfg.request_timeout_ms};
-        for (auto& member : followers) {
-          auto peer = self->state.peers[member];
-          if (!peer) {
-            ++r->failures;
-            r->why += member + ": unreachable; ";
-            continue;
-          }
-          self->request(peer, timeout, repl_sync_atom::value, shard, epoch)
-              .then(
-                  [=](const bytes& epochs_bytes, uint64_t their_end,
-                      bool voter) {
-                    auto epochs = decode_epochs(epochs_bytes);
-                    if (!epochs) {
-                      ++r->failures;
-                      r->why += member + ": malformed answer; ";
-                      return decide(self, r);
-                    }
-                    // A learner's log is a replica's log like any other
-                    // (it may even be the longest), but it may lack what
-                    // its member held before its data was replaced: it
-                    // does not count towards the majority.
-                    ++r->responded;
-                    if (voter)
-                      ++r->votes;
-                    else
-                      r->why += member + ": a learner; ";
-                    auto newest = epochs->empty() ? 0 : epochs->back().epoch;
-                    if (std::make_pair(newest, their_end) >
-                        std::make_pair(r->best_epoch, r->best_end)) {
-                      r->best_epoch = newest;
-                      r->best_end = their_end;
-                      r->best_member = member;
-                      r->best_history = std::move(*epochs);
-                    }
-                    decide(self, r);
-                  },
-                  [=](caf::error& err) {
-                    ++r->failures;
-                    r->why += member + ": " + describe(err) + "; ";
-                    decide(self, r);
-                  });
-        }
-        decide(self, r);
-        return r->promise;
+        return lead_shard(self, shard, epoch, followers, false);
+      },
+      [=](repl_lead_atom, uint32_t shard, uint64_t epoch,
+          const std::vector<std::string>& followers,
+          bool strict) -> caf::result<void> {
+        return lead_shard(self, shard, epoch, followers, strict);
       },
       [=](repl_read_atom, uint32_t shard, uint64_t from,
           uint64_t max_records) -> caf::result<bytes> {

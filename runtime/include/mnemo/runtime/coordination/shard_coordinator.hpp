@@ -235,6 +235,9 @@ class shard_coordinator {
     int64_t epoch;
     std::string own_key;
     std::vector<std::string> followers;
+    // The voters are not established yet (the first leader after a
+    // change): a majority must answer as voters (repl_lead_atom).
+    bool strict = false;
   };
   /// Asks the replicator to lead all of `to_lead` at once (each recovers
   /// from a majority first) and takes the answers.

@@ -68,6 +68,12 @@ using repl_peer_atom = caf::atom_constant<caf::atom("mn_rpeer")>;
 /// its marker. Errors: `stale_epoch` if a newer epoch was promised here,
 /// `owner_unavailable` if no majority answered or the most up-to-date
 /// replica cannot be read; the coordinator then tries again.
+/// `(repl_lead_atom, shard, epoch, followers, bool strict)`: with `strict`,
+/// a majority of the replicas must answer as voters (not learners); for
+/// the first leader after a change of voters, whose acknowledged records
+/// may lie on a majority of the previous set (docs/replica-set-changes.md).
+/// Without it, fewer voters suffice where n is even (a voter of two holds
+/// everything both acknowledged).
 using repl_lead_atom = caf::atom_constant<caf::atom("mn_rlead")>;
 /// Local: `(repl_follow_atom, shard, leader member)`.
 using repl_follow_atom = caf::atom_constant<caf::atom("mn_rfollow")>;
