@@ -806,6 +806,24 @@ void cluster::set_address(const std::string& member, const std::string& host,
   self->send(endpoint_, address_atom::value, member, host, port);
 }
 
+void cluster::set_replicas(uint32_t shard, std::vector<std::string> members) {
+  auto& st = *state_;
+  if (!st.streams || shard >= st.view.shards()) return;
+  {
+    std::lock_guard<std::mutex> guard{st.leader_mtx};
+    auto [i, added] = st.live_replicas.emplace(shard, members);
+    if (!added) {
+      if (i->second == members) return;
+      i->second = members;
+    }
+    ++st.replicas_version;
+  }
+  std::string list;
+  for (auto& m : members) list += (list.empty() ? "" : ",") + m;
+  st.log("shard_replicas",
+         "shard " + std::to_string(shard) + " is held by [" + list + "]");
+}
+
 void cluster::set_leader(uint32_t shard, const std::string& leader) {
   auto& st = *state_;
   if (!st.streams || shard >= st.view.shards()) return;

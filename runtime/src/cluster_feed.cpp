@@ -288,11 +288,19 @@ void feed_hub::clear() {
 
 bool feed_hub::holds(uint32_t shard) {
   if (!st_->streams || st_->replicas == 0) return false;
-  if (!holds_) {
-    // The replica sets are fixed once the node has set `replicas`.
+  uint64_t version = 0;
+  {
+    std::lock_guard<std::mutex> guard{st_->leader_mtx};
+    version = st_->replicas_version;
+  }
+  if (!holds_ || holds_version_ != version) {
+    // The view's replica sets, or etcd's once the coordinator told them
+    // (cluster::set_replicas). A shard no longer held here is followed
+    // through another member from the next resubscribe (every tick).
     holds_.emplace(st_->view.shards(), false);
+    holds_version_ = version;
     for (uint32_t s = 0; s < st_->view.shards(); ++s) {
-      auto replicas = st_->view.replicas_of(s, st_->replicas);
+      auto replicas = st_->replicas_of(s);
       (*holds_)[s] = std::find(replicas.begin(), replicas.end(), st_->self) !=
                      replicas.end();
     }
@@ -402,7 +410,7 @@ std::string feed_hub::replica_for(uint32_t shard) const {
   };
   auto leader = st_->leader_of(shard);
   if (connected(leader)) return leader;
-  for (auto& id : st_->view.replicas_of(shard, st_->replicas))
+  for (auto& id : st_->replicas_of(shard))
     if (connected(id)) return id;
   return {};
 }

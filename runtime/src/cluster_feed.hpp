@@ -126,8 +126,10 @@ class feed_hub {
   std::map<uint32_t, uint64_t> commit_;
   std::map<uint32_t, std::map<std::string, uint64_t>> shard_subscribers_;
   std::map<uint32_t, std::string> shard_via_;
-  // Per shard: whether this member holds a replica (computed on first use).
+  // Per shard: whether this member holds a replica (computed on first use
+  // and again when the replica sets changed: `holds_version_`).
   std::optional<std::vector<bool>> holds_;
+  uint64_t holds_version_ = 0;
 };
 
 }  // namespace mnemo::runtime

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -52,6 +53,22 @@ struct cluster_state {
   std::vector<std::pair<std::string, caf::actor>> locals;
   /// What runs when this member comes to lead a shard (cluster::on_lead).
   std::vector<std::function<void(uint32_t)>> on_lead;
+  /// Per shard: the members holding a copy of its log as etcd says
+  /// (voters and observers, cluster::set_replicas); a shard without an
+  /// entry has the view's replica set. Guarded by `leader_mtx`, like
+  /// `replicas_version`, which counts their changes.
+  std::map<uint32_t, std::vector<std::string>> live_replicas;
+  uint64_t replicas_version = 0;
+
+  /// The members holding a copy of `shard`'s log.
+  std::vector<std::string> replicas_of(uint32_t shard) const {
+    {
+      std::lock_guard<std::mutex> guard{leader_mtx};
+      if (auto i = live_replicas.find(shard); i != live_replicas.end())
+        return i->second;
+    }
+    return view.replicas_of(shard, replicas);
+  }
 
   /// The member commands for `shard` go to: its leader in a replicated
   /// cluster ("" if none), else the member list's owner.

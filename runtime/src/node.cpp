@@ -255,6 +255,12 @@ caf::error node::start_replication() {
                                       const std::string& member) {
     c->set_leader(shard, member);
   };
+  // Which members hold each shard's log, as etcd says: where read models
+  // of shard logs read it (a member may join or leave a replica set).
+  cs.on_replicas = [c = cluster_.get()](uint32_t shard,
+                                        const std::vector<std::string>& members) {
+    c->set_replicas(shard, members);
+  };
   // The member directory: where this member listens, and where the others
   // say they do (a member replaced by a machine on another address).
   if (auto* me = view.find(cs.member))

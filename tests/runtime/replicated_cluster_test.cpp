@@ -27,6 +27,7 @@
 #include "mnemo/actors/remote_aggregate.hpp"
 #include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/runtime/atoms.hpp"
+#include "mnemo/runtime/coordination/replica_sets.hpp"
 #include "mnemo/runtime/coordination/shard_coordinator.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
@@ -348,6 +349,95 @@ BOOST_AUTO_TEST_SUITE(replicated_cluster)
 BOOST_FIXTURE_TEST_CASE(read_models_follow_the_committed_shard_logs,
                         ha_fixture) {
   read_models_follow_the_shards(*this, true);
+}
+
+// A shard's replica set changes while read models follow it (two replicas
+// of three members): the member without a copy observes, is promoted and
+// one of the two is removed. Every member's read model goes on handling
+// each event once: the removed member's copy of the read model now reads
+// through another member (its own copy no longer grows), the new one from
+// its own copy.
+BOOST_FIXTURE_TEST_CASE(read_models_follow_a_changed_replica_set,
+                        two_replica_fixture) {
+  leaders(15s);
+  std::array<std::shared_ptr<seen_events>, 3> seen;
+  std::array<std::vector<caf::actor>, 3> models;
+  for (size_t i = 0; i < 3; ++i) {
+    seen[i] = std::make_shared<seen_events>();
+    models[i] = spawn_read_model(m[i], seen[i]);
+  }
+  std::map<std::pair<std::string, uint64_t>, int> want;
+  std::map<std::string, uint64_t> sequence;
+  int k = 0;
+  // Adds to k0..k7 through any member, with command ids: a command retried
+  // through an election applies once.
+  auto some = [&](int n) {
+    for (int j = 0; j < n; ++j, ++k) {
+      auto id = "k" + std::to_string(k % 8);
+      auto cmd = "cmd-" + std::to_string(k);
+      caf::expected<count> r{caf::error{}};
+      for (auto deadline = std::chrono::steady_clock::now() + 15s;
+           std::chrono::steady_clock::now() < deadline;) {
+        r = add_to(static_cast<size_t>(k % 3), id, 1, cmd);
+        if (r) break;
+        std::this_thread::sleep_for(50ms);
+      }
+      BOOST_REQUIRE_MESSAGE(r, why(r));
+      want[{"counter-" + id, ++sequence[id]}] = 1;
+    }
+  };
+  some(16);
+  auto s = shard_of("k0");
+  auto client = etcd.client();
+  const std::string prefix = "/mnemo/replicated-test";
+  auto set = [&] {
+    auto r = read_replica_set(*client, prefix, s);
+    BOOST_REQUIRE_MESSAGE(r, why(r));
+    return *r;
+  };
+  auto wait_for = [&](auto pred) {
+    for (auto deadline = std::chrono::steady_clock::now() + 15s;
+         std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(20ms))
+      if (pred(set())) return true;
+    return false;
+  };
+  auto before = set();
+  BOOST_REQUIRE_EQUAL(before.voters.size(), 2u);
+  std::string outsider;
+  for (auto& x : m)
+    if (std::find(before.voters.begin(), before.voters.end(), x.id) ==
+        before.voters.end())
+      outsider = x.id;
+  BOOST_REQUIRE(wait_for([](const replica_set& r) { return r.established; }));
+  BOOST_REQUIRE(observe(*client, prefix, s, outsider));
+  BOOST_REQUIRE(wait_for([&](const replica_set& r) {
+    return r.ready == std::vector<std::string>{outsider};
+  }));
+  auto promoted = promote(*client, prefix, s, outsider);
+  BOOST_REQUIRE_MESSAGE(promoted, why(promoted));
+  some(8);
+  BOOST_REQUIRE(wait_for([](const replica_set& r) { return r.established; }));
+  auto removed_id = before.voters.front();
+  auto removed = remove_voter(*client, prefix, s, removed_id);
+  BOOST_REQUIRE_MESSAGE(removed, why(removed));
+  BOOST_REQUIRE(wait_for([](const replica_set& r) { return r.established; }));
+  some(16);
+  BOOST_TEST_MESSAGE("shard " << s << ": " << removed_id << " replaced by "
+                              << outsider);
+  for (size_t i = 0; i < 3; ++i) {
+    BOOST_CHECK_MESSAGE(saw_exactly(*seen[i], want, 15s),
+                        "member " << m[i].id << " saw "
+                                  << seen[i]->snapshot().size() << " of "
+                                  << want.size() << " events");
+    BOOST_CHECK(seen[i]->out_of_order.empty());
+  }
+  // The removed member's copy of the shard no longer grows; the new one
+  // holds the shard's whole log.
+  auto r = index(removed_id);
+  auto o = index(outsider);
+  BOOST_CHECK_LT(records(r, s).size(), records(o, s).size());
+  for (auto& copies : models) stop_read_model(copies);
 }
 
 // A member without a replica of a shard reads it through one that has.

@@ -307,6 +307,16 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
                            }),
             o.end());
     config.observers = std::move(o);
+    if (cfg_.on_replicas && !config.voters.empty()) {
+      auto copies = config.voters;
+      copies.insert(copies.end(), config.observers.begin(),
+                    config.observers.end());
+      auto& told = replicas_told_[shard];
+      if (told != copies) {
+        told = copies;
+        cfg_.on_replicas(shard, told);
+      }
+    }
     if (seen.count(shard) == 0 && config.current) {
       config.current = false;
       log_("shard_voters_missing",

@@ -201,6 +201,14 @@ class cluster {
   void set_address(const std::string& member, const std::string& host,
                    uint16_t port);
 
+  /// Replicated cluster: `members` hold a copy of `shard`'s log from now
+  /// on (its voters and observers in etcd, docs/replica-set-changes.md):
+  /// read models of shard logs read it from this member's own copy only
+  /// while this member is one of them, and otherwise through one of them,
+  /// switching at the endpoint's next tick. Until the first call for a
+  /// shard, its replicas are the view's. Thread-safe.
+  void set_replicas(uint32_t shard, std::vector<std::string> members);
+
   /// Replicated cluster: `f` runs each time this member comes to lead a
   /// shard, after the shard's entities were evicted and commands for it
   /// are routed here, e.g. to resume the shard's unfinished sagas. It runs

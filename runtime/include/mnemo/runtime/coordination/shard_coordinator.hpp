@@ -113,6 +113,12 @@ struct coordinator_settings {
   /// says, "" while none can take commands. Calls are serialized (one at a
   /// time, the latest is the truth); e.g. `cluster::set_leader`.
   std::function<void(uint32_t shard, const std::string& member)> on_leader;
+  /// Called with (shard, members) for every shard whose copies (its
+  /// voters, then its observers, as etcd holds them) were first read or
+  /// changed; e.g. `cluster::set_replicas`. Not called without a shard
+  /// map. Calls come from the coordinator's thread.
+  std::function<void(uint32_t shard, const std::vector<std::string>& members)>
+      on_replicas;
 };
 
 /// The shard map of `coordinator_settings::shard_map`: `sets[n]` are the
@@ -287,6 +293,8 @@ class shard_coordinator {
   std::map<uint32_t, int64_t> observer_errors_;
   // The observers the replicator was last told of, by shard.
   std::map<uint32_t, std::vector<std::string>> observers_told_;
+  // The copies `on_replicas` was last told of, by shard.
+  std::map<uint32_t, std::vector<std::string>> replicas_told_;
   bool identity_checked_ = false;
   bool map_checked_ = false;
   bool address_announced_ = false;
