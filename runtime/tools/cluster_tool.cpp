@@ -1,7 +1,8 @@
 // mnemo-cluster: moves streams between members when a cluster's member list
-// changes (docs/cluster.md, "Changing the members"). Runs on stopped nodes:
-// it opens each data directory for writing, which a running node holds.
-// Prints JSON lines.
+// changes (docs/cluster.md, "Changing the members"), on stopped nodes: it
+// opens each data directory for writing, which a running node holds. And,
+// in a replicated cluster, shows and changes a shard's replica set in etcd
+// while the nodes run (docs/coordination.md). Prints JSON lines.
 
 #include <cstdlib>
 #include <filesystem>
@@ -19,6 +20,8 @@
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/persistence/stream_export.hpp"
 #include "mnemo/runtime/cluster_view.hpp"
+#include "mnemo/runtime/coordination/replica_sets.hpp"
+#include "mnemo/runtime/error.hpp"
 
 namespace {
 
@@ -54,6 +57,23 @@ no route stay where they are.
 Every node must be stopped: the tool opens the data directory for writing.
 Start the nodes with the new member list afterwards; read models of nodes
 that released streams rebuild once at start.
+
+  mnemo-cluster replicas ACTION --etcd HOST:PORT[,...] [--prefix P]
+                         --shard N [--member ID]
+
+A replicated cluster's shard (--cluster.etcd; P is its --cluster.etcd-prefix,
+default /mnemo/cluster), while the nodes run. ACTION:
+  status     prints the shard's voters, observers, ready observers, whether
+             the voters are established, and its leader
+  observe    ID becomes an observer: it catches up without counting
+  unobserve  ID observes no longer
+  promote    observer ID becomes a voter, once a leader reported it ready
+             and the current voters are established
+  remove     voter ID leaves the voters, once they are established
+  abort      the voters go back to the set before the last change
+Replacing c by d: observe d, wait until status shows d ready, promote d,
+wait until established, remove c. Each change is one etcd transaction; a
+lost race prints the set as it is now (exit 1).
 )";
 
 struct options {
@@ -65,6 +85,11 @@ struct options {
   std::vector<std::pair<std::string, std::string>> routes;  // prefix, type
   std::string out;
   std::vector<std::string> files;
+  // replicas
+  std::string etcd;
+  std::string prefix = "/mnemo/cluster";
+  std::optional<uint32_t> shard;
+  std::string member;
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -115,11 +140,36 @@ options parse(int argc, char** argv) {
       o.routes.emplace_back(text.substr(0, eq), text.substr(eq + 1));
     } else if (arg == "--out") {
       o.out = value();
+    } else if (arg == "--etcd") {
+      o.etcd = value();
+    } else if (arg == "--prefix") {
+      o.prefix = value();
+    } else if (arg == "--shard") {
+      auto text = value();
+      char* end = nullptr;
+      auto n = std::strtoul(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || n > UINT32_MAX)
+        usage("--shard needs a shard number");
+      o.shard = static_cast<uint32_t>(n);
+    } else if (arg == "--member") {
+      o.member = value();
     } else if (!arg.empty() && arg[0] == '-') {
       usage("unknown option " + arg);
     } else {
       o.files.push_back(arg);
     }
+  }
+  if (o.command == "replicas") {
+    if (o.files.size() != 1) usage("replicas needs one action");
+    auto& action = o.files[0];
+    bool needs_member = action == "observe" || action == "unobserve" ||
+                        action == "promote" || action == "remove";
+    if (!needs_member && action != "status" && action != "abort")
+      usage("unknown replicas action '" + action + "'");
+    if (o.etcd.empty() || !o.shard) usage("replicas needs --etcd and --shard");
+    if (needs_member && o.member.empty())
+      usage("replicas " + action + " needs --member");
+    return o;
   }
   if (o.data.empty()) usage("--data is required");
   if (o.node_id.empty()) usage("--node-id is required");
@@ -317,11 +367,63 @@ int import_or_release(const options& o) {
   return 0;
 }
 
+json set_json(const mr::coordination::replica_set& s) {
+  return json{{"shard", s.shard},
+              {"voters", s.voters},
+              {"previous", s.previous},
+              {"observers", s.observers},
+              {"ready", s.ready},
+              {"established", s.established},
+              {"leader", s.leader},
+              {"epoch", s.epoch},
+              {"revision", s.revision}};
+}
+
+int replicas(const options& o) {
+  namespace co = mr::coordination;
+  co::etcd_settings settings;
+  std::stringstream list{o.etcd};
+  for (std::string endpoint; std::getline(list, endpoint, ',');)
+    if (!endpoint.empty()) settings.endpoints.push_back(endpoint);
+  auto client = co::etcd_client::connect(settings);
+  if (!client) return fail(mr::describe(client.error()));
+  auto& etcd = **client;
+  auto& action = o.files[0];
+  auto shard = *o.shard;
+  caf::expected<co::replica_set> result{co::replica_set{}};
+  if (action == "status")
+    result = co::read_replica_set(etcd, o.prefix, shard);
+  else if (action == "observe")
+    result = co::observe(etcd, o.prefix, shard, o.member);
+  else if (action == "unobserve")
+    result = co::unobserve(etcd, o.prefix, shard, o.member);
+  else if (action == "promote")
+    result = co::promote(etcd, o.prefix, shard, o.member);
+  else if (action == "remove")
+    result = co::remove_voter(etcd, o.prefix, shard, o.member);
+  else
+    result = co::abort_change(etcd, o.prefix, shard);
+  if (!result) {
+    auto& err = result.error();
+    std::string code = "error";
+    for (auto c : {mr::errc::conflict, mr::errc::invalid_argument,
+                   mr::errc::not_found, mr::errc::owner_unavailable})
+      if (mr::is(err, c)) code = mr::to_string(c);
+    print(json{{"error", mr::describe(err)}, {"code", code}});
+    return exit_error;
+  }
+  auto line = set_json(*result);
+  line["action"] = action;
+  print(line);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   auto o = parse(argc, argv);
   try {
+    if (o.command == "replicas") return replicas(o);
     if (o.command == "plan" || o.command == "export") return plan_or_export(o);
     return import_or_release(o);
   } catch (const std::exception& e) {

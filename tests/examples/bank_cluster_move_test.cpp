@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../support/etcd_server.hpp"
 #include "../support/free_ports.hpp"
 #include "node_process.hpp"
 
@@ -336,6 +337,64 @@ BOOST_AUTO_TEST_CASE(two_members_become_three_and_keep_every_event) {
                       before[id]["balance"].get<int64_t>() + 1);
   }
   f.stop_all();
+}
+
+// `mnemo-cluster replicas` against a real etcd (no nodes: the keys a
+// cluster's members and leaders would write are put by hand): it prints
+// the set, changes it one guarded step at a time, and refuses with a clear
+// error and exit 1 what a change needs but is missing.
+BOOST_AUTO_TEST_CASE(replicas_shows_and_changes_a_shards_replica_set) {
+  mnemo::test::etcd_server etcd;
+  auto client = etcd.client();
+  const std::string base = "/mnemo/tool/shards/5/";
+  auto voters = client->put(base + "voters",
+                            R"({"voters":["a","b","c"],"previous":[]})");
+  BOOST_REQUIRE(voters);
+  auto endpoint = "127.0.0.1:" + std::to_string(etcd.client_port);
+  auto tool = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "replicas");
+    for (auto a : {"--etcd", endpoint.c_str(), "--prefix", "/mnemo/tool"})
+      args.emplace_back(a);
+    auto r = cluster_tool(args);
+    BOOST_TEST_MESSAGE(r.text);
+    return r;
+  };
+  auto status = tool({"status", "--shard", "5"});
+  BOOST_REQUIRE_EQUAL(status.exit_code, 0);
+  BOOST_REQUIRE_EQUAL(status.lines.size(), 1u);
+  BOOST_CHECK_EQUAL(status.lines[0]["voters"], json::array({"a", "b", "c"}));
+  BOOST_CHECK_EQUAL(status.lines[0]["established"], false);
+  auto observed = tool({"observe", "--shard", "5", "--member", "d"});
+  BOOST_REQUIRE_EQUAL(observed.exit_code, 0);
+  BOOST_CHECK_EQUAL(observed.lines.at(0)["observers"], json::array({"d"}));
+  // No leader reported d ready.
+  auto early = tool({"promote", "--shard", "5", "--member", "d"});
+  BOOST_CHECK_EQUAL(early.exit_code, 1);
+  BOOST_CHECK_EQUAL(early.lines.at(0)["code"], "invalid_argument");
+  BOOST_CHECK(early.text.find("commit point") != std::string::npos);
+  // What a leader of the voters would write: ready and established.
+  BOOST_REQUIRE(client->put(base + "ready/d", "a"));
+  BOOST_REQUIRE(client->put(base + "established", std::to_string(*voters)));
+  auto promoted = tool({"promote", "--shard", "5", "--member", "d"});
+  BOOST_REQUIRE_EQUAL(promoted.exit_code, 0);
+  BOOST_CHECK_EQUAL(promoted.lines.at(0)["voters"],
+                    json::array({"a", "b", "c", "d"}));
+  BOOST_CHECK_EQUAL(promoted.lines.at(0)["previous"],
+                    json::array({"a", "b", "c"}));
+  BOOST_CHECK_EQUAL(promoted.lines.at(0)["established"], false);
+  // The next change waits for a leader of the new voters.
+  auto removal = tool({"remove", "--shard", "5", "--member", "c"});
+  BOOST_CHECK_EQUAL(removal.exit_code, 1);
+  BOOST_CHECK(removal.text.find("established") != std::string::npos);
+  auto back = tool({"abort", "--shard", "5"});
+  BOOST_REQUIRE_EQUAL(back.exit_code, 0);
+  BOOST_CHECK_EQUAL(back.lines.at(0)["voters"], json::array({"a", "b", "c"}));
+  // A shard without voters, and bad usage.
+  auto none = tool({"status", "--shard", "6"});
+  BOOST_CHECK_EQUAL(none.exit_code, 1);
+  BOOST_CHECK_EQUAL(none.lines.at(0)["code"], "not_found");
+  BOOST_CHECK_EQUAL(tool({"promote", "--shard", "5"}).exit_code, 2);
+  BOOST_CHECK_EQUAL(tool({"grow", "--shard", "5"}).exit_code, 2);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
