@@ -36,32 +36,29 @@ std::optional<uint32_t> candidate_shard(std::string_view rest) {
   return parse_shard(rest.substr(0, slash));
 }
 
-// The shard of a voters key, given what follows "<prefix>/shards/":
-// "<shard>/voters".
-std::optional<uint32_t> voters_shard(std::string_view rest) {
-  constexpr std::string_view tail = "/voters";
+namespace {
+
+// The shard of "<shard><tail>" (tail e.g. "/voters").
+std::optional<uint32_t> shard_before(std::string_view rest,
+                                     std::string_view tail) {
   if (rest.size() <= tail.size() ||
       rest.substr(rest.size() - tail.size()) != tail)
     return std::nullopt;
   return parse_shard(rest.substr(0, rest.size() - tail.size()));
+}
+
+}  // namespace
+
+std::optional<uint32_t> voters_shard(std::string_view rest) {
+  return shard_before(rest, "/voters");
 }
 
 std::optional<uint32_t> established_shard(std::string_view rest) {
-  constexpr std::string_view tail = "/established";
-  if (rest.size() <= tail.size() ||
-      rest.substr(rest.size() - tail.size()) != tail)
-    return std::nullopt;
-  return parse_shard(rest.substr(0, rest.size() - tail.size()));
+  return shard_before(rest, "/established");
 }
 
-// The shard of an observers key, given what follows "<prefix>/shards/":
-// "<shard>/observers".
 std::optional<uint32_t> observers_shard(std::string_view rest) {
-  constexpr std::string_view tail = "/observers";
-  if (rest.size() <= tail.size() ||
-      rest.substr(rest.size() - tail.size()) != tail)
-    return std::nullopt;
-  return parse_shard(rest.substr(0, rest.size() - tail.size()));
+  return shard_before(rest, "/observers");
 }
 
 // The shard and member of a ready key, given what follows
