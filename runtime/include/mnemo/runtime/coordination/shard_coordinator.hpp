@@ -1,8 +1,11 @@
 #pragma once
 
 // Shard leadership decided in etcd (docs/coordination.md): each member
-// holds one lease and, for every shard it is a replica of, a candidate key
-// bound to it under `/<prefix>/shards/<n>/candidates/`. The candidate with
+// holds one lease and, for every shard it is a voter of (etcd's
+// `/<prefix>/shards/<n>/voters`, which replica_sets.hpp changes), a
+// candidate key bound to it under `/<prefix>/shards/<n>/candidates/`; it
+// ships to the shard's observers while it leads, reports them ready, and
+// records its voters established once its epoch is committed. The candidate with
 // the oldest key leads, with the key's create revision as its epoch; the
 // coordinator tells the member's replicator to lead (which recovers the
 // shard from a majority first, docs/replication.md) or to stop. A member
