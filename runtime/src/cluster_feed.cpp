@@ -288,11 +288,7 @@ void feed_hub::clear() {
 
 bool feed_hub::holds(uint32_t shard) {
   if (!st_->streams || st_->replicas == 0) return false;
-  uint64_t version = 0;
-  {
-    std::lock_guard<std::mutex> guard{st_->leader_mtx};
-    version = st_->replicas_version;
-  }
+  auto version = st_->replicas_version.load();
   if (!holds_ || holds_version_ != version) {
     // The view's replica sets, or etcd's once the coordinator told them
     // (cluster::set_replicas). A shard no longer held here is followed

@@ -2,6 +2,7 @@
 
 // The state a cluster's endpoint and routers share (private to runtime).
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -55,10 +56,11 @@ struct cluster_state {
   std::vector<std::function<void(uint32_t)>> on_lead;
   /// Per shard: the members holding a copy of its log as etcd says
   /// (voters and observers, cluster::set_replicas); a shard without an
-  /// entry has the view's replica set. Guarded by `leader_mtx`, like
-  /// `replicas_version`, which counts their changes.
+  /// entry has the view's replica set. Guarded by `leader_mtx`;
+  /// `replicas_version` counts their changes, read without the lock on
+  /// every shard read (feed_hub::holds).
   std::map<uint32_t, std::vector<std::string>> live_replicas;
-  uint64_t replicas_version = 0;
+  std::atomic<uint64_t> replicas_version{0};
 
   /// The members holding a copy of `shard`'s log.
   std::vector<std::string> replicas_of(uint32_t shard) const {

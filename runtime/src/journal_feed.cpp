@@ -13,11 +13,14 @@ std::string shard_source(uint32_t shard) {
 
 std::optional<uint32_t> parse_shard_source(const std::string& source) {
   constexpr std::string_view prefix = "shard/";
-  if (source.size() <= prefix.size() || source.size() > prefix.size() + 10 ||
-      source.compare(0, prefix.size(), prefix) != 0)
+  if (source.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  return parse_shard_number(std::string_view{source}.substr(prefix.size()));
+}
+
+std::optional<uint32_t> parse_shard_number(std::string_view digits) {
+  if (digits.empty() || digits.size() > 10 ||
+      (digits.size() > 1 && digits[0] == '0'))
     return std::nullopt;
-  auto digits = std::string_view{source}.substr(prefix.size());
-  if (digits.size() > 1 && digits[0] == '0') return std::nullopt;
   uint64_t n = 0;
   for (auto c : digits) {
     if (c < '0' || c > '9') return std::nullopt;

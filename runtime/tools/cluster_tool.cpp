@@ -106,6 +106,14 @@ int fail(const std::string& what) {
   return exit_error;
 }
 
+// A decimal number, or nothing.
+std::optional<unsigned long> number(const std::string& text) {
+  char* end = nullptr;
+  auto n = std::strtoul(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0') return std::nullopt;
+  return n;
+}
+
 options parse(int argc, char** argv) {
   if (argc < 2) usage("no command");
   options o;
@@ -127,11 +135,9 @@ options parse(int argc, char** argv) {
     } else if (arg == "--members") {
       o.members = value();
     } else if (arg == "--shards") {
-      auto text = value();
-      char* end = nullptr;
-      o.shards = std::strtoul(text.c_str(), &end, 10);
-      if (text.empty() || *end != '\0' || o.shards == 0)
-        usage("--shards needs a positive number");
+      auto n = number(value());
+      if (!n || *n == 0) usage("--shards needs a positive number");
+      o.shards = *n;
     } else if (arg == "--route") {
       auto text = value();
       auto eq = text.find('=');
@@ -145,12 +151,9 @@ options parse(int argc, char** argv) {
     } else if (arg == "--prefix") {
       o.prefix = value();
     } else if (arg == "--shard") {
-      auto text = value();
-      char* end = nullptr;
-      auto n = std::strtoul(text.c_str(), &end, 10);
-      if (text.empty() || *end != '\0' || n > UINT32_MAX)
-        usage("--shard needs a shard number");
-      o.shard = static_cast<uint32_t>(n);
+      auto n = number(value());
+      if (!n || *n > UINT32_MAX) usage("--shard needs a shard number");
+      o.shard = static_cast<uint32_t>(*n);
     } else if (arg == "--member") {
       o.member = value();
     } else if (!arg.empty() && arg[0] == '-') {

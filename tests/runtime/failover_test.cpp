@@ -187,14 +187,20 @@ struct failover_fixture {
     return *s;
   }
 
-  // Waits up to `within` for the replica set to satisfy `pred`.
+  // Waits up to `within` for `pred()` to hold.
   template <class Pred>
-  bool set_becomes(Pred pred, std::chrono::milliseconds within = 10s) {
+  static bool eventually(Pred pred, std::chrono::milliseconds within = 5s) {
     for (auto deadline = std::chrono::steady_clock::now() + within;;) {
-      if (pred(set())) return true;
+      if (pred()) return true;
       if (std::chrono::steady_clock::now() >= deadline) return false;
       std::this_thread::sleep_for(20ms);
     }
+  }
+
+  // Waits up to `within` for the replica set to satisfy `pred`.
+  template <class Pred>
+  bool set_becomes(Pred pred, std::chrono::milliseconds within = 10s) {
+    return eventually([&] { return pred(set()); }, within);
   }
 
   // Appends `v` through whichever member leads, trying again until one
@@ -555,11 +561,7 @@ BOOST_FIXTURE_TEST_CASE(etcds_voters_decide_who_campaigns_and_who_counts,
   BOOST_CHECK_NE(*first, 0u);
   BOOST_REQUIRE(append(*first, "v1"));
   // "a" left the shard it listed at its start (its options).
-  bool left = false;
-  for (auto deadline = std::chrono::steady_clock::now() + 5s;
-       !left && std::chrono::steady_clock::now() < deadline;)
-    if (left = !lists_shard(0); !left) std::this_thread::sleep_for(20ms);
-  BOOST_CHECK(left);
+  BOOST_CHECK(eventually([&] { return !lists_shard(0); }));
   for (auto& c : candidates()) BOOST_CHECK_NE(c, "a");
   kill(*first);
   std::this_thread::sleep_for(6s);
@@ -703,11 +705,7 @@ BOOST_FIXTURE_TEST_CASE(a_member_is_replaced_without_losing_a_record,
   BOOST_CHECK((removed->voters == std::vector<std::string>{"a", "b", "d"}));
   some(5);
   BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; }));
-  bool left = false;
-  for (auto deadline = std::chrono::steady_clock::now() + 5s;
-       !left && std::chrono::steady_clock::now() < deadline;)
-    if (left = !lists_shard(2); !left) std::this_thread::sleep_for(20ms);
-  BOOST_CHECK(left);
+  BOOST_CHECK(eventually([&] { return !lists_shard(2); }));
   for (auto& c : candidates()) BOOST_CHECK_NE(c, "c");
   // The new set's leader dies: the other two elect one with every record.
   auto l = leader(1s);
@@ -766,12 +764,10 @@ BOOST_FIXTURE_TEST_CASE(an_unreadable_voters_key_holds_every_candidacy,
   BOOST_REQUIRE(client->put(
       "/mnemo/test/shards/" + std::to_string(shard) + "/voters",
       R"({"voters":["a","b","c"],"previous":[]})"));
-  bool queued = false;
-  for (auto deadline = std::chrono::steady_clock::now() + 5s;
-       !queued && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(20ms))
-    for (auto& c : candidates()) queued |= c == m[*first].id;
-  BOOST_CHECK(queued);
+  BOOST_CHECK(eventually([&] {
+    auto c = candidates();
+    return std::find(c.begin(), c.end(), m[*first].id) != c.end();
+  }));
   // The leader was elected under the earlier voters: it does not vouch
   // for the ones written since (R4 needs a leader of these voters).
   std::this_thread::sleep_for(500ms);

@@ -11,10 +11,6 @@ namespace {
 
 using namespace shard_keys;
 
-bool contains(const std::vector<std::string>& list, const std::string& x) {
-  return std::find(list.begin(), list.end(), x) != list.end();
-}
-
 std::vector<std::string> without(std::vector<std::string> list,
                                  const std::string& x) {
   list.erase(std::remove(list.begin(), list.end(), x), list.end());

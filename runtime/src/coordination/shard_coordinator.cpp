@@ -176,21 +176,13 @@ bool shard_coordinator::check_shard_map() {
   auto differs = map_difference(etcd_text, cfg_.shard_map);
   std::vector<std::vector<std::string>> sets;
   if (differs.empty()) {
-    auto etcd = nlohmann::json::parse(etcd_text, nullptr, false);
-    auto list = etcd.value("sets", nlohmann::json{});
-    bool readable = list.is_array();
-    for (size_t i = 0; readable && i < list.size(); ++i) {
-      auto& set = list[i];
-      readable = set.is_array();
-      std::vector<std::string> ids;
-      for (size_t k = 0; readable && k < set.size(); ++k) {
-        readable = set[k].is_string();
-        if (readable) ids.push_back(set[k].get<std::string>());
-      }
-      sets.push_back(std::move(ids));
-    }
-    if (!readable)
+    try {
+      sets = nlohmann::json::parse(etcd_text)
+                 .at("sets")
+                 .get<std::vector<std::vector<std::string>>>();
+    } catch (const nlohmann::json::exception&) {
       differs = "etcd holds no shard map this build reads: " + etcd_text;
+    }
   }
   bool first_time = false;
   {
@@ -253,6 +245,20 @@ bool shard_coordinator::bootstrap_voters(
   return true;
 }
 
+namespace {
+
+// Whether a key found unreadable at `revision` was said already; records
+// it if not (each unreadable value is logged once).
+bool said_before(std::map<uint32_t, int64_t>& said, uint32_t shard,
+                 int64_t revision) {
+  auto [i, added] = said.emplace(shard, revision);
+  if (!added && i->second == revision) return true;
+  i->second = revision;
+  return false;
+}
+
+}  // namespace
+
 void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
   auto base = cfg_.prefix + "/shards/";
   std::set<uint32_t> seen;
@@ -268,9 +274,7 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
         observer_errors_.erase(*observed);
         continue;
       }
-      auto [said, added] = observer_errors_.emplace(*observed, kv.mod_revision);
-      if (!added && said->second == kv.mod_revision) continue;
-      said->second = kv.mod_revision;
+      if (said_before(observer_errors_, *observed, kv.mod_revision)) continue;
       log_("shard_observers_invalid",
            kv.key + " holds no list of members (" + why + "): " + kv.value +
                "; shard " + std::to_string(*observed) + " has no observers");
@@ -288,9 +292,7 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
       continue;
     }
     config.current = false;
-    auto [said, added] = config_errors_.emplace(*shard, kv.mod_revision);
-    if (!added && said->second == kv.mod_revision) continue;
-    said->second = kv.mod_revision;
+    if (said_before(config_errors_, *shard, kv.mod_revision)) continue;
     log_("shard_voters_invalid",
          kv.key + " holds no voter list (" + why + "): " + kv.value +
              "; no member becomes a candidate for shard " +
@@ -301,9 +303,7 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
     auto& o = observers[shard];
     o.erase(std::remove_if(o.begin(), o.end(),
                            [&](const std::string& m) {
-                             return std::find(config.voters.begin(),
-                                              config.voters.end(),
-                                              m) != config.voters.end();
+                             return contains(config.voters, m);
                            }),
             o.end());
     config.observers = std::move(o);
@@ -329,9 +329,7 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
 
 bool shard_coordinator::voter_of(uint32_t shard) const {
   auto c = configs_.find(shard);
-  return c != configs_.end() &&
-         std::find(c->second.voters.begin(), c->second.voters.end(),
-                   cfg_.member) != c->second.voters.end();
+  return c != configs_.end() && contains(c->second.voters, cfg_.member);
 }
 
 void shard_coordinator::leave(uint32_t shard, const std::string& own_key) {
@@ -772,12 +770,9 @@ void shard_coordinator::mark_ready(
     uint32_t shard, const shard_config& config,
     const std::map<std::string, const etcd_kv*>& have) {
   auto base = cfg_.prefix + "/shards/" + std::to_string(shard) + "/ready/";
-  auto observes = [&](const std::string& m) {
-    return std::find(config.observers.begin(), config.observers.end(), m) !=
-           config.observers.end();
-  };
   for (auto& [member, kv] : have)
-    if (!observes(member)) etcd_->erase(kv->key, kv->create_revision);
+    if (!contains(config.observers, member))
+      etcd_->erase(kv->key, kv->create_revision);
   auto lease = lease_.load();
   for (auto& member : config.observers) {
     if (have.count(member) > 0 || !preferred_ready(shard, member)) continue;
@@ -930,15 +925,12 @@ bool shard_coordinator::check_identity() {
         } else if (auto voted = voters_shard(rest)) {
           std::string why;
           auto voters = parse_voters(kv.value, why);
-          if (voters && std::find(voters->voters.begin(),
-                                  voters->voters.end(),
-                                  cfg_.member) != voters->voters.end())
+          if (voters && contains(voters->voters, cfg_.member))
             held.insert(*voted);
         } else if (auto observed = observers_shard(rest)) {
           std::string why;
           auto members = parse_observers(kv.value, why);
-          if (members && std::find(members->begin(), members->end(),
-                                   cfg_.member) != members->end())
+          if (members && contains(*members, cfg_.member))
             held.insert(*observed);
         }
       }

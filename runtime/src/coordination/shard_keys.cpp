@@ -4,22 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace mnemo::runtime::coordination::shard_keys {
+#include "mnemo/runtime/journal_feed.hpp"
 
-// A shard's number in a key: decimal without leading zeros, at most
-// UINT32_MAX.
-std::optional<uint32_t> parse_shard(std::string_view digits) {
-  if (digits.empty() || digits.size() > 10 ||
-      (digits.size() > 1 && digits.front() == '0'))
-    return std::nullopt;
-  uint64_t shard = 0;
-  for (auto ch : digits) {
-    if (ch < '0' || ch > '9') return std::nullopt;
-    shard = shard * 10 + static_cast<uint64_t>(ch - '0');
-  }
-  if (shard > UINT32_MAX) return std::nullopt;
-  return static_cast<uint32_t>(shard);
-}
+namespace mnemo::runtime::coordination::shard_keys {
 
 // The shard of a candidate's key, given what follows "<prefix>/shards/":
 // "<shard>/candidates/<lease in hex>". Nothing for a key of another kind
@@ -33,7 +20,7 @@ std::optional<uint32_t> candidate_shard(std::string_view rest) {
   if (lease.empty() ||
       lease.find_first_not_of("0123456789abcdef") != std::string_view::npos)
     return std::nullopt;
-  return parse_shard(rest.substr(0, slash));
+  return parse_shard_number(rest.substr(0, slash));
 }
 
 namespace {
@@ -44,7 +31,7 @@ std::optional<uint32_t> shard_before(std::string_view rest,
   if (rest.size() <= tail.size() ||
       rest.substr(rest.size() - tail.size()) != tail)
     return std::nullopt;
-  return parse_shard(rest.substr(0, rest.size() - tail.size()));
+  return parse_shard_number(rest.substr(0, rest.size() - tail.size()));
 }
 
 }  // namespace
@@ -70,7 +57,7 @@ std::optional<std::pair<uint32_t, std::string>> ready_key(
   if (slash == std::string_view::npos || rest.substr(slash, mid.size()) != mid)
     return std::nullopt;
   auto member = rest.substr(slash + mid.size());
-  auto shard = parse_shard(rest.substr(0, slash));
+  auto shard = parse_shard_number(rest.substr(0, slash));
   if (!shard || member.empty() || member.find('/') != std::string_view::npos)
     return std::nullopt;
   return std::make_pair(*shard, std::string{member});
@@ -113,6 +100,10 @@ std::optional<std::vector<std::string>> parse_observers(const std::string& text,
     return std::nullopt;
   }
   return parse_members(doc, why);
+}
+
+bool contains(const std::vector<std::string>& list, const std::string& member) {
+  return std::find(list.begin(), list.end(), member) != list.end();
 }
 
 std::string voters_json(const std::vector<std::string>& voters,

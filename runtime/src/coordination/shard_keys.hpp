@@ -22,12 +22,13 @@
 
 namespace mnemo::runtime::coordination::shard_keys {
 
-/// A shard's number: decimal without leading zeros, at most UINT32_MAX.
-std::optional<uint32_t> parse_shard(std::string_view digits);
 std::optional<uint32_t> candidate_shard(std::string_view rest);
 std::optional<uint32_t> voters_shard(std::string_view rest);
 std::optional<uint32_t> observers_shard(std::string_view rest);
 std::optional<uint32_t> established_shard(std::string_view rest);
+/// Whether `list` names `member`.
+bool contains(const std::vector<std::string>& list, const std::string& member);
+
 /// (shard, member) of a ready key.
 std::optional<std::pair<uint32_t, std::string>> ready_key(
     std::string_view rest);

@@ -76,6 +76,10 @@ std::string shard_source(uint32_t shard);
 /// malformed name: digits only, no leading zero, below 2^32).
 std::optional<uint32_t> parse_shard_source(const std::string& source);
 
+/// A shard number written in decimal (no leading zero, below 2^32), as in
+/// source names and etcd keys; nothing for anything else.
+std::optional<uint32_t> parse_shard_number(std::string_view digits);
+
 namespace feed {
 
 using bytes = std::vector<char>;
