@@ -19,6 +19,7 @@
 #include "../support/etcd_server.hpp"
 #include "../support/free_ports.hpp"
 #include "node_process.hpp"
+#include "tool_run.hpp"
 
 using namespace testnode;
 using json = nlohmann::json;
@@ -26,37 +27,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* move_secret = "0123456789abcdef-move-secret";
-
-struct tool_result {
-  int exit_code = -1;
-  std::vector<json> lines;
-  std::string text;
-};
-
-// Runs `binary` with `args` (no shell quoting needed: paths are temp dirs).
-tool_result run(const std::string& binary,
-                const std::vector<std::string>& args) {
-  std::string cmd = binary;
-  for (auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  tool_result result;
-  auto* pipe = ::popen(cmd.c_str(), "r");
-  BOOST_REQUIRE(pipe != nullptr);
-  char buf[4096];
-  while (auto n = ::fread(buf, 1, sizeof buf, pipe)) result.text.append(buf, n);
-  auto status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::istringstream in{result.text};
-  for (std::string line; std::getline(in, line);) {
-    auto j = json::parse(line, nullptr, false);
-    if (!j.is_discarded()) result.lines.push_back(j);
-  }
-  return result;
-}
-
-tool_result cluster_tool(const std::vector<std::string>& args) {
-  return run(MNEMO_CLUSTER_TOOL, args);
-}
 
 struct member_set {
   std::vector<std::string> ids;

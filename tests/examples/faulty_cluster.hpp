@@ -92,14 +92,25 @@ struct faulty_cluster {
   // Starts member `i` (again), with `members_list` as its
   // --cluster.members if given (the cluster's otherwise).
   void start(size_t i, const std::string& members_list = {}) {
+    auto args = node_args(id(i), dirs[i],
+                          members_list.empty() ? members_option : members_list);
+    nodes[i] = std::make_unique<process>(
+        MNEMO_BANK_NODE, args, 20s,
+        lab ? lab->exec_prefix(i) : std::vector<std::string>{});
+    table.set(i, {nodes[i]->port(), lab ? lab->netns(i) : std::string{}});
+  }
+
+  // The bank node's arguments for member `node_id` on `dir` with
+  // `members_list` as its --cluster.members.
+  std::vector<std::string> node_args(const std::string& node_id,
+                                     const std::string& dir,
+                                     const std::string& members_list) const {
     std::vector<std::string> args{"--data",
-                                  dirs[i],
+                                  dir,
                                   "--listen",
                                   "127.0.0.1:0",
-                                  "--cluster.node-id=" + id(i),
-                                  "--cluster.members=" +
-                                      (members_list.empty() ? members_option
-                                                            : members_list),
+                                  "--cluster.node-id=" + node_id,
+                                  "--cluster.members=" + members_list,
                                   "--cluster.secret=" + std::string{secret},
                                   "--cluster.plain-tcp",
                                   "--cluster.retry-ms=100"};
@@ -108,10 +119,7 @@ struct faulty_cluster {
                        "--cluster.replicas=" + std::to_string(replicas),
                        std::string{"--cluster.lease-ttl-s=2"}})
         args.push_back(opt);
-    nodes[i] = std::make_unique<process>(
-        MNEMO_BANK_NODE, args, 20s,
-        lab ? lab->exec_prefix(i) : std::vector<std::string>{});
-    table.set(i, {nodes[i]->port(), lab ? lab->netns(i) : std::string{}});
+    return args;
   }
 
   void kill(size_t i) {

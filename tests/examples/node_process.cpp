@@ -69,6 +69,7 @@ process::process(const std::string& binary, std::vector<std::string> args,
       pending_.erase(0, nl + 1);
       if (line.is_object() && line.value("event", "") == "listening") {
         port_ = line.value("port", uint16_t{0});
+        reader_ = std::thread{[this] { read_loop(); }};
         return;
       }
       early_.push_back(std::move(raw));
@@ -92,7 +93,37 @@ process::process(const std::string& binary, std::vector<std::string> args,
 
 process::~process() {
   kill();
+  stop_reading_ = true;
+  if (reader_.joinable()) reader_.join();
   if (out_fd_ >= 0) ::close(out_fd_);
+}
+
+void process::read_loop() {
+  constexpr size_t kept = 100000;
+  while (!stop_reading_) {
+    pollfd p{out_fd_, POLLIN, 0};
+    ::poll(&p, 1, 100);
+    char buf[4096];
+    auto n = ::read(out_fd_, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      break;
+    }
+    std::lock_guard<std::mutex> guard{out_mtx_};
+    if (n == 0) {  // the child closed stdout: it exited
+      if (!pending_.empty()) lines_.push_back(std::move(pending_));
+      pending_.clear();
+      break;
+    }
+    pending_.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = pending_.find('\n')) != std::string::npos) {
+      lines_.push_back(pending_.substr(0, nl));
+      pending_.erase(0, nl + 1);
+    }
+    while (lines_.size() > kept) lines_.pop_front();
+  }
+  reader_done_ = true;
 }
 
 void process::signal(int sig) {
@@ -123,19 +154,17 @@ void process::kill() {
 }
 
 std::vector<std::string> process::drain_stdout() {
-  char buf[4096];
-  for (;;) {
-    auto n = ::read(out_fd_, buf, sizeof(buf));
-    if (n <= 0) break;
-    pending_.append(buf, static_cast<size_t>(n));
-  }
+  // What the child wrote before it exited may still be in the pipe: give
+  // the reader a moment to get it (it returns at the end of the file).
+  if (reaped_ && reader_.joinable())
+    for (int k = 0; k < 100 && !reader_done_; ++k)
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  std::lock_guard<std::mutex> guard{out_mtx_};
   auto lines = std::move(early_);
   early_.clear();
-  size_t nl;
-  while ((nl = pending_.find('\n')) != std::string::npos) {
-    lines.push_back(pending_.substr(0, nl));
-    pending_.erase(0, nl + 1);
-  }
+  lines.insert(lines.end(), std::make_move_iterator(lines_.begin()),
+               std::make_move_iterator(lines_.end()));
+  lines_.clear();
   return lines;
 }
 

@@ -6,10 +6,14 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -49,16 +53,25 @@ class process {
 
   /// Lines the process printed on stdout except the listening line, read
   /// so far and not returned before (call after it exited to get them
-  /// all).
+  /// all). A thread reads stdout all the time, so that a chatty node never
+  /// blocks on a full pipe; it keeps the last 100,000 lines.
   std::vector<std::string> drain_stdout();
 
  private:
+  void read_loop();
+
   pid_t pid_ = -1;
   int out_fd_ = -1;
   uint16_t port_ = 0;
   std::string pending_;
   std::vector<std::string> early_;  // lines before the listening line
   bool reaped_ = false;
+  // After the listening line: the reader thread and what it read.
+  std::mutex out_mtx_;
+  std::deque<std::string> lines_;
+  std::atomic<bool> stop_reading_{false};
+  std::atomic<bool> reader_done_{false};
+  std::thread reader_;
 };
 
 /// A complete HTTP response.
