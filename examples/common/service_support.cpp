@@ -257,7 +257,7 @@ httpd::response health(mnemo::runtime::node& n) {
   json body{{"status", "ok"}, {"head_position", j.head_position()}};
   if (auto* c = n.cluster()) {
     body["cluster"] = json{{"node", c->self()},
-                           {"members", c->view().members().size()},
+                           {"members", c->members().size()},
                            {"shards", c->view().shards()},
                            {"connected", c->connected()},
                            {"transport", c->transport()}};
@@ -282,8 +282,8 @@ httpd::response health(mnemo::runtime::node& n) {
           learners += !flag || flag->has_value() ? 1 : 0;
         }
         body["cluster"]["learners"] = learners;
-        // This member's configuration gives other replica sets than the
-        // cluster's map in etcd: it takes no part (docs/coordination.md).
+        // This member's shard count differs from the cluster's map in
+        // etcd: it takes no part (docs/coordination.md).
         if (auto differs = co->shard_map_error(); !differs.empty())
           body["cluster"]["shard_map_error"] = differs;
       }

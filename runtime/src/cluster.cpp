@@ -1,5 +1,6 @@
 #include "mnemo/runtime/cluster.hpp"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
@@ -72,8 +73,9 @@ std::string welcome_proof(const std::string& secret, const std::string& from,
 struct peer {
   caf::actor handle;  // their endpoint, once we joined them
   bool connecting = false;
-  // Offer the legacy fingerprint at the next join (it refused the other).
-  bool legacy = false;
+  // The fingerprint offered at the next join: 0 the current one, k the
+  // k-th older form (the member refused the ones before).
+  size_t offer = 0;
 };
 
 class endpoint_actor : public caf::event_based_actor {
@@ -82,17 +84,7 @@ class endpoint_actor : public caf::event_based_actor {
                  journal_source source)
       : caf::event_based_actor(cfg),
         st_(st),
-        feed_(this, std::move(st), std::move(source)) {
-    // The fingerprint of builds before 2026-12-07, which named every
-    // member's address: accepted from joiners and tried on members that
-    // refuse the current one, so that a rolling upgrade joins.
-    legacy_fingerprint_ = "shards=" + std::to_string(st_->view.shards());
-    for (auto& m : st_->view.members())
-      legacy_fingerprint_ += ";" + m.to_string();
-    auto& fp = st_->fingerprint;
-    if (auto semi = fp.find(";replicas="); semi != std::string::npos)
-      legacy_fingerprint_ += fp.substr(semi);
-  }
+        feed_(this, std::move(st), std::move(source)) {}
 
   const char* name() const override { return "mnemo.cluster"; }
 
@@ -137,13 +129,23 @@ class endpoint_actor : public caf::event_based_actor {
         },
         [this](address_atom, const std::string& id, const std::string& host,
                uint16_t port) {
-          if (!local_sender() || id == st_->self || !st_->view.find(id)) return;
+          if (!local_sender() || id == st_->self) return;
+          // A static cluster's members are its member list; a replicated
+          // cluster's also those in etcd's member directory.
+          bool listed = st_->view.find(id) != nullptr;
+          if (!listed && !st_->streams) return;
           auto& a = addresses_[id];
           if (a.first == host && a.second == port) return;
+          bool known_before = listed || !a.first.empty();
           a = {host, port};
-          st_->log("member_address",
+          if (!known_before) {
+            std::lock_guard<std::mutex> guard{st_->mtx};
+            st_->directory.insert(id);
+          }
+          st_->log(known_before ? "member_address" : "member_discovered",
                    "member '" + id + "' listens on " + host + ":" +
-                       std::to_string(port));
+                       std::to_string(port) +
+                       (known_before ? "" : " (etcd's member directory)"));
         },
         [this](serve_atom, const std::string& type, const caf::actor& local,
                std::shared_ptr<remote_protocol> protocol) {
@@ -324,14 +326,27 @@ class endpoint_actor : public caf::event_based_actor {
 
   // -- joining ----------------------------------------------------------------
 
+  // Whether `id` is a member: listed in the view, or (replicated cluster)
+  // announced in etcd's member directory.
+  bool known(const std::string& id) const {
+    return st_->view.find(id) != nullptr ||
+           (st_->streams && addresses_.count(id) > 0);
+  }
+
+  // Whether a joiner's fingerprint is one this member accepts.
+  bool accepted(const std::string& fingerprint) const {
+    auto& older = st_->older_fingerprints;
+    return fingerprint == st_->fingerprint ||
+           std::find(older.begin(), older.end(), fingerprint) != older.end();
+  }
+
   caf::result<std::string, std::string> on_join(const std::string& from,
                                                 const std::string& fingerprint,
                                                 const std::string& proof) {
-    auto& v = st_->view;
     auto refuse = [&](const std::string& why) {
       // Once per member and reason: a refused member retries all the time.
       // Unknown ids share one slot, so that they cannot grow the map.
-      auto& last = refused_[v.find(from) ? from : std::string{"?"}];
+      auto& last = refused_[known(from) ? from : std::string{"?"}];
       if (last != why) {
         last = why;
         st_->log("join_refused", "member '" + from + "': " + why);
@@ -339,9 +354,12 @@ class endpoint_actor : public caf::event_based_actor {
       return make_error(errc::join_refused,
                         "refused by member '" + st_->self + "': " + why);
     };
-    if (from == st_->self || !v.find(from))
-      return refuse("not a member of this cluster (" + st_->fingerprint + ")");
-    if (fingerprint != st_->fingerprint && fingerprint != legacy_fingerprint_)
+    if (from == st_->self || !known(from))
+      return refuse("not a member of this cluster (" + st_->fingerprint +
+                    (st_->streams ? ", nor in etcd's member directory yet"
+                                  : "") +
+                    ")");
+    if (!accepted(fingerprint))
       return refuse("its cluster view '" + fingerprint + "' differs from '" +
                     st_->fingerprint + "'");
     if (proof != join_proof(st_->secret, from, st_->self, fingerprint))
@@ -380,19 +398,18 @@ class endpoint_actor : public caf::event_based_actor {
   void connect_all() {
     auto mm = st_->tls ? system().openssl_manager().actor_handle()
                        : system().middleman().actor_handle();
-    for (auto& m : st_->view.members()) {
+    // Where each member says it listens (etcd's member directory), else
+    // the member list's address; members only in the directory too.
+    std::map<std::string, std::pair<std::string, uint16_t>> where;
+    for (auto& m : st_->view.members()) where[m.id] = {m.host, m.port};
+    for (auto& [id, a] : addresses_) where[id] = a;
+    for (auto& [id, a] : where) {
       // The member with the smaller id connects; the other adopts it.
-      if (m.id <= st_->self) continue;
-      auto& p = peers_[m.id];
+      if (id <= st_->self) continue;
+      auto& p = peers_[id];
       if (p.handle || p.connecting) continue;
       p.connecting = true;
-      auto id = m.id;
-      // Where the member says it listens (etcd's member directory), else
-      // the member list's address.
-      auto host = m.host;
-      auto port = m.port;
-      if (auto a = addresses_.find(id); a != addresses_.end())
-        std::tie(host, port) = a->second;
+      auto& [host, port] = a;
       request(mm, std::chrono::seconds{2}, caf::connect_atom::value, host,
               port)
           .then(
@@ -409,9 +426,12 @@ class endpoint_actor : public caf::event_based_actor {
   }
 
   void join(const std::string& id, caf::actor h) {
-    // A member that refused the current fingerprint is offered the legacy
-    // one next time (an older build), and the other way round.
-    auto fp = peers_[id].legacy ? legacy_fingerprint_ : st_->fingerprint;
+    // A member that refused the current fingerprint is offered the older
+    // forms next (an older build), then the current one again.
+    auto offer = peers_[id].offer;
+    auto& older = st_->older_fingerprints;
+    if (offer > older.size()) offer = 0;
+    auto fp = offer == 0 ? st_->fingerprint : older[offer - 1];
     request(h, std::chrono::seconds{5}, join_atom::value, st_->self, fp,
             join_proof(st_->secret, st_->self, id, fp))
         .then(
@@ -425,11 +445,12 @@ class endpoint_actor : public caf::event_based_actor {
               peers_[id].connecting = false;
               adopt(id, h, "joined", "joined member '" + id + "'");
             },
-            [this, id, fp](caf::error& err) {
+            [this, id, offer](caf::error& err) {
               auto refused = is(err, errc::join_refused);
-              bool was_legacy = fp != st_->fingerprint;
-              if (refused) peers_[id].legacy = !was_legacy;
-              if (refused && was_legacy) {
+              if (refused)
+                peers_[id].offer =
+                    (offer + 1) % (st_->older_fingerprints.size() + 1);
+              if (refused && offer != 0) {
                 // Said with the refusal of the current form, not again.
                 peers_[id].connecting = false;
                 return;
@@ -534,9 +555,9 @@ class endpoint_actor : public caf::event_based_actor {
   }
 
   std::shared_ptr<cluster_state> st_;
-  std::string legacy_fingerprint_;
   std::map<std::string, peer> peers_;
-  // Addresses members announced (cluster::set_address), by id.
+  // Addresses members announced (cluster::set_address), by id: members of
+  // the view, and in a replicated cluster members outside it too.
   std::map<std::string, std::pair<std::string, uint16_t>> addresses_;
   std::map<std::string, std::string> last_failure_;
   std::map<std::string, caf::node_id> inbound_;
@@ -716,10 +737,26 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
   if (st->streams)
     st->replicas = std::min(std::max<size_t>(settings.replicas, 1),
                             view->members().size());
-  // Members must also agree on how the cluster is replicated.
-  st->fingerprint = view->fingerprint();
-  if (!settings.replication.empty())
-    st->fingerprint += ";" + settings.replication;
+  // Members must also agree on how the cluster is replicated. In a
+  // replicated cluster etcd decides each shard's replicas, and members
+  // join through its member directory: only the shard count and the
+  // replication settings are compared, not the member lists.
+  auto replication =
+      settings.replication.empty() ? std::string{} : ";" + settings.replication;
+  auto with_ids = view->fingerprint() + replication;
+  // Before 2026-12-07 the fingerprint named every member's address.
+  auto with_addresses = "shards=" + std::to_string(view->shards());
+  for (auto& m : view->members()) with_addresses += ";" + m.to_string();
+  with_addresses += replication;
+  if (st->streams) {
+    st->fingerprint = "shards=" + std::to_string(view->shards()) + replication;
+    // Builds before 2026-12-08 compared the member ids in a replicated
+    // cluster too.
+    st->older_fingerprints = {with_ids, with_addresses};
+  } else {
+    st->fingerprint = with_ids;
+    st->older_fingerprints = {with_addresses};
+  }
   if (st->streams) st->leaders.resize(view->shards());
   st->tls = settings.tls();
   st->max_payload = settings.max_message_bytes - 65536;
@@ -799,8 +836,23 @@ bool cluster::replicated() const noexcept {
   return state_->streams != nullptr;
 }
 
+std::vector<std::string> cluster::members() const {
+  std::set<std::string> ids;
+  for (auto& m : state_->view.members()) ids.insert(m.id);
+  {
+    std::lock_guard<std::mutex> guard{state_->mtx};
+    ids.insert(state_->directory.begin(), state_->directory.end());
+  }
+  return {ids.begin(), ids.end()};
+}
+
 void cluster::set_address(const std::string& member, const std::string& host,
                           uint16_t port) {
+  std::string why;
+  if (!parse_member(member + "@" + host + ":" + std::to_string(port), why)) {
+    state_->log("member_address_refused", why);
+    return;
+  }
   // From a local actor: the endpoint takes this from its own node only.
   caf::scoped_actor self{*sys_};
   self->send(endpoint_, address_atom::value, member, host, port);

@@ -22,9 +22,14 @@ namespace mnemo::runtime {
 struct cluster_state {
   explicit cluster_state(cluster_view v) : view(std::move(v)) {}
   cluster_view view;
-  /// What members compare at join: the view's fingerprint, plus the
-  /// replication settings in a replicated cluster.
+  /// What members compare at join: the view's fingerprint (member ids
+  /// and shard count) in a static cluster; the shard count and the
+  /// replication settings in a replicated one, whose members come and go
+  /// through etcd's member directory.
   std::string fingerprint;
+  /// Older forms of the fingerprint this member also accepts and offers
+  /// (a rolling upgrade from builds that sent them), newest first.
+  std::vector<std::string> older_fingerprints;
   std::string self;
   std::string secret;
   std::chrono::milliseconds retry;
@@ -40,6 +45,10 @@ struct cluster_state {
   /// Members joined in both directions, for `cluster::connected`.
   mutable std::mutex mtx;
   std::set<std::string> joined;
+  /// Replicated cluster: members outside the view that announced
+  /// themselves in etcd's member directory (cluster::set_address), for
+  /// `cluster::members`. Guarded by `mtx`.
+  std::set<std::string> directory;
 
   // -- replicated cluster -----------------------------------------------------
   /// Null in a static cluster.

@@ -246,7 +246,8 @@ caf::error node::start_replication() {
   }
   // Every member must count majorities over the same replicas: the map
   // in etcd is the one they all compare theirs with.
-  cs.shard_map = coordination::shard_map_json(view.shards(), count, sets);
+  cs.shard_map = coordination::shard_map_json(view.shards(), count, sets,
+                                              cfg_.cluster_replicas);
   cs.lease_ttl = std::chrono::seconds{cfg_.cluster_lease_ttl_s};
   cs.rebalance_after = std::chrono::seconds{cfg_.cluster_rebalance_after_s};
   cs.replica_id = persistence::replica_log::replica_id(*journal_);

@@ -4,6 +4,7 @@
 // in a replicated cluster, shows and changes a shard's replica set in etcd
 // while the nodes run (docs/coordination.md). Prints JSON lines.
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,8 +12,10 @@
 #include <iterator>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -60,6 +63,9 @@ that released streams rebuild once at start.
 
   mnemo-cluster replicas ACTION --etcd HOST:PORT[,...] [--prefix P]
                          --shard N [--member ID]
+  mnemo-cluster replicas replace --etcd HOST:PORT[,...] [--prefix P]
+                         --old ID --new ID [--shard N] [--parallel K]
+                         [--timeout SECONDS]
 
 A replicated cluster's shard (--cluster.etcd; P is its --cluster.etcd-prefix,
 default /mnemo/cluster), while the nodes run. ACTION:
@@ -74,6 +80,11 @@ default /mnemo/cluster), while the nodes run. ACTION:
 Replacing c by d: observe d, wait until status shows d ready, promote d,
 wait until established, remove c. Each change is one etcd transaction; a
 lost race prints the set as it is now (exit 1).
+  replace    does that for every shard of member OLD (or shard N only),
+             with NEW (a member that started once: it has a replica id in
+             etcd), at most K shards (default 4) catching up at a time.
+             Prints a line per step and a summary; exit 1 if shards are
+             left after the timeout (default 600 s). Run again to resume.
 )";
 
 struct options {
@@ -90,6 +101,11 @@ struct options {
   std::string prefix = "/mnemo/cluster";
   std::optional<uint32_t> shard;
   std::string member;
+  // replicas replace
+  std::string old_member;
+  std::string new_member;
+  size_t parallel = 4;
+  size_t timeout_s = 600;
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -156,6 +172,20 @@ options parse(int argc, char** argv) {
       o.shard = static_cast<uint32_t>(*n);
     } else if (arg == "--member") {
       o.member = value();
+    } else if (arg == "--old") {
+      o.old_member = value();
+    } else if (arg == "--new") {
+      o.new_member = value();
+    } else if (arg == "--parallel") {
+      auto n = number(value());
+      if (!n || *n == 0 || *n > 65536)
+        usage("--parallel needs a number from 1 to 65536");
+      o.parallel = *n;
+    } else if (arg == "--timeout") {
+      auto n = number(value());
+      if (!n || *n == 0 || *n > 86400 * 7)
+        usage("--timeout needs a number of seconds (1 to 604800)");
+      o.timeout_s = *n;
     } else if (!arg.empty() && arg[0] == '-') {
       usage("unknown option " + arg);
     } else {
@@ -167,6 +197,11 @@ options parse(int argc, char** argv) {
     auto& action = o.files[0];
     bool needs_member = action == "observe" || action == "unobserve" ||
                         action == "promote" || action == "remove";
+    if (action == "replace") {
+      if (o.etcd.empty() || o.old_member.empty() || o.new_member.empty())
+        usage("replicas replace needs --etcd, --old and --new");
+      return o;
+    }
     if (!needs_member && action != "status" && action != "abort")
       usage("unknown replicas action '" + action + "'");
     if (o.etcd.empty() || !o.shard) usage("replicas needs --etcd and --shard");
@@ -382,6 +417,135 @@ json set_json(const mr::coordination::replica_set& s) {
               {"revision", s.revision}};
 }
 
+// Prints `err` with its code; returns the exit code.
+int fail_with(const caf::error& err) {
+  std::string code = "error";
+  for (auto c : {mr::errc::conflict, mr::errc::invalid_argument,
+                 mr::errc::not_found, mr::errc::owner_unavailable})
+    if (mr::is(err, c)) code = mr::to_string(c);
+  print(json{{"error", mr::describe(err)}, {"code", code}});
+  return exit_error;
+}
+
+const char* step_name(mnemo::runtime::coordination::replace_step::kind k) {
+  using step = mnemo::runtime::coordination::replace_step;
+  switch (k) {
+    case step::done: return "done";
+    case step::wait: return "wait";
+    case step::observe_new: return "observe";
+    case step::promote_new: return "promote";
+    case step::remove_old: return "remove";
+    case step::unobserve_old: return "unobserve";
+  }
+  return "?";
+}
+
+// replicas replace: walks every shard of --old (or --shard) through
+// observe, promote and remove, a few shards at a time, until all are done
+// or the timeout; each step re-reads the shard, so a run resumes.
+int replace(const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
+  namespace co = mr::coordination;
+  using step = co::replace_step;
+  // The new member must have started once: its replica id is in etcd (a
+  // typo would otherwise observe shards that nobody catches up).
+  auto known = etcd.get(o.prefix + "/members/" + o.new_member + "/replica");
+  if (!known) return fail_with(known.error());
+  if (!*known)
+    return fail_with(mr::make_error(
+        mr::errc::invalid_argument,
+        "member '" + o.new_member + "' has not started in this cluster (no " +
+            o.prefix + "/members/" + o.new_member +
+            "/replica in etcd): start it first"));
+  std::vector<uint32_t> shards;
+  if (o.shard) {
+    shards.push_back(*o.shard);
+  } else {
+    auto map = etcd.get(o.prefix + "/shard-map");
+    if (!map) return fail_with(map.error());
+    if (!*map)
+      return fail_with(mr::make_error(
+          mr::errc::not_found, "no " + o.prefix +
+                                   "/shard-map in etcd: no member of this "
+                                   "cluster started yet (--prefix?)"));
+    auto parsed = nlohmann::json::parse((*map)->value, nullptr, false);
+    if (parsed.is_discarded() || !parsed.contains("shards") ||
+        !parsed["shards"].is_number_unsigned())
+      return fail_with(mr::make_error(
+          mr::errc::invalid_argument,
+          o.prefix + "/shard-map holds no shard count: " + (*map)->value));
+    for (uint32_t s = 0; s < parsed["shards"].get<uint32_t>(); ++s)
+      shards.push_back(s);
+  }
+  std::map<uint32_t, std::string> pending;  // shard -> why it waits
+  for (auto s : shards) pending[s];
+  std::set<uint32_t> started;  // a step was taken: counts in --parallel
+  size_t moved = 0;
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::seconds{o.timeout_s};
+  while (!pending.empty()) {
+    for (auto i = pending.begin(); i != pending.end();) {
+      auto shard = i->first;
+      // A shard not started yet starts only while fewer than --parallel
+      // others catch up.
+      if (!started.count(shard)) {
+        auto s = co::read_replica_set(etcd, o.prefix, shard);
+        if (!s) return fail_with(s.error());
+        auto next = co::next_replace_step(*s, o.old_member, o.new_member);
+        if (next.what == step::observe_new && started.size() >= o.parallel) {
+          i->second = "waiting for a free slot (--parallel " +
+                      std::to_string(o.parallel) + ")";
+          ++i;
+          continue;
+        }
+      }
+      auto r = co::replace_member(etcd, o.prefix, shard, o.old_member,
+                                  o.new_member);
+      if (!r) return fail_with(r.error());
+      auto& [taken, set] = *r;
+      if (taken.what == step::done) {
+        if (started.erase(shard)) ++moved;
+        print(json{{"shard", shard},
+                   {"step", "done"},
+                   {"voters", set.voters},
+                   {"observers", set.observers}});
+        i = pending.erase(i);
+        continue;
+      }
+      if (taken.what == step::wait) {
+        i->second = taken.why;
+      } else {
+        started.insert(shard);
+        i->second.clear();
+        print(json{{"shard", shard},
+                   {"step", step_name(taken.what)},
+                   {"voters", set.voters},
+                   {"observers", set.observers}});
+      }
+      ++i;
+    }
+    if (pending.empty()) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      json waiting = json::object();
+      for (auto& [shard, why] : pending)
+        waiting[std::to_string(shard)] = why.empty() ? "in progress" : why;
+      print(json{{"error", "replacing " + o.old_member + " by " +
+                               o.new_member + " did not finish within " +
+                               std::to_string(o.timeout_s) +
+                               " s; run again to resume"},
+                 {"code", "timeout"},
+                 {"waiting", waiting}});
+      return exit_error;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{200});
+  }
+  print(json{{"action", "replace"},
+             {"old", o.old_member},
+             {"new", o.new_member},
+             {"shards", shards.size()},
+             {"moved", moved}});
+  return 0;
+}
+
 int replicas(const options& o) {
   namespace co = mr::coordination;
   co::etcd_settings settings;
@@ -392,6 +556,7 @@ int replicas(const options& o) {
   if (!client) return fail(mr::describe(client.error()));
   auto& etcd = **client;
   auto& action = o.files[0];
+  if (action == "replace") return replace(o, etcd);
   auto shard = *o.shard;
   caf::expected<co::replica_set> result{co::replica_set{}};
   if (action == "status")
@@ -406,15 +571,7 @@ int replicas(const options& o) {
     result = co::remove_voter(etcd, o.prefix, shard, o.member);
   else
     result = co::abort_change(etcd, o.prefix, shard);
-  if (!result) {
-    auto& err = result.error();
-    std::string code = "error";
-    for (auto c : {mr::errc::conflict, mr::errc::invalid_argument,
-                   mr::errc::not_found, mr::errc::owner_unavailable})
-      if (mr::is(err, c)) code = mr::to_string(c);
-    print(json{{"error", mr::describe(err)}, {"code", code}});
-    return exit_error;
-  }
+  if (!result) return fail_with(result.error());
   auto line = set_json(*result);
   line["action"] = action;
   print(line);

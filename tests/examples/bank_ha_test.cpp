@@ -28,6 +28,7 @@
 #include "mnemo/runtime/cluster_view.hpp"
 #include "ha_cluster.hpp"
 #include "node_process.hpp"
+#include "tool_run.hpp"
 
 using namespace testnode;
 using json = nlohmann::json;
@@ -384,9 +385,9 @@ BOOST_AUTO_TEST_SUITE(bank_ha_etcd)
 // leader steps down before its lease could end (no member leads while
 // etcd is away), the cluster answers 503 meanwhile, and once etcd is back
 // the shards are led again and nothing acknowledged is lost.
-// A member restarted with another --cluster.replicas than the others would
-// count majorities over other replica sets: it finds the cluster's shard map
-// in etcd, reports the difference in /health, and takes no part: it leads
+// A member restarted with another --cluster.replicas than the others cannot
+// join them: it finds the cluster's shard map in etcd, reports the
+// difference in /health, and takes no part: it leads
 // nothing and routes nothing (503 owner_unavailable, never a wrong
 // answer), while the two others serve every account.
 BOOST_AUTO_TEST_CASE(a_member_with_other_replica_sets_takes_no_part) {
@@ -410,7 +411,7 @@ BOOST_AUTO_TEST_CASE(a_member_with_other_replica_sets_takes_no_part) {
   }
   BOOST_TEST_MESSAGE(cluster.dump());
   auto why = cluster.value("shard_map_error", std::string{});
-  BOOST_CHECK(why.find("replicas: etcd has 3, this member 2") !=
+  BOOST_CHECK(why.find("factor: etcd has 3, this member 2") !=
               std::string::npos);
   BOOST_CHECK(cluster["leading"].empty());
   // A shard that does not exist, and n1's own replica of shard 0.
@@ -599,6 +600,124 @@ BOOST_AUTO_TEST_CASE(a_partitioned_leader_steps_down_and_heals) {
     check_converged(f, ledger);
   }
   etcd.reset();  // before the namespaces go
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(bank_ha_reconfig)
+
+// A fourth machine replaces n3 while clients run deposits, withdrawals and
+// transfers: n4 starts with one seed (n1) and itself in --cluster.members,
+// and joins through etcd's member directory with no member restarted;
+// `mnemo-cluster replicas replace` moves every shard of n3 to it (observe,
+// promote once caught up, remove n3); n3, which then leads and holds no
+// shard, is killed. The cluster converges: no acknowledged command lost,
+// money conserved, n1, n2 and n4 hold the same log of every shard, and
+// every read model equals the aggregates.
+BOOST_AUTO_TEST_CASE(a_new_member_replaces_another_while_clients_run) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-reconfig", etcd.endpoint()};
+  cluster_ledger ledger{"g", 12};
+  join_and_open(f, ledger, std::chrono::seconds{20});
+  auto n4_dir = temp_dir("mnemo-ha-reconfig-n4");
+  auto n4_address =
+      "127.0.0.1:" + std::to_string(mnemo::test::free_port_block(1));
+  auto seeds = f.members_option.substr(0, f.members_option.find(',')) +
+               ",n4@" + n4_address;
+  {
+    workload w{ledger, f.table, static_cast<unsigned>(::getpid()), 4};
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    auto n4 = std::make_unique<process>(
+        MNEMO_BANK_NODE, f.node_args("n4", n4_dir, seeds),
+        std::chrono::seconds{20});
+    auto has_n4 = [&](size_t i) {
+      auto c = f.connected(i);
+      return c && std::find(c->begin(), c->end(), "n4") != c->end();
+    };
+    auto t0 = steady::now();
+    while (steady::now() - t0 < std::chrono::seconds{20} &&
+           !(has_n4(0) && has_n4(1) && has_n4(2)))
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    BOOST_REQUIRE_MESSAGE(has_n4(0) && has_n4(1) && has_n4(2),
+                          "n4 did not join every member within 20 s");
+    BOOST_TEST_MESSAGE("n4 joined every member " << seconds_since(t0)
+                                                 << " s after its start");
+    t0 = steady::now();
+    auto r = cluster_tool({"replicas", "replace", "--etcd", etcd.endpoint(),
+                           "--old", "n3", "--new", "n4", "--parallel", "16",
+                           "--timeout", "120"});
+    BOOST_TEST_MESSAGE("replace took " << seconds_since(t0) << " s");
+    if (r.exit_code != 0) {
+      // What the members said about the shards left waiting.
+      std::vector<std::string> waiting;
+      auto left = r.lines.empty() ? json::object()
+                                  : r.lines.back().value("waiting", json::object());
+      for (auto& [shard, why] : left.items()) {
+        waiting.push_back("shard " + shard + ":");
+        for (size_t i = 0; i <= members; ++i) {
+          auto* p = i < members ? f.nodes[i].get() : n4.get();
+          client c{p->port()};
+          auto st = c.call("GET", "/admin/shards/" + shard);
+          BOOST_TEST_MESSAGE("n" << i + 1 << " shard " << shard << ": "
+                                 << (st ? st->body : c.error));
+        }
+      }
+      for (size_t i = 0; i < members; ++i)
+        for (auto* p : {f.nodes[i].get(), i == 2 ? n4.get() : nullptr})
+          if (p)
+            for (auto& line : p->drain_stdout())
+              for (auto& w : waiting)
+                if (line.find(w) != std::string::npos ||
+                    line.find(w.substr(0, w.size() - 1) + " ") !=
+                        std::string::npos)
+                  BOOST_TEST_MESSAGE(line);
+    }
+    BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.text);
+    size_t done = 0;
+    std::map<std::string, size_t> steps;
+    for (auto& line : r.lines) {
+      auto step = line.value("step", "");
+      if (step.empty()) continue;
+      ++steps[step];
+      if (step == "done") {
+        ++done;
+        auto voters = line["voters"].get<std::vector<std::string>>();
+        std::sort(voters.begin(), voters.end());
+        BOOST_CHECK((voters == std::vector<std::string>{"n1", "n2", "n4"}));
+      }
+    }
+    BOOST_CHECK_EQUAL(done, f.view->shards());
+    BOOST_CHECK_EQUAL(steps["observe"], f.view->shards());
+    BOOST_CHECK_EQUAL(steps["promote"], f.view->shards());
+    BOOST_CHECK_EQUAL(steps["remove"], f.view->shards());
+    BOOST_CHECK_EQUAL(r.lines.back().value("moved", size_t{0}),
+                      f.view->shards());
+    // n3 leads nothing now; it goes, and n4 takes its place in the table
+    // the clients use.
+    t0 = steady::now();
+    std::optional<std::vector<uint32_t>> n3_leads;
+    while (steady::now() - t0 < std::chrono::seconds{15} &&
+           (!(n3_leads = f.leading(2)) || !n3_leads->empty()))
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    BOOST_CHECK_MESSAGE(n3_leads && n3_leads->empty(),
+                        "n3 still leads shards after its removal");
+    f.kill(2);
+    f.nodes[2] = std::move(n4);
+    f.table.set(2, {f.nodes[2]->port(), {}});
+    std::this_thread::sleep_for(std::chrono::seconds{1});
+    w.stop();
+  }
+  check_converged(f, ledger);
+  // Run again, the replacement is done already: nothing changes.
+  auto again = cluster_tool({"replicas", "replace", "--etcd", etcd.endpoint(),
+                             "--old", "n3", "--new", "n4"});
+  BOOST_CHECK_EQUAL(again.exit_code, 0);
+  BOOST_CHECK_EQUAL(again.lines.back().value("moved", size_t{1}), 0u);
+  // A member that never started is refused before anything changes.
+  auto unknown = cluster_tool({"replicas", "replace", "--etcd",
+                               etcd.endpoint(), "--old", "n1", "--new", "n9"});
+  BOOST_CHECK_EQUAL(unknown.exit_code, 1);
+  BOOST_CHECK(unknown.text.find("n9") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <caf/scoped_actor.hpp>
@@ -54,8 +55,9 @@ struct ha_member {
 
 struct ha_fixture {
   test::etcd_server etcd;
-  uint16_t port = mnemo::test::free_port_block(3);
-  std::array<ha_member, 3> m;
+  uint16_t port = mnemo::test::free_port_block(4);
+  // a, b and c start with the fixture; d only when a test starts it.
+  std::array<ha_member, 4> m;
   std::mutex log_mtx;
   size_t replicas = 3;
   size_t snapshot_every = 0;
@@ -65,6 +67,7 @@ struct ha_fixture {
     m[0].id = "a";
     m[1].id = "b";
     m[2].id = "c";
+    m[3].id = "d";
     for (size_t i = 0; i < 3; ++i) start(i);
   }
 
@@ -78,7 +81,16 @@ struct ha_fixture {
     x.cfg.reset();
   }
 
-  void start(size_t i) {
+  // "id@127.0.0.1:port" of member `i`.
+  std::string listed(size_t i) const {
+    return m[i].id + "@127.0.0.1:" + std::to_string(port + i);
+  }
+
+  // Starts member `i` with `members` as its member list (default: a, b
+  // and c).
+  void start(size_t i, std::string members = {}) {
+    if (members.empty())
+      members = listed(0) + "," + listed(1) + "," + listed(2);
     auto& x = m[i];
     x.cfg = std::make_unique<runtime::node_config>();
     auto& c = *x.cfg;
@@ -86,9 +98,7 @@ struct ha_fixture {
     c.durability = "nosync";
     if (snapshot_every != 0) c.snapshot_every = snapshot_every;
     c.cluster.node_id = x.id;
-    c.cluster_members = "a@127.0.0.1:" + std::to_string(port) +
-                        ",b@127.0.0.1:" + std::to_string(port + 1) +
-                        ",c@127.0.0.1:" + std::to_string(port + 2);
+    c.cluster_members = members;
     c.cluster.shards = shards;
     c.cluster.secret = "replicated-test-secret-0123";
     c.cluster.plain_tcp = true;
@@ -151,7 +161,7 @@ struct ha_fixture {
   }
 
   static size_t index(const std::string& id) {
-    return id == "a" ? 0 : id == "b" ? 1 : 2;
+    return id == "a" ? 0 : id == "b" ? 1 : id == "c" ? 2 : 3;
   }
 
   // Adds `n` to counter `id` through member `i`'s router.
@@ -406,8 +416,8 @@ BOOST_FIXTURE_TEST_CASE(read_models_follow_a_changed_replica_set,
   BOOST_REQUIRE_EQUAL(before.voters.size(), 2u);
   std::string outsider;
   for (auto& x : m)
-    if (std::find(before.voters.begin(), before.voters.end(), x.id) ==
-        before.voters.end())
+    if (x.node && std::find(before.voters.begin(), before.voters.end(),
+                            x.id) == before.voters.end())
       outsider = x.id;
   BOOST_REQUIRE(wait_for([](const replica_set& r) { return r.established; }));
   BOOST_REQUIRE(observe(*client, prefix, s, outsider));
@@ -595,6 +605,145 @@ BOOST_FIXTURE_TEST_CASE(snapshots_reach_every_replica_and_serve_the_next_leader,
   auto now = add_to(other, id, 0);
   BOOST_REQUIRE_MESSAGE(now, why(now));
   BOOST_CHECK_EQUAL(now->total, acked + 100);
+}
+
+// A machine that was in no member list joins the running cluster through
+// etcd's member directory: started with a member list of one seed and
+// itself, it announces its address, the others connect to it, and no
+// member restarts. `replace_member` then moves every shard of "c" to it
+// (observe, promote once ready, remove "c") while commands keep coming;
+// nothing acknowledged is lost, "c" leads nothing after its removal and
+// can go, and started again with its old member list it joins without a
+// shard-map complaint and leads nothing.
+BOOST_FIXTURE_TEST_CASE(a_new_member_joins_through_etcd_and_replaces_another,
+                        ha_fixture) {
+  leaders(15s);
+  std::map<std::string, int64_t> totals;
+  int next_command = 0;
+  // Adds 1 to counter `id` through member `via`, retrying with the same
+  // command id through a failover or a voter change (10 s at most).
+  auto add_one = [&](size_t via, const std::string& id) {
+    auto cmd = "cmd-" + std::to_string(++next_command);
+    caf::expected<count> r{caf::error{}};
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(50ms)) {
+      r = add_to(via, id, 1, cmd);
+      if (r) break;
+      BOOST_REQUIRE_MESSAGE(runtime::means_owner_lost(r.error()) ||
+                                runtime::is(r.error(),
+                                            runtime::errc::owner_unavailable) ||
+                                runtime::is(r.error(), pe::errc::not_leader),
+                            why(r));
+    }
+    BOOST_REQUIRE_MESSAGE(r, "counter " << id << ": " << why(r));
+    BOOST_CHECK_EQUAL(r->total, ++totals[id]);
+  };
+  for (int k = 0; k < 16; ++k) add_one(k % 3, "n" + std::to_string(k % 8));
+
+  // d's member list names a seed and itself only.
+  start(3, listed(0) + "," + listed(3));
+  BOOST_CHECK_EQUAL(m[3].node->coordinator()->shard_map_error(), "");
+  auto all_joined = [&] {
+    for (size_t i = 0; i < 4; ++i) {
+      std::vector<std::string> others;
+      for (size_t k = 0; k < 4; ++k)
+        if (k != i) others.push_back(m[k].id);
+      if (m[i].node->cluster()->connected() != others) return false;
+    }
+    return true;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!all_joined() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  for (size_t i = 0; i < 4; ++i)
+    BOOST_CHECK_EQUAL(m[i].node->cluster()->connected().size(), 3u);
+  BOOST_CHECK((m[1].node->cluster()->members() ==
+               std::vector<std::string>{"a", "b", "c", "d"}));
+
+  // Every shard of c moves to d, one step at a time, while commands come.
+  auto client = etcd.client();
+  const std::string prefix = "/mnemo/replicated-test";
+  std::set<uint32_t> pending;
+  for (uint32_t s = 0; s < shards; ++s) pending.insert(s);
+  std::map<std::string, int> steps;
+  deadline = std::chrono::steady_clock::now() + 60s;
+  for (int k = 0; !pending.empty() && std::chrono::steady_clock::now() < deadline;
+       ++k) {
+    for (auto i = pending.begin(); i != pending.end();) {
+      auto r = replace_member(*client, prefix, *i, "c", "d");
+      BOOST_REQUIRE_MESSAGE(r, why(r));
+      switch (r->first.what) {
+        case replace_step::done: i = pending.erase(i); continue;
+        case replace_step::wait: break;
+        case replace_step::observe_new: ++steps["observe"]; break;
+        case replace_step::promote_new: ++steps["promote"]; break;
+        case replace_step::remove_old: ++steps["remove"]; break;
+        case replace_step::unobserve_old: ++steps["unobserve"]; break;
+      }
+      ++i;
+    }
+    add_one(k % 2, "n" + std::to_string(k % 8));
+  }
+  BOOST_REQUIRE_MESSAGE(pending.empty(),
+                        pending.size() << " shard(s) not moved within 60 s");
+  BOOST_CHECK_EQUAL(steps["observe"], static_cast<int>(shards));
+  BOOST_CHECK_EQUAL(steps["promote"], static_cast<int>(shards));
+  BOOST_CHECK_EQUAL(steps["remove"], static_cast<int>(shards));
+  BOOST_CHECK_EQUAL(steps["unobserve"], 0);
+  for (uint32_t s = 0; s < shards; ++s) {
+    auto set = read_replica_set(*client, prefix, s);
+    BOOST_REQUIRE(set);
+    auto voters = set->voters;
+    std::sort(voters.begin(), voters.end());
+    BOOST_CHECK((voters == std::vector<std::string>{"a", "b", "d"}));
+    BOOST_CHECK(set->observers.empty());
+    // Done again is done: the run can be repeated.
+    auto again = replace_member(*client, prefix, s, "c", "d");
+    BOOST_REQUIRE(again);
+    BOOST_CHECK_EQUAL(again->first.what, replace_step::done);
+  }
+  // c leads nothing now (once every member looked at etcd again) and goes;
+  // every counter keeps its total.
+  auto c_leads = [&] {
+    for (auto& [s, l] : leaders(15s))
+      if (l == "c") return true;
+    return false;
+  };
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (c_leads() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  BOOST_CHECK(!c_leads());
+  m[2].node->coordinator()->abandon();
+  stop(m[2]);
+  for (int k = 0; k < 8; ++k) add_one(k % 2 == 0 ? 0 : 3, "n" + std::to_string(k));
+  // a, b and d hold the same log of every shard.
+  deadline = std::chrono::steady_clock::now() + 10s;
+  std::string differs;
+  do {
+    differs.clear();
+    for (uint32_t s = 0; s < shards && differs.empty(); ++s) {
+      auto first = records(0, s);
+      for (size_t i : {1, 3})
+        if (records(i, s) != first)
+          differs = "shard " + std::to_string(s) + " on " + m[i].id;
+    }
+    if (!differs.empty()) std::this_thread::sleep_for(50ms);
+  } while (!differs.empty() && std::chrono::steady_clock::now() < deadline);
+  BOOST_CHECK_MESSAGE(differs.empty(), "logs differ: " << differs);
+
+  // c comes back with its old member list: it joins (d included, from the
+  // directory), takes part without a shard-map error, and leads nothing.
+  start(2);
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (!all_joined() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  BOOST_CHECK((m[2].node->cluster()->connected() ==
+               std::vector<std::string>{"a", "b", "d"}));
+  BOOST_CHECK_EQUAL(m[2].node->coordinator()->shard_map_error(), "");
+  std::this_thread::sleep_for(1s);
+  BOOST_CHECK(!c_leads());
+  for (int k = 0; k < 8; ++k) add_one(2, "n" + std::to_string(k));
 }
 
 // Members that disagree on the replication settings (and so on their

@@ -241,4 +241,77 @@ caf::expected<replica_set> abort_change(etcd_client& etcd,
   return change_voters(etcd, prefix, *s, std::move(back), {}, {}, true);
 }
 
+replace_step next_replace_step(const replica_set& s,
+                               const std::string& old_member,
+                               const std::string& new_member) {
+  bool old_votes = contains(s.voters, old_member);
+  bool old_observes = contains(s.observers, old_member);
+  bool new_votes = contains(s.voters, new_member);
+  bool new_observes = contains(s.observers, new_member);
+  auto not_established = [&] {
+    return replace_step{replace_step::wait,
+                        "no leader of voters " + join(s.voters) +
+                            " committed its epoch yet"};
+  };
+  if (new_votes) {
+    if (old_votes)
+      return s.established ? replace_step{replace_step::remove_old, {}}
+                           : not_established();
+    if (old_observes) return {replace_step::unobserve_old, {}};
+    return {replace_step::done, {}};
+  }
+  // The old member held no copy: nothing to replace (unless a run that
+  // stopped half way left the new one observing, which it finishes).
+  if (!old_votes && !new_observes)
+    return old_observes ? replace_step{replace_step::unobserve_old, {}}
+                        : replace_step{replace_step::done, {}};
+  if (!new_observes) return {replace_step::observe_new, {}};
+  if (!contains(s.ready, new_member))
+    return {replace_step::wait,
+            new_member + " is catching up" +
+                (s.leader.empty() ? " (the shard has no leader now)" : "")};
+  if (!s.established) return not_established();
+  return {replace_step::promote_new, {}};
+}
+
+caf::expected<std::pair<replace_step, replica_set>> replace_member(
+    etcd_client& etcd, const std::string& prefix, uint32_t shard,
+    const std::string& old_member, const std::string& new_member) {
+  auto s = read_replica_set(etcd, prefix, shard);
+  if (!s) return std::move(s.error());
+  for (auto* id : {&old_member, &new_member})
+    if (id->empty() || id->find('/') != std::string::npos)
+      return refused(*s, "'" + *id + "' is no member id");
+  if (old_member == new_member)
+    return refused(*s, "a member cannot replace itself");
+  auto step = next_replace_step(*s, old_member, new_member);
+  caf::expected<replica_set> after{*s};
+  switch (step.what) {
+    case replace_step::done:
+    case replace_step::wait:
+      return std::make_pair(std::move(step), std::move(*s));
+    case replace_step::observe_new:
+      after = observe(etcd, prefix, shard, new_member);
+      break;
+    case replace_step::promote_new:
+      after = promote(etcd, prefix, shard, new_member);
+      break;
+    case replace_step::remove_old:
+      after = remove_voter(etcd, prefix, shard, old_member);
+      break;
+    case replace_step::unobserve_old:
+      after = unobserve(etcd, prefix, shard, old_member);
+      break;
+  }
+  if (!after) {
+    if (!is(after.error(), errc::conflict)) return std::move(after.error());
+    return std::make_pair(
+        replace_step{replace_step::wait,
+                     "another change was made meanwhile: " +
+                         describe(after.error())},
+        std::move(*s));
+  }
+  return std::make_pair(std::move(step), std::move(*after));
+}
+
 }  // namespace mnemo::runtime::coordination

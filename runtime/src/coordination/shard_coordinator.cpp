@@ -38,37 +38,40 @@ std::string hex(int64_t x) {
 }  // namespace
 
 std::string shard_map_json(uint32_t shards, size_t replicas,
-                           const std::vector<std::vector<std::string>>& sets) {
-  return nlohmann::json{{"shards", shards},
-                        {"replicas", replicas},
-                        {"sets", sets}}
-      .dump();
+                           const std::vector<std::vector<std::string>>& sets,
+                           size_t factor) {
+  nlohmann::json map{{"shards", shards}, {"replicas", replicas}, {"sets", sets}};
+  if (factor != 0) map["factor"] = factor;
+  return map.dump();
 }
 
 namespace {
 
 // What differs between two shard maps, in words; empty if they agree.
+// The shard count must agree (it places every entity), and so must the
+// replication factor (members with another one refuse each other at
+// join). The replica sets need not: they are the bootstrap of each
+// shard's voters key, made from etcd's map (never from a member's), and a
+// member started with another member list (seeds plus itself, a member
+// added later) derives other sets. A map without the factor (made by an
+// older build) is compared on its `replicas`, the factor capped at the
+// first member's list.
 std::string map_difference(const std::string& etcd_text,
                            const std::string& mine_text) {
   auto etcd = nlohmann::json::parse(etcd_text, nullptr, false);
   auto mine = nlohmann::json::parse(mine_text, nullptr, false);
-  if (etcd.is_discarded() || !etcd.is_object())
+  if (etcd.is_discarded() || !etcd.is_object() || !etcd.contains("sets"))
     return "etcd holds no shard map this build reads: " + etcd_text;
-  if (etcd == mine) return {};
-  for (const char* field : {"shards", "replicas"})
-    if (etcd.value(field, nlohmann::json{}) != mine.value(field, nlohmann::json{}))
-      return std::string{field} + ": etcd has " +
-             etcd.value(field, nlohmann::json{}).dump() + ", this member " +
-             mine.value(field, nlohmann::json{}).dump();
-  auto& a = etcd["sets"];
-  auto& b = mine["sets"];
-  for (size_t i = 0; a.is_array() && b.is_array() && i < a.size() && i < b.size();
-       ++i)
-    if (a[i] != b[i])
-      return "replicas of shard " + std::to_string(i) + ": etcd has " +
-             a[i].dump() + ", this member " + b[i].dump() +
-             " (another member list?)";
-  return "etcd has " + etcd_text + ", this member " + mine_text;
+  auto field = [&](const char* name) {
+    auto a = etcd.value(name, nlohmann::json{});
+    auto b = mine.value(name, nlohmann::json{});
+    if (a == b) return std::string{};
+    return std::string{name} + ": etcd has " + a.dump() + ", this member " +
+           b.dump();
+  };
+  if (auto differs = field("shards"); !differs.empty()) return differs;
+  bool both_factors = etcd.contains("factor") && mine.contains("factor");
+  return field(both_factors ? "factor" : "replicas");
 }
 
 }  // namespace
@@ -168,11 +171,11 @@ bool shard_coordinator::check_shard_map() {
     log_("shard_map_created", key + ": " + cfg_.shard_map);
     etcd_text = cfg_.shard_map;
   }
-  // A member whose map differs would count majorities over other
-  // replicas than the rest (a quorum that does not meet theirs could
-  // acknowledge, and lose, what they never saw), and cannot join them
-  // (docs/cluster.md): it takes no part. The map is the proposal the
-  // voters keys are created from; from then on etcd's voters decide.
+  // A member with another shard count would place entities on other
+  // shards than the rest: it takes no part. Replica sets are not compared:
+  // every member counts majorities over etcd's voters keys, created from
+  // etcd's map below (never from this member's), so a member started with
+  // another member list agrees with the rest on every quorum.
   auto differs = map_difference(etcd_text, cfg_.shard_map);
   std::vector<std::vector<std::string>> sets;
   if (differs.empty()) {

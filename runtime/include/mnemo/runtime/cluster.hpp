@@ -3,7 +3,9 @@
 // Nodes of a cluster over CAF's middleman. Each node publishes one
 // endpoint actor on its member port and connects to every other member;
 // a join handshake checks that both sides share the cluster view (member
-// ids and shard count, `cluster_view::fingerprint`) and the cluster secret
+// ids and shard count, `cluster_view::fingerprint`; in a replicated
+// cluster the shard count and replication settings, since its members
+// also come from etcd's member directory) and the cluster secret
 // (HMAC-SHA256 proofs in both directions, the secret never crosses the
 // wire). Entity registries are wrapped by routers: a command for an entity
 // whose shard another member owns travels to that member's endpoint as
@@ -178,6 +180,11 @@ class cluster {
   /// with, in id order.
   std::vector<std::string> connected() const;
 
+  /// Returns the ids of every member this node knows, in id order: the
+  /// member list, and in a replicated cluster the members it learned from
+  /// etcd's member directory.
+  std::vector<std::string> members() const;
+
   /// "tls" or "plain".
   const char* transport() const noexcept;
 
@@ -196,8 +203,11 @@ class cluster {
   /// Member `member` listens on `host:port` from now on (e.g. a replacement
   /// machine that announced itself in etcd's member directory): this node
   /// connects there instead of the member list's address when it next
-  /// connects to it. Ignored for this node and for ids outside the view.
-  /// Thread-safe.
+  /// connects to it. In a replicated cluster `member` may be outside the
+  /// member list: it becomes a member (joins from it are accepted, and
+  /// this node connects to it if its id is the greater). Ignored for this
+  /// node, for an invalid id or address, and in a static cluster for ids
+  /// outside the view. Thread-safe.
   void set_address(const std::string& member, const std::string& host,
                    uint16_t port);
 

@@ -95,4 +95,42 @@ caf::expected<replica_set> abort_change(etcd_client& etcd,
                                         const std::string& prefix,
                                         uint32_t shard);
 
+/// The next step of replacing one member of a shard's replica set by
+/// another (KIP-455's add-then-remove): observe the new member, promote it
+/// once a leader reported it ready, then remove the old one, each step
+/// only when the voters are established (R4).
+struct replace_step {
+  enum kind {
+    /// Nothing left to do: the new member votes and the old one holds no
+    /// copy, or the old one held none to begin with.
+    done,
+    /// Wait and read again (`why` says for what).
+    wait,
+    observe_new,
+    promote_new,
+    remove_old,
+    /// The old member observes the shard: it stops.
+    unobserve_old,
+  };
+  kind what = done;
+  std::string why;
+};
+
+/// What replacing `old_member` by `new_member` needs next in `s` (a pure
+/// function of the set: a tool re-reads the set and asks again after each
+/// step, so a run that stopped half way resumes where it stood).
+replace_step next_replace_step(const replica_set& s,
+                               const std::string& old_member,
+                               const std::string& new_member);
+
+/// Reads shard `shard`'s set, and takes the next step of replacing
+/// `old_member` by `new_member` if one can be taken now. Returns the step
+/// it took (`done` or `wait` if none) and the set after it. A lost race
+/// (`conflict`) is a `wait`: the next call reads again. Errors: those of
+/// `read_replica_set` and of the step, `invalid_argument` if the two ids
+/// are the same or not ids.
+caf::expected<std::pair<replace_step, replica_set>> replace_member(
+    etcd_client& etcd, const std::string& prefix, uint32_t shard,
+    const std::string& old_member, const std::string& new_member);
+
 }  // namespace mnemo::runtime::coordination

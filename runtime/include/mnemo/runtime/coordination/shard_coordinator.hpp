@@ -87,13 +87,17 @@ struct coordinator_settings {
   /// every shard, preferred first), e.g. `shard_map_json`. Before the
   /// member takes part in any election the coordinator compares it with
   /// `<prefix>/shard-map` in etcd, which the first member to get there
-  /// creates (a compare-and-swap on the key's absence): a member whose map
-  /// differs (another member list, replica count or shard count) would
-  /// count majorities over other replicas than the rest, so it neither
-  /// campaigns nor answers leaders until the two agree
-  /// (`shard_map_error`). Once they agree, it creates each shard's voters
-  /// key from the map where etcd has none. Empty: no check, nothing in
-  /// etcd, and `replicas` are the voters.
+  /// creates (a compare-and-swap on the key's absence): a member with
+  /// another shard count would place entities elsewhere than the rest,
+  /// and one with another replication factor cannot join them, so it
+  /// neither campaigns nor answers leaders until the two agree
+  /// (`shard_map_error`; a map without the factor, made by a build before
+  /// 2026-12-08, is compared on its capped `replicas` instead). The
+  /// replica sets may differ (a member started with another member list,
+  /// e.g. one added later): the coordinator
+  /// creates each shard's voters key from etcd's map where etcd has none,
+  /// and counts over those keys only. Empty: no check, nothing in etcd,
+  /// and `replicas` are the voters.
   std::string shard_map;
   /// Where this member listens for the others ("host:port"). The
   /// coordinator records it under `<prefix>/members/<member>/address`
@@ -125,9 +129,13 @@ struct coordinator_settings {
 };
 
 /// The shard map of `coordinator_settings::shard_map`: `sets[n]` are the
-/// replicas of shard n, preferred first.
+/// replicas of shard n, preferred first; `replicas` their number (the
+/// replication factor capped at the member list's size). `factor`, if not
+/// 0, is the replication factor as configured (`--cluster.replicas`),
+/// which members compare regardless of their member lists.
 std::string shard_map_json(uint32_t shards, size_t replicas,
-                           const std::vector<std::vector<std::string>>& sets);
+                           const std::vector<std::vector<std::string>>& sets,
+                           size_t factor = 0);
 
 /// What one shard's leadership looks like from this member.
 struct shard_leadership {
@@ -164,8 +172,8 @@ class shard_coordinator {
   /// The shards this member is a replica of, as it sees them now.
   std::vector<shard_leadership> leadership() const;
 
-  /// Why this member takes no part: its shard map differs from the one in
-  /// etcd (what differs); empty if it agrees or was not compared yet.
+  /// Why this member takes no part: its shard count differs from the map
+  /// in etcd (what differs); empty if it agrees or was not compared yet.
   std::string shard_map_error() const;
 
   shard_coordinator(const shard_coordinator&) = delete;
