@@ -79,7 +79,9 @@ default /mnemo/cluster), while the nodes run. ACTION:
   abort      the voters go back to the set before the last change
 Replacing c by d: observe d, wait until status shows d ready, promote d,
 wait until established, remove c. Each change is one etcd transaction; a
-lost race prints the set as it is now (exit 1).
+lost race prints the set as it is now (exit 1). promote, remove and abort
+are refused while a member in P/members/ records no protocol of 2 (a build
+before 2026-12-07, which does not read the voters keys).
   replace    does that for every shard of member OLD (or shard N only),
              with NEW (a member that started once: it has a replica id in
              etcd), at most K shards (default 4) catching up at a time.

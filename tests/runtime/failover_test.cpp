@@ -738,6 +738,52 @@ BOOST_FIXTURE_TEST_CASE(a_member_is_replaced_without_losing_a_record,
   BOOST_CHECK(in_order_within(acked, values(*last)));
 }
 
+// A member of a build before the voters keys counts majorities over the
+// shard map: while one is in the member directory (it left a key under
+// members/<id>/ but records no protocol of 2), voter changes are refused,
+// naming it. Every member of this build records its protocol; once the old
+// one does too (upgraded), the change goes through.
+BOOST_FIXTURE_TEST_CASE(voter_changes_wait_until_every_member_reads_voters,
+                        failover_fixture) {
+  BOOST_REQUIRE(leader(10s));
+  std::vector<std::string> acked;
+  BOOST_REQUIRE(append_any("v1", acked));
+  restart(3, false);
+  auto client = etcd.client();
+  for (auto id : {"a", "b", "c", "d"}) {
+    auto key = std::string{"/mnemo/test/members/"} + id + "/protocol";
+    BOOST_CHECK(eventually([&] {
+      auto got = client->get(key);
+      return got && *got && (*got)->value == "2";
+    }));
+  }
+  BOOST_REQUIRE(observe(*client, "/mnemo/test", shard, "d"));
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) {
+    return s.established && s.ready == std::vector<std::string>{"d"};
+  }));
+  BOOST_REQUIRE(client->put("/mnemo/test/members/old/replica", "r-old"));
+  auto refused = promote(*client, "/mnemo/test", shard, "d");
+  BOOST_REQUIRE(!refused);
+  BOOST_TEST_MESSAGE(runtime::describe(refused.error()));
+  BOOST_CHECK(runtime::is(refused.error(), runtime::errc::invalid_argument));
+  BOOST_CHECK(runtime::describe(refused.error()).find("[old]") !=
+              std::string::npos);
+  BOOST_CHECK(!remove_voter(*client, "/mnemo/test", shard, "c"));
+  BOOST_CHECK((set().voters == std::vector<std::string>{"a", "b", "c"}));
+  BOOST_REQUIRE(client->put("/mnemo/test/members/old/protocol", "1"));
+  BOOST_CHECK(!promote(*client, "/mnemo/test", shard, "d"));
+  BOOST_REQUIRE(client->put("/mnemo/test/members/old/protocol", "2"));
+  auto promoted = promote(*client, "/mnemo/test", shard, "d");
+  BOOST_REQUIRE_MESSAGE(promoted,
+                        (promoted ? "" : runtime::describe(promoted.error())));
+  BOOST_CHECK((promoted->voters ==
+               std::vector<std::string>{"a", "b", "c", "d"}));
+  BOOST_REQUIRE(append_any("v2", acked));
+  auto l = leader(1s);
+  BOOST_REQUIRE(l);
+  BOOST_CHECK(in_order_within(acked, values(*l)));
+}
+
 // Ongaro's single-server change bug, with a zombie leader: the leader of
 // {a, b, c} loses its coordinator (no etcd, no lease watchdog) while its
 // replicator goes on leading and appends keep coming to it. d, observing

@@ -1,6 +1,8 @@
 #include "mnemo/runtime/coordination/replica_sets.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <set>
 
 #include "mnemo/runtime/error.hpp"
 #include "shard_keys.hpp"
@@ -86,6 +88,40 @@ caf::expected<replica_set> change_voters(etcd_client& etcd,
 }
 
 }  // namespace
+
+caf::error check_protocols(etcd_client& etcd, const std::string& prefix) {
+  auto base = prefix + "/members/";
+  auto keys = etcd.get_prefix(base);
+  if (!keys) return std::move(keys.error());
+  // Every member that left a key, and those that record a protocol this
+  // build's voter changes are safe with.
+  std::set<std::string> members;
+  std::set<std::string> current;
+  for (auto& kv : *keys) {
+    std::string_view rest{kv.key};
+    rest.remove_prefix(base.size());
+    auto slash = rest.find('/');
+    if (slash == std::string_view::npos || slash == 0) continue;
+    std::string member{rest.substr(0, slash)};
+    members.insert(member);
+    if (rest.substr(slash + 1) != "protocol") continue;
+    char* end = nullptr;
+    auto version = std::strtol(kv.value.c_str(), &end, 10);
+    if (!kv.value.empty() && *end == '\0' && version >= replica_protocol)
+      current.insert(member);
+  }
+  std::vector<std::string> old;
+  for (auto& m : members)
+    if (current.count(m) == 0) old.push_back(m);
+  if (old.empty()) return {};
+  return make_error(
+      errc::invalid_argument,
+      "member(s) " + join(old) + " run a build that does not read the "
+      "shards' voters keys (no " + base + "<id>/protocol of at least " +
+      std::to_string(replica_protocol) + "): a change of voters would leave "
+      "them counting majorities over other replicas; upgrade them first, or "
+      "delete their keys (" + base + "<id>/) if they are gone for good");
+}
 
 caf::expected<replica_set> read_replica_set(etcd_client& etcd,
                                             const std::string& prefix,
@@ -189,6 +225,7 @@ caf::expected<replica_set> promote(etcd_client& etcd, const std::string& prefix,
   if (!s->established)
     return refused(*s, "no leader of the current voters committed its epoch "
                        "yet; wait for one before the next change");
+  if (auto err = check_protocols(etcd, prefix)) return err;
   auto base = shard_base(prefix, shard);
   auto voters = s->voters;
   voters.push_back(member);
@@ -218,6 +255,7 @@ caf::expected<replica_set> remove_voter(etcd_client& etcd,
   if (!s->established)
     return refused(*s, "no leader of the current voters committed its epoch "
                        "yet; wait for one before the next change");
+  if (auto err = check_protocols(etcd, prefix)) return err;
   return change_voters(etcd, prefix, *s, without(s->voters, member), {}, {});
 }
 
@@ -237,6 +275,7 @@ caf::expected<replica_set> abort_change(etcd_client& etcd,
   if (differ != 1)
     return refused(*s, "the earlier voters " + join(s->previous) +
                            " differ by more than one member");
+  if (auto err = check_protocols(etcd, prefix)) return err;
   auto back = s->previous;
   return change_voters(etcd, prefix, *s, std::move(back), {}, {}, true);
 }

@@ -981,6 +981,17 @@ bool shard_coordinator::check_identity() {
   return true;
 }
 
+bool shard_coordinator::announce_protocol() {
+  auto key = cfg_.prefix + "/members/" + cfg_.member + "/protocol";
+  auto value = std::to_string(replica_protocol);
+  auto got = etcd_->get(key);
+  if (!got) return etcd_failed(got.error());
+  if (*got && (*got)->value == value) return true;
+  auto put = etcd_->put(key, value);
+  if (!put) return etcd_failed(put.error());
+  return true;
+}
+
 bool shard_coordinator::announce_address() {
   if (cfg_.address.empty()) return true;
   // A wildcard is where to bind, not where to be reached: the others keep
@@ -1049,6 +1060,10 @@ void shard_coordinator::run() {
     if (!identity_checked_) {
       identity_checked_ = check_identity();
       if (!identity_checked_) continue;
+    }
+    if (!protocol_announced_) {
+      protocol_announced_ = announce_protocol();
+      if (!protocol_announced_) continue;
     }
     if (!address_announced_) {
       address_announced_ = announce_address();

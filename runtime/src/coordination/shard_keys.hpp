@@ -50,4 +50,11 @@ std::string observers_json(const std::vector<std::string>& members);
 std::optional<std::vector<std::string>> parse_observers(const std::string& text,
                                                         std::string& why);
 
+/// The replication protocol of this build, which each member records under
+/// `<prefix>/members/<member>/protocol`: 2 reads each shard's voters keys
+/// (builds before 2026-12-07 counted over the shard map, knew no such key,
+/// and recorded no protocol). Voter changes wait until every member of the
+/// directory records at least this.
+constexpr int replica_protocol = 2;
+
 }  // namespace mnemo::runtime::coordination::shard_keys

@@ -55,6 +55,16 @@ struct replica_set {
   int64_t epoch = 0;
 };
 
+/// Checks that every member of the cluster's member directory
+/// (`<prefix>/members/<id>/...`) records a replication protocol that reads
+/// the shards' voters keys (`<prefix>/members/<id>/protocol` >= 2): a
+/// member of an older build counts majorities over the shard map, so a
+/// change of voters would leave it counting over other replicas than the
+/// rest. Errors: `invalid_argument` naming the members that do not, and
+/// the client's errors. `promote`, `remove_voter` and `abort_change` check
+/// this before they change anything.
+caf::error check_protocols(etcd_client& etcd, const std::string& prefix);
+
 /// Reads shard `shard`'s keys under `<prefix>/shards/<shard>/`. Errors:
 /// `not_found` if the shard has no voters key (no member has created it
 /// from the shard map yet), `invalid_argument` if it holds no voter list,

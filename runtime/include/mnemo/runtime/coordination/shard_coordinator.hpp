@@ -236,6 +236,11 @@ class shard_coordinator {
   /// Stops taking part in `shard`, which this member is no voter of any
   /// longer: resigns it and withdraws its candidacy.
   void leave(uint32_t shard, const std::string& own_key);
+  /// Records this build's replication protocol under
+  /// `<prefix>/members/<member>/protocol` (if it differs): tools change a
+  /// shard's voters only while every member records one that reads them
+  /// (`check_protocols`). False if etcd did not answer (tried again).
+  bool announce_protocol();
   /// Records `address` in the member directory (if it differs); false
   /// (after a poll's wait) while etcd does not answer.
   bool announce_address();
@@ -309,6 +314,7 @@ class shard_coordinator {
   bool identity_checked_ = false;
   bool map_checked_ = false;
   bool address_announced_ = false;
+  bool protocol_announced_ = false;
   // The other members' addresses `on_address` was told, by member.
   std::map<std::string, std::string> addresses_;
   // Another address etcd held for this member, once said.
