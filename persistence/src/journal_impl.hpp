@@ -145,6 +145,9 @@ struct replica_request {
   std::vector<uint32_t> shards;
   std::vector<uint64_t> epochs;  // per shard: the epoch that may clear it
   bool learner = false;
+  /// truncate: the replica drops its copy (replica_log::drop): committed
+  /// records go too, and the committed point follows them down.
+  bool drop = false;
   write_handler done;
 };
 

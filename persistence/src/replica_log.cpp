@@ -529,7 +529,11 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
   {
     uint64_t committed = 0;
     if (auto rc = read_committed(st, req.shard, committed)) return rc;
-    if (keep < committed) {
+    if (req.drop && keep < committed) {
+      // Dropping a copy this member no longer holds: its replicas keep
+      // the committed records; the point follows the kept ones.
+      if (auto rc = put_u64(st, committed_key(req.shard), keep)) return rc;
+    } else if (keep < committed) {
       out = error{errc::invalid_argument,
                   "refused to truncate shard " + shard + " after position " +
                       std::to_string(keep) + ": this replica learnt that " +
@@ -935,6 +939,25 @@ error replica_log::truncate_after(uint64_t position) {
   req.shard = shard_;
   req.position = position;
   return submit_blocking(*journal_->impl_, std::move(req));
+}
+
+expected<uint64_t> replica_log::drop(uint64_t chunk,
+                                     const std::function<bool()>& go_on) {
+  chunk = std::max<uint64_t>(chunk, 1);
+  uint64_t removed = 0;
+  for (;;) {
+    auto end = end_position();
+    if (!end) return std::move(end).error();
+    if (*end == 0 || (go_on && !go_on())) return removed;
+    replica_request req;
+    req.what = replica_request::kind::truncate;
+    req.shard = shard_;
+    req.position = *end > chunk ? *end - chunk : 0;
+    req.drop = true;
+    if (auto err = submit_blocking(*journal_->impl_, std::move(req)))
+      return err;
+    removed += *end - (*end > chunk ? *end - chunk : 0);
+  }
 }
 
 void replica_log::set_learner(bool learner, write_handler done) {

@@ -251,6 +251,8 @@ caf::error node::start_replication() {
   cs.lease_ttl = std::chrono::seconds{cfg_.cluster_lease_ttl_s};
   cs.rebalance_after = std::chrono::seconds{cfg_.cluster_rebalance_after_s};
   cs.replica_id = persistence::replica_log::replica_id(*journal_);
+  // Copies of shards this member no longer holds are dropped.
+  cs.journal = journal_.get();
   cs.etcd.endpoints = split_list(cfg_.cluster_etcd);
   cs.on_leader = [c = cluster_.get()](uint32_t shard,
                                       const std::string& member) {

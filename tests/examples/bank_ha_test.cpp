@@ -620,6 +620,7 @@ BOOST_AUTO_TEST_CASE(a_new_member_replaces_another_while_clients_run) {
   cluster_ledger ledger{"g", 12};
   join_and_open(f, ledger, std::chrono::seconds{20});
   auto n4_dir = temp_dir("mnemo-ha-reconfig-n4");
+  auto n3_dir = f.dirs[2];
   auto n4_address =
       "127.0.0.1:" + std::to_string(mnemo::test::free_port_block(1));
   auto seeds = f.members_option.substr(0, f.members_option.find(',')) +
@@ -701,6 +702,16 @@ BOOST_AUTO_TEST_CASE(a_new_member_replaces_another_while_clients_run) {
       std::this_thread::sleep_for(std::chrono::milliseconds{50});
     BOOST_CHECK_MESSAGE(n3_leads && n3_leads->empty(),
                         "n3 still leads shards after its removal");
+    // n3 drops its copies once the sets without it are established.
+    t0 = steady::now();
+    size_t dropped = 0;
+    while (steady::now() - t0 < std::chrono::seconds{20} &&
+           dropped < f.view->shards()) {
+      for (auto& line : f.nodes[2]->drain_stdout())
+        if (line.find("shard_copy_dropped") != std::string::npos) ++dropped;
+      std::this_thread::sleep_for(std::chrono::milliseconds{100});
+    }
+    BOOST_CHECK_EQUAL(dropped, f.view->shards());
     f.kill(2);
     f.nodes[2] = std::move(n4);
     f.table.set(2, {f.nodes[2]->port(), {}});
@@ -708,6 +719,12 @@ BOOST_AUTO_TEST_CASE(a_new_member_replaces_another_while_clients_run) {
     w.stop();
   }
   check_converged(f, ledger);
+  // What n3 held of the accounts is gone from its journal.
+  size_t left = 0;
+  for (auto& id : ledger.accounts())
+    for (auto& line : run(MNEMO_INSPECT, {n3_dir, "stream", "account-" + id}).lines)
+      left += line.contains("sequence") ? 1 : 0;
+  BOOST_CHECK_EQUAL(left, 0u);
   // Run again, the replacement is done already: nothing changes.
   auto again = cluster_tool({"replicas", "replace", "--etcd", etcd.endpoint(),
                              "--old", "n3", "--new", "n4"});

@@ -563,6 +563,70 @@ BOOST_AUTO_TEST_CASE(the_commit_point_a_batch_carried_is_durable) {
   BOOST_CHECK((*all == std::map<uint32_t, uint64_t>{{follower.log.shard(), 10}}));
 }
 
+// A member that is no replica of a shard any more drops its copy: the
+// committed records too, newest first in chunks, with their heads, ids,
+// tags and snapshots. The promise stays (a leader of an older epoch still
+// cannot write here), and a new copy starts again from position 1. Stopped
+// half way, it keeps a prefix of the log.
+BOOST_AUTO_TEST_CASE(a_dropped_copy_keeps_its_promise_and_starts_again) {
+  replica leader, follower;
+  BOOST_REQUIRE(!leader.log.begin_epoch(3));
+  for (int i = 0; i < 25; ++i)
+    leader.append("a", "v" + std::to_string(i), {"t"});
+  leader.append("b", "b1");
+  auto all = [&] {
+    auto b = leader.log.read(1, 1000, 1 << 20);
+    BOOST_REQUIRE_MESSAGE(b, mnemo::test::why(b));
+    return std::move(*b);
+  };
+  auto err = follower.log.apply(all(), 3, 26);
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  snapshot snap;
+  snap.meta.stream_id = "a";
+  snap.meta.sequence = 20;
+  snap.type = "test.state";
+  snap.payload = {0x80};
+  BOOST_REQUIRE(!follower.j->write(
+      [&snap](write_txn& txn) { return snapshot_store::save_in(txn, snap); }));
+  BOOST_REQUIRE_EQUAL(follower.log.committed().value(), 26u);
+  // Stopped after two chunks of 5: positions 1..16 stay, a consistent
+  // prefix (v0..v15), committed as far as it goes.
+  int chunks = 0;
+  auto removed = follower.log.drop(5, [&] { return ++chunks <= 2; });
+  BOOST_REQUIRE_MESSAGE(removed, mnemo::test::why(removed));
+  BOOST_CHECK_EQUAL(*removed, 10u);
+  BOOST_CHECK_EQUAL(follower.end(), 16u);
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 16u);
+  BOOST_CHECK_EQUAL(follower.values("a").size(), 16u);
+  BOOST_CHECK(follower.values("b").empty());
+  // The rest.
+  removed = follower.log.drop(5);
+  BOOST_REQUIRE_MESSAGE(removed, mnemo::test::why(removed));
+  BOOST_CHECK_EQUAL(*removed, 16u);
+  BOOST_CHECK_EQUAL(follower.end(), 0u);
+  BOOST_CHECK(follower.log.epochs().value().empty());
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 0u);
+  BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 3u);
+  BOOST_CHECK_EQUAL(follower.j->highest_sequence("a").value(), 0u);
+  BOOST_CHECK(follower.j->read_tag("t", 1, 10)->empty());
+  auto latest = follower.j->snapshots().load("a", snapshot_criteria::latest());
+  BOOST_REQUIRE(latest);
+  BOOST_CHECK(!latest->has_value());
+  // Dropping an empty copy removes nothing; a restart keeps it all so.
+  BOOST_CHECK_EQUAL(follower.log.drop(5).value(), 0u);
+  follower.reopen();
+  BOOST_CHECK_EQUAL(follower.end(), 0u);
+  BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 3u);
+  // A leader of an older epoch is refused; the current one copies the log
+  // again from position 1.
+  BOOST_CHECK_EQUAL(follower.log.apply(all(), 2, 26).code(),
+                    errc::stale_epoch);
+  err = follower.log.apply(all(), 3, 26);
+  BOOST_REQUIRE_MESSAGE(!err, err.to_string());
+  BOOST_CHECK(follower.records() == leader.records());
+  BOOST_CHECK_EQUAL(follower.values("a").size(), 25u);
+}
+
 BOOST_AUTO_TEST_CASE(digests_tell_identical_logs_from_different_ones) {
   replica leader, follower, other;
   BOOST_REQUIRE(!leader.log.begin_epoch(2));

@@ -120,6 +120,8 @@ struct failover_fixture {
     s.etcd = etcd.settings();
     s.replica_id = pe::replica_log::replica_id(*m[i].journal);
     s.shard_map = maps[i];
+    s.journal = m[i].journal.get();
+    s.drop_chunk = 3;
     auto id = m[i].id;
     auto t0 = std::chrono::steady_clock::now();
     auto c = shard_coordinator::start(
@@ -719,6 +721,12 @@ BOOST_FIXTURE_TEST_CASE(a_member_is_replaced_without_losing_a_record,
   BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; }));
   BOOST_CHECK(eventually([&] { return !lists_shard(2); }));
   for (auto& c : candidates()) BOOST_CHECK_NE(c, "c");
+  // c, a replica no more, drops its copy (3 records per commit here) and
+  // keeps its promise.
+  pe::replica_log c_copy{*m[2].journal, shard};
+  BOOST_CHECK(eventually([&] { return c_copy.end_position().value() == 0; }));
+  BOOST_CHECK_GT(c_copy.promised_epoch().value(), 0u);
+  BOOST_CHECK(values(2).empty());
   // The new set's leader dies: the other two elect one with every record.
   auto l = leader(1s);
   BOOST_REQUIRE(l);

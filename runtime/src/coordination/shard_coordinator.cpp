@@ -11,6 +11,7 @@
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
+#include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/replication/replicator.hpp"
 #include "shard_keys.hpp"
@@ -105,6 +106,9 @@ caf::expected<std::unique_ptr<shard_coordinator>> shard_coordinator::start(
     if (c->cfg_.shard_map.empty() && !replicas.empty())
       c->configs_[shard] = shard_config{replicas, 0, true, {}};
   }
+  // The dropper first: the coordinator's thread asks whether it runs.
+  if (c->cfg_.journal && !c->cfg_.shard_map.empty())
+    c->dropper_ = std::thread{[p = c.get()] { p->drop_loop(); }};
   c->renewer_ = std::thread{[p = c.get()] { p->renew_loop(); }};
   c->thread_ = std::thread{[p = c.get()] { p->run(); }};
   c->watchdog_ = std::thread{[p = c.get()] { p->watch(); }};
@@ -117,6 +121,8 @@ shard_coordinator::~shard_coordinator() {
     if (thread_.joinable()) thread_.join();
     if (renewer_.joinable()) renewer_.join();
     if (watchdog_.joinable()) watchdog_.join();
+    drop_cv_.notify_all();
+    if (dropper_.joinable()) dropper_.join();
     step_down_all("stopping");
     if (auto lease = lease_.load(); lease != 0 && lease_etcd_)
       lease_etcd_->revoke(lease);
@@ -129,6 +135,8 @@ void shard_coordinator::abandon() {
   if (thread_.joinable()) thread_.join();
   if (renewer_.joinable()) renewer_.join();
   if (watchdog_.joinable()) watchdog_.join();
+  drop_cv_.notify_all();
+  if (dropper_.joinable()) dropper_.join();
 }
 
 void shard_coordinator::watch() {
@@ -537,6 +545,7 @@ void shard_coordinator::look() {
           if (kv->key == base + std::to_string(shard) + own_suffix)
             etcd_->erase(kv->key, kv->create_revision);
   }
+  if (dropper_.joinable()) queue_drops(established);
   auto now = clock::now();
   auto lease = lease_.load();
   if (lease != seen_lease_) {  // a new lease: no candidacy of it yet
@@ -742,6 +751,76 @@ void shard_coordinator::look() {
     to_lead.push_back({shard, epoch, own_key, std::move(followers), strict});
   }
   lead(to_lead);
+}
+
+void shard_coordinator::queue_drops(
+    const std::map<uint32_t, std::string>& established) {
+  bool queued = false;
+  {
+    std::lock_guard<std::mutex> guard{drop_mtx_};
+    for (auto& [shard, config] : configs_) {
+      bool holds = contains(config.voters, cfg_.member) ||
+                   contains(config.observers, cfg_.member);
+      held_[shard] = holds || !config.current;
+      if (held_[shard]) {
+        dropped_.erase(shard);
+        continue;
+      }
+      // Only once a leader of the voters without it committed its epoch:
+      // until then an abort may make it a voter again, and recoveries may
+      // still need what it holds.
+      auto e = established.find(shard);
+      if (e == established.end() || e->second != std::to_string(config.revision) ||
+          dropped_.count(shard) > 0)
+        continue;
+      queued |= drop_queue_.insert(shard).second;
+    }
+  }
+  if (queued) drop_cv_.notify_one();
+}
+
+void shard_coordinator::drop_loop() {
+  std::unique_lock<std::mutex> lock{drop_mtx_};
+  // Failures by shard: said once each, tried again after a while.
+  std::map<uint32_t, clock::time_point> failed;
+  while (!stop_) {
+    drop_cv_.wait_for(lock, std::chrono::milliseconds{200},
+                      [this] { return stop_ || !drop_queue_.empty(); });
+    if (stop_) break;
+    if (drop_queue_.empty()) continue;
+    auto shard = *drop_queue_.begin();
+    drop_queue_.erase(drop_queue_.begin());
+    if (auto f = failed.find(shard);
+        f != failed.end() && clock::now() < f->second)
+      continue;  // queued again by the next look after the wait
+    lock.unlock();
+    persistence::replica_log copy{*cfg_.journal, shard};
+    auto go_on = [this, shard] {
+      std::lock_guard<std::mutex> guard{drop_mtx_};
+      return !stop_ && !held_[shard];
+    };
+    auto removed = copy.drop(cfg_.drop_chunk, go_on);
+    auto end = copy.end_position();
+    lock.lock();
+    if (!removed || !end) {
+      if (failed.count(shard) == 0)
+        log_("shard_copy_drop_failed",
+             "shard " + std::to_string(shard) + ": " +
+                 (removed ? end.error() : removed.error()).to_string() +
+                 " (tried again every 10 s)");
+      failed[shard] = clock::now() + std::chrono::seconds{10};
+      continue;
+    }
+    failed.erase(shard);
+    if (*end == 0 && !held_[shard]) dropped_.insert(shard);
+    if (*removed > 0)
+      log_(*end == 0 ? "shard_copy_dropped" : "shard_copy_drop_stopped",
+           "shard " + std::to_string(shard) + ": " + std::to_string(*removed) +
+               " record(s) of this member's copy removed" +
+               (*end == 0 ? std::string{" (it is no replica of the shard)"}
+                          : ", " + std::to_string(*end) +
+                                " kept: it is a replica again"));
+  }
 }
 
 void shard_coordinator::establish(uint32_t shard, int64_t epoch,

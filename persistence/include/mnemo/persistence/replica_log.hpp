@@ -15,6 +15,7 @@
 // network or of etcd; the cluster knows nothing of LMDB.
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -188,6 +189,19 @@ class replica_log {
   /// Errors: `invalid_argument` if events were deleted from a stream past
   /// `position` (its head could not be restored), storage errors.
   error truncate_after(uint64_t position);
+
+  /// Removes this replica's whole copy of the shard, newest records first,
+  /// at most `chunk` records per commit (other writes go on between them):
+  /// what `truncate_after(0)` removes, committed records included, for a
+  /// member that is no replica of the shard any more (its replicas keep
+  /// them); the committed point follows the kept records down. The promise
+  /// (`promised_epoch`) stays, so a leader of an older epoch still cannot
+  /// write here, and a later copy starts again from position 1. Asks
+  /// `go_on` (if given) before each chunk and stops when it answers false,
+  /// leaving a shorter prefix of the log. Blocking. Returns the number of
+  /// records removed. Errors: those of `truncate_after`.
+  expected<uint64_t> drop(uint64_t chunk,
+                          const std::function<bool()>& go_on = {});
 
   /// The epoch history, oldest first.
   expected<std::vector<epoch_start>> epochs() const;

@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -39,6 +40,10 @@
 #include <caf/fwd.hpp>
 
 #include "mnemo/runtime/coordination/etcd_client.hpp"
+
+namespace mnemo::persistence {
+class journal;
+}  // namespace mnemo::persistence
 
 namespace mnemo::runtime::coordination {
 
@@ -126,6 +131,16 @@ struct coordinator_settings {
   /// map. Calls come from the coordinator's thread.
   std::function<void(uint32_t shard, const std::vector<std::string>& members)>
       on_replicas;
+  /// This member's journal, whose copies of shards it no longer holds are
+  /// dropped: once etcd's voters of a shard name it neither as a voter nor
+  /// as an observer and a leader of those voters established them, a
+  /// thread of the coordinator removes the copy (`replica_log::drop`,
+  /// `drop_chunk` records per commit), stopping if the member is made a
+  /// replica again meanwhile. Null: copies stay. Must outlive the
+  /// coordinator. Not used without a shard map.
+  persistence::journal* journal = nullptr;
+  /// Records per commit when dropping a copy. Default 4096.
+  uint64_t drop_chunk = 4096;
 };
 
 /// The shard map of `coordinator_settings::shard_map`: `sets[n]` are the
@@ -241,6 +256,11 @@ class shard_coordinator {
   /// shard's voters only while every member records one that reads them
   /// (`check_protocols`). False if etcd did not answer (tried again).
   bool announce_protocol();
+  /// Queues the copies of shards this member no longer holds for the
+  /// dropper (coordinator thread; `established` as `look` read it).
+  void queue_drops(const std::map<uint32_t, std::string>& established);
+  /// The dropper thread: drops the queued copies one after another.
+  void drop_loop();
   /// Records `address` in the member directory (if it differs); false
   /// (after a poll's wait) while etcd does not answer.
   bool announce_address();
@@ -287,6 +307,15 @@ class shard_coordinator {
   std::thread thread_;
   std::thread renewer_;
   std::thread watchdog_;
+  std::thread dropper_;
+  // The dropper's work, guarded by `drop_mtx_`: shards to drop, whether
+  // this member holds each shard as etcd last said (checked before each
+  // chunk), and the shards dropped since they were last held.
+  std::mutex drop_mtx_;
+  std::condition_variable drop_cv_;
+  std::set<uint32_t> drop_queue_;
+  std::map<uint32_t, bool> held_;
+  std::set<uint32_t> dropped_;
   // The member's lease (0: none); written by the renewer.
   std::atomic<int64_t> lease_{0};
   // When the lease may end at the earliest, minus the margin (steady clock
