@@ -66,6 +66,8 @@ that released streams rebuild once at start.
   mnemo-cluster replicas replace --etcd HOST:PORT[,...] [--prefix P]
                          --old ID --new ID [--shard N] [--parallel K]
                          [--timeout SECONDS]
+  mnemo-cluster replicas decommission --etcd HOST:PORT[,...] [--prefix P]
+                         --member ID [--parallel K] [--timeout SECONDS]
 
 A replicated cluster's shard (--cluster.etcd; P is its --cluster.etcd-prefix,
 default /mnemo/cluster), while the nodes run. ACTION:
@@ -87,6 +89,10 @@ before 2026-12-07, which does not read the voters keys).
              etcd), at most K shards (default 4) catching up at a time.
              Prints a line per step and a summary; exit 1 if shards are
              left after the timeout (default 600 s). Run again to resume.
+  decommission  the same for every shard of member ID, each to a running
+             member (P/members/<id>/live) without a copy of it, the one
+             with the fewest copies first; refused if some shard would be
+             left with fewer replicas (start another member first).
 )";
 
 struct options {
@@ -202,6 +208,11 @@ options parse(int argc, char** argv) {
     if (action == "replace") {
       if (o.etcd.empty() || o.old_member.empty() || o.new_member.empty())
         usage("replicas replace needs --etcd, --old and --new");
+      return o;
+    }
+    if (action == "decommission") {
+      if (o.etcd.empty() || o.member.empty())
+        usage("replicas decommission needs --etcd and --member");
       return o;
     }
     if (!needs_member && action != "status" && action != "abort")
@@ -442,44 +453,44 @@ const char* step_name(mnemo::runtime::coordination::replace_step::kind k) {
   return "?";
 }
 
-// replicas replace: walks every shard of --old (or --shard) through
-// observe, promote and remove, a few shards at a time, until all are done
-// or the timeout; each step re-reads the shard, so a run resumes.
-int replace(const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
-  namespace co = mr::coordination;
-  using step = co::replace_step;
-  // The new member must have started once: its replica id is in etcd (a
-  // typo would otherwise observe shards that nobody catches up).
-  auto known = etcd.get(o.prefix + "/members/" + o.new_member + "/replica");
-  if (!known) return fail_with(known.error());
-  if (!*known)
-    return fail_with(mr::make_error(
-        mr::errc::invalid_argument,
-        "member '" + o.new_member + "' has not started in this cluster (no " +
-            o.prefix + "/members/" + o.new_member +
-            "/replica in etcd): start it first"));
+// The shards of the cluster (or --shard only), from etcd's shard map.
+caf::expected<std::vector<uint32_t>> shard_list(
+    const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
   std::vector<uint32_t> shards;
   if (o.shard) {
     shards.push_back(*o.shard);
-  } else {
-    auto map = etcd.get(o.prefix + "/shard-map");
-    if (!map) return fail_with(map.error());
-    if (!*map)
-      return fail_with(mr::make_error(
-          mr::errc::not_found, "no " + o.prefix +
-                                   "/shard-map in etcd: no member of this "
-                                   "cluster started yet (--prefix?)"));
-    auto parsed = nlohmann::json::parse((*map)->value, nullptr, false);
-    if (parsed.is_discarded() || !parsed.contains("shards") ||
-        !parsed["shards"].is_number_unsigned())
-      return fail_with(mr::make_error(
-          mr::errc::invalid_argument,
-          o.prefix + "/shard-map holds no shard count: " + (*map)->value));
-    for (uint32_t s = 0; s < parsed["shards"].get<uint32_t>(); ++s)
-      shards.push_back(s);
+    return shards;
   }
+  auto map = etcd.get(o.prefix + "/shard-map");
+  if (!map) return std::move(map.error());
+  if (!*map)
+    return mr::make_error(mr::errc::not_found,
+                          "no " + o.prefix +
+                              "/shard-map in etcd: no member of this "
+                              "cluster started yet (--prefix?)");
+  auto parsed = nlohmann::json::parse((*map)->value, nullptr, false);
+  if (parsed.is_discarded() || !parsed.contains("shards") ||
+      !parsed["shards"].is_number_unsigned())
+    return mr::make_error(
+        mr::errc::invalid_argument,
+        o.prefix + "/shard-map holds no shard count: " + (*map)->value);
+  for (uint32_t s = 0; s < parsed["shards"].get<uint32_t>(); ++s)
+    shards.push_back(s);
+  return shards;
+}
+
+// Moves each shard of `targets` from `old_member` to its target (observe,
+// promote, remove; replace_member), a few shards at a time, until all are
+// done or the timeout; each step re-reads the shard, so a run resumes.
+// `summary` gets "shards" and "moved" and is printed at the end.
+int move_shards(const options& o,
+                mnemo::runtime::coordination::etcd_client& etcd,
+                const std::string& old_member,
+                const std::map<uint32_t, std::string>& targets, json summary) {
+  namespace co = mr::coordination;
+  using step = co::replace_step;
   std::map<uint32_t, std::string> pending;  // shard -> why it waits
-  for (auto s : shards) pending[s];
+  for (auto& [shard, target] : targets) pending[shard];
   std::set<uint32_t> started;  // a step was taken: counts in --parallel
   size_t moved = 0;
   auto deadline = std::chrono::steady_clock::now() +
@@ -487,12 +498,13 @@ int replace(const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
   while (!pending.empty()) {
     for (auto i = pending.begin(); i != pending.end();) {
       auto shard = i->first;
+      auto& target = targets.at(shard);
       // A shard not started yet starts only while fewer than --parallel
       // others catch up.
       if (!started.count(shard)) {
         auto s = co::read_replica_set(etcd, o.prefix, shard);
         if (!s) return fail_with(s.error());
-        auto next = co::next_replace_step(*s, o.old_member, o.new_member);
+        auto next = co::next_replace_step(*s, old_member, target);
         if (next.what == step::observe_new && started.size() >= o.parallel) {
           i->second = "waiting for a free slot (--parallel " +
                       std::to_string(o.parallel) + ")";
@@ -500,8 +512,7 @@ int replace(const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
           continue;
         }
       }
-      auto r = co::replace_member(etcd, o.prefix, shard, o.old_member,
-                                  o.new_member);
+      auto r = co::replace_member(etcd, o.prefix, shard, old_member, target);
       if (!r) return fail_with(r.error());
       auto& [taken, set] = *r;
       if (taken.what == step::done) {
@@ -520,6 +531,7 @@ int replace(const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
         i->second.clear();
         print(json{{"shard", shard},
                    {"step", step_name(taken.what)},
+                   {"to", target},
                    {"voters", set.voters},
                    {"observers", set.observers}});
       }
@@ -530,8 +542,8 @@ int replace(const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
       json waiting = json::object();
       for (auto& [shard, why] : pending)
         waiting[std::to_string(shard)] = why.empty() ? "in progress" : why;
-      print(json{{"error", "replacing " + o.old_member + " by " +
-                               o.new_member + " did not finish within " +
+      print(json{{"error", "moving the shards of " + old_member +
+                               " did not finish within " +
                                std::to_string(o.timeout_s) +
                                " s; run again to resume"},
                  {"code", "timeout"},
@@ -540,12 +552,55 @@ int replace(const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds{200});
   }
-  print(json{{"action", "replace"},
-             {"old", o.old_member},
-             {"new", o.new_member},
-             {"shards", shards.size()},
-             {"moved", moved}});
+  summary["shards"] = targets.size();
+  summary["moved"] = moved;
+  print(summary);
   return 0;
+}
+
+// replicas replace: every shard of --old (or --shard) goes to --new.
+int replace(const options& o, mnemo::runtime::coordination::etcd_client& etcd) {
+  // The new member must have started once: its replica id is in etcd (a
+  // typo would otherwise observe shards that nobody catches up).
+  auto known = etcd.get(o.prefix + "/members/" + o.new_member + "/replica");
+  if (!known) return fail_with(known.error());
+  if (!*known)
+    return fail_with(mr::make_error(
+        mr::errc::invalid_argument,
+        "member '" + o.new_member + "' has not started in this cluster (no " +
+            o.prefix + "/members/" + o.new_member +
+            "/replica in etcd): start it first"));
+  auto shards = shard_list(o, etcd);
+  if (!shards) return fail_with(shards.error());
+  std::map<uint32_t, std::string> targets;
+  for (auto s : *shards) targets[s] = o.new_member;
+  return move_shards(
+      o, etcd, o.old_member, targets,
+      json{{"action", "replace"}, {"old", o.old_member}, {"new", o.new_member}});
+}
+
+// replicas decommission: every shard of --member goes to a running member
+// without a copy of it, the least loaded first (plan_decommission).
+int decommission(const options& o,
+                 mnemo::runtime::coordination::etcd_client& etcd) {
+  namespace co = mr::coordination;
+  auto shards = shard_list(o, etcd);
+  if (!shards) return fail_with(shards.error());
+  std::vector<co::replica_set> sets;
+  for (auto shard : *shards) {
+    auto s = co::read_replica_set(etcd, o.prefix, shard);
+    if (!s) return fail_with(s.error());
+    sets.push_back(std::move(*s));
+  }
+  auto live = co::live_members(etcd, o.prefix);
+  if (!live) return fail_with(live.error());
+  auto plan = co::plan_decommission(sets, *live, o.member);
+  if (!plan) return fail_with(plan.error());
+  json targets = json::object();
+  for (auto& [shard, target] : *plan) targets[std::to_string(shard)] = target;
+  print(json{{"plan", targets}, {"live", *live}});
+  return move_shards(o, etcd, o.member, *plan,
+                     json{{"action", "decommission"}, {"member", o.member}});
 }
 
 int replicas(const options& o) {
@@ -559,6 +614,7 @@ int replicas(const options& o) {
   auto& etcd = **client;
   auto& action = o.files[0];
   if (action == "replace") return replace(o, etcd);
+  if (action == "decommission") return decommission(o, etcd);
   auto shard = *o.shard;
   caf::expected<co::replica_set> result{co::replica_set{}};
   if (action == "status")

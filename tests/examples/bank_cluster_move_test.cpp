@@ -363,6 +363,11 @@ BOOST_AUTO_TEST_CASE(replicas_shows_and_changes_a_shards_replica_set) {
   auto none = tool({"status", "--shard", "6"});
   BOOST_CHECK_EQUAL(none.exit_code, 1);
   BOOST_CHECK_EQUAL(none.lines.at(0)["code"], "not_found");
+  // No member runs (no live keys): nobody can take shard 5 from c.
+  auto nobody = tool({"decommission", "--member", "c", "--shard", "5"});
+  BOOST_CHECK_EQUAL(nobody.exit_code, 1);
+  BOOST_CHECK(nobody.text.find("shard(s) [5]") != std::string::npos);
+  BOOST_CHECK_EQUAL(tool({"decommission", "--shard", "5"}).exit_code, 2);
   BOOST_CHECK_EQUAL(tool({"promote", "--shard", "5"}).exit_code, 2);
   BOOST_CHECK_EQUAL(tool({"grow", "--shard", "5"}).exit_code, 2);
 }

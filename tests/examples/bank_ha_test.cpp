@@ -753,7 +753,7 @@ BOOST_AUTO_TEST_CASE(a_new_member_replaces_another_while_clients_run) {
 }
 
 // The replacement goes on through a failure in its middle: while
-// `mnemo-cluster replicas replace` moves n3's shards to n4 under load, the
+// `mnemo-cluster replicas decommission` moves n3's shards to n4 under load, the
 // member (other than n3) that leads the most shards is killed with -9 and
 // started again 3 s later. Shards whose leader died get a new one, which
 // establishes their voters; the tool waits for that and finishes. Nothing
@@ -768,11 +768,13 @@ BOOST_AUTO_TEST_CASE(a_replace_goes_on_through_a_leader_killed_in_its_middle) {
     workload w{ledger, f.table, static_cast<unsigned>(::getpid()), 4};
     std::this_thread::sleep_for(std::chrono::milliseconds{500});
     auto n4 = start_n4(f, n4_dir);
+    // Taken out with decommission: n4, the only running member without a
+    // copy of n3's shards, gets them all.
     tool_result r;
     std::thread tool{[&] {
-      r = cluster_tool({"replicas", "replace", "--etcd", etcd.endpoint(),
-                        "--old", "n3", "--new", "n4", "--parallel", "8",
-                        "--timeout", "120"});
+      r = cluster_tool({"replicas", "decommission", "--etcd", etcd.endpoint(),
+                        "--member", "n3", "--parallel", "8", "--timeout",
+                        "120"});
     }};
     std::this_thread::sleep_for(std::chrono::milliseconds{1500});
     std::optional<size_t> victim;
@@ -790,9 +792,14 @@ BOOST_AUTO_TEST_CASE(a_replace_goes_on_through_a_leader_killed_in_its_middle) {
     f.start(*victim);
     tool.join();
     BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.text);
+    BOOST_REQUIRE(!r.lines.empty());
+    auto& plan = r.lines.front()["plan"];
+    BOOST_CHECK_EQUAL(plan.size(), f.view->shards());
+    for (auto& [shard, target] : plan.items()) BOOST_CHECK_EQUAL(target, "n4");
     size_t done = 0;
     for (auto& line : r.lines) done += line.value("step", "") == "done" ? 1 : 0;
     BOOST_CHECK_EQUAL(done, f.view->shards());
+    BOOST_CHECK_EQUAL(r.lines.back().value("action", ""), "decommission");
     retire_n3(f, std::move(n4));
     std::this_thread::sleep_for(std::chrono::seconds{1});
     w.stop();

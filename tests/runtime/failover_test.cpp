@@ -746,6 +746,42 @@ BOOST_FIXTURE_TEST_CASE(a_member_is_replaced_without_losing_a_record,
   BOOST_CHECK(in_order_within(acked, values(*last)));
 }
 
+// Where a leaving member's shards go: to a running member without a copy,
+// the least loaded first (counting the plan), ties by id; a target already
+// observing a shard is kept (a run that stopped half way resumes); a shard
+// no running member can take is refused, not left with fewer replicas.
+BOOST_AUTO_TEST_CASE(a_decommission_spreads_the_shards_over_running_members) {
+  auto set = [](uint32_t shard, std::vector<std::string> voters,
+                std::vector<std::string> observers = {}) {
+    replica_set s;
+    s.shard = shard;
+    s.voters = std::move(voters);
+    s.observers = std::move(observers);
+    return s;
+  };
+  std::vector<replica_set> sets{
+      set(0, {"a", "b", "c"}), set(1, {"a", "c", "d"}),
+      set(2, {"c", "b", "d"}, {"e"}), set(3, {"a", "b", "d"}),
+      set(4, {"c", "a", "b"})};
+  auto plan = plan_decommission(sets, {"a", "b", "c", "d", "e"}, "c");
+  BOOST_REQUIRE_MESSAGE(plan, (plan ? "" : runtime::describe(plan.error())));
+  // e observes shard 2 already and keeps it; holding one copy against
+  // d's three, it takes 0 and 1 too, and then d and e tie for 4: d, by id.
+  BOOST_CHECK((*plan == std::map<uint32_t, std::string>{
+                            {0, "e"}, {1, "e"}, {2, "e"}, {4, "d"}}));
+  // With b and d running only: 0 and 4 go to d, 1 to b, and shard 2
+  // (held by b and d already) has nobody.
+  auto stuck = plan_decommission(sets, {"b", "c", "d"}, "c");
+  BOOST_REQUIRE(!stuck);
+  BOOST_TEST_MESSAGE(runtime::describe(stuck.error()));
+  BOOST_CHECK(runtime::describe(stuck.error()).find("shard(s) [2]") !=
+              std::string::npos);
+  // A member of no set has nothing to move.
+  auto none = plan_decommission(sets, {"a", "b"}, "x");
+  BOOST_REQUIRE(none);
+  BOOST_CHECK(none->empty());
+}
+
 // A member of a build before the voters keys counts majorities over the
 // shard map: while one is in the member directory (it left a key under
 // members/<id>/ but records no protocol of 2), voter changes are refused,

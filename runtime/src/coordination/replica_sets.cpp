@@ -280,6 +280,72 @@ caf::expected<replica_set> abort_change(etcd_client& etcd,
   return change_voters(etcd, prefix, *s, std::move(back), {}, {}, true);
 }
 
+caf::expected<std::vector<std::string>> live_members(
+    etcd_client& etcd, const std::string& prefix) {
+  auto base = prefix + "/members/";
+  auto keys = etcd.get_prefix(base);
+  if (!keys) return std::move(keys.error());
+  std::vector<std::string> out;
+  constexpr std::string_view suffix = "/live";
+  for (auto& kv : *keys) {
+    std::string_view rest{kv.key};
+    rest.remove_prefix(base.size());
+    if (rest.size() <= suffix.size() ||
+        rest.substr(rest.size() - suffix.size()) != suffix ||
+        kv.lease == 0)
+      continue;
+    auto id = rest.substr(0, rest.size() - suffix.size());
+    if (id.find('/') == std::string_view::npos) out.emplace_back(id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+caf::expected<std::map<uint32_t, std::string>> plan_decommission(
+    const std::vector<replica_set>& sets, const std::vector<std::string>& live,
+    const std::string& member) {
+  // Copies each live member holds now.
+  std::map<std::string, size_t> load;
+  for (auto& m : live)
+    if (m != member) load[m] = 0;
+  for (auto& s : sets)
+    for (auto* list : {&s.voters, &s.observers})
+      for (auto& m : *list)
+        if (auto i = load.find(m); i != load.end()) ++i->second;
+  std::map<uint32_t, std::string> plan;
+  std::vector<std::string> stuck;
+  for (auto& s : sets) {
+    if (!contains(s.voters, member) && !contains(s.observers, member))
+      continue;
+    std::string target;
+    // A run that stopped half way left its target observing: keep it.
+    for (auto& o : s.observers)
+      if (o != member && load.count(o) > 0 && !contains(s.voters, o)) {
+        target = o;
+        break;
+      }
+    if (target.empty())
+      for (auto& [m, n] : load)  // id order: the first of the least loaded
+        if (!contains(s.voters, m) && !contains(s.observers, m) &&
+            (target.empty() || n < load[target]))
+          target = m;
+    if (target.empty()) {
+      stuck.push_back(std::to_string(s.shard));
+      continue;
+    }
+    if (!contains(s.observers, target)) ++load[target];
+    plan[s.shard] = target;
+  }
+  if (!stuck.empty())
+    return make_error(errc::invalid_argument,
+                      "no running member other than " + member +
+                          " lacks a copy of shard(s) " + join(stuck) +
+                          ": taking " + member +
+                          " out would leave them fewer replicas; start "
+                          "another member first");
+  return plan;
+}
+
 replace_step next_replace_step(const replica_set& s,
                                const std::string& old_member,
                                const std::string& new_member) {

@@ -1071,6 +1071,14 @@ bool shard_coordinator::announce_protocol() {
   return true;
 }
 
+void shard_coordinator::announce_live() {
+  auto lease = lease_.load();
+  if (lease == 0 || lease == live_lease_) return;
+  if (etcd_->put(cfg_.prefix + "/members/" + cfg_.member + "/live",
+                 cfg_.member, lease))
+    live_lease_ = lease;
+}
+
 bool shard_coordinator::announce_address() {
   if (cfg_.address.empty()) return true;
   // A wildcard is where to bind, not where to be reached: the others keep
@@ -1148,6 +1156,7 @@ void shard_coordinator::run() {
       address_announced_ = announce_address();
       if (!address_announced_) continue;
     }
+    announce_live();
     if (lease_.load() != 0 && !lease_short()) look();
     std::this_thread::sleep_for(cfg_.poll);
   }

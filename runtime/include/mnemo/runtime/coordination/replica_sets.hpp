@@ -22,6 +22,7 @@
 // is itself one step from the set it undoes.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,23 @@ struct replace_step {
   kind what = done;
   std::string why;
 };
+
+/// The members that run now: those whose coordinator holds a lease with
+/// `<prefix>/members/<id>/live` bound to it, in id order.
+caf::expected<std::vector<std::string>> live_members(etcd_client& etcd,
+                                                     const std::string& prefix);
+
+/// Where each shard of `member` goes when it leaves the cluster: for every
+/// set of `sets` that names it (voter or observer), a member of `live`
+/// (not `member`) that holds no copy of the shard. A member that already
+/// observes the shard is kept (a decommission that stopped half way
+/// resumes with the same targets); otherwise the member that holds the
+/// fewest copies, counting the ones planned so far, ties by id. Errors:
+/// `invalid_argument` naming the shards that no live member can take (the
+/// replication factor would shrink: add a member first).
+caf::expected<std::map<uint32_t, std::string>> plan_decommission(
+    const std::vector<replica_set>& sets, const std::vector<std::string>& live,
+    const std::string& member);
 
 /// What replacing `old_member` by `new_member` needs next in `s` (a pure
 /// function of the set: a tool re-reads the set and asks again after each

@@ -256,6 +256,10 @@ class shard_coordinator {
   /// shard's voters only while every member records one that reads them
   /// (`check_protocols`). False if etcd did not answer (tried again).
   bool announce_protocol();
+  /// Puts `<prefix>/members/<member>/live` bound to the member's lease
+  /// whenever the lease is new: which members run now, for tools that
+  /// pick where shards go (`live_members`).
+  void announce_live();
   /// Queues the copies of shards this member no longer holds for the
   /// dropper (coordinator thread; `established` as `look` read it).
   void queue_drops(const std::map<uint32_t, std::string>& established);
@@ -344,6 +348,8 @@ class shard_coordinator {
   bool map_checked_ = false;
   bool address_announced_ = false;
   bool protocol_announced_ = false;
+  // The lease the live key was put with (0: none yet).
+  int64_t live_lease_ = 0;
   // The other members' addresses `on_address` was told, by member.
   std::map<std::string, std::string> addresses_;
   // Another address etcd held for this member, once said.
