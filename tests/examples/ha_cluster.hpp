@@ -51,10 +51,27 @@ struct ha_cluster {
 
   /// Starts member `i` (again); `replicas` is its --cluster.replicas.
   std::unique_ptr<process> start(int i, const std::string& replicas = "3") {
+    return start_as("n" + std::to_string(i + 1), dirs[i], members, replicas);
+  }
+
+  /// Starts a member that is in no member list, `id` on `dir`, with n1 as
+  /// its seed: it joins through etcd's member directory.
+  std::unique_ptr<process> start_new(const std::string& id,
+                                     const std::string& dir) {
+    auto seed = members.substr(0, members.find(','));
+    return start_as(id, dir,
+                    seed + "," + id + "@127.0.0.1:" +
+                        std::to_string(mnemo::test::free_port_block(1)));
+  }
+
+  std::unique_ptr<process> start_as(const std::string& id,
+                                    const std::string& dir,
+                                    const std::string& member_list,
+                                    const std::string& replicas = "3") {
     std::vector<std::string> args{
-        "--data", dirs[i], "--listen", "127.0.0.1:0",
-        "--cluster.node-id=n" + std::to_string(i + 1),
-        "--cluster.members=" + members,
+        "--data", dir, "--listen", "127.0.0.1:0",
+        "--cluster.node-id=" + id,
+        "--cluster.members=" + member_list,
         "--cluster.shards=" + std::to_string(shards),
         "--cluster.secret=0123456789abcdef-ha-secret",
         "--cluster.plain-tcp", "--cluster.retry-ms=100",

@@ -22,6 +22,7 @@
 #include "node_process.hpp"
 #include "orders_client.hpp"
 #include "shard_logs.hpp"
+#include "tool_run.hpp"
 
 using namespace testnode;
 using json = nlohmann::json;
@@ -85,6 +86,129 @@ bool place(member_ports& ports, std::mt19937& rng, const std::string& id,
     std::this_thread::sleep_for(std::chrono::milliseconds{50});
   }
   return false;
+}
+
+// The members' processes, in member order.
+std::vector<process*> nodes_of(const ha_cluster& f) {
+  std::vector<process*> out;
+  for (auto& n : f.nodes) out.push_back(n.get());
+  return out;
+}
+
+// Checks what a run of `acked` orders must leave behind on the running
+// `nodes` (three members, each with a replica of every one of `shards`).
+void verify_settled(const std::vector<process*>& nodes, uint32_t shards,
+                    const std::map<std::string, placed_order>& acked,
+                    const std::vector<std::string>& skus) {
+  auto name = [](size_t i) { return "member #" + std::to_string(i + 1); };
+  // Every order settles as the provider decided: completed, or cancelled
+  // with its payment declined. Asked through each member in turn (the
+  // fulfilment is routed to its shard's leader).
+  std::map<std::string, int64_t> shipped;
+  size_t completed = 0;
+  int turn = 0;
+  for (auto& [id, o] : acked) {
+    client c{nodes[turn++ % nodes.size()]->port()};
+    auto st = settled(c, id, std::chrono::seconds{60});
+    bool declines = orders::gateway_declines(id, decline_rate, seed);
+    BOOST_CHECK_MESSAGE(st == (declines ? "compensated" : "completed"),
+                        id << ": " << st);
+    if (st == "completed") {
+      shipped[o.sku] += o.quantity;
+      ++completed;
+    }
+  }
+  BOOST_TEST_MESSAGE(completed << " of " << acked.size() << " orders completed");
+  BOOST_CHECK(completed > 0 && completed < acked.size());
+
+  // Every member's read models say the same: the totals, each order's
+  // row, and no fulfilment running or needing attention.
+  int64_t revenue = 0;
+  for (auto& [sku, units] : shipped) revenue += units * 10;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    client c{nodes[i]->port()};
+    auto expected = [&](const json& t) {
+      return t["orders"].value("completed", size_t{0}) == completed &&
+             t["orders"].value("cancelled", size_t{0}) ==
+                 acked.size() - completed &&
+             t["orders"].size() == 2 && t.value("revenue", int64_t{-1}) == revenue;
+    };
+    json totals;
+    auto deadline = steady::now() + std::chrono::seconds{20};
+    do {
+      totals = body_of(c.call("GET", "/totals"));
+      if (expected(totals)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds{100});
+    } while (steady::now() < deadline);
+    BOOST_CHECK_MESSAGE(expected(totals), name(i) << ": " << totals.dump()
+                                              << ", want " << completed
+                                              << " completed, revenue "
+                                              << revenue);
+    for (auto& [id, o] : acked) {
+      bool declines = orders::gateway_declines(id, decline_rate, seed);
+      auto row = body_of(c.call("GET", "/orders/" + id));
+      BOOST_CHECK_MESSAGE(
+          row.value("status", "") == (declines ? "cancelled" : "completed") &&
+              row.value("payment", "") == (declines ? "declined" : "captured"),
+          name(i) << ": order " << id << ": " << row.dump());
+    }
+    for (const char* phase : {"running", "needs_attention"}) {
+      json listed;
+      deadline = steady::now() + std::chrono::seconds{20};
+      do {
+        listed = body_of(c.call("GET", std::string{"/fulfilments?status="} +
+                                           phase + "&limit=1000"));
+        if (listed["fulfilments"].empty()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds{100});
+      } while (steady::now() < deadline);
+      BOOST_CHECK_MESSAGE(listed["fulfilments"].empty(),
+                          name(i) << " " << phase << ": "
+                              << listed.dump());
+    }
+  }
+
+  // The stock is conserved: on hand = stocked - units of completed orders,
+  // and no reservation is left (the last step took them out of the books).
+  client c{nodes[0]->port()};
+  for (auto& sku : skus) {
+    json stock;
+    auto deadline = steady::now() + std::chrono::seconds{20};
+    do {
+      stock = body_of(c.call("GET", "/inventory/" + sku));
+      if (stock.value("on_hand", int64_t{-1}) == stocked - shipped[sku] &&
+          stock.value("reservations", size_t{99}) == 0)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds{100});
+    } while (steady::now() < deadline);
+    BOOST_CHECK_EQUAL(stock.value("on_hand", int64_t{-1}),
+                      stocked - shipped[sku]);
+    BOOST_CHECK_EQUAL(stock.value("available", int64_t{-1}),
+                      stocked - shipped[sku]);
+    BOOST_CHECK_EQUAL(stock.value("reservations", size_t{99}), 0u);
+  }
+
+  // Every replica of every shard holds the same log.
+  std::vector<std::unique_ptr<client>> own;
+  std::vector<client*> all;
+  for (auto* n : nodes) {
+    own.push_back(std::make_unique<client>(n->port()));
+    all.push_back(own.back().get());
+  }
+  auto diff =
+      shard_log_difference(all, shards, 3, std::chrono::seconds{30});
+  BOOST_CHECK_MESSAGE(diff.empty(), "replicas differ: " << diff);
+
+  // Placing an order again answers 202 and places nothing.
+  auto& [first_id, first] = *acked.begin();
+  auto again = c.call("POST", "/orders",
+                      order_json(first_id, first.sku, first.quantity, 10));
+  BOOST_REQUIRE(again);
+  BOOST_CHECK_EQUAL(again->status, 202u);
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  auto totals = body_of(c.call("GET", "/totals"));
+  BOOST_CHECK_EQUAL(totals["orders"].value("completed", size_t{0}) +
+                        totals["orders"].value("cancelled", size_t{0}),
+                    acked.size());
 }
 
 }  // namespace
@@ -152,114 +276,79 @@ BOOST_AUTO_TEST_CASE(fulfilments_run_across_members_and_survive_a_killed_leader)
   BOOST_REQUIRE(!failed);
   BOOST_REQUIRE_EQUAL(acked.size(), static_cast<size_t>(total));
 
-  // Every order settles as the provider decided: completed, or cancelled
-  // with its payment declined. Asked through each member in turn (the
-  // fulfilment is routed to its shard's leader).
-  std::map<std::string, int64_t> shipped;
-  size_t completed = 0;
-  int turn = 0;
-  for (auto& [id, o] : acked) {
-    client c{f.nodes[turn++ % 3]->port()};
-    auto st = settled(c, id, std::chrono::seconds{60});
-    bool declines = orders::gateway_declines(id, decline_rate, seed);
-    BOOST_CHECK_MESSAGE(st == (declines ? "compensated" : "completed"),
-                        id << ": " << st);
-    if (st == "completed") {
-      shipped[o.sku] += o.quantity;
-      ++completed;
+  verify_settled(nodes_of(f), f.shards, acked, skus);
+}
+
+// A fourth member replaces n3 while orders come in: n4, started with n1 as
+// its only seed, joins through etcd; `mnemo-cluster replicas replace` moves
+// every shard of n3 to it (the fulfilments of the shards that move resume
+// on their new leaders), and n3 goes. Every acknowledged order settles as
+// the provider decided, on n1, n2 and n4 alike.
+BOOST_AUTO_TEST_CASE(fulfilments_go_on_while_a_member_is_replaced) {
+  ha_cluster f{MNEMO_ORDERS_NODE,
+               "mnemo-orders-replace",
+               8,
+               {"--payment-failure-rate=0.3",
+                "--payment-seed=" + std::to_string(seed),
+                "--payment-timeout-ms=20000"}};
+  BOOST_REQUIRE_MESSAGE(f.busiest(std::chrono::seconds{30}),
+                        "no member knows a leader of every shard after 30 s");
+  const std::vector<std::string> skus{"rp-a", "rp-b"};
+  {
+    client c{f.nodes[0]->port()};
+    for (auto& sku : skus) {
+      auto r = until_served(
+          c, "POST", "/inventory/" + sku + "/stock",
+          json{{"quantity", stocked}, {"command_id", "init"}}.dump(),
+          std::chrono::seconds{30});
+      BOOST_REQUIRE(r);
+      BOOST_REQUIRE_EQUAL(r->status, 200u);
     }
   }
-  BOOST_TEST_MESSAGE(completed << " of " << total << " orders completed");
-  BOOST_CHECK(completed > 0 && completed < acked.size());
-
-  // Every member's read models say the same: the totals, each order's
-  // row, and no fulfilment running or needing attention.
-  int64_t revenue = 0;
-  for (auto& [sku, units] : shipped) revenue += units * 10;
-  for (size_t i = 0; i < 3; ++i) {
-    client c{f.nodes[i]->port()};
-    auto expected = [&](const json& t) {
-      return t["orders"].value("completed", size_t{0}) == completed &&
-             t["orders"].value("cancelled", size_t{0}) ==
-                 acked.size() - completed &&
-             t["orders"].size() == 2 && t.value("revenue", int64_t{-1}) == revenue;
-    };
-    json totals;
-    auto deadline = steady::now() + std::chrono::seconds{20};
-    do {
-      totals = body_of(c.call("GET", "/totals"));
-      if (expected(totals)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds{100});
-    } while (steady::now() < deadline);
-    BOOST_CHECK_MESSAGE(expected(totals), "n" << i + 1 << ": " << totals.dump()
-                                              << ", want " << completed
-                                              << " completed, revenue "
-                                              << revenue);
-    for (auto& [id, o] : acked) {
-      bool declines = orders::gateway_declines(id, decline_rate, seed);
-      auto row = body_of(c.call("GET", "/orders/" + id));
-      BOOST_CHECK_MESSAGE(
-          row.value("status", "") == (declines ? "cancelled" : "completed") &&
-              row.value("payment", "") == (declines ? "declined" : "captured"),
-          "n" << i + 1 << ": order " << id << ": " << row.dump());
-    }
-    for (const char* phase : {"running", "needs_attention"}) {
-      json listed;
-      deadline = steady::now() + std::chrono::seconds{20};
-      do {
-        listed = body_of(c.call("GET", std::string{"/fulfilments?status="} +
-                                           phase + "&limit=1000"));
-        if (listed["fulfilments"].empty()) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds{100});
-      } while (steady::now() < deadline);
-      BOOST_CHECK_MESSAGE(listed["fulfilments"].empty(),
-                          "n" << i + 1 << " " << phase << ": "
-                              << listed.dump());
-    }
-  }
-
-  // The stock is conserved: on hand = stocked - units of completed orders,
-  // and no reservation is left (the last step took them out of the books).
-  client c{f.nodes[0]->port()};
-  for (auto& sku : skus) {
-    json stock;
-    auto deadline = steady::now() + std::chrono::seconds{20};
-    do {
-      stock = body_of(c.call("GET", "/inventory/" + sku));
-      if (stock.value("on_hand", int64_t{-1}) == stocked - shipped[sku] &&
-          stock.value("reservations", size_t{99}) == 0)
-        break;
-      std::this_thread::sleep_for(std::chrono::milliseconds{100});
-    } while (steady::now() < deadline);
-    BOOST_CHECK_EQUAL(stock.value("on_hand", int64_t{-1}),
-                      stocked - shipped[sku]);
-    BOOST_CHECK_EQUAL(stock.value("available", int64_t{-1}),
-                      stocked - shipped[sku]);
-    BOOST_CHECK_EQUAL(stock.value("reservations", size_t{99}), 0u);
-  }
-
-  // Every replica of every shard holds the same log.
-  std::vector<std::unique_ptr<client>> own;
-  std::vector<client*> all;
-  for (auto& n : f.nodes) {
-    own.push_back(std::make_unique<client>(n->port()));
-    all.push_back(own.back().get());
-  }
-  auto diff =
-      shard_log_difference(all, f.shards, 3, std::chrono::seconds{30});
-  BOOST_CHECK_MESSAGE(diff.empty(), "replicas differ: " << diff);
-
-  // Placing an order again answers 202 and places nothing.
-  auto& [first_id, first] = *acked.begin();
-  auto again = c.call("POST", "/orders",
-                      order_json(first_id, first.sku, first.quantity, 10));
-  BOOST_REQUIRE(again);
-  BOOST_CHECK_EQUAL(again->status, 202u);
-  std::this_thread::sleep_for(std::chrono::milliseconds{300});
-  auto totals = body_of(c.call("GET", "/totals"));
-  BOOST_CHECK_EQUAL(totals["orders"].value("completed", size_t{0}) +
-                        totals["orders"].value("cancelled", size_t{0}),
-                    acked.size());
+  member_ports ports{f};
+  std::mutex mx;
+  std::map<std::string, placed_order> acked;
+  std::atomic<int> next{0};
+  std::atomic<bool> failed{false};
+  constexpr int total = 120;
+  std::vector<std::thread> workers;
+  for (unsigned w = 0; w < 3; ++w)
+    workers.emplace_back([&, w] {
+      std::mt19937 rng{w + 11};
+      for (int n = next++; n < total && !failed; n = next++) {
+        auto id = "r" + std::to_string(n);
+        placed_order o{skus[rng() % skus.size()],
+                       1 + static_cast<int64_t>(rng() % 3)};
+        if (!place(ports, rng, id, o)) {
+          failed = true;
+          return;
+        }
+        std::lock_guard<std::mutex> guard{mx};
+        acked[id] = o;
+        // Slow enough that the replacement happens among the orders.
+        std::this_thread::sleep_for(std::chrono::milliseconds{80});
+      }
+    });
+  while (next < total / 4 && !failed)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  auto n4_dir = temp_dir("mnemo-orders-replace-n4");
+  auto n4 = f.start_new("n4", n4_dir);
+  auto r = cluster_tool({"replicas", "replace", "--etcd",
+                         "127.0.0.1:" + std::to_string(f.etcd.client_port),
+                         "--old", "n3", "--new", "n4", "--timeout", "120"});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.text);
+  BOOST_TEST_MESSAGE("n3 replaced by n4 after " << next.load() << " orders");
+  BOOST_CHECK_MESSAGE(next < total, "the orders were all placed before the "
+                                    "replacement ended: the test proves less");
+  // n3 goes; clients use n4 in its place.
+  ports.set(2, 0);
+  f.nodes[2]->kill();
+  f.nodes[2] = std::move(n4);
+  ports.set(2, f.nodes[2]->port());
+  for (auto& t : workers) t.join();
+  BOOST_REQUIRE(!failed);
+  BOOST_REQUIRE_EQUAL(acked.size(), static_cast<size_t>(total));
+  verify_settled(nodes_of(f), f.shards, acked, skus);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
