@@ -807,4 +807,36 @@ BOOST_AUTO_TEST_CASE(a_replace_goes_on_through_a_leader_killed_in_its_middle) {
   check_converged(f, ledger);
 }
 
+// A member paused across the replacement: n2 is stopped (SIGSTOP) while
+// `mnemo-cluster replicas replace` moves n3's shards to n4, so it misses
+// every change of voters, and continued (SIGCONT) once they are done. Its
+// stale view (voters with n3, its old candidacies) must not make it lead
+// or count: a candidacy needs the voters it was made under (R2), and its
+// old leaderships were fenced by the new sets' recoveries. The shards go
+// on, and the cluster converges with n2 caught up.
+BOOST_AUTO_TEST_CASE(a_member_paused_across_the_replacement_catches_up) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-reconfig-pause", etcd.endpoint()};
+  cluster_ledger ledger{"q", 12};
+  join_and_open(f, ledger, std::chrono::seconds{20});
+  auto n4_dir = temp_dir("mnemo-ha-reconfig-pause-n4");
+  {
+    workload w{ledger, f.table, static_cast<unsigned>(::getpid()), 4};
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    auto n4 = start_n4(f, n4_dir);
+    f.nodes[1]->signal(SIGSTOP);
+    auto r = cluster_tool({"replicas", "replace", "--etcd", etcd.endpoint(),
+                           "--old", "n3", "--new", "n4", "--parallel", "16",
+                           "--timeout", "120"});
+    BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.text);
+    BOOST_CHECK_EQUAL(r.lines.back().value("moved", size_t{0}),
+                      f.view->shards());
+    f.nodes[1]->signal(SIGCONT);
+    retire_n3(f, std::move(n4));
+    std::this_thread::sleep_for(std::chrono::seconds{2});
+    w.stop();
+  }
+  check_converged(f, ledger);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
