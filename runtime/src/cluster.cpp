@@ -56,6 +56,8 @@ using lost_atom = caf::atom_constant<caf::atom("mn_lost")>;
 using attach_atom = caf::atom_constant<caf::atom("mn_attach")>;
 // (address_atom, id, host, port): member `id` listens there now.
 using address_atom = caf::atom_constant<caf::atom("mn_addr")>;
+// (departed_atom, id, bool): member `id` left the directory (or is back).
+using departed_atom = caf::atom_constant<caf::atom("mn_depart")>;
 
 namespace repl = replication;
 
@@ -146,6 +148,24 @@ class endpoint_actor : public caf::event_based_actor {
                    "member '" + id + "' listens on " + host + ":" +
                        std::to_string(port) +
                        (known_before ? "" : " (etcd's member directory)"));
+        },
+        [this](departed_atom, const std::string& id, bool departed) {
+          if (!local_sender() || id == st_->self || !st_->streams) return;
+          bool changed = departed ? departed_.insert(id).second
+                                  : departed_.erase(id) > 0;
+          if (!changed) return;
+          {
+            std::lock_guard<std::mutex> guard{st_->mtx};
+            if (departed)
+              st_->departed.insert(id);
+            else
+              st_->departed.erase(id);
+          }
+          st_->log(departed ? "member_departed" : "member_returned",
+                   "member '" + id + "' " +
+                       (departed ? "was taken out of the member directory: "
+                                   "no more connections to it"
+                                 : "is back in the member directory"));
         },
         [this](serve_atom, const std::string& type, const caf::actor& local,
                std::shared_ptr<remote_protocol> protocol) {
@@ -329,6 +349,7 @@ class endpoint_actor : public caf::event_based_actor {
   // Whether `id` is a member: listed in the view, or (replicated cluster)
   // announced in etcd's member directory.
   bool known(const std::string& id) const {
+    if (departed_.count(id) > 0) return false;
     return st_->view.find(id) != nullptr ||
            (st_->streams && addresses_.count(id) > 0);
   }
@@ -405,7 +426,7 @@ class endpoint_actor : public caf::event_based_actor {
     for (auto& [id, a] : addresses_) where[id] = a;
     for (auto& [id, a] : where) {
       // The member with the smaller id connects; the other adopts it.
-      if (id <= st_->self) continue;
+      if (id <= st_->self || departed_.count(id) > 0) continue;
       auto& p = peers_[id];
       if (p.handle || p.connecting) continue;
       p.connecting = true;
@@ -556,6 +577,8 @@ class endpoint_actor : public caf::event_based_actor {
 
   std::shared_ptr<cluster_state> st_;
   std::map<std::string, peer> peers_;
+  // Members taken out of etcd's member directory (cluster::set_departed).
+  std::set<std::string> departed_;
   // Addresses members announced (cluster::set_address), by id: members of
   // the view, and in a replicated cluster members outside it too.
   std::map<std::string, std::pair<std::string, uint16_t>> addresses_;
@@ -842,8 +865,15 @@ std::vector<std::string> cluster::members() const {
   {
     std::lock_guard<std::mutex> guard{state_->mtx};
     ids.insert(state_->directory.begin(), state_->directory.end());
+    for (auto& gone : state_->departed) ids.erase(gone);
   }
   return {ids.begin(), ids.end()};
+}
+
+void cluster::set_departed(const std::string& member, bool departed) {
+  // From a local actor: the endpoint takes this from its own node only.
+  caf::scoped_actor self{*sys_};
+  self->send(endpoint_, departed_atom::value, member, departed);
 }
 
 void cluster::set_address(const std::string& member, const std::string& host,

@@ -49,6 +49,9 @@ struct cluster_state {
   /// themselves in etcd's member directory (cluster::set_address), for
   /// `cluster::members`. Guarded by `mtx`.
   std::set<std::string> directory;
+  /// Replicated cluster: members taken out of the directory
+  /// (cluster::set_departed). Guarded by `mtx`.
+  std::set<std::string> departed;
 
   // -- replicated cluster -----------------------------------------------------
   /// Null in a static cluster.

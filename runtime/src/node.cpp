@@ -279,6 +279,10 @@ caf::error node::start_replication() {
     }
     c->set_address(member, parsed->host, parsed->port);
   };
+  cs.on_departed = [c = cluster_.get()](const std::string& member,
+                                        bool departed) {
+    c->set_departed(member, departed);
+  };
   auto c = coordination::shard_coordinator::start(*system_, replicator_,
                                                   std::move(cs), cluster_log_);
   if (!c) return std::move(c.error());

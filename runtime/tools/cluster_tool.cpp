@@ -68,6 +68,8 @@ that released streams rebuild once at start.
                          [--timeout SECONDS]
   mnemo-cluster replicas decommission --etcd HOST:PORT[,...] [--prefix P]
                          --member ID [--parallel K] [--timeout SECONDS]
+  mnemo-cluster replicas forget --etcd HOST:PORT[,...] [--prefix P]
+                         --member ID
 
 A replicated cluster's shard (--cluster.etcd; P is its --cluster.etcd-prefix,
 default /mnemo/cluster), while the nodes run. ACTION:
@@ -93,6 +95,9 @@ before 2026-12-07, which does not read the voters keys).
              member (P/members/<id>/live) without a copy of it, the one
              with the fewest copies first; refused if some shard would be
              left with fewer replicas (start another member first).
+  forget     takes stopped member ID, a replica of no shard, out of the
+             member directory: the others stop connecting to it (started
+             again, it rejoins).
 )";
 
 struct options {
@@ -210,9 +215,9 @@ options parse(int argc, char** argv) {
         usage("replicas replace needs --etcd, --old and --new");
       return o;
     }
-    if (action == "decommission") {
+    if (action == "decommission" || action == "forget") {
       if (o.etcd.empty() || o.member.empty())
-        usage("replicas decommission needs --etcd and --member");
+        usage("replicas " + action + " needs --etcd and --member");
       return o;
     }
     if (!needs_member && action != "status" && action != "abort")
@@ -615,6 +620,12 @@ int replicas(const options& o) {
   auto& action = o.files[0];
   if (action == "replace") return replace(o, etcd);
   if (action == "decommission") return decommission(o, etcd);
+  if (action == "forget") {
+    auto deleted = co::forget_member(etcd, o.prefix, o.member);
+    if (!deleted) return fail_with(deleted.error());
+    print(json{{"action", "forget"}, {"member", o.member}, {"deleted", *deleted}});
+    return 0;
+  }
   auto shard = *o.shard;
   caf::expected<co::replica_set> result{co::replica_set{}};
   if (action == "status")

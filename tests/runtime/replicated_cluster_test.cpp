@@ -746,14 +746,50 @@ BOOST_FIXTURE_TEST_CASE(a_new_member_joins_through_etcd_and_replaces_another,
   } while (!differs.empty() && std::chrono::steady_clock::now() < deadline);
   BOOST_CHECK_MESSAGE(differs.empty(), "logs differ: " << differs);
 
-  // c comes back with its old member list: it joins (d included, from the
-  // directory), takes part without a shard-map error, and leads nothing.
+  // c is taken out of the member directory, once its lease (and so its
+  // live key) ran out: the others stop counting it as a member.
+  std::optional<caf::expected<std::vector<std::string>>> forgot;
+  deadline = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    forgot = forget_member(*client, prefix, "c");
+    if (*forgot || std::chrono::steady_clock::now() > deadline) break;
+    BOOST_CHECK(runtime::describe(forgot->error()).find("runs") !=
+                std::string::npos);
+    std::this_thread::sleep_for(100ms);
+  }
+  BOOST_REQUIRE_MESSAGE(*forgot, why(*forgot));
+  BOOST_CHECK(!(*forgot)->empty());
+  auto lists_c = [&](size_t i) {
+    auto ms = m[i].node->cluster()->members();
+    return std::find(ms.begin(), ms.end(), "c") != ms.end();
+  };
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while ((lists_c(0) || lists_c(1) || lists_c(3)) &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  BOOST_CHECK(!lists_c(0) && !lists_c(1) && !lists_c(3));
+  // A running member cannot be forgotten, nor one a shard names (here an
+  // observer that never started).
+  auto running = forget_member(*client, prefix, "a");
+  BOOST_REQUIRE(!running);
+  BOOST_CHECK(runtime::describe(running.error()).find("runs") !=
+              std::string::npos);
+  BOOST_REQUIRE(observe(*client, prefix, 0, "zz"));
+  auto held = forget_member(*client, prefix, "zz");
+  BOOST_REQUIRE(!held);
+  BOOST_CHECK(runtime::describe(held.error()).find("a replica of shard(s) [0]") !=
+              std::string::npos);
+  BOOST_REQUIRE(unobserve(*client, prefix, 0, "zz"));
+  // c comes back with its old member list: it is back in the directory,
+  // joins (d included, from the directory), takes part without a
+  // shard-map error, and leads nothing.
   start(2);
   deadline = std::chrono::steady_clock::now() + 10s;
   while (!all_joined() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(20ms);
   BOOST_CHECK((m[2].node->cluster()->connected() ==
                std::vector<std::string>{"a", "b", "d"}));
+  BOOST_CHECK(lists_c(0) && lists_c(1) && lists_c(3));
   BOOST_CHECK_EQUAL(m[2].node->coordinator()->shard_map_error(), "");
   std::this_thread::sleep_for(1s);
   BOOST_CHECK(!c_leads());

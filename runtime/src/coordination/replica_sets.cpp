@@ -301,6 +301,62 @@ caf::expected<std::vector<std::string>> live_members(
   return out;
 }
 
+caf::expected<std::vector<std::string>> forget_member(
+    etcd_client& etcd, const std::string& prefix, const std::string& member) {
+  if (member.empty() || member.find('/') != std::string::npos)
+    return make_error(errc::invalid_argument,
+                      "'" + member + "' is no member id");
+  auto base = prefix + "/members/" + member + "/";
+  auto live = etcd.get(base + "live");
+  if (!live) return std::move(live.error());
+  if (*live)
+    return make_error(errc::invalid_argument,
+                      "member " + member + " runs (" + base +
+                          "live): stop it first");
+  // Every shard's voters and observers, in one range.
+  auto shards = prefix + "/shards/";
+  auto keys = etcd.get_prefix(shards);
+  if (!keys) return std::move(keys.error());
+  std::vector<std::string> holds;
+  for (auto& kv : *keys) {
+    std::string_view rest{kv.key};
+    rest.remove_prefix(shards.size());
+    std::string why;
+    std::optional<uint32_t> shard;
+    bool named = false;
+    if ((shard = voters_shard(rest))) {
+      auto v = parse_voters(kv.value, why);
+      named = !v || contains(v->voters, member);  // unreadable: not sure
+    } else if ((shard = observers_shard(rest))) {
+      auto o = parse_observers(kv.value, why);
+      named = !o || contains(*o, member);
+    }
+    if (named) holds.push_back(std::to_string(*shard));
+  }
+  if (!holds.empty())
+    return make_error(errc::invalid_argument,
+                      "member " + member + " is a replica of shard(s) " +
+                          join(holds) + " (or their keys are unreadable): "
+                          "decommission it first");
+  auto existing = etcd.get_prefix(base);
+  if (!existing) return std::move(existing.error());
+  std::vector<std::string> deleted;
+  std::vector<etcd_op> ops;
+  for (auto& kv : *existing)
+    if (kv.key != base + "departed") {
+      ops.push_back(etcd_op::erase(kv.key));
+      deleted.push_back(kv.key);
+    }
+  ops.push_back(etcd_op::put(base + "departed", member));
+  // Not if it started meanwhile.
+  auto done = etcd.txn({etcd_compare::absent(base + "live")}, ops);
+  if (!done) return std::move(done.error());
+  if (!done->succeeded)
+    return make_error(errc::conflict,
+                      "member " + member + " started meanwhile: stop it first");
+  return deleted;
+}
+
 caf::expected<std::map<uint32_t, std::string>> plan_decommission(
     const std::vector<replica_set>& sets, const std::vector<std::string>& live,
     const std::string& member) {

@@ -1106,6 +1106,32 @@ bool shard_coordinator::announce_address() {
 void shard_coordinator::read_addresses(const std::vector<etcd_kv>& members) {
   constexpr std::string_view suffix = "/address";
   auto base = cfg_.prefix + "/members/";
+  // Members taken out of the directory (forget_member); this member, if
+  // it was one, is back.
+  constexpr std::string_view gone_suffix = "/departed";
+  std::set<std::string> departed;
+  for (auto& kv : members) {
+    std::string_view rest{kv.key};
+    if (rest.size() <= base.size() + gone_suffix.size() ||
+        rest.substr(rest.size() - gone_suffix.size()) != gone_suffix)
+      continue;
+    auto member = std::string{rest.substr(
+        base.size(), rest.size() - base.size() - gone_suffix.size())};
+    if (member.find('/') != std::string::npos) continue;
+    if (member != cfg_.member) {
+      departed.insert(member);
+    } else if (etcd_->erase(kv.key, kv.create_revision)) {
+      log_("member_returned", "this member was taken out of the member "
+                              "directory (" + kv.key + "); it is back");
+    }
+  }
+  if (cfg_.on_departed) {
+    for (auto& m : departed)
+      if (!departed_.count(m)) cfg_.on_departed(m, true);
+    for (auto& m : departed_)
+      if (!departed.count(m)) cfg_.on_departed(m, false);
+  }
+  departed_ = std::move(departed);
   for (auto& kv : members) {
     std::string_view rest{kv.key};
     if (rest.size() <= base.size() + suffix.size() ||

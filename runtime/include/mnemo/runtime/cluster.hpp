@@ -182,7 +182,7 @@ class cluster {
 
   /// Returns the ids of every member this node knows, in id order: the
   /// member list, and in a replicated cluster the members it learned from
-  /// etcd's member directory.
+  /// etcd's member directory, less those taken out of it.
   std::vector<std::string> members() const;
 
   /// "tls" or "plain".
@@ -210,6 +210,12 @@ class cluster {
   /// outside the view. Thread-safe.
   void set_address(const std::string& member, const std::string& host,
                    uint16_t port);
+
+  /// Replicated cluster: member `member` was taken out of etcd's member
+  /// directory (`departed`; false: it came back): this node stops
+  /// connecting to it, refuses its joins and leaves it out of `members()`,
+  /// also if it is in the member list. Thread-safe.
+  void set_departed(const std::string& member, bool departed);
 
   /// Replicated cluster: `members` hold a copy of `shard`'s log from now
   /// on (its voters and observers in etcd, docs/replica-set-changes.md):

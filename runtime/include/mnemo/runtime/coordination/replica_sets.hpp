@@ -144,6 +144,17 @@ caf::expected<std::map<uint32_t, std::string>> plan_decommission(
     const std::vector<replica_set>& sets, const std::vector<std::string>& live,
     const std::string& member);
 
+/// Takes `member` out of the member directory for good: its address,
+/// replica id and protocol keys go, and `<prefix>/members/<id>/departed`
+/// tells the others to stop connecting to it and to refuse its joins
+/// (`coordinator_settings::on_departed`). Refused (`invalid_argument`)
+/// while it runs (it has a live key) or any shard's voters or observers
+/// name it (decommission it first). Should it run again, its coordinator
+/// deletes the departed key and it rejoins. Returns the ids of the keys it
+/// deleted.
+caf::expected<std::vector<std::string>> forget_member(
+    etcd_client& etcd, const std::string& prefix, const std::string& member);
+
 /// What replacing `old_member` by `new_member` needs next in `s` (a pure
 /// function of the set: a tool re-reads the set and asks again after each
 /// step, so a run that stopped half way resumes where it stood).

@@ -116,6 +116,12 @@ struct coordinator_settings {
   /// `cluster::set_address`. Calls come from the coordinator's thread.
   std::function<void(const std::string& member, const std::string& address)>
       on_address;
+  /// Called with (member, true) when another member was taken out of the
+  /// member directory (`forget_member` put `<prefix>/members/<id>/departed`),
+  /// and with (member, false) when it came back (its coordinator deletes
+  /// that key when it runs again); e.g. `cluster::set_departed`. Calls come
+  /// from the coordinator's thread.
+  std::function<void(const std::string& member, bool departed)> on_departed;
   /// Where etcd is.
   etcd_settings etcd;
   /// Called with (shard, member) whenever the member that commands for a
@@ -350,6 +356,8 @@ class shard_coordinator {
   bool protocol_announced_ = false;
   // The lease the live key was put with (0: none yet).
   int64_t live_lease_ = 0;
+  // The members `on_departed` was told are gone.
+  std::set<std::string> departed_;
   // The other members' addresses `on_address` was told, by member.
   std::map<std::string, std::string> addresses_;
   // Another address etcd held for this member, once said.
