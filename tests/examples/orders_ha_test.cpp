@@ -211,22 +211,23 @@ void verify_settled(const std::vector<process*>& nodes, uint32_t shards,
                     acked.size());
 }
 
-}  // namespace
+// An orders cluster of three, with the payment provider's settings the
+// checks predict outcomes from, once every member knows every shard's
+// leader; `skus` stocked.
+struct orders_cluster : ha_cluster {
+  std::vector<std::string> skus;
 
-BOOST_AUTO_TEST_SUITE(orders_ha)
-
-BOOST_AUTO_TEST_CASE(fulfilments_run_across_members_and_survive_a_killed_leader) {
-  ha_cluster f{MNEMO_ORDERS_NODE,
-               "mnemo-orders-ha",
-               8,
-               {"--payment-failure-rate=0.3",
-                "--payment-seed=" + std::to_string(seed),
-                "--payment-timeout-ms=20000"}};
-  BOOST_REQUIRE_MESSAGE(f.busiest(std::chrono::seconds{30}),
-                        "no member knows a leader of every shard after 30 s");
-  const std::vector<std::string> skus{"ha-a", "ha-b"};
-  {
-    client c{f.nodes[0]->port()};
+  orders_cluster(const std::string& prefix, std::vector<std::string> stocked_skus)
+      : ha_cluster{MNEMO_ORDERS_NODE,
+                   prefix,
+                   8,
+                   {"--payment-failure-rate=0.3",
+                    "--payment-seed=" + std::to_string(seed),
+                    "--payment-timeout-ms=20000"}},
+        skus(std::move(stocked_skus)) {
+    BOOST_REQUIRE_MESSAGE(busiest(std::chrono::seconds{30}),
+                          "no member knows a leader of every shard after 30 s");
+    client c{nodes[0]->port()};
     for (auto& sku : skus) {
       auto r = until_served(
           c, "POST", "/inventory/" + sku + "/stock",
@@ -236,47 +237,84 @@ BOOST_AUTO_TEST_CASE(fulfilments_run_across_members_and_survive_a_killed_leader)
       BOOST_REQUIRE_EQUAL(r->status, 200u);
     }
   }
-  member_ports ports{f};
+};
+
+// Three clients placing `total` orders "<prefix><n>" through random live
+// members, each pausing `pause` after an acknowledged one.
+struct order_clients {
+  static constexpr int total = 120;
   std::mutex mx;
   std::map<std::string, placed_order> acked;
   std::atomic<int> next{0};
   std::atomic<bool> failed{false};
-  constexpr int total = 120;
   std::vector<std::thread> workers;
-  for (unsigned w = 0; w < 3; ++w)
-    workers.emplace_back([&, w] {
-      std::mt19937 rng{w + 1};
-      for (int n = next++; n < total && !failed; n = next++) {
-        auto id = "h" + std::to_string(n);
-        placed_order o{skus[rng() % skus.size()],
-                       1 + static_cast<int64_t>(rng() % 3)};
-        if (!place(ports, rng, id, o)) {
-          failed = true;
-          return;
+
+  order_clients(member_ports& ports, const std::vector<std::string>& skus,
+                const std::string& prefix, unsigned seed_base,
+                std::chrono::milliseconds pause) {
+    for (unsigned w = 0; w < 3; ++w)
+      workers.emplace_back([&, prefix, w, seed_base, pause] {
+        std::mt19937 rng{seed_base + w};
+        for (int n = next++; n < total && !failed; n = next++) {
+          auto id = prefix + std::to_string(n);
+          placed_order o{skus[rng() % skus.size()],
+                         1 + static_cast<int64_t>(rng() % 3)};
+          if (!place(ports, rng, id, o)) {
+            failed = true;
+            return;
+          }
+          {
+            std::lock_guard<std::mutex> guard{mx};
+            acked[id] = o;
+          }
+          std::this_thread::sleep_for(pause);
         }
-        std::lock_guard<std::mutex> guard{mx};
-        acked[id] = o;
-      }
-    });
+      });
+  }
+
+  // Waits until `n` orders were started (or a client failed).
+  void wait_for(int n) {
+    while (next < n && !failed)
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+
+  // Waits for the clients; checks that every order was acknowledged.
+  void finish() {
+    for (auto& t : workers) t.join();
+    workers.clear();
+    BOOST_REQUIRE(!failed);
+    BOOST_REQUIRE_EQUAL(acked.size(), static_cast<size_t>(total));
+  }
+
+  ~order_clients() {
+    failed = true;
+    for (auto& t : workers) t.join();
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(orders_ha)
+
+BOOST_AUTO_TEST_CASE(fulfilments_run_across_members_and_survive_a_killed_leader) {
+  orders_cluster f{"mnemo-orders-ha", {"ha-a", "ha-b"}};
+  member_ports ports{f};
+  order_clients clients{ports, f.skus, "h", 1, std::chrono::milliseconds{0}};
   // Once a third of the orders is in, the busiest leader dies without a
   // word; it comes back after its shards have failed over.
-  while (next < total / 3 && !failed)
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  clients.wait_for(order_clients::total / 3);
   auto victim = f.busiest(std::chrono::seconds{10});
   BOOST_REQUIRE(victim);
-  BOOST_TEST_MESSAGE("kill -9 of n" << *victim + 1 << " after " << next.load()
-                                    << " orders");
+  BOOST_TEST_MESSAGE("kill -9 of n" << *victim + 1 << " after "
+                                    << clients.next.load() << " orders");
   ports.set(*victim, 0);
   f.nodes[*victim]->kill();
   f.nodes[*victim].reset();
   std::this_thread::sleep_for(std::chrono::seconds{4});
   f.nodes[*victim] = f.start(static_cast<int>(*victim));
   ports.set(*victim, f.nodes[*victim]->port());
-  for (auto& t : workers) t.join();
-  BOOST_REQUIRE(!failed);
-  BOOST_REQUIRE_EQUAL(acked.size(), static_cast<size_t>(total));
-
-  verify_settled(nodes_of(f), f.shards, acked, skus);
+  clients.finish();
+  verify_settled(nodes_of(f), f.shards, clients.acked, f.skus);
 }
 
 // A fourth member replaces n3 while orders come in: n4, started with n1 as
@@ -285,70 +323,39 @@ BOOST_AUTO_TEST_CASE(fulfilments_run_across_members_and_survive_a_killed_leader)
 // on their new leaders), and n3 goes. Every acknowledged order settles as
 // the provider decided, on n1, n2 and n4 alike.
 BOOST_AUTO_TEST_CASE(fulfilments_go_on_while_a_member_is_replaced) {
-  ha_cluster f{MNEMO_ORDERS_NODE,
-               "mnemo-orders-replace",
-               8,
-               {"--payment-failure-rate=0.3",
-                "--payment-seed=" + std::to_string(seed),
-                "--payment-timeout-ms=20000"}};
-  BOOST_REQUIRE_MESSAGE(f.busiest(std::chrono::seconds{30}),
-                        "no member knows a leader of every shard after 30 s");
-  const std::vector<std::string> skus{"rp-a", "rp-b"};
-  {
-    client c{f.nodes[0]->port()};
-    for (auto& sku : skus) {
-      auto r = until_served(
-          c, "POST", "/inventory/" + sku + "/stock",
-          json{{"quantity", stocked}, {"command_id", "init"}}.dump(),
-          std::chrono::seconds{30});
-      BOOST_REQUIRE(r);
-      BOOST_REQUIRE_EQUAL(r->status, 200u);
-    }
-  }
+  orders_cluster f{"mnemo-orders-replace", {"rp-a", "rp-b"}};
   member_ports ports{f};
-  std::mutex mx;
-  std::map<std::string, placed_order> acked;
-  std::atomic<int> next{0};
-  std::atomic<bool> failed{false};
-  constexpr int total = 120;
-  std::vector<std::thread> workers;
-  for (unsigned w = 0; w < 3; ++w)
-    workers.emplace_back([&, w] {
-      std::mt19937 rng{w + 11};
-      for (int n = next++; n < total && !failed; n = next++) {
-        auto id = "r" + std::to_string(n);
-        placed_order o{skus[rng() % skus.size()],
-                       1 + static_cast<int64_t>(rng() % 3)};
-        if (!place(ports, rng, id, o)) {
-          failed = true;
-          return;
-        }
-        std::lock_guard<std::mutex> guard{mx};
-        acked[id] = o;
-        // Slow enough that the replacement happens among the orders.
-        std::this_thread::sleep_for(std::chrono::milliseconds{80});
-      }
-    });
-  while (next < total / 4 && !failed)
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  // Slow enough that the replacement happens among the orders.
+  order_clients clients{ports, f.skus, "r", 11, std::chrono::milliseconds{80}};
+  clients.wait_for(order_clients::total / 4);
   auto n4_dir = temp_dir("mnemo-orders-replace-n4");
   auto n4 = f.start_new("n4", n4_dir);
+  // Joined with the three: it recorded itself in etcd's member directory.
+  auto joined = [&] {
+    client c{n4->port()};
+    auto h = c.call("GET", "/health");
+    return h && h->json()["cluster"]["connected"].size() == 3;
+  };
+  for (auto deadline = steady::now() + std::chrono::seconds{20};
+       !joined() && steady::now() < deadline;)
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  BOOST_REQUIRE_MESSAGE(joined(), "n4 did not join the three within 20 s");
   auto r = cluster_tool({"replicas", "replace", "--etcd",
                          "127.0.0.1:" + std::to_string(f.etcd.client_port),
                          "--old", "n3", "--new", "n4", "--timeout", "120"});
   BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.text);
-  BOOST_TEST_MESSAGE("n3 replaced by n4 after " << next.load() << " orders");
-  BOOST_CHECK_MESSAGE(next < total, "the orders were all placed before the "
-                                    "replacement ended: the test proves less");
+  auto placed = clients.next.load();
+  BOOST_TEST_MESSAGE("n3 replaced by n4 after " << placed << " orders");
+  BOOST_CHECK_MESSAGE(placed < order_clients::total,
+                      "the orders were all placed before the replacement "
+                      "ended: the test proves less");
   // n3 goes; clients use n4 in its place.
   ports.set(2, 0);
   f.nodes[2]->kill();
   f.nodes[2] = std::move(n4);
   ports.set(2, f.nodes[2]->port());
-  for (auto& t : workers) t.join();
-  BOOST_REQUIRE(!failed);
-  BOOST_REQUIRE_EQUAL(acked.size(), static_cast<size_t>(total));
-  verify_settled(nodes_of(f), f.shards, acked, skus);
+  clients.finish();
+  verify_settled(nodes_of(f), f.shards, clients.acked, f.skus);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

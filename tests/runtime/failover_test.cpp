@@ -222,6 +222,29 @@ struct failover_fixture {
     return false;
   }
 
+  // Values appended through `add_values`, in their order.
+  std::vector<std::string> added;
+  int added_count = 0;
+
+  // Appends `k` more values ("v1", "v2", ...) through whichever member
+  // leads, recording them in `added`.
+  void add_values(int k) {
+    for (int i = 0; i < k; ++i)
+      BOOST_REQUIRE(append_any("v" + std::to_string(++added_count), added));
+  }
+
+  // Starts d as an observer of the shard, with `k` values added meanwhile;
+  // waits until a leader reported it ready and the voters are established.
+  void observe_d(int k) {
+    restart(3, false);
+    auto client = etcd.client();
+    BOOST_REQUIRE(observe(*client, "/mnemo/test", shard, "d"));
+    add_values(k);
+    BOOST_REQUIRE(set_becomes([](const replica_set& s) {
+      return s.established && s.ready == std::vector<std::string>{"d"};
+    }));
+  }
+
   size_t leaders() {
     size_t n = 0;
     for (auto& c : coord)
@@ -696,20 +719,11 @@ BOOST_FIXTURE_TEST_CASE(a_change_of_voters_waits_for_an_established_set,
 BOOST_FIXTURE_TEST_CASE(a_member_is_replaced_without_losing_a_record,
                         failover_fixture) {
   BOOST_REQUIRE(leader(10s));
-  std::vector<std::string> acked;
-  int n = 0;
-  auto some = [&](int k) {
-    for (int i = 0; i < k; ++i)
-      BOOST_REQUIRE(append_any("v" + std::to_string(++n), acked));
-  };
+  auto& acked = added;
+  auto some = [this](int k) { add_values(k); };
   some(5);
-  restart(3, false);
+  observe_d(5);
   auto client = etcd.client();
-  BOOST_REQUIRE(observe(*client, "/mnemo/test", shard, "d"));
-  some(5);
-  BOOST_REQUIRE(set_becomes([](const replica_set& s) {
-    return s.established && s.ready == std::vector<std::string>{"d"};
-  }));
   BOOST_REQUIRE(promote(*client, "/mnemo/test", shard, "d"));
   some(5);  // through the election of the new set
   BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; }));
@@ -841,20 +855,11 @@ BOOST_FIXTURE_TEST_CASE(voter_changes_wait_until_every_member_reads_voters,
 BOOST_FIXTURE_TEST_CASE(a_zombie_leader_is_fenced_across_a_change_of_voters,
                         failover_fixture) {
   BOOST_REQUIRE(leader(10s));
-  std::vector<std::string> acked;
-  int n = 0;
-  auto some = [&](int k) {
-    for (int i = 0; i < k; ++i)
-      BOOST_REQUIRE(append_any("v" + std::to_string(++n), acked));
-  };
+  auto& acked = added;
+  auto some = [this](int k) { add_values(k); };
   some(3);
-  restart(3, false);
+  observe_d(3);
   auto client = etcd.client();
-  BOOST_REQUIRE(observe(*client, "/mnemo/test", shard, "d"));
-  some(3);
-  BOOST_REQUIRE(set_becomes([](const replica_set& s) {
-    return s.established && s.ready == std::vector<std::string>{"d"};
-  }));
   auto z = leader(1s);
   BOOST_REQUIRE(z);
   BOOST_REQUIRE(*z != 3u);

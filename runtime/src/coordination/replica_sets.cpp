@@ -286,17 +286,10 @@ caf::expected<std::vector<std::string>> live_members(
   auto keys = etcd.get_prefix(base);
   if (!keys) return std::move(keys.error());
   std::vector<std::string> out;
-  constexpr std::string_view suffix = "/live";
-  for (auto& kv : *keys) {
-    std::string_view rest{kv.key};
-    rest.remove_prefix(base.size());
-    if (rest.size() <= suffix.size() ||
-        rest.substr(rest.size() - suffix.size()) != suffix ||
-        kv.lease == 0)
-      continue;
-    auto id = rest.substr(0, rest.size() - suffix.size());
-    if (id.find('/') == std::string_view::npos) out.emplace_back(id);
-  }
+  for (auto& kv : *keys)
+    if (auto id = member_key(std::string_view{kv.key}.substr(base.size()), "/live");
+        id && kv.lease != 0)
+      out.push_back(std::move(*id));
   std::sort(out.begin(), out.end());
   return out;
 }

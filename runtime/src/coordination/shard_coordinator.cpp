@@ -1104,22 +1104,18 @@ bool shard_coordinator::announce_address() {
 }
 
 void shard_coordinator::read_addresses(const std::vector<etcd_kv>& members) {
-  constexpr std::string_view suffix = "/address";
   auto base = cfg_.prefix + "/members/";
+  auto member_of = [&base](const etcd_kv& kv, std::string_view suffix) {
+    return member_key(std::string_view{kv.key}.substr(base.size()), suffix);
+  };
   // Members taken out of the directory (forget_member); this member, if
   // it was one, is back.
-  constexpr std::string_view gone_suffix = "/departed";
   std::set<std::string> departed;
   for (auto& kv : members) {
-    std::string_view rest{kv.key};
-    if (rest.size() <= base.size() + gone_suffix.size() ||
-        rest.substr(rest.size() - gone_suffix.size()) != gone_suffix)
-      continue;
-    auto member = std::string{rest.substr(
-        base.size(), rest.size() - base.size() - gone_suffix.size())};
-    if (member.find('/') != std::string::npos) continue;
-    if (member != cfg_.member) {
-      departed.insert(member);
+    auto member = member_of(kv, "/departed");
+    if (!member) continue;
+    if (*member != cfg_.member) {
+      departed.insert(*member);
     } else if (etcd_->erase(kv.key, kv.create_revision)) {
       log_("member_returned", "this member was taken out of the member "
                               "directory (" + kv.key + "); it is back");
@@ -1133,13 +1129,9 @@ void shard_coordinator::read_addresses(const std::vector<etcd_kv>& members) {
   }
   departed_ = std::move(departed);
   for (auto& kv : members) {
-    std::string_view rest{kv.key};
-    if (rest.size() <= base.size() + suffix.size() ||
-        rest.substr(rest.size() - suffix.size()) != suffix)
-      continue;
-    auto member = std::string{rest.substr(
-        base.size(), rest.size() - base.size() - suffix.size())};
-    if (member.find('/') != std::string::npos) continue;
+    auto found = member_of(kv, "/address");
+    if (!found) continue;
+    auto& member = *found;
     if (member == cfg_.member) {
       // Another process started with this member id wrote its address:
       // two processes with one id is an operator's mistake, said once.

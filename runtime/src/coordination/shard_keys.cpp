@@ -144,4 +144,14 @@ std::optional<voters_value> parse_voters(const std::string& text,
   return out;
 }
 
+std::optional<std::string> member_key(std::string_view rest,
+                                      std::string_view suffix) {
+  if (rest.size() <= suffix.size() ||
+      rest.substr(rest.size() - suffix.size()) != suffix)
+    return std::nullopt;
+  auto member = rest.substr(0, rest.size() - suffix.size());
+  if (member.find('/') != std::string_view::npos) return std::nullopt;
+  return std::string{member};
+}
+
 }  // namespace mnemo::runtime::coordination::shard_keys

@@ -50,6 +50,12 @@ std::string observers_json(const std::vector<std::string>& members);
 std::optional<std::vector<std::string>> parse_observers(const std::string& text,
                                                         std::string& why);
 
+/// The member of a directory key: `rest` (what follows
+/// "<prefix>/members/") is "<member><suffix>", e.g. suffix "/address";
+/// nothing for a key of another kind.
+std::optional<std::string> member_key(std::string_view rest,
+                                      std::string_view suffix);
+
 /// The replication protocol of this build, which each member records under
 /// `<prefix>/members/<member>/protocol`: 2 reads each shard's voters keys
 /// (builds before 2026-12-07 counted over the shard map, knew no such key,
