@@ -146,8 +146,13 @@ struct replica_request {
   std::vector<uint64_t> epochs;  // per shard: the epoch that may clear it
   bool learner = false;
   /// truncate: the replica drops its copy (replica_log::drop): committed
-  /// records go too, and the committed point follows them down.
+  /// records go too, and the committed point follows them down; refused
+  /// (writing nothing) unless the shard's promise is still `expect_promise`
+  /// and its end `expect_end` (no leader wrote to it since the caller
+  /// checked it may drop).
   bool drop = false;
+  uint64_t expect_promise = 0;
+  uint64_t expect_end = 0;
   write_handler done;
 };
 

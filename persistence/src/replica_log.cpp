@@ -523,16 +523,35 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
   auto keep = req.position;
   if (keep >= end) return 0;  // nothing past it
   auto shard = std::to_string(req.shard);
+  if (req.drop) {
+    // Only the copy the caller found it may drop: a leader that synced it
+    // since promised a newer epoch first, and what it wrote since moved
+    // the end.
+    uint64_t promised = 0;
+    if (auto err = read_promise(st, req.shard, promised)) {
+      out = std::move(err);
+      return st.fatal_rc;
+    }
+    if (promised != req.expect_promise || end != req.expect_end) {
+      out = error{errc::stale_epoch,
+                  "not dropping shard " + shard + ": a leader wrote to it "
+                  "since the drop was allowed (promise " +
+                      std::to_string(promised) + ", end " +
+                      std::to_string(end) + ")"};
+      return 0;
+    }
+  }
   // Records this replica learnt are committed are never truncated (read
   // models of the shard log may have served them): a request to is a
-  // protocol error, refused rather than obeyed.
+  // protocol error, refused rather than obeyed. A drop takes them too
+  // (its replicas keep them), and the point follows the kept records,
+  // written last: a refused request writes nothing.
+  bool lower_committed = false;
   {
     uint64_t committed = 0;
     if (auto rc = read_committed(st, req.shard, committed)) return rc;
     if (req.drop && keep < committed) {
-      // Dropping a copy this member no longer holds: its replicas keep
-      // the committed records; the point follows the kept ones.
-      if (auto rc = put_u64(st, committed_key(req.shard), keep)) return rc;
+      lower_committed = true;
     } else if (keep < committed) {
       out = error{errc::invalid_argument,
                   "refused to truncate shard " + shard + " after position " +
@@ -671,6 +690,8 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
     MDB_val key = to_val(k);
     if (auto rc = mdb_del(st.txn, dbs.meta, &key, nullptr)) return rc;
   }
+  if (lower_committed)
+    if (auto rc = put_u64(st, committed_key(req.shard), keep)) return rc;
   pending_shard_ends[req.shard] = keep;
   return 0;
 }
@@ -941,21 +962,30 @@ error replica_log::truncate_after(uint64_t position) {
   return submit_blocking(*journal_->impl_, std::move(req));
 }
 
-expected<uint64_t> replica_log::drop(uint64_t chunk,
-                                     const std::function<bool()>& go_on) {
+expected<uint64_t> replica_log::drop(
+    uint64_t chunk, const std::function<std::optional<uint64_t>()>& permit) {
   chunk = std::max<uint64_t>(chunk, 1);
   uint64_t removed = 0;
   for (;;) {
     auto end = end_position();
     if (!end) return std::move(end).error();
-    if (*end == 0 || (go_on && !go_on())) return removed;
+    if (*end == 0) return removed;
+    auto promise = permit();
+    if (!promise) return removed;
+    // The end as of after the permit: a batch applied in between is
+    // covered by the promise check (its leader promised first).
+    end = end_position();
+    if (!end) return std::move(end).error();
     replica_request req;
     req.what = replica_request::kind::truncate;
     req.shard = shard_;
     req.position = *end > chunk ? *end - chunk : 0;
     req.drop = true;
-    if (auto err = submit_blocking(*journal_->impl_, std::move(req)))
-      return err;
+    req.expect_promise = *promise;
+    req.expect_end = *end;
+    auto err = submit_blocking(*journal_->impl_, std::move(req));
+    if (err.code() == errc::stale_epoch) return removed;  // written to
+    if (err) return err;
     removed += *end - (*end > chunk ? *end - chunk : 0);
   }
 }

@@ -773,8 +773,8 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(
   with_addresses += replication;
   if (st->streams) {
     st->fingerprint = "shards=" + std::to_string(view->shards()) + replication;
-    // Builds before 2026-12-08 compared the member ids in a replicated
-    // cluster too.
+    // Builds before this form (commit 33ed25e) compared the member ids
+    // in a replicated cluster too.
     st->older_fingerprints = {with_ids, with_addresses};
   } else {
     st->fingerprint = with_ids;

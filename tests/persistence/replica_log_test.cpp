@@ -589,39 +589,59 @@ BOOST_AUTO_TEST_CASE(a_dropped_copy_keeps_its_promise_and_starts_again) {
   BOOST_REQUIRE(!follower.j->write(
       [&snap](write_txn& txn) { return snapshot_store::save_in(txn, snap); }));
   BOOST_REQUIRE_EQUAL(follower.log.committed().value(), 26u);
+  // The permit a member's coordinator gives: the promise as it is now.
+  auto promise_now = [&]() -> std::optional<uint64_t> {
+    return follower.log.promised_epoch().value();
+  };
   // Stopped after two chunks of 5: positions 1..16 stay, a consistent
   // prefix (v0..v15), committed as far as it goes.
   int chunks = 0;
-  auto removed = follower.log.drop(5, [&] { return ++chunks <= 2; });
+  auto removed = follower.log.drop(5, [&]() -> std::optional<uint64_t> {
+    if (++chunks > 2) return std::nullopt;
+    return promise_now();
+  });
   BOOST_REQUIRE_MESSAGE(removed, mnemo::test::why(removed));
   BOOST_CHECK_EQUAL(*removed, 10u);
   BOOST_CHECK_EQUAL(follower.end(), 16u);
   BOOST_CHECK_EQUAL(follower.log.committed().value(), 16u);
   BOOST_CHECK_EQUAL(follower.values("a").size(), 16u);
   BOOST_CHECK(follower.values("b").empty());
+  // A leader syncs the copy between the permit and the chunk (the member
+  // was made a replica again): it promised epoch 4 first, so the chunk is
+  // refused, writes nothing, and the drop stops.
+  removed = follower.log.drop(5, [&]() -> std::optional<uint64_t> {
+    auto before = promise_now();
+    auto synced = follower.log.apply(log_batch{0, 17, {}}, 4, 16);
+    BOOST_REQUIRE_MESSAGE(!synced, synced.to_string());
+    return before;
+  });
+  BOOST_REQUIRE_MESSAGE(removed, mnemo::test::why(removed));
+  BOOST_CHECK_EQUAL(*removed, 0u);
+  BOOST_CHECK_EQUAL(follower.end(), 16u);
+  BOOST_CHECK_EQUAL(follower.log.committed().value(), 16u);
   // The rest.
-  removed = follower.log.drop(5);
+  removed = follower.log.drop(5, promise_now);
   BOOST_REQUIRE_MESSAGE(removed, mnemo::test::why(removed));
   BOOST_CHECK_EQUAL(*removed, 16u);
   BOOST_CHECK_EQUAL(follower.end(), 0u);
   BOOST_CHECK(follower.log.epochs().value().empty());
   BOOST_CHECK_EQUAL(follower.log.committed().value(), 0u);
-  BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 3u);
+  BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 4u);
   BOOST_CHECK_EQUAL(follower.j->highest_sequence("a").value(), 0u);
   BOOST_CHECK(follower.j->read_tag("t", 1, 10)->empty());
   auto latest = follower.j->snapshots().load("a", snapshot_criteria::latest());
   BOOST_REQUIRE(latest);
   BOOST_CHECK(!latest->has_value());
   // Dropping an empty copy removes nothing; a restart keeps it all so.
-  BOOST_CHECK_EQUAL(follower.log.drop(5).value(), 0u);
+  BOOST_CHECK_EQUAL(follower.log.drop(5, promise_now).value(), 0u);
   follower.reopen();
   BOOST_CHECK_EQUAL(follower.end(), 0u);
-  BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 3u);
+  BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 4u);
   // A leader of an older epoch is refused; the current one copies the log
   // again from position 1.
-  BOOST_CHECK_EQUAL(follower.log.apply(all(), 2, 26).code(),
+  BOOST_CHECK_EQUAL(follower.log.apply(all(), 3, 26).code(),
                     errc::stale_epoch);
-  err = follower.log.apply(all(), 3, 26);
+  err = follower.log.apply(all(), 4, 26);
   BOOST_REQUIRE_MESSAGE(!err, err.to_string());
   BOOST_CHECK(follower.records() == leader.records());
   BOOST_CHECK_EQUAL(follower.values("a").size(), 25u);

@@ -104,6 +104,8 @@ caf::error check_protocols(etcd_client& etcd, const std::string& prefix) {
     if (slash == std::string_view::npos || slash == 0) continue;
     std::string member{rest.substr(0, slash)};
     members.insert(member);
+    // Taken out of the directory (forget_member): counts in no set.
+    if (rest.substr(slash + 1) == "departed") current.insert(member);
     if (rest.substr(slash + 1) != "protocol") continue;
     char* end = nullptr;
     auto version = std::strtol(kv.value.c_str(), &end, 10);
@@ -331,6 +333,8 @@ caf::expected<std::vector<std::string>> forget_member(
                       "member " + member + " is a replica of shard(s) " +
                           join(holds) + " (or their keys are unreadable): "
                           "decommission it first");
+  // What it left under its prefix goes; `departed` stays, which also keeps
+  // it out of check_protocols.
   auto existing = etcd.get_prefix(base);
   if (!existing) return std::move(existing.error());
   std::vector<std::string> deleted;

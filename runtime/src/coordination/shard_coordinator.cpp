@@ -13,6 +13,7 @@
 
 #include "mnemo/persistence/replica_log.hpp"
 #include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/coordination/replica_sets.hpp"
 #include "mnemo/runtime/replication/replicator.hpp"
 #include "shard_keys.hpp"
 
@@ -761,7 +762,8 @@ void shard_coordinator::queue_drops(
     for (auto& [shard, config] : configs_) {
       bool holds = contains(config.voters, cfg_.member) ||
                    contains(config.observers, cfg_.member);
-      held_[shard] = holds || !config.current;
+      // Unreadable keys say nothing: held until they do.
+      held_[shard] = holds || !config.current || observer_errors_.count(shard);
       if (held_[shard]) {
         dropped_.erase(shard);
         continue;
@@ -783,6 +785,10 @@ void shard_coordinator::drop_loop() {
   std::unique_lock<std::mutex> lock{drop_mtx_};
   // Failures by shard: said once each, tried again after a while.
   std::map<uint32_t, clock::time_point> failed;
+  // Its own connection: before each chunk it reads the shard's replica set
+  // again (the coordinator's view may be a poll old, or older while etcd
+  // does not answer).
+  std::unique_ptr<etcd_client> etcd;
   while (!stop_) {
     drop_cv_.wait_for(lock, std::chrono::milliseconds{200},
                       [this] { return stop_ || !drop_queue_.empty(); });
@@ -795,11 +801,28 @@ void shard_coordinator::drop_loop() {
       continue;  // queued again by the next look after the wait
     lock.unlock();
     persistence::replica_log copy{*cfg_.journal, shard};
-    auto go_on = [this, shard] {
-      std::lock_guard<std::mutex> guard{drop_mtx_};
-      return !stop_ && !held_[shard];
+    // The promise first, then etcd: a leader that synced this copy after
+    // an abort or a re-add promised a newer epoch, which fails the chunk;
+    // one that synced it before is seen in etcd's set (linearizable reads).
+    auto permit = [this, shard, &copy, &etcd]() -> std::optional<uint64_t> {
+      {
+        std::lock_guard<std::mutex> guard{drop_mtx_};
+        if (stop_ || held_[shard]) return std::nullopt;
+      }
+      auto promise = copy.promised_epoch();
+      if (!promise) return std::nullopt;
+      if (!etcd) {
+        auto c = etcd_client::connect(cfg_.etcd);
+        if (!c) return std::nullopt;
+        etcd = std::move(*c);
+      }
+      auto s = read_replica_set(*etcd, cfg_.prefix, shard);
+      if (!s || !s->established || contains(s->voters, cfg_.member) ||
+          contains(s->observers, cfg_.member))
+        return std::nullopt;
+      return *promise;
     };
-    auto removed = copy.drop(cfg_.drop_chunk, go_on);
+    auto removed = copy.drop(cfg_.drop_chunk, permit);
     auto end = copy.end_position();
     lock.lock();
     if (!removed || !end) {

@@ -196,12 +196,19 @@ class replica_log {
   /// member that is no replica of the shard any more (its replicas keep
   /// them); the committed point follows the kept records down. The promise
   /// (`promised_epoch`) stays, so a leader of an older epoch still cannot
-  /// write here, and a later copy starts again from position 1. Asks
-  /// `go_on` (if given) before each chunk and stops when it answers false,
-  /// leaving a shorter prefix of the log. Blocking. Returns the number of
-  /// records removed. Errors: those of `truncate_after`.
-  expected<uint64_t> drop(uint64_t chunk,
-                          const std::function<bool()>& go_on = {});
+  /// write here, and a later copy starts again from position 1.
+  ///
+  /// Before each chunk `permit` reads the promise, then checks that the
+  /// member may drop the copy (e.g. etcd's voters, read after the promise,
+  /// do not name it), and returns the promise it read, or nothing to stop.
+  /// The chunk commits only if the promise and the log's end are still
+  /// what they were: a leader that syncs this copy promises its epoch
+  /// first, so a copy made a replica again (an abort, a re-add) after the
+  /// check loses nothing it acknowledged; the drop stops there, leaving a
+  /// prefix of the log. Blocking. Returns the number of records removed.
+  /// Errors: those of `truncate_after`.
+  expected<uint64_t> drop(
+      uint64_t chunk, const std::function<std::optional<uint64_t>()>& permit);
 
   /// The epoch history, oldest first.
   expected<std::vector<epoch_start>> epochs() const;

@@ -97,7 +97,7 @@ struct coordinator_settings {
   /// and one with another replication factor cannot join them, so it
   /// neither campaigns nor answers leaders until the two agree
   /// (`shard_map_error`; a map without the factor, made by a build before
-  /// 2026-12-08, is compared on its capped `replicas` instead). The
+  /// commit 33ed25e, is compared on its capped `replicas` instead). The
   /// replica sets may differ (a member started with another member list,
   /// e.g. one added later): the coordinator
   /// creates each shard's voters key from etcd's map where etcd has none,
