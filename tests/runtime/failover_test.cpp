@@ -842,6 +842,30 @@ BOOST_FIXTURE_TEST_CASE(voter_changes_wait_until_every_member_reads_voters,
   BOOST_CHECK(in_order_within(acked, values(*l)));
 }
 
+// A copy is dropped only once an explicit change removed its member (it is
+// among the voters before the change). Voters that never named it, as
+// after a bootstrap from another member's map when etcd lost its keys, do
+// not make it drop what may be the only copy of a record.
+BOOST_FIXTURE_TEST_CASE(a_copy_is_dropped_only_after_a_change_removed_it,
+                        failover_fixture) {
+  BOOST_REQUIRE(leader(10s));
+  add_values(5);
+  BOOST_REQUIRE(eventually([&] { return values(2).size() >= 5; }));
+  // What a bootstrap without c would write: voters a and b, no previous
+  // set, and (as after a lost etcd) no candidacies.
+  auto client = etcd.client();
+  auto base = "/mnemo/test/shards/" + std::to_string(shard) + "/";
+  auto done = client->txn(
+      {}, {etcd_op::put(base + "voters", R"({"voters":["a","b"],"previous":[]})"),
+           etcd_op::erase_prefix(base + "candidates/")});
+  BOOST_REQUIRE(done && done->succeeded);
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; },
+                            20s));
+  std::this_thread::sleep_for(1500ms);
+  BOOST_CHECK_GE(values(2).size(), 5u);
+  BOOST_CHECK(pe::replica_log(*m[2].journal, shard).end_position().value() > 0);
+}
+
 // Ongaro's single-server change bug, with a zombie leader: the leader of
 // {a, b, c} loses its coordinator (no etcd, no lease watchdog) while its
 // replicator goes on leading and appends keep coming to it. d, observing

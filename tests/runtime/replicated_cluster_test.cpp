@@ -768,6 +768,9 @@ BOOST_FIXTURE_TEST_CASE(a_new_member_joins_through_etcd_and_replaces_another,
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(20ms);
   BOOST_CHECK(!lists_c(0) && !lists_c(1) && !lists_c(3));
+  // A forgotten member blocks no voter change (it records no protocol).
+  auto protocols = check_protocols(*client, prefix);
+  BOOST_CHECK_MESSAGE(!protocols, runtime::describe(protocols));
   // A running member cannot be forgotten, nor one a shard names (here an
   // observer that never started).
   auto running = forget_member(*client, prefix, "a");

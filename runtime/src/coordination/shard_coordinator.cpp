@@ -105,7 +105,7 @@ caf::expected<std::unique_ptr<shard_coordinator>> shard_coordinator::start(
     // Without a shard map nothing is kept in etcd: the given replicas are
     // the voters (a voters key that does not exist has mod revision 0).
     if (c->cfg_.shard_map.empty() && !replicas.empty())
-      c->configs_[shard] = shard_config{replicas, 0, true, {}};
+      c->configs_[shard] = shard_config{replicas, 0, true, {}, {}};
   }
   // The dropper first: the coordinator's thread asks whether it runs.
   if (c->cfg_.journal && !c->cfg_.shard_map.empty())
@@ -299,7 +299,8 @@ void shard_coordinator::read_configs(const std::vector<etcd_kv>& shard_keys) {
     auto voters = parse_voters(kv.value, why);
     auto& config = configs_[*shard];
     if (voters) {
-      config = shard_config{std::move(voters->voters), kv.mod_revision, true, {}};
+      config = shard_config{std::move(voters->voters), kv.mod_revision, true,
+                            {}, std::move(voters->previous)};
       config_errors_.erase(*shard);
       continue;
     }
@@ -762,8 +763,13 @@ void shard_coordinator::queue_drops(
     for (auto& [shard, config] : configs_) {
       bool holds = contains(config.voters, cfg_.member) ||
                    contains(config.observers, cfg_.member);
-      // Unreadable keys say nothing: held until they do.
-      held_[shard] = holds || !config.current || observer_errors_.count(shard);
+      // Unreadable keys say nothing: held until they do. And only a copy
+      // that an explicit change removed (this member is among the voters
+      // before it) is dropped: voters that never named it (a bootstrap
+      // from another member's map after etcd lost its keys) may have no
+      // copy of what it holds.
+      held_[shard] = holds || !config.current || observer_errors_.count(shard) ||
+                     !contains(config.previous, cfg_.member);
       if (held_[shard]) {
         dropped_.erase(shard);
         continue;
@@ -818,7 +824,8 @@ void shard_coordinator::drop_loop() {
       }
       auto s = read_replica_set(*etcd, cfg_.prefix, shard);
       if (!s || !s->established || contains(s->voters, cfg_.member) ||
-          contains(s->observers, cfg_.member))
+          contains(s->observers, cfg_.member) ||
+          !contains(s->previous, cfg_.member))
         return std::nullopt;
       return *promise;
     };

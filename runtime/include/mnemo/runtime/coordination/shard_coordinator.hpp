@@ -214,6 +214,8 @@ class shard_coordinator {
     // `shards/<n>/observers`: copies that catch up without counting in
     // any majority (none while the key is absent or unreadable).
     std::vector<std::string> observers;
+    // The voters before the last change (empty for a bootstrap).
+    std::vector<std::string> previous;
   };
 
   shard_coordinator() = default;
