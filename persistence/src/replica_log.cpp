@@ -976,17 +976,18 @@ expected<uint64_t> replica_log::drop(
     // covered by the promise check (its leader promised first).
     end = end_position();
     if (!end) return std::move(end).error();
+    auto keep = *end > chunk ? *end - chunk : 0;
     replica_request req;
     req.what = replica_request::kind::truncate;
     req.shard = shard_;
-    req.position = *end > chunk ? *end - chunk : 0;
+    req.position = keep;
     req.drop = true;
     req.expect_promise = *promise;
     req.expect_end = *end;
     auto err = submit_blocking(*journal_->impl_, std::move(req));
     if (err.code() == errc::stale_epoch) return removed;  // written to
     if (err) return err;
-    removed += *end - (*end > chunk ? *end - chunk : 0);
+    removed += *end - keep;
   }
 }
 
