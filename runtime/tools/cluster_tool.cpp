@@ -91,6 +91,9 @@ before 2026-12-07, which does not read the voters keys).
              etcd), at most K shards (default 4) catching up at a time.
              Prints a line per step and a summary; exit 1 if shards are
              left after the timeout (default 600 s). Run again to resume.
+             A shard where NEW votes already beside OLD and the set did
+             not grow by its last change is refused (exit 1): removing OLD
+             would shrink it (another replacement got there first).
   decommission  the same for every shard of member ID, each to a running
              member (P/members/<id>/live) without a copy of it, the one
              with the fewest copies first; refused if some shard would be
@@ -454,6 +457,7 @@ const char* step_name(mnemo::runtime::coordination::replace_step::kind k) {
     case step::promote_new: return "promote";
     case step::remove_old: return "remove";
     case step::unobserve_old: return "unobserve";
+    case step::refused: return "refused";
   }
   return "?";
 }
@@ -487,7 +491,9 @@ caf::expected<std::vector<uint32_t>> shard_list(
 // Moves each shard of `targets` from `old_member` to its target (observe,
 // promote, remove; replace_member), a few shards at a time, until all are
 // done or the timeout; each step re-reads the shard, so a run resumes.
-// `summary` gets "shards" and "moved" and is printed at the end.
+// `summary` gets "shards" and "moved" and is printed at the end, with
+// "refused" (and exit code 1) naming the shards whose replacement would
+// have shrunk their set (another change got there first).
 int move_shards(const options& o,
                 mnemo::runtime::coordination::etcd_client& etcd,
                 const std::string& old_member,
@@ -498,6 +504,7 @@ int move_shards(const options& o,
   for (auto& [shard, target] : targets) pending[shard];
   std::set<uint32_t> started;  // a step was taken: counts in --parallel
   size_t moved = 0;
+  std::vector<uint32_t> refused;  // next_replace_step refused these
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::seconds{o.timeout_s};
   while (!pending.empty()) {
@@ -526,6 +533,17 @@ int move_shards(const options& o,
                    {"step", "done"},
                    {"voters", set.voters},
                    {"observers", set.observers}});
+        i = pending.erase(i);
+        continue;
+      }
+      if (taken.what == step::refused) {
+        started.erase(shard);
+        refused.push_back(shard);
+        print(json{{"shard", shard},
+                   {"step", "refused"},
+                   {"why", taken.why},
+                   {"voters", set.voters},
+                   {"previous", set.previous}});
         i = pending.erase(i);
         continue;
       }
@@ -559,8 +577,14 @@ int move_shards(const options& o,
   }
   summary["shards"] = targets.size();
   summary["moved"] = moved;
+  if (refused.empty()) {
+    print(summary);
+    return 0;
+  }
+  summary["refused"] = refused;
+  summary["code"] = mr::to_string(mr::errc::invalid_argument);
   print(summary);
-  return 0;
+  return exit_error;
 }
 
 // replicas replace: every shard of --old (or --shard) goes to --new.

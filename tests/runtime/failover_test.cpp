@@ -7,10 +7,12 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -862,6 +864,127 @@ BOOST_FIXTURE_TEST_CASE(a_copy_is_dropped_only_after_a_change_removed_it,
   std::this_thread::sleep_for(1500ms);
   BOOST_CHECK_GE(values(2).size(), 5u);
   BOOST_CHECK(pe::replica_log(*m[2].journal, shard).end_position().value() > 0);
+}
+
+// A replacement never shrinks a set: the old member is removed only while
+// the voters are more than before their last change. A set that a
+// removal made (or a bootstrap, with no previous set) keeps its size,
+// whoever replaces whom in it.
+BOOST_AUTO_TEST_CASE(a_replacement_never_shrinks_a_set) {
+  auto set = [](std::vector<std::string> voters,
+                std::vector<std::string> previous) {
+    replica_set s;
+    s.shard = 7;
+    s.voters = std::move(voters);
+    s.previous = std::move(previous);
+    s.established = true;
+    return s;
+  };
+  auto what = [](const replica_set& s, const char* old_member,
+                 const char* new_member) {
+    return next_replace_step(s, old_member, new_member).what;
+  };
+  // d was just promoted: either replacement may remove its member.
+  auto grown = set({"a", "b", "c", "d"}, {"a", "b", "c"});
+  BOOST_CHECK_EQUAL(what(grown, "c", "d"), replace_step::remove_old);
+  BOOST_CHECK_EQUAL(what(grown, "b", "d"), replace_step::remove_old);
+  // c went first: b by d would leave two voters.
+  auto after = set({"a", "b", "d"}, {"a", "b", "c", "d"});
+  BOOST_CHECK_EQUAL(what(after, "c", "d"), replace_step::done);
+  auto refused = next_replace_step(after, "b", "d");
+  BOOST_CHECK_EQUAL(refused.what, replace_step::refused);
+  BOOST_TEST_MESSAGE(refused.why);
+  BOOST_CHECK(refused.why.find("shard 7") != std::string::npos);
+  // A bootstrapped set has no previous one: a member that votes already
+  // replaces nobody.
+  BOOST_CHECK_EQUAL(what(set({"a", "b", "c"}, {}), "b", "c"),
+                    replace_step::refused);
+  // Two promotions, then one removal: still above three, the other
+  // replacement goes on (d and e replace c and b).
+  auto two = set({"a", "b", "c", "d", "e"}, {"a", "b", "c", "d"});
+  BOOST_CHECK_EQUAL(what(two, "b", "e"), replace_step::remove_old);
+  BOOST_CHECK_EQUAL(what(two, "c", "d"), replace_step::remove_old);
+  auto one_out = set({"a", "b", "d", "e"}, {"a", "b", "c", "d", "e"});
+  BOOST_CHECK_EQUAL(what(one_out, "b", "e"), replace_step::refused);
+}
+
+// Two operators replace different members of one shard by the same new
+// one at once (c by d, and b by d), each with its own etcd client, while
+// appends go on. Every step is a transaction on the revisions it read, so
+// each is taken once: both see d observe and promoted, then the first
+// removal wins and the other replacement is refused instead of taking the
+// set to two voters. The set keeps three voters, with a and d, and every
+// acknowledged record.
+BOOST_FIXTURE_TEST_CASE(two_replacements_racing_on_a_shard_keep_its_size,
+                        failover_fixture) {
+  BOOST_REQUIRE(leader(10s));
+  add_values(3);
+  restart(3, false);  // d runs, in no set yet
+  struct outcome {
+    replace_step::kind last = replace_step::wait;
+    std::string why;
+    std::vector<replace_step::kind> taken;
+  };
+  std::array<outcome, 2> out;
+  std::array<std::string, 2> old_members{"c", "b"};
+  std::atomic<bool> go{false};
+  auto run = [&](size_t k) {
+    auto client = etcd.client();
+    while (!go) std::this_thread::yield();
+    for (auto deadline = std::chrono::steady_clock::now() + 40s;
+         std::chrono::steady_clock::now() < deadline;) {
+      auto r = replace_member(*client, "/mnemo/test", shard, old_members[k], "d");
+      if (!r) {
+        out[k].why = runtime::describe(r.error());
+        return;
+      }
+      out[k].last = r->first.what;
+      if (r->first.what == replace_step::done ||
+          r->first.what == replace_step::refused) {
+        out[k].why = r->first.why;
+        return;
+      }
+      if (r->first.what != replace_step::wait)
+        out[k].taken.push_back(r->first.what);
+      std::this_thread::sleep_for(20ms);
+    }
+    out[k].why = "no end within 40 s";
+  };
+  std::thread first{run, 0};
+  std::thread second{run, 1};
+  go = true;
+  add_values(10);
+  first.join();
+  second.join();
+  for (size_t k = 0; k < 2; ++k)
+    BOOST_TEST_MESSAGE(old_members[k] << " by d: last step " << out[k].last
+                                      << ", " << out[k].taken.size()
+                                      << " taken; " << out[k].why);
+  std::map<replace_step::kind, size_t> taken;
+  for (auto& o : out)
+    for (auto k : o.taken) ++taken[k];
+  BOOST_CHECK_EQUAL(taken[replace_step::observe_new], 1u);
+  BOOST_CHECK_EQUAL(taken[replace_step::promote_new], 1u);
+  BOOST_CHECK_EQUAL(taken[replace_step::remove_old], 1u);
+  size_t done = 0, refused = 0;
+  for (auto& o : out) {
+    done += o.last == replace_step::done ? 1 : 0;
+    refused += o.last == replace_step::refused ? 1 : 0;
+  }
+  BOOST_CHECK_EQUAL(done, 1u);
+  BOOST_CHECK_EQUAL(refused, 1u);
+  auto now = set();
+  BOOST_TEST_MESSAGE("voters " << now.voters.size());
+  BOOST_REQUIRE_EQUAL(now.voters.size(), 3u);
+  BOOST_CHECK(std::count(now.voters.begin(), now.voters.end(), "a") == 1);
+  BOOST_CHECK(std::count(now.voters.begin(), now.voters.end(), "d") == 1);
+  BOOST_CHECK(now.observers.empty());
+  // The set the winner left leads, with every acknowledged record.
+  add_values(3);
+  BOOST_REQUIRE(set_becomes([](const replica_set& s) { return s.established; }));
+  auto l = leader(1s);
+  BOOST_REQUIRE(l);
+  BOOST_CHECK(in_order_within(added, values(*l)));
 }
 
 // Ongaro's single-server change bug, with a zombie leader: the leader of

@@ -684,6 +684,8 @@ BOOST_FIXTURE_TEST_CASE(a_new_member_joins_through_etcd_and_replaces_another,
         case replace_step::promote_new: ++steps["promote"]; break;
         case replace_step::remove_old: ++steps["remove"]; break;
         case replace_step::unobserve_old: ++steps["unobserve"]; break;
+        case replace_step::refused:
+          BOOST_FAIL("shard " << *i << ": " << r->first.why);
       }
       ++i;
     }

@@ -87,6 +87,92 @@ caf::expected<replica_set> change_voters(etcd_client& etcd,
   return commit(etcd, prefix, s.shard, std::move(compare), std::move(ops));
 }
 
+// The steps over a set as read: each checks what it needs against `s`
+// and makes its change guarded by `s`'s revisions, so that a step chosen
+// from one read (replace_member) is a conflict if the set changed since.
+caf::expected<replica_set> observe_from(etcd_client& etcd,
+                                        const std::string& prefix,
+                                        const replica_set& s,
+                                        const std::string& member) {
+  if (member.empty() || member.find('/') != std::string::npos)
+    return refused(s, "'" + member + "' is no member id");
+  if (contains(s.voters, member))
+    return refused(s,
+                   member + " is a voter of shard " + std::to_string(s.shard));
+  if (contains(s.observers, member)) return replica_set{s};
+  auto base = shard_base(prefix, s.shard);
+  auto next = s.observers;
+  next.push_back(member);
+  return commit(
+      etcd, prefix, s.shard,
+      {etcd_compare::changed_at(base + "voters", s.revision),
+       etcd_compare::changed_at(base + "observers", s.observers_revision)},
+      {etcd_op::put(base + "observers", observers_json(next))});
+}
+
+caf::expected<replica_set> unobserve_from(etcd_client& etcd,
+                                          const std::string& prefix,
+                                          const replica_set& s,
+                                          const std::string& member) {
+  if (!contains(s.observers, member)) return s;
+  auto base = shard_base(prefix, s.shard);
+  return commit(
+      etcd, prefix, s.shard,
+      {etcd_compare::changed_at(base + "observers", s.observers_revision)},
+      {etcd_op::put(base + "observers",
+                    observers_json(without(s.observers, member))),
+       etcd_op::erase(base + "ready/" + member)});
+}
+
+caf::expected<replica_set> promote_from(etcd_client& etcd,
+                                        const std::string& prefix,
+                                        const replica_set& s,
+                                        const std::string& member) {
+  if (!contains(s.observers, member))
+    return refused(s, member + " does not observe shard " +
+                          std::to_string(s.shard) + " (observe it first)");
+  if (!contains(s.ready, member))
+    return refused(
+        s, "no leader reported " + member + " holding its commit point yet");
+  if (!s.established)
+    return refused(s,
+                   "no leader of the current voters committed its epoch "
+                   "yet; wait for one before the next change");
+  if (auto err = check_protocols(etcd, prefix)) return err;
+  auto base = shard_base(prefix, s.shard);
+  auto voters = s.voters;
+  voters.push_back(member);
+  etcd_compare ready{base + "ready/" + member,
+                     etcd_compare::field::create_revision,
+                     etcd_compare::relation::greater,
+                     0,
+                     {}};
+  return change_voters(
+      etcd, prefix, s, std::move(voters),
+      {etcd_compare::changed_at(base + "observers", s.observers_revision),
+       std::move(ready)},
+      {etcd_op::put(base + "observers",
+                    observers_json(without(s.observers, member)))});
+}
+
+caf::expected<replica_set> remove_voter_from(etcd_client& etcd,
+                                             const std::string& prefix,
+                                             const replica_set& s,
+                                             const std::string& member) {
+  if (!contains(s.voters, member))
+    return refused(s,
+                   member + " is no voter of shard " + std::to_string(s.shard));
+  if (s.voters.size() == 1)
+    return refused(
+        s, member + " is the last voter of shard " + std::to_string(s.shard));
+  if (!s.established)
+    return refused(s,
+                   "no leader of the current voters committed its epoch "
+                   "yet; wait for one before the next change");
+  if (auto err = check_protocols(etcd, prefix)) return err;
+  return change_voters(etcd, prefix, s, without(s.voters, member), {}, {});
+}
+
 }  // namespace
 
 caf::error check_protocols(etcd_client& etcd, const std::string& prefix) {
@@ -183,20 +269,7 @@ caf::expected<replica_set> observe(etcd_client& etcd, const std::string& prefix,
                                    uint32_t shard, const std::string& member) {
   auto s = read_replica_set(etcd, prefix, shard);
   if (!s) return s;
-  if (member.empty() || member.find('/') != std::string::npos)
-    return refused(*s, "'" + member + "' is no member id");
-  if (contains(s->voters, member))
-    return refused(*s, member + " is a voter of shard " +
-                           std::to_string(shard));
-  if (contains(s->observers, member)) return s;
-  auto base = shard_base(prefix, shard);
-  auto next = s->observers;
-  next.push_back(member);
-  return commit(etcd, prefix, shard,
-                {etcd_compare::changed_at(base + "voters", s->revision),
-                 etcd_compare::changed_at(base + "observers",
-                                          s->observers_revision)},
-                {etcd_op::put(base + "observers", observers_json(next))});
+  return observe_from(etcd, prefix, *s, member);
 }
 
 caf::expected<replica_set> unobserve(etcd_client& etcd,
@@ -204,42 +277,14 @@ caf::expected<replica_set> unobserve(etcd_client& etcd,
                                      const std::string& member) {
   auto s = read_replica_set(etcd, prefix, shard);
   if (!s) return s;
-  if (!contains(s->observers, member)) return s;
-  auto base = shard_base(prefix, shard);
-  return commit(etcd, prefix, shard,
-                {etcd_compare::changed_at(base + "observers",
-                                          s->observers_revision)},
-                {etcd_op::put(base + "observers",
-                              observers_json(without(s->observers, member))),
-                 etcd_op::erase(base + "ready/" + member)});
+  return unobserve_from(etcd, prefix, *s, member);
 }
 
 caf::expected<replica_set> promote(etcd_client& etcd, const std::string& prefix,
                                    uint32_t shard, const std::string& member) {
   auto s = read_replica_set(etcd, prefix, shard);
   if (!s) return s;
-  if (!contains(s->observers, member))
-    return refused(*s, member + " does not observe shard " +
-                           std::to_string(shard) + " (observe it first)");
-  if (!contains(s->ready, member))
-    return refused(*s, "no leader reported " + member +
-                           " holding its commit point yet");
-  if (!s->established)
-    return refused(*s, "no leader of the current voters committed its epoch "
-                       "yet; wait for one before the next change");
-  if (auto err = check_protocols(etcd, prefix)) return err;
-  auto base = shard_base(prefix, shard);
-  auto voters = s->voters;
-  voters.push_back(member);
-  etcd_compare ready{base + "ready/" + member,
-                     etcd_compare::field::create_revision,
-                     etcd_compare::relation::greater, 0, {}};
-  return change_voters(
-      etcd, prefix, *s, std::move(voters),
-      {etcd_compare::changed_at(base + "observers", s->observers_revision),
-       std::move(ready)},
-      {etcd_op::put(base + "observers",
-                    observers_json(without(s->observers, member)))});
+  return promote_from(etcd, prefix, *s, member);
 }
 
 caf::expected<replica_set> remove_voter(etcd_client& etcd,
@@ -248,17 +293,7 @@ caf::expected<replica_set> remove_voter(etcd_client& etcd,
                                         const std::string& member) {
   auto s = read_replica_set(etcd, prefix, shard);
   if (!s) return s;
-  if (!contains(s->voters, member))
-    return refused(*s, member + " is no voter of shard " +
-                           std::to_string(shard));
-  if (s->voters.size() == 1)
-    return refused(*s, member + " is the last voter of shard " +
-                           std::to_string(shard));
-  if (!s->established)
-    return refused(*s, "no leader of the current voters committed its epoch "
-                       "yet; wait for one before the next change");
-  if (auto err = check_protocols(etcd, prefix)) return err;
-  return change_voters(etcd, prefix, *s, without(s->voters, member), {}, {});
+  return remove_voter_from(etcd, prefix, *s, member);
 }
 
 caf::expected<replica_set> abort_change(etcd_client& etcd,
@@ -412,9 +447,24 @@ replace_step next_replace_step(const replica_set& s,
                             " committed its epoch yet"};
   };
   if (new_votes) {
-    if (old_votes)
+    if (old_votes) {
+      // Only a set that grew in its last change loses a member here: with
+      // no change recorded, or after a removal, the new member was a voter
+      // beside the old one already, and removing the old one would shrink
+      // the set (the other of two racing replacements removed its member
+      // first).
+      if (s.previous.empty() || s.voters.size() <= s.previous.size())
+        return {replace_step::refused,
+                new_member + " votes for shard " + std::to_string(s.shard) +
+                    " already, beside " + old_member + " (voters " +
+                    join(s.voters) + ", before the last change " +
+                    join(s.previous) + "): removing " + old_member +
+                    " would leave " + std::to_string(s.voters.size() - 1) +
+                    " voters; `mnemo-cluster replicas remove` shrinks a set "
+                    "on purpose"};
       return s.established ? replace_step{replace_step::remove_old, {}}
                            : not_established();
+    }
     if (old_observes) return {replace_step::unobserve_old, {}};
     return {replace_step::done, {}};
   }
@@ -447,18 +497,19 @@ caf::expected<std::pair<replace_step, replica_set>> replace_member(
   switch (step.what) {
     case replace_step::done:
     case replace_step::wait:
+    case replace_step::refused:
       return std::make_pair(std::move(step), std::move(*s));
     case replace_step::observe_new:
-      after = observe(etcd, prefix, shard, new_member);
+      after = observe_from(etcd, prefix, *s, new_member);
       break;
     case replace_step::promote_new:
-      after = promote(etcd, prefix, shard, new_member);
+      after = promote_from(etcd, prefix, *s, new_member);
       break;
     case replace_step::remove_old:
-      after = remove_voter(etcd, prefix, shard, old_member);
+      after = remove_voter_from(etcd, prefix, *s, old_member);
       break;
     case replace_step::unobserve_old:
-      after = unobserve(etcd, prefix, shard, old_member);
+      after = unobserve_from(etcd, prefix, *s, old_member);
       break;
   }
   if (!after) {

@@ -122,6 +122,12 @@ struct replace_step {
     remove_old,
     /// The old member observes the shard: it stops.
     unobserve_old,
+    /// The replacement cannot go on (`why` says why): the new member votes
+    /// already, and removing the old one would leave fewer voters than
+    /// the set had before the new one came in. Two replacements racing on
+    /// one shard (c by d against b by d) end so: the one whose removal
+    /// came second is refused instead of shrinking the set.
+    refused,
   };
   kind what = done;
   std::string why;
@@ -157,15 +163,19 @@ caf::expected<std::vector<std::string>> forget_member(
 
 /// What replacing `old_member` by `new_member` needs next in `s` (a pure
 /// function of the set: a tool re-reads the set and asks again after each
-/// step, so a run that stopped half way resumes where it stood).
+/// step, so a run that stopped half way resumes where it stood). The old
+/// member is removed only while the set is larger than before its last
+/// change (the new member's promotion, or any growth that left it above
+/// the size it had): a replacement never shrinks a set, whoever else
+/// changes it meanwhile; otherwise the step is `refused`.
 replace_step next_replace_step(const replica_set& s,
                                const std::string& old_member,
                                const std::string& new_member);
 
 /// Reads shard `shard`'s set, and takes the next step of replacing
 /// `old_member` by `new_member` if one can be taken now. Returns the step
-/// it took (`done` or `wait` if none) and the set after it. A lost race
-/// (`conflict`) is a `wait`: the next call reads again. Errors: those of
+/// it took (`done`, `wait` or `refused` if none) and the set after it. A
+/// lost race (`conflict`) is a `wait`: the next call reads again. Errors: those of
 /// `read_replica_set` and of the step, `invalid_argument` if the two ids
 /// are the same or not ids.
 caf::expected<std::pair<replace_step, replica_set>> replace_member(
