@@ -13,8 +13,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -26,6 +30,7 @@
 #include "../support/free_ports.hpp"
 #include "faulty_cluster.hpp"
 #include "mnemo/runtime/cluster_view.hpp"
+#include "mnemo/runtime/coordination/replica_sets.hpp"
 #include "ha_cluster.hpp"
 #include "node_process.hpp"
 #include "tool_run.hpp"
@@ -834,6 +839,230 @@ BOOST_AUTO_TEST_CASE(a_member_paused_across_the_replacement_catches_up) {
     f.nodes[1]->signal(SIGCONT);
     retire_n3(f, std::move(n4));
     std::this_thread::sleep_for(std::chrono::seconds{2});
+    w.stop();
+  }
+  check_converged(f, ledger);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Faults in the middle of a change of replica sets (docs/replica-set-changes.md,
+// section 3), a suite of its own so that CTest runs it beside the other.
+BOOST_AUTO_TEST_SUITE(bank_ha_reconfig_faults)
+
+// Two operators run the same replacement at once (two `mnemo-cluster
+// replicas replace --old n3 --new n4` processes) under load. Each step is
+// an etcd transaction on the revisions its tool read, so every step of
+// every shard is taken by exactly one of them (the other sees a conflict,
+// reads again and goes on), both finish, and the cluster converges.
+BOOST_AUTO_TEST_CASE(two_tools_racing_take_each_step_once) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-reconfig-race", etcd.endpoint()};
+  cluster_ledger ledger{"r", 12};
+  join_and_open(f, ledger, std::chrono::seconds{20});
+  auto n4_dir = temp_dir("mnemo-ha-reconfig-race-n4");
+  {
+    workload w{ledger, f.table, static_cast<unsigned>(::getpid()), 4};
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    auto n4 = start_n4(f, n4_dir);
+    std::array<tool_result, 2> r;
+    auto run_one = [&](size_t k) {
+      r[k] = cluster_tool({"replicas", "replace", "--etcd", etcd.endpoint(),
+                           "--old", "n3", "--new", "n4", "--parallel", "16",
+                           "--timeout", "120"});
+    };
+    std::thread a{run_one, 0};
+    std::thread b{run_one, 1};
+    a.join();
+    b.join();
+    std::map<uint32_t, std::map<std::string, size_t>> steps;
+    for (size_t k = 0; k < 2; ++k) {
+      BOOST_REQUIRE_MESSAGE(r[k].exit_code == 0, r[k].text);
+      size_t done = 0, taken = 0;
+      for (auto& line : r[k].lines) {
+        auto step = line.value("step", "");
+        if (step == "done") ++done;
+        if (step.empty() || step == "done") continue;
+        ++taken;
+        ++steps[line["shard"].get<uint32_t>()][step];
+      }
+      BOOST_TEST_MESSAGE("tool " << k + 1 << " took " << taken << " steps");
+      BOOST_CHECK_EQUAL(done, f.view->shards());
+    }
+    BOOST_CHECK_EQUAL(steps.size(), f.view->shards());
+    for (auto& [shard, by_step] : steps) {
+      std::map<std::string, size_t> once{
+          {"observe", 1}, {"promote", 1}, {"remove", 1}};
+      BOOST_CHECK_MESSAGE(by_step == once,
+                          "shard " << shard << ": steps " << json(by_step).dump());
+    }
+    retire_n3(f, std::move(n4));
+    std::this_thread::sleep_for(std::chrono::seconds{1});
+    w.stop();
+  }
+  check_converged(f, ledger);
+}
+
+// The new member goes down before it caught up, and once loses its disk:
+// n4 joins and is killed with -9; a replace observes every shard with it,
+// but no leader can report it holding the commit point, so nothing is
+// promoted (the run ends at its timeout with every shard waiting for n4,
+// and an explicit promote is refused) while the shards serve on without
+// it. n4 comes back with an empty directory, is killed again while it
+// catches up and restarted; a second run resumes and finishes, and the
+// cluster converges with n4's copies rebuilt from the others.
+BOOST_AUTO_TEST_CASE(a_new_member_down_while_catching_up_is_not_promoted) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-reconfig-down", etcd.endpoint()};
+  cluster_ledger ledger{"d", 12};
+  join_and_open(f, ledger, std::chrono::seconds{20});
+  auto n4_dir = temp_dir("mnemo-ha-reconfig-down-n4");
+  auto shard_count = std::to_string(f.view->shards());
+  {
+    workload w{ledger, f.table, static_cast<unsigned>(::getpid()), 4};
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    auto n4 = start_n4(f, n4_dir);
+    n4->kill();
+    auto first = cluster_tool({"replicas", "replace", "--etcd",
+                               etcd.endpoint(), "--old", "n3", "--new", "n4",
+                               "--parallel", shard_count, "--timeout", "5"});
+    BOOST_CHECK_EQUAL(first.exit_code, 1);
+    BOOST_REQUIRE(!first.lines.empty());
+    auto& end = first.lines.back();
+    BOOST_CHECK_EQUAL(end.value("code", ""), "timeout");
+    auto waiting = end.value("waiting", json::object());
+    BOOST_CHECK_EQUAL(waiting.size(), f.view->shards());
+    for (auto& [shard, why] : waiting.items())
+      BOOST_CHECK_MESSAGE(why.get<std::string>().find("n4 is catching up") !=
+                              std::string::npos,
+                          "shard " << shard << " waits for: " << why);
+    for (auto& line : first.lines)
+      BOOST_CHECK_MESSAGE(line.value("step", "") != "promote", line.dump());
+    auto status = cluster_tool({"replicas", "status", "--etcd",
+                                etcd.endpoint(), "--shard", "0"});
+    BOOST_REQUIRE_MESSAGE(status.exit_code == 0 && !status.lines.empty(),
+                          status.text);
+    auto set = status.lines.back();
+    BOOST_CHECK_EQUAL(set["observers"], json::array({"n4"}));
+    BOOST_CHECK(set["ready"].empty());
+    BOOST_CHECK_EQUAL(set["voters"].size(), 3u);
+    auto promote = cluster_tool({"replicas", "promote", "--etcd",
+                                 etcd.endpoint(), "--shard", "0", "--member",
+                                 "n4"});
+    BOOST_CHECK_EQUAL(promote.exit_code, 1);
+    BOOST_CHECK_MESSAGE(promote.text.find("commit point") != std::string::npos,
+                        promote.text);
+    // Back with an empty directory, killed again while it catches up.
+    std::filesystem::remove_all(n4_dir);
+    n4 = start_n4(f, n4_dir);
+    tool_result second;
+    auto t0 = steady::now();
+    std::thread tool{[&] {
+      second = cluster_tool({"replicas", "replace", "--etcd", etcd.endpoint(),
+                             "--old", "n3", "--new", "n4", "--parallel", "16",
+                             "--timeout", "120"});
+    }};
+    std::this_thread::sleep_for(std::chrono::milliseconds{1500});
+    n4->kill();
+    std::this_thread::sleep_for(std::chrono::seconds{2});
+    n4 = start_n4(f, n4_dir);
+    tool.join();
+    BOOST_TEST_MESSAGE("the second run took " << seconds_since(t0) << " s");
+    BOOST_REQUIRE_MESSAGE(second.exit_code == 0, second.text);
+    BOOST_CHECK_EQUAL(second.lines.back().value("moved", size_t{0}),
+                      f.view->shards());
+    retire_n3(f, std::move(n4));
+    std::this_thread::sleep_for(std::chrono::seconds{1});
+    w.stop();
+  }
+  check_converged(f, ledger);
+}
+
+// etcd stops (SIGSTOP) in the middle of a replace, once some shard has n4
+// among its voters: the tool's requests time out and it exits with an
+// error within a few seconds instead of hanging; the members stop leading
+// (their leases cannot be renewed) and lose nothing. etcd continues: a
+// second run reads each shard as the first left it (whether or not a step
+// in flight took effect) and finishes the replacement.
+BOOST_AUTO_TEST_CASE(etcd_paused_in_the_middle_of_a_replace_is_resumed) {
+  mnemo::test::etcd_server etcd;
+  faulty_cluster f{nullptr, "ha-reconfig-etcd", etcd.endpoint()};
+  cluster_ledger ledger{"s", 12};
+  join_and_open(f, ledger, std::chrono::seconds{20});
+  auto n4_dir = temp_dir("mnemo-ha-reconfig-etcd-n4");
+  {
+    workload w{ledger, f.table, static_cast<unsigned>(::getpid()), 4};
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    auto n4 = start_n4(f, n4_dir);
+    tool_result first;
+    std::atomic<bool> finished{false};
+    steady::time_point ended;
+    std::thread tool{[&] {
+      first = cluster_tool({"replicas", "replace", "--etcd", etcd.endpoint(),
+                            "--old", "n3", "--new", "n4", "--parallel", "4",
+                            "--timeout", "120"});
+      ended = steady::now();
+      finished = true;
+    }};
+    // Once the first shard has n4 among its voters, etcd stops.
+    auto client = etcd.client();
+    auto promoted = [&] {
+      for (uint32_t s = 0; s < f.view->shards(); ++s) {
+        auto set = mnemo::runtime::coordination::read_replica_set(
+            *client, "/mnemo/cluster", s);
+        if (set && std::count(set->voters.begin(), set->voters.end(), "n4"))
+          return true;
+      }
+      return false;
+    };
+    auto t0 = steady::now();
+    while (!finished && !promoted() &&
+           steady::now() - t0 < std::chrono::seconds{60})
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    BOOST_REQUIRE_MESSAGE(!finished, "the replace ended before etcd stopped: "
+                                         << first.text);
+    BOOST_REQUIRE(etcd.pause());
+    auto paused = steady::now();
+    tool.join();
+    auto failed_after =
+        std::chrono::duration<double>(ended - paused).count();
+    BOOST_TEST_MESSAGE("etcd paused: the tool exited " << failed_after
+                                                       << " s later: "
+                                                       << first.lines.back().dump());
+    BOOST_CHECK_EQUAL(first.exit_code, 1);
+    BOOST_CHECK(first.lines.back().contains("error"));
+    BOOST_CHECK_LT(failed_after, 10.0);
+    std::this_thread::sleep_for(std::chrono::seconds{1});
+    BOOST_REQUIRE(::kill(etcd.pid, SIGCONT) == 0);
+    // Every member knows a leader for every shard again (all_joined would
+    // count n4 among the connected members).
+    auto led = [&] {
+      for (size_t i = 0; i < members; ++i)
+        if (!f.leading(i)) return false;
+      return true;
+    };
+    auto back = steady::now();
+    while (!led() && steady::now() - back < std::chrono::seconds{30})
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    BOOST_REQUIRE_MESSAGE(led(), "shards without a leader 30 s after etcd "
+                                 "continued");
+    BOOST_TEST_MESSAGE("etcd continued: every shard led again after "
+                       << seconds_since(back) << " s");
+    auto second = cluster_tool({"replicas", "replace", "--etcd",
+                                etcd.endpoint(), "--old", "n3", "--new", "n4",
+                                "--parallel", "16", "--timeout", "120"});
+    BOOST_REQUIRE_MESSAGE(second.exit_code == 0, second.text);
+    size_t done = 0;
+    for (auto& line : second.lines)
+      if (line.value("step", "") == "done") {
+        ++done;
+        auto voters = line["voters"].get<std::vector<std::string>>();
+        std::sort(voters.begin(), voters.end());
+        BOOST_CHECK((voters == std::vector<std::string>{"n1", "n2", "n4"}));
+      }
+    BOOST_CHECK_EQUAL(done, f.view->shards());
+    retire_n3(f, std::move(n4));
+    std::this_thread::sleep_for(std::chrono::seconds{1});
     w.stop();
   }
   check_converged(f, ledger);
