@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -115,6 +116,13 @@ class projection_actor : public caf::event_based_actor {
         [this](rebuild_atom) { return rebuild(); },
         [this](rebuild_shared_atom) { return rebuild_shared(); },
         [this](status_atom) { return status(); },
+        [this](caught_up_atom, uint64_t position) -> caf::result<uint64_t> {
+          auto target = position != 0 ? position : std::max(head_, local_head());
+          if (offset_ >= target) return offset_;
+          auto rp = make_response_promise<uint64_t>();
+          caught_up_waiters_.emplace(target, rp);
+          return rp;
+        },
         [this](dead_letters_atom, uint64_t from, uint64_t max) {
           return dead_letters(from, max);
         },
@@ -128,6 +136,13 @@ class projection_actor : public caf::event_based_actor {
   }
 
   void on_exit() override {
+    for (auto& [target, rp] : caught_up_waiters_)
+      rp.deliver(runtime::make_error(
+          runtime::errc::entity_stopped,
+          "projection '" + spec_.name + "' stopped at offset " +
+              std::to_string(offset_) + ", before position " +
+              std::to_string(target)));
+    caught_up_waiters_.clear();
     // The chain holds a handle to this actor: break the cycle.
     if (tail_) tail_->stop = true;
     tail_.reset();
@@ -510,6 +525,7 @@ class projection_actor : public caf::event_based_actor {
   void advance(uint64_t last) {
     offset_ = last;
     published_->store(last, std::memory_order_relaxed);
+    answer_caught_up();
     if (poison_ && poison_->first.position <= offset_) poison_.reset();
     if (poison_) return handle_poison();
     if (!waiting_retry_) {
@@ -754,9 +770,20 @@ class projection_actor : public caf::event_based_actor {
         [this] { restart_from(0); });
   }
 
+  // Answers the `caught_up_atom` requests whose position the offset
+  // reached.
+  void answer_caught_up() {
+    while (!caught_up_waiters_.empty() &&
+           caught_up_waiters_.begin()->first <= offset_) {
+      caught_up_waiters_.begin()->second.deliver(offset_);
+      caught_up_waiters_.erase(caught_up_waiters_.begin());
+    }
+  }
+
   void restart_from(uint64_t position) {
     offset_ = position;
     published_->store(position, std::memory_order_relaxed);
+    answer_caught_up();
     poison_.reset();
     waiting_retry_ = false;
     attempts_ = 0;
@@ -792,6 +819,9 @@ class projection_actor : public caf::event_based_actor {
   projection_spec spec_;
   std::mt19937_64 rng_;
   uint64_t offset_ = 0;
+  // caught_up_atom requests waiting for the offset, by target position.
+  std::multimap<uint64_t, caf::typed_response_promise<uint64_t>>
+      caught_up_waiters_;
   std::shared_ptr<std::atomic<uint64_t>> published_ =
       std::make_shared<std::atomic<uint64_t>>(0);
   std::vector<uint64_t> metric_tokens_;

@@ -13,7 +13,6 @@
 #include <chrono>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <caf/scoped_actor.hpp>
@@ -85,20 +84,18 @@ nlohmann::json row_json(const std::string& id, const bank::balance_row& r) {
       {"id", id}, {"owner", r.owner}, {"balance", r.balance}, {"open", r.open}};
 }
 
-// Waits until the projection has handled every committed event, so that a
-// query sees the commands of earlier runs.
+// Waits (10 s at most) until the projection has handled every committed
+// event, so that a query sees the commands of earlier runs.
 bool caught_up(runtime::node& n, const caf::actor& projection) {
   caf::scoped_actor self{n.system()};
-  for (int i = 0; i < 1000; ++i) {
-    bool done = false;
-    self->request(projection, std::chrono::seconds{10},
-                  actors::status_atom::value)
-        .receive([&](actors::projection_status& st) { done = st.lag == 0; },
-                 [&](caf::error&) { i = 1000; });
-    if (done) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
-  }
-  return false;
+  bool done = false;
+  self->request(projection, std::chrono::seconds{10},
+                actors::caught_up_atom::value, n.journal().head_position())
+      .receive([&](uint64_t) { done = true; },
+               [&](caf::error& err) {
+                 std::cerr << "mnemo-bank: " << runtime::describe(err) << "\n";
+               });
+  return done;
 }
 
 int query(runtime::node& n, const bank::balances_model& model,

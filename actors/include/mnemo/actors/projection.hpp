@@ -54,6 +54,15 @@ using rebuild_atom = caf::atom_constant<caf::atom("mn_rebuild")>;
 /// alone would wipe what the others wrote. `invalid_argument` for a copy
 /// that is not paused or a projection that is no such copy.
 using rebuild_shared_atom = caf::atom_constant<caf::atom("mn_rbshare")>;
+/// `(caught_up_atom, uint64_t position)` -> `uint64_t`: answers with the
+/// projection's offset once it has handled (or skipped) every event up to
+/// global position `position`; 0 means the newest head it knows of when
+/// the request arrives (for a projection of this node's journal, the
+/// journal's head then: "everything committed before I asked"). It waits
+/// while the projection is paused or retries a failing event, so send it
+/// with a timeout; if the projection stops first, the answer is
+/// `entity_stopped`. Instead of polling `status_atom` until `lag` is 0.
+using caught_up_atom = caf::atom_constant<caf::atom("mn_caught")>;
 /// `(status_atom)` -> `projection_status`.
 using status_atom = caf::atom_constant<caf::atom("mn_status")>;
 /// `(dead_letters_atom, uint64_t from_position, uint64_t max)` ->

@@ -12,6 +12,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <unistd.h>
@@ -23,6 +24,7 @@
 
 #include "mnemo/actors/aggregate.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
+#include "mnemo/actors/projection.hpp"
 #include "mnemo/runtime/completion_sink.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
@@ -107,16 +109,24 @@ class aggregate_fixture {
 
   /// Sends `cmd` (with idempotency id `command_id`, may be empty) to the
   /// aggregate `id`, activating it if needed, and runs the system until the
-  /// reply arrived and every journal write finished.
+  /// reply arrived and every journal write finished. Once the fixture has
+  /// spawned a registry (`spawn_registry`), through the first one: the
+  /// registry's instance is the only live one.
   caf::expected<reply_type> when(const std::string& id, command_type cmd,
                                  std::string command_id = {}) {
+    if (!registries_.empty())
+      return route(registries_.front(), id, std::move(cmd),
+                   std::move(command_id));
     return request<reply_type>(actor(id), command_atom::value,
                                std::move(command_id), std::move(cmd));
   }
 
-  /// Returns the aggregate's current state (activating it if needed).
+  /// Returns the aggregate's current state (activating it if needed); once
+  /// a registry was spawned, the state of the registry's instance (never a
+  /// second instance beside it, which would show what the journal held
+  /// when it started).
   caf::expected<state_type> state(const std::string& id) {
-    return request<state_type>(actor(id), caf::get_atom::value);
+    return ask<state_type>(id, caf::get_atom::value);
   }
 
   /// Returns the aggregate's state and version (the sequence of its last
@@ -126,9 +136,13 @@ class aggregate_fixture {
     using result_type = caf::expected<std::pair<state_type, uint64_t>>;
     auto res = std::make_shared<result_type>(
         runtime::make_error(runtime::errc::entity_stopped, "no reply"));
-    auto dest = actor(id);
+    auto dest = registries_.empty() ? actor(id) : registries_.front();
+    auto msg = registries_.empty()
+                   ? caf::make_message(state_atom::value)
+                   : caf::make_message(runtime::route_atom::value, id,
+                                       caf::make_message(state_atom::value));
     sys_.spawn([=](caf::event_based_actor* self) {
-      self->request(dest, caf::infinite, state_atom::value)
+      self->request(dest, caf::infinite, msg)
           .then(
               [=](state_type& st, uint64_t version) {
                 *res = std::make_pair(std::move(st), version);
@@ -155,7 +169,9 @@ class aggregate_fixture {
   }
 
   /// Kills the live instance (as a crash would) and spawns a new one that
-  /// recovers from the journal.
+  /// recovers from the journal. The fixture's own instance: an instance
+  /// of a registry is restarted by its supervision (or, after it
+  /// passivated, by the next command).
   void restart(const std::string& id) {
     if (auto i = actors_.find(id); i != actors_.end()) {
       caf::anon_send_exit(i->second, caf::exit_reason::kill);
@@ -192,6 +208,46 @@ class aggregate_fixture {
     run();
     sched_.advance_time(d);
     run();
+  }
+
+  /// Waits until `projection` (a projection actor) has handled every event
+  /// up to global position `position` (0: the journal's head now, i.e.
+  /// everything committed so far) and returns its offset then. Runs the
+  /// system, and moves virtual time on in steps of `step` while the
+  /// projection waits for a timer (its retry backoff, a batching delay),
+  /// at most `limit` in all; an error if it got there neither way (paused,
+  /// parked behind a failing event with the `stop` strategy, or stopped).
+  caf::expected<uint64_t> caught_up(
+      const caf::actor& projection, uint64_t position = 0,
+      std::chrono::milliseconds step = std::chrono::milliseconds{100},
+      std::chrono::milliseconds limit = std::chrono::seconds{60}) {
+    if (position == 0) position = journal_->head_position();
+    auto res = std::make_shared<caf::expected<uint64_t>>(runtime::make_error(
+        runtime::errc::entity_stopped, "no reply"));
+    auto answered = std::make_shared<bool>(false);
+    sys_.spawn([=](caf::event_based_actor* self) {
+      self->request(projection, caf::infinite, caught_up_atom::value, position)
+          .then(
+              [=](uint64_t offset) {
+                *res = offset;
+                *answered = true;
+              },
+              [=](caf::error& e) {
+                *res = std::move(e);
+                *answered = true;
+              });
+    });
+    run();
+    for (std::chrono::milliseconds waited{0}; !*answered && waited < limit;
+         waited += step)
+      advance(step);
+    if (!*answered)
+      return runtime::make_error(
+          runtime::errc::entity_stopped,
+          "the projection did not reach position " + std::to_string(position) +
+              " within " + std::to_string(limit.count()) +
+              " ms of virtual time (paused, or stuck on an event?)");
+    return std::move(*res);
   }
 
   /// Returns the event bus of the fixture's journal, spawning it on first
@@ -238,19 +294,37 @@ class aggregate_fixture {
   }
 
   /// Sends `xs` as a request to `dest` and runs until it is answered.
+  /// `T` is the reply's type; `caf::unit_t` for a request answered with
+  /// an empty message (`pause_atom`, `resume_atom`, ...).
   template <class T, class... Ts>
   caf::expected<T> request(const caf::actor& dest, Ts... xs) {
     auto res = std::make_shared<caf::expected<T>>(
         runtime::make_error(runtime::errc::entity_stopped, "no reply"));
     sys_.spawn([=](caf::event_based_actor* self) {
-      self->request(dest, caf::infinite, xs...)
-          .then([=](T& x) { *res = std::move(x); },
-                [=](caf::error& e) { *res = std::move(e); });
+      auto sent = self->request(dest, caf::infinite, xs...);
+      if constexpr (std::is_same<T, caf::unit_t>::value)
+        sent.then([=]() { *res = caf::unit; },
+                  [=](caf::error& e) { *res = std::move(e); });
+      else
+        sent.then([=](T& x) { *res = std::move(x); },
+                  [=](caf::error& e) { *res = std::move(e); });
     });
     run();
     return std::move(*res);
   }
 
+  /// Sends `xs` to aggregate `id` (through the first registry once one was
+  /// spawned, else to the fixture's instance) and runs until answered.
+  template <class T, class... Ts>
+  caf::expected<T> ask(const std::string& id, Ts... xs) {
+    if (registries_.empty()) return request<T>(actor(id), std::move(xs)...);
+    return request<T>(registries_.front(), runtime::route_atom::value, id,
+                      caf::make_message(std::move(xs)...));
+  }
+
+  /// The sink of journal completions that `run()` drains (pass it to
+  /// whatever you spawn over `journal()`: projections, sagas, relays).
+  runtime::deferred_completions& completions() noexcept { return sink_; }
   caf::actor_system& system() noexcept { return sys_; }
   caf::scheduler::test_coordinator& scheduler() noexcept { return sched_; }
   persistence::journal& journal() noexcept { return *journal_; }
