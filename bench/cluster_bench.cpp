@@ -144,7 +144,7 @@ member start(const options& opt, const std::string& id,
     // start, so that every round measures the same balanced placement.
     cfg.cluster_rebalance_after_s = 1;
   }
-  bank::add_error_category(cfg);
+  mnemo::runtime::add_error_category<bank::account_errc>(cfg);
   auto n = mnemo::runtime::node::start(cfg);
   if (!n) die(mnemo::runtime::describe(n.error()));
   m.node = std::move(*n);

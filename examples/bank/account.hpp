@@ -15,7 +15,7 @@
 
 #include "mnemo/actors/effect.hpp"
 #include "mnemo/persistence/event_registry.hpp"
-#include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/error_enum.hpp"
 
 namespace bank {
 
@@ -109,49 +109,15 @@ typename Inspector::result_type inspect(Inspector& f, account_reply& x) {
   return f(caf::meta::type_name("account_reply"), x.balance);
 }
 
-/// Rejections of account commands (category "bank").
-enum class account_errc : uint8_t {
-  none = 0,
-  already_exists = 1,
-  unknown_account = 2,
-  insufficient_funds = 3,
-  account_closed = 4,
-  invalid_amount = 5,
-};
-
-inline caf::error make_error(account_errc x, std::string message) {
-  return caf::error{static_cast<uint8_t>(x), caf::atom("bank"),
-                    caf::make_message(std::move(message))};
-}
-
-/// Returns the name of `x`, e.g. "insufficient_funds".
-inline const char* to_string(account_errc x) noexcept {
-  static constexpr const char* names[] = {"none",
-                                          "already_exists",
-                                          "unknown_account",
-                                          "insufficient_funds",
-                                          "account_closed",
-                                          "invalid_amount"};
-  auto i = static_cast<size_t>(x);
-  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
-}
-
-/// Lets `actor_system::render` print bank errors as "code: message", and
-/// `runtime::describe` as "bank:code: message".
-inline void add_error_category(caf::actor_system_config& cfg) {
-  std::vector<std::string> names;
-  for (uint8_t i = 0; i <= static_cast<uint8_t>(account_errc::invalid_amount);
-       ++i)
-    names.emplace_back(to_string(static_cast<account_errc>(i)));
-  mnemo::runtime::register_error_names(caf::atom("bank"), std::move(names));
-  cfg.add_error_category(caf::atom("bank"), [](uint8_t code, caf::atom_value,
-                                               const caf::message& ctx) {
-    std::string text = to_string(static_cast<account_errc>(code));
-    if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-      text += ": " + ctx.get_as<std::string>(0);
-    return text;
-  });
-}
+/// Rejections of account commands (category "bank"; stored and sent:
+/// append codes, never reorder them).
+MNEMO_ERROR_ENUM(account_errc, "bank",
+                 none,
+                 already_exists,
+                 unknown_account,
+                 insufficient_funds,
+                 account_closed,
+                 invalid_amount)
 
 // -- the aggregate ------------------------------------------------------------
 

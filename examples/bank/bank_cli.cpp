@@ -195,7 +195,7 @@ int run(runtime::node& n, const parsed& p) {
 
 int main(int argc, char** argv) {
   runtime::node_config cfg;
-  bank::add_error_category(cfg);
+  mnemo::runtime::add_error_category<bank::account_errc>(cfg);
   if (auto err = cfg.parse(argc, argv)) {
     std::cerr << "mnemo-bank: " << cfg.render(err) << "\n" << usage;
     return 2;

@@ -29,7 +29,7 @@ struct bank_node_config : examples::http_node_config {
         .add(read_model_interval_ms, "read-model-interval-ms",
              "write the balances and transfer read models at most once per "
              "this many ms (0: in every group commit)");
-    bank::add_error_category(*this);
+    mnemo::runtime::add_error_category<bank::account_errc>(*this);
   }
 };
 

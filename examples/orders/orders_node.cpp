@@ -34,7 +34,7 @@ struct orders_node_config : examples::http_node_config {
              "picks which orders the provider declines")
         .add(payment_timeout_ms, "payment-timeout-ms",
              "how long a fulfilment waits for the payment verdict");
-    orders::add_error_category(*this);
+    mnemo::runtime::add_error_category<orders::errc>(*this);
   }
 };
 

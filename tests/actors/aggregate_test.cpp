@@ -24,11 +24,6 @@ std::string why(const caf::expected<T>& x) {
   return x ? std::string{"ok"} : runtime::describe(x.error());
 }
 
-bool is_bank(const caf::error& err, account_errc code) {
-  return err.category() == caf::atom("bank") &&
-         err.code() == static_cast<uint8_t>(code);
-}
-
 // Sends every command before running the system once, so that they queue
 // up behind recovery; returns the replies in order.
 std::vector<caf::expected<account_reply>> send_all(
@@ -74,13 +69,13 @@ BOOST_AUTO_TEST_CASE(rejections_persist_nothing) {
   BOOST_REQUIRE(f.when("a1", open_account{"alice"}));
   auto over = f.when("a1", withdraw{5});
   BOOST_REQUIRE(!over);
-  BOOST_CHECK(is_bank(over.error(), account_errc::insufficient_funds));
+  BOOST_CHECK(is(over.error(), account_errc::insufficient_funds));
   auto twice = f.when("a1", open_account{"bob"});
   BOOST_REQUIRE(!twice);
-  BOOST_CHECK(is_bank(twice.error(), account_errc::already_exists));
+  BOOST_CHECK(is(twice.error(), account_errc::already_exists));
   auto unknown = f.when("nobody", deposit{5});
   BOOST_CHECK(!unknown &&
-              is_bank(unknown.error(), account_errc::unknown_account));
+              is(unknown.error(), account_errc::unknown_account));
   BOOST_CHECK_EQUAL(f.events("a1")->size(), 1u);
   BOOST_CHECK(f.events("nobody")->empty());
 }

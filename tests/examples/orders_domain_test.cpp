@@ -76,7 +76,7 @@ BOOST_AUTO_TEST_CASE(codes_have_stable_values_and_names) {
 
 BOOST_AUTO_TEST_CASE(describe_names_category_code_and_message) {
   caf::actor_system_config cfg;
-  add_error_category(cfg);
+  mnemo::runtime::add_error_category<errc>(cfg);
   auto text = runtime::describe(make_error(errc::invalid_state, "why"));
   BOOST_CHECK_EQUAL(text, "orders:invalid_state: why");
 }

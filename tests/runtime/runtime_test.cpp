@@ -12,11 +12,46 @@
 
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/runtime/error.hpp"
+#include "mnemo/runtime/error_enum.hpp"
 #include "mnemo/runtime/node.hpp"
 
 using namespace mnemo;
 
+namespace stall {
+// An application's error enum, one line per code.
+MNEMO_ERROR_ENUM(stall_errc, "stall",
+                 none,
+                 /// Comments between the codes are fine.
+                 closed,
+                 sold_out)
+}  // namespace stall
+
 BOOST_AUTO_TEST_SUITE(runtime_node)
+
+// MNEMO_ERROR_ENUM gives an enum its codes in order, their names,
+// make_error/is/to_string found by argument-dependent lookup, and the
+// category's registration for CAF's render and for describe.
+BOOST_AUTO_TEST_CASE(an_error_enum_is_declared_with_one_line_per_code) {
+  using stall::stall_errc;
+  BOOST_CHECK_EQUAL(static_cast<int>(stall_errc::none), 0);
+  BOOST_CHECK_EQUAL(static_cast<int>(stall_errc::sold_out), 2);
+  BOOST_CHECK_EQUAL(std::string{to_string(stall_errc::closed)}, "closed");
+  BOOST_CHECK_EQUAL(std::string{to_string(stall_errc::sold_out)}, "sold_out");
+  BOOST_CHECK_EQUAL(std::string{to_string(static_cast<stall_errc>(7))},
+                    "unknown");
+  auto err = make_error(stall_errc::sold_out, "no apples left");
+  BOOST_CHECK(err.category() == caf::atom("stall"));
+  BOOST_CHECK(is(err, stall_errc::sold_out));
+  BOOST_CHECK(!is(err, stall_errc::closed));
+  BOOST_CHECK(!is(runtime::make_error(runtime::errc::entity_stopped, "x"),
+                  stall_errc::sold_out));
+  caf::actor_system_config cfg;
+  runtime::add_error_categories(cfg);
+  runtime::add_error_category<stall_errc>(cfg);
+  BOOST_CHECK_EQUAL(runtime::describe(err), "stall:sold_out: no apples left");
+  caf::actor_system sys{cfg};
+  BOOST_CHECK_EQUAL(sys.render(err), "sold_out: no apples left");
+}
 
 BOOST_AUTO_TEST_CASE(persistence_errors_translate_with_their_message) {
   auto err = runtime::to_caf_error(persistence::error::conflict({"s", 1, 2}));
