@@ -8,106 +8,63 @@
 #include <variant>
 #include <vector>
 
-#include <caf/actor_system_config.hpp>
-#include <caf/make_message.hpp>
-#include <caf/meta/type_name.hpp>
-#include <msgpack.hpp>
-
 #include "mnemo/actors/effect.hpp"
 #include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/runtime/error_enum.hpp"
+#include "mnemo/runtime/message.hpp"
 
 namespace bank {
 
-// -- commands -----------------------------------------------------------------
+// -- commands, events, state and reply ----------------------------------------
+// One declaration each (MNEMO_MESSAGE): msgpack on disk and on the wire,
+// CAF's inspect, the type's name and ==.
 
 struct open_account {
   std::string owner;
+  MNEMO_MESSAGE(open_account, owner)
 };
 struct deposit {
   int64_t amount = 0;
+  MNEMO_MESSAGE(deposit, amount)
 };
 struct withdraw {
   int64_t amount = 0;
+  MNEMO_MESSAGE(withdraw, amount)
 };
-struct close_account {};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, open_account& x) {
-  return f(caf::meta::type_name("open_account"), x.owner);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, deposit& x) {
-  return f(caf::meta::type_name("deposit"), x.amount);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, withdraw& x) {
-  return f(caf::meta::type_name("withdraw"), x.amount);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, close_account&) {
-  return f(caf::meta::type_name("close_account"));
-}
-
-// -- events -------------------------------------------------------------------
+struct close_account {
+  MNEMO_EMPTY_MESSAGE(close_account)
+};
 
 struct account_opened {
   std::string owner;
-  MSGPACK_DEFINE_MAP(owner)
+  MNEMO_MESSAGE(account_opened, owner)
 };
 struct money_deposited {
   int64_t amount = 0;
-  MSGPACK_DEFINE_MAP(amount)
+  MNEMO_MESSAGE(money_deposited, amount)
 };
 struct money_withdrawn {
   int64_t amount = 0;
-  MSGPACK_DEFINE_MAP(amount)
+  MNEMO_MESSAGE(money_withdrawn, amount)
 };
 struct account_closed {
   std::string reason;
-  MSGPACK_DEFINE_MAP(reason)
+  MNEMO_MESSAGE(account_closed, reason)
 };
-
-inline bool operator==(const account_opened& x, const account_opened& y) {
-  return x.owner == y.owner;
-}
-inline bool operator==(const money_deposited& x, const money_deposited& y) {
-  return x.amount == y.amount;
-}
-inline bool operator==(const money_withdrawn& x, const money_withdrawn& y) {
-  return x.amount == y.amount;
-}
-inline bool operator==(const account_closed& x, const account_closed& y) {
-  return x.reason == y.reason;
-}
-
-// -- state and reply
-// ------------------------------------------------------------
 
 struct account_state {
   bool exists = false;
   bool open = false;
   std::string owner;
   int64_t balance = 0;
-  MSGPACK_DEFINE_MAP(exists, open, owner, balance)
+  MNEMO_MESSAGE(account_state, exists, open, owner, balance)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, account_state& x) {
-  return f(caf::meta::type_name("account_state"), x.exists, x.open, x.owner,
-           x.balance);
-}
 
 /// What every account command answers: the balance after it.
 struct account_reply {
   int64_t balance = 0;
-  MSGPACK_DEFINE_MAP(balance)
+  MNEMO_MESSAGE(account_reply, balance)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, account_reply& x) {
-  return f(caf::meta::type_name("account_reply"), x.balance);
-}
 
 /// Rejections of account commands (category "bank"; stored and sent:
 /// append codes, never reorder them).

@@ -14,13 +14,8 @@ struct transfer_data {
   std::string from;
   std::string to;
   int64_t amount = 0;
-  MSGPACK_DEFINE_MAP(from, to, amount)
+  MNEMO_MESSAGE(transfer_data, from, to, amount)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, transfer_data& x) {
-  return f(caf::meta::type_name("transfer_data"), x.from, x.to, x.amount);
-}
 
 struct transfer {
   using data = transfer_data;

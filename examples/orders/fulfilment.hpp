@@ -18,6 +18,7 @@
 #include "entity_id.hpp"
 #include "inventory.hpp"
 #include "mnemo/actors/variant_codec.hpp"
+#include "mnemo/runtime/message.hpp"
 #include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_inbox.hpp"
 #include "mnemo/sagas/saga_trigger.hpp"
@@ -34,14 +35,8 @@ struct fulfilment_data {
   std::string sku;
   int64_t quantity = 0;
   int64_t amount = 0;
-  MSGPACK_DEFINE_MAP(order_id, customer, sku, quantity, amount)
+  MNEMO_MESSAGE(fulfilment_data, order_id, customer, sku, quantity, amount)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, fulfilment_data& x) {
-  return f(caf::meta::type_name("fulfilment_data"), x.order_id, x.customer,
-           x.sku, x.quantity, x.amount);
-}
 
 /// The tracking number of an order's shipment.
 inline std::string tracking_of(const std::string& order_id) {

@@ -10,11 +10,11 @@
 #include <string>
 #include <variant>
 
-#include <caf/meta/type_name.hpp>
 #include <msgpack.hpp>
 
 #include "mnemo/actors/effect.hpp"
 #include "mnemo/persistence/event_registry.hpp"
+#include "mnemo/runtime/message.hpp"
 #include "orders_errors.hpp"
 
 namespace orders {
@@ -24,81 +24,52 @@ namespace orders {
 /// Adds `quantity` (> 0) units; the first one creates the SKU.
 struct add_stock {
   int64_t quantity = 0;
+  MNEMO_MESSAGE(add_stock, quantity)
 };
 /// Holds `quantity` (> 0) units for order `order_id`.
 struct reserve {
   std::string order_id;
   int64_t quantity = 0;
+  MNEMO_MESSAGE(reserve, order_id, quantity)
 };
 /// Gives the reservation of `order_id` back (a compensation: always ok).
 struct release {
   std::string order_id;
+  MNEMO_MESSAGE(release, order_id)
 };
 /// The reserved units of `order_id` were shipped: they leave the stock.
 struct commit_reservation {
   std::string order_id;
+  MNEMO_MESSAGE(commit_reservation, order_id)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, add_stock& x) {
-  return f(caf::meta::type_name("add_stock"), x.quantity);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, reserve& x) {
-  return f(caf::meta::type_name("reserve"), x.order_id, x.quantity);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, release& x) {
-  return f(caf::meta::type_name("release"), x.order_id);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, commit_reservation& x) {
-  return f(caf::meta::type_name("commit_reservation"), x.order_id);
-}
 
 // -- events -------------------------------------------------------------------
 
 /// "inventory.stocked"
 struct inventory_stocked {
   int64_t quantity = 0;
-  MSGPACK_DEFINE_MAP(quantity)
+  MNEMO_MESSAGE(inventory_stocked, quantity)
 };
 /// "inventory.reserved"
 struct inventory_reserved {
   std::string order_id;
   int64_t quantity = 0;
-  MSGPACK_DEFINE_MAP(order_id, quantity)
+  MNEMO_MESSAGE(inventory_reserved, order_id, quantity)
 };
 /// "inventory.released": the reservation of `order_id` (of `quantity`
 /// units) was given back.
 struct inventory_released {
   std::string order_id;
   int64_t quantity = 0;
-  MSGPACK_DEFINE_MAP(order_id, quantity)
+  MNEMO_MESSAGE(inventory_released, order_id, quantity)
 };
 /// "inventory.committed": the `quantity` units reserved for `order_id`
 /// left the stock.
 struct inventory_committed {
   std::string order_id;
   int64_t quantity = 0;
-  MSGPACK_DEFINE_MAP(order_id, quantity)
+  MNEMO_MESSAGE(inventory_committed, order_id, quantity)
 };
-
-inline bool operator==(const inventory_stocked& x, const inventory_stocked& y) {
-  return x.quantity == y.quantity;
-}
-inline bool operator==(const inventory_reserved& x,
-                       const inventory_reserved& y) {
-  return x.order_id == y.order_id && x.quantity == y.quantity;
-}
-inline bool operator==(const inventory_released& x,
-                       const inventory_released& y) {
-  return x.order_id == y.order_id && x.quantity == y.quantity;
-}
-inline bool operator==(const inventory_committed& x,
-                       const inventory_committed& y) {
-  return x.order_id == y.order_id && x.quantity == y.quantity;
-}
 
 // -- state and reply ----------------------------------------------------------
 
@@ -120,26 +91,15 @@ struct inventory_state {
     return result;
   }
 
-  MSGPACK_DEFINE_MAP(exists, on_hand, reserved, committed)
+  MNEMO_MESSAGE(inventory_state, exists, on_hand, reserved, committed)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, inventory_state& x) {
-  return f(caf::meta::type_name("inventory_state"), x.exists, x.on_hand,
-           x.reserved, x.committed);
-}
 
 /// What every inventory command answers: the stock after it.
 struct inventory_reply {
   int64_t on_hand = 0;
   int64_t available = 0;
-  MSGPACK_DEFINE_MAP(on_hand, available)
+  MNEMO_MESSAGE(inventory_reply, on_hand, available)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, inventory_reply& x) {
-  return f(caf::meta::type_name("inventory_reply"), x.on_hand, x.available);
-}
 
 // -- the aggregate ------------------------------------------------------------
 

@@ -7,12 +7,11 @@
 #include <string>
 #include <variant>
 
-#include <caf/meta/type_name.hpp>
 #include <msgpack.hpp>
 
-#include "empty_event.hpp"
 #include "mnemo/actors/effect.hpp"
 #include "mnemo/persistence/event_registry.hpp"
+#include "mnemo/runtime/message.hpp"
 #include "orders_errors.hpp"
 
 namespace orders {
@@ -46,35 +45,22 @@ struct place_order {
   std::string sku;
   int64_t quantity = 0;
   int64_t unit_price = 0;
+  MNEMO_MESSAGE(place_order, customer, sku, quantity, unit_price)
 };
 /// Accepts a placed order (the saga reserved stock and took payment).
-struct accept_order {};
+struct accept_order {
+  MNEMO_EMPTY_MESSAGE(accept_order)
+};
 /// Completes an accepted order: it was shipped with `tracking`.
 struct complete_order {
   std::string tracking;
+  MNEMO_MESSAGE(complete_order, tracking)
 };
 /// Cancels an order that is not completed.
 struct cancel_order {
   std::string reason;
+  MNEMO_MESSAGE(cancel_order, reason)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, place_order& x) {
-  return f(caf::meta::type_name("place_order"), x.customer, x.sku, x.quantity,
-           x.unit_price);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, accept_order&) {
-  return f(caf::meta::type_name("accept_order"));
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, complete_order& x) {
-  return f(caf::meta::type_name("complete_order"), x.tracking);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, cancel_order& x) {
-  return f(caf::meta::type_name("cancel_order"), x.reason);
-}
 
 // -- events -------------------------------------------------------------------
 
@@ -84,34 +70,22 @@ struct order_placed {
   std::string sku;
   int64_t quantity = 0;
   int64_t unit_price = 0;
-  MSGPACK_DEFINE_MAP(customer, sku, quantity, unit_price)
+  MNEMO_MESSAGE(order_placed, customer, sku, quantity, unit_price)
 };
 /// "order.accepted"
-struct order_accepted : empty_event {};
+struct order_accepted {
+  MNEMO_EMPTY_MESSAGE(order_accepted)
+};
 /// "order.completed"
 struct order_completed {
   std::string tracking;
-  MSGPACK_DEFINE_MAP(tracking)
+  MNEMO_MESSAGE(order_completed, tracking)
 };
 /// "order.cancelled"
 struct order_cancelled {
   std::string reason;
-  MSGPACK_DEFINE_MAP(reason)
+  MNEMO_MESSAGE(order_cancelled, reason)
 };
-
-inline bool operator==(const order_placed& x, const order_placed& y) {
-  return x.customer == y.customer && x.sku == y.sku &&
-         x.quantity == y.quantity && x.unit_price == y.unit_price;
-}
-inline bool operator==(const order_accepted&, const order_accepted&) {
-  return true;
-}
-inline bool operator==(const order_completed& x, const order_completed& y) {
-  return x.tracking == y.tracking;
-}
-inline bool operator==(const order_cancelled& x, const order_cancelled& y) {
-  return x.reason == y.reason;
-}
 
 // -- state and reply ----------------------------------------------------------
 
@@ -128,26 +102,15 @@ struct order_state {
   /// Returns quantity * unit price (at most `max_order_amount`).
   int64_t amount() const noexcept { return quantity * unit_price; }
 
-  MSGPACK_DEFINE_MAP(exists, status, customer, sku, quantity, unit_price,
-                     tracking, reason)
+  MNEMO_MESSAGE(order_state, exists, status, customer, sku, quantity,
+                unit_price, tracking, reason)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, order_state& x) {
-  return f(caf::meta::type_name("order_state"), x.exists, x.status, x.customer,
-           x.sku, x.quantity, x.unit_price, x.tracking, x.reason);
-}
 
 /// What every order command answers: the status after it ("placed", ...).
 struct order_reply {
   std::string status;
-  MSGPACK_DEFINE_MAP(status)
+  MNEMO_MESSAGE(order_reply, status)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, order_reply& x) {
-  return f(caf::meta::type_name("order_reply"), x.status);
-}
 
 }  // namespace orders
 

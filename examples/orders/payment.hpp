@@ -8,12 +8,11 @@
 #include <string>
 #include <variant>
 
-#include <caf/meta/type_name.hpp>
 #include <msgpack.hpp>
 
-#include "empty_event.hpp"
 #include "mnemo/actors/effect.hpp"
 #include "mnemo/persistence/event_registry.hpp"
+#include "mnemo/runtime/message.hpp"
 #include "orders_errors.hpp"
 
 namespace orders {
@@ -44,32 +43,21 @@ constexpr const char* cancelled_before_capture = "cancelled before capture";
 struct request_payment {
   std::string customer;
   int64_t amount = 0;
+  MNEMO_MESSAGE(request_payment, customer, amount)
 };
 /// The provider took the money.
-struct capture_payment {};
+struct capture_payment {
+  MNEMO_EMPTY_MESSAGE(capture_payment)
+};
 /// The provider refused, for `reason`.
 struct decline_payment {
   std::string reason;
+  MNEMO_MESSAGE(decline_payment, reason)
 };
 /// Gives the money back (a compensation: always ok).
-struct refund_payment {};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, request_payment& x) {
-  return f(caf::meta::type_name("request_payment"), x.customer, x.amount);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, capture_payment&) {
-  return f(caf::meta::type_name("capture_payment"));
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, decline_payment& x) {
-  return f(caf::meta::type_name("decline_payment"), x.reason);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, refund_payment&) {
-  return f(caf::meta::type_name("refund_payment"));
-}
+struct refund_payment {
+  MNEMO_EMPTY_MESSAGE(refund_payment)
+};
 
 // -- events -------------------------------------------------------------------
 
@@ -77,30 +65,21 @@ typename Inspector::result_type inspect(Inspector& f, refund_payment&) {
 struct payment_requested {
   std::string customer;
   int64_t amount = 0;
-  MSGPACK_DEFINE_MAP(customer, amount)
+  MNEMO_MESSAGE(payment_requested, customer, amount)
 };
 /// "payment.captured"
-struct payment_captured : empty_event {};
+struct payment_captured {
+  MNEMO_EMPTY_MESSAGE(payment_captured)
+};
 /// "payment.declined"
 struct payment_declined {
   std::string reason;
-  MSGPACK_DEFINE_MAP(reason)
+  MNEMO_MESSAGE(payment_declined, reason)
 };
 /// "payment.refunded"
-struct payment_refunded : empty_event {};
-
-inline bool operator==(const payment_requested& x, const payment_requested& y) {
-  return x.customer == y.customer && x.amount == y.amount;
-}
-inline bool operator==(const payment_captured&, const payment_captured&) {
-  return true;
-}
-inline bool operator==(const payment_declined& x, const payment_declined& y) {
-  return x.reason == y.reason;
-}
-inline bool operator==(const payment_refunded&, const payment_refunded&) {
-  return true;
-}
+struct payment_refunded {
+  MNEMO_EMPTY_MESSAGE(payment_refunded)
+};
 
 // -- state and reply ----------------------------------------------------------
 
@@ -110,27 +89,16 @@ struct payment_state {
   int64_t amount = 0;
   /// Why the payment was declined; empty otherwise.
   std::string reason;
-  MSGPACK_DEFINE_MAP(status, customer, amount, reason)
+  MNEMO_MESSAGE(payment_state, status, customer, amount, reason)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, payment_state& x) {
-  return f(caf::meta::type_name("payment_state"), x.status, x.customer,
-           x.amount, x.reason);
-}
 
 /// What every payment command answers: status ("requested", ...) and amount
 /// after it.
 struct payment_reply {
   std::string status;
   int64_t amount = 0;
-  MSGPACK_DEFINE_MAP(status, amount)
+  MNEMO_MESSAGE(payment_reply, status, amount)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, payment_reply& x) {
-  return f(caf::meta::type_name("payment_reply"), x.status, x.amount);
-}
 
 }  // namespace orders
 

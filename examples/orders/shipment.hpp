@@ -7,12 +7,11 @@
 #include <string>
 #include <variant>
 
-#include <caf/meta/type_name.hpp>
 #include <msgpack.hpp>
 
-#include "empty_event.hpp"
 #include "mnemo/actors/effect.hpp"
 #include "mnemo/persistence/event_registry.hpp"
+#include "mnemo/runtime/message.hpp"
 #include "orders_errors.hpp"
 
 namespace orders {
@@ -39,19 +38,12 @@ struct create_shipment {
   std::string sku;
   int64_t quantity = 0;
   std::string tracking;
+  MNEMO_MESSAGE(create_shipment, sku, quantity, tracking)
 };
 /// Cancels the shipment (a compensation: always ok).
-struct cancel_shipment {};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, create_shipment& x) {
-  return f(caf::meta::type_name("create_shipment"), x.sku, x.quantity,
-           x.tracking);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, cancel_shipment&) {
-  return f(caf::meta::type_name("cancel_shipment"));
-}
+struct cancel_shipment {
+  MNEMO_EMPTY_MESSAGE(cancel_shipment)
+};
 
 // -- events -------------------------------------------------------------------
 
@@ -60,17 +52,12 @@ struct shipment_created {
   std::string sku;
   int64_t quantity = 0;
   std::string tracking;
-  MSGPACK_DEFINE_MAP(sku, quantity, tracking)
+  MNEMO_MESSAGE(shipment_created, sku, quantity, tracking)
 };
 /// "shipment.cancelled"
-struct shipment_cancelled : empty_event {};
-
-inline bool operator==(const shipment_created& x, const shipment_created& y) {
-  return x.sku == y.sku && x.quantity == y.quantity && x.tracking == y.tracking;
-}
-inline bool operator==(const shipment_cancelled&, const shipment_cancelled&) {
-  return true;
-}
+struct shipment_cancelled {
+  MNEMO_EMPTY_MESSAGE(shipment_cancelled)
+};
 
 // -- state and reply ----------------------------------------------------------
 
@@ -79,27 +66,16 @@ struct shipment_state {
   std::string sku;
   int64_t quantity = 0;
   std::string tracking;
-  MSGPACK_DEFINE_MAP(status, sku, quantity, tracking)
+  MNEMO_MESSAGE(shipment_state, status, sku, quantity, tracking)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, shipment_state& x) {
-  return f(caf::meta::type_name("shipment_state"), x.status, x.sku, x.quantity,
-           x.tracking);
-}
 
 /// What every shipment command answers: tracking number and status
 /// ("created", ...) after it.
 struct shipment_reply {
   std::string tracking;
   std::string status;
-  MSGPACK_DEFINE_MAP(tracking, status)
+  MNEMO_MESSAGE(shipment_reply, tracking, status)
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, shipment_reply& x) {
-  return f(caf::meta::type_name("shipment_reply"), x.tracking, x.status);
-}
 
 }  // namespace orders
 

@@ -14,8 +14,10 @@
 //   static effect<A> handle(const state&, const command&);
 //   static state apply(state, const event&);       // pure
 //   static void on_recovered(const state&);        // optional hook
-// Commands, replies and states travel in CAF messages: give them `inspect`
-// overloads (see mnemo/runtime/variant_inspect.hpp for std::variant).
+// Commands, replies and states travel in CAF messages: declare each with
+// MNEMO_MESSAGE (mnemo/runtime/message.hpp), which gives it msgpack and
+// CAF's `inspect` in one (mnemo/runtime/variant_inspect.hpp covers the
+// std::variant).
 
 #include <deque>
 #include <list>
