@@ -47,11 +47,11 @@ struct fulfilment {
   using data = fulfilment_data;
   static constexpr const char* type_name = "fulfilment";
 
-  /// How long the payment step waits for the provider's verdict (set before
-  /// spawning the saga registry). Default: 30 s.
-  static inline std::chrono::milliseconds payment_timeout{30'000};
-
-  static mnemo::sagas::definition<data> define() {
+  /// The steps, as a value: `payment_timeout` is how long the payment
+  /// step waits for the provider's verdict (the service passes its
+  /// option to `spawn_saga_registry`).
+  static mnemo::sagas::definition<data> define(
+      std::chrono::milliseconds payment_timeout = std::chrono::seconds{30}) {
     using mnemo::sagas::command;
     auto order_of = [](const data& d) { return d.order_id; };
     auto sku_of = [](const data& d) { return d.sku; };

@@ -290,7 +290,6 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   auto shipments = routed(shipment::type_name,
                           mnemo::actors::spawn_aggregate_registry<shipment>(n),
                           mnemo::actors::aggregate_protocol<shipment>());
-  fulfilment::payment_timeout = opts.payment_timeout;
   mnemo::sagas::saga_context ctx{&n.journal(),
                                  &n.registry(),
                                  &n.completions(),
@@ -304,7 +303,8 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
   saga_opts.metrics = &n.metrics();
   saga_opts.entity_type = "saga.fulfilment";
   auto local_fulfilments =
-      mnemo::sagas::spawn_saga_registry<fulfilment>(n.system(), ctx, saga_opts);
+      mnemo::sagas::spawn_saga_registry<fulfilment>(
+          n.system(), ctx, saga_opts, fulfilment::define(opts.payment_timeout));
   n.track(local_fulfilments);
   to.fulfilments = routed("saga.fulfilment", local_fulfilments,
                           mnemo::sagas::saga_protocol<fulfilment>());

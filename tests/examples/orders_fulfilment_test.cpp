@@ -69,7 +69,6 @@ struct fulfilment_fixture : actors::aggregate_fixture<order> {
         actors::spawn_aggregate_registry<payment>(system(), context(), {});
     shipments =
         actors::spawn_aggregate_registry<shipment>(system(), context(), {});
-    fulfilment::payment_timeout = 30'000ms;
     auto busy = system().spawn(busy_inventory, stock, take_stock_refusals);
     helpers.push_back(busy);
     sagas::saga_context ctx;

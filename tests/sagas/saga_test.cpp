@@ -11,6 +11,7 @@
 
 #include "../../examples/bank/transfer.hpp"
 #include "mnemo/actors/testkit.hpp"
+#include "mnemo/runtime/message.hpp"
 #include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_inbox.hpp"
 #include "mnemo/sagas/saga_index.hpp"
@@ -95,6 +96,46 @@ struct probe {
 
 caf::error transient() {
   return runtime::make_error(runtime::errc::entity_stopped, "try again");
+}
+
+// A saga defined as a value (no static define()), whose second step's
+// time and whole deadline come from its data: a due date per loan.
+struct loan_data {
+  std::string key;
+  int64_t due_ms = 0;       // when the second step's time ends (0: never)
+  int64_t deadline_ms = 0;  // the saga's deadline (0: none)
+  MNEMO_MESSAGE(loan_data, key, due_ms, deadline_ms)
+};
+
+struct loan {
+  using data = loan_data;
+  static constexpr const char* type_name = "loan";
+};
+
+sagas::definition<loan_data> loan_steps(std::shared_ptr<int> attempts) {
+  sagas::step<loan_data> grant;
+  grant.name = "grant";
+  grant.action = [](caf::event_based_actor*, const sagas::targets&,
+                    const loan_data&, const std::string&,
+                    std::function<void(caf::error)> done) { done({}); };
+  grant.compensation = grant.action;
+  sagas::step<loan_data> repay;
+  repay.name = "repay";
+  repay.action = [attempts](caf::event_based_actor*, const sagas::targets&,
+                            const loan_data&, const std::string&,
+                            std::function<void(caf::error)> done) {
+    ++*attempts;
+    done(transient());
+  };
+  repay.retry.backoff.min_backoff = 100ms;
+  repay.retry.backoff.max_backoff = 100ms;
+  repay.retry.backoff.jitter = 0;
+  repay.retry.max_attempts = 1000;
+  repay.due_at = [](const loan_data& d) { return d.due_ms; };
+  sagas::definition<loan_data> def;
+  def.steps = {grant, repay};
+  def.deadline_at = [](const loan_data& d) { return d.deadline_ms; };
+  return def;
 }
 
 caf::error business() {
@@ -452,6 +493,34 @@ BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {
 
 // A step's timeout ends with the step: the next step (without one) retries
 // past the moment the earlier step's timeout would have been due.
+// Sagas as values, with due times from their data: one registry, one
+// definition value, three loans. The one with a due date for its
+// repayment step gives up and compensates at that date, the one with a
+// deadline at its deadline, the one with neither retries on.
+BOOST_AUTO_TEST_CASE(due_dates_come_from_each_sagas_data) {
+  saga_fixture f;
+  auto attempts = std::make_shared<int>(0);
+  auto loans = sagas::spawn_saga_registry<loan>(f.system(), f.saga_ctx(), {},
+                                                loan_steps(attempts));
+  f.run();
+  auto now = *f.clock;
+  BOOST_REQUIRE(f.start<loan>(loans, "due", {"a", now + 500, 0}));
+  BOOST_REQUIRE(f.start<loan>(loans, "deadline", {"b", 0, now + 1500}));
+  BOOST_REQUIRE(f.start<loan>(loans, "open", {"c", 0, 0}));
+  f.run();
+  for (int i = 0; i < 4; ++i) f.tick(100ms);
+  BOOST_CHECK_EQUAL(f.status(loans, "due"), "running");
+  for (int i = 0; i < 2; ++i) f.tick(100ms);  // 600 ms: past the due date
+  BOOST_CHECK_EQUAL(f.status(loans, "due"), "compensated");
+  BOOST_CHECK_EQUAL(f.status(loans, "deadline"), "running");
+  for (int i = 0; i < 10; ++i) f.tick(100ms);  // 1.6 s: past the deadline
+  BOOST_CHECK_EQUAL(f.status(loans, "deadline"), "compensated");
+  BOOST_CHECK_EQUAL(f.status(loans, "open"), "running");
+  BOOST_CHECK_GT(*attempts, 20);
+  caf::anon_send_exit(loans, caf::exit_reason::user_shutdown);
+  f.run();
+}
+
 BOOST_AUTO_TEST_CASE(a_step_timeout_does_not_outlive_its_step) {
   saga_fixture f;
   probe::first_timeout = 300ms;

@@ -7,9 +7,11 @@
 // so that a restarted saga resumes where it stood. See docs/sagas.md.
 //
 // A saga type `S` declares:
-//   using data = ...;   // msgpack map + CAF inspect; the saga's input
+//   using data = ...;   // MNEMO_MESSAGE struct; the saga's input
 //   static constexpr const char* type_name = "transfer";
-//   static definition<data> define();   // the steps
+// and its steps are a `definition<data>` value given to
+// `spawn_saga_registry<S>(sys, ctx, options, definition)` (or, without
+// one, `static definition<data> define()`).
 
 #include <chrono>
 #include <functional>
@@ -180,14 +182,23 @@ struct step {
   /// 0 = none. After it no new attempt starts (an outstanding one still
   /// decides the outcome); a step waiting for its event fails.
   std::chrono::milliseconds timeout{0};
+  /// When the step's time ends, computed from the saga's data when the
+  /// step starts: wall-clock ms since the epoch (`saga_context::wall_ms`),
+  /// e.g. a due date the data holds; 0 = none. Replaces `timeout` when set.
+  std::function<int64_t(const Data&)> due_at;
 };
 
-/// A saga type's steps and whole-saga deadline.
+/// A saga type's steps and whole-saga deadline: a value, built where the
+/// service is wired (`spawn_saga_registry<S>(..., definition)`), so that
+/// its timeouts may come from the service's options.
 template <class Data>
 struct definition {
   std::vector<step<Data>> steps;
   /// 0 = none. After it no new attempt of a forward step starts.
   std::chrono::milliseconds deadline{0};
+  /// The deadline computed from the saga's data when it starts (wall-clock
+  /// ms since the epoch, 0 = none); replaces `deadline` when set.
+  std::function<int64_t(const Data&)> deadline_at;
 };
 
 /// Where a passivated saga that is not finished asks to be woken (its

@@ -33,12 +33,13 @@ class saga_actor : public caf::event_based_actor {
  public:
   using data_type = typename S::data;
 
-  saga_actor(caf::actor_config& cfg, saga_context ctx, std::string id)
+  saga_actor(caf::actor_config& cfg, saga_context ctx, std::string id,
+             std::shared_ptr<const definition<data_type>> def)
       : caf::event_based_actor(cfg),
         ctx_(std::move(ctx)),
         id_(std::move(id)),
         stream_(saga_stream<S>(id_)),
-        def_(S::define()),
+        def_(std::move(def)),
         codec_(*ctx_.registry) {
     if (!ctx_.wall_ms) ctx_.wall_ms = detail::system_ms;
     rng_.seed(std::hash<std::string>{}(stream_));
@@ -130,7 +131,11 @@ class saga_actor : public caf::event_based_actor {
     auto now = ctx_.wall_ms();
     saga_started ev;
     ev.data = detail::pack(data_);
-    if (def_.deadline.count() > 0) ev.deadline_ms = now + def_.deadline.count();
+    ev.deadline_ms = def_->deadline_at ? std::max<int64_t>(
+                                             0, def_->deadline_at(data_))
+                     : def_->deadline.count() > 0
+                         ? now + def_->deadline.count()
+                         : 0;
     ev.step_due_ms = due_of(0, now);
     auto rp = make_response_promise<saga_status>();
     start_waiters_.push_back(rp);
@@ -144,8 +149,10 @@ class saga_actor : public caf::event_based_actor {
   }
 
   int64_t due_of(size_t step, int64_t now) const {
-    if (step >= def_.steps.size()) return 0;
-    auto t = def_.steps[step].timeout.count();
+    if (step >= def_->steps.size()) return 0;
+    auto& st = def_->steps[step];
+    if (st.due_at) return std::max<int64_t>(0, st.due_at(data_));
+    auto t = st.timeout.count();
     return t > 0 ? now + t : 0;
   }
 
@@ -156,21 +163,21 @@ class saga_actor : public caf::event_based_actor {
     auto now = ctx_.wall_ms();
     auto& p = progress_;
     if (p.phase == saga_phase::running) {
-      if (p.step >= def_.steps.size()) return persist({saga_completed{}});
+      if (p.step >= def_->steps.size()) return persist({saga_completed{}});
       arm_deadline(now);
       if (deadline_hit_ || past(p.deadline_ms, now) || past(p.due_ms, now))
         return give_up("deadline exceeded before attempt " +
                        std::to_string(p.attempt + 1));
       if (p.retry_at_ms > now) return arm_retry(p.retry_at_ms - now);
-      if (!def_.steps[p.step].action) {
+      if (!def_->steps[p.step].action) {
         awaiting_ = true;  // a step that only waits for its event
         return;
       }
-      return send(def_.steps[p.step].action, "do");
+      return send(def_->steps[p.step].action, "do");
     }
     if (p.phase == saga_phase::compensating) {
       if (p.step == 0) return persist({saga_aborted{p.error}});
-      auto& comp = def_.steps[p.step - 1].compensation;
+      auto& comp = def_->steps[p.step - 1].compensation;
       if (!comp) return persist({saga_compensation_done{p.step - 1}});
       if (p.retry_at_ms > now) return arm_retry(p.retry_at_ms - now);
       return send(comp, "undo");
@@ -203,7 +210,7 @@ class saga_actor : public caf::event_based_actor {
     auto& p = progress_;
     auto now = ctx_.wall_ms();
     if (p.phase == saga_phase::running) {
-      if (!err && def_.steps[p.step].await) {
+      if (!err && def_->steps[p.step].await) {
         // The command is accepted: its event decides the step.
         if (deadline_hit_ || past(p.deadline_ms, now) || past(p.due_ms, now))
           return give_up("deadline exceeded while waiting for the event");
@@ -212,11 +219,11 @@ class saga_actor : public caf::event_based_actor {
       }
       if (!err) {
         events evs{saga_step_completed{p.step, due_of(p.step + 1, now)}};
-        if (p.step + 1 == def_.steps.size()) evs.push_back(saga_completed{});
+        if (p.step + 1 == def_->steps.size()) evs.push_back(saga_completed{});
         deadline_hit_ = false;
         return persist(std::move(evs));
       }
-      auto& policy = def_.steps[p.step].retry;
+      auto& policy = def_->steps[p.step].retry;
       auto attempt = p.attempt + 1;
       auto since = failing_since(attempt, now);
       bool again = may_retry(policy, err, attempt, since, now) &&
@@ -228,13 +235,13 @@ class saga_actor : public caf::event_based_actor {
             p.step, attempt, text, now + delay(policy, attempt), since}});
       return persist({saga_step_failed{p.step, attempt, text, 0, since},
                       saga_compensating{to_compensate(p.step),
-                                        "step '" + def_.steps[p.step].name +
+                                        "step '" + def_->steps[p.step].name +
                                             "' failed: " + text}});
     }
     if (p.phase != saga_phase::compensating) return;
     auto i = p.step - 1;
     if (!err) return persist({saga_compensation_done{i}});
-    auto& policy = def_.steps[i].retry;
+    auto& policy = def_->steps[i].retry;
     auto attempt = p.attempt + 1;
     auto since = failing_since(attempt, now);
     auto text = runtime::describe(err);
@@ -243,7 +250,7 @@ class saga_actor : public caf::event_based_actor {
           i, attempt, text, now + delay(policy, attempt), since}});
     persist(
         {saga_compensation_failed{i, attempt, text, 0, since},
-         saga_needs_attention{i, "compensation of step '" + def_.steps[i].name +
+         saga_needs_attention{i, "compensation of step '" + def_->steps[i].name +
                                      "' failed: " + text}});
   }
 
@@ -253,14 +260,14 @@ class saga_actor : public caf::event_based_actor {
     persist({saga_step_failed{p.step, p.attempt, why, 0, p.failing_since_ms},
              saga_compensating{
                  to_compensate(p.step),
-                 "step '" + def_.steps[p.step].name + "' failed: " + why}});
+                 "step '" + def_->steps[p.step].name + "' failed: " + why}});
   }
 
   // How many steps to compensate when step `failed` failed for good: the
   // completed ones, and an event-decided step itself (its command may have
   // taken effect).
   uint32_t to_compensate(uint32_t failed) const {
-    return failed + (def_.steps[failed].await ? 1 : 0);
+    return failed + (def_->steps[failed].await ? 1 : 0);
   }
 
   // -- events delivered through the inbox -------------------------------------
@@ -319,8 +326,8 @@ class saga_actor : public caf::event_based_actor {
   // The current step waits for an event.
   bool waiting_step() const {
     auto& p = progress_;
-    return p.phase == saga_phase::running && p.step < def_.steps.size() &&
-           static_cast<bool>(def_.steps[p.step].await);
+    return p.phase == saga_phase::running && p.step < def_->steps.size() &&
+           static_cast<bool>(def_->steps[p.step].await);
   }
 
   // Whether a delivery can be judged now: not before the start (the event
@@ -394,7 +401,7 @@ class saga_actor : public caf::event_based_actor {
     if (waiting_step()) {
       std::optional<caf::error> verdict;
       try {
-        verdict = def_.steps[p.step].await(*ctx_.registry, env, data_);
+        verdict = def_->steps[p.step].await(*ctx_.registry, env, data_);
       } catch (const std::exception& e) {
         verdict = runtime::make_error(runtime::errc::handler_failed,
                                       std::string{"await threw: "} + e.what());
@@ -414,7 +421,7 @@ class saga_actor : public caf::event_based_actor {
 
   std::string ignore_reason() const {
     if (waiting_step())
-      return "step '" + def_.steps[progress_.step].name +
+      return "step '" + def_->steps[progress_.step].name +
              "' does not wait for it";
     return std::string{"no step waits: the saga is "} +
            to_string(progress_.phase);
@@ -435,14 +442,14 @@ class saga_actor : public caf::event_based_actor {
     events evs{saga_event_received{key.second, p.step, type, key.first}};
     if (!verdict) {
       evs.push_back(saga_step_completed{p.step, due_of(p.step + 1, now)});
-      if (p.step + 1 == def_.steps.size()) evs.push_back(saga_completed{});
+      if (p.step + 1 == def_->steps.size()) evs.push_back(saga_completed{});
     } else {
       auto text = runtime::describe(verdict);
       evs.push_back(saga_step_failed{p.step, p.attempt + 1, text, 0,
                                      failing_since(p.attempt + 1, now)});
       evs.push_back(saga_compensating{
           to_compensate(p.step),
-          "step '" + def_.steps[p.step].name + "' failed: " + text});
+          "step '" + def_->steps[p.step].name + "' failed: " + text});
     }
     for (auto& rp : waiting) delivery_waiters_.push_back(std::move(rp));
     persist(std::move(evs));
@@ -662,7 +669,7 @@ class saga_actor : public caf::event_based_actor {
   saga_context ctx_;
   std::string id_;
   std::string stream_;
-  definition<data_type> def_;
+  std::shared_ptr<const definition<data_type>> def_;
   actors::variant_codec<saga_event> codec_;
   saga_progress progress_;
   data_type data_{};
@@ -698,13 +705,34 @@ class saga_actor : public caf::event_based_actor {
 /// caf::make_message(start_atom, data))` starts saga `saga_id` once;
 /// sagas are activated, passivated and restarted like aggregates. Register
 /// the saga events (`register_types`) first.
+/// The saga's steps are `def`, a value built by the service (e.g. with
+/// timeouts from its options): every saga of the registry shares it.
+template <class S>
+caf::actor spawn_saga_registry(caf::actor_system& sys, saga_context ctx,
+                               runtime::registry_options options,
+                               definition<typename S::data> def) {
+  auto shared =
+      std::make_shared<const definition<typename S::data>>(std::move(def));
+  return runtime::spawn_entity_registry(
+      sys,
+      [ctx, shared](caf::actor_system& s, const std::string& id) {
+        return s.spawn<saga_actor<S>>(ctx, id, shared);
+      },
+      std::move(options));
+}
+
+/// As above, with the steps of `S::define()`, called for each saga as it
+/// is activated.
 template <class S>
 caf::actor spawn_saga_registry(caf::actor_system& sys, saga_context ctx,
                                runtime::registry_options options) {
+  using def_type = definition<typename S::data>;
   return runtime::spawn_entity_registry(
       sys,
       [ctx](caf::actor_system& s, const std::string& id) {
-        return s.spawn<saga_actor<S>>(ctx, id);
+        return s.spawn<saga_actor<S>>(ctx, id,
+                                      std::make_shared<const def_type>(
+                                          S::define()));
       },
       std::move(options));
 }
