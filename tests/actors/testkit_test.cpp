@@ -31,12 +31,12 @@ actors::projection_spec sum(fixture& f, std::shared_ptr<bool> broken) {
   spec.options.retry_backoff.min_backoff = 100ms;
   spec.options.retry_backoff.jitter = 0;
   auto* types = &f.registry();
-  spec.apply = [types, broken](persistence::write_txn& txn,
-                               const persistence::event_envelope& env)
-      -> persistence::error {
-    auto ev = types->decode_payload<added>(env.type, env.schema_version,
-                                           env.payload, env.stream_id,
-                                           env.sequence);
+  spec.apply =
+      [types, broken](
+          persistence::write_txn& txn,
+          const persistence::event_envelope& env) -> persistence::error {
+    auto ev = types->decode_payload<added>(
+        env.type, env.schema_version, env.payload, env.stream_id, env.sequence);
     if (!ev) return ev.error();
     if (ev->n == 13 && *broken)
       return persistence::error{persistence::errc::invalid_argument,
@@ -172,7 +172,8 @@ BOOST_AUTO_TEST_CASE(run_command_returns_reply_events_and_state) {
   BOOST_CHECK_EQUAL(again.version, 2u);
   auto rejected = f.run_command("t1", bump{0});
   BOOST_REQUIRE(!rejected.reply);
-  BOOST_CHECK(runtime::is(rejected.reply.error(), runtime::errc::invalid_argument));
+  BOOST_CHECK(
+      runtime::is(rejected.reply.error(), runtime::errc::invalid_argument));
   BOOST_CHECK(rejected.events.empty());
   BOOST_CHECK(rejected.state == (tally_state{7, 2}));
 }
@@ -181,7 +182,8 @@ BOOST_AUTO_TEST_CASE(run_command_returns_reply_events_and_state) {
 // left out of register_types is named before any test runs.
 BOOST_AUTO_TEST_CASE(an_unregistered_event_type_is_named_at_once) {
   using namespace tally_model;
-  BOOST_CHECK_EQUAL(actors::aggregate_fixture<tally>{}.check_types().size(), 0u);
+  BOOST_CHECK_EQUAL(actors::aggregate_fixture<tally>{}.check_types().size(),
+                    0u);
   try {
     actors::aggregate_fixture<unregistered> f;
     BOOST_ERROR("the fixture accepted an unregistered event type");
@@ -226,7 +228,8 @@ BOOST_AUTO_TEST_CASE(with_a_registry_the_fixture_reads_its_instance) {
   BOOST_CHECK_EQUAL(versioned->first.total, 5);
   BOOST_CHECK_EQUAL(versioned->second, 2u);
   auto through = f.when("c1", add{4});
-  BOOST_REQUIRE_MESSAGE(through, (through ? "" : runtime::describe(through.error())));
+  BOOST_REQUIRE_MESSAGE(through,
+                        (through ? "" : runtime::describe(through.error())));
   BOOST_CHECK_EQUAL(through->total, 9);
   BOOST_CHECK_EQUAL(f.state("c1")->total, 9);
   BOOST_CHECK_EQUAL(f.events("c1")->size(), 3u);
@@ -238,20 +241,22 @@ BOOST_AUTO_TEST_CASE(with_a_registry_the_fixture_reads_its_instance) {
 BOOST_AUTO_TEST_CASE(its_parts_and_unit_replies_are_reachable) {
   fixture f;
   BOOST_CHECK(&f.completions() == f.context().completions);
-  actors::projection_context ctx{&f.journal(), &f.completions(),
-                                 f.event_bus()};
+  actors::projection_context ctx{&f.journal(), &f.completions(), f.event_bus()};
   auto p = actors::spawn_projection(f.system(), ctx,
                                     sum(f, std::make_shared<bool>(false)));
   BOOST_REQUIRE(p);
   f.run();
   auto paused = f.request<caf::unit_t>(*p, actors::pause_atom::value);
-  BOOST_REQUIRE_MESSAGE(paused, (paused ? "" : runtime::describe(paused.error())));
-  auto st = f.request<actors::projection_status>(*p, actors::status_atom::value);
+  BOOST_REQUIRE_MESSAGE(paused,
+                        (paused ? "" : runtime::describe(paused.error())));
+  auto st =
+      f.request<actors::projection_status>(*p, actors::status_atom::value);
   BOOST_REQUIRE(st);
   BOOST_CHECK(st->paused);
   BOOST_REQUIRE(f.request<caf::unit_t>(*p, actors::resume_atom::value));
-  BOOST_CHECK(!f.request<actors::projection_status>(*p, actors::status_atom::value)
-                   ->paused);
+  BOOST_CHECK(
+      !f.request<actors::projection_status>(*p, actors::status_atom::value)
+           ->paused);
   caf::anon_send_exit(*p, caf::exit_reason::user_shutdown);
   f.run();
 }
@@ -265,8 +270,7 @@ BOOST_AUTO_TEST_CASE(caught_up_waits_until_a_projection_reached_a_position) {
   fixture f;
   auto broken = std::make_shared<bool>(false);
   f.given("c1", {added{1}, added{2}});
-  actors::projection_context ctx{&f.journal(), &f.completions(),
-                                 f.event_bus()};
+  actors::projection_context ctx{&f.journal(), &f.completions(), f.event_bus()};
   auto p = actors::spawn_projection(f.system(), ctx, sum(f, broken));
   BOOST_REQUIRE(p);
   BOOST_REQUIRE(f.when("c1", add{4}));

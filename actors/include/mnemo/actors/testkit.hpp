@@ -135,10 +135,12 @@ class aggregate_fixture {
   /// decoding must succeed. Returns the problems (empty: none).
   std::vector<std::string> check_types() const {
     std::vector<std::string> problems;
-    check_events(problems, std::make_index_sequence<
-                               std::variant_size<event_type>::value>{});
-    check_commands(problems, std::make_index_sequence<
-                                 std::variant_size<command_type>::value>{});
+    check_events(
+        problems,
+        std::make_index_sequence<std::variant_size<event_type>::value>{});
+    check_commands(
+        problems,
+        std::make_index_sequence<std::variant_size<command_type>::value>{});
     if (registry_.template name_of<state_type>() != nullptr)
       check_in_journal(problems, "state", state_type{});
     check_on_wire(problems, "state", state_type{});
@@ -231,8 +233,8 @@ class aggregate_fixture {
     auto stream = stream_of<A>(id);
     auto before = journal_->head_of(stream);
     uint64_t from = before ? before->highest_sequence + 1 : 1;
-    command_result out{when(id, std::move(cmd), std::move(command_id)), {},
-                       {}, 0};
+    command_result out{
+        when(id, std::move(cmd), std::move(command_id)), {}, {}, 0};
     variant_codec<event_type> codec{registry_};
     auto stored = journal_->read_stream(stream, from, UINT64_MAX, UINT64_MAX);
     if (!stored && stored.error().code() != persistence::errc::not_found)
@@ -384,8 +386,8 @@ class aggregate_fixture {
       std::chrono::milliseconds step = std::chrono::milliseconds{100},
       std::chrono::milliseconds limit = std::chrono::seconds{60}) {
     if (position == 0) position = journal_->head_position();
-    auto res = std::make_shared<caf::expected<uint64_t>>(runtime::make_error(
-        runtime::errc::entity_stopped, "no reply"));
+    auto res = std::make_shared<caf::expected<uint64_t>>(
+        runtime::make_error(runtime::errc::entity_stopped, "no reply"));
     auto answered = std::make_shared<bool>(false);
     sys_.spawn([=](caf::event_based_actor* self) {
       self->request(projection, caf::infinite, caught_up_atom::value, position)

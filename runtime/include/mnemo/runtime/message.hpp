@@ -53,9 +53,9 @@ typename Inspector::result_type inspect_msgpack(Inspector& f, T& x) {
         handle.get().convert(value);
         x = std::move(value);
       } catch (const std::exception& e) {
-        return make_error(errc::invalid_argument,
-                          std::string{"malformed "} + T::mnemo_type_name +
-                              ": " + e.what());
+        return make_error(
+            errc::invalid_argument,
+            std::string{"malformed "} + T::mnemo_type_name + ": " + e.what());
       }
       return {};
     };
@@ -81,35 +81,39 @@ typename Inspector::result_type inspect_msgpack(Inspector& f, T& x) {
 
 /// Declares, inside struct `Type`, its fields (`...`, at least one; see
 /// MNEMO_EMPTY_MESSAGE for none) for msgpack, CAF and ==.
-#define MNEMO_MESSAGE(Type, ...)                                               \
-  MSGPACK_DEFINE_MAP(__VA_ARGS__)                                              \
+#define MNEMO_MESSAGE(Type, ...)  \
+  MSGPACK_DEFINE_MAP(__VA_ARGS__) \
   MNEMO_MESSAGE_COMMON(Type, __VA_ARGS__)
 
 /// MNEMO_MESSAGE for a struct without fields (an empty msgpack map).
-#define MNEMO_EMPTY_MESSAGE(Type)                                              \
-  template <class Packer>                                                      \
-  void msgpack_pack(Packer& pk) const {                                        \
-    pk.pack_map(0);                                                            \
-  }                                                                            \
-  void msgpack_unpack(const msgpack::object& o) {                              \
-    if (o.type != msgpack::type::MAP) throw msgpack::type_error();             \
-  }                                                                            \
-  template <class Object>                                                      \
-  void msgpack_object(Object* o, msgpack::zone&) const {                       \
-    o->type = msgpack::type::MAP;                                              \
-    o->via.map.size = 0;                                                       \
-    o->via.map.ptr = nullptr;                                                  \
-  }                                                                            \
+#define MNEMO_EMPTY_MESSAGE(Type)                                  \
+  template <class Packer>                                          \
+  void msgpack_pack(Packer& pk) const {                            \
+    pk.pack_map(0);                                                \
+  }                                                                \
+  void msgpack_unpack(const msgpack::object& o) {                  \
+    if (o.type != msgpack::type::MAP) throw msgpack::type_error(); \
+  }                                                                \
+  template <class Object>                                          \
+  void msgpack_object(Object* o, msgpack::zone&) const {           \
+    o->type = msgpack::type::MAP;                                  \
+    o->via.map.size = 0;                                           \
+    o->via.map.ptr = nullptr;                                      \
+  }                                                                \
   MNEMO_MESSAGE_COMMON(Type, )
 
-#define MNEMO_MESSAGE_COMMON(Type, ...)                                        \
-  static constexpr const char* mnemo_type_name = #Type;                        \
-  auto mnemo_fields() const { return std::tie(__VA_ARGS__); }                  \
-  friend bool operator==(const Type& x, const Type& y) {                       \
-    return x.mnemo_fields() == y.mnemo_fields();                               \
-  }                                                                            \
-  friend bool operator!=(const Type& x, const Type& y) { return !(x == y); }   \
-  template <class Inspector>                                                   \
-  friend typename Inspector::result_type inspect(Inspector& f, Type& x) {      \
-    return ::mnemo::runtime::inspect_msgpack(f, x);                            \
+#define MNEMO_MESSAGE_COMMON(Type, ...)                                   \
+  static constexpr const char* mnemo_type_name = #Type;                   \
+  auto mnemo_fields() const {                                             \
+    return std::tie(__VA_ARGS__);                                         \
+  }                                                                       \
+  friend bool operator==(const Type& x, const Type& y) {                  \
+    return x.mnemo_fields() == y.mnemo_fields();                          \
+  }                                                                       \
+  friend bool operator!=(const Type& x, const Type& y) {                  \
+    return !(x == y);                                                     \
+  }                                                                       \
+  template <class Inspector>                                              \
+  friend typename Inspector::result_type inspect(Inspector& f, Type& x) { \
+    return ::mnemo::runtime::inspect_msgpack(f, x);                       \
   }
