@@ -321,4 +321,46 @@ BOOST_AUTO_TEST_CASE(caught_up_waits_until_a_projection_reached_a_position) {
   BOOST_CHECK(runtime::describe(**answer).find("'sum'") != std::string::npos);
 }
 
+// A projection tested alone, on the testkit's base fixture: given events
+// appended to streams, then the read model once it caught up.
+BOOST_AUTO_TEST_CASE(a_projection_is_tested_from_given_events) {
+  actors::system_fixture f;
+  f.registry().add<added>("counter.added");
+  actors::projection_spec spec;
+  spec.name = "sum";
+  auto* types = &f.registry();
+  spec.apply = [types](persistence::write_txn& txn,
+                       const persistence::event_envelope& env)
+      -> persistence::error {
+    auto ev = types->decode_payload<added>(env.type, env.schema_version,
+                                           env.payload, env.stream_id,
+                                           env.sequence);
+    if (!ev) return ev.error();
+    auto cur = persistence::table_store::get_in(txn, "sums", "sum");
+    if (!cur) return cur.error();
+    auto total = (*cur ? std::stoll(**cur) : 0) + ev->n;
+    return persistence::table_store::put_in(txn, "sums", "sum",
+                                            std::to_string(total));
+  };
+  actors::projection_context ctx{&f.journal(), &f.completions(),
+                                 f.event_bus()};
+  auto p = actors::spawn_projection(f.system(), ctx, spec);
+  BOOST_REQUIRE(p);
+  f.append("counter-a", added{1}, added{2});
+  auto last = f.append("counter-b", added{10});
+  auto at = f.caught_up(*p);
+  BOOST_REQUIRE(at);
+  BOOST_CHECK_EQUAL(*at, last);
+  int64_t total = 0;
+  BOOST_REQUIRE(!f.journal().read([&](persistence::read_txn& txn) {
+    auto cur = persistence::table_store::get_in(txn, "sums", "sum");
+    if (!cur) return cur.error();
+    total = *cur ? std::stoll(**cur) : 0;
+    return persistence::error{};
+  }));
+  BOOST_CHECK_EQUAL(total, 13);
+  caf::anon_send_exit(*p, caf::exit_reason::user_shutdown);
+  f.run();
+}
+
 BOOST_AUTO_TEST_SUITE_END()

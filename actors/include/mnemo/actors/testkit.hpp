@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -93,22 +94,204 @@ std::string type_label(const T&) {
 
 }  // namespace testkit_detail
 
+/// What every fixture of the testkit sets up: a temporary data directory
+/// with a real journal (nosync), an event registry, CAF's deterministic
+/// scheduler with mnemo's error categories, the completion sink that
+/// `run()` drains, and a wall clock in ms that `advance` moves (for sagas'
+/// due times). `aggregate_fixture` and `sagas::saga_fixture` build on it;
+/// use it alone for projections. Not thread-safe: drive it from the test's
+/// thread only.
+class system_fixture {
+ public:
+  system_fixture()
+      : journal_(open_journal(dir_)),
+        sys_(init(cfg_)),
+        sched_(
+            dynamic_cast<caf::scheduler::test_coordinator&>(sys_.scheduler())) {
+  }
+
+  virtual ~system_fixture() {
+    if (bus_.actor) {
+      journal_->unsubscribe(bus_.listener);
+      caf::anon_send_exit(bus_.actor, caf::exit_reason::user_shutdown);
+      bus_.actor = nullptr;
+    }
+    run();
+  }
+
+  system_fixture(const system_fixture&) = delete;
+  system_fixture& operator=(const system_fixture&) = delete;
+
+  /// Runs actors and journal completions until nothing is left to do.
+  void run() {
+    for (;;) {
+      sched_.run();
+      if (sink_.drain() == 0 && sched_.jobs.empty()) return;
+    }
+  }
+
+  /// Moves virtual time forward by `d` (after running what is ready, so
+  /// that timers armed by pending messages start before the jump), and the
+  /// fixture's wall clock with it, fires due timers, and runs until
+  /// nothing is left to do.
+  void advance(std::chrono::milliseconds d) {
+    run();
+    *clock_ += d.count();
+    sched_.advance_time(d);
+    run();
+  }
+
+  /// Waits until `projection` (a projection actor) has handled every event
+  /// up to global position `position` (0: the journal's head now, i.e.
+  /// everything committed so far) and returns its offset then. Runs the
+  /// system, and moves virtual time on in steps of `step` while the
+  /// projection waits for a timer (its retry backoff, a batching delay),
+  /// at most `limit` in all; an error if it got there neither way (paused,
+  /// parked behind a failing event with the `stop` strategy, or stopped).
+  caf::expected<uint64_t> caught_up(
+      const caf::actor& projection, uint64_t position = 0,
+      std::chrono::milliseconds step = std::chrono::milliseconds{100},
+      std::chrono::milliseconds limit = std::chrono::seconds{60}) {
+    if (position == 0) position = journal_->head_position();
+    auto res = std::make_shared<caf::expected<uint64_t>>(
+        runtime::make_error(runtime::errc::entity_stopped, "no reply"));
+    auto answered = std::make_shared<bool>(false);
+    sys_.spawn([=](caf::event_based_actor* self) {
+      self->request(projection, caf::infinite, caught_up_atom::value, position)
+          .then(
+              [=](uint64_t offset) {
+                *res = offset;
+                *answered = true;
+              },
+              [=](caf::error& e) {
+                *res = std::move(e);
+                *answered = true;
+              });
+    });
+    run();
+    for (std::chrono::milliseconds waited{0}; !*answered && waited < limit;
+         waited += step)
+      advance(step);
+    if (!*answered)
+      return runtime::make_error(
+          runtime::errc::entity_stopped,
+          "the projection did not reach position " + std::to_string(position) +
+              " within " + std::to_string(limit.count()) +
+              " ms of virtual time (paused, or stuck on an event?)");
+    return std::move(*res);
+  }
+
+  /// Returns the event bus of the fixture's journal, spawning it on first
+  /// use (projections and sagas subscribe to it).
+  caf::actor event_bus() {
+    if (!bus_.actor) {
+      bus_ = runtime::spawn_event_bus(sys_, *journal_, sink_);
+      run();
+    }
+    return bus_.actor;
+  }
+
+  /// Sends `xs` as a request to `dest` and runs until it is answered.
+  /// `T` is the reply's type; `caf::unit_t` for a request answered with
+  /// an empty message (`pause_atom`, `resume_atom`, ...).
+  template <class T, class... Ts>
+  caf::expected<T> request(const caf::actor& dest, Ts... xs) {
+    auto res = std::make_shared<caf::expected<T>>(
+        runtime::make_error(runtime::errc::entity_stopped, "no reply"));
+    sys_.spawn([=](caf::event_based_actor* self) {
+      auto sent = self->request(dest, caf::infinite, xs...);
+      if constexpr (std::is_same<T, caf::unit_t>::value)
+        sent.then([=]() { *res = caf::unit; },
+                  [=](caf::error& e) { *res = std::move(e); });
+      else
+        sent.then([=](T& x) { *res = std::move(x); },
+                  [=](caf::error& e) { *res = std::move(e); });
+    });
+    run();
+    return std::move(*res);
+  }
+
+  /// Appends `events` (of registered types, any mix) to `stream` in one
+  /// commit, as a writer would: the "given" of a projection's test.
+  /// Throws `std::runtime_error` if one is unregistered or the append
+  /// fails. Returns the global position of the last one.
+  template <class... Es>
+  uint64_t append(const std::string& stream, const Es&... events) {
+    std::vector<persistence::new_event> batch;
+    auto add = [&](const auto& ev) {
+      auto encoded = registry_.to_event(ev);
+      if (!encoded) throw std::runtime_error(encoded.error().to_string());
+      batch.push_back(std::move(*encoded));
+    };
+    (add(events), ...);
+    auto res = journal_->append(stream, std::move(batch),
+                                persistence::expected_version::any());
+    if (!res) throw std::runtime_error(res.error().to_string());
+    run();
+    return journal_->head_position();
+  }
+
+  /// The fixture's wall clock: ms since the epoch, starting at
+  /// 2023-11-14T22:13:20Z and moved by `advance`.
+  int64_t wall_ms() const noexcept { return *clock_; }
+  /// The same clock as a function, e.g. for `saga_context::wall_ms`.
+  std::function<int64_t()> wall_clock() const {
+    auto clock = clock_;
+    return [clock] { return *clock; };
+  }
+
+  /// The sink of journal completions that `run()` drains (pass it to
+  /// whatever you spawn over `journal()`: projections, sagas, relays).
+  runtime::deferred_completions& completions() noexcept { return sink_; }
+  caf::actor_system& system() noexcept { return sys_; }
+  caf::scheduler::test_coordinator& scheduler() noexcept { return sched_; }
+  persistence::journal& journal() noexcept { return *journal_; }
+  persistence::event_registry& registry() noexcept { return registry_; }
+  const std::filesystem::path& directory() const noexcept {
+    return dir_.path();
+  }
+
+ protected:
+  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    runtime::add_error_categories(cfg);
+    return cfg;
+  }
+
+  static std::unique_ptr<persistence::journal> open_journal(
+      const temp_directory& dir) {
+    persistence::journal_config cfg;
+    cfg.directory = (dir.path() / "data").string();
+    cfg.mode = persistence::durability::nosync;
+    auto j = persistence::journal::open(cfg);
+    if (!j) throw std::runtime_error(j.error().to_string());
+    return std::move(*j);
+  }
+
+  temp_directory dir_;
+  persistence::event_registry registry_;
+  runtime::deferred_completions sink_;
+  std::unique_ptr<persistence::journal> journal_;
+  caf::actor_system_config cfg_;
+  caf::actor_system sys_;
+  caf::scheduler::test_coordinator& sched_;
+  runtime::event_bus_link bus_;
+  std::shared_ptr<int64_t> clock_ =
+      std::make_shared<int64_t>(1'700'000'000'000);
+};
+
 /// Test fixture for aggregate type `A`, which must also provide
 /// `static void register_types(persistence::event_registry&)`.
 /// Not thread-safe: drive it from the test's thread only.
 template <class A>
-class aggregate_fixture {
+class aggregate_fixture : public system_fixture {
  public:
   using state_type = typename A::state;
   using event_type = typename A::event;
   using command_type = typename A::command;
   using reply_type = typename A::reply;
 
-  explicit aggregate_fixture(aggregate_options options = {})
-      : journal_(open_journal(dir_)),
-        sys_(init(cfg_)),
-        sched_(
-            dynamic_cast<caf::scheduler::test_coordinator&>(sys_.scheduler())) {
+  explicit aggregate_fixture(aggregate_options options = {}) {
     A::register_types(registry_);
     if (auto problems = check_types(); !problems.empty()) {
       std::string text = std::string{"aggregate_fixture<"} + A::type_name +
@@ -167,11 +350,6 @@ class aggregate_fixture {
     for (auto& handle : registries_)
       caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
     registries_.clear();
-    if (bus_.actor) {
-      journal_->unsubscribe(bus_.listener);
-      caf::anon_send_exit(bus_.actor, caf::exit_reason::user_shutdown);
-      bus_.actor = nullptr;
-    }
     run();
   }
 
@@ -365,65 +543,6 @@ class aggregate_fixture {
         command_message<A>(std::move(cmd), std::move(command_id)));
   }
 
-  /// Moves virtual time forward by `d` (after running what is ready, so
-  /// that timers armed by pending messages start before the jump), fires
-  /// due timers, and runs until nothing is left to do.
-  void advance(std::chrono::milliseconds d) {
-    run();
-    sched_.advance_time(d);
-    run();
-  }
-
-  /// Waits until `projection` (a projection actor) has handled every event
-  /// up to global position `position` (0: the journal's head now, i.e.
-  /// everything committed so far) and returns its offset then. Runs the
-  /// system, and moves virtual time on in steps of `step` while the
-  /// projection waits for a timer (its retry backoff, a batching delay),
-  /// at most `limit` in all; an error if it got there neither way (paused,
-  /// parked behind a failing event with the `stop` strategy, or stopped).
-  caf::expected<uint64_t> caught_up(
-      const caf::actor& projection, uint64_t position = 0,
-      std::chrono::milliseconds step = std::chrono::milliseconds{100},
-      std::chrono::milliseconds limit = std::chrono::seconds{60}) {
-    if (position == 0) position = journal_->head_position();
-    auto res = std::make_shared<caf::expected<uint64_t>>(
-        runtime::make_error(runtime::errc::entity_stopped, "no reply"));
-    auto answered = std::make_shared<bool>(false);
-    sys_.spawn([=](caf::event_based_actor* self) {
-      self->request(projection, caf::infinite, caught_up_atom::value, position)
-          .then(
-              [=](uint64_t offset) {
-                *res = offset;
-                *answered = true;
-              },
-              [=](caf::error& e) {
-                *res = std::move(e);
-                *answered = true;
-              });
-    });
-    run();
-    for (std::chrono::milliseconds waited{0}; !*answered && waited < limit;
-         waited += step)
-      advance(step);
-    if (!*answered)
-      return runtime::make_error(
-          runtime::errc::entity_stopped,
-          "the projection did not reach position " + std::to_string(position) +
-              " within " + std::to_string(limit.count()) +
-              " ms of virtual time (paused, or stuck on an event?)");
-    return std::move(*res);
-  }
-
-  /// Returns the event bus of the fixture's journal, spawning it on first
-  /// use (projections and sagas subscribe to it).
-  caf::actor event_bus() {
-    if (!bus_.actor) {
-      bus_ = runtime::spawn_event_bus(sys_, *journal_, sink_);
-      run();
-    }
-    return bus_.actor;
-  }
-
   /// Returns the live actor of `id`, spawning it on first use.
   caf::actor actor(const std::string& id) {
     auto i = actors_.find(id);
@@ -449,34 +568,6 @@ class aggregate_fixture {
     return std::move(*decoded);
   }
 
-  /// Runs actors and journal completions until nothing is left to do.
-  void run() {
-    for (;;) {
-      sched_.run();
-      if (sink_.drain() == 0 && sched_.jobs.empty()) return;
-    }
-  }
-
-  /// Sends `xs` as a request to `dest` and runs until it is answered.
-  /// `T` is the reply's type; `caf::unit_t` for a request answered with
-  /// an empty message (`pause_atom`, `resume_atom`, ...).
-  template <class T, class... Ts>
-  caf::expected<T> request(const caf::actor& dest, Ts... xs) {
-    auto res = std::make_shared<caf::expected<T>>(
-        runtime::make_error(runtime::errc::entity_stopped, "no reply"));
-    sys_.spawn([=](caf::event_based_actor* self) {
-      auto sent = self->request(dest, caf::infinite, xs...);
-      if constexpr (std::is_same<T, caf::unit_t>::value)
-        sent.then([=]() { *res = caf::unit; },
-                  [=](caf::error& e) { *res = std::move(e); });
-      else
-        sent.then([=](T& x) { *res = std::move(x); },
-                  [=](caf::error& e) { *res = std::move(e); });
-    });
-    run();
-    return std::move(*res);
-  }
-
   /// Sends `xs` to aggregate `id` (through the first registry once one was
   /// spawned, else to the fixture's instance) and runs until answered.
   template <class T, class... Ts>
@@ -486,25 +577,9 @@ class aggregate_fixture {
                       caf::make_message(std::move(xs)...));
   }
 
-  /// The sink of journal completions that `run()` drains (pass it to
-  /// whatever you spawn over `journal()`: projections, sagas, relays).
-  runtime::deferred_completions& completions() noexcept { return sink_; }
-  caf::actor_system& system() noexcept { return sys_; }
-  caf::scheduler::test_coordinator& scheduler() noexcept { return sched_; }
-  persistence::journal& journal() noexcept { return *journal_; }
-  persistence::event_registry& registry() noexcept { return registry_; }
   aggregate_context& context() noexcept { return ctx_; }
-  const std::filesystem::path& directory() const noexcept {
-    return dir_.path();
-  }
 
  private:
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    runtime::add_error_categories(cfg);
-    return cfg;
-  }
-
   template <class T>
   void check_in_journal(std::vector<std::string>& problems, const char* what,
                         const T& value) const {
@@ -579,27 +654,9 @@ class aggregate_fixture {
     (check_command<Is>(problems), ...);
   }
 
-  static std::unique_ptr<persistence::journal> open_journal(
-      const temp_directory& dir) {
-    persistence::journal_config cfg;
-    cfg.directory = (dir.path() / "data").string();
-    cfg.mode = persistence::durability::nosync;
-    auto j = persistence::journal::open(cfg);
-    if (!j) throw std::runtime_error(j.error().to_string());
-    return std::move(*j);
-  }
-
-  temp_directory dir_;
-  persistence::event_registry registry_;
-  runtime::deferred_completions sink_;
-  std::unique_ptr<persistence::journal> journal_;
-  caf::actor_system_config cfg_;
-  caf::actor_system sys_;
-  caf::scheduler::test_coordinator& sched_;
   aggregate_context ctx_;
   std::map<std::string, caf::actor> actors_;
   std::vector<caf::actor> registries_;
-  runtime::event_bus_link bus_;
 };
 
 }  // namespace mnemo::actors

@@ -1,0 +1,177 @@
+// The saga testkit (mnemo/sagas/testkit.hpp) with a trip saga of its own:
+// given the aggregates' answers and the passing of virtual time, the
+// commands the saga sends, their order (compensations included) and its
+// final status.
+
+#include <boost/test/unit_test.hpp>
+
+#include <variant>
+
+#include "mnemo/runtime/error_enum.hpp"
+#include "mnemo/runtime/message.hpp"
+#include "mnemo/sagas/testkit.hpp"
+
+using namespace mnemo;
+using namespace std::chrono_literals;
+
+namespace trips {
+
+MNEMO_ERROR_ENUM(trip_errc, "trips", none, sold_out)
+
+struct book {
+  std::string who;
+  MNEMO_MESSAGE(book, who)
+};
+struct cancel {
+  MNEMO_EMPTY_MESSAGE(cancel)
+};
+struct booking {
+  std::string ref;
+  MNEMO_MESSAGE(booking, ref)
+};
+// The aggregates the saga commands: only their types matter here.
+struct flights {
+  static constexpr const char* type_name = "flights";
+  using command = std::variant<book, cancel>;
+  using reply = booking;
+};
+struct hotels {
+  static constexpr const char* type_name = "hotels";
+  using command = std::variant<book, cancel>;
+  using reply = booking;
+};
+
+struct trip_data {
+  std::string who;
+  MNEMO_MESSAGE(trip_data, who)
+};
+struct trip {
+  using data = trip_data;
+  static constexpr const char* type_name = "trip";
+};
+
+// Fly, then stay; each undone by a cancel. `stay_timeout`: the hotel's
+// time (0: none).
+sagas::definition<trip_data> steps(std::chrono::milliseconds stay_timeout) {
+  auto who = [](const trip_data& d) { return d.who; };
+  auto booking_of = [](const trip_data& d) { return book{d.who}; };
+  sagas::step<trip_data> fly;
+  fly.name = "fly";
+  fly.action = sagas::command<flights, trip_data>(
+      who, [=](const trip_data& d) { return flights::command{booking_of(d)}; });
+  fly.compensation = sagas::command<flights, trip_data>(
+      who, [](const trip_data&) { return flights::command{cancel{}}; });
+  sagas::step<trip_data> stay;
+  stay.name = "stay";
+  stay.action = sagas::command<hotels, trip_data>(
+      who, [=](const trip_data& d) { return hotels::command{booking_of(d)}; });
+  stay.compensation = sagas::command<hotels, trip_data>(
+      who, [](const trip_data&) { return hotels::command{cancel{}}; });
+  stay.retry.backoff.min_backoff = 100ms;
+  stay.retry.backoff.max_backoff = 100ms;
+  stay.retry.backoff.jitter = 0;
+  stay.retry.max_attempts = 100;
+  stay.timeout = stay_timeout;
+  sagas::definition<trip_data> def;
+  def.steps = {fly, stay};
+  return def;
+}
+
+using answer_fn = std::function<caf::expected<booking>(
+    const std::string&, const std::variant<book, cancel>&)>;
+
+}  // namespace trips
+
+using namespace trips;
+
+BOOST_AUTO_TEST_SUITE(saga_fixture)
+
+BOOST_AUTO_TEST_CASE(a_saga_whose_steps_succeed_completes) {
+  sagas::saga_fixture<trip> f{steps(0ms)};
+  f.answer<flights>();
+  f.answer<hotels>();
+  auto started = f.start("t1", {"ann"});
+  BOOST_REQUIRE(started);
+  BOOST_CHECK_EQUAL(f.status("t1")->status, "completed");
+  BOOST_CHECK((f.sent_ids() == std::vector<std::string>{"saga-trip-t1/0/do",
+                                                         "saga-trip-t1/1/do"}));
+  BOOST_REQUIRE_EQUAL(f.sent().size(), 2u);
+  BOOST_CHECK_EQUAL(f.sent()[0].aggregate, "flights");
+  BOOST_CHECK_EQUAL(f.sent()[1].aggregate, "hotels");
+  BOOST_CHECK_EQUAL(f.sent()[1].entity, "ann");
+  BOOST_CHECK_MESSAGE(f.sent()[1].command.find("ann") != std::string::npos,
+                      f.sent()[1].command);
+}
+
+// A final rejection of the second step compensates the first: the cancel
+// of the flight is the last command, and the saga is compensated.
+BOOST_AUTO_TEST_CASE(a_rejected_step_compensates_the_ones_before_it) {
+  sagas::saga_fixture<trip> f{steps(0ms)};
+  f.answer<flights>();
+  f.answer<hotels>(answer_fn{[](const std::string&, const auto& cmd)
+                                 -> caf::expected<booking> {
+    if (std::holds_alternative<book>(cmd))
+      return make_error(trip_errc::sold_out, "no rooms");
+    return booking{};
+  }});
+  BOOST_REQUIRE(f.start("t2", {"bob"}));
+  auto st = f.status("t2");
+  BOOST_REQUIRE(st);
+  BOOST_CHECK_EQUAL(st->status, "compensated");
+  BOOST_CHECK_MESSAGE(st->error.find("no rooms") != std::string::npos,
+                      st->error);
+  BOOST_CHECK((f.sent_ids() ==
+               std::vector<std::string>{"saga-trip-t2/0/do", "saga-trip-t2/1/do",
+                                        "saga-trip-t2/0/undo"}));
+  BOOST_CHECK_MESSAGE(f.sent().back().command.find("cancel") !=
+                          std::string::npos,
+                      f.sent().back().command);
+}
+
+// Transient errors are retried on virtual time: the hotel is unavailable
+// twice, then books; the retries are 100 ms apart and nothing happens
+// before they are due.
+BOOST_AUTO_TEST_CASE(transient_errors_are_retried_in_virtual_time) {
+  sagas::saga_fixture<trip> f{steps(0ms)};
+  f.answer<flights>();
+  auto refusals = std::make_shared<int>(2);
+  f.answer<hotels>(answer_fn{[refusals](const std::string&, const auto&)
+                                 -> caf::expected<booking> {
+    if ((*refusals)-- > 0)
+      return runtime::make_error(runtime::errc::owner_unavailable, "away");
+    return booking{"room 7"};
+  }});
+  BOOST_REQUIRE(f.start("t3", {"cy"}));
+  BOOST_CHECK_EQUAL(f.status("t3")->status, "running");
+  BOOST_CHECK_EQUAL(f.sent().size(), 2u);
+  f.advance(99ms);
+  BOOST_CHECK_EQUAL(f.sent().size(), 2u);
+  f.advance(1ms);
+  BOOST_CHECK_EQUAL(f.sent().size(), 3u);
+  f.advance(100ms);
+  BOOST_CHECK_EQUAL(f.status("t3")->status, "completed");
+  // The same command id on every attempt: the aggregate applies it once.
+  BOOST_CHECK((f.sent_ids() ==
+               std::vector<std::string>{"saga-trip-t3/0/do", "saga-trip-t3/1/do",
+                                        "saga-trip-t3/1/do", "saga-trip-t3/1/do"}));
+}
+
+// A step's timeout on the fixture's wall clock: the hotel never answers
+// but with a transient error; after 1 s no new attempt starts, and the
+// flight is cancelled.
+BOOST_AUTO_TEST_CASE(a_step_timeout_passes_in_virtual_time) {
+  sagas::saga_fixture<trip> f{steps(1s)};
+  f.answer<flights>();
+  f.answer<hotels>(answer_fn{[](const std::string&, const auto&)
+                                 -> caf::expected<booking> {
+    return runtime::make_error(runtime::errc::owner_unavailable, "away");
+  }});
+  BOOST_REQUIRE(f.start("t4", {"dee"}));
+  for (int i = 0; i < 9; ++i) f.advance(100ms);
+  BOOST_CHECK_EQUAL(f.status("t4")->status, "running");
+  for (int i = 0; i < 3; ++i) f.advance(100ms);
+  BOOST_CHECK_EQUAL(f.status("t4")->status, "compensated");
+  BOOST_CHECK_EQUAL(f.sent_ids().back(), "saga-trip-t4/0/undo");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
