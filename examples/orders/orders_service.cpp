@@ -299,6 +299,7 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
                                   {shipment::type_name, shipments}},
                                  {},
                                  std::make_shared<mnemo::sagas::saga_wake>()};
+  ctx.snapshot_every = n.config().snapshot_every;
   auto saga_opts = n.config().registry_settings();
   saga_opts.metrics = &n.metrics();
   saga_opts.entity_type = "saga.fulfilment";

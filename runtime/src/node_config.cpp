@@ -14,7 +14,7 @@ node_config::node_config() {
       .add(durability, "durability", "sync | nometasync | nosync")
       .add(initial_map_mib, "initial-map-mib", "initial LMDB map size (MiB)")
       .add(snapshot_every, "snapshot-every",
-           "snapshot an aggregate every N events (0: never)")
+           "snapshot an aggregate or a saga every N events (0: never)")
       .add(snapshot_keep, "snapshot-keep", "snapshots kept per aggregate")
       .add(delete_events_on_snapshot, "delete-events-on-snapshot",
            "delete events covered by the oldest kept snapshot")

@@ -1,4 +1,5 @@
 #include "mnemo/sagas/saga_events.hpp"
+#include "mnemo/sagas/saga_progress.hpp"
 
 namespace mnemo::sagas {
 
@@ -14,6 +15,7 @@ void register_types(persistence::event_registry& types) {
   types.add<saga_needs_attention>("mnemo.saga.needs_attention");
   types.add<saga_event_received>("mnemo.saga.event_received");
   types.add<saga_event_ignored>("mnemo.saga.event_ignored");
+  types.add<saga_progress>(saga_snapshot_type);
 }
 
 }  // namespace mnemo::sagas

@@ -5,6 +5,7 @@
 #include "mnemo/actors/variant_codec.hpp"
 #include "mnemo/persistence/read_model.hpp"
 #include "mnemo/sagas/saga_events.hpp"
+#include "mnemo/sagas/saga_progress.hpp"
 
 namespace mnemo::sagas {
 
@@ -76,6 +77,8 @@ mp::error saga_index::apply(mp::write_txn& txn,
   std::string type;
   std::string id;
   if (!parse_saga_stream(env.stream_id, type, id)) return {};
+  // A snapshot in a log that carries them (a shard's) changes no phase.
+  if (env.type == saga_snapshot_type) return {};
   actors::variant_codec<saga_event> codec{*types_};
   auto ev = codec.decode(env);
   if (!ev) return ev.error();

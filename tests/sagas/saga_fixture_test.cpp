@@ -5,6 +5,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <variant>
 
 #include "mnemo/runtime/error_enum.hpp"
@@ -172,6 +173,52 @@ BOOST_AUTO_TEST_CASE(a_step_timeout_passes_in_virtual_time) {
   for (int i = 0; i < 3; ++i) f.advance(100ms);
   BOOST_CHECK_EQUAL(f.status("t4")->status, "compensated");
   BOOST_CHECK_EQUAL(f.sent_ids().back(), "saga-trip-t4/0/undo");
+}
+
+// A long saga snapshots its progress (here every 3 events) and recovers
+// from the latest snapshot plus the events after it: restarted between
+// two retries, it goes on with the attempt it stood at, and the hotel gets
+// exactly the attempts the script asked for.
+BOOST_AUTO_TEST_CASE(a_saga_recovers_from_its_snapshot) {
+  sagas::saga_fixture<trip> f{steps(0ms)};
+  f.snapshot_every = 3;
+  f.answer<flights>();
+  auto refusals = std::make_shared<int>(10);
+  f.answer<hotels>(answer_fn{[refusals](const std::string&, const auto&)
+                                 -> caf::expected<booking> {
+    if ((*refusals)-- > 0)
+      return runtime::make_error(runtime::errc::owner_unavailable, "away");
+    return booking{"room 9"};
+  }});
+  BOOST_REQUIRE(f.start("t5", {"eve"}));
+  for (int i = 0; i < 5; ++i) f.advance(100ms);
+  auto stream = sagas::saga_stream<trip>("t5");
+  auto snap = f.journal().snapshots().load(
+      stream, persistence::snapshot_criteria::latest());
+  BOOST_REQUIRE(snap && *snap);
+  BOOST_CHECK_EQUAL((*snap)->type, sagas::saga_snapshot_type);
+  auto head = f.journal().head_of(stream);
+  BOOST_REQUIRE(head);
+  BOOST_TEST_MESSAGE("snapshot at " << (*snap)->meta.sequence << " of "
+                                    << head->highest_sequence << " events");
+  BOOST_CHECK_GE((*snap)->meta.sequence, 6u);
+  BOOST_CHECK_EQUAL((*snap)->meta.sequence % 3, 0u);
+  auto before = f.status("t5");
+  BOOST_REQUIRE(before);
+  f.restart_sagas();
+  // The events the snapshot covers go: only the snapshot can tell the
+  // recovered saga where it stood.
+  BOOST_REQUIRE(!f.journal().delete_events_to(stream, (*snap)->meta.sequence));
+  auto after = f.status("t5");
+  BOOST_REQUIRE(after);
+  BOOST_CHECK_EQUAL(after->status, "running");
+  BOOST_CHECK_EQUAL(after->step, before->step);
+  BOOST_CHECK_EQUAL(after->attempt, before->attempt);
+  for (int i = 0; i < 10; ++i) f.advance(100ms);
+  BOOST_CHECK_EQUAL(f.status("t5")->status, "completed");
+  auto ids = f.sent_ids();
+  BOOST_CHECK_EQUAL(
+      std::count(ids.begin(), ids.end(), std::string{"saga-trip-t5/1/do"}), 11);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -24,8 +24,9 @@ struct node_config : caf::actor_system_config {
   /// --initial-map-mib: initial LMDB map size in MiB (grows on demand).
   /// Default: 64.
   size_t initial_map_mib = 64;
-  /// --snapshot-every: take a snapshot of an aggregate every N events;
-  /// 0 disables snapshots. Default: 1000.
+  /// --snapshot-every: take a snapshot of an aggregate (or of a saga's
+  /// progress, `saga_context::snapshot_every`) every N events; 0 disables
+  /// snapshots. Default: 1000.
   size_t snapshot_every = 1000;
   /// --snapshot-keep: snapshots kept per aggregate. Default: 2.
   size_t snapshot_keep = 2;

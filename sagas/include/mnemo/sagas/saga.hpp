@@ -234,6 +234,11 @@ struct saga_context {
   /// leading a shard passivates its sagas; woken through the router, such
   /// a saga runs where its shard is led now, never again on this member.
   std::shared_ptr<saga_wake> wake_via;
+  /// Snapshot a saga's progress every N of its events (0: never): a long
+  /// running saga (a process manager with many deliveries, retries) then
+  /// recovers from its latest snapshot and the events after it instead of
+  /// its whole stream. The latest snapshot is kept.
+  uint64_t snapshot_every = 0;
 };
 
 /// Returns the stream id of saga `S` with id `id`: "saga-<type_name>-<id>".

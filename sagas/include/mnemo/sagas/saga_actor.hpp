@@ -96,7 +96,21 @@ class saga_actor : public caf::event_based_actor {
   // -- recovery and start -----------------------------------------------------
 
   caf::error recover() {
-    auto stored = ctx_.journal->read_stream(stream_, 1, UINT64_MAX, UINT64_MAX);
+    // From the latest snapshot, if one was taken, then the events after it.
+    auto snap = ctx_.journal->snapshots().load(
+        stream_, persistence::snapshot_criteria::latest());
+    if (!snap) return runtime::to_caf_error(snap.error());
+    if (*snap) {
+      auto& sn = **snap;
+      auto p = ctx_.registry->template decode_payload<saga_progress>(
+          sn.type, sn.schema_version, sn.payload, stream_, sn.meta.sequence);
+      if (!p) return runtime::to_caf_error(p.error());
+      progress_ = std::move(*p);
+      version_ = sn.meta.sequence;
+      last_snapshot_ = version_;
+    }
+    auto stored =
+        ctx_.journal->read_stream(stream_, version_ + 1, UINT64_MAX, UINT64_MAX);
     if (!stored) return runtime::to_caf_error(stored.error());
     for (auto& env : *stored) {
       auto ev = codec_.decode(env);
@@ -639,6 +653,7 @@ class saga_actor : public caf::event_based_actor {
     }
     version_ += pending_.size();
     pending_.clear();
+    maybe_snapshot();
     for (auto& rp : start_waiters_) rp.deliver(status());
     start_waiters_.clear();
     for (auto& rp : delivery_waiters_) rp.deliver(true);
@@ -655,6 +670,26 @@ class saga_actor : public caf::event_based_actor {
     advance();
     judge_held();
     expire_wait();
+  }
+
+  // Saves the progress as a snapshot once `snapshot_every` more events
+  // were persisted since the last one (saga_context::snapshot_every).
+  void maybe_snapshot() {
+    auto every = ctx_.snapshot_every;
+    if (every == 0 || version_ / every == last_snapshot_ / every) return;
+    persistence::snapshot snap;
+    snap.meta.stream_id = stream_;
+    snap.meta.sequence = version_;
+    if (auto err = ctx_.registry->encode(progress_, snap.type,
+                                         snap.schema_version, snap.payload))
+      return;  // not registered (register_types): snapshots are an option
+    last_snapshot_ = version_;
+    auto* sink = ctx_.completions;
+    sink->expect();
+    ctx_.journal->snapshots().save(std::move(snap), 1,
+                                   [sink](persistence::error) {
+                                     sink->post([] {});
+                                   });
   }
 
   // A deadline that passed while the saga was persisting, with its step
@@ -674,6 +709,8 @@ class saga_actor : public caf::event_based_actor {
   saga_progress progress_;
   data_type data_{};
   uint64_t version_ = 0;
+  // Sequence of the latest snapshot taken or recovered from.
+  uint64_t last_snapshot_ = 0;
   bool busy_ = false;
   bool in_flight_ = false;
   /// The current step's command is accepted; its event is awaited.

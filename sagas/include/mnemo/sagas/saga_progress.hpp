@@ -73,7 +73,16 @@ struct saga_progress {
 
   /// Folds `ev` into this progress.
   void apply(const saga_event& ev);
+
+  // A saga's snapshot ("mnemo.sagasnap.progress", saga_context::
+  // snapshot_every) is its progress.
+  MSGPACK_DEFINE_MAP(phase, data, deadline_ms, step, attempt, due_ms,
+                     retry_at_ms, failing_since_ms, error, last_event,
+                     last_of_source)
 };
+
+/// The type name of a saga's snapshot in the event registry.
+constexpr const char* saga_snapshot_type = "mnemo.sagasnap.progress";
 
 /// What a saga answers to `start_atom` and `status_atom`.
 struct saga_status {
@@ -92,3 +101,5 @@ typename Inspector::result_type inspect(Inspector& f, saga_status& x) {
 }
 
 }  // namespace mnemo::sagas
+
+MSGPACK_ADD_ENUM(mnemo::sagas::saga_phase);

@@ -131,6 +131,19 @@ class saga_fixture : public actors::system_fixture {
     return out;
   }
 
+  /// Stops the saga registry (every saga with it, as a crash of the node
+  /// would between two commits); the next call spawns a new one, whose
+  /// sagas recover from the journal.
+  void restart_sagas() {
+    if (!sagas_) return;
+    caf::anon_send_exit(sagas_, caf::exit_reason::kill);
+    sagas_ = nullptr;
+    run();
+  }
+
+  /// `saga_context::snapshot_every` of the sagas spawned from now on.
+  uint64_t snapshot_every = 0;
+
   /// The saga registry, spawned on first use with the scripted targets.
   caf::actor saga_registry() {
     if (!sagas_) {
@@ -140,6 +153,7 @@ class saga_fixture : public actors::system_fixture {
       ctx.completions = &sink_;
       ctx.targets = targets_;
       ctx.wall_ms = wall_clock();
+      ctx.snapshot_every = snapshot_every;
       sagas_ = spawn_saga_registry<S>(sys_, ctx, options_, def_);
       run();
     }
