@@ -175,6 +175,35 @@ BOOST_AUTO_TEST_CASE(a_step_timeout_passes_in_virtual_time) {
   BOOST_CHECK_EQUAL(f.sent_ids().back(), "saga-trip-t4/0/undo");
 }
 
+// Due times far ahead: a step whose time ends in ten days waits through
+// nine of them (retrying) and gives up on the tenth; one that ends in 400
+// years (past what a CAF timer can hold in ns) does not give up at once.
+BOOST_AUTO_TEST_CASE(due_times_days_and_centuries_ahead) {
+  auto def = steps(0ms);
+  auto days = std::make_shared<int64_t>(0);
+  def.steps[1].due_at = [days](const trip_data&) { return *days; };
+  sagas::saga_fixture<trip> f{def};
+  f.answer<flights>();
+  f.answer<hotels>(answer_fn{[](const std::string&, const auto& cmd)
+                                 -> caf::expected<booking> {
+    if (std::holds_alternative<book>(cmd))
+      return runtime::make_error(runtime::errc::owner_unavailable, "away");
+    return booking{};
+  }});
+  constexpr int64_t day = 86'400'000;
+  *days = f.wall_ms() + 10 * day;
+  BOOST_REQUIRE(f.start("ten-days", {"fay"}));
+  *days = f.wall_ms() + 400 * 365 * day;
+  BOOST_REQUIRE(f.start("centuries", {"gus"}));
+  f.advance(1s);
+  BOOST_CHECK_EQUAL(f.status("centuries")->status, "running");
+  for (int i = 0; i < 9; ++i) f.advance(std::chrono::hours{24});
+  BOOST_CHECK_EQUAL(f.status("ten-days")->status, "running");
+  for (int i = 0; i < 2; ++i) f.advance(std::chrono::hours{24});
+  BOOST_CHECK_EQUAL(f.status("ten-days")->status, "compensated");
+  BOOST_CHECK_EQUAL(f.status("centuries")->status, "running");
+}
+
 // A long saga snapshots its progress (here every 3 events) and recovers
 // from the latest snapshot plus the events after it: restarted between
 // two retries, it goes on with the attempt it stood at, and the hotel gets

@@ -2,6 +2,7 @@
 
 // The actor of one saga instance (included by saga.hpp).
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -81,7 +82,14 @@ class saga_actor : public caf::event_based_actor {
         [this](runtime::passivate_atom) { passivate(); },
         [this](saga_persisted_atom, uint64_t ticket) { on_persisted(ticket); },
         [this](saga_retry_atom, uint64_t gen) {
-          if (gen == retry_gen_ && !busy_ && !in_flight_ && !awaiting_) {
+          if (gen != retry_gen_) return;
+          // A wait longer than one timer: the next part of it.
+          if (retry_partial_) {
+            auto now = ctx_.wall_ms();
+            if (progress_.retry_at_ms > now)
+              return arm_retry(progress_.retry_at_ms - now);
+          }
+          if (!busy_ && !in_flight_ && !awaiting_) {
             progress_.retry_at_ms = 0;
             advance();
           }
@@ -570,9 +578,23 @@ class saga_actor : public caf::event_based_actor {
 
   // -- timers -----------------------------------------------------------------
 
+  // CAF keeps a timer's delay in ns in 64 bits: one of more than about 292
+  // years wraps and fires at once. A wait longer than a day is armed a day
+  // at a time, and each time the wall clock says whether it is over.
+  static constexpr int64_t max_timer_ms = 86'400'000;
+
   void arm_retry(int64_t ms) {
-    delayed_send(this, std::chrono::milliseconds{ms}, saga_retry_atom::value,
-                 ++retry_gen_);
+    retry_partial_ = ms > max_timer_ms;
+    delayed_send(this, std::chrono::milliseconds{std::min(ms, max_timer_ms)},
+                 saga_retry_atom::value, ++retry_gen_);
+  }
+
+  void arm_deadline_timer(int64_t ms) {
+    deadline_partial_ = ms > max_timer_ms;
+    delayed_send(this,
+                 std::chrono::milliseconds{
+                     std::clamp<int64_t>(ms, 0, max_timer_ms)},
+                 saga_deadline_atom::value, deadline_gen_);
   }
 
   void arm_deadline(int64_t now) {
@@ -586,13 +608,15 @@ class saga_actor : public caf::event_based_actor {
     ++deadline_gen_;
     armed_due_ = due;
     if (due == 0) return;
-    delayed_send(this,
-                 std::chrono::milliseconds{std::max<int64_t>(due - now, 0)},
-                 saga_deadline_atom::value, deadline_gen_);
+    arm_deadline_timer(due - now);
   }
 
   void on_deadline(uint64_t gen) {
     if (gen != deadline_gen_ || progress_.phase != saga_phase::running) return;
+    if (deadline_partial_) {
+      auto now = ctx_.wall_ms();
+      if (armed_due_ > now) return arm_deadline_timer(armed_due_ - now);
+    }
     deadline_hit_ = true;
     armed_due_ = 0;
     if (!busy_ && !in_flight_) {
@@ -717,6 +741,10 @@ class saga_actor : public caf::event_based_actor {
   bool awaiting_ = false;
   bool deadline_hit_ = false;
   int64_t armed_due_ = 0;
+  // The armed retry or deadline timer covers only a part of its wait
+  // (max_timer_ms).
+  bool retry_partial_ = false;
+  bool deadline_partial_ = false;
   uint64_t reply_gen_ = 0;
   uint64_t retry_gen_ = 0;
   uint64_t deadline_gen_ = 0;
