@@ -489,8 +489,9 @@ caf::expected<std::vector<uint32_t>> shard_list(
 }
 
 // Moves each shard of `targets` from `old_member` to its target (observe,
-// promote, remove; replace_member), a few shards at a time, until all are
-// done or the timeout; each step re-reads the shard, so a run resumes.
+// promote, remove; take_replace_step), a few shards at a time, until all
+// are done or the timeout; each round reads each shard once, and each step
+// is guarded by that read, so a run resumes.
 // `summary` gets "shards" and "moved" and is printed at the end, with
 // "refused" (and exit code 1) naming the shards whose replacement would
 // have shrunk their set (another change got there first).
@@ -511,20 +512,19 @@ int move_shards(const options& o,
     for (auto i = pending.begin(); i != pending.end();) {
       auto shard = i->first;
       auto& target = targets.at(shard);
+      auto s = co::read_replica_set(etcd, o.prefix, shard);
+      if (!s) return fail_with(s.error());
       // A shard not started yet starts only while fewer than --parallel
       // others catch up.
-      if (!started.count(shard)) {
-        auto s = co::read_replica_set(etcd, o.prefix, shard);
-        if (!s) return fail_with(s.error());
-        auto next = co::next_replace_step(*s, old_member, target);
-        if (next.what == step::observe_new && started.size() >= o.parallel) {
-          i->second = "waiting for a free slot (--parallel " +
-                      std::to_string(o.parallel) + ")";
-          ++i;
-          continue;
-        }
+      if (!started.count(shard) && started.size() >= o.parallel &&
+          co::next_replace_step(*s, old_member, target).what ==
+              step::observe_new) {
+        i->second = "waiting for a free slot (--parallel " +
+                    std::to_string(o.parallel) + ")";
+        ++i;
+        continue;
       }
-      auto r = co::replace_member(etcd, o.prefix, shard, old_member, target);
+      auto r = co::take_replace_step(etcd, o.prefix, *s, old_member, target);
       if (!r) return fail_with(r.error());
       auto& [taken, set] = *r;
       if (taken.what == step::done) {

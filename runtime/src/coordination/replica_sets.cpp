@@ -482,34 +482,32 @@ replace_step next_replace_step(const replica_set& s,
   return {replace_step::promote_new, {}};
 }
 
-caf::expected<std::pair<replace_step, replica_set>> replace_member(
-    etcd_client& etcd, const std::string& prefix, uint32_t shard,
+caf::expected<std::pair<replace_step, replica_set>> take_replace_step(
+    etcd_client& etcd, const std::string& prefix, const replica_set& s,
     const std::string& old_member, const std::string& new_member) {
-  auto s = read_replica_set(etcd, prefix, shard);
-  if (!s) return std::move(s.error());
   for (auto* id : {&old_member, &new_member})
     if (id->empty() || id->find('/') != std::string::npos)
-      return refused(*s, "'" + *id + "' is no member id");
+      return refused(s, "'" + *id + "' is no member id");
   if (old_member == new_member)
-    return refused(*s, "a member cannot replace itself");
-  auto step = next_replace_step(*s, old_member, new_member);
-  caf::expected<replica_set> after{*s};
+    return refused(s, "a member cannot replace itself");
+  auto step = next_replace_step(s, old_member, new_member);
+  caf::expected<replica_set> after{s};
   switch (step.what) {
     case replace_step::done:
     case replace_step::wait:
     case replace_step::refused:
-      return std::make_pair(std::move(step), std::move(*s));
+      return std::make_pair(std::move(step), s);
     case replace_step::observe_new:
-      after = observe_from(etcd, prefix, *s, new_member);
+      after = observe_from(etcd, prefix, s, new_member);
       break;
     case replace_step::promote_new:
-      after = promote_from(etcd, prefix, *s, new_member);
+      after = promote_from(etcd, prefix, s, new_member);
       break;
     case replace_step::remove_old:
-      after = remove_voter_from(etcd, prefix, *s, old_member);
+      after = remove_voter_from(etcd, prefix, s, old_member);
       break;
     case replace_step::unobserve_old:
-      after = unobserve_from(etcd, prefix, *s, old_member);
+      after = unobserve_from(etcd, prefix, s, old_member);
       break;
   }
   if (!after) {
@@ -518,9 +516,25 @@ caf::expected<std::pair<replace_step, replica_set>> replace_member(
         replace_step{replace_step::wait,
                      "another change was made meanwhile: " +
                          describe(after.error())},
-        std::move(*s));
+        s);
   }
   return std::make_pair(std::move(step), std::move(*after));
+}
+
+caf::expected<std::pair<replace_step, replica_set>> replace_member(
+    etcd_client& etcd, const std::string& prefix, uint32_t shard,
+    const std::string& old_member, const std::string& new_member) {
+  auto s = read_replica_set(etcd, prefix, shard);
+  if (!s) return std::move(s.error());
+  return take_replace_step(etcd, prefix, *s, old_member, new_member);
+}
+
+bool removed_by_change(const std::vector<std::string>& voters,
+                       const std::vector<std::string>& observers,
+                       const std::vector<std::string>& previous,
+                       const std::string& member) {
+  return !contains(voters, member) && !contains(observers, member) &&
+         contains(previous, member);
 }
 
 }  // namespace mnemo::runtime::coordination

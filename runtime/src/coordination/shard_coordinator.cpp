@@ -761,15 +761,11 @@ void shard_coordinator::queue_drops(
   {
     std::lock_guard<std::mutex> guard{drop_mtx_};
     for (auto& [shard, config] : configs_) {
-      bool holds = contains(config.voters, cfg_.member) ||
-                   contains(config.observers, cfg_.member);
       // Unreadable keys say nothing: held until they do. And only a copy
-      // that an explicit change removed (this member is among the voters
-      // before it) is dropped: voters that never named it (a bootstrap
-      // from another member's map after etcd lost its keys) may have no
-      // copy of what it holds.
-      held_[shard] = holds || !config.current || observer_errors_.count(shard) ||
-                     !contains(config.previous, cfg_.member);
+      // that an explicit change removed is dropped (removed_by_change).
+      held_[shard] = !config.current || observer_errors_.count(shard) ||
+                     !removed_by_change(config.voters, config.observers,
+                                        config.previous, cfg_.member);
       if (held_[shard]) {
         dropped_.erase(shard);
         continue;
@@ -823,9 +819,9 @@ void shard_coordinator::drop_loop() {
         etcd = std::move(*c);
       }
       auto s = read_replica_set(*etcd, cfg_.prefix, shard);
-      if (!s || !s->established || contains(s->voters, cfg_.member) ||
-          contains(s->observers, cfg_.member) ||
-          !contains(s->previous, cfg_.member))
+      if (!s || !s->established ||
+          !removed_by_change(s->voters, s->observers, s->previous,
+                             cfg_.member))
         return std::nullopt;
       return *promise;
     };

@@ -63,9 +63,9 @@ class temp_directory {
 namespace testkit_detail {
 
 template <class T, class = void>
-struct detail_has_mnemo_name : std::false_type {};
+struct has_mnemo_name : std::false_type {};
 template <class T>
-struct detail_has_mnemo_name<T, std::void_t<decltype(T::mnemo_type_name)>>
+struct has_mnemo_name<T, std::void_t<decltype(T::mnemo_type_name)>>
     : std::true_type {};
 
 template <class T, class = void>
@@ -86,9 +86,7 @@ bool same(const T& x, const T& y) {
 
 template <class T>
 std::string type_label(const T&) {
-  if constexpr (std::is_class<T>::value) {
-    if constexpr (detail_has_mnemo_name<T>::value) return T::mnemo_type_name;
-  }
+  if constexpr (has_mnemo_name<T>::value) return T::mnemo_type_name;
   return typeid(T).name();
 }
 
@@ -374,11 +372,8 @@ class aggregate_fixture : public system_fixture {
   /// registry's instance is the only live one.
   caf::expected<reply_type> when(const std::string& id, command_type cmd,
                                  std::string command_id = {}) {
-    if (!registries_.empty())
-      return route(registries_.front(), id, std::move(cmd),
-                   std::move(command_id));
-    return request<reply_type>(actor(id), command_atom::value,
-                               std::move(command_id), std::move(cmd));
+    return ask<reply_type>(id, command_atom::value, std::move(command_id),
+                           std::move(cmd));
   }
 
   /// What `run_command` returns: the reply (or the rejection), the events
@@ -413,16 +408,9 @@ class aggregate_fixture : public system_fixture {
     uint64_t from = before ? before->highest_sequence + 1 : 1;
     command_result out{
         when(id, std::move(cmd), std::move(command_id)), {}, {}, 0};
-    variant_codec<event_type> codec{registry_};
-    auto stored = journal_->read_stream(stream, from, UINT64_MAX, UINT64_MAX);
-    if (!stored && stored.error().code() != persistence::errc::not_found)
-      throw std::runtime_error(stored.error().to_string());
-    if (stored)
-      for (auto& env : *stored) {
-        auto ev = codec.decode(env);
-        if (!ev) throw std::runtime_error(ev.error().to_string());
-        out.events.push_back(std::move(*ev));
-      }
+    auto events = events_from(id, from);
+    if (!events) throw std::runtime_error(runtime::describe(events.error()));
+    out.events = std::move(*events);
     auto now = versioned_state(id);
     if (!now) throw std::runtime_error(runtime::describe(now.error()));
     out.state = std::move(now->first);
@@ -497,9 +485,15 @@ class aggregate_fixture : public system_fixture {
 
   /// Returns every stored event of the aggregate, decoded ("then events").
   caf::expected<std::vector<event_type>> events(const std::string& id) {
+    return events_from(id, 1);
+  }
+
+  /// The stored events of the aggregate from sequence `from` on, decoded.
+  caf::expected<std::vector<event_type>> events_from(const std::string& id,
+                                                     uint64_t from) {
     variant_codec<event_type> codec{registry_};
     auto stored =
-        journal_->read_stream(stream_of<A>(id), 1, UINT64_MAX, UINT64_MAX);
+        journal_->read_stream(stream_of<A>(id), from, UINT64_MAX, UINT64_MAX);
     if (!stored) return runtime::to_caf_error(stored.error());
     std::vector<event_type> result;
     for (auto& env : *stored) {
@@ -603,10 +597,12 @@ class aggregate_fixture : public system_fixture {
                          "'): differs after the journal's round trip");
   }
 
-  template <class T>
-  void check_on_wire(std::vector<std::string>& problems, const char* what,
-                     const T& value) const {
-    auto label = std::string{what} + " " + testkit_detail::type_label(value);
+  // `value` through CAF's binary format; `equal(back, value)` judges the
+  // copy (default: == where the type has it).
+  template <class T, class Equal>
+  void check_on_wire(std::vector<std::string>& problems,
+                     const std::string& label, const T& value,
+                     Equal equal) const {
     auto copy = value;
     auto buf = runtime::wire::pack(0, copy);
     if (buf.empty()) {
@@ -616,8 +612,17 @@ class aggregate_fixture : public system_fixture {
     T back{};
     if (auto err = runtime::wire::unpack(buf, back))
       problems.push_back(label + ": " + runtime::describe(err));
-    else if (!testkit_detail::same(back, value))
+    else if (!equal(back, value))
       problems.push_back(label + ": differs after CAF's round trip");
+  }
+
+  template <class T>
+  void check_on_wire(std::vector<std::string>& problems, const char* what,
+                     const T& value) const {
+    check_on_wire(
+        problems, std::string{what} + " " + testkit_detail::type_label(value),
+        value,
+        [](const T& x, const T& y) { return testkit_detail::same(x, y); });
   }
 
   template <size_t... Is>
@@ -632,20 +637,13 @@ class aggregate_fixture : public system_fixture {
   template <size_t I>
   void check_command(std::vector<std::string>& problems) const {
     using alternative = std::variant_alternative_t<I, command_type>;
-    alternative value{};
-    auto label = "command " + testkit_detail::type_label(value);
-    command_type cmd{std::in_place_index<I>, value};
-    auto buf = runtime::wire::pack(0, cmd);
-    if (buf.empty()) {
-      problems.push_back(label + ": CAF cannot serialize it");
-      return;
-    }
-    command_type back;
-    if (auto err = runtime::wire::unpack(buf, back))
-      problems.push_back(label + ": " + runtime::describe(err));
-    else if (back.index() != I ||
-             !testkit_detail::same(std::get<I>(back), value))
-      problems.push_back(label + ": differs after CAF's round trip");
+    check_on_wire(
+        problems, "command " + testkit_detail::type_label(alternative{}),
+        command_type{std::in_place_index<I>},
+        [](const command_type& back, const command_type& sent) {
+          return back.index() == I &&
+                 testkit_detail::same(std::get<I>(back), std::get<I>(sent));
+        });
   }
 
   template <size_t... Is>

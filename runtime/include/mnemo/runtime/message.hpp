@@ -60,20 +60,20 @@ typename Inspector::result_type inspect_msgpack(Inspector& f, T& x) {
       return {};
     };
     return f(name, buf, caf::meta::load_callback(load));
-  } else if constexpr (std::is_base_of<caf::serializer, Inspector>::value) {
-    msgpack::sbuffer packed;
-    msgpack::pack(packed, x);
-    std::string buf{packed.data(), packed.size()};
-    return f(name, buf);
   } else {
-    // Printing (deep_to_string): the fields as msgpack shows them.
     msgpack::sbuffer packed;
     msgpack::pack(packed, x);
-    auto handle = msgpack::unpack(packed.data(), packed.size());
-    std::ostringstream text;
-    text << handle.get();
-    auto shown = text.str();
-    return f(name, shown);
+    if constexpr (std::is_base_of<caf::serializer, Inspector>::value) {
+      std::string buf{packed.data(), packed.size()};
+      return f(name, buf);
+    } else {
+      // Printing (deep_to_string): the fields as msgpack shows them.
+      auto handle = msgpack::unpack(packed.data(), packed.size());
+      std::ostringstream text;
+      text << handle.get();
+      auto shown = text.str();
+      return f(name, shown);
+    }
   }
 }
 

@@ -117,8 +117,8 @@ class saga_actor : public caf::event_based_actor {
       version_ = sn.meta.sequence;
       last_snapshot_ = version_;
     }
-    auto stored =
-        ctx_.journal->read_stream(stream_, version_ + 1, UINT64_MAX, UINT64_MAX);
+    auto stored = ctx_.journal->read_stream(stream_, version_ + 1, UINT64_MAX,
+                                            UINT64_MAX);
     if (!stored) return runtime::to_caf_error(stored.error());
     for (auto& env : *stored) {
       auto ev = codec_.decode(env);
@@ -153,11 +153,10 @@ class saga_actor : public caf::event_based_actor {
     auto now = ctx_.wall_ms();
     saga_started ev;
     ev.data = detail::pack(data_);
-    ev.deadline_ms = def_->deadline_at ? std::max<int64_t>(
-                                             0, def_->deadline_at(data_))
-                     : def_->deadline.count() > 0
-                         ? now + def_->deadline.count()
-                         : 0;
+    ev.deadline_ms = def_->deadline_at
+                         ? std::max<int64_t>(0, def_->deadline_at(data_))
+                     : def_->deadline.count() > 0 ? now + def_->deadline.count()
+                                                  : 0;
     ev.step_due_ms = due_of(0, now);
     auto rp = make_response_promise<saga_status>();
     start_waiters_.push_back(rp);
@@ -253,8 +252,8 @@ class saga_actor : public caf::event_based_actor {
                    !past(p.due_ms, now);
       auto text = runtime::describe(err);
       if (again)
-        return persist({saga_step_failed{
-            p.step, attempt, text, now + delay(policy, attempt), since}});
+        return persist({saga_step_failed{p.step, attempt, text,
+                                         now + delay(policy, attempt), since}});
       return persist({saga_step_failed{p.step, attempt, text, 0, since},
                       saga_compensating{to_compensate(p.step),
                                         "step '" + def_->steps[p.step].name +
@@ -270,10 +269,10 @@ class saga_actor : public caf::event_based_actor {
     if (may_retry(policy, err, attempt, since, now))
       return persist({saga_compensation_failed{
           i, attempt, text, now + delay(policy, attempt), since}});
-    persist(
-        {saga_compensation_failed{i, attempt, text, 0, since},
-         saga_needs_attention{i, "compensation of step '" + def_->steps[i].name +
-                                     "' failed: " + text}});
+    persist({saga_compensation_failed{i, attempt, text, 0, since},
+             saga_needs_attention{i, "compensation of step '" +
+                                         def_->steps[i].name +
+                                         "' failed: " + text}});
   }
 
   void give_up(std::string why) {
@@ -385,9 +384,9 @@ class saga_actor : public caf::event_based_actor {
             persistence::errc::corrupt_record,
             "saga '" + stream_ + "': the event at position " +
                 std::to_string(position) + describe_source(source) +
-                " in its inbox does not decode (" +
-                decoded.error().message() + "); delete that row from table '" +
-                inbox_table<S>() + "' to let the later events through"});
+                " in its inbox does not decode (" + decoded.error().message() +
+                "); delete that row from table '" + inbox_table<S>() +
+                "' to let the later events through"});
       return std::move(*decoded);
     }
     auto found = ctx_.journal->read_all(position, 1);
@@ -451,8 +450,8 @@ class saga_actor : public caf::event_based_actor {
 
   // The event `key` names decides the waiting step: `verdict` is no
   // error (done) or the error the step failed with.
-  void decide(const event_key& key, const std::string& type,
-              caf::error verdict, promises waiting) {
+  void decide(const event_key& key, const std::string& type, caf::error verdict,
+              promises waiting) {
     auto& p = progress_;
     // A command reply still out is moot.
     ++reply_gen_;
@@ -492,9 +491,9 @@ class saga_actor : public caf::event_based_actor {
             auto parsed = detail::parse_inbox_key(k);
             if (parsed && parsed->saga_id == id_ &&
                 parsed->position > progress_.last_event_of(parsed->source))
-              rows.emplace_back(event_key{std::move(parsed->source),
-                                          parsed->position},
-                                std::string{v});
+              rows.emplace_back(
+                  event_key{std::move(parsed->source), parsed->position},
+                  std::string{v});
             return true;
           });
       return n ? persistence::error{} : n.error();
@@ -591,10 +590,10 @@ class saga_actor : public caf::event_based_actor {
 
   void arm_deadline_timer(int64_t ms) {
     deadline_partial_ = ms > max_timer_ms;
-    delayed_send(this,
-                 std::chrono::milliseconds{
-                     std::clamp<int64_t>(ms, 0, max_timer_ms)},
-                 saga_deadline_atom::value, deadline_gen_);
+    delayed_send(
+        this,
+        std::chrono::milliseconds{std::clamp<int64_t>(ms, 0, max_timer_ms)},
+        saga_deadline_atom::value, deadline_gen_);
   }
 
   void arm_deadline(int64_t now) {
@@ -710,10 +709,8 @@ class saga_actor : public caf::event_based_actor {
     last_snapshot_ = version_;
     auto* sink = ctx_.completions;
     sink->expect();
-    ctx_.journal->snapshots().save(std::move(snap), 1,
-                                   [sink](persistence::error) {
-                                     sink->post([] {});
-                                   });
+    ctx_.journal->snapshots().save(
+        std::move(snap), 1, [sink](persistence::error) { sink->post([] {}); });
   }
 
   // A deadline that passed while the saga was persisting, with its step
@@ -766,6 +763,23 @@ class saga_actor : public caf::event_based_actor {
   std::mt19937_64 rng_;
 };
 
+namespace detail {
+
+// A saga registry whose sagas get their steps from `steps()`.
+template <class S, class Steps>
+caf::actor spawn_saga_registry_with(caf::actor_system& sys, saga_context ctx,
+                                    runtime::registry_options options,
+                                    Steps steps) {
+  return runtime::spawn_entity_registry(
+      sys,
+      [ctx, steps](caf::actor_system& s, const std::string& id) {
+        return s.spawn<saga_actor<S>>(ctx, id, steps());
+      },
+      std::move(options));
+}
+
+}  // namespace detail
+
 /// Spawns the registry of saga type `S`: `(route_atom, saga_id,
 /// caf::make_message(start_atom, data))` starts saga `saga_id` once;
 /// sagas are activated, passivated and restarted like aggregates. Register
@@ -778,12 +792,8 @@ caf::actor spawn_saga_registry(caf::actor_system& sys, saga_context ctx,
                                definition<typename S::data> def) {
   auto shared =
       std::make_shared<const definition<typename S::data>>(std::move(def));
-  return runtime::spawn_entity_registry(
-      sys,
-      [ctx, shared](caf::actor_system& s, const std::string& id) {
-        return s.spawn<saga_actor<S>>(ctx, id, shared);
-      },
-      std::move(options));
+  return detail::spawn_saga_registry_with<S>(
+      sys, std::move(ctx), std::move(options), [shared] { return shared; });
 }
 
 /// As above, with the steps of `S::define()`, called for each saga as it
@@ -791,15 +801,11 @@ caf::actor spawn_saga_registry(caf::actor_system& sys, saga_context ctx,
 template <class S>
 caf::actor spawn_saga_registry(caf::actor_system& sys, saga_context ctx,
                                runtime::registry_options options) {
-  using def_type = definition<typename S::data>;
-  return runtime::spawn_entity_registry(
-      sys,
-      [ctx](caf::actor_system& s, const std::string& id) {
-        return s.spawn<saga_actor<S>>(ctx, id,
-                                      std::make_shared<const def_type>(
-                                          S::define()));
-      },
-      std::move(options));
+  return detail::spawn_saga_registry_with<S>(
+      sys, std::move(ctx), std::move(options), [] {
+        return std::make_shared<const definition<typename S::data>>(
+            S::define());
+      });
 }
 
 }  // namespace mnemo::sagas

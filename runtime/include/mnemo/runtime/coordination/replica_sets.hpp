@@ -161,6 +161,16 @@ caf::expected<std::map<uint32_t, std::string>> plan_decommission(
 caf::expected<std::vector<std::string>> forget_member(
     etcd_client& etcd, const std::string& prefix, const std::string& member);
 
+/// Whether `member`'s copy of a shard with these voters, observers and
+/// voters before the last change (`previous`) may be dropped: it is
+/// neither voter nor observer, and an explicit change removed it (it is
+/// among `previous`; voters that never named it, as after a bootstrap
+/// from another member's map, say nothing about its copy).
+bool removed_by_change(const std::vector<std::string>& voters,
+                       const std::vector<std::string>& observers,
+                       const std::vector<std::string>& previous,
+                       const std::string& member);
+
 /// What replacing `old_member` by `new_member` needs next in `s` (a pure
 /// function of the set: a tool re-reads the set and asks again after each
 /// step, so a run that stopped half way resumes where it stood). The old
@@ -171,6 +181,15 @@ caf::expected<std::vector<std::string>> forget_member(
 replace_step next_replace_step(const replica_set& s,
                                const std::string& old_member,
                                const std::string& new_member);
+
+/// Takes the next step of replacing `old_member` by `new_member` in `s`,
+/// a set as read, if one can be taken now, guarded by the revisions of
+/// that read (a change since is a `conflict`, returned as a `wait`).
+/// Returns the step it took (`done`, `wait` or `refused` if none) and the
+/// set after it. Errors: as `replace_member`.
+caf::expected<std::pair<replace_step, replica_set>> take_replace_step(
+    etcd_client& etcd, const std::string& prefix, const replica_set& s,
+    const std::string& old_member, const std::string& new_member);
 
 /// Reads shard `shard`'s set, and takes the next step of replacing
 /// `old_member` by `new_member` if one can be taken now. Returns the step
