@@ -148,7 +148,7 @@ member start(const options& opt, const std::string& id,
   auto n = mnemo::runtime::node::start(cfg);
   if (!n) die(mnemo::runtime::describe(n.error()));
   m.node = std::move(*n);
-  bank::account::register_types(m.node->registry());
+  mnemo::actors::register_types<bank::account>(m.node->registry());
   auto local = mnemo::actors::spawn_aggregate_registry<bank::account>(*m.node);
   m.accounts = m.node->cluster()->route(
       bank::account::type_name, local,

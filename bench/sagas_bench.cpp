@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
   auto started = mnemo::runtime::node::start(cfg);
   if (!started) die(mnemo::runtime::describe(started.error()));
   auto& node = **started;
-  bank::account::register_types(node.registry());
+  mnemo::actors::register_types<bank::account>(node.registry());
   mnemo::sagas::register_types(node.registry());
   auto accts = mnemo::actors::spawn_aggregate_registry<bank::account>(node);
   mnemo::sagas::saga_context ctx{&node.journal(),

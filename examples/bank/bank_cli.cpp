@@ -128,7 +128,7 @@ int query(runtime::node& n, const bank::balances_model& model,
 }
 
 int run(runtime::node& n, const parsed& p) {
-  bank::account::register_types(n.registry());
+  mnemo::actors::register_types<bank::account>(n.registry());
   bank::balances_model model{n.registry()};
   auto projection = actors::spawn_projection(
       n.system(), {&n.journal(), &n.completions(), n.event_bus()},

@@ -299,7 +299,7 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
                                         std::string& error) {
   auto ptr = std::make_unique<impl>(n);
   ptr->opts = opts;
-  account::register_types(n.registry());
+  mnemo::actors::register_types<account>(n.registry());
   mnemo::sagas::register_types(n.registry());
   ptr->accounts = mnemo::actors::spawn_aggregate_registry<account>(n);
   // In a cluster, the registries the service and the sagas use are routers:

@@ -6,8 +6,10 @@
 // process manager: close the first, link it to the second; if the link
 // fails, reopen the first).
 
+#include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "mnemo/actors/aggregate.hpp"
 #include "mnemo/actors/projection.hpp"
@@ -59,6 +61,12 @@ struct ticket_state {
   std::string title;
   std::vector<std::string> links;
   MNEMO_MESSAGE(ticket_state, exists, is_open, title, links)
+
+  // How each event changes the state.
+  void apply(const opened& e) { *this = {true, true, e.title, {}}; }
+  void apply(const closed&) { is_open = false; }
+  void apply(const reopened&) { is_open = true; }
+  void apply(const linked& e) { links.push_back(e.other); }
 };
 
 struct ticket {
@@ -69,47 +77,42 @@ struct ticket {
   using reply = ticket_state;  // every command answers the state after it
   using effect = mnemo::actors::effect<ticket>;
   static constexpr const char* type_name = "ticket";
+  // The stored names of the events (in the variant's order) and state.
+  static constexpr const char* event_names[] = {
+      "ticket.opened", "ticket.closed", "ticket.reopened", "ticket.linked"};
+  static constexpr const char* state_name = "ticket.state";
 
-  static void register_types(mnemo::persistence::event_registry& types) {
-    types.add<opened>("ticket.opened");
-    types.add<closed>("ticket.closed");
-    types.add<reopened>("ticket.reopened");
-    types.add<linked>("ticket.linked");
-    types.add<ticket_state>("ticket.state");
+  static reply reply_of(const state& s) { return s; }
+
+  // One decide() per command.
+  static effect decide(const state& s, const open_ticket& c) {
+    if (s.exists)
+      return effect::reject(ticket_errc::wrong_state, "the ticket exists");
+    return effect::persist(opened{c.title});
   }
-
-  static effect handle(const state& s, const command& cmd) {
-    auto after = [](const state& now) { return now; };
-    if (auto* c = std::get_if<open_ticket>(&cmd))
-      return s.exists ? effect::reject(make_error(ticket_errc::wrong_state,
-                                                  "the ticket exists"))
-                      : effect::persist(opened{c->title}, after);
+  static effect decide(const state& s, const close_ticket&) {
+    if (auto no = refuse(s, false)) return *no;
+    return effect::persist(closed{});
+  }
+  static effect decide(const state& s, const reopen_ticket&) {
+    if (auto no = refuse(s, true)) return *no;
+    return effect::persist(reopened{});
+  }
+  static effect decide(const state& s, const link_ticket& c) {
     if (!s.exists)
-      return effect::reject(
-          make_error(ticket_errc::unknown_ticket, "no such ticket"));
-    if (std::holds_alternative<close_ticket>(cmd))
-      return s.is_open ? effect::persist(closed{}, after)
-                       : effect::reject(make_error(ticket_errc::wrong_state,
-                                                   "the ticket is closed"));
-    if (std::holds_alternative<reopen_ticket>(cmd))
-      return s.is_open ? effect::reject(make_error(ticket_errc::wrong_state,
-                                                   "the ticket is open"))
-                       : effect::persist(reopened{}, after);
-    return effect::persist(linked{std::get<link_ticket>(cmd).other}, after);
+      return effect::reject(ticket_errc::unknown_ticket, "no such ticket");
+    return effect::persist(linked{c.other});
   }
 
-  static state apply(state s, const event& ev) {
-    if (auto* e = std::get_if<opened>(&ev)) {
-      s.exists = s.is_open = true;
-      s.title = e->title;
-    } else if (std::holds_alternative<closed>(ev)) {
-      s.is_open = false;
-    } else if (std::holds_alternative<reopened>(ev)) {
-      s.is_open = true;
-    } else {
-      s.links.push_back(std::get<linked>(ev).other);
-    }
-    return s;
+  // A close of a closed ticket or a reopen of an open one is refused.
+  static std::optional<effect> refuse(const state& s, bool closed_wanted) {
+    if (!s.exists)
+      return effect::reject(ticket_errc::unknown_ticket, "no such ticket");
+    if (s.is_open == closed_wanted)
+      return effect::reject(
+          ticket_errc::wrong_state,
+          s.is_open ? "the ticket is open" : "the ticket is closed");
+    return std::nullopt;
   }
 };
 

@@ -28,7 +28,7 @@ BOOST_AUTO_TEST_CASE(a_ticket_opens_closes_and_refuses_a_second_close) {
 
 BOOST_AUTO_TEST_CASE(the_projection_counts_open_tickets) {
   mnemo::actors::system_fixture f;
-  ticket::register_types(f.registry());
+  mnemo::actors::register_types<ticket>(f.registry());
   mnemo::actors::projection_context ctx{&f.journal(), &f.completions(),
                                         f.event_bus()};
   auto p = mnemo::actors::spawn_projection(f.system(), ctx, open_count());

@@ -13,7 +13,6 @@
 #include <msgpack.hpp>
 
 #include "mnemo/actors/effect.hpp"
-#include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/runtime/message.hpp"
 #include "orders_errors.hpp"
 
@@ -45,12 +44,10 @@ struct commit_reservation {
 
 // -- events -------------------------------------------------------------------
 
-/// "inventory.stocked"
 struct inventory_stocked {
   int64_t quantity = 0;
   MNEMO_MESSAGE(inventory_stocked, quantity)
 };
-/// "inventory.reserved"
 struct inventory_reserved {
   std::string order_id;
   int64_t quantity = 0;
@@ -121,91 +118,75 @@ struct inventory {
 
   using effect = mnemo::actors::effect<inventory>;
 
-  /// Registers the events and the snapshot state ("inventory.state").
-  static void register_types(mnemo::persistence::event_registry& types) {
-    types.add<inventory_stocked>("inventory.stocked");
-    types.add<inventory_reserved>("inventory.reserved");
-    types.add<inventory_released>("inventory.released");
-    types.add<inventory_committed>("inventory.committed");
-    types.add<inventory_state>("inventory.state");
-  }
+  static constexpr const char* event_names[] = {
+      "inventory.stocked", "inventory.reserved", "inventory.released",
+      "inventory.committed"};
+  static constexpr const char* state_name = "inventory.state";
 
-  static effect handle(const state& s, const command& cmd) {
-    return std::visit([&s](const auto& c) { return on(s, c); }, cmd);
-  }
-
-  static state apply(state s, const event& ev) {
-    std::visit([&s](const auto& e) { apply_to(s, e); }, ev);
-    return s;
-  }
-
- private:
-  static reply stock_of(const state& s) {
+  static reply reply_of(const state& s) {
     return reply{s.on_hand, s.available()};
   }
 
-  static effect on(const state& s, const add_stock& c) {
+  static effect decide(const state& s, const add_stock& c) {
     if (c.quantity <= 0)
-      return effect::reject(make_error(
-          errc::invalid_input, "quantity " + std::to_string(c.quantity) +
-                                   " to add must be positive"));
+      return effect::reject(errc::invalid_input,
+                            "quantity " + std::to_string(c.quantity) +
+                                " to add must be positive");
     if (s.on_hand > std::numeric_limits<int64_t>::max() - c.quantity)
-      return effect::reject(make_error(
-          errc::invalid_input, "adding " + std::to_string(c.quantity) + " to " +
-                                   std::to_string(s.on_hand) +
-                                   " units overflows the stock"));
-    return effect::persist(inventory_stocked{c.quantity}, stock_of);
+      return effect::reject(errc::invalid_input,
+                            "adding " + std::to_string(c.quantity) + " to " +
+                                std::to_string(s.on_hand) +
+                                " units overflows the stock");
+    return effect::persist(inventory_stocked{c.quantity});
   }
 
-  static effect on(const state& s, const reserve& c) {
+  static effect decide(const state& s, const reserve& c) {
     if (c.order_id.empty() || c.quantity <= 0)
-      return effect::reject(make_error(errc::invalid_input,
-                                       "a reservation needs an order id and a "
-                                       "positive quantity, got " +
-                                           std::to_string(c.quantity)));
+      return effect::reject(errc::invalid_input,
+                            "a reservation needs an order id and a "
+                            "positive quantity, got " +
+                                std::to_string(c.quantity));
     if (!s.exists)
-      return effect::reject(make_error(
-          errc::unknown_sku, "SKU was never stocked; add stock first"));
+      return effect::reject(errc::unknown_sku,
+                            "SKU was never stocked; add stock first");
     if (s.reserved.count(c.order_id) > 0 || s.committed.count(c.order_id) > 0)
-      return effect::respond(stock_of(s));
+      return effect::respond(reply_of(s));
     if (c.quantity > s.available())
-      return effect::reject(make_error(
-          errc::insufficient_stock,
-          "available " + std::to_string(s.available()) + ", asked " +
-              std::to_string(c.quantity) + " for order " + c.order_id));
-    return effect::persist(inventory_reserved{c.order_id, c.quantity},
-                           stock_of);
+      return effect::reject(errc::insufficient_stock,
+                            "available " + std::to_string(s.available()) +
+                                ", asked " + std::to_string(c.quantity) +
+                                " for order " + c.order_id);
+    return effect::persist(inventory_reserved{c.order_id, c.quantity});
   }
 
-  static effect on(const state& s, const release& c) {
+  static effect decide(const state& s, const release& c) {
     auto i = s.reserved.find(c.order_id);
-    if (i == s.reserved.end()) return effect::respond(stock_of(s));
-    return effect::persist(inventory_released{c.order_id, i->second}, stock_of);
+    if (i == s.reserved.end()) return effect::respond(reply_of(s));
+    return effect::persist(inventory_released{c.order_id, i->second});
   }
 
-  static effect on(const state& s, const commit_reservation& c) {
+  static effect decide(const state& s, const commit_reservation& c) {
     auto i = s.reserved.find(c.order_id);
     if (i != s.reserved.end())
-      return effect::persist(inventory_committed{c.order_id, i->second},
-                             stock_of);
-    if (s.committed.count(c.order_id) > 0) return effect::respond(stock_of(s));
-    return effect::reject(make_error(
-        errc::invalid_state, "order " + c.order_id +
-                                 " holds no reservation to commit; reserve "
-                                 "first"));
+      return effect::persist(inventory_committed{c.order_id, i->second});
+    if (s.committed.count(c.order_id) > 0) return effect::respond(reply_of(s));
+    return effect::reject(errc::invalid_state,
+                          "order " + c.order_id +
+                              " holds no reservation to commit; reserve "
+                              "first");
   }
 
-  static void apply_to(state& s, const inventory_stocked& e) {
+  static void evolve(state& s, const inventory_stocked& e) {
     s.exists = true;
     s.on_hand += e.quantity;
   }
-  static void apply_to(state& s, const inventory_reserved& e) {
+  static void evolve(state& s, const inventory_reserved& e) {
     s.reserved[e.order_id] = e.quantity;
   }
-  static void apply_to(state& s, const inventory_released& e) {
+  static void evolve(state& s, const inventory_released& e) {
     s.reserved.erase(e.order_id);
   }
-  static void apply_to(state& s, const inventory_committed& e) {
+  static void evolve(state& s, const inventory_committed& e) {
     s.on_hand -= e.quantity;
     s.reserved.erase(e.order_id);
     s.committed.insert(e.order_id);

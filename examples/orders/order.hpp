@@ -10,7 +10,6 @@
 #include <msgpack.hpp>
 
 #include "mnemo/actors/effect.hpp"
-#include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/runtime/message.hpp"
 #include "orders_errors.hpp"
 
@@ -64,7 +63,6 @@ struct cancel_order {
 
 // -- events -------------------------------------------------------------------
 
-/// "order.placed"
 struct order_placed {
   std::string customer;
   std::string sku;
@@ -72,16 +70,13 @@ struct order_placed {
   int64_t unit_price = 0;
   MNEMO_MESSAGE(order_placed, customer, sku, quantity, unit_price)
 };
-/// "order.accepted"
 struct order_accepted {
   MNEMO_EMPTY_MESSAGE(order_accepted)
 };
-/// "order.completed"
 struct order_completed {
   std::string tracking;
   MNEMO_MESSAGE(order_completed, tracking)
 };
-/// "order.cancelled"
 struct order_cancelled {
   std::string reason;
   MNEMO_MESSAGE(order_cancelled, reason)
@@ -140,77 +135,62 @@ struct order {
 
   using effect = mnemo::actors::effect<order>;
 
-  /// Registers the events and the snapshot state ("order.state").
-  static void register_types(mnemo::persistence::event_registry& types) {
-    types.add<order_placed>("order.placed");
-    types.add<order_accepted>("order.accepted");
-    types.add<order_completed>("order.completed");
-    types.add<order_cancelled>("order.cancelled");
-    types.add<order_state>("order.state");
-  }
+  static constexpr const char* event_names[] = {
+      "order.placed", "order.accepted", "order.completed", "order.cancelled"};
+  static constexpr const char* state_name = "order.state";
 
-  static effect handle(const state& s, const command& cmd) {
-    return std::visit([&s](const auto& c) { return on(s, c); }, cmd);
-  }
-
-  static state apply(state s, const event& ev) {
-    std::visit([&s](const auto& e) { apply_to(s, e); }, ev);
-    return s;
-  }
-
- private:
-  static reply status_of(const state& s) { return reply{to_string(s.status)}; }
+  static reply reply_of(const state& s) { return reply{to_string(s.status)}; }
 
   static effect unchanged(const state& s) {
-    return effect::respond(status_of(s));
+    return effect::respond(reply_of(s));
   }
 
-  static effect on(const state& s, const place_order& c) {
+  static effect decide(const state& s, const place_order& c) {
     if (s.exists)
-      return effect::reject(make_error(
+      return effect::reject(
           errc::already_exists,
-          std::string{"order exists with status "} + to_string(s.status)));
+          std::string{"order exists with status "} + to_string(s.status));
     if (c.customer.empty() || c.sku.empty())
-      return effect::reject(make_error(errc::invalid_input,
-                                       "an order needs a customer and a SKU"));
+      return effect::reject(errc::invalid_input,
+                            "an order needs a customer and a SKU");
     if (c.quantity <= 0 || c.unit_price <= 0)
-      return effect::reject(make_error(
+      return effect::reject(
           errc::invalid_input,
           "quantity " + std::to_string(c.quantity) + " and unit price " +
-              std::to_string(c.unit_price) + " must be positive"));
+              std::to_string(c.unit_price) + " must be positive");
     // Division instead of multiplication: the product may overflow.
     if (c.quantity > max_order_amount / c.unit_price)
-      return effect::reject(make_error(
+      return effect::reject(
           errc::invalid_input,
           "quantity " + std::to_string(c.quantity) + " * unit price " +
               std::to_string(c.unit_price) + " exceeds the order limit " +
-              std::to_string(max_order_amount)));
+              std::to_string(max_order_amount));
     return effect::persist(
-        order_placed{c.customer, c.sku, c.quantity, c.unit_price}, status_of);
+        order_placed{c.customer, c.sku, c.quantity, c.unit_price});
   }
 
-  static effect on(const state& s, const accept_order&) {
+  static effect decide(const state& s, const accept_order&) {
     if (auto err = check_exists(s)) return effect::reject(std::move(err));
     if (s.status == order_status::accepted) return unchanged(s);
     if (s.status != order_status::placed)
       return effect::reject(wrong_status(s, "accept"));
-    return effect::persist(order_accepted{}, status_of);
+    return effect::persist(order_accepted{});
   }
 
-  static effect on(const state& s, const complete_order& c) {
+  static effect decide(const state& s, const complete_order& c) {
     if (auto err = check_exists(s)) return effect::reject(std::move(err));
     if (s.status == order_status::completed) return unchanged(s);
     if (s.status != order_status::accepted)
       return effect::reject(wrong_status(s, "complete"));
-    return effect::persist(order_completed{c.tracking}, status_of);
+    return effect::persist(order_completed{c.tracking});
   }
 
-  static effect on(const state& s, const cancel_order& c) {
+  static effect decide(const state& s, const cancel_order& c) {
     if (auto err = check_exists(s)) return effect::reject(std::move(err));
     if (s.status == order_status::cancelled) return unchanged(s);
     if (s.status == order_status::completed)
       return effect::reject(wrong_status(s, "cancel"));
-    return effect::persist(order_cancelled{c.reason}, status_of);
+    return effect::persist(order_cancelled{c.reason});
   }
 
   static caf::error check_exists(const state& s) {
@@ -224,7 +204,7 @@ struct order {
                                                to_string(s.status));
   }
 
-  static void apply_to(state& s, const order_placed& e) {
+  static void evolve(state& s, const order_placed& e) {
     s.exists = true;
     s.status = order_status::placed;
     s.customer = e.customer;
@@ -232,14 +212,14 @@ struct order {
     s.quantity = e.quantity;
     s.unit_price = e.unit_price;
   }
-  static void apply_to(state& s, const order_accepted&) {
+  static void evolve(state& s, const order_accepted&) {
     s.status = order_status::accepted;
   }
-  static void apply_to(state& s, const order_completed& e) {
+  static void evolve(state& s, const order_completed& e) {
     s.status = order_status::completed;
     s.tracking = e.tracking;
   }
-  static void apply_to(state& s, const order_cancelled& e) {
+  static void evolve(state& s, const order_cancelled& e) {
     s.status = order_status::cancelled;
     s.reason = e.reason;
   }

@@ -261,10 +261,10 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
                                         std::string& error) {
   auto ptr = std::make_unique<impl>(n);
   ptr->opts = opts;
-  order::register_types(n.registry());
-  inventory::register_types(n.registry());
-  payment::register_types(n.registry());
-  shipment::register_types(n.registry());
+  mnemo::actors::register_types<order>(n.registry());
+  mnemo::actors::register_types<inventory>(n.registry());
+  mnemo::actors::register_types<payment>(n.registry());
+  mnemo::actors::register_types<shipment>(n.registry());
   mnemo::sagas::register_types(n.registry());
   auto& to = ptr->to;
   // In a replicated cluster the registries the service, the sagas and the

@@ -11,7 +11,6 @@
 #include <msgpack.hpp>
 
 #include "mnemo/actors/effect.hpp"
-#include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/runtime/message.hpp"
 #include "orders_errors.hpp"
 
@@ -61,22 +60,18 @@ struct refund_payment {
 
 // -- events -------------------------------------------------------------------
 
-/// "payment.requested"
 struct payment_requested {
   std::string customer;
   int64_t amount = 0;
   MNEMO_MESSAGE(payment_requested, customer, amount)
 };
-/// "payment.captured"
 struct payment_captured {
   MNEMO_EMPTY_MESSAGE(payment_captured)
 };
-/// "payment.declined"
 struct payment_declined {
   std::string reason;
   MNEMO_MESSAGE(payment_declined, reason)
 };
-/// "payment.refunded"
 struct payment_refunded {
   MNEMO_EMPTY_MESSAGE(payment_refunded)
 };
@@ -128,46 +123,32 @@ struct payment {
 
   using effect = mnemo::actors::effect<payment>;
 
-  /// Registers the events and the snapshot state ("payment.state").
-  static void register_types(mnemo::persistence::event_registry& types) {
-    types.add<payment_requested>("payment.requested");
-    types.add<payment_captured>("payment.captured");
-    types.add<payment_declined>("payment.declined");
-    types.add<payment_refunded>("payment.refunded");
-    types.add<payment_state>("payment.state");
-  }
+  static constexpr const char* event_names[] = {
+      "payment.requested", "payment.captured", "payment.declined",
+      "payment.refunded"};
+  static constexpr const char* state_name = "payment.state";
 
-  static effect handle(const state& s, const command& cmd) {
-    return std::visit([&s](const auto& c) { return on(s, c); }, cmd);
-  }
-
-  static state apply(state s, const event& ev) {
-    std::visit([&s](const auto& e) { apply_to(s, e); }, ev);
-    return s;
-  }
-
- private:
-  static reply status_of(const state& s) {
+  static reply reply_of(const state& s) {
     return reply{to_string(s.status), s.amount};
   }
 
   static effect unchanged(const state& s) {
-    return effect::respond(status_of(s));
+    return effect::respond(reply_of(s));
   }
 
-  static effect on(const state& s, const request_payment& c) {
+  static effect decide(const state& s, const request_payment& c) {
     if (c.amount <= 0)
-      return effect::reject(make_error(
+      return effect::reject(
           errc::invalid_input,
-          "amount " + std::to_string(c.amount) + " must be positive"));
+          "amount " + std::to_string(c.amount) + " must be positive");
     if (s.status != payment_status::none) return unchanged(s);
-    return effect::persist(payment_requested{c.customer, c.amount}, status_of);
+    return effect::persist(payment_requested{c.customer, c.amount});
   }
 
-  static effect on(const state& s, const capture_payment&) {
+  static effect decide(const state& s, const capture_payment&) {
     switch (s.status) {
       case payment_status::requested:
-        return effect::persist(payment_captured{}, status_of);
+        return effect::persist(payment_captured{});
       case payment_status::captured:
       case payment_status::refunded:
         return unchanged(s);
@@ -176,10 +157,10 @@ struct payment {
     }
   }
 
-  static effect on(const state& s, const decline_payment& c) {
+  static effect decide(const state& s, const decline_payment& c) {
     switch (s.status) {
       case payment_status::requested:
-        return effect::persist(payment_declined{c.reason}, status_of);
+        return effect::persist(payment_declined{c.reason});
       case payment_status::declined:
         return unchanged(s);
       default:
@@ -187,13 +168,12 @@ struct payment {
     }
   }
 
-  static effect on(const state& s, const refund_payment&) {
+  static effect decide(const state& s, const refund_payment&) {
     switch (s.status) {
       case payment_status::captured:
-        return effect::persist(payment_refunded{}, status_of);
+        return effect::persist(payment_refunded{});
       case payment_status::requested:
-        return effect::persist(payment_declined{cancelled_before_capture},
-                               status_of);
+        return effect::persist(payment_declined{cancelled_before_capture});
       default:
         return unchanged(s);
     }
@@ -205,19 +185,19 @@ struct payment {
                                                to_string(s.status));
   }
 
-  static void apply_to(state& s, const payment_requested& e) {
+  static void evolve(state& s, const payment_requested& e) {
     s.status = payment_status::requested;
     s.customer = e.customer;
     s.amount = e.amount;
   }
-  static void apply_to(state& s, const payment_captured&) {
+  static void evolve(state& s, const payment_captured&) {
     s.status = payment_status::captured;
   }
-  static void apply_to(state& s, const payment_declined& e) {
+  static void evolve(state& s, const payment_declined& e) {
     s.status = payment_status::declined;
     s.reason = e.reason;
   }
-  static void apply_to(state& s, const payment_refunded&) {
+  static void evolve(state& s, const payment_refunded&) {
     s.status = payment_status::refunded;
   }
 };

@@ -10,7 +10,6 @@
 #include <msgpack.hpp>
 
 #include "mnemo/actors/effect.hpp"
-#include "mnemo/persistence/event_registry.hpp"
 #include "mnemo/runtime/message.hpp"
 #include "orders_errors.hpp"
 
@@ -47,14 +46,12 @@ struct cancel_shipment {
 
 // -- events -------------------------------------------------------------------
 
-/// "shipment.created"
 struct shipment_created {
   std::string sku;
   int64_t quantity = 0;
   std::string tracking;
   MNEMO_MESSAGE(shipment_created, sku, quantity, tracking)
 };
-/// "shipment.cancelled"
 struct shipment_cancelled {
   MNEMO_EMPTY_MESSAGE(shipment_cancelled)
 };
@@ -99,52 +96,38 @@ struct shipment {
 
   using effect = mnemo::actors::effect<shipment>;
 
-  /// Registers the events and the snapshot state ("shipment.state").
-  static void register_types(mnemo::persistence::event_registry& types) {
-    types.add<shipment_created>("shipment.created");
-    types.add<shipment_cancelled>("shipment.cancelled");
-    types.add<shipment_state>("shipment.state");
-  }
+  static constexpr const char* event_names[] = {"shipment.created",
+                                                "shipment.cancelled"};
+  static constexpr const char* state_name = "shipment.state";
 
-  static effect handle(const state& s, const command& cmd) {
-    return std::visit([&s](const auto& c) { return on(s, c); }, cmd);
-  }
-
-  static state apply(state s, const event& ev) {
-    std::visit([&s](const auto& e) { apply_to(s, e); }, ev);
-    return s;
-  }
-
- private:
-  static reply status_of(const state& s) {
+  static reply reply_of(const state& s) {
     return reply{s.tracking, to_string(s.status)};
   }
 
-  static effect on(const state& s, const create_shipment& c) {
+  static effect decide(const state& s, const create_shipment& c) {
     if (c.sku.empty() || c.tracking.empty() || c.quantity <= 0)
       return effect::reject(
-          make_error(errc::invalid_input,
-                     "a shipment needs a SKU, a tracking number and a positive "
-                     "quantity, got " +
-                         std::to_string(c.quantity)));
-    if (s.status != shipment_status::none) return effect::respond(status_of(s));
-    return effect::persist(shipment_created{c.sku, c.quantity, c.tracking},
-                           status_of);
+          errc::invalid_input,
+          "a shipment needs a SKU, a tracking number and a positive "
+          "quantity, got " +
+              std::to_string(c.quantity));
+    if (s.status != shipment_status::none) return effect::respond(reply_of(s));
+    return effect::persist(shipment_created{c.sku, c.quantity, c.tracking});
   }
 
-  static effect on(const state& s, const cancel_shipment&) {
+  static effect decide(const state& s, const cancel_shipment&) {
     if (s.status != shipment_status::created)
-      return effect::respond(status_of(s));
-    return effect::persist(shipment_cancelled{}, status_of);
+      return effect::respond(reply_of(s));
+    return effect::persist(shipment_cancelled{});
   }
 
-  static void apply_to(state& s, const shipment_created& e) {
+  static void evolve(state& s, const shipment_created& e) {
     s.status = shipment_status::created;
     s.sku = e.sku;
     s.quantity = e.quantity;
     s.tracking = e.tracking;
   }
-  static void apply_to(state& s, const shipment_cancelled&) {
+  static void evolve(state& s, const shipment_cancelled&) {
     s.status = shipment_status::cancelled;
   }
 };

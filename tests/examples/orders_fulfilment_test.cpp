@@ -58,9 +58,9 @@ struct fulfilment_fixture : actors::aggregate_fixture<order> {
   std::shared_ptr<int> take_stock_refusals = std::make_shared<int>(0);
 
   explicit fulfilment_fixture(bool with_gateway = true) {
-    inventory::register_types(registry());
-    payment::register_types(registry());
-    shipment::register_types(registry());
+    mnemo::actors::register_types<inventory>(registry());
+    mnemo::actors::register_types<payment>(registry());
+    mnemo::actors::register_types<shipment>(registry());
     sagas::register_types(registry());
     orders_reg = spawn_registry();
     stock =

@@ -234,8 +234,8 @@ namespace {
 
 struct summary_fixture : projection_fixture<order> {
   summary_fixture() {
-    payment::register_types(registry());
-    shipment::register_types(registry());
+    mnemo::actors::register_types<payment>(registry());
+    mnemo::actors::register_types<shipment>(registry());
   }
 
   // Five orders in every state; o5 has only a payment.

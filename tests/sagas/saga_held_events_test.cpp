@@ -429,7 +429,7 @@ BOOST_AUTO_TEST_CASE(a_thousand_pairs_committed_back_to_back_all_complete) {
   auto started = runtime::node::start(cfg);
   BOOST_REQUIRE(started);
   auto& n = **started;
-  account::register_types(n.registry());
+  mnemo::actors::register_types<account>(n.registry());
   sagas::register_types(n.registry());
   // Longer than the whole run takes on a loaded machine (about 7 s alone
   // under ASan, 17 s next to two cluster tests, where 10 s compensated 70

@@ -11,9 +11,14 @@
 //   using event = std::variant<...>;   // each alternative registered
 //   using reply = ...;              // msgpack-encodable, has `inspect`
 //   static constexpr const char* type_name = "account";
-//   static effect<A> handle(const state&, const command&);
-//   static state apply(state, const event&);       // pure
+//   static effect<A> decide(const state&, const C&);  // one per command
+//   static void evolve(state&, const E&);             // one per event, pure
+//   static constexpr const char* event_names[] = {...};  // stored names
+//   static constexpr const char* state_name = "...";     // for snapshots
+//   static reply reply_of(const state&);   // optional: persist's reply
 //   static void on_recovered(const state&);        // optional hook
+// (or `handle`, `apply` and `register_types` written out: see
+// aggregate_traits.hpp).
 // Commands, replies and states travel in CAF messages: declare each with
 // MNEMO_MESSAGE (mnemo/runtime/message.hpp), which gives it msgpack and
 // CAF's `inspect` in one (mnemo/runtime/variant_inspect.hpp covers the
@@ -38,6 +43,7 @@
 #include <caf/typed_response_promise.hpp>
 
 #include "mnemo/actors/aggregate_context.hpp"
+#include "mnemo/actors/aggregate_traits.hpp"
 #include "mnemo/actors/effect.hpp"
 #include "mnemo/actors/variant_codec.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
@@ -205,7 +211,7 @@ class aggregate_actor : public caf::event_based_actor {
     }
     std::optional<effect<A>> eff;
     try {
-      eff.emplace(A::handle(state_, p.cmd));
+      eff.emplace(decide<A>(state_, p.cmd));
     } catch (const std::exception& e) {
       return handler_failed(p.rp, e.what());
     }
@@ -233,7 +239,7 @@ class aggregate_actor : public caf::event_based_actor {
     in_flight f{std::move(p), state_, reply_type{}, 0, {}, version_, {}};
     try {
       for (auto& ev : eff.events())
-        f.next_state = A::apply(std::move(f.next_state), ev);
+        f.next_state = evolve<A>(std::move(f.next_state), ev);
       f.reply = eff.reply_function_of()(f.next_state);
     } catch (const std::exception& e) {
       return handler_failed(f.cmd.rp, e.what());
@@ -421,7 +427,7 @@ class aggregate_actor : public caf::event_based_actor {
       auto ev = codec().decode(env);
       if (!ev) return stop_with_now(runtime::to_caf_error(ev.error()));
       try {
-        state_ = A::apply(std::move(state_), *ev);
+        state_ = evolve<A>(std::move(state_), *ev);
       } catch (const std::exception& e) {
         return stop_with_now(runtime::make_error(
             runtime::errc::handler_failed,

@@ -278,8 +278,8 @@ class system_fixture {
       std::make_shared<int64_t>(1'700'000'000'000);
 };
 
-/// Test fixture for aggregate type `A`, which must also provide
-/// `static void register_types(persistence::event_registry&)`.
+/// Test fixture for aggregate type `A`; its types are registered with
+/// `register_types<A>` (aggregate_traits.hpp).
 /// Not thread-safe: drive it from the test's thread only.
 template <class A>
 class aggregate_fixture : public system_fixture {
@@ -290,7 +290,7 @@ class aggregate_fixture : public system_fixture {
   using reply_type = typename A::reply;
 
   explicit aggregate_fixture(aggregate_options options = {}) {
-    A::register_types(registry_);
+    register_types<A>(registry_);
     if (auto problems = check_types(); !problems.empty()) {
       std::string text = std::string{"aggregate_fixture<"} + A::type_name +
                          ">: types that do not survive their encodings:";
@@ -581,7 +581,7 @@ class aggregate_fixture : public system_fixture {
     auto encoded = registry_.to_event(value);
     if (!encoded) {
       problems.push_back(label + ": " + encoded.error().to_string() +
-                         " (register it in register_types)");
+                         " (name it in event_names or register_types)");
       return;
     }
     persistence::event_envelope env;
