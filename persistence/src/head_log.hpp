@@ -20,7 +20,7 @@
 #include <string>
 #include <string_view>
 
-#include "journal_impl.hpp"
+#include "head_record.hpp"
 
 namespace mnemo::persistence {
 

@@ -1,10 +1,27 @@
 #pragma once
 
-// Private: the state behind `journal` and the group-commit writer.
+// Private: the state behind `journal` and its group-commit writer. Each
+// group of members says which file owns it; the member functions are
+// declared below by the file that defines them:
+//
+//   journal_open.cpp      opening and closing the directory and environment
+//   journal.cpp           the journal's accessors of this state
+//   journal_reads.cpp     reads in read transactions (`with_read`)
+//   writer_loop.cpp       the queue, the writer and completer threads, the
+//                         group commit and its failures, map growth
+//   journal_appends.cpp   appends and the event-id index
+//   journal_deletes.cpp   deletions of a stream's events
+//   journal_writes.cpp    caller-supplied write functions
+//   stream_move.cpp       export, import and release of streams
+//   shard_snapshots.cpp   snapshots that join a shard's log
+//   head_cache.cpp        the writer's stream heads and the head log
+//   compaction.cpp        dense rewrites of small, sparse databases
+//   journal_stats.cpp     the commit counters behind `journal::stats`
+//   commit_listeners.cpp  `journal::subscribe` and its notifications
+//   replica_log.cpp       replica requests and the shard logs' ends
 
 #include <atomic>
 #include <condition_variable>
-#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,18 +31,20 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
-#include <variant>
+#include <utility>
 #include <vector>
 
 #include <sys/types.h>
 
 #include <lmdb.h>
 
+#include "head_record.hpp"
 #include "lmdb_util.hpp"
 #include "mnemo/persistence/dead_letter_store.hpp"
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/persistence/offset_store.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
+#include "requests.hpp"
 
 namespace mnemo::persistence {
 
@@ -34,133 +53,12 @@ namespace mnemo::persistence {
 /// instead of 128) and upgrades them on a writable open.
 constexpr uint32_t written_format = 3;
 
-/// The head record of a stream as stored in mnemo.streams.
-struct head_record {
-  uint64_t highest = 0;
-  uint64_t deleted_to = 0;
-  /// Global position of the event with sequence `highest`.
-  uint64_t last_position = 0;
-  /// Not stored in the record: whether `moved_table` marks the stream.
-  bool moved = false;
-};
-
 /// Table (table_store) of streams that moved away: stream -> member.
 constexpr std::string_view moved_table = "mnemo.moved";
 /// Table of journal-wide counters; key `release_generation_key` counts
 /// `release_stream` calls.
 constexpr std::string_view journal_table = "mnemo.journal";
 constexpr std::string_view release_generation_key = "release_generation";
-
-/// What `journal::import_stream` adds to an append request.
-struct import_info {
-  /// The stream's version here that the import extends (0: a new stream).
-  uint64_t expect = 0;
-  /// Sequence of the first event of the request.
-  uint64_t first = 1;
-  /// The exported stream's deletion mark (taken by a new stream) and
-  /// highest sequence.
-  uint64_t deleted_to = 0;
-  uint64_t highest = 0;
-  /// Original commit times, per event.
-  std::vector<int64_t> timestamps;
-};
-
-/// `append_request::shard` of a stream no shard log replicates.
-constexpr uint32_t no_shard = UINT32_MAX;
-
-/// An append waiting for the writer. Bodies are pre-encoded by the caller.
-/// A snapshot to store with its retention (`keep` newest; 0: all).
-struct snapshot_write {
-  snapshot snap;
-  uint64_t keep = 0;
-};
-
-struct append_request {
-  /// One event of the batch.
-  struct item {
-    event_id id;
-    /// End of this event's body in `bodies` (it starts where the previous
-    /// one ends).
-    size_t body_end = 0;
-    /// Whether the caller supplied the id (else the journal made it).
-    bool supplied = false;
-  };
-  std::string stream;
-  std::vector<item> events;
-  /// Whether any id came from the caller; ids made by the journal are new
-  /// by construction and skip the id-index lookup.
-  bool has_supplied_ids = false;
-  std::string bodies;
-  /// Tags per event; empty if no event of the batch has tags.
-  std::vector<std::vector<std::string>> tags;
-  expected_version expected = expected_version::any();
-  append_handler done;
-  /// Set for `journal::import_stream`.
-  std::unique_ptr<import_info> import;
-  /// The result's events, reserved by the caller's thread so that the
-  /// writer does not allocate them.
-  std::vector<event_ref> results;
-  /// The shard log the events join (journal_config::shard_of), or none.
-  uint32_t shard = no_shard;
-  /// The epoch the replication gate admitted the append in (0: no gate).
-  uint64_t shard_epoch = 0;
-  /// Set for a snapshot that joins its shard's log (`snapshot_store::save`
-  /// of a shard's stream): the one event of the request carries it, and
-  /// the writer stores it in mnemo.snapshots in the same transaction.
-  std::unique_ptr<snapshot_write> snapshot;
-};
-
-struct delete_request {
-  std::string stream;
-  uint64_t to_sequence;
-  write_handler done;
-  /// Set for `journal::release_stream`: the member the stream moved to.
-  std::string moved_to;
-};
-
-struct write_request {
-  write_function fn;
-  write_handler done;
-  /// Runs after the appends and deletions of its group commit.
-  bool after_appends = false;
-};
-
-/// A request of `replica_log` (replica_log.cpp).
-struct replica_request {
-  enum class kind { apply, begin_epoch, truncate, set_learner };
-  kind what = kind::apply;
-  uint32_t shard = 0;
-  /// apply: the sender's epoch; begin_epoch: the new epoch.
-  uint64_t leader_epoch = 0;
-  /// apply: the records (their epoch and first position); truncate: keeps
-  /// positions <= `batch.first_position`.
-  uint64_t records_epoch = 0;
-  uint64_t position = 0;
-  std::vector<std::string> records;
-  /// apply: the leader's commit point the batch carried (0: none); kept
-  /// (`replica_log::committed`) up to the log's end after the batch.
-  uint64_t commit = 0;
-  /// set_learner: the shards and whether they become learners (true) or
-  /// voters again.
-  std::vector<uint32_t> shards;
-  std::vector<uint64_t> epochs;  // per shard: the epoch that may clear it
-  bool learner = false;
-  /// truncate: the replica drops its copy (replica_log::drop): committed
-  /// records go too, and the committed point follows them down; refused
-  /// (writing nothing) unless the shard's promise is still `expect_promise`
-  /// and its end `expect_end` (no leader wrote to it since the caller
-  /// checked it may drop).
-  bool drop = false;
-  uint64_t expect_promise = 0;
-  uint64_t expect_end = 0;
-  write_handler done;
-};
-
-using request = std::variant<append_request, delete_request, write_request,
-                             replica_request>;
-
-/// The result of one request inside a group commit.
-using outcome = std::variant<error, append_result>;
 
 struct journal::impl {
   explicit impl(journal& self, journal_config config)
@@ -297,13 +195,12 @@ struct journal::impl {
   snapshot_store snapshots;
   offset_store offsets;
   dead_letter_store dead_letters;
-
-  // -- setup (journal.cpp) ---------------------------------------------------
+  // -- opening (journal_open.cpp) --------------------------------------------
 
   error open_env();
   error open_databases();
 
-  // -- reads (journal.cpp) ---------------------------------------------------
+  // -- reads (journal_reads.cpp) ---------------------------------------------
 
   /// Runs `f(txn_state&)` in a fresh read transaction.
   template <class F>
@@ -318,7 +215,7 @@ struct journal::impl {
     return err;
   }
 
-  // -- writer (writer.cpp) ---------------------------------------------------
+  // -- the group commit (writer_loop.cpp) ------------------------------------
 
   /// Queues `req`, or answers it with `journal_closed` when stopping.
   void enqueue(request req);
@@ -334,40 +231,62 @@ struct journal::impl {
   /// The error of `req` that failed a commit alone with LMDB code `rc`:
   /// names its stream and size, and for a full map the space left.
   error request_error(const request& req, int rc);
+  /// Opens the writer's cursors in `st`; returns the LMDB code.
+  int open_cursors(detail::txn_state& st);
+  /// Closes them; call before the transaction ends.
+  void close_cursors() noexcept;
+  bool grow_map();
+
+  // -- requests in the group commit ------------------------------------------
+
+  /// journal_appends.cpp.
   int apply(detail::txn_state& st, append_request& req, outcome& out,
             uint64_t& next_position, int64_t now_us);
+  /// Stores an event-id index entry (overwriting, like mdb_put flags 0)
+  /// (journal_appends.cpp).
+  int put_event_id(MDB_val& key, MDB_val& val);
+  /// journal_deletes.cpp; also marks a stream that `release_stream` moves.
   int apply(detail::txn_state& st, delete_request& req, outcome& out,
             uint64_t& next_position, int64_t now_us);
+  /// Removes the event at `pos` (sequence `seq` of `stream`) with its tag
+  /// and stream-index entries, not its event id; returns the LMDB code
+  /// (journal_deletes.cpp).
+  int remove_event(detail::txn_state& st, std::string_view stream, uint64_t seq,
+                   uint64_t pos, const std::vector<std::string>& tags);
+  /// journal_writes.cpp.
   int apply(detail::txn_state& st, write_request& req, outcome& out,
             uint64_t& next_position, int64_t now_us);
-  /// replica_log.cpp: applies, begins an epoch or truncates.
+  /// Sets `out` to the `stream_moved` error of `stream` (stream_move.cpp).
+  int moved_error(detail::txn_state& st, const std::string& stream,
+                  outcome& out);
+  /// Stores a snapshot that joined a shard's log (a leader's own, or one a
+  /// replicated batch carries) and keeps its stream's `keep` newest (0:
+  /// all). Returns an LMDB code (shard_snapshots.cpp).
+  int store_snapshot(detail::txn_state& st, const snapshot& snap,
+                     uint64_t keep);
+
+  // -- replica requests and shard logs (replica_log.cpp) ---------------------
+
+  /// Applies, begins an epoch or truncates.
   int apply(detail::txn_state& st, replica_request& req, outcome& out,
             uint64_t& next_position, int64_t now_us);
   int apply_records(detail::txn_state& st, replica_request& req, outcome& out,
                     uint64_t& next_position, uint64_t shard_end);
-  /// Stores a snapshot that joined a shard's log (a leader's own, or one a
-  /// replicated batch carries) and keeps its stream's `keep` newest (0:
-  /// all). Returns an LMDB code.
-  int store_snapshot(detail::txn_state& st, const snapshot& snap,
-                     uint64_t keep);
   int truncate(detail::txn_state& st, replica_request& req, outcome& out,
                uint64_t shard_end);
   /// Sets `out` to `not_leader` unless `shard` is led in `epoch` here: its
-  /// newest epoch, not below its promise (replica_log.cpp).
+  /// newest epoch, not below its promise.
   int check_shard_epoch(detail::txn_state& st, uint32_t shard, uint64_t epoch,
                         outcome& out);
   /// The end of `shard`'s log as the transaction in progress sees it.
   int shard_end(detail::txn_state& st, uint32_t shard, uint64_t& out);
   /// Adds `position` as the next entry of `shard`'s log.
-  int put_shard_entry(detail::txn_state& st, uint32_t shard,
-                      uint64_t position);
+  int put_shard_entry(detail::txn_state& st, uint32_t shard, uint64_t position);
   /// Ends the transaction for the shard ends: keep or drop pending values.
   void settle_shards(bool committed);
-  /// Removes the event at `pos` (sequence `seq` of `stream`) with its tag
-  /// and stream-index entries, not its event id; returns the LMDB code.
-  int remove_event(detail::txn_state& st, std::string_view stream,
-                   uint64_t seq, uint64_t pos,
-                   const std::vector<std::string>& tags);
+
+  // -- stream heads (head_cache.cpp) -----------------------------------------
+
   /// Returns the cached head of `stream`, reading it on a miss; its
   /// `pending` value is what the current transaction sees.
   /// A damaged head fails only the request: `err` is set, 0 returned.
@@ -405,120 +324,29 @@ struct journal::impl {
   error count_head_log();
   /// Folds the head log in a transaction of its own (at close).
   void fold_head_log_at_close();
+
+  // -- compaction (compaction.cpp) -------------------------------------------
+
   /// Rewrites mnemo.streams and mnemo.tables densely, in a child of the
-  /// current transaction, when they are small and sparse (writer.cpp).
+  /// current transaction, when they are small and sparse.
   /// Returns an LMDB code only for a full map; other failures skip it.
   int compact_sparse(detail::txn_state& st);
-  /// Opens the writer's cursors in `st`; returns the LMDB code.
-  int open_cursors(detail::txn_state& st);
-  /// Closes them; call before the transaction ends.
-  void close_cursors() noexcept;
-  /// Stores an event-id index entry (overwriting, like mdb_put flags 0).
-  int put_event_id(MDB_val& key, MDB_val& val);
-  /// Sets `out` to the `stream_moved` error of `stream`.
-  int moved_error(detail::txn_state& st, const std::string& stream,
-                  outcome& out);
-  bool grow_map();
-  /// Counts a successful commit of `requests` requests and `events` events.
+
+  // -- statistics and listeners ----------------------------------------------
+
+  /// Counts a successful commit of `requests` requests and `events` events
+  /// (journal_stats.cpp).
   void count_commit(size_t requests, uint64_t events);
+  /// Tells the commit listeners of `new_head` (commit_listeners.cpp).
   void notify(uint64_t new_head);
 };
 
 /// Appends to `out` up to `max` events with position >= `from_position`
-/// read in `st`, in commit order.
+/// read in `st`, in commit order (journal_reads.cpp).
 error read_all_at(detail::txn_state& st, uint64_t from_position, size_t max,
                   std::vector<event_envelope>& out);
 
-/// Reads the head record of `stream` in `st`; zeroes if absent.
-error read_head(detail::txn_state& st, std::string_view stream,
-                head_record& out);
-
-/// Encodes a head record (24 bytes).
-void encode_head(const head_record& head, char* out) noexcept;
-
-/// Calls `visit(sequence, position, record)` for the events of `stream` with
-/// sequence in [first, last], newest first, following the back links from
-/// the nearest checkpoint at or above `last`. Preconditions: `head` is the
-/// stream's head, `head.deleted_to < first <= last <= head.highest`.
-/// Errors: `corrupt_record` (broken link or record), `storage_error`.
-template <class Visit>
-error walk_stream(detail::txn_state& st, std::string_view stream,
-                  const head_record& head, uint64_t first, uint64_t last,
-                  Visit&& visit);
-
-/// Submits a request with `submit(handler)` and waits for its error.
-template <class F>
-error blocking(F&& submit) {
-  std::promise<error> promise;
-  auto future = promise.get_future();
-  submit([&promise](error err) { promise.set_value(std::move(err)); });
-  return future.get();
-}
-
-/// Current time in microseconds since the Unix epoch.
+/// Current time in microseconds since the Unix epoch (journal.cpp).
 int64_t now_micros() noexcept;
-
-}  // namespace mnemo::persistence
-
-// -- walk_stream
-// ---------------------------------------------------------------
-
-#include "record_codec.hpp"
-
-namespace mnemo::persistence {
-
-template <class Visit>
-error walk_stream(detail::txn_state& st, std::string_view stream,
-                  const head_record& head, uint64_t first, uint64_t last,
-                  Visit&& visit) {
-  auto broken = [&](uint64_t seq, const std::string& what) {
-    return error{errc::corrupt_record,
-                 "corrupt journal: stream '" + std::string{stream} +
-                     "' at sequence " + std::to_string(seq) + ": " + what +
-                     "; restore the data directory from a backup"};
-  };
-  auto seq = head.highest;
-  auto pos = head.last_position;
-  auto checkpoint = (last + checkpoint_interval - 1) / checkpoint_interval *
-                    checkpoint_interval;
-  if (checkpoint < head.highest) {
-    auto key_bytes = name_key(stream, checkpoint);
-    MDB_val key = to_val(key_bytes);
-    MDB_val val;
-    auto rc = mdb_get(st.txn, st.dbs->stream_index, &key, &val);
-    if (rc == MDB_NOTFOUND || (rc == 0 && val.mv_size != 8))
-      return broken(checkpoint, "stream index entry missing");
-    if (auto err = st.check(rc, "mdb_get (stream index)")) return err;
-    seq = checkpoint;
-    pos = get_be64(static_cast<const char*>(val.mv_data));
-  }
-  cursor cur;
-  if (auto err = cur.open(st, st.dbs->events)) return err;
-  for (;;) {
-    be64_key pkey{pos};
-    MDB_val key = pkey.val();
-    MDB_val rec;
-    auto rc = cur.get(key, rec, MDB_SET_KEY);
-    if (rc == MDB_NOTFOUND)
-      return broken(seq,
-                    "global position " + std::to_string(pos) + " is missing");
-    if (auto err = st.check(rc, "mdb_cursor_get (events)")) return err;
-    record_origin origin{stream, seq, pos};
-    auto view = to_view(rec);
-    uint64_t previous = 0;
-    // `visit` verifies the records it is given; the others are checked here.
-    if (seq <= last) {
-      if (auto err = visit(seq, pos, view)) return err;
-      previous = get_be64(view.data() + 21);
-    } else if (auto err = peek_event(view, origin, previous)) {
-      return err;
-    }
-    if (seq == first) return {};
-    if (previous == 0 || previous >= pos)
-      return broken(seq, "broken link to the previous event");
-    pos = previous;
-    --seq;
-  }
-}
 
 }  // namespace mnemo::persistence
