@@ -4,12 +4,9 @@
 // the changed heads as one head log record, or folds the log and them into
 // mnemo.streams every few dozen commits (and at close).
 //
-// Owns, of journal::impl (writer thread only): heads, dirty_heads,
-// sorted_heads, logged_heads, log_in_cache, log_records, log_entries,
-// pending_heads, fold_cached, fold_heads_map, fold_order. Invariants: a
-// cached `committed` head equals the stream's head on disk; `log_records`
-// and `log_entries` count the committed head log; while `log_in_cache`
-// holds, `logged_heads` are all of the log's streams.
+// Owns, of journal::impl (writer thread only): `heads` (head_cache.hpp,
+// with its invariants). Sets `commit_error` for a damaged head log record
+// found while folding.
 
 #include <algorithm>
 #include <cstring>
@@ -55,7 +52,7 @@ int put_heads(MDB_txn* txn, MDB_dbi dbi, size_t n, Next&& next) {
 
 int journal::impl::load_head(detail::txn_state& st, const std::string& stream,
                              cached_head*& out, error& err) {
-  if (auto i = heads.find(stream); i != heads.end()) {
+  if (auto i = heads.entries.find(stream); i != heads.entries.end()) {
     out = &i->second;
     return 0;
   }
@@ -77,7 +74,8 @@ int journal::impl::load_head(detail::txn_state& st, const std::string& stream,
     }
     value.moved = moved->has_value();
   }
-  auto& [key, entry] = *heads.emplace(stream, cached_head{value, value}).first;
+  auto& [key, entry] =
+      *heads.entries.emplace(stream, cached_head{value, value}).first;
   entry.stream = &key;
   char prefix[16] = {};
   std::memcpy(prefix, key.data(), std::min<size_t>(key.size(), 16));
@@ -87,49 +85,49 @@ int journal::impl::load_head(detail::txn_state& st, const std::string& stream,
   return 0;
 }
 
-void journal::impl::store_head(cached_head& entry, const head_record& value) {
+void head_cache::store(cached_head& entry, const head_record& value) {
   if (!entry.dirty) {
     entry.dirty = true;
-    dirty_heads.push_back(&entry);
+    dirty.push_back(&entry);
   }
   entry.pending = value;
 }
 
-void journal::impl::settle_heads(bool committed) {
-  for (auto* entry : dirty_heads) {
+void head_cache::settle(bool committed) {
+  for (auto* entry : dirty) {
     if (committed)
       entry->committed = entry->pending;
     else
       entry->pending = entry->committed;
     entry->dirty = false;
   }
-  dirty_heads.clear();
+  dirty.clear();
   // Bound the cache between transactions; a miss costs one lookup. The
   // log's streams are then no longer all in the cache.
-  if (heads.size() > max_cached_heads) {
-    heads.clear();
-    logged_heads.clear();
+  if (entries.size() > max_cached_heads) {
+    entries.clear();
+    logged.clear();
     log_in_cache = log_records == 0;
   }
 }
 
 void journal::impl::note_head_write() {
-  if (pending_heads == head_write::logged) {
-    ++log_records;
-    log_entries += sorted_heads.size();
-    if (!log_in_cache) return;
-    for (auto& item : sorted_heads) {
+  if (heads.pending_write == head_write::logged) {
+    ++heads.log_records;
+    heads.log_entries += heads.sorted.size();
+    if (!heads.log_in_cache) return;
+    for (auto& item : heads.sorted) {
       if (item.entry->logged) continue;
       item.entry->logged = true;
-      logged_heads.push_back(item.entry);
+      heads.logged.push_back(item.entry);
     }
-  } else if (pending_heads == head_write::folded) {
-    if (log_records > 0)
+  } else if (heads.pending_write == head_write::folded) {
+    if (heads.log_records > 0)
       stats.head_folds.fetch_add(1, std::memory_order_relaxed);
-    log_records = log_entries = 0;
-    for (auto* entry : logged_heads) entry->logged = false;
-    logged_heads.clear();
-    log_in_cache = true;
+    heads.log_records = heads.log_entries = 0;
+    for (auto* entry : heads.logged) entry->logged = false;
+    heads.logged.clear();
+    heads.log_in_cache = true;
   }
 }
 
@@ -148,85 +146,86 @@ void sort_by_stream(std::vector<Order>& v) {
 
 }  // namespace
 
-void journal::impl::sort_dirty_heads() {
-  sorted_heads.clear();
-  for (auto* entry : dirty_heads)
-    sorted_heads.push_back({entry->order[0], entry->order[1], entry});
-  sort_by_stream(sorted_heads);
+void head_cache::sort_dirty() {
+  sorted.clear();
+  for (auto* entry : dirty)
+    sorted.push_back({entry->order[0], entry->order[1], entry});
+  sort_by_stream(sorted);
 }
 
 int journal::impl::store_heads(detail::txn_state& st, uint64_t last_position) {
-  pending_heads = head_write::none;
-  if (dirty_heads.empty()) return 0;
-  sort_dirty_heads();
-  if (last_position != 0 && log_records < max_log_records &&
-      log_entries + sorted_heads.size() <= max_log_entries) {
-    pending_heads = head_write::logged;
+  heads.pending_write = head_write::none;
+  if (heads.dirty.empty()) return 0;
+  heads.sort_dirty();
+  if (last_position != 0 && heads.log_records < max_log_records &&
+      heads.log_entries + heads.sorted.size() <= max_log_entries) {
+    heads.pending_write = head_write::logged;
     return log_heads(st, last_position);
   }
-  pending_heads = head_write::folded;
-  return log_records == 0 ? flush_heads(st) : fold_heads(st);
+  heads.pending_write = head_write::folded;
+  return heads.log_records == 0 ? flush_heads(st) : fold_heads(st);
 }
 
 int journal::impl::flush_heads(detail::txn_state& st) {
-  return put_heads(st.txn, dbs.streams, sorted_heads.size(),
-                   [this](size_t i) { return sorted_head(i); });
+  return put_heads(st.txn, dbs.streams, heads.sorted.size(),
+                   [this](size_t i) { return heads.sorted_head(i); });
 }
 
 int journal::impl::log_heads(detail::txn_state& st, uint64_t last_position) {
   size_t id_bytes = 0;
-  for (auto& item : sorted_heads) id_bytes += item.entry->stream->size();
+  for (auto& item : heads.sorted) id_bytes += item.entry->stream->size();
   be64_key pkey{last_position};
   MDB_val key = pkey.val();
-  MDB_val val{head_log_size(sorted_heads.size(), id_bytes), nullptr};
+  MDB_val val{head_log_size(heads.sorted.size(), id_bytes), nullptr};
   if (auto rc =
           mdb_put(st.txn, dbs.head_log, &key, &val, MDB_APPEND | MDB_RESERVE))
     return rc;
-  encode_head_log(static_cast<char*>(val.mv_data), sorted_heads.size(),
-                  [this](size_t k) { return sorted_head(k); });
+  encode_head_log(static_cast<char*>(val.mv_data), heads.sorted.size(),
+                  [this](size_t k) { return heads.sorted_head(k); });
   return 0;
 }
 
 int journal::impl::fold_cached_heads(detail::txn_state& st) {
   // Pending heads: the committed ones for streams this commit leaves alone.
-  fold_cached.clear();
-  for (auto* entry : logged_heads)
-    fold_cached.push_back({entry->order[0], entry->order[1], entry});
-  for (auto* entry : dirty_heads)
+  heads.fold_cached.clear();
+  for (auto* entry : heads.logged)
+    heads.fold_cached.push_back({entry->order[0], entry->order[1], entry});
+  for (auto* entry : heads.dirty)
     if (!entry->logged)
-      fold_cached.push_back({entry->order[0], entry->order[1], entry});
-  sort_by_stream(fold_cached);
-  auto rc =
-      put_heads(st.txn, dbs.streams, fold_cached.size(), [this](size_t i) {
-        auto* entry = fold_cached[i].entry;
-        return std::pair<std::string_view, const head_record&>{*entry->stream,
-                                                               entry->pending};
-      });
+      heads.fold_cached.push_back({entry->order[0], entry->order[1], entry});
+  sort_by_stream(heads.fold_cached);
+  auto rc = put_heads(st.txn, dbs.streams, heads.fold_cached.size(),
+                      [this](size_t i) {
+                        auto* entry = heads.fold_cached[i].entry;
+                        return std::pair<std::string_view, const head_record&>{
+                            *entry->stream, entry->pending};
+                      });
   if (rc != 0) return rc;
   return mdb_drop(st.txn, dbs.head_log, 0);
 }
 
 int journal::impl::fold_heads(detail::txn_state& st) {
-  if (log_in_cache) return fold_cached_heads(st);
+  if (heads.log_in_cache) return fold_cached_heads(st);
   // The newest head per stream: the changed ones, then the log's records
   // newest first. The stream ids point into the log's pages, which stay
   // mapped and unchanged until the log is emptied at the end.
-  auto& newest = fold_heads_map;
+  auto& newest = heads.fold_map;
   newest.clear();
-  for (auto* entry : dirty_heads)
+  for (auto* entry : heads.dirty)
     newest.emplace(*entry->stream, entry->pending);
   uint64_t position = 0;
   auto rc = collect_head_log(st.txn, dbs.head_log, position, newest);
   if (rc == MDB_CORRUPTED) commit_error = damaged_head_log(position);
   if (rc != 0) return rc;
-  fold_order.clear();
-  for (auto& item : newest) fold_order.push_back(&item);
-  std::sort(fold_order.begin(), fold_order.end(),
+  heads.fold_order.clear();
+  for (auto& item : newest) heads.fold_order.push_back(&item);
+  std::sort(heads.fold_order.begin(), heads.fold_order.end(),
             [](auto* a, auto* b) { return a->first < b->first; });
-  rc = put_heads(st.txn, dbs.streams, fold_order.size(), [this](size_t i) {
-    return std::pair<std::string_view, const head_record&>{
-        fold_order[i]->first, fold_order[i]->second};
-  });
+  rc =
+      put_heads(st.txn, dbs.streams, heads.fold_order.size(), [this](size_t i) {
+        return std::pair<std::string_view, const head_record&>{
+            heads.fold_order[i]->first, heads.fold_order[i]->second};
+      });
   if (rc != 0) return rc;
   return mdb_drop(st.txn, dbs.head_log, 0);
 }
@@ -241,18 +240,18 @@ error journal::impl::count_head_log() {
     for (; rc == 0; rc = cur.get(key, val, MDB_NEXT)) {
       // A damaged record counts as one entry; folding it reports it.
       head_log_entries rec{static_cast<const char*>(val.mv_data), val.mv_size};
-      ++log_records;
-      log_entries += rec.parse() ? rec.count : 1;
+      ++heads.log_records;
+      heads.log_entries += rec.parse() ? rec.count : 1;
     }
     if (rc != MDB_NOTFOUND) return st.check(rc, "mdb_cursor_get (head log)");
     // The first fold reads a log left by an earlier process.
-    log_in_cache = log_records == 0;
+    heads.log_in_cache = heads.log_records == 0;
     return {};
   });
 }
 
 void journal::impl::fold_head_log_at_close() {
-  if (log_records == 0) return;
+  if (heads.log_records == 0) return;
   {
     std::lock_guard<std::mutex> guard{mtx};
     if (sticky) return;
@@ -270,7 +269,7 @@ void journal::impl::fold_head_log_at_close() {
     else
       mdb_txn_abort(st.txn);
     if (rc == 0) {
-      pending_heads = head_write::folded;
+      heads.pending_write = head_write::folded;
       note_head_write();
       return;
     }
@@ -278,4 +277,5 @@ void journal::impl::fold_head_log_at_close() {
     if (rc != MDB_MAP_FULL || !grow_map()) return;
   }
 }
+
 }  // namespace mnemo::persistence

@@ -310,7 +310,7 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
       // Every event of a new stream was deleted: only its head moves.
       head_rec.highest = import->highest;
       head_rec.deleted_to = import->deleted_to;
-      store_head(*entry, head_rec);
+      heads.store(*entry, head_rec);
       append_result res;
       res.stream_version = import->highest;
       out = std::move(res);
@@ -377,7 +377,7 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
   res.stream_version = actual + req.events.size();
   head_rec.highest = res.stream_version;
   head_rec.last_position = previous;
-  store_head(*entry, head_rec);
+  heads.store(*entry, head_rec);
   if (req.snapshot)
     if (auto rc = store_snapshot(st, req.snapshot->snap, req.snapshot->keep))
       return rc;

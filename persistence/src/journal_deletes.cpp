@@ -85,7 +85,7 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
       return 0;
     }
     head_rec.moved = true;
-    store_head(*entry, head_rec);
+    heads.store(*entry, head_rec);
   }
   auto to = std::min(req.to_sequence, head_rec.highest);
   if (to <= head_rec.deleted_to) return 0;
@@ -113,7 +113,7 @@ int journal::impl::apply(detail::txn_state& st, delete_request& req,
   for (auto& v : victims)
     if (auto rc = remove_event(st, req.stream, v.seq, v.pos, v.tags)) return rc;
   head_rec.deleted_to = to;
-  store_head(*entry, head_rec);
+  heads.store(*entry, head_rec);
   return 0;
 }
 

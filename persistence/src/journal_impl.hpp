@@ -38,6 +38,7 @@
 
 #include <lmdb.h>
 
+#include "head_cache.hpp"
 #include "head_record.hpp"
 #include "lmdb_util.hpp"
 #include "mnemo/persistence/dead_letter_store.hpp"
@@ -112,45 +113,9 @@ struct journal::impl {
   bool done_stopping = false;
   std::thread completer;
 
-  // Writer thread only: cached stream heads. `pending` is what the
-  // transaction in progress sees; `committed` what is on disk.
-  struct cached_head {
-    head_record committed;
-    head_record pending;
-    bool dirty = false;
-    /// Whether `committed` is in the head log (in `logged_heads`).
-    bool logged = false;
-    /// The key of this entry in `heads` (node addresses are stable).
-    const std::string* stream = nullptr;
-    /// The first 16 bytes of the key, big-endian, zero-padded: sorts like
-    /// the key unless both are equal (see `flush_heads`).
-    uint64_t order[2] = {0, 0};
-  };
-  // Writer thread only: `dirty_heads` in key order, rebuilt per commit.
-  struct head_order {
-    uint64_t hi, lo;
-    cached_head* entry;
-  };
-  std::vector<head_order> sorted_heads;
-  std::unordered_map<std::string, cached_head> heads;
-  std::vector<cached_head*> dirty_heads;
-  // Writer thread only: records and entries in mnemo.head_log (as
-  // committed), and what the transaction in progress does to it.
-  uint64_t log_records = 0;
-  uint64_t log_entries = 0;
-  enum class head_write { none, logged, folded } pending_heads{};
-  // Writer thread only: the cached heads that are in the committed head
-  // log. While `log_in_cache` holds, these are all of the log's streams
-  // (the log was empty at open and the cache has not been cleared since),
-  // and a fold writes them from the cache instead of reading the log.
-  std::vector<cached_head*> logged_heads;
-  bool log_in_cache = true;
-  // Writer thread only: the heads a fold from the cache writes, sorted.
-  std::vector<head_order> fold_cached;
-  // Writer thread only: scratch space of `fold_heads`, kept for its
-  // capacity.
-  std::unordered_map<std::string_view, head_record> fold_heads_map;
-  std::vector<const std::pair<const std::string_view, head_record>*> fold_order;
+  // Writer thread only: cached stream heads and the head log's counts
+  // (head_cache.cpp).
+  head_cache heads;
   // Writer thread only: why the last failed commit failed when that is not
   // an LMDB code (a damaged head log record found while folding).
   error commit_error;
@@ -292,14 +257,10 @@ struct journal::impl {
   /// A damaged head fails only the request: `err` is set, 0 returned.
   int load_head(detail::txn_state& st, const std::string& stream,
                 cached_head*& out, error& err);
-  /// Sets the head of `stream` in the current transaction.
-  void store_head(cached_head& entry, const head_record& value);
-  /// Ends the transaction for the cached heads: keep or drop pending values.
-  void settle_heads(bool committed);
   /// Stores the heads changed in the current transaction: as a record of
   /// the head log keyed by `last_position`, or, every few dozen commits or
   /// when `last_position` is 0 (no events), by folding the log and them
-  /// into mnemo.streams. Sets `pending_heads`.
+  /// into mnemo.streams. Sets `heads.pending_write`.
   int store_heads(detail::txn_state& st, uint64_t last_position);
   /// Writes the changed heads (in key order) into mnemo.streams.
   int flush_heads(detail::txn_state& st);
@@ -310,16 +271,8 @@ struct journal::impl {
   int fold_heads(detail::txn_state& st);
   /// `fold_heads` with the log's heads taken from the cache.
   int fold_cached_heads(detail::txn_state& st);
-  /// After a commit: what its head write did to the log (`logged_heads`).
+  /// After a commit: what its head write did to the log (`heads.logged`).
   void note_head_write();
-  /// Sorts `dirty_heads` by stream into `sorted_heads`.
-  void sort_dirty_heads();
-  /// Stream id and pending head of `sorted_heads[i]`.
-  std::pair<std::string_view, const head_record&> sorted_head(
-      size_t i) const noexcept {
-    auto* entry = sorted_heads[i].entry;
-    return {*entry->stream, entry->pending};
-  }
   /// Counts the records and entries of the head log (at open).
   error count_head_log();
   /// Folds the head log in a transaction of its own (at close).

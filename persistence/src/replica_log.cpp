@@ -507,7 +507,7 @@ int journal::impl::apply_records(detail::txn_state& st, replica_request& req,
     if (auto rc = put_shard_entry(st, req.shard, pos)) return rc;
     head_rec.highest = seq;
     head_rec.last_position = pos;
-    store_head(*entry, head_rec);
+    heads.store(*entry, head_rec);
     if (next_snapshot != snapshots.end() && next_snapshot->index == i) {
       if (auto rc =
               store_snapshot(st, next_snapshot->snap, next_snapshot->keep))
@@ -656,7 +656,7 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
     auto value = entry->pending;
     value.highest = h.highest;
     value.last_position = h.last_position;
-    store_head(*entry, value);
+    heads.store(*entry, value);
     write_txn txn{st};
     snapshot_criteria past;
     past.min_sequence = h.highest + 1;

@@ -275,7 +275,7 @@ int journal::impl::try_commit(std::vector<request>& batch,
   auto fail = [&](int rc) {
     close_cursors();
     mdb_txn_abort(st.txn);
-    settle_heads(false);
+    heads.settle(false);
     settle_shards(false);
     return rc;
   };
@@ -314,7 +314,7 @@ int journal::impl::try_commit(std::vector<request>& batch,
           std::chrono::steady_clock::now() - t0)
           .count());
   if (rc == 0) note_head_write();
-  settle_heads(rc == 0);
+  heads.settle(rc == 0);
   settle_shards(rc == 0);
   if (rc != 0) return rc;
   new_head = next_position - 1;
