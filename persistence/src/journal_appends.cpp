@@ -371,8 +371,8 @@ int journal::impl::apply(detail::txn_state& st, append_request& req,
     res.events.push_back(event_ref{item.id, seq, pos});
   }
   if (req.shard != no_shard) {
-    appended_shards.push_back(req.shard);
-    res.shard_position = pending_shard_ends[req.shard];
+    shard_ends.appended.push_back(req.shard);
+    res.shard_position = shard_ends.pending[req.shard];
   }
   res.stream_version = actual + req.events.size();
   head_rec.highest = res.stream_version;

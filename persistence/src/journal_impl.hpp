@@ -61,6 +61,42 @@ constexpr std::string_view moved_table = "mnemo.moved";
 constexpr std::string_view journal_table = "mnemo.journal";
 constexpr std::string_view release_generation_key = "release_generation";
 
+/// Append completions of committed group commits, answered in commit order
+/// by the completer thread while the writer goes on with the next commit
+/// (writer_loop.cpp). The whole batch goes over, by move: requests other
+/// than appends in it were answered by the writer and are only destroyed
+/// here. The emptied vectors come back through `spare` and keep their
+/// capacity, so that a group commit of hundreds of requests neither moves
+/// them one by one nor allocates fresh (page-faulting) memory for them.
+struct completion_queue {
+  struct answered {
+    std::vector<request> requests;
+    std::vector<outcome> outcomes;
+  };
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::vector<answered> queue;  // guarded by mtx
+  std::vector<answered> spare;  // guarded by mtx
+  bool stopping = false;        // guarded by mtx
+};
+
+/// The listeners of `journal::subscribe` (commit_listeners.cpp).
+struct commit_listeners {
+  std::mutex mtx;
+  std::map<uint64_t, commit_listener> by_token;  // guarded by mtx
+  uint64_t next_token = 1;                       // guarded by mtx
+};
+
+/// Writer thread only: the end of each shard log as committed, and as the
+/// transaction in progress changed it (replica_log.cpp).
+struct shard_end_cache {
+  std::unordered_map<uint32_t, uint64_t> committed;
+  std::unordered_map<uint32_t, uint64_t> pending;
+  /// Shards that local appends of the transaction in progress wrote to (a
+  /// truncation of one of them waits for the next).
+  std::vector<uint32_t> appended;
+};
+
 struct journal::impl {
   explicit impl(journal& self, journal_config config)
       : cfg(std::move(config)),
@@ -69,69 +105,63 @@ struct journal::impl {
         dead_letters(self) {}
 
   journal_config cfg;
+
+  // -- opened and closed by journal_open.cpp ---------------------------------
+
   MDB_env* env = nullptr;
   // `mnemo.lock` in the directory, flock'ed while a writer has it open.
   int lock_fd = -1;
   // The directory's entry in the process's set of open directories.
   std::optional<std::pair<dev_t, ino_t>> claimed;
   databases dbs;
-  // Readers hold it shared; the writer holds it exclusively to resize.
-  mutable std::shared_mutex resize_mtx;
-  std::atomic<uint64_t> head{0};
-  std::atomic<uint64_t> map_size{0};
   // The directory's format version, as opened (or upgraded).
   uint64_t stored_format = written_format;
   // The directory's identity: 16 bytes from meta `replica_id` (empty for
   // an older directory opened read-only).
   std::string replica_id;
 
+  // -- the group commit (writer_loop.cpp) ------------------------------------
+
+  // Readers hold it shared; the writer holds it exclusively to resize.
+  mutable std::shared_mutex resize_mtx;
+  // The global position of the last committed event: read at open, set by
+  // the writer after each commit (or by `head_position` of a read-only
+  // journal).
+  std::atomic<uint64_t> head{0};
+  std::atomic<uint64_t> map_size{0};
   std::mutex mtx;
   std::condition_variable cv;
   std::vector<request> queue;
   bool stopping = false;
   error sticky;  // guarded by mtx
   std::thread writer;
-
-  // Append completions of committed group commits, answered in commit
-  // order by the completer thread while the writer goes on with the next
-  // commit.
-  // The whole batch goes over, by move: requests other than appends in it
-  // were answered by the writer and are only destroyed here. The emptied
-  // vectors come back through `spare` and keep their capacity, so that a
-  // group commit of hundreds of requests neither moves them one by one
-  // nor allocates fresh (page-faulting) memory for them.
-  struct answered {
-    std::vector<request> requests;
-    std::vector<outcome> outcomes;
-  };
-  std::mutex done_mtx;
-  std::condition_variable done_cv;
-  std::vector<answered> done_queue;
-  std::vector<answered> spare;  // guarded by done_mtx
+  completion_queue completions;
+  std::thread completer;
   // Writer thread only: an empty outcome vector with capacity.
   std::vector<outcome> spare_outcomes;
-  bool done_stopping = false;
-  std::thread completer;
-
-  // Writer thread only: cached stream heads and the head log's counts
-  // (head_cache.cpp).
-  head_cache heads;
   // Writer thread only: why the last failed commit failed when that is not
   // an LMDB code (a damaged head log record found while folding).
   error commit_error;
-  // Writer thread only: entries of mnemo.streams and mnemo.tables when
-  // `compact_sparse` last considered them.
-  uint64_t compaction_seen[2] = {0, 0};
   // Writer thread only: cursors on mnemo.event_ids and mnemo.events in the
   // transaction in progress (null outside one).
   MDB_cursor* event_ids_cursor = nullptr;
   MDB_cursor* events_cursor = nullptr;
+  // Writer thread only: duration of the last `mdb_txn_commit`.
+  uint64_t last_commit_us = 0;
 
-  std::mutex listeners_mtx;
-  std::map<uint64_t, commit_listener> listeners;
-  uint64_t next_token = 1;
+  // -- owned by the other concepts of the writer -----------------------------
 
-  // Written by the writer thread, read by `journal::stats`.
+  // Writer thread only: cached stream heads and the head log's counts
+  // (head_cache.cpp).
+  head_cache heads;
+  // Writer thread only: the shard logs' ends (replica_log.cpp).
+  shard_end_cache shard_ends;
+  // Writer thread only: entries of mnemo.streams and mnemo.tables when
+  // `compact_sparse` last considered them (compaction.cpp).
+  uint64_t compaction_seen[2] = {0, 0};
+  commit_listeners listeners;
+  // Written by the writer thread, read by `journal::stats`
+  // (journal_stats.cpp).
   struct counters {
     std::atomic<uint64_t> commits{0};
     std::atomic<uint64_t> failed_commits{0};
@@ -147,19 +177,12 @@ struct journal::impl {
                journal_stats::commit_bounds_us.size() + 1>
         commit_us{};
   } stats;
-  // Writer thread only: the end of each shard log (replica_log.cpp) as
-  // committed, and as the transaction in progress changed it.
-  std::unordered_map<uint32_t, uint64_t> shard_ends;
-  std::unordered_map<uint32_t, uint64_t> pending_shard_ends;
-  // Writer thread only: shards that local appends of the transaction in
-  // progress wrote to (a truncation of one of them waits for the next).
-  std::vector<uint32_t> appended_shards;
-  // Writer thread only: duration of the last `mdb_txn_commit`.
-  uint64_t last_commit_us = 0;
 
+  // The stores that share the journal's environment.
   snapshot_store snapshots;
   offset_store offsets;
   dead_letter_store dead_letters;
+
   // -- opening (journal_open.cpp) --------------------------------------------
 
   error open_env();

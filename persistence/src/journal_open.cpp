@@ -325,10 +325,10 @@ journal::~journal() {
   impl_->cv.notify_all();
   if (impl_->writer.joinable()) impl_->writer.join();
   {
-    std::lock_guard<std::mutex> guard{impl_->done_mtx};
-    impl_->done_stopping = true;
+    std::lock_guard<std::mutex> guard{impl_->completions.mtx};
+    impl_->completions.stopping = true;
   }
-  impl_->done_cv.notify_all();
+  impl_->completions.cv.notify_all();
   if (impl_->completer.joinable()) impl_->completer.join();
   if (impl_->env != nullptr) mdb_env_close(impl_->env);
   if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);

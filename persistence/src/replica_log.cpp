@@ -202,16 +202,17 @@ size_t log_batch::bytes() const noexcept {
 
 int journal::impl::shard_end(detail::txn_state& st, uint32_t shard,
                              uint64_t& out) {
-  if (auto i = pending_shard_ends.find(shard); i != pending_shard_ends.end()) {
+  if (auto i = shard_ends.pending.find(shard); i != shard_ends.pending.end()) {
     out = i->second;
     return 0;
   }
-  if (auto i = shard_ends.find(shard); i != shard_ends.end()) {
+  if (auto i = shard_ends.committed.find(shard);
+      i != shard_ends.committed.end()) {
     out = i->second;
     return 0;
   }
   if (auto rc = read_shard_end(st, shard, out)) return rc;
-  shard_ends.emplace(shard, out);
+  shard_ends.committed.emplace(shard, out);
   return 0;
 }
 
@@ -246,15 +247,16 @@ int journal::impl::put_shard_entry(detail::txn_state& st, uint32_t shard,
   MDB_val key = k.val();
   MDB_val val = v.val();
   if (auto rc = mdb_put(st.txn, dbs.shard_log, &key, &val, 0)) return rc;
-  pending_shard_ends[shard] = end + 1;
+  shard_ends.pending[shard] = end + 1;
   return 0;
 }
 
 void journal::impl::settle_shards(bool committed) {
   if (committed)
-    for (auto& [shard, end] : pending_shard_ends) shard_ends[shard] = end;
-  pending_shard_ends.clear();
-  appended_shards.clear();
+    for (auto& [shard, end] : shard_ends.pending)
+      shard_ends.committed[shard] = end;
+  shard_ends.pending.clear();
+  shard_ends.appended.clear();
 }
 
 int journal::impl::apply(detail::txn_state& st, replica_request& req,
@@ -561,8 +563,8 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
       return 0;
     }
   }
-  if (std::find(appended_shards.begin(), appended_shards.end(), req.shard) !=
-      appended_shards.end()) {
+  if (std::find(shard_ends.appended.begin(), shard_ends.appended.end(),
+                req.shard) != shard_ends.appended.end()) {
     out = error{errc::invalid_argument,
                 "shard " + shard +
                     " took appends in the same group commit as its "
@@ -692,7 +694,7 @@ int journal::impl::truncate(detail::txn_state& st, replica_request& req,
   }
   if (lower_committed)
     if (auto rc = put_u64(st, committed_key(req.shard), keep)) return rc;
-  pending_shard_ends[req.shard] = keep;
+  shard_ends.pending[req.shard] = keep;
   return 0;
 }
 

@@ -5,11 +5,13 @@
 // at fault fails alone; a full map grows it and commits again; a failed
 // `mdb_txn_commit` makes every later write fail (`sticky`).
 //
-// Owns, of journal::impl: mtx, cv, queue, stopping, sticky, writer; the
-// completer's done_mtx, done_cv, done_queue, spare, spare_outcomes,
-// done_stopping, completer; commit_error (set by head_cache.cpp), the
-// writer's cursors, last_commit_us, and map_size after open (grow_map,
-// under the exclusive side of resize_mtx). The requests themselves are
+// Owns, of journal::impl: the request queue (mtx, cv, queue, stopping,
+// sticky) and the writer thread; the completer thread and its
+// `completions`; spare_outcomes, commit_error (also set by head_cache.cpp),
+// the writer's cursors, last_commit_us; head, and map_size after open
+// (grow_map, under the exclusive side of resize_mtx). Invariants: requests
+// are answered once each, appends in commit order; `head` is stored only
+// after the commit of the events up to it. The requests themselves are
 // applied by the file of their concept (journal_impl.hpp lists them).
 
 #include <algorithm>
@@ -176,19 +178,19 @@ void journal::impl::process(std::vector<request>& batch) {
     spare_outcomes.swap(out);
     return;
   }
-  answered handed{std::move(batch), std::move(out)};
+  completion_queue::answered handed{std::move(batch), std::move(out)};
   bool was_empty = false;
   {
-    std::lock_guard<std::mutex> guard{done_mtx};
-    was_empty = done_queue.empty();
-    done_queue.push_back(std::move(handed));
-    if (!spare.empty()) {
-      batch = std::move(spare.back().requests);
-      spare_outcomes = std::move(spare.back().outcomes);
-      spare.pop_back();
+    std::lock_guard<std::mutex> guard{completions.mtx};
+    was_empty = completions.queue.empty();
+    completions.queue.push_back(std::move(handed));
+    if (!completions.spare.empty()) {
+      batch = std::move(completions.spare.back().requests);
+      spare_outcomes = std::move(completions.spare.back().outcomes);
+      completions.spare.pop_back();
     }
   }
-  if (was_empty) done_cv.notify_one();
+  if (was_empty) completions.cv.notify_one();
 }
 
 error journal::impl::request_error(const request& req, int rc) {
@@ -239,14 +241,15 @@ error journal::impl::request_error(const request& req, int rc) {
 }
 
 void journal::impl::complete() {
-  std::vector<answered> ready;
+  std::vector<completion_queue::answered> ready;
   for (;;) {
     {
-      std::unique_lock<std::mutex> guard{done_mtx};
-      done_cv.wait(guard,
-                   [this] { return !done_queue.empty() || done_stopping; });
-      if (done_queue.empty()) return;
-      ready.swap(done_queue);
+      std::unique_lock<std::mutex> guard{completions.mtx};
+      completions.cv.wait(guard, [this] {
+        return !completions.queue.empty() || completions.stopping;
+      });
+      if (completions.queue.empty()) return;
+      ready.swap(completions.queue);
     }
     for (auto& a : ready) {
       for (size_t i = 0; i < a.requests.size(); ++i)
@@ -255,9 +258,9 @@ void journal::impl::complete() {
       a.requests.clear();
       a.outcomes.clear();
     }
-    std::lock_guard<std::mutex> guard{done_mtx};
-    while (!ready.empty() && spare.size() < max_spare_batches) {
-      spare.push_back(std::move(ready.back()));
+    std::lock_guard<std::mutex> guard{completions.mtx};
+    while (!ready.empty() && completions.spare.size() < max_spare_batches) {
+      completions.spare.push_back(std::move(ready.back()));
       ready.pop_back();
     }
     ready.clear();
