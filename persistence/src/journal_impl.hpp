@@ -19,6 +19,11 @@
 //   journal_stats.cpp     the commit counters behind `journal::stats`
 //   commit_listeners.cpp  `journal::subscribe` and its notifications
 //   replica_log.cpp       replica requests and the shard logs' ends
+//
+// The private headers beside it: requests.hpp (what the writer is asked and
+// answers), head_record.hpp (a stream's head record), head_cache.hpp (the
+// writer's cached heads), walk_stream.hpp (a stream's events along their
+// back links).
 
 #include <atomic>
 #include <condition_variable>
