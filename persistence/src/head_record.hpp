@@ -1,6 +1,6 @@
 #pragma once
 
-// Private: the head record of a stream (docs/format.md, 2.2): its 24-byte
+// Private: the head record of a stream (docs/format.md, 2.3): its 24-byte
 // encoding in mnemo.streams and mnemo.head_log, and how a reader finds the
 // current one (the newest entry of the head log, else mnemo.streams). The
 // writer's cache of heads is head_cache.hpp.

@@ -2,7 +2,9 @@
 // transaction), of a tag's events, of stream heads, and the caller's own
 // read transactions. Each runs in a read transaction of its own
 // (`journal::impl::with_read`) under the shared side of `resize_mtx`, on
-// any thread; none touches the writer's state. Owns no state.
+// any thread, except the `read_all_in(write_txn&, ...)` forms, which run in
+// the caller's write transaction; none touches the writer's state. Owns no
+// state.
 
 #include "mnemo/persistence/journal.hpp"
 

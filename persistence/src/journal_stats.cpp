@@ -1,7 +1,9 @@
 // The commit counters behind `journal::stats`: written by the writer thread
-// after each commit, read by any thread with relaxed loads.
+// (count_commit after each commit; writer_loop.cpp, head_cache.cpp and
+// compaction.cpp bump the failure, map-growth, fold and compaction
+// counters where those happen), read by any thread with relaxed loads.
 //
-// Owns, of journal::impl: stats.
+// Defines, of journal::impl: stats (its reading and count_commit).
 
 #include "mnemo/persistence/journal.hpp"
 

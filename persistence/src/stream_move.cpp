@@ -4,8 +4,10 @@
 // snapshots; `release_stream` marks a stream that moved to another member
 // (a delete request, journal_deletes.cpp) and counts the release.
 //
-// Owns the tables `moved_table` (stream -> member) and `journal_table`
-// (`release_generation_key`); the cached heads carry the moved mark
+// Its tables are `moved_table` (stream -> member) and `journal_table`
+// (`release_generation_key`), written by the release in
+// apply(delete_request) (journal_deletes.cpp) and read here and by
+// head_cache.cpp; the cached heads carry the moved mark
 // (`head_record::moved`). Invariant: a moved stream takes no appends and no
 // import here.
 
