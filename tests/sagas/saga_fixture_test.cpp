@@ -95,7 +95,7 @@ BOOST_AUTO_TEST_CASE(a_saga_whose_steps_succeed_completes) {
   BOOST_REQUIRE(started);
   BOOST_CHECK_EQUAL(f.status("t1")->status, "completed");
   BOOST_CHECK((f.sent_ids() == std::vector<std::string>{"saga-trip-t1/0/do",
-                                                         "saga-trip-t1/1/do"}));
+                                                        "saga-trip-t1/1/do"}));
   BOOST_REQUIRE_EQUAL(f.sent().size(), 2u);
   BOOST_CHECK_EQUAL(f.sent()[0].aggregate, "flights");
   BOOST_CHECK_EQUAL(f.sent()[1].aggregate, "hotels");
@@ -109,24 +109,24 @@ BOOST_AUTO_TEST_CASE(a_saga_whose_steps_succeed_completes) {
 BOOST_AUTO_TEST_CASE(a_rejected_step_compensates_the_ones_before_it) {
   sagas::saga_fixture<trip> f{steps(0ms)};
   f.answer<flights>();
-  f.answer<hotels>(answer_fn{[](const std::string&, const auto& cmd)
-                                 -> caf::expected<booking> {
-    if (std::holds_alternative<book>(cmd))
-      return make_error(trip_errc::sold_out, "no rooms");
-    return booking{};
-  }});
+  f.answer<hotels>(answer_fn{
+      [](const std::string&, const auto& cmd) -> caf::expected<booking> {
+        if (std::holds_alternative<book>(cmd))
+          return make_error(trip_errc::sold_out, "no rooms");
+        return booking{};
+      }});
   BOOST_REQUIRE(f.start("t2", {"bob"}));
   auto st = f.status("t2");
   BOOST_REQUIRE(st);
   BOOST_CHECK_EQUAL(st->status, "compensated");
   BOOST_CHECK_MESSAGE(st->error.find("no rooms") != std::string::npos,
                       st->error);
-  BOOST_CHECK((f.sent_ids() ==
-               std::vector<std::string>{"saga-trip-t2/0/do", "saga-trip-t2/1/do",
-                                        "saga-trip-t2/0/undo"}));
-  BOOST_CHECK_MESSAGE(f.sent().back().command.find("cancel") !=
-                          std::string::npos,
-                      f.sent().back().command);
+  BOOST_CHECK((f.sent_ids() == std::vector<std::string>{
+                                   "saga-trip-t2/0/do", "saga-trip-t2/1/do",
+                                   "saga-trip-t2/0/undo"}));
+  BOOST_CHECK_MESSAGE(
+      f.sent().back().command.find("cancel") != std::string::npos,
+      f.sent().back().command);
 }
 
 // Transient errors are retried on virtual time: the hotel is unavailable
@@ -136,12 +136,12 @@ BOOST_AUTO_TEST_CASE(transient_errors_are_retried_in_virtual_time) {
   sagas::saga_fixture<trip> f{steps(0ms)};
   f.answer<flights>();
   auto refusals = std::make_shared<int>(2);
-  f.answer<hotels>(answer_fn{[refusals](const std::string&, const auto&)
-                                 -> caf::expected<booking> {
-    if ((*refusals)-- > 0)
-      return runtime::make_error(runtime::errc::owner_unavailable, "away");
-    return booking{"room 7"};
-  }});
+  f.answer<hotels>(answer_fn{
+      [refusals](const std::string&, const auto&) -> caf::expected<booking> {
+        if ((*refusals)-- > 0)
+          return runtime::make_error(runtime::errc::owner_unavailable, "away");
+        return booking{"room 7"};
+      }});
   BOOST_REQUIRE(f.start("t3", {"cy"}));
   BOOST_CHECK_EQUAL(f.status("t3")->status, "running");
   BOOST_CHECK_EQUAL(f.sent().size(), 2u);
@@ -152,9 +152,9 @@ BOOST_AUTO_TEST_CASE(transient_errors_are_retried_in_virtual_time) {
   f.advance(100ms);
   BOOST_CHECK_EQUAL(f.status("t3")->status, "completed");
   // The same command id on every attempt: the aggregate applies it once.
-  BOOST_CHECK((f.sent_ids() ==
-               std::vector<std::string>{"saga-trip-t3/0/do", "saga-trip-t3/1/do",
-                                        "saga-trip-t3/1/do", "saga-trip-t3/1/do"}));
+  BOOST_CHECK((f.sent_ids() == std::vector<std::string>{
+                                   "saga-trip-t3/0/do", "saga-trip-t3/1/do",
+                                   "saga-trip-t3/1/do", "saga-trip-t3/1/do"}));
 }
 
 // A step's timeout on the fixture's wall clock: the hotel never answers
@@ -163,10 +163,10 @@ BOOST_AUTO_TEST_CASE(transient_errors_are_retried_in_virtual_time) {
 BOOST_AUTO_TEST_CASE(a_step_timeout_passes_in_virtual_time) {
   sagas::saga_fixture<trip> f{steps(1s)};
   f.answer<flights>();
-  f.answer<hotels>(answer_fn{[](const std::string&, const auto&)
-                                 -> caf::expected<booking> {
-    return runtime::make_error(runtime::errc::owner_unavailable, "away");
-  }});
+  f.answer<hotels>(
+      answer_fn{[](const std::string&, const auto&) -> caf::expected<booking> {
+        return runtime::make_error(runtime::errc::owner_unavailable, "away");
+      }});
   BOOST_REQUIRE(f.start("t4", {"dee"}));
   for (int i = 0; i < 9; ++i) f.advance(100ms);
   BOOST_CHECK_EQUAL(f.status("t4")->status, "running");
@@ -184,12 +184,12 @@ BOOST_AUTO_TEST_CASE(due_times_days_and_centuries_ahead) {
   def.steps[1].due_at = [days](const trip_data&) { return *days; };
   sagas::saga_fixture<trip> f{def};
   f.answer<flights>();
-  f.answer<hotels>(answer_fn{[](const std::string&, const auto& cmd)
-                                 -> caf::expected<booking> {
-    if (std::holds_alternative<book>(cmd))
-      return runtime::make_error(runtime::errc::owner_unavailable, "away");
-    return booking{};
-  }});
+  f.answer<hotels>(answer_fn{
+      [](const std::string&, const auto& cmd) -> caf::expected<booking> {
+        if (std::holds_alternative<book>(cmd))
+          return runtime::make_error(runtime::errc::owner_unavailable, "away");
+        return booking{};
+      }});
   constexpr int64_t day = 86'400'000;
   *days = f.wall_ms() + 10 * day;
   BOOST_REQUIRE(f.start("ten-days", {"fay"}));
@@ -213,12 +213,12 @@ BOOST_AUTO_TEST_CASE(a_saga_recovers_from_its_snapshot) {
   f.snapshot_every = 3;
   f.answer<flights>();
   auto refusals = std::make_shared<int>(10);
-  f.answer<hotels>(answer_fn{[refusals](const std::string&, const auto&)
-                                 -> caf::expected<booking> {
-    if ((*refusals)-- > 0)
-      return runtime::make_error(runtime::errc::owner_unavailable, "away");
-    return booking{"room 9"};
-  }});
+  f.answer<hotels>(answer_fn{
+      [refusals](const std::string&, const auto&) -> caf::expected<booking> {
+        if ((*refusals)-- > 0)
+          return runtime::make_error(runtime::errc::owner_unavailable, "away");
+        return booking{"room 9"};
+      }});
   BOOST_REQUIRE(f.start("t5", {"eve"}));
   for (int i = 0; i < 5; ++i) f.advance(100ms);
   auto stream = sagas::saga_stream<trip>("t5");
@@ -248,6 +248,67 @@ BOOST_AUTO_TEST_CASE(a_saga_recovers_from_its_snapshot) {
   auto ids = f.sent_ids();
   BOOST_CHECK_EQUAL(
       std::count(ids.begin(), ids.end(), std::string{"saga-trip-t5/1/do"}), 11);
+}
+
+// A saga recovers its stream in chunks (here of 2 events), one message to
+// itself per chunk: requests that arrive meanwhile wait in its stash, up
+// to its limit, and are answered once it has recovered; past the limit
+// they get stash_overflow at once.
+BOOST_AUTO_TEST_CASE(a_recovering_saga_stashes_requests_up_to_its_limit) {
+  sagas::saga_fixture<trip> f{steps(0ms)};
+  f.recovery_chunk = 2;
+  f.stash_limit = 2;
+  f.answer<flights>();
+  auto refusals = std::make_shared<int>(6);
+  f.answer<hotels>(answer_fn{
+      [refusals](const std::string&, const auto&) -> caf::expected<booking> {
+        if ((*refusals)-- > 0)
+          return runtime::make_error(runtime::errc::owner_unavailable, "away");
+        return booking{"room 9"};
+      }});
+  BOOST_REQUIRE(f.start("t6", {"fay"}));
+  for (int i = 0; i < 3; ++i) f.advance(100ms);
+  auto before = f.status("t6");
+  BOOST_REQUIRE(before);
+  BOOST_REQUIRE_EQUAL(before->status, "running");
+  auto head = f.journal().head_of(sagas::saga_stream<trip>("t6"));
+  BOOST_REQUIRE(head);
+  BOOST_TEST_MESSAGE("the saga has " << head->highest_sequence << " events");
+  BOOST_REQUIRE_GE(head->highest_sequence, 5u);
+  f.restart_sagas();
+  // Three requests reach the saga before it has recovered.
+  auto replies =
+      std::make_shared<std::vector<caf::expected<sagas::saga_status>>>();
+  auto reg = f.saga_registry();
+  f.system().spawn([reg, replies](caf::event_based_actor* self) {
+    for (int i = 0; i < 3; ++i)
+      self->request(reg, caf::infinite, runtime::route_atom::value,
+                    std::string{"t6"},
+                    caf::make_message(sagas::status_atom::value))
+          .then([replies](sagas::saga_status& s) { replies->emplace_back(s); },
+                [replies](caf::error& e) { replies->emplace_back(e); });
+  });
+  f.run();
+  BOOST_REQUIRE_EQUAL(replies->size(), 3u);
+  size_t overflowed = 0;
+  for (auto& r : *replies) {
+    if (!r) {
+      BOOST_CHECK_MESSAGE(runtime::is(r.error(), runtime::errc::stash_overflow),
+                          runtime::describe(r.error()));
+      ++overflowed;
+      continue;
+    }
+    BOOST_CHECK_EQUAL(r->status, before->status);
+    BOOST_CHECK_EQUAL(r->step, before->step);
+    BOOST_CHECK_EQUAL(r->attempt, before->attempt);
+  }
+  BOOST_CHECK_EQUAL(overflowed, 1u);
+  // Recovered, it goes on where it stood.
+  for (int i = 0; i < 10; ++i) f.advance(100ms);
+  BOOST_CHECK_EQUAL(f.status("t6")->status, "completed");
+  auto ids = f.sent_ids();
+  BOOST_CHECK_EQUAL(
+      std::count(ids.begin(), ids.end(), std::string{"saga-trip-t6/1/do"}), 7);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

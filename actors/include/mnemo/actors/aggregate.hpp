@@ -45,6 +45,7 @@
 #include "mnemo/actors/aggregate_context.hpp"
 #include "mnemo/actors/aggregate_traits.hpp"
 #include "mnemo/actors/effect.hpp"
+#include "mnemo/actors/persistent_core.hpp"
 #include "mnemo/actors/variant_codec.hpp"
 #include "mnemo/persistence/snapshot_store.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
@@ -95,15 +96,19 @@ class aggregate_actor : public caf::event_based_actor {
   using reply_promise = caf::typed_response_promise<reply_type>;
 
   aggregate_actor(caf::actor_config& cfg, aggregate_context ctx, std::string id)
-      : caf::event_based_actor(cfg), ctx_(ctx), stream_(stream_of<A>(id)) {}
+      : caf::event_based_actor(cfg),
+        core_({ctx.journal, ctx.registry, ctx.completions}, stream_of<A>(id)),
+        options_(ctx.options),
+        metrics_(std::move(ctx.metrics)) {}
 
   const char* name() const override { return A::type_name; }
 
   caf::behavior make_behavior() override {
     set_exit_handler([this](caf::exit_msg& msg) {
-      stop_with(runtime::make_error(runtime::errc::entity_stopped,
-                                    "aggregate '" + stream_ + "' stopped"),
-                msg.reason);
+      stop_with(
+          runtime::make_error(runtime::errc::entity_stopped,
+                              "aggregate '" + core_.stream() + "' stopped"),
+          msg.reason);
     });
     start_recovery();
     return {
@@ -169,11 +174,9 @@ class aggregate_actor : public caf::event_based_actor {
   caf::result<reply_type> on_command(std::string id, command_type cmd) {
     auto rp = make_response_promise<reply_type>();
     if (recovering_ || flight_) {
-      if (stashed() >= ctx_.options.stash_limit) {
-        rp.deliver(runtime::make_error(runtime::errc::stash_overflow,
-                                       "aggregate '" + stream_ + "' has " +
-                                           std::to_string(stashed()) +
-                                           " commands waiting; retry later"));
+      if (stashed() >= options_.stash_limit) {
+        rp.deliver(stash_full("aggregate '" + core_.stream() + "'", stashed(),
+                              "commands"));
         return rp;
       }
       waiting_now().commands.push_back(
@@ -195,7 +198,7 @@ class aggregate_actor : public caf::event_based_actor {
 
   void deliver_state(caf::response_promise& rp, bool versioned) {
     if (versioned)
-      rp.deliver(state_, version_);
+      rp.deliver(state_, core_.version());
     else
       rp.deliver(state_);
   }
@@ -236,7 +239,7 @@ class aggregate_actor : public caf::event_based_actor {
   }
 
   void persist(pending p, effect<A>& eff) {
-    in_flight f{std::move(p), state_, reply_type{}, 0, {}, version_, {}};
+    in_flight f{std::move(p), state_, reply_type{}, 0, {}, core_.version(), {}};
     try {
       for (auto& ev : eff.events())
         f.next_state = evolve<A>(std::move(f.next_state), ev);
@@ -269,19 +272,10 @@ class aggregate_actor : public caf::event_based_actor {
     flight_ = std::make_shared<in_flight>(std::move(f));
     auto flight = flight_;
     auto ticket = flight->ticket;
-    auto me = caf::actor_cast<caf::actor>(this);
-    auto* sink = ctx_.completions;
-    sink->expect();
-    ctx_.journal->append(
-        stream_, std::move(batch),
-        persistence::expected_version::exact(version_),
-        [flight, sink, me,
-         ticket](persistence::expected<persistence::append_result> res) {
-          flight->result.emplace(std::move(res));
-          sink->post([me, ticket] {
-            caf::anon_send(me, persisted_atom::value, ticket);
-          });
-        });
+    core_.append(this, std::move(batch), persisted_atom::value, ticket,
+                 [flight](persistence::expected<persistence::append_result> r) {
+                   flight->result.emplace(std::move(r));
+                 });
   }
 
   void on_persisted(uint64_t ticket) {
@@ -305,7 +299,7 @@ class aggregate_actor : public caf::event_based_actor {
     }
     count(&aggregate_metrics::accepted);
     state_ = std::move(f->next_state);
-    version_ += f->events;
+    core_.applied(f->events);
     if (!f->cmd.id.empty()) remember(f->cmd.id, std::move(f->reply_bytes));
     f->cmd.rp.deliver(std::move(f->reply));
     maybe_snapshot();
@@ -334,7 +328,7 @@ class aggregate_actor : public caf::event_based_actor {
 
   // Stateless: made when needed rather than kept in every aggregate.
   variant_codec<event_type> codec() const {
-    return variant_codec<event_type>{*ctx_.registry};
+    return variant_codec<event_type>{*core_.client().registry};
   }
 
   void deliver_stored(reply_promise& rp, const std::string& bytes) {
@@ -344,7 +338,8 @@ class aggregate_actor : public caf::event_based_actor {
       handle.get().convert(value);
     } catch (const std::exception& e) {
       rp.deliver(runtime::make_error(runtime::errc::handler_failed,
-                                     "stored reply of aggregate '" + stream_ +
+                                     "stored reply of aggregate '" +
+                                         core_.stream() +
                                          "' is unreadable: " + e.what()));
       return;
     }
@@ -356,22 +351,22 @@ class aggregate_actor : public caf::event_based_actor {
     auto& w = *processed_;
     if (w.replies.emplace(id, std::move(reply_bytes)).second)
       w.order.push_back(id);
-    while (w.order.size() > ctx_.options.processed_window) {
+    while (w.order.size() > options_.processed_window) {
       w.replies.erase(w.order.front());
       w.order.pop_front();
     }
   }
 
   void count(runtime::metric_counter* aggregate_metrics::*which) {
-    if (ctx_.metrics)
-      if (auto* c = (*ctx_.metrics).*which) c->inc();
+    if (metrics_)
+      if (auto* c = (*metrics_).*which) c->inc();
   }
 
   void handler_failed(reply_promise& rp, const char* what) {
     count(&aggregate_metrics::failed);
     auto err = runtime::make_error(
         runtime::errc::handler_failed,
-        "command handler of '" + stream_ + "' threw: " + what);
+        "command handler of '" + core_.stream() + "' threw: " + what);
     rp.deliver(err);
     stop_with(err, err);
   }
@@ -379,7 +374,7 @@ class aggregate_actor : public caf::event_based_actor {
   // -- recovery ---------------------------------------------------------------
 
   void start_recovery() {
-    if (ctx_.metrics)
+    if (metrics_)
       waiting_now().recovery_start = std::chrono::steady_clock::now();
     std::string missing;
     if (!codec().complete(missing))
@@ -387,19 +382,10 @@ class aggregate_actor : public caf::event_based_actor {
           runtime::errc::invalid_argument,
           "event type " + missing + " of aggregate '" +
               std::string{A::type_name} + "' is not registered"));
-    auto snap = ctx_.journal->snapshots().load(
-        stream_, persistence::snapshot_criteria::latest());
-    if (!snap) return stop_with_now(runtime::to_caf_error(snap.error()));
-    if (*snap) {
-      auto& s = **snap;
-      auto st = ctx_.registry->template decode_payload<state_type>(
-          s.type, s.schema_version, s.payload, stream_, s.meta.sequence);
-      if (!st) return stop_with_now(runtime::to_caf_error(st.error()));
-      state_ = std::move(*st);
-      version_ = s.meta.sequence;
-      last_snapshot_ = version_;
-      restore_processed(s.metadata);
-    }
+    persistence::event_metadata meta;
+    auto found = core_.load_snapshot(state_, &meta);
+    if (!found) return stop_with_now(std::move(found.error()));
+    if (*found) restore_processed(meta);
     caf::anon_send(caf::actor_cast<caf::actor>(this), recover_atom::value);
   }
 
@@ -419,36 +405,35 @@ class aggregate_actor : public caf::event_based_actor {
 
   void recover_step() {
     if (!recovering_ || stopped_) return;
-    auto chunk = ctx_.options.recovery_chunk;
-    auto events =
-        ctx_.journal->read_stream(stream_, version_ + 1, UINT64_MAX, chunk);
-    if (!events) return stop_with_now(runtime::to_caf_error(events.error()));
-    for (auto& env : *events) {
-      auto ev = codec().decode(env);
-      if (!ev) return stop_with_now(runtime::to_caf_error(ev.error()));
-      try {
-        state_ = evolve<A>(std::move(state_), *ev);
-      } catch (const std::exception& e) {
-        return stop_with_now(runtime::make_error(
-            runtime::errc::handler_failed,
-            "event handler of '" + stream_ + "' threw at sequence " +
-                std::to_string(env.sequence) + ": " + e.what()));
-      }
-      version_ = env.sequence;
-      auto cmd = env.metadata.find(detail::command_key);
-      auto reply = env.metadata.find(detail::reply_key);
-      if (cmd != env.metadata.end() && reply != env.metadata.end())
-        remember(cmd->second, reply->second);
-    }
-    if (events->size() == chunk) {
+    auto more = core_.replay_chunk(
+        options_.recovery_chunk,
+        [this](const persistence::event_envelope& env) -> caf::error {
+          auto ev = codec().decode(env);
+          if (!ev) return runtime::to_caf_error(ev.error());
+          try {
+            state_ = evolve<A>(std::move(state_), *ev);
+          } catch (const std::exception& e) {
+            return runtime::make_error(
+                runtime::errc::handler_failed,
+                "event handler of '" + core_.stream() + "' threw at sequence " +
+                    std::to_string(env.sequence) + ": " + e.what());
+          }
+          auto cmd = env.metadata.find(detail::command_key);
+          auto reply = env.metadata.find(detail::reply_key);
+          if (cmd != env.metadata.end() && reply != env.metadata.end())
+            remember(cmd->second, reply->second);
+          return {};
+        });
+    if (!more) return stop_with_now(std::move(more.error()));
+    if (*more) {
       caf::anon_send(caf::actor_cast<caf::actor>(this), recover_atom::value);
       return;
     }
     recovering_ = false;
     // With metrics, start_recovery made `waiting_`; only drain_stash drops it
     // once recovery is over.
-    if (ctx_.metrics && ctx_.metrics->recovery_seconds && waiting_)
-      ctx_.metrics->recovery_seconds->observe(
+    if (metrics_ && metrics_->recovery_seconds && waiting_)
+      metrics_->recovery_seconds->observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                         waiting_->recovery_start)
               .count());
@@ -463,43 +448,22 @@ class aggregate_actor : public caf::event_based_actor {
   // -- snapshots --------------------------------------------------------------
 
   void maybe_snapshot() {
-    auto every = ctx_.options.snapshot_every;
-    if (every == 0 || version_ / every == last_snapshot_ / every) return;
-    persistence::snapshot snap;
-    snap.meta.stream_id = stream_;
-    snap.meta.sequence = version_;
-    if (auto err = ctx_.registry->encode(state_, snap.type, snap.schema_version,
-                                         snap.payload))
-      return;  // state type unregistered: snapshots are an optimisation
+    auto every = options_.snapshot_every;
+    if (!core_.snapshot_due(every)) return;
     std::vector<std::pair<std::string, std::string>> window;
     if (processed_)
       for (auto& id : processed_->order)
         window.emplace_back(id, processed_->replies.at(id));
-    snap.metadata[detail::processed_key] = detail::pack_to_string(window);
-    last_snapshot_ = version_;
-    auto keep = ctx_.options.snapshot_keep;
+    persistence::event_metadata meta;
+    meta[detail::processed_key] = detail::pack_to_string(window);
+    auto version = core_.version();
+    auto keep = options_.snapshot_keep;
     uint64_t delete_to = 0;
-    if (ctx_.options.delete_events_on_snapshot && keep > 0 &&
-        version_ > (keep - 1) * every)
-      delete_to = version_ - (keep - 1) * every;
-    auto* sink = ctx_.completions;
-    auto* journal = ctx_.journal;
-    auto stream = stream_;
-    sink->expect();
-    // In a replicated cluster the snapshot joins its shard's log: every
-    // replica stores it, and a new leader recovers from it.
-    journal->snapshots().save(
-        std::move(snap), std::max<size_t>(keep, 1),
-        [sink, journal, stream, delete_to](persistence::error err) {
-          // Only a stored snapshot may let events go.
-          if (!err && delete_to > 0) {
-            sink->expect();
-            journal->delete_events_to(
-                stream, delete_to,
-                [sink](persistence::error) { sink->post([] {}); });
-          }
-          sink->post([] {});
-        });
+    if (options_.delete_events_on_snapshot && keep > 0 &&
+        version > (keep - 1) * every)
+      delete_to = version - (keep - 1) * every;
+    // Unregistered state: no snapshot (they are an optimisation).
+    core_.save_snapshot(state_, std::move(meta), keep, delete_to);
   }
 
   // -- stopping ---------------------------------------------------------------
@@ -512,7 +476,7 @@ class aggregate_actor : public caf::event_based_actor {
     auto fail =
         err ? err
             : runtime::make_error(runtime::errc::entity_stopped,
-                                  "aggregate '" + stream_ + "' stopped");
+                                  "aggregate '" + core_.stream() + "' stopped");
     if (flight_) flight_->cmd.rp.deliver(fail);
     flight_.reset();
     if (waiting_) {
@@ -525,11 +489,10 @@ class aggregate_actor : public caf::event_based_actor {
 
   void stop_with_now(caf::error err) { stop_with(err, err); }
 
-  aggregate_context ctx_;
-  std::string stream_;
+  persistent_core core_;
+  aggregate_options options_;
+  std::shared_ptr<const aggregate_metrics> metrics_;
   state_type state_{};
-  uint64_t version_ = 0;
-  uint64_t last_snapshot_ = 0;
   bool recovering_ = true;
   bool stopped_ = false;
   bool passivating_ = false;

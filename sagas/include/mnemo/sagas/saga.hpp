@@ -239,6 +239,13 @@ struct saga_context {
   /// recovers from its latest snapshot and the events after it instead of
   /// its whole stream. The latest snapshot is kept.
   uint64_t snapshot_every = 0;
+  /// Requests (starts, status queries, deliveries) a saga keeps while it
+  /// recovers or persists, and events it holds for judging; past it they
+  /// are answered with `stash_overflow` (a relay delivers again later).
+  size_t stash_limit = 10000;
+  /// Events read per recovery step: a saga with a long history recovers
+  /// in steps between which its node's other actors run.
+  size_t recovery_chunk = 1000;
 };
 
 /// Returns the stream id of saga `S` with id `id`: "saga-<type_name>-<id>".

@@ -3,6 +3,7 @@
 // The actor of one saga instance (included by saga.hpp).
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -39,7 +40,9 @@ class saga_actor : public caf::event_based_actor {
       : caf::event_based_actor(cfg),
         ctx_(std::move(ctx)),
         id_(std::move(id)),
-        stream_(saga_stream<S>(id_)),
+        core_({ctx_.journal, ctx_.registry, ctx_.completions},
+              saga_stream<S>(id_)),
+        stream_(core_.stream()),
         def_(std::move(def)),
         codec_(*ctx_.registry) {
     if (!ctx_.wall_ms) ctx_.wall_ms = detail::system_ms;
@@ -54,32 +57,51 @@ class saga_actor : public caf::event_based_actor {
                                        "saga '" + stream_ + "' stopped"));
       quit(msg.reason);
     });
-    if (auto err = recover()) {
-      quit(err);
-      return {};
-    }
-    advance();
-    pull_inbox();
-    judge_held();
+    start_recovery();
     return {
+        [this](actors::recover_atom) { recover_step(); },
         [this](start_atom, data_type& data) -> caf::result<saga_status> {
-          return start(std::move(data));
+          auto rp = make_response_promise<saga_status>();
+          when_recovered(rp, [this, data = std::move(data)](auto& p) mutable {
+            start(std::move(data), p);
+          });
+          return rp;
         },
-        [this](status_atom) { return status(); },
+        [this](status_atom) -> caf::result<saga_status> {
+          auto rp = make_response_promise<saga_status>();
+          when_recovered(rp, [this](auto& p) { p.deliver(status()); });
+          return rp;
+        },
         [this](deliver_atom, uint64_t position) -> caf::result<bool> {
-          return deliver({}, position, {});
+          auto rp = make_response_promise<bool>();
+          when_recovered(
+              rp, [this, position](auto& p) { deliver({}, position, {}, p); });
+          return rp;
         },
         [this](deliver_atom, std::string& source, uint64_t position,
                std::string& event) -> caf::result<bool> {
-          if (source.empty() || event.empty())
-            return runtime::make_error(
+          auto rp = make_response_promise<bool>();
+          if (source.empty() || event.empty()) {
+            rp.deliver(runtime::make_error(
                 runtime::errc::invalid_argument,
                 "saga '" + stream_ +
                     "': a delivery from another log needs its source and "
-                    "the event");
-          return deliver(std::move(source), position, std::move(event));
+                    "the event"));
+            return rp;
+          }
+          when_recovered(rp, [this, source = std::move(source), position,
+                              event = std::move(event)](auto& p) mutable {
+            deliver(std::move(source), position, std::move(event), p);
+          });
+          return rp;
         },
-        [this](runtime::passivate_atom) { passivate(); },
+        [this](runtime::passivate_atom) {
+          if (!recovering_) return passivate();
+          // After recovery: passivating needs to know the saga's progress.
+          stash_.push_back([this](const caf::error* err) {
+            if (!err) passivate();
+          });
+        },
         [this](saga_persisted_atom, uint64_t ticket) { on_persisted(ticket); },
         [this](saga_retry_atom, uint64_t gen) {
           if (gen != retry_gen_) return;
@@ -103,51 +125,88 @@ class saga_actor : public caf::event_based_actor {
 
   // -- recovery and start -----------------------------------------------------
 
-  caf::error recover() {
-    // From the latest snapshot, if one was taken, then the events after it.
-    auto snap = ctx_.journal->snapshots().load(
-        stream_, persistence::snapshot_criteria::latest());
-    if (!snap) return runtime::to_caf_error(snap.error());
-    if (*snap) {
-      auto& sn = **snap;
-      auto p = ctx_.registry->template decode_payload<saga_progress>(
-          sn.type, sn.schema_version, sn.payload, stream_, sn.meta.sequence);
-      if (!p) return runtime::to_caf_error(p.error());
-      progress_ = std::move(*p);
-      version_ = sn.meta.sequence;
-      last_snapshot_ = version_;
-    }
-    auto stored = ctx_.journal->read_stream(stream_, version_ + 1, UINT64_MAX,
-                                            UINT64_MAX);
-    if (!stored) return runtime::to_caf_error(stored.error());
-    for (auto& env : *stored) {
-      auto ev = codec_.decode(env);
-      if (!ev) return runtime::to_caf_error(ev.error());
-      progress_.apply(*ev);
-      version_ = env.sequence;
+  void start_recovery() {
+    // From the latest snapshot, if one was taken, then the events after it,
+    // a chunk per message (recover_step).
+    auto found = core_.load_snapshot(progress_, nullptr);
+    if (!found) return stop_now(std::move(found.error()));
+    caf::anon_send(caf::actor_cast<caf::actor>(this),
+                   actors::recover_atom::value);
+  }
+
+  void recover_step() {
+    if (!recovering_) return;
+    auto more = core_.replay_chunk(
+        ctx_.recovery_chunk,
+        [this](const persistence::event_envelope& env) -> caf::error {
+          auto ev = codec_.decode(env);
+          if (!ev) return runtime::to_caf_error(ev.error());
+          progress_.apply(*ev);
+          return {};
+        });
+    if (!more) return stop_now(std::move(more.error()));
+    if (*more) {
+      caf::anon_send(caf::actor_cast<caf::actor>(this),
+                     actors::recover_atom::value);
+      return;
     }
     if (progress_.phase != saga_phase::fresh) {
       try {
         auto h = msgpack::unpack(progress_.data.data(), progress_.data.size());
         h.get().convert(data_);
       } catch (const std::exception& e) {
-        return runtime::make_error(
+        return stop_now(runtime::make_error(
             runtime::errc::handler_failed,
-            "saga '" + stream_ + "': data does not decode: " + e.what());
+            "saga '" + stream_ + "': data does not decode: " + e.what()));
       }
     }
-    return {};
+    recovering_ = false;
+    advance();
+    pull_inbox();
+    judge_held();
+    // What came during recovery, in arrival order.
+    auto stashed = std::move(stash_);
+    stash_.clear();
+    for (auto& call : stashed) call(nullptr);
   }
 
-  caf::result<saga_status> start(data_type data) {
+  // Runs `f(rp)` now, or once the saga has recovered; past the stash
+  // limit `rp` gets `stash_overflow`.
+  template <class Promise, class F>
+  void when_recovered(Promise& rp, F f) {
+    if (!recovering_) return f(rp);
+    if (stash_.size() >= ctx_.stash_limit) {
+      rp.deliver(actors::stash_full("saga '" + stream_ + "'", stash_.size(),
+                                    "requests"));
+      return;
+    }
+    stash_.push_back([rp, f = std::move(f)](const caf::error* err) mutable {
+      if (err)
+        rp.deliver(*err);
+      else
+        f(rp);
+    });
+  }
+
+  void stop_now(caf::error err) {
+    fail_waiters(err);
+    quit(std::move(err));
+  }
+
+  void start(data_type data, caf::typed_response_promise<saga_status>& rp) {
     if (progress_.phase != saga_phase::fresh || busy_) {
-      if (progress_.phase == saga_phase::fresh) {
-        // A start is being persisted: answer once it is.
-        auto rp = make_response_promise<saga_status>();
-        start_waiters_.push_back(rp);
-        return rp;
+      if (progress_.phase != saga_phase::fresh) {
+        rp.deliver(status());
+        return;
       }
-      return status();
+      // A start is being persisted: answer once it is.
+      if (start_waiters_.size() >= ctx_.stash_limit) {
+        rp.deliver(actors::stash_full("saga '" + stream_ + "'",
+                                      start_waiters_.size(), "starts"));
+        return;
+      }
+      start_waiters_.push_back(rp);
+      return;
     }
     data_ = std::move(data);
     auto now = ctx_.wall_ms();
@@ -158,10 +217,8 @@ class saga_actor : public caf::event_based_actor {
                      : def_->deadline.count() > 0 ? now + def_->deadline.count()
                                                   : 0;
     ev.step_due_ms = due_of(0, now);
-    auto rp = make_response_promise<saga_status>();
     start_waiters_.push_back(rp);
     persist({ev});
-    return rp;
   }
 
   saga_status status() const {
@@ -317,15 +374,22 @@ class saga_actor : public caf::event_based_actor {
   /// after its 30 s timeout), so a long hold keeps a bounded number.
   static constexpr size_t max_waiting = 16;
 
-  caf::result<bool> deliver(std::string source, uint64_t position,
-                            std::string event) {
-    auto rp = make_response_promise<bool>();
+  void deliver(std::string source, uint64_t position, std::string event,
+               caf::typed_response_promise<bool>& rp) {
     if (position <= progress_.last_event_of(source)) {
       rp.deliver(true);  // recorded before: a repeat
-      return rp;
+      return;
     }
-    // Held until the saga can judge it, in position order per source.
-    auto& held = held_[event_key{source, position}];
+    // Held until the saga can judge it, in position order per source; at
+    // most `stash_limit` events (the inbox row of each stays: the relay
+    // delivers it again).
+    event_key key{source, position};
+    if (held_.size() >= ctx_.stash_limit && held_.count(key) == 0) {
+      rp.deliver(
+          actors::stash_full("saga '" + stream_ + "'", held_.size(), "events"));
+      return;
+    }
+    auto& held = held_[key];
     if (held.event.empty()) held.event = std::move(event);
     if (held.waiting.size() >= max_waiting) {
       held.waiting.front().deliver(runtime::make_error(
@@ -337,7 +401,6 @@ class saga_actor : public caf::event_based_actor {
     }
     held.waiting.push_back(rp);
     judge_held();
-    return rp;
   }
 
   static std::string describe_source(const std::string& source) {
@@ -504,6 +567,9 @@ class saga_actor : public caf::event_based_actor {
   }
 
   void fail_waiters(const caf::error& err) {
+    auto stashed = std::move(stash_);
+    stash_.clear();
+    for (auto& call : stashed) call(&err);
     for (auto& rp : start_waiters_) rp.deliver(err);
     start_waiters_.clear();
     for (auto& rp : delivery_waiters_) rp.deliver(err);
@@ -641,20 +707,10 @@ class saga_actor : public caf::event_based_actor {
     pending_ = std::move(evs);
     auto slot = std::make_shared<persistence::error>();
     slot_ = slot;
-    auto ticket = ++ticket_;
-    auto me = caf::actor_cast<caf::actor>(this);
-    auto* sink = ctx_.completions;
-    sink->expect();
-    ctx_.journal->append(
-        stream_, std::move(batch),
-        persistence::expected_version::exact(version_),
-        [slot, sink, me,
-         ticket](persistence::expected<persistence::append_result> res) {
-          if (!res) *slot = res.error();
-          sink->post([me, ticket] {
-            caf::anon_send(me, saga_persisted_atom::value, ticket);
-          });
-        });
+    core_.append(this, std::move(batch), saga_persisted_atom::value, ++ticket_,
+                 [slot](persistence::expected<persistence::append_result> r) {
+                   if (!r) *slot = r.error();
+                 });
   }
 
   void on_persisted(uint64_t ticket) {
@@ -674,7 +730,7 @@ class saga_actor : public caf::event_based_actor {
       started = started || std::holds_alternative<saga_started>(ev);
       progress_.apply(ev);
     }
-    version_ += pending_.size();
+    core_.applied(pending_.size());
     pending_.clear();
     maybe_snapshot();
     for (auto& rp : start_waiters_) rp.deliver(status());
@@ -698,19 +754,9 @@ class saga_actor : public caf::event_based_actor {
   // Saves the progress as a snapshot once `snapshot_every` more events
   // were persisted since the last one (saga_context::snapshot_every).
   void maybe_snapshot() {
-    auto every = ctx_.snapshot_every;
-    if (every == 0 || version_ / every == last_snapshot_ / every) return;
-    persistence::snapshot snap;
-    snap.meta.stream_id = stream_;
-    snap.meta.sequence = version_;
-    if (auto err = ctx_.registry->encode(progress_, snap.type,
-                                         snap.schema_version, snap.payload))
-      return;  // not registered (register_types): snapshots are an option
-    last_snapshot_ = version_;
-    auto* sink = ctx_.completions;
-    sink->expect();
-    ctx_.journal->snapshots().save(
-        std::move(snap), 1, [sink](persistence::error) { sink->post([] {}); });
+    if (!core_.snapshot_due(ctx_.snapshot_every)) return;
+    // Not registered (register_types): no snapshot, they are an option.
+    core_.save_snapshot(progress_, {}, 1);
   }
 
   // A deadline that passed while the saga was persisting, with its step
@@ -724,14 +770,15 @@ class saga_actor : public caf::event_based_actor {
 
   saga_context ctx_;
   std::string id_;
-  std::string stream_;
+  actors::persistent_core core_;
+  const std::string& stream_;
   std::shared_ptr<const definition<data_type>> def_;
   actors::variant_codec<saga_event> codec_;
   saga_progress progress_;
   data_type data_{};
-  uint64_t version_ = 0;
-  // Sequence of the latest snapshot taken or recovered from.
-  uint64_t last_snapshot_ = 0;
+  // Replaying the stream (recover_step); requests wait in `stash_`.
+  bool recovering_ = true;
+  std::vector<std::function<void(const caf::error*)>> stash_;
   bool busy_ = false;
   bool in_flight_ = false;
   /// The current step's command is accepted; its event is awaited.

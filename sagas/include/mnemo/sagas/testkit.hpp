@@ -52,12 +52,10 @@ class saga_fixture : public actors::system_fixture {
   }
 
   /// Sagas with the steps of `S::define()`.
-  saga_fixture() : saga_fixture(S::define()) {
-  }
+  saga_fixture() : saga_fixture(S::define()) {}
 
   ~saga_fixture() override {
-    if (sagas_)
-      caf::anon_send_exit(sagas_, caf::exit_reason::user_shutdown);
+    if (sagas_) caf::anon_send_exit(sagas_, caf::exit_reason::user_shutdown);
     for (auto& [name, target] : targets_)
       caf::anon_send_exit(target, caf::exit_reason::user_shutdown);
     run();
@@ -79,27 +77,27 @@ class saga_fixture : public actors::system_fixture {
     using reply = typename A::reply;
     using command = typename A::command;
     auto log = log_;
-    targets_[A::type_name] = sys_.spawn([log, fn](caf::event_based_actor*)
-                                            -> caf::behavior {
-      return {
-          [log, fn](runtime::route_atom, const std::string& entity,
-                    caf::message& msg) -> caf::result<reply> {
-            if (!msg.match_elements<actors::command_atom, std::string,
-                                    command>())
-              return runtime::make_error(
-                  runtime::errc::invalid_argument,
-                  std::string{"saga_fixture: not a command of '"} +
-                      A::type_name + "': " + caf::to_string(msg));
-            auto& cmd = msg.get_as<command>(2);
-            log->push_back(sent_command{A::type_name, entity,
-                                        msg.get_as<std::string>(1),
-                                        caf::deep_to_string(cmd)});
-            auto r = fn ? fn(entity, cmd) : caf::expected<reply>{reply{}};
-            if (!r) return std::move(r.error());
-            return std::move(*r);
-          },
-      };
-    });
+    targets_[A::type_name] =
+        sys_.spawn([log, fn](caf::event_based_actor*) -> caf::behavior {
+          return {
+              [log, fn](runtime::route_atom, const std::string& entity,
+                        caf::message& msg) -> caf::result<reply> {
+                if (!msg.match_elements<actors::command_atom, std::string,
+                                        command>())
+                  return runtime::make_error(
+                      runtime::errc::invalid_argument,
+                      std::string{"saga_fixture: not a command of '"} +
+                          A::type_name + "': " + caf::to_string(msg));
+                auto& cmd = msg.get_as<command>(2);
+                log->push_back(sent_command{A::type_name, entity,
+                                            msg.get_as<std::string>(1),
+                                            caf::deep_to_string(cmd)});
+                auto r = fn ? fn(entity, cmd) : caf::expected<reply>{reply{}};
+                if (!r) return std::move(r.error());
+                return std::move(*r);
+              },
+          };
+        });
   }
 
   /// Starts saga `id` with `data` and runs until it is answered (its start
@@ -143,6 +141,9 @@ class saga_fixture : public actors::system_fixture {
 
   /// `saga_context::snapshot_every` of the sagas spawned from now on.
   uint64_t snapshot_every = 0;
+  /// `saga_context::stash_limit` and `recovery_chunk`, likewise.
+  size_t stash_limit = saga_context{}.stash_limit;
+  size_t recovery_chunk = saga_context{}.recovery_chunk;
 
   /// The saga registry, spawned on first use with the scripted targets.
   caf::actor saga_registry() {
@@ -154,6 +155,8 @@ class saga_fixture : public actors::system_fixture {
       ctx.targets = targets_;
       ctx.wall_ms = wall_clock();
       ctx.snapshot_every = snapshot_every;
+      ctx.stash_limit = stash_limit;
+      ctx.recovery_chunk = recovery_chunk;
       sagas_ = spawn_saga_registry<S>(sys_, ctx, options_, def_);
       run();
     }
