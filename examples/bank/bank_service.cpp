@@ -18,6 +18,7 @@
 #include "mnemo/sagas/remote_saga.hpp"
 #include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_index.hpp"
+#include "mnemo/sagas/service_builder.hpp"
 #include "transfer.hpp"
 
 namespace bank {
@@ -299,40 +300,12 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
                                         std::string& error) {
   auto ptr = std::make_unique<impl>(n);
   ptr->opts = opts;
-  mnemo::actors::register_types<account>(n.registry());
-  mnemo::sagas::register_types(n.registry());
-  ptr->accounts = mnemo::actors::spawn_aggregate_registry<account>(n);
-  // In a cluster, the registries the service and the sagas use are routers:
-  // an entity another member owns is served by that member.
+  // The account registry and the transfer sagas, with the node's settings;
+  // in a cluster, routers: an entity another member owns is served there.
+  mnemo::sagas::service_builder builder{n};
+  ptr->accounts = builder.aggregate<account>();
+  ptr->transfers = builder.saga<transfer>(transfer::define());
   auto* cluster = n.cluster();
-  if (cluster) {
-    ptr->accounts =
-        cluster->route(account::type_name, ptr->accounts,
-                       mnemo::actors::aggregate_protocol<account>());
-    n.track(ptr->accounts);
-  }
-  mnemo::sagas::saga_context ctx{&n.journal(),
-                                 &n.registry(),
-                                 &n.completions(),
-                                 {{account::type_name, ptr->accounts}},
-                                 {},
-                                 std::make_shared<mnemo::sagas::saga_wake>()};
-  ctx.snapshot_every = n.config().snapshot_every;
-  auto saga_opts = n.config().registry_settings();
-  saga_opts.metrics = &n.metrics();
-  saga_opts.entity_type = "saga.transfer";
-  ptr->transfers =
-      mnemo::sagas::spawn_saga_registry<transfer>(n.system(), ctx, saga_opts);
-  n.track(ptr->transfers);
-  auto local_transfers = ptr->transfers;
-  if (cluster) {
-    ptr->transfers = cluster->route("saga.transfer", local_transfers,
-                                    mnemo::sagas::saga_protocol<transfer>());
-    n.track(ptr->transfers);
-    ctx.wake_via->set(ptr->transfers);
-  }
-  if (!resume_sagas<transfer>(n, local_transfers, "saga.transfer", error))
-    return nullptr;
   ptr->replicated = cluster && cluster->replicated();
   std::vector<mnemo::actors::projection_spec> specs;
   if (ptr->replicated) {
@@ -357,11 +330,19 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
       side->sources.emplace_back(member, spec.name);
       specs.push_back(std::move(spec));
     }
-  for (auto& spec : specs)
+  for (auto& spec : specs) {
     spec.options.write_interval = opts.read_model_interval;
-  ptr->projections =
-      supervise_projections(n, std::move(specs), ptr->projection_names, error);
-  if (!ptr->projections) return nullptr;
+    builder.projection(std::move(spec));
+  }
+  // Resumes unfinished transfers (alone: now; replicated: per shard as
+  // this member comes to lead it) and supervises the projections.
+  auto built = builder.build();
+  if (!built) {
+    error = mnemo::runtime::describe(built.error());
+    return nullptr;
+  }
+  ptr->projections = built->projections;
+  ptr->projection_names = built->projection_names;
   add_saga_gauges(n, ptr->sagas, transfer::type_name);
   ptr->shard_reader = spawn_shard_reader(n);
   ptr->gateway =

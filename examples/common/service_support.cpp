@@ -137,32 +137,6 @@ void add_saga_gauges(mnemo::runtime::node& n,
         });
 }
 
-caf::actor supervise_projections(
-    mnemo::runtime::node& n, std::vector<mnemo::actors::projection_spec> specs,
-    std::vector<std::string>& names, std::string& error) {
-  mnemo::actors::projection_context ctx{
-      &n.journal(), &n.completions(), n.event_bus(), &n.metrics(), n.cluster()};
-  std::vector<mnemo::runtime::child_spec> children;
-  for (auto& spec : specs) {
-    names.push_back(spec.name);
-    children.push_back({spec.name, [ctx, spec](caf::actor_system& sys) {
-                          auto p =
-                              mnemo::actors::spawn_projection(sys, ctx, spec);
-                          return p ? *p : caf::actor{};
-                        }});
-  }
-  mnemo::runtime::supervisor_options opts;
-  opts.restarts = n.config().restart_settings();
-  auto sup =
-      mnemo::runtime::spawn_supervisor(n.system(), std::move(children), opts);
-  if (!sup) {
-    error = n.system().render(sup.error());
-    return {};
-  }
-  n.track(*sup);
-  return *sup;
-}
-
 mnemo::runtime::metric_histogram& http_latency(mnemo::runtime::node& n) {
   return n.metrics().histogram("mnemo_http_request_seconds",
                                "HTTP request durations.", {},

@@ -37,58 +37,6 @@ std::string context_text(const caf::error& err);
 /// ("system:unexpected_message", never "system:5").
 httpd::response runtime_error_response(const caf::error& err);
 
-/// `(resume_shard_atom, shard)`: resume the sagas of a shard led now.
-using resume_shard_atom = caf::atom_constant<caf::atom("ex_resume")>;
-
-/// Resumes the unfinished sagas of type `S` through `local` (the node's
-/// own saga registry; `routed_type` is the name the cluster routes them
-/// by). Alone or in a static cluster: all of them, now. In a replicated
-/// cluster: those of a shard each time this member comes to lead it, on an
-/// actor of their own (a failure is logged as a JSON line). Returns false with `error` set if
-/// resuming now failed.
-template <class S>
-bool resume_sagas(mnemo::runtime::node& n, const caf::actor& local,
-                  const std::string& routed_type, std::string& error) {
-  auto* cluster = n.cluster();
-  if (!cluster || !cluster->replicated()) {
-    auto resumed =
-        mnemo::sagas::resume_unfinished<S>(n.journal(), n.registry(), local);
-    if (!resumed) error = "resuming " + routed_type + ": " + resumed.error().to_string();
-    return static_cast<bool>(resumed);
-  }
-  auto shards = cluster->view().shards();
-  // The scan of the journal runs on an actor of its own (detached: it
-  // reads the journal): `on_lead` callbacks run on the coordinator's
-  // thread, whose next look at etcd must not wait for it.
-  auto resumer = n.system().spawn<caf::detached>(
-      [&j = n.journal(), &types = n.registry(), local, routed_type, shards,
-       cluster](caf::event_based_actor*) -> caf::behavior {
-        return {[&j, &types, local, routed_type, shards,
-                 cluster](resume_shard_atom, uint32_t shard) {
-          // Led elsewhere by now (the scan of an earlier shard took a
-          // while): the new leader resumes them.
-          if (cluster->leader_of(shard) != cluster->self()) return;
-          auto resumed = mnemo::sagas::resume_unfinished<S>(
-              j, types, local, [&](const std::string& id) {
-                return mnemo::runtime::entity_shard(routed_type, id, shards) ==
-                       shard;
-              });
-          if (!resumed)
-            mnemo::runtime::print_line(
-                nlohmann::json{{"event", "resume_failed"},
-                               {"saga", routed_type},
-                               {"shard", shard},
-                               {"error", resumed.error().to_string()}}
-                    .dump());
-        }};
-      });
-  n.track(resumer);
-  cluster->on_lead([resumer](uint32_t shard) {
-    caf::anon_send(resumer, resume_shard_atom::value, shard);
-  });
-  return true;
-}
-
 /// The status a client sees for saga phase `phase`: a compensating saga is
 /// still "running".
 const char* public_status(const std::string& phase);
@@ -108,14 +56,6 @@ httpd::response list_sagas(const mnemo::sagas::saga_index& index,
 void add_saga_gauges(mnemo::runtime::node& n,
                      const mnemo::sagas::saga_index& index,
                      const std::string& type);
-
-/// Spawns `specs` under one supervisor on `n` (a failed projection
-/// restarts with backoff from its stored offset; management messages are
-/// routed to the current instance by name), tracks it, and appends the
-/// projection names to `names`. Returns the supervisor or sets `error`.
-caf::actor supervise_projections(
-    mnemo::runtime::node& n, std::vector<mnemo::actors::projection_spec> specs,
-    std::vector<std::string>& names, std::string& error);
 
 /// The histogram of HTTP request durations (`mnemo_http_request_seconds`).
 mnemo::runtime::metric_histogram& http_latency(mnemo::runtime::node& n);

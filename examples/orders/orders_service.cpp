@@ -18,6 +18,7 @@
 #include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_inbox.hpp"
 #include "mnemo/sagas/saga_index.hpp"
+#include "mnemo/sagas/service_builder.hpp"
 #include "mnemo/sagas/remote_saga.hpp"
 #include "mnemo/sagas/saga_trigger.hpp"
 #include "order.hpp"
@@ -261,60 +262,21 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
                                         std::string& error) {
   auto ptr = std::make_unique<impl>(n);
   ptr->opts = opts;
-  mnemo::actors::register_types<order>(n.registry());
-  mnemo::actors::register_types<inventory>(n.registry());
-  mnemo::actors::register_types<payment>(n.registry());
-  mnemo::actors::register_types<shipment>(n.registry());
-  mnemo::sagas::register_types(n.registry());
   auto& to = ptr->to;
-  // In a replicated cluster the registries the service, the sagas and the
-  // gateway use are routers: an entity whose shard another member leads is
-  // served by that member.
+  // The aggregates and the fulfilment sagas, with the node's settings; in a
+  // cluster, routers: an entity whose shard another member leads is served
+  // by that member. The sagas, started and decided by events, command the
+  // four aggregates.
+  mnemo::sagas::service_builder builder{n};
+  to.orders = builder.aggregate<order>();
+  to.stock = builder.aggregate<inventory>();
+  auto payments = builder.aggregate<payment>();
+  builder.aggregate<shipment>();
+  mnemo::sagas::saga_wiring by_events;
+  by_events.event_driven = true;
+  to.fulfilments = builder.saga<fulfilment>(
+      fulfilment::define(opts.payment_timeout), by_events);
   auto* cluster = n.cluster();
-  auto routed = [&](const char* type, caf::actor local,
-                    mnemo::runtime::remote_protocol protocol) {
-    if (!cluster) return local;
-    auto router = cluster->route(type, std::move(local), std::move(protocol));
-    n.track(router);
-    return router;
-  };
-  to.orders = routed(order::type_name,
-                     mnemo::actors::spawn_aggregate_registry<order>(n),
-                     mnemo::actors::aggregate_protocol<order>());
-  to.stock = routed(inventory::type_name,
-                    mnemo::actors::spawn_aggregate_registry<inventory>(n),
-                    mnemo::actors::aggregate_protocol<inventory>());
-  auto payments = routed(payment::type_name,
-                         mnemo::actors::spawn_aggregate_registry<payment>(n),
-                         mnemo::actors::aggregate_protocol<payment>());
-  auto shipments = routed(shipment::type_name,
-                          mnemo::actors::spawn_aggregate_registry<shipment>(n),
-                          mnemo::actors::aggregate_protocol<shipment>());
-  mnemo::sagas::saga_context ctx{&n.journal(),
-                                 &n.registry(),
-                                 &n.completions(),
-                                 {{order::type_name, to.orders},
-                                  {inventory::type_name, to.stock},
-                                  {payment::type_name, payments},
-                                  {shipment::type_name, shipments}},
-                                 {},
-                                 std::make_shared<mnemo::sagas::saga_wake>()};
-  ctx.snapshot_every = n.config().snapshot_every;
-  auto saga_opts = n.config().registry_settings();
-  saga_opts.metrics = &n.metrics();
-  saga_opts.entity_type = "saga.fulfilment";
-  auto local_fulfilments =
-      mnemo::sagas::spawn_saga_registry<fulfilment>(
-          n.system(), ctx, saga_opts, fulfilment::define(opts.payment_timeout));
-  n.track(local_fulfilments);
-  to.fulfilments = routed("saga.fulfilment", local_fulfilments,
-                          mnemo::sagas::saga_protocol<fulfilment>());
-  if (cluster) ctx.wake_via->set(to.fulfilments);
-  // Alone: every unfinished fulfilment now. Replicated: those of a shard
-  // whenever this member starts to lead it.
-  if (!resume_sagas<fulfilment>(n, local_fulfilments, "saga.fulfilment",
-                                error))
-    return nullptr;
   gateway_options pay;
   pay.failure_rate = opts.payment_failure_rate;
   pay.seed = opts.payment_seed;
@@ -342,13 +304,16 @@ std::unique_ptr<service> service::start(mnemo::runtime::node& n,
              fulfilment_trigger(n.registry()), fulfilment_router(),
              payment_gateway(payments, pay), ptr->sagas.projection()};
   }
-  to.projections =
-      supervise_projections(n, std::move(specs), to.projection_names, error);
-  if (!to.projections) return nullptr;
-  n.track(mnemo::sagas::spawn_saga_starter<fulfilment>(
-      n.system(), n.journal(), n.completions(), to.fulfilments, n.event_bus()));
-  n.track(mnemo::sagas::spawn_saga_inbox<fulfilment>(
-      n.system(), n.journal(), n.completions(), to.fulfilments, n.event_bus()));
+  for (auto& spec : specs) builder.projection(std::move(spec));
+  // Resumes unfinished fulfilments (alone: now; replicated: per shard as
+  // this member comes to lead it) and supervises the projections.
+  auto built = builder.build();
+  if (!built) {
+    error = mnemo::runtime::describe(built.error());
+    return nullptr;
+  }
+  to.projections = built->projections;
+  to.projection_names = built->projection_names;
   add_saga_gauges(n, ptr->sagas, fulfilment::type_name);
   ptr->shard_reader = spawn_shard_reader(n);
   ptr->gateway = n.system().spawn(gateway, to, opts.request_timeout);
