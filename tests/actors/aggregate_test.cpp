@@ -4,12 +4,12 @@
 #define BOOST_TEST_MODULE mnemo_actors
 #include <boost/test/unit_test.hpp>
 
-#include "../../examples/bank/account.hpp"
+#include "../support/wallet.hpp"
 #include "mnemo/actors/testkit.hpp"
 
 using namespace mnemo;
-using namespace bank;
-using fixture = actors::aggregate_fixture<account>;
+using namespace wallet_model;
+using fixture = actors::aggregate_fixture<wallet>;
 
 namespace {
 
@@ -26,16 +26,16 @@ std::string why(const caf::expected<T>& x) {
 
 // Sends every command before running the system once, so that they queue
 // up behind recovery; returns the replies in order.
-std::vector<caf::expected<account_reply>> send_all(
-    fixture& f, const std::string& id, std::vector<account::command> cmds) {
-  auto results = std::make_shared<std::vector<caf::expected<account_reply>>>(
-      cmds.size(), caf::expected<account_reply>{caf::sec::request_timeout});
+std::vector<caf::expected<wallet_reply>> send_all(
+    fixture& f, const std::string& id, std::vector<wallet::command> cmds) {
+  auto results = std::make_shared<std::vector<caf::expected<wallet_reply>>>(
+      cmds.size(), caf::expected<wallet_reply>{caf::sec::request_timeout});
   auto dest = f.actor(id);
   for (size_t i = 0; i < cmds.size(); ++i)
     f.system().spawn([=](caf::event_based_actor* self) {
       self->request(dest, caf::infinite, actors::command_atom::value,
                     std::string{}, cmds[i])
-          .then([=](account_reply& r) { (*results)[i] = r; },
+          .then([=](wallet_reply& r) { (*results)[i] = r; },
                 [=](caf::error& e) { (*results)[i] = e; });
     });
   f.run();
@@ -48,7 +48,7 @@ BOOST_AUTO_TEST_SUITE(aggregate)
 
 BOOST_AUTO_TEST_CASE(commands_persist_events_and_reply_with_new_state) {
   fixture f;
-  auto opened = f.when("a1", open_account{"alice"});
+  auto opened = f.when("a1", open_wallet{"alice"});
   BOOST_REQUIRE_MESSAGE(opened, why(opened));
   BOOST_CHECK_EQUAL(opened->balance, 0);
   BOOST_CHECK_EQUAL(f.when("a1", deposit{100})->balance, 100);
@@ -56,8 +56,8 @@ BOOST_AUTO_TEST_CASE(commands_persist_events_and_reply_with_new_state) {
   auto events = f.events("a1");
   BOOST_REQUIRE(events);
   BOOST_REQUIRE_EQUAL(events->size(), 3u);
-  BOOST_CHECK(std::get<account_opened>((*events)[0]).owner == "alice");
-  BOOST_CHECK_EQUAL(std::get<money_withdrawn>((*events)[2]).amount, 30);
+  BOOST_CHECK(std::get<wallet_opened>((*events)[0]).owner == "alice");
+  BOOST_CHECK_EQUAL(std::get<withdrawn>((*events)[2]).amount, 30);
   auto st = f.state("a1");
   BOOST_REQUIRE(st);
   BOOST_CHECK_EQUAL(st->balance, 70);
@@ -66,24 +66,22 @@ BOOST_AUTO_TEST_CASE(commands_persist_events_and_reply_with_new_state) {
 
 BOOST_AUTO_TEST_CASE(rejections_persist_nothing) {
   fixture f;
-  BOOST_REQUIRE(f.when("a1", open_account{"alice"}));
+  BOOST_REQUIRE(f.when("a1", open_wallet{"alice"}));
   auto over = f.when("a1", withdraw{5});
   BOOST_REQUIRE(!over);
-  BOOST_CHECK(is(over.error(), account_errc::insufficient_funds));
-  auto twice = f.when("a1", open_account{"bob"});
+  BOOST_CHECK(is(over.error(), wallet_errc::insufficient_funds));
+  auto twice = f.when("a1", open_wallet{"bob"});
   BOOST_REQUIRE(!twice);
-  BOOST_CHECK(is(twice.error(), account_errc::already_exists));
+  BOOST_CHECK(is(twice.error(), wallet_errc::already_exists));
   auto unknown = f.when("nobody", deposit{5});
-  BOOST_CHECK(!unknown &&
-              is(unknown.error(), account_errc::unknown_account));
+  BOOST_CHECK(!unknown && is(unknown.error(), wallet_errc::unknown_wallet));
   BOOST_CHECK_EQUAL(f.events("a1")->size(), 1u);
   BOOST_CHECK(f.events("nobody")->empty());
 }
 
 BOOST_AUTO_TEST_CASE(restart_recovers_state_from_the_journal) {
   fixture f;
-  f.given("a1",
-          {account_opened{"alice"}, money_deposited{50}, money_deposited{25}});
+  f.given("a1", {wallet_opened{"alice"}, deposited{50}, deposited{25}});
   BOOST_CHECK_EQUAL(f.when("a1", withdraw{5})->balance, 70);
   f.restart("a1");
   auto st = f.state("a1");
@@ -95,7 +93,7 @@ BOOST_AUTO_TEST_CASE(restart_recovers_state_from_the_journal) {
 
 BOOST_AUTO_TEST_CASE(commands_during_recovery_are_stashed_in_order) {
   fixture f;
-  f.given("a1", {account_opened{"alice"}});
+  f.given("a1", {wallet_opened{"alice"}});
   auto replies =
       send_all(f, "a1", {deposit{10}, deposit{20}, withdraw{5}, deposit{1}});
   std::vector<int64_t> balances;
@@ -110,7 +108,7 @@ BOOST_AUTO_TEST_CASE(stash_overflow_is_answered_not_dropped) {
   actors::aggregate_options opts;
   opts.stash_limit = 2;
   fixture f{opts};
-  f.given("a1", {account_opened{"alice"}});
+  f.given("a1", {wallet_opened{"alice"}});
   // The first command persists; two wait in the stash; the fourth finds
   // the stash full and is answered at once.
   auto replies =
@@ -125,7 +123,7 @@ BOOST_AUTO_TEST_CASE(stash_overflow_is_answered_not_dropped) {
 
 BOOST_AUTO_TEST_CASE(repeated_command_id_returns_original_outcome) {
   fixture f;
-  BOOST_REQUIRE(f.when("a1", open_account{"alice"}, "c-0"));
+  BOOST_REQUIRE(f.when("a1", open_wallet{"alice"}, "c-0"));
   BOOST_CHECK_EQUAL(f.when("a1", deposit{100}, "c-1")->balance, 100);
   BOOST_CHECK_EQUAL(f.when("a1", deposit{7}, "c-2")->balance, 107);
   // A retry answers what the first execution answered, not the current
@@ -145,7 +143,7 @@ BOOST_AUTO_TEST_CASE(state_atom_answers_state_and_version) {
   BOOST_REQUIRE(fresh);
   BOOST_CHECK(!fresh->first.exists);
   BOOST_CHECK_EQUAL(fresh->second, 0u);
-  BOOST_REQUIRE(f.when("a1", open_account{"alice"}));
+  BOOST_REQUIRE(f.when("a1", open_wallet{"alice"}));
   BOOST_REQUIRE(f.when("a1", deposit{5}));
   BOOST_CHECK(!f.when("a1", withdraw{50}));
   f.restart("a1");
@@ -158,12 +156,12 @@ BOOST_AUTO_TEST_CASE(state_atom_answers_state_and_version) {
 BOOST_AUTO_TEST_CASE(commands_and_entities_are_counted_in_metrics) {
   runtime::metrics m;  // outlives the registry, which updates it at exit
   fixture f;
-  f.context().metrics = actors::aggregate_metrics::in(m, "account");
+  f.context().metrics = actors::aggregate_metrics::in(m, "wallet");
   runtime::registry_options opts;
   opts.metrics = &m;
-  opts.entity_type = "account";
+  opts.entity_type = "wallet";
   auto reg = f.spawn_registry(opts);
-  BOOST_REQUIRE(f.route(reg, "a1", open_account{"alice"}));
+  BOOST_REQUIRE(f.route(reg, "a1", open_wallet{"alice"}));
   BOOST_REQUIRE(f.route(reg, "a1", deposit{10}, "c-1"));
   BOOST_REQUIRE(f.route(reg, "a1", deposit{10}, "c-1"));
   BOOST_CHECK(!f.route(reg, "a1", withdraw{99}));
@@ -174,17 +172,17 @@ BOOST_AUTO_TEST_CASE(commands_and_entities_are_counted_in_metrics) {
     return text.find(line + "\n") != std::string::npos;
   };
   BOOST_CHECK(
-      has(R"(mnemo_commands_total{aggregate="account",outcome="accepted"} 2)"));
-  BOOST_CHECK(has(
-      R"(mnemo_commands_total{aggregate="account",outcome="duplicate"} 1)"));
+      has(R"(mnemo_commands_total{aggregate="wallet",outcome="accepted"} 2)"));
   BOOST_CHECK(
-      has(R"(mnemo_commands_total{aggregate="account",outcome="rejected"} 2)"));
+      has(R"(mnemo_commands_total{aggregate="wallet",outcome="duplicate"} 1)"));
   BOOST_CHECK(
-      has(R"(mnemo_commands_total{aggregate="account",outcome="failed"} 0)"));
-  BOOST_CHECK(has(R"(mnemo_recovery_seconds_count{aggregate="account"} 2)"));
-  BOOST_CHECK(has(R"(mnemo_entities_active{type="account"} 2)"));
-  BOOST_CHECK(has(R"(mnemo_entity_activations_total{type="account"} 2)"));
-  BOOST_CHECK(has(R"(mnemo_passivations_total{type="account"} 0)"));
+      has(R"(mnemo_commands_total{aggregate="wallet",outcome="rejected"} 2)"));
+  BOOST_CHECK(
+      has(R"(mnemo_commands_total{aggregate="wallet",outcome="failed"} 0)"));
+  BOOST_CHECK(has(R"(mnemo_recovery_seconds_count{aggregate="wallet"} 2)"));
+  BOOST_CHECK(has(R"(mnemo_entities_active{type="wallet"} 2)"));
+  BOOST_CHECK(has(R"(mnemo_entity_activations_total{type="wallet"} 2)"));
+  BOOST_CHECK(has(R"(mnemo_passivations_total{type="wallet"} 0)"));
 }
 
 BOOST_AUTO_TEST_CASE(snapshots_by_policy_bound_recovery) {
@@ -193,10 +191,10 @@ BOOST_AUTO_TEST_CASE(snapshots_by_policy_bound_recovery) {
   opts.snapshot_keep = 2;
   opts.delete_events_on_snapshot = true;
   fixture f{opts};
-  BOOST_REQUIRE(f.when("a1", open_account{"alice"}, "open"));
+  BOOST_REQUIRE(f.when("a1", open_wallet{"alice"}, "open"));
   for (int i = 1; i <= 12; ++i)
     BOOST_REQUIRE(f.when("a1", deposit{i}, "d-" + std::to_string(i)));
-  auto stream = actors::stream_of<account>("a1");
+  auto stream = actors::stream_of<wallet>("a1");
   auto snaps = f.journal().snapshots().list(stream);
   BOOST_REQUIRE(snaps);
   BOOST_REQUIRE_EQUAL(snaps->size(), 2u);
@@ -215,11 +213,11 @@ BOOST_AUTO_TEST_CASE(snapshots_by_policy_bound_recovery) {
 
 BOOST_AUTO_TEST_CASE(unknown_event_in_the_journal_stops_recovery_clearly) {
   fixture f;
-  f.given("a1", {account_opened{"alice"}});
+  f.given("a1", {wallet_opened{"alice"}});
   persistence::new_event alien;
-  alien.type = "account.teleported";
+  alien.type = "wallet.teleported";
   alien.payload = {0x80};
-  BOOST_REQUIRE(f.journal().append(actors::stream_of<account>("a1"), {alien},
+  BOOST_REQUIRE(f.journal().append(actors::stream_of<wallet>("a1"), {alien},
                                    persistence::expected_version::exact(1)));
   // The aggregate stops during recovery; its exit reason says why.
   auto reason = std::make_shared<caf::error>();
@@ -235,18 +233,18 @@ BOOST_AUTO_TEST_CASE(unknown_event_in_the_journal_stops_recovery_clearly) {
   f.run();
   BOOST_CHECK(runtime::is(*reason, persistence::errc::unknown_event_type));
   auto text = why(*reason);
-  BOOST_CHECK_MESSAGE(text.find("account-a1") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("wallet-a1") != std::string::npos, text);
   BOOST_CHECK_MESSAGE(text.find("sequence 2") != std::string::npos, text);
   // Nothing was reset: the events are all still there.
-  BOOST_CHECK_EQUAL(*f.journal().highest_sequence("account-a1"), 2u);
+  BOOST_CHECK_EQUAL(*f.journal().highest_sequence("wallet-a1"), 2u);
 }
 
 BOOST_AUTO_TEST_CASE(persist_failure_stops_the_aggregate_and_restart_heals) {
   fixture f;
-  BOOST_REQUIRE(f.when("a1", open_account{"alice"}));
+  BOOST_REQUIRE(f.when("a1", open_wallet{"alice"}));
   // Another writer appends behind the live instance's back: its next
   // persist conflicts, it answers with the error and stops.
-  f.given("a1", {money_deposited{500}});
+  f.given("a1", {deposited{500}});
   auto res = f.when("a1", deposit{1});
   BOOST_REQUIRE(!res);
   BOOST_CHECK(runtime::is(res.error(), persistence::errc::version_conflict));
@@ -256,10 +254,9 @@ BOOST_AUTO_TEST_CASE(persist_failure_stops_the_aggregate_and_restart_heals) {
 
 BOOST_AUTO_TEST_CASE(every_event_type_round_trips) {
   fixture f;
-  for (account::event ev :
-       {account::event{account_opened{"o"}}, account::event{money_deposited{5}},
-        account::event{money_withdrawn{6}},
-        account::event{account_closed{"bye"}}}) {
+  for (wallet::event ev :
+       {wallet::event{wallet_opened{"o"}}, wallet::event{deposited{5}},
+        wallet::event{withdrawn{6}}, wallet::event{wallet_closed{"bye"}}}) {
     auto back = f.round_trip(ev);
     BOOST_REQUIRE_MESSAGE(back, why(back));
     BOOST_CHECK(*back == ev);

@@ -18,7 +18,7 @@
 
 #include <caf/scoped_actor.hpp>
 
-#include "../../examples/bank/account.hpp"
+#include "../support/wallet.hpp"
 #include "mnemo/actors/projection.hpp"
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/runtime/node.hpp"
@@ -28,22 +28,22 @@
 
 using namespace mnemo;
 using namespace std::chrono_literals;
-using bank::account;
+using wallet_model::wallet;
 
 namespace {
 
 using strings = std::vector<std::string>;
 
 struct greeter_data {
-  std::string account;
-  MSGPACK_DEFINE_MAP(account)
+  std::string wallet;
+  MSGPACK_DEFINE_MAP(wallet)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, greeter_data& x) {
-  return f(caf::meta::type_name("greeter_data"), x.account);
+  return f(caf::meta::type_name("greeter_data"), x.wallet);
 }
 
-// The shape of issue 21: opening account X starts saga X (trigger); its
+// The shape of issue 21: opening wallet X starts saga X (trigger); its
 // first step, "prepare", waits for no event; then it waits, for `timeout`,
 // for a deposit of at least 100 into X (router and inbox).
 struct greeter {
@@ -73,9 +73,9 @@ struct greeter {
     prepare.retry.backoff.jitter = 0;
     sagas::step<data> wait;
     wait.name = "wait for a deposit of 100";
-    wait.await = sagas::await_event<account, data>(
-        [](const account::event& ev, const data&) -> std::optional<caf::error> {
-          auto dep = std::get_if<bank::money_deposited>(&ev);
+    wait.await = sagas::await_event<wallet, data>(
+        [](const wallet::event& ev, const data&) -> std::optional<caf::error> {
+          auto dep = std::get_if<wallet_model::deposited>(&ev);
           if (!dep || dep->amount < 100) return std::nullopt;
           return caf::error{};
         });
@@ -86,37 +86,37 @@ struct greeter {
   }
 };
 
-std::string account_of(const persistence::event_envelope& env) {
-  return env.stream_id.substr(std::string{"account-"}.size());
+std::string wallet_of(const persistence::event_envelope& env) {
+  return env.stream_id.substr(std::string{"wallet-"}.size());
 }
 
 actors::projection_spec greeter_trigger() {
   actors::projection_filter filter;
-  filter.event_types = {"account.opened"};
+  filter.event_types = {"wallet.opened"};
   return sagas::saga_trigger<greeter>(
       "greeter-trigger", filter, [](const persistence::event_envelope& env) {
-        auto id = account_of(env);
+        auto id = wallet_of(env);
         return std::make_optional(std::make_pair(id, greeter_data{id}));
       });
 }
 
 actors::projection_spec greeter_router() {
   actors::projection_filter filter;
-  filter.event_types = {"account.deposited"};
+  filter.event_types = {"wallet.deposited"};
   return sagas::saga_router<greeter>(
       "greeter-router", filter,
       [](const persistence::event_envelope& env) -> std::optional<std::string> {
-        return account_of(env);
+        return wallet_of(env);
       });
 }
 
-// Accounts, greeter sagas, the trigger and the router on virtual time. The
+// Wallets, greeter sagas, the trigger and the router on virtual time. The
 // starter and the inbox relay run only when a test says so: they have no
 // event bus and poll once an hour, so they scan when spawned and when
 // poked.
-struct greeter_fixture : actors::aggregate_fixture<account> {
+struct greeter_fixture : actors::aggregate_fixture<wallet> {
   std::shared_ptr<int64_t> clock = std::make_shared<int64_t>(1'000'000);
-  caf::actor accounts;
+  caf::actor wallets;
   caf::actor greeters;
   caf::actor trigger;
   caf::actor router;
@@ -127,7 +127,7 @@ struct greeter_fixture : actors::aggregate_fixture<account> {
     greeter::timeout = 1000ms;
     greeter::prepare_failures = 0;
     sagas::register_types(registry());
-    accounts = spawn_registry();
+    wallets = spawn_registry();
     spawn_greeters();
     actors::projection_context ctx{&journal(), context().completions,
                                    event_bus()};
@@ -149,7 +149,7 @@ struct greeter_fixture : actors::aggregate_fixture<account> {
     ctx.journal = &journal();
     ctx.registry = &registry();
     ctx.completions = context().completions;
-    ctx.targets = {{"account", accounts}};
+    ctx.targets = {{"wallet", wallets}};
     auto now = clock;
     ctx.wall_ms = [now] { return *now; };
     greeters = sagas::spawn_saga_registry<greeter>(system(), ctx, {});
@@ -204,11 +204,11 @@ struct greeter_fixture : actors::aggregate_fixture<account> {
     advance(d);
   }
 
-  // Opens account `id` (its saga's start event) and deposits 100 into it
+  // Opens wallet `id` (its saga's start event) and deposits 100 into it
   // (the follow-up), back to back; the trigger and the router record them.
   void commit_pair(const std::string& id) {
-    BOOST_REQUIRE(route(accounts, id, bank::open_account{"owner"}));
-    BOOST_REQUIRE(route(accounts, id, bank::deposit{100}));
+    BOOST_REQUIRE(route(wallets, id, wallet_model::open_wallet{"owner"}));
+    BOOST_REQUIRE(route(wallets, id, wallet_model::deposit{100}));
     tick(10ms);
   }
 
@@ -253,10 +253,9 @@ struct greeter_fixture : actors::aggregate_fixture<account> {
     return result;
   }
 
-  // Global position of the last event of account `id`.
+  // Global position of the last event of wallet `id`.
   uint64_t last_position(const std::string& id) {
-    auto evs =
-        journal().read_stream("account-" + id, 1, UINT64_MAX, UINT64_MAX);
+    auto evs = journal().read_stream("wallet-" + id, 1, UINT64_MAX, UINT64_MAX);
     return evs && !evs->empty() ? evs->back().position : 0;
   }
 };
@@ -322,16 +321,18 @@ BOOST_AUTO_TEST_CASE(
   greeter_fixture f;
   f.start_starter();
   f.start_inbox();
-  BOOST_REQUIRE(f.route(f.accounts, "g2", bank::open_account{"owner"}));
+  BOOST_REQUIRE(f.route(f.wallets, "g2", wallet_model::open_wallet{"owner"}));
   f.poke();
   BOOST_CHECK_EQUAL(f.status("g2"), "running");
-  BOOST_REQUIRE(f.route(f.accounts, "g2", bank::deposit{50}));  // too small
+  // Too small:
+  BOOST_REQUIRE(f.route(f.wallets, "g2", wallet_model::deposit{50}));
   f.poke();
   auto small = f.last_position("g2");
-  BOOST_REQUIRE(f.route(f.accounts, "g2", bank::deposit{100}));
+  BOOST_REQUIRE(f.route(f.wallets, "g2", wallet_model::deposit{100}));
   f.poke();
   BOOST_CHECK_EQUAL(f.status("g2"), "completed");
-  BOOST_REQUIRE(f.route(f.accounts, "g2", bank::deposit{7}));  // after the end
+  // After the end:
+  BOOST_REQUIRE(f.route(f.wallets, "g2", wallet_model::deposit{7}));
   f.poke();
   auto late = f.last_position("g2");
   BOOST_CHECK_EQUAL(f.inbox_rows(), 0u);
@@ -346,7 +347,7 @@ BOOST_AUTO_TEST_CASE(
   BOOST_REQUIRE(first);
   BOOST_CHECK_EQUAL(first->position, small);
   BOOST_CHECK_EQUAL(first->step, 1u);
-  BOOST_CHECK_EQUAL(first->type, "account.deposited");
+  BOOST_CHECK_EQUAL(first->type, "wallet.deposited");
   BOOST_CHECK_EQUAL(first->reason,
                     "step 'wait for a deposit of 100' does not wait for it");
   auto* last = std::get_if<sagas::saga_event_ignored>(&evs[6]);
@@ -429,7 +430,7 @@ BOOST_AUTO_TEST_CASE(a_thousand_pairs_committed_back_to_back_all_complete) {
   auto started = runtime::node::start(cfg);
   BOOST_REQUIRE(started);
   auto& n = **started;
-  mnemo::actors::register_types<account>(n.registry());
+  mnemo::actors::register_types<wallet>(n.registry());
   sagas::register_types(n.registry());
   // Longer than the whole run takes on a loaded machine (about 7 s alone
   // under ASan, 17 s next to two cluster tests, where 10 s compensated 70
@@ -437,13 +438,10 @@ BOOST_AUTO_TEST_CASE(a_thousand_pairs_committed_back_to_back_all_complete) {
   // which the test reports as unfinished.
   greeter::timeout = 90'000ms;
   greeter::prepare_failures = 0;
-  auto accounts = actors::spawn_aggregate_registry<account>(n);
-  sagas::saga_context ctx{&n.journal(),
-                          &n.registry(),
-                          &n.completions(),
-                          {{"account", accounts}},
-                          {},
-                          nullptr};
+  auto wallets = actors::spawn_aggregate_registry<wallet>(n);
+  sagas::targets targets{{"wallet", wallets}};
+  sagas::saga_context ctx{
+      &n.journal(), &n.registry(), &n.completions(), targets, {}, nullptr};
   auto greeters = sagas::spawn_saga_registry<greeter>(
       n.system(), ctx, n.config().registry_settings());
   n.track(greeters);
@@ -465,10 +463,11 @@ BOOST_AUTO_TEST_CASE(a_thousand_pairs_committed_back_to_back_all_complete) {
   for (int i = 0; i < pairs; ++i) {
     auto id = "p" + std::to_string(i);
     open.insert(id);
-    caf::anon_send(accounts, runtime::route_atom::value, id,
-                   actors::command_message<account>(bank::open_account{"o"}));
-    caf::anon_send(accounts, runtime::route_atom::value, id,
-                   actors::command_message<account>(bank::deposit{100}));
+    caf::anon_send(
+        wallets, runtime::route_atom::value, id,
+        actors::command_message<wallet>(wallet_model::open_wallet{"o"}));
+    caf::anon_send(wallets, runtime::route_atom::value, id,
+                   actors::command_message<wallet>(wallet_model::deposit{100}));
   }
   std::map<std::string, std::string> finished;  // id -> status
   {

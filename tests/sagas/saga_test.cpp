@@ -1,6 +1,7 @@
 // Sagas on the deterministic scheduler with virtual time (and a fake wall
-// clock for persisted due times): the transfer saga of the bank example,
-// retries with backoff, compensation, needs-attention, deadlines, restart.
+// clock for persisted due times): a transfer between test wallets
+// (tests/support/wallet_transfer.hpp), retries with backoff, compensation,
+// needs-attention, deadlines, restart.
 
 #define BOOST_TEST_MODULE mnemo_sagas
 #include <boost/test/unit_test.hpp>
@@ -9,7 +10,7 @@
 #include <map>
 #include <random>
 
-#include "../../examples/bank/transfer.hpp"
+#include "../support/wallet_transfer.hpp"
 #include "mnemo/actors/testkit.hpp"
 #include "mnemo/runtime/message.hpp"
 #include "mnemo/sagas/saga.hpp"
@@ -19,7 +20,8 @@
 
 using namespace mnemo;
 using namespace std::chrono_literals;
-using bank::account;
+using wallet_model::wallet;
+using wallet_model::wallet_transfer;
 
 namespace {
 
@@ -139,37 +141,38 @@ sagas::definition<loan_data> loan_steps(std::shared_ptr<int> attempts) {
 }
 
 caf::error business() {
-  return bank::make_error(bank::account_errc::account_closed, "closed");
+  return wallet_model::make_error(wallet_model::wallet_errc::wallet_closed,
+                                  "closed");
 }
 
-struct saga_fixture : actors::aggregate_fixture<account> {
+struct saga_fixture : actors::aggregate_fixture<wallet> {
   std::shared_ptr<int64_t> clock = std::make_shared<int64_t>(1'000'000);
-  caf::actor accounts;
+  caf::actor wallets;
   caf::actor transfers;
   caf::actor probes;
 
   saga_fixture() {
     probe::reset();
     sagas::register_types(registry());
-    accounts = spawn_registry();
+    wallets = spawn_registry();
     spawn_sagas();
   }
 
   void spawn_sagas() {
     auto ctx = saga_ctx();
-    transfers = sagas::spawn_saga_registry<bank::transfer>(system(), ctx, {});
+    transfers = sagas::spawn_saga_registry<wallet_transfer>(system(), ctx, {});
     probes = sagas::spawn_saga_registry<probe>(system(), ctx, {});
     run();
   }
 
   // The context of the sagas under test: this fixture's journal, the
-  // account registry, and the fake wall clock.
+  // wallet registry, and the fake wall clock.
   sagas::saga_context saga_ctx() {
     sagas::saga_context ctx;
     ctx.journal = &journal();
     ctx.registry = &registry();
     ctx.completions = context().completions;
-    ctx.targets = {{"account", accounts}};
+    ctx.targets = {{"wallet", wallets}};
     auto now = clock;
     ctx.wall_ms = [now] { return *now; };
     return ctx;
@@ -189,9 +192,9 @@ struct saga_fixture : actors::aggregate_fixture<account> {
   }
 
   int64_t balance(const std::string& id) {
-    auto s =
-        request<bank::account_state>(accounts, runtime::route_atom::value, id,
-                                     caf::make_message(caf::get_atom::value));
+    auto s = request<wallet_model::wallet_state>(
+        wallets, runtime::route_atom::value, id,
+        caf::make_message(caf::get_atom::value));
     return s ? s->balance : -1;
   }
 
@@ -266,7 +269,8 @@ BOOST_AUTO_TEST_CASE(progress_folds_the_saga_events) {
   BOOST_CHECK_EQUAL(q.last_event, 12u);
 }
 
-BOOST_AUTO_TEST_CASE(delivery_events_without_a_source_read_as_the_nodes_journal) {
+BOOST_AUTO_TEST_CASE(
+    delivery_events_without_a_source_read_as_the_nodes_journal) {
   // Written before sources existed: the map has no "source" key.
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk{buf};
@@ -295,20 +299,20 @@ BOOST_AUTO_TEST_SUITE(transfer_saga)
 
 BOOST_AUTO_TEST_CASE(a_transfer_completes_and_conserves_money) {
   saga_fixture f;
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{100}));
-  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
-  auto st = f.start<bank::transfer>(f.transfers, "t1", {"a1", "a2", 30});
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::open_wallet{"alice"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::deposit{100}));
+  BOOST_REQUIRE(f.route(f.wallets, "a2", wallet_model::open_wallet{"bob"}));
+  auto st = f.start<wallet_transfer>(f.transfers, "t1", {"a1", "a2", 30});
   BOOST_REQUIRE(st);
   f.run();
   BOOST_CHECK_EQUAL(f.status(f.transfers, "t1"), "completed");
   BOOST_CHECK_EQUAL(f.balance("a1"), 70);
   BOOST_CHECK_EQUAL(f.balance("a2"), 30);
   BOOST_CHECK(
-      (f.saga_events("saga-transfer-t1") ==
+      (f.saga_events("saga-move-t1") ==
        strings{"started", "step_completed", "step_completed", "completed"}));
   // Starting the same transfer again starts nothing.
-  auto again = f.start<bank::transfer>(f.transfers, "t1", {"a1", "a2", 30});
+  auto again = f.start<wallet_transfer>(f.transfers, "t1", {"a1", "a2", 30});
   BOOST_REQUIRE(again);
   BOOST_CHECK_EQUAL(again->status, "completed");
   f.run();
@@ -317,28 +321,28 @@ BOOST_AUTO_TEST_CASE(a_transfer_completes_and_conserves_money) {
 
 BOOST_AUTO_TEST_CASE(a_failed_deposit_is_compensated) {
   saga_fixture f;
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{100}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::open_wallet{"alice"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::deposit{100}));
   BOOST_REQUIRE(
-      f.start<bank::transfer>(f.transfers, "t1", {"a1", "nobody", 40}));
+      f.start<wallet_transfer>(f.transfers, "t1", {"a1", "nobody", 40}));
   f.run();
   BOOST_CHECK_EQUAL(f.status(f.transfers, "t1"), "compensated");
   BOOST_CHECK_EQUAL(f.balance("a1"), 100);
-  BOOST_CHECK((f.saga_events("saga-transfer-t1") ==
+  BOOST_CHECK((f.saga_events("saga-move-t1") ==
                strings{"started", "step_completed", "step_failed",
                        "compensating", "compensation_done", "aborted"}));
   // The refund carried its own deterministic command id.
-  auto events = f.journal().read_stream("account-a1", 1, UINT64_MAX, 10);
+  auto events = f.journal().read_stream("wallet-a1", 1, UINT64_MAX, 10);
   BOOST_REQUIRE(events);
   BOOST_CHECK_EQUAL(events->back().metadata.at("mnemo.command"),
-                    "saga-transfer-t1/0/undo");
+                    "saga-move-t1/0/undo");
 }
 
 BOOST_AUTO_TEST_CASE(a_rejected_first_step_needs_no_compensation) {
   saga_fixture f;
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
-  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
-  BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, "t1", {"a1", "a2", 5}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::open_wallet{"alice"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a2", wallet_model::open_wallet{"bob"}));
+  BOOST_REQUIRE(f.start<wallet_transfer>(f.transfers, "t1", {"a1", "a2", 5}));
   f.run();
   BOOST_CHECK_EQUAL(f.status(f.transfers, "t1"), "compensated");
   BOOST_CHECK_EQUAL(f.balance("a1"), 0);
@@ -419,7 +423,7 @@ BOOST_AUTO_TEST_CASE(a_time_budget_retries_transient_errors_past_max_attempts) {
   BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "running");
   auto tries = [] {
     return std::count(probe::sent.begin(), probe::sent.end(),
-                       "saga-probe-p1/1/do");
+                      "saga-probe-p1/1/do");
   };
   BOOST_CHECK_EQUAL(tries(), 5);
   // The sixth, at 3.1 s, fails past the budget: compensated.
@@ -437,8 +441,8 @@ BOOST_AUTO_TEST_CASE(a_time_budget_retries_transient_errors_past_max_attempts) {
         ev && std::holds_alternative<sagas::saga_step_failed>(*ev)) {
       folded.apply(*ev);
       // The fixture's clock at the first failure.
-      BOOST_CHECK_EQUAL(
-          std::get<sagas::saga_step_failed>(*ev).failing_since_ms, 1'000'000);
+      BOOST_CHECK_EQUAL(std::get<sagas::saga_step_failed>(*ev).failing_since_ms,
+                        1'000'000);
     }
   BOOST_CHECK_EQUAL(folded.failing_since_ms, 1'000'000);
   // A business error is final whatever the budget.
@@ -468,9 +472,9 @@ BOOST_AUTO_TEST_CASE(the_default_retry_policy_rides_out_a_failover) {
   BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "running");
   for (int i = 0; i < 30; ++i) f.tick(100ms);
   BOOST_CHECK_EQUAL(f.status(f.probes, "p1"), "completed");
-  BOOST_CHECK_EQUAL(std::count(probe::sent.begin(), probe::sent.end(),
-                               "saga-probe-p1/1/do"),
-                    7);
+  BOOST_CHECK_EQUAL(
+      std::count(probe::sent.begin(), probe::sent.end(), "saga-probe-p1/1/do"),
+      7);
 }
 
 BOOST_AUTO_TEST_CASE(a_step_deadline_stops_retries_and_compensates) {
@@ -570,15 +574,15 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-// Choreography: every opened account gets a welcome bonus, by a saga
-// started by the account.opened event.
+// Choreography: every opened wallet gets a welcome bonus, by a saga
+// started by the wallet.opened event.
 struct bonus_data {
-  std::string account;
-  MSGPACK_DEFINE_MAP(account)
+  std::string wallet;
+  MSGPACK_DEFINE_MAP(wallet)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, bonus_data& x) {
-  return f(caf::meta::type_name("bonus_data"), x.account);
+  return f(caf::meta::type_name("bonus_data"), x.wallet);
 }
 
 struct bonus {
@@ -587,9 +591,9 @@ struct bonus {
   static sagas::definition<data> define() {
     sagas::step<data> credit;
     credit.name = "credit";
-    credit.action = sagas::command<account, data>(
-        [](const data& d) { return d.account; },
-        [](const data&) { return account::command{bank::deposit{10}}; });
+    credit.action = sagas::command<wallet, data>(
+        [](const data& d) { return d.wallet; },
+        [](const data&) { return wallet::command{wallet_model::deposit{10}}; });
     sagas::definition<data> def;
     def.steps = {credit};
     return def;
@@ -606,10 +610,10 @@ struct trigger_fixture : saga_fixture {
     ctx.wall_ms = nullptr;  // the system clock
     bonuses = sagas::spawn_saga_registry<bonus>(system(), ctx, {});
     actors::projection_filter filter;
-    filter.event_types = {"account.opened"};
+    filter.event_types = {"wallet.opened"};
     auto spec = sagas::saga_trigger<bonus>(
         "bonus-trigger", filter, [](const persistence::event_envelope& env) {
-          auto id = env.stream_id.substr(std::string{"account-"}.size());
+          auto id = env.stream_id.substr(std::string{"wallet-"}.size());
           return std::make_optional(
               std::make_pair("welcome-" + id, bonus_data{id}));
         });
@@ -650,7 +654,7 @@ BOOST_AUTO_TEST_SUITE(saga_trigger)
 
 BOOST_AUTO_TEST_CASE(an_event_starts_its_saga_exactly_once) {
   trigger_fixture f;
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::open_wallet{"alice"}));
   f.tick(100ms);
   BOOST_CHECK_EQUAL(f.balance("a1"), 10);
   BOOST_CHECK_EQUAL(f.outbox(), 0u);
@@ -672,7 +676,7 @@ BOOST_AUTO_TEST_CASE(a_recorded_start_survives_a_dead_starter) {
   trigger_fixture f;
   caf::anon_send_exit(f.starter, caf::exit_reason::kill);
   f.run();
-  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a2", wallet_model::open_wallet{"bob"}));
   f.tick(100ms);
   BOOST_CHECK_EQUAL(f.outbox(), 1u);
   BOOST_CHECK_EQUAL(f.balance("a2"), 0);
@@ -749,7 +753,7 @@ struct index_fixture : saga_fixture {
 
   std::map<std::string, std::string> indexed() {
     std::map<std::string, std::string> result;
-    for (auto type : {"transfer", "probe"})
+    for (auto type : {"move", "probe"})
       for (auto p :
            {sagas::saga_phase::running, sagas::saga_phase::compensating,
             sagas::saga_phase::completed, sagas::saga_phase::aborted,
@@ -771,23 +775,23 @@ BOOST_AUTO_TEST_SUITE(saga_index)
 BOOST_AUTO_TEST_CASE(stream_ids_split_into_type_and_id) {
   std::string type;
   std::string id;
-  BOOST_CHECK(sagas::parse_saga_stream("saga-transfer-t-1-2", type, id));
-  BOOST_CHECK_EQUAL(type, "transfer");
+  BOOST_CHECK(sagas::parse_saga_stream("saga-move-t-1-2", type, id));
+  BOOST_CHECK_EQUAL(type, "move");
   BOOST_CHECK_EQUAL(id, "t-1-2");
-  BOOST_CHECK(!sagas::parse_saga_stream("account-a1", type, id));
+  BOOST_CHECK(!sagas::parse_saga_stream("wallet-a1", type, id));
   BOOST_CHECK(!sagas::parse_saga_stream("saga--x", type, id));
-  BOOST_CHECK(!sagas::parse_saga_stream("saga-transfer-", type, id));
-  BOOST_CHECK(!sagas::parse_saga_stream("saga-transfer", type, id));
+  BOOST_CHECK(!sagas::parse_saga_stream("saga-move-", type, id));
+  BOOST_CHECK(!sagas::parse_saga_stream("saga-move", type, id));
 }
 
 BOOST_AUTO_TEST_CASE(the_index_follows_every_phase_and_counts_them) {
   index_fixture f;
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{100}));
-  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::open_wallet{"alice"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::deposit{100}));
+  BOOST_REQUIRE(f.route(f.wallets, "a2", wallet_model::open_wallet{"bob"}));
   for (auto id : {"t1", "t2", "t3", "t4", "t5"})
-    BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, id, {"a1", "a2", 1}));
-  BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, "x1", {"a1", "zz", 1}));
+    BOOST_REQUIRE(f.start<wallet_transfer>(f.transfers, id, {"a1", "a2", 1}));
+  BOOST_REQUIRE(f.start<wallet_transfer>(f.transfers, "x1", {"a1", "zz", 1}));
   probe::step_errors = {business()};
   probe::undo_errors = {business()};
   BOOST_REQUIRE(f.start<probe>(f.probes, "p1", {"k"}));
@@ -796,8 +800,8 @@ BOOST_AUTO_TEST_CASE(the_index_follows_every_phase_and_counts_them) {
   probe::step_errors = {transient(), transient(), transient()};
   BOOST_REQUIRE(f.start<probe>(f.probes, "p2", {"k"}));
   f.run();
-  BOOST_CHECK_EQUAL(f.phase_of("transfer", "t1"), "completed");
-  BOOST_CHECK_EQUAL(f.phase_of("transfer", "x1"), "compensated");
+  BOOST_CHECK_EQUAL(f.phase_of("move", "t1"), "completed");
+  BOOST_CHECK_EQUAL(f.phase_of("move", "x1"), "compensated");
   BOOST_CHECK_EQUAL(f.phase_of("probe", "p1"), "needs_attention");
   BOOST_CHECK_EQUAL(f.phase_of("probe", "p2"), "running");
   BOOST_CHECK_EQUAL(f.phase_of("probe", "nope"), "absent");
@@ -805,7 +809,7 @@ BOOST_AUTO_TEST_CASE(the_index_follows_every_phase_and_counts_them) {
   BOOST_REQUIRE(p1 && *p1);
   BOOST_CHECK(!(*p1)->error.empty());
   BOOST_CHECK_GT((*p1)->position, 0u);
-  auto counts = f.index.counts(f.journal(), "transfer");
+  auto counts = f.index.counts(f.journal(), "move");
   BOOST_REQUIRE(counts);
   BOOST_CHECK((*counts == std::map<std::string, uint64_t>{{"completed", 5},
                                                           {"compensated", 1}}));
@@ -816,10 +820,10 @@ BOOST_AUTO_TEST_CASE(the_index_follows_every_phase_and_counts_them) {
   // Paging in id order.
   using strings = std::vector<std::string>;
   auto done = sagas::saga_phase::completed;
-  BOOST_CHECK((f.ids("transfer", done, "", 2) == strings{"t1", "t2"}));
-  BOOST_CHECK((f.ids("transfer", done, "t2", 2) == strings{"t3", "t4"}));
-  BOOST_CHECK((f.ids("transfer", done, "t4", 2) == strings{"t5"}));
-  BOOST_CHECK((f.ids("transfer", done, "t5", 2) == strings{}));
+  BOOST_CHECK((f.ids("move", done, "", 2) == strings{"t1", "t2"}));
+  BOOST_CHECK((f.ids("move", done, "t2", 2) == strings{"t3", "t4"}));
+  BOOST_CHECK((f.ids("move", done, "t4", 2) == strings{"t5"}));
+  BOOST_CHECK((f.ids("move", done, "t5", 2) == strings{}));
   BOOST_CHECK((f.ids("probe", sagas::saga_phase::needs_attention, "", 10) ==
                strings{"p1"}));
   // The running probe finishes: it moves between phases and counts.
@@ -835,26 +839,27 @@ BOOST_AUTO_TEST_CASE(the_index_follows_every_phase_and_counts_them) {
 
 BOOST_AUTO_TEST_CASE(a_rebuilt_index_equals_the_live_one) {
   index_fixture f;
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::open_account{"alice"}));
-  BOOST_REQUIRE(f.route(f.accounts, "a1", bank::deposit{1000}));
-  BOOST_REQUIRE(f.route(f.accounts, "a2", bank::open_account{"bob"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::open_wallet{"alice"}));
+  BOOST_REQUIRE(f.route(f.wallets, "a1", wallet_model::deposit{1000}));
+  BOOST_REQUIRE(f.route(f.wallets, "a2", wallet_model::open_wallet{"bob"}));
   std::mt19937 rng{5};
   for (int i = 0; i < 40; ++i) {
     auto to = rng() % 4 == 0 ? "ghost" : "a2";
-    BOOST_REQUIRE(f.start<bank::transfer>(f.transfers, "t" + std::to_string(i),
-                                          {"a1", to, 1 + int64_t(rng() % 50)}));
+    BOOST_REQUIRE(
+        f.start<wallet_transfer>(f.transfers, "t" + std::to_string(i),
+                                 {"a1", to, 1 + int64_t(rng() % 50)}));
     if (i == 20)
-      BOOST_REQUIRE(f.route(f.accounts, "a2", bank::close_account{}));
+      BOOST_REQUIRE(f.route(f.wallets, "a2", wallet_model::close_wallet{}));
   }
   f.run();
   auto live = f.indexed();
   BOOST_CHECK_EQUAL(live.size(), 40u);
   BOOST_CHECK(live == f.folded());
-  auto counts = f.index.counts(f.journal(), "transfer");
+  auto counts = f.index.counts(f.journal(), "move");
   BOOST_REQUIRE(f.rebuild());
   f.run();
   BOOST_CHECK(f.indexed() == live);
-  auto again = f.index.counts(f.journal(), "transfer");
+  auto again = f.index.counts(f.journal(), "move");
   BOOST_REQUIRE(counts && again);
   BOOST_CHECK(*again == *counts);
 }
@@ -863,18 +868,18 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-// A process manager: a saga per account that deposits a token 1, then
-// waits for a deposit of at least 100 into the account (an event of the
-// account, routed through the saga inbox) before it pays a reward of 5.
+// A process manager: a saga per wallet that deposits a token 1, then
+// waits for a deposit of at least 100 into the wallet (an event of the
+// wallet, routed through the saga inbox) before it pays a reward of 5.
 // A deposit of exactly 13 is "fraud": the waiting step fails and its own
 // compensation withdraws the token again.
 struct matcher_data {
-  std::string account;
-  MSGPACK_DEFINE_MAP(account)
+  std::string wallet;
+  MSGPACK_DEFINE_MAP(wallet)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, matcher_data& x) {
-  return f(caf::meta::type_name("matcher_data"), x.account);
+  return f(caf::meta::type_name("matcher_data"), x.wallet);
 }
 
 struct matcher {
@@ -883,29 +888,32 @@ struct matcher {
   static inline std::chrono::milliseconds timeout{0};
 
   static sagas::definition<data> define() {
-    auto of = [](const data& d) { return d.account; };
+    auto of = [](const data& d) { return d.wallet; };
     auto amount = [](int64_t n) {
-      return [n](const data&) { return account::command{bank::deposit{n}}; };
+      return [n](const data&) {
+        return wallet::command{wallet_model::deposit{n}};
+      };
     };
     sagas::step<data> wait;
     wait.name = "wait for a large deposit";
-    wait.action = sagas::command<account, data>(of, amount(1));
-    wait.await = sagas::await_event<account, data>(
-        [](const account::event& ev, const data&) -> std::optional<caf::error> {
-          auto dep = std::get_if<bank::money_deposited>(&ev);
+    wait.action = sagas::command<wallet, data>(of, amount(1));
+    wait.await = sagas::await_event<wallet, data>(
+        [](const wallet::event& ev, const data&) -> std::optional<caf::error> {
+          auto dep = std::get_if<wallet_model::deposited>(&ev);
           if (!dep || (dep->amount < 100 && dep->amount != 13))
             return std::nullopt;
           if (dep->amount == 13)
-            return bank::make_error(bank::account_errc::invalid_amount,
-                                    "fraud");
+            return wallet_model::make_error(
+                wallet_model::wallet_errc::invalid_amount, "fraud");
           return caf::error{};
         });
-    wait.compensation = sagas::command<account, data>(
-        of, [](const data&) { return account::command{bank::withdraw{1}}; });
+    wait.compensation = sagas::command<wallet, data>(of, [](const data&) {
+      return wallet::command{wallet_model::withdraw{1}};
+    });
     wait.timeout = timeout;
     sagas::step<data> reward;
     reward.name = "reward";
-    reward.action = sagas::command<account, data>(of, amount(5));
+    reward.action = sagas::command<wallet, data>(of, amount(5));
     sagas::definition<data> def;
     def.steps = {wait, reward};
     return def;
@@ -925,10 +933,11 @@ struct inbox_fixture : saga_fixture {
     actors::projection_filter filter;
     sagas::correlate_fn correlate = [](const persistence::event_envelope& env)
         -> std::optional<std::string> {
-      return env.stream_id.substr(std::string{"account-"}.size());
+      return env.stream_id.substr(std::string{"wallet-"}.size());
     };
-    filter.event_types = {"account.deposited"};
-    auto spec = sagas::saga_router<matcher>("matcher-router", filter, correlate);
+    filter.event_types = {"wallet.deposited"};
+    auto spec =
+        sagas::saga_router<matcher>("matcher-router", filter, correlate);
     if (!source.empty())
       spec.apply = sagas::detail::route_to_inbox<matcher>(correlate, source);
     auto p = actors::spawn_projection(
@@ -982,13 +991,13 @@ struct inbox_fixture : saga_fixture {
   }
 
   void open_and_start(const std::string& id) {
-    BOOST_REQUIRE(route(accounts, id, bank::open_account{"owner"}));
+    BOOST_REQUIRE(route(wallets, id, wallet_model::open_wallet{"owner"}));
     BOOST_REQUIRE(start<matcher>(matchers, id, {id}));
     tick(100ms);
   }
 
   void deposit(const std::string& id, int64_t n) {
-    BOOST_REQUIRE(route(accounts, id, bank::deposit{n}));
+    BOOST_REQUIRE(route(wallets, id, wallet_model::deposit{n}));
     tick(100ms);
   }
 
@@ -1003,10 +1012,9 @@ struct inbox_fixture : saga_fixture {
   // matcher `id`, as another member's inbox would.
   caf::expected<bool> deliver(const std::string& id, const std::string& source,
                               uint64_t position, std::string event) {
-    return request<bool>(
-        matchers, runtime::route_atom::value, id,
-        caf::make_message(sagas::deliver_atom::value, source, position,
-                          std::move(event)));
+    return request<bool>(matchers, runtime::route_atom::value, id,
+                         caf::make_message(sagas::deliver_atom::value, source,
+                                           position, std::move(event)));
   }
 
   bool delivered(const std::string& id, const std::string& source,
@@ -1154,7 +1162,8 @@ BOOST_AUTO_TEST_CASE(a_routed_event_is_applied_once_also_when_routed_again) {
   BOOST_CHECK_EQUAL(f.balance("a4"), 1 + 200 + 5);
 }
 
-BOOST_AUTO_TEST_CASE(events_of_another_log_travel_in_their_rows_and_count_per_source) {
+BOOST_AUTO_TEST_CASE(
+    events_of_another_log_travel_in_their_rows_and_count_per_source) {
   // The router tags its rows as events of "shard/9" (a router copy of a
   // replicated cluster): each row holds the event, the saga judges that
   // copy and records the source with the position.
@@ -1181,7 +1190,7 @@ BOOST_AUTO_TEST_CASE(deliveries_from_several_logs_are_told_apart_by_source) {
   f.deposit("a8", 100);  // decides the step through the local inbox
   BOOST_CHECK_EQUAL(f.status(f.matchers, "a8"), "completed");
   f.tick(100ms);
-  auto event = f.last_event_of("account-a8");
+  auto event = f.last_event_of("wallet-a8");
   auto before = f.saga_events("saga-matcher-a8").size();
   // Position 40 of shard/1: new, recorded (ignored: the saga is done).
   auto r = f.deliver("a8", "shard/1", 40, event);
@@ -1289,12 +1298,13 @@ BOOST_AUTO_TEST_CASE(a_passivated_saga_asks_to_be_woken_through_wake_via) {
   caf::anon_send_exit(f.matchers, caf::exit_reason::user_shutdown);
   f.run();
   auto woken = std::make_shared<strings>();
-  auto recorder = f.system().spawn(
-      [woken](caf::event_based_actor*) -> caf::behavior {
-        return {[woken](runtime::route_atom, std::string& id,
-                        caf::message& msg) {
-          if (msg.match_elements<sagas::status_atom>()) woken->push_back(id);
-        }};
+  auto recorder =
+      f.system().spawn([woken](caf::event_based_actor*) -> caf::behavior {
+        return {
+            [woken](runtime::route_atom, std::string& id, caf::message& msg) {
+              if (msg.match_elements<sagas::status_atom>())
+                woken->push_back(id);
+            }};
       });
   runtime::registry_options opts;
   opts.idle_timeout = 1000ms;
