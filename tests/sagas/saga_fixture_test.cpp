@@ -83,6 +83,59 @@ using answer_fn = std::function<caf::expected<booking>(
 
 }  // namespace trips
 
+// Event-decided steps (step::await): a venue that confirms a booking later.
+namespace trips {
+
+struct confirmed {
+  std::string ref;
+  MNEMO_MESSAGE(confirmed, ref)
+};
+struct declined {
+  std::string why;
+  MNEMO_MESSAGE(declined, why)
+};
+struct noted {
+  MNEMO_EMPTY_MESSAGE(noted)
+};
+// A hotel that confirms a booking later, with an event.
+struct venues {
+  static constexpr const char* type_name = "venues";
+  using command = std::variant<book, cancel>;
+  using reply = booking;
+  using event = std::variant<confirmed, declined, noted>;
+};
+
+// Fly, then a venue booking that its event decides (within `wait`).
+sagas::definition<trip_data> event_steps(std::chrono::milliseconds wait) {
+  auto def = steps(0ms);
+  sagas::step<trip_data> venue;
+  venue.name = "venue";
+  auto who = [](const trip_data& d) { return d.who; };
+  venue.action = sagas::command<venues, trip_data>(
+      who, [](const trip_data& d) { return venues::command{book{d.who}}; });
+  venue.compensation = sagas::command<venues, trip_data>(
+      who, [](const trip_data&) { return venues::command{cancel{}}; });
+  venue.await = sagas::await_event<venues, trip_data>(
+      [](const venues::event& ev,
+         const trip_data&) -> std::optional<caf::error> {
+        if (std::holds_alternative<confirmed>(ev)) return caf::error{};
+        if (auto* d = std::get_if<declined>(&ev))
+          return make_error(trip_errc::sold_out, d->why);
+        return std::nullopt;  // not about the booking
+      });
+  venue.timeout = wait;
+  def.steps = {def.steps[0], venue};
+  return def;
+}
+
+void register_venue_events(sagas::saga_fixture<trip>& f) {
+  f.registry().add<confirmed>("venues.confirmed");
+  f.registry().add<declined>("venues.declined");
+  f.registry().add<noted>("venues.noted");
+}
+
+}  // namespace trips
+
 using namespace trips;
 
 BOOST_AUTO_TEST_SUITE(saga_fixture)
@@ -309,6 +362,62 @@ BOOST_AUTO_TEST_CASE(a_recovering_saga_stashes_requests_up_to_its_limit) {
   auto ids = f.sent_ids();
   BOOST_CHECK_EQUAL(
       std::count(ids.begin(), ids.end(), std::string{"saga-trip-t6/1/do"}), 7);
+}
+
+// The step's command is accepted, but its event decides it: an event
+// that is not about it is recorded and ignored, the confirmation
+// completes the saga.
+BOOST_AUTO_TEST_CASE(an_event_decided_step_completes_on_its_event) {
+  sagas::saga_fixture<trip> f{event_steps(10s)};
+  register_venue_events(f);
+  f.answer<flights>();
+  f.answer<venues>();
+  BOOST_REQUIRE(f.start("e1", {"gus"}));
+  BOOST_CHECK_EQUAL(f.status("e1")->status, "running");
+  auto noise = f.deliver("e1", "venues-gus", noted{});
+  BOOST_REQUIRE(noise);
+  BOOST_CHECK(*noise);
+  BOOST_CHECK_EQUAL(f.status("e1")->status, "running");
+  auto done = f.deliver("e1", "venues-gus", confirmed{"v-1"});
+  BOOST_REQUIRE(done);
+  BOOST_CHECK_EQUAL(f.status("e1")->status, "completed");
+  BOOST_CHECK((f.sent_ids() == std::vector<std::string>{"saga-trip-e1/0/do",
+                                                        "saga-trip-e1/1/do"}));
+}
+
+// A declining event fails the step for good: its own compensation runs
+// first (its command may have taken effect), then the flight's.
+BOOST_AUTO_TEST_CASE(a_declining_event_compensates_the_step_itself_too) {
+  sagas::saga_fixture<trip> f{event_steps(10s)};
+  register_venue_events(f);
+  f.answer<flights>();
+  f.answer<venues>();
+  BOOST_REQUIRE(f.start("e2", {"hal"}));
+  BOOST_REQUIRE(f.deliver("e2", "venues-hal", declined{"full"}));
+  BOOST_CHECK_EQUAL(f.status("e2")->status, "compensated");
+  BOOST_CHECK(
+      (f.sent_ids() ==
+       std::vector<std::string>{"saga-trip-e2/0/do", "saga-trip-e2/1/do",
+                                "saga-trip-e2/1/undo", "saga-trip-e2/0/undo"}));
+  BOOST_CHECK(f.status("e2")->error.find("full") != std::string::npos);
+}
+
+// No event within the step's time: it fails when its due time passes on
+// the fixture's clock; an event after that is recorded, but decides
+// nothing.
+BOOST_AUTO_TEST_CASE(a_step_waiting_past_its_time_fails) {
+  sagas::saga_fixture<trip> f{event_steps(2s)};
+  register_venue_events(f);
+  f.answer<flights>();
+  f.answer<venues>();
+  BOOST_REQUIRE(f.start("e3", {"ida"}));
+  f.advance(1900ms);
+  BOOST_CHECK_EQUAL(f.status("e3")->status, "running");
+  f.advance(200ms);
+  BOOST_CHECK_EQUAL(f.status("e3")->status, "compensated");
+  auto late = f.deliver("e3", "venues-ida", confirmed{"v-3"});
+  BOOST_REQUIRE(late);
+  BOOST_CHECK_EQUAL(f.status("e3")->status, "compensated");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

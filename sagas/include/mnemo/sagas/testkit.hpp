@@ -3,9 +3,10 @@
 // Testkit for sagas: sagas of one type over a real journal, on CAF's
 // deterministic scheduler and a wall clock that moves with virtual time,
 // with the aggregates they command replaced by scripts. Given the replies
-// (and errors) of the aggregates and the passing of time, a test checks
-// the commands the saga sent, in order (the compensations too), and its
-// final status. See docs/testing.md, "Sagas".
+// (and errors) of the aggregates, the events delivered to event-decided
+// steps and the passing of time, a test checks the commands the saga
+// sent, in order (the compensations too), and its final status. See
+// docs/testing.md, "Sagas".
 
 #include <functional>
 #include <memory>
@@ -107,6 +108,22 @@ class saga_fixture : public actors::system_fixture {
     auto r = request<saga_status>(
         saga_registry(), runtime::route_atom::value, id,
         caf::make_message(start_atom::value, std::move(data)));
+    run();
+    return r;
+  }
+
+  /// Appends `event` (a registered type: register the event types of the
+  /// aggregates the steps wait for, e.g. `actors::register_types<A>(
+  /// f.registry())`) to `stream` and delivers it to saga `id` as its inbox
+  /// relay would, then runs until the saga recorded it: an event-decided
+  /// step (`step::await`) judges it. Returns the delivery's answer (true:
+  /// recorded, or a repeat) or its error.
+  template <class E>
+  caf::expected<bool> deliver(const std::string& id, const std::string& stream,
+                              const E& event) {
+    auto position = append(stream, event);
+    auto r = request<bool>(saga_registry(), runtime::route_atom::value, id,
+                           caf::make_message(deliver_atom::value, position));
     run();
     return r;
   }
