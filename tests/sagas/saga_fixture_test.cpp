@@ -420,4 +420,42 @@ BOOST_AUTO_TEST_CASE(a_step_waiting_past_its_time_fails) {
   BOOST_CHECK_EQUAL(f.status("e3")->status, "compensated");
 }
 
+// A saga told to passivate while it still recovers (its registry keeps
+// one saga active, and a second one activated) passivates once it has
+// recovered, and asks the registry that passivated it to wake it when its
+// retry is due: it completes without anyone asking for it again.
+BOOST_AUTO_TEST_CASE(a_saga_passivated_while_recovering_is_woken_for_retry) {
+  runtime::registry_options one_active;
+  one_active.max_active = 1;
+  sagas::saga_fixture<trip> f{steps(0ms), one_active};
+  f.recovery_chunk = 1;
+  f.answer<flights>();
+  auto refusals = std::make_shared<int>(12);
+  f.answer<hotels>(answer_fn{
+      [refusals](const std::string&, const auto&) -> caf::expected<booking> {
+        if ((*refusals)-- > 0)
+          return runtime::make_error(runtime::errc::owner_unavailable, "away");
+        return booking{"room 2"};
+      }});
+  BOOST_REQUIRE(f.start("w1", {"joe"}));
+  for (int i = 0; i < 8; ++i) f.advance(100ms);
+  f.restart_sagas();
+  // w1 activates and recovers in chunks; w2's activation passivates it
+  // meanwhile.
+  auto reg = f.saga_registry();
+  f.system().spawn([reg](caf::event_based_actor* self) {
+    for (auto id : {"w1", "w2"})
+      self->send(reg, runtime::route_atom::value, std::string{id},
+                 caf::make_message(sagas::status_atom::value));
+  });
+  f.run();
+  for (int i = 0; i < 12; ++i) f.advance(100ms);
+  auto ids = f.sent_ids();
+  // Before anyone asks again: the registry woke it, and it retried until
+  // the hotel said yes.
+  BOOST_CHECK_EQUAL(
+      std::count(ids.begin(), ids.end(), std::string{"saga-trip-w1/1/do"}), 13);
+  BOOST_CHECK_EQUAL(f.status("w1")->status, "completed");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

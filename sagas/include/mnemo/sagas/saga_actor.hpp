@@ -96,10 +96,12 @@ class saga_actor : public caf::event_based_actor {
           return rp;
         },
         [this](runtime::passivate_atom) {
-          if (!recovering_) return passivate();
+          // The registry that asks is the one to wake the saga again.
+          auto registry = caf::actor_cast<caf::actor>(current_sender());
+          if (!recovering_) return passivate(std::move(registry));
           // After recovery: passivating needs to know the saga's progress.
-          stash_.push_back([this](const caf::error* err) {
-            if (!err) passivate();
+          stash_.push_back([this, registry](const caf::error* err) {
+            if (!err) passivate(registry);
           });
         },
         [this](saga_persisted_atom, uint64_t ticket) { on_persisted(ticket); },
@@ -613,10 +615,9 @@ class saga_actor : public caf::event_based_actor {
   // same command id, so it applies once).
   // A saga waiting for its event is woken by the event's delivery, or when
   // its deadline is due.
-  void passivate() {
+  void passivate(caf::actor registry) {
     auto& p = progress_;
     if (!finished(p.phase) && p.phase != saga_phase::fresh) {
-      auto registry = caf::actor_cast<caf::actor>(current_sender());
       if (ctx_.wake_via)
         if (auto via = ctx_.wake_via->get()) registry = std::move(via);
       auto now = ctx_.wall_ms();

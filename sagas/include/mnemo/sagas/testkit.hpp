@@ -151,7 +151,9 @@ class saga_fixture : public actors::system_fixture {
   /// sagas recover from the journal.
   void restart_sagas() {
     if (!sagas_) return;
-    caf::anon_send_exit(sagas_, caf::exit_reason::kill);
+    // Not `kill`: the registry traps this reason and stops its sagas with
+    // it; killed, it would leave them running beside the next registry's.
+    caf::anon_send_exit(sagas_, caf::exit_reason::user_shutdown);
     sagas_ = nullptr;
     run();
   }
