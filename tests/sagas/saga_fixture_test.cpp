@@ -458,4 +458,26 @@ BOOST_AUTO_TEST_CASE(a_saga_passivated_while_recovering_is_woken_for_retry) {
   BOOST_CHECK_EQUAL(f.status("w1")->status, "completed");
 }
 
+// restart_sagas stops the sagas with their registry, as a node's crash
+// would: a saga retrying before it sends nothing more until something
+// activates it again.
+BOOST_AUTO_TEST_CASE(restart_sagas_stops_the_running_sagas) {
+  sagas::saga_fixture<trip> f{steps(0ms)};
+  f.answer<flights>();
+  f.answer<hotels>(
+      answer_fn{[](const std::string&, const auto&) -> caf::expected<booking> {
+        return runtime::make_error(runtime::errc::owner_unavailable, "away");
+      }});
+  BOOST_REQUIRE(f.start("r1", {"kim"}));
+  f.advance(100ms);
+  auto before = f.sent().size();
+  f.restart_sagas();
+  for (int i = 0; i < 5; ++i) f.advance(100ms);
+  BOOST_CHECK_EQUAL(f.sent().size(), before);
+  // Activated again, it goes on retrying.
+  BOOST_CHECK_EQUAL(f.status("r1")->status, "running");
+  f.advance(100ms);
+  BOOST_CHECK_GT(f.sent().size(), before);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
