@@ -177,6 +177,16 @@ error journal::import_events(const std::string& stream,
 error journal::release_stream(std::string stream, std::string destination) {
   if (auto err = check_name(stream, "stream id")) return err;
   if (auto err = check_name(destination, "member id")) return err;
+  // A release deletes the stream's events, which in a replicated cluster
+  // are records of their shard's log (see delete_events_to): such streams
+  // move with their shard's replica set, never one by one.
+  if (impl_->cfg.shard_of)
+    if (auto shard = impl_->cfg.shard_of(stream))
+      return error{errc::invalid_argument,
+                   "cannot release stream '" + stream +
+                       "': it belongs to shard " + std::to_string(*shard) +
+                       ", whose log is replicated whole; it moves with the "
+                       "shard's replica set"};
   return blocking([&](write_handler done) {
     impl_->enqueue(delete_request{std::move(stream),
                                   std::numeric_limits<uint64_t>::max(),

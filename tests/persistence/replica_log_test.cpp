@@ -52,8 +52,8 @@ struct test_gate : replication_gate {
   uint64_t epoch = 1;
   expected<uint64_t> admit(uint32_t shard) override {
     if (shard == 7) return epoch;
-    return error{errc::not_leader, "not the leader of shard " +
-                                       std::to_string(shard)};
+    return error{errc::not_leader,
+                 "not the leader of shard " + std::to_string(shard)};
   }
   void wait_committed(uint32_t, uint64_t, uint64_t position,
                       std::function<void(error)> release) override {
@@ -205,8 +205,8 @@ BOOST_AUTO_TEST_CASE(a_follower_holds_the_leaders_shard_log) {
   // leader) is recognised as a duplicate and answered with the original.
   std::vector<new_event> retry{make_event("test.value", "v1")};
   retry[0].id = ev_l[0].id;
-  auto again = follower.j->append("a", std::move(retry),
-                                  expected_version::any());
+  auto again =
+      follower.j->append("a", std::move(retry), expected_version::any());
   BOOST_REQUIRE_MESSAGE(again, mnemo::test::why(again));
   BOOST_CHECK(again->duplicate);
   BOOST_CHECK_EQUAL(again->events[0].sequence, 1u);
@@ -230,8 +230,9 @@ BOOST_AUTO_TEST_CASE(pipelined_batches_apply_in_order_through_group_commits) {
   for (size_t k = 0; k < done.size(); ++k) {
     auto b = leader.log.read(k * 10 + 1, 10, 1 << 20).value();
     BOOST_REQUIRE_EQUAL(b.records.size(), 10u);
-    follower.log.apply(std::move(b), 1,
-                       [&, k](error err) { done[k].set_value(std::move(err)); });
+    follower.log.apply(std::move(b), 1, [&, k](error err) {
+      done[k].set_value(std::move(err));
+    });
   }
   for (auto& d : done) {
     auto err = d.get_future().get();
@@ -332,6 +333,14 @@ BOOST_AUTO_TEST_CASE(reads_stop_at_epoch_bounds_sizes_and_holes) {
   auto refused = r.j->delete_events_to("a", 2);
   BOOST_CHECK_EQUAL(refused.code(), errc::invalid_argument);
   BOOST_CHECK_EQUAL(r.j->read_stream("a", 1, 4, 10)->size(), 4u);
+  // Nor released (a stream move of a static cluster), which would delete
+  // them all.
+  auto unreleased = r.j->release_stream("a", "n2");
+  BOOST_CHECK_EQUAL(unreleased.code(), errc::invalid_argument);
+  BOOST_CHECK_MESSAGE(unreleased.message().find("shard 7") != std::string::npos,
+                      unreleased.message());
+  BOOST_CHECK_EQUAL(r.j->read_stream("a", 1, 4, 10)->size(), 4u);
+  BOOST_CHECK(!r.j->moved_to("a").value());
   r.j.reset();
   mnemo::test::with_raw_db(
       r.dir.sub("data"), "mnemo.events", [](MDB_txn* txn, MDB_dbi dbi) {
@@ -367,9 +376,8 @@ BOOST_AUTO_TEST_CASE(truncation_puts_heads_ids_tags_and_snapshots_back) {
   // Stored here only (`save_in`), as before snapshots joined shard logs:
   // truncation must also clean up what no record of the log names.
   auto save_here = [&r](snapshot s) {
-    return r.j->write([&s](write_txn& txn) {
-      return snapshot_store::save_in(txn, s);
-    });
+    return r.j->write(
+        [&s](write_txn& txn) { return snapshot_store::save_in(txn, s); });
   };
   BOOST_REQUIRE(!save_here(snap));
   snap.meta.sequence = 2;
@@ -384,8 +392,7 @@ BOOST_AUTO_TEST_CASE(truncation_puts_heads_ids_tags_and_snapshots_back) {
   BOOST_REQUIRE(!r.log.truncate_after(201));  // into epoch 1
   BOOST_CHECK_EQUAL(r.j->highest_sequence("a").value(), 1u);
   BOOST_CHECK_EQUAL(r.j->highest_sequence("c").value(), 200u);
-  BOOST_CHECK(r.log.epochs().value() ==
-              (std::vector<epoch_start>{{1, 1}}));
+  BOOST_CHECK(r.log.epochs().value() == (std::vector<epoch_start>{{1, 1}}));
   BOOST_CHECK_EQUAL(r.j->read_tag("t", 1, 10)->size(), 1u);
   auto latest = r.j->snapshots().load("a", snapshot_criteria::latest());
   BOOST_REQUIRE(latest);
@@ -407,8 +414,8 @@ BOOST_AUTO_TEST_CASE(truncation_puts_heads_ids_tags_and_snapshots_back) {
   BOOST_CHECK_EQUAL(c[199], "c199");
   BOOST_CHECK_EQUAL(c[200], "c-new");
   BOOST_CHECK_EQUAL(r.end(), 204u);  // z took 202
-  BOOST_CHECK((r.log.epochs().value() ==
-               std::vector<epoch_start>{{1, 1}, {3, 203}}));
+  BOOST_CHECK(
+      (r.log.epochs().value() == std::vector<epoch_start>{{1, 1}, {3, 203}}));
   // Truncating at or past the end changes nothing.
   BOOST_REQUIRE(!r.log.truncate_after(204));
   BOOST_REQUIRE(!r.log.truncate_after(900));
@@ -560,7 +567,8 @@ BOOST_AUTO_TEST_CASE(the_commit_point_a_batch_carried_is_durable) {
   BOOST_CHECK_EQUAL(follower.log.committed().value(), 10u);
   auto all = replica_log::committed_points(*follower.j);
   BOOST_REQUIRE(all);
-  BOOST_CHECK((*all == std::map<uint32_t, uint64_t>{{follower.log.shard(), 10}}));
+  BOOST_CHECK(
+      (*all == std::map<uint32_t, uint64_t>{{follower.log.shard(), 10}}));
 }
 
 // A member that is no replica of a shard any more drops its copy: the
@@ -639,8 +647,7 @@ BOOST_AUTO_TEST_CASE(a_dropped_copy_keeps_its_promise_and_starts_again) {
   BOOST_CHECK_EQUAL(follower.log.promised_epoch().value(), 4u);
   // A leader of an older epoch is refused; the current one copies the log
   // again from position 1.
-  BOOST_CHECK_EQUAL(follower.log.apply(all(), 3, 26).code(),
-                    errc::stale_epoch);
+  BOOST_CHECK_EQUAL(follower.log.apply(all(), 3, 26).code(), errc::stale_epoch);
   err = follower.log.apply(all(), 4, 26);
   BOOST_REQUIRE_MESSAGE(!err, err.to_string());
   BOOST_CHECK(follower.records() == leader.records());
@@ -653,9 +660,9 @@ BOOST_AUTO_TEST_CASE(digests_tell_identical_logs_from_different_ones) {
   BOOST_REQUIRE(!other.log.begin_epoch(2));
   follower.append("local-1", "mine");  // the follower's own stream: not hashed
   for (int i = 0; i < 40; ++i)
-    leader.append(i % 2 ? "a" : "b", "v" + std::to_string(i),
-                  i % 5 ? std::vector<std::string>{}
-                        : std::vector<std::string>{"five"});
+    leader.append(
+        i % 2 ? "a" : "b", "v" + std::to_string(i),
+        i % 5 ? std::vector<std::string>{} : std::vector<std::string>{"five"});
   ship(leader, follower, 2, 7);
   auto l = leader.log.digest();
   auto f = follower.log.digest();
@@ -686,13 +693,13 @@ BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {
   BOOST_REQUIRE(!log.begin_epoch(1));
   // Appends to a shard this member does not lead fail at once, writing
   // nothing; streams of no shard never ask the gate.
-  auto refused = j->append("other/1", {make_event("t", "x")},
-                           expected_version::any());
+  auto refused =
+      j->append("other/1", {make_event("t", "x")}, expected_version::any());
   BOOST_REQUIRE(!refused);
   BOOST_CHECK_EQUAL(refused.error().code(), errc::not_leader);
   BOOST_CHECK_EQUAL(j->highest_sequence("other/1").value(), 0u);
-  BOOST_CHECK(j->append("local-1", {make_event("t", "x")},
-                        expected_version::any()));
+  BOOST_CHECK(
+      j->append("local-1", {make_event("t", "x")}, expected_version::any()));
   // An append to shard 7 is durable here but waits for the gate.
   auto first_id = event_id::make_v7();
   std::vector<new_event> first{make_event("t", "a1")};
@@ -742,8 +749,8 @@ BOOST_AUTO_TEST_CASE(a_gate_acknowledges_appends_once_committed) {
   // promised epoch 2 (a new leader synced it). The writer refuses the
   // append in its transaction; nothing is written.
   BOOST_REQUIRE(!log.apply(log_batch{0, 3, {}}, 2));
-  auto fenced = j->append("a", {make_event("t", "late")},
-                          expected_version::any());
+  auto fenced =
+      j->append("a", {make_event("t", "late")}, expected_version::any());
   BOOST_REQUIRE(!fenced);
   BOOST_CHECK_EQUAL(fenced.error().code(), errc::not_leader);
   BOOST_CHECK_EQUAL(log.end_position().value(), 2u);
@@ -813,8 +820,8 @@ BOOST_AUTO_TEST_CASE(snapshots_of_a_shards_streams_travel_in_its_log) {
   auto past = save_snapshot(*leader.j, test_snapshot("a", 7, 4), 2);
   BOOST_CHECK_EQUAL(past.code(), errc::invalid_argument);
   BOOST_CHECK_EQUAL(leader.end(), 9u);
-  BOOST_CHECK((snapshot_sequences(*leader.j, "a") ==
-               std::vector<uint64_t>{4, 6}));
+  BOOST_CHECK(
+      (snapshot_sequences(*leader.j, "a") == std::vector<uint64_t>{4, 6}));
   // A stream of no shard: stored here only.
   BOOST_REQUIRE(!save_snapshot(*leader.j, test_snapshot("local-1", 1, 5), 0));
   BOOST_CHECK_EQUAL(leader.end(), 9u);
@@ -822,8 +829,8 @@ BOOST_AUTO_TEST_CASE(snapshots_of_a_shards_streams_travel_in_its_log) {
 
   ship(leader, follower, 3, 2);
   BOOST_CHECK(follower.records() == leader.records());
-  BOOST_CHECK((snapshot_sequences(*follower.j, "a") ==
-               std::vector<uint64_t>{4, 6}));
+  BOOST_CHECK(
+      (snapshot_sequences(*follower.j, "a") == std::vector<uint64_t>{4, 6}));
   BOOST_CHECK(snapshot_sequences(*follower.j, "local-1").empty());
   auto theirs = leader.j->snapshots().load("a", snapshot_criteria::latest());
   auto mine = follower.j->snapshots().load("a", snapshot_criteria::latest());
@@ -847,13 +854,13 @@ BOOST_AUTO_TEST_CASE(snapshots_of_a_shards_streams_travel_in_its_log) {
   BOOST_CHECK_EQUAL(carried, 3u);
   BOOST_CHECK(follower.log.digest().value() == leader.log.digest().value());
   follower.reopen();
-  BOOST_CHECK((snapshot_sequences(*follower.j, "a") ==
-               std::vector<uint64_t>{4, 6}));
+  BOOST_CHECK(
+      (snapshot_sequences(*follower.j, "a") == std::vector<uint64_t>{4, 6}));
   // Truncated back to 7: a6 and the snapshot at 6 go, the one at 4 (whose
   // events stay) is still there.
   BOOST_REQUIRE(!follower.log.truncate_after(7));
-  BOOST_CHECK((snapshot_sequences(*follower.j, "a") ==
-               std::vector<uint64_t>{4}));
+  BOOST_CHECK(
+      (snapshot_sequences(*follower.j, "a") == std::vector<uint64_t>{4}));
 
   // Forged records, each as the next record of the leader's log: refused
   // whole, writing nothing. The stream `mnemo.shard/7` is shard 7's here.
@@ -873,8 +880,8 @@ BOOST_AUTO_TEST_CASE(snapshots_of_a_shards_streams_travel_in_its_log) {
     BOOST_REQUIRE_EQUAL(b.records.size(), 1u);
     auto err = follower.log.apply(std::move(b), 3);
     BOOST_CHECK_EQUAL(follower.end(), 9u);
-    BOOST_CHECK((snapshot_sequences(*follower.j, "a") ==
-                 std::vector<uint64_t>{4, 6}));
+    BOOST_CHECK(
+        (snapshot_sequences(*follower.j, "a") == std::vector<uint64_t>{4, 6}));
     return err;
   };
   auto damaged = forge({0x81, 0xa1});  // cut short
@@ -889,19 +896,19 @@ BOOST_AUTO_TEST_CASE(snapshots_of_a_shards_streams_travel_in_its_log) {
         std::string{"timestamp_us"}, int64_t{1}, std::string{"type"},
         std::string{"test.state"}, std::string{"schema_version"}, 1u,
         std::string{"metadata"}, std::map<std::string, std::string>{},
-        std::string{"payload"}, std::vector<char>{'\x7f'},
-        std::string{"keep"}, 0u);
+        std::string{"payload"}, std::vector<char>{'\x7f'}, std::string{"keep"},
+        0u);
   };
   auto beyond = forge(full("a", 7));
   BOOST_CHECK_EQUAL(beyond.code(), errc::log_mismatch);
-  BOOST_CHECK_MESSAGE(beyond.message().find("past the stream's head") !=
-                          std::string::npos,
-                      beyond.message());
+  BOOST_CHECK_MESSAGE(
+      beyond.message().find("past the stream's head") != std::string::npos,
+      beyond.message());
   auto elsewhere = forge(full("other/1", 0));
   BOOST_CHECK_EQUAL(elsewhere.code(), errc::corrupt_record);
-  BOOST_CHECK_MESSAGE(elsewhere.message().find("not in this shard") !=
-                          std::string::npos,
-                      elsewhere.message());
+  BOOST_CHECK_MESSAGE(
+      elsewhere.message().find("not in this shard") != std::string::npos,
+      elsewhere.message());
 }
 
 // A shard's records travel in one message each: an event larger than the
@@ -930,10 +937,9 @@ BOOST_AUTO_TEST_CASE(shard_records_stay_within_the_message_limit) {
   auto refused = j.append("a", std::move(evs), expected_version::any());
   BOOST_REQUIRE(!refused);
   BOOST_CHECK_EQUAL(refused.error().code(), errc::invalid_argument);
-  BOOST_CHECK_MESSAGE(
-      refused.error().message().find("event 2 of an append to 'a'") !=
-          std::string::npos,
-      refused.error().message());
+  BOOST_CHECK_MESSAGE(refused.error().message().find(
+                          "event 2 of an append to 'a'") != std::string::npos,
+                      refused.error().message());
   BOOST_CHECK_EQUAL(j.highest_sequence("a").value(), 0u);
   BOOST_CHECK_EQUAL(log.end_position().value(), 0u);
   BOOST_CHECK(j.append("local-1", {big}, expected_version::any()));
