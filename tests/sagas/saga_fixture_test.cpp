@@ -81,6 +81,17 @@ sagas::definition<trip_data> steps(std::chrono::milliseconds stay_timeout) {
 using answer_fn = std::function<caf::expected<booking>(
     const std::string&, const std::variant<book, cancel>&)>;
 
+// A hotel that is away (a transient error) for its first `refusals`
+// commands, then books.
+answer_fn away_then_book(int refusals) {
+  auto left = std::make_shared<int>(refusals);
+  return [left](const std::string&, const auto&) -> caf::expected<booking> {
+    if ((*left)-- > 0)
+      return runtime::make_error(runtime::errc::owner_unavailable, "away");
+    return booking{"room 7"};
+  };
+}
+
 }  // namespace trips
 
 // Event-decided steps (step::await): a venue that confirms a booking later.
@@ -188,13 +199,7 @@ BOOST_AUTO_TEST_CASE(a_rejected_step_compensates_the_ones_before_it) {
 BOOST_AUTO_TEST_CASE(transient_errors_are_retried_in_virtual_time) {
   sagas::saga_fixture<trip> f{steps(0ms)};
   f.answer<flights>();
-  auto refusals = std::make_shared<int>(2);
-  f.answer<hotels>(answer_fn{
-      [refusals](const std::string&, const auto&) -> caf::expected<booking> {
-        if ((*refusals)-- > 0)
-          return runtime::make_error(runtime::errc::owner_unavailable, "away");
-        return booking{"room 7"};
-      }});
+  f.answer<hotels>(away_then_book(2));
   BOOST_REQUIRE(f.start("t3", {"cy"}));
   BOOST_CHECK_EQUAL(f.status("t3")->status, "running");
   BOOST_CHECK_EQUAL(f.sent().size(), 2u);
@@ -265,13 +270,7 @@ BOOST_AUTO_TEST_CASE(a_saga_recovers_from_its_snapshot) {
   sagas::saga_fixture<trip> f{steps(0ms)};
   f.snapshot_every = 3;
   f.answer<flights>();
-  auto refusals = std::make_shared<int>(10);
-  f.answer<hotels>(answer_fn{
-      [refusals](const std::string&, const auto&) -> caf::expected<booking> {
-        if ((*refusals)-- > 0)
-          return runtime::make_error(runtime::errc::owner_unavailable, "away");
-        return booking{"room 9"};
-      }});
+  f.answer<hotels>(away_then_book(10));
   BOOST_REQUIRE(f.start("t5", {"eve"}));
   for (int i = 0; i < 5; ++i) f.advance(100ms);
   auto stream = sagas::saga_stream<trip>("t5");
@@ -312,13 +311,7 @@ BOOST_AUTO_TEST_CASE(a_recovering_saga_stashes_requests_up_to_its_limit) {
   f.recovery_chunk = 2;
   f.stash_limit = 2;
   f.answer<flights>();
-  auto refusals = std::make_shared<int>(6);
-  f.answer<hotels>(answer_fn{
-      [refusals](const std::string&, const auto&) -> caf::expected<booking> {
-        if ((*refusals)-- > 0)
-          return runtime::make_error(runtime::errc::owner_unavailable, "away");
-        return booking{"room 9"};
-      }});
+  f.answer<hotels>(away_then_book(6));
   BOOST_REQUIRE(f.start("t6", {"fay"}));
   for (int i = 0; i < 3; ++i) f.advance(100ms);
   auto before = f.status("t6");
@@ -430,13 +423,7 @@ BOOST_AUTO_TEST_CASE(a_saga_passivated_while_recovering_is_woken_for_retry) {
   sagas::saga_fixture<trip> f{steps(0ms), one_active};
   f.recovery_chunk = 1;
   f.answer<flights>();
-  auto refusals = std::make_shared<int>(12);
-  f.answer<hotels>(answer_fn{
-      [refusals](const std::string&, const auto&) -> caf::expected<booking> {
-        if ((*refusals)-- > 0)
-          return runtime::make_error(runtime::errc::owner_unavailable, "away");
-        return booking{"room 2"};
-      }});
+  f.answer<hotels>(away_then_book(12));
   BOOST_REQUIRE(f.start("w1", {"joe"}));
   for (int i = 0; i < 8; ++i) f.advance(100ms);
   f.restart_sagas();
