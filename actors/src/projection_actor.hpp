@@ -1,6 +1,13 @@
 #pragma once
 
-// The projection actor (private to the actors module).
+// The projection actor (private to the actors module). It composes a
+// source (projection_source.hpp: this node's journal or another member's)
+// with the handling of its batches and a plan for writing them
+// (projection_writes.hpp: exactly-once in its own transactions, pipelined
+// or not, or in the commit that writes the events, projection_tail.hpp;
+// at-least-once before the write of its offset), and owns what every
+// projection shares: offset and head, pausing and the other management
+// requests, the failure strategy and dead letters, and `caught_up_atom`.
 
 #include "mnemo/actors/projection.hpp"
 
@@ -24,21 +31,17 @@
 #include "mnemo/persistence/journal.hpp"
 #include "mnemo/persistence/offset_store.hpp"
 #include "mnemo/persistence/table_store.hpp"
-#include "mnemo/runtime/cluster.hpp"
-#include "mnemo/runtime/completion_sink.hpp"
 #include "mnemo/runtime/error.hpp"
-#include "mnemo/runtime/event_bus.hpp"
-#include "mnemo/runtime/journal_feed.hpp"
 #include "mnemo/runtime/metrics.hpp"
 #include "projection_apply.hpp"
+#include "projection_source.hpp"
 #include "projection_tail.hpp"
+#include "projection_writes.hpp"
 
 namespace mnemo::actors::detail {
 
 using pull_atom = caf::atom_constant<caf::atom("mn_pull")>;
-using written_atom = caf::atom_constant<caf::atom("mn_written")>;
 using retry_atom = caf::atom_constant<caf::atom("mn_pretry")>;
-using refetch_atom = caf::atom_constant<caf::atom("mn_refetch")>;
 using write_due_atom = caf::atom_constant<caf::atom("mn_writdue")>;
 
 /// Table of the projections' control state (paused flag).
@@ -46,15 +49,6 @@ constexpr std::string_view control_table = "mnemo.projection";
 /// Table of the journal's release generation each exactly-once read model
 /// was built for (see `journal::release_generation`).
 constexpr std::string_view release_table = "mnemo.projection.release";
-
-// What a write on the writer thread reports back.
-struct write_outcome {
-  persistence::error err;
-  // Exactly-once: the handler failure that rolled the write back.
-  std::optional<apply_failure> failed;
-};
-
-using outcome_slot = std::shared_ptr<std::optional<write_outcome>>;
 
 inline std::string describe_event(const persistence::event_envelope& env) {
   return "position " + std::to_string(env.position) + " (stream '" +
@@ -69,11 +63,16 @@ class projection_actor : public caf::event_based_actor {
       : caf::event_based_actor(cfg),
         ctx_(std::move(ctx)),
         spec_(std::move(spec)),
-        remote_(!spec_.source.empty()),
-        exactly_once_{spec_.apply, spec_.apply_group} {
-    if (remote_) spec_.options.in_commit = false;
-    // A remote source counts as available once the endpoint said so.
-    available_ = !remote_;
+        handling_(std::make_shared<const batch_handling>(spec_)),
+        writes_(ctx_.journal, ctx_.completions) {
+    source_hooks hooks;
+    hooks.head = [this](uint64_t head) { on_head(head); };
+    hooks.wake = [this] { schedule_pull(); };
+    hooks.fail = [this](caf::error err) { quit(std::move(err)); };
+    hooks.offset = [this] { return offset_; };
+    source_ = detail::open_source(this, ctx_, spec_, std::move(hooks));
+    plan_ = write_plan::of(spec_.options, handling_->in_transaction(),
+                           source_->local_journal() != nullptr);
     rng_.seed(spec_.options.seed != 0 ? spec_.options.seed
                                       : std::random_device{}());
   }
@@ -86,25 +85,13 @@ class projection_actor : public caf::event_based_actor {
       return {};
     }
     publish_metrics();
-    subscribe();
-    if (exactly_once_ && built_for_ < release_generation_) forget_released();
+    source_->subscribe();
+    if (built_for_ < release_generation_) forget_released();
     send(this, pull_atom::value);
-    return {
-        [this](runtime::head_atom, uint64_t head) { on_head(head); },
-        [this](runtime::feed_head_atom, const std::string&, uint64_t head) {
-          available_ = true;
-          on_remote_head(head);
-        },
-        [this](runtime::feed_down_atom, const std::string&) {
-          available_ = false;
-        },
-        [this](refetch_atom) {
-          refetch_pending_ = false;
-          schedule_pull();
-        },
+    caf::message_handler own{
         [this](pull_atom) { pull(); },
         [this](retry_atom) { on_retry_timer(); },
-        [this](written_atom, uint64_t ticket) { on_written(ticket); },
+        [this](written_atom) { on_written(); },
         [this](tail_atom) { on_tail(); },
         [this](write_due_atom) {
           write_timer_ = false;
@@ -117,7 +104,8 @@ class projection_actor : public caf::event_based_actor {
         [this](rebuild_shared_atom) { return rebuild_shared(); },
         [this](status_atom) { return status(); },
         [this](caught_up_atom, uint64_t position) -> caf::result<uint64_t> {
-          auto target = position != 0 ? position : std::max(head_, local_head());
+          auto target =
+              position != 0 ? position : std::max(head_, local_head());
           if (offset_ >= target) return offset_;
           auto rp = make_response_promise<uint64_t>();
           caught_up_waiters_.emplace(target, rp);
@@ -133,6 +121,7 @@ class projection_actor : public caf::event_based_actor {
           return drop_dead(position);
         },
     };
+    return own.or_else(source_->handlers());
   }
 
   void on_exit() override {
@@ -167,8 +156,8 @@ class projection_actor : public caf::event_based_actor {
     metric_tokens_.push_back(ctx_.metrics->gauge_fn(
         "mnemo_projection_lag_events",
         "Committed events a projection has not handled yet.", labels,
-        [j, at, remote = remote_, known = known_head_] {
-          auto head = remote ? known->load() : j->head_position();
+        [at, head_of = source_->head_gauge()] {
+          auto head = head_of();
           auto offset = at->load();
           return static_cast<double>(head > offset ? head - offset : 0);
         }));
@@ -195,8 +184,9 @@ class projection_actor : public caf::event_based_actor {
     });
     if (err) return runtime::to_caf_error(err);
     paused_ = control && *control == "paused";
-    // Releases concern this node's journal, not another member's.
-    if (!exactly_once_ || remote_) return {};
+    // Releases concern a read model of this node's journal, not of another
+    // member's.
+    if (!handling_->in_transaction() || !source_->local_journal()) return {};
     auto generation = ctx_.journal->release_generation();
     if (!generation) return runtime::to_caf_error(generation.error());
     release_generation_ = *generation;
@@ -236,34 +226,13 @@ class projection_actor : public caf::event_based_actor {
         });
   }
 
-  void subscribe() {
-    if (remote_) {
-      request(ctx_.cluster->endpoint(), caf::infinite,
-              runtime::feed_follow_atom::value, spec_.source)
-          .then(
-              [this](uint64_t head, bool connected) {
-                available_ = connected;
-                on_remote_head(head);
-              },
-              [this](caf::error& err) { quit(err); });
-      return;
-    }
-    if (!ctx_.event_bus) return;
-    request(ctx_.event_bus, caf::infinite, runtime::subscribe_atom::value)
-        .then([this](uint64_t head) { on_head(head); },
-              [this](caf::error& err) { quit(err); });
-  }
-
   // -- pulling ----------------------------------------------------------------
 
-  // This node's journal head, or 0 for a remote source.
-  uint64_t local_head() const {
-    return remote_ ? 0 : ctx_.journal->head_position();
-  }
+  // This node's journal head, or 0 for another member's journal.
+  uint64_t local_head() const { return source_->local_head(); }
 
   void on_head(uint64_t head) {
     head_ = std::max(head_, head);
-    known_head_->store(head_, std::memory_order_relaxed);
     if (head_ > submitted()) schedule_pull();
   }
 
@@ -273,252 +242,160 @@ class projection_actor : public caf::event_based_actor {
     send(this, pull_atom::value);
   }
 
+  // No read, write or tail chain in flight.
+  bool idle() const { return writes_.empty() && !reading_ && !tail_; }
+
+  // Batch writes in flight at most: while an event fails, one.
+  size_t depth() const { return poison_ ? 1 : plan_.depth; }
+
+  // Live events go through tail writes (`in_commit`) once the projection is
+  // within one batch of the head; a backlog is read here, off the writer
+  // thread, and written in batches (pipelined) until it is back there.
+  bool tails() const {
+    if (!plan_.in_commit || poison_) return false;
+    auto head = std::max(head_, local_head());
+    return head <= offset_ + plan_.batch_size || plan_.depth <= 1;
+  }
+
+  // Position of the last event read and submitted.
+  uint64_t submitted() const {
+    return writes_.last_position().value_or(offset_);
+  }
+
   void pull() {
     pull_scheduled_ = false;
-    if (busy_ || paused_ || waiting_retry_) return;
-    if (!pipeline_.empty()) {
-      // Management and failures wait until the pipeline drained.
-      if (deferred_.empty() && !broken_ && pipelines() && !write_paced())
-        pull_ahead();
+    if (paused_ || waiting_retry_ || reading_ || tail_) return;
+    if (!writes_.empty()) {
+      // Reads go ahead of batch writes while there is room; management and
+      // failures wait until the writes drained.
+      if (deferred_.empty() && !broken_ && writes_.only_batches() &&
+          writes_.size() < depth() && !write_paced())
+        read_next();
       return;
     }
     run_deferred();
-    if (busy_ || write_paced()) return;
+    if (!idle() || write_paced()) return;
     if (tails()) return start_tail();
-    if (remote_) return fetch();
-    if (pipelines()) return pull_ahead();
-    auto batch = ctx_.journal->read_all(offset_ + 1, spec_.options.batch_size);
-    if (!batch) return quit(runtime::to_caf_error(batch.error()));
-    if (batch->empty()) return;
-    head_ = std::max(head_, batch->back().position);
-    handle_batch(std::move(*batch));
+    read_next();
+  }
+
+  // Reads the batch after the last submitted one; counts as the operation
+  // in flight until it is there (at once for this node's journal).
+  void read_next() {
+    reading_ = true;
+    source_->read(submitted(), plan_.batch_size,
+                  [this](std::optional<envelopes> batch) {
+                    reading_ = false;
+                    if (batch && !batch->empty())
+                      return handle_batch(std::move(*batch));
+                    run_deferred();
+                  });
   }
 
   void handle_batch(envelopes batch) {
-    if (!batch.empty()) last_write_ = clock().now();
-    if (exactly_once_) return submit(std::move(batch), nullptr);
-    auto [done, error_text] = run_effects(batch);
-    std::optional<persistence::event_envelope> poison;
-    if (done < batch.size()) poison = batch[done];
-    batch.resize(done);
-    if (poison) poison_ = std::make_pair(std::move(*poison), error_text);
+    last_write_ = clock().now();
+    auto last = batch.back().position;
+    head_ = std::max(head_, last);
+    // A full batch means there is probably more to read.
+    if (batch.size() == plan_.batch_size) head_ = std::max(head_, last + 1);
+    auto [done, error_text] = handling_->before_write(batch);
+    if (done < batch.size()) {
+      poison_ = std::make_pair(batch[done], std::move(error_text));
+      batch.resize(done);
+    }
     if (batch.empty()) return handle_poison();
-    submit(std::move(batch), nullptr);
+    write_batch(std::move(batch), nullptr);
+    if (writes_.size() < depth() && head_ > submitted()) schedule_pull();
   }
 
-  // At-least-once: runs the handler on the matching events in groups;
-  // returns how many events of `batch` are done, and the error text if one
-  // failed.
-  std::pair<size_t, std::string> run_effects(const envelopes& batch) {
-    auto group = std::max<size_t>(spec_.options.group_size, 1);
-    envelopes pending;
-    std::vector<size_t> index;  // positions in `batch` of `pending`
-    for (size_t i = 0; i <= batch.size(); ++i) {
-      bool last = i == batch.size();
-      if (!last && spec_.filter.matches(batch[i])) {
-        pending.push_back(batch[i]);
-        index.push_back(i);
-      }
-      if (pending.empty() || (pending.size() < group && !last)) continue;
-      if (auto err = guarded([&] { return spec_.effect(pending); })) {
-        // Find the culprit one event at a time (repeats are allowed).
-        for (size_t j = 0; j < pending.size(); ++j) {
-          envelopes one{pending[j]};
-          if (auto e = guarded([&] { return spec_.effect(one); }))
-            return {index[j], e.message()};
-        }
-      }
-      pending.clear();
-      index.clear();
-    }
-    return {batch.size(), {}};
-  }
-
-  // Exactly-once: runs the handler on the matching events of `batch` inside
-  // `txn`; on a handler error records the failure in `slot`.
-  static persistence::error apply_batch(persistence::write_txn& txn,
-                                        const envelopes& batch,
-                                        const exactly_once_apply& apply,
-                                        const projection_filter& filter,
-                                        bool singly, const outcome_slot& slot) {
-    std::optional<apply_failure> failed;
-    auto err = apply_events(txn, batch, apply, filter, singly, failed);
-    if (failed) {
-      write_outcome out;
-      out.failed = std::move(failed);
-      slot->emplace(std::move(out));
-    }
-    return err;
-  }
-
-  // Writes the handled batch (exactly-once: applies it, a group handler
-  // one event per call with `singly`) plus the offset of its last event,
-  // and `park` as a dead letter if given.
-  void submit(envelopes batch, std::shared_ptr<persistence::dead_letter> park,
-              bool singly = false) {
-    auto slot = std::make_shared<std::optional<write_outcome>>();
+  // Writes `batch` (exactly-once: applies it, a group handler one event
+  // per call with `singly`) plus the offset of its last event, and `park`
+  // as a dead letter if given. The write first checks that the one before
+  // it stored the offset it started from: after a failure the writes
+  // behind it change nothing, and the failure strategy starts from the
+  // failing event.
+  void write_batch(envelopes batch,
+                   std::shared_ptr<persistence::dead_letter> park,
+                   bool singly = false) {
+    auto slot = make_slot();
     auto shared = std::make_shared<envelopes>(std::move(batch));
+    auto after = submitted();
     auto last = shared->empty() ? park->position : shared->back().position;
-    auto apply = exactly_once_;
-    auto filter = spec_.filter;
-    auto name = spec_.name;
-    auto fn = [slot, shared, apply, filter, name, park, last,
+    auto fn = [slot, shared, handling = handling_, name = spec_.name, park,
+               after, last,
                singly](persistence::write_txn& txn) -> persistence::error {
-      if (apply)
-        if (auto err = apply_batch(txn, *shared, apply, filter, singly, slot))
-          return err;
+      auto stored = persistence::offset_store::load_in(txn, name);
+      if (!stored) return stored.error();
+      if (*stored != after)
+        return persistence::error{
+            persistence::errc::version_conflict,
+            "projection '" + name + "': offset " + std::to_string(*stored) +
+                " stored, not " + std::to_string(after) +
+                ": the write before this one failed, or another instance "
+                "wrote it"};
+      std::optional<apply_failure> failed;
+      if (auto err = handling->in_write(txn, *shared, singly, failed)) {
+        if (failed) {
+          slot->outcome.emplace();
+          slot->outcome->failed = std::move(failed);
+        }
+        return err;
+      }
       if (park)
         if (auto err = persistence::dead_letter_store::park_in(txn, *park))
           return err;
       return persistence::offset_store::store_in(txn, name, last);
     };
-    write(std::move(fn), slot, [this, shared, last](write_outcome out) {
-      batch_written(std::move(*shared), last, std::move(out));
-    });
-  }
-
-  void write(persistence::write_function fn, outcome_slot slot,
-             std::function<void(write_outcome)> then) {
-    busy_ = true;
-    slot_ = slot;
-    then_ = std::move(then);
-    post_write(std::move(fn), std::move(slot));
-  }
-
-  // Hands `fn` to the journal; its outcome lands in `slot`, and a
-  // `written_atom` with the new ticket tells this actor.
-  void post_write(persistence::write_function fn, outcome_slot slot) {
-    auto ticket = ++ticket_;
-    auto me = caf::actor_cast<caf::actor>(this);
-    auto* sink = ctx_.completions;
-    sink->expect();
-    ctx_.journal->write(std::move(fn),
-                        [slot, sink, me, ticket](persistence::error err) {
-                          if (!*slot) slot->emplace();
-                          (*slot)->err = std::move(err);
-                          sink->post([me, ticket] {
-                            caf::anon_send(me, written_atom::value, ticket);
-                          });
-                        });
-  }
-
-  // -- pipelined writes (exactly-once, local, not in_commit) ------------------
-
-  bool pipelines() const {
-    return exactly_once_ && !remote_ && !poison_ &&
-           spec_.options.write_pipeline > 1;
-  }
-
-  // Live events go through tail writes (`in_commit`) once the projection is
-  // within one batch of the head; a backlog is read here, off the writer
-  // thread, and written through the pipeline.
-  bool tails() const {
-    if (!exactly_once_ || remote_ || poison_ || !spec_.options.in_commit)
-      return false;
-    auto head = std::max(head_, local_head());
-    return head <= offset_ + spec_.options.batch_size ||
-           spec_.options.write_pipeline <= 1;
-  }
-
-  // Position of the last event read and submitted.
-  uint64_t submitted() const {
-    return pipeline_.empty() ? offset_ : pipeline_.back().last;
-  }
-
-  // Reads the batch after the last submitted one and submits it, if the
-  // pipeline has room.
-  void pull_ahead() {
-    if (pipeline_.size() >= spec_.options.write_pipeline) return;
-    auto after = submitted();
-    auto batch = ctx_.journal->read_all(after + 1, spec_.options.batch_size);
-    if (!batch) return quit(runtime::to_caf_error(batch.error()));
-    if (batch->empty()) return;
-    last_write_ = clock().now();
-    auto last = batch->back().position;
-    head_ = std::max(head_, last);
-    // A full batch means there is probably more to read.
-    if (batch->size() == spec_.options.batch_size)
-      head_ = std::max(head_, last + 1);
-    auto slot = std::make_shared<std::optional<write_outcome>>();
-    auto shared = std::make_shared<envelopes>(std::move(*batch));
-    auto apply = exactly_once_;
-    auto filter = spec_.filter;
-    auto name = spec_.name;
-    auto fn = [slot, shared, apply, filter, name, after,
-               last](persistence::write_txn& txn) -> persistence::error {
-      auto stored = persistence::offset_store::load_in(txn, name);
-      if (!stored) return stored.error();
-      if (*stored != after)  // the write before this one failed
-        return persistence::error{
-            persistence::errc::version_conflict,
-            "projection '" + name + "': the write before this one failed"};
-      if (auto err = apply_batch(txn, *shared, apply, filter, false, slot))
-        return err;
-      return persistence::offset_store::store_in(txn, name, last);
-    };
-    post_write(std::move(fn), slot);
-    pipeline_.push_back(pipelined_write{slot, shared, last});
-    if (head_ > last) schedule_pull();
-  }
-
-  // Takes the outcomes of the pipelined writes that came back, in order.
-  void drain_pipeline() {
-    while (!pipeline_.empty() && *pipeline_.front().slot) {
-      auto w = std::move(pipeline_.front());
-      pipeline_.pop_front();
-      auto out = std::move(**w.slot);
-      // After a failure the writes behind it are stale and changed nothing.
-      if (broken_) continue;
-      if (out.err || out.failed) {
-        broken_.emplace(std::move(*w.batch), std::move(out));
-        continue;
-      }
-      advance(w.last);
-    }
-    if (!pipeline_.empty()) return;
-    if (broken_) {
-      auto [batch, out] = std::move(*broken_);
-      broken_.reset();
-      // As for a single write: the good prefix first, then the strategy.
-      batch_written(std::move(batch), 0, std::move(out));
-      if (busy_) return;
-    }
-    run_deferred();
-    if (!busy_ && head_ > submitted()) schedule_pull();
-  }
-
-  void on_written(uint64_t ticket) {
-    if (!pipeline_.empty()) return drain_pipeline();
-    if (ticket != ticket_ || !slot_ || !*slot_) return;
-    auto out = std::move(**slot_);
-    slot_.reset();
-    busy_ = false;
-    auto then = std::move(then_);
-    then_ = nullptr;
-    then(std::move(out));
-    if (busy_) return;
-    run_deferred();
-    if (!busy_ && head_ > offset_) schedule_pull();
+    writes_.submit(caf::actor_cast<caf::actor>(this), std::move(fn),
+                   std::move(slot), last,
+                   [this, shared, last](write_outcome out) {
+                     batch_written(std::move(*shared), last, std::move(out));
+                   });
   }
 
   void batch_written(envelopes batch, uint64_t last, write_outcome out) {
+    // After a failure the writes behind it are stale and changed nothing.
+    if (broken_) return;
+    if (out.err || out.failed) {
+      broken_.emplace(std::move(batch), std::move(out));
+      return;
+    }
+    advance(last);
+  }
+
+  void on_written() {
+    writes_.drain();
+    if (!writes_.empty()) {
+      if (head_ > submitted()) schedule_pull();
+      return;
+    }
+    if (broken_) {
+      auto [batch, out] = std::move(*broken_);
+      broken_.reset();
+      take_failure(std::move(batch), std::move(out));
+      if (!idle()) return;
+    }
+    run_deferred();
+    if (idle() && head_ > submitted()) schedule_pull();
+  }
+
+  // A write of `batch` failed: a handler failure (the good prefix is
+  // committed first, then the failure strategy meets the failing event) or
+  // the journal's error (the projection stops).
+  void take_failure(envelopes batch, write_outcome out) {
     if (out.failed && out.failed->whole_group) {
       // A group handler failed: the same events one per call find the
       // culprit (or all pass, if the failure was the group's or passing).
-      return submit(std::move(batch), nullptr, true);
+      return write_batch(std::move(batch), nullptr, true);
     }
     if (out.failed) {
       auto k = out.failed->index;
       poison_ = std::make_pair(batch[k], std::move(out.failed->text));
       if (k == 0) return handle_poison();
-      batch.resize(k);  // commit the good prefix first
-      return submit(std::move(batch), nullptr);
+      batch.resize(k);
+      return write_batch(std::move(batch), nullptr);
     }
-    if (out.err) return quit(runtime::to_caf_error(out.err));
-    advance(last);
-    // A full batch means there is probably more to read.
-    if (batch.size() == spec_.options.batch_size)
-      head_ = std::max(head_, last + 1);
+    quit(runtime::to_caf_error(out.err));
   }
 
   // The events up to `last` are handled and their offset is stored.
@@ -534,33 +411,23 @@ class projection_actor : public caf::event_based_actor {
     }
   }
 
-  // -- remote source ----------------------------------------------------------
-
-  // Pulls from another member (projection_remote.cpp): the next batch
-  // through the cluster endpoint, counting as the one operation in flight.
-  void fetch();
-  void fetched(const runtime::feed_batch& batch);
-  void fetch_failed(const caf::error& err);
-  void on_remote_head(uint64_t head);
-
-  // -- tail writes (exactly-once, live) ---------------------------------------
+  // -- tail writes (exactly-once, this node's journal, live) ------------------
 
   // Handles the events after the offset inside the group commit that
   // writes them (projection_tail.hpp); the chain runs while there are
-  // events, and counts as the one write in flight.
+  // events, and counts as the operation in flight.
   void start_tail() {
-    busy_ = true;
     tail_started_ = clock().now();
     tail_ = std::make_shared<tail_chain>();
     tail_->journal = ctx_.journal;
     tail_->sink = ctx_.completions;
     tail_->owner = caf::actor_cast<caf::actor>(this);
     tail_->name = spec_.name;
-    tail_->apply = exactly_once_;
-    tail_->filter = spec_.filter;
-    tail_->batch_size = tail_batch_size();
-    tail_->ends_when_full = spec_.options.write_pipeline > 1;
-    tail_->ends_each_write = spec_.options.write_interval.count() > 0;
+    tail_->apply = handling_->apply();
+    tail_->filter = handling_->filter();
+    tail_->batch_size = plan_.batch_size;
+    tail_->ends_when_full = plan_.depth > 1;
+    tail_->ends_each_write = plan_.interval.count() > 0;
     ctx_.completions->expect();
     submit_tail(tail_, offset_);
   }
@@ -579,28 +446,25 @@ class projection_actor : public caf::event_based_actor {
     if (out.handled > 0) last_write_ = tail_started_;
     if (out.more) return advance(out.last);
     tail_.reset();
-    busy_ = false;
     // A full batch ended the chain: there is a backlog (see `tails`). An
     // empty one found the head: the journal's own head says whether more
     // came since (a guessed head would start tail writes forever).
-    if (out.handled == tail_batch_size())
+    if (out.handled == plan_.batch_size)
       head_ = std::max(head_, out.last + 1);
     else if (out.handled == 0 && !out.err && !out.failed)
       head_ = std::max(offset_, local_head());
     if (out.failed) {
-      // The existing path takes over: commit the good prefix, then the
-      // failure strategy for the failing event.
       write_outcome failed;
       failed.failed = std::move(out.failed);
-      batch_written(std::move(out.batch), 0, std::move(failed));
+      take_failure(std::move(out.batch), std::move(failed));
     } else if (out.err) {
       return quit(runtime::to_caf_error(out.err));
     } else if (out.handled > 0) {
       advance(out.last);
     }
-    if (busy_) return;
+    if (!idle()) return;
     run_deferred();
-    if (!busy_ && head_ > offset_) schedule_pull();
+    if (idle() && head_ > offset_) schedule_pull();
   }
 
   // `write_interval`: true while the projection is live (within a batch
@@ -609,11 +473,10 @@ class projection_actor : public caf::event_based_actor {
   // (`write_due_atom`) pulls again when the interval is over, and the
   // events that come meanwhile wait for that write.
   bool write_paced() {
-    auto interval = spec_.options.write_interval;
-    if (interval.count() <= 0 || !last_write_) return false;
+    if (plan_.interval.count() <= 0 || !last_write_) return false;
     auto head = std::max(head_, local_head());
-    if (head > submitted() + tail_batch_size()) return false;
-    auto due = *last_write_ + interval;
+    if (head > submitted() + plan_.batch_size) return false;
+    auto due = *last_write_ + plan_.interval;
     auto now = clock().now();
     if (now >= due) return false;
     if (!write_timer_) {
@@ -621,10 +484,6 @@ class projection_actor : public caf::event_based_actor {
       delayed_send(this, due - now, write_due_atom::value);
     }
     return true;
-  }
-
-  size_t tail_batch_size() const {
-    return std::max<size_t>(spec_.options.batch_size, 1);
   }
 
   // -- failures ---------------------------------------------------------------
@@ -663,7 +522,7 @@ class projection_actor : public caf::event_based_actor {
     letter->error = text;
     letter->attempts = static_cast<uint32_t>(attempts_);
     letter->parked_at_ms = now_ms();
-    submit({}, letter);
+    write_batch({}, letter);
   }
 
   void on_retry_timer() {
@@ -679,20 +538,28 @@ class projection_actor : public caf::event_based_actor {
 
   // -- management -------------------------------------------------------------
 
-  // Runs `op` now if no write is in flight, else after it.
+  // Runs `op` now if nothing is in flight, else after it.
   void when_idle(std::function<void()> op) {
-    if (!busy_ && pipeline_.empty()) return op();
+    if (idle()) return op();
     deferred_.push_back(std::move(op));
     // A tail chain under steady load would never end by itself.
     if (tail_) tail_->stop = true;
   }
 
   void run_deferred() {
-    while (!busy_ && pipeline_.empty() && !deferred_.empty()) {
+    while (idle() && !deferred_.empty()) {
       auto op = std::move(deferred_.front());
       deferred_.pop_front();
       op();
     }
+  }
+
+  // A write that is not a batch's (control, dead letters); `then` gets its
+  // outcome.
+  void write(persistence::write_function fn,
+             std::function<void(write_outcome)> then) {
+    writes_.submit(caf::actor_cast<caf::actor>(this), std::move(fn),
+                   make_slot(), std::nullopt, std::move(then));
   }
 
   // A control write (pause flag, reset, rebuild) in its own group commit;
@@ -701,8 +568,7 @@ class projection_actor : public caf::event_based_actor {
                                    std::function<void()> after) {
     auto rp = make_response_promise<caf::unit_t>();
     when_idle([this, fn, after, rp]() mutable {
-      auto slot = std::make_shared<std::optional<write_outcome>>();
-      write(fn, slot, [after, rp](write_outcome out) mutable {
+      write(fn, [after, rp](write_outcome out) mutable {
         if (out.err) {
           rp.deliver(runtime::to_caf_error(out.err));
           return;
@@ -734,7 +600,7 @@ class projection_actor : public caf::event_based_actor {
   }
 
   caf::result<caf::unit_t> rebuild() {
-    if (exactly_once_ && !spec_.clear)
+    if (handling_->in_transaction() && !spec_.clear)
       return runtime::make_error(
           runtime::errc::invalid_argument,
           "projection '" + spec_.name + "' has no clear function to rebuild");
@@ -809,63 +675,55 @@ class projection_actor : public caf::event_based_actor {
     st.lag = st.head > offset_ ? st.head - offset_ : 0;
     st.paused = paused_;
     st.attempts = attempts_;
-    st.last_error = last_error_;
+    // A handler's failure first; else what keeps the source from being read.
+    st.last_error = !last_error_.empty() ? last_error_ : source_->problem();
     st.source = spec_.source;
-    st.available = available_;
+    st.available = source_->available();
     return st;
   }
 
   projection_context ctx_;
   projection_spec spec_;
+  // The pieces: where the events come from, how the handler meets them, how
+  // they are written, and the writes in flight.
+  std::shared_ptr<const batch_handling> handling_;
+  std::unique_ptr<projection_source> source_;
+  write_plan plan_;
+  write_queue writes_;
   std::mt19937_64 rng_;
   uint64_t offset_ = 0;
+  // Newest head known (of the source), or a guess one past a full batch.
+  uint64_t head_ = 0;
   // caught_up_atom requests waiting for the offset, by target position.
   std::multimap<uint64_t, caf::typed_response_promise<uint64_t>>
       caught_up_waiters_;
   std::shared_ptr<std::atomic<uint64_t>> published_ =
       std::make_shared<std::atomic<uint64_t>>(0);
   std::vector<uint64_t> metric_tokens_;
-  uint64_t head_ = 0;
-  // Remote source: the head for the lag gauge; whether the source answers;
-  // failed pulls in a row; a delayed pull is pending.
-  bool remote_ = false;
-  // The exactly-once handler (per event or grouped); empty for an
-  // at-least-once projection.
-  exactly_once_apply exactly_once_;
-  std::shared_ptr<std::atomic<uint64_t>> known_head_ =
-      std::make_shared<std::atomic<uint64_t>>(0);
-  bool available_ = true;
-  uint64_t fetch_failures_ = 0;
-  bool refetch_pending_ = false;
   bool paused_ = false;
-  // Exactly-once: the journal's release generation, and the one the read
-  // model was built for.
+  // Exactly-once of this node's journal: the journal's release generation,
+  // and the one the read model was built for.
   uint64_t release_generation_ = 0;
   uint64_t built_for_ = 0;
-  bool busy_ = false;
   bool pull_scheduled_ = false;
+  // A read of the source is in flight (another member's journal).
+  bool reading_ = false;
+  // The failure strategy: a retry timer is pending; failed attempts and the
+  // last handler error; the failing event (and its error) while the events
+  // before it are committed or it meets the strategy.
   bool waiting_retry_ = false;
   uint64_t attempts_ = 0;
   std::string last_error_;
   std::optional<std::pair<persistence::event_envelope, std::string>> poison_;
-  outcome_slot slot_;
-  std::function<void(write_outcome)> then_;
-  uint64_t ticket_ = 0;
-  std::deque<std::function<void()>> deferred_;
-  // Pipelined exactly-once writes in flight, in submission order, and the
-  // first one that failed (its batch and outcome), taken up once the
-  // pipeline drained.
-  struct pipelined_write {
-    outcome_slot slot;
-    std::shared_ptr<envelopes> batch;
-    uint64_t last;
-  };
-  std::deque<pipelined_write> pipeline_;
+  // The first batch write that failed (its batch and outcome), taken up
+  // once the writes in flight drained.
   std::optional<std::pair<envelopes, write_outcome>> broken_;
+  // Management requests waiting until nothing is in flight.
+  std::deque<std::function<void()>> deferred_;
   // The tail chain in flight, if any.
   tail_chain_ptr tail_;
   // When the tail chain in flight started, and when the last write (tail
-  // chain, pipelined or single) that handled events did (`write_interval`).
+  // chain or batch) that handled events did (`write_interval`).
   caf::actor_clock::time_point tail_started_;
   std::optional<caf::actor_clock::time_point> last_write_;
   // A `write_due_atom` is on its way.

@@ -25,66 +25,46 @@ caf::result<caf::unit_t> projection_actor::retry_dead(uint64_t position) {
                                    "' has no dead letter at position " +
                                    std::to_string(position));
   auto rp = make_response_promise<caf::unit_t>();
-  auto gone = [position] {
-    return runtime::make_error(
-        runtime::errc::not_found,
-        "the event at position " + std::to_string(position) +
-            " is no longer in the journal; drop the dead letter");
-  };
-  if (remote_) {
-    // The event lives in the source member's journal.
-    request(ctx_.cluster->endpoint(), caf::infinite,
-            runtime::feed_pull_atom::value, spec_.source, position, uint64_t{1})
-        .then(
-            [this, rp, d = **letter, gone,
-             position](runtime::feed_batch_ptr& batch) mutable {
-              if (batch->events.empty() ||
-                  batch->events.front().position != position) {
-                rp.deliver(gone());
-                return;
-              }
-              when_idle([this, env = batch->events.front(), d, rp]() mutable {
-                retry_parked(std::move(env), std::move(d), rp);
-              });
-            },
-            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-    return rp;
-  }
-  auto events = ctx_.journal->read_all(position, 1);
-  if (!events) return runtime::to_caf_error(events.error());
-  if (events->empty() || events->front().position != position) return gone();
-  when_idle([this, env = events->front(), d = **letter, rp]() mutable {
-    retry_parked(std::move(env), std::move(d), rp);
-  });
+  // The event lives in the source's journal (another member's, maybe).
+  source_->read_event(
+      position, [this, rp, d = **letter, position](
+                    caf::expected<std::optional<persistence::event_envelope>>
+                        event) mutable {
+        if (!event) {
+          rp.deliver(std::move(event.error()));
+          return;
+        }
+        if (!*event) {
+          rp.deliver(runtime::make_error(
+              runtime::errc::not_found,
+              "the event at position " + std::to_string(position) +
+                  " is no longer in the journal; drop the dead letter"));
+          return;
+        }
+        when_idle([this, env = std::move(**event), d, rp]() mutable {
+          retry_parked(std::move(env), std::move(d), rp);
+        });
+      });
   return rp;
 }
 
 void projection_actor::retry_parked(
     persistence::event_envelope env, persistence::dead_letter d,
     caf::typed_response_promise<caf::unit_t> rp) {
+  auto text = handling_->retry_before(env);
+  if (!text.empty()) return repark(std::move(d), std::move(text), rp);
   auto failed = std::make_shared<std::string>();
-  if (spec_.effect)
-    if (auto err = guarded([&] { return spec_.effect({env}); }))
-      *failed = err.message();
-  if (!failed->empty()) return repark(std::move(d), *failed, rp);
-  auto apply = exactly_once_;
-  auto name = spec_.name;
-  auto slot = std::make_shared<std::optional<write_outcome>>();
   write(
-      [apply, name, env, failed](persistence::write_txn& txn) {
-        if (apply) {
-          // The parked event alone, whatever the filter says now.
-          std::optional<apply_failure> f;
-          if (auto err = apply_events(txn, {env}, apply, {}, false, f)) {
-            *failed = err.message();
-            return err;
-          }
+      [handling = handling_, name = spec_.name, env,
+       failed](persistence::write_txn& txn) -> persistence::error {
+        if (auto err = handling->retry_in(txn, env)) {
+          *failed = err.message();
+          return err;
         }
         auto removed =
             persistence::dead_letter_store::remove_in(txn, name, env.position);
         return removed ? persistence::error{} : removed.error();
       },
-      slot,
       [this, d, failed, rp](write_outcome out) mutable {
         if (!failed->empty()) return repark(std::move(d), *failed, rp);
         if (out.err)
@@ -104,12 +84,11 @@ void projection_actor::repark(persistence::dead_letter d, std::string text,
                                  "projection '" + spec_.name +
                                      "' failed again at position " +
                                      std::to_string(d.position) + ": " + text);
-  auto slot = std::make_shared<std::optional<write_outcome>>();
   write(
       [d](persistence::write_txn& txn) {
         return persistence::dead_letter_store::park_in(txn, d);
       },
-      slot, [rp, err](write_outcome) mutable { rp.deliver(err); });
+      [rp, err](write_outcome) mutable { rp.deliver(err); });
 }
 
 caf::result<bool> projection_actor::drop_dead(uint64_t position) {

@@ -1,7 +1,5 @@
 #include "projection_tail.hpp"
 
-#include "projection_actor.hpp"
-
 namespace mnemo::actors::detail {
 
 namespace {
@@ -13,6 +11,16 @@ persistence::error apply_tail(tail_chain& chain, uint64_t offset,
                               tail_outcome& out, persistence::write_txn& txn) {
   // A retried commit (full map) runs this again from scratch.
   out = tail_outcome{};
+  // Another instance of the projection (started while this one's write
+  // was in flight) got there first: handle nothing twice.
+  auto stored = persistence::offset_store::load_in(txn, chain.name);
+  if (!stored) return stored.error();
+  if (*stored != offset)
+    return persistence::error{persistence::errc::version_conflict,
+                              "projection '" + chain.name + "': offset " +
+                                  std::to_string(*stored) + " stored, not " +
+                                  std::to_string(offset) +
+                                  ": another instance wrote it"};
   // Only the events of the filter's streams are decoded; the others are
   // verified and counted as handled.
   auto batch = persistence::journal::read_all_in(

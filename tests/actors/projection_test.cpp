@@ -686,7 +686,8 @@ const write_mode write_modes[] = {
     {"in_commit", true, 4}, {"pipelined", false, 4}, {"one_write", false, 1}};
 
 // The totals projection of `f`, writing in `mode`, 4 events per batch.
-actors::projection_spec totals_in(counter_projection_fixture& f, write_mode mode,
+actors::projection_spec totals_in(counter_projection_fixture& f,
+                                  write_mode mode,
                                   actors::failure_strategy strategy) {
   auto spec = f.totals("totals", "t", strategy);
   spec.options.batch_size = 4;
@@ -736,6 +737,46 @@ BOOST_AUTO_TEST_CASE(
       BOOST_CHECK_EQUAL(f.total("t", "c2"), 9);
       BOOST_CHECK_EQUAL(f.status(p).offset, 39u);
       BOOST_CHECK_EQUAL(*f.journal().offsets().load("totals"), 39u);
+    }
+  }
+}
+
+// A supervisor may start a projection again while the last write of the
+// instance before it is still on its way to the disk: the new instance
+// loaded the offset before that write, so its first write would apply the
+// same events again. Each write checks the stored offset instead; the
+// late instance stops with version_conflict (its supervisor starts it
+// again from the offset now stored).
+BOOST_AUTO_TEST_CASE(a_second_instance_applies_nothing_twice) {
+  for (auto mode : write_modes) {
+    BOOST_TEST_CONTEXT("mode " << mode.name) {
+      counter_projection_fixture f;
+      for (int i = 1; i <= 6; ++i) f.given("c1", {added{i}});
+      actors::projection_context ctx{&f.journal(), f.context().completions,
+                                     f.event_bus()};
+      auto release = f.hold_writer();
+      auto first = actors::spawn_projection(
+          f.system(), ctx,
+          totals_in(f, mode, actors::failure_strategy::retry_then_fail));
+      BOOST_REQUIRE(first);
+      f.projections.push_back(*first);
+      f.scheduler().run();  // its first write waits for the writer
+      auto second = actors::spawn_projection(
+          f.system(), ctx,
+          totals_in(f, mode, actors::failure_strategy::retry_then_fail));
+      BOOST_REQUIRE(second);
+      f.projections.push_back(*second);
+      auto reason = f.watch(*second);
+      f.scheduler().run();  // offset 0 loaded, its first write queued
+      release->set_value();
+      f.run();
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 21);  // 1 + ... + 6, once
+      BOOST_CHECK_EQUAL(f.status(*first).offset, 6u);
+      BOOST_REQUIRE(reason->has_value());
+      BOOST_CHECK_MESSAGE(runtime::describe(**reason).find(
+                              "version_conflict") != std::string::npos,
+                          runtime::describe(**reason));
+      BOOST_CHECK_EQUAL(*f.journal().offsets().load("totals"), 6u);
     }
   }
 }
@@ -841,7 +882,8 @@ BOOST_AUTO_TEST_CASE(a_group_handler_gets_each_write_s_events_in_one_call) {
       f.run();
       BOOST_CHECK_EQUAL(f.total("t", "c2"), 6);
       BOOST_CHECK_EQUAL(f.status(p).offset, 33u);
-      BOOST_CHECK((*calls == counter_projection_fixture::calls_type{{31, 32, 33}}));
+      BOOST_CHECK(
+          (*calls == counter_projection_fixture::calls_type{{31, 32, 33}}));
     }
   }
 }
