@@ -751,7 +751,8 @@ BOOST_AUTO_TEST_CASE(a_second_instance_applies_nothing_twice) {
   for (auto mode : write_modes) {
     BOOST_TEST_CONTEXT("mode " << mode.name) {
       counter_projection_fixture f;
-      for (int i = 1; i <= 6; ++i) f.given("c1", {added{i}});
+      // Within a batch of the head: live, a tail write with in_commit.
+      for (int i = 1; i <= 3; ++i) f.given("c1", {added{i}});
       actors::projection_context ctx{&f.journal(), f.context().completions,
                                      f.event_bus()};
       auto release = f.hold_writer();
@@ -770,13 +771,13 @@ BOOST_AUTO_TEST_CASE(a_second_instance_applies_nothing_twice) {
       f.scheduler().run();  // offset 0 loaded, its first write queued
       release->set_value();
       f.run();
-      BOOST_CHECK_EQUAL(f.total("t", "c1"), 21);  // 1 + ... + 6, once
-      BOOST_CHECK_EQUAL(f.status(*first).offset, 6u);
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 6);  // 1 + 2 + 3, once
+      BOOST_CHECK_EQUAL(f.status(*first).offset, 3u);
       BOOST_REQUIRE(reason->has_value());
       BOOST_CHECK_MESSAGE(runtime::describe(**reason).find(
                               "version_conflict") != std::string::npos,
                           runtime::describe(**reason));
-      BOOST_CHECK_EQUAL(*f.journal().offsets().load("totals"), 6u);
+      BOOST_CHECK_EQUAL(*f.journal().offsets().load("totals"), 3u);
     }
   }
 }
