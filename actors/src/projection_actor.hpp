@@ -257,6 +257,14 @@ class projection_actor : public caf::event_based_actor {
     return head <= offset_ + plan_.batch_size || plan_.depth <= 1;
   }
 
+  // With `in_commit`, the batches read ahead reached the last batch before
+  // the head: no more, the writes in flight drain and tail writes take
+  // over (reading on would keep the live events on the slower path).
+  bool back_to_tails() const {
+    return plan_.in_commit && !poison_ &&
+           std::max(head_, local_head()) <= submitted() + plan_.batch_size;
+  }
+
   // Position of the last event read and submitted.
   uint64_t submitted() const {
     return writes_.last_position().value_or(offset_);
@@ -269,7 +277,7 @@ class projection_actor : public caf::event_based_actor {
       // Reads go ahead of batch writes while there is room; management and
       // failures wait until the writes drained.
       if (deferred_.empty() && !broken_ && writes_.only_batches() &&
-          writes_.size() < depth() && !write_paced())
+          writes_.size() < depth() && !back_to_tails() && !write_paced())
         read_next();
       return;
     }
