@@ -12,9 +12,15 @@
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/journal_feed.hpp"
+#include "mnemo/runtime/node.hpp"
 #include "projection_actor.hpp"
 
 namespace mnemo::actors {
+
+projection_context projection_context::of(runtime::node& node) {
+  return projection_context{&node.journal(), &node.completions(),
+                            node.event_bus(), &node.metrics(), node.cluster()};
+}
 
 bool projection_filter::matches(const persistence::event_envelope& env) const {
   if (!event_types.empty() && std::find(event_types.begin(), event_types.end(),
@@ -55,11 +61,11 @@ namespace {
 
 // Runs `steps` one after another (each a copy's name and a message for it),
 // then `done` with the first error or none.
-void run_steps(caf::event_based_actor* self, const caf::actor& projections,
-               std::shared_ptr<std::vector<std::pair<std::string, caf::message>>>
-                   steps,
-               size_t next, std::chrono::milliseconds timeout,
-               std::function<void(caf::error)> done) {
+void run_steps(
+    caf::event_based_actor* self, const caf::actor& projections,
+    std::shared_ptr<std::vector<std::pair<std::string, caf::message>>> steps,
+    size_t next, std::chrono::milliseconds timeout,
+    std::function<void(caf::error)> done) {
   if (next == steps->size()) return done(caf::error{});
   auto& [name, msg] = (*steps)[next];
   self->request(projections, timeout, runtime::route_atom::value, name, msg)

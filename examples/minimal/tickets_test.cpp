@@ -29,14 +29,11 @@ BOOST_AUTO_TEST_CASE(a_ticket_opens_closes_and_refuses_a_second_close) {
 BOOST_AUTO_TEST_CASE(the_projection_counts_open_tickets) {
   mnemo::actors::system_fixture f;
   mnemo::actors::register_types<ticket>(f.registry());
-  mnemo::actors::projection_context ctx{&f.journal(), &f.completions(),
-                                        f.event_bus()};
-  auto p = mnemo::actors::spawn_projection(f.system(), ctx, open_count());
-  BOOST_REQUIRE(p);
+  auto p = f.spawn_projection(open_count());
   f.append("ticket-a", opened{"a"}, closed{}, reopened{});
   f.append("ticket-b", opened{"b"});
   f.append("ticket-c", opened{"c"}, closed{});
-  BOOST_REQUIRE(f.caught_up(*p));
+  BOOST_REQUIRE(f.caught_up(p));
   std::string open_now;
   BOOST_REQUIRE(!f.journal().read([&](mp::read_txn& txn) {
     auto v = mp::table_store::get_in(txn, "tickets.counts", "open");
@@ -45,7 +42,7 @@ BOOST_AUTO_TEST_CASE(the_projection_counts_open_tickets) {
     return mp::error{};
   }));
   BOOST_CHECK_EQUAL(open_now, "2");
-  caf::anon_send_exit(*p, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_link_reopens_the_merged_ticket) {

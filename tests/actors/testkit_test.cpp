@@ -242,6 +242,10 @@ BOOST_AUTO_TEST_CASE(its_parts_and_unit_replies_are_reachable) {
   fixture f;
   BOOST_CHECK(&f.completions() == f.context().completions);
   actors::projection_context ctx{&f.journal(), &f.completions(), f.event_bus()};
+  auto parts = f.projection_ctx();  // the same, in one call
+  BOOST_CHECK(parts.journal == ctx.journal);
+  BOOST_CHECK(parts.completions == ctx.completions);
+  BOOST_CHECK(parts.event_bus == ctx.event_bus);
   auto p = actors::spawn_projection(f.system(), ctx,
                                     sum(f, std::make_shared<bool>(false)));
   BOOST_REQUIRE(p);
@@ -270,42 +274,40 @@ BOOST_AUTO_TEST_CASE(caught_up_waits_until_a_projection_reached_a_position) {
   fixture f;
   auto broken = std::make_shared<bool>(false);
   f.given("c1", {added{1}, added{2}});
-  actors::projection_context ctx{&f.journal(), &f.completions(), f.event_bus()};
-  auto p = actors::spawn_projection(f.system(), ctx, sum(f, broken));
-  BOOST_REQUIRE(p);
+  auto p = f.spawn_projection(sum(f, broken));
   BOOST_REQUIRE(f.when("c1", add{4}));
-  auto at = f.caught_up(*p);
+  auto at = f.caught_up(p);
   BOOST_REQUIRE_MESSAGE(at, (at ? "" : runtime::describe(at.error())));
   BOOST_CHECK_EQUAL(*at, f.journal().head_position());
   BOOST_CHECK_EQUAL(stored_sum(f), 7);
   // Paused: no answer within a second of virtual time.
-  BOOST_REQUIRE(f.request<caf::unit_t>(*p, actors::pause_atom::value));
+  BOOST_REQUIRE(f.request<caf::unit_t>(p, actors::pause_atom::value));
   BOOST_REQUIRE(f.when("c1", add{8}));
-  auto waiting = f.caught_up(*p, 0, 100ms, 1s);
+  auto waiting = f.caught_up(p, 0, 100ms, 1s);
   BOOST_REQUIRE(!waiting);
   BOOST_TEST_MESSAGE(runtime::describe(waiting.error()));
   BOOST_CHECK_EQUAL(stored_sum(f), 7);
-  BOOST_REQUIRE(f.request<caf::unit_t>(*p, actors::resume_atom::value));
-  at = f.caught_up(*p);
+  BOOST_REQUIRE(f.request<caf::unit_t>(p, actors::resume_atom::value));
+  at = f.caught_up(p);
   BOOST_REQUIRE(at);
   BOOST_CHECK_EQUAL(stored_sum(f), 15);
   // A failing event is retried twice, 100 ms apart, then parked.
   *broken = true;
   BOOST_REQUIRE(f.when("c1", add{13}));
   BOOST_REQUIRE(f.when("c2", add{1}));
-  at = f.caught_up(*p);
+  at = f.caught_up(p);
   BOOST_REQUIRE_MESSAGE(at, (at ? "" : runtime::describe(at.error())));
   BOOST_CHECK_EQUAL(*at, f.journal().head_position());
   BOOST_CHECK_EQUAL(stored_sum(f), 16);
   // An explicit position: one already passed answers at once.
-  at = f.caught_up(*p, 1);
+  at = f.caught_up(p, 1);
   BOOST_REQUIRE(at);
   BOOST_CHECK_EQUAL(*at, f.journal().head_position());
   // Stopped before it got there: entity_stopped, naming the projection.
-  BOOST_REQUIRE(f.request<caf::unit_t>(*p, actors::pause_atom::value));
+  BOOST_REQUIRE(f.request<caf::unit_t>(p, actors::pause_atom::value));
   BOOST_REQUIRE(f.when("c1", add{1}));
   auto answer = std::make_shared<std::optional<caf::error>>();
-  auto dest = *p;
+  auto dest = p;
   auto target = f.journal().head_position();
   f.system().spawn([=](caf::event_based_actor* self) {
     self->request(dest, caf::infinite, actors::caught_up_atom::value, target)
@@ -314,7 +316,7 @@ BOOST_AUTO_TEST_CASE(caught_up_waits_until_a_projection_reached_a_position) {
   });
   f.run();
   BOOST_CHECK(!answer->has_value());
-  caf::anon_send_exit(*p, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
   f.run();
   BOOST_REQUIRE(answer->has_value());
   BOOST_CHECK(runtime::is(**answer, runtime::errc::entity_stopped));
@@ -329,12 +331,11 @@ BOOST_AUTO_TEST_CASE(a_projection_is_tested_from_given_events) {
   actors::projection_spec spec;
   spec.name = "sum";
   auto* types = &f.registry();
-  spec.apply = [types](persistence::write_txn& txn,
-                       const persistence::event_envelope& env)
-      -> persistence::error {
-    auto ev = types->decode_payload<added>(env.type, env.schema_version,
-                                           env.payload, env.stream_id,
-                                           env.sequence);
+  spec.apply =
+      [types](persistence::write_txn& txn,
+              const persistence::event_envelope& env) -> persistence::error {
+    auto ev = types->decode_payload<added>(
+        env.type, env.schema_version, env.payload, env.stream_id, env.sequence);
     if (!ev) return ev.error();
     auto cur = persistence::table_store::get_in(txn, "sums", "sum");
     if (!cur) return cur.error();
@@ -342,13 +343,10 @@ BOOST_AUTO_TEST_CASE(a_projection_is_tested_from_given_events) {
     return persistence::table_store::put_in(txn, "sums", "sum",
                                             std::to_string(total));
   };
-  actors::projection_context ctx{&f.journal(), &f.completions(),
-                                 f.event_bus()};
-  auto p = actors::spawn_projection(f.system(), ctx, spec);
-  BOOST_REQUIRE(p);
+  auto p = f.spawn_projection(spec);
   f.append("counter-a", added{1}, added{2});
   auto last = f.append("counter-b", added{10});
-  auto at = f.caught_up(*p);
+  auto at = f.caught_up(p);
   BOOST_REQUIRE(at);
   BOOST_CHECK_EQUAL(*at, last);
   int64_t total = 0;
@@ -359,7 +357,7 @@ BOOST_AUTO_TEST_CASE(a_projection_is_tested_from_given_events) {
     return persistence::error{};
   }));
   BOOST_CHECK_EQUAL(total, 13);
-  caf::anon_send_exit(*p, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
   f.run();
 }
 

@@ -30,6 +30,7 @@ class journal;
 namespace mnemo::runtime {
 class completion_sink;
 class cluster;
+class node;
 }  // namespace mnemo::runtime
 
 namespace mnemo::actors {
@@ -226,6 +227,11 @@ struct projection_context {
   /// This node's cluster membership; needed by projections whose `source`
   /// is another member. Must outlive the actor.
   runtime::cluster* cluster = nullptr;
+
+  /// Everything from `node`: its journal, completion sink, event bus,
+  /// metrics and cluster (if it has one). The node must outlive the
+  /// projections.
+  static projection_context of(runtime::node& node);
 };
 
 /// The observable state of a projection.

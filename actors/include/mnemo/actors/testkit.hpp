@@ -179,6 +179,23 @@ class system_fixture {
     return std::move(*res);
   }
 
+  /// What a projection over the fixture's journal needs: the journal, the
+  /// completion sink `run()` drains, and the event bus.
+  projection_context projection_ctx() {
+    return projection_context{journal_.get(), &sink_, event_bus()};
+  }
+
+  /// Spawns a projection over the fixture's journal and runs until it has
+  /// nothing left to do (it has caught up, unless a timer holds it: see
+  /// `caught_up`). Throws `std::runtime_error` for a spec that
+  /// `actors::spawn_projection` refuses.
+  caf::actor spawn_projection(projection_spec spec) {
+    auto p = actors::spawn_projection(sys_, projection_ctx(), std::move(spec));
+    if (!p) throw std::runtime_error(runtime::describe(p.error()));
+    run();
+    return *p;
+  }
+
   /// Returns the event bus of the fixture's journal, spawning it on first
   /// use (projections and sagas subscribe to it).
   caf::actor event_bus() {

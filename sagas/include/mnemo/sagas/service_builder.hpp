@@ -31,9 +31,9 @@
 #include <utility>
 #include <vector>
 
-#include <caf/spawn_options.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
+#include <caf/spawn_options.hpp>
 
 #include "mnemo/actors/aggregate_registry.hpp"
 #include "mnemo/actors/aggregate_traits.hpp"
@@ -130,7 +130,8 @@ class service_builder {
     ctx.registry = &n_.registry();
     ctx.completions = &n_.completions();
     ctx.targets = targets_;
-    for (auto& [name, target] : wiring.extra_targets) ctx.targets[name] = target;
+    for (auto& [name, target] : wiring.extra_targets)
+      ctx.targets[name] = target;
     ctx.wake_via = std::make_shared<saga_wake>();
     ctx.snapshot_every = n_.config().snapshot_every;
     ctx.stash_limit = n_.config().stash_limit;
@@ -170,9 +171,7 @@ class service_builder {
       if (!resume(error))
         return runtime::make_error(runtime::errc::handler_failed, error);
     if (!specs_.empty()) {
-      actors::projection_context ctx{&n_.journal(), &n_.completions(),
-                                     n_.event_bus(), &n_.metrics(),
-                                     n_.cluster()};
+      auto ctx = actors::projection_context::of(n_);
       std::vector<runtime::child_spec> children;
       for (auto& spec : specs_) {
         built_.projection_names.push_back(spec.name);
@@ -220,8 +219,8 @@ class service_builder {
     auto resumer = n_.system().spawn<caf::detached>(
         [&j = n_.journal(), &types = n_.registry(), local, type, shards,
          cluster](caf::event_based_actor*) -> caf::behavior {
-          return {[&j, &types, local, type, shards,
-                   cluster](resume_shard_atom, uint32_t shard) {
+          return {[&j, &types, local, type, shards, cluster](resume_shard_atom,
+                                                             uint32_t shard) {
             // Led elsewhere by now: the new leader resumes them.
             if (cluster->leader_of(shard) != cluster->self()) return;
             auto resumed = resume_unfinished<S>(
