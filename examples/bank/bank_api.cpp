@@ -2,22 +2,22 @@
 
 #include <vector>
 
-#include "../http/api_support.hpp"
+#include "mnemo/http/api_support.hpp"
 
 namespace bank::api {
 
 namespace {
 
-using httpd::api_support::bad_request;
-using httpd::api_support::body_reader;
-using httpd::api_support::invalid_path_id;
-using httpd::api_support::is_blank;
-using httpd::api_support::method_not_allowed;
-using httpd::api_support::not_found;
+using mnemo::http::api_support::bad_request;
+using mnemo::http::api_support::body_reader;
+using mnemo::http::api_support::invalid_path_id;
+using mnemo::http::api_support::is_blank;
+using mnemo::http::api_support::method_not_allowed;
+using mnemo::http::api_support::not_found;
 
 template <class F>
 parsed with_body(const std::string& body, const limits& lim, F make) {
-  return httpd::api_support::with_object<operation>(body, lim.max_id, make);
+  return mnemo::http::api_support::with_object<operation>(body, lim.max_id, make);
 }
 
 int64_t amount_of(body_reader& r, const limits& lim) {
@@ -70,10 +70,10 @@ parsed accounts(const std::string& method, const std::vector<std::string>& seg,
 parsed listing(const std::string& target, const limits& lim) {
   static const std::vector<std::string> phases = {
       "running", "compensating", "completed", "compensated", "needs_attention"};
-  auto q = httpd::api_support::listing_query_of(target, phases, true,
+  auto q = mnemo::http::api_support::listing_query_of(target, phases, true,
                                                 "transfer", lim.max_id);
   if (auto* err = std::get_if<client_error>(&q)) return std::move(*err);
-  auto& l = std::get<httpd::api_support::listing_query>(q);
+  auto& l = std::get<mnemo::http::api_support::listing_query>(q);
   return operation{list_transfers{l.status, l.after, l.limit}};
 }
 
@@ -103,13 +103,13 @@ parsed transfers(const std::string& method, const std::vector<std::string>& seg,
 }  // namespace
 
 bool valid_id(const std::string& id, const limits& lim) {
-  return httpd::api_support::valid_id(id, lim.max_id);
+  return mnemo::http::api_support::valid_id(id, lim.max_id);
 }
 
 parsed parse(const std::string& method, const std::string& target,
              const std::string& body, const limits& lim) {
   if (target.empty() || target[0] != '/') return not_found(target);
-  auto seg = httpd::api_support::segments_of(target);
+  auto seg = mnemo::http::api_support::segments_of(target);
   if (seg.empty()) return not_found(target);
   auto& root = seg[0];
   if (root == "accounts" && seg.size() <= 3)
@@ -117,7 +117,7 @@ parsed parse(const std::string& method, const std::string& target,
   if (root == "transfers" && seg.size() <= 2)
     return transfers(method, seg, body, target, lim);
   if (root == "admin" && seg.size() <= 6)
-    return httpd::admin_api::parse_as<operation>(method, seg, target,
+    return mnemo::http::admin_api::parse_as<operation>(method, seg, target,
                                                  lim.max_id);
   if (root == "balances" && seg.size() <= 2) {
     if (method != "GET") return method_not_allowed(method);

@@ -10,13 +10,13 @@
 
 #include <caf/config_option_adder.hpp>
 
-#include "../common/http_node.hpp"
+#include "mnemo/http/http_node.hpp"
 #include "account.hpp"
 #include "bank_service.hpp"
 
 namespace {
 
-struct bank_node_config : examples::http_node_config {
+struct bank_node_config : mnemo::http::http_node_config {
   int64_t max_amount = 1'000'000'000'000;
   // 5 ms: at ~1500 group commits/s the balance rows' ~11 pages are written
   // about every 8th commit instead of ~9 of them in every commit
@@ -37,7 +37,7 @@ struct bank_node_config : examples::http_node_config {
 
 int main(int argc, char** argv) {
   bank_node_config cfg;
-  return examples::run_http_node(
+  return mnemo::http::run_http_node(
       "mnemo-bank-node", cfg, argc, argv,
       [&cfg](mnemo::runtime::node& node, std::string& error) {
         bank::service_options opts;
@@ -47,9 +47,9 @@ int main(int argc, char** argv) {
             std::chrono::milliseconds{cfg.read_model_interval_ms};
         std::shared_ptr<bank::service> svc =
             bank::service::start(node, opts, error);
-        if (!svc) return examples::node_service{};
-        return examples::node_service{
-            svc, [svc](httpd::request&& req, httpd::responder reply) {
+        if (!svc) return mnemo::http::node_service{};
+        return mnemo::http::node_service{
+            svc, [svc](mnemo::http::request&& req, mnemo::http::responder reply) {
               svc->handle(std::move(req), std::move(reply));
             }};
       });

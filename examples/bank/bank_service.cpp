@@ -5,8 +5,8 @@
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
-#include "../common/admin.hpp"
-#include "../common/service_support.hpp"
+#include "mnemo/http/admin.hpp"
+#include "mnemo/http/service_support.hpp"
 #include "account.hpp"
 #include "balances.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
@@ -30,7 +30,7 @@ using mnemo::runtime::route_atom;
 /// A request on its way from an HTTP thread to the gateway actor.
 struct job {
   api::operation op;
-  httpd::responder reply;
+  mnemo::http::responder reply;
   std::chrono::steady_clock::time_point started;
   mnemo::runtime::metric_histogram* latency;
 };
@@ -44,10 +44,10 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bank::job_ptr)
 namespace bank {
 namespace {
 
-using namespace examples;
+using namespace mnemo::http;
 
 // Maps an actor's error to the HTTP answer.
-httpd::response error_of(const caf::error& err) {
+mnemo::http::response error_of(const caf::error& err) {
   if (err.category() == caf::atom("bank")) {
     auto code = static_cast<account_errc>(err.code());
     unsigned status = 500;
@@ -64,14 +64,14 @@ httpd::response error_of(const caf::error& err) {
         status = 409;
         break;
       default:
-        return httpd::error_response(500, "internal", context_text(err));
+        return mnemo::http::error_response(500, "internal", context_text(err));
     }
-    return httpd::error_response(status, to_string(code), context_text(err));
+    return mnemo::http::error_response(status, to_string(code), context_text(err));
   }
   return runtime_error_response(err);
 }
 
-void respond(const job_ptr& j, httpd::response res) {
+void respond(const job_ptr& j, mnemo::http::response res) {
   j->latency->observe(std::chrono::duration<double>(
                           std::chrono::steady_clock::now() - j->started)
                           .count());
@@ -96,7 +96,7 @@ void cluster_totals(caf::event_based_actor* self, const caf::actor& projections,
   auto finish = [j, side, sources] {
     auto totals = side->totals();
     if (!totals)
-      return respond(j, httpd::error_response(500, "internal",
+      return respond(j, mnemo::http::error_response(500, "internal",
                                               totals.error().to_string()));
     respond(j, json_response(200, json{{"accounts", totals->accounts},
                                        {"total", totals->total},
@@ -172,7 +172,7 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                 .then(
                     [j, id = op.id](account_state& s, uint64_t version) {
                       if (!s.exists)
-                        return respond(j, httpd::error_response(
+                        return respond(j, mnemo::http::error_response(
                                               404, "unknown_account",
                                               "no account '" + id + "'"));
                       respond(j,
@@ -199,7 +199,7 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                 .then(
                     [j, id = op.id](mnemo::sagas::saga_status& st) {
                       if (st.status == "new")
-                        return respond(j, httpd::error_response(
+                        return respond(j, mnemo::http::error_response(
                                               404, "unknown_transfer",
                                               "no transfer '" + id + "'"));
                       respond(j, json_response(200, saga_json(st)));
@@ -208,7 +208,7 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
           } else if constexpr (std::is_same_v<T, api::get_cluster_totals>) {
             if (cluster_side->sources.empty())
               return respond(
-                  j, httpd::error_response(404, "not_found",
+                  j, mnemo::http::error_response(404, "not_found",
                                            "this node runs alone: GET "
                                            "/balances has every account"));
             cluster_totals(self, projections, cluster_side, timeout, j);
@@ -217,10 +217,10 @@ caf::behavior gateway(caf::event_based_actor* self, caf::actor accounts,
                                std::is_same_v<T, api::list_dead_letters> ||
                                std::is_same_v<T, api::manage_dead_letter>) {
             run_admin(self, projections, names, timeout,
-                      httpd::admin_api::operation{op},
-                      [j](httpd::response res) { respond(j, std::move(res)); });
+                      mnemo::http::admin_api::operation{op},
+                      [j](mnemo::http::response res) { respond(j, std::move(res)); });
           } else {
-            respond(j, httpd::error_response(500, "internal",
+            respond(j, mnemo::http::error_response(500, "internal",
                                              "not a gateway operation"));
           }
         },
@@ -257,13 +257,13 @@ struct service::impl {
         cluster_model(n.registry(), true),
         sagas(n.registry()) {}
 
-  httpd::response list(const api::list_transfers& op) {
+  mnemo::http::response list(const api::list_transfers& op) {
     return list_sagas(sagas, *node, transfer::type_name, op.phase, op.after,
                       op.limit, "transfers");
   }
 
   // Queries of the read model and the node, answered on the I/O thread.
-  httpd::response query(const api::operation& op) {
+  mnemo::http::response query(const api::operation& op) {
     auto& j = node->journal();
     if (auto* l = std::get_if<api::list_transfers>(&op)) return list(*l);
     // Replicated: every account, committed only.
@@ -271,9 +271,9 @@ struct service::impl {
     if (auto* b = std::get_if<api::get_balance>(&op)) {
       auto row = m.balance(j, b->id);
       if (!row)
-        return httpd::error_response(500, "internal", row.error().to_string());
+        return mnemo::http::error_response(500, "internal", row.error().to_string());
       if (!*row)
-        return httpd::error_response(
+        return mnemo::http::error_response(
             404, "unknown_account",
             "no account '" + b->id + "' in the balances read model");
       auto& r = **row;
@@ -285,7 +285,7 @@ struct service::impl {
     if (std::holds_alternative<api::get_totals>(op)) {
       auto totals = m.totals(j);
       if (!totals)
-        return httpd::error_response(500, "internal",
+        return mnemo::http::error_response(500, "internal",
                                      totals.error().to_string());
       return json_response(
           200, json{{"accounts", totals->accounts}, {"total", totals->total}});
@@ -357,12 +357,12 @@ service::service(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
 
 service::~service() = default;
 
-void service::handle(httpd::request&& req, httpd::responder reply) {
+void service::handle(mnemo::http::request&& req, mnemo::http::responder reply) {
   auto parsed =
       api::parse(req.method, req.target, req.body, impl_->opts.limits);
   if (auto* err = std::get_if<api::client_error>(&parsed)) {
     count_client_error(*impl_->node, err->code);
-    return reply(httpd::error_response(err->status, err->code, err->message));
+    return reply(mnemo::http::error_response(err->status, err->code, err->message));
   }
   auto& op = std::get<api::operation>(parsed);
   if (auto* g = std::get_if<api::get_shard>(&op))

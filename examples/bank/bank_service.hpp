@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "../http/http_server.hpp"
+#include "mnemo/http/server.hpp"
 #include "bank_api.hpp"
 
 namespace mnemo::runtime {
@@ -46,7 +46,7 @@ class service {
   service& operator=(const service&) = delete;
 
   /// Handles one request; called on the HTTP server's threads.
-  void handle(httpd::request&& req, httpd::responder reply);
+  void handle(mnemo::http::request&& req, mnemo::http::responder reply);
 
   struct impl;
 

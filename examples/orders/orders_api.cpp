@@ -6,26 +6,26 @@ namespace orders::api {
 
 namespace {
 
-using httpd::api_support::bad_request;
-using httpd::api_support::body_reader;
-using httpd::api_support::invalid_path_id;
-using httpd::api_support::is_blank;
-using httpd::api_support::listing_query;
-using httpd::api_support::method_not_allowed;
-using httpd::api_support::not_found;
-using httpd::api_support::valid_id;
+using mnemo::http::api_support::bad_request;
+using mnemo::http::api_support::body_reader;
+using mnemo::http::api_support::invalid_path_id;
+using mnemo::http::api_support::is_blank;
+using mnemo::http::api_support::listing_query;
+using mnemo::http::api_support::method_not_allowed;
+using mnemo::http::api_support::not_found;
+using mnemo::http::api_support::valid_id;
 using segments = std::vector<std::string>;
 
 template <class F>
 parsed with_body(const std::string& body, const limits& lim, F make) {
-  return httpd::api_support::with_object<operation>(body, lim.max_id, make);
+  return mnemo::http::api_support::with_object<operation>(body, lim.max_id, make);
 }
 
 // The listing query of `target`, or the error to answer.
 std::variant<listing_query, client_error> listing_of(
     const std::string& target, const std::vector<std::string>& statuses,
     bool status_required, const std::string& what, const limits& lim) {
-  return httpd::api_support::listing_query_of(target, statuses, status_required,
+  return mnemo::http::api_support::listing_query_of(target, statuses, status_required,
                                               what, lim.max_id);
 }
 
@@ -123,7 +123,7 @@ parsed fulfilments(const std::string& method, const segments& seg,
 parsed parse(const std::string& method, const std::string& target,
              const std::string& body, const limits& lim) {
   if (target.empty() || target[0] != '/') return not_found(target);
-  auto seg = httpd::api_support::segments_of(target);
+  auto seg = mnemo::http::api_support::segments_of(target);
   if (seg.empty()) return not_found(target);
   auto& root = seg[0];
   if (root == "orders" && seg.size() <= 3)
@@ -133,7 +133,7 @@ parsed parse(const std::string& method, const std::string& target,
   if (root == "fulfilments" && seg.size() <= 2)
     return fulfilments(method, seg, target, lim);
   if (root == "admin" && seg.size() <= 6)
-    return httpd::admin_api::parse_as<operation>(method, seg, target,
+    return mnemo::http::admin_api::parse_as<operation>(method, seg, target,
                                                  lim.max_id);
   if ((root == "totals" || root == "health" || root == "metrics") &&
       seg.size() == 1) {

@@ -15,8 +15,8 @@
 #include <string>
 #include <variant>
 
-#include "../http/admin_api.hpp"
-#include "../http/api_support.hpp"
+#include "mnemo/http/admin_api.hpp"
+#include "mnemo/http/api_support.hpp"
 
 namespace orders::api {
 
@@ -96,11 +96,11 @@ struct get_metrics {};
 /// rebuild}, GET .../{name}/dead-letters[?from&limit], POST
 /// .../{name}/dead-letters/{position}/{retry|drop}: shared by the example
 /// nodes, see admin_api.hpp.
-using httpd::admin_api::get_shard;
-using httpd::admin_api::list_dead_letters;
-using httpd::admin_api::list_projections;
-using httpd::admin_api::manage_dead_letter;
-using httpd::admin_api::manage_projection;
+using mnemo::http::admin_api::get_shard;
+using mnemo::http::admin_api::list_dead_letters;
+using mnemo::http::admin_api::list_projections;
+using mnemo::http::admin_api::manage_dead_letter;
+using mnemo::http::admin_api::manage_projection;
 
 using operation =
     std::variant<place_order, get_order, list_orders, cancel_order, add_stock,
@@ -109,7 +109,7 @@ using operation =
                  list_dead_letters, manage_dead_letter, get_shard>;
 
 /// A request the API refuses: HTTP status, error code, message.
-using client_error = httpd::api_support::client_error;
+using client_error = mnemo::http::api_support::client_error;
 
 using parsed = std::variant<operation, client_error>;
 

@@ -12,7 +12,7 @@
 
 #include <caf/config_option_adder.hpp>
 
-#include "../common/http_node.hpp"
+#include "mnemo/http/http_node.hpp"
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/node.hpp"
 #include "orders_errors.hpp"
@@ -20,7 +20,7 @@
 
 namespace {
 
-struct orders_node_config : examples::http_node_config {
+struct orders_node_config : mnemo::http::http_node_config {
   double payment_failure_rate = 0.0;
   size_t payment_seed = 0;
   size_t payment_timeout_ms = 30'000;
@@ -42,7 +42,7 @@ struct orders_node_config : examples::http_node_config {
 
 int main(int argc, char** argv) {
   orders_node_config cfg;
-  return examples::run_http_node(
+  return mnemo::http::run_http_node(
       "mnemo-orders-node", cfg, argc, argv,
       [&cfg](mnemo::runtime::node& node, std::string& error) {
         // Alone or replicated; a static cluster (no etcd) would need
@@ -52,12 +52,12 @@ int main(int argc, char** argv) {
               "runs alone or as a replicated cluster (--cluster.etcd and "
               "--cluster.replicas): a static cluster of orders nodes is not "
               "supported (see docs/orders-node.md, Replicated)";
-          return examples::node_service{};
+          return mnemo::http::node_service{};
         }
         if (!(cfg.payment_failure_rate >= 0.0 &&
               cfg.payment_failure_rate <= 1.0)) {
           error = "--payment-failure-rate wants a number in [0, 1]";
-          return examples::node_service{};
+          return mnemo::http::node_service{};
         }
         orders::service_options opts;
         opts.request_timeout = cfg.request_timeout();
@@ -67,9 +67,9 @@ int main(int argc, char** argv) {
             std::chrono::milliseconds{cfg.payment_timeout_ms};
         std::shared_ptr<orders::service> svc =
             orders::service::start(node, opts, error);
-        if (!svc) return examples::node_service{};
-        return examples::node_service{
-            svc, [svc](httpd::request&& req, httpd::responder reply) {
+        if (!svc) return mnemo::http::node_service{};
+        return mnemo::http::node_service{
+            svc, [svc](mnemo::http::request&& req, mnemo::http::responder reply) {
               svc->handle(std::move(req), std::move(reply));
             }};
       });

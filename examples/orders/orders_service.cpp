@@ -5,8 +5,8 @@
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
-#include "../common/admin.hpp"
-#include "../common/service_support.hpp"
+#include "mnemo/http/admin.hpp"
+#include "mnemo/http/service_support.hpp"
 #include "fulfilment.hpp"
 #include "inventory.hpp"
 #include "mnemo/actors/aggregate_registry.hpp"
@@ -33,7 +33,7 @@ namespace {
 /// A request on its way from an HTTP thread to the gateway actor.
 struct job {
   api::operation op;
-  httpd::responder reply;
+  mnemo::http::responder reply;
   std::chrono::steady_clock::time_point started;
   mnemo::runtime::metric_histogram* latency;
 };
@@ -47,12 +47,12 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(orders::job_ptr)
 namespace orders {
 namespace {
 
-using namespace examples;
+using namespace mnemo::http;
 using json = nlohmann::json;
 using mnemo::runtime::route_atom;
 
 // Maps an actor's error to the HTTP answer.
-httpd::response error_of(const caf::error& err) {
+mnemo::http::response error_of(const caf::error& err) {
   if (err.category() != error_category) return runtime_error_response(err);
   auto code = static_cast<errc>(err.code());
   unsigned status = 409;
@@ -71,12 +71,12 @@ httpd::response error_of(const caf::error& err) {
     case errc::not_captured:
       break;
     default:
-      return httpd::error_response(500, "internal", context_text(err));
+      return mnemo::http::error_response(500, "internal", context_text(err));
   }
-  return httpd::error_response(status, to_string(code), context_text(err));
+  return mnemo::http::error_response(status, to_string(code), context_text(err));
 }
 
-void respond(const job_ptr& j, httpd::response res) {
+void respond(const job_ptr& j, mnemo::http::response res) {
   j->latency->observe(std::chrono::duration<double>(
                           std::chrono::steady_clock::now() - j->started)
                           .count());
@@ -158,7 +158,7 @@ caf::behavior gateway(caf::event_based_actor* self, registries to,
                 .then(
                     [j, sku = op.sku](inventory_state& s, uint64_t version) {
                       if (!s.exists)
-                        return respond(j, httpd::error_response(
+                        return respond(j, mnemo::http::error_response(
                                               404, "unknown_sku",
                                               "no stock of '" + sku + "'"));
                       respond(j,
@@ -177,7 +177,7 @@ caf::behavior gateway(caf::event_based_actor* self, registries to,
                     [j, id = op.id](mnemo::sagas::saga_status& st) {
                       if (st.status == "new")
                         return respond(
-                            j, httpd::error_response(
+                            j, mnemo::http::error_response(
                                    404, "unknown_fulfilment",
                                    "no fulfilment of order '" + id + "'"));
                       respond(j, json_response(200, saga_json(st)));
@@ -188,10 +188,10 @@ caf::behavior gateway(caf::event_based_actor* self, registries to,
                                std::is_same_v<T, api::list_dead_letters> ||
                                std::is_same_v<T, api::manage_dead_letter>) {
             run_admin(self, to.projections, to.projection_names, timeout,
-                      httpd::admin_api::operation{op},
-                      [j](httpd::response res) { respond(j, std::move(res)); });
+                      mnemo::http::admin_api::operation{op},
+                      [j](mnemo::http::response res) { respond(j, std::move(res)); });
           } else {
-            respond(j, httpd::error_response(500, "internal",
+            respond(j, mnemo::http::error_response(500, "internal",
                                              "not a gateway operation"));
           }
         },
@@ -214,14 +214,14 @@ struct service::impl {
   explicit impl(mnemo::runtime::node& n) : node(&n), sagas(n.registry()) {}
 
   // Queries of the read models and the node, answered on the I/O thread.
-  std::optional<httpd::response> query(const api::operation& op) {
+  std::optional<mnemo::http::response> query(const api::operation& op) {
     auto& j = node->journal();
     if (auto* g = std::get_if<api::get_order>(&op)) {
       auto row = get_order(j, g->id);
       if (!row)
-        return httpd::error_response(500, "internal", row.error().to_string());
+        return mnemo::http::error_response(500, "internal", row.error().to_string());
       if (!*row || (*row)->status.empty())
-        return httpd::error_response(
+        return mnemo::http::error_response(
             404, "unknown_order",
             "no order '" + g->id + "' in the order summary read model");
       return json_response(200, summary_json(**row));
@@ -231,7 +231,7 @@ struct service::impl {
       if (!l->status.empty()) status = l->status;
       auto rows = list_orders(j, status, l->after, l->limit);
       if (!rows)
-        return httpd::error_response(500, "internal", rows.error().to_string());
+        return mnemo::http::error_response(500, "internal", rows.error().to_string());
       json items = json::array();
       for (auto& r : *rows) items.push_back(summary_json(r));
       json next = nullptr;
@@ -241,7 +241,7 @@ struct service::impl {
     if (std::holds_alternative<api::get_totals>(op)) {
       auto totals = order_totals(j);
       if (!totals)
-        return httpd::error_response(500, "internal",
+        return mnemo::http::error_response(500, "internal",
                                      totals.error().to_string());
       json by_status = json::object();
       for (auto& [status, n] : totals->by_status) by_status[status] = n;
@@ -326,12 +326,12 @@ service::service(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
 
 service::~service() = default;
 
-void service::handle(httpd::request&& req, httpd::responder reply) {
+void service::handle(mnemo::http::request&& req, mnemo::http::responder reply) {
   auto parsed =
       api::parse(req.method, req.target, req.body, impl_->opts.limits);
   if (auto* err = std::get_if<api::client_error>(&parsed)) {
     count_client_error(*impl_->node, err->code);
-    return reply(httpd::error_response(err->status, err->code, err->message));
+    return reply(mnemo::http::error_response(err->status, err->code, err->message));
   }
   auto& op = std::get<api::operation>(parsed);
   if (auto* g = std::get_if<api::get_shard>(&op))

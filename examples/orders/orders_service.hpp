@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "../http/http_server.hpp"
+#include "mnemo/http/server.hpp"
 #include "orders_api.hpp"
 
 namespace mnemo::runtime {
@@ -48,7 +48,7 @@ class service {
   service& operator=(const service&) = delete;
 
   /// Handles one request; called on the HTTP server's threads.
-  void handle(httpd::request&& req, httpd::responder reply);
+  void handle(mnemo::http::request&& req, mnemo::http::responder reply);
 
   struct impl;
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../../examples/bank/bank_api.hpp"
-#include "../../examples/common/service_support.hpp"
+#include "mnemo/http/service_support.hpp"
 #include "mnemo/runtime/error.hpp"
 
 using namespace bank::api;
@@ -241,29 +241,29 @@ BOOST_AUTO_TEST_SUITE(bank_api)
 // A lost owner is a 503 whichever way CAF reports it; an unknown error is a
 // 500 that names the error.
 BOOST_AUTO_TEST_CASE(a_lost_owner_is_503_and_an_unknown_error_is_named) {
-  auto json_of = [](const httpd::response& r) {
+  auto json_of = [](const mnemo::http::response& r) {
     return nlohmann::json::parse(r.body);
   };
   for (auto code :
        {caf::sec::request_receiver_down, caf::sec::no_route_to_receiving_node,
         caf::sec::socket_disconnected, caf::sec::connection_timeout}) {
-    auto r = examples::runtime_error_response(caf::error{code});
+    auto r = mnemo::http::runtime_error_response(caf::error{code});
     BOOST_CHECK_EQUAL(r.status, 503u);
     BOOST_CHECK_EQUAL(json_of(r)["error"], "owner_lost");
   }
   auto routed = mnemo::runtime::as_owner_lost(caf::sec::request_receiver_down,
                                               "a request to account 'a1'");
-  auto r = examples::runtime_error_response(routed);
+  auto r = mnemo::http::runtime_error_response(routed);
   BOOST_CHECK_EQUAL(r.status, 503u);
   BOOST_CHECK_EQUAL(json_of(r)["error"], "owner_lost");
-  auto unavailable = examples::runtime_error_response(
+  auto unavailable = mnemo::http::runtime_error_response(
       mnemo::runtime::make_error(mnemo::runtime::errc::owner_unavailable,
                                  "member 'm2' is not connected"));
   BOOST_CHECK_EQUAL(unavailable.status, 503u);
   BOOST_CHECK_EQUAL(json_of(unavailable)["error"], "owner_unavailable");
-  auto timeout = examples::runtime_error_response(caf::sec::request_timeout);
+  auto timeout = mnemo::http::runtime_error_response(caf::sec::request_timeout);
   BOOST_CHECK_EQUAL(json_of(timeout)["error"], "timeout");
-  auto unknown = examples::runtime_error_response(caf::sec::unexpected_message);
+  auto unknown = mnemo::http::runtime_error_response(caf::sec::unexpected_message);
   BOOST_CHECK_EQUAL(unknown.status, 500u);
   BOOST_CHECK_EQUAL(json_of(unknown)["error"], "internal");
   BOOST_CHECK_EQUAL(json_of(unknown)["message"], "system:unexpected_message");

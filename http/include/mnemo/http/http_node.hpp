@@ -12,14 +12,14 @@
 #include <memory>
 #include <string>
 
-#include "../http/http_server.hpp"
+#include "mnemo/http/server.hpp"
 #include "mnemo/runtime/node_config.hpp"
 
 namespace mnemo::runtime {
 class node;
 }  // namespace mnemo::runtime
 
-namespace examples {
+namespace mnemo::http {
 
 struct http_node_config : mnemo::runtime::node_config {
   std::string listen = "127.0.0.1:8080";
@@ -42,7 +42,7 @@ struct http_node_config : mnemo::runtime::node_config {
 /// before the node shuts down).
 struct node_service {
   std::shared_ptr<void> owner;
-  httpd::handler handle;
+  mnemo::http::handler handle;
 };
 
 /// Starts the service on a running node; returns a service without handler
@@ -60,6 +60,6 @@ int run_http_node(const char* name, http_node_config& cfg, int argc,
                   char** argv, const service_starter& start);
 
 /// Splits "HOST:PORT" into `opts`; false if it is not of that form.
-bool split_listen(const std::string& listen, httpd::server_options& opts);
+bool split_listen(const std::string& listen, mnemo::http::server_options& opts);
 
-}  // namespace examples
+}  // namespace mnemo::http

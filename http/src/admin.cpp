@@ -1,4 +1,4 @@
-#include "admin.hpp"
+#include "mnemo/http/admin.hpp"
 
 #include <algorithm>
 #include <memory>
@@ -7,16 +7,16 @@
 #include <nlohmann/json.hpp>
 
 #include "mnemo/actors/projection.hpp"
+#include "mnemo/http/service_support.hpp"
 #include "mnemo/runtime/entity_registry.hpp"
 #include "mnemo/runtime/error.hpp"
-#include "service_support.hpp"
 
-namespace examples {
+namespace mnemo::http {
 namespace {
 
 using json = nlohmann::json;
 using mnemo::runtime::route_atom;
-using done_fn = std::function<void(httpd::response)>;
+using done_fn = std::function<void(mnemo::http::response)>;
 
 json status_json(const mnemo::actors::projection_status& st) {
   json result{{"name", st.name},     {"offset", st.offset},
@@ -64,16 +64,16 @@ void statuses_of(caf::event_based_actor* self, const caf::actor& projections,
 void run_admin(caf::event_based_actor* self, const caf::actor& projections,
                const std::vector<std::string>& names,
                std::chrono::milliseconds timeout,
-               const httpd::admin_api::operation& op, done_fn done) {
-  namespace admin = httpd::admin_api;
+               const mnemo::http::admin_api::operation& op, done_fn done) {
+  namespace admin = mnemo::http::admin_api;
   auto fail = [done](caf::error& err) { done(runtime_error_response(err)); };
   if (std::holds_alternative<admin::list_projections>(op)) {
     statuses_of(self, projections, timeout, names, [done](json all) {
       done(json_response(200, json{{"projections", std::move(all)}}));
     });
   } else if (auto* m = std::get_if<admin::manage_projection>(&op);
-             m && std::find(names.begin(), names.end(), m->name) ==
-                      names.end()) {
+             m &&
+             std::find(names.begin(), names.end(), m->name) == names.end()) {
     // Not a projection: a cluster-wide read model, whose copies are named
     // `<model>@<source>` (actors::cluster_wide), is paused, resumed or
     // rebuilt as a whole.
@@ -84,7 +84,7 @@ void run_admin(caf::event_based_actor* self, const caf::actor& projections,
           n[m->name.size()] == '@')
         copies.push_back(n);
     if (copies.empty())
-      return done(httpd::error_response(
+      return done(mnemo::http::error_response(
           404, "not_found",
           "no projection or cluster-wide read model '" + m->name + "'"));
     // `op` is gone by the time the copies answer: keep the name.
@@ -160,7 +160,7 @@ void run_admin(caf::event_based_actor* self, const caf::actor& projections,
           .then(
               [done, pos](bool existed) {
                 if (!existed)
-                  return done(httpd::error_response(
+                  return done(mnemo::http::error_response(
                       404, "unknown_dead_letter",
                       "no dead letter at position " + std::to_string(pos)));
                 done(json_response(200, json{{"dropped", pos}}));
@@ -178,9 +178,9 @@ void run_admin(caf::event_based_actor* self, const caf::actor& projections,
     }
   } else {
     // get_shard: the node answers it itself (shard_state), never here.
-    done(httpd::error_response(500, "internal",
-                               "not an operation of the projection admin"));
+    done(mnemo::http::error_response(
+        500, "internal", "not an operation of the projection admin"));
   }
 }
 
-}  // namespace examples
+}  // namespace mnemo::http

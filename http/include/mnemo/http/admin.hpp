@@ -12,10 +12,10 @@
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
-#include "../http/admin_api.hpp"
-#include "../http/http_server.hpp"
+#include "mnemo/http/admin_api.hpp"
+#include "mnemo/http/server.hpp"
 
-namespace examples {
+namespace mnemo::http {
 
 /// Runs admin operation `op` from `self` against the projections
 /// supervised by `projections` (whose children are `names`) and calls
@@ -23,7 +23,7 @@ namespace examples {
 void run_admin(caf::event_based_actor* self, const caf::actor& projections,
                const std::vector<std::string>& names,
                std::chrono::milliseconds timeout,
-               const httpd::admin_api::operation& op,
-               std::function<void(httpd::response)> done);
+               const mnemo::http::admin_api::operation& op,
+               std::function<void(mnemo::http::response)> done);
 
-}  // namespace examples
+}  // namespace mnemo::http

@@ -1,4 +1,4 @@
-#include "http_node.hpp"
+#include "mnemo/http/http_node.hpp"
 
 #include <pthread.h>
 #include <unistd.h>
@@ -14,7 +14,7 @@
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/node.hpp"
 
-namespace examples {
+namespace mnemo::http {
 namespace {
 
 using json = nlohmann::json;
@@ -61,7 +61,8 @@ http_node_config::http_node_config() {
   set("scheduler.policy", caf::atom("sharing"));
 }
 
-bool split_listen(const std::string& listen, httpd::server_options& opts) {
+bool split_listen(const std::string& listen,
+                  mnemo::http::server_options& opts) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0) return false;
   opts.host = listen.substr(0, colon);
@@ -97,7 +98,7 @@ int run_http_node(const char* name, http_node_config& cfg, int argc,
               << "' (see --help)\n";
     return 2;
   }
-  httpd::server_options http;
+  mnemo::http::server_options http;
   if (!split_listen(cfg.listen, http)) {
     std::cerr << name << ": --listen wants HOST:PORT, got '" << cfg.listen
               << "'\n";
@@ -126,7 +127,7 @@ int run_http_node(const char* name, http_node_config& cfg, int argc,
     std::cerr << name << ": " << mnemo::runtime::describe(err) << "\n";
     return 1;
   }
-  auto server = httpd::server::start(http, svc.handle, error);
+  auto server = mnemo::http::server::start(http, svc.handle, error);
   if (!server) {
     std::cerr << name << ": " << error << "\n";
     return 1;
@@ -156,4 +157,4 @@ int run_http_node(const char* name, http_node_config& cfg, int argc,
   return drained ? 0 : 1;
 }
 
-}  // namespace examples
+}  // namespace mnemo::http

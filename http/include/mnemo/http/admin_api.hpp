@@ -12,9 +12,9 @@
 #include <variant>
 #include <vector>
 
-#include "api_support.hpp"
+#include "mnemo/http/api_support.hpp"
 
-namespace httpd::admin_api {
+namespace mnemo::http::admin_api {
 
 /// GET /admin/projections: the status of every projection.
 struct list_projections {};
@@ -47,9 +47,9 @@ struct get_shard {
   uint32_t shard = 0;
 };
 
-using operation = std::variant<list_projections, manage_projection,
-                               list_dead_letters, manage_dead_letter,
-                               get_shard>;
+using operation =
+    std::variant<list_projections, manage_projection, list_dead_letters,
+                 manage_dead_letter, get_shard>;
 
 using parsed = std::variant<operation, api_support::client_error>;
 
@@ -76,4 +76,4 @@ std::variant<Operation, api_support::client_error> parse_as(
   return api_support::widen<Operation>(std::get<operation>(std::move(result)));
 }
 
-}  // namespace httpd::admin_api
+}  // namespace mnemo::http::admin_api

@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace httpd::api_support {
+namespace mnemo::http::api_support {
 
 /// A request the API refuses: HTTP status (4xx), error code, message.
 struct client_error {
@@ -146,4 +146,4 @@ Wide widen(std::variant<Ts...> x) {
                     std::move(x));
 }
 
-}  // namespace httpd::api_support
+}  // namespace mnemo::http::api_support

@@ -1,4 +1,4 @@
-#include "http_server.hpp"
+#include "mnemo/http/server.hpp"
 
 #include <pthread.h>
 
@@ -23,7 +23,7 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
-namespace httpd {
+namespace mnemo::http {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -496,4 +496,4 @@ size_t server::in_flight() const noexcept {
   return impl_->shared->in_flight.load();
 }
 
-}  // namespace httpd
+}  // namespace mnemo::http

@@ -1,8 +1,8 @@
-#include "api_support.hpp"
+#include "mnemo/http/api_support.hpp"
 
 #include <limits>
 
-namespace httpd::api_support {
+namespace mnemo::http::api_support {
 
 namespace {
 
@@ -235,4 +235,4 @@ std::variant<listing_query, client_error> listing_query_of(
   return bad_request("invalid_query", "status must be " + names);
 }
 
-}  // namespace httpd::api_support
+}  // namespace mnemo::http::api_support

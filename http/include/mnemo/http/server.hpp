@@ -13,7 +13,7 @@
 #include <memory>
 #include <string>
 
-namespace httpd {
+namespace mnemo::http {
 
 /// A complete request as the handler sees it.
 struct request {
@@ -135,4 +135,4 @@ class server {
 response error_response(unsigned status, const std::string& code,
                         const std::string& message);
 
-}  // namespace httpd
+}  // namespace mnemo::http

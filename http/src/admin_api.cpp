@@ -1,8 +1,8 @@
-#include "admin_api.hpp"
+#include "mnemo/http/admin_api.hpp"
 
 #include <optional>
 
-namespace httpd::admin_api {
+namespace mnemo::http::admin_api {
 
 using namespace api_support;
 
@@ -73,4 +73,4 @@ parsed parse(const std::string& method, const std::vector<std::string>& seg,
   return not_found(target);
 }
 
-}  // namespace httpd::admin_api
+}  // namespace mnemo::http::admin_api

@@ -1,4 +1,4 @@
-#include "service_support.hpp"
+#include "mnemo/http/service_support.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/send.hpp>
@@ -14,11 +14,11 @@
 #include "mnemo/runtime/node.hpp"
 #include "mnemo/runtime/supervisor.hpp"
 
-namespace examples {
+namespace mnemo::http {
 
 using json = nlohmann::json;
 
-httpd::response json_response(unsigned status, const json& body) {
+mnemo::http::response json_response(unsigned status, const json& body) {
   return {status, body.dump(), "application/json"};
 }
 
@@ -29,53 +29,54 @@ std::string context_text(const caf::error& err) {
   return mnemo::runtime::describe(err);
 }
 
-httpd::response runtime_error_response(const caf::error& err) {
+mnemo::http::response runtime_error_response(const caf::error& err) {
   if (err == caf::sec::request_timeout)
-    return httpd::error_response(
+    return mnemo::http::error_response(
         503, "timeout",
         "no answer in time; the outcome is unknown: retry with the same "
         "command_id");
   using mnemo::runtime::errc;
   using mnemo::runtime::is;
   if (is(err, errc::not_found))
-    return httpd::error_response(404, "not_found",
-                                 mnemo::runtime::describe(err));
+    return mnemo::http::error_response(404, "not_found",
+                                       mnemo::runtime::describe(err));
   // Refused as asked (e.g. rebuilding a projection that has no clear
   // function): nothing was done.
   if (is(err, errc::invalid_argument))
-    return httpd::error_response(409, "invalid_request",
-                                 mnemo::runtime::describe(err));
+    return mnemo::http::error_response(409, "invalid_request",
+                                       mnemo::runtime::describe(err));
   if (is(err, errc::owner_unavailable))
-    return httpd::error_response(503, "owner_unavailable",
-                                 mnemo::runtime::describe(err));
+    return mnemo::http::error_response(503, "owner_unavailable",
+                                       mnemo::runtime::describe(err));
   // owner_lost, and CAF's errors of a dying connection that reached us by
   // another path than cluster::route (which translates them already).
   if (mnemo::runtime::means_owner_lost(err))
-    return httpd::error_response(503, "owner_lost",
-                                 mnemo::runtime::describe(err));
+    return mnemo::http::error_response(503, "owner_lost",
+                                       mnemo::runtime::describe(err));
   if (is(err, errc::stash_overflow) || is(err, errc::entity_stopped) ||
       is(err, errc::restart_limit))
-    return httpd::error_response(503, "unavailable",
-                                 mnemo::runtime::describe(err));
+    return mnemo::http::error_response(503, "unavailable",
+                                       mnemo::runtime::describe(err));
   using pe = mnemo::persistence::errc;
   // A replicated shard changed leaders under the command: it may have been
   // written before the leader was deposed and kept by the next one, or
   // not; a retry with the same ids reaches the new leader and settles it.
   if (is(err, pe::not_leader) || is(err, pe::stale_epoch))
-    return httpd::error_response(
+    return mnemo::http::error_response(
         503, "owner_lost",
         mnemo::runtime::describe(err) +
             " (the shard's leadership changed; it may or may not have been "
             "applied: retry with the same command_id)");
   // Only a node started with an outdated member list gets here.
   if (is(err, pe::stream_moved))
-    return httpd::error_response(503, "stream_moved",
-                                 mnemo::runtime::describe(err));
+    return mnemo::http::error_response(503, "stream_moved",
+                                       mnemo::runtime::describe(err));
   if (is(err, pe::storage_full) || is(err, pe::journal_failed) ||
       is(err, pe::journal_closed))
-    return httpd::error_response(503, "storage_unavailable",
-                                 mnemo::runtime::describe(err));
-  return httpd::error_response(500, "internal", mnemo::runtime::describe(err));
+    return mnemo::http::error_response(503, "storage_unavailable",
+                                       mnemo::runtime::describe(err));
+  return mnemo::http::error_response(500, "internal",
+                                     mnemo::runtime::describe(err));
 }
 
 const char* public_status(const std::string& phase) {
@@ -90,10 +91,12 @@ json saga_json(const mnemo::sagas::saga_status& st) {
   return result;
 }
 
-httpd::response list_sagas(const mnemo::sagas::saga_index& index,
-                           mnemo::runtime::node& n, const std::string& type,
-                           const std::string& phase, const std::string& after,
-                           size_t limit, const std::string& what) {
+mnemo::http::response list_sagas(const mnemo::sagas::saga_index& index,
+                                 mnemo::runtime::node& n,
+                                 const std::string& type,
+                                 const std::string& phase,
+                                 const std::string& after, size_t limit,
+                                 const std::string& what) {
   using mnemo::sagas::saga_phase;
   auto wanted = saga_phase::running;
   for (auto p :
@@ -102,7 +105,8 @@ httpd::response list_sagas(const mnemo::sagas::saga_index& index,
     if (phase == to_string(p)) wanted = p;
   auto rows = index.list(n.journal(), type, wanted, after, limit);
   if (!rows)
-    return httpd::error_response(500, "internal", rows.error().to_string());
+    return mnemo::http::error_response(500, "internal",
+                                       rows.error().to_string());
   json items = json::array();
   for (auto& e : *rows) {
     std::string name = to_string(e.phase());
@@ -151,16 +155,16 @@ void count_client_error(mnemo::runtime::node& n, const std::string& code) {
       .inc();
 }
 
-httpd::response shard_state(mnemo::runtime::node& n, uint32_t shard) {
+mnemo::http::response shard_state(mnemo::runtime::node& n, uint32_t shard) {
   auto* c = n.cluster();
   auto* co = n.coordinator();
   if (!c || !c->replicated() || !co)
-    return httpd::error_response(
+    return mnemo::http::error_response(
         404, "not_found",
         "this node keeps no shard logs: it is not a member of a replicated "
         "cluster");
   if (shard >= c->view().shards())
-    return httpd::error_response(
+    return mnemo::http::error_response(
         404, "unknown_shard",
         "shard " + std::to_string(shard) + " does not exist (the cluster has " +
             std::to_string(c->view().shards()) + " shards)");
@@ -168,14 +172,15 @@ httpd::response shard_state(mnemo::runtime::node& n, uint32_t shard) {
   for (auto& l : co->leadership())
     if (l.shard == shard) found = l;
   if (!found)
-    return httpd::error_response(404, "not_a_replica",
-                                 "member '" + c->self() +
-                                     "' holds no replica of shard " +
-                                     std::to_string(shard));
+    return mnemo::http::error_response(404, "not_a_replica",
+                                       "member '" + c->self() +
+                                           "' holds no replica of shard " +
+                                           std::to_string(shard));
   mnemo::persistence::replica_log log{n.journal(), shard};
   auto digest = log.digest();
   if (!digest)
-    return httpd::error_response(500, "internal", digest.error().to_string());
+    return mnemo::http::error_response(500, "internal",
+                                       digest.error().to_string());
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
                 static_cast<unsigned long long>(digest->value));
@@ -196,15 +201,15 @@ namespace {
 // A shard's state asked for over HTTP, on its way to the reader actor.
 struct shard_job {
   uint32_t shard;
-  httpd::responder reply;
+  mnemo::http::responder reply;
 };
 
 }  // namespace
-}  // namespace examples
+}  // namespace mnemo::http
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<examples::shard_job>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<mnemo::http::shard_job>)
 
-namespace examples {
+namespace mnemo::http {
 
 caf::actor spawn_shard_reader(mnemo::runtime::node& n) {
   auto reader = n.system().spawn<caf::detached>(
@@ -218,12 +223,12 @@ caf::actor spawn_shard_reader(mnemo::runtime::node& n) {
 }
 
 void ask_shard(const caf::actor& reader, uint32_t shard,
-               httpd::responder reply) {
-  caf::anon_send(reader,
-                 std::make_shared<shard_job>(shard_job{shard, std::move(reply)}));
+               mnemo::http::responder reply) {
+  caf::anon_send(
+      reader, std::make_shared<shard_job>(shard_job{shard, std::move(reply)}));
 }
 
-httpd::response health(mnemo::runtime::node& n) {
+mnemo::http::response health(mnemo::runtime::node& n) {
   auto& j = n.journal();
   if (auto err = j.failure())
     return json_response(
@@ -266,8 +271,8 @@ httpd::response health(mnemo::runtime::node& n) {
   return json_response(200, body);
 }
 
-httpd::response metrics(mnemo::runtime::node& n) {
+mnemo::http::response metrics(mnemo::runtime::node& n) {
   return {200, n.metrics().render(), "text/plain; version=0.0.4"};
 }
 
-}  // namespace examples
+}  // namespace mnemo::http

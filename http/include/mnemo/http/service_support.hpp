@@ -12,8 +12,8 @@
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
-#include "../http/http_server.hpp"
 #include "mnemo/actors/projection.hpp"
+#include "mnemo/http/server.hpp"
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/console.hpp"
 #include "mnemo/runtime/metrics.hpp"
@@ -21,9 +21,10 @@
 #include "mnemo/sagas/saga.hpp"
 #include "mnemo/sagas/saga_index.hpp"
 
-namespace examples {
+namespace mnemo::http {
 
-httpd::response json_response(unsigned status, const nlohmann::json& body);
+mnemo::http::response json_response(unsigned status,
+                                    const nlohmann::json& body);
 
 /// Returns the message an error carries as its context, or its description.
 std::string context_text(const caf::error& err);
@@ -35,7 +36,7 @@ std::string context_text(const caf::error& err);
 /// (stopped or overloaded entity), 503 `stream_moved`, 503
 /// `storage_unavailable`, else 500 `internal` with the error named
 /// ("system:unexpected_message", never "system:5").
-httpd::response runtime_error_response(const caf::error& err);
+mnemo::http::response runtime_error_response(const caf::error& err);
 
 /// The status a client sees for saga phase `phase`: a compensating saga is
 /// still "running".
@@ -46,10 +47,12 @@ nlohmann::json saga_json(const mnemo::sagas::saga_status& st);
 
 /// Answers `GET /<what>?status=PHASE&after=ID&limit=N` from `index`:
 /// `{"<what>":[...],"next":ID|null}`.
-httpd::response list_sagas(const mnemo::sagas::saga_index& index,
-                           mnemo::runtime::node& n, const std::string& type,
-                           const std::string& phase, const std::string& after,
-                           size_t limit, const std::string& what);
+mnemo::http::response list_sagas(const mnemo::sagas::saga_index& index,
+                                 mnemo::runtime::node& n,
+                                 const std::string& type,
+                                 const std::string& phase,
+                                 const std::string& after, size_t limit,
+                                 const std::string& what);
 
 /// Publishes `mnemo_sagas{type,phase}` gauges of saga type `type`, read
 /// from `index` when scraped.
@@ -71,7 +74,7 @@ void count_client_error(mnemo::runtime::node& n, const std::string& code);
 /// digest hold the same log). 404 `not_found` if the node is not in a
 /// replicated cluster, `unknown_shard`, `not_a_replica`. Reads the whole
 /// log.
-httpd::response shard_state(mnemo::runtime::node& n, uint32_t shard);
+mnemo::http::response shard_state(mnemo::runtime::node& n, uint32_t shard);
 
 /// Spawns (and has `n` track) the actor that answers `ask_shard` with
 /// `shard_state`, off the HTTP threads: reading a whole log must not hold
@@ -80,10 +83,10 @@ caf::actor spawn_shard_reader(mnemo::runtime::node& n);
 
 /// Has `reader` answer `GET /admin/shards/{shard}` through `reply`.
 void ask_shard(const caf::actor& reader, uint32_t shard,
-               httpd::responder reply);
+               mnemo::http::responder reply);
 
 /// Answers `GET /health` and `GET /metrics`.
-httpd::response health(mnemo::runtime::node& n);
-httpd::response metrics(mnemo::runtime::node& n);
+mnemo::http::response health(mnemo::runtime::node& n);
+mnemo::http::response metrics(mnemo::runtime::node& n);
 
-}  // namespace examples
+}  // namespace mnemo::http
