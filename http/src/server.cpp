@@ -31,10 +31,21 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 using clock = std::chrono::steady_clock;
 
+const std::string* request::header(std::string_view name) const {
+  for (auto& [n, v] : headers)
+    if (n == name) return &v;
+  return nullptr;
+}
+
+std::string_view request::path() const {
+  std::string_view t{target};
+  return t.substr(0, t.find('?'));
+}
+
 response error_response(unsigned status, const std::string& code,
                         const std::string& message) {
   return {status, nlohmann::json{{"error", code}, {"message", message}}.dump(),
-          "application/json"};
+          "application/json", {}};
 }
 
 namespace detail {
@@ -100,7 +111,11 @@ struct core {
 class session : public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket&& socket, std::shared_ptr<core> c)
-      : socket_(std::move(socket)), core_(std::move(c)) {}
+      : socket_(std::move(socket)), core_(std::move(c)) {
+    beast::error_code ec;
+    auto remote = socket_.remote_endpoint(ec);
+    if (!ec) peer_ = remote.address().to_string();
+  }
 
   void start(uint64_t id) {
     id_ = id;
@@ -195,8 +210,18 @@ class session : public std::enable_shared_from_this<session> {
     waiting_ = true;
     ++requests_;
     core_->begin();
-    request req{std::string{msg.method_string()}, std::string{msg.target()},
-                std::move(msg.body())};
+    request req;
+    req.method = std::string{msg.method_string()};
+    req.target = std::string{msg.target()};
+    req.body = std::move(msg.body());
+    req.headers.reserve(8);
+    for (auto& field : msg) {
+      std::string name{field.name_string()};
+      for (auto& c : name)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      req.headers.emplace_back(std::move(name), std::string{field.value()});
+    }
+    req.peer = peer_;
     try {
       core_->fn(std::move(req), responder{make_slot()});
     } catch (const std::exception& e) {
@@ -279,6 +304,8 @@ class session : public std::enable_shared_from_this<session> {
     out_.append("\r\nServer: ").append(core_->opts.server_name);
     out_.append("\r\nContent-Type: ").append(r.content_type);
     out_.append("\r\nContent-Length: ").append(std::to_string(r.body.size()));
+    for (auto& [name, value] : r.headers)
+      out_.append("\r\n").append(name).append(": ").append(value);
     if (!keep) out_.append("\r\nConnection: close");
     out_.append("\r\n\r\n").append(r.body);
     wait_for_client();
@@ -309,6 +336,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   tcp::socket socket_;
+  std::string peer_;
   std::string out_;  // the answer being written
   clock::time_point deadline_ = clock::time_point::max();
   bool closed_ = false;

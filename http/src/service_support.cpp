@@ -19,7 +19,7 @@ namespace mnemo::http {
 using json = nlohmann::json;
 
 mnemo::http::response json_response(unsigned status, const json& body) {
-  return {status, body.dump(), "application/json"};
+  return {status, body.dump(), "application/json", {}};
 }
 
 std::string context_text(const caf::error& err) {
@@ -272,7 +272,7 @@ mnemo::http::response health(mnemo::runtime::node& n) {
 }
 
 mnemo::http::response metrics(mnemo::runtime::node& n) {
-  return {200, n.metrics().render(), "text/plain; version=0.0.4"};
+  return {200, n.metrics().render(), "text/plain; version=0.0.4", {}};
 }
 
 }  // namespace mnemo::http

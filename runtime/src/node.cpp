@@ -1,4 +1,5 @@
 #include "mnemo/runtime/node.hpp"
+#include "mnemo/runtime/secrets.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -14,9 +15,9 @@
 
 #include "mnemo/runtime/console.hpp"
 #include "mnemo/runtime/coordination/shard_coordinator.hpp"
-#include "mnemo/runtime/replication/replicator.hpp"
 #include "mnemo/runtime/error.hpp"
 #include "mnemo/runtime/event_bus.hpp"
+#include "mnemo/runtime/replication/replicator.hpp"
 
 namespace mnemo::runtime {
 
@@ -114,6 +115,13 @@ void node::add_journal_metrics() {
 caf::expected<std::unique_ptr<node>> node::start(node_config& cfg) {
   auto settings = cfg.journal_settings();
   if (!settings) return settings.error();
+  if (cfg.cluster.enabled()) {
+    auto secret =
+        resolve_secret("--cluster.secret", cfg.cluster.secret,
+                       cfg.cluster_secret_file, "MNEMO_CLUSTER_SECRET");
+    if (!secret) return secret.error();
+    cfg.cluster.secret = std::move(*secret);
+  }
   // A replicated cluster: the streams of routed types go to their shards'
   // logs, whose appends the gate admits where this member leads.
   std::shared_ptr<replication::shard_gate> gate;
@@ -260,8 +268,9 @@ caf::error node::start_replication() {
   };
   // Which members hold each shard's log, as etcd says: where read models
   // of shard logs read it (a member may join or leave a replica set).
-  cs.on_replicas = [c = cluster_.get()](uint32_t shard,
-                                        const std::vector<std::string>& members) {
+  cs.on_replicas = [c = cluster_.get()](
+                       uint32_t shard,
+                       const std::vector<std::string>& members) {
     c->set_replicas(shard, members);
   };
   // The member directory: where this member listens, and where the others
@@ -273,8 +282,8 @@ caf::error node::start_replication() {
     std::string why;
     auto parsed = parse_member(member + "@" + address, why);
     if (!parsed) {
-      log("member_address_refused", "member '" + member + "' announced '" +
-                                        address + "': " + why);
+      log("member_address_refused",
+          "member '" + member + "' announced '" + address + "': " + why);
       return;
     }
     c->set_address(member, parsed->host, parsed->port);

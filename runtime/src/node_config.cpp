@@ -41,7 +41,10 @@ node_config::node_config() {
       .add(cluster.shards, "shards",
            "number of shards (fixed for the cluster's life)")
       .add(cluster.secret, "secret",
-           "shared secret (16+ characters) proven at join")
+           "shared secret (16+ characters) proven at join (visible to ps: "
+           "prefer secret-file or MNEMO_CLUSTER_SECRET)")
+      .add(cluster_secret_file, "secret-file",
+           "file holding the cluster secret")
       .add(cluster.tls_certificate, "tls-certificate",
            "this node's certificate (PEM), signed by the cluster CA")
       .add(cluster.tls_key, "tls-key", "this node's private key (PEM)")

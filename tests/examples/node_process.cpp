@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -29,9 +31,38 @@ using tcp = net::ip::tcp;
 
 // -- process ------------------------------------------------------------------
 
+const std::string& admin_token() {
+  static const std::string token = "test-admin-token-4b1d9e27c5a8";
+  return token;
+}
+
+const std::string& admin_token_file() {
+  static const std::string path = [] {
+    auto p = (std::filesystem::temp_directory_path() /
+              ("mnemo-test-admin-token-" + std::to_string(::getpid())))
+                 .string();
+    std::ofstream out{p, std::ios::trunc};
+    out << admin_token() << "\n";
+    if (!out) throw std::runtime_error("cannot write " + p);
+    return p;
+  }();
+  return path;
+}
+
 process::process(const std::string& binary, std::vector<std::string> args,
                  std::chrono::milliseconds timeout,
                  std::vector<std::string> prefix) {
+  bool admin_set = false;
+  for (auto& a : args)
+    if (a.rfind("--admin-token-file", 0) == 0 ||
+        a.rfind("--admin-listen", 0) == 0)
+      admin_set = true;
+  auto off = std::find(args.begin(), args.end(), no_admin_token);
+  if (off != args.end()) {
+    args.erase(off);
+    admin_set = true;
+  }
+  if (!admin_set) args.push_back("--admin-token-file=" + admin_token_file());
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
   pid_ = ::fork();
@@ -69,6 +100,7 @@ process::process(const std::string& binary, std::vector<std::string> args,
       pending_.erase(0, nl + 1);
       if (line.is_object() && line.value("event", "") == "listening") {
         port_ = line.value("port", uint16_t{0});
+        admin_port_ = line.value("admin_port", uint16_t{0});
         reader_ = std::thread{[this] { read_loop(); }};
         return;
       }
@@ -254,6 +286,8 @@ std::optional<reply> client::call(const std::string& method,
   http::request<http::string_body> req{http::string_to_verb(method), target,
                                        11};
   req.set(http::field::host, "127.0.0.1");
+  if (!token.empty() && target.rfind("/admin", 0) == 0)
+    req.set(http::field::authorization, "Bearer " + token);
   if (!body.empty()) req.set(http::field::content_type, "application/json");
   req.body() = body;
   req.keep_alive(true);

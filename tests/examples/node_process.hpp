@@ -20,6 +20,19 @@
 
 namespace testnode {
 
+/// The admin token every node started by `process` gets (through
+/// `admin_token_file()`, unless its arguments set --admin-token-file or
+/// --admin-listen), and that `client` sends with requests for /admin/...
+const std::string& admin_token();
+
+/// A file holding `admin_token()`, written once per test process.
+const std::string& admin_token_file();
+
+/// An argument of `process` that is not passed on: start the node without
+/// the harness's admin token (so with the admin endpoints off, unless
+/// other arguments turn them on).
+constexpr const char* no_admin_token = "--test-without-admin-token";
+
 /// A node binary running as a child process.
 class process {
  public:
@@ -39,6 +52,8 @@ class process {
   process& operator=(const process&) = delete;
 
   uint16_t port() const noexcept { return port_; }
+  /// The port of its --admin-listen listener, 0 without one.
+  uint16_t admin_port() const noexcept { return admin_port_; }
   pid_t pid() const noexcept { return pid_; }
 
   /// Sends `sig`.
@@ -63,6 +78,7 @@ class process {
   pid_t pid_ = -1;
   int out_fd_ = -1;
   uint16_t port_ = 0;
+  uint16_t admin_port_ = 0;
   std::string pending_;
   std::vector<std::string> early_;  // lines before the listening line
   bool reaped_ = false;
@@ -137,6 +153,9 @@ class client {
 
   std::string error;
   bool sent = false;
+  /// Sent as `Authorization: Bearer <token>` with requests whose target
+  /// starts with /admin; empty: none. Default: `admin_token()`.
+  std::string token = admin_token();
 
   struct impl;
 

@@ -29,6 +29,15 @@ struct http_node_config : mnemo::runtime::node_config {
   size_t request_timeout_ms = 10000;
   size_t shutdown_timeout_s = 30;
   size_t shutdown_grace_ms = 1000;
+  /// --admin-token-file: the bearer token of the admin endpoints (without
+  /// it, the environment variable MNEMO_ADMIN_TOKEN). Set: they are
+  /// served on --listen to requests that carry it.
+  std::string admin_token_file;
+  /// --admin-listen: a second listener for the admin endpoints, /health
+  /// and /metrics only; "PORT" alone binds 127.0.0.1. Without a token it
+  /// asks for none. Without this and without a token, the admin
+  /// endpoints are off.
+  std::string admin_listen;
 
   http_node_config();
 
@@ -50,14 +59,23 @@ struct node_service {
 using service_starter =
     std::function<node_service(mnemo::runtime::node&, std::string& error)>;
 
-/// The `main` of an example node called `name`: parses `argc`/`argv` into
+/// The `main` of a node binary called `name`: parses `argc`/`argv` into
 /// `cfg` (CAF's `--key=value`, plus `--key value` for `--data`,
-/// `--listen`, `--config-file` and `--durability`; `--data` is
-/// `--data-dir`), runs the node until SIGTERM or SIGINT, and returns the
-/// process exit code (0 after a clean stop, 1 if requests were still in
-/// flight at the shutdown timeout or start failed, 2 on bad arguments).
+/// `--listen`, `--config-file`, `--durability`, `--admin-token-file` and
+/// `--admin-listen`; `--data` is
+/// `--data-dir`), starts the node, listens (answering `/health/live` at
+/// once and the service's routes 503 `starting`), starts the service,
+/// prints `{"event":"listening",...}` once it serves, runs until SIGTERM or
+/// SIGINT, and returns the process exit code (0 after a clean stop, 1 if
+/// requests were still in flight at the shutdown timeout or start failed,
+/// 2 on bad arguments; `--version` prints "NAME VERSION" and returns 0).
+/// Every listener gets `node_endpoints`; the node's
+/// metrics gain `mnemo_ready` and `mnemo_build_info{version}`.
 int run_http_node(const char* name, http_node_config& cfg, int argc,
                   char** argv, const service_starter& start);
+
+/// The version of mnemo the library was built from ("0.1.0").
+const char* version();
 
 /// Splits "HOST:PORT" into `opts`; false if it is not of that form.
 bool split_listen(const std::string& listen, mnemo::http::server_options& opts);

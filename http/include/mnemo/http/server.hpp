@@ -12,6 +12,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace mnemo::http {
 
@@ -22,6 +25,17 @@ struct request {
   /// The request target, e.g. "/accounts/a1?x=1".
   std::string target;
   std::string body;
+  /// The header fields in the order sent, names in lower case.
+  std::vector<std::pair<std::string, std::string>> headers;
+  /// The client's IP address as the connection sees it (no port).
+  std::string peer;
+
+  /// The value of the first header field named `name` (lower case), or
+  /// null.
+  const std::string* header(std::string_view name) const;
+
+  /// The path of `target`: without the query.
+  std::string_view path() const;
 };
 
 /// What the handler answers.
@@ -29,6 +43,9 @@ struct response {
   unsigned status = 200;
   std::string body;
   std::string content_type = "application/json";
+  /// More header fields (`Server`, `Content-Type`, `Content-Length` and
+  /// `Connection` are the server's).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 namespace detail {

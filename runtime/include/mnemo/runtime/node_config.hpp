@@ -57,6 +57,10 @@ struct node_config : caf::actor_system_config {
   /// --cluster.secret, --cluster.retry-ms: this node as a cluster member
   /// (see cluster.hpp); no cluster while the node id is empty.
   cluster_settings cluster;
+  /// --cluster.secret-file: a file holding the cluster secret (instead of
+  /// --cluster.secret, which `ps` shows); without either, the environment
+  /// variable MNEMO_CLUSTER_SECRET.
+  std::string cluster_secret_file;
   /// --cluster.members as given: "id@host:port,id@host:port,...".
   std::string cluster_members;
   /// --cluster.etcd: etcd's client endpoints as host:port, comma-separated.

@@ -1,0 +1,140 @@
+#include "mnemo/http/node_endpoints.hpp"
+
+#include <mutex>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "mnemo/runtime/cluster.hpp"
+#include "mnemo/runtime/console.hpp"
+#include "mnemo/runtime/node.hpp"
+
+namespace mnemo::http {
+
+namespace {
+
+using json = nlohmann::json;
+
+response json_answer(unsigned status, const json& body) {
+  return {status, body.dump(), "application/json", {}};
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+bool is_admin(std::string_view path) {
+  return path == "/admin" || starts_with(path, "/admin/");
+}
+
+// One log line per client address that was refused, at most `limit`
+// addresses (a scan from many addresses must not grow it without bound).
+class refusal_log {
+ public:
+  void note(const std::string& peer, const char* reason) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (logged_.size() >= limit || !logged_.insert(peer).second) return;
+    runtime::print_line(json{{"event", "admin_unauthorized"},
+                             {"client", peer},
+                             {"reason", reason},
+                             {"note", "logged once per client address"}}
+                            .dump());
+  }
+
+ private:
+  static constexpr size_t limit = 10000;
+  std::mutex mtx_;
+  std::unordered_set<std::string> logged_;
+};
+
+}  // namespace
+
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  auto n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    auto x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    auto y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+std::pair<bool, std::string> readiness::check() {
+  if (!started_.load(std::memory_order_acquire))
+    return {false, "starting: recovering and resuming unfinished sagas"};
+  if (auto err = node_.journal().failure())
+    return {false, "journal failed: " + err.to_string()};
+  if (auto* c = node_.cluster();
+      c != nullptr && !joined_.load(std::memory_order_acquire)) {
+    if (c->members().size() > 1 && c->connected().empty())
+      return {false,
+              "not joined: no other member of the cluster connected "
+              "yet"};
+    joined_.store(true, std::memory_order_release);
+  }
+  return {true, {}};
+}
+
+handler node_endpoints(std::shared_ptr<service_slot> service,
+                       std::shared_ptr<readiness> ready, admin_access access,
+                       bool admin_only) {
+  auto refused = std::make_shared<refusal_log>();
+  return [service, ready, access, admin_only, refused](request&& req,
+                                                       responder reply) {
+    auto path = req.path();
+    if (path == "/health/live") {
+      if (req.method != "GET")
+        return reply(error_response(405, "method_not_allowed",
+                                    "use GET on /health/live"));
+      return reply(json_answer(200, json{{"status", "live"}}));
+    }
+    if (path == "/health/ready") {
+      if (req.method != "GET")
+        return reply(error_response(405, "method_not_allowed",
+                                    "use GET on /health/ready"));
+      auto [ok, why] = ready->check();
+      if (ok) return reply(json_answer(200, json{{"status", "ready"}}));
+      return reply(
+          json_answer(503, json{{"status", "not_ready"}, {"reason", why}}));
+    }
+    if (is_admin(path)) {
+      if (!access.enabled)
+        return reply(error_response(
+            404, "admin_disabled",
+            "the admin endpoints are off on this listener: start the node "
+            "with --admin-token-file (or MNEMO_ADMIN_TOKEN), or use the "
+            "listener of --admin-listen"));
+      if (!access.token.empty()) {
+        auto* auth = req.header("authorization");
+        const char* reason = nullptr;
+        if (auth == nullptr || !starts_with(*auth, "Bearer "))
+          reason = "no bearer token";
+        else if (!same_secret(auth->substr(7), access.token))
+          reason = "wrong bearer token";
+        if (reason != nullptr) {
+          refused->note(req.peer, reason);
+          auto res = error_response(
+              401, "unauthorized",
+              "the admin endpoints need the header Authorization: Bearer "
+              "<admin token>");
+          res.headers.emplace_back("WWW-Authenticate",
+                                   "Bearer realm=\"mnemo-admin\"");
+          return reply(std::move(res));
+        }
+      }
+    } else if (admin_only && path != "/metrics" && path != "/health") {
+      return reply(error_response(
+          404, "not_found",
+          "this listener serves the admin endpoints, /health and /metrics "
+          "only"));
+    }
+    auto* fn = service->get();
+    if (fn == nullptr)
+      return reply(error_response(503, "starting",
+                                  "the node is starting; retry shortly"));
+    (*fn)(std::move(req), std::move(reply));
+  };
+}
+
+}  // namespace mnemo::http
