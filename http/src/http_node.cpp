@@ -182,7 +182,8 @@ int run_http_node(const char* name, http_node_config& cfg, int argc,
   std::string error;
   auto main_server = server::start(
       http,
-      node_endpoints(slot, ready, admin_access{!token->empty(), *token}, false),
+      node_endpoints(slot, ready, admin_access{!token->empty(), *token}, false,
+                     &node.metrics()),
       error);
   if (!main_server) {
     std::cerr << name << ": " << error << "\n";
@@ -190,9 +191,11 @@ int run_http_node(const char* name, http_node_config& cfg, int argc,
   }
   std::unique_ptr<mnemo::http::server> admin_server;
   if (admin_http) {
-    admin_server = server::start(
-        *admin_http,
-        node_endpoints(slot, ready, admin_access{true, *token}, true), error);
+    admin_server =
+        server::start(*admin_http,
+                      node_endpoints(slot, ready, admin_access{true, *token},
+                                     true, &node.metrics()),
+                      error);
     if (!admin_server) {
       std::cerr << name << ": --admin-listen: " << error << "\n";
       stop_server(main_server);

@@ -1,5 +1,8 @@
 #include "mnemo/http/node_endpoints.hpp"
 
+#include <algorithm>
+#include <array>
+#include <map>
 #include <mutex>
 #include <unordered_set>
 
@@ -7,6 +10,7 @@
 
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/console.hpp"
+#include "mnemo/runtime/metrics.hpp"
 #include "mnemo/runtime/node.hpp"
 
 namespace mnemo::http {
@@ -47,6 +51,54 @@ class refusal_log {
   std::unordered_set<std::string> logged_;
 };
 
+// The counters of mnemo_http_requests_total, by route and status class.
+class request_counts {
+ public:
+  explicit request_counts(runtime::metrics& m) : metrics_(m) {}
+
+  // The route label of `path`.
+  std::string route_of(std::string_view path) {
+    auto seg = path.substr(path.empty() ? 0 : 1);
+    seg = seg.substr(0, seg.find('/'));
+    if (seg.empty()) return "root";
+    bool plain = seg.size() <= 32;
+    for (char c : seg)
+      plain = plain && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                        c == '_' || c == '-');
+    if (!plain) return "other";
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::string name{seg};
+    if (counters_.count(name) != 0 || counters_.size() < max_routes)
+      return name;
+    return "other";
+  }
+
+  void count(const std::string& route, unsigned status) {
+    auto cls = std::min<unsigned>(std::max<unsigned>(status / 100, 1), 5) - 1;
+    runtime::metric_counter* c = nullptr;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      auto& slot = counters_[route][cls];
+      if (slot == nullptr) {
+        static const char* classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+        slot = &metrics_.counter(
+            "mnemo_http_requests_total",
+            "HTTP requests answered, by the first path segment and the "
+            "status class.",
+            {{"route", route}, {"status_class", classes[cls]}});
+      }
+      c = slot;
+    }
+    c->inc();
+  }
+
+ private:
+  static constexpr size_t max_routes = 64;
+  runtime::metrics& metrics_;
+  std::mutex mtx_;
+  std::map<std::string, std::array<runtime::metric_counter*, 5>> counters_;
+};
+
 }  // namespace
 
 bool same_secret(const std::string& a, const std::string& b) {
@@ -78,11 +130,19 @@ std::pair<bool, std::string> readiness::check() {
 
 handler node_endpoints(std::shared_ptr<service_slot> service,
                        std::shared_ptr<readiness> ready, admin_access access,
-                       bool admin_only) {
+                       bool admin_only, runtime::metrics* metrics) {
   auto refused = std::make_shared<refusal_log>();
-  return [service, ready, access, admin_only, refused](request&& req,
-                                                       responder reply) {
+  std::shared_ptr<request_counts> counts;
+  if (metrics != nullptr) counts = std::make_shared<request_counts>(*metrics);
+  return [service, ready, access, admin_only, refused, counts](
+             request&& req, responder reply) {
     auto path = req.path();
+    if (counts)
+      reply = responder::observed(
+          std::move(reply),
+          [counts, route = counts->route_of(path)](const response& res) {
+            counts->count(route, res.status);
+          });
     if (path == "/health/live") {
       if (req.method != "GET")
         return reply(error_response(405, "method_not_allowed",

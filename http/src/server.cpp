@@ -44,8 +44,10 @@ std::string_view request::path() const {
 
 response error_response(unsigned status, const std::string& code,
                         const std::string& message) {
-  return {status, nlohmann::json{{"error", code}, {"message", message}}.dump(),
-          "application/json", {}};
+  return {status,
+          nlohmann::json{{"error", code}, {"message", message}}.dump(),
+          "application/json",
+          {}};
 }
 
 namespace detail {
@@ -68,6 +70,17 @@ responder::~responder() {
 
 void responder::operator()(response res) {
   if (slot_ && !slot_->done.exchange(true)) slot_->send(std::move(res));
+}
+
+responder responder::observed(responder inner,
+                              std::function<void(const response&)> see) {
+  auto slot = std::make_shared<detail::reply_slot>();
+  auto target = std::make_shared<responder>(std::move(inner));
+  slot->send = [target, see = std::move(see)](response r) {
+    see(r);
+    (*target)(std::move(r));
+  };
+  return responder{std::move(slot)};
 }
 
 namespace {

@@ -14,6 +14,7 @@
 #include "mnemo/http/server.hpp"
 
 namespace mnemo::runtime {
+class metrics;
 class node;
 }  // namespace mnemo::runtime
 
@@ -79,10 +80,16 @@ class service_slot {
 /// gets 401 `unauthorized` with `WWW-Authenticate: Bearer`, the same answer
 /// for a missing and a wrong token, and one log line per client address),
 /// then the service. With `admin_only`, the listener serves only the
-/// admin endpoints, health and `/metrics`; the rest is 404.
+/// admin endpoints, health and `/metrics`; the rest is 404. With
+/// `metrics`, every answer counts in
+/// `mnemo_http_requests_total{route,status_class}`: `route` is the first
+/// path segment ("accounts", "admin", "health"; "root" for "/") if it is 1
+/// to 32 characters of [a-z0-9_-] and one of the first 64 seen, else
+/// "other" (a scan of random paths must not grow the series without
+/// bound); `status_class` is "2xx" ... "5xx".
 handler node_endpoints(std::shared_ptr<service_slot> service,
                        std::shared_ptr<readiness> ready, admin_access access,
-                       bool admin_only);
+                       bool admin_only, runtime::metrics* metrics = nullptr);
 
 /// Compares two strings in time that depends on their lengths only.
 bool same_secret(const std::string& a, const std::string& b);

@@ -67,6 +67,11 @@ class responder {
   /// Sends `res`; later calls do nothing.
   void operator()(response res);
 
+  /// A responder that shows each answer to `see` (on the answering
+  /// thread), then sends it through `inner`.
+  static responder observed(responder inner,
+                            std::function<void(const response&)> see);
+
  private:
   std::shared_ptr<detail::reply_slot> slot_;
 };
