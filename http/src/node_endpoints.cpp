@@ -27,8 +27,33 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
+// Whether `path` is under /admin: its first segment, percent-decoded and
+// in lower case, is "admin" (so that "/%61dmin/..." or "/Admin/..." cannot
+// pass the guard for a service that decodes or folds its paths).
 bool is_admin(std::string_view path) {
-  return path == "/admin" || starts_with(path, "/admin/");
+  auto seg = path.substr(path.empty() ? 0 : 1);
+  seg = seg.substr(0, seg.find('/'));
+  std::string plain;
+  for (size_t i = 0; i < seg.size(); ++i) {
+    char c = seg[i];
+    if (c == '%' && i + 2 < seg.size()) {
+      auto hex = [](char h) -> int {
+        if (h >= '0' && h <= '9') return h - '0';
+        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+        return -1;
+      };
+      int hi = hex(seg[i + 1]);
+      int lo = hex(seg[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        c = static_cast<char>(hi * 16 + lo);
+        i += 2;
+      }
+    }
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    plain.push_back(c);
+  }
+  return plain == "admin";
 }
 
 // One log line per client address that was refused, at most `limit`
@@ -137,6 +162,11 @@ handler node_endpoints(std::shared_ptr<service_slot> service,
   return [service, ready, access, admin_only, refused, counts](
              request&& req, responder reply) {
     auto path = req.path();
+    // Origin-form only ("/..."): an absolute-form target
+    // ("http://host/admin/...") must not reach a service past the guard.
+    if (path.empty() || path.front() != '/')
+      return reply(error_response(400, "invalid_target",
+                                  "the request target must start with '/'"));
     if (counts)
       reply = responder::observed(
           std::move(reply),

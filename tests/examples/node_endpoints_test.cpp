@@ -109,6 +109,16 @@ BOOST_AUTO_TEST_CASE(admin_endpoints_need_the_bearer_token) {
       raw.find("WWW-Authenticate: Bearer realm=\"mnemo-admin\"") !=
           std::string::npos,
       raw);
+  // Spellings of /admin that a service might decode or fold are guarded
+  // too, and an absolute-form target never passes the guard.
+  must(none, "GET", "/%61dmin/projections", 401);
+  must(none, "GET", "/Admin/projections", 401);
+  auto absolute = none.raw(
+      "GET http://127.0.0.1/admin/projections HTTP/1.1\r\nHost: x\r\n"
+      "Connection: close\r\n\r\n");
+  BOOST_CHECK_MESSAGE(absolute.find(" 400 ") != std::string::npos &&
+                          absolute.find("invalid_target") != std::string::npos,
+                      absolute);
   // The service's own routes need no token.
   must(none, "GET", "/health", 200);
   // One log line for the client address, whatever it sent after.
