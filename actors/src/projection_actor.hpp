@@ -245,8 +245,10 @@ class projection_actor : public caf::event_based_actor {
   // No read, write or tail chain in flight.
   bool idle() const { return writes_.empty() && !reading_ && !tail_; }
 
-  // Batch writes in flight at most: while an event fails, one.
-  size_t depth() const { return poison_ ? 1 : plan_.depth; }
+  // Batch writes in flight at most: while an event fails, or a failed
+  // write's events are written again (the good prefix, a group one event
+  // per call), one.
+  size_t depth() const { return poison_ || retrying_ ? 1 : plan_.depth; }
 
   // Live events go through tail writes (`in_commit`) once the projection is
   // within one batch of the head; a backlog is read here, off the writer
@@ -332,6 +334,9 @@ class projection_actor : public caf::event_based_actor {
     auto fn = [slot, shared, handling = handling_, name = spec_.name, park,
                after, last,
                singly](persistence::write_txn& txn) -> persistence::error {
+      // A write the journal runs again (its map grew, its group commit was
+      // split) starts with no failure recorded.
+      slot->outcome.reset();
       auto stored = persistence::offset_store::load_in(txn, name);
       if (!stored) return stored.error();
       if (*stored != after)
@@ -362,6 +367,7 @@ class projection_actor : public caf::event_based_actor {
   }
 
   void batch_written(envelopes batch, uint64_t last, write_outcome out) {
+    retrying_ = false;
     // After a failure the writes behind it are stale and changed nothing.
     if (broken_) return;
     if (out.err || out.failed) {
@@ -391,6 +397,7 @@ class projection_actor : public caf::event_based_actor {
   // committed first, then the failure strategy meets the failing event) or
   // the journal's error (the projection stops).
   void take_failure(envelopes batch, write_outcome out) {
+    retrying_ = true;
     if (out.failed && out.failed->whole_group) {
       // A group handler failed: the same events one per call find the
       // culprit (or all pass, if the failure was the group's or passing).
@@ -723,6 +730,8 @@ class projection_actor : public caf::event_based_actor {
   uint64_t attempts_ = 0;
   std::string last_error_;
   std::optional<std::pair<persistence::event_envelope, std::string>> poison_;
+  // A failed write's events are being written again (see `depth`).
+  bool retrying_ = false;
   // The first batch write that failed (its batch and outcome), taken up
   // once the writes in flight drained.
   std::optional<std::pair<envelopes, write_outcome>> broken_;

@@ -57,6 +57,7 @@ void projection_actor::retry_parked(
   write(
       [handling = handling_, name = spec_.name, env,
        failed](persistence::write_txn& txn) -> persistence::error {
+        failed->clear();  // a write the journal runs again starts afresh
         if (auto err = handling->retry_in(txn, env)) {
           *failed = err.message();
           return err;
