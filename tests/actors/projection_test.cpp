@@ -782,6 +782,45 @@ BOOST_AUTO_TEST_CASE(a_second_instance_applies_nothing_twice) {
   }
 }
 
+// A write that crosses the map's size fails inside the handler's put, the
+// journal grows the map and runs every write of the commit again: the
+// projection must judge the second run, in which the handler passed, not
+// the failure its first run recorded (before, it re-sent the batch's
+// prefix, whose offset check then failed, and the projection stopped).
+BOOST_AUTO_TEST_CASE(a_write_run_again_after_the_map_grew_is_judged_afresh) {
+  for (auto mode : write_modes) {
+    if (mode.in_commit) continue;  // tail writes judge each run afresh too
+    BOOST_TEST_CONTEXT("mode " << mode.name) {
+      counter_projection_fixture f;
+      for (int i = 1; i <= 3; ++i) f.given("c1", {added{i}});
+      auto map_before = f.journal().map_size();
+      auto spec = totals_in(f, mode, actors::failure_strategy::fail);
+      auto inner = spec.apply;
+      // Event 2 also stores a blob larger than the whole map.
+      auto blob = std::make_shared<std::string>(
+          static_cast<size_t>(map_before + (map_before / 8)), 'x');
+      spec.apply = [inner, blob](persistence::write_txn& txn,
+                                 const persistence::event_envelope& env) {
+        if (env.sequence == 2)
+          if (auto err = table_store::put_in(txn, "blobs", "b", *blob))
+            return err;
+        return inner(txn, env);
+      };
+      auto p = f.spawn(std::move(spec));
+      auto reason = f.watch(p);
+      f.run();
+      BOOST_CHECK_GT(f.journal().map_size(), map_before);  // it grew
+      BOOST_REQUIRE_MESSAGE(!reason->has_value(),
+                            runtime::describe(reason->value_or(caf::error{})));
+      auto st = f.status(p);
+      BOOST_CHECK_EQUAL(st.offset, 3u);
+      BOOST_CHECK_EQUAL(st.attempts, 0u);
+      BOOST_CHECK_MESSAGE(st.last_error.empty(), st.last_error);
+      BOOST_CHECK_EQUAL(f.total("t", "c1"), 6);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_poison_event_among_filtered_out_ones_in_a_tail_write) {
   counter_projection_fixture f;
   *f.broken = true;
