@@ -104,8 +104,7 @@ class projection_actor : public caf::event_based_actor {
         [this](rebuild_shared_atom) { return rebuild_shared(); },
         [this](status_atom) { return status(); },
         [this](caught_up_atom, uint64_t position) -> caf::result<uint64_t> {
-          auto target =
-              position != 0 ? position : std::max(head_, local_head());
+          auto target = position != 0 ? position : newest_head();
           if (offset_ >= target) return offset_;
           auto rp = make_response_promise<uint64_t>();
           caught_up_waiters_.emplace(target, rp);
@@ -254,17 +253,23 @@ class projection_actor : public caf::event_based_actor {
   // within one batch of the head; a backlog is read here, off the writer
   // thread, and written in batches (pipelined) until it is back there.
   bool tails() const {
-    if (!plan_.in_commit || poison_) return false;
-    auto head = std::max(head_, local_head());
-    return head <= offset_ + plan_.batch_size || plan_.depth <= 1;
+    return plan_.in_commit && !poison_ &&
+           (near_head(offset_) || plan_.depth <= 1);
   }
 
   // With `in_commit`, the batches read ahead reached the last batch before
   // the head: no more, the writes in flight drain and tail writes take
   // over (reading on would keep the live events on the slower path).
   bool back_to_tails() const {
-    return plan_.in_commit && !poison_ &&
-           std::max(head_, local_head()) <= submitted() + plan_.batch_size;
+    return plan_.in_commit && !poison_ && near_head(submitted());
+  }
+
+  // The newest head known: notified, guessed, or this node's journal's.
+  uint64_t newest_head() const { return std::max(head_, local_head()); }
+
+  // Position `from` is within one batch of the newest head.
+  bool near_head(uint64_t from) const {
+    return newest_head() <= from + plan_.batch_size;
   }
 
   // Position of the last event read and submitted.
@@ -489,8 +494,7 @@ class projection_actor : public caf::event_based_actor {
   // events that come meanwhile wait for that write.
   bool write_paced() {
     if (plan_.interval.count() <= 0 || !last_write_) return false;
-    auto head = std::max(head_, local_head());
-    if (head > submitted() + plan_.batch_size) return false;
+    if (!near_head(submitted())) return false;
     auto due = *last_write_ + plan_.interval;
     auto now = clock().now();
     if (now >= due) return false;
@@ -669,7 +673,7 @@ class projection_actor : public caf::event_based_actor {
     waiting_retry_ = false;
     attempts_ = 0;
     last_error_.clear();
-    head_ = std::max(head_, local_head());
+    head_ = newest_head();
   }
 
   // Dead-letter management (projection_dead_letters.cpp).
@@ -686,7 +690,7 @@ class projection_actor : public caf::event_based_actor {
     projection_status st;
     st.name = spec_.name;
     st.offset = offset_;
-    st.head = std::max(head_, local_head());
+    st.head = newest_head();
     st.lag = st.head > offset_ ? st.head - offset_ : 0;
     st.paused = paused_;
     st.attempts = attempts_;

@@ -15,7 +15,12 @@ int hex_digit(char c) {
   return -1;
 }
 
-// Decodes %XX escapes; nothing if one is malformed.
+std::string quoted(const char* name) {
+  return std::string{"field '"} + name + "'";
+}
+
+}  // namespace
+
 std::optional<std::string> percent_decoded(const std::string& text) {
   std::string result;
   result.reserve(text.size());
@@ -33,12 +38,6 @@ std::optional<std::string> percent_decoded(const std::string& text) {
   }
   return result;
 }
-
-std::string quoted(const char* name) {
-  return std::string{"field '"} + name + "'";
-}
-
-}  // namespace
 
 client_error bad_request(std::string code, std::string message) {
   return {400, std::move(code), std::move(message)};

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
+#include "mnemo/http/api_support.hpp"
+#include "mnemo/http/service_support.hpp"
 #include "mnemo/runtime/cluster.hpp"
 #include "mnemo/runtime/console.hpp"
 #include "mnemo/runtime/metrics.hpp"
@@ -19,40 +22,24 @@ namespace {
 
 using json = nlohmann::json;
 
-response json_answer(unsigned status, const json& body) {
-  return {status, body.dump(), "application/json", {}};
-}
-
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
+}
+
+// "accounts" of "/accounts/a1"; "" of "/".
+std::string_view first_segment(std::string_view path) {
+  auto seg = path.substr(path.empty() ? 0 : 1);
+  return seg.substr(0, seg.find('/'));
 }
 
 // Whether `path` is under /admin: its first segment, percent-decoded and
 // in lower case, is "admin" (so that "/%61dmin/..." or "/Admin/..." cannot
 // pass the guard for a service that decodes or folds its paths).
 bool is_admin(std::string_view path) {
-  auto seg = path.substr(path.empty() ? 0 : 1);
-  seg = seg.substr(0, seg.find('/'));
-  std::string plain;
-  for (size_t i = 0; i < seg.size(); ++i) {
-    char c = seg[i];
-    if (c == '%' && i + 2 < seg.size()) {
-      auto hex = [](char h) -> int {
-        if (h >= '0' && h <= '9') return h - '0';
-        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
-        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
-        return -1;
-      };
-      int hi = hex(seg[i + 1]);
-      int lo = hex(seg[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        c = static_cast<char>(hi * 16 + lo);
-        i += 2;
-      }
-    }
+  std::string seg{first_segment(path)};
+  auto plain = api_support::percent_decoded(seg).value_or(seg);
+  for (auto& c : plain)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    plain.push_back(c);
-  }
   return plain == "admin";
 }
 
@@ -76,52 +63,63 @@ class refusal_log {
   std::unordered_set<std::string> logged_;
 };
 
-// The counters of mnemo_http_requests_total, by route and status class.
+// The counters of mnemo_http_requests_total, by route and status class:
+// a request takes the lock once, to find its route; its answer counts
+// without it (a counter is created, under the lock, only the first time a
+// route answers with a class).
 class request_counts {
  public:
+  using route = std::pair<const std::string,
+                          std::array<std::atomic<runtime::metric_counter*>, 5>>;
+
   explicit request_counts(runtime::metrics& m) : metrics_(m) {}
 
-  // The route label of `path`.
-  std::string route_of(std::string_view path) {
-    auto seg = path.substr(path.empty() ? 0 : 1);
-    seg = seg.substr(0, seg.find('/'));
-    if (seg.empty()) return "root";
+  // The route of `path`: its first segment if plain and among the first
+  // `max_routes`, else "other"; "root" for "/".
+  route& route_of(std::string_view path) {
+    auto seg = first_segment(path);
     bool plain = seg.size() <= 32;
     for (char c : seg)
       plain = plain && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                         c == '_' || c == '-');
-    if (!plain) return "other";
+    std::string name = seg.empty() ? "root"
+                       : plain     ? std::string{seg}
+                                   : "other";
     std::lock_guard<std::mutex> guard{mtx_};
-    std::string name{seg};
-    if (counters_.count(name) != 0 || counters_.size() < max_routes)
-      return name;
-    return "other";
+    auto it = routes_.find(name);
+    if (it == routes_.end()) {
+      if (routes_.size() >= max_routes) name = "other";
+      it = routes_.try_emplace(name).first;  // value-initialized: null
+    }
+    return *it;
   }
 
-  void count(const std::string& route, unsigned status) {
+  void count(route& r, unsigned status) {
     auto cls = std::min<unsigned>(std::max<unsigned>(status / 100, 1), 5) - 1;
-    runtime::metric_counter* c = nullptr;
-    {
+    auto* c = r.second[cls].load(std::memory_order_acquire);
+    if (c == nullptr) {
       std::lock_guard<std::mutex> guard{mtx_};
-      auto& slot = counters_[route][cls];
-      if (slot == nullptr) {
+      c = r.second[cls].load(std::memory_order_relaxed);
+      if (c == nullptr) {
         static const char* classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-        slot = &metrics_.counter(
+        c = &metrics_.counter(
             "mnemo_http_requests_total",
             "HTTP requests answered, by the first path segment and the "
             "status class.",
-            {{"route", route}, {"status_class", classes[cls]}});
+            {{"route", r.first}, {"status_class", classes[cls]}});
+        r.second[cls].store(c, std::memory_order_release);
       }
-      c = slot;
     }
     c->inc();
   }
 
  private:
+  // "other" may be one more.
   static constexpr size_t max_routes = 64;
   runtime::metrics& metrics_;
   std::mutex mtx_;
-  std::map<std::string, std::array<runtime::metric_counter*, 5>> counters_;
+  // Nodes of a std::map stay where they are: a request keeps a reference.
+  std::map<std::string, route::second_type> routes_;
 };
 
 }  // namespace
@@ -170,23 +168,23 @@ handler node_endpoints(std::shared_ptr<service_slot> service,
     if (counts)
       reply = responder::observed(
           std::move(reply),
-          [counts, route = counts->route_of(path)](const response& res) {
-            counts->count(route, res.status);
+          [counts, r = &counts->route_of(path)](const response& res) {
+            counts->count(*r, res.status);
           });
     if (path == "/health/live") {
       if (req.method != "GET")
         return reply(error_response(405, "method_not_allowed",
                                     "use GET on /health/live"));
-      return reply(json_answer(200, json{{"status", "live"}}));
+      return reply(json_response(200, json{{"status", "live"}}));
     }
     if (path == "/health/ready") {
       if (req.method != "GET")
         return reply(error_response(405, "method_not_allowed",
                                     "use GET on /health/ready"));
       auto [ok, why] = ready->check();
-      if (ok) return reply(json_answer(200, json{{"status", "ready"}}));
+      if (ok) return reply(json_response(200, json{{"status", "ready"}}));
       return reply(
-          json_answer(503, json{{"status", "not_ready"}, {"reason", why}}));
+          json_response(503, json{{"status", "not_ready"}, {"reason", why}}));
     }
     if (is_admin(path)) {
       if (!access.enabled)

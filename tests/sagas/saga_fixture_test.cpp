@@ -92,6 +92,13 @@ answer_fn away_then_book(int refusals) {
   };
 }
 
+// A hotel that is always away.
+answer_fn always_away() {
+  return [](const std::string&, const auto&) -> caf::expected<booking> {
+    return runtime::make_error(runtime::errc::owner_unavailable, "away");
+  };
+}
+
 }  // namespace trips
 
 // Event-decided steps (step::await): a venue that confirms a booking later.
@@ -221,10 +228,7 @@ BOOST_AUTO_TEST_CASE(transient_errors_are_retried_in_virtual_time) {
 BOOST_AUTO_TEST_CASE(a_step_timeout_passes_in_virtual_time) {
   sagas::saga_fixture<trip> f{steps(1s)};
   f.answer<flights>();
-  f.answer<hotels>(
-      answer_fn{[](const std::string&, const auto&) -> caf::expected<booking> {
-        return runtime::make_error(runtime::errc::owner_unavailable, "away");
-      }});
+  f.answer<hotels>(always_away());
   BOOST_REQUIRE(f.start("t4", {"dee"}));
   for (int i = 0; i < 9; ++i) f.advance(100ms);
   BOOST_CHECK_EQUAL(f.status("t4")->status, "running");
@@ -451,10 +455,7 @@ BOOST_AUTO_TEST_CASE(a_saga_passivated_while_recovering_is_woken_for_retry) {
 BOOST_AUTO_TEST_CASE(restart_sagas_stops_the_running_sagas) {
   sagas::saga_fixture<trip> f{steps(0ms)};
   f.answer<flights>();
-  f.answer<hotels>(
-      answer_fn{[](const std::string&, const auto&) -> caf::expected<booking> {
-        return runtime::make_error(runtime::errc::owner_unavailable, "away");
-      }});
+  f.answer<hotels>(always_away());
   BOOST_REQUIRE(f.start("r1", {"kim"}));
   f.advance(100ms);
   auto before = f.sent().size();

@@ -46,6 +46,10 @@ bool valid_id(const std::string& id, size_t max_id);
 /// Precondition: `target` starts with '/'.
 std::vector<std::string> segments_of(const std::string& target);
 
+/// Decodes the %XX escapes of `text` ('+' stays '+'); nothing if one is
+/// malformed.
+std::optional<std::string> percent_decoded(const std::string& text);
+
 /// The parameters of a query string, in order, duplicates kept.
 using query = std::vector<std::pair<std::string, std::string>>;
 
